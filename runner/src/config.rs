@@ -1,0 +1,165 @@
+//! The runner's resolved configuration: each SyncFlow with the Connectors and Mappings it
+//! references inlined, so a runner needs nothing else to run it.
+//!
+//! The operator renders exactly this into the runner's ConfigMap (`entrepot serve
+//! --config FILE`); local mode (`entrepot run DIR`) builds it from the manifests in DIR.
+//! Both go through [`FlowConfig::resolve`], so a flow means the same thing in both.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{ConnectorSpec, MappingSpec, SyncFlowSpec};
+
+/// Everything one runner process runs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerConfig {
+    /// The flows, each with its references resolved.
+    pub flows: Vec<FlowConfig>,
+}
+
+/// One SyncFlow with the Connectors and Mappings it references.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowConfig {
+    /// The SyncFlow's name.
+    pub name: String,
+    /// The SyncFlow's namespace.
+    pub namespace: String,
+    /// The SyncFlow's spec, as written.
+    pub spec: SyncFlowSpec,
+    /// The Connectors the flow references, by name.
+    pub connectors: BTreeMap<String, ConnectorSpec>,
+    /// The Mappings the flow references, by name.
+    pub mappings: BTreeMap<String, MappingSpec>,
+}
+
+/// Why a flow cannot be run as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// A `connectorRef` names a Connector that does not exist.
+    #[error("SyncFlow {flow}: {field} refers to Connector `{name}`, which does not exist in namespace {namespace}")]
+    ConnectorNotFound {
+        /// The flow.
+        flow: String,
+        /// Its namespace.
+        namespace: String,
+        /// The field holding the reference.
+        field: String,
+        /// The missing Connector.
+        name: String,
+    },
+    /// A `mappingRef` names a Mapping that does not exist.
+    #[error("SyncFlow {flow}: {field} refers to Mapping `{name}`, which does not exist in namespace {namespace}")]
+    MappingNotFound {
+        /// The flow.
+        flow: String,
+        /// Its namespace.
+        namespace: String,
+        /// The field holding the reference.
+        field: String,
+        /// The missing Mapping.
+        name: String,
+    },
+    /// The references exist but do not fit together.
+    #[error("SyncFlow {flow}: {field}: {message}")]
+    Invalid {
+        /// The flow.
+        flow: String,
+        /// The field at fault.
+        field: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+impl FlowConfig {
+    /// Resolves a flow's references with the given lookups (by name, in the flow's
+    /// namespace) and checks that they fit together. Pure: the caller decides where
+    /// Connectors and Mappings come from (a directory, the Kubernetes API).
+    pub fn resolve(
+        name: &str,
+        namespace: &str,
+        spec: &SyncFlowSpec,
+        connector: impl Fn(&str) -> Option<ConnectorSpec>,
+        mapping: impl Fn(&str) -> Option<MappingSpec>,
+    ) -> Result<Self, ResolveError> {
+        let connector_ref = |field: String, wanted: &str| {
+            connector(wanted).ok_or_else(|| ResolveError::ConnectorNotFound {
+                flow: name.into(),
+                namespace: namespace.into(),
+                field,
+                name: wanted.into(),
+            })
+        };
+        let mapping_ref = |field: String, wanted: &str| {
+            mapping(wanted).ok_or_else(|| ResolveError::MappingNotFound {
+                flow: name.into(),
+                namespace: namespace.into(),
+                field,
+                name: wanted.into(),
+            })
+        };
+        let invalid = |field: &str, message: String| ResolveError::Invalid {
+            flow: name.into(),
+            field: field.into(),
+            message,
+        };
+
+        let mut connectors = BTreeMap::new();
+        let mut mappings = BTreeMap::new();
+
+        let source = connector_ref("spec.source.connectorRef".into(), &spec.source.connector_ref)?;
+        if source.webhook.is_none() {
+            return Err(invalid(
+                "spec.source.trigger.webhook",
+                format!(
+                    "a webhook trigger needs a signed source, but Connector `{}` has no spec.webhook; \
+                     add spec.webhook.signature and spec.webhook.secretRef to it",
+                    spec.source.connector_ref
+                ),
+            ));
+        }
+        connectors.insert(spec.source.connector_ref.clone(), source);
+        if let Some(m) = &spec.mapping_ref {
+            mappings.insert(m.clone(), mapping_ref("spec.mappingRef".into(), m)?);
+        }
+
+        if spec.targets.is_empty() {
+            return Err(invalid("spec.targets", "a flow needs at least one target".into()));
+        }
+        for (i, target) in spec.targets.iter().enumerate() {
+            let field = format!("spec.targets[{i}].connectorRef");
+            let c = connector_ref(field, &target.connector_ref)?;
+            if c.endpoint.as_deref().is_none_or(str::is_empty) {
+                return Err(invalid(
+                    &format!("spec.targets[{i}]"),
+                    format!("Connector `{}` is a target but has no spec.endpoint", target.connector_ref),
+                ));
+            }
+            connectors.insert(target.connector_ref.clone(), c);
+            if let Some(m) = &target.mapping_ref {
+                mappings.insert(m.clone(), mapping_ref(format!("spec.targets[{i}].mappingRef"), m)?);
+            }
+        }
+
+        Ok(Self {
+            name: name.into(),
+            namespace: namespace.into(),
+            spec: spec.clone(),
+            connectors,
+            mappings,
+        })
+    }
+
+    /// The Connector named `name`; resolution guarantees every referenced one is here.
+    pub fn connector(&self, name: &str) -> &ConnectorSpec {
+        &self.connectors[name]
+    }
+
+    /// The Mapping named `name`; resolution guarantees every referenced one is here.
+    pub fn mapping(&self, name: &str) -> &MappingSpec {
+        &self.mappings[name]
+    }
+}

@@ -1,0 +1,9 @@
+//! Entrepot's runner: the data plane. It moves retail records from sources (webhooks)
+//! through a durable on-disk queue and jq mappings to targets (HTTP APIs), with
+//! deduplication, retries, a dead-letter queue and metrics. It knows nothing of
+//! Kubernetes: the operator renders its configuration, and local mode reads the same
+//! manifests from a directory.
+
+pub mod config;
+pub mod manifest;
+pub mod spec;

@@ -1,0 +1,55 @@
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A transformation between one system's payload and a canonical entity, written in jq.
+///
+/// The program receives the record as `.` and the lookup tables as `$lookups`
+/// (`$lookups.warehouses["DC-1"]`). It must produce exactly one JSON value.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MappingSpec {
+    /// The canonical entity and version this mapping produces, when it maps a system's
+    /// payload into the canonical model (e.g. `SalesOrder` `v1`). Empty for a mapping
+    /// from the canonical model to a system's payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub produces: Option<CanonicalRef>,
+
+    /// The jq program.
+    pub program: String,
+
+    /// Lookup tables, by name, each a map from a key to a value: warehouse codes, tax
+    /// codes, units of measure. Available to the program as `$lookups`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lookups: BTreeMap<String, BTreeMap<String, String>>,
+
+    /// Examples the program must satisfy: run by `entrepot test` and by the operator
+    /// before any runner uses the mapping.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<MappingTest>,
+}
+
+/// A canonical entity at a schema version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CanonicalRef {
+    /// Entity name, e.g. `SalesOrder`, `InventorySnapshot`.
+    pub entity: String,
+    /// Schema version, e.g. `v1`.
+    pub version: String,
+}
+
+/// One example: this input must map to exactly this output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MappingTest {
+    /// What the example shows, e.g. `order with a discount`.
+    pub name: String,
+    /// The record given to the program.
+    #[schemars(schema_with = "super::any_json")]
+    pub input: serde_json::Value,
+    /// The value the program must produce.
+    #[schemars(schema_with = "super::any_json")]
+    pub output: serde_json::Value,
+}

@@ -1,0 +1,29 @@
+//! The user-facing resource specs: Connector, Mapping, SyncFlow and ReconcileSchedule.
+//!
+//! They are defined once, here, with serde and schemars derives. The operator wraps them
+//! in `CustomResource` structs, so the doc comments on every field below are what
+//! `kubectl explain` prints: they are written for the platform engineer reading them.
+
+mod connector;
+mod duration;
+mod mapping;
+mod reconcile_schedule;
+mod sync_flow;
+
+pub use connector::{
+    ConnectorAuth, ConnectorSpec, ConnectorType, HeaderAuth, SecretKeySelector, SignatureScheme,
+    WebhookVerification,
+};
+pub use duration::Duration;
+pub use mapping::{CanonicalRef, MappingSpec, MappingTest};
+pub use reconcile_schedule::{CompareSpec, ReconcileAction, ReconcileScheduleSpec};
+pub use sync_flow::{
+    DeadLetterSpec, DeliverySpec, EmbeddedQueueSpec, Operation, Priority, QueueSpec, RetrySpec,
+    RunnerSpec, SourceSpec, SyncFlowSpec, TargetSpec, TriggerSpec, WebhookTrigger,
+};
+
+/// Schema for a free-form JSON value (a mapping test's input, say): any JSON is accepted
+/// and kept as written by the API server.
+pub(crate) fn any_json(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
+}

@@ -1,0 +1,291 @@
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Duration;
+
+/// A flow of one entity from a source system, through mappings, to one or more targets,
+/// with its delivery policy. Each SyncFlow gets its own runner workload and queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SyncFlowSpec {
+    /// Where records come from and what triggers them.
+    pub source: SourceSpec,
+
+    /// The Mapping (same namespace) that turns the source's payload into the canonical
+    /// record. Without it the payload is passed on unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping_ref: Option<String>,
+
+    /// Where records go. Each target receives every record.
+    pub targets: Vec<TargetSpec>,
+
+    /// How records are delivered: keys, retries, dead letters, deduplication.
+    #[serde(default)]
+    pub delivery: DeliverySpec,
+
+    /// The runner workload that carries this flow.
+    #[serde(default)]
+    pub runner: RunnerSpec,
+}
+
+impl SyncFlowSpec {
+    /// Names of every Connector this flow references, source first, without repeats.
+    pub fn connector_refs(&self) -> Vec<&str> {
+        let mut refs = vec![self.source.connector_ref.as_str()];
+        for t in &self.targets {
+            if !refs.contains(&t.connector_ref.as_str()) {
+                refs.push(&t.connector_ref);
+            }
+        }
+        refs
+    }
+
+    /// Names of every Mapping this flow references, without repeats.
+    pub fn mapping_refs(&self) -> Vec<&str> {
+        let mut refs: Vec<&str> = Vec::new();
+        for m in self.mapping_ref.iter().chain(self.targets.iter().filter_map(|t| t.mapping_ref.as_ref())) {
+            if !refs.contains(&m.as_str()) {
+                refs.push(m);
+            }
+        }
+        refs
+    }
+}
+
+/// The source side of a flow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceSpec {
+    /// The Connector (same namespace) records come from.
+    pub connector_ref: String,
+    /// The source system's entity, e.g. `orders`.
+    pub entity: String,
+    /// What makes a record arrive.
+    pub trigger: TriggerSpec,
+}
+
+/// What makes a record arrive. Exactly one trigger is set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TriggerSpec {
+    /// The source system pushes records to the runner's webhook endpoint
+    /// `/webhooks/<flow name>`. Deliveries are verified with the source Connector's
+    /// webhook signature and acknowledged only once durably queued.
+    pub webhook: WebhookTrigger,
+}
+
+/// A webhook trigger.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookTrigger {
+    /// Topics accepted, e.g. `orders/create`. A signed delivery of another topic is
+    /// acknowledged and ignored. Empty: every topic is accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<String>,
+}
+
+/// One destination of a flow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TargetSpec {
+    /// The Connector (same namespace) records are sent to.
+    pub connector_ref: String,
+    /// The target system's entity, e.g. `salesOrder`.
+    pub entity: String,
+    /// The Mapping (same namespace) from the canonical record to this target's payload.
+    /// Without it the canonical record is sent as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping_ref: Option<String>,
+    /// `create` POSTs each record to the path; `upsert` PUTs it to `<path>/<ordering key>`.
+    #[serde(default)]
+    pub operation: Operation,
+    /// Path under the Connector's endpoint. Defaults to `/<entity>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+impl TargetSpec {
+    /// The path under the endpoint that records are sent to.
+    pub fn path(&self) -> String {
+        self.path.clone().unwrap_or_else(|| format!("/{}", self.entity))
+    }
+}
+
+/// How a record is written to a target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Operation {
+    /// POST a new record.
+    #[default]
+    Create,
+    /// PUT the record under its key, creating or replacing it.
+    Upsert,
+}
+
+/// Delivery policy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeliverySpec {
+    /// jq expression over the canonical record giving the key whose records are
+    /// delivered in order, e.g. `.orderId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
+    /// jq expression over the canonical record giving its idempotency key, e.g.
+    /// `.orderId + ":" + .revision`. A record whose key was already accepted within the
+    /// dedup window is dropped as a duplicate; the key is also sent to each target.
+    /// Defaults to the source's delivery id (e.g. `X-Shopify-Webhook-Id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Retries of transient failures (transport errors, 408, 429, 5xx).
+    #[serde(default)]
+    pub retry: RetrySpec,
+    /// Dead-letter queue policy.
+    #[serde(default)]
+    pub dead_letter: DeadLetterSpec,
+    /// How long an idempotency key is remembered. Default `72h`.
+    #[serde(default = "default_dedup_window")]
+    pub dedup_window: Duration,
+    /// Share of a target's quota when several flows send to it: `high` goes first.
+    #[serde(default)]
+    pub priority: Priority,
+}
+
+impl Default for DeliverySpec {
+    fn default() -> Self {
+        Self {
+            ordering_key: None,
+            idempotency_key: None,
+            retry: RetrySpec::default(),
+            dead_letter: DeadLetterSpec::default(),
+            dedup_window: default_dedup_window(),
+            priority: Priority::default(),
+        }
+    }
+}
+
+fn default_dedup_window() -> Duration {
+    Duration::from_secs(72 * 3600)
+}
+
+/// Retry policy for transient failures, with exponential backoff and jitter. A
+/// `Retry-After` from the target overrides the computed wait.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Attempts in all, the first included, before the record is dead-lettered. Default 12.
+    #[serde(default = "default_max_attempts")]
+    #[schemars(range(min = 1))]
+    pub max_attempts: u32,
+    /// Wait before the first retry. Default `1s`.
+    #[serde(default = "default_initial_backoff")]
+    pub initial_backoff: Duration,
+    /// Longest wait between two attempts. Default `10m`.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RetrySpec {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_max_attempts(),
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
+        }
+    }
+}
+
+fn default_max_attempts() -> u32 {
+    12
+}
+fn default_initial_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(600)
+}
+
+/// Dead-letter queue policy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeadLetterSpec {
+    /// How long dead letters are kept for inspection and replay. Default `336h` (14 days).
+    #[serde(default = "default_retention")]
+    pub retention: Duration,
+}
+
+impl Default for DeadLetterSpec {
+    fn default() -> Self {
+        Self { retention: default_retention() }
+    }
+}
+
+fn default_retention() -> Duration {
+    Duration::from_secs(336 * 3600)
+}
+
+/// Priority of a flow's records at a shared target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Priority {
+    /// Back-office records that can wait (catalog alignment, backfills).
+    Low,
+    /// The default.
+    #[default]
+    Normal,
+    /// Customer-facing records (orders, inventory).
+    High,
+}
+
+/// The runner workload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunnerSpec {
+    /// Number of runner pods. Default 1.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+    /// Container image of the runner. Defaults to the operator's configured runner image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Where the flow's queue lives.
+    #[serde(default)]
+    pub queue: QueueSpec,
+}
+
+impl Default for RunnerSpec {
+    fn default() -> Self {
+        Self { replicas: default_replicas(), image: None, queue: QueueSpec::default() }
+    }
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// Where a flow's queue lives.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QueueSpec {
+    /// An on-disk queue inside the runner pod.
+    #[serde(default)]
+    pub embedded: EmbeddedQueueSpec,
+}
+
+/// An on-disk queue inside the runner pod.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmbeddedQueueSpec {
+    /// Size of the queue's volume, as a Kubernetes quantity. Default `1Gi`.
+    #[serde(default = "default_storage")]
+    pub storage: String,
+}
+
+impl Default for EmbeddedQueueSpec {
+    fn default() -> Self {
+        Self { storage: default_storage() }
+    }
+}
+
+fn default_storage() -> String {
+    "1Gi".into()
+}
