@@ -138,6 +138,12 @@ impl FlowConfig {
                     format!("Connector `{}` is a target but has no spec.endpoint", target.connector_ref),
                 ));
             }
+            if target.operation == crate::spec::Operation::Upsert && spec.delivery.ordering_key.is_none() {
+                return Err(invalid(
+                    &format!("spec.targets[{i}].operation"),
+                    "an upsert is sent to <path>/<ordering key>: set spec.delivery.orderingKey".into(),
+                ));
+            }
             connectors.insert(target.connector_ref.clone(), c);
             if let Some(m) = &target.mapping_ref {
                 mappings.insert(m.clone(), mapping_ref(format!("spec.targets[{i}].mappingRef"), m)?);

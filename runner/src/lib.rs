@@ -5,5 +5,14 @@
 //! manifests from a directory.
 
 pub mod config;
+pub mod flow;
 pub mod manifest;
+pub mod mapping;
+pub mod metrics;
+pub mod queue;
+pub mod runtime;
+pub mod secrets;
+pub mod source;
 pub mod spec;
+pub mod status;
+pub mod target;

@@ -1,1 +1,7 @@
-fn main() {}
+//! `entrepot`: the runner binary.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,151 @@
+//! The command line: `run`, `serve`, `test`, `demo`.
+
+mod demo;
+mod test;
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use entrepot::{config::RunnerConfig, manifest::Manifests, runtime::Runtime, secrets::Secrets};
+use tokio::{net::TcpListener, sync::watch};
+use tracing::info;
+
+#[derive(Parser)]
+#[command(name = "entrepot", version, about = "Entrepot runner: keeps retail systems in sync")]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "ENTREPOT_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Local mode: load the manifests in DIR (Connectors, Mappings, SyncFlows, Secrets)
+    /// and run every SyncFlow in this process.
+    Run {
+        /// Directory of manifests (searched recursively for *.yaml / *.yml).
+        dir: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// In a pod: run the configuration the operator rendered.
+    Serve {
+        /// The rendered runner configuration (YAML).
+        #[arg(long)]
+        config: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Lint the manifests in DIR and run every Mapping's examples, offline. Exits
+    /// non-zero when a manifest is invalid or an example fails.
+    Test {
+        /// Directory of manifests.
+        dir: PathBuf,
+    },
+    /// Run the quickstart against a simulated storefront and ERP and report what happened.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Where the durable queue lives.
+    #[arg(long, default_value = ".entrepot/data", env = "ENTREPOT_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Address of the webhook server.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "ENTREPOT_LISTEN")]
+    listen: SocketAddr,
+    /// Address of the admin server (/metrics, /v1/status, /healthz, /readyz).
+    #[arg(long, default_value = "127.0.0.1:9090", env = "ENTREPOT_ADMIN_LISTEN")]
+    admin_listen: SocketAddr,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, matches!(cli.command, Command::Demo(_)));
+    let outcome = match cli.command {
+        Command::Test { dir } => test::run(&dir),
+        Command::Run { dir, server } => runtime().and_then(|rt| rt.block_on(run_local(dir, server))),
+        Command::Serve { config, server } => runtime().and_then(|rt| rt.block_on(serve(config, server))),
+        Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+fn init_logging(format: LogFormat, quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ENTREPOT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn run_local(dir: PathBuf, server: ServerArgs) -> Result<ExitCode> {
+    let manifests = Manifests::load_dir(&dir)?;
+    let config = resolve(&manifests)?;
+    if config.flows.is_empty() {
+        bail!("no SyncFlow in {}", dir.display());
+    }
+    let secrets = Secrets::with_manifests(manifests.secrets.clone());
+    run_config(config, &secrets, server).await
+}
+
+async fn serve(path: PathBuf, server: ServerArgs) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let config: RunnerConfig =
+        serde_saphyr::from_str(&text).with_context(|| format!("{} is not a runner configuration", path.display()))?;
+    run_config(config, &Secrets::from_env(), server).await
+}
+
+/// Resolves every flow, reporting all errors at once.
+pub(crate) fn resolve(manifests: &Manifests) -> Result<RunnerConfig> {
+    manifests.runner_config().map_err(|errors| {
+        anyhow::anyhow!(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+    })
+}
+
+async fn run_config(config: RunnerConfig, secrets: &Secrets, server: ServerArgs) -> Result<ExitCode> {
+    let rt = Runtime::new(config, secrets, &server.data_dir)?;
+    let webhooks = TcpListener::bind(server.listen).await.with_context(|| format!("cannot listen on {}", server.listen))?;
+    let admin = TcpListener::bind(server.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", server.admin_listen))?;
+    info!(webhooks = %webhooks.local_addr()?, admin = %admin.local_addr()?, data_dir = %server.data_dir.display(), "runner started");
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutting down");
+        let _ = stop.send(true);
+    });
+    entrepot::runtime::serve(rt, webhooks, admin, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}

@@ -1,0 +1,56 @@
+//! `entrepot test DIR`: the check a GitOps repository's CI runs before a merge.
+
+use std::{path::Path, process::ExitCode};
+
+use anyhow::Result;
+use entrepot::{flow::Flow, manifest::Manifests, mapping::run_tests, secrets::Secrets};
+
+pub fn run(dir: &Path) -> Result<ExitCode> {
+    let manifests = Manifests::load_dir(dir)?;
+    let mut failed = 0;
+    let mut passed = 0;
+    for (key, mapping) in &manifests.mappings {
+        let origin = manifests.origin("Mapping", key).map(|o| o.to_string()).unwrap_or_default();
+        let report = run_tests(mapping);
+        if report.ok() {
+            println!("PASS  Mapping {key}: {} example(s)", report.passed);
+            passed += 1;
+        } else {
+            failed += 1;
+            println!("FAIL  Mapping {key} ({origin}): {} passed, {} failed", report.passed, report.failures.len());
+            for f in &report.failures {
+                println!("      example `{}`:", f.name);
+                for line in f.diff.lines() {
+                    println!("        {line}");
+                }
+            }
+        }
+    }
+    match super::resolve(&manifests) {
+        Ok(config) => {
+            for flow in config.flows {
+                let name = format!("{}/{}", flow.namespace, flow.name);
+                // Compiles the flow's programs and checks its targets; Secret values
+                // are not needed for that.
+                match Flow::new(flow, &Secrets::placeholders()) {
+                    Ok(_) => {
+                        println!("PASS  SyncFlow {name}");
+                        passed += 1;
+                    }
+                    Err(e) => {
+                        println!("FAIL  SyncFlow {name}: {e}");
+                        failed += 1;
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            for line in e.to_string().lines() {
+                println!("FAIL  {line}");
+                failed += 1;
+            }
+        }
+    }
+    println!("manifests: {passed} passed, {failed} failed");
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,185 @@
+//! A running flow: its compiled mappings and key expressions, its targets, and the two
+//! workers that move its records (prepare: inbox → outbox; deliver: outbox → target).
+
+mod deliver;
+mod prepare;
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, watch};
+
+pub use deliver::run_delivery;
+pub use prepare::run_prepare;
+
+use crate::{
+    config::FlowConfig,
+    mapping::{CompileError, Program},
+    metrics::Metrics,
+    queue::Queue,
+    secrets::{MissingSecret, Secrets},
+    spec::SignatureScheme,
+    target::{HttpTarget, TargetError},
+};
+
+/// A flow cannot be started.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    /// A mapping or key expression does not compile.
+    #[error("SyncFlow {flow}: {field}: {source}")]
+    Compile {
+        /// The flow.
+        flow: String,
+        /// Where the program comes from.
+        field: String,
+        /// The compiler's message.
+        source: CompileError,
+    },
+    /// The webhook signing secret is missing.
+    #[error("SyncFlow {flow}: webhook signing secret: {source}")]
+    Secret {
+        /// The flow.
+        flow: String,
+        /// What is missing.
+        source: MissingSecret,
+    },
+    /// A target cannot be set up.
+    #[error("SyncFlow {flow}: spec.targets[{index}]: {source}")]
+    Target {
+        /// The flow.
+        flow: String,
+        /// Which target.
+        index: usize,
+        /// Why.
+        source: TargetError,
+    },
+}
+
+/// One target with its mapping.
+#[derive(Debug)]
+pub struct FlowTarget {
+    /// Where items go.
+    pub http: HttpTarget,
+    /// Canonical record → this target's payload.
+    pub mapping: Option<Program>,
+    /// The last failure, until a success clears it (status).
+    pub last_error: Mutex<Option<String>>,
+    /// Wakes this target's delivery worker.
+    pub wake: Notify,
+}
+
+/// A flow ready to run.
+#[derive(Debug)]
+pub struct Flow {
+    /// The resolved configuration.
+    pub config: FlowConfig,
+    /// Source payload → canonical record.
+    pub mapping: Option<Program>,
+    /// `delivery.orderingKey`.
+    pub ordering_key: Option<Program>,
+    /// `delivery.idempotencyKey`.
+    pub idempotency_key: Option<Program>,
+    /// The targets, in `spec.targets` order.
+    pub targets: Vec<FlowTarget>,
+    /// How the source signs webhooks, and the key.
+    pub signature: (SignatureScheme, Vec<u8>),
+    /// Wakes the prepare worker.
+    pub wake: Notify,
+}
+
+impl Flow {
+    /// Compiles the flow's programs and sets up its targets.
+    pub fn new(config: FlowConfig, secrets: &Secrets) -> Result<Self, FlowError> {
+        let flow = config.name.clone();
+        let compile = |field: String, code: &str, lookups| {
+            Program::compile(code, lookups).map_err(|source| FlowError::Compile { flow: flow.clone(), field, source })
+        };
+        let no_lookups = Default::default();
+        let mapping = match &config.spec.mapping_ref {
+            Some(name) => {
+                let m = config.mapping(name);
+                Some(compile(format!("Mapping {name}"), &m.program, &m.lookups)?)
+            }
+            None => None,
+        };
+        let delivery = &config.spec.delivery;
+        let ordering_key = match &delivery.ordering_key {
+            Some(code) => Some(compile("spec.delivery.orderingKey".into(), code, &no_lookups)?),
+            None => None,
+        };
+        let idempotency_key = match &delivery.idempotency_key {
+            Some(code) => Some(compile("spec.delivery.idempotencyKey".into(), code, &no_lookups)?),
+            None => None,
+        };
+        let mut targets = Vec::new();
+        for (index, spec) in config.spec.targets.iter().enumerate() {
+            let http = HttpTarget::new(&config, spec, secrets)
+                .map_err(|source| FlowError::Target { flow: flow.clone(), index, source })?;
+            let mapping = match &spec.mapping_ref {
+                Some(name) => {
+                    let m = config.mapping(name);
+                    Some(compile(format!("Mapping {name}"), &m.program, &m.lookups)?)
+                }
+                None => None,
+            };
+            targets.push(FlowTarget { http, mapping, last_error: Mutex::new(None), wake: Notify::new() });
+        }
+        let source = config.connector(&config.spec.source.connector_ref);
+        let verification = source.webhook.as_ref().expect("resolve() checks that a webhook source is signed");
+        let secret = secrets
+            .get(&config.namespace, &verification.secret_ref)
+            .map_err(|source| FlowError::Secret { flow: flow.clone(), source })?;
+        Ok(Self {
+            signature: (verification.signature, secret.into_bytes()),
+            config,
+            mapping,
+            ordering_key,
+            idempotency_key,
+            targets,
+            wake: Notify::new(),
+        })
+    }
+
+    /// The flow's name (its key in the queue, metrics and the webhook path).
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+}
+
+/// What the workers share.
+#[derive(Clone, Debug)]
+pub struct Workers {
+    /// The queue.
+    pub queue: Queue,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// Flips to `true` on shutdown.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// Starts the prepare worker and one delivery worker per target for `flow`.
+pub fn spawn(flow: Arc<Flow>, workers: &Workers) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut handles = vec![tokio::spawn(run_prepare(flow.clone(), workers.clone()))];
+    for index in 0..flow.targets.len() {
+        handles.push(tokio::spawn(run_delivery(flow.clone(), index, workers.clone())));
+    }
+    handles
+}
+
+/// Waits for `notify`, a shutdown, or `timeout`, whichever comes first; returns `false`
+/// on shutdown.
+async fn wait(notify: &Notify, shutdown: &mut watch::Receiver<bool>, timeout: std::time::Duration) -> bool {
+    if *shutdown.borrow() {
+        return false;
+    }
+    tokio::select! {
+        _ = notify.notified() => true,
+        _ = tokio::time::sleep(timeout) => true,
+        _ = shutdown.changed() => false,
+    }
+}

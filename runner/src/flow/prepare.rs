@@ -1,0 +1,127 @@
+//! The prepare worker: inbox → map → keys → outbox (or dead letters, or dropped as a
+//! duplicate), one record per transaction.
+
+use std::{sync::Arc, time::Duration};
+
+use tracing::{debug, warn};
+
+use super::{Flow, Workers, wait};
+use crate::{
+    mapping::{parse_json, to_json},
+    queue::{DeadLetter, DeadLetterReason, DeliveryItem, Envelope, PrepareOutcome, Prepared, now_ms},
+};
+
+const BATCH: usize = 64;
+const IDLE: Duration = Duration::from_secs(1);
+
+/// Runs until shutdown.
+pub async fn run_prepare(flow: Arc<Flow>, mut w: Workers) {
+    let name = flow.name().to_string();
+    loop {
+        let batch = {
+            let (queue, name) = (w.queue.clone(), name.clone());
+            tokio::task::spawn_blocking(move || queue.inbox(&name, BATCH)).await.expect("queue read panicked")
+        };
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(flow = %name, error = %e, "cannot read the inbox; retrying");
+                if !wait(&flow.wake, &mut w.shutdown, IDLE).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            if !wait(&flow.wake, &mut w.shutdown, IDLE).await {
+                return;
+            }
+            continue;
+        }
+        for (seq, envelope) in batch {
+            let prepared = prepare_record(&flow, &envelope);
+            let outcome = {
+                let (queue, name) = (w.queue.clone(), name.clone());
+                tokio::task::spawn_blocking(move || queue.prepare(&name, seq, prepared)).await.expect("queue write panicked")
+            };
+            match outcome {
+                Ok(PrepareOutcome::Queued) => {
+                    debug!(flow = %name, correlation_id = %envelope.correlation_id, "record queued for delivery");
+                    for t in &flow.targets {
+                        t.wake.notify_one();
+                    }
+                }
+                Ok(PrepareOutcome::Duplicate) => {
+                    debug!(flow = %name, correlation_id = %envelope.correlation_id, "duplicate idempotency key dropped");
+                    w.metrics.duplicates.with_label_values(&[&name, "idempotency_key"]).inc();
+                }
+                Ok(PrepareOutcome::DeadLettered) => {
+                    warn!(flow = %name, correlation_id = %envelope.correlation_id, "record dead-lettered at mapping");
+                    w.metrics.dead_lettered.with_label_values(&[&name, DeadLetterReason::Mapping.as_str()]).inc();
+                }
+                Err(e) => {
+                    warn!(flow = %name, correlation_id = %envelope.correlation_id, error = %e, "cannot move a record to the outbox; will retry");
+                    if !wait(&flow.wake, &mut w.shutdown, IDLE).await {
+                        return;
+                    }
+                    break;
+                }
+            }
+            if *w.shutdown.borrow() {
+                return;
+            }
+        }
+    }
+}
+
+/// Decides what becomes of one record: pure apart from the clock.
+pub(crate) fn prepare_record(flow: &Flow, envelope: &Envelope) -> Prepared {
+    match try_prepare(flow, envelope) {
+        Ok(p) => p,
+        Err(message) => Prepared::DeadLetter(DeadLetter {
+            envelope: envelope.clone(),
+            target: None,
+            reason: DeadLetterReason::Mapping,
+            message,
+            status: None,
+            response_body: None,
+            attempts: Vec::new(),
+            dead_lettered_at_ms: now_ms(),
+        }),
+    }
+}
+
+fn try_prepare(flow: &Flow, envelope: &Envelope) -> Result<Prepared, String> {
+    let spec = &flow.config.spec;
+    let input = parse_json(&envelope.payload).map_err(|e| format!("source payload: {e}"))?;
+    let canonical = match (&flow.mapping, &spec.mapping_ref) {
+        (Some(p), Some(name)) => p.run(input).map_err(|e| format!("Mapping {name}: {e}"))?,
+        _ => input,
+    };
+    let ordering_key = match &flow.ordering_key {
+        Some(p) => Some(p.run_key(&canonical).map_err(|e| format!("spec.delivery.orderingKey: {e}"))?),
+        None => None,
+    };
+    let idempotency_key = match &flow.idempotency_key {
+        Some(p) => p.run_key(&canonical).map_err(|e| format!("spec.delivery.idempotencyKey: {e}"))?,
+        None => envelope.delivery_id.clone().unwrap_or_else(|| envelope.id.clone()),
+    };
+    let mut items = Vec::with_capacity(flow.targets.len());
+    for (index, (target, target_spec)) in flow.targets.iter().zip(&spec.targets).enumerate() {
+        let body = match (&target.mapping, &target_spec.mapping_ref) {
+            (Some(p), Some(name)) => {
+                to_json(&p.run(canonical.clone()).map_err(|e| format!("spec.targets[{index}] Mapping {name}: {e}"))?)
+            }
+            _ => to_json(&canonical),
+        };
+        items.push(DeliveryItem {
+            envelope: envelope.clone(),
+            target: index as u32,
+            idempotency_key: idempotency_key.clone(),
+            ordering_key: ordering_key.clone(),
+            body: body.into_bytes(),
+        });
+    }
+    let window = spec.delivery.dedup_window.get().as_millis() as i64;
+    Ok(Prepared::Deliver { idempotency_key, key_expires_ms: now_ms().saturating_add(window), items })
+}

@@ -1,0 +1,244 @@
+//! Mappings: jq programs (run by `jaq`) that turn one system's payload into a canonical
+//! record or a canonical record into a system's payload, and the key expressions
+//! (`delivery.orderingKey`, `delivery.idempotencyKey`) evaluated on canonical records.
+
+mod test_case;
+
+use std::collections::BTreeMap;
+
+use jaq_core::{
+    Compiler, Ctx, Vars,
+    data::JustLut,
+    load::{Arena, File, Loader},
+    unwrap_valr,
+};
+use jaq_json::Val;
+
+pub use test_case::{TestFailure, TestReport, diff_json, run_tests};
+
+type Data = JustLut<Val>;
+type Filter = jaq_core::Filter<Data>;
+
+/// A jq program that failed to compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("jq program does not compile: {0}")]
+pub struct CompileError(pub String);
+
+/// A record the program could not map.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MapError {
+    /// The input is not JSON.
+    #[error("input is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// jq raised an error (`error(...)`, a type error, a missing lookup).
+    #[error("jq error: {0}")]
+    Jq(String),
+    /// The program produced no value or several; a mapping must produce exactly one.
+    #[error("the program produced {0} values; a mapping must produce exactly one")]
+    NotOneValue(usize),
+    /// A key expression produced something other than a string or a number.
+    #[error("key expression `{expr}` gave {got}; it must give a non-empty string or a number")]
+    BadKey {
+        /// The expression.
+        expr: String,
+        /// What it gave.
+        got: String,
+    },
+}
+
+/// A compiled jq program with its lookup tables.
+///
+/// It holds no jq values (those are reference-counted and not `Send`), so a program can
+/// be shared between tasks; the lookup tables are parsed on each run from their JSON.
+pub struct Program {
+    filter: Filter,
+    source: String,
+    lookups: Option<String>,
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program").field("source", &self.source).finish_non_exhaustive()
+    }
+}
+
+const LOOKUPS: &str = "$lookups";
+
+impl Program {
+    /// Compiles `code`; `$lookups` is bound to `lookups` when the program runs.
+    pub fn compile(code: &str, lookups: &BTreeMap<String, BTreeMap<String, String>>) -> Result<Self, CompileError> {
+        let arena = Arena::default();
+        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
+        let loader = Loader::new(defs);
+        let modules = loader
+            .load(&arena, File { code, path: () })
+            .map_err(|errs| CompileError(describe_load_errors(code, errs)))?;
+        let funs = jaq_core::funs::<Data>().chain(jaq_std::funs::<Data>()).chain(jaq_json::funs::<Data>());
+        let filter = Compiler::default()
+            .with_funs(funs)
+            .with_global_vars([LOOKUPS])
+            .compile(modules)
+            .map_err(|errs| {
+                let undefined: Vec<String> = errs
+                    .into_iter()
+                    .flat_map(|(_, es)| es)
+                    .map(|(name, kind)| format!("undefined {} `{name}`", undefined_kind(&kind)))
+                    .collect();
+                CompileError(undefined.join("; "))
+            })?;
+        let lookups = (!lookups.is_empty())
+            .then(|| serde_json::to_string(lookups).expect("string maps always serialize"));
+        Ok(Self { filter, source: code.to_string(), lookups })
+    }
+
+    /// The program's source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Runs the program on one record; it must produce exactly one value.
+    pub fn run(&self, input: Val) -> Result<Val, MapError> {
+        let lookups = match &self.lookups {
+            Some(json) => parse_json(json.as_bytes())?,
+            None => Val::obj(Default::default()),
+        };
+        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([lookups]));
+        let mut outputs = self.filter.id.run((ctx, input)).map(unwrap_valr);
+        let first = match outputs.next() {
+            None => return Err(MapError::NotOneValue(0)),
+            Some(r) => r.map_err(|e| MapError::Jq(e.to_string()))?,
+        };
+        let extra = outputs.take(10).count();
+        if extra > 0 {
+            return Err(MapError::NotOneValue(1 + extra));
+        }
+        Ok(first)
+    }
+
+    /// Runs the program as a key expression: the result as text.
+    pub fn run_key(&self, input: &Val) -> Result<String, MapError> {
+        let out = self.run(input.clone())?;
+        let bad = |got: &Val| MapError::BadKey { expr: self.source.clone(), got: truncate(&got.to_string(), 80) };
+        match &out {
+            Val::TStr(_) | Val::BStr(_) => {
+                let text = out.to_string();
+                // Display writes JSON: strip the quotes and escapes by reading it back.
+                let key: String = serde_json::from_str(&text).map_err(|_| bad(&out))?;
+                if key.is_empty() { Err(bad(&out)) } else { Ok(key) }
+            }
+            Val::Num(_) => Ok(out.to_string()),
+            _ => Err(bad(&out)),
+        }
+    }
+}
+
+/// Parses JSON bytes into a jq value.
+pub fn parse_json(bytes: &[u8]) -> Result<Val, MapError> {
+    jaq_json::read::parse_single(bytes).map_err(|e| MapError::InvalidJson(e.to_string()))
+}
+
+/// Converts a `serde_json` value into a jq value.
+pub fn from_value(value: &serde_json::Value) -> Val {
+    serde::Deserialize::deserialize(value).expect("every JSON value is a jq value")
+}
+
+/// Writes a jq value as compact JSON.
+pub fn to_json(value: &Val) -> String {
+    value.to_string()
+}
+
+/// Converts a jq value into a `serde_json` value.
+pub fn to_value(value: &Val) -> Result<serde_json::Value, MapError> {
+    serde_json::from_str(&to_json(value)).map_err(|e| MapError::InvalidJson(e.to_string()))
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+fn undefined_kind(kind: &jaq_core::compile::Undefined) -> &'static str {
+    use jaq_core::compile::Undefined;
+    match kind {
+        Undefined::Mod => "module",
+        Undefined::Var => "variable",
+        Undefined::Label => "label",
+        Undefined::Filter(_) => "filter",
+        _ => "symbol",
+    }
+}
+
+/// Describes lex and parse errors with the position (line:column) in the program.
+fn describe_load_errors(code: &str, errs: jaq_core::load::Errors<&str, ()>) -> String {
+    use jaq_core::load::Error;
+    let at = |s: &str| {
+        let offset = (s.as_ptr() as usize).saturating_sub(code.as_ptr() as usize).min(code.len());
+        let before = &code[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!("{line}:{column}")
+    };
+    let mut messages = Vec::new();
+    for (_, err) in errs {
+        match err {
+            Error::Io(es) => messages.extend(es.into_iter().map(|(path, e)| format!("cannot load {path}: {e}"))),
+            Error::Lex(es) => messages
+                .extend(es.into_iter().map(|(expect, found)| format!("at {}: expected {}", at(found), expect.as_str()))),
+            Error::Parse(es) => messages.extend(es.into_iter().map(|(expect, found)| {
+                let token = if found.is_empty() { "end of program".to_string() } else { format!("`{}`", truncate(found, 20)) };
+                format!("at {}: expected {}, found {token}", at(found), expect.as_str())
+            })),
+        }
+    }
+    messages.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn program(code: &str) -> Program {
+        Program::compile(code, &BTreeMap::new()).unwrap()
+    }
+
+    #[test]
+    fn maps_a_record() {
+        let out = program("{id: .id, total: (.price | tonumber * 100 | round)}")
+            .run(parse_json(br#"{"id": "A-1", "price": "19.99"}"#).unwrap())
+            .unwrap();
+        assert_eq!(to_value(&out).unwrap(), serde_json::json!({"id": "A-1", "total": 1999}));
+    }
+
+    #[test]
+    fn lookups_are_bound() {
+        let lookups = BTreeMap::from([("uom".to_string(), BTreeMap::from([("ea".to_string(), "EACH".to_string())]))]);
+        let p = Program::compile(r#"$lookups.uom[.u] // error("unknown unit \(.u)")"#, &lookups).unwrap();
+        assert_eq!(to_json(&p.run(parse_json(br#"{"u":"ea"}"#).unwrap()).unwrap()), r#""EACH""#);
+        let err = p.run(parse_json(br#"{"u":"kg"}"#).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("unknown unit kg"), "{err}");
+    }
+
+    #[test]
+    fn a_syntax_error_gives_the_position() {
+        let err = Program::compile("{id: .id,\n  total: (.price |}", &BTreeMap::new()).unwrap_err();
+        assert!(err.0.contains("2:"), "{err}");
+        let err = Program::compile("nosuchfn(1)", &BTreeMap::new()).unwrap_err();
+        assert!(err.0.contains("undefined filter `nosuchfn`"), "{err}");
+    }
+
+    #[test]
+    fn a_mapping_must_give_exactly_one_value() {
+        assert_eq!(program(".[]").run(parse_json(b"[1,2]").unwrap()), Err(MapError::NotOneValue(2)));
+        assert_eq!(program("empty").run(Val::Null), Err(MapError::NotOneValue(0)));
+    }
+
+    #[test]
+    fn keys_are_text() {
+        let record = parse_json(br#"{"orderId":"A\"1","rev":3,"x":null}"#).unwrap();
+        assert_eq!(program(r#".orderId + ":" + (.rev|tostring)"#).run_key(&record).unwrap(), "A\"1:3");
+        assert_eq!(program(".rev").run_key(&record).unwrap(), "3");
+        assert!(matches!(program(".x").run_key(&record), Err(MapError::BadKey { .. })));
+    }
+}

@@ -1,0 +1,146 @@
+//! Running a Mapping's declared examples, with a readable diff when one fails.
+
+use serde_json::Value;
+
+use super::{Program, from_value, to_value};
+use crate::spec::MappingSpec;
+
+/// The outcome of a Mapping's examples.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TestReport {
+    /// Examples that gave the expected output.
+    pub passed: usize,
+    /// Examples that did not, in declaration order.
+    pub failures: Vec<TestFailure>,
+}
+
+impl TestReport {
+    /// Whether every example passed (and the program compiled).
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// One failing example.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestFailure {
+    /// The example's name (or `compile` when the program does not compile).
+    pub name: String,
+    /// What differs, one line per path, or the error.
+    pub diff: String,
+}
+
+/// Compiles the Mapping and runs each of its examples.
+pub fn run_tests(spec: &MappingSpec) -> TestReport {
+    let program = match Program::compile(&spec.program, &spec.lookups) {
+        Ok(p) => p,
+        Err(e) => {
+            return TestReport { passed: 0, failures: vec![TestFailure { name: "compile".into(), diff: e.to_string() }] };
+        }
+    };
+    let mut report = TestReport::default();
+    for case in &spec.tests {
+        let outcome = program.run(from_value(&case.input)).and_then(|v| to_value(&v));
+        match outcome {
+            Ok(actual) if actual == case.output => report.passed += 1,
+            Ok(actual) => report.failures.push(TestFailure { name: case.name.clone(), diff: diff_json(&case.output, &actual) }),
+            Err(e) => report.failures.push(TestFailure { name: case.name.clone(), diff: e.to_string() }),
+        }
+    }
+    report
+}
+
+/// Lists the differences between an expected and an actual JSON value, one line per
+/// jq path: `.lines[0].quantity: expected 2, got 3`. At most 20 lines.
+pub fn diff_json(expected: &Value, actual: &Value) -> String {
+    const MAX: usize = 20;
+    let mut lines = Vec::new();
+    walk(".", expected, actual, &mut lines);
+    let total = lines.len();
+    lines.truncate(MAX);
+    if total > MAX {
+        lines.push(format!("… and {} more differences", total - MAX));
+    }
+    lines.join("\n")
+}
+
+fn walk(path: &str, expected: &Value, actual: &Value, out: &mut Vec<String>) {
+    let child = |key: &str| if path == "." { format!(".{key}") } else { format!("{path}.{key}") };
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => {
+            for (k, ev) in e {
+                match a.get(k) {
+                    Some(av) => walk(&child(k), ev, av, out),
+                    None => out.push(format!("{}: missing, expected {}", child(k), short(ev))),
+                }
+            }
+            for (k, av) in a.iter().filter(|(k, _)| !e.contains_key(*k)) {
+                out.push(format!("{}: unexpected {}", child(k), short(av)));
+            }
+        }
+        (Value::Array(e), Value::Array(a)) if e.len() == a.len() => {
+            let base = if path == "." { String::new() } else { path.to_string() };
+            for (i, (ev, av)) in e.iter().zip(a).enumerate() {
+                walk(&format!("{base}[{i}]"), ev, av, out);
+            }
+        }
+        (Value::Array(e), Value::Array(a)) => {
+            out.push(format!("{path}: expected {} items, got {}: {}", e.len(), a.len(), short(actual)));
+        }
+        _ if expected != actual => out.push(format!("{path}: expected {}, got {}", short(expected), short(actual))),
+        _ => {}
+    }
+}
+
+fn short(v: &Value) -> String {
+    let text = v.to_string();
+    if text.chars().count() > 60 { format!("{}…", text.chars().take(60).collect::<String>()) } else { text }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::spec::MappingTest;
+
+    fn mapping(program: &str, input: Value, output: Value) -> MappingSpec {
+        MappingSpec {
+            program: program.into(),
+            tests: vec![MappingTest { name: "example".into(), input, output }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_passing_example_passes() {
+        let report = run_tests(&mapping("{id: .id}", json!({"id": 1, "x": 2}), json!({"id": 1})));
+        assert!(report.ok());
+        assert_eq!(report.passed, 1);
+    }
+
+    #[test]
+    fn a_failing_example_shows_each_differing_path() {
+        let report = run_tests(&mapping(
+            "{id: .id, lines: [.l[] | {q: .}]}",
+            json!({"id": 1, "l": [1, 5]}),
+            json!({"id": 1, "lines": [{"q": 1}, {"q": 2}], "currency": "USD"}),
+        ));
+        assert_eq!(report.failures.len(), 1);
+        assert_eq!(report.failures[0].diff, ".currency: missing, expected \"USD\"\n.lines[1].q: expected 2, got 5");
+    }
+
+    #[test]
+    fn a_program_that_does_not_compile_fails_as_a_whole() {
+        let report = run_tests(&mapping("{id: ", json!({}), json!({})));
+        assert_eq!(report.failures[0].name, "compile");
+    }
+
+    #[test]
+    fn diffs_are_bounded() {
+        let expected: serde_json::Map<String, Value> = (0..50).map(|i| (format!("k{i}"), json!(i))).collect();
+        let diff = diff_json(&Value::Object(expected), &json!({}));
+        assert_eq!(diff.lines().count(), 21);
+        assert!(diff.ends_with("… and 30 more differences"));
+    }
+}

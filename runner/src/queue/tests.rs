@@ -1,0 +1,123 @@
+use super::*;
+
+fn envelope(id: &str, delivery: Option<&str>) -> Envelope {
+    Envelope {
+        id: id.into(),
+        delivery_id: delivery.map(Into::into),
+        event_id: None,
+        topic: Some("orders/create".into()),
+        correlation_id: format!("corr-{id}"),
+        received_at_ms: now_ms(),
+        payload: format!(r#"{{"id":"{id}"}}"#).into_bytes(),
+    }
+}
+
+fn item(env: &Envelope, target: u32) -> DeliveryItem {
+    DeliveryItem {
+        envelope: env.clone(),
+        target,
+        idempotency_key: env.id.clone(),
+        ordering_key: None,
+        body: env.payload.clone(),
+    }
+}
+
+fn deliver(env: &Envelope, targets: u32) -> Prepared {
+    Prepared::Deliver {
+        idempotency_key: env.id.clone(),
+        key_expires_ms: now_ms() + 60_000,
+        items: (0..targets).map(|t| item(env, t)).collect(),
+    }
+}
+
+#[test]
+fn a_record_survives_reopening_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue.redb");
+    let e = envelope("a", Some("w1"));
+    {
+        let q = Queue::open(&path).unwrap();
+        assert_eq!(q.accept("f", &e, now_ms() + 60_000).unwrap(), Accepted::Queued(1));
+    }
+    let q = Queue::open(&path).unwrap();
+    let inbox = q.inbox("f", 10).unwrap();
+    assert_eq!(inbox, vec![(1, e)]);
+    assert_eq!(q.backlogs().unwrap()["f"].pending, 1);
+}
+
+#[test]
+fn a_repeated_delivery_id_is_not_queued_twice_until_it_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let e = envelope("a", Some("w1"));
+    assert!(matches!(q.accept("f", &e, now_ms() + 60_000).unwrap(), Accepted::Queued(_)));
+    assert_eq!(q.accept("f", &e, now_ms() + 60_000).unwrap(), Accepted::DuplicateDelivery);
+    // Another flow has its own ids.
+    assert!(matches!(q.accept("g", &e, now_ms() + 60_000).unwrap(), Accepted::Queued(_)));
+    assert_eq!(q.inbox("f", 10).unwrap().len(), 1);
+    // Once expired and purged, the id is new again.
+    assert_eq!(q.purge_expired(now_ms() + 120_000).unwrap(), 2);
+    assert!(matches!(q.accept("f", &e, now_ms() + 60_000).unwrap(), Accepted::Queued(_)));
+}
+
+#[test]
+fn prepare_moves_a_record_to_one_outbox_item_per_target_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let (a, b) = (envelope("a", None), envelope("b", None));
+    let sa = match q.accept("f", &a, 0).unwrap() { Accepted::Queued(s) => s, other => panic!("{other:?}") };
+    let sb = match q.accept("f", &b, 0).unwrap() { Accepted::Queued(s) => s, other => panic!("{other:?}") };
+    assert_eq!(q.prepare("f", sa, deliver(&a, 2)).unwrap(), PrepareOutcome::Queued);
+    assert_eq!(q.prepare("f", sb, deliver(&b, 2)).unwrap(), PrepareOutcome::Queued);
+    assert!(q.inbox("f", 10).unwrap().is_empty());
+    for target in 0..2 {
+        let ids: Vec<String> = q.outbox("f", target, 10).unwrap().into_iter().map(|(_, i)| i.envelope.id).collect();
+        assert_eq!(ids, ["a", "b"]);
+    }
+    q.delivered("f", 0, sa).unwrap();
+    assert_eq!(q.outbox("f", 0, 10).unwrap().len(), 1);
+    assert_eq!(q.backlogs().unwrap()["f"].pending, 3);
+}
+
+#[test]
+fn a_repeated_idempotency_key_is_dropped_at_prepare() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let a = envelope("a", Some("w1"));
+    let again = Envelope { delivery_id: Some("w2".into()), ..a.clone() };
+    let s1 = match q.accept("f", &a, 0).unwrap() { Accepted::Queued(s) => s, other => panic!("{other:?}") };
+    let s2 = match q.accept("f", &again, 0).unwrap() { Accepted::Queued(s) => s, other => panic!("{other:?}") };
+    assert_eq!(q.prepare("f", s1, deliver(&a, 1)).unwrap(), PrepareOutcome::Queued);
+    assert_eq!(q.prepare("f", s2, deliver(&again, 1)).unwrap(), PrepareOutcome::Duplicate);
+    assert_eq!(q.outbox("f", 0, 10).unwrap().len(), 1);
+    assert!(q.inbox("f", 10).unwrap().is_empty());
+}
+
+#[test]
+fn dead_letters_keep_the_record_and_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.redb");
+    let q = Queue::open(&path).unwrap();
+    let a = envelope("a", None);
+    let s = match q.accept("f", &a, 0).unwrap() { Accepted::Queued(s) => s, other => panic!("{other:?}") };
+    q.prepare("f", s, deliver(&a, 1)).unwrap();
+    let dead = DeadLetter {
+        envelope: a.clone(),
+        target: Some(0),
+        reason: DeadLetterReason::Rejected,
+        message: "400: unknown SKU".into(),
+        status: Some(400),
+        response_body: Some("{\"error\":\"INVALID_KEY_OR_REF\"}".into()),
+        attempts: vec![Attempt { at_ms: 1, status: Some(400), outcome: "rejected".into() }],
+        dead_lettered_at_ms: now_ms(),
+    };
+    q.dead_letter("f", 0, s, &dead).unwrap();
+    drop(q);
+    let q = Queue::open(&path).unwrap();
+    assert!(q.outbox("f", 0, 10).unwrap().is_empty());
+    let letters = q.dead_letters("f").unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].1, dead);
+    let backlog = q.backlogs().unwrap()["f"];
+    assert_eq!((backlog.pending, backlog.dead_lettered), (0, 1));
+}

@@ -1,0 +1,236 @@
+//! A runner process: its flows, queue and metrics, the webhook and admin HTTP servers,
+//! and the workers.
+
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use axum::{
+    Json, Router,
+    extract::{Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+
+use crate::{
+    config::RunnerConfig,
+    flow::{self, Flow, FlowError, Workers},
+    metrics::Metrics,
+    queue::{DeadLetter, Queue, QueueError, now_ms},
+    secrets::Secrets,
+    source::webhook,
+    status::{FlowStatus, RunnerStatus, TargetStatus},
+};
+
+/// A runner cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A flow cannot be set up.
+    #[error(transparent)]
+    Flow(#[from] FlowError),
+    /// The queue cannot be opened.
+    #[error("cannot open the queue in {dir}: {source}")]
+    Queue {
+        /// The data directory.
+        dir: String,
+        /// Why.
+        source: QueueError,
+    },
+    /// Two flows share a name (their webhook paths and queues would collide).
+    #[error("two SyncFlows are named `{0}` (in different namespaces); one runner needs unique flow names")]
+    DuplicateFlow(String),
+}
+
+/// A runner's shared state.
+pub struct Runtime {
+    flows: BTreeMap<String, Arc<Flow>>,
+    /// The durable queue.
+    pub queue: Queue,
+    /// The metrics.
+    pub metrics: Metrics,
+    ready: AtomicBool,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("flows", &self.flows.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Sets up every flow of `config` and opens the queue under `data_dir`.
+    pub fn new(config: RunnerConfig, secrets: &Secrets, data_dir: &Path) -> Result<Arc<Self>, StartError> {
+        let mut flows = BTreeMap::new();
+        for fc in config.flows {
+            let name = fc.name.clone();
+            if flows.insert(name.clone(), Arc::new(Flow::new(fc, secrets)?)).is_some() {
+                return Err(StartError::DuplicateFlow(name));
+            }
+        }
+        let queue_err = |source| StartError::Queue { dir: data_dir.display().to_string(), source };
+        std::fs::create_dir_all(data_dir).map_err(|e| queue_err(QueueError::Store(redb::Error::Io(e))))?;
+        let queue = Queue::open(&data_dir.join("queue.redb")).map_err(queue_err)?;
+        Ok(Arc::new(Self { flows, queue, metrics: Metrics::new(), ready: AtomicBool::new(false) }))
+    }
+
+    /// The flow named `name`.
+    pub fn flow(&self, name: &str) -> Option<&Arc<Flow>> {
+        self.flows.get(name)
+    }
+
+    /// Starts every flow's workers; they stop when `shutdown` turns true.
+    pub fn spawn_workers(&self, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        let workers = Workers { queue: self.queue.clone(), metrics: self.metrics.clone(), shutdown };
+        let handles = self.flows.values().flat_map(|f| flow::spawn(f.clone(), &workers)).collect();
+        self.ready.store(true, Ordering::SeqCst);
+        handles
+    }
+
+    /// `POST /webhooks/{flow}`.
+    pub fn webhook_router(self: &Arc<Self>) -> Router {
+        Router::new().route("/webhooks/{flow}", post(webhook::receive)).with_state(self.clone())
+    }
+
+    /// `/healthz`, `/readyz`, `/metrics`, `/v1/status`, `/v1/deadletters`.
+    pub fn admin_router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .route("/v1/status", get(status))
+            .route("/v1/deadletters", get(dead_letters))
+            .with_state(self.clone())
+    }
+
+    /// Counters from the metrics, backlog from the queue; also refreshes the gauges.
+    pub async fn status(&self) -> Result<RunnerStatus, QueueError> {
+        let queue = self.queue.clone();
+        let backlogs = tokio::task::spawn_blocking(move || queue.backlogs()).await.expect("queue read panicked")?;
+        let now = now_ms();
+        let m = &self.metrics;
+        let mut flows = Vec::new();
+        for (name, flow) in &self.flows {
+            let backlog = backlogs.get(name).copied().unwrap_or_default();
+            let oldest = backlog.oldest_received_ms.map(|t| ((now - t).max(0) / 1000) as u64);
+            m.backlog.with_label_values(&[name]).set(backlog.pending as i64);
+            m.oldest_pending_seconds.with_label_values(&[name]).set(oldest.unwrap_or(0) as i64);
+            m.dead_letters.with_label_values(&[name]).set(backlog.dead_lettered as i64);
+            let targets: Vec<TargetStatus> = flow
+                .targets
+                .iter()
+                .map(|t| TargetStatus {
+                    connector: t.http.connector.clone(),
+                    delivered: m.delivered.with_label_values(&[name, &t.http.connector]).get(),
+                    retried: m.retries.with_label_values(&[name, &t.http.connector]).get(),
+                    last_error: t.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                })
+                .collect();
+            flows.push(FlowStatus {
+                name: name.clone(),
+                namespace: flow.config.namespace.clone(),
+                received: m.received.with_label_values(&[name]).get(),
+                deduplicated: m.duplicates.with_label_values(&[name, "delivery_id"]).get()
+                    + m.duplicates.with_label_values(&[name, "idempotency_key"]).get(),
+                delivered: targets.iter().map(|t| t.delivered).sum(),
+                dead_lettered: backlog.dead_lettered,
+                pending: backlog.pending,
+                oldest_pending_seconds: oldest,
+                targets,
+            });
+        }
+        Ok(RunnerStatus { flows })
+    }
+}
+
+async fn readyz(State(rt): State<Arc<Runtime>>) -> Response {
+    if rt.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response()
+    }
+}
+
+async fn metrics(State(rt): State<Arc<Runtime>>) -> Response {
+    // Refresh the backlog gauges first; a queue error leaves them as they were.
+    let _ = rt.status().await;
+    ([("content-type", "text/plain; version=0.0.4")], rt.metrics.render()).into_response()
+}
+
+async fn status(State(rt): State<Arc<Runtime>>) -> Response {
+    match rt.status().await {
+        Ok(s) => Json(s).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": e.to_string()}))).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct DeadLetterQuery {
+    flow: Option<String>,
+}
+
+/// A dead letter as listed by the admin API.
+#[derive(Debug, Clone, serde::Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterEntry {
+    /// The dead letter's id.
+    pub id: u64,
+    /// Its flow.
+    pub flow: String,
+    /// The record.
+    #[serde(flatten)]
+    pub dead_letter: DeadLetter,
+}
+
+async fn dead_letters(State(rt): State<Arc<Runtime>>, Query(q): Query<DeadLetterQuery>) -> Response {
+    let names: Vec<String> = match q.flow {
+        Some(f) if rt.flows.contains_key(&f) => vec![f],
+        Some(f) => return (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": format!("no flow named {f}")}))).into_response(),
+        None => rt.flows.keys().cloned().collect(),
+    };
+    let queue = rt.queue.clone();
+    let listed = tokio::task::spawn_blocking(move || -> Result<Vec<DeadLetterEntry>, QueueError> {
+        let mut out = Vec::new();
+        for flow in names {
+            for (id, dead_letter) in queue.dead_letters(&flow)? {
+                out.push(DeadLetterEntry { id, flow: flow.clone(), dead_letter });
+            }
+        }
+        Ok(out)
+    })
+    .await
+    .expect("queue read panicked");
+    match listed {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": e.to_string()}))).into_response(),
+    }
+}
+
+/// Serves the webhook and admin routers on their listeners and runs the workers, until
+/// `shutdown` turns true; then stops accepting, lets in-flight requests finish, and
+/// waits for the workers (a record being delivered stays queued).
+pub async fn serve(
+    rt: Arc<Runtime>,
+    webhooks: TcpListener,
+    admin: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let workers = rt.spawn_workers(shutdown.clone());
+    let until = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let web = axum::serve(webhooks, rt.webhook_router()).with_graceful_shutdown(until(shutdown.clone()));
+    let adm = axum::serve(admin, rt.admin_router()).with_graceful_shutdown(until(shutdown.clone()));
+    let (a, b) = tokio::join!(web, adm);
+    for w in workers {
+        let _ = w.await;
+    }
+    a.and(b)
+}

@@ -1,0 +1,98 @@
+//! The webhook source: `POST /webhooks/<flow>`. A delivery is verified over its raw body,
+//! durably queued, and only then acknowledged with 2xx; a bad or missing signature gets
+//! 401 and nothing is queued; a store failure gets 503 so the sender retries.
+
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode, header::RETRY_AFTER},
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use super::signature::{signature_header, verify};
+use crate::{
+    queue::{Accepted, Envelope, now_ms},
+    runtime::Runtime,
+    spec::SignatureScheme,
+};
+
+/// Source headers for a signature scheme: delivery id, event id, topic.
+fn id_headers(scheme: SignatureScheme) -> (&'static str, &'static str, &'static str) {
+    match scheme {
+        SignatureScheme::ShopifyHmacSha256 => ("x-shopify-webhook-id", "x-shopify-event-id", "x-shopify-topic"),
+    }
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).map(String::from)
+}
+
+/// Handles one delivery.
+pub async fn receive(
+    State(rt): State<Arc<Runtime>>,
+    Path(flow_name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(flow) = rt.flow(&flow_name) else {
+        rt.metrics.webhook_refused.with_label_values(&["", "unknown_flow"]).inc();
+        return (StatusCode::NOT_FOUND, Json(json!({"error": "no such flow"}))).into_response();
+    };
+    let name = flow.name();
+    let (scheme, secret) = &flow.signature;
+    if let Err(e) = verify(*scheme, secret, &body, headers.get(signature_header(*scheme)).map(|v| v.as_bytes())) {
+        rt.metrics.webhook_refused.with_label_values(&[name, e.as_str()]).inc();
+        warn!(flow = %name, reason = e.as_str(), "webhook refused");
+        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid signature"}))).into_response();
+    }
+
+    let (delivery_header, event_header, topic_header) = id_headers(*scheme);
+    let topic = header(&headers, topic_header);
+    let topics = &flow.config.spec.source.trigger.webhook.topics;
+    if !topics.is_empty() && !topic.as_ref().is_some_and(|t| topics.contains(t)) {
+        rt.metrics.ignored.with_label_values(&[name]).inc();
+        debug!(flow = %name, topic = topic.as_deref().unwrap_or(""), "topic not taken by this flow; ignored");
+        return (StatusCode::OK, Json(json!({"status": "ignored"}))).into_response();
+    }
+
+    let id = uuid::Uuid::now_v7().to_string();
+    let envelope = Envelope {
+        correlation_id: header(&headers, "x-correlation-id").unwrap_or_else(|| id.clone()),
+        id,
+        delivery_id: header(&headers, delivery_header),
+        event_id: header(&headers, event_header),
+        topic,
+        received_at_ms: now_ms(),
+        payload: body.to_vec(),
+    };
+    let window = flow.config.spec.delivery.dedup_window.get().as_millis() as i64;
+    let expires = envelope.received_at_ms.saturating_add(window);
+    let accepted = {
+        let (queue, flow_name, envelope) = (rt.queue.clone(), name.to_string(), envelope.clone());
+        tokio::task::spawn_blocking(move || queue.accept(&flow_name, &envelope, expires)).await.expect("queue write panicked")
+    };
+    match accepted {
+        Ok(Accepted::Queued(_)) => {
+            rt.metrics.received.with_label_values(&[name]).inc();
+            flow.wake.notify_one();
+            info!(flow = %name, correlation_id = %envelope.correlation_id,
+                  delivery_id = envelope.delivery_id.as_deref().unwrap_or(""), "webhook queued");
+            (StatusCode::OK, Json(json!({"status": "queued", "id": envelope.id}))).into_response()
+        }
+        Ok(Accepted::DuplicateDelivery) => {
+            rt.metrics.duplicates.with_label_values(&[name, "delivery_id"]).inc();
+            info!(flow = %name, delivery_id = envelope.delivery_id.as_deref().unwrap_or(""), "duplicate delivery acknowledged");
+            (StatusCode::OK, Json(json!({"status": "duplicate"}))).into_response()
+        }
+        Err(e) => {
+            rt.metrics.webhook_refused.with_label_values(&[name, "store"]).inc();
+            warn!(flow = %name, error = %e, "cannot queue a webhook; the sender will retry");
+            (StatusCode::SERVICE_UNAVAILABLE, [(RETRY_AFTER, "5")], Json(json!({"error": "queue unavailable"}))).into_response()
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! `GET /v1/status`: what the runner reports about each flow. The operator reads this
+//! (typed, from this crate) into each SyncFlow's status.
+
+use serde::{Deserialize, Serialize};
+
+/// The runner's report.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerStatus {
+    /// One entry per flow the runner carries.
+    pub flows: Vec<FlowStatus>,
+}
+
+/// One flow's counters and backlog.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowStatus {
+    /// The SyncFlow's name.
+    pub name: String,
+    /// The SyncFlow's namespace.
+    pub namespace: String,
+    /// Records accepted from the source since the runner started.
+    pub received: u64,
+    /// Records dropped as duplicates since the runner started.
+    pub deduplicated: u64,
+    /// Items delivered to targets since the runner started.
+    pub delivered: u64,
+    /// Dead letters kept (all time, until discarded or expired).
+    pub dead_lettered: u64,
+    /// Records and items waiting for delivery.
+    pub pending: u64,
+    /// Age in seconds of the oldest waiting record; absent when nothing waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_pending_seconds: Option<u64>,
+    /// Per target.
+    pub targets: Vec<TargetStatus>,
+}
+
+/// One target of a flow.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetStatus {
+    /// The target Connector's name.
+    pub connector: String,
+    /// Items delivered since the runner started.
+    pub delivered: u64,
+    /// Transient failures retried since the runner started.
+    pub retried: u64,
+    /// The last failure, if the last attempt failed: a category and a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}

@@ -1,0 +1,159 @@
+//! The one place that decides what a target's answer means: delivered, retry later, or
+//! a business rejection that no retry will fix. Also the backoff between attempts.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::spec::RetrySpec;
+
+/// What a target's answer means for the record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The target has the record.
+    Delivered,
+    /// A transient failure: try again, after `after` when the target said so.
+    Retry {
+        /// The target's `Retry-After`, if it sent one.
+        after: Option<Duration>,
+        /// What failed, for logs, status and the attempt history.
+        reason: String,
+    },
+    /// The target refused the record for a business reason: dead-letter it now.
+    Reject {
+        /// The target's message, for the dead letter.
+        reason: String,
+    },
+}
+
+/// A target's answer to one attempt: a status with the headers that matter and the
+/// body, or a transport failure (connect, timeout, reset).
+#[derive(Clone, Debug)]
+pub enum Answer {
+    /// An HTTP response.
+    Response {
+        /// Status.
+        status: StatusCode,
+        /// The `Retry-After` header, raw.
+        retry_after: Option<String>,
+        /// The body, at most 4 KiB.
+        body: String,
+    },
+    /// No response.
+    Transport(String),
+}
+
+/// Classifies an answer. Transport errors, 408, 429 and 5xx are transient; any other
+/// 4xx is a business rejection; 2xx is delivered (1xx/3xx are not expected from a JSON
+/// API: treated as transient, as something between us and the target is wrong).
+pub fn classify(answer: &Answer) -> Verdict {
+    match answer {
+        Answer::Transport(e) => Verdict::Retry { after: None, reason: format!("unreachable: {e}") },
+        Answer::Response { status, retry_after, body } => {
+            let after = retry_after.as_deref().and_then(parse_retry_after);
+            if status.is_success() {
+                Verdict::Delivered
+            } else if *status == StatusCode::TOO_MANY_REQUESTS {
+                Verdict::Retry { after, reason: "throttled: 429 Too Many Requests".into() }
+            } else if *status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() {
+                Verdict::Retry { after, reason: format!("target error: {status}") }
+            } else if status.is_client_error() {
+                Verdict::Reject { reason: format!("{status}: {}", first_line(body)) }
+            } else {
+                Verdict::Retry { after, reason: format!("unexpected answer: {status}") }
+            }
+        }
+    }
+}
+
+fn first_line(body: &str) -> &str {
+    let line = body.lines().next().unwrap_or("").trim();
+    match line.char_indices().nth(300) {
+        Some((i, _)) => &line[..i],
+        None => line,
+    }
+}
+
+/// Reads `Retry-After` as delay-seconds (Shopify sends `2.0`, so fractions are
+/// accepted) or as an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)));
+    }
+    let when = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+    let now = jiff::Timestamp::now();
+    Some(if when > now { Duration::try_from(when - now).unwrap_or_default() } else { Duration::ZERO })
+}
+
+/// The wait before attempt number `attempt + 1` (the first retry follows attempt 1):
+/// exponential from `initial_backoff`, capped at `max_backoff`, with full jitter in its
+/// upper half so retries from many records spread out. A `Retry-After` from the target
+/// wins when it is longer.
+pub fn backoff(policy: &RetrySpec, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    let initial = policy.initial_backoff.get();
+    let max = policy.max_backoff.get().max(initial);
+    let exp = initial.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(30))).min(max);
+    let jittered = exp.mul_f64(rand::random_range(0.5..=1.0));
+    match retry_after {
+        Some(after) if after > jittered => after,
+        _ => jittered,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, retry_after: Option<&str>) -> Answer {
+        Answer::Response {
+            status: StatusCode::from_u16(status).unwrap(),
+            retry_after: retry_after.map(Into::into),
+            body: "{\"error\":\"INVALID_KEY_OR_REF\"}\nmore".into(),
+        }
+    }
+
+    #[test]
+    fn every_row_of_the_classification() {
+        assert_eq!(classify(&response(200, None)), Verdict::Delivered);
+        assert_eq!(classify(&response(204, None)), Verdict::Delivered);
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(matches!(classify(&response(s, None)), Verdict::Retry { .. }), "{s}");
+        }
+        for s in [400, 401, 403, 404, 409, 422] {
+            assert!(matches!(classify(&response(s, None)), Verdict::Reject { .. }), "{s}");
+        }
+        assert!(matches!(classify(&Answer::Transport("connection refused".into())), Verdict::Retry { after: None, .. }));
+        assert_eq!(
+            classify(&response(400, None)),
+            Verdict::Reject { reason: "400 Bad Request: {\"error\":\"INVALID_KEY_OR_REF\"}".into() }
+        );
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        assert_eq!(parse_retry_after("2.0"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        let future = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(120)).strftime("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        let d = parse_retry_after(&future).unwrap();
+        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
+        assert_eq!(parse_retry_after("soon"), None);
+        assert!(matches!(classify(&response(429, Some("3"))), Verdict::Retry { after: Some(d), .. } if d == Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_yields_to_retry_after() {
+        let policy = RetrySpec {
+            max_attempts: 10,
+            initial_backoff: crate::spec::Duration::from_secs(1),
+            max_backoff: crate::spec::Duration::from_secs(8),
+        };
+        for (attempt, full) in [(1, 1), (2, 2), (3, 4), (4, 8), (9, 8)] {
+            let d = backoff(&policy, attempt, None);
+            let full = Duration::from_secs(full);
+            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
+        }
+        assert_eq!(backoff(&policy, 1, Some(Duration::from_secs(30))), Duration::from_secs(30));
+    }
+}
