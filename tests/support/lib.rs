@@ -1,0 +1,203 @@
+//! Test support shared by the end-to-end tests: the quickstart configuration pointed at
+//! a local target, an in-process runner, a runner child process, a scripted HTTP target,
+//! and signed webhook deliveries.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::any,
+};
+use entrepot::{
+    config::RunnerConfig,
+    manifest::Manifests,
+    runtime::Runtime,
+    secrets::Secrets,
+    source::signature::sign,
+    spec::SignatureScheme,
+    status::RunnerStatus,
+};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+
+/// The quickstart's webhook signing secret (examples/quickstart/secrets.yaml).
+pub const WEBHOOK_SECRET: &str = "demo-shopify-client-secret";
+/// The quickstart's ERP token.
+pub const ERP_TOKEN: &str = "demo-erp-token";
+/// The quickstart flow.
+pub const FLOW: &str = "shopify-orders-to-erp";
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the repository").to_path_buf()
+}
+
+/// The quickstart manifests.
+pub fn quickstart() -> Manifests {
+    Manifests::load_dir(&repo_root().join("examples/quickstart")).expect("the quickstart loads")
+}
+
+/// The quickstart's runner configuration with the ERP endpoint at `erp_url` and retries
+/// fast enough for tests.
+pub fn quickstart_config(erp_url: &str) -> RunnerConfig {
+    let mut config = quickstart().runner_config().expect("the quickstart resolves");
+    for flow in &mut config.flows {
+        for c in flow.connectors.values_mut().filter(|c| c.endpoint.is_some()) {
+            c.endpoint = Some(erp_url.to_string());
+        }
+        flow.spec.delivery.retry.initial_backoff = Duration::from_millis(20).into();
+        flow.spec.delivery.retry.max_backoff = Duration::from_millis(200).into();
+    }
+    config
+}
+
+/// A runner running in this process.
+pub struct InProcessRunner {
+    /// `http://127.0.0.1:PORT` of the webhook server.
+    pub webhook_url: String,
+    /// `http://127.0.0.1:PORT` of the admin server.
+    pub admin_url: String,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl InProcessRunner {
+    /// Starts `config` with its queue in `data_dir`.
+    pub async fn start(config: RunnerConfig, data_dir: &Path) -> Self {
+        let secrets = Secrets::with_manifests(quickstart().secrets);
+        let rt = Runtime::new(config, &secrets, data_dir).expect("the runner starts");
+        let webhooks = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let webhook_url = format!("http://{}", webhooks.local_addr().unwrap());
+        let admin_url = format!("http://{}", admin.local_addr().unwrap());
+        let (stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(entrepot::runtime::serve(rt, webhooks, admin, shutdown));
+        Self { webhook_url, admin_url, stop, task }
+    }
+
+    /// The URL of a flow's webhook.
+    pub fn webhook(&self, flow: &str) -> String {
+        format!("{}/webhooks/{flow}", self.webhook_url)
+    }
+
+    /// Stops the runner and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.task.await.expect("the runner task").expect("the runner serves");
+    }
+}
+
+/// Reads `/v1/status`.
+pub async fn status(admin_url: &str) -> RunnerStatus {
+    reqwest::get(format!("{admin_url}/v1/status")).await.unwrap().json().await.unwrap()
+}
+
+/// Polls `check` every 20 ms until it is true, for at most `limit`; panics with `what`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Posts a Shopify-signed delivery of `body`; `webhook_id` identifies the delivery.
+pub async fn post_webhook(url: &str, body: &[u8], webhook_id: &str, signature: Option<String>) -> reqwest::Response {
+    let signature = signature.unwrap_or_else(|| sign(SignatureScheme::ShopifyHmacSha256, WEBHOOK_SECRET.as_bytes(), body));
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-shopify-hmac-sha256", signature)
+        .header("x-shopify-webhook-id", webhook_id)
+        .header("x-shopify-topic", "orders/create")
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("the runner answers")
+}
+
+/// A minimal Shopify order with one line.
+pub fn shopify_order(id: u64, sku: &str, updated_at: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": id, "name": format!("#{id}"), "email": "buyer@example.com",
+        "created_at": "2026-11-27T10:00:00-05:00", "updated_at": updated_at, "currency": "USD",
+        "customer": {"first_name": "Ada", "last_name": "Buyer"},
+        "subtotal_price": "10.00", "total_tax": "0.00", "total_discounts": "0.00", "total_price": "10.00",
+        "total_shipping_price_set": {"shop_money": {"amount": "0.00", "currency_code": "USD"}},
+        "line_items": [{"id": 1, "variant_id": 2, "sku": sku, "title": "Thing", "quantity": 1,
+                        "price": "10.00", "total_discount": "0.00", "tax_lines": []}]
+    }))
+    .unwrap()
+}
+
+/// One request the scripted target received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// Request body as JSON.
+    pub body: serde_json::Value,
+}
+
+#[derive(Default)]
+struct Script {
+    answers: Vec<(u16, Vec<(&'static str, String)>, String)>,
+    received: Vec<Received>,
+}
+
+/// An HTTP target that answers from a script (then 204 forever) and records requests.
+#[derive(Clone)]
+pub struct ScriptedTarget {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    script: Arc<Mutex<Script>>,
+}
+
+impl ScriptedTarget {
+    /// Starts the target.
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let script = Arc::new(Mutex::new(Script::default()));
+        let app = Router::new().fallback(any(answer)).with_state(script.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url: format!("http://{addr}"), script }
+    }
+
+    /// The next answers, in order: status, headers, body.
+    pub fn push(&self, status: u16, headers: &[(&'static str, &str)], body: &str) {
+        let headers = headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        self.script.lock().unwrap().answers.push((status, headers, body.into()));
+    }
+
+    /// What it received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.script.lock().unwrap().received.clone()
+    }
+}
+
+async fn answer(State(script): State<Arc<Mutex<Script>>>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut s = script.lock().unwrap();
+    s.received.push(Received { headers, body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null) });
+    if s.answers.is_empty() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let (status, headers, body) = s.answers.remove(0);
+    let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
+    for (k, v) in headers {
+        response.headers_mut().insert(k, v.parse().unwrap());
+    }
+    response
+}
