@@ -28,6 +28,9 @@ use entrepot::{
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
+mod process;
+pub use process::{RunnerProcess, free_port, runner_binary, write_quickstart};
+
 /// The quickstart's webhook signing secret (examples/quickstart/secrets.yaml).
 pub const WEBHOOK_SECRET: &str = "demo-shopify-client-secret";
 /// The quickstart's ERP token.

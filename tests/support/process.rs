@@ -1,0 +1,100 @@
+//! The runner as a child process, for tests that kill it.
+
+use std::{
+    net::TcpListener as StdListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::OnceLock,
+    time::Duration,
+};
+
+/// Path of the `entrepot` binary, built on first use (a no-op when `cargo nextest run
+/// --workspace` already built it).
+pub fn runner_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args(["build", "-q", "-p", "entrepot", "--bin", "entrepot", "--message-format=json"])
+            .current_dir(super::repo_root())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cargo runs");
+        assert!(out.status.success(), "cannot build the entrepot binary");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|m| (m["target"]["name"] == "entrepot" && m["executable"].is_string()).then(|| PathBuf::from(m["executable"].as_str().unwrap())))
+            .expect("cargo reports the binary")
+    })
+    .clone()
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Copies the quickstart manifests into `dir` with the ERP endpoint at `erp_url`.
+pub fn write_quickstart(dir: &Path, erp_url: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    for entry in std::fs::read_dir(super::repo_root().join("examples/quickstart")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).unwrap().replace("http://127.0.0.1:8081", erp_url);
+            std::fs::write(dir.join(path.file_name().unwrap()), text).unwrap();
+        }
+    }
+}
+
+/// `entrepot run` in a child process.
+pub struct RunnerProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT` of the webhook server.
+    pub webhook_url: String,
+    /// `http://127.0.0.1:PORT` of the admin server.
+    pub admin_url: String,
+}
+
+impl RunnerProcess {
+    /// Starts `entrepot run manifests --data-dir data` and waits until it is ready.
+    pub async fn start(manifests: &Path, data: &Path) -> Self {
+        let (web, admin) = (free_port(), free_port());
+        let child = Command::new(runner_binary())
+            .arg("run")
+            .arg(manifests)
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--listen", &format!("127.0.0.1:{web}"), "--admin-listen", &format!("127.0.0.1:{admin}")])
+            .env("ENTREPOT_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the runner starts");
+        let me = Self { child, webhook_url: format!("http://127.0.0.1:{web}"), admin_url: format!("http://127.0.0.1:{admin}") };
+        let ready = format!("{}/readyz", me.admin_url);
+        super::eventually(Duration::from_secs(30), "the runner is ready", || {
+            let ready = ready.clone();
+            async move { reqwest::get(&ready).await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await;
+        me
+    }
+
+    /// The URL of a flow's webhook.
+    pub fn webhook(&self, flow: &str) -> String {
+        format!("{}/webhooks/{flow}", self.webhook_url)
+    }
+
+    /// SIGKILL: no shutdown, no flush, nothing.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for RunnerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
