@@ -91,7 +91,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn init_logging(format: LogFormat, quiet: bool) {
-    let default = if quiet { "warn" } else { "info" };
+    // The demo prints its own progress and report; its logs would only repeat them.
+    let default = if quiet { "error" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ENTREPOT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);

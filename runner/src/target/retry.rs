@@ -58,11 +58,44 @@ pub fn classify(answer: &Answer) -> Verdict {
             } else if *status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() {
                 Verdict::Retry { after, reason: format!("target error: {status}") }
             } else if status.is_client_error() {
-                Verdict::Reject { reason: format!("{status}: {}", first_line(body)) }
+                Verdict::Reject { reason: format!("{status}: {}", summarize_body(body)) }
             } else {
                 Verdict::Retry { after, reason: format!("unexpected answer: {status}") }
             }
         }
+    }
+}
+
+/// The human part of an error body: for JSON, the first `detail` / `message` /
+/// `error_description` / `title` string with the error code when there is one (NetSuite's
+/// `o:errorDetails`, RFC 9457 problem details, most REST APIs); otherwise the first line.
+fn summarize_body(body: &str) -> String {
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(body) else {
+        return first_line(body).to_string();
+    };
+    let first = |keys: &[&str]| keys.iter().find_map(|k| find_string(&json, k, 0));
+    let message = first(&["detail", "message", "error_description", "title", "error"]);
+    let code = first(&["o:errorCode", "errorCode", "code"]);
+    match (message, code) {
+        (Some(m), Some(c)) => format!("{} ({c})", first_line(m)),
+        (Some(m), None) => first_line(m).to_string(),
+        _ => first_line(body).to_string(),
+    }
+}
+
+/// The first string under `key`, searching at most a few levels deep.
+fn find_string<'a>(value: &'a serde_json::Value, key: &str, depth: usize) -> Option<&'a str> {
+    use serde_json::Value;
+    if depth > 4 {
+        return None;
+    }
+    match value {
+        Value::Object(map) => map
+            .get(key)
+            .and_then(Value::as_str)
+            .or_else(|| map.values().find_map(|v| find_string(v, key, depth + 1))),
+        Value::Array(items) => items.iter().find_map(|v| find_string(v, key, depth + 1)),
+        _ => None,
     }
 }
 
@@ -124,9 +157,22 @@ mod tests {
             assert!(matches!(classify(&response(s, None)), Verdict::Reject { .. }), "{s}");
         }
         assert!(matches!(classify(&Answer::Transport("connection refused".into())), Verdict::Retry { after: None, .. }));
+        // Not JSON (a second line follows): the first line is kept.
         assert_eq!(
             classify(&response(400, None)),
             Verdict::Reject { reason: "400 Bad Request: {\"error\":\"INVALID_KEY_OR_REF\"}".into() }
+        );
+    }
+
+    #[test]
+    fn a_rejection_names_the_targets_message_and_code() {
+        let netsuite = r#"{"title":"Bad Request","status":400,"o:errorDetails":[{"detail":"Invalid item reference key X for field items[0].item.","o:errorCode":"INVALID_KEY_OR_REF"}]}"#;
+        let answer = Answer::Response { status: StatusCode::BAD_REQUEST, retry_after: None, body: netsuite.into() };
+        assert_eq!(
+            classify(&answer),
+            Verdict::Reject {
+                reason: "400 Bad Request: Invalid item reference key X for field items[0].item. (INVALID_KEY_OR_REF)".into()
+            }
         );
     }
 

@@ -55,6 +55,9 @@ pub struct OrderReport {
     pub acknowledged: bool,
     /// The last status received, if any.
     pub final_status: Option<u16>,
+    /// The delivered body, byte for byte (to deliver the same revision again).
+    #[serde(skip)]
+    pub body: axum::body::Bytes,
 }
 
 impl Storefront {
@@ -108,11 +111,12 @@ impl Storefront {
                     total_price_minor: order.total_price_minor().unwrap_or_default(),
                     currency: order.currency,
                     name: order.name,
-                    webhook_id: delivery.webhook_id,
+                    webhook_id: delivery.webhook_id.clone(),
                     duplicated,
                     attempts,
                     acknowledged,
                     final_status: outcome.final_status,
+                    body: delivery.body.clone(),
                 };
                 (index, report)
             });
