@@ -154,9 +154,12 @@ pub struct Received {
     pub body: serde_json::Value,
 }
 
+/// A scripted answer: status, headers, body.
+type Scripted = (u16, Vec<(&'static str, String)>, String);
+
 #[derive(Default)]
 struct Script {
-    answers: Vec<(u16, Vec<(&'static str, String)>, String)>,
+    answers: Vec<Scripted>,
     received: Vec<Received>,
 }
 

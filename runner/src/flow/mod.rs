@@ -156,12 +156,6 @@ pub struct Workers {
     pub shutdown: watch::Receiver<bool>,
 }
 
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Metrics")
-    }
-}
-
 /// Starts the prepare worker and one delivery worker per target for `flow`.
 pub fn spawn(flow: Arc<Flow>, workers: &Workers) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = vec![tokio::spawn(run_prepare(flow.clone(), workers.clone()))];

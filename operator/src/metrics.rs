@@ -1,0 +1,104 @@
+//! The operator's Prometheus metrics, served on `/metrics`.
+
+use std::time::Duration;
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+
+use crate::error::Error;
+
+/// Counters and timings of the controllers' reconciles. Labels come from fixed sets
+/// (controller names, [`Error::CATEGORIES`]) so their number stays bounded.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    reconciles: IntCounterVec,
+    failures: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl Metrics {
+    /// Registers the metrics in a registry of their own.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let reconciles = IntCounterVec::new(
+            Opts::new("entrepot_operator_reconciles_total", "Reconciles run, by controller."),
+            &["controller"],
+        )
+        .expect("valid metric");
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "entrepot_operator_reconcile_failures_total",
+                "Reconciles that failed, by controller and category.",
+            ),
+            &["controller", "category"],
+        )
+        .expect("valid metric");
+        let duration = HistogramVec::new(
+            HistogramOpts::new("entrepot_operator_reconcile_duration_seconds", "Time a reconcile took, by controller.")
+                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["controller"],
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(failures.clone()),
+            Box::new(duration.clone()),
+        ] {
+            registry.register(collector).expect("metric registered once");
+        }
+        Self { registry, reconciles, failures, duration }
+    }
+
+    /// Records one finished reconcile of `controller`.
+    pub fn reconciled(&self, controller: &str, took: Duration, error: Option<&Error>) {
+        self.reconciles.with_label_values(&[controller]).inc();
+        self.duration.with_label_values(&[controller]).observe(took.as_secs_f64());
+        if let Some(error) = error {
+            self.failures.with_label_values(&[controller, error.category()]).inc();
+        }
+    }
+
+    /// Reconciles of `controller` finished so far.
+    pub fn reconciles(&self, controller: &str) -> u64 {
+        self.reconciles.with_label_values(&[controller]).get()
+    }
+
+    /// Failed reconciles of `controller` in `category` so far.
+    pub fn failures(&self, controller: &str, category: &str) -> u64 {
+        self.failures.with_label_values(&[controller, category]).get()
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn render(&self) -> String {
+        TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync_flow::build::BuildError;
+
+    #[test]
+    fn failures_are_counted_by_category() {
+        let metrics = Metrics::new();
+        metrics.reconciled("syncflow", Duration::from_millis(5), None);
+        metrics.reconciled("syncflow", Duration::from_millis(5), Some(&Error::Build(BuildError::NoOwnerReference)));
+        assert_eq!(metrics.reconciles("syncflow"), 2);
+        assert_eq!(metrics.failures("syncflow", "invalid_object"), 1);
+        let text = metrics.render();
+        assert!(text.contains("entrepot_operator_reconciles_total{controller=\"syncflow\"} 2"), "{text}");
+        assert!(
+            text.contains(
+                "entrepot_operator_reconcile_failures_total{category=\"invalid_object\",controller=\"syncflow\"} 1"
+            ),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! The SyncFlow custom resource.
+
+use std::ops::Deref;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What the flow moves and how: its source, mappings, targets, delivery policy and
+/// runner workload.
+//
+// The runner's `entrepot::spec::SyncFlowSpec`, unchanged, so a flow means the same in
+// a cluster as in local mode. This doc comment is the `spec` field's `kubectl explain`
+// text.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+// Every `printcolumn(...)` names the same keys; clippy reads them as one repeated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[kube(
+    group = "entrepot.io",
+    version = "v1alpha1",
+    kind = "SyncFlow",
+    namespaced,
+    status = "SyncFlowStatus",
+    derive = "PartialEq",
+    shortname = "sflow",
+    category = "entrepot",
+    doc = "A flow of one entity from a source system, through mappings, to one or more targets, \
+           with its delivery policy. The operator runs each SyncFlow in its own runner workload \
+           and reports the runner's health and backlog in status.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the flow's runner is available"
+    ),
+    printcolumn(
+        name = "Source",
+        type_ = "string",
+        json_path = ".spec.source.connectorRef",
+        description = "The Connector records come from"
+    ),
+    printcolumn(
+        name = "Targets",
+        type_ = "string",
+        json_path = ".spec.targets[*].connectorRef",
+        description = "The Connectors records go to"
+    ),
+    printcolumn(
+        name = "Backlog",
+        type_ = "integer",
+        json_path = ".status.backlog.pending",
+        description = "Records accepted but not yet delivered"
+    ),
+    printcolumn(
+        name = "Oldest",
+        type_ = "integer",
+        json_path = ".status.backlog.oldestPendingSeconds",
+        description = "Age in seconds of the oldest undelivered record"
+    ),
+    printcolumn(
+        name = "DLQ",
+        type_ = "integer",
+        json_path = ".status.backlog.deadLettered",
+        description = "Records in the dead-letter queue"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+pub struct SyncFlowSpec(pub entrepot::spec::SyncFlowSpec);
+
+impl Deref for SyncFlowSpec {
+    type Target = entrepot::spec::SyncFlowSpec;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// What the operator observed of a SyncFlow and its runner.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncFlowStatus {
+    /// The `metadata.generation` this status describes. -1 until the operator has
+    /// looked at the SyncFlow: until it equals `metadata.generation`, the conditions
+    /// describe an older spec.
+    #[serde(default = "super::not_observed")]
+    pub observed_generation: i64,
+
+    /// `Ready`: the runner is available and delivering. `Reconciling`: the operator is
+    /// rolling out the spec. `Stalled`: the spec cannot be run as written (a missing
+    /// Connector or Mapping, an invalid field); the message says what to change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// The runner workload rendered for this flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<RunnerStatus>,
+
+    /// The flow's queue, as last reported by its runner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<BacklogStatus>,
+}
+
+impl Default for SyncFlowStatus {
+    fn default() -> Self {
+        Self { observed_generation: super::not_observed(), conditions: Vec::new(), runner: None, backlog: None }
+    }
+}
+
+/// The runner workload of a SyncFlow.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerStatus {
+    /// Name of the runner's Deployment (and of its ConfigMap and Service).
+    pub deployment: String,
+    /// SHA-256 of the runner's rendered configuration and of the Secret keys it
+    /// references. The runner pods carry it as the `entrepot.io/config-checksum`
+    /// annotation; a change rolls them.
+    pub config_checksum: String,
+    /// Runner pods asked for.
+    pub replicas: i32,
+    /// Runner pods available, as the Deployment reports them.
+    pub available_replicas: i32,
+}
+
+/// A flow's queue, as its runner reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BacklogStatus {
+    /// Records accepted from the source and not yet delivered to every target.
+    #[serde(default)]
+    pub pending: i64,
+    /// Age in seconds of the oldest pending record; 0 when nothing is pending.
+    #[serde(default)]
+    pub oldest_pending_seconds: i64,
+    /// Records in the dead-letter queue, waiting to be replayed or discarded.
+    #[serde(default)]
+    pub dead_lettered: i64,
+}

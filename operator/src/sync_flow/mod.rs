@@ -1,0 +1,365 @@
+//! The SyncFlow controller: each SyncFlow becomes a runner workload (ConfigMap,
+//! Deployment, Service), and the runner's health comes back into its status.
+//!
+//! A reconcile runs in five steps: dereference (read the referenced Connectors and
+//! Mappings) → validate (pure) → build (pure) → apply (server-side apply) → status.
+//! A flow that cannot be run is marked `Stalled` and its existing children are left
+//! alone: a failed reconcile never tears down the last good runner.
+
+pub mod build;
+pub mod status;
+pub mod validate;
+
+#[cfg(test)]
+mod controller_tests;
+
+use std::{
+    collections::HashMap,
+    fmt::Debug,
+    future::Future,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use k8s_openapi::{
+    NamespaceResourceScope,
+    api::{
+        apps::v1::Deployment,
+        core::v1::{ConfigMap, Service},
+    },
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{ApiResource, DynamicObject, Patch, PatchParams},
+    core::DeserializeGuard,
+    runtime::{
+        Controller,
+        controller::Action,
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
+};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::json;
+use tracing::{info, warn};
+
+use self::{
+    build::{MANAGED_BY, RunnerDefaults},
+    status::{Outcome, Rollout},
+    validate::{Invalid, References},
+};
+use crate::{
+    error::Error,
+    metrics::Metrics,
+    resources::{Connector, Mapping, SyncFlow, SyncFlowStatus, conditions},
+};
+
+/// Field manager of every server-side apply the operator sends.
+pub const FIELD_MANAGER: &str = "entrepot-operator";
+/// Name of this controller in metrics and logs.
+pub const CONTROLLER: &str = "syncflow";
+/// How often a healthy flow is looked at again even if nothing changed.
+pub const RESYNC: Duration = Duration::from_secs(30);
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// What every runner gets unless its flow says otherwise.
+    pub defaults: RunnerDefaults,
+    /// Reconcile counters.
+    pub metrics: Metrics,
+    /// Set once the SyncFlow cache has been filled; `/readyz` reports it.
+    pub ready: Arc<AtomicBool>,
+    /// Consecutive failures per flow, for the retry backoff.
+    failures: Mutex<HashMap<ObjectRef<DeserializeGuard<SyncFlow>>, u32>>,
+}
+
+impl Context {
+    /// A context for a controller that talks to the API through `client`.
+    pub fn new(client: Client, defaults: RunnerDefaults, metrics: Metrics) -> Self {
+        Self { client, defaults, metrics, ready: Arc::default(), failures: Mutex::default() }
+    }
+}
+
+/// Runs the SyncFlow controller until `shutdown` completes; then finishes the
+/// reconciles in flight and returns. `namespace` limits it to one namespace.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let scope = ApiScope(ctx.client.clone(), namespace.map(str::to_string));
+    // Children are found by their label; the owner references then name the flow.
+    let children = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
+
+    let controller = Controller::new(scope.api::<DeserializeGuard<SyncFlow>>(), watcher::Config::default());
+    let flows = controller.store();
+    let ready = ctx.ready.clone();
+    let ready_store = flows.clone();
+    tokio::spawn(async move {
+        // The store wakes only the last task waiting on it (kube-runtime's DelayedInit
+        // keeps one waker), and the controller's own runner waits on it too: asking
+        // again now and then is what makes this waiter see it.
+        while tokio::time::timeout(Duration::from_millis(250), ready_store.wait_until_ready()).await.is_err() {}
+        ready.store(true, Ordering::Relaxed);
+    });
+    let by_connector = flows.clone();
+    let by_mapping = flows;
+
+    controller
+        .owns(scope.api::<ConfigMap>(), children.clone())
+        .owns(scope.api::<Deployment>(), children.clone())
+        .owns(scope.api::<Service>(), children)
+        // A flow waiting for a Connector or Mapping goes on as soon as it appears or changes.
+        .watches(scope.api::<DeserializeGuard<Connector>>(), watcher::Config::default(), move |c| {
+            referencing(&by_connector, &c, |flow, name| flow.spec.connector_refs().contains(&name))
+        })
+        .watches(scope.api::<DeserializeGuard<Mapping>>(), watcher::Config::default(), move |m| {
+            referencing(&by_mapping, &m, |flow, name| flow.spec.mapping_refs().contains(&name))
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+/// An `Api` for any namespaced kind, in one namespace or all of them.
+struct ApiScope(Client, Option<String>);
+
+impl ApiScope {
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match &self.1 {
+            Some(ns) => Api::namespaced(self.0.clone(), ns),
+            None => Api::all(self.0.clone()),
+        }
+    }
+}
+
+/// The flows in `referenced`'s namespace that name it.
+fn referencing<R: Resource>(
+    flows: &Store<DeserializeGuard<SyncFlow>>,
+    referenced: &R,
+    names_it: impl Fn(&SyncFlow, &str) -> bool,
+) -> Vec<ObjectRef<DeserializeGuard<SyncFlow>>> {
+    let (Some(name), namespace) = (referenced.meta().name.as_deref(), referenced.meta().namespace.as_deref()) else {
+        return Vec::new();
+    };
+    flows
+        .state()
+        .iter()
+        .filter(|guard| guard.meta().namespace.as_deref() == namespace)
+        .filter(|guard| guard.0.as_ref().is_ok_and(|flow| names_it(flow, name)))
+        .map(|guard| ObjectRef::from_obj(guard.as_ref()))
+        .collect()
+}
+
+async fn reconcile(guard: Arc<DeserializeGuard<SyncFlow>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_flow(&guard, &ctx).await;
+    ctx.metrics.reconciled(CONTROLLER, started.elapsed(), result.as_ref().err());
+    if result.is_ok() {
+        ctx.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&ObjectRef::from_obj(guard.as_ref()));
+    }
+    result
+}
+
+#[tracing::instrument(skip_all, fields(namespace = guard.meta().namespace, flow = guard.meta().name))]
+async fn reconcile_flow(guard: &DeserializeGuard<SyncFlow>, ctx: &Context) -> Result<Action, Error> {
+    let namespace = guard.meta().namespace.clone().unwrap_or_default();
+    let name = guard.name_any();
+    let generation = guard.meta().generation.unwrap_or_default();
+    let flow = match &guard.0 {
+        Ok(flow) => flow,
+        Err(unreadable) => {
+            // The object passed the CRD schema but not our types (say a duration the
+            // schema's pattern allows and the parser does not): report it on the object.
+            let invalid = Invalid::UnreadableSpec { flow: name.clone(), error: unreadable.error.clone() };
+            update_status(&ctx.client, &namespace, &name, generation, &Outcome::Stalled(&invalid)).await?;
+            return Err(invalid.into());
+        }
+    };
+
+    // 1. Dereference.
+    let refs = dereference(&ctx.client, &namespace, flow).await?;
+    // 2. Validate.
+    let outcome = match validate::validate(&name, &namespace, &flow.spec, &refs) {
+        Err(invalid) => {
+            // Stalled: the children stay as they are, so the last good runner keeps running.
+            update_status(&ctx.client, &namespace, &name, generation, &Outcome::Stalled(&invalid)).await?;
+            return Err(invalid.into());
+        }
+        Ok(config) => {
+            // 3. Build.
+            let children = build::children(flow, &config, &ctx.defaults)?;
+            // 4. Apply.
+            apply(&ctx.client, &namespace, &children.config_map).await?;
+            apply(&ctx.client, &namespace, &children.service).await?;
+            // The answer to the apply is the Deployment as the API holds it, status included.
+            let deployment = apply(&ctx.client, &namespace, &children.deployment).await?;
+            Outcome::Applied {
+                deployment: deployment.name_any(),
+                checksum: children.checksum,
+                rollout: Rollout::of(&deployment),
+            }
+        }
+    };
+    // 5. Status.
+    update_status(&ctx.client, &namespace, &name, generation, &outcome).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Reads the Connectors and Mappings `flow` references, tolerating ones that exist but
+/// do not parse (validation reports those).
+async fn dereference(client: &Client, namespace: &str, flow: &SyncFlow) -> Result<References, Error> {
+    let mut refs = References::default();
+    for name in flow.spec.connector_refs() {
+        if let Some(found) = get_guarded::<Connector>(client, namespace, name).await? {
+            refs.connectors.insert(name.to_string(), found.0.map(|c| c.spec.0).map_err(|e| e.error));
+        }
+    }
+    for name in flow.spec.mapping_refs() {
+        if let Some(found) = get_guarded::<Mapping>(client, namespace, name).await? {
+            refs.mappings.insert(name.to_string(), found.0.map(|m| m.spec.0).map_err(|e| e.error));
+        }
+    }
+    Ok(refs)
+}
+
+async fn get_guarded<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<DeserializeGuard<K>>, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + Debug,
+{
+    Api::<DeserializeGuard<K>>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|source| kube_error::<K>("get", namespace, name, source))
+}
+
+/// Server-side applies `object` (force: the operator owns these fields) and returns
+/// the object as the API holds it afterwards.
+async fn apply<K>(client: &Client, namespace: &str, object: &K) -> Result<K, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    Api::<K>::namespaced(client.clone(), namespace)
+        .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
+        .await
+        .map_err(|source| kube_error::<K>("apply", namespace, &name, source))
+}
+
+/// Merges this reconcile's outcome into the flow's status and writes it, unless that
+/// changes nothing.
+///
+/// The status merged into is read from the API, not from the controller's cache: a
+/// cached flow can predate the status this controller wrote a moment ago, and merging
+/// into that would move a condition's `lastTransitionTime` without a transition.
+async fn update_status(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    generation: i64,
+    outcome: &Outcome<'_>,
+) -> Result<(), Error> {
+    let previous = read_status(client, namespace, name).await?;
+    let status = status::desired_status(&previous, generation, outcome, Timestamp::now());
+    if status == previous {
+        return Ok(());
+    }
+    let patch = json!({
+        "apiVersion": SyncFlow::api_version(&()),
+        "kind": SyncFlow::kind(&()),
+        "status": status,
+    });
+    // Read back tolerantly: the flow's spec may be the unreadable part.
+    Api::<DeserializeGuard<SyncFlow>>::namespaced(client.clone(), namespace)
+        .patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(|source| kube_error::<SyncFlow>("patch status", namespace, name, source))?;
+    info!(ready = conditions::is_true(&status.conditions, conditions::READY), "status updated");
+    Ok(())
+}
+
+/// The flow's current status. Read as untyped JSON, so that a flow whose spec does not
+/// parse still has its status read; a status that does not parse counts as none.
+async fn read_status(client: &Client, namespace: &str, name: &str) -> Result<SyncFlowStatus, Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ApiResource::erase::<SyncFlow>(&()));
+    let object = api.get(name).await.map_err(|source| kube_error::<SyncFlow>("get", namespace, name, source))?;
+    Ok(object.data.get("status").and_then(|s| serde_json::from_value(s.clone()).ok()).unwrap_or_default())
+}
+
+fn kube_error<K: Resource<DynamicType = ()>>(
+    action: &'static str,
+    namespace: &str,
+    name: &str,
+    source: kube::Error,
+) -> Error {
+    Error::KubeApi { action, kind: K::kind(&()).into_owned(), namespace: namespace.into(), name: name.into(), source }
+}
+
+fn error_policy(guard: Arc<DeserializeGuard<SyncFlow>>, error: &Error, ctx: Arc<Context>) -> Action {
+    let attempt = {
+        let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let count = failures.entry(ObjectRef::from_obj(guard.as_ref())).or_default();
+        *count = count.saturating_add(1);
+        *count
+    };
+    let delay = retry_delay(error, attempt);
+    warn!(
+        namespace = guard.meta().namespace,
+        flow = guard.meta().name,
+        category = error.category(),
+        error = %error,
+        attempt,
+        retry_in_seconds = delay.as_secs(),
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+/// When to try a failed flow again: doubling from 5 s up to 5 min. A flow waiting for a
+/// Connector or Mapping is woken by its watch as soon as that appears, so it only
+/// needs the slow end of the backoff.
+pub fn retry_delay(error: &Error, attempt: u32) -> Duration {
+    const FIRST: Duration = Duration::from_secs(5);
+    const LAST: Duration = Duration::from_secs(300);
+    if error.category() == "reference_missing" {
+        return LAST;
+    }
+    FIRST.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(LAST)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync_flow::build::BuildError;
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_five_minutes() {
+        let error = Error::Build(BuildError::NoOwnerReference);
+        let delays: Vec<u64> = (1..=9).map(|n| retry_delay(&error, n).as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(retry_delay(&error, u32::MAX).as_secs(), 300);
+    }
+
+    #[test]
+    fn a_missing_reference_waits_for_its_watch() {
+        let error = Error::Invalid(Invalid::Resolve(entrepot::config::ResolveError::ConnectorNotFound {
+            flow: "f".into(),
+            namespace: "n".into(),
+            field: "spec.source.connectorRef".into(),
+            name: "c".into(),
+        }));
+        assert_eq!(retry_delay(&error, 1).as_secs(), 300);
+    }
+}

@@ -1,0 +1,301 @@
+//! Validation: whether a SyncFlow and what it references can be run. Pure: the
+//! referenced objects are passed in, already read.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use entrepot::{
+    config::{FlowConfig, ResolveError},
+    spec::{ConnectorAuth, MappingSpec, SecretKeySelector, SyncFlowSpec},
+};
+
+use super::build::RUNNER_SUFFIX;
+
+/// The Connectors and Mappings a SyncFlow references, as read from its namespace: a
+/// name is absent when the object does not exist, and maps to an error text when the
+/// object exists but cannot be read as its kind.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct References {
+    /// Connectors by name.
+    pub connectors: BTreeMap<String, Result<entrepot::spec::ConnectorSpec, String>>,
+    /// Mappings by name.
+    pub mappings: BTreeMap<String, Result<MappingSpec, String>>,
+}
+
+/// Why a SyncFlow cannot be run as written. Reported as `Stalled=True` on the flow;
+/// it takes a change to the flow or to what it references to get further.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Invalid {
+    /// A reference is missing or does not fit (the runner's own resolution rules).
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    /// The SyncFlow itself cannot be read as a SyncFlow.
+    #[error("SyncFlow {flow}: the spec cannot be read: {error}; fix the field it names")]
+    UnreadableSpec {
+        /// The flow.
+        flow: String,
+        /// The parser's message.
+        error: String,
+    },
+    /// A referenced object exists but cannot be read as its kind.
+    #[error("SyncFlow {flow}: {kind} `{name}` cannot be read: {error}; fix the field it names in that {kind}")]
+    UnreadableReference {
+        /// The flow.
+        flow: String,
+        /// `Connector` or `Mapping`.
+        kind: &'static str,
+        /// The referenced object.
+        name: String,
+        /// The parser's message.
+        error: String,
+    },
+    /// A field is valid for the schema but cannot be rendered into a workload.
+    #[error("SyncFlow {flow}: {field}: {message}")]
+    Field {
+        /// The flow.
+        flow: String,
+        /// The field at fault.
+        field: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+impl Invalid {
+    /// The condition reason: `ConnectorNotFound`, `MappingNotFound` or `InvalidSpec`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Resolve(ResolveError::ConnectorNotFound { .. }) => "ConnectorNotFound",
+            Self::Resolve(ResolveError::MappingNotFound { .. }) => "MappingNotFound",
+            _ => "InvalidSpec",
+        }
+    }
+
+    /// Whether the flow waits for a referenced object to be created.
+    pub fn is_missing_reference(&self) -> bool {
+        matches!(self, Self::Resolve(ResolveError::ConnectorNotFound { .. } | ResolveError::MappingNotFound { .. }))
+    }
+}
+
+/// Longest SyncFlow name whose `<name>-runner` still fits a Service name (63 characters).
+pub const MAX_FLOW_NAME: usize = 63 - RUNNER_SUFFIX.len();
+
+/// Resolves a flow against what it references and checks that the operator can render
+/// it into a runner workload.
+pub fn validate(name: &str, namespace: &str, spec: &SyncFlowSpec, refs: &References) -> Result<FlowConfig, Invalid> {
+    // Service names are DNS-1035 labels: the runner Service would be refused.
+    if name.len() > MAX_FLOW_NAME || !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err(Invalid::Field {
+            flow: name.into(),
+            field: "metadata.name".into(),
+            message: format!(
+                "the runner Service `{name}{RUNNER_SUFFIX}` needs a name of at most 63 characters starting \
+                 with a letter: rename the SyncFlow (at most {MAX_FLOW_NAME} characters, starting with a letter)"
+            ),
+        });
+    }
+    // An object that exists but cannot be read is not "not found": say what is wrong with it.
+    for connector in spec.connector_refs() {
+        if let Some(Err(error)) = refs.connectors.get(connector) {
+            return Err(unreadable(name, "Connector", connector, error));
+        }
+    }
+    for mapping in spec.mapping_refs() {
+        if let Some(Err(error)) = refs.mappings.get(mapping) {
+            return Err(unreadable(name, "Mapping", mapping, error));
+        }
+    }
+    let config = FlowConfig::resolve(
+        name,
+        namespace,
+        spec,
+        |n| refs.connectors.get(n).and_then(|r| r.as_ref().ok()).cloned(),
+        |n| refs.mappings.get(n).and_then(|r| r.as_ref().ok()).cloned(),
+    )?;
+
+    let storage = &spec.runner.queue.embedded.storage;
+    if !is_quantity(storage) {
+        return Err(Invalid::Field {
+            flow: name.into(),
+            field: "spec.runner.queue.embedded.storage".into(),
+            message: format!("`{storage}` is not a Kubernetes quantity; write it like 5Gi or 500Mi"),
+        });
+    }
+
+    // Two Secret keys whose names differ only in punctuation would share one variable.
+    let mut by_env: BTreeMap<String, SecretKeySelector> = BTreeMap::new();
+    for selector in secret_refs(&config) {
+        if let Some(first) = by_env.insert(selector.env_var(), selector.clone()) {
+            return Err(Invalid::Field {
+                flow: name.into(),
+                field: "secretRef".into(),
+                message: format!(
+                    "Secret keys {}/{} and {}/{} would both reach the runner as {}; rename one of the \
+                     Secrets or keys",
+                    first.name,
+                    first.key,
+                    selector.name,
+                    selector.key,
+                    selector.env_var()
+                ),
+            });
+        }
+    }
+    Ok(config)
+}
+
+fn unreadable(flow: &str, kind: &'static str, name: &str, error: &str) -> Invalid {
+    Invalid::UnreadableReference { flow: flow.into(), kind, name: name.into(), error: error.into() }
+}
+
+/// Every Secret key the flow's Connectors reference (auth and webhook signing), sorted
+/// and without repeats. The runner receives each as an environment variable.
+pub fn secret_refs(config: &FlowConfig) -> BTreeSet<SecretKeySelector> {
+    let mut refs = BTreeSet::new();
+    for connector in config.connectors.values() {
+        match &connector.auth {
+            Some(ConnectorAuth::Bearer { secret_ref }) => {
+                refs.insert(secret_ref.clone());
+            }
+            Some(ConnectorAuth::Header(header)) => {
+                refs.insert(header.secret_ref.clone());
+            }
+            None => {}
+        }
+        if let Some(webhook) = &connector.webhook {
+            refs.insert(webhook.secret_ref.clone());
+        }
+    }
+    refs
+}
+
+/// Whether `text` is a Kubernetes quantity in the forms people write: a decimal number
+/// with an optional binary or decimal suffix (`5Gi`, `500M`, `1.5Gi`, `100`).
+fn is_quantity(text: &str) -> bool {
+    const SUFFIXES: [&str; 14] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", "m", ""];
+    SUFFIXES.iter().any(|suffix| {
+        text.strip_suffix(suffix).is_some_and(|number| {
+            let mut parts = number.splitn(2, '.');
+            let whole = parts.next().unwrap_or_default();
+            let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            digits(whole) && parts.next().is_none_or(digits)
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::fixtures;
+
+    fn refs_of(fixture: &fixtures::Fixture) -> References {
+        References {
+            connectors: fixture
+                .connectors
+                .iter()
+                .map(|c| (c.metadata.name.clone().unwrap(), Ok(c.spec.0.clone())))
+                .collect(),
+            mappings: fixture
+                .mappings
+                .iter()
+                .map(|m| (m.metadata.name.clone().unwrap(), Ok(m.spec.0.clone())))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_complete_flow_resolves() {
+        let f = fixtures::orders();
+        let config = validate("orders", "retail", &f.flow().spec, &refs_of(&f)).unwrap();
+        assert_eq!(config.connectors.len(), 2);
+        assert_eq!(config.mappings.len(), 2);
+    }
+
+    #[test]
+    fn a_missing_connector_names_the_field() {
+        let f = fixtures::orders();
+        let mut refs = refs_of(&f);
+        refs.connectors.remove("erp");
+        let err = validate("orders", "retail", &f.flow().spec, &refs).unwrap_err();
+        assert_eq!(err.reason(), "ConnectorNotFound");
+        assert!(err.is_missing_reference());
+        assert!(err.to_string().contains("spec.targets[0].connectorRef"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_mapping_is_mapping_not_found() {
+        let f = fixtures::orders();
+        let mut refs = refs_of(&f);
+        refs.mappings.remove("canonical-to-erp");
+        let err = validate("orders", "retail", &f.flow().spec, &refs).unwrap_err();
+        assert_eq!(err.reason(), "MappingNotFound");
+        assert!(err.to_string().contains("spec.targets[0].mappingRef"), "{err}");
+    }
+
+    #[test]
+    fn an_unreadable_connector_is_invalid_not_missing() {
+        let f = fixtures::orders();
+        let mut refs = refs_of(&f);
+        refs.connectors.insert("erp".into(), Err("spec.type: unknown variant `sap`".into()));
+        let err = validate("orders", "retail", &f.flow().spec, &refs).unwrap_err();
+        assert_eq!(err.reason(), "InvalidSpec");
+        assert!(!err.is_missing_reference());
+        assert!(err.to_string().contains("Connector `erp` cannot be read"), "{err}");
+    }
+
+    #[test]
+    fn references_that_do_not_fit_are_invalid_spec() {
+        let f = fixtures::orders();
+        let mut refs = refs_of(&f);
+        if let Some(Ok(shop)) = refs.connectors.get_mut("shop") {
+            shop.webhook = None;
+        }
+        let err = validate("orders", "retail", &f.flow().spec, &refs).unwrap_err();
+        assert_eq!(err.reason(), "InvalidSpec");
+    }
+
+    #[test]
+    fn a_name_too_long_for_the_runner_service_is_refused() {
+        let f = fixtures::orders();
+        let long = "o".repeat(MAX_FLOW_NAME + 1);
+        let err = validate(&long, "retail", &f.flow().spec, &refs_of(&f)).unwrap_err();
+        assert!(err.to_string().contains("metadata.name"), "{err}");
+        assert!(validate(&"o".repeat(MAX_FLOW_NAME), "retail", &f.flow().spec, &refs_of(&f)).is_ok());
+    }
+
+    #[test]
+    fn a_storage_size_must_be_a_quantity() {
+        let f = fixtures::orders();
+        let mut spec = f.flow().spec.0.clone();
+        spec.runner.queue.embedded.storage = "5 GB".into();
+        let err = validate("orders", "retail", &spec, &refs_of(&f)).unwrap_err();
+        assert!(err.to_string().contains("spec.runner.queue.embedded.storage"), "{err}");
+        for ok in ["5Gi", "500Mi", "1.5Gi", "100", "2G"] {
+            assert!(is_quantity(ok), "{ok}");
+        }
+        for bad in ["", "Gi", "5 Gi", "5GB", "1.Gi", "-1Gi"] {
+            assert!(!is_quantity(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secret_keys_that_would_share_an_env_var_are_refused() {
+        let f = fixtures::orders();
+        let mut refs = refs_of(&f);
+        // shop's webhook key is shop-webhook/secret; shop_webhook/secret maps to the same variable.
+        if let Some(Ok(erp)) = refs.connectors.get_mut("erp") {
+            erp.auth = Some(ConnectorAuth::Bearer {
+                secret_ref: SecretKeySelector { name: "shop_webhook".into(), key: "secret".into() },
+            });
+        }
+        let err = validate("orders", "retail", &f.flow().spec, &refs).unwrap_err();
+        assert!(err.to_string().contains("ENTREPOT_SECRET_SHOP_WEBHOOK_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn secret_refs_are_every_auth_and_webhook_key_once() {
+        let f = fixtures::orders();
+        let config = validate("orders", "retail", &f.flow().spec, &refs_of(&f)).unwrap();
+        let refs: Vec<String> = secret_refs(&config).into_iter().map(|s| format!("{}/{}", s.name, s.key)).collect();
+        assert_eq!(refs, ["erp-api/token", "shop-webhook/secret"]);
+    }
+}

@@ -1,0 +1,46 @@
+//! YAML fixtures: manifests as a user writes them, read into the CRD types.
+
+use serde_json::Value;
+
+use crate::resources::{Connector, Mapping, SyncFlow};
+
+/// The resources of one fixture file, by kind, in file order.
+#[derive(Clone, Debug, Default)]
+pub struct Fixture {
+    pub connectors: Vec<Connector>,
+    pub mappings: Vec<Mapping>,
+    pub flows: Vec<SyncFlow>,
+}
+
+impl Fixture {
+    /// Reads a multi-document YAML text; any kind but ours is an error, so a typo in a
+    /// fixture fails loudly.
+    pub fn parse(text: &str) -> Self {
+        let docs: Vec<Value> = serde_saphyr::from_multiple(text).expect("fixture is YAML");
+        let mut fixture = Self::default();
+        for doc in docs {
+            match doc["kind"].as_str() {
+                Some("Connector") => fixture.connectors.push(serde_json::from_value(doc).expect("a Connector")),
+                Some("Mapping") => fixture.mappings.push(serde_json::from_value(doc).expect("a Mapping")),
+                Some("SyncFlow") => fixture.flows.push(serde_json::from_value(doc).expect("a SyncFlow")),
+                other => panic!("unexpected kind {other:?} in fixture"),
+            }
+        }
+        fixture
+    }
+
+    /// The first SyncFlow.
+    pub fn flow(&self) -> &SyncFlow {
+        &self.flows[0]
+    }
+
+    /// The Connector named `name`.
+    pub fn connector(&self, name: &str) -> &Connector {
+        self.connectors.iter().find(|c| c.metadata.name.as_deref() == Some(name)).expect("connector in fixture")
+    }
+}
+
+/// Shopify orders to an ERP, with two Connectors, two Mappings and one SyncFlow.
+pub fn orders() -> Fixture {
+    Fixture::parse(include_str!("fixtures/orders.yaml"))
+}
