@@ -59,25 +59,35 @@ pub struct RunnerProcess {
 impl RunnerProcess {
     /// Starts `entrepot run manifests --data-dir data` and waits until it is ready.
     pub async fn start(manifests: &Path, data: &Path) -> Self {
+        let args = vec!["run".into(), manifests.display().to_string(), "--data-dir".into(), data.display().to_string()];
+        Self::spawn(args, Vec::new()).await
+    }
+
+    /// Starts the runner with `args` (without listen addresses: loopback ports are
+    /// added) and environment `env`, and waits until it is ready.
+    pub async fn spawn(args: Vec<String>, env: Vec<(String, String)>) -> Self {
         let (web, admin) = (free_port(), free_port());
         let child = Command::new(runner_binary())
-            .arg("run")
-            .arg(manifests)
-            .arg("--data-dir")
-            .arg(data)
+            .args(&args)
             .args(["--listen", &format!("127.0.0.1:{web}"), "--admin-listen", &format!("127.0.0.1:{admin}")])
+            .envs(env)
             .env("ENTREPOT_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
             .expect("the runner starts");
-        let me = Self { child, webhook_url: format!("http://127.0.0.1:{web}"), admin_url: format!("http://127.0.0.1:{admin}") };
+        let mut me = Self { child, webhook_url: format!("http://127.0.0.1:{web}"), admin_url: format!("http://127.0.0.1:{admin}") };
         let ready = format!("{}/readyz", me.admin_url);
-        super::eventually(Duration::from_secs(30), "the runner is ready", || {
-            let ready = ready.clone();
-            async move { reqwest::get(&ready).await.is_ok_and(|r| r.status().is_success()) }
-        })
-        .await;
-        me
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(exit) = me.child.try_wait().expect("the runner can be waited on") {
+                panic!("the runner exited before it was ready: {exit}");
+            }
+            if reqwest::get(&ready).await.is_ok_and(|r| r.status().is_success()) {
+                return me;
+            }
+            assert!(std::time::Instant::now() < deadline, "the runner is not ready after 30 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The URL of a flow's webhook.
