@@ -111,7 +111,20 @@ impl FlowConfig {
         let mut mappings = BTreeMap::new();
 
         let source = connector_ref("spec.source.connectorRef".into(), &spec.source.connector_ref)?;
-        if source.webhook.is_none() {
+        let trigger = &spec.source.trigger;
+        match trigger.set().as_slice() {
+            [_] => {}
+            [] => {
+                return Err(invalid("spec.source.trigger", "set one of webhook, poll or file".into()));
+            }
+            several => {
+                return Err(invalid(
+                    "spec.source.trigger",
+                    format!("set exactly one of webhook, poll or file, not {}", several.join(" and ")),
+                ));
+            }
+        }
+        if trigger.webhook.is_some() && source.webhook.is_none() {
             return Err(invalid(
                 "spec.source.trigger.webhook",
                 format!(
@@ -119,6 +132,12 @@ impl FlowConfig {
                      add spec.webhook.signature and spec.webhook.secretRef to it",
                     spec.source.connector_ref
                 ),
+            ));
+        }
+        if trigger.poll.is_some() && source.endpoint.as_deref().is_none_or(str::is_empty) {
+            return Err(invalid(
+                "spec.source.trigger.poll",
+                format!("Connector `{}` is polled but has no spec.endpoint", spec.source.connector_ref),
             ));
         }
         connectors.insert(spec.source.connector_ref.clone(), source);
@@ -167,5 +186,52 @@ impl FlowConfig {
     /// The Mapping named `name`; resolution guarantees every referenced one is here.
     pub fn mapping(&self, name: &str) -> &MappingSpec {
         &self.mappings[name]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{ConnectorType, FileFormat, FileTrigger, SourceSpec, TargetSpec, TriggerSpec, WebhookTrigger};
+
+    fn flow(trigger: TriggerSpec) -> SyncFlowSpec {
+        SyncFlowSpec {
+            source: SourceSpec { connector_ref: "src".into(), entity: "orders".into(), trigger },
+            mapping_ref: None,
+            targets: vec![TargetSpec {
+                connector_ref: "erp".into(),
+                entity: "salesOrder".into(),
+                mapping_ref: None,
+                operation: Default::default(),
+                path: None,
+            }],
+            delivery: Default::default(),
+            runner: Default::default(),
+        }
+    }
+
+    fn resolve(spec: &SyncFlowSpec) -> Result<FlowConfig, ResolveError> {
+        let endpoint = ConnectorSpec { kind: ConnectorType::Rest, endpoint: Some("http://x".into()), ..Default::default() };
+        FlowConfig::resolve("f", "ns", spec, |_| Some(endpoint.clone()), |_| None)
+    }
+
+    fn file() -> FileTrigger {
+        FileTrigger { directory: "/in".into(), format: FileFormat::Csv, suffix: None, processed_directory: None, interval: None }
+    }
+
+    #[test]
+    fn exactly_one_trigger_is_set() {
+        let err = resolve(&flow(TriggerSpec::default())).unwrap_err();
+        assert_eq!(err.to_string(), "SyncFlow f: spec.source.trigger: set one of webhook, poll or file");
+        let both = TriggerSpec { webhook: Some(WebhookTrigger::default()), file: Some(file()), ..Default::default() };
+        let err = resolve(&flow(both)).unwrap_err();
+        assert!(err.to_string().contains("not webhook and file"), "{err}");
+        assert!(resolve(&flow(TriggerSpec { file: Some(file()), ..Default::default() })).is_ok());
+    }
+
+    #[test]
+    fn a_webhook_trigger_needs_a_signed_source() {
+        let err = resolve(&flow(TriggerSpec { webhook: Some(WebhookTrigger::default()), ..Default::default() })).unwrap_err();
+        assert!(matches!(&err, ResolveError::Invalid { field, .. } if field == "spec.source.trigger.webhook"), "{err}");
     }
 }

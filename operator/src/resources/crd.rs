@@ -120,6 +120,10 @@ mod tests {
         if obj.contains_key("properties") && obj.contains_key("additionalProperties") {
             errors.push(format!("{path}: properties and additionalProperties are mutually exclusive"));
         }
+        if obj.get("additionalProperties") == Some(&Value::Bool(false)) {
+            // Pruning already drops unknown fields; the API server refuses an explicit false.
+            errors.push(format!("{path}: additionalProperties: false is not allowed"));
+        }
         let flag = |k: &str| obj.get(k) == Some(&Value::Bool(true));
         if in_junctor {
             for (key, _) in obj.iter().filter(|(k, _)| {

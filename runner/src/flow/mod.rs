@@ -80,8 +80,8 @@ pub struct Flow {
     pub idempotency_key: Option<Program>,
     /// The targets, in `spec.targets` order.
     pub targets: Vec<FlowTarget>,
-    /// How the source signs webhooks, and the key.
-    pub signature: (SignatureScheme, Vec<u8>),
+    /// For a webhook trigger: how the source signs webhooks, and the key.
+    pub signature: Option<(SignatureScheme, Vec<u8>)>,
     /// Wakes the prepare worker.
     pub wake: Notify,
 }
@@ -124,12 +124,17 @@ impl Flow {
             targets.push(FlowTarget { http, mapping, last_error: Mutex::new(None), wake: Notify::new() });
         }
         let source = config.connector(&config.spec.source.connector_ref);
-        let verification = source.webhook.as_ref().expect("resolve() checks that a webhook source is signed");
-        let secret = secrets
-            .get(&config.namespace, &verification.secret_ref)
-            .map_err(|source| FlowError::Secret { flow: flow.clone(), source })?;
+        let signature = match (&config.spec.source.trigger.webhook, &source.webhook) {
+            (Some(_), Some(verification)) => {
+                let secret = secrets
+                    .get(&config.namespace, &verification.secret_ref)
+                    .map_err(|source| FlowError::Secret { flow: flow.clone(), source })?;
+                Some((verification.signature, secret.into_bytes()))
+            }
+            _ => None,
+        };
         Ok(Self {
-            signature: (verification.signature, secret.into_bytes()),
+            signature,
             config,
             mapping,
             ordering_key,

@@ -39,12 +39,11 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(flow) = rt.flow(&flow_name) else {
+    let Some((flow, (scheme, secret))) = rt.flow(&flow_name).and_then(|f| Some((f, f.signature.as_ref()?))) else {
         rt.metrics.webhook_refused.with_label_values(&["", "unknown_flow"]).inc();
-        return (StatusCode::NOT_FOUND, Json(json!({"error": "no such flow"}))).into_response();
+        return (StatusCode::NOT_FOUND, Json(json!({"error": "no flow with a webhook trigger has this name"}))).into_response();
     };
     let name = flow.name();
-    let (scheme, secret) = &flow.signature;
     if let Err(e) = verify(*scheme, secret, &body, headers.get(signature_header(*scheme)).map(|v| v.as_bytes())) {
         rt.metrics.webhook_refused.with_label_values(&[name, e.as_str()]).inc();
         warn!(flow = %name, reason = e.as_str(), "webhook refused");
@@ -53,7 +52,7 @@ pub async fn receive(
 
     let (delivery_header, event_header, topic_header) = id_headers(*scheme);
     let topic = header(&headers, topic_header);
-    let topics = &flow.config.spec.source.trigger.webhook.topics;
+    let topics = flow.config.spec.source.trigger.webhook.as_ref().map(|w| w.topics.as_slice()).unwrap_or_default();
     if !topics.is_empty() && !topic.as_ref().is_some_and(|t| topics.contains(t)) {
         rt.metrics.ignored.with_label_values(&[name]).inc();
         debug!(flow = %name, topic = topic.as_deref().unwrap_or(""), "topic not taken by this flow; ignored");

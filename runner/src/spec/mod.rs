@@ -18,8 +18,9 @@ pub use duration::Duration;
 pub use mapping::{CanonicalRef, MappingSpec, MappingTest};
 pub use reconcile_schedule::{CompareSpec, ReconcileAction, ReconcileScheduleSpec};
 pub use sync_flow::{
-    DeadLetterSpec, DeliverySpec, EmbeddedQueueSpec, Operation, Priority, QueueSpec, RetrySpec,
-    RunnerSpec, SourceSpec, SyncFlowSpec, TargetSpec, TriggerSpec, WebhookTrigger,
+    DeadLetterSpec, DeliverySpec, EmbeddedQueueSpec, FileFormat, FileTrigger, Operation, Pagination,
+    PollTrigger, Priority, QueueSpec, RetrySpec, RunnerSpec, SourceSpec, SyncFlowSpec, TargetSpec,
+    TriggerSpec, Watermark, WebhookTrigger,
 };
 
 /// Schema for a free-form JSON value (a mapping test's input, say): any JSON is accepted

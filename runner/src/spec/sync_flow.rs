@@ -65,13 +65,39 @@ pub struct SourceSpec {
 }
 
 /// What makes a record arrive. Exactly one trigger is set.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TriggerSpec {
     /// The source system pushes records to the runner's webhook endpoint
     /// `/webhooks/<flow name>`. Deliveries are verified with the source Connector's
     /// webhook signature and acknowledged only once durably queued.
-    pub webhook: WebhookTrigger,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookTrigger>,
+    /// The runner polls the source Connector's API on an interval, page by page, and
+    /// remembers how far it got (a cursor or an `updated_at` watermark) across restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<PollTrigger>,
+    /// The runner imports files dropped in a directory (settlement reports, batch
+    /// exports): each file once, each row a record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileTrigger>,
+}
+
+impl TriggerSpec {
+    /// Which triggers are set, by field name.
+    pub fn set(&self) -> Vec<&'static str> {
+        let mut set = Vec::new();
+        if self.webhook.is_some() {
+            set.push("webhook");
+        }
+        if self.poll.is_some() {
+            set.push("poll");
+        }
+        if self.file.is_some() {
+            set.push("file");
+        }
+        set
+    }
 }
 
 /// A webhook trigger.
@@ -82,6 +108,106 @@ pub struct WebhookTrigger {
     /// acknowledged and ignored. Empty: every topic is accepted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topics: Vec<String>,
+}
+
+/// A polling trigger: GET a list endpoint of the source Connector, page by page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PollTrigger {
+    /// Time between the end of one poll and the start of the next, e.g. `30s`.
+    pub interval: Duration,
+    /// Path under the source Connector's endpoint, e.g. `/admin/api/2026-10/orders.json`.
+    pub path: String,
+    /// Query parameters sent with the first page, e.g. `{status: any, limit: "250"}`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub query: std::collections::BTreeMap<String, String>,
+    /// jq path to the array of records in a page, e.g. `.orders`. Default: the page
+    /// itself is the array.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<String>,
+    /// How the next page is found. Without it, one page is read per poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pagination: Option<Pagination>,
+    /// Incremental sync: the highest value of `field` seen so far is sent as query
+    /// parameter `param` on the next poll, and kept across restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<Watermark>,
+}
+
+/// How a poller finds the next page. Exactly one is set.
+// No deny_unknown_fields here: on the empty `link` variant it would render
+// `additionalProperties: false`, which the API server refuses in a structural schema.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Pagination {
+    /// The `Link` response header's `rel="next"` URL (Shopify REST, GitHub-style APIs).
+    Link {},
+    /// An opaque cursor in the response body, sent back as a query parameter
+    /// (`NextToken`, `nextCursor`, `page_info`).
+    Cursor {
+        /// jq path to the cursor in the page, e.g. `.pagination.nextToken`; the last
+        /// page has none.
+        field: String,
+        /// Query parameter that carries it, e.g. `NextToken`.
+        param: String,
+    },
+    /// Offset and limit query parameters (NetSuite, BigCommerce `page`-less APIs).
+    Offset {
+        /// Query parameter of the offset, e.g. `offset`.
+        param: String,
+        /// Query parameter of the page size, e.g. `limit`.
+        #[serde(rename = "limitParam")]
+        limit_param: String,
+        /// Records per page; a shorter page is the last one.
+        #[serde(rename = "pageSize")]
+        #[schemars(range(min = 1))]
+        page_size: u32,
+    },
+}
+
+/// An incremental-sync watermark.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Watermark {
+    /// jq path into each record of the value that grows with each change, e.g.
+    /// `.updated_at`.
+    pub field: String,
+    /// Query parameter that sends the highest value seen, e.g. `updated_at_min`.
+    pub param: String,
+    /// Value used before anything was seen, e.g. `2026-01-01T00:00:00Z`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial: Option<String>,
+}
+
+/// A file trigger: batch imports dropped in a directory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileTrigger {
+    /// Directory watched for files (a volume in the runner pod).
+    pub directory: String,
+    /// How each file is read: `csv` (first line is the header; each row becomes an object
+    /// keyed by column) or `jsonl` (one JSON value per line).
+    pub format: FileFormat,
+    /// Only files whose name ends with this are read, e.g. `.csv`. Default: every file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suffix: Option<String>,
+    /// Where a file is moved once every row is queued or dead-lettered. Default
+    /// `<directory>/processed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processed_directory: Option<String>,
+    /// Time between two scans of the directory. Default `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Duration>,
+}
+
+/// File formats of a file trigger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    /// Comma-separated values with a header line.
+    Csv,
+    /// JSON Lines.
+    Jsonl,
 }
 
 /// One destination of a flow.
