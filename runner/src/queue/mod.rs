@@ -7,6 +7,7 @@
 //! idempotency key, acknowledging a delivery and dead-lettering are each one
 //! transaction, committed with fsync before anything is acknowledged upstream.
 
+mod intake;
 mod record;
 
 use std::{
@@ -16,20 +17,21 @@ use std::{
 };
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+pub use intake::{BatchOutcome, Intake};
 pub use record::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, Envelope, now_ms};
 
 /// Inbox: (flow, seq) → envelope JSON.
-const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
+pub(super) const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
 /// Outbox: (flow, target, seq) → delivery item JSON.
 const OUTBOX: TableDefinition<(&str, u32, u64), &[u8]> = TableDefinition::new("outbox");
 /// Dead letters: (flow, seq) → dead letter JSON.
-const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
+pub(super) const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
 /// Idempotency keys accepted: (flow, key) → expiry (Unix ms).
 const KEYS: TableDefinition<(&str, &str), i64> = TableDefinition::new("idempotency_keys");
 /// Source delivery ids accepted: (flow, delivery id) → expiry (Unix ms).
-const DELIVERIES: TableDefinition<(&str, &str), i64> = TableDefinition::new("delivery_ids");
+pub(super) const DELIVERIES: TableDefinition<(&str, &str), i64> = TableDefinition::new("delivery_ids");
 /// Counters: name → value.
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_SEQ: &str = "next_seq";
 
 /// A queue operation that failed: the store could not be read or written.
@@ -116,9 +118,9 @@ pub struct Backlog {
 /// on a blocking thread.
 #[derive(Clone)]
 pub struct Queue {
-    db: Arc<Database>,
+    pub(super) db: Arc<Database>,
     /// Serializes sequence allocation with the write that uses it.
-    seq: Arc<Mutex<()>>,
+    pub(super) seq: Arc<Mutex<()>>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -127,7 +129,7 @@ impl std::fmt::Debug for Queue {
     }
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+pub(super) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("queue records always serialize")
 }
 
@@ -141,6 +143,7 @@ impl Queue {
         let db = Database::create(path)?;
         let tx = db.begin_write()?;
         {
+            tx.open_table(intake::SOURCE_STATE)?;
             tx.open_table(INBOX)?;
             tx.open_table(OUTBOX)?;
             tx.open_table(DEAD)?;
@@ -152,7 +155,7 @@ impl Queue {
         Ok(Self { db: Arc::new(db), seq: Arc::new(Mutex::new(())) })
     }
 
-    fn next_seq(table: &mut redb::Table<&str, u64>) -> Result<u64, QueueError> {
+    pub(super) fn next_seq(table: &mut redb::Table<&str, u64>) -> Result<u64, QueueError> {
         let seq = table.get(NEXT_SEQ)?.map_or(1, |v| v.value());
         table.insert(NEXT_SEQ, seq + 1)?;
         Ok(seq)
