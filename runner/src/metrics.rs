@@ -18,6 +18,8 @@ pub struct Metrics {
     pub delivered: IntCounterVec,
     /// Attempts that failed transiently and will be retried.
     pub retries: IntCounterVec,
+    /// Records not delivered because the target already has a newer version.
+    pub stale: IntCounterVec,
     /// Records dead-lettered, by reason.
     pub dead_lettered: IntCounterVec,
     /// Webhook requests refused, by reason (`signature`, `unknown_flow`, `store`).
@@ -62,6 +64,7 @@ impl Metrics {
             received: counter("entrepot_records_received_total", "Records accepted from a source", &["flow"]),
             duplicates: counter("entrepot_records_duplicate_total", "Records dropped as duplicates", &["flow", "stage"]),
             delivered: counter("entrepot_records_delivered_total", "Records a target accepted", &["flow", "target"]),
+            stale: counter("entrepot_records_stale_total", "Records older than the version the target has", &["flow", "target"]),
             retries: counter("entrepot_delivery_retries_total", "Delivery attempts that failed transiently", &["flow", "target"]),
             dead_lettered: counter("entrepot_records_dead_lettered_total", "Records dead-lettered", &["flow", "reason"]),
             webhook_refused: counter("entrepot_webhook_refused_total", "Webhook requests refused", &["flow", "reason"]),

@@ -28,6 +28,7 @@ use crate::{
     secrets::Secrets,
     source::webhook,
     status::{FlowStatus, RunnerStatus, TargetStatus},
+    target::quota::Quota,
 };
 
 /// A runner cannot start.
@@ -69,9 +70,15 @@ impl Runtime {
     /// Sets up every flow of `config` and opens the queue under `data_dir`.
     pub fn new(config: RunnerConfig, secrets: &Secrets, data_dir: &Path) -> Result<Arc<Self>, StartError> {
         let mut flows = BTreeMap::new();
+        // Flows sending to the same Connector share its quota.
+        let mut quotas: BTreeMap<String, Arc<Quota>> = BTreeMap::new();
         for fc in config.flows {
             let name = fc.name.clone();
-            if flows.insert(name.clone(), Arc::new(Flow::new(fc, secrets)?)).is_some() {
+            let mut flow = Flow::new(fc, secrets)?;
+            for t in &mut flow.targets {
+                t.quota = quotas.entry(t.http.connector.clone()).or_insert_with(|| t.quota.clone()).clone();
+            }
+            if flows.insert(name.clone(), Arc::new(flow)).is_some() {
                 return Err(StartError::DuplicateFlow(name));
             }
         }
@@ -140,6 +147,7 @@ impl Runtime {
                 deduplicated: m.duplicates.with_label_values(&[name, "delivery_id"]).get()
                     + m.duplicates.with_label_values(&[name, "idempotency_key"]).get(),
                 delivered: targets.iter().map(|t| t.delivered).sum(),
+                stale: flow.targets.iter().map(|t| m.stale.with_label_values(&[name, &t.http.connector]).get()).sum(),
                 dead_lettered: backlog.dead_lettered,
                 pending: backlog.pending,
                 oldest_pending_seconds: oldest,

@@ -25,6 +25,9 @@ pub struct FlowStatus {
     pub deduplicated: u64,
     /// Items delivered to targets since the runner started.
     pub delivered: u64,
+    /// Items not delivered because the target already had a newer version.
+    #[serde(default)]
+    pub stale: u64,
     /// Dead letters kept (all time, until discarded or expired).
     pub dead_lettered: u64,
     /// Records and items waiting for delivery.

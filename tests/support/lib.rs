@@ -160,6 +160,8 @@ type Scripted = (u16, Vec<(&'static str, String)>, String);
 #[derive(Default)]
 struct Script {
     answers: Vec<Scripted>,
+    /// Requests whose body contains the text get the status, so many times.
+    failing: Vec<(String, u16, usize)>,
     received: Vec<Received>,
 }
 
@@ -188,6 +190,12 @@ impl ScriptedTarget {
         self.script.lock().unwrap().answers.push((status, headers, body.into()));
     }
 
+    /// Answers `status` to the next `times` requests whose body contains `text`, before
+    /// any scripted answer.
+    pub fn fail_matching(&self, text: &str, status: u16, times: usize) {
+        self.script.lock().unwrap().failing.push((text.into(), status, times));
+    }
+
     /// What it received so far.
     pub fn received(&self) -> Vec<Received> {
         self.script.lock().unwrap().received.clone()
@@ -197,6 +205,11 @@ impl ScriptedTarget {
 async fn answer(State(script): State<Arc<Mutex<Script>>>, headers: HeaderMap, body: Bytes) -> Response {
     let mut s = script.lock().unwrap();
     s.received.push(Received { headers, body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null) });
+    let text = String::from_utf8_lossy(&body);
+    if let Some(rule) = s.failing.iter_mut().find(|(t, _, n)| *n > 0 && text.contains(t.as_str())) {
+        rule.2 -= 1;
+        return StatusCode::from_u16(rule.1).unwrap().into_response();
+    }
     if s.answers.is_empty() {
         return StatusCode::NO_CONTENT.into_response();
     }

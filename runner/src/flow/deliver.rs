@@ -1,66 +1,169 @@
-//! The delivery worker of one target: outbox items in arrival order, each attempted
-//! until the target has it, refuses it, or the retries run out.
+//! The delivery worker of one target: outbox items go out in per-key lanes (same
+//! ordering key: one at a time, in arrival order; different keys: concurrently, within
+//! the target Connector's quota). A record waiting to retry holds back only its own key.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
 
+use tokio::{task::JoinSet, time::Instant};
 use tracing::{info, warn};
 
-use super::{Flow, Workers, wait};
+use super::{Flow, Workers, lanes::Lanes};
 use crate::{
-    queue::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, now_ms},
+    queue::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, compare_versions, now_ms},
     target::{Answer, Verdict, backoff, classify},
 };
 
-const BATCH: usize = 32;
+/// Items read from the outbox at a time.
+const LOAD_BATCH: usize = 500;
+/// Items held in memory per target; the rest wait on disk.
+const MAX_HELD: usize = 5_000;
 const IDLE: Duration = Duration::from_secs(1);
 
-/// Runs until shutdown.
+/// An item being delivered, with its attempts so far.
+struct Head {
+    key: String,
+    item: DeliveryItem,
+    attempts: Vec<Attempt>,
+}
+
+/// Runs until shutdown. Items in flight at shutdown stay in the outbox and go again
+/// after a restart, with the same idempotency key.
 pub async fn run_delivery(flow: Arc<Flow>, index: usize, mut w: Workers) {
-    let name = flow.name().to_string();
+    let mut worker = Worker { flow: flow.clone(), index, lanes: Lanes::default(), held: HashMap::new(), loaded_up_to: 0 };
     let target = &flow.targets[index];
+    let mut in_flight: JoinSet<(u64, Answer)> = JoinSet::new();
+    let mut retries: BTreeMap<(Instant, u64), String> = BTreeMap::new();
+    let mut refill = true;
     loop {
-        let batch = {
-            let (queue, name) = (w.queue.clone(), name.clone());
-            tokio::task::spawn_blocking(move || queue.outbox(&name, index as u32, BATCH)).await.expect("queue read panicked")
-        };
-        match batch {
-            Ok(batch) if !batch.is_empty() => {
-                for (seq, item) in batch {
-                    if !deliver_one(&flow, index, seq, &item, &mut w).await {
-                        return;
-                    }
+        if refill {
+            refill = worker.load(&w).await;
+        }
+        while let Some(slot) = worker.has_ready().then(|| target.quota.try_slot()).flatten() {
+            worker.dispatch(slot, &mut in_flight, &w).await;
+        }
+        let next_retry = retries.keys().next().map(|(due, _)| *due);
+        tokio::select! {
+            Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
+                let (seq, answer) = joined.expect("a delivery attempt panicked");
+                if let Some((due, key)) = worker.settle(seq, answer, &w).await {
+                    retries.insert((due, seq), key);
                 }
             }
-            Ok(_) => {
-                if !wait(&target.wake, &mut w.shutdown, IDLE).await {
-                    return;
+            Ok(slot) = target.quota.slot(), if worker.has_ready() => worker.dispatch(slot, &mut in_flight, &w).await,
+            _ = tokio::time::sleep_until(next_retry.unwrap_or_else(Instant::now)), if next_retry.is_some() => {
+                let now = Instant::now();
+                while let Some(entry) = retries.first_entry().filter(|e| e.key().0 <= now) {
+                    worker.lanes.release(&entry.remove());
                 }
             }
-            Err(e) => {
-                warn!(flow = %name, target = %target.http.connector, error = %e, "cannot read the outbox; retrying");
-                if !wait(&target.wake, &mut w.shutdown, IDLE).await {
-                    return;
-                }
-            }
+            _ = target.wake.notified() => refill = true,
+            _ = tokio::time::sleep(IDLE) => refill = true,
+            _ = w.shutdown.changed() => return,
         }
     }
 }
 
-/// Delivers one item; returns `false` on shutdown (the item stays queued).
-async fn deliver_one(flow: &Flow, index: usize, seq: u64, item: &DeliveryItem, w: &mut Workers) -> bool {
-    let name = flow.name();
-    let target = &flow.targets[index];
-    let connector = target.http.connector.as_str();
-    let policy = &flow.config.spec.delivery.retry;
-    let mut attempts = Vec::new();
-    loop {
-        let answer = target.http.send(item).await;
+struct Worker {
+    flow: Arc<Flow>,
+    index: usize,
+    lanes: Lanes,
+    held: HashMap<u64, Head>,
+    loaded_up_to: u64,
+}
+
+impl Worker {
+    fn name(&self) -> &str {
+        self.flow.name()
+    }
+
+    fn connector(&self) -> &str {
+        &self.flow.targets[self.index].http.connector
+    }
+
+    fn has_ready(&self) -> bool {
+        self.lanes.has_ready()
+    }
+
+    /// Reads new outbox items into the lanes; returns whether more are waiting on disk.
+    async fn load(&mut self, w: &Workers) -> bool {
+        if self.lanes.len() >= MAX_HELD {
+            return false;
+        }
+        let (queue, name, index, after) = (w.queue.clone(), self.name().to_string(), self.index as u32, self.loaded_up_to);
+        let batch = tokio::task::spawn_blocking(move || queue.outbox_after(&name, index, after, LOAD_BATCH))
+            .await
+            .expect("queue read panicked");
+        match batch {
+            Ok(batch) => {
+                let full = batch.len() == LOAD_BATCH;
+                for (seq, item) in batch {
+                    // Without an ordering key every record is its own lane.
+                    let key = item.ordering_key.clone().unwrap_or_else(|| format!("#{seq}"));
+                    self.lanes.push(&key, seq);
+                    self.held.insert(seq, Head { key, item, attempts: Vec::new() });
+                    self.loaded_up_to = seq;
+                }
+                full
+            }
+            Err(e) => {
+                warn!(flow = %self.name(), target = %self.connector(), error = %e, "cannot read the outbox; retrying");
+                false
+            }
+        }
+    }
+
+    /// Sends the next ready lane's head, unless it is stale.
+    async fn dispatch(&mut self, slot: tokio::sync::OwnedSemaphorePermit, in_flight: &mut JoinSet<(u64, Answer)>, w: &Workers) {
+        let Some((key, seq)) = self.lanes.next() else { return };
+        if self.is_stale(seq, w).await {
+            let (queue, name, index) = (w.queue.clone(), self.name().to_string(), self.index as u32);
+            let dropped = tokio::task::spawn_blocking(move || queue.drop_stale(&name, index, seq)).await.expect("queue write panicked");
+            if let Err(e) = dropped {
+                warn!(flow = %self.name(), error = %e, "cannot drop a stale record; will try again");
+                self.lanes.release(&key);
+                return;
+            }
+            w.metrics.stale.with_label_values(&[self.name(), self.connector()]).inc();
+            let head = self.held.remove(&seq).expect("a lane head is held");
+            info!(flow = %self.name(), target = %self.connector(), correlation_id = %head.item.envelope.correlation_id,
+                  ordering_key = %key, version = head.item.version.as_deref().unwrap_or(""), "stale record not delivered");
+            self.lanes.finish(&key);
+            return;
+        }
+        let item = self.held[&seq].item.clone();
+        let (flow, index) = (self.flow.clone(), self.index);
+        in_flight.spawn(async move {
+            let target = &flow.targets[index];
+            let _permit = target.quota.admit(slot).await;
+            (seq, target.http.send(&item).await)
+        });
+    }
+
+    /// Whether the item is older than the version its target already has for its key.
+    async fn is_stale(&self, seq: u64, w: &Workers) -> bool {
+        let item = &self.held[&seq].item;
+        let (Some(version), Some(key)) = (item.version.clone(), item.ordering_key.clone()) else { return false };
+        let (queue, name, index) = (w.queue.clone(), self.name().to_string(), self.index as u32);
+        let last = tokio::task::spawn_blocking(move || queue.last_version(&name, index, &key)).await.expect("queue read panicked");
+        matches!(last, Ok(Some(last)) if compare_versions(&version, &last) == std::cmp::Ordering::Less)
+    }
+
+    /// Acts on an attempt's answer; returns when to try again if it should be.
+    async fn settle(&mut self, seq: u64, answer: Answer, w: &Workers) -> Option<(Instant, String)> {
+        let (name, connector) = (self.name().to_string(), self.connector().to_string());
+        let target = &self.flow.targets[self.index];
+        let policy = &self.flow.config.spec.delivery.retry;
+        let verdict = classify(&answer);
         let status = match &answer {
             Answer::Response { status, .. } => Some(status.as_u16()),
             Answer::Transport(_) => None,
         };
-        let verdict = classify(&answer);
-        attempts.push(Attempt {
+        let head = self.held.get_mut(&seq).expect("an item in flight is held");
+        head.attempts.push(Attempt {
             at_ms: now_ms(),
             status,
             outcome: match &verdict {
@@ -70,43 +173,48 @@ async fn deliver_one(flow: &Flow, index: usize, seq: u64, item: &DeliveryItem, w
         });
         let (reason, message) = match verdict {
             Verdict::Delivered => {
-                let (queue, flow_name) = (w.queue.clone(), name.to_string());
-                let acked = tokio::task::spawn_blocking(move || queue.delivered(&flow_name, index as u32, seq))
-                    .await
-                    .expect("queue write panicked");
+                let item = &head.item;
+                let (queue, flow_name, index) = (w.queue.clone(), name.clone(), self.index as u32);
+                let version = item.ordering_key.clone().zip(item.version.clone());
+                let acked = tokio::task::spawn_blocking(move || {
+                    queue.delivered_version(&flow_name, index, seq, version.as_ref().map(|(k, v)| (k.as_str(), v.as_str())))
+                })
+                .await
+                .expect("queue write panicked");
                 if let Err(e) = acked {
                     // The target has it; if the removal is lost, the redelivery carries the
                     // same idempotency key.
-                    warn!(flow = %name, target = connector, error = %e, "delivered but cannot remove from the outbox");
+                    warn!(flow = %name, target = %connector, error = %e, "delivered but cannot remove from the outbox");
                 }
                 let latency = (now_ms() - item.envelope.received_at_ms).max(0) as f64 / 1000.0;
-                w.metrics.delivered.with_label_values(&[name, connector]).inc();
-                w.metrics.latency.with_label_values(&[name, connector]).observe(latency);
+                w.metrics.delivered.with_label_values(&[&name, &connector]).inc();
+                w.metrics.latency.with_label_values(&[&name, &connector]).observe(latency);
                 *target.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                info!(flow = %name, target = connector, correlation_id = %item.envelope.correlation_id,
-                      idempotency_key = %item.idempotency_key, attempts = attempts.len(), "delivered");
-                return true;
+                info!(flow = %name, target = %connector, correlation_id = %item.envelope.correlation_id,
+                      idempotency_key = %item.idempotency_key, attempts = head.attempts.len(), "delivered");
+                let key = head.key.clone();
+                self.held.remove(&seq);
+                self.lanes.finish(&key);
+                return None;
             }
             Verdict::Reject { reason } => (DeadLetterReason::Rejected, reason),
             Verdict::Retry { after, reason } => {
                 *target.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
-                if attempts.len() as u32 >= policy.max_attempts {
-                    (DeadLetterReason::RetriesExhausted, format!("{} attempts failed; last: {reason}", attempts.len()))
+                let attempts = head.attempts.len() as u32;
+                if attempts >= policy.max_attempts {
+                    (DeadLetterReason::RetriesExhausted, format!("{attempts} attempts failed; last: {reason}"))
                 } else {
-                    w.metrics.retries.with_label_values(&[name, connector]).inc();
-                    let delay = backoff(policy, attempts.len() as u32, after);
-                    warn!(flow = %name, target = connector, correlation_id = %item.envelope.correlation_id,
-                          attempt = attempts.len(), retry_in_ms = delay.as_millis() as u64, reason = %reason, "delivery failed; will retry");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => continue,
-                        _ = w.shutdown.changed() => return false,
-                    }
+                    w.metrics.retries.with_label_values(&[&name, &connector]).inc();
+                    let delay = backoff(policy, attempts, after);
+                    warn!(flow = %name, target = %connector, correlation_id = %head.item.envelope.correlation_id,
+                          attempt = attempts, retry_in_ms = delay.as_millis() as u64, reason = %reason, "delivery failed; will retry");
+                    return Some((Instant::now() + delay, head.key.clone()));
                 }
             }
         };
         let dead = DeadLetter {
-            envelope: item.envelope.clone(),
-            target: Some(index as u32),
+            envelope: head.item.envelope.clone(),
+            target: Some(self.index as u32),
             reason,
             message: message.clone(),
             status,
@@ -114,24 +222,28 @@ async fn deliver_one(flow: &Flow, index: usize, seq: u64, item: &DeliveryItem, w
                 Answer::Response { body, .. } if !body.is_empty() => Some(body.clone()),
                 _ => None,
             },
-            attempts,
+            attempts: head.attempts.clone(),
             dead_lettered_at_ms: now_ms(),
         };
-        let (queue, flow_name) = (w.queue.clone(), name.to_string());
-        let stored = tokio::task::spawn_blocking(move || queue.dead_letter(&flow_name, index as u32, seq, &dead))
+        let correlation_id = head.item.envelope.correlation_id.clone();
+        let key = head.key.clone();
+        let (queue, flow_name, index) = (w.queue.clone(), name.clone(), self.index as u32);
+        let stored = tokio::task::spawn_blocking(move || queue.dead_letter(&flow_name, index, seq, &dead))
             .await
             .expect("queue write panicked");
         match stored {
             Ok(id) => {
-                w.metrics.dead_lettered.with_label_values(&[name, reason.as_str()]).inc();
-                warn!(flow = %name, target = connector, correlation_id = %item.envelope.correlation_id,
+                w.metrics.dead_lettered.with_label_values(&[&name, reason.as_str()]).inc();
+                warn!(flow = %name, target = %connector, correlation_id = %correlation_id,
                       dead_letter = id, reason = reason.as_str(), message = %message, "record dead-lettered");
-                return true;
+                self.held.remove(&seq);
+                self.lanes.finish(&key);
+                None
             }
             Err(e) => {
-                // Keep the item: it will be attempted again rather than lost.
-                warn!(flow = %name, target = connector, error = %e, "cannot dead-letter; the record stays queued");
-                return wait(&target.wake, &mut w.shutdown, IDLE).await;
+                // Keep the item: it is attempted again rather than lost.
+                warn!(flow = %name, target = %connector, error = %e, "cannot dead-letter; the record stays queued");
+                Some((Instant::now() + IDLE, key))
             }
         }
     }

@@ -2,6 +2,7 @@
 //! workers that move its records (prepare: inbox → outbox; deliver: outbox → target).
 
 mod deliver;
+mod lanes;
 mod prepare;
 
 use std::sync::{Arc, Mutex};
@@ -18,7 +19,7 @@ use crate::{
     queue::Queue,
     secrets::{MissingSecret, Secrets},
     spec::SignatureScheme,
-    target::{HttpTarget, TargetError},
+    target::{HttpTarget, TargetError, quota::Quota},
 };
 
 /// A flow cannot be started.
@@ -61,6 +62,9 @@ pub struct FlowTarget {
     pub http: HttpTarget,
     /// Canonical record → this target's payload.
     pub mapping: Option<Program>,
+    /// The target Connector's quota, shared with every flow of this runner that sends
+    /// to the same Connector.
+    pub quota: Arc<Quota>,
     /// The last failure, until a success clears it (status).
     pub last_error: Mutex<Option<String>>,
     /// Wakes this target's delivery worker.
@@ -78,6 +82,8 @@ pub struct Flow {
     pub ordering_key: Option<Program>,
     /// `delivery.idempotencyKey`.
     pub idempotency_key: Option<Program>,
+    /// `delivery.versionKey`.
+    pub version_key: Option<Program>,
     /// The targets, in `spec.targets` order.
     pub targets: Vec<FlowTarget>,
     /// For a webhook trigger: how the source signs webhooks, and the key.
@@ -110,6 +116,10 @@ impl Flow {
             Some(code) => Some(compile("spec.delivery.idempotencyKey".into(), code, &no_lookups)?),
             None => None,
         };
+        let version_key = match &delivery.version_key {
+            Some(code) => Some(compile("spec.delivery.versionKey".into(), code, &no_lookups)?),
+            None => None,
+        };
         let mut targets = Vec::new();
         for (index, spec) in config.spec.targets.iter().enumerate() {
             let http = HttpTarget::new(&config, spec, secrets)
@@ -121,7 +131,8 @@ impl Flow {
                 }
                 None => None,
             };
-            targets.push(FlowTarget { http, mapping, last_error: Mutex::new(None), wake: Notify::new() });
+            let quota = Arc::new(Quota::new(config.connector(&spec.connector_ref).limits.as_ref()));
+            targets.push(FlowTarget { http, mapping, quota, last_error: Mutex::new(None), wake: Notify::new() });
         }
         let source = config.connector(&config.spec.source.connector_ref);
         let signature = match (&config.spec.source.trigger.webhook, &source.webhook) {
@@ -139,6 +150,7 @@ impl Flow {
             mapping,
             ordering_key,
             idempotency_key,
+            version_key,
             targets,
             wake: Notify::new(),
         })

@@ -102,6 +102,10 @@ fn try_prepare(flow: &Flow, envelope: &Envelope) -> Result<Prepared, String> {
         Some(p) => Some(p.run_key(&canonical).map_err(|e| format!("spec.delivery.orderingKey: {e}"))?),
         None => None,
     };
+    let version = match &flow.version_key {
+        Some(p) => Some(p.run_key(&canonical).map_err(|e| format!("spec.delivery.versionKey: {e}"))?),
+        None => None,
+    };
     let idempotency_key = match &flow.idempotency_key {
         Some(p) => p.run_key(&canonical).map_err(|e| format!("spec.delivery.idempotencyKey: {e}"))?,
         None => envelope.delivery_id.clone().unwrap_or_else(|| envelope.id.clone()),
@@ -119,6 +123,7 @@ fn try_prepare(flow: &Flow, envelope: &Envelope) -> Result<Prepared, String> {
             target: index as u32,
             idempotency_key: idempotency_key.clone(),
             ordering_key: ordering_key.clone(),
+            version: version.clone(),
             body: body.into_bytes(),
         });
     }

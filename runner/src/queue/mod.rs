@@ -30,6 +30,8 @@ pub(super) const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::ne
 const KEYS: TableDefinition<(&str, &str), i64> = TableDefinition::new("idempotency_keys");
 /// Source delivery ids accepted: (flow, delivery id) → expiry (Unix ms).
 pub(super) const DELIVERIES: TableDefinition<(&str, &str), i64> = TableDefinition::new("delivery_ids");
+/// Last version delivered: (flow, target, ordering key) → version.
+const VERSIONS: TableDefinition<(&str, u32, &str), &str> = TableDefinition::new("versions");
 /// Counters: name → value.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_SEQ: &str = "next_seq";
@@ -150,6 +152,7 @@ impl Queue {
             tx.open_table(KEYS)?;
             tx.open_table(DELIVERIES)?;
             tx.open_table(META)?;
+            tx.open_table(VERSIONS)?;
         }
         tx.commit()?;
         Ok(Self { db: Arc::new(db), seq: Arc::new(Mutex::new(())) })
@@ -252,12 +255,61 @@ impl Queue {
         Ok(out)
     }
 
-    /// The target has the item: remove it.
+    /// Up to `max` delivery items of a flow's target with a sequence number above `after`.
+    pub fn outbox_after(&self, flow: &str, target: u32, after: u64, max: usize) -> Result<Vec<(u64, DeliveryItem)>, QueueError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(OUTBOX)?;
+        let mut out = Vec::new();
+        for entry in table.range((flow, target, after.saturating_add(1))..=(flow, target, u64::MAX))?.take(max) {
+            let (k, v) = entry?;
+            let (_, _, seq) = k.value();
+            out.push((seq, decode((flow, target, seq), v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// The target has the item: remove it, and remember its version for its ordering key.
     pub fn delivered(&self, flow: &str, target: u32, seq: u64) -> Result<(), QueueError> {
+        self.delivered_version(flow, target, seq, None)
+    }
+
+    /// [`Queue::delivered`], also recording `(ordering key, version)` as the last
+    /// version applied for that key when it is newer than the one recorded.
+    pub fn delivered_version(&self, flow: &str, target: u32, seq: u64, version: Option<(&str, &str)>) -> Result<(), QueueError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(OUTBOX)?.remove((flow, target, seq))?;
+        if let Some((key, version)) = version {
+            let mut versions = tx.open_table(VERSIONS)?;
+            let newer = versions
+                .get((flow, target, key))?
+                .is_none_or(|last| compare_versions(version, last.value()) == std::cmp::Ordering::Greater);
+            if newer {
+                versions.insert((flow, target, key), version)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The last version delivered to a target for an ordering key.
+    pub fn last_version(&self, flow: &str, target: u32, key: &str) -> Result<Option<String>, QueueError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(VERSIONS)?.get((flow, target, key))?.map(|v| v.value().to_string()))
+    }
+
+    /// Drops an item older than what its target already has.
+    pub fn drop_stale(&self, flow: &str, target: u32, seq: u64) -> Result<(), QueueError> {
         let tx = self.db.begin_write()?;
         tx.open_table(OUTBOX)?.remove((flow, target, seq))?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Records waiting in the whole queue (every flow), in constant time: what
+    /// backpressure compares with the size limit.
+    pub fn pending_total(&self) -> Result<u64, QueueError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(INBOX)?.len()? + tx.open_table(OUTBOX)?.len()?)
     }
 
     /// The target will never take the item: move it to the dead letters.
@@ -331,6 +383,18 @@ impl Queue {
         tx.commit()?;
         Ok(before - after)
     }
+}
+
+/// Orders two source versions: RFC 3339 timestamps as instants, numbers as numbers,
+/// anything else as text.
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    if let (Ok(x), Ok(y)) = (a.parse::<jiff::Timestamp>(), b.parse::<jiff::Timestamp>()) {
+        return x.cmp(&y);
+    }
+    if let (Ok(x), Ok(y)) = (a.parse::<f64>(), b.parse::<f64>()) {
+        return x.total_cmp(&y);
+    }
+    a.cmp(b)
 }
 
 fn note_oldest(backlog: &mut Backlog, received_ms: i64) {

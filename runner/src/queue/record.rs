@@ -41,6 +41,9 @@ pub struct DeliveryItem {
     /// The ordering key, when the flow declares one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ordering_key: Option<String>,
+    /// The record's source version, when the flow declares `delivery.versionKey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// The body to send: the record mapped for this target.
     #[serde(with = "json_bytes")]
     pub body: Vec<u8>,

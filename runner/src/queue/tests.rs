@@ -18,6 +18,7 @@ fn item(env: &Envelope, target: u32) -> DeliveryItem {
         target,
         idempotency_key: env.id.clone(),
         ordering_key: None,
+        version: None,
         body: env.payload.clone(),
     }
 }
@@ -120,4 +121,30 @@ fn dead_letters_keep_the_record_and_the_reason() {
     assert_eq!(letters[0].1, dead);
     let backlog = q.backlogs().unwrap()["f"];
     assert_eq!((backlog.pending, backlog.dead_lettered), (0, 1));
+}
+
+#[test]
+fn versions_compare_as_times_numbers_or_text() {
+    use std::cmp::Ordering::*;
+    assert_eq!(compare_versions("2026-11-27T10:00:00Z", "2026-11-27T09:00:00-05:00"), Less);
+    assert_eq!(compare_versions("10", "9"), Greater);
+    assert_eq!(compare_versions("b", "a"), Greater);
+}
+
+#[test]
+fn the_last_delivered_version_only_moves_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let (a, b) = (envelope("a", None), envelope("b", None));
+    for e in [&a, &b] {
+        let s = match q.accept("f", e, 0).unwrap() { Accepted::Queued(s) => s, other => panic!("{other:?}") };
+        q.prepare("f", s, deliver(e, 1)).unwrap();
+    }
+    let items = q.outbox_after("f", 0, 0, 10).unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(q.outbox_after("f", 0, items[0].0, 10).unwrap().len(), 1);
+    q.delivered_version("f", 0, items[0].0, Some(("sku-1", "5"))).unwrap();
+    q.delivered_version("f", 0, items[1].0, Some(("sku-1", "3"))).unwrap();
+    assert_eq!(q.last_version("f", 0, "sku-1").unwrap().as_deref(), Some("5"));
+    assert_eq!(q.pending_total().unwrap(), 0);
 }

@@ -28,6 +28,10 @@ pub struct ConnectorSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookVerification>,
 
+    /// The quota this system grants Entrepot: every flow sending to it shares it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ConnectorLimits>,
+
     /// Name of the HTTP header that carries the idempotency key on every call to this
     /// system. Defaults to the one the connector type's API reads (`Idempotency-Key` for
     /// `rest`).
@@ -42,6 +46,27 @@ impl ConnectorSpec {
             ConnectorType::Shopify | ConnectorType::Rest => "Idempotency-Key",
         })
     }
+}
+
+/// The quota a system grants: a token bucket (rate and burst) and a cap on requests in
+/// flight (NetSuite and Business Central count concurrent requests, not a rate).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectorLimits {
+    /// Sustained requests per second (e.g. Shopify REST standard: 2; Amazon getOrders:
+    /// 0.0167). Unlimited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0001))]
+    pub requests_per_second: Option<f64>,
+    /// Requests that may be sent at once after a quiet period (Shopify standard: 40).
+    /// Default: one second's worth of `requestsPerSecond`, at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub burst: Option<u32>,
+    /// Requests in flight at once, across every flow using this Connector. Default 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub concurrency: Option<u32>,
 }
 
 /// The kinds of system Entrepot has a protocol preset for.

@@ -11,7 +11,7 @@ mod reconcile_schedule;
 mod sync_flow;
 
 pub use connector::{
-    ConnectorAuth, ConnectorSpec, ConnectorType, HeaderAuth, SecretKeySelector, SignatureScheme,
+    ConnectorAuth, ConnectorLimits, ConnectorSpec, ConnectorType, HeaderAuth, SecretKeySelector, SignatureScheme,
     WebhookVerification,
 };
 pub use duration::Duration;

@@ -262,6 +262,13 @@ pub struct DeliverySpec {
     /// Defaults to the source's delivery id (e.g. `X-Shopify-Webhook-Id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// jq expression over the canonical record giving its source version or timestamp,
+    /// e.g. `.sourceVersion`. A record older than the last one delivered for its ordering
+    /// key is not delivered (counted as stale): an out-of-order inventory snapshot or
+    /// order update must not overwrite a newer one. RFC 3339 timestamps compare as times,
+    /// numbers as numbers, anything else as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_key: Option<String>,
     /// Retries of transient failures (transport errors, 408, 429, 5xx).
     #[serde(default)]
     pub retry: RetrySpec,
@@ -281,6 +288,7 @@ impl Default for DeliverySpec {
         Self {
             ordering_key: None,
             idempotency_key: None,
+            version_key: None,
             retry: RetrySpec::default(),
             dead_letter: DeadLetterSpec::default(),
             dedup_window: default_dedup_window(),
@@ -389,12 +397,28 @@ fn default_replicas() -> i32 {
 }
 
 /// Where a flow's queue lives.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct QueueSpec {
     /// An on-disk queue inside the runner pod.
     #[serde(default)]
     pub embedded: EmbeddedQueueSpec,
+    /// Records the runner's queue may hold before sources push back: a webhook answers
+    /// 503 with `Retry-After` (the sender retries later) and a poller pauses. Nothing
+    /// already acknowledged is ever dropped. Default 1,000,000.
+    #[serde(default = "default_max_pending")]
+    #[schemars(range(min = 1))]
+    pub max_pending: u64,
+}
+
+impl Default for QueueSpec {
+    fn default() -> Self {
+        Self { embedded: EmbeddedQueueSpec::default(), max_pending: default_max_pending() }
+    }
+}
+
+fn default_max_pending() -> u64 {
+    1_000_000
 }
 
 /// An on-disk queue inside the runner pod.
