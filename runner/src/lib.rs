@@ -4,6 +4,7 @@
 //! Kubernetes: the operator renders its configuration, and local mode reads the same
 //! manifests from a directory.
 
+pub mod cli;
 pub mod config;
 pub mod flow;
 pub mod manifest;

@@ -1,7 +1,5 @@
 //! `entrepot`: the runner binary.
 
-mod cli;
-
 fn main() -> std::process::ExitCode {
-    cli::main()
+    entrepot::cli::main()
 }

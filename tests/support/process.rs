@@ -8,24 +8,19 @@ use std::{
     time::Duration,
 };
 
-/// Path of the `entrepot` binary, built on first use (a no-op when `cargo nextest run
-/// --workspace` already built it).
+/// Path of the `entrepot` program: this crate's `entrepot-under-test` binary, which cargo
+/// builds next to the test executables' `deps/` folder before running them.
 pub fn runner_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .args(["build", "-q", "-p", "entrepot", "--bin", "entrepot", "--message-format=json"])
-            .current_dir(super::repo_root())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("cargo runs");
-        assert!(out.status.success(), "cannot build the entrepot binary");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find_map(|m| (m["target"]["name"] == "entrepot" && m["executable"].is_string()).then(|| PathBuf::from(m["executable"].as_str().unwrap())))
-            .expect("cargo reports the binary")
+        if let Ok(path) = std::env::var("NEXTEST_BIN_EXE_entrepot-under-test") {
+            return PathBuf::from(path);
+        }
+        let exe = std::env::current_exe().expect("the test executable's path");
+        let dir = exe.parent().and_then(Path::parent).expect("tests run from <target>/<profile>/deps");
+        let bin = dir.join("entrepot-under-test");
+        assert!(bin.exists(), "{} is missing: run the tests through cargo (nextest or test)", bin.display());
+        bin
     })
     .clone()
 }

@@ -13,7 +13,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use entrepot::{
+use crate::{
     manifest::Manifests,
     queue::now_ms,
     runtime::{DeadLetterEntry, Runtime},
@@ -87,7 +87,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let webhook_url = format!("http://{}/webhooks/{FLOW}", webhooks.local_addr()?);
     let admin_addr = admin.local_addr()?;
     let (stop, shutdown) = watch::channel(false);
-    let server = tokio::spawn(entrepot::runtime::serve(rt.clone(), webhooks, admin, shutdown));
+    let server = tokio::spawn(crate::runtime::serve(rt.clone(), webhooks, admin, shutdown));
 
     println!("Entrepot demo: Shopify-like storefront → runner (examples/quickstart) → NetSuite-like ERP");
     println!("  runner webhooks {webhook_url}");
@@ -247,7 +247,7 @@ fn print_report(
     report: &StorefrontReport,
     extra_sent: usize,
     revision_resent: usize,
-    status: &entrepot::status::FlowStatus,
+    status: &crate::status::FlowStatus,
     erp: &ErpHandle,
     letters: &[DeadLetterEntry],
     elapsed: Duration,

@@ -3,7 +3,7 @@
 use std::{path::Path, process::ExitCode};
 
 use anyhow::Result;
-use entrepot::{flow::Flow, manifest::Manifests, mapping::run_tests, secrets::Secrets};
+use crate::{flow::Flow, manifest::Manifests, mapping::run_tests, secrets::Secrets};
 
 pub fn run(dir: &Path) -> Result<ExitCode> {
     let manifests = Manifests::load_dir(dir)?;

@@ -1,4 +1,5 @@
-//! The command line: `run`, `serve`, `test`, `demo`.
+//! The command line of the `entrepot` binary: `run`, `serve`, `test`, `demo`. In the
+//! library so the end-to-end tests can build the same program as a binary of their own.
 
 mod demo;
 mod test;
@@ -7,7 +8,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use entrepot::{config::RunnerConfig, manifest::Manifests, runtime::Runtime, secrets::Secrets};
+use crate::{config::RunnerConfig, manifest::Manifests, runtime::Runtime, secrets::Secrets};
 use tokio::{net::TcpListener, sync::watch};
 use tracing::info;
 
@@ -68,6 +69,7 @@ struct ServerArgs {
     admin_listen: SocketAddr,
 }
 
+/// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, matches!(cli.command, Command::Demo(_)));
@@ -139,7 +141,7 @@ async fn run_config(config: RunnerConfig, secrets: &Secrets, server: ServerArgs)
         info!("shutting down");
         let _ = stop.send(true);
     });
-    entrepot::runtime::serve(rt, webhooks, admin, shutdown).await?;
+    crate::runtime::serve(rt, webhooks, admin, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
