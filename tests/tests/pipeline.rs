@@ -139,3 +139,32 @@ async fn exhausted_retries_and_unmappable_records_are_dead_lettered() {
     assert_eq!(target.received().len(), 3);
     runner.stop().await;
 }
+
+#[tokio::test]
+async fn a_full_queue_pushes_back_with_503_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = ScriptedTarget::start().await;
+    target.fail_matching("shopify:", 503, 6); // the ERP is down for a while
+    let mut config = quickstart_config(&target.url);
+    config.flows[0].spec.runner.queue.max_pending = 2;
+    let runner = InProcessRunner::start(config, dir.path()).await;
+    let url = runner.webhook(FLOW);
+    for id in [11, 12] {
+        let answer = post_webhook(&url, &shopify_order(id, "SKU-1", "2026-11-27T10:05:00-05:00"), &format!("d-{id}"), None).await;
+        assert_eq!(answer.status(), 200);
+    }
+    let third = shopify_order(13, "SKU-1", "2026-11-27T10:05:00-05:00");
+    let refused = post_webhook(&url, &third, "d-13", None).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "30");
+
+    // The sender retries until the queue has room again; everything arrives once.
+    eventually(WAIT, "the retried delivery accepted", || async {
+        post_webhook(&url, &third, "d-13", None).await.status() == 200
+    })
+    .await;
+    eventually(WAIT, "three orders delivered", || async { status(&runner.admin_url).await.flows[0].delivered == 3 }).await;
+    let metrics = reqwest::get(format!("{}/metrics", runner.admin_url)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"entrepot_webhook_refused_total{flow="shopify-orders-to-erp",reason="backpressure"}"#), "{metrics}");
+    runner.stop().await;
+}

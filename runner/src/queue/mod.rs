@@ -75,6 +75,8 @@ pub enum Accepted {
     /// The source already delivered this delivery id within the dedup window: nothing
     /// was queued, the source may be told it succeeded.
     DuplicateDelivery,
+    /// The queue holds its limit of records: nothing was queued, the source must retry.
+    Full,
 }
 
 /// What the prepare stage decided for an inbox record.
@@ -167,8 +169,23 @@ impl Queue {
     /// Durably queues an envelope from a source, unless its delivery id was already
     /// accepted (and has not expired).
     pub fn accept(&self, flow: &str, envelope: &Envelope, delivery_expires_ms: i64) -> Result<Accepted, QueueError> {
+        self.accept_within(flow, envelope, delivery_expires_ms, u64::MAX)
+    }
+
+    /// [`Queue::accept`], unless the whole queue already holds `max_pending` records.
+    pub fn accept_within(
+        &self,
+        flow: &str,
+        envelope: &Envelope,
+        delivery_expires_ms: i64,
+        max_pending: u64,
+    ) -> Result<Accepted, QueueError> {
         let _guard = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         let tx = self.db.begin_write()?;
+        if tx.open_table(INBOX)?.len()? + tx.open_table(OUTBOX)?.len()? >= max_pending {
+            tx.abort()?;
+            return Ok(Accepted::Full);
+        }
         let outcome = {
             let mut deliveries = tx.open_table(DELIVERIES)?;
             let seen = match &envelope.delivery_id {
@@ -186,7 +203,7 @@ impl Queue {
                 Accepted::Queued(seq)
             }
         };
-        if outcome == Accepted::DuplicateDelivery {
+        if !matches!(outcome, Accepted::Queued(_)) {
             tx.abort()?;
         } else {
             tx.commit()?;

@@ -148,3 +148,19 @@ fn the_last_delivered_version_only_moves_forward() {
     assert_eq!(q.last_version("f", 0, "sku-1").unwrap().as_deref(), Some("5"));
     assert_eq!(q.pending_total().unwrap(), 0);
 }
+
+#[test]
+fn a_full_queue_refuses_and_keeps_what_it_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    assert!(matches!(q.accept_within("f", &envelope("a", Some("w1")), 0, 2).unwrap(), Accepted::Queued(_)));
+    assert!(matches!(q.accept_within("g", &envelope("b", Some("w2")), 0, 2).unwrap(), Accepted::Queued(_)));
+    assert_eq!(q.accept_within("f", &envelope("c", Some("w3")), 0, 2).unwrap(), Accepted::Full);
+    assert_eq!(q.pending_total().unwrap(), 2);
+    // The refused delivery id was not remembered: its retry is taken once there is room.
+    q.prepare("f", 1, Prepared::DeadLetter(DeadLetter {
+        envelope: envelope("a", Some("w1")), target: None, reason: DeadLetterReason::Mapping, message: "x".into(),
+        status: None, response_body: None, attempts: vec![], dead_lettered_at_ms: 0,
+    })).unwrap();
+    assert!(matches!(q.accept_within("f", &envelope("c", Some("w3")), 0, 2).unwrap(), Accepted::Queued(_)));
+}

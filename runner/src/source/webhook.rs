@@ -71,9 +71,12 @@ pub async fn receive(
     };
     let window = flow.config.spec.delivery.dedup_window.get().as_millis() as i64;
     let expires = envelope.received_at_ms.saturating_add(window);
+    let max_pending = flow.config.spec.runner.queue.max_pending;
     let accepted = {
         let (queue, flow_name, envelope) = (rt.queue.clone(), name.to_string(), envelope.clone());
-        tokio::task::spawn_blocking(move || queue.accept(&flow_name, &envelope, expires)).await.expect("queue write panicked")
+        tokio::task::spawn_blocking(move || queue.accept_within(&flow_name, &envelope, expires, max_pending))
+            .await
+            .expect("queue write panicked")
     };
     match accepted {
         Ok(Accepted::Queued(_)) => {
@@ -87,6 +90,14 @@ pub async fn receive(
             rt.metrics.duplicates.with_label_values(&[name, "delivery_id"]).inc();
             info!(flow = %name, delivery_id = envelope.delivery_id.as_deref().unwrap_or(""), "duplicate delivery acknowledged");
             (StatusCode::OK, Json(json!({"status": "duplicate"}))).into_response()
+        }
+        Ok(Accepted::Full) => {
+            // Backpressure: refuse what cannot be kept rather than acknowledge and risk it;
+            // the sender retries (Shopify: 8 times over 4 hours).
+            rt.metrics.webhook_refused.with_label_values(&[name, "backpressure"]).inc();
+            warn!(flow = %name, max_pending, "queue full; webhook refused with 503");
+            (StatusCode::SERVICE_UNAVAILABLE, [(RETRY_AFTER, "30")], Json(json!({"error": "queue full, retry later"})))
+                .into_response()
         }
         Err(e) => {
             rt.metrics.webhook_refused.with_label_values(&[name, "store"]).inc();
