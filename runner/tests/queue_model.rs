@@ -1,0 +1,191 @@
+//! Model check of the durable queue: random sequences of accept (with repeated delivery
+//! ids), prepare (with repeated idempotency keys and mapping failures), deliver-ok,
+//! deliver-reject and crash-and-reopen, compared after every step with a plain in-memory
+//! model. Properties: nothing acknowledged is lost, nothing acknowledged is delivered
+//! twice, and within an ordering key items come out in arrival order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use entrepot::queue::{Accepted, DeadLetter, DeadLetterReason, DeliveryItem, Envelope, Prepared, PrepareOutcome, Queue};
+use proptest::prelude::*;
+
+const FLOW: &str = "f";
+const FAR: i64 = i64::MAX / 2;
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// A source delivers record `id` (delivery id `d<id>`, ordering key `k<id % 3>`).
+    Accept(u8),
+    /// The prepare stage takes the inbox head; `fail` = its mapping fails.
+    Prepare { fail: bool },
+    /// The target takes the head of a lane (picked by index).
+    Deliver(u8),
+    /// The target refuses the head of a lane.
+    Reject(u8),
+    /// kill -9 and restart.
+    Crash,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u8..12).prop_map(Op::Accept),
+        3 => Just(Op::Prepare { fail: false }),
+        1 => Just(Op::Prepare { fail: true }),
+        3 => any::<u8>().prop_map(Op::Deliver),
+        1 => any::<u8>().prop_map(Op::Reject),
+        1 => Just(Op::Crash),
+    ]
+}
+
+fn envelope(id: u8) -> Envelope {
+    Envelope {
+        id: format!("e{id}"),
+        delivery_id: Some(format!("d{id}")),
+        event_id: None,
+        topic: None,
+        correlation_id: format!("c{id}"),
+        received_at_ms: 1,
+        payload: format!("{{\"id\":{id}}}").into_bytes(),
+    }
+}
+
+fn key(id: u8) -> String {
+    format!("k{}", id % 3)
+}
+
+#[derive(Default, Debug)]
+struct Model {
+    seen_deliveries: BTreeSet<u8>,
+    seen_keys: BTreeSet<u8>,
+    inbox: Vec<(u64, u8)>,
+    outbox: Vec<(u64, u8)>,
+    delivered: Vec<u8>,
+    dead: usize,
+    dropped: usize,
+}
+
+fn record_id(payload: &[u8]) -> u8 {
+    let v: serde_json::Value = serde_json::from_slice(payload).unwrap();
+    v["id"].as_u64().unwrap() as u8
+}
+
+/// Heads of the lanes, in seq order: for each ordering key, its oldest outbox item.
+fn lane_heads(outbox: &[(u64, u8)]) -> Vec<(u64, u8)> {
+    let mut heads: BTreeMap<String, (u64, u8)> = BTreeMap::new();
+    for (seq, id) in outbox {
+        heads.entry(key(*id)).or_insert((*seq, *id));
+    }
+    let mut v: Vec<_> = heads.into_values().collect();
+    v.sort();
+    v
+}
+
+fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue.redb");
+    let mut q = Queue::open(&path).unwrap();
+    let mut m = Model::default();
+    for op in ops {
+        match op {
+            Op::Accept(id) => {
+                let outcome = q.accept(FLOW, &envelope(id), FAR).unwrap();
+                if m.seen_deliveries.insert(id) {
+                    let Accepted::Queued(seq) = outcome else { return Err(TestCaseError::fail(format!("{id} not queued"))) };
+                    m.inbox.push((seq, id));
+                } else {
+                    prop_assert_eq!(outcome, Accepted::DuplicateDelivery);
+                }
+            }
+            Op::Prepare { fail } => {
+                let Some((seq, env)) = q.inbox(FLOW, 1).unwrap().into_iter().next() else {
+                    prop_assert!(m.inbox.is_empty());
+                    continue;
+                };
+                let (mseq, id) = m.inbox.remove(0);
+                prop_assert_eq!((seq, record_id(&env.payload)), (mseq, id), "inbox is FIFO");
+                let prepared = if fail {
+                    Prepared::DeadLetter(dead(env))
+                } else {
+                    Prepared::Deliver {
+                        idempotency_key: format!("i{id}"),
+                        key_expires_ms: FAR,
+                        items: vec![DeliveryItem {
+                            envelope: env,
+                            target: 0,
+                            idempotency_key: format!("i{id}"),
+                            ordering_key: Some(key(id)),
+                            version: None,
+                            body: b"{}".to_vec(),
+                        }],
+                    }
+                };
+                let outcome = q.prepare(FLOW, seq, prepared).unwrap();
+                if fail {
+                    prop_assert_eq!(outcome, PrepareOutcome::DeadLettered);
+                    m.dead += 1;
+                } else if m.seen_keys.insert(id) {
+                    prop_assert_eq!(outcome, PrepareOutcome::Queued);
+                    m.outbox.push((seq, id));
+                } else {
+                    prop_assert_eq!(outcome, PrepareOutcome::Duplicate);
+                    m.dropped += 1;
+                }
+            }
+            Op::Deliver(pick) | Op::Reject(pick) => {
+                let heads = lane_heads(&m.outbox);
+                if heads.is_empty() {
+                    continue;
+                }
+                let (seq, id) = heads[pick as usize % heads.len()];
+                m.outbox.retain(|(s, _)| *s != seq);
+                if matches!(op, Op::Deliver(_)) {
+                    prop_assert!(!m.delivered.contains(&id), "record {} delivered twice", id);
+                    q.delivered(FLOW, 0, seq).unwrap();
+                    m.delivered.push(id);
+                } else {
+                    let item = q.outbox(FLOW, 0, usize::MAX).unwrap().into_iter().find(|(s, _)| *s == seq).unwrap().1;
+                    q.dead_letter(FLOW, 0, seq, &dead(item.envelope)).unwrap();
+                    m.dead += 1;
+                }
+            }
+            Op::Crash => {
+                drop(q);
+                q = Queue::open(&path).unwrap();
+            }
+        }
+        // The store agrees with the model after every step.
+        let inbox: Vec<(u64, u8)> = q.inbox(FLOW, usize::MAX).unwrap().into_iter().map(|(s, e)| (s, record_id(&e.payload))).collect();
+        prop_assert_eq!(&inbox, &m.inbox);
+        let outbox: Vec<(u64, u8)> =
+            q.outbox(FLOW, 0, usize::MAX).unwrap().into_iter().map(|(s, i)| (s, record_id(&i.envelope.payload))).collect();
+        prop_assert_eq!(&outbox, &m.outbox, "outbox in arrival order");
+        prop_assert_eq!(q.dead_letters(FLOW).unwrap().len(), m.dead);
+        prop_assert_eq!(q.pending_total().unwrap() as usize, m.inbox.len() + m.outbox.len());
+    }
+    // Nothing acknowledged is lost: every accepted record is pending, delivered, dead,
+    // or was dropped as a repeat of an idempotency key.
+    let accounted = m.inbox.len() + m.outbox.len() + m.delivered.len() + m.dead + m.dropped;
+    prop_assert_eq!(accounted, m.seen_deliveries.len());
+    Ok(())
+}
+
+fn dead(envelope: Envelope) -> DeadLetter {
+    DeadLetter {
+        envelope,
+        target: None,
+        reason: DeadLetterReason::Rejected,
+        message: "refused".into(),
+        status: Some(400),
+        response_body: None,
+        attempts: Vec::new(),
+        dead_lettered_at_ms: 1,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #[test]
+    fn the_queue_matches_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+        run(ops)?;
+    }
+}
