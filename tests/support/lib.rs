@@ -118,6 +118,10 @@ where
 
 /// Posts a Shopify-signed delivery of `body`; `webhook_id` identifies the delivery.
 pub async fn post_webhook(url: &str, body: &[u8], webhook_id: &str, signature: Option<String>) -> reqwest::Response {
+    signed_request(url, body, webhook_id, signature).send().await.expect("the runner answers")
+}
+
+fn signed_request(url: &str, body: &[u8], webhook_id: &str, signature: Option<String>) -> reqwest::RequestBuilder {
     let signature = signature.unwrap_or_else(|| sign(SignatureScheme::ShopifyHmacSha256, WEBHOOK_SECRET.as_bytes(), body));
     reqwest::Client::new()
         .post(url)
@@ -126,9 +130,12 @@ pub async fn post_webhook(url: &str, body: &[u8], webhook_id: &str, signature: O
         .header("x-shopify-webhook-id", webhook_id)
         .header("x-shopify-topic", "orders/create")
         .body(body.to_vec())
-        .send()
-        .await
-        .expect("the runner answers")
+}
+
+/// Posts a signed delivery and returns the status, or an error when the runner cannot
+/// be reached (it may be down: the caller retries, as a storefront does).
+pub async fn post_webhook_raw(url: &str, body: &[u8], webhook_id: &str) -> Result<u16, reqwest::Error> {
+    Ok(signed_request(url, body, webhook_id, None).send().await?.status().as_u16())
 }
 
 /// A minimal Shopify order with one line.
