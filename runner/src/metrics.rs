@@ -18,6 +18,8 @@ pub struct Metrics {
     pub delivered: IntCounterVec,
     /// Attempts that failed transiently and will be retried.
     pub retries: IntCounterVec,
+    /// Answers 429 from a target.
+    pub throttled: IntCounterVec,
     /// Records not delivered because the target already has a newer version.
     pub stale: IntCounterVec,
     /// Records dead-lettered, by reason.
@@ -64,6 +66,7 @@ impl Metrics {
             received: counter("entrepot_records_received_total", "Records accepted from a source", &["flow"]),
             duplicates: counter("entrepot_records_duplicate_total", "Records dropped as duplicates", &["flow", "stage"]),
             delivered: counter("entrepot_records_delivered_total", "Records a target accepted", &["flow", "target"]),
+            throttled: counter("entrepot_target_throttled_total", "Answers 429 Too Many Requests from a target", &["flow", "target"]),
             stale: counter("entrepot_records_stale_total", "Records older than the version the target has", &["flow", "target"]),
             retries: counter("entrepot_delivery_retries_total", "Delivery attempts that failed transiently", &["flow", "target"]),
             dead_lettered: counter("entrepot_records_dead_lettered_total", "Records dead-lettered", &["flow", "reason"]),

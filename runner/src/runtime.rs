@@ -137,6 +137,7 @@ impl Runtime {
                     connector: t.http.connector.clone(),
                     delivered: m.delivered.with_label_values(&[name, &t.http.connector]).get(),
                     retried: m.retries.with_label_values(&[name, &t.http.connector]).get(),
+                    throttled: m.throttled.with_label_values(&[name, &t.http.connector]).get(),
                     last_error: t.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
                 })
                 .collect();

@@ -49,6 +49,9 @@ pub struct TargetStatus {
     pub delivered: u64,
     /// Transient failures retried since the runner started.
     pub retried: u64,
+    /// Answers 429 from the target since the runner started.
+    #[serde(default)]
+    pub throttled: u64,
     /// The last failure, if the last attempt failed: a category and a message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,

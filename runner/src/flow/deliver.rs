@@ -157,6 +157,12 @@ impl Worker {
         let (name, connector) = (self.name().to_string(), self.connector().to_string());
         let target = &self.flow.targets[self.index];
         let policy = &self.flow.config.spec.delivery.retry;
+        if let Answer::Response { quota, .. } = &answer {
+            target.quota.observe(quota);
+            if quota.throttled {
+                w.metrics.throttled.with_label_values(&[&name, &connector]).inc();
+            }
+        }
         let verdict = classify(&answer);
         let status = match &answer {
             Answer::Response { status, .. } => Some(status.as_u16()),

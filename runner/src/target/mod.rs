@@ -137,11 +137,13 @@ impl HttpTarget {
             Ok(response) => {
                 let status = response.status();
                 let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(String::from);
+                let quota =
+                    quota::QuotaSignal::read(status, response.headers(), retry_after.as_deref().and_then(retry::parse_retry_after));
                 let body = match response.bytes().await {
                     Ok(bytes) => String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned(),
                     Err(e) => format!("<body unreadable: {}>", describe_transport(&e)),
                 };
-                Answer::Response { status, retry_after, body }
+                Answer::Response { status, retry_after, body, quota }
             }
         }
     }

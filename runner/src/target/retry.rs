@@ -38,6 +38,8 @@ pub enum Answer {
         retry_after: Option<String>,
         /// The body, at most 4 KiB.
         body: String,
+        /// What the response says about the target's quota.
+        quota: super::quota::QuotaSignal,
     },
     /// No response.
     Transport(String),
@@ -49,7 +51,7 @@ pub enum Answer {
 pub fn classify(answer: &Answer) -> Verdict {
     match answer {
         Answer::Transport(e) => Verdict::Retry { after: None, reason: format!("unreachable: {e}") },
-        Answer::Response { status, retry_after, body } => {
+        Answer::Response { status, retry_after, body, .. } => {
             let after = retry_after.as_deref().and_then(parse_retry_after);
             if status.is_success() {
                 Verdict::Delivered
@@ -143,6 +145,7 @@ mod tests {
             status: StatusCode::from_u16(status).unwrap(),
             retry_after: retry_after.map(Into::into),
             body: "{\"error\":\"INVALID_KEY_OR_REF\"}\nmore".into(),
+            quota: Default::default(),
         }
     }
 
@@ -167,7 +170,12 @@ mod tests {
     #[test]
     fn a_rejection_names_the_targets_message_and_code() {
         let netsuite = r#"{"title":"Bad Request","status":400,"o:errorDetails":[{"detail":"Invalid item reference key X for field items[0].item.","o:errorCode":"INVALID_KEY_OR_REF"}]}"#;
-        let answer = Answer::Response { status: StatusCode::BAD_REQUEST, retry_after: None, body: netsuite.into() };
+        let answer = Answer::Response {
+            status: StatusCode::BAD_REQUEST,
+            retry_after: None,
+            body: netsuite.into(),
+            quota: Default::default(),
+        };
         assert_eq!(
             classify(&answer),
             Verdict::Reject {
