@@ -81,6 +81,9 @@ struct State {
     tokens: f64,
     last: Instant,
     paused_until: Option<Instant>,
+    /// When the rate was last cut or raised: probing goes up once per second at most,
+    /// so a burst of clean answers does not undo a cut at once.
+    last_change: Instant,
 }
 
 /// The right to send one request; dropping it frees the concurrency slot.
@@ -102,7 +105,15 @@ impl Quota {
         Self {
             in_flight: Arc::new(Semaphore::new(concurrency as usize)),
             concurrency,
-            state: Mutex::new(State { declared, rate: declared, burst, tokens: burst, last: Instant::now(), paused_until: None }),
+            state: Mutex::new(State {
+                declared,
+                rate: declared,
+                burst,
+                tokens: burst,
+                last: Instant::now(),
+                paused_until: None,
+                last_change: Instant::now(),
+            }),
         }
     }
 
@@ -173,6 +184,7 @@ impl Quota {
             s.tokens = 0.0;
             if let (Some(rate), Some(declared)) = (s.rate, s.declared) {
                 s.rate = Some((rate * 0.7).max(declared * MIN_SHARE));
+                s.last_change = now;
             }
             return;
         }
@@ -187,12 +199,14 @@ impl Quota {
             Some(left) => s.tokens = s.tokens.min(left - 1.0).max(0.0),
             None => {}
         }
-        // A clean answer: probe back towards the declared rate.
+        // Clean answers for a second: probe back towards the declared rate.
         if let (Some(rate), Some(declared)) = (s.rate, s.declared)
             && rate < declared
             && signal.granted_rate.is_none()
+            && now.duration_since(s.last_change) >= Duration::from_secs(1)
         {
-            s.rate = Some((rate + declared * 0.02).min(declared));
+            s.rate = Some((rate + declared * 0.05).min(declared));
+            s.last_change = now;
         }
     }
 }
@@ -236,8 +250,12 @@ mod tests {
         let start = Instant::now();
         drop(quota.admit(quota.try_slot().unwrap()).await);
         assert!(start.elapsed() >= Duration::from_secs(3));
-        // Clean answers bring the rate back up to, never above, the declared one.
-        for _ in 0..100 {
+        // Clean answers bring the rate back up, a step a second, to (never above) the
+        // declared one.
+        quota.observe(&QuotaSignal::default());
+        assert!(quota.rate().unwrap() > 7.0);
+        for _ in 0..30 {
+            tokio::time::advance(Duration::from_secs(1)).await;
             quota.observe(&QuotaSignal::default());
         }
         assert_eq!(quota.rate(), Some(10.0));
