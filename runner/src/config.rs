@@ -5,11 +5,11 @@
 //! --config FILE`); local mode (`entrepot run DIR`) builds it from the manifests in DIR.
 //! Both go through [`FlowConfig::resolve`], so a flow means the same thing in both.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{ConnectorSpec, MappingSpec, SyncFlowSpec};
+use crate::spec::{ConnectorSpec, FileTrigger, MappingSpec, SyncFlowSpec};
 
 /// Everything one runner process runs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -140,6 +140,9 @@ impl FlowConfig {
                 format!("Connector `{}` is polled but has no spec.endpoint", spec.source.connector_ref),
             ));
         }
+        if let Some(file) = &trigger.file {
+            check_file_trigger(file).map_err(|(field, message)| invalid(field, message.into()))?;
+        }
         connectors.insert(spec.source.connector_ref.clone(), source);
         if let Some(m) = &spec.mapping_ref {
             mappings.insert(m.clone(), mapping_ref("spec.mappingRef".into(), m)?);
@@ -189,10 +192,28 @@ impl FlowConfig {
     }
 }
 
+/// A file trigger's own fields: (field, what is wrong) for the first problem.
+fn check_file_trigger(file: &FileTrigger) -> Result<(), (&'static str, &'static str)> {
+    if file.directory.trim().is_empty() {
+        return Err(("spec.source.trigger.file.directory", "a file trigger needs the directory to watch"));
+    }
+    // Compared by path components, so `/in/` and `/in` are the same directory.
+    if Path::new(&file.directory).components().eq(file.processed_directory().components()) {
+        return Err((
+            "spec.source.trigger.file.processedDirectory",
+            "must differ from directory, or imported files would be read again; leave it out for <directory>/processed",
+        ));
+    }
+    if file.interval() == std::time::Duration::ZERO {
+        return Err(("spec.source.trigger.file.interval", "must be longer than 0s, e.g. 10s"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{ConnectorType, FileFormat, FileTrigger, SourceSpec, TargetSpec, TriggerSpec, WebhookTrigger};
+    use crate::spec::{ConnectorType, FileFormat, SourceSpec, TargetSpec, TriggerSpec, WebhookTrigger};
 
     fn flow(trigger: TriggerSpec) -> SyncFlowSpec {
         SyncFlowSpec {
@@ -233,5 +254,22 @@ mod tests {
     fn a_webhook_trigger_needs_a_signed_source() {
         let err = resolve(&flow(TriggerSpec { webhook: Some(WebhookTrigger::default()), ..Default::default() })).unwrap_err();
         assert!(matches!(&err, ResolveError::Invalid { field, .. } if field == "spec.source.trigger.webhook"), "{err}");
+    }
+
+    #[test]
+    fn a_file_trigger_needs_a_directory_and_a_separate_processed_directory() {
+        let with = |f: FileTrigger| resolve(&flow(TriggerSpec { file: Some(f), ..Default::default() }));
+        let field_of = |r: Result<FlowConfig, ResolveError>| match r.unwrap_err() {
+            ResolveError::Invalid { field, .. } => field,
+            other => panic!("{other}"),
+        };
+        assert_eq!(field_of(with(FileTrigger { directory: " ".into(), ..file() })), "spec.source.trigger.file.directory");
+        let same = FileTrigger { processed_directory: Some("/in/".into()), ..file() };
+        assert_eq!(field_of(with(same)), "spec.source.trigger.file.processedDirectory");
+        let zero = FileTrigger { interval: Some(std::time::Duration::ZERO.into()), ..file() };
+        assert_eq!(field_of(with(zero)), "spec.source.trigger.file.interval");
+        let elsewhere = FileTrigger { processed_directory: Some("/done".into()), ..file() };
+        assert_eq!(with(elsewhere).unwrap().spec.source.trigger.file.unwrap().processed_directory(), Path::new("/done"));
+        assert_eq!(file().processed_directory(), Path::new("/in/processed"));
     }
 }

@@ -28,6 +28,11 @@ pub struct Metrics {
     pub webhook_refused: IntCounterVec,
     /// Signed webhooks of a topic the flow does not take.
     pub ignored: IntCounterVec,
+    /// Files a file source imported completely and moved aside.
+    pub files_processed: IntCounterVec,
+    /// Scans at which a file could not be imported, by reason (`directory`, `unreadable`,
+    /// `store`, `move`); the file is tried again at the next scan.
+    pub files_failed: IntCounterVec,
     /// Records and items waiting, per flow.
     pub backlog: IntGaugeVec,
     /// Age of the oldest waiting record, per flow.
@@ -72,6 +77,12 @@ impl Metrics {
             dead_lettered: counter("entrepot_records_dead_lettered_total", "Records dead-lettered", &["flow", "reason"]),
             webhook_refused: counter("entrepot_webhook_refused_total", "Webhook requests refused", &["flow", "reason"]),
             ignored: counter("entrepot_webhook_ignored_total", "Signed webhooks of a topic the flow does not take", &["flow"]),
+            files_processed: counter("entrepot_files_processed_total", "Files imported completely and moved aside", &["flow"]),
+            files_failed: counter(
+                "entrepot_files_failed_total",
+                "Scans at which a file could not be imported (tried again at the next scan)",
+                &["flow", "reason"],
+            ),
             backlog: gauge("entrepot_backlog_records", "Records waiting for delivery"),
             oldest_pending_seconds: gauge("entrepot_oldest_pending_seconds", "Age of the oldest waiting record"),
             dead_letters: gauge("entrepot_dead_letters", "Dead letters kept for inspection and replay"),

@@ -45,7 +45,13 @@ pub fn repo_root() -> PathBuf {
 
 /// The quickstart manifests.
 pub fn quickstart() -> Manifests {
-    Manifests::load_dir(&repo_root().join("examples/quickstart")).expect("the quickstart loads")
+    example("quickstart")
+}
+
+/// The manifests of `examples/<name>`.
+pub fn example(name: &str) -> Manifests {
+    let dir = repo_root().join("examples").join(name);
+    Manifests::load_dir(&dir).unwrap_or_else(|e| panic!("{} loads: {e}", dir.display()))
 }
 
 /// The quickstart's runner configuration with the ERP endpoint at `erp_url` and retries
@@ -73,10 +79,14 @@ pub struct InProcessRunner {
 }
 
 impl InProcessRunner {
-    /// Starts `config` with its queue in `data_dir`.
+    /// Starts `config` with its queue in `data_dir`, with the quickstart's Secrets.
     pub async fn start(config: RunnerConfig, data_dir: &Path) -> Self {
-        let secrets = Secrets::with_manifests(quickstart().secrets);
-        let rt = Runtime::new(config, &secrets, data_dir).expect("the runner starts");
+        Self::start_with(config, &Secrets::with_manifests(quickstart().secrets), data_dir).await
+    }
+
+    /// Starts `config` with its queue in `data_dir`, with these Secrets.
+    pub async fn start_with(config: RunnerConfig, secrets: &Secrets, data_dir: &Path) -> Self {
+        let rt = Runtime::new(config, secrets, data_dir).expect("the runner starts");
         let webhooks = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let webhook_url = format!("http://{}", webhooks.local_addr().unwrap());

@@ -173,9 +173,13 @@ pub struct Workers {
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// Starts the prepare worker and one delivery worker per target for `flow`.
+/// Starts the prepare worker, one delivery worker per target and, for a file trigger,
+/// the file source of `flow`. (A webhook source is served by the runtime's router.)
 pub fn spawn(flow: Arc<Flow>, workers: &Workers) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = vec![tokio::spawn(run_prepare(flow.clone(), workers.clone()))];
+    if let Some(trigger) = flow.config.spec.source.trigger.file.clone() {
+        handles.push(tokio::spawn(crate::source::file::run(flow.clone(), trigger, workers.clone())));
+    }
     for index in 0..flow.targets.len() {
         handles.push(tokio::spawn(run_delivery(flow.clone(), index, workers.clone())));
     }

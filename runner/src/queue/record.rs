@@ -55,6 +55,9 @@ pub struct DeliveryItem {
 pub enum DeadLetterReason {
     /// The mapping failed on it (bad input, a jq error, a key expression gave no key).
     Mapping,
+    /// The source could not read it as a record (a CSV row with the wrong number of
+    /// fields, invalid UTF-8, a line that is not JSON); the message names the file and line.
+    InvalidRecord,
     /// The target refused it for a business reason (4xx other than 408/429).
     Rejected,
     /// Every allowed attempt failed transiently.
@@ -66,6 +69,7 @@ impl DeadLetterReason {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Mapping => "mapping",
+            Self::InvalidRecord => "invalid_record",
             Self::Rejected => "rejected",
             Self::RetriesExhausted => "retries_exhausted",
         }

@@ -1,4 +1,5 @@
-//! Sources: where records come from. For now, signed webhooks.
+//! Sources: where records come from: signed webhooks, and files dropped in a directory.
 
+pub mod file;
 pub mod signature;
 pub mod webhook;

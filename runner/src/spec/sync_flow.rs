@@ -78,7 +78,7 @@ pub struct TriggerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll: Option<PollTrigger>,
     /// The runner imports files dropped in a directory (settlement reports, batch
-    /// exports): each file once, each row a record.
+    /// exports): each file once, even across restarts, each row a record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileTrigger>,
 }
@@ -179,25 +179,61 @@ pub struct Watermark {
     pub initial: Option<String>,
 }
 
-/// A file trigger: batch imports dropped in a directory.
+/// A file trigger: batch imports dropped in a directory (settlement reports, bulk
+/// exports).
+///
+/// Every file is imported once, even across restarts: its rows are queued in chunks,
+/// each chunk committed together with how far the file has been read, and the file is
+/// moved to `processedDirectory` once every row is queued or dead-lettered. A row that
+/// cannot be read (wrong number of fields, invalid UTF-8, invalid JSON) is dead-lettered
+/// with its line number and the other rows go on.
+///
+/// Files still being written are left alone: a file is read only once its size and
+/// modification time are the same at two scans in a row and it is at least 2 seconds
+/// old. Writers should still write `report.csv.part` and rename it to `report.csv` when
+/// complete, with `suffix: .csv`, so a half-written file is never taken for a whole one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.processedDirectory) || self.processedDirectory != self.directory",
+    "message": "processedDirectory must differ from directory, or imported files would be read again"
+}]))]
 pub struct FileTrigger {
-    /// Directory watched for files (a volume in the runner pod).
+    /// Directory watched for files (a volume mounted in the runner pod). Files are read
+    /// in name order; hidden files (`.name`) and subdirectories are ignored.
+    #[schemars(length(min = 1))]
     pub directory: String,
     /// How each file is read: `csv` (first line is the header; each row becomes an object
-    /// keyed by column) or `jsonl` (one JSON value per line).
+    /// keyed by column, every value a string) or `jsonl` (one JSON value per line; blank
+    /// lines are skipped).
     pub format: FileFormat,
     /// Only files whose name ends with this are read, e.g. `.csv`. Default: every file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suffix: Option<String>,
     /// Where a file is moved once every row is queued or dead-lettered. Default
-    /// `<directory>/processed`.
+    /// `<directory>/processed`; created when missing. It must be on the same volume as
+    /// `directory` (the move is a rename). A file whose name is already taken there is
+    /// kept beside it with its fingerprint appended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processed_directory: Option<String>,
     /// Time between two scans of the directory. Default `10s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<Duration>,
+}
+
+impl FileTrigger {
+    /// Where imported files are moved: `processedDirectory`, or `<directory>/processed`.
+    pub fn processed_directory(&self) -> std::path::PathBuf {
+        match &self.processed_directory {
+            Some(dir) => dir.into(),
+            None => std::path::Path::new(&self.directory).join("processed"),
+        }
+    }
+
+    /// Time between two scans: `interval`, or 10 seconds.
+    pub fn interval(&self) -> std::time::Duration {
+        self.interval.map_or(std::time::Duration::from_secs(10), Duration::get)
+    }
 }
 
 /// File formats of a file trigger.
