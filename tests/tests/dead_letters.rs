@@ -138,6 +138,32 @@ async fn a_replay_that_fails_again_comes_back_as_a_new_dead_letter_with_its_hist
 }
 
 #[tokio::test]
+async fn a_replay_goes_only_to_the_target_that_refused_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (refusing, accepting) = (ScriptedTarget::start().await, ScriptedTarget::start().await);
+    let mut config = quickstart_config(&refusing.url);
+    let flow = &mut config.flows[0];
+    let mut second = flow.spec.targets[0].clone();
+    second.connector_ref = "erp-mirror".into();
+    let mut connector = flow.connectors["erp-demo"].clone();
+    connector.endpoint = Some(accepting.url.clone());
+    flow.connectors.insert(second.connector_ref.clone(), connector);
+    flow.spec.targets.push(second);
+    let runner = InProcessRunner::start(config, dir.path()).await;
+    refusing.push(400, &[], REJECTION);
+    order_dead_lettered(&runner, 2004, 1).await;
+    delivered(&runner, 1).await;
+
+    let letter = &list(&runner.admin_url, "target=erp-demo").await[0];
+    let (_, report) = post(format!("{}/v1/deadletters/replay", runner.admin_url), json!({"ids": [letter["id"]]})).await;
+    assert_eq!(report["count"], 1, "{report}");
+    delivered(&runner, 2).await;
+    assert_eq!(refusing.received().len(), 2, "refused, then delivered on replay");
+    assert_eq!(accepting.received().len(), 1, "the other target is not sent the record again");
+    runner.stop().await;
+}
+
+#[tokio::test]
 async fn the_admin_api_filters_pages_and_discards_with_counts() {
     let dir = tempfile::tempdir().unwrap();
     let target = ScriptedTarget::start().await;
