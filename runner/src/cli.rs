@@ -1,6 +1,8 @@
-//! The command line of the `entrepot` binary: `run`, `serve`, `test`, `demo`. In the
-//! library so the end-to-end tests can build the same program as a binary of their own.
+//! The command line of the `entrepot` binary: `run`, `serve`, `test`, `demo`,
+//! `deadletters`. In the library so the end-to-end tests can build the same program as
+//! a binary of their own.
 
+mod dead_letters;
 mod demo;
 mod test;
 
@@ -54,6 +56,10 @@ enum Command {
     },
     /// Run the quickstart against a simulated storefront and ERP and report what happened.
     Demo(demo::DemoArgs),
+    /// List, show, replay (after a fix) or discard dead letters, from a data directory
+    /// or through a running runner's admin API.
+    #[command(name = "deadletters", alias = "dead-letters")]
+    DeadLetters(dead_letters::DeadLettersArgs),
 }
 
 #[derive(clap::Args)]
@@ -78,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Run { dir, server } => runtime().and_then(|rt| rt.block_on(run_local(dir, server))),
         Command::Serve { config, server } => runtime().and_then(|rt| rt.block_on(serve(config, server))),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
+        Command::DeadLetters(args) => runtime().and_then(|rt| rt.block_on(dead_letters::run(args))),
     };
     match outcome {
         Ok(code) => code,

@@ -3,7 +3,7 @@
 //! data). The `/v1/status` counters are read from here, so the two never disagree.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric the runner exports.
@@ -39,6 +39,14 @@ pub struct Metrics {
     pub oldest_pending_seconds: IntGaugeVec,
     /// Dead letters kept, per flow.
     pub dead_letters: IntGaugeVec,
+    /// Dead letters replayed into the pipeline (admin API), per flow.
+    pub dead_letters_replayed: IntCounterVec,
+    /// Dead letters discarded (admin API), per flow.
+    pub dead_letters_discarded: IntCounterVec,
+    /// Dead letters purged past their flow's retention, per flow.
+    pub dead_letters_expired: IntCounterVec,
+    /// Idempotency keys and delivery ids forgotten once their dedup window passed.
+    pub dedup_entries_expired: IntCounter,
     /// Time from first receipt to delivery (the order-to-ERP posting time).
     pub latency: HistogramVec,
 }
@@ -67,6 +75,12 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(latency.clone())).expect("unique metric");
+        let dedup_entries_expired = IntCounter::new(
+            "entrepot_dedup_entries_expired_total",
+            "Idempotency keys and delivery ids forgotten once their dedup window passed",
+        )
+        .expect("valid metric");
+        registry.register(Box::new(dedup_entries_expired.clone())).expect("unique metric");
         Self {
             received: counter("entrepot_records_received_total", "Records accepted from a source", &["flow"]),
             duplicates: counter("entrepot_records_duplicate_total", "Records dropped as duplicates", &["flow", "stage"]),
@@ -86,6 +100,10 @@ impl Metrics {
             backlog: gauge("entrepot_backlog_records", "Records waiting for delivery"),
             oldest_pending_seconds: gauge("entrepot_oldest_pending_seconds", "Age of the oldest waiting record"),
             dead_letters: gauge("entrepot_dead_letters", "Dead letters kept for inspection and replay"),
+            dead_letters_replayed: counter("entrepot_dead_letters_replayed_total", "Dead letters replayed into the pipeline", &["flow"]),
+            dead_letters_discarded: counter("entrepot_dead_letters_discarded_total", "Dead letters discarded", &["flow"]),
+            dead_letters_expired: counter("entrepot_dead_letters_expired_total", "Dead letters purged past their retention", &["flow"]),
+            dedup_entries_expired,
             latency,
             registry,
         }

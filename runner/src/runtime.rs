@@ -1,6 +1,9 @@
 //! A runner process: its flows, queue and metrics, the webhook and admin HTTP servers,
 //! and the workers.
 
+mod dead_letters;
+mod retention;
+
 use std::{
     collections::BTreeMap,
     path::Path,
@@ -12,24 +15,26 @@ use std::{
 
 use axum::{
     Json, Router,
-    extract::{Query, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use serde::Deserialize;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
     config::RunnerConfig,
     flow::{self, Flow, FlowError, Workers},
     metrics::Metrics,
-    queue::{DeadLetter, Queue, QueueError, now_ms},
+    queue::{Queue, QueueError, now_ms},
     secrets::Secrets,
     source::webhook,
     status::{FlowStatus, RunnerStatus, TargetStatus},
     target::quota::Quota,
 };
+
+pub use crate::queue::DeadLetterEntry;
+pub use dead_letters::REQUESTED_BY_HEADER;
 
 /// A runner cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -93,10 +98,13 @@ impl Runtime {
         self.flows.get(name)
     }
 
-    /// Starts every flow's workers; they stop when `shutdown` turns true.
+    /// Starts every flow's workers and the retention purge; they stop when `shutdown`
+    /// turns true.
     pub fn spawn_workers(&self, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        let retention = tokio::spawn(retention::Retention::new(self).run(shutdown.clone()));
         let workers = Workers { queue: self.queue.clone(), metrics: self.metrics.clone(), shutdown };
-        let handles = self.flows.values().flat_map(|f| flow::spawn(f.clone(), &workers)).collect();
+        let mut handles: Vec<_> = self.flows.values().flat_map(|f| flow::spawn(f.clone(), &workers)).collect();
+        handles.push(retention);
         self.ready.store(true, Ordering::SeqCst);
         handles
     }
@@ -106,14 +114,15 @@ impl Runtime {
         Router::new().route("/webhooks/{flow}", post(webhook::receive)).with_state(self.clone())
     }
 
-    /// `/healthz`, `/readyz`, `/metrics`, `/v1/status`, `/v1/deadletters`.
+    /// `/healthz`, `/readyz`, `/metrics`, `/v1/status`, and `/v1/deadletters` to list,
+    /// show, replay and discard dead letters.
     pub fn admin_router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .route("/v1/status", get(status))
-            .route("/v1/deadletters", get(dead_letters))
+            .merge(dead_letters::routes())
             .with_state(self.clone())
     }
 
@@ -176,48 +185,6 @@ async fn metrics(State(rt): State<Arc<Runtime>>) -> Response {
 async fn status(State(rt): State<Arc<Runtime>>) -> Response {
     match rt.status().await {
         Ok(s) => Json(s).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": e.to_string()}))).into_response(),
-    }
-}
-
-#[derive(Deserialize)]
-struct DeadLetterQuery {
-    flow: Option<String>,
-}
-
-/// A dead letter as listed by the admin API.
-#[derive(Debug, Clone, serde::Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct DeadLetterEntry {
-    /// The dead letter's id.
-    pub id: u64,
-    /// Its flow.
-    pub flow: String,
-    /// The record.
-    #[serde(flatten)]
-    pub dead_letter: DeadLetter,
-}
-
-async fn dead_letters(State(rt): State<Arc<Runtime>>, Query(q): Query<DeadLetterQuery>) -> Response {
-    let names: Vec<String> = match q.flow {
-        Some(f) if rt.flows.contains_key(&f) => vec![f],
-        Some(f) => return (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": format!("no flow named {f}")}))).into_response(),
-        None => rt.flows.keys().cloned().collect(),
-    };
-    let queue = rt.queue.clone();
-    let listed = tokio::task::spawn_blocking(move || -> Result<Vec<DeadLetterEntry>, QueueError> {
-        let mut out = Vec::new();
-        for flow in names {
-            for (id, dead_letter) in queue.dead_letters(&flow)? {
-                out.push(DeadLetterEntry { id, flow: flow.clone(), dead_letter });
-            }
-        }
-        Ok(out)
-    })
-    .await
-    .expect("queue read panicked");
-    match listed {
-        Ok(list) => Json(list).into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": e.to_string()}))).into_response(),
     }
 }

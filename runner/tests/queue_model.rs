@@ -46,6 +46,7 @@ fn envelope(id: u8) -> Envelope {
         correlation_id: format!("c{id}"),
         received_at_ms: 1,
         payload: format!("{{\"id\":{id}}}").into_bytes(),
+        replay: None,
     }
 }
 

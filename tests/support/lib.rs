@@ -29,7 +29,7 @@ use entrepot::{
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 mod process;
-pub use process::{RunnerProcess, free_port, runner_binary, write_quickstart};
+pub use process::{CliRun, RunnerProcess, free_port, run_cli, runner_binary, write_quickstart};
 
 /// The quickstart's webhook signing secret (examples/quickstart/secrets.yaml).
 pub const WEBHOOK_SECRET: &str = "demo-shopify-client-secret";

@@ -25,6 +25,33 @@ pub fn runner_binary() -> PathBuf {
     .clone()
 }
 
+/// What one run of the `entrepot` binary did.
+#[derive(Debug)]
+pub struct CliRun {
+    /// Whether it exited with status 0.
+    pub success: bool,
+    /// What it printed on stdout.
+    pub stdout: String,
+    /// What it printed on stderr.
+    pub stderr: String,
+}
+
+/// Runs `entrepot ARGS` to completion without blocking the async runtime (an
+/// in-process runner it talks to keeps answering).
+pub async fn run_cli(args: &[&str]) -> CliRun {
+    let out = tokio::process::Command::new(runner_binary())
+        .args(args)
+        .env("ENTREPOT_LOG", "warn")
+        .output()
+        .await
+        .expect("the entrepot binary runs");
+    CliRun {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// A free loopback port (bound, then released).
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -15,8 +15,8 @@ use std::{
 use anyhow::{Context, Result};
 use crate::{
     manifest::Manifests,
-    queue::now_ms,
-    runtime::{DeadLetterEntry, Runtime},
+    queue::{DeadLetterEntry, DeadLetterFilter, now_ms},
+    runtime::Runtime,
     secrets::Secrets,
 };
 use entrepot_sim::{
@@ -219,8 +219,8 @@ async fn show_progress(rt: Arc<Runtime>, erp: Arc<ErpHandle>, orders: usize) {
 
 async fn dead_letters(rt: &Runtime) -> Result<Vec<DeadLetterEntry>> {
     let queue = rt.queue.clone();
-    let letters = tokio::task::spawn_blocking(move || queue.dead_letters(FLOW)).await??;
-    Ok(letters.into_iter().map(|(id, dead_letter)| DeadLetterEntry { id, flow: FLOW.into(), dead_letter }).collect())
+    let filter = DeadLetterFilter { flow: Some(FLOW.into()), ..DeadLetterFilter::default() };
+    Ok(tokio::task::spawn_blocking(move || queue.find_dead_letters(&filter)).await??.entries)
 }
 
 /// Every acknowledged order is stored once, except the unknown-SKU one, which is a dead letter.

@@ -110,8 +110,17 @@ fn try_prepare(flow: &Flow, envelope: &Envelope) -> Result<Prepared, String> {
         Some(p) => p.run_key(&canonical).map_err(|e| format!("spec.delivery.idempotencyKey: {e}"))?,
         None => envelope.delivery_id.clone().unwrap_or_else(|| envelope.id.clone()),
     };
+    // A replay of a record that failed at one target goes to that target only: the
+    // flow's other targets already have it.
+    let only = envelope.replay.as_ref().and_then(|r| r.target);
+    if let Some(t) = only.filter(|t| *t as usize >= flow.targets.len()) {
+        return Err(format!("replayed for spec.targets[{t}], which the flow no longer has: discard this dead letter"));
+    }
     let mut items = Vec::with_capacity(flow.targets.len());
     for (index, (target, target_spec)) in flow.targets.iter().zip(&spec.targets).enumerate() {
+        if only.is_some_and(|t| t as usize != index) {
+            continue;
+        }
         let body = match (&target.mapping, &target_spec.mapping_ref) {
             (Some(p), Some(name)) => {
                 to_json(&p.run(canonical.clone()).map_err(|e| format!("spec.targets[{index}] Mapping {name}: {e}"))?)

@@ -104,6 +104,7 @@ mod tests {
             correlation_id: id.into(),
             received_at_ms: now_ms(),
             payload: b"{}".to_vec(),
+            replay: None,
         }
     }
 

@@ -6,9 +6,14 @@
 //! target, mapped and keyed. Moving a record from one to the other, recording its
 //! idempotency key, acknowledging a delivery and dead-lettering are each one
 //! transaction, committed with fsync before anything is acknowledged upstream.
+//!
+//! Dead letters can be listed, replayed into the inbox and discarded (`dead_letter`),
+//! selected by the filters of `selection`.
 
+mod dead_letter;
 mod intake;
 mod record;
+mod selection;
 
 use std::{
     collections::HashMap,
@@ -17,8 +22,10 @@ use std::{
 };
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+pub use dead_letter::{ActionReport, Affected, DeadLetterAction, DeadLetterEntry, DeadLetterPage};
 pub use intake::{BatchOutcome, Intake};
-pub use record::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, Envelope, now_ms};
+pub use record::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, Envelope, PastFailure, Replay, now_ms};
+pub use selection::{DeadLetterFilter, Selection, SelectionError, parse_instant};
 
 /// Inbox: (flow, seq) → envelope JSON.
 pub(super) const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
@@ -42,6 +49,12 @@ pub enum QueueError {
     /// The embedded store failed (disk full, I/O error, corruption).
     #[error("queue store: {0}")]
     Store(#[from] redb::Error),
+    /// Another process (a runner) has the queue file open; redb allows one at a time.
+    #[error("queue file {path} is in use by another process (a runner using this data directory?)")]
+    InUse {
+        /// The queue file.
+        path: String,
+    },
     /// A stored record could not be decoded.
     #[error("queue record {key} is unreadable: {source}")]
     Decode {
@@ -144,7 +157,10 @@ fn decode<T: serde::de::DeserializeOwned>(key: impl std::fmt::Debug, bytes: &[u8
 impl Queue {
     /// Opens (or creates) the queue file `path`.
     pub fn open(path: &Path) -> Result<Self, QueueError> {
-        let db = Database::create(path)?;
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => QueueError::InUse { path: path.display().to_string() },
+            other => other.into(),
+        })?;
         let tx = db.begin_write()?;
         {
             tx.open_table(intake::SOURCE_STATE)?;
@@ -225,17 +241,25 @@ impl Queue {
     }
 
     /// Moves inbox record `seq` on: into the outbox, away as a duplicate, or to the
-    /// dead letters, in one transaction.
+    /// dead letters, in one transaction. A replayed record is never a duplicate: its
+    /// key was recorded when it first passed, and is recorded again.
     pub fn prepare(&self, flow: &str, seq: u64, prepared: Prepared) -> Result<PrepareOutcome, QueueError> {
         let _guard = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         let tx = self.db.begin_write()?;
         let outcome = {
-            tx.open_table(INBOX)?.remove((flow, seq))?;
+            let replayed = {
+                let mut inbox = tx.open_table(INBOX)?;
+                let removed = inbox.remove((flow, seq))?;
+                match removed {
+                    Some(bytes) => decode::<Envelope>((flow, seq), bytes.value())?.replay.is_some(),
+                    None => false,
+                }
+            };
             match prepared {
                 Prepared::Deliver { idempotency_key, key_expires_ms, items } => {
                     let mut keys = tx.open_table(KEYS)?;
                     let now = now_ms();
-                    let seen = keys.get((flow, idempotency_key.as_str()))?.is_some_and(|exp| exp.value() > now);
+                    let seen = !replayed && keys.get((flow, idempotency_key.as_str()))?.is_some_and(|exp| exp.value() > now);
                     if seen {
                         PrepareOutcome::Duplicate
                     } else {
@@ -340,7 +364,8 @@ impl Queue {
         Ok(dl_seq)
     }
 
-    /// A flow's dead letters with their ids, oldest first.
+    /// A flow's dead letters with their ids, oldest first (see also
+    /// [`Queue::find_dead_letters`]).
     pub fn dead_letters(&self, flow: &str) -> Result<Vec<(u64, DeadLetter)>, QueueError> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(DEAD)?;

@@ -26,6 +26,57 @@ pub struct Envelope {
     /// The raw payload, as received.
     #[serde(with = "json_bytes")]
     pub payload: Vec<u8>,
+    /// Set when the record re-entered the pipeline from the dead letters: prepare lets
+    /// it past the idempotency-key dedup (its key was recorded when it first passed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<Box<Replay>>,
+}
+
+/// How a replayed record came back, and what happened to it before.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Replay {
+    /// The dead letter it was replayed from.
+    pub dead_letter_id: u64,
+    /// Times the record has been replayed, this one included.
+    pub count: u32,
+    /// The one target it goes to again, when it failed at a target (the flow's other
+    /// targets already have it); `None`: every target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<u32>,
+    /// Who asked for it (`cli`, `admin API`, ...).
+    pub requested_by: String,
+    /// When it was replayed, in Unix milliseconds.
+    pub replayed_at_ms: i64,
+    /// Each earlier time it was dead-lettered, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<PastFailure>,
+}
+
+/// An earlier dead-lettering of a replayed record, kept so the trail stays whole.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PastFailure {
+    /// The dead letter's id then.
+    pub dead_letter_id: u64,
+    /// The target it failed at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<u32>,
+    /// The category.
+    pub reason: DeadLetterReason,
+    /// The message.
+    pub message: String,
+    /// The target's last HTTP status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The target's last response body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<String>,
+    /// Every attempt made then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+    /// When it was dead-lettered, in Unix milliseconds.
+    pub dead_lettered_at_ms: i64,
 }
 
 /// A record ready to be sent to one target.
@@ -61,6 +112,7 @@ pub enum DeadLetterReason {
     /// The target refused it for a business reason (4xx other than 408/429).
     Rejected,
     /// Every allowed attempt failed transiently.
+    #[serde(alias = "retries_exhausted")]
     RetriesExhausted,
 }
 
@@ -72,6 +124,39 @@ impl DeadLetterReason {
             Self::InvalidRecord => "invalid_record",
             Self::Rejected => "rejected",
             Self::RetriesExhausted => "retries_exhausted",
+        }
+    }
+
+    /// What to do about a dead letter of this kind: the first line of remediation.
+    pub fn remedy(self) -> &'static str {
+        match self {
+            Self::Mapping => "the record could not be mapped: fix the Mapping (or the source data), then replay it",
+            Self::InvalidRecord => {
+                "the source data is malformed at the line named: correct it at the source and send it again \
+                 (e.g. a corrected file), then discard this letter"
+            }
+            Self::Rejected => {
+                "the target refused the record: fix the cause it names (e.g. create the missing SKU at the target, \
+                 or correct the Mapping), then replay it; discard it if it should never be delivered"
+            }
+            Self::RetriesExhausted => {
+                "the target kept failing transiently: check that it is up and accepting requests, then replay it"
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for DeadLetterReason {
+    type Err = String;
+
+    /// Accepts the listing label (`retries_exhausted`) and the JSON name (`retriesExhausted`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "mapping" => Ok(Self::Mapping),
+            "invalid_record" | "invalidRecord" => Ok(Self::InvalidRecord),
+            "rejected" => Ok(Self::Rejected),
+            "retries_exhausted" | "retriesExhausted" => Ok(Self::RetriesExhausted),
+            other => Err(format!("unknown reason `{other}`: use mapping, invalid_record, rejected or retries_exhausted")),
         }
     }
 }
@@ -113,6 +198,22 @@ pub struct DeadLetter {
     pub attempts: Vec<Attempt>,
     /// When it was dead-lettered, in Unix milliseconds.
     pub dead_lettered_at_ms: i64,
+}
+
+impl DeadLetter {
+    /// This dead letter (stored under `id`) as an entry in a replayed record's history.
+    pub fn as_past_failure(&self, id: u64) -> PastFailure {
+        PastFailure {
+            dead_letter_id: id,
+            target: self.target,
+            reason: self.reason,
+            message: self.message.clone(),
+            status: self.status,
+            response_body: self.response_body.clone(),
+            attempts: self.attempts.clone(),
+            dead_lettered_at_ms: self.dead_lettered_at_ms,
+        }
+    }
 }
 
 /// The current time in Unix milliseconds.

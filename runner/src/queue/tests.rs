@@ -1,6 +1,7 @@
 use super::*;
 
-fn envelope(id: &str, delivery: Option<&str>) -> Envelope {
+/// An `orders/create` record `id` with correlation id `corr-<id>` (shared by the queue's tests).
+pub(super) fn envelope(id: &str, delivery: Option<&str>) -> Envelope {
     Envelope {
         id: id.into(),
         delivery_id: delivery.map(Into::into),
@@ -9,6 +10,7 @@ fn envelope(id: &str, delivery: Option<&str>) -> Envelope {
         correlation_id: format!("corr-{id}"),
         received_at_ms: now_ms(),
         payload: format!(r#"{{"id":"{id}"}}"#).into_bytes(),
+        replay: None,
     }
 }
 

@@ -68,6 +68,7 @@ pub async fn receive(
         topic,
         received_at_ms: now_ms(),
         payload: body.to_vec(),
+        replay: None,
     };
     let window = flow.config.spec.delivery.dedup_window.get().as_millis() as i64;
     let expires = envelope.received_at_ms.saturating_add(window);

@@ -255,6 +255,7 @@ fn intake(flow: &str, name: &str, fingerprint: &str, row: Row, now: i64) -> Inta
         correlation_id: format!("{name}:{}", row.line),
         received_at_ms: now,
         payload,
+        replay: None,
     };
     match row.content {
         RowContent::Record(json) => Intake::Record(envelope(json)),

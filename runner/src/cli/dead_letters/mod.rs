@@ -1,0 +1,313 @@
+//! `entrepot deadletters list|show|replay|discard`: dead letters, either straight from a
+//! data directory's queue file (only while no runner holds it: redb locks the file) or
+//! through a running runner's admin API.
+
+mod render;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::{Context, Result, bail};
+use clap::{Subcommand, ValueEnum};
+use crate::{
+    queue::{
+        ActionReport, DeadLetterAction, DeadLetterEntry, DeadLetterPage, DeadLetterReason, Queue, QueueError, Selection,
+        now_ms,
+    },
+    runtime::REQUESTED_BY_HEADER,
+};
+use serde::de::DeserializeOwned;
+
+/// Options of `entrepot deadletters`.
+#[derive(clap::Args)]
+pub struct DeadLettersArgs {
+    #[command(subcommand)]
+    command: Command,
+    /// The runner's data directory (default `.entrepot/data`): its queue file is opened
+    /// directly, which only works while no runner is using it.
+    #[arg(long, global = true, value_name = "DIR", conflicts_with = "admin")]
+    data_dir: Option<PathBuf>,
+    /// A running runner's admin address (its --admin-listen), e.g. http://127.0.0.1:9090.
+    #[arg(long, global = true, value_name = "URL")]
+    admin: Option<String>,
+    /// `table` for people, `json` for scripts.
+    #[arg(long, short, global = true, value_enum, default_value = "table")]
+    output: Output,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List dead letters, lowest ids first.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Only ids above this one (the next page).
+        #[arg(long, value_name = "ID")]
+        after: Option<u64>,
+    },
+    /// Show one dead letter: payload, reason, the target's answer, every attempt.
+    Show {
+        /// The dead letter's id, as listed.
+        id: u64,
+    },
+    /// Put dead letters back into their flow's pipeline (after fixing the Mapping or the
+    /// target): each goes through prepare and delivery again, as a new record.
+    Replay(ActArgs),
+    /// Delete dead letters for good.
+    Discard(ActArgs),
+}
+
+/// Which dead letters a replay or discard acts on.
+#[derive(clap::Args)]
+struct ActArgs {
+    /// Dead letter ids, as listed.
+    ids: Vec<u64>,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Every dead letter (of --flow, when given): needed when no id or filter is given.
+    #[arg(long)]
+    all: bool,
+}
+
+/// Filters: every one given must hold.
+#[derive(clap::Args)]
+struct FilterArgs {
+    /// Of this SyncFlow.
+    #[arg(long)]
+    flow: Option<String>,
+    /// Of this reason: mapping, rejected or retries_exhausted.
+    #[arg(long)]
+    reason: Option<DeadLetterReason>,
+    /// Failed at this target: its index in spec.targets, or (with --admin) its Connector.
+    #[arg(long)]
+    target: Option<String>,
+    /// Dead-lettered at or after: RFC 3339, a date, or a duration ago (2h, 7d).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Dead-lettered before: same forms as --since.
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// Text in the message, correlation id, record id or delivery id (any case).
+    #[arg(long)]
+    text: Option<String>,
+}
+
+impl FilterArgs {
+    fn selection(self) -> Selection {
+        Selection {
+            flow: self.flow,
+            reason: self.reason,
+            target: self.target,
+            since: self.since,
+            until: self.until,
+            text: self.text,
+            ..Selection::default()
+        }
+    }
+}
+
+impl ActArgs {
+    fn selection(self) -> Selection {
+        Selection { ids: self.ids, all: self.all, ..self.filter.selection() }
+    }
+}
+
+/// Where the dead letters are read and changed.
+enum Backend {
+    /// The queue file, opened by this process.
+    Local { queue: Queue, dir: PathBuf },
+    /// A running runner's admin API.
+    Admin { base: String, client: reqwest::Client },
+}
+
+pub async fn run(args: DeadLettersArgs) -> Result<ExitCode> {
+    let backend = Backend::connect(args.data_dir, args.admin)?;
+    let json = args.output == Output::Json;
+    match args.command {
+        Command::List { filter, limit, after } => {
+            let selection = Selection { limit: Some(limit), after, ..filter.selection() };
+            let page = backend.list(&selection).await?;
+            if json {
+                print_json(&page.entries)?;
+            } else {
+                print!("{}", render::table(&page.entries, now_ms()));
+            }
+            if let Some(hint) = render::more(&page, &backend.hint()) {
+                eprintln!("{hint}");
+            }
+        }
+        Command::Show { id } => {
+            let entry = backend.show(id).await?;
+            if json {
+                print_json(&entry)?;
+            } else {
+                print!("{}{}", render::show(&entry, now_ms()), render::next_steps(&entry, &backend.hint()));
+            }
+        }
+        Command::Replay(act) => return backend.act(DeadLetterAction::Replay, act.selection(), json).await,
+        Command::Discard(act) => return backend.act(DeadLetterAction::Discard, act.selection(), json).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Who asks, for the audit log.
+fn requested_by() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown user".into());
+    format!("cli ({user})")
+}
+
+impl Backend {
+    fn connect(data_dir: Option<PathBuf>, admin: Option<String>) -> Result<Self> {
+        if let Some(url) = admin {
+            let base = url.trim_end_matches('/').to_string();
+            if !base.starts_with("http://") && !base.starts_with("https://") {
+                bail!("--admin {url}: give the runner's admin address as a URL, e.g. http://127.0.0.1:9090");
+            }
+            let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+            return Ok(Self::Admin { base, client });
+        }
+        let dir = data_dir.unwrap_or_else(|| PathBuf::from(".entrepot/data"));
+        let path = dir.join("queue.redb");
+        if !path.is_file() {
+            bail!(
+                "no queue in {}: give the data directory of the runner (its --data-dir), or --admin URL to ask a running runner",
+                dir.display()
+            );
+        }
+        match Queue::open(&path) {
+            Ok(queue) => Ok(Self::Local { queue, dir }),
+            Err(QueueError::InUse { .. }) => bail!(
+                "a runner is using {} (its queue file is locked): ask that runner instead with --admin URL \
+                 (its --admin-listen address, e.g. --admin http://127.0.0.1:9090), or stop it first",
+                dir.display()
+            ),
+            Err(e) => Err(e).with_context(|| format!("cannot open the queue in {}", dir.display())),
+        }
+    }
+
+    /// The option that reaches the same dead letters again, for the hints printed.
+    fn hint(&self) -> String {
+        match self {
+            Self::Local { dir, .. } => format!("--data-dir {}", dir.display()),
+            Self::Admin { base, .. } => format!("--admin {base}"),
+        }
+    }
+
+    async fn list(&self, selection: &Selection) -> Result<DeadLetterPage> {
+        match self {
+            Self::Local { queue, .. } => Ok(queue.find_dead_letters(&selection.filter(now_ms())?)?),
+            Self::Admin { base, client } => {
+                let mut url = reqwest::Url::parse(&format!("{base}/v1/deadletters"))?;
+                query_pairs(&mut url, selection)?;
+                let response = send(client.get(url), base).await?;
+                let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()?.parse().ok());
+                let (total, next_after) = (header("x-total-count"), header("x-next-after"));
+                let entries: Vec<DeadLetterEntry> = body(response, base).await?;
+                Ok(DeadLetterPage { total: total.map_or(entries.len(), |t| t as usize), next_after, entries })
+            }
+        }
+    }
+
+    async fn show(&self, id: u64) -> Result<DeadLetterEntry> {
+        let found = match self {
+            Self::Local { queue, .. } => queue.dead_letter_by_id(id)?,
+            Self::Admin { base, client } => {
+                let response = client.get(format!("{base}/v1/deadletters/{id}")).send().await.map_err(|e| cannot_reach(base, e))?;
+                if response.status() == reqwest::StatusCode::NOT_FOUND {
+                    None
+                } else {
+                    Some(body(check(response, base).await?, base).await?)
+                }
+            }
+        };
+        found.with_context(|| format!("no dead letter {id}: list them with `entrepot deadletters list {}`", self.hint()))
+    }
+
+    /// Replays or discards; prints the report; fails when ids asked for were not found.
+    async fn act(&self, action: DeadLetterAction, selection: Selection, json: bool) -> Result<ExitCode> {
+        let filter = selection.filter_to(action.verb(), now_ms())?;
+        let report = match self {
+            Self::Local { queue, .. } => {
+                let affected = queue.act_on_dead_letters(action, &filter, &requested_by())?;
+                ActionReport::new(action, &filter.ids, &affected)
+            }
+            Self::Admin { base, client } => {
+                let request = client
+                    .post(format!("{base}/v1/deadletters/{}", action.verb()))
+                    .header(REQUESTED_BY_HEADER, requested_by())
+                    .json(&selection);
+                body(send(request, base).await?, base).await?
+            }
+        };
+        if json {
+            print_json(&report)?;
+        } else {
+            print!("{}", render::report(action, &report, matches!(self, Self::Local { .. }), &self.hint()));
+        }
+        if !report.missing.is_empty() {
+            let ids: Vec<String> = report.missing.iter().map(u64::to_string).collect();
+            bail!(
+                "no dead letter {} (already replayed or discarded, or never there): list them with `entrepot deadletters list {}`",
+                ids.join(", "),
+                self.hint()
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Adds the selection's fields to `url` as query parameters (ids comma-separated).
+fn query_pairs(url: &mut reqwest::Url, selection: &Selection) -> Result<()> {
+    let serde_json::Value::Object(fields) = serde_json::to_value(selection)? else { return Ok(()) };
+    let mut pairs = url.query_pairs_mut();
+    for (name, value) in fields {
+        let text = match value {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Array(items) => items.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            other => other.to_string(),
+        };
+        pairs.append_pair(&name, &text);
+    }
+    Ok(())
+}
+
+fn cannot_reach(base: &str, e: reqwest::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot reach the runner's admin server at {base}: {e}; is the runner running, and is this its --admin-listen address?"
+    )
+}
+
+async fn send(request: reqwest::RequestBuilder, base: &str) -> Result<reqwest::Response> {
+    check(request.send().await.map_err(|e| cannot_reach(base, e))?, base).await
+}
+
+/// The response if it is a success; otherwise the runner's `{"error"}` as the error.
+async fn check(response: reqwest::Response, base: &str) -> Result<reqwest::Response> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let text = response.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(String::from))
+        .unwrap_or(text);
+    bail!("the runner at {base} answered {status}: {message}")
+}
+
+async fn body<T: DeserializeOwned>(response: reqwest::Response, base: &str) -> Result<T> {
+    response.json().await.with_context(|| format!("the runner at {base} sent an answer this CLI cannot read (another version?)"))
+}

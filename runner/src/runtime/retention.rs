@@ -1,0 +1,70 @@
+//! The retention task: once a minute, dead letters older than their flow's
+//! `delivery.deadLetter.retention` are purged, and idempotency keys and delivery ids
+//! whose dedup window has passed are forgotten (so the queue file does not grow forever).
+
+use std::{collections::BTreeMap, time::Duration};
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::Runtime;
+use crate::{
+    metrics::Metrics,
+    queue::{Queue, QueueError, now_ms},
+    spec::DeadLetterSpec,
+};
+
+/// Time between two purges.
+const EVERY: Duration = Duration::from_secs(60);
+
+/// The retention of each flow, and where to purge.
+pub(super) struct Retention {
+    queue: Queue,
+    metrics: Metrics,
+    retention_ms: BTreeMap<String, i64>,
+}
+
+impl Retention {
+    pub(super) fn new(rt: &Runtime) -> Self {
+        let retention_ms = rt
+            .flows
+            .iter()
+            .map(|(name, flow)| (name.clone(), millis(flow.config.spec.delivery.dead_letter.retention.get())))
+            .collect();
+        Self { queue: rt.queue.clone(), metrics: rt.metrics.clone(), retention_ms }
+    }
+
+    /// One purge at `now`. Dead letters of flows this runner no longer carries are kept
+    /// for the default retention: nobody else would ever remove them.
+    fn purge(&self, now: i64) -> Result<(), QueueError> {
+        let default = millis(DeadLetterSpec::default().retention.get());
+        let cutoff = |flow: &str| now.saturating_sub(self.retention_ms.get(flow).copied().unwrap_or(default));
+        let dead_letters = self.queue.purge_dead_letters(cutoff)?;
+        for (flow, count) in &dead_letters {
+            self.metrics.dead_letters_expired.with_label_values(&[flow]).inc_by(*count);
+            info!(flow = %flow, count, "dead letters past their retention purged");
+        }
+        let forgotten = self.queue.purge_expired(now)?;
+        self.metrics.dedup_entries_expired.inc_by(forgotten);
+        Ok(())
+    }
+
+    /// Purges now and then every minute, until shutdown.
+    pub(super) async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let me = std::sync::Arc::new(self);
+        loop {
+            let task = me.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || task.purge(now_ms())).await.expect("queue purge panicked") {
+                warn!(error = %e, "cannot purge expired dead letters and dedup entries; will try again");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(EVERY) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
