@@ -40,7 +40,7 @@ pub enum FlowError {
         /// The flow.
         flow: String,
         /// What is missing.
-        source: MissingSecret,
+        source: Box<MissingSecret>,
     },
     /// A target cannot be set up.
     #[error("SyncFlow {flow}: spec.targets[{index}]: {source}")]
@@ -128,7 +128,7 @@ impl Flow {
             (Some(_), Some(verification)) => {
                 let secret = secrets
                     .get(&config.namespace, &verification.secret_ref)
-                    .map_err(|source| FlowError::Secret { flow: flow.clone(), source })?;
+                    .map_err(|source| FlowError::Secret { flow: flow.clone(), source: Box::new(source) })?;
                 Some((verification.signature, secret.into_bytes()))
             }
             _ => None,
