@@ -5,6 +5,7 @@
 //! manifests from a directory.
 
 pub mod config;
+pub mod connect;
 pub mod flow;
 pub mod manifest;
 pub mod mapping;
@@ -16,3 +17,6 @@ pub mod source;
 pub mod spec;
 pub mod status;
 pub mod target;
+
+#[cfg(test)]
+mod test_support;

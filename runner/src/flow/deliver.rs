@@ -8,7 +8,7 @@ use tracing::{info, warn};
 use super::{Flow, Workers, wait};
 use crate::{
     queue::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, now_ms},
-    target::{Answer, Verdict, backoff, classify},
+    target::{Answer, ErrorCategory, Verdict, backoff, classify},
 };
 
 const BATCH: usize = 32;
@@ -57,7 +57,7 @@ async fn deliver_one(flow: &Flow, index: usize, seq: u64, item: &DeliveryItem, w
         let answer = target.http.send(item).await;
         let status = match &answer {
             Answer::Response { status, .. } => Some(status.as_u16()),
-            Answer::Transport(_) => None,
+            Answer::Transport(_) | Answer::Credentials(_) => None,
         };
         let verdict = classify(&answer);
         attempts.push(Attempt {
@@ -65,7 +65,7 @@ async fn deliver_one(flow: &Flow, index: usize, seq: u64, item: &DeliveryItem, w
             status,
             outcome: match &verdict {
                 Verdict::Delivered => "delivered".into(),
-                Verdict::Retry { reason, .. } | Verdict::Reject { reason } => reason.clone(),
+                Verdict::Retry { reason, .. } | Verdict::Reject { reason, .. } => reason.clone(),
             },
         });
         let (reason, message) = match verdict {
@@ -87,8 +87,13 @@ async fn deliver_one(flow: &Flow, index: usize, seq: u64, item: &DeliveryItem, w
                       idempotency_key = %item.idempotency_key, attempts = attempts.len(), "delivered");
                 return true;
             }
-            Verdict::Reject { reason } => (DeadLetterReason::Rejected, reason),
-            Verdict::Retry { after, reason } => {
+            Verdict::Reject { reason, category } => {
+                target.http.client().health.failed(category, &reason);
+                let dead = if category == ErrorCategory::Auth { DeadLetterReason::Auth } else { DeadLetterReason::Rejected };
+                (dead, reason)
+            }
+            Verdict::Retry { after, reason, category } => {
+                target.http.client().health.failed(category, &reason);
                 *target.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
                 if attempts.len() as u32 >= policy.max_attempts {
                     (DeadLetterReason::RetriesExhausted, format!("{} attempts failed; last: {reason}", attempts.len()))

@@ -1,10 +1,14 @@
-//! A running flow: its compiled mappings and key expressions, its targets, and the two
-//! workers that move its records (prepare: inbox → outbox; deliver: outbox → target).
+//! A running flow: its compiled mappings and key expressions, its Connectors' clients,
+//! its targets, and the two workers that move its records (prepare: inbox → outbox;
+//! deliver: outbox → target).
 
 mod deliver;
 mod prepare;
 
-use std::sync::{Arc, Mutex};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
 
 use tokio::sync::{Notify, watch};
 
@@ -13,6 +17,7 @@ pub use prepare::run_prepare;
 
 use crate::{
     config::FlowConfig,
+    connect::{ConnectError, ConnectorClient},
     mapping::{CompileError, Program},
     metrics::Metrics,
     queue::Queue,
@@ -41,6 +46,14 @@ pub enum FlowError {
         flow: String,
         /// What is missing.
         source: Box<MissingSecret>,
+    },
+    /// A Connector's client (its credentials) cannot be set up.
+    #[error("SyncFlow {flow}: {source}")]
+    Connector {
+        /// The flow.
+        flow: String,
+        /// Why.
+        source: Box<ConnectError>,
     },
     /// A target cannot be set up.
     #[error("SyncFlow {flow}: spec.targets[{index}]: {source}")]
@@ -82,6 +95,9 @@ pub struct Flow {
     pub targets: Vec<FlowTarget>,
     /// For a webhook trigger: how the source signs webhooks, and the key.
     pub signature: Option<(SignatureScheme, Vec<u8>)>,
+    /// The clients of the Connectors this flow calls (targets, a polled source), by
+    /// name: one per Connector, so a token or a failure is shared by all its uses.
+    pub connectors: BTreeMap<String, Arc<ConnectorClient>>,
     /// Wakes the prepare worker.
     pub wake: Notify,
 }
@@ -110,9 +126,11 @@ impl Flow {
             Some(code) => Some(compile("spec.delivery.idempotencyKey".into(), code, &no_lookups)?),
             None => None,
         };
+        let connectors = clients(&config, secrets)?;
         let mut targets = Vec::new();
         for (index, spec) in config.spec.targets.iter().enumerate() {
-            let http = HttpTarget::new(&config, spec, secrets)
+            let client = connectors[&spec.connector_ref].clone();
+            let http = HttpTarget::new(&config, spec, client)
                 .map_err(|source| FlowError::Target { flow: flow.clone(), index, source: Box::new(source) })?;
             let mapping = match &spec.mapping_ref {
                 Some(name) => {
@@ -140,6 +158,7 @@ impl Flow {
             ordering_key,
             idempotency_key,
             targets,
+            connectors,
             wake: Notify::new(),
         })
     }
@@ -148,6 +167,24 @@ impl Flow {
     pub fn name(&self) -> &str {
         &self.config.name
     }
+}
+
+/// A client for each Connector the flow calls: every target's, and the source's when
+/// it is polled (a webhook source is never called).
+fn clients(config: &FlowConfig, secrets: &Secrets) -> Result<BTreeMap<String, Arc<ConnectorClient>>, FlowError> {
+    let source = &config.spec.source;
+    let polled = source.trigger.poll.is_some().then_some(source.connector_ref.as_str());
+    let targets = config.spec.targets.iter().map(|t| t.connector_ref.as_str());
+    let mut clients = BTreeMap::new();
+    for name in polled.into_iter().chain(targets) {
+        if clients.contains_key(name) {
+            continue;
+        }
+        let client = ConnectorClient::new(name, &config.namespace, config.connector(name), secrets)
+            .map_err(|source| FlowError::Connector { flow: config.name.clone(), source: Box::new(source) })?;
+        clients.insert(name.to_string(), Arc::new(client));
+    }
+    Ok(clients)
 }
 
 /// What the workers share.

@@ -52,8 +52,10 @@ pub struct DeliveryItem {
 pub enum DeadLetterReason {
     /// The mapping failed on it (bad input, a jq error, a key expression gave no key).
     Mapping,
-    /// The target refused it for a business reason (4xx other than 408/429).
+    /// The target refused it for a business reason (4xx other than 401/408/429).
     Rejected,
+    /// The target refused the Connector's credentials (401), even fresh ones.
+    Auth,
     /// Every allowed attempt failed transiently.
     RetriesExhausted,
 }
@@ -64,6 +66,7 @@ impl DeadLetterReason {
         match self {
             Self::Mapping => "mapping",
             Self::Rejected => "rejected",
+            Self::Auth => "auth",
             Self::RetriesExhausted => "retries_exhausted",
         }
     }
