@@ -1,4 +1,5 @@
-//! Entrepot's runner: the data plane. It moves retail records from sources (webhooks)
+//! Entrepot's runner: the data plane. It moves retail records from sources (webhooks,
+//! polled APIs)
 //! through a durable on-disk queue and jq mappings to targets (HTTP APIs), with
 //! deduplication, retries, a dead-letter queue and metrics. It knows nothing of
 //! Kubernetes: the operator renders its configuration, and local mode reads the same

@@ -24,6 +24,12 @@ pub struct Metrics {
     pub webhook_refused: IntCounterVec,
     /// Signed webhooks of a topic the flow does not take.
     pub ignored: IntCounterVec,
+    /// Poll runs started (or resumed after a pause).
+    pub polls: IntCounterVec,
+    /// Poll pages read and queued.
+    pub poll_pages: IntCounterVec,
+    /// Failed poll requests and unreadable pages, by category.
+    pub poll_errors: IntCounterVec,
     /// Records and items waiting, per flow.
     pub backlog: IntGaugeVec,
     /// Age of the oldest waiting record, per flow.
@@ -66,6 +72,9 @@ impl Metrics {
             dead_lettered: counter("entrepot_records_dead_lettered_total", "Records dead-lettered", &["flow", "reason"]),
             webhook_refused: counter("entrepot_webhook_refused_total", "Webhook requests refused", &["flow", "reason"]),
             ignored: counter("entrepot_webhook_ignored_total", "Signed webhooks of a topic the flow does not take", &["flow"]),
+            polls: counter("entrepot_polls_total", "Poll runs started or resumed", &["flow"]),
+            poll_pages: counter("entrepot_poll_pages_total", "Poll pages read and queued", &["flow"]),
+            poll_errors: counter("entrepot_poll_errors_total", "Failed poll requests and unreadable pages", &["flow", "category"]),
             backlog: gauge("entrepot_backlog_records", "Records waiting for delivery"),
             oldest_pending_seconds: gauge("entrepot_oldest_pending_seconds", "Age of the oldest waiting record"),
             dead_letters: gauge("entrepot_dead_letters", "Dead letters kept for inspection and replay"),

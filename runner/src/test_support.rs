@@ -45,6 +45,12 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// A query parameter's value.
+    pub fn param(&self, name: &str) -> Option<String> {
+        let query = self.uri.split_once('?')?.1;
+        url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    }
+
     /// The `Authorization` header.
     pub fn authorization(&self) -> Option<&str> {
         self.headers.get("authorization").and_then(|v| v.to_str().ok())
@@ -60,9 +66,20 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// 200 with a JSON body.
+    pub fn json(body: serde_json::Value) -> Self {
+        Self { status: 200, headers: vec![("content-type".into(), "application/json".into())], body: body.to_string() }
+    }
+
     /// `status` with a text body.
     pub fn status(status: u16, body: &str) -> Self {
         Self { status, headers: Vec::new(), body: body.into() }
+    }
+
+    /// With a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
     }
 }
 

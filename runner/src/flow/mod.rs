@@ -1,6 +1,6 @@
 //! A running flow: its compiled mappings and key expressions, its Connectors' clients,
-//! its targets, and the two workers that move its records (prepare: inbox → outbox;
-//! deliver: outbox → target).
+//! its targets and poller, and the workers that move its records (poll: source → inbox;
+//! prepare: inbox → outbox; deliver: outbox → target).
 
 mod deliver;
 mod prepare;
@@ -22,6 +22,7 @@ use crate::{
     metrics::Metrics,
     queue::Queue,
     secrets::{MissingSecret, Secrets},
+    source::poll::{PollSource, Poller},
     spec::SignatureScheme,
     target::{HttpTarget, TargetError},
 };
@@ -95,9 +96,14 @@ pub struct Flow {
     pub targets: Vec<FlowTarget>,
     /// For a webhook trigger: how the source signs webhooks, and the key.
     pub signature: Option<(SignatureScheme, Vec<u8>)>,
+    /// For a poll trigger: the compiled trigger and the source Connector's client.
+    pub poll: Option<PollSource>,
     /// The clients of the Connectors this flow calls (targets, a polled source), by
     /// name: one per Connector, so a token or a failure is shared by all its uses.
     pub connectors: BTreeMap<String, Arc<ConnectorClient>>,
+    /// Backpressure: a poll run pauses while the flow's backlog is above this. No limit
+    /// until `spec.delivery.maxPending` sets it.
+    pub max_pending: Option<u64>,
     /// Wakes the prepare worker.
     pub wake: Notify,
 }
@@ -151,6 +157,18 @@ impl Flow {
             }
             _ => None,
         };
+        let poll = match &config.spec.source.trigger.poll {
+            Some(trigger) => {
+                let client = connectors[&config.spec.source.connector_ref].clone();
+                let compiled = PollSource::new(trigger, client).map_err(|e| FlowError::Compile {
+                    flow: flow.clone(),
+                    field: e.field.into(),
+                    source: e.source,
+                })?;
+                Some(compiled)
+            }
+            None => None,
+        };
         Ok(Self {
             signature,
             config,
@@ -158,7 +176,9 @@ impl Flow {
             ordering_key,
             idempotency_key,
             targets,
+            poll,
             connectors,
+            max_pending: None,
             wake: Notify::new(),
         })
     }
@@ -198,11 +218,16 @@ pub struct Workers {
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// Starts the prepare worker and one delivery worker per target for `flow`.
+/// Starts the prepare worker, one delivery worker per target, and the poller when the
+/// flow's trigger is `poll`.
 pub fn spawn(flow: Arc<Flow>, workers: &Workers) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = vec![tokio::spawn(run_prepare(flow.clone(), workers.clone()))];
     for index in 0..flow.targets.len() {
         handles.push(tokio::spawn(run_delivery(flow.clone(), index, workers.clone())));
+    }
+    let max_pending = flow.max_pending;
+    if let Some(poller) = Poller::new(flow, workers.queue.clone(), workers.metrics.clone(), max_pending) {
+        handles.push(tokio::spawn(poller.run(workers.shutdown.clone())));
     }
     handles
 }

@@ -1,4 +1,6 @@
-//! Sources: where records come from. For now, signed webhooks.
+//! Sources: where records come from: signed webhooks pushed to the runner, and APIs the
+//! runner polls.
 
+pub mod poll;
 pub mod signature;
 pub mod webhook;
