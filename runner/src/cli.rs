@@ -10,7 +10,12 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use crate::{config::RunnerConfig, manifest::Manifests, runtime::Runtime, secrets::Secrets};
+use crate::{
+    config::RunnerConfig,
+    manifest::Manifests,
+    runtime::Runtime,
+    secrets::{DEFAULT_SECRETS_DIR, Secrets},
+};
 use tokio::{net::TcpListener, sync::watch};
 use tracing::info;
 
@@ -73,6 +78,11 @@ struct ServerArgs {
     /// Address of the admin server (/metrics, /v1/status, /healthz, /readyz).
     #[arg(long, default_value = "127.0.0.1:9090", env = "ENTREPOT_ADMIN_LISTEN")]
     admin_listen: SocketAddr,
+    /// Where mounted Secrets are read from, as `<dir>/<secret name>/<key>`: after the
+    /// `ENTREPOT_SECRET_*` environment, before Secret manifests (local mode). Read at
+    /// use time, so a rotated Secret needs no restart.
+    #[arg(long, default_value = DEFAULT_SECRETS_DIR, env = "ENTREPOT_SECRETS_DIR")]
+    secrets_dir: PathBuf,
 }
 
 /// Parses the command line and runs the command.
@@ -117,7 +127,7 @@ async fn run_local(dir: PathBuf, server: ServerArgs) -> Result<ExitCode> {
     if config.flows.is_empty() {
         bail!("no SyncFlow in {}", dir.display());
     }
-    let secrets = Secrets::with_manifests(manifests.secrets.clone());
+    let secrets = Secrets::with_manifests(manifests.secrets.clone()).with_dir(&server.secrets_dir);
     run_config(config, &secrets, server).await
 }
 
@@ -125,7 +135,8 @@ async fn serve(path: PathBuf, server: ServerArgs) -> Result<ExitCode> {
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let config: RunnerConfig =
         serde_saphyr::from_str(&text).with_context(|| format!("{} is not a runner configuration", path.display()))?;
-    run_config(config, &Secrets::from_env(), server).await
+    let secrets = Secrets::from_env().with_dir(&server.secrets_dir);
+    run_config(config, &secrets, server).await
 }
 
 /// Resolves every flow, reporting all errors at once.

@@ -1,4 +1,5 @@
-//! Entrepot's runner: the data plane. It moves retail records from sources (webhooks)
+//! Entrepot's runner: the data plane. It moves retail records from sources (webhooks,
+//! polled APIs)
 //! through a durable on-disk queue and jq mappings to targets (HTTP APIs), with
 //! deduplication, retries, a dead-letter queue and metrics. It knows nothing of
 //! Kubernetes: the operator renders its configuration, and local mode reads the same
@@ -6,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod connect;
 pub mod flow;
 pub mod manifest;
 pub mod mapping;
@@ -17,3 +19,6 @@ pub mod source;
 pub mod spec;
 pub mod status;
 pub mod target;
+
+#[cfg(test)]
+mod test_support;

@@ -33,6 +33,12 @@ pub struct Metrics {
     /// Scans at which a file could not be imported, by reason (`directory`, `unreadable`,
     /// `store`, `move`); the file is tried again at the next scan.
     pub files_failed: IntCounterVec,
+    /// Poll runs started (or resumed after a pause).
+    pub polls: IntCounterVec,
+    /// Poll pages read and queued.
+    pub poll_pages: IntCounterVec,
+    /// Failed poll requests and unreadable pages, by category.
+    pub poll_errors: IntCounterVec,
     /// Records and items waiting, per flow.
     pub backlog: IntGaugeVec,
     /// Age of the oldest waiting record, per flow.
@@ -97,6 +103,9 @@ impl Metrics {
                 "Scans at which a file could not be imported (tried again at the next scan)",
                 &["flow", "reason"],
             ),
+            polls: counter("entrepot_polls_total", "Poll runs started or resumed", &["flow"]),
+            poll_pages: counter("entrepot_poll_pages_total", "Poll pages read and queued", &["flow"]),
+            poll_errors: counter("entrepot_poll_errors_total", "Failed poll requests and unreadable pages", &["flow", "category"]),
             backlog: gauge("entrepot_backlog_records", "Records waiting for delivery"),
             oldest_pending_seconds: gauge("entrepot_oldest_pending_seconds", "Age of the oldest waiting record"),
             dead_letters: gauge("entrepot_dead_letters", "Dead letters kept for inspection and replay"),

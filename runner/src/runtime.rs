@@ -29,7 +29,7 @@ use crate::{
     queue::{Queue, QueueError, now_ms},
     secrets::Secrets,
     source::webhook,
-    status::{FlowStatus, RunnerStatus, TargetStatus},
+    status::{ConnectorStatus, FlowStatus, RunnerStatus, TargetStatus},
     target::quota::Quota,
 };
 
@@ -164,7 +164,29 @@ impl Runtime {
                 targets,
             });
         }
-        Ok(RunnerStatus { flows })
+        Ok(RunnerStatus { flows, connectors: self.connector_statuses() })
+    }
+
+    /// Each Connector's last failure. Flows that share a Connector (local mode) each
+    /// have a client: the most recent failure among them is reported.
+    fn connector_statuses(&self) -> Vec<ConnectorStatus> {
+        let mut by_name: BTreeMap<(String, String), ConnectorStatus> = BTreeMap::new();
+        for client in self.flows.values().flat_map(|f| f.connectors.values()) {
+            let key = (client.namespace().to_string(), client.name().to_string());
+            let entry = by_name.entry(key).or_insert_with(|| ConnectorStatus {
+                name: client.name().into(),
+                namespace: client.namespace().into(),
+                ..ConnectorStatus::default()
+            });
+            if let Some(error) = client.health.last_error()
+                && entry.last_error_at.is_none_or(|at| at < error.at)
+            {
+                entry.last_error_category = Some(error.category);
+                entry.last_error_at = Some(error.at);
+                entry.last_error_message = Some(error.message);
+            }
+        }
+        by_name.into_values().collect()
     }
 }
 

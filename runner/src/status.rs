@@ -3,12 +3,38 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::target::retry::ErrorCategory;
+
 /// The runner's report.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunnerStatus {
     /// One entry per flow the runner carries.
     pub flows: Vec<FlowStatus>,
+    /// One entry per Connector the runner calls (targets and polled sources).
+    #[serde(default)]
+    pub connectors: Vec<ConnectorStatus>,
+}
+
+/// What the runner last saw go wrong with a Connector. The last error stays after the
+/// Connector recovers; its time says how recent it is.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectorStatus {
+    /// The Connector's name.
+    pub name: String,
+    /// The Connector's namespace.
+    pub namespace: String,
+    /// The kind of the last failure: `auth`, `unreachable`, `throttled`, `rejected`,
+    /// `server` or `invalid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_category: Option<ErrorCategory>,
+    /// When it happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_at: Option<jiff::Timestamp>,
+    /// The system's answer, or why there was none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_message: Option<String>,
 }
 
 /// One flow's counters and backlog.

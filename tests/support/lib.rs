@@ -1,6 +1,6 @@
 //! Test support shared by the end-to-end tests: the quickstart configuration pointed at
 //! a local target, an in-process runner, a runner child process, a scripted HTTP target,
-//! and signed webhook deliveries.
+//! signed webhook deliveries, and the fake ERP and token endpoint of a poll flow.
 
 use std::{
     net::SocketAddr,
@@ -28,8 +28,10 @@ use entrepot::{
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
+mod apis;
 mod process;
 pub use process::{CliRun, RunnerProcess, free_port, run_cli, runner_binary, write_quickstart};
+pub use apis::{ItemsApi, TokenEndpoint};
 
 /// The quickstart's webhook signing secret (examples/quickstart/secrets.yaml).
 pub const WEBHOOK_SECRET: &str = "demo-shopify-client-secret";
@@ -80,11 +82,13 @@ pub struct InProcessRunner {
 
 impl InProcessRunner {
     /// Starts `config` with its queue in `data_dir`, with the quickstart's Secrets.
+    /// Starts `config` with its queue in `data_dir` and the quickstart's Secrets.
     pub async fn start(config: RunnerConfig, data_dir: &Path) -> Self {
         Self::start_with(config, &Secrets::with_manifests(quickstart().secrets), data_dir).await
     }
 
     /// Starts `config` with its queue in `data_dir`, with these Secrets.
+    /// Starts `config` with `secrets` and its queue in `data_dir`.
     pub async fn start_with(config: RunnerConfig, secrets: &Secrets, data_dir: &Path) -> Self {
         let rt = Runtime::new(config, secrets, data_dir).expect("the runner starts");
         let webhooks = TcpListener::bind("127.0.0.1:0").await.unwrap();

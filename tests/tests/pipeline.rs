@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use entrepot::target::ErrorCategory;
 use entrepot_e2e::*;
 use serde_json::Value;
 
@@ -92,7 +93,30 @@ async fn a_business_rejection_is_dead_lettered_at_once_with_the_answer() {
     assert!(letter["message"].as_str().unwrap().contains("INVALID_KEY_OR_REF"), "{letter}");
     assert_eq!(letter["attempts"].as_array().unwrap().len(), 1);
     assert_eq!(target.received().len(), 1, "a business rejection is not retried");
-    assert_eq!(status(&runner.admin_url).await.flows[0].pending, 0);
+    let s = status(&runner.admin_url).await;
+    assert_eq!(s.flows[0].pending, 0);
+    let erp = s.connectors.iter().find(|c| c.name == "erp-demo").expect("the target Connector's status");
+    assert_eq!(erp.last_error_category, Some(ErrorCategory::Rejected));
+    assert!(erp.last_error_message.as_deref().unwrap_or_default().contains("INVALID_KEY_OR_REF"), "{erp:?}");
+    assert!(erp.last_error_at.is_some());
+    runner.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_token_that_reads_the_same_again_is_dead_lettered_as_auth() {
+    let (_dir, target, runner) = setup(None).await;
+    target.push(401, &[], r#"{"message":"token revoked"}"#);
+    post_webhook(&runner.webhook(FLOW), &shopify_order(1006, "SKU-1", "2026-11-27T10:05:00-05:00"), "d-7", None).await;
+
+    eventually(WAIT, "a dead letter", || async { status(&runner.admin_url).await.flows[0].dead_lettered == 1 }).await;
+    let letters = dead_letters(&runner.admin_url).await;
+    assert_eq!(letters[0]["reason"], "auth");
+    assert_eq!(letters[0]["status"], 401);
+    // The bearer token is read again, finds the same value, and is not sent twice.
+    assert_eq!(target.received().len(), 1);
+    let s = status(&runner.admin_url).await;
+    let erp = s.connectors.iter().find(|c| c.name == "erp-demo").unwrap();
+    assert_eq!(erp.last_error_category, Some(ErrorCategory::Auth));
     runner.stop().await;
 }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use entrepot::{
     config::{FlowConfig, ResolveError},
-    spec::{ConnectorAuth, MappingSpec, SecretKeySelector, SyncFlowSpec},
+    spec::{MappingSpec, SecretKeySelector, SyncFlowSpec},
 };
 
 use super::build::RUNNER_SUFFIX;
@@ -152,14 +152,8 @@ fn unreadable(flow: &str, kind: &'static str, name: &str, error: &str) -> Invali
 pub fn secret_refs(config: &FlowConfig) -> BTreeSet<SecretKeySelector> {
     let mut refs = BTreeSet::new();
     for connector in config.connectors.values() {
-        match &connector.auth {
-            Some(ConnectorAuth::Bearer { secret_ref }) => {
-                refs.insert(secret_ref.clone());
-            }
-            Some(ConnectorAuth::Header(header)) => {
-                refs.insert(header.secret_ref.clone());
-            }
-            None => {}
+        if let Some(auth) = &connector.auth {
+            refs.extend(auth.secret_refs().into_iter().cloned());
         }
         if let Some(webhook) = &connector.webhook {
             refs.insert(webhook.secret_ref.clone());
@@ -184,6 +178,8 @@ fn is_quantity(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use entrepot::spec::{BasicAuth, ConnectorAuth, OAuth2ClientCredentials};
+
     use super::*;
     use crate::test_support::fixtures;
 
@@ -297,5 +293,35 @@ mod tests {
         let config = validate("orders", "retail", &f.flow().spec, &refs_of(&f)).unwrap();
         let refs: Vec<String> = secret_refs(&config).into_iter().map(|s| format!("{}/{}", s.name, s.key)).collect();
         assert_eq!(refs, ["erp-api/token", "shop-webhook/secret"]);
+    }
+
+    #[test]
+    fn secret_refs_include_basic_and_oauth2_keys() {
+        let f = fixtures::orders();
+        let mut refs = refs_of(&f);
+        let key = |name: &str, key: &str| SecretKeySelector { name: name.into(), key: key.into() };
+        if let Some(Ok(erp)) = refs.connectors.get_mut("erp") {
+            erp.auth = Some(ConnectorAuth::OAuth2ClientCredentials(OAuth2ClientCredentials {
+                token_url: "https://login.example.com/token".into(),
+                client_id_secret_ref: key("erp-oauth", "client-id"),
+                client_secret_secret_ref: key("erp-oauth", "client-secret"),
+                scopes: Vec::new(),
+                audience: None,
+                extra_params: Default::default(),
+                client_auth: Default::default(),
+            }));
+        }
+        if let Some(Ok(shop)) = refs.connectors.get_mut("shop") {
+            shop.auth = Some(ConnectorAuth::Basic(BasicAuth {
+                username_secret_ref: key("shop-api", "user"),
+                password_secret_ref: key("shop-api", "password"),
+            }));
+        }
+        let config = validate("orders", "retail", &f.flow().spec, &refs).unwrap();
+        let refs: Vec<String> = secret_refs(&config).into_iter().map(|s| format!("{}/{}", s.name, s.key)).collect();
+        assert_eq!(
+            refs,
+            ["erp-oauth/client-id", "erp-oauth/client-secret", "shop-api/password", "shop-api/user", "shop-webhook/secret"]
+        );
     }
 }

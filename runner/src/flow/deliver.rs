@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use super::{Flow, Workers, lanes::Lanes};
 use crate::{
     queue::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, compare_versions, now_ms},
-    target::{Answer, Verdict, backoff, classify},
+    target::{Answer, ErrorCategory, Verdict, backoff, classify},
 };
 
 /// Items read from the outbox at a time.
@@ -166,7 +166,7 @@ impl Worker {
         let verdict = classify(&answer);
         let status = match &answer {
             Answer::Response { status, .. } => Some(status.as_u16()),
-            Answer::Transport(_) => None,
+            Answer::Transport(_) | Answer::Credentials(_) => None,
         };
         let head = self.held.get_mut(&seq).expect("an item in flight is held");
         head.attempts.push(Attempt {
@@ -174,7 +174,7 @@ impl Worker {
             status,
             outcome: match &verdict {
                 Verdict::Delivered => "delivered".into(),
-                Verdict::Retry { reason, .. } | Verdict::Reject { reason } => reason.clone(),
+                Verdict::Retry { reason, .. } | Verdict::Reject { reason, .. } => reason.clone(),
             },
         });
         let (reason, message) = match verdict {
@@ -203,8 +203,13 @@ impl Worker {
                 self.lanes.finish(&key);
                 return None;
             }
-            Verdict::Reject { reason } => (DeadLetterReason::Rejected, reason),
-            Verdict::Retry { after, reason } => {
+            Verdict::Reject { reason, category } => {
+                target.http.client().health.failed(category, &reason);
+                let dead = if category == ErrorCategory::Auth { DeadLetterReason::Auth } else { DeadLetterReason::Rejected };
+                (dead, reason)
+            }
+            Verdict::Retry { after, reason, category } => {
+                target.http.client().health.failed(category, &reason);
                 *target.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
                 let attempts = head.attempts.len() as u32;
                 if attempts >= policy.max_attempts {

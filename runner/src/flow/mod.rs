@@ -1,11 +1,15 @@
-//! A running flow: its compiled mappings and key expressions, its targets, and the two
-//! workers that move its records (prepare: inbox → outbox; deliver: outbox → target).
+//! A running flow: its compiled mappings and key expressions, its Connectors' clients,
+//! its targets and poller, and the workers that move its records (poll: source → inbox;
+//! prepare: inbox → outbox; deliver: outbox → target).
 
 mod deliver;
 mod lanes;
 mod prepare;
 
-use std::sync::{Arc, Mutex};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
 
 use tokio::sync::{Notify, watch};
 
@@ -14,10 +18,12 @@ pub use prepare::run_prepare;
 
 use crate::{
     config::FlowConfig,
+    connect::{ConnectError, ConnectorClient},
     mapping::{CompileError, Program},
     metrics::Metrics,
     queue::Queue,
     secrets::{MissingSecret, Secrets},
+    source::poll::{PollSource, Poller},
     spec::SignatureScheme,
     target::{HttpTarget, TargetError, quota::Quota},
 };
@@ -41,7 +47,15 @@ pub enum FlowError {
         /// The flow.
         flow: String,
         /// What is missing.
-        source: MissingSecret,
+        source: Box<MissingSecret>,
+    },
+    /// A Connector's client (its credentials) cannot be set up.
+    #[error("SyncFlow {flow}: {source}")]
+    Connector {
+        /// The flow.
+        flow: String,
+        /// Why.
+        source: Box<ConnectError>,
     },
     /// A target cannot be set up.
     #[error("SyncFlow {flow}: spec.targets[{index}]: {source}")]
@@ -88,6 +102,14 @@ pub struct Flow {
     pub targets: Vec<FlowTarget>,
     /// For a webhook trigger: how the source signs webhooks, and the key.
     pub signature: Option<(SignatureScheme, Vec<u8>)>,
+    /// For a poll trigger: the compiled trigger and the source Connector's client.
+    pub poll: Option<PollSource>,
+    /// The clients of the Connectors this flow calls (targets, a polled source), by
+    /// name: one per Connector, so a token or a failure is shared by all its uses.
+    pub connectors: BTreeMap<String, Arc<ConnectorClient>>,
+    /// Backpressure: a poll run pauses while the flow's backlog is above this
+    /// (`spec.runner.queue.maxPending`).
+    pub max_pending: Option<u64>,
     /// Wakes the prepare worker.
     pub wake: Notify,
 }
@@ -120,9 +142,11 @@ impl Flow {
             Some(code) => Some(compile("spec.delivery.versionKey".into(), code, &no_lookups)?),
             None => None,
         };
+        let connectors = clients(&config, secrets)?;
         let mut targets = Vec::new();
         for (index, spec) in config.spec.targets.iter().enumerate() {
-            let http = HttpTarget::new(&config, spec, secrets)
+            let client = connectors[&spec.connector_ref].clone();
+            let http = HttpTarget::new(&config, spec, client)
                 .map_err(|source| FlowError::Target { flow: flow.clone(), index, source: Box::new(source) })?;
             let mapping = match &spec.mapping_ref {
                 Some(name) => {
@@ -139,11 +163,24 @@ impl Flow {
             (Some(_), Some(verification)) => {
                 let secret = secrets
                     .get(&config.namespace, &verification.secret_ref)
-                    .map_err(|source| FlowError::Secret { flow: flow.clone(), source })?;
+                    .map_err(|source| FlowError::Secret { flow: flow.clone(), source: Box::new(source) })?;
                 Some((verification.signature, secret.into_bytes()))
             }
             _ => None,
         };
+        let poll = match &config.spec.source.trigger.poll {
+            Some(trigger) => {
+                let client = connectors[&config.spec.source.connector_ref].clone();
+                let compiled = PollSource::new(trigger, client).map_err(|e| FlowError::Compile {
+                    flow: flow.clone(),
+                    field: e.field.into(),
+                    source: e.source,
+                })?;
+                Some(compiled)
+            }
+            None => None,
+        };
+        let max_pending = config.spec.runner.queue.max_pending;
         Ok(Self {
             signature,
             config,
@@ -152,6 +189,9 @@ impl Flow {
             idempotency_key,
             version_key,
             targets,
+            poll,
+            connectors,
+            max_pending: Some(max_pending),
             wake: Notify::new(),
         })
     }
@@ -160,6 +200,24 @@ impl Flow {
     pub fn name(&self) -> &str {
         &self.config.name
     }
+}
+
+/// A client for each Connector the flow calls: every target's, and the source's when
+/// it is polled (a webhook source is never called).
+fn clients(config: &FlowConfig, secrets: &Secrets) -> Result<BTreeMap<String, Arc<ConnectorClient>>, FlowError> {
+    let source = &config.spec.source;
+    let polled = source.trigger.poll.is_some().then_some(source.connector_ref.as_str());
+    let targets = config.spec.targets.iter().map(|t| t.connector_ref.as_str());
+    let mut clients = BTreeMap::new();
+    for name in polled.into_iter().chain(targets) {
+        if clients.contains_key(name) {
+            continue;
+        }
+        let client = ConnectorClient::new(name, &config.namespace, config.connector(name), secrets)
+            .map_err(|source| FlowError::Connector { flow: config.name.clone(), source: Box::new(source) })?;
+        clients.insert(name.to_string(), Arc::new(client));
+    }
+    Ok(clients)
 }
 
 /// What the workers share.
@@ -173,8 +231,9 @@ pub struct Workers {
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// Starts the prepare worker, one delivery worker per target and, for a file trigger,
-/// the file source of `flow`. (A webhook source is served by the runtime's router.)
+/// Starts the prepare worker, one delivery worker per target and the flow's source: the
+/// poller for a poll trigger, the file source for a file trigger. (A webhook source is
+/// served by the runtime's router.)
 pub fn spawn(flow: Arc<Flow>, workers: &Workers) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = vec![tokio::spawn(run_prepare(flow.clone(), workers.clone()))];
     if let Some(trigger) = flow.config.spec.source.trigger.file.clone() {
@@ -182,6 +241,10 @@ pub fn spawn(flow: Arc<Flow>, workers: &Workers) -> Vec<tokio::task::JoinHandle<
     }
     for index in 0..flow.targets.len() {
         handles.push(tokio::spawn(run_delivery(flow.clone(), index, workers.clone())));
+    }
+    let max_pending = flow.max_pending;
+    if let Some(poller) = Poller::new(flow, workers.queue.clone(), workers.metrics.clone(), max_pending) {
+        handles.push(tokio::spawn(poller.run(workers.shutdown.clone())));
     }
     handles
 }

@@ -6,7 +6,7 @@
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{DEAD, DELIVERIES, DeadLetter, Envelope, INBOX, META, Queue, QueueError, encode};
+use super::{DEAD, DELIVERIES, DeadLetter, Envelope, INBOX, META, OUTBOX, Queue, QueueError, encode};
 
 /// Source progress: (flow, key) → opaque bytes (a cursor, a watermark, a file's name).
 pub(super) const SOURCE_STATE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("source_state");
@@ -82,6 +82,15 @@ impl Queue {
         Ok(outcome)
     }
 
+    /// How many records (inbox) and delivery items (outbox) of `flow` are waiting: what
+    /// a source compares with its backlog limit before reading more.
+    pub fn pending(&self, flow: &str) -> Result<u64, QueueError> {
+        let tx = self.db.begin_read()?;
+        let inbox = tx.open_table(INBOX)?.range((flow, 0)..=(flow, u64::MAX))?.count();
+        let outbox = tx.open_table(OUTBOX)?.range((flow, 0, 0)..=(flow, u32::MAX, u64::MAX))?.count();
+        Ok((inbox + outbox) as u64)
+    }
+
     /// A source's progress under `key`, as last committed by [`Queue::accept_batch`].
     pub fn source_state(&self, flow: &str, key: &str) -> Result<Option<Vec<u8>>, QueueError> {
         let tx = self.db.begin_read()?;
@@ -136,5 +145,6 @@ mod tests {
         assert_eq!(q.source_state("f", "cursor").unwrap().as_deref(), Some(&b"page-2"[..]));
         assert_eq!(q.inbox("f", 10).unwrap().len(), 2);
         assert_eq!(q.dead_letters("f").unwrap().len(), 1);
+        assert_eq!((q.pending("f").unwrap(), q.pending("other").unwrap()), (2, 0));
     }
 }

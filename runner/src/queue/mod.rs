@@ -30,7 +30,7 @@ pub use selection::{DeadLetterFilter, Selection, SelectionError, parse_instant};
 /// Inbox: (flow, seq) → envelope JSON.
 pub(super) const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
 /// Outbox: (flow, target, seq) → delivery item JSON.
-const OUTBOX: TableDefinition<(&str, u32, u64), &[u8]> = TableDefinition::new("outbox");
+pub(super) const OUTBOX: TableDefinition<(&str, u32, u64), &[u8]> = TableDefinition::new("outbox");
 /// Dead letters: (flow, seq) → dead letter JSON.
 pub(super) const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
 /// Idempotency keys accepted: (flow, key) → expiry (Unix ms).

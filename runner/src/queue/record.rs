@@ -109,8 +109,10 @@ pub enum DeadLetterReason {
     /// The source could not read it as a record (a CSV row with the wrong number of
     /// fields, invalid UTF-8, a line that is not JSON); the message names the file and line.
     InvalidRecord,
-    /// The target refused it for a business reason (4xx other than 408/429).
+    /// The target refused it for a business reason (4xx other than 401/408/429).
     Rejected,
+    /// The target refused the Connector's credentials (401), even fresh ones.
+    Auth,
     /// Every allowed attempt failed transiently.
     #[serde(alias = "retries_exhausted")]
     RetriesExhausted,
@@ -123,6 +125,7 @@ impl DeadLetterReason {
             Self::Mapping => "mapping",
             Self::InvalidRecord => "invalid_record",
             Self::Rejected => "rejected",
+            Self::Auth => "auth",
             Self::RetriesExhausted => "retries_exhausted",
         }
     }
@@ -131,6 +134,10 @@ impl DeadLetterReason {
     pub fn remedy(self) -> &'static str {
         match self {
             Self::Mapping => "the record could not be mapped: fix the Mapping (or the source data), then replay it",
+            Self::Auth => {
+                "the target refused the credentials even after fresh ones were fetched: fix the Connector's Secret \
+                 or its permissions at the target, then replay it"
+            }
             Self::InvalidRecord => {
                 "the source data is malformed at the line named: correct it at the source and send it again \
                  (e.g. a corrected file), then discard this letter"
@@ -154,9 +161,10 @@ impl std::str::FromStr for DeadLetterReason {
         match s {
             "mapping" => Ok(Self::Mapping),
             "invalid_record" | "invalidRecord" => Ok(Self::InvalidRecord),
+            "auth" => Ok(Self::Auth),
             "rejected" => Ok(Self::Rejected),
             "retries_exhausted" | "retriesExhausted" => Ok(Self::RetriesExhausted),
-            other => Err(format!("unknown reason `{other}`: use mapping, invalid_record, rejected or retries_exhausted")),
+            other => Err(format!("unknown reason `{other}`: use mapping, invalid_record, auth, rejected or retries_exhausted")),
         }
     }
 }

@@ -15,7 +15,8 @@ pub struct ConnectorSpec {
     pub kind: ConnectorType,
 
     /// Base URL of the system's API, e.g. `https://erp.example.com/api/v1`. Target paths
-    /// are appended to it. Required when the Connector is used as a target.
+    /// and poll paths are appended to it. Required when the Connector is a target or is
+    /// polled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
 
@@ -80,7 +81,8 @@ pub enum ConnectorType {
     Rest,
 }
 
-/// How the runner authenticates to a system. Exactly one scheme is set.
+/// How the runner authenticates to a system. Exactly one scheme is set. The same
+/// credentials are used whether the system is a flow's target or its polled source.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum ConnectorAuth {
@@ -92,6 +94,36 @@ pub enum ConnectorAuth {
     },
     /// An API key sent in a header of the system's choosing (e.g. `X-Shopify-Access-Token`).
     Header(HeaderAuth),
+    /// HTTP basic authentication (`Authorization: Basic ...`) with a user name and a
+    /// password from Secret keys.
+    Basic(BasicAuth),
+    /// OAuth 2.0 client credentials (RFC 6749 §4.4): the runner gets an access token from
+    /// `tokenUrl`, sends it as `Authorization: Bearer <token>`, and gets a new one before
+    /// it expires. A 401 from the system makes it get a new token and try once more.
+    #[serde(rename = "oauth2ClientCredentials")]
+    OAuth2ClientCredentials(OAuth2ClientCredentials),
+}
+
+impl ConnectorAuth {
+    /// Every Secret key this scheme reads. The operator renders each into the runner pod.
+    pub fn secret_refs(&self) -> Vec<&SecretKeySelector> {
+        match self {
+            Self::Bearer { secret_ref } => vec![secret_ref],
+            Self::Header(h) => vec![&h.secret_ref],
+            Self::Basic(b) => vec![&b.username_secret_ref, &b.password_secret_ref],
+            Self::OAuth2ClientCredentials(o) => vec![&o.client_id_secret_ref, &o.client_secret_secret_ref],
+        }
+    }
+
+    /// The scheme's field name under `spec.auth`, for messages.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Self::Bearer { .. } => "bearer",
+            Self::Header(_) => "header",
+            Self::Basic(_) => "basic",
+            Self::OAuth2ClientCredentials(_) => "oauth2ClientCredentials",
+        }
+    }
 }
 
 /// An API key sent in a named header.
@@ -102,6 +134,54 @@ pub struct HeaderAuth {
     pub name: String,
     /// The Secret key that holds the header's value.
     pub secret_ref: SecretKeySelector,
+}
+
+/// HTTP basic authentication.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BasicAuth {
+    /// The Secret key that holds the user name.
+    pub username_secret_ref: SecretKeySelector,
+    /// The Secret key that holds the password.
+    pub password_secret_ref: SecretKeySelector,
+}
+
+/// OAuth 2.0 client credentials grant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OAuth2ClientCredentials {
+    /// The authorization server's token endpoint, e.g.
+    /// `https://login.example.com/oauth2/token`.
+    pub token_url: String,
+    /// The Secret key that holds the client id.
+    pub client_id_secret_ref: SecretKeySelector,
+    /// The Secret key that holds the client secret.
+    pub client_secret_secret_ref: SecretKeySelector,
+    /// Scopes requested, sent space-separated as `scope`. Empty: none is sent and the
+    /// server grants its default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// Sent as `audience` (Auth0, Okta and others name the API the token is for this way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// Further form parameters of the token request, e.g. `{resource: https://erp.example.com}`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub extra_params: std::collections::BTreeMap<String, String>,
+    /// How the client authenticates to the token endpoint: `basic` (HTTP basic, the
+    /// default, as RFC 6749 recommends) or `body` (`client_id` and `client_secret` in the form).
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+}
+
+/// How an OAuth 2.0 client authenticates to the token endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ClientAuth {
+    /// `Authorization: Basic` with the client id and secret.
+    #[default]
+    Basic,
+    /// `client_id` and `client_secret` as form parameters.
+    Body,
 }
 
 /// How a system signs the webhooks it sends.
@@ -133,6 +213,12 @@ pub struct SecretKeySelector {
     pub key: String,
 }
 
+impl std::fmt::Display for SecretKeySelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "secret {} key {}", self.name, self.key)
+    }
+}
+
 impl SecretKeySelector {
     /// The environment variable through which the runner receives this Secret key:
     /// `ENTREPOT_SECRET_<NAME>_<KEY>`, upper-cased, anything but letters and digits as `_`.
@@ -150,6 +236,36 @@ impl SecretKeySelector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_auth_scheme_reads_from_yaml_and_names_its_secret_keys() {
+        let yaml = r#"
+- bearer: {secretRef: {name: erp, key: token}}
+- header: {name: X-Auth-Token, secretRef: {name: bc, key: token}}
+- basic:
+    usernameSecretRef: {name: sap, key: user}
+    passwordSecretRef: {name: sap, key: password}
+- oauth2ClientCredentials:
+    tokenUrl: https://login.example.com/token
+    clientIdSecretRef: {name: ns, key: id}
+    clientSecretSecretRef: {name: ns, key: secret}
+    scopes: [items.read, orders.write]
+    audience: https://erp.example.com
+    extraParams: {resource: erp}
+    clientAuth: body
+"#;
+        let schemes: Vec<ConnectorAuth> = serde_saphyr::from_str(yaml).unwrap();
+        let names: Vec<&str> = schemes.iter().map(ConnectorAuth::scheme).collect();
+        assert_eq!(names, ["bearer", "header", "basic", "oauth2ClientCredentials"]);
+        let keys: Vec<String> = schemes.iter().flat_map(|s| s.secret_refs()).map(ToString::to_string).collect();
+        assert_eq!(keys.len(), 6);
+        assert_eq!(keys[2], "secret sap key user");
+        let ConnectorAuth::OAuth2ClientCredentials(o) = &schemes[3] else { panic!("{:?}", schemes[3]) };
+        assert_eq!((o.client_auth, o.scopes.len(), o.extra_params["resource"].as_str()), (ClientAuth::Body, 2, "erp"));
+        // Two schemes at once are refused.
+        let both = "{bearer: {secretRef: {name: a, key: b}}, header: {name: X, secretRef: {name: a, key: b}}}";
+        assert!(serde_saphyr::from_str::<ConnectorAuth>(both).is_err());
+    }
 
     #[test]
     fn secret_env_var_names_are_valid_and_stable() {

@@ -11,8 +11,8 @@ mod reconcile_schedule;
 mod sync_flow;
 
 pub use connector::{
-    ConnectorAuth, ConnectorLimits, ConnectorSpec, ConnectorType, HeaderAuth, SecretKeySelector, SignatureScheme,
-    WebhookVerification,
+    BasicAuth, ClientAuth, ConnectorAuth, ConnectorLimits, ConnectorSpec, ConnectorType, HeaderAuth,
+    OAuth2ClientCredentials, SecretKeySelector, SignatureScheme, WebhookVerification,
 };
 pub use duration::Duration;
 pub use mapping::{CanonicalRef, MappingSpec, MappingTest};

@@ -110,7 +110,13 @@ pub struct WebhookTrigger {
     pub topics: Vec<String>,
 }
 
-/// A polling trigger: GET a list endpoint of the source Connector, page by page.
+/// A polling trigger: GET a list endpoint of the source Connector, page by page, with the
+/// Connector's credentials. Each page's records are queued together with how far the poll
+/// got, so a restarted runner goes on from the next page: nothing is queued twice, nothing
+/// skipped. A record read again (an overlapping page) is dropped as a duplicate: its
+/// delivery id is a hash of its content. Failed requests (transport errors, 408, 429,
+/// 5xx) are retried with `delivery.retry` and the source's `Retry-After`; a 4xx ends the
+/// poll, shows in the runner's status, and the next poll tries again.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PollTrigger {
@@ -122,14 +128,15 @@ pub struct PollTrigger {
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub query: std::collections::BTreeMap<String, String>,
     /// jq path to the array of records in a page, e.g. `.orders`. Default: the page
-    /// itself is the array.
+    /// itself is the array. `null` counts as an empty page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<String>,
     /// How the next page is found. Without it, one page is read per poll.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pagination: Option<Pagination>,
     /// Incremental sync: the highest value of `field` seen so far is sent as query
-    /// parameter `param` on the next poll, and kept across restarts.
+    /// parameter `param` on the next poll, and kept across restarts. It moves once a poll
+    /// has read its last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark: Option<Watermark>,
 }
@@ -140,13 +147,15 @@ pub struct PollTrigger {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Pagination {
-    /// The `Link` response header's `rel="next"` URL (Shopify REST, GitHub-style APIs).
+    /// The `Link` response header's `rel="next"` URL (Shopify REST, GitHub-style APIs),
+    /// absolute or relative, fetched as given. It must stay on the Connector's endpoint
+    /// (scheme, host, port): the Connector's credentials go with it.
     Link {},
     /// An opaque cursor in the response body, sent back as a query parameter
     /// (`NextToken`, `nextCursor`, `page_info`).
     Cursor {
-        /// jq path to the cursor in the page, e.g. `.pagination.nextToken`; the last
-        /// page has none.
+        /// jq path to the cursor in the page, e.g. `.pagination.nextToken`; on the last
+        /// page it is absent, `null` or empty.
         field: String,
         /// Query parameter that carries it, e.g. `NextToken`.
         param: String,
@@ -170,9 +179,12 @@ pub enum Pagination {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Watermark {
     /// jq path into each record of the value that grows with each change, e.g.
-    /// `.updated_at`.
+    /// `.updated_at`. RFC 3339 timestamps compare by the instant they name (whatever
+    /// their offset), numbers numerically, other text as text.
     pub field: String,
-    /// Query parameter that sends the highest value seen, e.g. `updated_at_min`.
+    /// Query parameter that sends the highest value seen, e.g. `updated_at_min`, as the
+    /// source wrote it. APIs read it as "at or after": the newest records are read again
+    /// and dropped as duplicates.
     pub param: String,
     /// Value used before anything was seen, e.g. `2026-01-01T00:00:00Z`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -295,7 +307,8 @@ pub struct DeliverySpec {
     /// jq expression over the canonical record giving its idempotency key, e.g.
     /// `.orderId + ":" + .revision`. A record whose key was already accepted within the
     /// dedup window is dropped as a duplicate; the key is also sent to each target.
-    /// Defaults to the source's delivery id (e.g. `X-Shopify-Webhook-Id`).
+    /// Defaults to the source's delivery id (e.g. `X-Shopify-Webhook-Id`; for a polled
+    /// record, a hash of its content).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
     /// jq expression over the canonical record giving its source version or timestamp,

@@ -1,11 +1,49 @@
-//! The one place that decides what a target's answer means: delivered, retry later, or
-//! a business rejection that no retry will fix. Also the backoff between attempts.
+//! The one place that decides what a system's answer means: delivered, retry later, or
+//! a business rejection that no retry will fix; the category of a failure (for status
+//! and metrics); the 401 rule; and the backoff between attempts. Targets and the poller
+//! both classify here.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
 
 use crate::spec::RetrySpec;
+
+/// What kind of failure an answer was: a small fixed set, used as a metric label, in
+/// the runner's status per Connector and in dead letters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ErrorCategory {
+    /// The credentials were refused (401) or could not be obtained (token endpoint,
+    /// missing Secret).
+    Auth,
+    /// No answer: connect failure, timeout, reset.
+    Unreachable,
+    /// 429: the system's quota is used up for now.
+    Throttled,
+    /// A 4xx business rejection.
+    Rejected,
+    /// 408, 5xx or an unexpected status: the system is failing.
+    Server,
+    /// A 2xx answer that cannot be read as the manifest describes it (a poll page that is
+    /// not JSON or has no array of records where `records` points).
+    Invalid,
+}
+
+impl ErrorCategory {
+    /// The fixed label used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auth => "auth",
+            Self::Unreachable => "unreachable",
+            Self::Throttled => "throttled",
+            Self::Rejected => "rejected",
+            Self::Server => "server",
+            Self::Invalid => "invalid",
+        }
+    }
+}
 
 /// What a target's answer means for the record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,11 +56,16 @@ pub enum Verdict {
         after: Option<Duration>,
         /// What failed, for logs, status and the attempt history.
         reason: String,
+        /// The kind of failure.
+        category: ErrorCategory,
     },
-    /// The target refused the record for a business reason: dead-letter it now.
+    /// The target refused the record for a business reason (or refused fresh
+    /// credentials): dead-letter it now.
     Reject {
         /// The target's message, for the dead letter.
         reason: String,
+        /// `Rejected`, or `Auth` for a 401.
+        category: ErrorCategory,
     },
 }
 
@@ -43,26 +86,46 @@ pub enum Answer {
     },
     /// No response.
     Transport(String),
+    /// No request was sent: the Connector's credentials could not be obtained (the
+    /// token endpoint failed, a Secret is missing).
+    Credentials(String),
+}
+
+/// The 401 rule, first half: a 401 means the system refused the credentials, so the
+/// caller gets fresh ones (a new OAuth2 token, the Secret read again) and makes the same
+/// request once more, within the same attempt (`connect::ConnectorClient::send`).
+/// Second half, in [`classify`]: a 401 that is still there after that is final, a
+/// business error of category `auth`; backing off will not fix credentials.
+pub fn refresh_credentials(status: StatusCode) -> bool {
+    status == StatusCode::UNAUTHORIZED
 }
 
 /// Classifies an answer. Transport errors, 408, 429 and 5xx are transient; any other
-/// 4xx is a business rejection; 2xx is delivered (1xx/3xx are not expected from a JSON
-/// API: treated as transient, as something between us and the target is wrong).
+/// 4xx is a business rejection (401 with category `auth`: see [`refresh_credentials`]);
+/// 2xx is delivered (1xx/3xx are not expected from a JSON API: treated as transient, as
+/// something between us and the target is wrong). Credentials that cannot be obtained
+/// are transient: nothing is wrong with the record, and the token endpoint or the Secret
+/// may be back by the next attempt.
 pub fn classify(answer: &Answer) -> Verdict {
+    use ErrorCategory::*;
     match answer {
-        Answer::Transport(e) => Verdict::Retry { after: None, reason: format!("unreachable: {e}") },
+        Answer::Transport(e) => Verdict::Retry { after: None, reason: format!("unreachable: {e}"), category: Unreachable },
+        Answer::Credentials(e) => Verdict::Retry { after: None, reason: format!("auth: {e}"), category: Auth },
         Answer::Response { status, retry_after, body, .. } => {
             let after = retry_after.as_deref().and_then(parse_retry_after);
             if status.is_success() {
                 Verdict::Delivered
             } else if *status == StatusCode::TOO_MANY_REQUESTS {
-                Verdict::Retry { after, reason: "throttled: 429 Too Many Requests".into() }
+                Verdict::Retry { after, reason: "throttled: 429 Too Many Requests".into(), category: Throttled }
             } else if *status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() {
-                Verdict::Retry { after, reason: format!("target error: {status}") }
+                Verdict::Retry { after, reason: format!("target error: {status}"), category: Server }
+            } else if refresh_credentials(*status) {
+                let reason = format!("auth: {status} with fresh credentials: {}", summarize_body(body));
+                Verdict::Reject { reason, category: Auth }
             } else if status.is_client_error() {
-                Verdict::Reject { reason: format!("{status}: {}", summarize_body(body)) }
+                Verdict::Reject { reason: format!("{status}: {}", summarize_body(body)), category: Rejected }
             } else {
-                Verdict::Retry { after, reason: format!("unexpected answer: {status}") }
+                Verdict::Retry { after, reason: format!("unexpected answer: {status}"), category: Server }
             }
         }
     }
@@ -71,7 +134,7 @@ pub fn classify(answer: &Answer) -> Verdict {
 /// The human part of an error body: for JSON, the first `detail` / `message` /
 /// `error_description` / `title` string with the error code when there is one (NetSuite's
 /// `o:errorDetails`, RFC 9457 problem details, most REST APIs); otherwise the first line.
-fn summarize_body(body: &str) -> String {
+pub(crate) fn summarize_body(body: &str) -> String {
     let Ok(json) = serde_json::from_str::<serde_json::Value>(body) else {
         return first_line(body).to_string();
     };
@@ -156,14 +219,42 @@ mod tests {
         for s in [408, 429, 500, 502, 503, 504] {
             assert!(matches!(classify(&response(s, None)), Verdict::Retry { .. }), "{s}");
         }
-        for s in [400, 401, 403, 404, 409, 422] {
-            assert!(matches!(classify(&response(s, None)), Verdict::Reject { .. }), "{s}");
+        for s in [400, 403, 404, 409, 422] {
+            assert!(matches!(classify(&response(s, None)), Verdict::Reject { category: ErrorCategory::Rejected, .. }), "{s}");
         }
-        assert!(matches!(classify(&Answer::Transport("connection refused".into())), Verdict::Retry { after: None, .. }));
+        let category = |answer: &Answer| match classify(answer) {
+            Verdict::Retry { category, .. } | Verdict::Reject { category, .. } => Some(category),
+            Verdict::Delivered => None,
+        };
+        assert_eq!(category(&response(429, None)), Some(ErrorCategory::Throttled));
+        assert_eq!(category(&response(503, None)), Some(ErrorCategory::Server));
+        assert_eq!(category(&response(302, None)), Some(ErrorCategory::Server));
+        assert!(matches!(
+            classify(&Answer::Transport("connection refused".into())),
+            Verdict::Retry { after: None, category: ErrorCategory::Unreachable, .. }
+        ));
+        assert!(matches!(
+            classify(&Answer::Credentials("token endpoint: 503".into())),
+            Verdict::Retry { category: ErrorCategory::Auth, .. }
+        ));
         // Not JSON (a second line follows): the first line is kept.
         assert_eq!(
             classify(&response(400, None)),
-            Verdict::Reject { reason: "400 Bad Request: {\"error\":\"INVALID_KEY_OR_REF\"}".into() }
+            Verdict::Reject {
+                reason: "400 Bad Request: {\"error\":\"INVALID_KEY_OR_REF\"}".into(),
+                category: ErrorCategory::Rejected
+            }
+        );
+    }
+
+    #[test]
+    fn a_401_gets_fresh_credentials_once_then_is_a_business_error() {
+        assert!(refresh_credentials(StatusCode::UNAUTHORIZED));
+        assert!(!refresh_credentials(StatusCode::FORBIDDEN));
+        let verdict = classify(&response(401, None));
+        assert!(
+            matches!(&verdict, Verdict::Reject { category: ErrorCategory::Auth, reason } if reason.starts_with("auth: 401")),
+            "{verdict:?}"
         );
     }
 
@@ -179,7 +270,8 @@ mod tests {
         assert_eq!(
             classify(&answer),
             Verdict::Reject {
-                reason: "400 Bad Request: Invalid item reference key X for field items[0].item. (INVALID_KEY_OR_REF)".into()
+                reason: "400 Bad Request: Invalid item reference key X for field items[0].item. (INVALID_KEY_OR_REF)".into(),
+                category: ErrorCategory::Rejected
             }
         );
     }

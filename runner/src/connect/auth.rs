@@ -1,0 +1,309 @@
+//! A Connector's credentials, as the header each request carries: bearer token, API key
+//! header, HTTP basic, or an OAuth2 client-credentials token. Secret values are read at
+//! use time (a rotated Secret is picked up without a restart) and never reach a log,
+//! an error message or a `Debug` output.
+
+use base64::Engine as _;
+use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use tracing::debug;
+
+use super::oauth2::TokenSource;
+use crate::{
+    secrets::{MissingSecret, Secrets},
+    spec::{ConnectorAuth, SecretKeySelector},
+};
+
+/// Credentials cannot be set up or obtained.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    /// A Secret key is not available.
+    #[error("Connector {connector}: spec.auth: {source}")]
+    Secret {
+        /// The Connector.
+        connector: String,
+        /// Which key, and where it was looked for.
+        source: Box<MissingSecret>,
+    },
+    /// `spec.auth.header.name` is not an HTTP header name.
+    #[error("Connector {connector}: spec.auth.header.name `{name}` is not a valid HTTP header name")]
+    HeaderName {
+        /// The Connector.
+        connector: String,
+        /// The name as written.
+        name: String,
+    },
+    /// A Secret's value cannot be sent in a header (a line break inside, say). The
+    /// value itself is never part of the message.
+    #[error("Connector {connector}: the value of {selector} cannot be sent in an HTTP header; remove line breaks and control characters from it")]
+    HeaderValue {
+        /// The Connector.
+        connector: String,
+        /// Which Secret key.
+        selector: String,
+    },
+    /// `spec.auth.oauth2ClientCredentials.tokenUrl` is not an absolute http(s) URL.
+    #[error("Connector {connector}: spec.auth.oauth2ClientCredentials.tokenUrl `{url}` is not an http(s) URL: {reason}")]
+    TokenUrl {
+        /// The Connector.
+        connector: String,
+        /// The URL as written.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The token endpoint did not give a token.
+    #[error("Connector {connector}: no access token from {url}: {reason}")]
+    Token {
+        /// The Connector.
+        connector: String,
+        /// The token endpoint.
+        url: String,
+        /// What it answered, or why there was no answer.
+        reason: String,
+    },
+}
+
+/// The header that authenticates one request, with what is needed to refresh it if the
+/// system refuses it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    header: Option<(HeaderName, HeaderValue)>,
+    /// For OAuth2: which token this is, so that a refusal invalidates only that token.
+    token: Option<u64>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The header's name only, never its value.
+        f.debug_struct("Credentials")
+            .field("header", &self.header.as_ref().map(|(name, _)| name.as_str()))
+            .field("value", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// The header to send, if the Connector has credentials.
+    pub fn header(&self) -> Option<(&HeaderName, &HeaderValue)> {
+        self.header.as_ref().map(|(n, v)| (n, v))
+    }
+}
+
+/// How one Connector authenticates. Shared by its targets and its poller.
+pub struct Auth {
+    connector: String,
+    namespace: String,
+    secrets: Secrets,
+    scheme: Scheme,
+}
+
+enum Scheme {
+    None,
+    Bearer(SecretKeySelector),
+    Header(HeaderName, SecretKeySelector),
+    Basic { username: SecretKeySelector, password: SecretKeySelector },
+    OAuth2(Box<TokenSource>),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = match &self.scheme {
+            Scheme::None => "none",
+            Scheme::Bearer(_) => "bearer",
+            Scheme::Header(..) => "header",
+            Scheme::Basic { .. } => "basic",
+            Scheme::OAuth2(_) => "oauth2ClientCredentials",
+        };
+        f.debug_struct("Auth").field("connector", &self.connector).field("scheme", &scheme).finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    /// Sets up `spec` for Connector `connector` in `namespace`. Every Secret key it
+    /// names must be available now, so a flow with a missing Secret does not start;
+    /// the values are read again at each use.
+    pub fn new(
+        connector: &str,
+        namespace: &str,
+        spec: Option<&ConnectorAuth>,
+        secrets: &Secrets,
+        http: reqwest::Client,
+    ) -> Result<Self, AuthError> {
+        let scheme = match spec {
+            None => Scheme::None,
+            Some(ConnectorAuth::Bearer { secret_ref }) => Scheme::Bearer(secret_ref.clone()),
+            Some(ConnectorAuth::Header(h)) => {
+                let name = HeaderName::from_bytes(h.name.as_bytes())
+                    .map_err(|_| AuthError::HeaderName { connector: connector.into(), name: h.name.clone() })?;
+                Scheme::Header(name, h.secret_ref.clone())
+            }
+            Some(ConnectorAuth::Basic(b)) => {
+                Scheme::Basic { username: b.username_secret_ref.clone(), password: b.password_secret_ref.clone() }
+            }
+            Some(ConnectorAuth::OAuth2ClientCredentials(o)) => {
+                Scheme::OAuth2(Box::new(TokenSource::new(connector, namespace, o, secrets.clone(), http)?))
+            }
+        };
+        let auth = Self { connector: connector.into(), namespace: namespace.into(), secrets: secrets.clone(), scheme };
+        for selector in spec.map(ConnectorAuth::secret_refs).unwrap_or_default() {
+            auth.secret(selector, false)?;
+        }
+        Ok(auth)
+    }
+
+    /// The credentials for the next request. For OAuth2 this may call the token endpoint
+    /// (once, however many callers ask at the same time).
+    pub async fn credentials(&self) -> Result<Credentials, AuthError> {
+        self.build(false).await
+    }
+
+    /// The system refused `refused`: gets fresh credentials (a new token; the Secret
+    /// read again, bypassing the cache) and says whether they differ, that is whether
+    /// one more attempt is worth making.
+    pub async fn refresh(&self, refused: &Credentials) -> bool {
+        if let Scheme::OAuth2(tokens) = &self.scheme {
+            if let Some(generation) = refused.token {
+                tokens.invalidate(generation);
+            }
+            return true;
+        }
+        match self.build(true).await {
+            Ok(fresh) => fresh != *refused,
+            Err(e) => {
+                debug!(connector = %self.connector, error = %e, "cannot re-read credentials after a 401");
+                false
+            }
+        }
+    }
+
+    async fn build(&self, fresh: bool) -> Result<Credentials, AuthError> {
+        let header = match &self.scheme {
+            Scheme::None => None,
+            Scheme::Bearer(selector) => {
+                let token = self.secret(selector, fresh)?;
+                Some((AUTHORIZATION, self.value(&format!("Bearer {}", token.trim()), selector)?))
+            }
+            Scheme::Header(name, selector) => {
+                let key = self.secret(selector, fresh)?;
+                Some((name.clone(), self.value(key.trim(), selector)?))
+            }
+            Scheme::Basic { username, password } => {
+                let pair = format!("{}:{}", self.secret(username, fresh)?.trim(), self.secret(password, fresh)?.trim());
+                let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+                Some((AUTHORIZATION, self.value(&format!("Basic {encoded}"), password)?))
+            }
+            Scheme::OAuth2(tokens) => {
+                let (value, generation) = tokens.token().await?;
+                return Ok(Credentials { header: Some((AUTHORIZATION, value)), token: Some(generation) });
+            }
+        };
+        Ok(Credentials { header, token: None })
+    }
+
+    // The file behind a Secret is small and usually cached, so this reads it inline
+    // rather than on a blocking thread.
+    fn secret(&self, selector: &SecretKeySelector, fresh: bool) -> Result<String, AuthError> {
+        let got =
+            if fresh { self.secrets.reload(&self.namespace, selector) } else { self.secrets.get(&self.namespace, selector) };
+        got.map_err(|source| AuthError::Secret { connector: self.connector.clone(), source: Box::new(source) })
+    }
+
+    fn value(&self, text: &str, selector: &SecretKeySelector) -> Result<HeaderValue, AuthError> {
+        sensitive(text).ok_or_else(|| AuthError::HeaderValue { connector: self.connector.clone(), selector: selector.to_string() })
+    }
+}
+
+/// A header value holding a secret, marked sensitive (hyper and reqwest then keep it out
+/// of their own debug output).
+pub(super) fn sensitive(text: &str) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_str(text).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{
+        manifest::ObjectKey,
+        spec::{BasicAuth, HeaderAuth},
+    };
+
+    fn sel(name: &str, key: &str) -> SecretKeySelector {
+        SecretKeySelector { name: name.into(), key: key.into() }
+    }
+
+    fn secrets(values: &[(&str, &str, &str)]) -> Secrets {
+        let mut manifests: BTreeMap<ObjectKey, BTreeMap<String, String>> = BTreeMap::new();
+        for (name, key, value) in values {
+            let object = ObjectKey { namespace: "retail".into(), name: (*name).into() };
+            manifests.entry(object).or_default().insert((*key).into(), (*value).into());
+        }
+        Secrets::with_manifests(manifests).with_env(BTreeMap::new())
+    }
+
+    async fn header_of(spec: &ConnectorAuth, secrets: &Secrets) -> (String, String, String) {
+        let auth = Auth::new("erp", "retail", Some(spec), secrets, reqwest::Client::new()).unwrap();
+        let credentials = auth.credentials().await.unwrap();
+        let (name, value) = credentials.header().unwrap();
+        let debug = format!("{auth:?} {credentials:?} {value:?}");
+        (name.to_string(), value.to_str().unwrap().to_string(), debug)
+    }
+
+    #[tokio::test]
+    async fn each_static_scheme_builds_its_header_and_debug_never_shows_the_value() {
+        let s = secrets(&[("erp", "token", "tok-123\n"), ("erp", "user", "ada"), ("erp", "password", "pw-456")]);
+        let bearer = ConnectorAuth::Bearer { secret_ref: sel("erp", "token") };
+        let header = ConnectorAuth::Header(HeaderAuth { name: "X-Shopify-Access-Token".into(), secret_ref: sel("erp", "token") });
+        let basic = ConnectorAuth::Basic(BasicAuth {
+            username_secret_ref: sel("erp", "user"),
+            password_secret_ref: sel("erp", "password"),
+        });
+        let cases = [
+            (bearer, "authorization", "Bearer tok-123".to_string()),
+            (header, "x-shopify-access-token", "tok-123".to_string()),
+            (basic, "authorization", format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("ada:pw-456"))),
+        ];
+        for (spec, name, value) in cases {
+            let (got_name, got_value, debug) = header_of(&spec, &s).await;
+            assert_eq!((got_name.as_str(), got_value.as_str()), (name, value.as_str()), "{spec:?}");
+            for secret in ["tok-123", "pw-456", "YWRh"] {
+                assert!(!debug.contains(secret), "{debug}");
+            }
+        }
+        let none = Auth::new("erp", "retail", None, &s, reqwest::Client::new()).unwrap();
+        assert!(none.credentials().await.unwrap().header().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_missing_secret_or_a_bad_header_name_stops_the_setup_and_names_the_field() {
+        let s = secrets(&[]);
+        let bearer = ConnectorAuth::Bearer { secret_ref: sel("erp", "token") };
+        let err = Auth::new("erp", "retail", Some(&bearer), &s, reqwest::Client::new()).unwrap_err().to_string();
+        assert!(err.starts_with("Connector erp: spec.auth: secret retail/erp key token"), "{err}");
+        let s = secrets(&[("erp", "token", "tok\nHUSH-42")]);
+        let bad = ConnectorAuth::Header(HeaderAuth { name: "X Auth".into(), secret_ref: sel("erp", "token") });
+        let err = Auth::new("erp", "retail", Some(&bad), &s, reqwest::Client::new()).unwrap_err().to_string();
+        assert!(err.contains("spec.auth.header.name `X Auth`"), "{err}");
+        let auth = Auth::new("erp", "retail", Some(&bearer), &s, reqwest::Client::new()).unwrap();
+        let err = auth.credentials().await.unwrap_err().to_string();
+        assert!(err.contains("secret erp key token cannot be sent") && !err.contains("HUSH"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_static_secret_is_worth_a_retry_only_once_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("erp")).unwrap();
+        std::fs::write(dir.path().join("erp/token"), "old").unwrap();
+        let s = Secrets::from_env().with_dir(dir.path()).with_env(BTreeMap::new());
+        let auth = Auth::new("erp", "retail", Some(&ConnectorAuth::Bearer { secret_ref: sel("erp", "token") }), &s, reqwest::Client::new())
+            .unwrap();
+        let refused = auth.credentials().await.unwrap();
+        assert!(!auth.refresh(&refused).await, "the same token again is not worth a retry");
+        std::fs::write(dir.path().join("erp/token"), "new").unwrap();
+        assert!(auth.refresh(&refused).await);
+        assert_eq!(auth.credentials().await.unwrap().header().unwrap().1.to_str().unwrap(), "Bearer new");
+    }
+}

@@ -1,0 +1,179 @@
+//! How the runner talks to a Connector's API: one HTTP client per Connector with its
+//! credentials, shared by the flow's targets and its poller; the 401 rule's mechanics
+//! (the rule itself is in `target::retry`); and what went wrong last, for the status.
+
+mod auth;
+mod health;
+mod oauth2;
+
+use crate::target::{quota::QuotaSignal, retry::parse_retry_after};
+use std::time::Duration;
+
+use reqwest::{RequestBuilder, header::RETRY_AFTER};
+use tracing::info;
+
+pub use auth::{Auth, AuthError, Credentials};
+pub use health::{ConnectorHealth, LastError};
+
+use crate::{
+    secrets::Secrets,
+    spec::ConnectorSpec,
+    target::retry::{Answer, refresh_credentials},
+};
+
+/// A Connector's client cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Its credentials cannot be set up.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The HTTP client cannot be built (TLS roots).
+    #[error("Connector {connector}: HTTP client: {source}")]
+    Client {
+        /// The Connector.
+        connector: String,
+        /// Why.
+        source: reqwest::Error,
+    },
+}
+
+/// Per-request timeout: long enough for a slow ERP, short enough that a hung connection
+/// is retried.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most of a failed answer's body that is kept (for dead letters and status).
+const BODY_LIMIT: usize = 4096;
+
+/// One Connector's API: its endpoint, an HTTP client and its credentials.
+#[derive(Debug)]
+pub struct ConnectorClient {
+    name: String,
+    namespace: String,
+    endpoint: String,
+    http: reqwest::Client,
+    auth: Auth,
+    /// What went wrong last, for `/v1/status`.
+    pub health: ConnectorHealth,
+}
+
+/// What sending a request gave.
+#[derive(Debug)]
+pub enum Sent {
+    /// The system answered (after the 401 rule had its say).
+    Response(reqwest::Response),
+    /// No answer: connect failure, timeout, reset.
+    Transport(String),
+    /// Nothing was sent: the credentials could not be obtained.
+    Credentials(String),
+}
+
+impl ConnectorClient {
+    /// Sets up Connector `name` of `namespace`; its Secrets must be available.
+    pub fn new(name: &str, namespace: &str, spec: &ConnectorSpec, secrets: &Secrets) -> Result<Self, ConnectError> {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("entrepot/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|source| ConnectError::Client { connector: name.into(), source })?;
+        let auth = Auth::new(name, namespace, spec.auth.as_ref(), secrets, http.clone())?;
+        Ok(Self {
+            name: name.into(),
+            namespace: namespace.into(),
+            endpoint: spec.endpoint.as_deref().unwrap_or_default().trim_end_matches('/').to_string(),
+            http,
+            auth,
+            health: ConnectorHealth::default(),
+        })
+    }
+
+    /// The Connector's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The Connector's namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// `spec.endpoint`, without a trailing slash.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Sends the request `build` makes, with the Connector's credentials. On a 401 it
+    /// gets fresh credentials and, when they differ from the refused ones, sends the
+    /// request once more (`target::retry::refresh_credentials`); `build` is called again
+    /// for that.
+    pub async fn send(&self, build: impl Fn(&reqwest::Client) -> RequestBuilder) -> Sent {
+        let credentials = match self.auth.credentials().await {
+            Ok(c) => c,
+            Err(e) => return Sent::Credentials(e.to_string()),
+        };
+        let first = self.attempt(&build, &credentials).await;
+        let refused = matches!(&first, Sent::Response(r) if refresh_credentials(r.status()));
+        if !refused || !self.auth.refresh(&credentials).await {
+            return first;
+        }
+        info!(connector = %self.name, "credentials refused (401); trying once more with fresh ones");
+        match self.auth.credentials().await {
+            Ok(fresh) => self.attempt(&build, &fresh).await,
+            Err(e) => Sent::Credentials(e.to_string()),
+        }
+    }
+
+    async fn attempt(&self, build: &impl Fn(&reqwest::Client) -> RequestBuilder, credentials: &Credentials) -> Sent {
+        let mut request = build(&self.http);
+        if let Some((name, value)) = credentials.header() {
+            request = request.header(name, value);
+        }
+        match request.send().await {
+            Ok(response) => Sent::Response(response),
+            Err(e) => Sent::Transport(describe_transport(&e)),
+        }
+    }
+}
+
+impl Sent {
+    /// The answer as classified by `target::retry::classify`, with at most 4 KiB of
+    /// the body.
+    pub async fn into_answer(self) -> Answer {
+        match self {
+            Sent::Transport(e) => Answer::Transport(e),
+            Sent::Credentials(e) => Answer::Credentials(e),
+            Sent::Response(response) => {
+                let status = response.status();
+                let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(String::from);
+                let quota = QuotaSignal::read(status, response.headers(), retry_after.as_deref().and_then(parse_retry_after));
+                let body = match response.bytes().await {
+                    Ok(bytes) => String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_LIMIT)]).into_owned(),
+                    Err(e) => format!("<body unreadable: {}>", describe_transport(&e)),
+                };
+                Answer::Response { status, retry_after, body, quota }
+            }
+        }
+    }
+}
+
+/// A transport error in a few words with its causes (refused, reset, timed out). The URL
+/// is ours and holds no secret.
+pub(crate) fn describe_transport(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect failed"
+    } else {
+        "transport error"
+    };
+    let mut message = kind.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message = format!("{message}: {s}");
+        source = s.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests;

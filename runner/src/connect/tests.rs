@@ -1,0 +1,64 @@
+//! The 401 rule end to end: a Connector with OAuth2 against a token endpoint and an API
+//! on loopback.
+
+use super::*;
+use crate::{
+    spec::ConnectorAuth,
+    target::retry::{ErrorCategory, Verdict, classify},
+    test_support::{Api, Reply, TokenEndpoint, oauth2_secrets, oauth2_spec},
+};
+
+fn client(endpoint: &str, token_url: &str) -> ConnectorClient {
+    let spec = ConnectorSpec {
+        endpoint: Some(format!("{endpoint}/")),
+        auth: Some(ConnectorAuth::OAuth2ClientCredentials(oauth2_spec(token_url))),
+        ..ConnectorSpec::default()
+    };
+    ConnectorClient::new("erp", "retail", &spec, &oauth2_secrets()).unwrap()
+}
+
+async fn post_item(c: &ConnectorClient) -> Verdict {
+    let url = format!("{}/items", c.endpoint());
+    classify(&c.send(|http| http.post(&url).body("{}")).await.into_answer().await)
+}
+
+fn authorizations(api: &Api) -> Vec<String> {
+    api.seen().iter().map(|s| s.authorization().unwrap_or_default().to_string()).collect()
+}
+
+#[tokio::test]
+async fn a_401_gets_one_new_token_and_one_more_try_then_is_a_business_error() {
+    let tokens = TokenEndpoint::start(Some(3600)).await;
+    let api = Api::start(|_, _| Reply::status(401, r#"{"message":"token revoked"}"#)).await;
+    let c = client(&api.url, &tokens.url);
+    let verdict = post_item(&c).await;
+    assert!(
+        matches!(&verdict, Verdict::Reject { category: ErrorCategory::Auth, reason } if reason.contains("token revoked")),
+        "{verdict:?}"
+    );
+    assert_eq!(authorizations(&api), ["Bearer tok-1", "Bearer tok-2"]);
+    assert_eq!(tokens.requests(), 2);
+    assert_eq!(api.seen()[0].uri, "/items", "the endpoint's trailing slash is not doubled");
+}
+
+#[tokio::test]
+async fn a_token_refused_once_is_replaced_and_kept() {
+    let tokens = TokenEndpoint::start(Some(3600)).await;
+    let api = Api::start(|_, n| if n == 0 { Reply::status(401, "expired") } else { Reply::status(204, "") }).await;
+    let c = client(&api.url, &tokens.url);
+    assert_eq!(post_item(&c).await, Verdict::Delivered);
+    assert_eq!(post_item(&c).await, Verdict::Delivered);
+    assert_eq!(authorizations(&api), ["Bearer tok-1", "Bearer tok-2", "Bearer tok-2"]);
+    assert_eq!(tokens.requests(), 2);
+}
+
+#[tokio::test]
+async fn a_failing_token_endpoint_is_a_transient_auth_failure_and_nothing_is_sent() {
+    let tokens = TokenEndpoint::start(Some(3600)).await;
+    tokens.fail_with(503, "maintenance");
+    let api = Api::start(|_, _| Reply::status(204, "")).await;
+    let c = client(&api.url, &tokens.url);
+    let verdict = post_item(&c).await;
+    assert!(matches!(&verdict, Verdict::Retry { category: ErrorCategory::Auth, .. }), "{verdict:?}");
+    assert!(api.seen().is_empty());
+}

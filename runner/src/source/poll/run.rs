@@ -1,0 +1,308 @@
+//! One flow's poller: the loop that starts a run every `interval`, and the run itself,
+//! page after page, each committed with the run's progress (see `progress`).
+
+use std::{sync::Arc, time::Duration};
+
+use reqwest::{Url, header::ACCEPT};
+use serde_json::Value;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::{
+    PollSource, delivery_id,
+    page::{self, PageEnd},
+    progress::{self, Progress, Run},
+    watermark,
+};
+use crate::{
+    connect::{Sent, describe_transport},
+    flow::Flow,
+    metrics::Metrics,
+    queue::{Envelope, Intake, Queue, QueueError, now_ms},
+    target::retry::{Answer, ErrorCategory, Verdict, backoff, classify},
+};
+
+/// How soon a paused run checks the backlog again (or the interval, if shorter).
+const PAUSE_RECHECK: Duration = Duration::from_secs(1);
+
+/// How a poll run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The last page was read; the watermark moved.
+    Complete,
+    /// The backlog is above `max_pending`: the run stopped before its next page and
+    /// resumes from there.
+    Paused,
+    /// The source refused a page, or kept failing until the retries ran out. Reported in
+    /// the Connector's status and the poll error metric.
+    Failed {
+        /// The kind of failure.
+        category: ErrorCategory,
+        /// The source's answer, or why there was none.
+        message: String,
+    },
+    /// The queue could not be read or written; the run resumes from its last commit.
+    Store(String),
+}
+
+/// What one poll run did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunReport {
+    /// Pages committed.
+    pub pages: u64,
+    /// Records queued.
+    pub queued: u64,
+    /// Records dropped as already queued (overlapping pages, pages read again).
+    pub duplicates: u64,
+    /// How it ended.
+    pub end: RunEnd,
+}
+
+/// A page as fetched.
+struct Fetched {
+    headers: reqwest::header::HeaderMap,
+    body: axum::body::Bytes,
+}
+
+/// A page that could not be fetched.
+struct FetchFailure {
+    category: ErrorCategory,
+    message: String,
+    /// The source refused it (4xx): retrying the same request will not help.
+    refused: bool,
+}
+
+/// Polls one flow's source.
+#[derive(Clone, Debug)]
+pub struct Poller {
+    flow: Arc<Flow>,
+    queue: Queue,
+    pub(super) metrics: Metrics,
+    max_pending: Option<u64>,
+}
+
+impl Poller {
+    /// A poller for `flow`, or `None` when its trigger is not `poll`. With `max_pending`,
+    /// a run pauses while the flow's backlog is above it.
+    pub fn new(flow: Arc<Flow>, queue: Queue, metrics: Metrics, max_pending: Option<u64>) -> Option<Self> {
+        flow.poll.as_ref()?;
+        Some(Self { flow, queue, metrics, max_pending })
+    }
+
+    fn source(&self) -> &PollSource {
+        self.flow.poll.as_ref().expect("Poller::new checked the trigger")
+    }
+
+    /// Polls every `interval` (the first run at once) until `shutdown` turns true. A run
+    /// cut short by shutdown resumes from its last committed page.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let interval = self.source().trigger().interval.get();
+        loop {
+            let report = tokio::select! {
+                report = self.poll_once() => report,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            let wait = if report.end == RunEnd::Paused { PAUSE_RECHECK.min(interval) } else { interval };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
+    /// The backpressure hook, asked before each page: whether the flow's backlog
+    /// (records and items waiting in its queue) is above `max_pending`. The run then
+    /// pauses, keeping its progress, and resumes once the backlog has drained. Reads the
+    /// queue: call it on a blocking thread.
+    pub fn should_pause(&self) -> bool {
+        let Some(max) = self.max_pending else { return false };
+        match self.queue.pending(self.flow.name()) {
+            Ok(pending) => pending > max,
+            Err(e) => {
+                // Not knowing the backlog is no reason to stop reading the source.
+                warn!(flow = %self.flow.name(), error = %e, "cannot read the backlog; polling on");
+                false
+            }
+        }
+    }
+
+    /// One run: resumes the open run or starts one from the committed watermark, and
+    /// reads pages until the last, a pause, or a failure.
+    pub async fn poll_once(&self) -> RunReport {
+        let name = self.flow.name();
+        let source = self.source();
+        let run_id = uuid::Uuid::now_v7().to_string();
+        self.metrics.polls.with_label_values(&[name]).inc();
+        let mut report = RunReport { pages: 0, queued: 0, duplicates: 0, end: RunEnd::Complete };
+        let progress = match self.blocking(Progress::load).await {
+            Ok(p) => p,
+            Err(e) => return report.ended(RunEnd::Store(e.to_string())),
+        };
+        let resumed = progress.run.is_some();
+        let initial = || source.trigger().watermark.as_ref().and_then(|w| w.initial.clone()).map(Value::String);
+        let mut run = progress.run.unwrap_or_else(|| Run::start(progress.watermark.or_else(initial)));
+        info!(flow = %name, run = %run_id, resumed, page = run.pages + 1, "poll run started");
+        loop {
+            let me = self.clone();
+            if tokio::task::spawn_blocking(move || me.should_pause()).await.expect("backlog read panicked") {
+                info!(flow = %name, run = %run_id, "backlog above the limit; poll run paused");
+                return report.ended(RunEnd::Paused);
+            }
+            let since = run.since.as_ref().and_then(watermark::as_param);
+            let url = match page::url(source.client().endpoint(), source.trigger(), since.as_deref(), &run.next) {
+                Ok(url) => url,
+                Err(message) => return self.invalid(report, &run_id, message),
+            };
+            let fetched = match self.fetch(&url, &run_id).await {
+                Ok(f) => f,
+                Err(failure) => {
+                    if failure.refused && (resumed || run.pages > 0) {
+                        // The page was refused mid-run (an expired cursor, say): start
+                        // over from the watermark next time rather than fail forever.
+                        let dropped = self.commit(Vec::new(), progress::drop_run()).await;
+                        if let Err(e) = dropped {
+                            warn!(flow = %name, run = %run_id, error = %e, "cannot drop the refused run");
+                        }
+                    }
+                    warn!(flow = %name, run = %run_id, page = run.pages + 1, category = failure.category.as_str(),
+                          error = %failure.message, "poll run failed");
+                    return report.ended(RunEnd::Failed { category: failure.category, message: failure.message });
+                }
+            };
+            let content = match source.read(&fetched.body) {
+                Ok(c) => c,
+                Err(message) => return self.invalid(report, &run_id, message),
+            };
+            for record in &content.records {
+                if let Some(value) = source.watermark_of(record) {
+                    run.high = watermark::higher(run.high.take(), value);
+                }
+            }
+            let end = PageEnd { url: &url, headers: &fetched.headers, cursor: content.cursor, records: content.records.len() };
+            let next = match page::next(source.trigger().pagination.as_ref(), &run.next, end, source.client().endpoint()) {
+                Ok(next) => next,
+                Err(message) => return self.invalid(report, &run_id, message),
+            };
+            let next = next.filter(|n| {
+                let repeats = *n == run.next;
+                if repeats {
+                    warn!(flow = %name, run = %run_id, "the source gave the same page as next; ending the run here");
+                }
+                !repeats
+            });
+            run.pages += 1;
+            let last = next.is_none();
+            if let Some(next) = next {
+                run.next = next;
+            }
+            let received = now_ms();
+            let expires = received.saturating_add(self.flow.config.spec.delivery.dedup_window.get().as_millis() as i64);
+            let items: Vec<Intake> = content.records.iter().map(|r| Intake::Record(envelope(r, received))).collect();
+            let outcome = match self.commit_records(items, expires, progress::after_page(&run, last)).await {
+                Ok(o) => o,
+                Err(e) => return report.ended(RunEnd::Store(e.to_string())),
+            };
+            self.metrics.poll_pages.with_label_values(&[name]).inc();
+            self.metrics.received.with_label_values(&[name]).inc_by(outcome.queued);
+            self.metrics.duplicates.with_label_values(&[name, "delivery_id"]).inc_by(outcome.duplicates);
+            if outcome.queued > 0 {
+                self.flow.wake.notify_one();
+            }
+            report.pages += 1;
+            report.queued += outcome.queued;
+            report.duplicates += outcome.duplicates;
+            info!(flow = %name, run = %run_id, page = run.pages, records = content.records.len(),
+                  queued = outcome.queued, duplicates = outcome.duplicates, last, "poll page queued");
+            if last {
+                return report;
+            }
+        }
+    }
+
+    /// GETs `url`, retrying transient failures (transport, 408, 429, 5xx) with the
+    /// flow's retry policy and the source's `Retry-After`.
+    async fn fetch(&self, url: &Url, run_id: &str) -> Result<Fetched, FetchFailure> {
+        let name = self.flow.name();
+        let client = self.source().client();
+        let policy = &self.flow.config.spec.delivery.retry;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let sent = client.send(|http| http.get(url.clone()).header(ACCEPT, "application/json")).await;
+            let answer = match sent {
+                Sent::Response(response) if response.status().is_success() => {
+                    let headers = response.headers().clone();
+                    match response.bytes().await {
+                        Ok(body) => return Ok(Fetched { headers, body }),
+                        Err(e) => Answer::Transport(describe_transport(&e)),
+                    }
+                }
+                other => other.into_answer().await,
+            };
+            let (category, message, after, refused) = match classify(&answer) {
+                Verdict::Retry { after, reason, category } => (category, reason, after, false),
+                Verdict::Reject { reason, category } => (category, reason, None, true),
+                // Only a 2xx is delivered, and a 2xx was read above.
+                Verdict::Delivered => (ErrorCategory::Server, "a 2xx answer could not be read".into(), None, false),
+            };
+            client.health.failed(category, &message);
+            self.metrics.poll_errors.with_label_values(&[name, category.as_str()]).inc();
+            if refused || attempt >= policy.max_attempts {
+                return Err(FetchFailure { category, message, refused });
+            }
+            let delay = backoff(policy, attempt, after);
+            warn!(flow = %name, run = %run_id, path = url.path(), attempt, retry_in_ms = delay.as_millis() as u64,
+                  category = category.as_str(), error = %message, "poll request failed; will retry");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// A page that cannot be read as the trigger describes it.
+    fn invalid(&self, report: RunReport, run_id: &str, message: String) -> RunReport {
+        let category = ErrorCategory::Invalid;
+        self.source().client().health.failed(category, &message);
+        self.metrics.poll_errors.with_label_values(&[self.flow.name(), category.as_str()]).inc();
+        warn!(flow = %self.flow.name(), run = %run_id, error = %message, "poll page unreadable; the run stops here");
+        report.ended(RunEnd::Failed { category, message })
+    }
+
+    async fn commit(&self, items: Vec<Intake>, state: Vec<(&'static str, Vec<u8>)>) -> Result<(), QueueError> {
+        self.commit_records(items, 0, state).await.map(drop)
+    }
+
+    async fn commit_records(
+        &self,
+        items: Vec<Intake>,
+        expires: i64,
+        state: Vec<(&'static str, Vec<u8>)>,
+    ) -> Result<crate::queue::BatchOutcome, QueueError> {
+        self.blocking(move |queue, flow| queue.accept_batch(flow, &items, expires, &progress::as_refs(&state))).await
+    }
+
+    async fn blocking<T: Send + 'static>(&self, work: impl FnOnce(&Queue, &str) -> T + Send + 'static) -> T {
+        let (queue, flow) = (self.queue.clone(), self.flow.name().to_string());
+        tokio::task::spawn_blocking(move || work(&queue, &flow)).await.expect("queue task panicked")
+    }
+}
+
+impl RunReport {
+    fn ended(mut self, end: RunEnd) -> Self {
+        self.end = end;
+        self
+    }
+}
+
+/// A polled record as the queue keeps it.
+fn envelope(record: &Value, received_at_ms: i64) -> Envelope {
+    let id = uuid::Uuid::now_v7().to_string();
+    Envelope {
+        correlation_id: id.clone(),
+        id,
+        delivery_id: Some(delivery_id(record)),
+        event_id: None,
+        topic: None,
+        received_at_ms,
+        payload: serde_json::to_vec(record).expect("a JSON value always serializes"),
+        replay: None,
+    }
+}
