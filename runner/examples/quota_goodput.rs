@@ -16,7 +16,7 @@ use std::{
 
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::post};
 use entrepot::{
-    spec::ConnectorLimits,
+    spec::{ConnectorLimits, Priority},
     target::{
         quota::{Quota, QuotaSignal},
         retry::parse_retry_after,
@@ -94,7 +94,7 @@ async fn run(s: &Scenario, records: u64) -> (f64, f64, u64, u64) {
         workers.push(tokio::spawn(async move {
             while remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| r.checked_sub(1)).is_ok() {
                 loop {
-                    let permit = quota.admit(quota.slot().await.unwrap()).await;
+                    let permit = quota.admit(quota.slot(Priority::Normal).await).await;
                     let response = client.post(&url).send().await.unwrap();
                     let status = response.status();
                     let retry_after =

@@ -42,7 +42,8 @@ pub async fn run_delivery(flow: Arc<Flow>, index: usize, mut w: Workers) {
         if refill {
             refill = worker.load(&w).await;
         }
-        while let Some(slot) = worker.has_ready().then(|| target.quota.try_slot()).flatten() {
+        let priority = flow.config.spec.delivery.priority;
+        while let Some(slot) = worker.has_ready().then(|| target.quota.try_slot(priority)).flatten() {
             worker.dispatch(slot, &mut in_flight, &w).await;
         }
         let next_retry = retries.keys().next().map(|(due, _)| *due);
@@ -53,7 +54,7 @@ pub async fn run_delivery(flow: Arc<Flow>, index: usize, mut w: Workers) {
                     retries.insert((due, seq), key);
                 }
             }
-            Ok(slot) = target.quota.slot(), if worker.has_ready() => worker.dispatch(slot, &mut in_flight, &w).await,
+            slot = target.quota.slot(priority), if worker.has_ready() => worker.dispatch(slot, &mut in_flight, &w).await,
             _ = tokio::time::sleep_until(next_retry.unwrap_or_else(Instant::now)), if next_retry.is_some() => {
                 let now = Instant::now();
                 while let Some(entry) = retries.first_entry().filter(|e| e.key().0 <= now) {
@@ -117,7 +118,7 @@ impl Worker {
     }
 
     /// Sends the next ready lane's head, unless it is stale.
-    async fn dispatch(&mut self, slot: tokio::sync::OwnedSemaphorePermit, in_flight: &mut JoinSet<(u64, Answer)>, w: &Workers) {
+    async fn dispatch(&mut self, slot: crate::target::quota::Slot, in_flight: &mut JoinSet<(u64, Answer)>, w: &Workers) {
         let Some((key, seq)) = self.lanes.next() else { return };
         if self.is_stale(seq, w).await {
             let (queue, name, index) = (w.queue.clone(), self.name().to_string(), self.index as u32);

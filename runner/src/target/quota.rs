@@ -1,7 +1,8 @@
 //! The quota a target Connector grants, shared by every flow that sends to it: a token
-//! bucket for the request rate and a semaphore for requests in flight, adapted at run
-//! time from the target's answers so the flows use the quota fully without being
-//! throttled:
+//! bucket for the request rate and slots for requests in flight (handed out by flow
+//! priority: a `high` flow waiting for a slot gets the next one before `normal` and `low`
+//! flows), adapted at run time from the target's answers so the flows use the quota
+//! fully without being throttled:
 //! - a 429 pauses every sender until its `Retry-After` (or a short default) and cuts the
 //!   rate (multiplicative decrease); clean answers probe it back up (additive increase);
 //! - call-limit headers say how much of the quota is left before a 429 happens: Shopify's
@@ -10,17 +11,16 @@
 //!   rate (`x-amzn-RateLimit-Limit`).
 
 use std::{
+    cmp::Reverse,
+    collections::BTreeMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use reqwest::{StatusCode, header::HeaderMap};
-use tokio::{
-    sync::{OwnedSemaphorePermit, Semaphore},
-    time::Instant,
-};
+use tokio::{sync::oneshot, time::Instant};
 
-use crate::spec::ConnectorLimits;
+use crate::spec::{ConnectorLimits, Priority};
 
 /// Requests in flight when a Connector declares no concurrency.
 pub const DEFAULT_CONCURRENCY: u32 = 4;
@@ -66,9 +66,46 @@ impl QuotaSignal {
 /// One Connector's quota.
 #[derive(Debug)]
 pub struct Quota {
-    in_flight: Arc<Semaphore>,
+    slots: Mutex<Slots>,
     concurrency: u32,
     state: Mutex<State>,
+}
+
+/// Requests in flight: free slots, and who waits for one, highest priority first, then
+/// first come.
+#[derive(Debug)]
+struct Slots {
+    free: u32,
+    waiting: BTreeMap<(Reverse<Priority>, u64), oneshot::Sender<Slot>>,
+    next_ticket: u64,
+}
+
+impl Slots {
+    /// Forgets waiters that stopped waiting (their future was dropped).
+    fn purge(&mut self) {
+        self.waiting.retain(|_, tx| !tx.is_closed());
+    }
+
+    /// Whether a caller of `priority` may take a free slot without passing a waiter of
+    /// the same or a higher priority.
+    fn may_take(&self, priority: Priority) -> bool {
+        self.free > 0 && self.waiting.keys().next().is_none_or(|(Reverse(first), _)| priority > *first)
+    }
+}
+
+/// One request in flight; dropping it hands the slot to the next waiter or frees it.
+#[derive(Debug)]
+pub struct Slot {
+    /// `None` only for a slot that was never handed out (see `release`).
+    quota: Option<Arc<Quota>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(quota) = self.quota.take() {
+            quota.release();
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -89,7 +126,7 @@ struct State {
 /// The right to send one request; dropping it frees the concurrency slot.
 #[derive(Debug)]
 pub struct Permit {
-    _slot: OwnedSemaphorePermit,
+    _slot: Slot,
 }
 
 impl Quota {
@@ -103,7 +140,7 @@ impl Quota {
             (None, None) => 1.0,
         };
         Self {
-            in_flight: Arc::new(Semaphore::new(concurrency as usize)),
+            slots: Mutex::new(Slots { free: concurrency, waiting: BTreeMap::new(), next_ticket: 0 }),
             concurrency,
             state: Mutex::new(State {
                 declared,
@@ -127,19 +164,56 @@ impl Quota {
         self.lock().rate
     }
 
-    /// A concurrency slot, if one is free now.
-    pub fn try_slot(&self) -> Option<OwnedSemaphorePermit> {
-        self.in_flight.clone().try_acquire_owned().ok()
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits for a free concurrency slot.
-    pub async fn slot(&self) -> Result<OwnedSemaphorePermit, tokio::sync::AcquireError> {
-        self.in_flight.clone().acquire_owned().await
+    /// A concurrency slot, if one is free now and nobody of the same or a higher
+    /// priority waits for one.
+    pub fn try_slot(self: &Arc<Self>, priority: Priority) -> Option<Slot> {
+        let mut s = self.slots();
+        s.purge();
+        s.may_take(priority).then(|| {
+            s.free -= 1;
+            Slot { quota: Some(self.clone()) }
+        })
+    }
+
+    /// Waits for a concurrency slot, behind waiters of the same or a higher priority.
+    /// Cancel-safe: a slot handed to a dropped waiter goes on to the next one.
+    pub async fn slot(self: &Arc<Self>, priority: Priority) -> Slot {
+        let rx = {
+            let mut s = self.slots();
+            s.purge();
+            if s.may_take(priority) {
+                s.free -= 1;
+                return Slot { quota: Some(self.clone()) };
+            }
+            let (tx, rx) = oneshot::channel();
+            let ticket = s.next_ticket;
+            s.next_ticket += 1;
+            s.waiting.insert((Reverse(priority), ticket), tx);
+            rx
+        };
+        rx.await.expect("a waiting slot is always answered while its quota lives")
+    }
+
+    /// A slot came back: hand it to the first waiter still waiting, or free it.
+    fn release(self: &Arc<Self>) {
+        let mut s = self.slots();
+        while let Some((_, tx)) = s.waiting.pop_first() {
+            match tx.send(Slot { quota: Some(self.clone()) }) {
+                Ok(()) => return,
+                // That waiter is gone; the slot it was not given is this same one.
+                Err(mut unsent) => unsent.quota = None,
+            }
+        }
+        s.free += 1;
     }
 
     /// Waits out any pause and for a token of the rate limit, then turns a slot into a
     /// permit.
-    pub async fn admit(&self, slot: OwnedSemaphorePermit) -> Permit {
+    pub async fn admit(&self, slot: Slot) -> Permit {
         while let Some(wait) = self.take_token() {
             tokio::time::sleep(wait).await;
         }
@@ -221,10 +295,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_bucket_allows_the_burst_then_the_rate() {
-        let quota = Quota::new(Some(&limits(2.0, 3, 10)));
+        let quota = Arc::new(Quota::new(Some(&limits(2.0, 3, 10))));
         let start = Instant::now();
         for _ in 0..7 {
-            let slot = quota.try_slot().unwrap();
+            let slot = quota.try_slot(Priority::Normal).unwrap();
             drop(quota.admit(slot).await);
         }
         // 3 at once, then 4 more at 2 per second: 2 s of (virtual) time.
@@ -233,22 +307,22 @@ mod tests {
 
     #[tokio::test]
     async fn concurrency_caps_slots_until_a_permit_is_dropped() {
-        let quota = Quota::new(Some(&ConnectorLimits { concurrency: Some(2), ..Default::default() }));
-        let a = quota.admit(quota.try_slot().unwrap()).await;
-        let _b = quota.admit(quota.try_slot().unwrap()).await;
-        assert!(quota.try_slot().is_none());
+        let quota = Arc::new(Quota::new(Some(&ConnectorLimits { concurrency: Some(2), ..Default::default() })));
+        let a = quota.admit(quota.try_slot(Priority::Normal).unwrap()).await;
+        let _b = quota.admit(quota.try_slot(Priority::Normal).unwrap()).await;
+        assert!(quota.try_slot(Priority::High).is_none());
         drop(a);
-        assert!(quota.try_slot().is_some());
+        assert!(quota.try_slot(Priority::Normal).is_some());
         assert_eq!(Quota::new(None).concurrency(), DEFAULT_CONCURRENCY);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_429_pauses_everyone_until_retry_after_and_cuts_the_rate() {
-        let quota = Quota::new(Some(&limits(10.0, 1, 4)));
+        let quota = Arc::new(Quota::new(Some(&limits(10.0, 1, 4))));
         quota.observe(&QuotaSignal { throttled: true, retry_after: Some(Duration::from_secs(3)), ..Default::default() });
         assert_eq!(quota.rate(), Some(7.0));
         let start = Instant::now();
-        drop(quota.admit(quota.try_slot().unwrap()).await);
+        drop(quota.admit(quota.try_slot(Priority::Normal).unwrap()).await);
         assert!(start.elapsed() >= Duration::from_secs(3));
         // Clean answers bring the rate back up, a step a second, to (never above) the
         // declared one.
@@ -278,11 +352,45 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_empty_window_waits_for_its_reset() {
-        let quota = Quota::new(Some(&limits(100.0, 100, 4)));
+        let quota = Arc::new(Quota::new(Some(&limits(100.0, 100, 4))));
         quota.observe(&QuotaSignal { remaining: Some(0.0), reset_after: Some(Duration::from_secs(2)), ..Default::default() });
         let start = Instant::now();
-        drop(quota.admit(quota.try_slot().unwrap()).await);
+        drop(quota.admit(quota.try_slot(Priority::Normal).unwrap()).await);
         assert!(start.elapsed() >= Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_freed_slot_goes_to_the_highest_priority_waiter_first() {
+        let quota = Arc::new(Quota::new(Some(&ConnectorLimits { concurrency: Some(1), ..Default::default() })));
+        let held = quota.try_slot(Priority::Normal).unwrap();
+        let (order_tx, mut order_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut waiters = Vec::new();
+        for (name, priority) in [("low", Priority::Low), ("normal", Priority::Normal), ("high", Priority::High)] {
+            let (quota, order_tx) = (quota.clone(), order_tx.clone());
+            waiters.push(tokio::spawn(async move {
+                let slot = quota.slot(priority).await;
+                order_tx.send(name).unwrap();
+                drop(slot);
+            }));
+            tokio::task::yield_now().await; // each waiter queues before the next
+        }
+        // A cancelled waiter does not swallow a slot.
+        let cancelled = tokio::spawn({
+            let quota = quota.clone();
+            async move { quota.slot(Priority::High).await }
+        });
+        tokio::task::yield_now().await;
+        cancelled.abort();
+        let _ = cancelled.await;
+        // A newcomer cannot take the slot past the waiters.
+        assert!(quota.try_slot(Priority::Normal).is_none());
+        drop(held);
+        for w in waiters {
+            w.await.unwrap();
+        }
+        let order: Vec<&str> = std::iter::from_fn(|| order_rx.try_recv().ok()).collect();
+        assert_eq!(order, ["high", "normal", "low"]);
+        assert!(quota.try_slot(Priority::Low).is_some(), "the slot is free again");
     }
 
     #[test]
