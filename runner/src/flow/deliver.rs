@@ -9,7 +9,7 @@ use std::{
 };
 
 use tokio::{task::JoinSet, time::Instant};
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use super::{Flow, Workers, lanes::Lanes};
 use crate::{
@@ -137,11 +137,18 @@ impl Worker {
         }
         let item = self.held[&seq].item.clone();
         let (flow, index) = (self.flow.clone(), self.index);
-        in_flight.spawn(async move {
-            let target = &flow.targets[index];
-            let _permit = target.quota.admit(slot).await;
-            (seq, target.http.send(&item).await)
-        });
+        // The span carries the correlation id into every log line of the attempt
+        // (auth refreshes, transport errors) as well as the worker's own.
+        let span = tracing::info_span!("deliver", flow = %self.name(), target = %self.connector(),
+                                       correlation_id = %item.envelope.correlation_id, seq);
+        in_flight.spawn(
+            async move {
+                let target = &flow.targets[index];
+                let _permit = target.quota.admit(slot).await;
+                (seq, target.http.send(&item).await)
+            }
+            .instrument(span),
+        );
     }
 
     /// Whether the item is older than the version its target already has for its key.

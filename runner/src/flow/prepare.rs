@@ -39,7 +39,8 @@ pub async fn run_prepare(flow: Arc<Flow>, mut w: Workers) {
             continue;
         }
         for (seq, envelope) in batch {
-            let prepared = prepare_record(&flow, &envelope);
+            let span = tracing::info_span!("prepare", flow = %name, correlation_id = %envelope.correlation_id, seq);
+            let prepared = span.in_scope(|| prepare_record(&flow, &envelope));
             let outcome = {
                 let (queue, name) = (w.queue.clone(), name.clone());
                 tokio::task::spawn_blocking(move || queue.prepare(&name, seq, prepared)).await.expect("queue write panicked")
