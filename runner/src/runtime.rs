@@ -2,7 +2,10 @@
 //! and the workers.
 
 mod dead_letters;
+mod intake;
 mod retention;
+
+pub use intake::IntakeWriter;
 
 use std::{
     collections::BTreeMap,
@@ -62,6 +65,8 @@ pub struct Runtime {
     pub queue: Queue,
     /// The metrics.
     pub metrics: Metrics,
+    /// Group commit of webhook records.
+    pub intake: IntakeWriter,
     ready: AtomicBool,
 }
 
@@ -90,7 +95,7 @@ impl Runtime {
         let queue_err = |source| StartError::Queue { dir: data_dir.display().to_string(), source };
         std::fs::create_dir_all(data_dir).map_err(|e| queue_err(QueueError::Store(redb::Error::Io(e))))?;
         let queue = Queue::open(&data_dir.join("queue.redb")).map_err(queue_err)?;
-        Ok(Arc::new(Self { flows, queue, metrics: Metrics::new(), ready: AtomicBool::new(false) }))
+        Ok(Arc::new(Self { flows, queue, metrics: Metrics::new(), intake: IntakeWriter::new(), ready: AtomicBool::new(false) }))
     }
 
     /// The flow named `name`.
@@ -101,6 +106,7 @@ impl Runtime {
     /// Starts every flow's workers and the retention purge; they stop when `shutdown`
     /// turns true.
     pub fn spawn_workers(&self, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        self.intake.start(self.queue.clone());
         let retention = tokio::spawn(retention::Retention::new(self).run(shutdown.clone()));
         let workers = Workers { queue: self.queue.clone(), metrics: self.metrics.clone(), shutdown };
         let mut handles: Vec<_> = self.flows.values().flat_map(|f| flow::spawn(f.clone(), &workers)).collect();

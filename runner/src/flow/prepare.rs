@@ -38,39 +38,49 @@ pub async fn run_prepare(flow: Arc<Flow>, mut w: Workers) {
             }
             continue;
         }
-        for (seq, envelope) in batch {
-            let span = tracing::info_span!("prepare", flow = %name, correlation_id = %envelope.correlation_id, seq);
-            let prepared = span.in_scope(|| prepare_record(&flow, &envelope));
-            let outcome = {
-                let (queue, name) = (w.queue.clone(), name.clone());
-                tokio::task::spawn_blocking(move || queue.prepare(&name, seq, prepared)).await.expect("queue write panicked")
-            };
-            match outcome {
-                Ok(PrepareOutcome::Queued) => {
-                    debug!(flow = %name, correlation_id = %envelope.correlation_id, "record queued for delivery");
-                    for t in &flow.targets {
-                        t.wake.notify_one();
-                    }
+        // Map the whole batch, then move it on in one transaction: one fsync per batch
+        // rather than per record.
+        let prepared: Vec<(u64, Prepared)> = batch
+            .iter()
+            .map(|(seq, envelope)| {
+                let span = tracing::info_span!("prepare", flow = %name, correlation_id = %envelope.correlation_id, seq);
+                (*seq, span.in_scope(|| prepare_record(&flow, envelope)))
+            })
+            .collect();
+        let outcomes = {
+            let (queue, name) = (w.queue.clone(), name.clone());
+            tokio::task::spawn_blocking(move || queue.prepare_batch(&name, prepared)).await.expect("queue write panicked")
+        };
+        let outcomes = match outcomes {
+            Ok(o) => o,
+            Err(e) => {
+                warn!(flow = %name, records = batch.len(), error = %e, "cannot move records to the outbox; will retry");
+                if !wait(&flow.wake, &mut w.shutdown, IDLE).await {
+                    return;
                 }
-                Ok(PrepareOutcome::Duplicate) => {
+                continue;
+            }
+        };
+        for ((_, envelope), outcome) in batch.iter().zip(outcomes) {
+            match outcome {
+                PrepareOutcome::Queued => {
+                    debug!(flow = %name, correlation_id = %envelope.correlation_id, "record queued for delivery");
+                }
+                PrepareOutcome::Duplicate => {
                     debug!(flow = %name, correlation_id = %envelope.correlation_id, "duplicate idempotency key dropped");
                     w.metrics.duplicates.with_label_values(&[&name, "idempotency_key"]).inc();
                 }
-                Ok(PrepareOutcome::DeadLettered) => {
+                PrepareOutcome::DeadLettered => {
                     warn!(flow = %name, correlation_id = %envelope.correlation_id, "record dead-lettered at mapping");
                     w.metrics.dead_lettered.with_label_values(&[&name, DeadLetterReason::Mapping.as_str()]).inc();
                 }
-                Err(e) => {
-                    warn!(flow = %name, correlation_id = %envelope.correlation_id, error = %e, "cannot move a record to the outbox; will retry");
-                    if !wait(&flow.wake, &mut w.shutdown, IDLE).await {
-                        return;
-                    }
-                    break;
-                }
             }
-            if *w.shutdown.borrow() {
-                return;
-            }
+        }
+        for t in &flow.targets {
+            t.wake.notify_one();
+        }
+        if *w.shutdown.borrow() {
+            return;
         }
     }
 }

@@ -80,6 +80,19 @@ store_err!(
     redb::CommitError
 );
 
+/// A record offered to the inbox.
+#[derive(Clone, Copy, Debug)]
+pub struct Offer<'a> {
+    /// Its flow.
+    pub flow: &'a str,
+    /// The record.
+    pub envelope: &'a Envelope,
+    /// Until when its delivery id counts as seen.
+    pub delivery_expires_ms: i64,
+    /// The queue size beyond which it is refused.
+    pub max_pending: u64,
+}
+
 /// What happened to a record offered to the inbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accepted {
@@ -196,35 +209,50 @@ impl Queue {
         delivery_expires_ms: i64,
         max_pending: u64,
     ) -> Result<Accepted, QueueError> {
+        let offer = Offer { flow, envelope, delivery_expires_ms, max_pending };
+        Ok(self.accept_group(std::slice::from_ref(&offer))?[0])
+    }
+
+    /// [`Queue::accept_within`] for several records (of any flows) in one transaction:
+    /// one fsync acknowledges them all (group commit). Each is checked against the
+    /// records before it in the group.
+    pub fn accept_group(&self, offers: &[Offer<'_>]) -> Result<Vec<Accepted>, QueueError> {
         let _guard = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         let tx = self.db.begin_write()?;
-        if tx.open_table(INBOX)?.len()? + tx.open_table(OUTBOX)?.len()? >= max_pending {
-            tx.abort()?;
-            return Ok(Accepted::Full);
-        }
-        let outcome = {
+        let mut outcomes = Vec::with_capacity(offers.len());
+        {
+            let mut inbox = tx.open_table(INBOX)?;
+            let outbox_len = tx.open_table(OUTBOX)?.len()?;
             let mut deliveries = tx.open_table(DELIVERIES)?;
-            let seen = match &envelope.delivery_id {
-                Some(id) => deliveries.get((flow, id.as_str()))?.is_some_and(|exp| exp.value() > envelope.received_at_ms),
-                None => false,
-            };
-            if seen {
-                Accepted::DuplicateDelivery
-            } else {
-                if let Some(id) = &envelope.delivery_id {
-                    deliveries.insert((flow, id.as_str()), delivery_expires_ms)?;
+            let mut meta = tx.open_table(META)?;
+            for offer in offers {
+                if inbox.len()? + outbox_len >= offer.max_pending {
+                    outcomes.push(Accepted::Full);
+                    continue;
                 }
-                let seq = Self::next_seq(&mut tx.open_table(META)?)?;
-                tx.open_table(INBOX)?.insert((flow, seq), encode(envelope).as_slice())?;
-                Accepted::Queued(seq)
+                let (flow, envelope) = (offer.flow, offer.envelope);
+                let seen = match &envelope.delivery_id {
+                    Some(id) => deliveries.get((flow, id.as_str()))?.is_some_and(|exp| exp.value() > envelope.received_at_ms),
+                    None => false,
+                };
+                if seen {
+                    outcomes.push(Accepted::DuplicateDelivery);
+                    continue;
+                }
+                if let Some(id) = &envelope.delivery_id {
+                    deliveries.insert((flow, id.as_str()), offer.delivery_expires_ms)?;
+                }
+                let seq = Self::next_seq(&mut meta)?;
+                inbox.insert((flow, seq), encode(envelope).as_slice())?;
+                outcomes.push(Accepted::Queued(seq));
             }
-        };
-        if !matches!(outcome, Accepted::Queued(_)) {
-            tx.abort()?;
-        } else {
-            tx.commit()?;
         }
-        Ok(outcome)
+        if outcomes.iter().any(|o| matches!(o, Accepted::Queued(_))) {
+            tx.commit()?;
+        } else {
+            tx.abort()?;
+        }
+        Ok(outcomes)
     }
 
     /// Up to `max` inbox records of a flow, oldest first.
@@ -244,43 +272,53 @@ impl Queue {
     /// dead letters, in one transaction. A replayed record is never a duplicate: its
     /// key was recorded when it first passed, and is recorded again.
     pub fn prepare(&self, flow: &str, seq: u64, prepared: Prepared) -> Result<PrepareOutcome, QueueError> {
+        let outcomes = self.prepare_batch(flow, vec![(seq, prepared)])?;
+        Ok(outcomes[0])
+    }
+
+    /// [`Queue::prepare`] for several inbox records in one transaction (one fsync), in
+    /// order: a record sees the idempotency keys of the ones before it in the batch.
+    pub fn prepare_batch(&self, flow: &str, batch: Vec<(u64, Prepared)>) -> Result<Vec<PrepareOutcome>, QueueError> {
         let _guard = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         let tx = self.db.begin_write()?;
-        let outcome = {
-            let replayed = {
-                let mut inbox = tx.open_table(INBOX)?;
-                let removed = inbox.remove((flow, seq))?;
-                match removed {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        {
+            let mut inbox = tx.open_table(INBOX)?;
+            let mut keys = tx.open_table(KEYS)?;
+            let mut outbox = tx.open_table(OUTBOX)?;
+            let mut dead_letters = tx.open_table(DEAD)?;
+            let mut meta = tx.open_table(META)?;
+            let now = now_ms();
+            for (seq, prepared) in batch {
+                let replayed = match inbox.remove((flow, seq))? {
                     Some(bytes) => decode::<Envelope>((flow, seq), bytes.value())?.replay.is_some(),
                     None => false,
-                }
-            };
-            match prepared {
-                Prepared::Deliver { idempotency_key, key_expires_ms, items } => {
-                    let mut keys = tx.open_table(KEYS)?;
-                    let now = now_ms();
-                    let seen = !replayed && keys.get((flow, idempotency_key.as_str()))?.is_some_and(|exp| exp.value() > now);
-                    if seen {
-                        PrepareOutcome::Duplicate
-                    } else {
-                        keys.insert((flow, idempotency_key.as_str()), key_expires_ms)?;
-                        let mut outbox = tx.open_table(OUTBOX)?;
-                        for item in &items {
-                            // The inbox seq keeps arrival order within each target.
-                            outbox.insert((flow, item.target, seq), encode(item).as_slice())?;
+                };
+                outcomes.push(match prepared {
+                    Prepared::Deliver { idempotency_key, key_expires_ms, items } => {
+                        let seen =
+                            !replayed && keys.get((flow, idempotency_key.as_str()))?.is_some_and(|exp| exp.value() > now);
+                        if seen {
+                            PrepareOutcome::Duplicate
+                        } else {
+                            keys.insert((flow, idempotency_key.as_str()), key_expires_ms)?;
+                            for item in &items {
+                                // The inbox seq keeps arrival order within each target.
+                                outbox.insert((flow, item.target, seq), encode(item).as_slice())?;
+                            }
+                            PrepareOutcome::Queued
                         }
-                        PrepareOutcome::Queued
                     }
-                }
-                Prepared::DeadLetter(dead) => {
-                    let dl_seq = Self::next_seq(&mut tx.open_table(META)?)?;
-                    tx.open_table(DEAD)?.insert((flow, dl_seq), encode(&dead).as_slice())?;
-                    PrepareOutcome::DeadLettered
-                }
+                    Prepared::DeadLetter(dead) => {
+                        let dl_seq = Self::next_seq(&mut meta)?;
+                        dead_letters.insert((flow, dl_seq), encode(&dead).as_slice())?;
+                        PrepareOutcome::DeadLettered
+                    }
+                });
             }
-        };
+        }
         tx.commit()?;
-        Ok(outcome)
+        Ok(outcomes)
     }
 
     /// Up to `max` delivery items of a flow's target, oldest first.

@@ -73,12 +73,8 @@ pub async fn receive(
     let window = flow.config.spec.delivery.dedup_window.get().as_millis() as i64;
     let expires = envelope.received_at_ms.saturating_add(window);
     let max_pending = flow.config.spec.runner.queue.max_pending;
-    let accepted = {
-        let (queue, flow_name, envelope) = (rt.queue.clone(), name.to_string(), envelope.clone());
-        tokio::task::spawn_blocking(move || queue.accept_within(&flow_name, &envelope, expires, max_pending))
-            .await
-            .expect("queue write panicked")
-    };
+    // Committed together with the other webhooks arriving meanwhile (group commit).
+    let accepted = rt.intake.accept(name, envelope.clone(), expires, max_pending).await;
     match accepted {
         Ok(Accepted::Queued(_)) => {
             rt.metrics.received.with_label_values(&[name]).inc();

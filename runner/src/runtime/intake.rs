@@ -1,0 +1,97 @@
+//! Group commit for sources that accept one record per request (webhooks): concurrent
+//! requests are queued to one writer that commits them together, so one fsync
+//! acknowledges many records. Each request still gets its 2xx only after the commit
+//! that holds its record.
+
+use std::sync::Mutex;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+use crate::queue::{Accepted, Envelope, Offer, Queue};
+
+/// Records committed together at most.
+const GROUP: usize = 256;
+
+struct Request {
+    flow: String,
+    envelope: Envelope,
+    delivery_expires_ms: i64,
+    max_pending: u64,
+    reply: oneshot::Sender<Result<Accepted, String>>,
+}
+
+/// The writer's front: cheap to share between request handlers.
+pub struct IntakeWriter {
+    tx: mpsc::Sender<Request>,
+    rx: Mutex<Option<mpsc::Receiver<Request>>>,
+}
+
+impl IntakeWriter {
+    /// A writer whose task is started by [`IntakeWriter::start`].
+    pub fn new() -> Self {
+        let (tx, rx) = mpsc::channel(4 * GROUP);
+        Self { tx, rx: Mutex::new(Some(rx)) }
+    }
+
+    /// Starts the writer task on `queue` (once; later calls do nothing).
+    pub fn start(&self, queue: Queue) {
+        if let Some(rx) = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            tokio::spawn(run(queue, rx));
+        }
+    }
+
+    /// Durably queues `envelope` (see [`Queue::accept_within`]), committed with whatever
+    /// else arrived meanwhile. The error is the store's message.
+    pub async fn accept(&self, flow: &str, envelope: Envelope, delivery_expires_ms: i64, max_pending: u64) -> Result<Accepted, String> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request { flow: flow.to_string(), envelope, delivery_expires_ms, max_pending, reply };
+        self.tx.send(request).await.map_err(|_| "the intake writer has stopped".to_string())?;
+        answer.await.map_err(|_| "the intake writer has stopped".to_string())?
+    }
+}
+
+impl Default for IntakeWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+async fn run(queue: Queue, mut rx: mpsc::Receiver<Request>) {
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while group.len() < GROUP {
+            match rx.try_recv() {
+                Ok(r) => group.push(r),
+                Err(_) => break,
+            }
+        }
+        let (queue_, records): (Queue, Vec<(String, Envelope, i64, u64)>) = (
+            queue.clone(),
+            group.iter().map(|r| (r.flow.clone(), r.envelope.clone(), r.delivery_expires_ms, r.max_pending)).collect(),
+        );
+        let committed = tokio::task::spawn_blocking(move || {
+            let offers: Vec<Offer<'_>> = records
+                .iter()
+                .map(|(flow, envelope, expires, max)| Offer { flow, envelope, delivery_expires_ms: *expires, max_pending: *max })
+                .collect();
+            queue_.accept_group(&offers)
+        })
+        .await
+        .expect("queue write panicked");
+        match committed {
+            Ok(outcomes) => {
+                for (request, outcome) in group.into_iter().zip(outcomes) {
+                    let _ = request.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                warn!(records = group.len(), error = %e, "cannot commit webhooks; their senders will retry");
+                let message = e.to_string();
+                for request in group {
+                    let _ = request.reply.send(Err(message.clone()));
+                }
+            }
+        }
+    }
+}
