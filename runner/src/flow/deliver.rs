@@ -33,7 +33,14 @@ struct Head {
 /// Runs until shutdown. Items in flight at shutdown stay in the outbox and go again
 /// after a restart, with the same idempotency key.
 pub async fn run_delivery(flow: Arc<Flow>, index: usize, mut w: Workers) {
-    let mut worker = Worker { flow: flow.clone(), index, lanes: Lanes::default(), held: HashMap::new(), loaded_up_to: 0 };
+    let mut worker = Worker {
+        flow: flow.clone(),
+        index,
+        lanes: Lanes::default(),
+        held: HashMap::new(),
+        delivered: Vec::new(),
+        loaded_up_to: 0,
+    };
     let target = &flow.targets[index];
     let mut in_flight: JoinSet<(u64, Answer)> = JoinSet::new();
     let mut retries: BTreeMap<(Instant, u64), String> = BTreeMap::new();
@@ -49,10 +56,18 @@ pub async fn run_delivery(flow: Arc<Flow>, index: usize, mut w: Workers) {
         let next_retry = retries.keys().next().map(|(due, _)| *due);
         tokio::select! {
             Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
-                let (seq, answer) = joined.expect("a delivery attempt panicked");
-                if let Some((due, key)) = worker.settle(seq, answer, &w).await {
-                    retries.insert((due, seq), key);
+                // Settle every attempt that has finished, then acknowledge the delivered
+                // ones together: one transaction for the lot.
+                let mut finished = vec![joined.expect("a delivery attempt panicked")];
+                while let Some(more) = in_flight.try_join_next() {
+                    finished.push(more.expect("a delivery attempt panicked"));
                 }
+                for (seq, answer) in finished {
+                    if let Some((due, key)) = worker.settle(seq, answer, &w).await {
+                        retries.insert((due, seq), key);
+                    }
+                }
+                worker.acknowledge(&w).await;
             }
             slot = target.quota.slot(priority), if worker.has_ready() => worker.dispatch(slot, &mut in_flight, &w).await,
             _ = tokio::time::sleep_until(next_retry.unwrap_or_else(Instant::now)), if next_retry.is_some() => {
@@ -73,6 +88,8 @@ struct Worker {
     index: usize,
     lanes: Lanes,
     held: HashMap<u64, Head>,
+    /// Delivered items not yet removed from the outbox.
+    delivered: Vec<u64>,
     loaded_up_to: u64,
 }
 
@@ -113,6 +130,40 @@ impl Worker {
             Err(e) => {
                 warn!(flow = %self.name(), target = %self.connector(), error = %e, "cannot read the outbox; retrying");
                 false
+            }
+        }
+    }
+
+    /// Removes the delivered items from the outbox in one transaction and frees their
+    /// lanes. If the store fails the items stay in the outbox: after a restart they go
+    /// again, with the same idempotency key.
+    async fn acknowledge(&mut self, w: &Workers) {
+        if self.delivered.is_empty() {
+            return;
+        }
+        let seqs = std::mem::take(&mut self.delivered);
+        let items: Vec<(u64, Option<(String, String)>)> = seqs
+            .iter()
+            .map(|seq| {
+                let item = &self.held[seq].item;
+                (*seq, item.ordering_key.clone().zip(item.version.clone()))
+            })
+            .collect();
+        let (queue, name, index) = (w.queue.clone(), self.name().to_string(), self.index as u32);
+        let acked = tokio::task::spawn_blocking(move || {
+            let batch: Vec<(u64, Option<(&str, &str)>)> =
+                items.iter().map(|(seq, v)| (*seq, v.as_ref().map(|(k, v)| (k.as_str(), v.as_str())))).collect();
+            queue.delivered_batch(&name, index, &batch)
+        })
+        .await
+        .expect("queue write panicked");
+        if let Err(e) = acked {
+            warn!(flow = %self.name(), target = %self.connector(), records = seqs.len(), error = %e,
+                  "delivered but cannot remove from the outbox");
+        }
+        for seq in seqs {
+            if let Some(head) = self.held.remove(&seq) {
+                self.lanes.finish(&head.key);
             }
         }
     }
@@ -188,27 +239,15 @@ impl Worker {
         let (reason, message) = match verdict {
             Verdict::Delivered => {
                 let item = &head.item;
-                let (queue, flow_name, index) = (w.queue.clone(), name.clone(), self.index as u32);
-                let version = item.ordering_key.clone().zip(item.version.clone());
-                let acked = tokio::task::spawn_blocking(move || {
-                    queue.delivered_version(&flow_name, index, seq, version.as_ref().map(|(k, v)| (k.as_str(), v.as_str())))
-                })
-                .await
-                .expect("queue write panicked");
-                if let Err(e) = acked {
-                    // The target has it; if the removal is lost, the redelivery carries the
-                    // same idempotency key.
-                    warn!(flow = %name, target = %connector, error = %e, "delivered but cannot remove from the outbox");
-                }
+                // Its lane stays busy until `acknowledge` has recorded it (and its version,
+                // which the stale guard of the lane's next item reads).
+                self.delivered.push(seq);
                 let latency = (now_ms() - item.envelope.received_at_ms).max(0) as f64 / 1000.0;
                 w.metrics.delivered.with_label_values(&[&name, &connector]).inc();
                 w.metrics.latency.with_label_values(&[&name, &connector]).observe(latency);
                 *target.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 info!(flow = %name, target = %connector, correlation_id = %item.envelope.correlation_id,
                       idempotency_key = %item.idempotency_key, attempts = head.attempts.len(), "delivered");
-                let key = head.key.clone();
-                self.held.remove(&seq);
-                self.lanes.finish(&key);
                 return None;
             }
             Verdict::Reject { reason, category } => {

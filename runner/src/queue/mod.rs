@@ -355,15 +355,25 @@ impl Queue {
     /// [`Queue::delivered`], also recording `(ordering key, version)` as the last
     /// version applied for that key when it is newer than the one recorded.
     pub fn delivered_version(&self, flow: &str, target: u32, seq: u64, version: Option<(&str, &str)>) -> Result<(), QueueError> {
+        self.delivered_batch(flow, target, &[(seq, version)])
+    }
+
+    /// [`Queue::delivered_version`] for several items in one transaction (one fsync).
+    pub fn delivered_batch(&self, flow: &str, target: u32, items: &[(u64, Option<(&str, &str)>)]) -> Result<(), QueueError> {
         let tx = self.db.begin_write()?;
-        tx.open_table(OUTBOX)?.remove((flow, target, seq))?;
-        if let Some((key, version)) = version {
+        {
+            let mut outbox = tx.open_table(OUTBOX)?;
             let mut versions = tx.open_table(VERSIONS)?;
-            let newer = versions
-                .get((flow, target, key))?
-                .is_none_or(|last| compare_versions(version, last.value()) == std::cmp::Ordering::Greater);
-            if newer {
-                versions.insert((flow, target, key), version)?;
+            for (seq, version) in items {
+                outbox.remove((flow, target, *seq))?;
+                if let Some((key, version)) = version {
+                    let newer = versions
+                        .get((flow, target, *key))?
+                        .is_none_or(|last| compare_versions(version, last.value()) == std::cmp::Ordering::Greater);
+                    if newer {
+                        versions.insert((flow, target, *key), *version)?;
+                    }
+                }
             }
         }
         tx.commit()?;
