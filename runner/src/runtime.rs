@@ -134,8 +134,7 @@ impl Runtime {
 
     /// Counters from the metrics, backlog from the queue; also refreshes the gauges.
     pub async fn status(&self) -> Result<RunnerStatus, QueueError> {
-        let queue = self.queue.clone();
-        let backlogs = tokio::task::spawn_blocking(move || queue.backlogs()).await.expect("queue read panicked")?;
+        let backlogs = self.queue.off_thread(Queue::backlogs).await?;
         let now = now_ms();
         let m = &self.metrics;
         let mut flows = Vec::new();

@@ -111,10 +111,8 @@ impl Worker {
         if self.lanes.len() >= MAX_HELD {
             return false;
         }
-        let (queue, name, index, after) = (w.queue.clone(), self.name().to_string(), self.index as u32, self.loaded_up_to);
-        let batch = tokio::task::spawn_blocking(move || queue.outbox_after(&name, index, after, LOAD_BATCH))
-            .await
-            .expect("queue read panicked");
+        let (name, index, after) = (self.name().to_string(), self.index as u32, self.loaded_up_to);
+        let batch = w.queue.off_thread(move |q| q.outbox_after(&name, index, after, LOAD_BATCH)).await;
         match batch {
             Ok(batch) => {
                 let full = batch.len() == LOAD_BATCH;
@@ -149,14 +147,15 @@ impl Worker {
                 (*seq, item.ordering_key.clone().zip(item.version.clone()))
             })
             .collect();
-        let (queue, name, index) = (w.queue.clone(), self.name().to_string(), self.index as u32);
-        let acked = tokio::task::spawn_blocking(move || {
-            let batch: Vec<(u64, Option<(&str, &str)>)> =
-                items.iter().map(|(seq, v)| (*seq, v.as_ref().map(|(k, v)| (k.as_str(), v.as_str())))).collect();
-            queue.delivered_batch(&name, index, &batch)
-        })
-        .await
-        .expect("queue write panicked");
+        let (name, index) = (self.name().to_string(), self.index as u32);
+        let acked = w
+            .queue
+            .off_thread(move |q| {
+                let batch: Vec<(u64, Option<(&str, &str)>)> =
+                    items.iter().map(|(seq, v)| (*seq, v.as_ref().map(|(k, v)| (k.as_str(), v.as_str())))).collect();
+                q.delivered_batch(&name, index, &batch)
+            })
+            .await;
         if let Err(e) = acked {
             warn!(flow = %self.name(), target = %self.connector(), records = seqs.len(), error = %e,
                   "delivered but cannot remove from the outbox");
@@ -172,8 +171,8 @@ impl Worker {
     async fn dispatch(&mut self, slot: crate::target::quota::Slot, in_flight: &mut JoinSet<(u64, Answer)>, w: &Workers) {
         let Some((key, seq)) = self.lanes.next() else { return };
         if self.is_stale(seq, w).await {
-            let (queue, name, index) = (w.queue.clone(), self.name().to_string(), self.index as u32);
-            let dropped = tokio::task::spawn_blocking(move || queue.drop_stale(&name, index, seq)).await.expect("queue write panicked");
+            let (name, index) = (self.name().to_string(), self.index as u32);
+            let dropped = w.queue.off_thread(move |q| q.drop_stale(&name, index, seq)).await;
             if let Err(e) = dropped {
                 warn!(flow = %self.name(), error = %e, "cannot drop a stale record; will try again");
                 self.lanes.release(&key);
@@ -206,8 +205,8 @@ impl Worker {
     async fn is_stale(&self, seq: u64, w: &Workers) -> bool {
         let item = &self.held[&seq].item;
         let (Some(version), Some(key)) = (item.version.clone(), item.ordering_key.clone()) else { return false };
-        let (queue, name, index) = (w.queue.clone(), self.name().to_string(), self.index as u32);
-        let last = tokio::task::spawn_blocking(move || queue.last_version(&name, index, &key)).await.expect("queue read panicked");
+        let (name, index) = (self.name().to_string(), self.index as u32);
+        let last = w.queue.off_thread(move |q| q.last_version(&name, index, &key)).await;
         matches!(last, Ok(Some(last)) if compare_versions(&version, &last) == std::cmp::Ordering::Less)
     }
 
@@ -285,10 +284,8 @@ impl Worker {
         };
         let correlation_id = head.item.envelope.correlation_id.clone();
         let key = head.key.clone();
-        let (queue, flow_name, index) = (w.queue.clone(), name.clone(), self.index as u32);
-        let stored = tokio::task::spawn_blocking(move || queue.dead_letter(&flow_name, index, seq, &dead))
-            .await
-            .expect("queue write panicked");
+        let (flow_name, index) = (name.clone(), self.index as u32);
+        let stored = w.queue.off_thread(move |q| q.dead_letter(&flow_name, index, seq, &dead)).await;
         match stored {
             Ok(id) => {
                 w.metrics.dead_lettered.with_label_values(&[&name, reason.as_str()]).inc();

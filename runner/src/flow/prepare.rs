@@ -19,8 +19,8 @@ pub async fn run_prepare(flow: Arc<Flow>, mut w: Workers) {
     let name = flow.name().to_string();
     loop {
         let batch = {
-            let (queue, name) = (w.queue.clone(), name.clone());
-            tokio::task::spawn_blocking(move || queue.inbox(&name, BATCH)).await.expect("queue read panicked")
+            let name = name.clone();
+            w.queue.off_thread(move |q| q.inbox(&name, BATCH)).await
         };
         let batch = match batch {
             Ok(b) => b,
@@ -48,8 +48,8 @@ pub async fn run_prepare(flow: Arc<Flow>, mut w: Workers) {
             })
             .collect();
         let outcomes = {
-            let (queue, name) = (w.queue.clone(), name.clone());
-            tokio::task::spawn_blocking(move || queue.prepare_batch(&name, prepared)).await.expect("queue write panicked")
+            let name = name.clone();
+            w.queue.off_thread(move |q| q.prepare_batch(&name, prepared)).await
         };
         let outcomes = match outcomes {
             Ok(o) => o,

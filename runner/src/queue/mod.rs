@@ -168,6 +168,13 @@ fn decode<T: serde::de::DeserializeOwned>(key: impl std::fmt::Debug, bytes: &[u8
 }
 
 impl Queue {
+    /// Runs `work` on the queue on a blocking thread: every queue call does file I/O
+    /// (and a commit, an fsync), which must not stall the async workers.
+    pub async fn off_thread<T: Send + 'static>(&self, work: impl FnOnce(&Queue) -> T + Send + 'static) -> T {
+        let queue = self.clone();
+        tokio::task::spawn_blocking(move || work(&queue)).await.expect("a queue operation panicked")
+    }
+
     /// Opens (or creates) the queue file `path`.
     pub fn open(path: &Path) -> Result<Self, QueueError> {
         let db = Database::create(path).map_err(|e| match e {

@@ -101,8 +101,7 @@ impl Runtime {
         &self,
         op: impl FnOnce(&Queue) -> Result<T, QueueError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let queue = self.queue.clone();
-        Ok(tokio::task::spawn_blocking(move || op(&queue)).await.expect("queue operation panicked")?)
+        Ok(self.queue.off_thread(op).await?)
     }
 
     /// Replays or discards what `filter` selects, counts it, wakes the flows a replay

@@ -280,8 +280,8 @@ impl Poller {
     }
 
     async fn blocking<T: Send + 'static>(&self, work: impl FnOnce(&Queue, &str) -> T + Send + 'static) -> T {
-        let (queue, flow) = (self.queue.clone(), self.flow.name().to_string());
-        tokio::task::spawn_blocking(move || work(&queue, &flow)).await.expect("queue task panicked")
+        let flow = self.flow.name().to_string();
+        self.queue.off_thread(move |queue| work(queue, &flow)).await
     }
 }
 
