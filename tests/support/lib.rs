@@ -135,7 +135,8 @@ pub async fn post_webhook(url: &str, body: &[u8], webhook_id: &str, signature: O
     signed_request(url, body, webhook_id, signature).send().await.expect("the runner answers")
 }
 
-fn signed_request(url: &str, body: &[u8], webhook_id: &str, signature: Option<String>) -> reqwest::RequestBuilder {
+/// A Shopify-signed delivery of `body`, ready to send (add headers first if needed).
+pub fn signed_request(url: &str, body: &[u8], webhook_id: &str, signature: Option<String>) -> reqwest::RequestBuilder {
     let signature = signature.unwrap_or_else(|| sign(SignatureScheme::ShopifyHmacSha256, WEBHOOK_SECRET.as_bytes(), body));
     reqwest::Client::new()
         .post(url)

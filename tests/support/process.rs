@@ -88,13 +88,25 @@ impl RunnerProcess {
     /// Starts the runner with `args` (without listen addresses: loopback ports are
     /// added) and environment `env`, and waits until it is ready.
     pub async fn spawn(args: Vec<String>, env: Vec<(String, String)>) -> Self {
+        Self::launch(args, env, Stdio::inherit()).await
+    }
+
+    /// As [`spawn`](Self::spawn), with the runner's log (stderr) written to `log`. Set
+    /// `ENTREPOT_LOG` in `env` for more than warnings.
+    pub async fn spawn_logged(args: Vec<String>, env: Vec<(String, String)>, log: &Path) -> Self {
+        let file = std::fs::File::create(log).expect("the log file can be created");
+        Self::launch(args, env, Stdio::from(file)).await
+    }
+
+    async fn launch(args: Vec<String>, env: Vec<(String, String)>, stderr: Stdio) -> Self {
         let (web, admin) = (free_port(), free_port());
         let child = Command::new(runner_binary())
             .args(&args)
             .args(["--listen", &format!("127.0.0.1:{web}"), "--admin-listen", &format!("127.0.0.1:{admin}")])
-            .envs(env)
             .env("ENTREPOT_LOG", "warn")
+            .envs(env)
             .stdout(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("the runner starts");
         let mut me = Self { child, webhook_url: format!("http://127.0.0.1:{web}"), admin_url: format!("http://127.0.0.1:{admin}") };

@@ -123,6 +123,8 @@ fn try_prepare(flow: &Flow, envelope: &Envelope) -> Result<Prepared, String> {
     };
     // A replay of a record that failed at one target goes to that target only: the
     // flow's other targets already have it.
+    debug!(ordering_key = ordering_key.as_deref().unwrap_or(""), version = version.as_deref().unwrap_or(""),
+           idempotency_key = %idempotency_key, "mapped");
     let only = envelope.replay.as_ref().and_then(|r| r.target);
     if let Some(t) = only.filter(|t| *t as usize >= flow.targets.len()) {
         return Err(format!("replayed for spec.targets[{t}], which the flow no longer has: discard this dead letter"));

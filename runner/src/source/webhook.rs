@@ -12,7 +12,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde_json::json;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, Span, debug, field::Empty, info, info_span, warn};
 
 use super::signature::{signature_header, verify};
 use crate::{
@@ -32,13 +32,19 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).map(String::from)
 }
 
-/// Handles one delivery.
+/// Handles one delivery, in a `webhook` span that carries the flow, the delivery id and
+/// the correlation id into every log line written while it is handled.
 pub async fn receive(
     State(rt): State<Arc<Runtime>>,
     Path(flow_name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let span = info_span!("webhook", flow = %flow_name, delivery_id = Empty, correlation_id = Empty);
+    handle(rt, flow_name, headers, body).instrument(span).await
+}
+
+async fn handle(rt: Arc<Runtime>, flow_name: String, headers: HeaderMap, body: Bytes) -> Response {
     let Some((flow, (scheme, secret))) = rt.flow(&flow_name).and_then(|f| Some((f, f.signature.as_ref()?))) else {
         rt.metrics.webhook_refused.with_label_values(&["", "unknown_flow"]).inc();
         return (StatusCode::NOT_FOUND, Json(json!({"error": "no flow with a webhook trigger has this name"}))).into_response();
@@ -70,6 +76,9 @@ pub async fn receive(
         payload: body.to_vec(),
         replay: None,
     };
+    let span = Span::current();
+    span.record("correlation_id", envelope.correlation_id.as_str());
+    span.record("delivery_id", envelope.delivery_id.as_deref().unwrap_or(""));
     let window = flow.config.spec.delivery.dedup_window.get().as_millis() as i64;
     let expires = envelope.received_at_ms.saturating_add(window);
     let max_pending = flow.config.spec.runner.queue.max_pending;

@@ -11,6 +11,8 @@ use reqwest::{
     header::{CONTENT_TYPE, HeaderName},
 };
 
+use tracing::debug;
+
 pub use retry::{Answer, ErrorCategory, Verdict, backoff, classify};
 
 use crate::{
@@ -92,7 +94,10 @@ impl HttpTarget {
                     .body(item.body.clone())
             })
             .await;
-        sent.into_answer().await
+        let answer = sent.into_answer().await;
+        // Inside the `deliver` span, so this line carries the record's correlation id.
+        debug!(answer = %answer.summary(), "target answered");
+        answer
     }
 }
 

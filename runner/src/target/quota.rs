@@ -4,7 +4,9 @@
 //! flows), adapted at run time from the target's answers so the flows use the quota
 //! fully without being throttled:
 //! - a 429 pauses every sender until its `Retry-After` (or a short default) and cuts the
-//!   rate (multiplicative decrease); clean answers probe it back up (additive increase);
+//!   rate to just under what got through since the previous 429, which is what the
+//!   target grants (by 30% when that cannot be measured yet); clean answers probe it
+//!   back up, quickly to just under the learned rate and slowly past it;
 //! - call-limit headers say how much of the quota is left before a 429 happens: Shopify's
 //!   leaky bucket (`X-Shopify-Shop-Api-Call-Limit: 32/40`), BigCommerce's window
 //!   (`X-Rate-Limit-Requests-Left`, `X-Rate-Limit-Time-Reset-Ms`), Amazon's per-operation
@@ -121,6 +123,12 @@ struct State {
     /// When the rate was last cut or raised: probing goes up once per second at most,
     /// so a burst of clean answers does not undo a cut at once.
     last_change: Instant,
+    /// The last 429 (or the start) and the answers accepted since: their rate, measured
+    /// at the next 429, is what the target really grants.
+    last_throttle: Instant,
+    accepted_since: u64,
+    /// The granted rate learned from the spacing of 429s; probing slows near it.
+    learned: Option<f64>,
 }
 
 /// The right to send one request; dropping it frees the concurrency slot.
@@ -150,6 +158,9 @@ impl Quota {
                 last: Instant::now(),
                 paused_until: None,
                 last_change: Instant::now(),
+                last_throttle: Instant::now(),
+                accepted_since: 0,
+                learned: None,
             }),
         }
     }
@@ -256,12 +267,24 @@ impl Quota {
             let pause = signal.retry_after.or(signal.reset_after).unwrap_or(DEFAULT_PAUSE);
             s.paused_until = Some(s.paused_until.map_or(now + pause, |p| p.max(now + pause)));
             s.tokens = 0.0;
+            // What got through since the last 429 is what the target grants (a little
+            // more: its burst). Cut to just under that, but at most by half (a quiet
+            // spell lets less through than the target grants), or by 30% when nothing
+            // can be measured yet; never below MIN_SHARE of the declared rate.
+            let span = now.duration_since(s.last_throttle).as_secs_f64();
+            let measured = (span >= 2.0 && s.accepted_since > 0).then(|| s.accepted_since as f64 / span);
             if let (Some(rate), Some(declared)) = (s.rate, s.declared) {
-                s.rate = Some((rate * 0.7).max(declared * MIN_SHARE));
+                let cut = measured.map_or(rate * 0.7, |m| (m.min(rate) * 0.97).max(rate * 0.5));
+                // Without a measurement, the rate that was throttled bounds the grant.
+                s.learned = Some(measured.map_or(rate, |_| cut / 0.97));
+                s.rate = Some(cut.max(declared * MIN_SHARE));
                 s.last_change = now;
             }
+            s.last_throttle = now;
+            s.accepted_since = 0;
             return;
         }
+        s.accepted_since += 1;
         match signal.remaining {
             // The window is used up: wait for its reset (BigCommerce), or for one token.
             Some(left) if left < 1.0 => {
@@ -279,7 +302,14 @@ impl Quota {
             && signal.granted_rate.is_none()
             && now.duration_since(s.last_change) >= Duration::from_secs(1)
         {
-            s.rate = Some((rate + declared * 0.05).min(declared));
+            // Quickly back to just under the rate learned from the 429s (half the gap a
+            // second), slowly past it.
+            let step = match s.learned.map(|l| l * 0.97 - rate) {
+                Some(gap) if gap <= 0.0 => declared * 0.01,
+                Some(gap) => (gap / 2.0).max(declared * 0.05),
+                None => declared * 0.05,
+            };
+            s.rate = Some((rate + step).min(declared));
             s.last_change = now;
         }
     }
@@ -333,6 +363,30 @@ mod tests {
             quota.observe(&QuotaSignal::default());
         }
         assert_eq!(quota.rate(), Some(10.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_granted_rate_is_learned_from_what_gets_through_between_429s() {
+        // Declared 80/s; the target grants 50/s.
+        let quota = Arc::new(Quota::new(Some(&limits(80.0, 10, 16))));
+        let throttled = QuotaSignal { throttled: true, retry_after: Some(Duration::from_millis(20)), ..Default::default() };
+        quota.observe(&throttled);
+        // Nothing measured yet: a 30% cut.
+        assert_eq!(quota.rate(), Some(56.0));
+        // 50 answers a second get through for 4 s, then the next 429.
+        for _ in 0..4 {
+            for _ in 0..50 {
+                tokio::time::advance(Duration::from_millis(20)).await;
+                quota.observe(&QuotaSignal::default());
+            }
+        }
+        quota.observe(&throttled);
+        let learned = quota.rate().unwrap();
+        assert!((learned - 48.5).abs() < 1e-9, "just under the 50/s that got through, not 30% off: {learned}");
+        // Past the learned rate, probing goes 1% of the declared rate a second.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        quota.observe(&QuotaSignal::default());
+        assert!((quota.rate().unwrap() - 49.3).abs() < 1e-9, "{:?}", quota.rate());
     }
 
     #[test]

@@ -91,6 +91,18 @@ pub enum Answer {
     Credentials(String),
 }
 
+impl Answer {
+    /// A few words for a log line: the status, or why no response came. Never the body,
+    /// which may hold customer data.
+    pub fn summary(&self) -> String {
+        match self {
+            Answer::Response { status, .. } => status.to_string(),
+            Answer::Transport(e) => format!("no response: {e}"),
+            Answer::Credentials(e) => format!("not sent: {e}"),
+        }
+    }
+}
+
 /// The 401 rule, first half: a 401 means the system refused the credentials, so the
 /// caller gets fresh ones (a new OAuth2 token, the Secret read again) and makes the same
 /// request once more, within the same attempt (`connect::ConnectorClient::send`).
