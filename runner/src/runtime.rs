@@ -183,6 +183,11 @@ impl Runtime {
                 namespace: client.namespace().into(),
                 ..ConnectorStatus::default()
             });
+            if let Some(ok) = client.health.last_success()
+                && entry.last_success_at.is_none_or(|at| at < ok)
+            {
+                entry.last_success_at = Some(ok);
+            }
             if let Some(error) = client.health.last_error()
                 && entry.last_error_at.is_none_or(|at| at < error.at)
             {

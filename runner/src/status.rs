@@ -35,6 +35,10 @@ pub struct ConnectorStatus {
     /// The system's answer, or why there was none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error_message: Option<String>,
+    /// When the Connector last answered with a success. A last error older than this
+    /// is over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<jiff::Timestamp>,
 }
 
 /// One flow's counters and backlog.

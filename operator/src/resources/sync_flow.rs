@@ -2,7 +2,7 @@
 
 use std::ops::Deref;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -101,11 +101,40 @@ pub struct SyncFlowStatus {
     /// The flow's queue, as last reported by its runner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backlog: Option<BacklogStatus>,
+
+    /// What the flow's runners last reported about each Connector the flow calls
+    /// (targets and polled sources). The Connector's `Reachable` condition is read from
+    /// here: the operator never calls a system nor reads a Secret itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub connectors: Vec<ConnectorReport>,
+}
+
+/// What a flow's runners last reported about one Connector.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectorReport {
+    /// The Connector's name (same namespace as the flow).
+    pub name: String,
+    /// The kind of the last failure: `auth`, `unreachable`, `throttled`, `rejected`,
+    /// `server` or `invalid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_category: Option<String>,
+    /// When the last failure happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_time: Option<Time>,
+    /// The system's answer, or why there was none (bounded; never a secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_message: Option<String>,
+    /// When the Connector last answered with a success; a last error older than this
+    /// is over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_time: Option<Time>,
 }
 
 impl Default for SyncFlowStatus {
     fn default() -> Self {
-        Self { observed_generation: super::not_observed(), conditions: Vec::new(), runner: None, backlog: None }
+        Self { observed_generation: super::not_observed(), conditions: Vec::new(), runner: None, backlog: None, connectors: Vec::new() }
     }
 }
 

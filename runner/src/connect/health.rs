@@ -1,5 +1,5 @@
-//! What the runner last saw go wrong with a Connector, for `/v1/status`: the category
-//! of the failure, when, and the system's message.
+//! What the runner last saw of a Connector, for `/v1/status`: the category of the last
+//! failure, when, and the system's message; and when it last answered with a success.
 
 use std::sync::Mutex;
 
@@ -21,6 +21,7 @@ pub struct LastError {
 #[derive(Debug, Default)]
 pub struct ConnectorHealth {
     last_error: Mutex<Option<LastError>>,
+    last_success: Mutex<Option<jiff::Timestamp>>,
 }
 
 impl ConnectorHealth {
@@ -28,6 +29,16 @@ impl ConnectorHealth {
     pub fn failed(&self, category: ErrorCategory, message: &str) {
         let error = LastError { category, at: jiff::Timestamp::now(), message: message.to_string() };
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+    }
+
+    /// Records a success (a 2xx answer).
+    pub fn succeeded(&self) {
+        *self.last_success.lock().unwrap_or_else(|p| p.into_inner()) = Some(jiff::Timestamp::now());
+    }
+
+    /// When the Connector last answered with a success.
+    pub fn last_success(&self) -> Option<jiff::Timestamp> {
+        *self.last_success.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The last failure, if any. It stays after later successes: its time says how

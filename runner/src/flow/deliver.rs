@@ -245,6 +245,7 @@ impl Worker {
                 w.metrics.delivered.with_label_values(&[&name, &connector]).inc();
                 w.metrics.latency.with_label_values(&[&name, &connector]).observe(latency);
                 *target.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                target.http.client().health.succeeded();
                 info!(flow = %name, target = %connector, correlation_id = %item.envelope.correlation_id,
                       idempotency_key = %item.idempotency_key, attempts = head.attempts.len(), "delivered");
                 return None;

@@ -233,7 +233,10 @@ impl Poller {
                 Sent::Response(response) if response.status().is_success() => {
                     let headers = response.headers().clone();
                     match response.bytes().await {
-                        Ok(body) => return Ok(Fetched { headers, body }),
+                        Ok(body) => {
+                            client.health.succeeded();
+                            return Ok(Fetched { headers, body });
+                        }
                         Err(e) => Answer::Transport(describe_transport(&e)),
                     }
                 }
