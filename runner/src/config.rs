@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{ConnectorSpec, FileTrigger, MappingSpec, SyncFlowSpec};
+use crate::spec::{ConnectorSpec, FileTrigger, FlowMode, MappingSpec, SyncFlowSpec};
 
 /// Everything one runner process runs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -124,6 +124,7 @@ impl FlowConfig {
                 ));
             }
         }
+        check_mode(spec).map_err(|(field, message)| invalid(field, message.into()))?;
         if trigger.webhook.is_some() && source.webhook.is_none() {
             return Err(invalid(
                 "spec.source.trigger.webhook",
@@ -192,6 +193,24 @@ impl FlowConfig {
     }
 }
 
+/// `mode`, `schedule` and the trigger agree: (field, what is wrong) for the first problem.
+/// The cron syntax itself is checked by the operator, which schedules the runs.
+fn check_mode(spec: &SyncFlowSpec) -> Result<(), (&'static str, &'static str)> {
+    let has_schedule = spec.schedule.as_deref().is_some_and(|s| !s.trim().is_empty());
+    match spec.mode {
+        FlowMode::Batch if spec.source.trigger.webhook.is_some() => Err((
+            "spec.mode",
+            "a webhook source must always be up to answer its sender: use mode continuous, or a poll or file trigger",
+        )),
+        FlowMode::Batch if !has_schedule => Err(("spec.schedule", "a batch flow needs a schedule (cron syntax, e.g. `0 2 * * *`)")),
+        FlowMode::Continuous if has_schedule || spec.time_zone.is_some() => Err((
+            "spec.schedule",
+            "a continuous flow runs all the time: remove schedule and timeZone, or set mode: batch",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A file trigger's own fields: (field, what is wrong) for the first problem.
 fn check_file_trigger(file: &FileTrigger) -> Result<(), (&'static str, &'static str)> {
     if file.directory.trim().is_empty() {
@@ -228,6 +247,10 @@ mod tests {
             }],
             delivery: Default::default(),
             runner: Default::default(),
+            mode: Default::default(),
+            schedule: None,
+            time_zone: None,
+            suspend: false,
         }
     }
 
@@ -248,6 +271,25 @@ mod tests {
         let err = resolve(&flow(both)).unwrap_err();
         assert!(err.to_string().contains("not webhook and file"), "{err}");
         assert!(resolve(&flow(TriggerSpec { file: Some(file()), ..Default::default() })).is_ok());
+    }
+
+    #[test]
+    fn batch_mode_needs_a_schedule_and_a_source_that_can_wait() {
+        let field_of = |spec: &SyncFlowSpec| match resolve(spec) {
+            Err(ResolveError::Invalid { field, .. }) => field,
+            other => panic!("expected an invalid field, got {other:?}"),
+        };
+        let mut batch = flow(TriggerSpec { file: Some(file()), ..Default::default() });
+        batch.mode = FlowMode::Batch;
+        assert_eq!(field_of(&batch), "spec.schedule");
+        batch.schedule = Some("0 2 * * *".into());
+        assert!(resolve(&batch).is_ok());
+        let mut webhook = batch.clone();
+        webhook.source.trigger = TriggerSpec { webhook: Some(WebhookTrigger::default()), ..Default::default() };
+        assert_eq!(field_of(&webhook), "spec.mode");
+        let mut continuous = batch;
+        continuous.mode = FlowMode::Continuous;
+        assert_eq!(field_of(&continuous), "spec.schedule");
     }
 
     #[test]

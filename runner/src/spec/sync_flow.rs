@@ -26,6 +26,40 @@ pub struct SyncFlowSpec {
     /// The runner workload that carries this flow.
     #[serde(default)]
     pub runner: RunnerSpec,
+
+    /// `continuous` (the default): a runner that is always up, for webhooks and short
+    /// poll intervals. `batch`: a CronJob that starts a runner on `schedule`, takes one
+    /// pass of the source (a poll run, the files in the directory), delivers what it
+    /// queued and exits, for nightly imports such as settlements. The queue is kept on a
+    /// volume between runs. A webhook source cannot be batch.
+    #[serde(default)]
+    pub mode: FlowMode,
+
+    /// When a batch flow runs, in cron syntax (`0 2 * * *`: at 02:00). Required when
+    /// `mode` is `batch`, not allowed otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+
+    /// IANA time zone `schedule` is read in (e.g. `America/Chicago`). Default UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+
+    /// Stop the flow: the runner is scaled to zero (a batch flow's CronJob is
+    /// suspended) and its queue is kept, to resume where it stopped when set back to
+    /// `false`. A suspended webhook flow's sender gets no answer and retries.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// How a flow's runner runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum FlowMode {
+    /// Always running.
+    #[default]
+    Continuous,
+    /// Started on a schedule; one pass of the source, then exits.
+    Batch,
 }
 
 impl SyncFlowSpec {
@@ -330,6 +364,10 @@ pub struct DeliverySpec {
     /// Share of a target's quota when several flows send to it: `high` goes first.
     #[serde(default)]
     pub priority: Priority,
+    /// How old the oldest undelivered record may get before the flow is reported not
+    /// Ready (`BacklogOverBudget`) and an Event is raised. Default `5m`.
+    #[serde(default = "default_freshness_budget")]
+    pub freshness_budget: Duration,
 }
 
 impl Default for DeliverySpec {
@@ -342,8 +380,13 @@ impl Default for DeliverySpec {
             dead_letter: DeadLetterSpec::default(),
             dedup_window: default_dedup_window(),
             priority: Priority::default(),
+            freshness_budget: default_freshness_budget(),
         }
     }
+}
+
+fn default_freshness_budget() -> Duration {
+    Duration::from_secs(300)
 }
 
 fn default_dedup_window() -> Duration {
@@ -477,11 +520,15 @@ pub struct EmbeddedQueueSpec {
     /// Size of the queue's volume, as a Kubernetes quantity. Default `1Gi`.
     #[serde(default = "default_storage")]
     pub storage: String,
+    /// StorageClass of the queue's volume claim. Defaults to the operator's configured
+    /// class (Helm value `runner.queue.storageClassName`), else the cluster's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
 }
 
 impl Default for EmbeddedQueueSpec {
     fn default() -> Self {
-        Self { storage: default_storage() }
+        Self { storage: default_storage(), storage_class_name: None }
     }
 }
 

@@ -56,6 +56,10 @@ impl Setup {
             }],
             delivery: Default::default(),
             runner: Default::default(),
+            mode: Default::default(),
+            schedule: None,
+            time_zone: None,
+            suspend: false,
         };
         let erp = ConnectorSpec { kind: ConnectorType::Rest, endpoint: Some("http://127.0.0.1:1".into()), ..Default::default() };
         let config = FlowConfig::resolve(FLOW, "default", &spec, |_| Some(erp.clone()), |_| None).unwrap();
