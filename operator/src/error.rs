@@ -37,6 +37,7 @@ impl Error {
             Self::Invalid(invalid) if invalid.is_missing_reference() => "reference_missing",
             Self::Invalid(_) => "invalid_spec",
             Self::Build(BuildError::Render { .. }) => "serialize",
+            Self::Build(BuildError::NoSchedule { .. }) => "invalid_spec",
             Self::Build(BuildError::NoOwnerReference) => "invalid_object",
         }
     }

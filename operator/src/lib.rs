@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod leader;
 pub mod metrics;
 pub mod resources;
 pub mod server;

@@ -1,10 +1,11 @@
 //! `entrepot-operator`: prints the CRDs, or runs the controllers.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use entrepot_operator::{
+    leader::Candidate,
     metrics::Metrics,
     resources::render_crds,
     server,
@@ -25,17 +26,37 @@ enum Command {
     /// Print the CustomResourceDefinitions as multi-document YAML.
     Crd,
     /// Run the controllers against the cluster in the current kubeconfig or service account.
-    Run {
-        /// Where `/healthz`, `/readyz` and `/metrics` are served.
-        #[arg(long, env = "ENTREPOT_METRICS_ADDR", default_value = "0.0.0.0:8080")]
-        metrics_addr: SocketAddr,
-        /// Runner image for flows that name none.
-        #[arg(long, env = "ENTREPOT_RUNNER_IMAGE", default_value_t = entrepot_operator::default_runner_image())]
-        runner_image: String,
-        /// Watch this namespace only (the Helm chart's `watchNamespace`); all when unset.
-        #[arg(long, env = "ENTREPOT_WATCH_NAMESPACE")]
-        watch_namespace: Option<String>,
-    },
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    #[arg(long, env = "ENTREPOT_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Runner image for flows that name none (overridden by `image` in --runner-defaults).
+    #[arg(long, env = "ENTREPOT_RUNNER_IMAGE", default_value_t = entrepot_operator::default_runner_image())]
+    runner_image: String,
+    /// YAML file of runner defaults (the chart's `runner.*` values): `image`,
+    /// `imagePullPolicy`, `resources`, `queue: {storageClassName, size}`.
+    #[arg(long, env = "ENTREPOT_RUNNER_DEFAULTS")]
+    runner_defaults: Option<PathBuf>,
+    /// Watch this namespace only (the Helm chart's `watchNamespace`); all when unset.
+    #[arg(long, env = "ENTREPOT_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+    /// Run the controllers only while this replica holds the Lease, so several
+    /// replicas can run safely.
+    #[arg(long, env = "ENTREPOT_LEADER_ELECTION")]
+    leader_election: bool,
+    /// Name of the Lease.
+    #[arg(long, env = "ENTREPOT_LEASE_NAME", default_value = "entrepot-operator")]
+    lease_name: String,
+    /// Namespace of the Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// This replica's identity in the election (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,13 +65,20 @@ fn main() -> anyhow::Result<()> {
             print!("{}", render_crds().context("rendering the CRDs")?);
             Ok(())
         }
-        Command::Run { metrics_addr, runner_image, watch_namespace } => {
-            tokio::runtime::Runtime::new()?.block_on(run(metrics_addr, runner_image, watch_namespace))
-        }
+        Command::Run(args) => tokio::runtime::Runtime::new()?.block_on(run(args)),
     }
 }
 
-async fn run(metrics_addr: SocketAddr, runner_image: String, namespace: Option<String>) -> anyhow::Result<()> {
+/// The runner defaults: the file's, else the image flag alone.
+fn runner_defaults(args: &RunArgs) -> anyhow::Result<RunnerDefaults> {
+    let Some(path) = &args.runner_defaults else {
+        return Ok(RunnerDefaults::with_image(args.runner_image.clone()));
+    };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading --runner-defaults {}", path.display()))?;
+    serde_saphyr::from_str(&text).with_context(|| format!("--runner-defaults {}: not a runner defaults file", path.display()))
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
     // kube links both ring and aws-lc-rs; rustls will not choose between them.
     rustls::crypto::ring::default_provider()
         .install_default()
@@ -60,28 +88,66 @@ async fn run(metrics_addr: SocketAddr, runner_image: String, namespace: Option<S
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
 
+    let defaults = runner_defaults(&args)?;
     let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
     let metrics = Metrics::new();
-    let ctx = Arc::new(Context::new(client, RunnerDefaults { image: runner_image.clone() }, metrics.clone()));
-    tracing::info!(runner_image, namespace = namespace.as_deref().unwrap_or("(all)"), "starting");
+    let ctx = Arc::new(Context::new(client.clone(), defaults.clone(), metrics.clone()));
+    let namespace = args.watch_namespace.clone();
+    tracing::info!(runner_image = defaults.image, namespace = namespace.as_deref().unwrap_or("(all)"), "starting");
 
     let (stop, stopped) = watch::channel(false);
     let signal = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let server = tokio::spawn(server::serve(metrics_addr, metrics, ctx.ready.clone(), signal(stopped.clone())));
+    // Served from the start: a standby replica is alive and ready (to take over).
+    let server = tokio::spawn(server::serve(args.metrics_addr, metrics, ctx.ready.clone(), signal(stopped.clone())));
+
+    let mut candidate = if args.leader_election {
+        let identity = args.identity.clone().unwrap_or_else(|| format!("entrepot-operator-{}", std::process::id()));
+        Some(
+            Candidate::join(client, &args.lease_name, &args.lease_namespace, &identity)
+                .await
+                .with_context(|| format!("joining the election for Lease {}/{}", args.lease_namespace, args.lease_name))?,
+        )
+    } else {
+        None
+    };
+    if let Some(candidate) = candidate.as_mut() {
+        ctx.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        tokio::select! {
+            () = candidate.leading() => {}
+            result = shutdown_signal() => {
+                result?;
+                let _ = stop.send(true);
+                server.await.context("server task")?.context("serving metrics")?;
+                return Ok(());
+            }
+        }
+    }
     let controller = tokio::spawn({
         let ctx = ctx.clone();
         let shutdown = signal(stopped);
         async move { sync_flow::run(ctx, namespace.as_deref(), shutdown).await }
     });
 
-    shutdown_signal().await?;
-    tracing::info!("shutting down");
+    let lost = async {
+        match candidate.as_mut() {
+            Some(c) => c.lost().await,
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        result = shutdown_signal() => result.map(|()| "shutting down"),
+        () = lost => Err(anyhow::anyhow!("lost the Lease to another replica; exiting so this one restarts as a candidate")),
+    };
+    tracing::info!("stopping the controllers");
     let _ = stop.send(true);
     controller.await.context("controller task")?;
+    if let Some(candidate) = candidate {
+        candidate.resign().await;
+    }
     server.await.context("server task")?.context("serving metrics")?;
-    Ok(())
+    outcome.map(|why| tracing::info!(why))
 }
 
 /// SIGTERM (what the kubelet sends) or Ctrl-C.

@@ -260,7 +260,7 @@ mod tests {
     }
 
     fn file() -> FileTrigger {
-        FileTrigger { directory: "/in".into(), format: FileFormat::Csv, suffix: None, processed_directory: None, interval: None }
+        FileTrigger { directory: "/in".into(), format: FileFormat::Csv, suffix: None, processed_directory: None, interval: None, volume_claim_name: None }
     }
 
     #[test]

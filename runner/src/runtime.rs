@@ -29,7 +29,7 @@ use crate::{
     config::RunnerConfig,
     flow::{self, Flow, FlowError, Workers},
     metrics::Metrics,
-    queue::{Queue, QueueError, now_ms},
+    queue::{DeadLetterReason, Queue, QueueError, now_ms},
     secrets::Secrets,
     source::webhook,
     status::{ConnectorStatus, FlowStatus, RunnerStatus, TargetStatus},
@@ -153,6 +153,7 @@ impl Runtime {
                     retried: m.retries.with_label_values(&[name, &t.http.connector]).get(),
                     throttled: m.throttled.with_label_values(&[name, &t.http.connector]).get(),
                     last_error: t.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                    last_delivered_at: *t.last_delivered_at.lock().unwrap_or_else(|p| p.into_inner()),
                 })
                 .collect();
             flows.push(FlowStatus {
@@ -164,6 +165,10 @@ impl Runtime {
                 delivered: targets.iter().map(|t| t.delivered).sum(),
                 stale: flow.targets.iter().map(|t| m.stale.with_label_values(&[name, &t.http.connector]).get()).sum(),
                 dead_lettered: backlog.dead_lettered,
+                dead_lettered_total: DeadLetterReason::ALL
+                    .iter()
+                    .map(|r| m.dead_lettered.with_label_values(&[name, r.as_str()]).get())
+                    .sum(),
                 pending: backlog.pending,
                 oldest_pending_seconds: oldest,
                 targets,

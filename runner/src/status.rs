@@ -60,6 +60,10 @@ pub struct FlowStatus {
     pub stale: u64,
     /// Dead letters kept (all time, until discarded or expired).
     pub dead_lettered: u64,
+    /// Records dead-lettered since the runner started (replays and discards do not
+    /// lower it).
+    #[serde(default)]
+    pub dead_lettered_total: u64,
     /// Records and items waiting for delivery.
     pub pending: u64,
     /// Age in seconds of the oldest waiting record; absent when nothing waits.
@@ -85,4 +89,7 @@ pub struct TargetStatus {
     /// The last failure, if the last attempt failed: a category and a message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// When an item was last delivered to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delivered_at: Option<jiff::Timestamp>,
 }

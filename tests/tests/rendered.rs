@@ -10,7 +10,7 @@ use entrepot_e2e::*;
 use entrepot_operator::{
     resources::{SyncFlow, SyncFlowSpec},
     sync_flow::{
-        build::{CONFIG_KEY, RunnerDefaults, children},
+        build::{CONFIG_KEY, RunnerDefaults, Workload, children},
         validate::{References, validate},
     },
 };
@@ -41,12 +41,13 @@ async fn an_order_reaches_the_erp_through_the_runner_the_operator_renders() {
         refs.mappings.insert(k.name.clone(), Ok(m.clone()));
     }
     let config = validate(&key.name, "retail", spec, &refs).expect("the quickstart is valid");
-    let built = children(&flow, &config, &RunnerDefaults { image: "entrepot:test".into() }).unwrap();
+    let built = children(&flow, &config, &RunnerDefaults::with_image("entrepot:test")).unwrap();
 
     // The ConfigMap becomes the mounted file, the container's env its Secrets.
     let config_path = dir.path().join(CONFIG_KEY);
     std::fs::write(&config_path, &built.config_map.data.as_ref().unwrap()[CONFIG_KEY]).unwrap();
-    let pod = built.deployment.spec.unwrap().template.spec.unwrap();
+    let Workload::Continuous { stateful_set, .. } = built.workload else { panic!("the quickstart is continuous") };
+    let pod = stateful_set.spec.unwrap().template.spec.unwrap();
     let container = &pod.containers[0];
     let secrets: BTreeMap<(String, String), String> = manifests
         .secrets
@@ -59,7 +60,7 @@ async fn an_order_reaches_the_erp_through_the_runner_the_operator_renders() {
         .flatten()
         .map(|e| {
             let r = e.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).expect("only secretKeyRef env");
-            assert!(e.value.is_none(), "no Secret value is rendered into the Deployment");
+            assert!(e.value.is_none(), "no Secret value is rendered into the StatefulSet");
             (e.name.clone(), secrets[&(r.name.clone(), r.key.clone())].clone())
         })
         .collect();

@@ -15,7 +15,7 @@ pub use connector::{Connector, ConnectorSpec, ConnectorStatus};
 pub use crd::{crds, render_crds};
 pub use mapping::{Mapping, MappingSpec, MappingStatus};
 pub use reconcile_schedule::{ReconcileSchedule, ReconcileScheduleSpec, ReconcileScheduleStatus};
-pub use sync_flow::{BacklogStatus, ConnectorReport, RunnerStatus, SyncFlow, SyncFlowSpec, SyncFlowStatus};
+pub use sync_flow::{BacklogStatus, ConnectorReport, RunnerStatus, TargetReport, ThroughputStatus, SyncFlow, SyncFlowSpec, SyncFlowStatus};
 
 /// `observedGeneration` before the operator has looked at a resource: lower than any
 /// `metadata.generation`, so nothing reads the resource as up to date.

@@ -102,6 +102,23 @@ pub struct SyncFlowStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backlog: Option<BacklogStatus>,
 
+    /// Records per minute between the operator's last two reads of the runners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<ThroughputStatus>,
+
+    /// When a record was last delivered to any target (to the minute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delivered_time: Option<Time>,
+
+    /// Each target, as the runners last reported it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["connector"]))]
+    pub targets: Vec<TargetReport>,
+
+    /// A batch flow: when its CronJob last started a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
+
     /// What the flow's runners last reported about each Connector the flow calls
     /// (targets and polled sources). The Connector's `Reachable` condition is read from
     /// here: the operator never calls a system nor reads a Secret itself.
@@ -134,23 +151,57 @@ pub struct ConnectorReport {
 
 impl Default for SyncFlowStatus {
     fn default() -> Self {
-        Self { observed_generation: super::not_observed(), conditions: Vec::new(), runner: None, backlog: None, connectors: Vec::new() }
+        Self { observed_generation: super::not_observed(), conditions: Vec::new(), runner: None,
+            backlog: None,
+            throughput: None,
+            last_delivered_time: None,
+            targets: Vec::new(),
+            last_schedule_time: None,
+            connectors: Vec::new(),
+        }
     }
+}
+
+/// Records per minute, as the runners' counters moved between two reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ThroughputStatus {
+    /// Items delivered to targets per minute.
+    pub delivered_per_minute: i64,
+    /// Failed attempts (retried) and dead-lettered records per minute.
+    pub failed_per_minute: i64,
+    /// Answers 429 from targets per minute.
+    pub throttled_per_minute: i64,
+}
+
+/// One target of a flow, as its runners last reported it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetReport {
+    /// The target Connector.
+    pub connector: String,
+    /// The last failure, if the last attempt failed: its category and the target's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When an item was last delivered to it (to the minute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delivered_time: Option<Time>,
 }
 
 /// The runner workload of a SyncFlow.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunnerStatus {
-    /// Name of the runner's Deployment (and of its ConfigMap and Service).
-    pub deployment: String,
+    /// The runner's workload, `StatefulSet/<flow>-runner` (continuous) or
+    /// `CronJob/<flow>-runner` (batch); its ConfigMap has the same name.
+    pub workload: String,
     /// SHA-256 of the runner's rendered configuration and of the Secret keys it
     /// references. The runner pods carry it as the `entrepot.io/config-checksum`
     /// annotation; a change rolls them.
     pub config_checksum: String,
     /// Runner pods asked for.
     pub replicas: i32,
-    /// Runner pods available, as the Deployment reports them.
+    /// Runner pods available, as the StatefulSet reports them.
     pub available_replicas: i32,
 }
 

@@ -1,21 +1,26 @@
-//! Builders: the runner workload a SyncFlow becomes (ConfigMap, Deployment, Service),
-//! as pure functions of the flow and its resolved configuration.
+//! Builders: the runner workload a SyncFlow becomes, as pure functions of the flow and
+//! its resolved configuration: a ConfigMap, and either a StatefulSet (each pod's queue
+//! on its own volume claim), a PodDisruptionBudget and a Service (`mode: continuous`), or
+//! a CronJob and one queue claim (`mode: batch`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use entrepot::{
     config::{FlowConfig, RunnerConfig},
-    spec::SecretKeySelector,
+    spec::{FlowMode, SecretKeySelector},
 };
 use k8s_openapi::{
     api::{
-        apps::v1::{Deployment, DeploymentSpec},
+        apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec},
+        batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec},
         core::v1::{
             Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-            EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-            SecretKeySelector as KubeSecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
-            VolumeMount,
+            EnvVarSource, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+            PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+            ResourceRequirements, SeccompProfile, SecretKeySelector as KubeSecretKeySelector, SecurityContext, Service,
+            ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
         },
+        policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
     },
     apimachinery::pkg::{
         api::resource::Quantity,
@@ -24,12 +29,13 @@ use k8s_openapi::{
     },
 };
 use kube::Resource;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::validate::secret_refs;
 use crate::resources::SyncFlow;
 
-/// Appended to a flow's name to name its ConfigMap, Deployment and Service.
+/// Appended to a flow's name to name its ConfigMap, workload, budget and Service.
 pub const RUNNER_SUFFIX: &str = "-runner";
 /// Pod template annotation whose change rolls the runner pods.
 pub const CHECKSUM_ANNOTATION: &str = "entrepot.io/config-checksum";
@@ -44,16 +50,51 @@ pub const CONFIG_KEY: &str = "runner.yaml";
 const CONFIG_DIR: &str = "/etc/entrepot";
 const DATA_DIR: &str = "/var/lib/entrepot";
 const WEBHOOK_PORT: i32 = 8080;
-const ADMIN_PORT: i32 = 9090;
+/// The runner's admin port (`/v1/status`, `/metrics`), where the operator reads it.
+pub const ADMIN_PORT: i32 = 9090;
+/// Name of the queue volume (and of a StatefulSet's claim template).
+const QUEUE_VOLUME: &str = "queue";
+/// Size of a queue claim when neither the flow nor the operator says.
+const DEFAULT_QUEUE_SIZE: &str = "1Gi";
 /// The `nonroot` user of distroless images; any non-zero id satisfies the restricted
 /// Pod Security profile, a fixed one keeps the data directory's owner stable.
 const RUNNER_UID: i64 = 65532;
 
-/// What the operator renders into every runner, whatever the flow.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What the operator renders into every runner unless its flow says otherwise: the
+/// chart's `runner.*` values, read from the file `--runner-defaults` names.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunnerDefaults {
     /// Image used when a flow names none (`spec.runner.image`).
     pub image: String,
+    /// `imagePullPolicy` of the runner container.
+    #[serde(default)]
+    pub image_pull_policy: Option<String>,
+    /// CPU and memory of the runner container.
+    #[serde(default)]
+    pub resources: Option<ResourceRequirements>,
+    /// The queue's volume claim.
+    #[serde(default)]
+    pub queue: QueueDefaults,
+}
+
+/// Defaults of a flow's queue volume claim.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QueueDefaults {
+    /// StorageClass of the claim; the cluster's default class when unset.
+    #[serde(default)]
+    pub storage_class_name: Option<String>,
+    /// Size of the claim; `1Gi` when unset.
+    #[serde(default)]
+    pub size: Option<String>,
+}
+
+impl RunnerDefaults {
+    /// Defaults that only name the image.
+    pub fn with_image(image: impl Into<String>) -> Self {
+        Self { image: image.into(), ..Self::default() }
+    }
 }
 
 /// The objects a SyncFlow becomes.
@@ -61,12 +102,31 @@ pub struct RunnerDefaults {
 pub struct Children {
     /// The runner's configuration.
     pub config_map: ConfigMap,
-    /// The runner pods.
-    pub deployment: Deployment,
-    /// The runner's webhook and admin endpoints.
-    pub service: Service,
+    /// What runs the runner.
+    pub workload: Workload,
     /// SHA-256 of the configuration and the referenced Secret keys.
     pub checksum: String,
+}
+
+/// What runs a flow's runner, by `spec.mode`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Workload {
+    /// `continuous`: pods that are always up, each with its queue on its own volume claim.
+    Continuous {
+        /// The runner pods and their queue claims.
+        stateful_set: StatefulSet,
+        /// At most one runner pod down at a time for a drain or an upgrade.
+        disruption_budget: PodDisruptionBudget,
+        /// The runner's webhook and admin endpoints.
+        service: Service,
+    },
+    /// `batch`: a CronJob; every run mounts the same queue claim.
+    Batch {
+        /// The scheduled runs.
+        cron_job: CronJob,
+        /// The queue, kept between runs.
+        queue_claim: PersistentVolumeClaim,
+    },
 }
 
 /// Why the children cannot be built.
@@ -75,6 +135,12 @@ pub enum BuildError {
     /// The flow has no uid or name yet (it was not read from the API).
     #[error("SyncFlow has no metadata.uid or metadata.name; it must be read from the API before children are built")]
     NoOwnerReference,
+    /// A batch flow without a schedule (validation refuses it first).
+    #[error("SyncFlow {flow}: spec.schedule is required when spec.mode is batch")]
+    NoSchedule {
+        /// The flow.
+        flow: String,
+    },
     /// The runner configuration cannot be serialized.
     #[error("SyncFlow {flow}: cannot render the runner configuration: {source}")]
     Render {
@@ -146,25 +212,65 @@ pub fn children(flow: &SyncFlow, config: &FlowConfig, defaults: &RunnerDefaults)
         owner_references: Some(vec![owner]),
         ..ObjectMeta::default()
     };
+    let workload = match config.spec.mode {
+        FlowMode::Continuous => Workload::Continuous {
+            stateful_set: stateful_set(meta.clone(), config, defaults, &secrets, &checksum),
+            disruption_budget: disruption_budget(meta.clone(), &config.name),
+            service: service(meta.clone(), &config.name),
+        },
+        FlowMode::Batch => {
+            let schedule = config.spec.schedule.clone().ok_or_else(|| BuildError::NoSchedule { flow: config.name.clone() })?;
+            let claim_meta = ObjectMeta { name: Some(queue_claim_name(&config.name)), ..meta.clone() };
+            Workload::Batch {
+                cron_job: cron_job(meta.clone(), config, defaults, &secrets, &checksum, schedule),
+                queue_claim: PersistentVolumeClaim {
+                    metadata: claim_meta,
+                    spec: Some(claim_spec(config, defaults)),
+                    status: None,
+                },
+            }
+        }
+    };
     Ok(Children {
         config_map: ConfigMap {
-            metadata: meta.clone(),
+            metadata: meta,
             data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), rendered)])),
             ..ConfigMap::default()
         },
-        deployment: deployment(meta.clone(), config, defaults, &secrets, &checksum),
-        service: service(meta, &config.name),
+        workload,
         checksum,
     })
 }
 
-fn deployment(
-    meta: ObjectMeta,
+/// Name of a batch flow's queue claim.
+pub fn queue_claim_name(flow: &str) -> String {
+    format!("{}-queue", runner_name(flow))
+}
+
+/// The queue's volume claim: the flow's size and class, else the operator's defaults.
+fn claim_spec(config: &FlowConfig, defaults: &RunnerDefaults) -> PersistentVolumeClaimSpec {
+    let queue = &config.spec.runner.queue.embedded;
+    let size = queue.storage.clone().or_else(|| defaults.queue.size.clone()).unwrap_or_else(|| DEFAULT_QUEUE_SIZE.into());
+    PersistentVolumeClaimSpec {
+        access_modes: Some(vec!["ReadWriteOnce".into()]),
+        storage_class_name: queue.storage_class_name.clone().or_else(|| defaults.queue.storage_class_name.clone()),
+        resources: Some(VolumeResourceRequirements {
+            requests: Some(BTreeMap::from([("storage".to_string(), Quantity(size))])),
+            ..VolumeResourceRequirements::default()
+        }),
+        ..PersistentVolumeClaimSpec::default()
+    }
+}
+
+/// The runner container and its pod, for `args` after the config and data flags.
+fn pod_template(
+    meta: &ObjectMeta,
     config: &FlowConfig,
     defaults: &RunnerDefaults,
     secrets: &BTreeSet<SecretKeySelector>,
     checksum: &str,
-) -> Deployment {
+    batch: bool,
+) -> PodTemplateSpec {
     let runner = &config.spec.runner;
     let env = secrets
         .iter()
@@ -191,24 +297,66 @@ fn deployment(
         ..Probe::default()
     };
     let runtime_default = || Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() });
+    let mut args: Vec<String> = [
+        "serve",
+        "--config",
+        &format!("{CONFIG_DIR}/{CONFIG_KEY}"),
+        "--data-dir",
+        DATA_DIR,
+        "--listen",
+        &format!("0.0.0.0:{WEBHOOK_PORT}"),
+        "--admin-listen",
+        &format!("0.0.0.0:{ADMIN_PORT}"),
+    ]
+    .map(String::from)
+    .to_vec();
+    if batch {
+        // One pass of the source, deliver what it queued, exit.
+        args.push("--once".into());
+    }
+    let mut mounts = vec![
+        VolumeMount { name: "config".into(), mount_path: CONFIG_DIR.into(), read_only: Some(true), ..VolumeMount::default() },
+        VolumeMount { name: QUEUE_VOLUME.into(), mount_path: DATA_DIR.into(), ..VolumeMount::default() },
+        // The root filesystem is read-only; the runner's scratch space.
+        VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..VolumeMount::default() },
+    ];
+    let mut volumes = vec![
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource { name: runner_name(&config.name), ..ConfigMapVolumeSource::default() }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(Quantity("64Mi".into())), ..EmptyDirVolumeSource::default() }),
+            ..Volume::default()
+        },
+    ];
+    if batch {
+        volumes.push(Volume {
+            name: QUEUE_VOLUME.into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: queue_claim_name(&config.name),
+                read_only: None,
+            }),
+            ..Volume::default()
+        });
+    }
+    // A file trigger reads its directory, and moves files aside inside it, on the volume
+    // claim the flow names (validation requires it).
+    if let Some((file, claim)) = config.spec.source.trigger.file.as_ref().and_then(|f| Some((f, f.volume_claim_name.clone()?))) {
+        mounts.push(VolumeMount { name: "files".into(), mount_path: file.directory.clone(), ..VolumeMount::default() });
+        volumes.push(Volume {
+            name: "files".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource { claim_name: claim, read_only: None }),
+            ..Volume::default()
+        });
+    }
     let container = Container {
         name: "runner".into(),
         image: Some(runner.image.clone().unwrap_or_else(|| defaults.image.clone())),
-        args: Some(
-            [
-                "serve",
-                "--config",
-                &format!("{CONFIG_DIR}/{CONFIG_KEY}"),
-                "--data-dir",
-                DATA_DIR,
-                "--listen",
-                &format!("0.0.0.0:{WEBHOOK_PORT}"),
-                "--admin-listen",
-                &format!("0.0.0.0:{ADMIN_PORT}"),
-            ]
-            .map(String::from)
-            .to_vec(),
-        ),
+        image_pull_policy: defaults.image_pull_policy.clone(),
+        args: Some(args),
         ports: Some(vec![
             ContainerPort {
                 name: Some("webhooks".into()),
@@ -224,8 +372,11 @@ fn deployment(
             },
         ]),
         env: Some(env),
-        readiness_probe: Some(probe("/readyz")),
-        liveness_probe: Some(probe("/healthz")),
+        resources: defaults.resources.clone(),
+        // A batch run is not a server: no probes; its exit code says how it went.
+        readiness_probe: (!batch).then(|| probe("/readyz")),
+        liveness_probe: (!batch).then(|| probe("/healthz")),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -235,69 +386,112 @@ fn deployment(
             seccomp_profile: runtime_default(),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "config".into(),
-                mount_path: CONFIG_DIR.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-            VolumeMount { name: "data".into(), mount_path: DATA_DIR.into(), ..VolumeMount::default() },
-        ]),
+        volume_mounts: Some(mounts),
         ..Container::default()
     };
-    let pod_meta = ObjectMeta {
-        labels: meta.labels.clone(),
-        annotations: Some(BTreeMap::from([(CHECKSUM_ANNOTATION.to_string(), checksum.to_string())])),
-        ..ObjectMeta::default()
-    };
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: meta.labels.clone(),
+            annotations: Some(BTreeMap::from([(CHECKSUM_ANNOTATION.to_string(), checksum.to_string())])),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            containers: vec![container],
+            // The runner holds no Kubernetes credentials (it is told everything
+            // through its config and environment).
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            restart_policy: batch.then(|| "OnFailure".into()),
+            // Time to finish the deliveries in flight after SIGTERM.
+            termination_grace_period_seconds: Some(30),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(RUNNER_UID),
+                run_as_group: Some(RUNNER_UID),
+                fs_group: Some(RUNNER_UID),
+                seccomp_profile: runtime_default(),
+                ..PodSecurityContext::default()
+            }),
+            volumes: Some(volumes),
+            ..PodSpec::default()
+        }),
+    }
+}
+
+fn stateful_set(
+    meta: ObjectMeta,
+    config: &FlowConfig,
+    defaults: &RunnerDefaults,
+    secrets: &BTreeSet<SecretKeySelector>,
+    checksum: &str,
+) -> StatefulSet {
+    let runner = &config.spec.runner;
+    let template = pod_template(&meta, config, defaults, secrets, checksum, false);
     let name = meta.name.clone().unwrap_or_default();
-    Deployment {
+    StatefulSet {
         metadata: meta,
-        spec: Some(DeploymentSpec {
-            replicas: Some(runner.replicas),
+        spec: Some(StatefulSetSpec {
+            // Suspended: no pod, and the claims (the queues) stay.
+            replicas: Some(if config.spec.suspend { 0 } else { runner.replicas }),
             selector: LabelSelector { match_labels: Some(selector_labels(&config.name)), ..LabelSelector::default() },
-            template: PodTemplateSpec {
-                metadata: Some(pod_meta),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    // The runner holds no Kubernetes credentials (it is told everything
-                    // through its config and environment).
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(RUNNER_UID),
-                        run_as_group: Some(RUNNER_UID),
-                        fs_group: Some(RUNNER_UID),
-                        seccomp_profile: runtime_default(),
-                        ..PodSecurityContext::default()
-                    }),
-                    volumes: Some(vec![
-                        Volume {
-                            name: "config".into(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: name.clone(),
-                                ..ConfigMapVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                        // The embedded queue lives in an emptyDir for now, so a pod's undelivered
-                        // records go with the pod; a later issue moves it to a StatefulSet's volume
-                        // claim of this size.
-                        Volume {
-                            name: "data".into(),
-                            empty_dir: Some(EmptyDirVolumeSource {
-                                size_limit: Some(Quantity(runner.queue.embedded.storage.clone())),
-                                ..EmptyDirVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                    ]),
-                    ..PodSpec::default()
-                }),
+            service_name: Some(name),
+            // Runner pods do not depend on one another: start and stop them together.
+            pod_management_policy: Some("Parallel".into()),
+            template,
+            volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta { name: Some(QUEUE_VOLUME.into()), ..ObjectMeta::default() },
+                spec: Some(claim_spec(config, defaults)),
+                status: None,
+            }]),
+            // The queues go with the flow, and stay while it is scaled down.
+            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+                when_deleted: Some("Delete".into()),
+                when_scaled: Some("Retain".into()),
+            }),
+            ..StatefulSetSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// One runner pod down at a time, voluntarily. `maxUnavailable` rather than
+/// `minAvailable`: with one replica, `minAvailable: 1` would block every node drain.
+fn disruption_budget(meta: ObjectMeta, flow: &str) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: meta,
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector { match_labels: Some(selector_labels(flow)), ..LabelSelector::default() }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn cron_job(
+    meta: ObjectMeta,
+    config: &FlowConfig,
+    defaults: &RunnerDefaults,
+    secrets: &BTreeSet<SecretKeySelector>,
+    checksum: &str,
+    schedule: String,
+) -> CronJob {
+    let template = pod_template(&meta, config, defaults, secrets, checksum, true);
+    CronJob {
+        metadata: meta,
+        spec: Some(CronJobSpec {
+            schedule,
+            time_zone: config.spec.time_zone.clone(),
+            // One run at a time: runs share the queue's claim.
+            concurrency_policy: Some("Forbid".into()),
+            suspend: Some(config.spec.suspend),
+            successful_jobs_history_limit: Some(3),
+            failed_jobs_history_limit: Some(3),
+            job_template: JobTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(labels(&config.name)), ..ObjectMeta::default() }),
+                spec: Some(JobSpec { backoff_limit: Some(3), template, ..JobSpec::default() }),
             },
-            ..DeploymentSpec::default()
+            ..CronJobSpec::default()
         }),
         status: None,
     }

@@ -4,7 +4,12 @@ use entrepot::{
     config::RunnerConfig,
     spec::{ConnectorAuth, SecretKeySelector},
 };
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::PodSpec};
+use k8s_openapi::api::{
+    apps::v1::StatefulSet,
+    batch::v1::CronJob,
+    core::v1::{PersistentVolumeClaim, PodSpec},
+    policy::v1::PodDisruptionBudget,
+};
 
 use super::*;
 use crate::{
@@ -13,7 +18,7 @@ use crate::{
 };
 
 fn defaults() -> RunnerDefaults {
-    RunnerDefaults { image: "ghcr.io/entrepot-io/entrepot:test".into() }
+    RunnerDefaults::with_image("ghcr.io/entrepot-io/entrepot:test")
 }
 
 fn resolve(f: &Fixture) -> FlowConfig {
@@ -30,15 +35,34 @@ fn build(f: &Fixture) -> Children {
     children(f.flow(), &resolve(f), &defaults()).unwrap()
 }
 
-fn pod(deployment: &Deployment) -> &PodSpec {
-    deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+fn continuous(c: &Children) -> (&StatefulSet, &PodDisruptionBudget, &Service) {
+    match &c.workload {
+        Workload::Continuous { stateful_set, disruption_budget, service } => (stateful_set, disruption_budget, service),
+        Workload::Batch { .. } => panic!("a continuous flow renders a StatefulSet"),
+    }
+}
+
+fn batch(c: &Children) -> (&CronJob, &PersistentVolumeClaim) {
+    match &c.workload {
+        Workload::Batch { cron_job, queue_claim } => (cron_job, queue_claim),
+        Workload::Continuous { .. } => panic!("a batch flow renders a CronJob"),
+    }
+}
+
+fn sts(c: &Children) -> &StatefulSet {
+    continuous(c).0
+}
+
+fn pod(c: &Children) -> &PodSpec {
+    sts(c).spec.as_ref().unwrap().template.spec.as_ref().unwrap()
 }
 
 #[test]
 fn every_child_is_named_labelled_and_owned_by_the_flow() {
     let f = fixtures::orders();
     let c = build(&f);
-    let metas = [&c.config_map.metadata, &c.deployment.metadata, &c.service.metadata];
+    let (stateful_set, budget, service) = continuous(&c);
+    let metas = [&c.config_map.metadata, &stateful_set.metadata, &budget.metadata, &service.metadata];
     for meta in metas {
         assert_eq!(meta.name.as_deref(), Some("orders-runner"));
         assert_eq!(meta.namespace.as_deref(), Some("retail"));
@@ -84,7 +108,7 @@ fn the_config_map_holds_the_resolved_flow_the_runner_reads() {
 #[test]
 fn secrets_reach_the_runner_as_secret_key_refs_never_as_values() {
     let c = build(&fixtures::orders());
-    let env = pod(&c.deployment).containers[0].env.clone().unwrap();
+    let env = pod(&c).containers[0].env.clone().unwrap();
     let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["ENTREPOT_SECRET_ERP_API_TOKEN", "ENTREPOT_SECRET_SHOP_WEBHOOK_SECRET"]);
     for var in &env {
@@ -96,14 +120,14 @@ fn secrets_reach_the_runner_as_secret_key_refs_never_as_values() {
     let erp = env[0].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
     assert_eq!((erp.name.as_str(), erp.key.as_str()), ("erp-api", "token"));
     // Nor does any other child mention anything but Secret names and keys.
-    let everything = serde_json::to_string(&(&c.config_map, &c.deployment, &c.service)).unwrap();
+    let everything = serde_json::to_string(&(&c.config_map, continuous(&c))).unwrap();
     assert!(!everything.contains("\"value\":"), "a literal env value was rendered");
 }
 
 #[test]
 fn the_runner_runs_under_the_restricted_pod_security_profile() {
     let c = build(&fixtures::orders());
-    let pod = pod(&c.deployment);
+    let pod = pod(&c);
     let pod_sc = pod.security_context.as_ref().unwrap();
     assert_eq!(pod_sc.run_as_non_root, Some(true));
     assert_eq!(pod_sc.run_as_user, Some(65532));
@@ -120,16 +144,16 @@ fn the_runner_runs_under_the_restricted_pod_security_profile() {
 }
 
 #[test]
-fn the_deployment_runs_the_runner_with_its_config_and_queue() {
+fn the_stateful_set_runs_the_runner_with_its_config_and_its_queue_on_a_claim() {
     let f = fixtures::orders();
     let c = build(&f);
-    let spec = c.deployment.spec.as_ref().unwrap();
+    let spec = sts(&c).spec.as_ref().unwrap();
     assert_eq!(spec.replicas, Some(2));
     assert_eq!(spec.selector.match_labels.as_ref().unwrap(), &selector_labels("orders"));
     let template_labels = spec.template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
     assert!(selector_labels("orders").iter().all(|(k, v)| template_labels.get(k) == Some(v)));
 
-    let pod = pod(&c.deployment);
+    let pod = pod(&c);
     let container = &pod.containers[0];
     assert_eq!(container.image.as_deref(), Some("ghcr.io/entrepot-io/entrepot:test"));
     assert_eq!(
@@ -163,12 +187,134 @@ fn the_deployment_runs_the_runner_with_its_config_and_queue() {
         mounts,
         [
             ("config".to_string(), "/etc/entrepot".to_string(), Some(true)),
-            ("data".to_string(), "/var/lib/entrepot".to_string(), None)
+            ("queue".to_string(), "/var/lib/entrepot".to_string(), None),
+            ("tmp".to_string(), "/tmp".to_string(), None),
         ]
     );
     let volumes = pod.volumes.as_ref().unwrap();
     assert_eq!(volumes[0].config_map.as_ref().unwrap().name, "orders-runner");
-    assert_eq!(volumes[1].empty_dir.as_ref().unwrap().size_limit, Some(Quantity("5Gi".into())));
+    // The queue is the claim template's, one per pod, kept across restarts and scale-downs.
+    let claims = spec.volume_claim_templates.as_ref().unwrap();
+    assert_eq!(claims[0].metadata.name.as_deref(), Some("queue"));
+    let claim = claims[0].spec.as_ref().unwrap();
+    assert_eq!(claim.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"], Quantity("5Gi".into()));
+    assert_eq!(claim.access_modes.as_deref(), Some(&["ReadWriteOnce".to_string()][..]));
+    let retention = spec.persistent_volume_claim_retention_policy.as_ref().unwrap();
+    assert_eq!((retention.when_deleted.as_deref(), retention.when_scaled.as_deref()), (Some("Delete"), Some("Retain")));
+    assert!(!volumes.iter().any(|v| v.name == "queue"), "the queue is not an emptyDir");
+}
+
+#[test]
+fn the_queue_claim_takes_the_flow_size_and_class_else_the_operator_defaults() {
+    let class_and_size = |c: &Children| {
+        let claim = sts(c).spec.as_ref().unwrap().volume_claim_templates.as_ref().unwrap()[0].spec.clone().unwrap();
+        (claim.storage_class_name, claim.resources.unwrap().requests.unwrap()["storage"].0.clone())
+    };
+    let mut f = fixtures::orders();
+    f.flows[0].spec.0.runner.queue.embedded.storage = None;
+    let operator = RunnerDefaults {
+        queue: QueueDefaults { storage_class_name: Some("fast-ssd".into()), size: Some("20Gi".into()) },
+        ..defaults()
+    };
+    let c = children(f.flow(), &resolve(&f), &operator).unwrap();
+    assert_eq!(class_and_size(&c), (Some("fast-ssd".into()), "20Gi".into()));
+    f.flows[0].spec.0.runner.queue.embedded.storage_class_name = Some("standard".into());
+    f.flows[0].spec.0.runner.queue.embedded.storage = Some("2Gi".into());
+    let c = children(f.flow(), &resolve(&f), &operator).unwrap();
+    assert_eq!(class_and_size(&c), (Some("standard".into()), "2Gi".into()));
+    let c = children(f.flow(), &resolve(&f), &defaults()).unwrap();
+    assert_eq!(class_and_size(&c).0, Some("standard".into()));
+    f.flows[0].spec.0.runner.queue.embedded = Default::default();
+    assert_eq!(class_and_size(&build(&f)), (None, "1Gi".into()));
+}
+
+#[test]
+fn operator_defaults_set_pull_policy_and_resources() {
+    let f = fixtures::orders();
+    let resources: ResourceRequirements =
+        serde_json::from_value(serde_json::json!({"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}))
+            .unwrap();
+    let operator = RunnerDefaults { image_pull_policy: Some("IfNotPresent".into()), resources: Some(resources.clone()), ..defaults() };
+    let c = children(f.flow(), &resolve(&f), &operator).unwrap();
+    let container = &pod(&c).containers[0];
+    assert_eq!(container.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    assert_eq!(container.resources.as_ref(), Some(&resources));
+}
+
+#[test]
+fn suspend_scales_to_zero_and_keeps_the_claims() {
+    let mut f = fixtures::orders();
+    f.flows[0].spec.0.suspend = true;
+    let c = build(&f);
+    let spec = sts(&c).spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(0));
+    assert_eq!(spec.persistent_volume_claim_retention_policy.as_ref().unwrap().when_scaled.as_deref(), Some("Retain"));
+}
+
+#[test]
+fn a_budget_lets_one_runner_pod_go_at_a_time() {
+    let c = build(&fixtures::orders());
+    let spec = continuous(&c).1.spec.as_ref().unwrap();
+    assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+    assert!(spec.min_available.is_none(), "minAvailable would block every drain of a single runner");
+    assert_eq!(spec.selector.as_ref().unwrap().match_labels.as_ref().unwrap(), &selector_labels("orders"));
+}
+
+/// The orders fixture turned into a nightly batch import from files.
+fn nightly(suspend: bool) -> Fixture {
+    let mut f = fixtures::orders();
+    let flow = &mut f.flows[0].spec.0;
+    flow.source.trigger = entrepot::spec::TriggerSpec {
+        file: Some(entrepot::spec::FileTrigger {
+            directory: "/imports".into(),
+            format: entrepot::spec::FileFormat::Csv,
+            suffix: Some(".csv".into()),
+            processed_directory: None,
+            interval: None,
+            volume_claim_name: Some("settlement-drop".into()),
+        }),
+        ..Default::default()
+    };
+    flow.mode = entrepot::spec::FlowMode::Batch;
+    flow.schedule = Some("0 2 * * *".into());
+    flow.time_zone = Some("America/Chicago".into());
+    flow.suspend = suspend;
+    f
+}
+
+#[test]
+fn a_batch_flow_is_a_cron_job_that_runs_once_on_its_queue_claim() {
+    let c = build(&nightly(false));
+    let (cron, claim) = batch(&c);
+    let spec = cron.spec.as_ref().unwrap();
+    assert_eq!(spec.schedule, "0 2 * * *");
+    assert_eq!(spec.time_zone.as_deref(), Some("America/Chicago"));
+    assert_eq!(spec.concurrency_policy.as_deref(), Some("Forbid"), "runs share the queue claim");
+    assert_eq!(spec.suspend, Some(false));
+    let job = spec.job_template.spec.as_ref().unwrap();
+    let pod = job.template.spec.as_ref().unwrap();
+    assert_eq!(pod.restart_policy.as_deref(), Some("OnFailure"));
+    let container = &pod.containers[0];
+    assert_eq!(container.args.as_ref().unwrap().last().map(String::as_str), Some("--once"));
+    assert!(container.readiness_probe.is_none() && container.liveness_probe.is_none());
+    assert_eq!(container.security_context.as_ref().unwrap().read_only_root_filesystem, Some(true));
+    let volumes = pod.volumes.as_ref().unwrap();
+    let queue = volumes.iter().find(|v| v.name == "queue").unwrap();
+    assert_eq!(queue.persistent_volume_claim.as_ref().unwrap().claim_name, "orders-runner-queue");
+    assert_eq!(claim.metadata.name.as_deref(), Some("orders-runner-queue"));
+    assert_eq!(claim.metadata.owner_references.as_ref().unwrap()[0].name, "orders");
+    // The files come from the claim the trigger names, mounted at its directory.
+    let files = volumes.iter().find(|v| v.name == "files").unwrap();
+    assert_eq!(files.persistent_volume_claim.as_ref().unwrap().claim_name, "settlement-drop");
+    let mount = container.volume_mounts.iter().flatten().find(|m| m.name == "files").unwrap();
+    assert_eq!(mount.mount_path, "/imports");
+    assert_eq!(build(&nightly(true)).workload, batch_suspended());
+}
+
+fn batch_suspended() -> Workload {
+    let c = build(&nightly(true));
+    assert_eq!(batch(&c).0.spec.as_ref().unwrap().suspend, Some(true));
+    c.workload
 }
 
 #[test]
@@ -176,13 +322,13 @@ fn a_flow_image_overrides_the_operator_default() {
     let mut f = fixtures::orders();
     f.flows[0].spec.0.runner.image = Some("registry.example.com/entrepot:pinned".into());
     let c = build(&f);
-    assert_eq!(pod(&c.deployment).containers[0].image.as_deref(), Some("registry.example.com/entrepot:pinned"));
+    assert_eq!(pod(&c).containers[0].image.as_deref(), Some("registry.example.com/entrepot:pinned"));
 }
 
 #[test]
 fn the_service_exposes_webhooks_and_admin() {
     let c = build(&fixtures::orders());
-    let spec = c.service.spec.as_ref().unwrap();
+    let spec = continuous(&c).2.spec.as_ref().unwrap();
     assert_eq!(spec.selector.as_ref().unwrap(), &selector_labels("orders"));
     let ports: Vec<(String, i32, IntOrString)> = spec
         .ports
@@ -200,7 +346,7 @@ fn the_service_exposes_webhooks_and_admin() {
 }
 
 fn annotation(c: &Children) -> String {
-    let meta = c.deployment.spec.as_ref().unwrap().template.metadata.as_ref().unwrap();
+    let meta = sts(c).spec.as_ref().unwrap().template.metadata.as_ref().unwrap();
     meta.annotations.as_ref().unwrap()[CHECKSUM_ANNOTATION].clone()
 }
 
@@ -252,7 +398,7 @@ fn the_checksum_ignores_what_does_not_reach_the_runner_process() {
     f.flows[0].metadata.labels = Some([("team".to_string(), "ops".to_string())].into());
     let scaled = build(&f);
     assert_eq!(scaled.checksum, before, "scaling or relabelling must not restart the pods");
-    assert_eq!(scaled.deployment.spec.as_ref().unwrap().replicas, Some(5));
+    assert_eq!(sts(&scaled).spec.as_ref().unwrap().replicas, Some(5));
     // And a connector the flow does not use is not in its config at all.
     let unrelated = f.connector("shop").clone();
     let mut more = f.clone();

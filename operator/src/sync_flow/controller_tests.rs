@@ -6,8 +6,10 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::{
-    apps::v1::Deployment,
-    core::v1::{ConfigMap, Service},
+    apps::v1::{Deployment, StatefulSet},
+    batch::v1::CronJob,
+    core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service},
+    policy::v1::PodDisruptionBudget,
 };
 use kube::{
     Api, Resource,
@@ -16,7 +18,7 @@ use kube::{
 use serde_json::json;
 use tokio::{sync::oneshot, task::JoinHandle};
 
-use super::{CONTROLLER, Context, build::RunnerDefaults, run};
+use super::{CONTROLLER, Context, build::RunnerDefaults, run, runner_status::RunnerStatusReader};
 use crate::{
     metrics::Metrics,
     resources::{
@@ -44,10 +46,15 @@ impl Drop for Harness {
 
 impl Harness {
     async fn start() -> Self {
+        Self::start_with(RunnerStatusReader::default()).await
+    }
+
+    /// A controller that reads every runner pod's status from `reader`.
+    async fn start_with(reader: RunnerStatusReader) -> Self {
         install_crypto_provider();
         let cluster = FakeCluster::new().await;
-        let defaults = RunnerDefaults { image: "ghcr.io/entrepot-io/entrepot:test".into() };
-        let ctx = Arc::new(Context::new(cluster.client.clone(), defaults, Metrics::new()));
+        let defaults = RunnerDefaults::with_image("ghcr.io/entrepot-io/entrepot:test");
+        let ctx = Arc::new(Context::with_runner_status(cluster.client.clone(), defaults, Metrics::new(), reader));
         let (stop, stopped) = oneshot::channel::<()>();
         let controller = tokio::spawn(run(ctx.clone(), None, async move {
             let _ = stopped.await;
@@ -105,22 +112,22 @@ impl Harness {
         .await
     }
 
-    async fn children(&self) -> (Option<ConfigMap>, Option<Deployment>, Option<Service>) {
+    async fn children(&self) -> (Option<ConfigMap>, Option<StatefulSet>, Option<Service>) {
         let name = "orders-runner";
         (
             self.api::<ConfigMap>().get_opt(name).await.unwrap(),
-            self.api::<Deployment>().get_opt(name).await.unwrap(),
+            self.api::<StatefulSet>().get_opt(name).await.unwrap(),
             self.api::<Service>().get_opt(name).await.unwrap(),
         )
     }
 
-    /// What the Deployment controller would report once every runner pod is up.
+    /// What the StatefulSet controller would report once every runner pod is up.
     async fn runner_pods_become_available(&self) {
-        let api = self.api::<Deployment>();
-        let deployment = api.get("orders-runner").await.unwrap();
-        let replicas = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let api = self.api::<StatefulSet>();
+        let stateful_set = api.get("orders-runner").await.unwrap();
+        let replicas = stateful_set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         let status = json!({"status": {
-            "observedGeneration": deployment.metadata.generation,
+            "observedGeneration": stateful_set.metadata.generation,
             "replicas": replicas, "updatedReplicas": replicas,
             "readyReplicas": replicas, "availableReplicas": replicas,
         }});
@@ -137,7 +144,7 @@ fn pair(status: &str, reason: &str) -> (String, String) {
     (status.to_string(), reason.to_string())
 }
 
-fn resource_versions(children: &(Option<ConfigMap>, Option<Deployment>, Option<Service>)) -> [Option<String>; 3] {
+fn resource_versions(children: &(Option<ConfigMap>, Option<StatefulSet>, Option<Service>)) -> [Option<String>; 3] {
     [
         children.0.as_ref().and_then(|c| c.metadata.resource_version.clone()),
         children.1.as_ref().and_then(|c| c.metadata.resource_version.clone()),
@@ -152,15 +159,16 @@ async fn a_flow_becomes_an_owned_runner_and_ready_once_its_pods_are() {
     let uid = flow.metadata.uid.clone().unwrap();
 
     let status = h.status_when(1, "the first status", |s| find(&s.conditions, READY).is_some()).await;
-    // The Deployment exists but no pod is available: Ready must not claim otherwise.
+    // The StatefulSet exists but no pod is available: Ready must not claim otherwise.
     assert_eq!(condition(&status, READY), pair("False", "RunnerNotAvailable"));
     assert_eq!(condition(&status, RECONCILING), pair("True", "RunnerNotAvailable"));
     assert_eq!(condition(&status, STALLED), pair("False", "Resolved"));
     assert!(status.conditions.iter().all(|c| c.observed_generation == Some(1)));
 
-    let (cm, deployment, service) = h.children().await;
-    let (cm, deployment, service) = (cm.unwrap(), deployment.unwrap(), service.unwrap());
-    for meta in [&cm.metadata, &deployment.metadata, &service.metadata] {
+    let (cm, stateful_set, service) = h.children().await;
+    let (cm, stateful_set, service) = (cm.unwrap(), stateful_set.unwrap(), service.unwrap());
+    let budget = h.api::<PodDisruptionBudget>().get("orders-runner").await.unwrap();
+    for meta in [&cm.metadata, &stateful_set.metadata, &service.metadata, &budget.metadata] {
         let owner = &meta.owner_references.as_ref().unwrap()[0];
         assert_eq!(
             (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
@@ -171,7 +179,7 @@ async fn a_flow_becomes_an_owned_runner_and_ready_once_its_pods_are() {
     }
     assert!(cm.data.unwrap()["runner.yaml"].contains("shopify-order-to-canonical"));
     let runner = status.runner.clone().unwrap();
-    let template = deployment.spec.unwrap().template.metadata.unwrap();
+    let template = stateful_set.spec.unwrap().template.metadata.unwrap();
     assert_eq!(template.annotations.unwrap()["entrepot.io/config-checksum"], runner.config_checksum);
     assert_eq!((runner.replicas, runner.available_replicas), (2, 0));
 
@@ -309,4 +317,149 @@ async fn an_unreadable_flow_is_reported_on_itself_and_does_not_stop_the_others()
         h.ctx.ready.load(std::sync::atomic::Ordering::Relaxed).then_some(())
     })
     .await;
+}
+
+/// A runner's admin API on loopback answering `/v1/status` with what the test says.
+async fn fake_runner(status: Arc<std::sync::Mutex<entrepot::status::RunnerStatus>>) -> u16 {
+    use axum::{Json, Router, routing::get};
+    let app = Router::new().route("/v1/status", get(move || {
+        let status = status.clone();
+        async move { Json(status.lock().unwrap().clone()) }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+/// A running runner pod of the orders flow, as the StatefulSet controller would make it.
+async fn runner_pod(h: &Harness, name: &str) {
+    let labels = super::build::selector_labels("orders");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": NS, "labels": labels},
+        "spec": {"containers": [{"name": "runner"}]},
+    }))
+    .unwrap();
+    h.create::<Pod>(pod).await;
+    let status = json!({"status": {"phase": "Running", "podIP": "10.0.0.7"}});
+    h.api::<Pod>().patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await.unwrap();
+}
+
+fn runner_report(pending: u64, oldest: Option<u64>) -> entrepot::status::RunnerStatus {
+    use entrepot::status::{FlowStatus, TargetStatus};
+    entrepot::status::RunnerStatus {
+        flows: vec![FlowStatus {
+            name: "orders".into(),
+            namespace: NS.into(),
+            delivered: 40,
+            pending,
+            oldest_pending_seconds: oldest,
+            dead_lettered: 2,
+            targets: vec![TargetStatus {
+                connector: "erp".into(),
+                delivered: 40,
+                last_error: Some("target error: 503 Service Unavailable".into()),
+                ..TargetStatus::default()
+            }],
+            ..FlowStatus::default()
+        }],
+        connectors: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_pods_report_goes_into_status_and_an_old_backlog_is_not_ready() {
+    let report = Arc::new(std::sync::Mutex::new(runner_report(12, Some(35))));
+    let port = fake_runner(report.clone()).await;
+    // Every pod is asked at the fake runner's address instead of its pod IP.
+    let h = Harness::start_with(RunnerStatusReader::new(Some("127.0.0.1".into()), port)).await;
+    h.create_orders(None).await;
+    h.status_when(1, "the first status", |s| find(&s.conditions, READY).is_some()).await;
+    runner_pod(&h, "orders-runner-0").await;
+    h.runner_pods_become_available().await;
+
+    let status = h.status_when(1, "the runner's backlog", |s| s.backlog.as_ref().is_some_and(|b| b.pending == 12)).await;
+    let backlog = status.backlog.clone().unwrap();
+    assert_eq!((backlog.oldest_pending_seconds, backlog.dead_lettered), (30, 2));
+    assert_eq!(status.targets[0].last_error.as_deref(), Some("target error: 503 Service Unavailable"));
+    assert_eq!(condition(&status, READY), pair("True", "RunnerAvailable"));
+
+    // The ERP stays down: the oldest record passes the 5 minute budget. The next read
+    // (a touch stands in for the 30 s requeue) makes the flow not Ready, with the reason.
+    *report.lock().unwrap() = runner_report(900, Some(420));
+    let touch = json!({"metadata": {"annotations": {"example.com/touched": "1"}}});
+    h.api::<Connector>().patch("erp", &PatchParams::default(), &Patch::Merge(touch)).await.unwrap();
+    let status = h
+        .status_when(1, "BacklogOverBudget", |s| find(&s.conditions, READY).is_some_and(|c| c.reason == "BacklogOverBudget"))
+        .await;
+    let message = &find(&status.conditions, READY).unwrap().message;
+    assert!(message.contains("420s old, over the 300s freshness budget"), "{message}");
+    assert!(message.contains("503"), "the target's last error says why: {message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_to_batch_replaces_the_stateful_set_with_a_cron_job_and_suspend_keeps_the_queue() {
+    let h = Harness::start().await;
+    let flow = h.create_orders(None).await;
+    h.status_when(1, "the first status", |s| find(&s.conditions, READY).is_some()).await;
+    // What an operator before StatefulSets rendered: it goes once the flow is reconciled
+    // into a different workload.
+    let old: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "orders-runner", "namespace": NS,
+                     "ownerReferences": [{"apiVersion": "entrepot.io/v1alpha1", "kind": "SyncFlow", "name": "orders",
+                                          "uid": flow.metadata.uid, "controller": true}]},
+        "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"spec": {"containers": [{"name": "runner"}]}}},
+    }))
+    .unwrap();
+    h.create::<Deployment>(old).await;
+
+    let batch = json!({"spec": {
+        "mode": "batch", "schedule": "0 2 * * *", "timeZone": "America/Chicago",
+        "source": {"connectorRef": "erp", "entity": "salesOrder",
+                   "trigger": {"webhook": null, "poll": {"interval": "1h", "path": "/orders.json"}}},
+    }});
+    h.api::<SyncFlow>().patch("orders", &PatchParams::default(), &Patch::Merge(batch)).await.unwrap();
+    let status = h.status_when(2, "Scheduled", |s| find(&s.conditions, READY).is_some_and(|c| c.reason == "Scheduled")).await;
+    assert_eq!(status.runner.unwrap().workload, "CronJob/orders-runner");
+    let cron = h.api::<CronJob>().get("orders-runner").await.unwrap();
+    assert_eq!(cron.spec.as_ref().unwrap().schedule, "0 2 * * *");
+    assert!(h.api::<PersistentVolumeClaim>().get_opt("orders-runner-queue").await.unwrap().is_some());
+    eventually("the continuous workload to be removed", || async {
+        let gone = h.api::<StatefulSet>().get_opt("orders-runner").await.unwrap().is_none()
+            && h.api::<Service>().get_opt("orders-runner").await.unwrap().is_none()
+            && h.api::<PodDisruptionBudget>().get_opt("orders-runner").await.unwrap().is_none()
+            && h.api::<Deployment>().get_opt("orders-runner").await.unwrap().is_none();
+        gone.then_some(())
+    })
+    .await;
+
+    h.api::<SyncFlow>().patch("orders", &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": true}}))).await.unwrap();
+    let status = h.status_when(3, "Suspended", |s| find(&s.conditions, READY).is_some_and(|c| c.reason == "Suspended")).await;
+    assert_eq!(condition(&status, READY), pair("False", "Suspended"));
+    let cron = h.api::<CronJob>().get("orders-runner").await.unwrap();
+    assert_eq!(cron.spec.unwrap().suspend, Some(true));
+    assert!(h.api::<PersistentVolumeClaim>().get_opt("orders-runner-queue").await.unwrap().is_some(), "the queue stays");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_change_rolls_the_runner_and_says_so_in_an_event() {
+    use k8s_openapi::api::events::v1::Event;
+    let h = Harness::start().await;
+    h.create_orders(None).await;
+    let first = h.status_when(1, "the first status", |s| s.runner.is_some()).await;
+    let program = json!({"spec": {"program": "{orderId: (.id | tostring), currency: .currency, total: .total_price, v: 2}"}});
+    h.api::<Mapping>().patch("shopify-order-to-canonical", &PatchParams::default(), &Patch::Merge(program)).await.unwrap();
+    let rolled = h
+        .status_when(1, "a new checksum", |s| s.runner.as_ref().map(|r| &r.config_checksum) != first.runner.as_ref().map(|r| &r.config_checksum))
+        .await;
+    let template = h.children().await.1.unwrap().spec.unwrap().template.metadata.unwrap();
+    assert_eq!(template.annotations.unwrap()["entrepot.io/config-checksum"], rolled.runner.unwrap().config_checksum);
+    let event = eventually("a RunnerRolled event", || async {
+        let events = h.api::<Event>().list(&Default::default()).await.ok()?;
+        events.items.into_iter().find(|e| e.reason.as_deref() == Some("RunnerRolled"))
+    })
+    .await;
+    assert_eq!(event.regarding.as_ref().and_then(|r| r.name.as_deref()), Some("orders"));
+    assert_eq!(event.type_.as_deref(), Some("Normal"));
+    assert!(event.note.as_deref().unwrap().contains("StatefulSet/orders-runner"), "{event:?}");
 }

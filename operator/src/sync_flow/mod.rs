@@ -7,6 +7,8 @@
 //! alone: a failed reconcile never tears down the last good runner.
 
 pub mod build;
+pub mod events;
+pub mod runner_status;
 pub mod status;
 pub mod validate;
 
@@ -28,18 +30,21 @@ use futures::StreamExt;
 use k8s_openapi::{
     NamespaceResourceScope,
     api::{
-        apps::v1::Deployment,
+        apps::v1::{Deployment, StatefulSet},
+        batch::v1::CronJob,
         core::v1::{ConfigMap, Service},
+        policy::v1::PodDisruptionBudget,
     },
     jiff::Timestamp,
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{ApiResource, DynamicObject, Patch, PatchParams},
+    api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams},
     core::DeserializeGuard,
     runtime::{
         Controller,
         controller::Action,
+        events::{Recorder, Reporter},
         reflector::{ObjectRef, Store},
         watcher,
     },
@@ -49,8 +54,9 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use self::{
-    build::{MANAGED_BY, RunnerDefaults},
-    status::{Outcome, Rollout},
+    build::{MANAGED_BY, RunnerDefaults, Workload},
+    runner_status::RunnerStatusReader,
+    status::{Budget, Outcome, Rollout},
     validate::{Invalid, References},
 };
 use crate::{
@@ -74,6 +80,10 @@ pub struct Context {
     pub defaults: RunnerDefaults,
     /// Reconcile counters.
     pub metrics: Metrics,
+    /// Reads the runner pods' `/v1/status`.
+    pub runner_status: RunnerStatusReader,
+    /// Writes Events on the flows.
+    pub recorder: Recorder,
     /// Set once the SyncFlow cache has been filled; `/readyz` reports it.
     pub ready: Arc<AtomicBool>,
     /// Consecutive failures per flow, for the retry backoff.
@@ -83,8 +93,28 @@ pub struct Context {
 impl Context {
     /// A context for a controller that talks to the API through `client`.
     pub fn new(client: Client, defaults: RunnerDefaults, metrics: Metrics) -> Self {
-        Self { client, defaults, metrics, ready: Arc::default(), failures: Mutex::default() }
+        Self::with_runner_status(client, defaults, metrics, RunnerStatusReader::default())
     }
+
+    /// As [`new`](Self::new), reading runner status with `reader` (tests point it at a
+    /// local address).
+    pub fn with_runner_status(client: Client, defaults: RunnerDefaults, metrics: Metrics, reader: RunnerStatusReader) -> Self {
+        let recorder = Recorder::new(client.clone(), reporter());
+        Self {
+            client,
+            defaults,
+            metrics,
+            runner_status: reader,
+            recorder,
+            ready: Arc::default(),
+            failures: Mutex::default(),
+        }
+    }
+}
+
+/// Who writes the operator's Events: the controller, and the pod when known.
+pub fn reporter() -> Reporter {
+    Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() }
 }
 
 /// Runs the SyncFlow controller until `shutdown` completes; then finishes the
@@ -114,7 +144,9 @@ pub async fn run(
 
     controller
         .owns(scope.api::<ConfigMap>(), children.clone())
-        .owns(scope.api::<Deployment>(), children.clone())
+        .owns(scope.api::<StatefulSet>(), children.clone())
+        .owns(scope.api::<CronJob>(), children.clone())
+        .owns(scope.api::<PodDisruptionBudget>(), children.clone())
         .owns(scope.api::<Service>(), children)
         // A flow waiting for a Connector or Mapping goes on as soon as it appears or changes.
         .watches(scope.api::<DeserializeGuard<Connector>>(), watcher::Config::default(), move |c| {
@@ -177,14 +209,14 @@ async fn reconcile(guard: Arc<DeserializeGuard<SyncFlow>>, ctx: Arc<Context>) ->
 async fn reconcile_flow(guard: &DeserializeGuard<SyncFlow>, ctx: &Context) -> Result<Action, Error> {
     let namespace = guard.meta().namespace.clone().unwrap_or_default();
     let name = guard.name_any();
-    let generation = guard.meta().generation.unwrap_or_default();
+    let previous = read_status(&ctx.client, &namespace, &name).await?;
     let flow = match &guard.0 {
         Ok(flow) => flow,
         Err(unreadable) => {
             // The object passed the CRD schema but not our types (say a duration the
             // schema's pattern allows and the parser does not): report it on the object.
             let invalid = Invalid::UnreadableSpec { flow: name.clone(), error: unreadable.error.clone() };
-            update_status(&ctx.client, &namespace, &name, generation, &Outcome::Stalled(&invalid)).await?;
+            update_status(ctx, guard, &previous, &Outcome::Stalled(&invalid)).await?;
             return Err(invalid.into());
         }
     };
@@ -195,26 +227,64 @@ async fn reconcile_flow(guard: &DeserializeGuard<SyncFlow>, ctx: &Context) -> Re
     let outcome = match validate::validate(&name, &namespace, &flow.spec, &refs) {
         Err(invalid) => {
             // Stalled: the children stay as they are, so the last good runner keeps running.
-            update_status(&ctx.client, &namespace, &name, generation, &Outcome::Stalled(&invalid)).await?;
+            update_status(ctx, guard, &previous, &Outcome::Stalled(&invalid)).await?;
             return Err(invalid.into());
         }
         Ok(config) => {
             // 3. Build.
             let children = build::children(flow, &config, &ctx.defaults)?;
-            // 4. Apply.
+            // 4. Apply, then remove what an earlier spec (or version) rendered instead.
             apply(&ctx.client, &namespace, &children.config_map).await?;
-            apply(&ctx.client, &namespace, &children.service).await?;
-            // The answer to the apply is the Deployment as the API holds it, status included.
-            let deployment = apply(&ctx.client, &namespace, &children.deployment).await?;
-            Outcome::Applied {
-                deployment: deployment.name_any(),
-                checksum: children.checksum,
-                rollout: Rollout::of(&deployment),
+            let runner = build::runner_name(&name);
+            // What the last reconcile rendered: anything else of the flow's is pruned
+            // when the kind of workload changes (mode, or an older operator's Deployment).
+            let rendered_before = previous.runner.as_ref().map(|r| r.workload.as_str());
+            let prune = |kind: &str| rendered_before != Some(&format!("{kind}/{runner}"));
+            match children.workload {
+                Workload::Continuous { stateful_set, disruption_budget, service } => {
+                    apply(&ctx.client, &namespace, &service).await?;
+                    apply(&ctx.client, &namespace, &disruption_budget).await?;
+                    // The answer to the apply is the StatefulSet as the API holds it, status included.
+                    let stateful_set = apply(&ctx.client, &namespace, &stateful_set).await?;
+                    if prune("StatefulSet") {
+                        remove::<CronJob>(&ctx.client, &namespace, &runner, guard).await?;
+                        remove::<Deployment>(&ctx.client, &namespace, &runner, guard).await?;
+                    }
+                    let rollout = Rollout::of(&stateful_set);
+                    let report = if rollout.desired > 0 {
+                        Some(Box::new(runner_status::read(&ctx.client, &ctx.runner_status, &namespace, &name).await))
+                    } else {
+                        None
+                    };
+                    Outcome::Applied {
+                        workload: format!("StatefulSet/{runner}"),
+                        checksum: children.checksum,
+                        rollout,
+                        suspended: flow.spec.suspend,
+                        report,
+                    }
+                }
+                Workload::Batch { cron_job, queue_claim } => {
+                    apply(&ctx.client, &namespace, &queue_claim).await?;
+                    let cron_job = apply(&ctx.client, &namespace, &cron_job).await?;
+                    if prune("CronJob") {
+                        remove::<StatefulSet>(&ctx.client, &namespace, &runner, guard).await?;
+                        remove::<PodDisruptionBudget>(&ctx.client, &namespace, &runner, guard).await?;
+                        remove::<Service>(&ctx.client, &namespace, &runner, guard).await?;
+                        remove::<Deployment>(&ctx.client, &namespace, &runner, guard).await?;
+                    }
+                    Outcome::Scheduled {
+                        workload: format!("CronJob/{runner}"),
+                        checksum: children.checksum,
+                        suspended: flow.spec.suspend,
+                        last_schedule: cron_job.status.and_then(|s| s.last_schedule_time).map(|t| t.0),
+                    }
+                }
             }
         }
     };
     // 5. Status.
-    update_status(&ctx.client, &namespace, &name, generation, &outcome).await?;
+    update_status(ctx, guard, &previous, &outcome).await?;
     Ok(Action::requeue(RESYNC))
 }
 
@@ -258,22 +328,46 @@ where
         .map_err(|source| kube_error::<K>("apply", namespace, &name, source))
 }
 
+/// Deletes the `K` named `name` if the flow owns it: what the flow rendered before its
+/// mode changed (or what an older operator rendered). Anything else of that name is not
+/// ours and is left alone.
+async fn remove<K>(client: &Client, namespace: &str, name: &str, flow: &DeserializeGuard<SyncFlow>) -> Result<(), Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + Debug,
+{
+    let api = Api::<K>::namespaced(client.clone(), namespace);
+    let Some(existing) = api.get_opt(name).await.map_err(|source| kube_error::<K>("get", namespace, name, source))? else {
+        return Ok(());
+    };
+    let ours = existing.owner_references().iter().any(|o| Some(&o.uid) == flow.meta().uid.as_ref());
+    if ours {
+        api.delete(name, &DeleteParams::background())
+            .await
+            .map_err(|source| kube_error::<K>("delete", namespace, name, source))?;
+        info!(kind = %K::kind(&()), child = name, "removed what the flow no longer renders");
+    }
+    Ok(())
+}
+
 /// Merges this reconcile's outcome into the flow's status and writes it, unless that
-/// changes nothing.
+/// changes nothing; then raises an Event for each transition worth one.
 ///
-/// The status merged into is read from the API, not from the controller's cache: a
-/// cached flow can predate the status this controller wrote a moment ago, and merging
-/// into that would move a condition's `lastTransitionTime` without a transition.
+/// `previous` is read from the API at the start of the reconcile, not from the
+/// controller's cache: a cached flow can predate the status this controller wrote a
+/// moment ago, and merging into that would move a condition's `lastTransitionTime`
+/// without a transition.
 async fn update_status(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    generation: i64,
+    ctx: &Context,
+    guard: &DeserializeGuard<SyncFlow>,
+    previous: &SyncFlowStatus,
     outcome: &Outcome<'_>,
 ) -> Result<(), Error> {
-    let previous = read_status(client, namespace, name).await?;
-    let status = status::desired_status(&previous, generation, outcome, Timestamp::now());
-    if status == previous {
+    let (namespace, name) = (guard.meta().namespace.clone().unwrap_or_default(), guard.name_any());
+    let (namespace, name) = (namespace.as_str(), name.as_str());
+    let generation = guard.meta().generation.unwrap_or_default();
+    let freshness = guard.0.as_ref().map_or(Duration::from_secs(300), |f| f.spec.delivery.freshness_budget.get());
+    let status = status::desired_status(previous, generation, outcome, Budget { freshness }, Timestamp::now());
+    if &status == previous {
         return Ok(());
     }
     let patch = json!({
@@ -282,11 +376,12 @@ async fn update_status(
         "status": status,
     });
     // Read back tolerantly: the flow's spec may be the unreadable part.
-    Api::<DeserializeGuard<SyncFlow>>::namespaced(client.clone(), namespace)
+    Api::<DeserializeGuard<SyncFlow>>::namespaced(ctx.client.clone(), namespace)
         .patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
         .map_err(|source| kube_error::<SyncFlow>("patch status", namespace, name, source))?;
     info!(ready = conditions::is_true(&status.conditions, conditions::READY), "status updated");
+    events::publish_transitions(ctx, &guard.object_ref(&()), previous, &status).await;
     Ok(())
 }
 

@@ -76,6 +76,44 @@ impl Invalid {
     }
 }
 
+/// The shape a CronJob's schedule must have: five fields (minute, hour, day of month,
+/// month, day of week) of numbers, names, `*`, ranges, lists and steps, or one of the
+/// macros (`@hourly`...). The API server checks the values when the CronJob is applied;
+/// this catches the common mistakes with a message that names the field.
+pub fn check_cron(schedule: &str) -> Result<(), String> {
+    const MACROS: [&str; 7] = ["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"];
+    let schedule = schedule.trim();
+    if schedule.starts_with('@') {
+        return if MACROS.contains(&schedule) {
+            Ok(())
+        } else {
+            Err(format!("`{schedule}` is not a cron macro; use one of {}", MACROS.join(", ")))
+        };
+    }
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Err(format!(
+            "`{schedule}` has {} fields; a schedule has five: minute hour day-of-month month day-of-week (e.g. `0 2 * * *`)",
+            fields.len()
+        ));
+    }
+    let names = ["minute", "hour", "day of month", "month", "day of week"];
+    for (field, name) in fields.iter().zip(names) {
+        let valid = field.split(',').all(|part| {
+            let (range, step) = part.split_once('/').unwrap_or((part, "1"));
+            let range_ok = range == "*"
+                || range == "?"
+                || range.split('-').all(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric()))
+                    && range.split('-').count() <= 2;
+            range_ok && !step.is_empty() && step.chars().all(|c| c.is_ascii_digit())
+        });
+        if !valid {
+            return Err(format!("`{schedule}`: the {name} field `{field}` is not a cron value, range, list or step"));
+        }
+    }
+    Ok(())
+}
+
 /// Longest SyncFlow name whose `<name>-runner` still fits a Service name (63 characters).
 pub const MAX_FLOW_NAME: usize = 63 - RUNNER_SUFFIX.len();
 
@@ -112,8 +150,37 @@ pub fn validate(name: &str, namespace: &str, spec: &SyncFlowSpec, refs: &Referen
         |n| refs.mappings.get(n).and_then(|r| r.as_ref().ok()).cloned(),
     )?;
 
-    let storage = &spec.runner.queue.embedded.storage;
-    if !is_quantity(storage) {
+    if let Some(file) = &spec.source.trigger.file {
+        let field = |f: &str| format!("spec.source.trigger.file.{f}");
+        if file.volume_claim_name.as_deref().is_none_or(str::is_empty) {
+            return Err(Invalid::Field {
+                flow: name.into(),
+                field: field("volumeClaimName"),
+                message: format!(
+                    "in a cluster the files must be on a volume: name the PersistentVolumeClaim the files are \
+                     dropped on, and the operator mounts it at {}",
+                    file.directory
+                ),
+            });
+        }
+        if !file.processed_directory().starts_with(&file.directory) {
+            return Err(Invalid::Field {
+                flow: name.into(),
+                field: field("processedDirectory"),
+                message: format!(
+                    "must be inside {} (the claim's mount) so imported files can be moved there; leave it out \
+                     for {}/processed",
+                    file.directory, file.directory
+                ),
+            });
+        }
+    }
+    if let Some(schedule) = spec.schedule.as_deref()
+        && let Err(message) = check_cron(schedule)
+    {
+        return Err(Invalid::Field { flow: name.into(), field: "spec.schedule".into(), message });
+    }
+    if let Some(storage) = spec.runner.queue.embedded.storage.as_ref().filter(|s| !is_quantity(s)) {
         return Err(Invalid::Field {
             flow: name.into(),
             field: "spec.runner.queue.embedded.storage".into(),
@@ -262,7 +329,7 @@ mod tests {
     fn a_storage_size_must_be_a_quantity() {
         let f = fixtures::orders();
         let mut spec = f.flow().spec.0.clone();
-        spec.runner.queue.embedded.storage = "5 GB".into();
+        spec.runner.queue.embedded.storage = Some("5 GB".into());
         let err = validate("orders", "retail", &spec, &refs_of(&f)).unwrap_err();
         assert!(err.to_string().contains("spec.runner.queue.embedded.storage"), "{err}");
         for ok in ["5Gi", "500Mi", "1.5Gi", "100", "2G"] {

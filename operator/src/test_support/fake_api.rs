@@ -35,7 +35,10 @@ use axum::{
     body::{Body as ResponseBody, Bytes},
     http::{Method, Request, Response, StatusCode, header::CONTENT_TYPE},
 };
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    batch::v1::CronJob,
+};
 use kube::{Client, client::Body};
 use serde_json::Value;
 
@@ -69,6 +72,8 @@ impl FakeCluster {
             .with_resource::<SyncFlow>()
             .with_resource::<ReconcileSchedule>()
             .with_status_subresource::<Deployment>()
+            .with_status_subresource::<StatefulSet>()
+            .with_status_subresource::<CronJob>()
             .build()
             .await
             .expect("in-memory API");

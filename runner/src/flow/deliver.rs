@@ -246,6 +246,7 @@ impl Worker {
                 w.metrics.latency.with_label_values(&[&name, &connector]).observe(latency);
                 *target.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 target.http.client().health.succeeded();
+                *target.last_delivered_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(jiff::Timestamp::now());
                 info!(flow = %name, target = %connector, correlation_id = %item.envelope.correlation_id,
                       idempotency_key = %item.idempotency_key, attempts = head.attempts.len(), "delivered");
                 return None;

@@ -81,6 +81,8 @@ pub struct FlowTarget {
     pub quota: Arc<Quota>,
     /// The last failure, until a success clears it (status).
     pub last_error: Mutex<Option<String>>,
+    /// When an item was last delivered to it.
+    pub last_delivered_at: Mutex<Option<jiff::Timestamp>>,
     /// Wakes this target's delivery worker.
     pub wake: Notify,
 }
@@ -156,7 +158,7 @@ impl Flow {
                 None => None,
             };
             let quota = Arc::new(Quota::new(config.connector(&spec.connector_ref).limits.as_ref()));
-            targets.push(FlowTarget { http, mapping, quota, last_error: Mutex::new(None), wake: Notify::new() });
+            targets.push(FlowTarget { http, mapping, quota, last_error: Mutex::new(None), last_delivered_at: Mutex::new(None), wake: Notify::new() });
         }
         let source = config.connector(&config.spec.source.connector_ref);
         let signature = match (&config.spec.source.trigger.webhook, &source.webhook) {

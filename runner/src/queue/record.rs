@@ -119,6 +119,9 @@ pub enum DeadLetterReason {
 }
 
 impl DeadLetterReason {
+    /// Every reason.
+    pub const ALL: [Self; 5] = [Self::Mapping, Self::InvalidRecord, Self::Rejected, Self::Auth, Self::RetriesExhausted];
+
     /// The fixed label used in metrics and listings.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -265,6 +265,12 @@ pub struct FileTrigger {
     /// Time between two scans of the directory. Default `10s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<Duration>,
+    /// In a cluster: the PersistentVolumeClaim (same namespace) the files are dropped on.
+    /// The operator mounts it at `directory` in the runner pods, so `processedDirectory`
+    /// must be inside `directory`. Required by the operator; local mode reads the
+    /// directory as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_claim_name: Option<String>,
 }
 
 impl FileTrigger {
@@ -513,25 +519,17 @@ fn default_max_pending() -> u64 {
     1_000_000
 }
 
-/// An on-disk queue inside the runner pod.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// An on-disk queue inside the runner pod, on a volume claim that outlives the pod.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EmbeddedQueueSpec {
-    /// Size of the queue's volume, as a Kubernetes quantity. Default `1Gi`.
-    #[serde(default = "default_storage")]
-    pub storage: String,
+    /// Size of the queue's volume claim, as a Kubernetes quantity (`5Gi`). Defaults to
+    /// the operator's configured size (Helm value `runner.queue.size`), else `1Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
     /// StorageClass of the queue's volume claim. Defaults to the operator's configured
     /// class (Helm value `runner.queue.storageClassName`), else the cluster's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
 }
 
-impl Default for EmbeddedQueueSpec {
-    fn default() -> Self {
-        Self { storage: default_storage(), storage_class_name: None }
-    }
-}
-
-fn default_storage() -> String {
-    "1Gi".into()
-}

@@ -38,6 +38,7 @@ impl Setup {
             suffix: suffix.map(Into::into),
             processed_directory: None,
             interval: None,
+            volume_claim_name: None,
         };
         fs::create_dir(&trigger.directory).unwrap();
         let spec = SyncFlowSpec {

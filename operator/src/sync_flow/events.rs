@@ -1,0 +1,125 @@
+//! Events on a SyncFlow (`kubectl describe syncflow`), raised on transitions only: the
+//! runner rolled to a new configuration, a target refuses the credentials, the backlog
+//! went over its freshness budget, the flow stalled (and why), the flow recovered.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType};
+use tracing::warn;
+
+use super::Context;
+use crate::resources::{
+    SyncFlowStatus,
+    conditions::{self, READY},
+};
+
+/// The Events `previous` → `status` is worth: (type, reason, note).
+pub fn transitions(previous: &SyncFlowStatus, status: &SyncFlowStatus) -> Vec<(EventType, &'static str, String)> {
+    let mut events = Vec::new();
+    if let (Some(before), Some(now)) = (&previous.runner, &status.runner)
+        && before.config_checksum != now.config_checksum
+        && before.workload == now.workload
+    {
+        events.push((
+            EventType::Normal,
+            "RunnerRolled",
+            format!(
+                "configuration changed (checksum {} → {}): rolling the pods of {}",
+                short(&before.config_checksum),
+                short(&now.config_checksum),
+                now.workload
+            ),
+        ));
+    }
+    let ready = |s: &SyncFlowStatus| conditions::find(&s.conditions, READY).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
+    if let Some((now_status, reason, message)) = ready(status)
+        && ready(previous).map(|(s, r, _)| (s, r)) != Some((now_status.clone(), reason.clone()))
+    {
+        match (now_status.as_str(), reason.as_str()) {
+            ("True", _) if previous.conditions.iter().any(|c| c.type_ == READY) => {
+                events.push((EventType::Normal, "Ready", message));
+            }
+            ("False", "RunnerNotAvailable" | "Suspended") | ("True", _) => {}
+            ("False", _) => events.push((EventType::Warning, warning_reason(&reason), message)),
+            _ => {}
+        }
+    }
+    events
+}
+
+/// Event reasons are a fixed set (they are matched on), whatever the condition says.
+fn warning_reason(reason: &str) -> &'static str {
+    match reason {
+        "TargetAuthFailing" => "TargetAuthFailing",
+        "BacklogOverBudget" => "BacklogOverBudget",
+        "MappingTestsFailing" => "MappingTestsFailing",
+        "ConnectorNotFound" => "ConnectorNotFound",
+        "MappingNotFound" => "MappingNotFound",
+        _ => "InvalidSpec",
+    }
+}
+
+fn short(checksum: &str) -> &str {
+    &checksum[..checksum.len().min(12)]
+}
+
+/// Publishes the transitions' Events. An Event that cannot be written is logged, never
+/// fails the reconcile.
+pub async fn publish_transitions(
+    ctx: &Context,
+    reference: &ObjectReference,
+    previous: &SyncFlowStatus,
+    status: &SyncFlowStatus,
+) {
+    for (type_, reason, note) in transitions(previous, status) {
+        let event = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
+        if let Err(e) = ctx.recorder.publish(&event, reference).await {
+            warn!(reason, error = %e, "cannot record an Event");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::jiff::Timestamp;
+
+    use super::*;
+    use crate::resources::{
+        RunnerStatus,
+        conditions::{Desired, merge},
+    };
+
+    fn status(checksum: &str, ready: bool, reason: &'static str) -> SyncFlowStatus {
+        let desired = [if ready { Desired::yes(READY, reason, "m") } else { Desired::no(READY, reason, "m") }];
+        SyncFlowStatus {
+            runner: Some(RunnerStatus { workload: "StatefulSet/o-runner".into(), config_checksum: checksum.into(), ..RunnerStatus::default() }),
+            conditions: merge(&[], &desired, 1, Timestamp::UNIX_EPOCH),
+            ..SyncFlowStatus::default()
+        }
+    }
+
+    fn reasons(previous: &SyncFlowStatus, now: &SyncFlowStatus) -> Vec<&'static str> {
+        transitions(previous, now).into_iter().map(|(_, r, _)| r).collect()
+    }
+
+    #[test]
+    fn a_new_checksum_is_a_roll() {
+        let before = status("aaa", true, "RunnerAvailable");
+        assert_eq!(reasons(&before, &status("bbb", true, "RunnerAvailable")), ["RunnerRolled"]);
+        assert!(reasons(&before, &before).is_empty(), "no change, no Event");
+    }
+
+    #[test]
+    fn going_wrong_is_a_warning_once_and_recovering_is_normal() {
+        let ok = status("a", true, "RunnerAvailable");
+        let auth = status("a", false, "TargetAuthFailing");
+        let events = transitions(&ok, &auth);
+        assert_eq!(events.len(), 1);
+        assert!(matches!(events[0].0, EventType::Warning));
+        assert_eq!(events[0].1, "TargetAuthFailing");
+        assert!(reasons(&auth, &auth).is_empty(), "still failing: no second Event");
+        assert_eq!(reasons(&auth, &status("a", false, "BacklogOverBudget")), ["BacklogOverBudget"]);
+        assert_eq!(reasons(&auth, &ok), ["Ready"]);
+        // Rolling out is not worth a warning.
+        assert!(reasons(&ok, &status("a", false, "RunnerNotAvailable")).is_empty());
+    }
+}
