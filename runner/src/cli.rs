@@ -11,6 +11,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use crate::{
+    runtime::BatchEnd,
     config::RunnerConfig,
     manifest::Manifests,
     runtime::Runtime,
@@ -83,7 +84,16 @@ struct ServerArgs {
     /// use time, so a rotated Secret needs no restart.
     #[arg(long, default_value = DEFAULT_SECRETS_DIR, env = "ENTREPOT_SECRETS_DIR")]
     secrets_dir: PathBuf,
+    /// A batch run (`mode: batch`): each poll or file source takes one pass, what it
+    /// queued is delivered (or dead-lettered), a JSON summary is printed, and the runner
+    /// exits: 0 when the queue is empty, 3 when stopped first (the records stay queued
+    /// for the next run). No webhook server is started.
+    #[arg(long)]
+    once: bool,
 }
+
+/// Exit code of a batch run stopped with records still queued.
+pub const EXIT_STOPPED_WITH_BACKLOG: u8 = 3;
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
@@ -148,6 +158,9 @@ pub(crate) fn resolve(manifests: &Manifests) -> Result<RunnerConfig> {
 
 async fn run_config(config: RunnerConfig, secrets: &Secrets, server: ServerArgs) -> Result<ExitCode> {
     let rt = Runtime::new(config, secrets, &server.data_dir)?;
+    if server.once {
+        return run_once(rt, server).await;
+    }
     let webhooks = TcpListener::bind(server.listen).await.with_context(|| format!("cannot listen on {}", server.listen))?;
     let admin = TcpListener::bind(server.admin_listen)
         .await
@@ -161,6 +174,41 @@ async fn run_config(config: RunnerConfig, secrets: &Secrets, server: ServerArgs)
     });
     crate::runtime::serve(rt, webhooks, admin, shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--once`: one batch run, then a summary on stdout.
+async fn run_once(rt: std::sync::Arc<Runtime>, server: ServerArgs) -> Result<ExitCode> {
+    if let Some(flow) = rt.webhook_flows().next() {
+        bail!("SyncFlow {flow} has a webhook source, which cannot run --once (it must stay up to answer its sender)");
+    }
+    let admin = TcpListener::bind(server.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", server.admin_listen))?;
+    info!(admin = %admin.local_addr()?, data_dir = %server.data_dir.display(), "batch run started");
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("stopping the batch run");
+        let _ = stop.send(true);
+    });
+    let end = crate::runtime::serve_once(rt.clone(), admin, shutdown).await?;
+    let status = rt.status().await?;
+    let flows: Vec<serde_json::Value> = status
+        .flows
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "flow": f.name, "received": f.received, "deduplicated": f.deduplicated, "delivered": f.delivered,
+                "stale": f.stale, "deadLettered": f.dead_lettered_total, "pending": f.pending,
+            })
+        })
+        .collect();
+    let (result, code) = match end {
+        BatchEnd::Drained => ("drained", ExitCode::SUCCESS),
+        BatchEnd::Stopped { .. } => ("stopped", ExitCode::from(EXIT_STOPPED_WITH_BACKLOG)),
+    };
+    println!("{}", serde_json::json!({"result": result, "flows": flows}));
+    Ok(code)
 }
 
 async fn wait_for_signal() {

@@ -24,10 +24,11 @@ use axum::{
     routing::{get, post},
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tracing::{info, warn};
 
 use crate::{
     config::RunnerConfig,
-    flow::{self, Flow, FlowError, Workers},
+    flow::{self, Flow, FlowError, SourceMode, Workers},
     metrics::Metrics,
     queue::{DeadLetterReason, Queue, QueueError, now_ms},
     secrets::Secrets,
@@ -106,13 +107,35 @@ impl Runtime {
     /// Starts every flow's workers and the retention purge; they stop when `shutdown`
     /// turns true.
     pub fn spawn_workers(&self, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        let (sources, mut workers) = self.spawn_all(shutdown, SourceMode::Continuous);
+        workers.extend(sources);
+        workers
+    }
+
+    /// Starts everything; returns the source tasks and the others apart.
+    fn spawn_all(&self, shutdown: watch::Receiver<bool>, mode: SourceMode) -> (Vec<JoinHandle<()>>, Vec<JoinHandle<()>>) {
         self.intake.start(self.queue.clone());
         let retention = tokio::spawn(retention::Retention::new(self).run(shutdown.clone()));
         let workers = Workers { queue: self.queue.clone(), metrics: self.metrics.clone(), shutdown };
-        let mut handles: Vec<_> = self.flows.values().flat_map(|f| flow::spawn(f.clone(), &workers)).collect();
-        handles.push(retention);
+        let (mut sources, mut others) = (Vec::new(), vec![retention]);
+        for f in self.flows.values() {
+            let spawned = flow::spawn(f.clone(), &workers, mode);
+            sources.extend(spawned.sources);
+            others.extend(spawned.workers);
+        }
         self.ready.store(true, Ordering::SeqCst);
-        handles
+        (sources, others)
+    }
+
+    /// Names of the flows with a webhook source.
+    pub fn webhook_flows(&self) -> impl Iterator<Item = &str> {
+        self.flows.values().filter(|f| f.config.spec.source.trigger.webhook.is_some()).map(|f| f.name())
+    }
+
+    /// Records waiting in any flow's queue (inbox and outboxes).
+    async fn pending(&self) -> Result<u64, QueueError> {
+        let names: Vec<String> = self.flows.keys().cloned().collect();
+        self.queue.off_thread(move |q| names.iter().map(|n| q.pending(n)).sum::<Result<u64, _>>()).await
     }
 
     /// `POST /webhooks/{flow}`.
@@ -224,6 +247,63 @@ async fn status(State(rt): State<Arc<Runtime>>) -> Response {
         Ok(s) => Json(s).into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": e.to_string()}))).into_response(),
     }
+}
+
+/// How a batch run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchEnd {
+    /// Every source took its pass and everything it queued was delivered or
+    /// dead-lettered.
+    Drained,
+    /// Stopped (SIGTERM, the Job's deadline) with records still queued: the next run
+    /// delivers them first, from the queue's volume.
+    Stopped {
+        /// Records left in the queue.
+        pending: u64,
+    },
+}
+
+/// A batch run (`entrepot serve --once`): each source takes one pass, the workers
+/// deliver what was queued (retrying as usual), and the run ends once nothing is
+/// pending, or when `shutdown` turns true. The admin router is served meanwhile.
+pub async fn serve_once(rt: Arc<Runtime>, admin: TcpListener, shutdown: watch::Receiver<bool>) -> std::io::Result<BatchEnd> {
+    let (stop, workers_shutdown) = watch::channel(false);
+    let (sources, workers) = rt.spawn_all(workers_shutdown.clone(), SourceMode::Once);
+    let until = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let adm = tokio::spawn(axum::serve(admin, rt.admin_router()).with_graceful_shutdown(until(workers_shutdown)).into_future());
+    let mut outside = shutdown.clone();
+    let drained = async {
+        for source in sources {
+            let _ = source.await;
+        }
+        info!("every source took its pass; delivering what it queued");
+        loop {
+            match rt.pending().await {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "cannot read the backlog; checking again"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    let stopped_early = tokio::select! {
+        () = drained => false,
+        _ = outside.wait_for(|stop| *stop) => true,
+    };
+    let _ = stop.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    adm.await.map_err(std::io::Error::other)??;
+    if stopped_early {
+        let pending = rt.pending().await.unwrap_or_default();
+        if pending > 0 {
+            return Ok(BatchEnd::Stopped { pending });
+        }
+    }
+    Ok(BatchEnd::Drained)
 }
 
 /// Serves the webhook and admin routers on their listeners and runs the workers, until

@@ -218,6 +218,11 @@ impl ScriptedTarget {
         self.script.lock().unwrap().failing.push((text.into(), status, times));
     }
 
+    /// Drops every [`fail_matching`](Self::fail_matching) rule: the target is back.
+    pub fn recover(&self) {
+        self.script.lock().unwrap().failing.clear();
+    }
+
     /// What it received so far.
     pub fn received(&self) -> Vec<Received> {
         self.script.lock().unwrap().received.clone()

@@ -233,22 +233,41 @@ pub struct Workers {
     pub shutdown: watch::Receiver<bool>,
 }
 
+/// A flow's running tasks.
+pub struct Spawned {
+    /// The source: the poller or the file source (none for a webhook source, which the
+    /// runtime's router serves).
+    pub sources: Vec<tokio::task::JoinHandle<()>>,
+    /// The prepare worker and one delivery worker per target.
+    pub workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// How sources run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SourceMode {
+    /// Again and again, every interval, until shutdown.
+    #[default]
+    Continuous,
+    /// One pass (a complete poll run, one scan of the directory), then the source task
+    /// ends: a batch run (`entrepot serve --once`).
+    Once,
+}
+
 /// Starts the prepare worker, one delivery worker per target and the flow's source: the
-/// poller for a poll trigger, the file source for a file trigger. (A webhook source is
-/// served by the runtime's router.)
-pub fn spawn(flow: Arc<Flow>, workers: &Workers) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut handles = vec![tokio::spawn(run_prepare(flow.clone(), workers.clone()))];
+/// poller for a poll trigger, the file source for a file trigger.
+pub fn spawn(flow: Arc<Flow>, workers: &Workers, mode: SourceMode) -> Spawned {
+    let mut spawned = Spawned { sources: Vec::new(), workers: vec![tokio::spawn(run_prepare(flow.clone(), workers.clone()))] };
     if let Some(trigger) = flow.config.spec.source.trigger.file.clone() {
-        handles.push(tokio::spawn(crate::source::file::run(flow.clone(), trigger, workers.clone())));
+        spawned.sources.push(tokio::spawn(crate::source::file::run(flow.clone(), trigger, workers.clone(), mode)));
     }
     for index in 0..flow.targets.len() {
-        handles.push(tokio::spawn(run_delivery(flow.clone(), index, workers.clone())));
+        spawned.workers.push(tokio::spawn(run_delivery(flow.clone(), index, workers.clone())));
     }
     let max_pending = flow.max_pending;
     if let Some(poller) = Poller::new(flow, workers.queue.clone(), workers.metrics.clone(), max_pending) {
-        handles.push(tokio::spawn(poller.run(workers.shutdown.clone())));
+        spawned.sources.push(tokio::spawn(poller.run(workers.shutdown.clone(), mode)));
     }
-    handles
+    spawned
 }
 
 /// Waits for `notify`, a shutdown, or `timeout`, whichever comes first; returns `false`

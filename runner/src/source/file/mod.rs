@@ -30,7 +30,7 @@ pub use import::{FileError, FileImport, Importer, RowError};
 pub use rows::{InvalidRow, Position};
 
 use crate::{
-    flow::{Flow, Workers},
+    flow::{Flow, SourceMode, Workers},
     metrics::Metrics,
     queue::{BatchOutcome, DeadLetterReason},
     spec::FileTrigger,
@@ -244,23 +244,32 @@ impl FileSource {
     }
 }
 
-/// Runs `flow`'s file source until shutdown: a scan, then `interval`, and again.
-pub async fn run(flow: Arc<Flow>, trigger: FileTrigger, workers: Workers) {
+/// Runs `flow`'s file source until shutdown: a scan, then `interval`, and again; or,
+/// in [`SourceMode::Once`], one scan.
+pub async fn run(flow: Arc<Flow>, trigger: FileTrigger, workers: Workers, mode: SourceMode) {
     let interval = trigger.interval();
     let mut shutdown = workers.shutdown.clone();
     let mut source = FileSource::new(flow, trigger, &workers, FileOptions::default());
     loop {
-        source = tokio::task::spawn_blocking(move || {
-            source.scan();
-            source
+        let report;
+        (source, report) = tokio::task::spawn_blocking(move || {
+            let report = source.scan();
+            (source, report)
         })
         .await
         .expect("a file scan panicked");
         if *shutdown.borrow() {
             return;
         }
+        // A batch run's pass ends once no file waits to be seen stable; files being
+        // written go on waiting, a second apart, so the pass takes what is complete.
+        let wait = match mode {
+            SourceMode::Once if report.waiting.is_empty() => return,
+            SourceMode::Once => Duration::from_secs(1).min(interval),
+            SourceMode::Continuous => interval,
+        };
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
     }

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     connect::{Sent, describe_transport},
-    flow::Flow,
+    flow::{Flow, SourceMode},
     metrics::Metrics,
     queue::{Envelope, Intake, Queue, QueueError, now_ms},
     target::retry::{Answer, ErrorCategory, Verdict, backoff, classify},
@@ -94,14 +94,19 @@ impl Poller {
     }
 
     /// Polls every `interval` (the first run at once) until `shutdown` turns true. A run
-    /// cut short by shutdown resumes from its last committed page.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// cut short by shutdown resumes from its last committed page. In
+    /// [`SourceMode::Once`], returns after the first run that is not paused by
+    /// backpressure (a paused run is resumed once the backlog drains).
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>, mode: SourceMode) {
         let interval = self.source().trigger().interval.get();
         loop {
             let report = tokio::select! {
                 report = self.poll_once() => report,
                 _ = shutdown.wait_for(|stop| *stop) => return,
             };
+            if mode == SourceMode::Once && report.end != RunEnd::Paused {
+                return;
+            }
             let wait = if report.end == RunEnd::Paused { PAUSE_RECHECK.min(interval) } else { interval };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
