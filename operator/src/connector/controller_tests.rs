@@ -19,42 +19,23 @@ use crate::{
 
 const NS: &str = "retail";
 
-struct Harness(Observed);
-
-impl std::ops::Deref for Harness {
-    type Target = Observed;
-
-    fn deref(&self) -> &Observed {
-        &self.0
-    }
+async fn start() -> Observed {
+    Observed::start(|ctx, shutdown| async move { run(ctx, None, shutdown).await }).await
 }
 
-impl Harness {
-    async fn start() -> Self {
-        Self(Observed::start(|ctx, shutdown| async move { run(ctx, None, shutdown).await }).await)
-    }
+fn connectors(h: &Observed) -> Api<Connector> {
+    h.api(NS)
+}
 
-    async fn create_orders(&self) {
-        self.create_all(fixtures::orders()).await;
-    }
+/// The Connector's status once `check` holds.
+async fn status_when(h: &Observed, name: &str, what: &str, check: impl Fn(&ConnectorStatus) -> bool) -> ConnectorStatus {
+    eventually(what, || async { connectors(h).get(name).await.ok()?.status.filter(|s| check(s)) }).await
+}
 
-    fn connectors(&self) -> Api<Connector> {
-        self.api(NS)
-    }
-
-    /// The Connector's status once `check` holds.
-    async fn status_when(&self, name: &str, what: &str, check: impl Fn(&ConnectorStatus) -> bool) -> ConnectorStatus {
-        eventually(what, || async { self.connectors().get(name).await.ok()?.status.filter(|s| check(s)) }).await
-    }
-
-    /// What the SyncFlow controller writes from the runners' `/v1/status`.
-    async fn runners_report(&self, flow: &str, reports: serde_json::Value) {
-        let patch = json!({"status": {"connectors": reports}});
-        self.api::<SyncFlow>(NS)
-            .patch_status(flow, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .unwrap();
-    }
+/// What the SyncFlow controller writes from the runners' `/v1/status`.
+async fn runners_report(h: &Observed, flow: &str, reports: serde_json::Value) {
+    let patch = json!({"status": {"connectors": reports}});
+    h.api::<SyncFlow>(NS).patch_status(flow, &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
 }
 
 fn condition(status: &ConnectorStatus, type_: &str) -> (String, String) {
@@ -68,10 +49,10 @@ fn pair(status: &str, reason: &str) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valid_connector_is_ready_and_lists_the_flows_using_it() {
-    let h = Harness::start().await;
-    h.create_orders().await;
+    let h = start().await;
+    h.create_all(fixtures::orders()).await;
 
-    let status = h.status_when("erp", "usedBy orders", |s| s.used_by == ["orders"]).await;
+    let status = status_when(&h, "erp", "usedBy orders", |s| s.used_by == ["orders"]).await;
     assert_eq!(condition(&status, READY), pair("True", "Valid"));
     assert_eq!(condition(&status, STALLED), pair("False", "Valid"));
     assert_eq!(condition(&status, REACHABLE), pair("Unknown", "NotReported"));
@@ -81,19 +62,19 @@ async fn a_valid_connector_is_ready_and_lists_the_flows_using_it() {
     let mut returns = fixtures::orders().flow().clone();
     returns.metadata.name = Some("returns".into());
     create(&h.cluster.client, returns).await;
-    h.status_when("erp", "usedBy orders and returns", |s| s.used_by == ["orders", "returns"]).await;
+    status_when(&h, "erp", "usedBy orders and returns", |s| s.used_by == ["orders", "returns"]).await;
     // The shop Connector is the source of both.
-    h.status_when("shop", "shop usedBy both", |s| s.used_by == ["orders", "returns"]).await;
+    status_when(&h, "shop", "shop usedBy both", |s| s.used_by == ["orders", "returns"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_connector_is_stalled_naming_the_field_until_fixed() {
-    let h = Harness::start().await;
+    let h = start().await;
     let mut erp = fixtures::orders().connector("erp").clone();
     erp.spec.0.endpoint = Some("erp.example.com/api".into());
     create(&h.cluster.client, erp).await;
 
-    let status = h.status_when("erp", "Stalled", |s| find(&s.conditions, STALLED).is_some()).await;
+    let status = status_when(&h, "erp", "Stalled", |s| find(&s.conditions, STALLED).is_some()).await;
     assert_eq!(condition(&status, READY), pair("False", "InvalidSpec"));
     assert_eq!(condition(&status, STALLED), pair("True", "InvalidSpec"));
     let message = &find(&status.conditions, READY).unwrap().message;
@@ -104,17 +85,17 @@ async fn an_invalid_connector_is_stalled_naming_the_field_until_fixed() {
     assert_eq!(published[0].reporting_controller.as_deref(), Some("entrepot-operator"));
 
     let fix = json!({"spec": {"endpoint": "https://erp.example.com/api"}});
-    h.connectors().patch("erp", &PatchParams::default(), &Patch::Merge(fix)).await.unwrap();
-    let status = h.status_when("erp", "Ready", |s| s.observed_generation == 2).await;
+    connectors(&h).patch("erp", &PatchParams::default(), &Patch::Merge(fix)).await.unwrap();
+    let status = status_when(&h, "erp", "Ready", |s| s.observed_generation == 2).await;
     assert_eq!(condition(&status, READY), pair("True", "Valid"));
     assert_eq!(condition(&status, STALLED), pair("False", "Valid"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reachable_follows_the_runners_reports_and_an_auth_failure_is_announced_once() {
-    let h = Harness::start().await;
-    h.create_orders().await;
-    h.status_when("erp", "the first status", |s| s.used_by == ["orders"]).await;
+    let h = start().await;
+    h.create_all(fixtures::orders()).await;
+    status_when(&h, "erp", "the first status", |s| s.used_by == ["orders"]).await;
 
     let failing = |at: &str, message: &str| {
         json!([{
@@ -122,10 +103,9 @@ async fn reachable_follows_the_runners_reports_and_an_auth_failure_is_announced_
             "lastErrorMessage": message, "lastSuccessTime": "2026-11-27T09:00:00Z",
         }])
     };
-    h.runners_report("orders", failing("2026-11-27T10:00:00Z", "401 token revoked")).await;
-    let status = h
-        .status_when("erp", "Reachable=False", |s| find(&s.conditions, REACHABLE).is_some_and(|c| c.status == "False"))
-        .await;
+    runners_report(&h, "orders", failing("2026-11-27T10:00:00Z", "401 token revoked")).await;
+    let reachable_is = |s: &ConnectorStatus| find(&s.conditions, REACHABLE).is_some_and(|c| c.status == "False");
+    let status = status_when(&h, "erp", "Reachable=False", reachable_is).await;
     assert_eq!(condition(&status, REACHABLE), pair("False", "AuthFailing"));
     let message = &find(&status.conditions, REACHABLE).unwrap().message;
     assert!(message.contains("auth failure at 2026-11-27T10:00:00Z"), "{message}");
@@ -133,8 +113,8 @@ async fn reachable_follows_the_runners_reports_and_an_auth_failure_is_announced_
     assert_eq!(condition(&status, READY), pair("True", "Valid"), "Reachable does not make Ready false");
 
     // Still failing, a later report: the status follows, no second Event.
-    h.runners_report("orders", failing("2026-11-27T10:05:00Z", "401 still revoked")).await;
-    h.status_when("erp", "the later report", |s| {
+    runners_report(&h, "orders", failing("2026-11-27T10:05:00Z", "401 still revoked")).await;
+    status_when(&h, "erp", "the later report", |s| {
         find(&s.conditions, REACHABLE).is_some_and(|c| c.message.contains("still revoked"))
     })
     .await;
@@ -149,25 +129,24 @@ async fn reachable_follows_the_runners_reports_and_an_auth_failure_is_announced_
         "name": "erp", "lastErrorCategory": "auth", "lastErrorTime": "2026-11-27T10:05:00Z",
         "lastErrorMessage": "401 still revoked", "lastSuccessTime": "2026-11-27T10:06:00Z",
     }]);
-    h.runners_report("orders", recovered).await;
-    let status = h
-        .status_when("erp", "Reachable=True", |s| find(&s.conditions, REACHABLE).is_some_and(|c| c.status == "True"))
-        .await;
+    runners_report(&h, "orders", recovered).await;
+    let reachable_is = |s: &ConnectorStatus| find(&s.conditions, REACHABLE).is_some_and(|c| c.status == "True");
+    let status = status_when(&h, "erp", "Reachable=True", reachable_is).await;
     assert_eq!(condition(&status, REACHABLE), pair("True", "Answering"));
     assert_eq!(events_about(&h.cluster.client, NS, "erp", "AuthFailing").await.len(), 1);
     // Only the shop Connector's reports matter for shop: none.
-    let shop = h.status_when("shop", "shop's status", |s| !s.used_by.is_empty()).await;
+    let shop = status_when(&h, "shop", "shop's status", |s| !s.used_by.is_empty()).await;
     assert_eq!(condition(&shop, REACHABLE), pair("Unknown", "NotReported"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_reconcile_writes_nothing() {
-    let h = Harness::start().await;
-    h.create_orders().await;
-    let before = h.status_when("erp", "the first status", |s| s.used_by == ["orders"]).await;
+    let h = start().await;
+    h.create_all(fixtures::orders()).await;
+    let before = status_when(&h, "erp", "the first status", |s| s.used_by == ["orders"]).await;
     // Every status this test starts from is written before the counts are taken.
-    h.status_when("shop", "shop's first status", |s| s.used_by == ["orders"]).await;
-    let resource_version = h.connectors().get("erp").await.unwrap().metadata.resource_version;
+    status_when(&h, "shop", "shop's first status", |s| s.used_by == ["orders"]).await;
+    let resource_version = connectors(&h).get("erp").await.unwrap().metadata.resource_version;
     let reconciles = h.ctx.metrics.reconciles(CONTROLLER);
     let status_updates = h.cluster.status_updates_sent();
 
@@ -178,7 +157,7 @@ async fn a_second_reconcile_writes_nothing() {
     eventually("another reconcile", || async { (h.ctx.metrics.reconciles(CONTROLLER) > reconciles).then_some(()) })
         .await;
     assert_eq!(h.cluster.status_updates_sent(), status_updates, "an unchanged status is not sent");
-    let after = h.connectors().get("erp").await.unwrap();
+    let after = connectors(&h).get("erp").await.unwrap();
     assert_eq!(after.metadata.resource_version, resource_version);
     assert_eq!(after.status, Some(before));
 }

@@ -19,47 +19,35 @@ use crate::{
 const NS: &str = "retail";
 const CANONICAL: &str = "shopify-order-to-canonical";
 
-struct Harness(Observed);
-
-impl std::ops::Deref for Harness {
-    type Target = Observed;
-
-    fn deref(&self) -> &Observed {
-        &self.0
-    }
+async fn start() -> Observed {
+    Observed::start(|ctx, shutdown| async move { run(ctx, None, shutdown).await }).await
 }
 
-impl Harness {
-    async fn start() -> Self {
-        Self(Observed::start(|ctx, shutdown| async move { run(ctx, None, shutdown).await }).await)
-    }
-
-    /// The fixture's Mappings (the canonical one with `program` when given) and its flow.
-    async fn create_orders(&self, program: Option<&str>) {
-        let mut f = fixtures::orders();
-        f.connectors.clear();
-        for m in &mut f.mappings {
-            if let Some(program) = program.filter(|_| m.metadata.name.as_deref() == Some(CANONICAL)) {
-                m.spec.0.program = program.into();
-            }
+/// The fixture's Mappings (the canonical one with `program` when given) and its flow.
+async fn create_orders(h: &Observed, program: Option<&str>) {
+    let mut f = fixtures::orders();
+    f.connectors.clear();
+    for m in &mut f.mappings {
+        if let Some(program) = program.filter(|_| m.metadata.name.as_deref() == Some(CANONICAL)) {
+            m.spec.0.program = program.into();
         }
-        self.create_all(f).await;
     }
+    h.create_all(f).await;
+}
 
-    fn mappings(&self) -> Api<Mapping> {
-        self.api(NS)
-    }
+fn mappings(h: &Observed) -> Api<Mapping> {
+    h.api(NS)
+}
 
-    async fn status_when(&self, name: &str, what: &str, check: impl Fn(&MappingStatus) -> bool) -> MappingStatus {
-        eventually(what, || async { self.mappings().get(name).await.ok()?.status.filter(|s| check(s)) }).await
-    }
+async fn status_when(h: &Observed, name: &str, what: &str, check: impl Fn(&MappingStatus) -> bool) -> MappingStatus {
+    eventually(what, || async { mappings(h).get(name).await.ok()?.status.filter(|s| check(s)) }).await
+}
 
-    /// Changes the canonical Mapping's program; returns its new generation.
-    async fn set_program(&self, program: &str) -> i64 {
-        let patch = json!({"spec": {"program": program}});
-        let patched = self.mappings().patch(CANONICAL, &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
-        patched.metadata.generation.unwrap()
-    }
+/// Changes the canonical Mapping's program; returns its new generation.
+async fn set_program(h: &Observed, program: &str) -> i64 {
+    let patch = json!({"spec": {"program": program}});
+    let patched = mappings(h).patch(CANONICAL, &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    patched.metadata.generation.unwrap()
 }
 
 fn ready(status: &MappingStatus) -> (String, String) {
@@ -80,10 +68,10 @@ fn failing_program() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mapping_whose_tests_pass_is_ready_and_says_what_it_produces() {
-    let h = Harness::start().await;
-    h.create_orders(None).await;
+    let h = start().await;
+    create_orders(&h, None).await;
 
-    let status = h.status_when(CANONICAL, "usedBy orders", |s| s.used_by == ["orders"]).await;
+    let status = status_when(&h, CANONICAL, "usedBy orders", |s| s.used_by == ["orders"]).await;
     assert_eq!(ready(&status), pair("True", "TestsPassed"));
     assert_eq!(status.observed_generation, 1);
     let tests = status.tests.unwrap();
@@ -91,17 +79,17 @@ async fn a_mapping_whose_tests_pass_is_ready_and_says_what_it_produces() {
     assert_eq!(status.produces, Some(ProducedEntity { entity: "SalesOrder".into(), version: "v1".into() }));
 
     // A Mapping to a system's payload produces no canonical entity and may have no tests.
-    let status = h.status_when("canonical-to-erp", "usedBy orders", |s| s.used_by == ["orders"]).await;
+    let status = status_when(&h, "canonical-to-erp", "usedBy orders", |s| s.used_by == ["orders"]).await;
     assert_eq!(ready(&status), pair("True", "TestsPassed"));
     assert_eq!(status.produces, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_program_that_does_not_compile_is_reported_with_its_position() {
-    let h = Harness::start().await;
-    h.create_orders(Some("{orderId: .id,\n  total: (.total_price |}")).await;
+    let h = start().await;
+    create_orders(&h, Some("{orderId: .id,\n  total: (.total_price |}")).await;
 
-    let status = h.status_when(CANONICAL, "CompileFailed", |s| find(&s.conditions, READY).is_some()).await;
+    let status = status_when(&h, CANONICAL, "CompileFailed", |s| find(&s.conditions, READY).is_some()).await;
     assert_eq!(ready(&status), pair("False", "CompileFailed"));
     let message = &find(&status.conditions, READY).unwrap().message;
     assert!(message.contains("spec.program") && message.contains("at 2:"), "{message}");
@@ -111,12 +99,12 @@ async fn a_program_that_does_not_compile_is_reported_with_its_position() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_test_is_reported_bounded_and_announced_once_per_transition() {
-    let h = Harness::start().await;
-    h.create_orders(None).await;
-    h.status_when(CANONICAL, "Ready", |s| s.used_by == ["orders"] && find(&s.conditions, READY).is_some()).await;
+    let h = start().await;
+    create_orders(&h, None).await;
+    status_when(&h, CANONICAL, "Ready", |s| s.used_by == ["orders"] && find(&s.conditions, READY).is_some()).await;
 
-    let generation = h.set_program(&failing_program()).await;
-    let status = h.status_when(CANONICAL, "TestsFailing", |s| s.observed_generation == generation).await;
+    let generation = set_program(&h, &failing_program()).await;
+    let status = status_when(&h, CANONICAL, "TestsFailing", |s| s.observed_generation == generation).await;
     assert_eq!(ready(&status), pair("False", "TestsFailing"));
     let tests = status.tests.clone().unwrap();
     assert_eq!((tests.passed, tests.failed), (0, 1));
@@ -139,7 +127,7 @@ async fn a_failing_test_is_reported_bounded_and_announced_once_per_transition() 
     // Reconciled again while still failing: nothing more is published.
     let reconciles = h.ctx.metrics.reconciles(CONTROLLER);
     let touch = json!({"metadata": {"annotations": {"example.com/touched": "yes"}}});
-    h.mappings().patch(CANONICAL, &PatchParams::default(), &Patch::Merge(touch)).await.unwrap();
+    mappings(&h).patch(CANONICAL, &PatchParams::default(), &Patch::Merge(touch)).await.unwrap();
     eventually("another reconcile", || async { (h.ctx.metrics.reconciles(CONTROLLER) > reconciles).then_some(()) })
         .await;
     let on_mapping = events_about(&h.cluster.client, NS, CANONICAL, "MappingTestsFailing").await;
@@ -147,8 +135,8 @@ async fn a_failing_test_is_reported_bounded_and_announced_once_per_transition() 
     assert_eq!(on_mapping[0].series, None, "published once, not repeated");
 
     // Fixed: Ready again, and the recovery is announced once.
-    let generation = h.set_program(&fixtures::orders().mappings[0].spec.program).await;
-    let status = h.status_when(CANONICAL, "Ready again", |s| s.observed_generation == generation).await;
+    let generation = set_program(&h, &fixtures::orders().mappings[0].spec.program).await;
+    let status = status_when(&h, CANONICAL, "Ready again", |s| s.observed_generation == generation).await;
     assert_eq!(ready(&status), pair("True", "TestsPassed"));
     assert_eq!(status.tests.unwrap().first_failure, None);
     assert_eq!(events_about(&h.cluster.client, NS, CANONICAL, "MappingTestsPassing").await.len(), 1);
