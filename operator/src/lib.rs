@@ -6,11 +6,16 @@
 
 #![warn(missing_docs)]
 
+pub mod connector;
 pub mod error;
+pub mod events;
 pub mod leader;
+pub mod mapping;
 pub mod metrics;
+pub mod observer;
 pub mod resources;
 pub mod server;
+mod status_patch;
 pub mod sync_flow;
 
 #[cfg(test)]

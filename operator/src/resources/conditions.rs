@@ -21,22 +21,49 @@ pub struct Desired {
     /// The condition type, e.g. [`READY`].
     pub type_: &'static str,
     /// Whether the condition holds.
-    pub status: bool,
+    pub status: Status,
     /// One CamelCase word a program can match on, e.g. `ConnectorNotFound`.
     pub reason: &'static str,
     /// A sentence for a human: what is wrong and what to do.
     pub message: String,
 }
 
+/// A condition's `status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// The condition holds.
+    True,
+    /// It does not.
+    False,
+    /// The operator cannot tell yet.
+    Unknown,
+}
+
+impl Status {
+    /// The value written into the condition: `True`, `False` or `Unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::True => "True",
+            Self::False => "False",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
+
 impl Desired {
     /// A condition that holds.
     pub fn yes(type_: &'static str, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { type_, status: true, reason, message: message.into() }
+        Self { type_, status: Status::True, reason, message: message.into() }
     }
 
     /// A condition that does not hold.
     pub fn no(type_: &'static str, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { type_, status: false, reason, message: message.into() }
+        Self { type_, status: Status::False, reason, message: message.into() }
+    }
+
+    /// A condition the operator cannot decide yet.
+    pub fn unknown(type_: &'static str, reason: &'static str, message: impl Into<String>) -> Self {
+        Self { type_, status: Status::Unknown, reason, message: message.into() }
     }
 }
 
@@ -50,12 +77,12 @@ pub fn merge(existing: &[Condition], desired: &[Desired], observed_generation: i
     let now = Time(Timestamp::from_second(now.as_second()).unwrap_or(now));
     let build = |d: &Desired, previous: Option<&Condition>| Condition {
         type_: d.type_.to_string(),
-        status: if d.status { "True" } else { "False" }.to_string(),
+        status: d.status.as_str().to_string(),
         reason: d.reason.to_string(),
         message: d.message.clone(),
         observed_generation: Some(observed_generation),
         last_transition_time: match previous {
-            Some(p) if p.status == if d.status { "True" } else { "False" } => p.last_transition_time.clone(),
+            Some(p) if p.status == d.status.as_str() => p.last_transition_time.clone(),
             _ => now.clone(),
         },
     };
@@ -83,6 +110,20 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
 /// Whether the condition of type `type_` is present with status `True`.
 pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
     find(conditions, type_).is_some_and(|c| c.status == "True")
+}
+
+/// The condition of type `type_` in `next`, if it has `status` and `reason` there and
+/// did not have both in `previous`: the moment to publish an Event.
+pub fn entered<'a>(
+    previous: &[Condition],
+    next: &'a [Condition],
+    type_: &str,
+    status: Status,
+    reason: &str,
+) -> Option<&'a Condition> {
+    let holds = |c: &Condition| c.status == status.as_str() && c.reason == reason;
+    let now = find(next, type_).filter(|c| holds(c))?;
+    (!find(previous, type_).is_some_and(holds)).then_some(now)
 }
 
 #[cfg(test)]
@@ -163,6 +204,20 @@ mod tests {
         let merged = merge(std::slice::from_ref(&foreign), &[Desired::yes(READY, "RunnerAvailable", "")], 1, at(100));
         assert_eq!(merged.len(), 2);
         assert_eq!(merged[0], foreign);
+    }
+
+    #[test]
+    fn a_condition_is_entered_once() {
+        let failing = merge(&[], &[Desired::no(READY, "TestsFailing", "1 failed")], 1, at(100));
+        assert!(entered(&[], &failing, READY, Status::False, "TestsFailing").is_some());
+        // Still failing, with another message: not entered again.
+        let still = merge(&failing, &[Desired::no(READY, "TestsFailing", "2 failed")], 2, at(200));
+        assert!(entered(&failing, &still, READY, Status::False, "TestsFailing").is_none());
+        let other = merge(&still, &[Desired::no(READY, "CompileFailed", "")], 3, at(300));
+        assert!(entered(&still, &other, READY, Status::False, "TestsFailing").is_none());
+        assert!(entered(&other, &still, READY, Status::False, "TestsFailing").is_some());
+        let unknown = merge(&[], &[Desired::unknown(READY, "NotReported", "")], 1, at(100));
+        assert_eq!(unknown[0].status, "Unknown");
     }
 
     #[test]

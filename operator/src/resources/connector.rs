@@ -32,7 +32,13 @@ use serde::{Deserialize, Serialize};
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status",
-        description = "Whether the Connector is valid and its system reachable"
+        description = "Whether the Connector is valid and can be used by SyncFlows"
+    ),
+    printcolumn(
+        name = "Reachable",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Reachable\")].status",
+        description = "Whether the system answered the runners that call it, as they last reported"
     ),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type", description = "The kind of system"),
     printcolumn(
@@ -61,15 +67,25 @@ pub struct ConnectorStatus {
     #[serde(default = "super::not_observed")]
     pub observed_generation: i64,
 
-    /// `Ready`: the Connector is valid and its system answers. `Stalled`: it cannot be
-    /// used as written; the message says what to change.
+    /// `Ready`: the spec is valid, so SyncFlows can use the Connector. `Stalled`: it
+    /// cannot be used as written; the message names the field to change. `Reachable`:
+    /// whether the system answered the runners of the SyncFlows that call it, as they
+    /// last reported (reasons `Answering`, `AuthFailing`, `Unreachable`, `Throttled`,
+    /// `ServerFailing`, `NotReported`). Reachable is kept apart from Ready: a system
+    /// that is down is not fixed by editing the Connector, and its flows report the
+    /// resulting backlog themselves. The operator never calls the system nor reads a
+    /// Secret to find out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+
+    /// The SyncFlows in this namespace that reference the Connector, sorted by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub used_by: Vec<String>,
 }
 
 impl Default for ConnectorStatus {
     fn default() -> Self {
-        Self { observed_generation: super::not_observed(), conditions: Vec::new() }
+        Self { observed_generation: super::not_observed(), conditions: Vec::new(), used_by: Vec::new() }
     }
 }

@@ -89,7 +89,8 @@ pub struct SyncFlowStatus {
 
     /// `Ready`: the runner is available and delivering. `Reconciling`: the operator is
     /// rolling out the spec. `Stalled`: the spec cannot be run as written (a missing
-    /// Connector or Mapping, an invalid field); the message says what to change.
+    /// Connector or Mapping, a Mapping that fails its tests, an invalid field); the
+    /// message says what to change, and the last good runner keeps running meanwhile.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

@@ -79,7 +79,7 @@ impl Harness {
         self.create::<SyncFlow>(f.flow().clone()).await
     }
 
-    async fn create<K>(&self, mut object: K) -> K
+    async fn create<K>(&self, object: K) -> K
     where
         K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
@@ -87,12 +87,7 @@ impl Harness {
             + serde::Serialize
             + serde::de::DeserializeOwned,
     {
-        // What the API server assigns itself.
-        let meta = object.meta_mut();
-        meta.uid = None;
-        meta.generation = None;
-        meta.resource_version = None;
-        self.api::<K>().create(&PostParams::default(), &object).await.expect("create")
+        crate::test_support::create(&self.cluster.client, object).await
     }
 
     async fn flow_status(&self, name: &str) -> Option<SyncFlowStatus> {
@@ -447,7 +442,8 @@ async fn a_config_change_rolls_the_runner_and_says_so_in_an_event() {
     let h = Harness::start().await;
     h.create_orders(None).await;
     let first = h.status_when(1, "the first status", |s| s.runner.is_some()).await;
-    let program = json!({"spec": {"program": "{orderId: (.id | tostring), currency: .currency, total: .total_price, v: 2}"}});
+    // Another program that still passes the Mapping's tests.
+    let program = json!({"spec": {"program": "{orderId: (.id | tostring), currency: .currency, total: (.total_price)}"}});
     h.api::<Mapping>().patch("shopify-order-to-canonical", &PatchParams::default(), &Patch::Merge(program)).await.unwrap();
     let rolled = h
         .status_when(1, "a new checksum", |s| s.runner.as_ref().map(|r| &r.config_checksum) != first.runner.as_ref().map(|r| &r.config_checksum))
@@ -462,4 +458,45 @@ async fn a_config_change_rolls_the_runner_and_says_so_in_an_event() {
     assert_eq!(event.regarding.as_ref().and_then(|r| r.name.as_deref()), Some("orders"));
     assert_eq!(event.type_.as_deref(), Some("Normal"));
     assert!(event.note.as_deref().unwrap().contains("StatefulSet/orders-runner"), "{event:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapping_whose_tests_fail_leaves_the_last_good_runner_running_until_it_is_fixed() {
+    let h = Harness::start().await;
+    h.create_orders(None).await;
+    let first = h.status_when(1, "the first status", |s| s.runner.is_some()).await;
+    let children_before = h.children().await;
+    let checksum_before = first.runner.unwrap().config_checksum;
+
+    // A commit that breaks the canonical Mapping: its own test no longer passes.
+    let set_program = |program: &str| {
+        let patch = json!({"spec": {"program": program}});
+        let api = h.api::<Mapping>();
+        async move { api.patch("shopify-order-to-canonical", &PatchParams::default(), &Patch::Merge(patch)).await }
+    };
+    set_program("{orderId: (.id | tostring), currency: .currency, total: \"0\"}").await.unwrap();
+    let status = h
+        .status_when(1, "MappingTestsFailing", |s| {
+            find(&s.conditions, READY).is_some_and(|c| c.reason == "MappingTestsFailing")
+        })
+        .await;
+    assert_eq!(condition(&status, READY), pair("False", "MappingTestsFailing"));
+    assert_eq!(condition(&status, STALLED), pair("True", "MappingTestsFailing"));
+    let message = &find(&status.conditions, READY).unwrap().message;
+    assert!(message.contains("`shopify-order-to-canonical`") && message.contains("a minimal order"), "{message}");
+    // The runner and its configuration are the last good ones.
+    let children_after = h.children().await;
+    assert_eq!(resource_versions(&children_after), resource_versions(&children_before));
+    assert_eq!(children_after, children_before);
+    assert_eq!(status.runner.unwrap().config_checksum, checksum_before);
+
+    // Fixed with a program that still passes its test: the new configuration rolls out.
+    set_program("{orderId: (.id | tostring), currency: .currency, total: (.total_price)}").await.unwrap();
+    let status = h
+        .status_when(1, "Stalled=False", |s| find(&s.conditions, STALLED).is_some_and(|c| c.status == "False"))
+        .await;
+    assert_eq!(condition(&status, STALLED), pair("False", "Resolved"));
+    assert_ne!(status.runner.unwrap().config_checksum, checksum_before);
+    let (cm, _, _) = h.children().await;
+    assert!(cm.unwrap().data.unwrap()["runner.yaml"].contains("total: (.total_price)"));
 }

@@ -162,10 +162,10 @@ pub async fn run(
 }
 
 /// An `Api` for any namespaced kind, in one namespace or all of them.
-struct ApiScope(Client, Option<String>);
+pub(crate) struct ApiScope(pub(crate) Client, pub(crate) Option<String>);
 
 impl ApiScope {
-    fn api<K>(&self) -> Api<K>
+    pub(crate) fn api<K>(&self) -> Api<K>
     where
         K: Resource<Scope = NamespaceResourceScope>,
         K::DynamicType: Default,
@@ -305,7 +305,7 @@ async fn dereference(client: &Client, namespace: &str, flow: &SyncFlow) -> Resul
     Ok(refs)
 }
 
-async fn get_guarded<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<DeserializeGuard<K>>, Error>
+pub(crate) async fn get_guarded<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<DeserializeGuard<K>>, Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + Debug,
 {
@@ -393,7 +393,7 @@ async fn read_status(client: &Client, namespace: &str, name: &str) -> Result<Syn
     Ok(object.data.get("status").and_then(|s| serde_json::from_value(s.clone()).ok()).unwrap_or_default())
 }
 
-fn kube_error<K: Resource<DynamicType = ()>>(
+pub(crate) fn kube_error<K: Resource<DynamicType = ()>>(
     action: &'static str,
     namespace: &str,
     name: &str,

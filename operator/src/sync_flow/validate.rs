@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use entrepot::{
     config::{FlowConfig, ResolveError},
+    mapping::{Program, run_compiled},
     spec::{MappingSpec, SecretKeySelector, SyncFlowSpec},
 };
 
@@ -48,6 +49,36 @@ pub enum Invalid {
         /// The parser's message.
         error: String,
     },
+    /// A referenced Mapping's program does not compile.
+    #[error(
+        "SyncFlow {flow}: Mapping `{mapping}` does not compile: {error}; the flow's runner keeps its last good \
+         configuration until the Mapping is fixed"
+    )]
+    MappingDoesNotCompile {
+        /// The flow.
+        flow: String,
+        /// The Mapping.
+        mapping: String,
+        /// The compiler's message.
+        error: String,
+    },
+    /// A referenced Mapping fails its own tests.
+    #[error(
+        "SyncFlow {flow}: Mapping `{mapping}` fails {failed} of its tests (first: `{first}`: {diff}); the flow's \
+         runner keeps its last good configuration until the Mapping is fixed"
+    )]
+    MappingTestsFailing {
+        /// The flow.
+        flow: String,
+        /// The Mapping.
+        mapping: String,
+        /// How many tests failed.
+        failed: usize,
+        /// The first failing test's name.
+        first: String,
+        /// The first line of its diff (bounded).
+        diff: String,
+    },
     /// A field is valid for the schema but cannot be rendered into a workload.
     #[error("SyncFlow {flow}: {field}: {message}")]
     Field {
@@ -61,11 +92,14 @@ pub enum Invalid {
 }
 
 impl Invalid {
-    /// The condition reason: `ConnectorNotFound`, `MappingNotFound` or `InvalidSpec`.
+    /// The condition reason: `ConnectorNotFound`, `MappingNotFound`, `MappingInvalid`,
+    /// `MappingTestsFailing` or `InvalidSpec`.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Resolve(ResolveError::ConnectorNotFound { .. }) => "ConnectorNotFound",
             Self::Resolve(ResolveError::MappingNotFound { .. }) => "MappingNotFound",
+            Self::MappingDoesNotCompile { .. } => "MappingInvalid",
+            Self::MappingTestsFailing { .. } => "MappingTestsFailing",
             _ => "InvalidSpec",
         }
     }
@@ -150,6 +184,11 @@ pub fn validate(name: &str, namespace: &str, spec: &SyncFlowSpec, refs: &Referen
         |n| refs.mappings.get(n).and_then(|r| r.as_ref().ok()).cloned(),
     )?;
 
+    // A Mapping that fails its own tests never reaches a runner: the last good one runs on.
+    for (mapping, mapping_spec) in &config.mappings {
+        check_mapping(name, mapping, mapping_spec)?;
+    }
+
     if let Some(file) = &spec.source.trigger.file {
         let field = |f: &str| format!("spec.source.trigger.file.{f}");
         if file.volume_claim_name.as_deref().is_none_or(str::is_empty) {
@@ -208,6 +247,28 @@ pub fn validate(name: &str, namespace: &str, spec: &SyncFlowSpec, refs: &Referen
         }
     }
     Ok(config)
+}
+
+/// Compiles a referenced Mapping and runs its declared tests, as the Mapping
+/// controller does for the Mapping's own status.
+fn check_mapping(flow: &str, mapping: &str, spec: &MappingSpec) -> Result<(), Invalid> {
+    const MAX_DIFF_IN_MESSAGE: usize = 256;
+    let program = Program::compile(&spec.program, &spec.lookups).map_err(|e| Invalid::MappingDoesNotCompile {
+        flow: flow.into(),
+        mapping: mapping.into(),
+        error: crate::resources::cut(&e.0, MAX_DIFF_IN_MESSAGE),
+    })?;
+    let report = run_compiled(&program, &spec.tests);
+    match report.failures.first() {
+        None => Ok(()),
+        Some(first) => Err(Invalid::MappingTestsFailing {
+            flow: flow.into(),
+            mapping: mapping.into(),
+            failed: report.failures.len(),
+            first: first.name.clone(),
+            diff: crate::resources::cut(first.diff.lines().next().unwrap_or_default(), MAX_DIFF_IN_MESSAGE),
+        }),
+    }
 }
 
 fn unreadable(flow: &str, kind: &'static str, name: &str, error: &str) -> Invalid {
@@ -303,6 +364,33 @@ mod tests {
         assert_eq!(err.reason(), "InvalidSpec");
         assert!(!err.is_missing_reference());
         assert!(err.to_string().contains("Connector `erp` cannot be read"), "{err}");
+    }
+
+    #[test]
+    fn a_mapping_that_fails_its_tests_keeps_the_flow_from_running() {
+        let f = fixtures::orders();
+        let mut refs = refs_of(&f);
+        if let Some(Ok(m)) = refs.mappings.get_mut("shopify-order-to-canonical") {
+            m.program = "{orderId: (.id | tostring), currency: .currency, total: \"0\"}".into();
+        }
+        let err = validate("orders", "retail", &f.flow().spec, &refs).unwrap_err();
+        assert_eq!(err.reason(), "MappingTestsFailing");
+        assert!(!err.is_missing_reference());
+        let message = err.to_string();
+        assert!(message.contains("Mapping `shopify-order-to-canonical` fails 1 of its tests"), "{message}");
+        assert!(message.contains("first: `a minimal order`: .total: expected \"10.00\", got \"0\""), "{message}");
+    }
+
+    #[test]
+    fn a_mapping_that_does_not_compile_is_mapping_invalid() {
+        let f = fixtures::orders();
+        let mut refs = refs_of(&f);
+        if let Some(Ok(m)) = refs.mappings.get_mut("canonical-to-erp") {
+            m.program = "{externalId: .orderId,".into();
+        }
+        let err = validate("orders", "retail", &f.flow().spec, &refs).unwrap_err();
+        assert_eq!(err.reason(), "MappingInvalid");
+        assert!(err.to_string().contains("Mapping `canonical-to-erp` does not compile"), "{err}");
     }
 
     #[test]

@@ -16,7 +16,10 @@
 //!   so a watch started from it misses nothing created after the list;
 //! - an apply that would not change the stored object is answered with the object as
 //!   it is, without a write, as the API server does. Without this, every reconcile
-//!   would modify its children, whose watch would trigger another reconcile, forever.
+//!   would modify its children, whose watch would trigger another reconcile, forever;
+//! - an apply to a `/status` subresource removes the status fields it leaves out, as
+//!   server-side apply does for the fields its (here: only) manager owned. A plain
+//!   merge patch would keep a cleared `firstFailure` or `runner` forever.
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -150,7 +153,10 @@ impl FakeApi {
             self.counts.status_updates_sent.fetch_add(1, Ordering::SeqCst);
         }
         let (parts, body) = request.into_parts();
-        let body = body.collect_bytes().await?;
+        let mut body = body.collect_bytes().await?;
+        if is_apply && path.ends_with("/status") {
+            body = self.removing_omitted_status_fields(&path, body).await;
+        }
         if is_apply && let Some(unchanged) = self.unchanged_by(&path, &body).await {
             return Ok(json_response(StatusCode::OK, unchanged));
         }
@@ -181,6 +187,20 @@ impl FakeApi {
         merge_patch(&mut applied, &patch);
         (without_managed_fields(applied) == without_managed_fields(stored.clone()))
             .then(|| Bytes::from(serde_json::to_vec(&stored).unwrap_or_default()))
+    }
+
+    /// `patch` with a `null` for every status field the stored object has and the patch
+    /// leaves out, so that merging it gives exactly the applied status.
+    async fn removing_omitted_status_fields(&self, path: &str, patch: Bytes) -> Bytes {
+        let object_path = path.strip_suffix("/status").unwrap_or(path);
+        let (Some(stored), Ok(mut patch)) = (get_json(&self.store, object_path).await, serde_json::from_slice::<Value>(&patch))
+        else {
+            return patch;
+        };
+        if let Some(new) = patch.get("status") {
+            patch["status"] = merge_patch_between(&stored["status"], new);
+        }
+        Bytes::from(serde_json::to_vec(&patch).unwrap_or_default())
     }
 
     fn watch(&self, list_uri: String, since: u64) -> Response<ResponseBody> {
@@ -288,6 +308,25 @@ fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
+/// The RFC 7386 merge patch that turns `old` into `new`.
+fn merge_patch_between(old: &Value, new: &Value) -> Value {
+    let (Value::Object(old), Value::Object(new)) = (old, new) else {
+        return new.clone();
+    };
+    let mut patch = serde_json::Map::new();
+    for key in old.keys().filter(|key| !new.contains_key(*key)) {
+        patch.insert(key.clone(), Value::Null);
+    }
+    for (key, value) in new {
+        let merged = match old.get(key) {
+            Some(before) => merge_patch_between(before, value),
+            None => value.clone(),
+        };
+        patch.insert(key.clone(), merged);
+    }
+    Value::Object(patch)
+}
+
 fn without_managed_fields(mut object: Value) -> Value {
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("managedFields");
@@ -367,6 +406,15 @@ mod tests {
         assert_ne!(changed.metadata.resource_version, first.metadata.resource_version);
         assert_eq!(changed.data.unwrap()["k"], "2");
         assert_eq!(cluster.writes(), writes + 1);
+    }
+
+    #[test]
+    fn a_merge_patch_between_two_values_gives_the_second() {
+        let old = serde_json::json!({"a": {"b": 1, "c": 2}, "gone": true, "l": [1, 2]});
+        let new = serde_json::json!({"a": {"c": 3}, "l": [3], "added": "x"});
+        let mut merged = old.clone();
+        merge_patch(&mut merged, &merge_patch_between(&old, &new));
+        assert_eq!(merged, new);
     }
 
     #[test]

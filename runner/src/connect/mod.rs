@@ -5,6 +5,7 @@
 mod auth;
 mod health;
 mod oauth2;
+mod validation;
 
 use crate::target::{quota::QuotaSignal, retry::parse_retry_after};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use tracing::info;
 
 pub use auth::{Auth, AuthError, Credentials};
 pub use health::{ConnectorHealth, LastError};
+pub use validation::{InvalidConnector, validate};
 
 use crate::{
     secrets::Secrets,
@@ -24,6 +26,9 @@ use crate::{
 /// A Connector's client cannot be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// The spec cannot be used as written.
+    #[error(transparent)]
+    Invalid(#[from] InvalidConnector),
     /// Its credentials cannot be set up.
     #[error(transparent)]
     Auth(#[from] AuthError),
@@ -70,6 +75,7 @@ pub enum Sent {
 impl ConnectorClient {
     /// Sets up Connector `name` of `namespace`; its Secrets must be available.
     pub fn new(name: &str, namespace: &str, spec: &ConnectorSpec, secrets: &Secrets) -> Result<Self, ConnectError> {
+        validate(name, spec)?;
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::{Program, from_value, to_value};
-use crate::spec::MappingSpec;
+use crate::spec::{MappingSpec, MappingTest};
 
 /// The outcome of a Mapping's examples.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -32,14 +32,17 @@ pub struct TestFailure {
 
 /// Compiles the Mapping and runs each of its examples.
 pub fn run_tests(spec: &MappingSpec) -> TestReport {
-    let program = match Program::compile(&spec.program, &spec.lookups) {
-        Ok(p) => p,
-        Err(e) => {
-            return TestReport { passed: 0, failures: vec![TestFailure { name: "compile".into(), diff: e.to_string() }] };
-        }
-    };
+    match Program::compile(&spec.program, &spec.lookups) {
+        Ok(program) => run_compiled(&program, &spec.tests),
+        Err(e) => TestReport { passed: 0, failures: vec![TestFailure { name: "compile".into(), diff: e.to_string() }] },
+    }
+}
+
+/// Runs `tests` against an already compiled program, for callers that report a
+/// compile error apart from failing examples.
+pub fn run_compiled(program: &Program, tests: &[MappingTest]) -> TestReport {
     let mut report = TestReport::default();
-    for case in &spec.tests {
+    for case in tests {
         let outcome = program.run(from_value(&case.input)).and_then(|v| to_value(&v));
         match outcome {
             Ok(actual) if actual == case.output => report.passed += 1,
@@ -102,7 +105,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::spec::MappingTest;
 
     fn mapping(program: &str, input: Value, output: Value) -> MappingSpec {
         MappingSpec {

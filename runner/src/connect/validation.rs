@@ -1,0 +1,100 @@
+//! What a Connector spec must satisfy beyond its schema before a runner can call the
+//! system: URLs it can send to, header names HTTP accepts. The runner checks this when
+//! it sets a Connector up; the operator checks the same to report it on the Connector.
+
+use reqwest::header::HeaderName;
+use url::Url;
+
+use crate::spec::{ConnectorAuth, ConnectorSpec};
+
+/// A Connector the schema accepts but a runner cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Connector {connector}: {field}: {message}")]
+pub struct InvalidConnector {
+    /// The Connector.
+    pub connector: String,
+    /// The field at fault, e.g. `spec.endpoint`.
+    pub field: &'static str,
+    /// What is wrong and what to write instead.
+    pub message: String,
+}
+
+/// Checks Connector `connector`'s spec; the first problem found is returned.
+pub fn validate(connector: &str, spec: &ConnectorSpec) -> Result<(), InvalidConnector> {
+    let invalid = |field: &'static str, message: String| InvalidConnector { connector: connector.into(), field, message };
+    if let Some(endpoint) = spec.endpoint.as_deref().filter(|e| !e.is_empty()) {
+        http_url(endpoint).map_err(|why| invalid("spec.endpoint", format!("`{endpoint}` {why}")))?;
+    }
+    match &spec.auth {
+        Some(ConnectorAuth::Header(header)) => {
+            header_name(&header.name).map_err(|why| invalid("spec.auth.header.name", why))?;
+        }
+        Some(ConnectorAuth::OAuth2ClientCredentials(o)) => {
+            http_url(&o.token_url)
+                .map_err(|why| invalid("spec.auth.oauth2ClientCredentials.tokenUrl", format!("`{}` {why}", o.token_url)))?;
+        }
+        Some(ConnectorAuth::Bearer { .. } | ConnectorAuth::Basic(_)) | None => {}
+    }
+    if let Some(name) = &spec.idempotency_header {
+        header_name(name).map_err(|why| invalid("spec.idempotencyHeader", why))?;
+    }
+    Ok(())
+}
+
+/// An absolute http(s) URL with a host, or why not.
+fn http_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("is not a URL ({e}); write it like https://erp.example.com/api"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("uses {}: only http and https are supported", url.scheme()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("has no host; write it like https://erp.example.com/api".into());
+    }
+    Ok(url)
+}
+
+fn header_name(name: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("`{name}` is not an HTTP header name; use letters, digits and dashes, e.g. X-Api-Key"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{HeaderAuth, SecretKeySelector};
+
+    fn rest(endpoint: &str) -> ConnectorSpec {
+        ConnectorSpec { endpoint: Some(endpoint.into()), ..ConnectorSpec::default() }
+    }
+
+    #[test]
+    fn a_plain_rest_connector_is_valid() {
+        assert_eq!(validate("erp", &rest("https://erp.example.com/api/v1/")), Ok(()));
+        assert_eq!(validate("erp", &rest("http://erp:8080")), Ok(()));
+        // A webhook-only source needs no endpoint.
+        assert_eq!(validate("shop", &ConnectorSpec::default()), Ok(()));
+        assert_eq!(validate("shop", &rest("")), Ok(()));
+    }
+
+    #[test]
+    fn an_endpoint_must_be_an_http_url() {
+        for bad in ["erp.example.com/api", "ftp://erp.example.com", "https://", "not a url"] {
+            let err = validate("erp", &rest(bad)).unwrap_err();
+            assert_eq!(err.field, "spec.endpoint", "{bad}");
+            assert!(err.to_string().starts_with("Connector erp: spec.endpoint: "), "{err}");
+            assert!(err.message.contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn header_names_must_be_http_tokens() {
+        let key = SecretKeySelector { name: "s".into(), key: "k".into() };
+        let spec = ConnectorSpec {
+            auth: Some(ConnectorAuth::Header(HeaderAuth { name: "X Api Key".into(), secret_ref: key })),
+            ..ConnectorSpec::default()
+        };
+        assert_eq!(validate("c", &spec).unwrap_err().field, "spec.auth.header.name");
+        let spec = ConnectorSpec { idempotency_header: Some("Idem:Key".into()), ..ConnectorSpec::default() };
+        assert_eq!(validate("c", &spec).unwrap_err().field, "spec.idempotencyHeader");
+    }
+}
