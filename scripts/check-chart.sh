@@ -14,6 +14,8 @@
 #   operator      leader election flags and Lease Role, PodDisruptionBudget iff
 #                 replicas > 1, runner defaults mounted, NetworkPolicy and
 #                 ServiceMonitor wired to the operator (scripts/chart_policy.py)
+#   argocd-health the Argo CD health script of the four kinds, run in Lua 5.1
+#                 over status fixtures (scripts/test_argocd_health.py)
 # then what given values must render (leader election on by default, a PDB iff
 # replicas > 1, NetworkPolicy and ServiceMonitor when enabled), and the
 # negative cases: values with a typo or a wrong type, replicas without leader
@@ -153,7 +155,8 @@ missing=()
 for tool in "${HELMS[@]}" kubernetes-validate; do
     [[ -x "$TOOLS_BIN/$tool" ]] || missing+=("$tool")
 done
-"$PY" -c 'import yaml, kubernetes_validate' 2>/dev/null || missing+=(".tools/venv with PyYAML")
+"$PY" -c 'import yaml, kubernetes_validate, jsonschema, lupa.lua51' 2>/dev/null \
+    || missing+=(".tools/venv with PyYAML, jsonschema and lupa")
 if [[ ${#missing[@]} -gt 0 ]]; then
     echo "missing: ${missing[*]} (run scripts/install-tools.sh)"
     echo "chart: 0 passed, 1 failed"
@@ -199,6 +202,14 @@ for helm in "${HELMS[@]}"; do
     check "$helm refuses a ServiceMonitor without the metrics Service" expect_refused "needs metrics.service.enabled" \
         "$helm" template "$RELEASE" "$CHART" --set metrics.serviceMonitor.enabled=true --set metrics.service.enabled=false
 done
+
+# --- Argo CD health checks ------------------------------------------------
+check "argocd health.lua (Lua 5.1) gives each status fixture its health" \
+    "$PY" "$ROOT/scripts/test_argocd_health.py"
+sed 's/return "Healthy", says(ready, "Ready")/return "Progressing", says(ready, "Ready")/' \
+    "$CHART/argocd/health.lua" >"$WORK/health.lua"
+check "the argocd health test fails for a script that is never Healthy" expect_refused "want Healthy" \
+    env ENTREPOT_ARGOCD_HEALTH_SCRIPT="$WORK/health.lua" "$PY" "$ROOT/scripts/test_argocd_health.py"
 
 # --- what must be refused -------------------------------------------------
 for helm in "${HELMS[@]}"; do
