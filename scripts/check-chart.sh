@@ -4,12 +4,24 @@
 #   lint          helm lint --strict
 #   validate      helm template --include-crds, then kubernetes-validate --strict
 #                 against the oldest Kubernetes we support and the newest the
-#                 schemas know; a kind without a schema counts as a failure
-#   rbac          no rule on Secrets, no wildcards (scripts/chart_policy.py)
+#                 schemas know; a kind without a schema counts as a failure.
+#                 ServiceMonitor (no schema in kubernetes-validate) is checked
+#                 against the committed scripts/schemas/ instead
+#                 (scripts/chart_custom_kinds.py), nothing else is exempt
+#   rbac          no rule on Secrets, no wildcards, exactly the permissions the
+#                 operator needs (scripts/chart_policy.py)
 #   pod-security  the restricted Pod Security Standard (scripts/chart_policy.py)
-# and the negative cases: values with a typo or a wrong type, and a cluster
-# older than kubeVersion, must be refused; the policy script must refuse a bad
-# role and a bad pod (so its passes mean something).
+#   operator      leader election flags and Lease Role, PodDisruptionBudget iff
+#                 replicas > 1, runner defaults mounted, NetworkPolicy and
+#                 ServiceMonitor wired to the operator (scripts/chart_policy.py)
+#   argocd-health the Argo CD health script of the four kinds, run in Lua 5.1
+#                 over status fixtures (scripts/test_argocd_health.py)
+# then what given values must render (leader election on by default, a PDB iff
+# replicas > 1, NetworkPolicy and ServiceMonitor when enabled), and the
+# negative cases: values with a typo or a wrong type, replicas without leader
+# election, a cluster older than kubeVersion, must be refused; the policy
+# scripts must refuse a bad role, a bad pod, a bad operator wiring and a bad
+# ServiceMonitor (so their passes mean something).
 #
 # Runs every check, prints the output of the failed ones, and ends with
 # "chart: N passed, M failed"; exits 1 if any failed.
@@ -79,8 +91,10 @@ render() { # HELM VALUES OUT
 }
 
 validate() { # HELM VALUES
-    local helm="$1" values="$2" out="$WORK/validate.yaml"
-    render "$helm" "$values" "$out" || return 1
+    local helm="$1" values="$2" rendered="$WORK/rendered.yaml" out="$WORK/validate.yaml"
+    render "$helm" "$values" "$rendered" || return 1
+    # Kinds with a committed schema are checked here and left out of $out.
+    "$PY" "$ROOT/scripts/chart_custom_kinds.py" "$rendered" "$out" || return 1
     local docs crds report
     docs="$("$PY" -c 'import sys, yaml; print(sum(1 for d in yaml.safe_load_all(open(sys.argv[1])) if d))' "$out")" || return 1
     crds="$(grep -c '^kind: CustomResourceDefinition' "$out")"
@@ -113,6 +127,23 @@ policy() { # CHECK HELM VALUES
     "$PY" "$POLICY" "$1" "$out"
 }
 
+# facts_are HELM FACT... -- HELM_ARGS...: the rendering has every key=value FACT.
+facts_are() {
+    local helm="$1"; shift
+    local want=()
+    while [[ $# -gt 0 && "$1" != "--" ]]; do want+=("$1"); shift; done
+    shift
+    local out="$WORK/facts.yaml" facts
+    "$helm" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --kube-version "$OLDEST_KUBE.0" "$@" >"$out" || return 1
+    facts="$("$PY" "$POLICY" facts "$out")" || return 1
+    echo "$facts"
+    local f missing=0
+    for f in "${want[@]}"; do
+        grep -qxF -- "$f" <<<"$facts" || { echo "missing: $f"; missing=1; }
+    done
+    return "$missing"
+}
+
 schema_refuses() { # HELM KEY VALUES_YAML: rendering with these values must fail on KEY
     printf '%s\n' "$3" >"$WORK/bad-values.yaml"
     expect_refused "schema.*$2|$2.*not allowed|$2.*want|$2.*expected" \
@@ -124,7 +155,8 @@ missing=()
 for tool in "${HELMS[@]}" kubernetes-validate; do
     [[ -x "$TOOLS_BIN/$tool" ]] || missing+=("$tool")
 done
-"$PY" -c 'import yaml, kubernetes_validate' 2>/dev/null || missing+=(".tools/venv with PyYAML")
+"$PY" -c 'import yaml, kubernetes_validate, jsonschema, lupa.lua51' 2>/dev/null \
+    || missing+=(".tools/venv with PyYAML, jsonschema and lupa")
 if [[ ${#missing[@]} -gt 0 ]]; then
     echo "missing: ${missing[*]} (run scripts/install-tools.sh)"
     echo "chart: 0 passed, 1 failed"
@@ -147,14 +179,45 @@ for values in "${values_files[@]}"; do
         check "$helm validate $v" validate "$helm" "$values"
         check "$helm rbac $v" policy rbac "$helm" "$values"
         check "$helm pod-security $v" policy pod-security "$helm" "$values"
+        check "$helm operator $v" policy operator "$helm" "$values"
     done
 done
+
+# --- what given values render ----------------------------------------------
+for helm in "${HELMS[@]}"; do
+    check "$helm default: 2 replicas, leader election, Lease named after the release, a PDB" facts_are "$helm" \
+        replicas=2 leader-election=true lease-name=t-entrepot strategy=RollingUpdate pdb=true \
+        runner-defaults=/etc/entrepot/runner-defaults.yaml networkpolicy=false servicemonitor=false --
+    check "$helm operator.replicas=1: no PDB" facts_are "$helm" replicas=1 pdb=false leader-election=true -- \
+        --set operator.replicas=1
+    check "$helm 1 replica without leader election: no PDB, Recreate" facts_are "$helm" \
+        replicas=1 pdb=false leader-election=false strategy=Recreate -- \
+        --set operator.replicas=1 --set operator.leaderElection.enabled=false
+    check "$helm production: NetworkPolicy, ServiceMonitor and a PDB" facts_are "$helm" \
+        replicas=3 pdb=true networkpolicy=true servicemonitor=true -- -f "$CHART/ci/production-values.yaml"
+    check "$helm networkPolicy.enabled alone renders a NetworkPolicy" facts_are "$helm" networkpolicy=true -- \
+        --set networkPolicy.enabled=true
+    check "$helm refuses 2 replicas without leader election" expect_refused "needs operator.leaderElection.enabled" \
+        "$helm" template "$RELEASE" "$CHART" --set operator.leaderElection.enabled=false
+    check "$helm refuses a ServiceMonitor without the metrics Service" expect_refused "needs metrics.service.enabled" \
+        "$helm" template "$RELEASE" "$CHART" --set metrics.serviceMonitor.enabled=true --set metrics.service.enabled=false
+done
+
+# --- Argo CD health checks ------------------------------------------------
+check "argocd health.lua (Lua 5.1) gives each status fixture its health" \
+    "$PY" "$ROOT/scripts/test_argocd_health.py"
+sed 's/return "Healthy", says(ready, "Ready")/return "Progressing", says(ready, "Ready")/' \
+    "$CHART/argocd/health.lua" >"$WORK/health.lua"
+check "the argocd health test fails for a script that is never Healthy" expect_refused "want Healthy" \
+    env ENTREPOT_ARGOCD_HEALTH_SCRIPT="$WORK/health.lua" "$PY" "$ROOT/scripts/test_argocd_health.py"
 
 # --- what must be refused -------------------------------------------------
 for helm in "${HELMS[@]}"; do
     check "$helm schema refuses a misspelt top-level key" schema_refuses "$helm" replicas 'replicas: 2'
     check "$helm schema refuses a misspelt nested key" schema_refuses "$helm" tagg $'image:\n  tagg: "1.0"'
-    check "$helm schema refuses a wrong type" schema_refuses "$helm" replicaCount 'replicaCount: two'
+    check "$helm schema refuses a wrong type" schema_refuses "$helm" replicas $'operator:\n  replicas: two'
+    check "$helm schema refuses a misspelt runner default" schema_refuses "$helm" storageClass \
+        $'runner:\n  queue:\n    storageClass: fast'
     check "$helm schema refuses a misspelt key in a list item" schema_refuses "$helm" vaule \
         $'extraEnv:\n  - name: RUST_LOG\n    vaule: debug'
     check "$helm refuses Kubernetes 1.31 (kubeVersion)" expect_refused "incompatible with Kubernetes" \
@@ -185,6 +248,41 @@ spec:
 EOF
 check "policy refuses a pod running as root" expect_refused "UID 0" \
     "$PY" "$POLICY" pod-security "$WORK/bad-pod.yaml"
+
+# A role granting one permission more than the operator needs (pods/log), and
+# one granting one less (no delete on statefulsets).
+render "helm3" "$CHART/ci/default-values.yaml" "$WORK/good.yaml"
+"$PY" - "$WORK/good.yaml" "$WORK/more-role.yaml" "$WORK/less-role.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d.get("kind") in ("ClusterRole", "Role")]
+more = [dict(d) for d in docs]
+more[0]["rules"] = more[0]["rules"] + [{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]
+yaml.safe_dump_all(more, open(sys.argv[2], "w"))
+less = [dict(d) for d in docs]
+less[0]["rules"] = [dict(r, verbs=[v for v in r["verbs"] if v != "delete"]) if "statefulsets" in r["resources"] else r
+                    for r in less[0]["rules"]]
+yaml.safe_dump_all(less, open(sys.argv[3], "w"))
+PY
+check "policy refuses a role granting more than the operator needs" expect_refused "get on core/pods/log, which the operator does not need" \
+    "$PY" "$POLICY" rbac "$WORK/more-role.yaml"
+check "policy refuses a role granting less than the operator needs" expect_refused "delete on apps/statefulsets, which the operator needs" \
+    "$PY" "$POLICY" rbac "$WORK/less-role.yaml"
+# Two replicas, but the PDB and the leader election flag removed.
+"$PY" - "$WORK/good.yaml" "$WORK/bad-operator.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d.get("kind") != "PodDisruptionBudget"]
+for d in docs:
+    if d.get("kind") == "Deployment":
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        c["args"] = [a for a in c["args"] if a != "--leader-election"]
+yaml.safe_dump_all(docs, open(sys.argv[2], "w"))
+PY
+check "policy refuses 2 replicas without leader election or PDB" expect_refused "without --leader-election.*|need one PodDisruptionBudget" \
+    "$PY" "$POLICY" operator "$WORK/bad-operator.yaml"
+render "helm3" "$CHART/ci/production-values.yaml" "$WORK/prod.yaml"
+sed -e 's/^    - port: metrics$/    - port: metrics\n      intervall: 30s/' "$WORK/prod.yaml" >"$WORK/bad-sm.yaml"
+check "custom-kinds refuses a ServiceMonitor with a misspelt field" expect_refused "intervall.*unexpected|Additional properties.*intervall" \
+    "$PY" "$ROOT/scripts/chart_custom_kinds.py" "$WORK/bad-sm.yaml" "$WORK/rest.yaml"
 
 # --- summary ----------------------------------------------------------------
 if [[ $failed -gt 0 ]]; then

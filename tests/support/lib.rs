@@ -29,6 +29,7 @@ use entrepot::{
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 mod apis;
+pub mod crd_schema;
 mod process;
 pub use process::{CliRun, RunnerProcess, free_port, run_cli, runner_binary, write_quickstart};
 pub use apis::{ItemsApi, TokenEndpoint};

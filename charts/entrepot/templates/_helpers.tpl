@@ -66,17 +66,55 @@ chart's appVersion. Call with (dict "image" .Values.image "root" $).
 {{- end }}
 
 {{/*
+Whether the operator elects a leader: leaderElection.enabled. More than one
+replica without it would have every replica reconcile, so that is refused.
+*/}}
+{{- define "entrepot.leaderElection" -}}
+{{- if and (gt (int .Values.operator.replicas) 1) (not .Values.operator.leaderElection.enabled) }}
+{{- fail "operator.replicas > 1 needs operator.leaderElection.enabled: true (without a Lease every replica would reconcile)" }}
+{{- end }}
+{{- if .Values.operator.leaderElection.enabled }}true{{ end }}
+{{- end }}
+
+{{/* Where the runner defaults file is mounted in the operator pod. */}}
+{{- define "entrepot.runnerDefaultsDir" -}}/etc/entrepot{{- end }}
+
+{{/*
+The runner defaults file (runner-defaults.yaml), as the operator reads it with
+--runner-defaults: image, imagePullPolicy, resources, queue.{storageClassName,size}.
+Optional fields are left out when empty.
+*/}}
+{{- define "entrepot.runnerDefaults" -}}
+image: {{ include "entrepot.imageRef" (dict "image" .Values.runner.image "root" $) | quote }}
+{{- with .Values.runner.image.pullPolicy }}
+imagePullPolicy: {{ . }}
+{{- end }}
+{{- with .Values.runner.resources }}
+resources:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if or .Values.runner.queue.storageClassName .Values.runner.queue.size }}
+queue:
+  {{- with .Values.runner.queue.storageClassName }}
+  storageClassName: {{ . | quote }}
+  {{- end }}
+  {{- with .Values.runner.queue.size }}
+  size: {{ . | quote }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
 The operator's permissions, shared by the ClusterRole (all namespaces) and the
 Role (watchNamespace). Least privilege; never Secrets: runner pods get secret
 values through secretKeyRef, which needs no permission of the operator.
-Issue 4 will add statefulsets (apps), poddisruptionbudgets (policy) and
-cronjobs (batch) here, with the same verbs as deployments.
+scripts/chart_policy.py holds the same list and fails on any difference.
 */}}
 {{- define "entrepot.operatorRules" -}}
-# The four Entrepot kinds: watched, and patched for finalizers and annotations.
+# The four Entrepot kinds: watched; patched and updated for finalizers and annotations.
 - apiGroups: ["entrepot.io"]
   resources: ["connectors", "mappings", "syncflows", "reconcileschedules"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch", "update"]
 - apiGroups: ["entrepot.io"]
   resources: ["connectors/status", "mappings/status", "syncflows/status", "reconcileschedules/status"]
   verbs: ["get", "patch", "update"]
@@ -86,12 +124,28 @@ cronjobs (batch) here, with the same verbs as deployments.
 - apiGroups: ["entrepot.io"]
   resources: ["connectors/finalizers", "mappings/finalizers", "syncflows/finalizers", "reconcileschedules/finalizers"]
   verbs: ["update"]
-# What a SyncFlow becomes: its runner's ConfigMap, Deployment and Service.
+# What a SyncFlow becomes: its runner's ConfigMap, Service and queue volume claim.
 - apiGroups: [""]
-  resources: ["configmaps", "services"]
+  resources: ["configmaps", "services", "persistentvolumeclaims"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# Runner pods: read only, to report why a runner is not available.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+# Runner workloads: a Deployment, or a StatefulSet when the queue needs a volume.
 - apiGroups: ["apps"]
-  resources: ["deployments"]
+  resources: ["deployments", "statefulsets"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# Batch SyncFlows and ReconcileSchedules run as CronJobs; their Jobs are only read.
+- apiGroups: ["batch"]
+  resources: ["cronjobs"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch"]
+# A runner with more than one replica keeps one up during node drains.
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 # Events for `kubectl describe`, through either Events API.
 - apiGroups: [""]

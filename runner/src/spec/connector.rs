@@ -6,8 +6,25 @@ use serde::{Deserialize, Serialize};
 /// A Connector holds what is true of the system whoever uses it: where it is, how to
 /// authenticate, how its webhooks are signed. Credentials are Secret references; the
 /// operator never reads their values, the runner pod receives them as environment.
+//
+// The CEL rules let the API server refuse at `kubectl apply` what the runner refuses
+// when it sets the Connector up; keep the two in step.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.endpoint) || self.endpoint == '' || self.endpoint.matches('^https?://[^/?#]+')",
+        "message": "endpoint must be an http or https URL with a host, e.g. https://erp.example.com/api/v1",
+        "fieldPath": ".endpoint",
+        "reason": "FieldValueInvalid"
+    },
+    {
+        "rule": "!has(self.idempotencyHeader) || self.idempotencyHeader.matches('^[A-Za-z0-9!#$%&*+.^_|~-]+$')",
+        "message": "idempotencyHeader must be an HTTP header name: letters, digits and dashes, e.g. Idempotency-Key",
+        "fieldPath": ".idempotencyHeader",
+        "reason": "FieldValueInvalid"
+    }
+]))]
 pub struct ConnectorSpec {
     /// The kind of system. It sets the protocol details (signature headers, the header
     /// that carries an idempotency key) so a manifest only says what differs.
@@ -129,6 +146,12 @@ impl ConnectorAuth {
 /// An API key sent in a named header.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.name.matches('^[A-Za-z0-9!#$%&*+.^_|~-]+$')",
+    "message": "name must be an HTTP header name: letters, digits and dashes, e.g. X-Api-Key",
+    "fieldPath": ".name",
+    "reason": "FieldValueInvalid"
+}]))]
 pub struct HeaderAuth {
     /// Header name, e.g. `X-Shopify-Access-Token` or `X-Auth-Token`.
     pub name: String,
@@ -149,6 +172,12 @@ pub struct BasicAuth {
 /// OAuth 2.0 client credentials grant.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.tokenUrl.matches('^https?://[^/?#]+')",
+    "message": "tokenUrl must be an http or https URL with a host, e.g. https://login.example.com/oauth2/token",
+    "fieldPath": ".tokenUrl",
+    "reason": "FieldValueInvalid"
+}]))]
 pub struct OAuth2ClientCredentials {
     /// The authorization server's token endpoint, e.g.
     /// `https://login.example.com/oauth2/token`.

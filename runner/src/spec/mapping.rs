@@ -17,6 +17,7 @@ pub struct MappingSpec {
     pub produces: Option<CanonicalRef>,
 
     /// The jq program.
+    #[schemars(length(min = 1))]
     pub program: String,
 
     /// Lookup tables, by name, each a map from a key to a value: warehouse codes, tax
@@ -25,8 +26,9 @@ pub struct MappingSpec {
     pub lookups: BTreeMap<String, BTreeMap<String, String>>,
 
     /// Examples the program must satisfy: run by `entrepot test` and by the operator
-    /// before any runner uses the mapping.
+    /// before any runner uses the mapping. Keyed by name: two tests cannot share one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub tests: Vec<MappingTest>,
 }
 
@@ -43,6 +45,12 @@ pub struct CanonicalRef {
 /// One example: this input must map to exactly this output.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.name.matches('[^ \\t]')",
+    "message": "a test needs a name that says what it shows, e.g. `order with a discount`",
+    "fieldPath": ".name",
+    "reason": "FieldValueRequired"
+}]))]
 pub struct MappingTest {
     /// What the example shows, e.g. `order with a discount`.
     pub name: String,

@@ -5,8 +5,43 @@ use super::Duration;
 
 /// A flow of one entity from a source system, through mappings, to one or more targets,
 /// with its delivery policy. Each SyncFlow gets its own runner workload and queue.
+//
+// The CEL rules let the API server refuse at `kubectl apply` what `FlowConfig::resolve`
+// (runner/src/config.rs) refuses in local mode; keep the two in step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "size(self.targets) > 0",
+        "message": "a flow needs at least one target",
+        "fieldPath": ".targets",
+        "reason": "FieldValueRequired"
+    },
+    {
+        "rule": "!has(self.mode) || self.mode != 'batch' || !has(self.source.trigger.webhook)",
+        "message": "a webhook source must always be up to answer its sender: use mode continuous, or a poll or file trigger",
+        "fieldPath": ".mode",
+        "reason": "FieldValueForbidden"
+    },
+    {
+        "rule": "!has(self.mode) || self.mode != 'batch' || (has(self.schedule) && self.schedule != '')",
+        "message": "a batch flow needs a schedule (cron syntax, e.g. `0 2 * * *`)",
+        "fieldPath": ".schedule",
+        "reason": "FieldValueRequired"
+    },
+    {
+        "rule": "(has(self.mode) && self.mode == 'batch') || (!has(self.schedule) && !has(self.timeZone))",
+        "message": "a continuous flow runs all the time: remove schedule and timeZone, or set mode: batch",
+        "fieldPath": ".schedule",
+        "reason": "FieldValueForbidden"
+    },
+    {
+        "rule": "self.targets.all(t, !has(t.operation) || t.operation != 'upsert') || (has(self.delivery) && has(self.delivery.orderingKey))",
+        "message": "an upsert is sent to <path>/<ordering key>: set spec.delivery.orderingKey",
+        "fieldPath": ".delivery",
+        "reason": "FieldValueRequired"
+    }
+]))]
 pub struct SyncFlowSpec {
     /// Where records come from and what triggers them.
     pub source: SourceSpec,
@@ -16,7 +51,9 @@ pub struct SyncFlowSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapping_ref: Option<String>,
 
-    /// Where records go. Each target receives every record.
+    /// Where records go. Each target receives every record. At most 32.
+    // The bound keeps the CEL rules over targets within the API server's cost budget.
+    #[schemars(length(max = 32))]
     pub targets: Vec<TargetSpec>,
 
     /// How records are delivered: keys, retries, dead letters, deduplication.
@@ -101,6 +138,10 @@ pub struct SourceSpec {
 /// What makes a record arrive. Exactly one trigger is set.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.webhook) ? 1 : 0) + (has(self.poll) ? 1 : 0) + (has(self.file) ? 1 : 0) == 1",
+    "message": "set exactly one of webhook, poll or file"
+}]))]
 pub struct TriggerSpec {
     /// The source system pushes records to the runner's webhook endpoint
     /// `/webhooks/<flow name>`. Deliveries are verified with the source Connector's
