@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod metrics;
+pub mod reconcile_schedule;
 pub mod resources;
 pub mod server;
 pub mod sync_flow;

@@ -14,7 +14,7 @@ mod sync_flow;
 pub use connector::{Connector, ConnectorSpec, ConnectorStatus};
 pub use crd::{crds, render_crds};
 pub use mapping::{Mapping, MappingSpec, MappingStatus};
-pub use reconcile_schedule::{ReconcileSchedule, ReconcileScheduleSpec, ReconcileScheduleStatus};
+pub use reconcile_schedule::{LastRun, ReconcileSchedule, ReconcileScheduleSpec, ReconcileScheduleStatus};
 pub use sync_flow::{BacklogStatus, ConnectorReport, RunnerStatus, SyncFlow, SyncFlowSpec, SyncFlowStatus};
 
 /// `observedGeneration` before the operator has looked at a resource: lower than any

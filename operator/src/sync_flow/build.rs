@@ -166,21 +166,7 @@ fn deployment(
     checksum: &str,
 ) -> Deployment {
     let runner = &config.spec.runner;
-    let env = secrets
-        .iter()
-        .map(|s| EnvVar {
-            name: s.env_var(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(KubeSecretKeySelector {
-                    name: s.name.clone(),
-                    key: s.key.clone(),
-                    optional: None,
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        })
-        .collect();
+    let env = secret_env(secrets);
     let probe = |path: &str| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
@@ -190,7 +176,6 @@ fn deployment(
         period_seconds: Some(10),
         ..Probe::default()
     };
-    let runtime_default = || Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() });
     let container = Container {
         name: "runner".into(),
         image: Some(runner.image.clone().unwrap_or_else(|| defaults.image.clone())),
@@ -198,7 +183,7 @@ fn deployment(
             [
                 "serve",
                 "--config",
-                &format!("{CONFIG_DIR}/{CONFIG_KEY}"),
+                &config_path(),
                 "--data-dir",
                 DATA_DIR,
                 "--listen",
@@ -226,22 +211,9 @@ fn deployment(
         env: Some(env),
         readiness_probe: Some(probe("/readyz")),
         liveness_probe: Some(probe("/healthz")),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            run_as_user: Some(RUNNER_UID),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
-            seccomp_profile: runtime_default(),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(container_security_context()),
         volume_mounts: Some(vec![
-            VolumeMount {
-                name: "config".into(),
-                mount_path: CONFIG_DIR.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
+            config_mount(),
             VolumeMount { name: "data".into(), mount_path: DATA_DIR.into(), ..VolumeMount::default() },
         ]),
         ..Container::default()
@@ -265,23 +237,9 @@ fn deployment(
                     // through its config and environment).
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(RUNNER_UID),
-                        run_as_group: Some(RUNNER_UID),
-                        fs_group: Some(RUNNER_UID),
-                        seccomp_profile: runtime_default(),
-                        ..PodSecurityContext::default()
-                    }),
+                    security_context: Some(pod_security_context()),
                     volumes: Some(vec![
-                        Volume {
-                            name: "config".into(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: name.clone(),
-                                ..ConfigMapVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
+                        config_volume(&name),
                         // The embedded queue lives in an emptyDir for now, so a pod's undelivered
                         // records go with the pod; a later issue moves it to a StatefulSet's volume
                         // claim of this size.
@@ -301,6 +259,78 @@ fn deployment(
         }),
         status: None,
     }
+}
+
+/// The environment that carries each referenced Secret key into a runner container
+/// (`ENTREPOT_SECRET_<NAME>_<KEY>`, see [`SecretKeySelector::env_var`]), by reference:
+/// the operator never reads the values.
+pub fn secret_env(secrets: &BTreeSet<SecretKeySelector>) -> Vec<EnvVar> {
+    secrets
+        .iter()
+        .map(|s| EnvVar {
+            name: s.env_var(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(KubeSecretKeySelector { name: s.name.clone(), key: s.key.clone(), optional: None }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        })
+        .collect()
+}
+
+fn runtime_default() -> Option<SeccompProfile> {
+    Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() })
+}
+
+/// A runner container's security context: the restricted Pod Security profile, a
+/// read-only root filesystem, a fixed non-root user.
+pub fn container_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUNNER_UID),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+        seccomp_profile: runtime_default(),
+        ..SecurityContext::default()
+    }
+}
+
+/// A runner pod's security context (see [`container_security_context`]).
+pub fn pod_security_context() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUNNER_UID),
+        run_as_group: Some(RUNNER_UID),
+        fs_group: Some(RUNNER_UID),
+        seccomp_profile: runtime_default(),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// The volume `config` of the flow's runner ConfigMap named `config_map`, mounted by
+/// [`config_mount`].
+pub fn config_volume(config_map: &str) -> Volume {
+    Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource { name: config_map.into(), ..ConfigMapVolumeSource::default() }),
+        ..Volume::default()
+    }
+}
+
+/// Where the runner configuration is mounted: [`config_path`]'s directory, read-only.
+pub fn config_mount() -> VolumeMount {
+    VolumeMount { name: "config".into(), mount_path: CONFIG_DIR.into(), read_only: Some(true), ..VolumeMount::default() }
+}
+
+/// The path of the runner configuration inside a runner container.
+pub fn config_path() -> String {
+    format!("{CONFIG_DIR}/{CONFIG_KEY}")
+}
+
+/// The URL of a flow's runner admin API inside the cluster (its Service).
+pub fn admin_url(flow: &str) -> String {
+    format!("http://{}:{ADMIN_PORT}", runner_name(flow))
 }
 
 fn service(meta: ObjectMeta, flow: &str) -> Service {

@@ -130,10 +130,10 @@ pub async fn run(
 }
 
 /// An `Api` for any namespaced kind, in one namespace or all of them.
-struct ApiScope(Client, Option<String>);
+pub(crate) struct ApiScope(pub(crate) Client, pub(crate) Option<String>);
 
 impl ApiScope {
-    fn api<K>(&self) -> Api<K>
+    pub(crate) fn api<K>(&self) -> Api<K>
     where
         K: Resource<Scope = NamespaceResourceScope>,
         K::DynamicType: Default,
@@ -220,7 +220,7 @@ async fn reconcile_flow(guard: &DeserializeGuard<SyncFlow>, ctx: &Context) -> Re
 
 /// Reads the Connectors and Mappings `flow` references, tolerating ones that exist but
 /// do not parse (validation reports those).
-async fn dereference(client: &Client, namespace: &str, flow: &SyncFlow) -> Result<References, Error> {
+pub(crate) async fn dereference(client: &Client, namespace: &str, flow: &SyncFlow) -> Result<References, Error> {
     let mut refs = References::default();
     for name in flow.spec.connector_refs() {
         if let Some(found) = get_guarded::<Connector>(client, namespace, name).await? {
@@ -235,7 +235,7 @@ async fn dereference(client: &Client, namespace: &str, flow: &SyncFlow) -> Resul
     Ok(refs)
 }
 
-async fn get_guarded<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<DeserializeGuard<K>>, Error>
+pub(crate) async fn get_guarded<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<DeserializeGuard<K>>, Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + Debug,
 {
@@ -247,7 +247,7 @@ where
 
 /// Server-side applies `object` (force: the operator owns these fields) and returns
 /// the object as the API holds it afterwards.
-async fn apply<K>(client: &Client, namespace: &str, object: &K) -> Result<K, Error>
+pub(crate) async fn apply<K>(client: &Client, namespace: &str, object: &K) -> Result<K, Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
 {
@@ -298,7 +298,7 @@ async fn read_status(client: &Client, namespace: &str, name: &str) -> Result<Syn
     Ok(object.data.get("status").and_then(|s| serde_json::from_value(s.clone()).ok()).unwrap_or_default())
 }
 
-fn kube_error<K: Resource<DynamicType = ()>>(
+pub(crate) fn kube_error<K: Resource<DynamicType = ()>>(
     action: &'static str,
     namespace: &str,
     name: &str,

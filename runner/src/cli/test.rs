@@ -3,7 +3,7 @@
 use std::{path::Path, process::ExitCode};
 
 use anyhow::Result;
-use crate::{flow::Flow, manifest::Manifests, mapping::run_tests, secrets::Secrets};
+use crate::{flow::Flow, manifest::Manifests, mapping::run_tests, reconcile::Reconciler, secrets::Secrets};
 
 pub fn run(dir: &Path) -> Result<ExitCode> {
     let manifests = Manifests::load_dir(dir)?;
@@ -47,6 +47,22 @@ pub fn run(dir: &Path) -> Result<ExitCode> {
         Err(e) => {
             for line in e.to_string().lines() {
                 println!("FAIL  {line}");
+                failed += 1;
+            }
+        }
+    }
+    for (key, spec) in &manifests.schedules {
+        // The flow's own failure is reported above; here, whether the schedule fits it.
+        let checked = super::reconcile::flow_of(&manifests, &key.namespace, &key.name, spec).and_then(|flow| {
+            Reconciler::new(&key.name, spec, flow, &Secrets::placeholders(), jiff::Timestamp::now()).map_err(Into::into)
+        });
+        match checked {
+            Ok(_) => {
+                println!("PASS  ReconcileSchedule {key}");
+                passed += 1;
+            }
+            Err(e) => {
+                println!("FAIL  ReconcileSchedule {key}: {e:#}");
                 failed += 1;
             }
         }
