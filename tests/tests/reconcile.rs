@@ -134,7 +134,7 @@ async fn reconcile_reports_each_kind_of_drift_and_repair_fixes_what_it_can() {
     assert_eq!((again["queued"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(1)), "{again}");
 
     // Nothing left to repair; the ERP-only order stays reported (a repair never deletes).
-    let (after, _) = reconcile(work.path(), &[]).await;
+    let (after, _) = reconcile(work.path(), &["--action", "report"]).await;
     assert_eq!(counts(&after), [5, 4, 0, 1, 0, 0], "{after:?}");
     assert_eq!(status(&runner.admin_url).await.flows[0].dead_lettered, 0);
 }

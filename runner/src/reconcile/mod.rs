@@ -245,7 +245,7 @@ impl Reconciler {
         {
             let records: Vec<&Value> = found.to_repair.iter().map(|&k| &sources[positions[k]]).collect();
             let report = runner
-                .enqueue(self.flow.name(), &records)
+                .enqueue(self.flow.name(), self.target as u32, &records)
                 .await
                 .map_err(|message| ReconcileError::Repair { schedule: self.name.clone(), message })?;
             summary.repaired = report.queued;

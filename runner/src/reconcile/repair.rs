@@ -29,10 +29,11 @@ impl RunnerClient {
         Ok(Self { base: base.trim_end_matches('/').to_string(), http, requested_by: requested_by.into() })
     }
 
-    /// Queues `records` (raw source payloads) in `flow`. Each goes under the delivery id
+    /// Queues `records` (raw source payloads) in `flow`, for its target number `target`
+    /// only (the one compared). Each goes under the delivery id
     /// `reconcile:<hash of its content>`, so repairing the same record again within the
     /// flow's dedup window queues it once.
-    pub async fn enqueue(&self, flow: &str, records: &[&Value]) -> Result<EnqueueReport, String> {
+    pub async fn enqueue(&self, flow: &str, target: u32, records: &[&Value]) -> Result<EnqueueReport, String> {
         let url = format!("{}/v1/flows/{flow}/records", self.base);
         let mut total = EnqueueReport::default();
         for chunk in records.chunks(MAX_RECORDS) {
@@ -41,6 +42,7 @@ impl RunnerClient {
                     .iter()
                     .map(|r| RawRecord { delivery_id: format!("reconcile:{}", content_digest(r)), payload: (*r).clone() })
                     .collect(),
+                target: Some(target),
             };
             let response = self
                 .http

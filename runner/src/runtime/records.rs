@@ -5,7 +5,11 @@
 //!
 //! Records are queued durably (one transaction for the request) before the answer, each
 //! with the delivery id the caller gives: a record sent again under the same id within the
-//! flow's dedup window is acknowledged as a duplicate and not queued twice. Like every
+//! flow's dedup window is acknowledged as a duplicate and not queued twice. Like a
+//! dead-letter replay, a record handed over here passes the flow's idempotency-key check
+//! (its revision may have been delivered before, and since lost or changed at the
+//! target), and goes to the target under `<idempotency key>:<delivery id>`, so the
+//! target does not answer it from its own idempotency store either. Like every
 //! admin route it has no authentication of its own: the admin port must only be reachable
 //! from inside the cluster (the runner's Service), not exposed.
 
@@ -23,7 +27,7 @@ use serde_json::{Value, json};
 use tracing::info;
 
 use super::{REQUESTED_BY_HEADER, Runtime};
-use crate::queue::{Envelope, Intake, now_ms};
+use crate::queue::{Envelope, Intake, Replay, now_ms};
 
 /// The most records one request may carry.
 pub const MAX_RECORDS: usize = 1000;
@@ -34,6 +38,10 @@ pub const MAX_RECORDS: usize = 1000;
 pub struct EnqueueRequest {
     /// The records, as the source system gives them.
     pub records: Vec<RawRecord>,
+    /// The one target (index in the flow's `spec.targets`) the records go to; default
+    /// every target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<u32>,
 }
 
 /// One source record.
@@ -84,6 +92,10 @@ async fn enqueue(
     if let Some(i) = request.records.iter().position(|r| r.delivery_id.trim().is_empty()) {
         return refuse(StatusCode::BAD_REQUEST, format!("records[{i}].deliveryId is empty"));
     }
+    if let Some(t) = request.target.filter(|t| *t as usize >= flow.targets.len()) {
+        return refuse(StatusCode::BAD_REQUEST, format!("target {t}: the flow has {} target(s)", flow.targets.len()));
+    }
+    let requested_by = headers.get(REQUESTED_BY_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("admin API").to_string();
     let received = now_ms();
     let expires = received.saturating_add(flow.config.spec.delivery.dedup_window.get().as_millis() as i64);
     let items: Vec<Intake> = request
@@ -99,7 +111,16 @@ async fn enqueue(
                 topic: None,
                 received_at_ms: received,
                 payload: serde_json::to_vec(&r.payload).expect("a JSON value always serializes"),
-                replay: None,
+                // Past the idempotency-key dedup, like a replay: the point is to send a
+                // revision again. A repeated repair is still dropped by its delivery id.
+                replay: Some(Box::new(Replay {
+                    dead_letter_id: None,
+                    count: 1,
+                    target: request.target,
+                    requested_by: requested_by.clone(),
+                    replayed_at_ms: received,
+                    history: Vec::new(),
+                })),
             })
         })
         .collect();
@@ -114,7 +135,6 @@ async fn enqueue(
     if outcome.queued > 0 {
         flow.wake.notify_one();
     }
-    let requested_by = headers.get(REQUESTED_BY_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("admin API");
-    info!(flow = %flow_name, requested_by, queued = outcome.queued, duplicates = outcome.duplicates, "records enqueued");
+    info!(flow = %flow_name, requested_by = %requested_by, queued = outcome.queued, duplicates = outcome.duplicates, "records enqueued");
     Json(EnqueueReport { queued: outcome.queued, duplicates: outcome.duplicates }).into_response()
 }
