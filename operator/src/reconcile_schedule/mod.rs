@@ -212,7 +212,7 @@ async fn reconcile_schedule(guard: &DeserializeGuard<ReconcileSchedule>, ctx: &C
         cron_job: cron_job.name_any(),
         last_schedule_time: cron_job.status.as_ref().and_then(|s| s.last_schedule_time.clone()),
         next_run_time,
-        last_run,
+        last_run: last_run.map(Box::new),
         suspended,
     };
     update_status(ctx, &namespace, &name, generation, &outcome, Some(schedule)).await?;

@@ -23,7 +23,7 @@ pub enum Outcome<'a> {
         /// When the next run is due (none while suspended).
         next_run_time: Option<Timestamp>,
         /// The last finished run, if any.
-        last_run: Option<LastRun>,
+        last_run: Option<Box<LastRun>>,
         /// Whether new runs are suspended.
         suspended: bool,
     },
@@ -54,8 +54,8 @@ pub fn desired_status(
             status.cron_job = Some(cron_job.clone());
             status.last_schedule_time = last_schedule_time.clone().or(status.last_schedule_time);
             status.next_run_time = next_run_time.map(|t| Time(Timestamp::from_second(t.as_second()).unwrap_or(t)));
-            if last_run.is_some() {
-                status.last_run = last_run.clone();
+            if let Some(run) = last_run {
+                status.last_run = Some(run.as_ref().clone());
             }
             let next = match (suspended, next_run_time) {
                 (true, _) => "suspended: no run is scheduled".to_string(),
@@ -102,7 +102,7 @@ mod tests {
             cron_job: "orders-reconcile".into(),
             last_schedule_time: None,
             next_run_time: Some(at(3600)),
-            last_run,
+            last_run: last_run.map(Box::new),
             suspended: false,
         }
     }

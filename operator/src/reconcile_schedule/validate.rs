@@ -41,7 +41,7 @@ pub enum Invalid {
         /// The schedule.
         schedule: String,
         /// What is wrong with the flow.
-        source: flow_validate::Invalid,
+        source: Box<flow_validate::Invalid>,
     },
     /// A field of the schedule is wrong.
     #[error("ReconcileSchedule {schedule}: {field}: {message}")]
@@ -127,12 +127,12 @@ pub fn validate(
         }
         Some(Err(error)) => {
             let source = flow_validate::Invalid::UnreadableSpec { flow: spec.sync_flow_ref.clone(), error: error.clone() };
-            return Err(Invalid::SyncFlow { schedule: name.into(), source });
+            return Err(Invalid::SyncFlow { schedule: name.into(), source: Box::new(source) });
         }
         Some(Ok(flow_spec)) => flow_spec,
     };
     let config = flow_validate::validate(&spec.sync_flow_ref, namespace, flow_spec, refs)
-        .map_err(|source| Invalid::SyncFlow { schedule: name.into(), source })?;
+        .map_err(|source| Invalid::SyncFlow { schedule: name.into(), source: Box::new(source) })?;
     // The run's own set-up: jq paths, the compared target, the source's endpoint. No
     // Secret value is needed for that.
     Reconciler::new(name, spec, config.clone(), &Secrets::placeholders(), jiff::Timestamp::now())

@@ -114,6 +114,12 @@ fn bad_request(param: &str, message: &str) -> Response {
     error(StatusCode::BAD_REQUEST, json!({ param: [message] }))
 }
 
+/// A query parameter Shopify would refuse, and why.
+struct BadParam {
+    param: String,
+    message: &'static str,
+}
+
 async fn list(
     State(shared): State<Arc<Shared>>,
     Path(version): Path<String>,
@@ -146,7 +152,7 @@ async fn list(
         }
         None => match read_filters(&params) {
             Ok(filters) => Cursor { filters, after: None, before: None },
-            Err(response) => return response,
+            Err(bad) => return bad_request(&bad.param, bad.message),
         },
     };
     let matching: Vec<Order> = {
@@ -188,18 +194,19 @@ async fn list(
     response
 }
 
-fn read_filters(params: &[(String, String)]) -> Result<Filters, Response> {
+fn read_filters(params: &[(String, String)]) -> Result<Filters, BadParam> {
     let mut f = Filters::default();
     for (name, value) in params {
-        let time = || value.parse::<Timestamp>().map_err(|_| bad_request(name, "must be an ISO 8601 time with an offset"));
+        let bad = |message| BadParam { param: name.clone(), message };
+        let time = || value.parse::<Timestamp>().map_err(|_| bad("must be an ISO 8601 time with an offset"));
         match name.as_str() {
             "status" if ["open", "closed", "cancelled", "any"].contains(&value.as_str()) => f.status = Some(value.clone()),
-            "status" => return Err(bad_request(name, "must be open, closed, cancelled or any")),
+            "status" => return Err(bad("must be open, closed, cancelled or any")),
             "ids" => {
                 let ids = value.split(',').map(|i| i.trim().parse()).collect::<Result<Vec<u64>, _>>();
-                f.ids = Some(ids.map_err(|_| bad_request(name, "must be comma-separated order ids"))?);
+                f.ids = Some(ids.map_err(|_| bad("must be comma-separated order ids"))?);
             }
-            "since_id" => f.since_id = Some(value.parse().map_err(|_| bad_request(name, "must be an order id"))?),
+            "since_id" => f.since_id = Some(value.parse().map_err(|_| bad("must be an order id"))?),
             "created_at_min" => f.created_at_min = Some(time()?),
             "created_at_max" => f.created_at_max = Some(time()?),
             "updated_at_min" => f.updated_at_min = Some(time()?),
