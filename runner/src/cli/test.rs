@@ -32,16 +32,8 @@ pub fn run(dir: &Path) -> Result<ExitCode> {
                 let name = format!("{}/{}", flow.namespace, flow.name);
                 // Compiles the flow's programs and checks its targets; Secret values
                 // are not needed for that.
-                match Flow::new(flow, &Secrets::placeholders()) {
-                    Ok(_) => {
-                        println!("PASS  SyncFlow {name}");
-                        passed += 1;
-                    }
-                    Err(e) => {
-                        println!("FAIL  SyncFlow {name}: {e}");
-                        failed += 1;
-                    }
-                }
+                let checked = Flow::new(flow, &Secrets::placeholders()).map(drop).map_err(|e| e.to_string());
+                tally(&format!("SyncFlow {name}"), checked, &mut passed, &mut failed);
             }
         }
         Err(e) => {
@@ -56,17 +48,22 @@ pub fn run(dir: &Path) -> Result<ExitCode> {
         let checked = super::reconcile::flow_of(&manifests, &key.namespace, &key.name, spec).and_then(|flow| {
             Reconciler::new(&key.name, spec, flow, &Secrets::placeholders(), jiff::Timestamp::now()).map_err(Into::into)
         });
-        match checked {
-            Ok(_) => {
-                println!("PASS  ReconcileSchedule {key}");
-                passed += 1;
-            }
-            Err(e) => {
-                println!("FAIL  ReconcileSchedule {key}: {e:#}");
-                failed += 1;
-            }
-        }
+        tally(&format!("ReconcileSchedule {key}"), checked.map(drop).map_err(|e| format!("{e:#}")), &mut passed, &mut failed);
     }
     println!("manifests: {passed} passed, {failed} failed");
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Prints one check's PASS or FAIL line and counts it.
+fn tally(what: &str, checked: Result<(), String>, passed: &mut u32, failed: &mut u32) {
+    match checked {
+        Ok(()) => {
+            println!("PASS  {what}");
+            *passed += 1;
+        }
+        Err(e) => {
+            println!("FAIL  {what}: {e}");
+            *failed += 1;
+        }
+    }
 }
