@@ -1,6 +1,9 @@
 //! The operator's reconcile errors and the fixed categories they fall into.
 
-use crate::sync_flow::{build::BuildError, validate::Invalid};
+use crate::{
+    reconcile_schedule::{build::BuildError as ScheduleBuildError, validate::Invalid as ScheduleInvalid},
+    sync_flow::{build::BuildError, validate::Invalid},
+};
 
 /// Why a reconcile did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +28,12 @@ pub enum Error {
     /// The desired objects cannot be built.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// A ReconcileSchedule cannot be run as written; reported as `Stalled` on it.
+    #[error(transparent)]
+    Schedule(#[from] ScheduleInvalid),
+    /// A ReconcileSchedule's CronJob cannot be built.
+    #[error(transparent)]
+    ScheduleBuild(#[from] ScheduleBuildError),
 }
 
 impl Error {
@@ -39,6 +48,9 @@ impl Error {
             Self::Build(BuildError::Render { .. }) => "serialize",
             Self::Build(BuildError::NoSchedule { .. }) => "invalid_spec",
             Self::Build(BuildError::NoOwnerReference) => "invalid_object",
+            Self::Schedule(invalid) if invalid.is_missing_reference() => "reference_missing",
+            Self::Schedule(_) => "invalid_spec",
+            Self::ScheduleBuild(ScheduleBuildError::NoOwnerReference) => "invalid_object",
         }
     }
 

@@ -13,6 +13,7 @@ pub mod leader;
 pub mod mapping;
 pub mod metrics;
 pub mod observer;
+pub mod reconcile_schedule;
 pub mod resources;
 pub mod server;
 mod status_patch;

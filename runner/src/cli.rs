@@ -1,9 +1,10 @@
 //! The command line of the `entrepot` binary: `run`, `serve`, `test`, `demo`,
-//! `deadletters`. In the library so the end-to-end tests can build the same program as
+//! `deadletters`, `reconcile`. In the library so the end-to-end tests can build the same program as
 //! a binary of their own.
 
 mod dead_letters;
 mod demo;
+mod reconcile;
 mod test;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
@@ -66,6 +67,9 @@ enum Command {
     /// or through a running runner's admin API.
     #[command(name = "deadletters", alias = "dead-letters")]
     DeadLetters(dead_letters::DeadLettersArgs),
+    /// Run a ReconcileSchedule once: compare the flow's source and target over the
+    /// window, report drift (and repair it with `--action repair`). Prints a JSON summary.
+    Reconcile(reconcile::ReconcileArgs),
 }
 
 #[derive(clap::Args)]
@@ -105,6 +109,7 @@ pub fn main() -> ExitCode {
         Command::Serve { config, server } => runtime().and_then(|rt| rt.block_on(serve(config, server))),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
         Command::DeadLetters(args) => runtime().and_then(|rt| rt.block_on(dead_letters::run(args))),
+        Command::Reconcile(args) => runtime().and_then(|rt| rt.block_on(reconcile::run(args))),
     };
     match outcome {
         Ok(code) => code,

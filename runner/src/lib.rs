@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod mapping;
 pub mod metrics;
 pub mod queue;
+pub mod reconcile;
 pub mod runtime;
 pub mod secrets;
 pub mod source;

@@ -3,6 +3,7 @@
 
 mod dead_letters;
 mod intake;
+pub mod records;
 mod retention;
 
 pub use intake::IntakeWriter;
@@ -143,8 +144,9 @@ impl Runtime {
         Router::new().route("/webhooks/{flow}", post(webhook::receive)).with_state(self.clone())
     }
 
-    /// `/healthz`, `/readyz`, `/metrics`, `/v1/status`, and `/v1/deadletters` to list,
-    /// show, replay and discard dead letters.
+    /// `/healthz`, `/readyz`, `/metrics`, `/v1/status`, `/v1/deadletters` to list,
+    /// show, replay and discard dead letters, and `/v1/flows/{flow}/records` to hand a
+    /// flow source records (reconciliation repairs).
     pub fn admin_router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/healthz", get(|| async { "ok" }))
@@ -152,6 +154,7 @@ impl Runtime {
             .route("/metrics", get(metrics))
             .route("/v1/status", get(status))
             .merge(dead_letters::routes())
+            .merge(records::routes())
             .with_state(self.clone())
     }
 

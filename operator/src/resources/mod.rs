@@ -14,8 +14,10 @@ mod sync_flow;
 pub use connector::{Connector, ConnectorSpec, ConnectorStatus};
 pub use crd::{crds, render_crds};
 pub use mapping::{Mapping, MappingSpec, MappingStatus, MappingTestFailure, MappingTestsStatus, ProducedEntity};
-pub use reconcile_schedule::{ReconcileSchedule, ReconcileScheduleSpec, ReconcileScheduleStatus};
-pub use sync_flow::{BacklogStatus, ConnectorReport, RunnerStatus, TargetReport, ThroughputStatus, SyncFlow, SyncFlowSpec, SyncFlowStatus};
+pub use reconcile_schedule::{LastRun, ReconcileSchedule, ReconcileScheduleSpec, ReconcileScheduleStatus};
+pub use sync_flow::{
+    BacklogStatus, ConnectorReport, RunnerStatus, SyncFlow, SyncFlowSpec, SyncFlowStatus, TargetReport, ThroughputStatus,
+};
 
 /// `observedGeneration` before the operator has looked at a resource: lower than any
 /// `metadata.generation`, so nothing reads the resource as up to date.

@@ -2,7 +2,8 @@
 
 use std::ops::Deref;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use entrepot::reconcile::ReconcileSummary;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,25 @@ use serde::{Deserialize, Serialize};
         description = "When runs start, in cron syntax"
     ),
     printcolumn(name = "Action", type_ = "string", json_path = ".spec.action", description = "report or repair"),
+    printcolumn(
+        name = "Last Run",
+        type_ = "date",
+        json_path = ".status.lastRun.completionTime",
+        description = "When the last run finished"
+    ),
+    printcolumn(
+        name = "Missing",
+        type_ = "integer",
+        json_path = ".status.lastRun.summary.missingInTarget",
+        description = "Source records the target lacked at the last run"
+    ),
+    printcolumn(
+        name = "Mismatched",
+        type_ = "integer",
+        json_path = ".status.lastRun.summary.mismatched",
+        description = "Records that differed at the last run"
+    ),
+    printcolumn(name = "Next Run", type_ = "date", json_path = ".status.nextRunTime", description = "When the next run is due"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 pub struct ReconcileScheduleSpec(pub entrepot::spec::ReconcileScheduleSpec);
@@ -70,10 +90,56 @@ pub struct ReconcileScheduleStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+
+    /// The CronJob that starts the runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron_job: Option<String>,
+
+    /// When the CronJob last started a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
+
+    /// When the next run is due, from `schedule` and `timeZone`; absent while suspended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run_time: Option<Time>,
+
+    /// The last run that finished, with what it found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<LastRun>,
 }
 
 impl Default for ReconcileScheduleStatus {
     fn default() -> Self {
-        Self { observed_generation: super::not_observed(), conditions: Vec::new() }
+        Self {
+            observed_generation: super::not_observed(),
+            conditions: Vec::new(),
+            cron_job: None,
+            last_schedule_time: None,
+            next_run_time: None,
+            last_run: None,
+        }
     }
+}
+
+/// A finished run: its Job and what its pod reported in its termination message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastRun {
+    /// The run's Job.
+    pub job: String,
+    /// Whether the run finished (drift or not); false when it could not run.
+    pub succeeded: bool,
+    /// When the run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the run finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// What the run found: counts of compared, matched, missing, mismatched and
+    /// repaired records, and sample keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<ReconcileSummary>,
+    /// Why the run could not finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }

@@ -272,21 +272,7 @@ fn pod_template(
     batch: bool,
 ) -> PodTemplateSpec {
     let runner = &config.spec.runner;
-    let env = secrets
-        .iter()
-        .map(|s| EnvVar {
-            name: s.env_var(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(KubeSecretKeySelector {
-                    name: s.name.clone(),
-                    key: s.key.clone(),
-                    optional: None,
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        })
-        .collect();
+    let env = secret_env(secrets);
     let probe = |path: &str| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
@@ -296,11 +282,10 @@ fn pod_template(
         period_seconds: Some(10),
         ..Probe::default()
     };
-    let runtime_default = || Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() });
     let mut args: Vec<String> = [
         "serve",
         "--config",
-        &format!("{CONFIG_DIR}/{CONFIG_KEY}"),
+        &config_path(),
         "--data-dir",
         DATA_DIR,
         "--listen",
@@ -315,17 +300,13 @@ fn pod_template(
         args.push("--once".into());
     }
     let mut mounts = vec![
-        VolumeMount { name: "config".into(), mount_path: CONFIG_DIR.into(), read_only: Some(true), ..VolumeMount::default() },
+        config_mount(),
         VolumeMount { name: QUEUE_VOLUME.into(), mount_path: DATA_DIR.into(), ..VolumeMount::default() },
         // The root filesystem is read-only; the runner's scratch space.
         VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..VolumeMount::default() },
     ];
     let mut volumes = vec![
-        Volume {
-            name: "config".into(),
-            config_map: Some(ConfigMapVolumeSource { name: runner_name(&config.name), ..ConfigMapVolumeSource::default() }),
-            ..Volume::default()
-        },
+        config_volume(&runner_name(&config.name)),
         Volume {
             name: "tmp".into(),
             empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(Quantity("64Mi".into())), ..EmptyDirVolumeSource::default() }),
@@ -377,15 +358,7 @@ fn pod_template(
         readiness_probe: (!batch).then(|| probe("/readyz")),
         liveness_probe: (!batch).then(|| probe("/healthz")),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            run_as_user: Some(RUNNER_UID),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
-            seccomp_profile: runtime_default(),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(container_security_context()),
         volume_mounts: Some(mounts),
         ..Container::default()
     };
@@ -404,14 +377,7 @@ fn pod_template(
             restart_policy: batch.then(|| "OnFailure".into()),
             // Time to finish the deliveries in flight after SIGTERM.
             termination_grace_period_seconds: Some(30),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(RUNNER_UID),
-                run_as_group: Some(RUNNER_UID),
-                fs_group: Some(RUNNER_UID),
-                seccomp_profile: runtime_default(),
-                ..PodSecurityContext::default()
-            }),
+            security_context: Some(pod_security_context()),
             volumes: Some(volumes),
             ..PodSpec::default()
         }),
@@ -495,6 +461,78 @@ fn cron_job(
         }),
         status: None,
     }
+}
+
+/// The environment that carries each referenced Secret key into a runner container
+/// (`ENTREPOT_SECRET_<NAME>_<KEY>`, see [`SecretKeySelector::env_var`]), by reference:
+/// the operator never reads the values.
+pub fn secret_env(secrets: &BTreeSet<SecretKeySelector>) -> Vec<EnvVar> {
+    secrets
+        .iter()
+        .map(|s| EnvVar {
+            name: s.env_var(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(KubeSecretKeySelector { name: s.name.clone(), key: s.key.clone(), optional: None }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        })
+        .collect()
+}
+
+fn runtime_default() -> Option<SeccompProfile> {
+    Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() })
+}
+
+/// A runner container's security context: the restricted Pod Security profile, a
+/// read-only root filesystem, a fixed non-root user.
+pub fn container_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUNNER_UID),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+        seccomp_profile: runtime_default(),
+        ..SecurityContext::default()
+    }
+}
+
+/// A runner pod's security context (see [`container_security_context`]).
+pub fn pod_security_context() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUNNER_UID),
+        run_as_group: Some(RUNNER_UID),
+        fs_group: Some(RUNNER_UID),
+        seccomp_profile: runtime_default(),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// The volume `config` of the flow's runner ConfigMap named `config_map`, mounted by
+/// [`config_mount`].
+pub fn config_volume(config_map: &str) -> Volume {
+    Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource { name: config_map.into(), ..ConfigMapVolumeSource::default() }),
+        ..Volume::default()
+    }
+}
+
+/// Where the runner configuration is mounted: [`config_path`]'s directory, read-only.
+pub fn config_mount() -> VolumeMount {
+    VolumeMount { name: "config".into(), mount_path: CONFIG_DIR.into(), read_only: Some(true), ..VolumeMount::default() }
+}
+
+/// The path of the runner configuration inside a runner container.
+pub fn config_path() -> String {
+    format!("{CONFIG_DIR}/{CONFIG_KEY}")
+}
+
+/// The URL of a flow's runner admin API inside the cluster (its Service).
+pub fn admin_url(flow: &str) -> String {
+    format!("http://{}:{ADMIN_PORT}", runner_name(flow))
 }
 
 fn service(meta: ObjectMeta, flow: &str) -> Service {

@@ -290,7 +290,7 @@ async fn reconcile_flow(guard: &DeserializeGuard<SyncFlow>, ctx: &Context) -> Re
 
 /// Reads the Connectors and Mappings `flow` references, tolerating ones that exist but
 /// do not parse (validation reports those).
-async fn dereference(client: &Client, namespace: &str, flow: &SyncFlow) -> Result<References, Error> {
+pub(crate) async fn dereference(client: &Client, namespace: &str, flow: &SyncFlow) -> Result<References, Error> {
     let mut refs = References::default();
     for name in flow.spec.connector_refs() {
         if let Some(found) = get_guarded::<Connector>(client, namespace, name).await? {
@@ -317,7 +317,7 @@ where
 
 /// Server-side applies `object` (force: the operator owns these fields) and returns
 /// the object as the API holds it afterwards.
-async fn apply<K>(client: &Client, namespace: &str, object: &K) -> Result<K, Error>
+pub(crate) async fn apply<K>(client: &Client, namespace: &str, object: &K) -> Result<K, Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
 {

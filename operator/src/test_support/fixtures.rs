@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::resources::{Connector, Mapping, SyncFlow};
+use crate::resources::{Connector, Mapping, ReconcileSchedule, SyncFlow};
 
 /// The resources of one fixture file, by kind, in file order.
 #[derive(Clone, Debug, Default)]
@@ -10,6 +10,7 @@ pub struct Fixture {
     pub connectors: Vec<Connector>,
     pub mappings: Vec<Mapping>,
     pub flows: Vec<SyncFlow>,
+    pub schedules: Vec<ReconcileSchedule>,
 }
 
 impl Fixture {
@@ -23,6 +24,9 @@ impl Fixture {
                 Some("Connector") => fixture.connectors.push(serde_json::from_value(doc).expect("a Connector")),
                 Some("Mapping") => fixture.mappings.push(serde_json::from_value(doc).expect("a Mapping")),
                 Some("SyncFlow") => fixture.flows.push(serde_json::from_value(doc).expect("a SyncFlow")),
+                Some("ReconcileSchedule") => {
+                    fixture.schedules.push(serde_json::from_value(doc).expect("a ReconcileSchedule"))
+                }
                 other => panic!("unexpected kind {other:?} in fixture"),
             }
         }
@@ -43,4 +47,14 @@ impl Fixture {
 /// Shopify orders to an ERP, with two Connectors, two Mappings and one SyncFlow.
 pub fn orders() -> Fixture {
     Fixture::parse(include_str!("fixtures/orders.yaml"))
+}
+
+/// The orders fixture with the storefront Connector given an endpoint to list orders
+/// from, and an hourly ReconcileSchedule of the flow.
+pub fn reconcile() -> Fixture {
+    let mut fixture = orders();
+    let shop = fixture.connectors.iter_mut().find(|c| c.metadata.name.as_deref() == Some("shop")).expect("shop");
+    shop.spec.0.endpoint = Some("https://shop.example.com".into());
+    fixture.schedules = Fixture::parse(include_str!("fixtures/reconcile.yaml")).schedules;
+    fixture
 }

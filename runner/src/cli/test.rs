@@ -3,7 +3,7 @@
 use std::{path::Path, process::ExitCode};
 
 use anyhow::Result;
-use crate::{flow::Flow, manifest::Manifests, mapping::run_tests, secrets::Secrets};
+use crate::{flow::Flow, manifest::Manifests, mapping::run_tests, reconcile::Reconciler, secrets::Secrets};
 
 pub fn run(dir: &Path) -> Result<ExitCode> {
     let manifests = Manifests::load_dir(dir)?;
@@ -32,16 +32,8 @@ pub fn run(dir: &Path) -> Result<ExitCode> {
                 let name = format!("{}/{}", flow.namespace, flow.name);
                 // Compiles the flow's programs and checks its targets; Secret values
                 // are not needed for that.
-                match Flow::new(flow, &Secrets::placeholders()) {
-                    Ok(_) => {
-                        println!("PASS  SyncFlow {name}");
-                        passed += 1;
-                    }
-                    Err(e) => {
-                        println!("FAIL  SyncFlow {name}: {e}");
-                        failed += 1;
-                    }
-                }
+                let checked = Flow::new(flow, &Secrets::placeholders()).map(drop).map_err(|e| e.to_string());
+                tally(&format!("SyncFlow {name}"), checked, &mut passed, &mut failed);
             }
         }
         Err(e) => {
@@ -51,6 +43,27 @@ pub fn run(dir: &Path) -> Result<ExitCode> {
             }
         }
     }
+    for (key, spec) in &manifests.schedules {
+        // The flow's own failure is reported above; here, whether the schedule fits it.
+        let checked = super::reconcile::flow_of(&manifests, &key.namespace, &key.name, spec).and_then(|flow| {
+            Reconciler::new(&key.name, spec, flow, &Secrets::placeholders(), jiff::Timestamp::now()).map_err(Into::into)
+        });
+        tally(&format!("ReconcileSchedule {key}"), checked.map(drop).map_err(|e| format!("{e:#}")), &mut passed, &mut failed);
+    }
     println!("manifests: {passed} passed, {failed} failed");
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Prints one check's PASS or FAIL line and counts it.
+fn tally(what: &str, checked: Result<(), String>, passed: &mut u32, failed: &mut u32) {
+    match checked {
+        Ok(()) => {
+            println!("PASS  {what}");
+            *passed += 1;
+        }
+        Err(e) => {
+            println!("FAIL  {what}: {e}");
+            *failed += 1;
+        }
+    }
 }

@@ -117,10 +117,20 @@ fn try_prepare(flow: &Flow, envelope: &Envelope) -> Result<Prepared, String> {
         Some(p) => Some(p.run_key(&canonical).map_err(|e| format!("spec.delivery.versionKey: {e}"))?),
         None => None,
     };
-    let idempotency_key = match &flow.idempotency_key {
+    let mut idempotency_key = match &flow.idempotency_key {
         Some(p) => p.run_key(&canonical).map_err(|e| format!("spec.delivery.idempotencyKey: {e}"))?,
         None => envelope.delivery_id.clone().unwrap_or_else(|| envelope.id.clone()),
     };
+    // A reconciliation repair re-sends a revision the target may have been sent before
+    // (and lost, or had changed by hand): under the same key the target would answer
+    // from its idempotency store and change nothing. The repair's own delivery id (a
+    // hash of the record) makes a key of its own, still the same for a repeated repair.
+    if let (Some(replay), Some(delivery)) = (&envelope.replay, &envelope.delivery_id)
+        && replay.dead_letter_id.is_none()
+        && flow.idempotency_key.is_some()
+    {
+        idempotency_key = format!("{idempotency_key}:{delivery}");
+    }
     // A replay of a record that failed at one target goes to that target only: the
     // flow's other targets already have it.
     debug!(ordering_key = ordering_key.as_deref().unwrap_or(""), version = version.as_deref().unwrap_or(""),

@@ -189,7 +189,7 @@ impl Queue {
                 let (count, target, mut history) = earlier.map_or((0, None, Vec::new()), |r| (r.count, r.target, r.history));
                 history.push(entry.dead_letter.as_past_failure(entry.id));
                 envelope.replay = Some(Box::new(Replay {
-                    dead_letter_id: entry.id,
+                    dead_letter_id: Some(entry.id),
                     count: count + 1,
                     // A record that failed at one target goes back to that one only; a
                     // replay that then failed at mapping keeps the earlier restriction.

@@ -76,7 +76,7 @@ fn a_replay_moves_exactly_the_selected_letters_into_the_inbox_in_one_step() {
     assert!(*seq > other_flow, "a replay is a new record at the end of the inbox");
     assert_eq!(replayed.correlation_id, "corr-a", "the trail stays connected");
     let replay = replayed.replay.as_ref().expect("marked as a replay");
-    assert_eq!((replay.dead_letter_id, replay.count, replay.target), (rejected, 1, Some(0)));
+    assert_eq!((replay.dead_letter_id, replay.count, replay.target), (Some(rejected), 1, Some(0)));
     assert_eq!(replay.requested_by, "test");
     assert_eq!(replay.history.len(), 1);
     assert_eq!(replay.history[0].message, "rejected for a");
@@ -122,7 +122,7 @@ fn a_replay_that_fails_again_carries_every_earlier_failure() {
     q.replay_dead_letters(&select(Selection::ids([second])), "admin API").unwrap();
     let (_, twice) = q.inbox("f", 10).unwrap().remove(0);
     let replay = twice.replay.expect("a replay");
-    assert_eq!((replay.dead_letter_id, replay.count, replay.requested_by.as_str()), (second, 2, "admin API"));
+    assert_eq!((replay.dead_letter_id, replay.count, replay.requested_by.as_str()), (Some(second), 2, "admin API"));
     let history: Vec<(u64, &str)> = replay.history.iter().map(|h| (h.dead_letter_id, h.message.as_str())).collect();
     assert_eq!(history, vec![(first, "rejected for a"), (second, "still refused")]);
 }

@@ -26,8 +26,9 @@ pub struct Envelope {
     /// The raw payload, as received.
     #[serde(with = "json_bytes")]
     pub payload: Vec<u8>,
-    /// Set when the record re-entered the pipeline from the dead letters: prepare lets
-    /// it past the idempotency-key dedup (its key was recorded when it first passed).
+    /// Set when the record re-entered the pipeline on purpose, from the dead letters or
+    /// as a reconciliation repair: prepare lets it past the idempotency-key dedup (its key
+    /// was recorded when it first passed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay: Option<Box<Replay>>,
 }
@@ -36,8 +37,10 @@ pub struct Envelope {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Replay {
-    /// The dead letter it was replayed from.
-    pub dead_letter_id: u64,
+    /// The dead letter it was replayed from; none for a reconciliation repair, which
+    /// sends a record its target lacks or holds differently (see `runtime::records`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_id: Option<u64>,
     /// Times the record has been replayed, this one included.
     pub count: u32,
     /// The one target it goes to again, when it failed at a target (the flow's other

@@ -16,7 +16,7 @@ pub use connector::{
 };
 pub use duration::Duration;
 pub use mapping::{CanonicalRef, MappingSpec, MappingTest};
-pub use reconcile_schedule::{CompareSpec, ReconcileAction, ReconcileScheduleSpec};
+pub use reconcile_schedule::{CompareSpec, ConcurrencyPolicy, ListingSpec, ReconcileAction, ReconcileScheduleSpec};
 pub use sync_flow::{
     DeadLetterSpec, DeliverySpec, EmbeddedQueueSpec, FileFormat, FileTrigger, FlowMode, Operation, Pagination,
     PollTrigger, Priority, QueueSpec, RetrySpec, RunnerSpec, SourceSpec, SyncFlowSpec, TargetSpec,

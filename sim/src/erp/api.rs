@@ -149,6 +149,7 @@ struct Page {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Collection {
+    links: Vec<Link>,
     count: usize,
     has_more: bool,
     items: Vec<StoredOrder>,
@@ -156,16 +157,32 @@ struct Collection {
     total_results: usize,
 }
 
-/// `GET /salesOrders?limit=&offset=`.
-async fn list(State(shared): State<Arc<Shared>>, Query(page): Query<Page>) -> Response {
+/// A NetSuite collection link (`self`, `next`).
+#[derive(Debug, Serialize)]
+struct Link {
+    rel: &'static str,
+    href: String,
+}
+
+/// `GET /salesOrders?limit=&offset=`: records by internal id, with `links` to this page
+/// and, while `hasMore`, the next.
+async fn list(State(shared): State<Arc<Shared>>, Query(page): Query<Page>, headers: HeaderMap) -> Response {
     let orders = shared.ledger().orders();
     let total_results = orders.len();
     let offset = page.offset.unwrap_or(0);
-    let limit = page.limit.unwrap_or(DEFAULT_PAGE_SIZE).max(1);
+    let limit = page.limit.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, DEFAULT_PAGE_SIZE);
     let items: Vec<StoredOrder> = orders.into_iter().skip(offset).take(limit).collect();
+    let has_more = offset.saturating_add(items.len()) < total_results;
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let href = |offset: usize| format!("http://{host}/salesOrders?limit={limit}&offset={offset}");
+    let mut links = vec![Link { rel: "self", href: href(offset) }];
+    if has_more {
+        links.push(Link { rel: "next", href: href(offset + items.len()) });
+    }
     let collection = Collection {
+        links,
         count: items.len(),
-        has_more: offset.saturating_add(items.len()) < total_results,
+        has_more,
         items,
         offset,
         total_results,

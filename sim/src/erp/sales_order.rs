@@ -68,6 +68,12 @@ pub struct StoredOrder {
     pub idempotency_key: Option<String>,
     /// 1 when created, incremented by each upsert that changes it.
     pub revision: u32,
+    /// When the record was created (RFC 3339, UTC, whole seconds), as NetSuite's
+    /// `createdDate`.
+    pub created_date: String,
+    /// When the record was last written (RFC 3339, UTC, whole seconds), as NetSuite's
+    /// `lastModifiedDate`.
+    pub last_modified_date: String,
     /// The body of the request that last wrote the record.
     pub body: Value,
 }
@@ -84,6 +90,8 @@ impl StoredOrder {
             total: order.total,
             idempotency_key,
             revision: 1,
+            created_date: now(),
+            last_modified_date: now(),
             body: order.body,
         }
     }
@@ -97,7 +105,14 @@ impl StoredOrder {
         self.total = order.total;
         self.body = order.body;
         self.revision += 1;
+        self.last_modified_date = now();
     }
+}
+
+/// Now, to the second, as NetSuite writes record times.
+fn now() -> String {
+    let now = jiff::Timestamp::now();
+    jiff::Timestamp::from_second(now.as_second()).unwrap_or(now).to_string()
 }
 
 /// Parses and validates a sales-order body.

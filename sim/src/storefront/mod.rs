@@ -1,4 +1,5 @@
-//! A simulated Shopify storefront: realistic orders, delivered as signed webhooks.
+//! A simulated Shopify storefront: realistic orders, delivered as signed webhooks, and
+//! listed by its REST Admin API ([`AdminApi`]).
 //!
 //! It reproduces what a webhook receiver must cope with (see the external-API reference,
 //! §1 Shopify and "Behaviours a simulator must reproduce"): HMAC signatures over the raw
@@ -16,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin_api;
 pub mod catalog;
 pub mod generator;
 pub mod order;
@@ -36,6 +38,7 @@ use jiff::tz::Offset;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 
+pub use admin_api::AdminApi;
 pub use generator::OrderGenerator;
 pub use order::Order;
 pub use sender::{DeliveryOutcome, RetryPolicy, SendError, WebhookSender};

@@ -79,7 +79,8 @@ pub fn show(e: &DeadLetterEntry, now_ms: i64) -> String {
     line("Dead-lettered", &time(d.dead_lettered_at_ms, now_ms));
     if let Some(r) = &env.replay {
         let when = time(r.replayed_at_ms, now_ms);
-        line("Replays", &format!("{}, the last from dead letter {} by {} at {when}", r.count, r.dead_letter_id, r.requested_by));
+        let from = r.dead_letter_id.map_or("as a reconciliation repair".to_string(), |id| format!("from dead letter {id}"));
+        line("Replays", &format!("{}, the last {from} by {} at {when}", r.count, r.requested_by));
     }
     let mut out = format!("Dead letter {} of flow {}\n{out}", e.id, e.flow);
     section(&mut out, "Attempts", &attempts(&d.attempts, now_ms));

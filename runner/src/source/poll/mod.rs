@@ -3,7 +3,7 @@
 //! page's records together with the run's progress, and send the highest watermark seen
 //! with the next run. How a crash is survived is in `progress`; the run itself in `run`.
 
-mod page;
+pub(crate) mod page;
 mod progress;
 mod run;
 mod watermark;
@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 pub use page::Page;
 pub use run::{Poller, RunEnd, RunReport};
+pub(crate) use run::get_page;
 
 use crate::{
     connect::ConnectorClient,
@@ -46,9 +47,11 @@ pub struct PollSource {
 }
 
 /// What one page held.
-struct PageContent {
-    records: Vec<Value>,
-    cursor: Option<String>,
+pub(crate) struct PageContent {
+    /// The records.
+    pub records: Vec<Value>,
+    /// For cursor pagination, the next cursor.
+    pub cursor: Option<String>,
 }
 
 impl PollSource {
@@ -79,7 +82,7 @@ impl PollSource {
 
     /// The records of a page (at `records`, an array; `null` counts as none) and, for
     /// cursor pagination, the next cursor (`null`, absent or empty: none).
-    fn read(&self, body: &[u8]) -> Result<PageContent, String> {
+    pub(crate) fn read(&self, body: &[u8]) -> Result<PageContent, String> {
         let page = parse_json(body).map_err(|e| format!("the page is not JSON: {e}"))?;
         let cursor = match &self.cursor {
             None => None,
@@ -131,11 +134,15 @@ fn kind(value: &Value) -> &'static str {
 /// record again (an overlapping page, a page fetched again after a crash) gives the
 /// same id and the queue drops it; a changed record is a new delivery.
 pub fn delivery_id(record: &Value) -> String {
+    format!("poll:{}", content_digest(record))
+}
+
+/// A hash (128 bits, hex) of a record's content, whatever order its keys were written in.
+pub fn content_digest(record: &Value) -> String {
     let mut canonical = String::new();
     write_canonical(record, &mut canonical);
     let digest = Sha256::digest(canonical.as_bytes());
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!("poll:{hex}")
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 /// JSON with object keys sorted, whatever order the source wrote them in.

@@ -15,8 +15,9 @@ use super::{
     watermark,
 };
 use crate::{
-    connect::{Sent, describe_transport},
+    connect::{ConnectorClient, Sent, describe_transport},
     flow::{Flow, SourceMode},
+    spec::RetrySpec,
     metrics::Metrics,
     queue::{Envelope, Intake, Queue, QueueError, now_ms},
     target::retry::{Answer, ErrorCategory, Verdict, backoff, classify},
@@ -59,17 +60,67 @@ pub struct RunReport {
 }
 
 /// A page as fetched.
-struct Fetched {
-    headers: reqwest::header::HeaderMap,
-    body: axum::body::Bytes,
+pub(crate) struct Fetched {
+    /// The response headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The body.
+    pub body: axum::body::Bytes,
 }
 
 /// A page that could not be fetched.
-struct FetchFailure {
-    category: ErrorCategory,
-    message: String,
+#[derive(Debug)]
+pub(crate) struct FetchFailure {
+    /// The kind of failure.
+    pub category: ErrorCategory,
+    /// The system's answer, or why there was none.
+    pub message: String,
     /// The source refused it (4xx): retrying the same request will not help.
-    refused: bool,
+    pub refused: bool,
+}
+
+/// GETs `url` with `client`'s credentials, retrying transient failures (transport, 408,
+/// 429, 5xx) with `policy` and the system's `Retry-After`. `failed` hears of each
+/// failure with the attempt number and, when another attempt follows, the wait before it.
+/// Shared by the poller and the reconciler's listings.
+pub(crate) async fn get_page(
+    client: &ConnectorClient,
+    url: &Url,
+    policy: &RetrySpec,
+    mut failed: impl FnMut(&FetchFailure, u32, Option<Duration>),
+) -> Result<Fetched, FetchFailure> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let sent = client.send(|http| http.get(url.clone()).header(ACCEPT, "application/json")).await;
+        let answer = match sent {
+            Sent::Response(response) if response.status().is_success() => {
+                let headers = response.headers().clone();
+                match response.bytes().await {
+                    Ok(body) => {
+                        client.health.succeeded();
+                        return Ok(Fetched { headers, body });
+                    }
+                    Err(e) => Answer::Transport(describe_transport(&e)),
+                }
+            }
+            other => other.into_answer().await,
+        };
+        let (category, message, after, refused) = match classify(&answer) {
+            Verdict::Retry { after, reason, category } => (category, reason, after, false),
+            Verdict::Reject { reason, category } => (category, reason, None, true),
+            // Only a 2xx is delivered, and a 2xx was read above.
+            Verdict::Delivered => (ErrorCategory::Server, "a 2xx answer could not be read".into(), None, false),
+        };
+        client.health.failed(category, &message);
+        let failure = FetchFailure { category, message, refused };
+        if refused || attempt >= policy.max_attempts {
+            failed(&failure, attempt, None);
+            return Err(failure);
+        }
+        let delay = backoff(policy, attempt, after);
+        failed(&failure, attempt, Some(delay));
+        tokio::time::sleep(delay).await;
+    }
 }
 
 /// Polls one flow's source.
@@ -224,45 +275,19 @@ impl Poller {
         }
     }
 
-    /// GETs `url`, retrying transient failures (transport, 408, 429, 5xx) with the
-    /// flow's retry policy and the source's `Retry-After`.
+    /// GETs `url` with the flow's retry policy (see [`get_page`]), logging and counting
+    /// each failure.
     async fn fetch(&self, url: &Url, run_id: &str) -> Result<Fetched, FetchFailure> {
         let name = self.flow.name();
-        let client = self.source().client();
         let policy = &self.flow.config.spec.delivery.retry;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let sent = client.send(|http| http.get(url.clone()).header(ACCEPT, "application/json")).await;
-            let answer = match sent {
-                Sent::Response(response) if response.status().is_success() => {
-                    let headers = response.headers().clone();
-                    match response.bytes().await {
-                        Ok(body) => {
-                            client.health.succeeded();
-                            return Ok(Fetched { headers, body });
-                        }
-                        Err(e) => Answer::Transport(describe_transport(&e)),
-                    }
-                }
-                other => other.into_answer().await,
-            };
-            let (category, message, after, refused) = match classify(&answer) {
-                Verdict::Retry { after, reason, category } => (category, reason, after, false),
-                Verdict::Reject { reason, category } => (category, reason, None, true),
-                // Only a 2xx is delivered, and a 2xx was read above.
-                Verdict::Delivered => (ErrorCategory::Server, "a 2xx answer could not be read".into(), None, false),
-            };
-            client.health.failed(category, &message);
-            self.metrics.poll_errors.with_label_values(&[name, category.as_str()]).inc();
-            if refused || attempt >= policy.max_attempts {
-                return Err(FetchFailure { category, message, refused });
+        get_page(self.source().client(), url, policy, |failure, attempt, delay| {
+            self.metrics.poll_errors.with_label_values(&[name, failure.category.as_str()]).inc();
+            if let Some(delay) = delay {
+                warn!(flow = %name, run = %run_id, path = url.path(), attempt, retry_in_ms = delay.as_millis() as u64,
+                      category = failure.category.as_str(), error = %failure.message, "poll request failed; will retry");
             }
-            let delay = backoff(policy, attempt, after);
-            warn!(flow = %name, run = %run_id, path = url.path(), attempt, retry_in_ms = delay.as_millis() as u64,
-                  category = category.as_str(), error = %message, "poll request failed; will retry");
-            tokio::time::sleep(delay).await;
-        }
+        })
+        .await
     }
 
     /// A page that cannot be read as the trigger describes it.

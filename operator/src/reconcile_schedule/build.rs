@@ -1,0 +1,205 @@
+//! The CronJob a ReconcileSchedule becomes, as a pure function of the schedule and its
+//! resolved flow. Each run is a pod of the runner image running `entrepot reconcile`
+//! with the flow's runner configuration (its ConfigMap, mounted), the flow's Secret keys
+//! as environment (the same as the runner's), and the schedule's spec as JSON in
+//! `ENTREPOT_RECONCILE_SPEC`; repairs go to the flow's runner through its Service.
+
+use std::collections::BTreeMap;
+
+use entrepot::config::FlowConfig;
+use k8s_openapi::api::{
+    batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec},
+    core::v1::{Container, EnvVar, PodSpec, PodTemplateSpec},
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+
+use super::validate::CRON_JOB_SUFFIX;
+use crate::{
+    resources::ReconcileSchedule,
+    sync_flow::{
+        build::{
+            MANAGED_BY, RunnerDefaults, SYNC_FLOW_LABEL, admin_url, config_mount, config_path, config_volume,
+            container_security_context, pod_security_context, runner_name, secret_env,
+        },
+        validate::secret_refs,
+    },
+};
+
+/// Label naming the ReconcileSchedule a CronJob, its Jobs and their pods belong to.
+pub const SCHEDULE_LABEL: &str = "entrepot.io/reconcile-schedule";
+/// Name of the container that runs `entrepot reconcile`.
+pub const CONTAINER: &str = "reconcile";
+/// Environment variables the run reads its schedule from.
+pub const NAME_ENV: &str = "ENTREPOT_RECONCILE_NAME";
+/// See [`NAME_ENV`].
+pub const SPEC_ENV: &str = "ENTREPOT_RECONCILE_SPEC";
+const TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// Why the CronJob cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The schedule has no uid or name yet (it was not read from the API).
+    #[error(
+        "ReconcileSchedule has no metadata.uid or metadata.name; it must be read from the API before its CronJob is built"
+    )]
+    NoOwnerReference,
+}
+
+/// Name of the CronJob of the schedule named `schedule`.
+pub fn cron_job_name(schedule: &str) -> String {
+    format!("{schedule}{CRON_JOB_SUFFIX}")
+}
+
+/// Labels on the CronJob, its Jobs and their pods.
+pub fn labels(schedule: &str, flow: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "entrepot-reconcile".to_string()),
+        ("app.kubernetes.io/instance".to_string(), schedule.to_string()),
+        ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
+        ("app.kubernetes.io/part-of".to_string(), "entrepot".to_string()),
+        (SCHEDULE_LABEL.to_string(), schedule.to_string()),
+        (SYNC_FLOW_LABEL.to_string(), flow.to_string()),
+    ])
+}
+
+/// The CronJob of `schedule`, whose flow `flow` resolves.
+pub fn cron_job(schedule: &ReconcileSchedule, flow: &FlowConfig, defaults: &RunnerDefaults) -> Result<CronJob, BuildError> {
+    let owner = schedule.controller_owner_ref(&()).ok_or(BuildError::NoOwnerReference)?;
+    let name = schedule.metadata.name.clone().ok_or(BuildError::NoOwnerReference)?;
+    let spec = &schedule.spec;
+    let labels = labels(&name, &flow.name);
+    let mut env = vec![
+        EnvVar { name: NAME_ENV.into(), value: Some(name.clone()), ..EnvVar::default() },
+        EnvVar {
+            name: SPEC_ENV.into(),
+            value: Some(serde_json::to_string(&spec.0).expect("a spec always serializes")),
+            ..EnvVar::default()
+        },
+    ];
+    env.extend(secret_env(&secret_refs(flow)));
+    let container = Container {
+        name: CONTAINER.into(),
+        image: Some(flow.spec.runner.image.clone().unwrap_or_else(|| defaults.image.clone())),
+        image_pull_policy: defaults.image_pull_policy.clone(),
+        resources: defaults.resources.clone(),
+        args: Some(vec![
+            "reconcile".into(),
+            "--config".into(),
+            config_path(),
+            "--runner".into(),
+            admin_url(&flow.name),
+            "--termination-log".into(),
+            TERMINATION_LOG.into(),
+        ]),
+        env: Some(env),
+        security_context: Some(container_security_context()),
+        volume_mounts: Some(vec![config_mount()]),
+        termination_message_path: Some(TERMINATION_LOG.into()),
+        // The summary when the run wrote one; the log's tail when it died before.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Container::default()
+    };
+    let pod = PodSpec {
+        containers: vec![container],
+        // A failed run is reported as failed, and the next schedule runs again.
+        restart_policy: Some("Never".into()),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        security_context: Some(pod_security_context()),
+        volumes: Some(vec![config_volume(&runner_name(&flow.name))]),
+        ..PodSpec::default()
+    };
+    let template_meta = ObjectMeta { labels: Some(labels.clone()), ..ObjectMeta::default() };
+    Ok(CronJob {
+        metadata: ObjectMeta {
+            name: Some(cron_job_name(&name)),
+            namespace: schedule.metadata.namespace.clone(),
+            labels: Some(labels),
+            owner_references: Some(vec![owner]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(CronJobSpec {
+            schedule: spec.schedule.clone(),
+            time_zone: spec.time_zone.clone(),
+            concurrency_policy: Some(spec.concurrency_policy.as_str().into()),
+            suspend: Some(spec.suspend),
+            successful_jobs_history_limit: Some(spec.successful_jobs_history_limit as i32),
+            failed_jobs_history_limit: Some(spec.failed_jobs_history_limit as i32),
+            job_template: JobTemplateSpec {
+                metadata: Some(template_meta.clone()),
+                spec: Some(JobSpec {
+                    backoff_limit: Some(0),
+                    template: PodTemplateSpec { metadata: Some(template_meta), spec: Some(pod) },
+                    ..JobSpec::default()
+                }),
+            },
+            ..CronJobSpec::default()
+        }),
+        status: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        reconcile_schedule::validate::{self, FlowRef},
+        sync_flow::validate::References,
+        test_support::fixtures,
+    };
+
+    fn built() -> CronJob {
+        let f = fixtures::reconcile();
+        let refs = References {
+            connectors: f.connectors.iter().map(|c| (c.metadata.name.clone().unwrap(), Ok(c.spec.0.clone()))).collect(),
+            mappings: f.mappings.iter().map(|m| (m.metadata.name.clone().unwrap(), Ok(m.spec.0.clone()))).collect(),
+        };
+        let flow: FlowRef = Some(Ok(f.flow().spec.0.clone()));
+        let schedule = &f.schedules[0];
+        let valid = validate::validate("orders-hourly", "retail", &schedule.spec, &flow, &refs).unwrap();
+        cron_job(schedule, &valid.flow, &RunnerDefaults::with_image("ghcr.io/entrepot-io/entrepot:test")).unwrap()
+    }
+
+    #[test]
+    fn the_cron_job_carries_the_schedule_and_its_policies() {
+        let cron = built();
+        assert_eq!(cron.metadata.name.as_deref(), Some("orders-hourly-reconcile"));
+        let owner = &cron.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("ReconcileSchedule", "orders-hourly", Some(true)));
+        let spec = cron.spec.unwrap();
+        assert_eq!((spec.schedule.as_str(), spec.time_zone.as_deref()), ("0 * * * *", Some("Europe/Paris")));
+        assert_eq!(spec.concurrency_policy.as_deref(), Some("Forbid"));
+        assert_eq!((spec.suspend, spec.successful_jobs_history_limit, spec.failed_jobs_history_limit), (Some(false), Some(5), Some(1)));
+        let job_labels = spec.job_template.metadata.unwrap().labels.unwrap();
+        assert_eq!(job_labels[SCHEDULE_LABEL], "orders-hourly");
+        let job = spec.job_template.spec.unwrap();
+        assert_eq!(job.backoff_limit, Some(0));
+        assert_eq!(job.template.metadata.unwrap().labels.unwrap()[SCHEDULE_LABEL], "orders-hourly");
+    }
+
+    #[test]
+    fn the_run_pod_is_restricted_and_reads_the_flow_s_config_and_secrets() {
+        let pod = built().spec.unwrap().job_template.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert_eq!(pod.security_context.as_ref().unwrap().run_as_non_root, Some(true));
+        let volume = &pod.volumes.as_ref().unwrap()[0];
+        assert_eq!(volume.config_map.as_ref().unwrap().name, "orders-runner");
+        let c = &pod.containers[0];
+        assert_eq!(c.name, CONTAINER);
+        let security = c.security_context.as_ref().unwrap();
+        assert_eq!((security.read_only_root_filesystem, security.allow_privilege_escalation), (Some(true), Some(false)));
+        assert_eq!(c.termination_message_policy.as_deref(), Some("FallbackToLogsOnError"));
+        let args = c.args.clone().unwrap();
+        assert_eq!(args[..3], ["reconcile", "--config", "/etc/entrepot/runner.yaml"]);
+        assert!(args.windows(2).any(|w| w == ["--runner", "http://orders-runner:9090"]), "{args:?}");
+        let env = c.env.clone().unwrap();
+        let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, [NAME_ENV, SPEC_ENV, "ENTREPOT_SECRET_ERP_API_TOKEN", "ENTREPOT_SECRET_SHOP_WEBHOOK_SECRET"]);
+        let spec: entrepot::spec::ReconcileScheduleSpec = serde_json::from_str(env[1].value.as_deref().unwrap()).unwrap();
+        assert_eq!(spec, fixtures::reconcile().schedules[0].spec.0);
+        // Secrets by reference only.
+        assert!(env[2].value.is_none() && env[2].value_from.as_ref().unwrap().secret_key_ref.is_some());
+    }
+}

@@ -1,0 +1,66 @@
+//! Sending the records a target lacks back through their flow, via the runner's admin
+//! API (`POST /v1/flows/{flow}/records`), in batches.
+
+use serde_json::Value;
+
+use crate::{
+    runtime::{
+        REQUESTED_BY_HEADER,
+        records::{EnqueueReport, EnqueueRequest, MAX_RECORDS, RawRecord},
+    },
+    source::poll::content_digest,
+};
+
+/// A runner's admin API, e.g. `http://orders-runner:9090`.
+#[derive(Clone, Debug)]
+pub struct RunnerClient {
+    base: String,
+    http: reqwest::Client,
+    requested_by: String,
+}
+
+impl RunnerClient {
+    /// A client of the runner at `base`; `requested_by` names the caller in its log.
+    pub fn new(base: &str, requested_by: &str) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(Self { base: base.trim_end_matches('/').to_string(), http, requested_by: requested_by.into() })
+    }
+
+    /// Queues `records` (raw source payloads) in `flow`, for its target number `target`
+    /// only (the one compared). Each goes under the delivery id
+    /// `reconcile:<hash of its content>`, so repairing the same record again within the
+    /// flow's dedup window queues it once.
+    pub async fn enqueue(&self, flow: &str, target: u32, records: &[&Value]) -> Result<EnqueueReport, String> {
+        let url = format!("{}/v1/flows/{flow}/records", self.base);
+        let mut total = EnqueueReport::default();
+        for chunk in records.chunks(MAX_RECORDS) {
+            let body = EnqueueRequest {
+                records: chunk
+                    .iter()
+                    .map(|r| RawRecord { delivery_id: format!("reconcile:{}", content_digest(r)), payload: (*r).clone() })
+                    .collect(),
+                target: Some(target),
+            };
+            let response = self
+                .http
+                .post(&url)
+                .header(REQUESTED_BY_HEADER, &self.requested_by)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| format!("POST {url}: {}", crate::connect::describe_transport(&e)))?;
+            let status = response.status();
+            if !status.is_success() {
+                let text = response.text().await.unwrap_or_default();
+                return Err(format!("POST {url}: {status}: {}", text.chars().take(300).collect::<String>()));
+            }
+            let report: EnqueueReport = response.json().await.map_err(|e| format!("POST {url}: unreadable answer: {e}"))?;
+            total.queued += report.queued;
+            total.duplicates += report.duplicates;
+        }
+        Ok(total)
+    }
+}
