@@ -62,3 +62,45 @@ impl Candidate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::Api;
+
+    use super::*;
+    use crate::test_support::{eventually, fake_api::FakeCluster, install_crypto_provider};
+
+    async fn holder(api: &Api<Lease>) -> Option<String> {
+        api.get_opt("entrepot-operator").await.ok()??.spec?.holder_identity
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_replica_leads_and_the_other_takes_over_when_it_resigns() {
+        install_crypto_provider();
+        let cluster = FakeCluster::new().await;
+        let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), "entrepot-system");
+
+        let mut a = Candidate::join(cluster.client.clone(), "entrepot-operator", "entrepot-system", "operator-a").await.unwrap();
+        a.leading().await;
+        assert_eq!(holder(&leases).await.as_deref(), Some("operator-a"));
+        let lease = leases.get("entrepot-operator").await.unwrap().spec.unwrap();
+        assert_eq!(lease.lease_duration_seconds, Some(LEASE_SECONDS as i32));
+
+        // A second replica joins while the first holds the Lease: it waits.
+        let mut b = Candidate::join(cluster.client.clone(), "entrepot-operator", "entrepot-system", "operator-b").await.unwrap();
+        let b_leads = tokio::time::timeout(std::time::Duration::from_secs(2), b.leading()).await;
+        assert!(b_leads.is_err(), "two leaders at once");
+        assert_eq!(holder(&leases).await.as_deref(), Some("operator-a"));
+
+        // The first resigns (a rolling update stops it): the second takes over, at its
+        // next look at the Lease.
+        a.resign().await;
+        tokio::time::timeout(std::time::Duration::from_secs(60), b.leading()).await.expect("the standby took over");
+        eventually("operator-b to hold the Lease", || async {
+            (holder(&leases).await.as_deref() == Some("operator-b")).then_some(())
+        })
+        .await;
+        b.resign().await;
+    }
+}

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod connector;
+pub mod controllers;
 pub mod error;
 pub mod events;
 pub mod leader;

@@ -1,6 +1,6 @@
 //! `entrepot-operator`: prints the CRDs, or runs the controllers.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -9,7 +9,8 @@ use entrepot_operator::{
     metrics::Metrics,
     resources::render_crds,
     server,
-    sync_flow::{self, Context, build::RunnerDefaults},
+    controllers::Controllers,
+    sync_flow::build::RunnerDefaults,
 };
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
@@ -91,7 +92,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let defaults = runner_defaults(&args)?;
     let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
     let metrics = Metrics::new();
-    let ctx = Arc::new(Context::new(client.clone(), defaults.clone(), metrics.clone()));
+    let controllers = Controllers::new(client.clone(), defaults.clone(), metrics.clone());
+    let ctx = controllers.sync_flow.clone();
     let namespace = args.watch_namespace.clone();
     tracing::info!(runner_image = defaults.image, namespace = namespace.as_deref().unwrap_or("(all)"), "starting");
 
@@ -124,11 +126,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let controller = tokio::spawn({
-        let ctx = ctx.clone();
-        let shutdown = signal(stopped);
-        async move { sync_flow::run(ctx, namespace.as_deref(), shutdown).await }
-    });
+    let controller = tokio::spawn(async move { controllers.run(namespace, stopped).await });
 
     let lost = async {
         match candidate.as_mut() {

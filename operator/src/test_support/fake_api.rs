@@ -161,11 +161,18 @@ impl FakeApi {
             return Ok(json_response(StatusCode::OK, unchanged));
         }
 
+        let is_merge = parts.method == Method::PATCH && !is_apply;
+        let patch = is_merge.then(|| body.clone());
         let response = self.store.send(Request::from_parts(parts, Body::from(body))).await?;
         let (parts, body) = response.into_parts();
         let mut bytes = body.collect_bytes().await?;
         if is_write && parts.status.is_success() {
             self.counts.writes.fetch_add(1, Ordering::SeqCst);
+        }
+        if let Some(patch) = patch.filter(|_| parts.status.is_success())
+            && let Some(updated) = self.forgetting_removed_fields(&path, &patch).await
+        {
+            bytes = updated;
         }
         if !is_write
             && let Ok(mut list) = serde_json::from_slice::<Value>(&bytes)
@@ -187,6 +194,42 @@ impl FakeApi {
         merge_patch(&mut applied, &patch);
         (without_managed_fields(applied) == without_managed_fields(stored.clone()))
             .then(|| Bytes::from(serde_json::to_vec(&stored).unwrap_or_default()))
+    }
+
+    /// After a merge or strategic-merge patch that removed fields (set them to `null`):
+    /// no field manager owns them any more, as in a real API server, so a later apply of
+    /// them by another manager is no conflict. Returns the object as stored afterwards.
+    async fn forgetting_removed_fields(&self, path: &str, patch: &[u8]) -> Option<Bytes> {
+        let patch: Value = serde_json::from_slice(patch).ok()?;
+        let mut removed = Vec::new();
+        null_paths(&patch, &mut Vec::new(), &mut removed);
+        if removed.is_empty() {
+            return None;
+        }
+        let object_path = path.strip_suffix("/status").unwrap_or(path);
+        let mut stored = get_json(&self.store, object_path).await?;
+        // Only appliers can conflict; and an object nobody applied is left as it is (a
+        // write would bump its generation).
+        let managers = stored.pointer_mut("/metadata/managedFields")?.as_array_mut()?;
+        let mut changed = false;
+        for manager in managers.iter_mut().filter(|m| m["operation"] == "Apply") {
+            let Some(fields) = manager.get_mut("fieldsV1") else { continue };
+            let before = fields.clone();
+            for field in &removed {
+                forget(fields, field);
+            }
+            changed |= *fields != before;
+        }
+        if !changed {
+            return None;
+        }
+        let request = Request::put(object_path)
+            .header(CONTENT_TYPE, "application/json")
+            .body(Body::from(serde_json::to_vec(&stored).ok()?))
+            .ok()?;
+        let response = self.store.send(request).await.ok()?;
+        response.status().is_success().then_some(())?;
+        response.into_body().collect_bytes().await.ok()
     }
 
     /// `patch` with a `null` for every status field the stored object has and the patch
@@ -325,6 +368,38 @@ fn merge_patch_between(old: &Value, new: &Value) -> Value {
         patch.insert(key.clone(), merged);
     }
     Value::Object(patch)
+}
+
+/// The paths a merge patch sets to `null`.
+fn null_paths(patch: &Value, at: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    let Value::Object(fields) = patch else { return };
+    for (key, value) in fields {
+        at.push(key.clone());
+        if value.is_null() {
+            out.push(at.clone());
+        } else {
+            null_paths(value, at, out);
+        }
+        at.pop();
+    }
+}
+
+/// Removes `path` from a manager's `fieldsV1` set (`{"f:spec": {"f:holderIdentity": {}}}`),
+/// and the parents it leaves empty.
+fn forget(fields: &mut Value, path: &[String]) {
+    let Some((first, rest)) = path.split_first() else { return };
+    let key = format!("f:{first}");
+    let Some(map) = fields.as_object_mut() else { return };
+    if rest.is_empty() {
+        map.remove(&key);
+        return;
+    }
+    if let Some(child) = map.get_mut(&key) {
+        forget(child, rest);
+        if child.as_object().is_some_and(serde_json::Map::is_empty) {
+            map.remove(&key);
+        }
+    }
 }
 
 fn without_managed_fields(mut object: Value) -> Value {
