@@ -24,7 +24,7 @@ fn write_example(dir: &Path, inbox: &Path, erp_url: &str) {
             let text = fs::read_to_string(&path)
                 .unwrap()
                 .replace("http://127.0.0.1:8081", erp_url)
-                .replace("/var/lib/entrepot/inbox/settlements", &inbox.display().to_string());
+                .replace("/imports/settlements", &inbox.display().to_string());
             fs::write(dir.join(path.file_name().unwrap()), text).unwrap();
         }
     }

@@ -88,3 +88,44 @@ async fn an_order_reaches_the_erp_through_the_runner_the_operator_renders() {
     .await;
     assert_eq!(status(&runner.admin_url).await.flows[0].namespace, "retail");
 }
+
+/// Every example's flows pass the operator's own checks (beyond the CRD schema, which
+/// `crd_rules.rs` covers) and render: what a platform team applies from `examples/`
+/// becomes a runner workload, not a Stalled flow.
+#[test]
+fn every_example_flow_is_rendered_by_the_operator() {
+    let mut rendered = 0;
+    for entry in std::fs::read_dir(repo_root().join("examples")).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let manifests = entrepot::manifest::Manifests::load_dir(&dir).unwrap();
+        for (key, spec) in &manifests.flows {
+            let namespace = key.namespace.clone();
+            let refs = References {
+                connectors: manifests
+                    .connectors
+                    .iter()
+                    .filter(|(k, _)| k.namespace == namespace)
+                    .map(|(k, c)| (k.name.clone(), Ok(c.clone())))
+                    .collect(),
+                mappings: manifests
+                    .mappings
+                    .iter()
+                    .filter(|(k, _)| k.namespace == namespace)
+                    .map(|(k, m)| (k.name.clone(), Ok(m.clone())))
+                    .collect(),
+            };
+            let config = validate(&key.name, &namespace, spec, &refs)
+                .unwrap_or_else(|e| panic!("{}: the operator refuses SyncFlow {}: {e}", dir.display(), key.name));
+            let mut flow = SyncFlow::new(&key.name, SyncFlowSpec(spec.clone()));
+            flow.metadata.namespace = Some(namespace.clone());
+            flow.metadata.uid = Some("00000000-0000-4000-8000-000000000000".into());
+            children(&flow, &config, &RunnerDefaults::with_image("entrepot:test"))
+                .unwrap_or_else(|e| panic!("{}: SyncFlow {} cannot be rendered: {e}", dir.display(), key.name));
+            rendered += 1;
+        }
+    }
+    assert!(rendered >= 6, "every example flow was checked ({rendered})");
+}

@@ -10,6 +10,10 @@ local terminal = {
   ConnectorNotFound = true,
   MappingNotFound = true,
   InvalidSpec = true,
+  MappingTestsFailing = true,
+  MappingInvalid = true,
+  TargetAuthFailing = true,
+  BacklogOverBudget = true,
 }
 
 local function condition(status, type_)
