@@ -157,3 +157,58 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `charts/entrepot` renders (templates/deployment.yaml and runner-defaults.yaml,
+    /// with the production values): the binary must accept exactly that.
+    #[test]
+    fn the_charts_arguments_and_runner_defaults_file_are_understood() {
+        let file = std::env::temp_dir().join(format!("runner-defaults-{}.yaml", std::process::id()));
+        std::fs::write(
+            &file,
+            r#"image: "registry.example.com/mirror/entrepot@sha256:fedcba98"
+imagePullPolicy: IfNotPresent
+resources:
+  limits:
+    cpu: "2"
+    memory: 1Gi
+  requests:
+    cpu: 250m
+    memory: 256Mi
+queue:
+  storageClassName: "gp3-encrypted"
+  size: "20Gi"
+"#,
+        )
+        .unwrap();
+        let path = file.display().to_string();
+        let cli = Cli::try_parse_from(["entrepot-operator", "run", "--runner-defaults", &path, "--leader-election", "--lease-name", "t-entrepot"])
+            .unwrap();
+        let Command::Run(args) = cli.command else { panic!("run") };
+        assert!(args.leader_election);
+        assert_eq!(args.lease_name, "t-entrepot");
+        let defaults = runner_defaults(&args).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(defaults.image, "registry.example.com/mirror/entrepot@sha256:fedcba98");
+        assert_eq!(defaults.image_pull_policy.as_deref(), Some("IfNotPresent"));
+        assert_eq!(defaults.queue.storage_class_name.as_deref(), Some("gp3-encrypted"));
+        assert_eq!(defaults.queue.size.as_deref(), Some("20Gi"));
+        assert!(defaults.resources.unwrap().limits.unwrap().contains_key("memory"));
+    }
+
+    #[test]
+    fn a_runner_defaults_file_with_a_typo_is_refused_with_its_path() {
+        let file = std::env::temp_dir().join(format!("runner-defaults-typo-{}.yaml", std::process::id()));
+        std::fs::write(&file, "image: x\nqueue:\n  storageClass: fast\n").unwrap();
+        let path = file.display().to_string();
+        let Command::Run(args) = Cli::try_parse_from(["entrepot-operator", "run", "--runner-defaults", &path]).unwrap().command else {
+            panic!("run")
+        };
+        let error = format!("{:#}", runner_defaults(&args).unwrap_err());
+        std::fs::remove_file(&file).unwrap();
+        assert!(error.contains(&path) && error.contains("storageClass"), "{error}");
+    }
+}

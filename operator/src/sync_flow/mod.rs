@@ -1,5 +1,6 @@
 //! The SyncFlow controller: each SyncFlow becomes a runner workload (ConfigMap,
-//! Deployment, Service), and the runner's health comes back into its status.
+//! StatefulSet, PodDisruptionBudget, Service, or a CronJob for a batch flow), and the
+//! runner's health comes back into its status.
 //!
 //! A reconcile runs in five steps: dereference (read the referenced Connectors and
 //! Mappings) → validate (pure) → build (pure) → apply (server-side apply) → status.
@@ -39,7 +40,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams},
+    api::{DeleteParams, Patch, PatchParams},
     core::DeserializeGuard,
     runtime::{
         Controller,
@@ -50,7 +51,6 @@ use kube::{
     },
 };
 use serde::{Serialize, de::DeserializeOwned};
-use serde_json::json;
 use tracing::{info, warn};
 
 use self::{
@@ -61,6 +61,7 @@ use self::{
 };
 use crate::{
     error::Error,
+    status_patch,
     metrics::Metrics,
     resources::{Connector, Mapping, SyncFlow, SyncFlowStatus, conditions},
 };
@@ -370,27 +371,15 @@ async fn update_status(
     if &status == previous {
         return Ok(());
     }
-    let patch = json!({
-        "apiVersion": SyncFlow::api_version(&()),
-        "kind": SyncFlow::kind(&()),
-        "status": status,
-    });
-    // Read back tolerantly: the flow's spec may be the unreadable part.
-    Api::<DeserializeGuard<SyncFlow>>::namespaced(ctx.client.clone(), namespace)
-        .patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(|source| kube_error::<SyncFlow>("patch status", namespace, name, source))?;
+    status_patch::write::<SyncFlow, _>(&ctx.client, namespace, name, &status).await?;
     info!(ready = conditions::is_true(&status.conditions, conditions::READY), "status updated");
     events::publish_transitions(ctx, &guard.object_ref(&()), previous, &status).await;
     Ok(())
 }
 
-/// The flow's current status. Read as untyped JSON, so that a flow whose spec does not
-/// parse still has its status read; a status that does not parse counts as none.
+/// The flow's current status, as the API holds it (see [`status_patch::read`]).
 async fn read_status(client: &Client, namespace: &str, name: &str) -> Result<SyncFlowStatus, Error> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ApiResource::erase::<SyncFlow>(&()));
-    let object = api.get(name).await.map_err(|source| kube_error::<SyncFlow>("get", namespace, name, source))?;
-    Ok(object.data.get("status").and_then(|s| serde_json::from_value(s.clone()).ok()).unwrap_or_default())
+    status_patch::read::<SyncFlow, _>(client, namespace, name).await
 }
 
 pub(crate) fn kube_error<K: Resource<DynamicType = ()>>(
