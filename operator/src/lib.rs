@@ -10,6 +10,7 @@ pub mod connector;
 pub mod controllers;
 pub mod error;
 pub mod events;
+pub mod failures;
 pub mod leader;
 pub mod mapping;
 pub mod metrics;

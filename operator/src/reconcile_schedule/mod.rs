@@ -23,13 +23,12 @@ pub mod validate;
 mod controller_tests;
 
 use std::{
-    collections::HashMap,
     future::Future,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use futures::StreamExt;
@@ -61,13 +60,14 @@ use self::{
     validate::{FlowRef, Invalid},
 };
 use crate::{
+    failures::Failures,
     error::Error,
     metrics::Metrics,
     resources::{LastRun, ReconcileSchedule, ReconcileScheduleStatus, SyncFlow, conditions},
     sync_flow::{
         ApiScope, FIELD_MANAGER, apply,
         build::{MANAGED_BY, RunnerDefaults},
-        dereference, get_guarded, kube_error, retry_delay,
+        dereference, get_guarded, kube_error,
         validate::References,
     },
 };
@@ -92,7 +92,7 @@ pub struct Context {
     /// Set once the ReconcileSchedule cache has been filled.
     pub ready: Arc<AtomicBool>,
     recorder: Recorder,
-    failures: Mutex<HashMap<ObjectRef<DeserializeGuard<ReconcileSchedule>>, u32>>,
+    failures: Failures<DeserializeGuard<ReconcileSchedule>>,
 }
 
 impl Context {
@@ -106,7 +106,7 @@ impl Context {
             defaults,
             metrics,
             ready: Arc::default(),
-            failures: Mutex::default(),
+            failures: Failures::default(),
         }
     }
 }
@@ -165,13 +165,7 @@ fn naming(
 }
 
 async fn reconcile(guard: Arc<DeserializeGuard<ReconcileSchedule>>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile_schedule(&guard, &ctx).await;
-    ctx.metrics.reconciled(CONTROLLER, started.elapsed(), result.as_ref().err());
-    if result.is_ok() {
-        ctx.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&ObjectRef::from_obj(guard.as_ref()));
-    }
-    result
+    ctx.failures.run(&ctx.metrics, CONTROLLER, &guard, reconcile_schedule(&guard, &ctx)).await
 }
 
 #[tracing::instrument(skip_all, fields(namespace = guard.meta().namespace, schedule = guard.meta().name))]
@@ -317,21 +311,5 @@ async fn read_status(client: &Client, namespace: &str, name: &str) -> Result<Rec
 }
 
 fn error_policy(guard: Arc<DeserializeGuard<ReconcileSchedule>>, error: &Error, ctx: Arc<Context>) -> Action {
-    let attempt = {
-        let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let count = failures.entry(ObjectRef::from_obj(guard.as_ref())).or_default();
-        *count = count.saturating_add(1);
-        *count
-    };
-    let delay = retry_delay(error, attempt);
-    warn!(
-        namespace = guard.meta().namespace,
-        schedule = guard.meta().name,
-        category = error.category(),
-        error = %error,
-        attempt,
-        retry_in_seconds = delay.as_secs(),
-        "reconcile failed"
-    );
-    Action::requeue(delay)
+    ctx.failures.failed(CONTROLLER, &guard, error)
 }

@@ -17,14 +17,13 @@ pub mod validate;
 mod controller_tests;
 
 use std::{
-    collections::HashMap,
     fmt::Debug,
     future::Future,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use futures::StreamExt;
@@ -51,7 +50,7 @@ use kube::{
     },
 };
 use serde::{Serialize, de::DeserializeOwned};
-use tracing::{info, warn};
+use tracing::info;
 
 use self::{
     build::{MANAGED_BY, RunnerDefaults, Workload},
@@ -60,6 +59,7 @@ use self::{
     validate::{Invalid, References},
 };
 use crate::{
+    failures::Failures,
     error::Error,
     status_patch,
     metrics::Metrics,
@@ -87,8 +87,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Set once the SyncFlow cache has been filled; `/readyz` reports it.
     pub ready: Arc<AtomicBool>,
-    /// Consecutive failures per flow, for the retry backoff.
-    failures: Mutex<HashMap<ObjectRef<DeserializeGuard<SyncFlow>>, u32>>,
+    /// Consecutive failures per object, for the retry backoff.
+    failures: Failures<DeserializeGuard<SyncFlow>>,
 }
 
 impl Context {
@@ -108,7 +108,7 @@ impl Context {
             runner_status: reader,
             recorder,
             ready: Arc::default(),
-            failures: Mutex::default(),
+            failures: Failures::default(),
         }
     }
 }
@@ -197,13 +197,7 @@ fn referencing<R: Resource>(
 }
 
 async fn reconcile(guard: Arc<DeserializeGuard<SyncFlow>>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile_flow(&guard, &ctx).await;
-    ctx.metrics.reconciled(CONTROLLER, started.elapsed(), result.as_ref().err());
-    if result.is_ok() {
-        ctx.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&ObjectRef::from_obj(guard.as_ref()));
-    }
-    result
+    ctx.failures.run(&ctx.metrics, CONTROLLER, &guard, reconcile_flow(&guard, &ctx)).await
 }
 
 #[tracing::instrument(skip_all, fields(namespace = guard.meta().namespace, flow = guard.meta().name))]
@@ -392,23 +386,7 @@ pub(crate) fn kube_error<K: Resource<DynamicType = ()>>(
 }
 
 fn error_policy(guard: Arc<DeserializeGuard<SyncFlow>>, error: &Error, ctx: Arc<Context>) -> Action {
-    let attempt = {
-        let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let count = failures.entry(ObjectRef::from_obj(guard.as_ref())).or_default();
-        *count = count.saturating_add(1);
-        *count
-    };
-    let delay = retry_delay(error, attempt);
-    warn!(
-        namespace = guard.meta().namespace,
-        flow = guard.meta().name,
-        category = error.category(),
-        error = %error,
-        attempt,
-        retry_in_seconds = delay.as_secs(),
-        "reconcile failed"
-    );
-    Action::requeue(delay)
+    ctx.failures.failed(CONTROLLER, &guard, error)
 }
 
 /// When to try a failed flow again: doubling from 5 s up to 5 min. A flow waiting for a
