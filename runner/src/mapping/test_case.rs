@@ -3,7 +3,10 @@
 use serde_json::Value;
 
 use super::{Program, from_value, to_value};
-use crate::spec::{MappingSpec, MappingTest};
+use crate::{
+    canonical::Validator,
+    spec::{CanonicalRef, MappingSpec, MappingTest},
+};
 
 /// The outcome of a Mapping's examples.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -30,11 +33,39 @@ pub struct TestFailure {
     pub diff: String,
 }
 
-/// Compiles the Mapping and runs each of its examples.
+/// Compiles the Mapping and runs each of its examples; when it `produces` a canonical
+/// entity, each example's expected output must also be valid against that schema.
 pub fn run_tests(spec: &MappingSpec) -> TestReport {
-    match Program::compile(&spec.program, &spec.lookups) {
+    let mut report = match Program::compile(&spec.program, &spec.lookups) {
         Ok(program) => run_compiled(&program, &spec.tests),
         Err(e) => TestReport { passed: 0, failures: vec![TestFailure { name: "compile".into(), diff: e.to_string() }] },
+    };
+    if let Some(produces) = &spec.produces {
+        check_outputs(produces, &spec.tests, &mut report);
+    }
+    report
+}
+
+/// Validates each example's expected output against the canonical schema the Mapping
+/// declares: an example that matches the program but not the model still fails.
+fn check_outputs(produces: &CanonicalRef, tests: &[MappingTest], report: &mut TestReport) {
+    let validator = match Validator::new(&produces.entity, &produces.version) {
+        Ok(v) => v,
+        Err(e) => {
+            report.failures.push(TestFailure { name: "spec.produces".into(), diff: e.to_string() });
+            return;
+        }
+    };
+    for case in tests {
+        if let Err(v) = validator.check(&case.output) {
+            let failed_already = report.failures.iter().any(|f| f.name == case.name);
+            if !failed_already {
+                report.passed = report.passed.saturating_sub(1);
+            }
+            let heading = format!("the expected output is not a valid {} {}:", produces.entity, produces.version);
+            let diff = std::iter::once(heading).chain(v.failures).collect::<Vec<_>>().join("\n");
+            report.failures.push(TestFailure { name: case.name.clone(), diff });
+        }
     }
 }
 
