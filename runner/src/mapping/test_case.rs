@@ -164,6 +164,22 @@ mod tests {
     }
 
     #[test]
+    fn an_example_whose_output_breaks_the_declared_schema_fails_with_each_pointer() {
+        let price = json!({"sku": "A", "externalId": "1", "sourceSystem": "erp", "sourceVersion": "7",
+                           "priceList": "RETAIL", "currency": "usd", "amount": 100, "unit": "EA",
+                           "validFrom": "2026-12-01T00:00:00+01:00"});
+        let mut spec = mapping(".", price.clone(), price);
+        spec.produces = Some(CanonicalRef { entity: "Price".into(), version: "v1".into() });
+        let report = run_tests(&spec);
+        assert_eq!(report.passed, 0, "the program matched, but the output is not a valid Price");
+        let diff = &report.failures[0].diff;
+        assert!(diff.starts_with("the expected output is not a valid Price v1:\n/currency: \"usd\" does not match"), "{diff}");
+        assert!(diff.contains("\n/validFrom: "), "{diff}");
+        spec.produces = Some(CanonicalRef { entity: "Price".into(), version: "v2".into() });
+        assert_eq!(run_tests(&spec).failures.last().unwrap().name, "spec.produces");
+    }
+
+    #[test]
     fn a_program_that_does_not_compile_fails_as_a_whole() {
         let report = run_tests(&mapping("{id: ", json!({}), json!({})));
         assert_eq!(report.failures[0].name, "compile");
