@@ -1,10 +1,11 @@
 //! The command line of the `entrepot` binary: `run`, `serve`, `test`, `demo`,
-//! `deadletters`, `reconcile`. In the library so the end-to-end tests can build the same program as
+//! `deadletters`, `reconcile`, `schema`. In the library so the end-to-end tests can build the same program as
 //! a binary of their own.
 
 mod dead_letters;
 mod demo;
 mod reconcile;
+mod schema;
 mod test;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
@@ -70,6 +71,9 @@ enum Command {
     /// Run a ReconcileSchedule once: compare the flow's source and target over the
     /// window, report drift (and repair it with `--action repair`). Prints a JSON summary.
     Reconcile(reconcile::ReconcileArgs),
+    /// Print the JSON Schema of a canonical entity (`entrepot schema SalesOrder`), list
+    /// the entities, or write every schema to a directory (`--write DIR`).
+    Schema(schema::SchemaArgs),
 }
 
 #[derive(clap::Args)]
@@ -110,6 +114,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
         Command::DeadLetters(args) => runtime().and_then(|rt| rt.block_on(dead_letters::run(args))),
         Command::Reconcile(args) => runtime().and_then(|rt| rt.block_on(reconcile::run(args))),
+        Command::Schema(args) => schema::run(args),
     };
     match outcome {
         Ok(code) => code,

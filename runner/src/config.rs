@@ -146,7 +146,16 @@ impl FlowConfig {
         }
         connectors.insert(spec.source.connector_ref.clone(), source);
         if let Some(m) = &spec.mapping_ref {
-            mappings.insert(m.clone(), mapping_ref("spec.mappingRef".into(), m)?);
+            let mapping = mapping_ref("spec.mappingRef".into(), m)?;
+            // The validation gate checks every record against this schema: an entity
+            // the model lacks would dead-letter every record, so refuse the flow now.
+            if let Some(p) = &mapping.produces
+                && crate::canonical::entity(&p.entity, &p.version).is_none()
+            {
+                let unknown = crate::canonical::UnknownEntity { entity: p.entity.clone(), version: p.version.clone() };
+                return Err(invalid(&format!("Mapping {m} spec.produces"), unknown.to_string()));
+            }
+            mappings.insert(m.clone(), mapping);
         }
 
         if spec.targets.is_empty() {
@@ -261,6 +270,25 @@ mod tests {
 
     fn file() -> FileTrigger {
         FileTrigger { directory: "/in".into(), format: FileFormat::Csv, suffix: None, processed_directory: None, interval: None, volume_claim_name: None }
+    }
+
+    #[test]
+    fn a_mapping_producing_an_unknown_canonical_entity_is_refused() {
+        let mut spec = flow(TriggerSpec { file: Some(file()), ..Default::default() });
+        spec.mapping_ref = Some("to-canonical".into());
+        let endpoint = ConnectorSpec { kind: ConnectorType::Rest, endpoint: Some("http://x".into()), ..Default::default() };
+        let producing = |entity: &str, version: &str| MappingSpec {
+            produces: Some(crate::spec::CanonicalRef { entity: entity.into(), version: version.into() }),
+            program: ".".into(),
+            ..Default::default()
+        };
+        let with = |m: MappingSpec| FlowConfig::resolve("f", "ns", &spec, |_| Some(endpoint.clone()), |_| Some(m.clone()));
+        assert!(with(producing("SalesOrder", "v1")).is_ok());
+        let err = with(producing("SalesOrder", "v9")).unwrap_err().to_string();
+        assert!(
+            err.starts_with("SyncFlow f: Mapping to-canonical spec.produces: unknown canonical entity `SalesOrder` version `v9`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use entrepot::target::ErrorCategory;
 use entrepot_e2e::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -161,6 +161,32 @@ async fn exhausted_retries_and_unmappable_records_are_dead_lettered() {
     assert!(mapping["message"].as_str().unwrap().contains("source payload"), "{mapping}");
     assert_eq!(mapping["envelope"]["payload"], "this is not json", "the record is kept as received");
     assert_eq!(target.received().len(), 3);
+    runner.stop().await;
+}
+
+#[tokio::test]
+async fn a_mapped_record_that_breaks_the_canonical_schema_is_dead_lettered_with_every_failing_field() {
+    let (_dir, target, runner) = setup(None).await;
+    let mut bad: Value = serde_json::from_slice(&shopify_order(1010, "SKU-1", "2026-11-27T10:05:00-05:00")).unwrap();
+    bad["currency"] = json!("usd");
+    bad["line_items"][0]["quantity"] = json!(-1);
+    post_webhook(&runner.webhook(FLOW), &serde_json::to_vec(&bad).unwrap(), "d-10", None).await;
+    post_webhook(&runner.webhook(FLOW), &shopify_order(1011, "SKU-1", "2026-11-27T10:05:00-05:00"), "d-11", None).await;
+
+    eventually(WAIT, "one delivered, one dead-lettered", || async {
+        let s = status(&runner.admin_url).await;
+        s.flows[0].delivered == 1 && s.flows[0].dead_lettered == 1
+    })
+    .await;
+    let letters = dead_letters(&runner.admin_url).await;
+    assert_eq!(letters[0]["reason"], "schemaViolation", "{letters:?}");
+    let message = letters[0]["message"].as_str().unwrap();
+    assert!(message.starts_with("Mapping shopify-order-to-canonical: not a valid SalesOrder v1: "), "{message}");
+    assert!(message.contains(r#"/currency: "usd" does not match"#), "{message}");
+    assert!(message.contains("/lines/0/quantity/value: -1 is less than the minimum of 0"), "{message}");
+    let received = target.received();
+    assert_eq!(received.len(), 1, "only the valid order reaches the target");
+    assert_eq!(received[0].body["externalId"], "shopify:1011");
     runner.stop().await;
 }
 

@@ -19,6 +19,7 @@ pub use prepare::run_prepare;
 use crate::{
     config::FlowConfig,
     connect::{ConnectError, ConnectorClient},
+    canonical::{UnknownEntity, Validator},
     mapping::{CompileError, Program},
     metrics::Metrics,
     queue::Queue,
@@ -40,6 +41,16 @@ pub enum FlowError {
         field: String,
         /// The compiler's message.
         source: CompileError,
+    },
+    /// The Mapping produces a canonical entity the model does not have.
+    #[error("SyncFlow {flow}: Mapping {mapping} spec.produces: {source}")]
+    Canonical {
+        /// The flow.
+        flow: String,
+        /// The Mapping.
+        mapping: String,
+        /// Which entity.
+        source: UnknownEntity,
     },
     /// The webhook signing secret is missing.
     #[error("SyncFlow {flow}: webhook signing secret: {source}")]
@@ -94,6 +105,9 @@ pub struct Flow {
     pub config: FlowConfig,
     /// Source payload → canonical record.
     pub mapping: Option<Program>,
+    /// The schema of the canonical entity the mapping `produces`, compiled once: the
+    /// validation gate every mapped record passes before it is queued.
+    pub canonical: Option<Validator>,
     /// `delivery.orderingKey`.
     pub ordering_key: Option<Program>,
     /// `delivery.idempotencyKey`.
@@ -129,6 +143,17 @@ impl Flow {
                 let m = config.mapping(name);
                 Some(compile(format!("Mapping {name}"), &m.program, &m.lookups)?)
             }
+            None => None,
+        };
+        let canonical = match config.spec.mapping_ref.as_ref().map(|name| (name, config.mapping(name))) {
+            Some((name, m)) => match &m.produces {
+                Some(p) => Some(Validator::new(&p.entity, &p.version).map_err(|source| FlowError::Canonical {
+                    flow: flow.clone(),
+                    mapping: name.clone(),
+                    source,
+                })?),
+                None => None,
+            },
             None => None,
         };
         let delivery = &config.spec.delivery;
@@ -187,6 +212,7 @@ impl Flow {
             signature,
             config,
             mapping,
+            canonical,
             ordering_key,
             idempotency_key,
             version_key,

@@ -3,11 +3,12 @@
 
 use std::{sync::Arc, time::Duration};
 
+use jaq_json::Val;
 use tracing::{debug, warn};
 
 use super::{Flow, Workers, wait};
 use crate::{
-    mapping::{parse_json, to_json},
+    mapping::{parse_json, to_json, to_value},
     queue::{DeadLetter, DeadLetterReason, DeliveryItem, Envelope, PrepareOutcome, Prepared, now_ms},
 };
 
@@ -47,6 +48,13 @@ pub async fn run_prepare(flow: Arc<Flow>, mut w: Workers) {
                 (*seq, span.in_scope(|| prepare_record(&flow, envelope)))
             })
             .collect();
+        let reasons: Vec<Option<DeadLetterReason>> = prepared
+            .iter()
+            .map(|(_, p)| match p {
+                Prepared::DeadLetter(d) => Some(d.reason),
+                Prepared::Deliver { .. } => None,
+            })
+            .collect();
         let outcomes = {
             let name = name.clone();
             w.queue.off_thread(move |q| q.prepare_batch(&name, prepared)).await
@@ -61,7 +69,7 @@ pub async fn run_prepare(flow: Arc<Flow>, mut w: Workers) {
                 continue;
             }
         };
-        for ((_, envelope), outcome) in batch.iter().zip(outcomes) {
+        for (((_, envelope), outcome), reason) in batch.iter().zip(outcomes).zip(reasons) {
             match outcome {
                 PrepareOutcome::Queued => {
                     debug!(flow = %name, correlation_id = %envelope.correlation_id, "record queued for delivery");
@@ -71,8 +79,9 @@ pub async fn run_prepare(flow: Arc<Flow>, mut w: Workers) {
                     w.metrics.duplicates.with_label_values(&[&name, "idempotency_key"]).inc();
                 }
                 PrepareOutcome::DeadLettered => {
-                    warn!(flow = %name, correlation_id = %envelope.correlation_id, "record dead-lettered at mapping");
-                    w.metrics.dead_lettered.with_label_values(&[&name, DeadLetterReason::Mapping.as_str()]).inc();
+                    let reason = reason.unwrap_or(DeadLetterReason::Mapping).as_str();
+                    warn!(flow = %name, correlation_id = %envelope.correlation_id, reason, "record dead-lettered at mapping");
+                    w.metrics.dead_lettered.with_label_values(&[&name, reason]).inc();
                 }
             }
         }
@@ -89,10 +98,10 @@ pub async fn run_prepare(flow: Arc<Flow>, mut w: Workers) {
 pub(crate) fn prepare_record(flow: &Flow, envelope: &Envelope) -> Prepared {
     match try_prepare(flow, envelope) {
         Ok(p) => p,
-        Err(message) => Prepared::DeadLetter(DeadLetter {
+        Err((reason, message)) => Prepared::DeadLetter(DeadLetter {
             envelope: envelope.clone(),
             target: None,
-            reason: DeadLetterReason::Mapping,
+            reason,
             message,
             status: None,
             response_body: None,
@@ -102,13 +111,31 @@ pub(crate) fn prepare_record(flow: &Flow, envelope: &Envelope) -> Prepared {
     }
 }
 
-fn try_prepare(flow: &Flow, envelope: &Envelope) -> Result<Prepared, String> {
-    let spec = &flow.config.spec;
+fn try_prepare(flow: &Flow, envelope: &Envelope) -> Result<Prepared, (DeadLetterReason, String)> {
+    let canonical = to_canonical(flow, envelope).map_err(|m| (DeadLetterReason::Mapping, m))?;
+    // The validation gate: nothing that breaks the canonical schema reaches a target.
+    if let (Some(validator), Some(name)) = (&flow.canonical, &flow.config.spec.mapping_ref) {
+        let record = to_value(&canonical).map_err(|e| (DeadLetterReason::Mapping, format!("Mapping {name}: {e}")))?;
+        if let Err(violations) = validator.check(&record) {
+            return Err((DeadLetterReason::SchemaViolation, format!("Mapping {name}: {violations}")));
+        }
+    }
+    deliveries(flow, envelope, canonical).map_err(|m| (DeadLetterReason::Mapping, m))
+}
+
+/// The source payload mapped to the canonical record (the payload itself without a
+/// mapping).
+fn to_canonical(flow: &Flow, envelope: &Envelope) -> Result<Val, String> {
     let input = parse_json(&envelope.payload).map_err(|e| format!("source payload: {e}"))?;
-    let canonical = match (&flow.mapping, &spec.mapping_ref) {
-        (Some(p), Some(name)) => p.run(input).map_err(|e| format!("Mapping {name}: {e}"))?,
-        _ => input,
-    };
+    match (&flow.mapping, &flow.config.spec.mapping_ref) {
+        (Some(p), Some(name)) => p.run(input).map_err(|e| format!("Mapping {name}: {e}")),
+        _ => Ok(input),
+    }
+}
+
+/// The keys and one delivery item per target for a canonical record.
+fn deliveries(flow: &Flow, envelope: &Envelope, canonical: Val) -> Result<Prepared, String> {
+    let spec = &flow.config.spec;
     let ordering_key = match &flow.ordering_key {
         Some(p) => Some(p.run_key(&canonical).map_err(|e| format!("spec.delivery.orderingKey: {e}"))?),
         None => None,

@@ -3,7 +3,10 @@
 use serde_json::Value;
 
 use super::{Program, from_value, to_value};
-use crate::spec::{MappingSpec, MappingTest};
+use crate::{
+    canonical::Validator,
+    spec::{CanonicalRef, MappingSpec, MappingTest},
+};
 
 /// The outcome of a Mapping's examples.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -30,11 +33,39 @@ pub struct TestFailure {
     pub diff: String,
 }
 
-/// Compiles the Mapping and runs each of its examples.
+/// Compiles the Mapping and runs each of its examples; when it `produces` a canonical
+/// entity, each example's expected output must also be valid against that schema.
 pub fn run_tests(spec: &MappingSpec) -> TestReport {
-    match Program::compile(&spec.program, &spec.lookups) {
+    let mut report = match Program::compile(&spec.program, &spec.lookups) {
         Ok(program) => run_compiled(&program, &spec.tests),
         Err(e) => TestReport { passed: 0, failures: vec![TestFailure { name: "compile".into(), diff: e.to_string() }] },
+    };
+    if let Some(produces) = &spec.produces {
+        check_outputs(produces, &spec.tests, &mut report);
+    }
+    report
+}
+
+/// Validates each example's expected output against the canonical schema the Mapping
+/// declares: an example that matches the program but not the model still fails.
+fn check_outputs(produces: &CanonicalRef, tests: &[MappingTest], report: &mut TestReport) {
+    let validator = match Validator::new(&produces.entity, &produces.version) {
+        Ok(v) => v,
+        Err(e) => {
+            report.failures.push(TestFailure { name: "spec.produces".into(), diff: e.to_string() });
+            return;
+        }
+    };
+    for case in tests {
+        if let Err(v) = validator.check(&case.output) {
+            let failed_already = report.failures.iter().any(|f| f.name == case.name);
+            if !failed_already {
+                report.passed = report.passed.saturating_sub(1);
+            }
+            let heading = format!("the expected output is not a valid {} {}:", produces.entity, produces.version);
+            let diff = std::iter::once(heading).chain(v.failures).collect::<Vec<_>>().join("\n");
+            report.failures.push(TestFailure { name: case.name.clone(), diff });
+        }
     }
 }
 
@@ -130,6 +161,22 @@ mod tests {
         ));
         assert_eq!(report.failures.len(), 1);
         assert_eq!(report.failures[0].diff, ".currency: missing, expected \"USD\"\n.lines[1].q: expected 2, got 5");
+    }
+
+    #[test]
+    fn an_example_whose_output_breaks_the_declared_schema_fails_with_each_pointer() {
+        let price = json!({"sku": "A", "externalId": "1", "sourceSystem": "erp", "sourceVersion": "7",
+                           "priceList": "RETAIL", "currency": "usd", "amount": 100, "unit": "EA",
+                           "validFrom": "2026-12-01T00:00:00+01:00"});
+        let mut spec = mapping(".", price.clone(), price);
+        spec.produces = Some(CanonicalRef { entity: "Price".into(), version: "v1".into() });
+        let report = run_tests(&spec);
+        assert_eq!(report.passed, 0, "the program matched, but the output is not a valid Price");
+        let diff = &report.failures[0].diff;
+        assert!(diff.starts_with("the expected output is not a valid Price v1:\n/currency: \"usd\" does not match"), "{diff}");
+        assert!(diff.contains("\n/validFrom: "), "{diff}");
+        spec.produces = Some(CanonicalRef { entity: "Price".into(), version: "v2".into() });
+        assert_eq!(run_tests(&spec).failures.last().unwrap().name, "spec.produces");
     }
 
     #[test]

@@ -109,6 +109,9 @@ pub struct DeliveryItem {
 pub enum DeadLetterReason {
     /// The mapping failed on it (bad input, a jq error, a key expression gave no key).
     Mapping,
+    /// The mapped record is not a valid instance of the canonical entity its Mapping
+    /// `produces`; the message lists the JSON pointer of every failing field.
+    SchemaViolation,
     /// The source could not read it as a record (a CSV row with the wrong number of
     /// fields, invalid UTF-8, a line that is not JSON); the message names the file and line.
     InvalidRecord,
@@ -123,12 +126,13 @@ pub enum DeadLetterReason {
 
 impl DeadLetterReason {
     /// Every reason.
-    pub const ALL: [Self; 5] = [Self::Mapping, Self::InvalidRecord, Self::Rejected, Self::Auth, Self::RetriesExhausted];
+    pub const ALL: [Self; 6] = [Self::Mapping, Self::SchemaViolation, Self::InvalidRecord, Self::Rejected, Self::Auth, Self::RetriesExhausted];
 
     /// The fixed label used in metrics and listings.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Mapping => "mapping",
+            Self::SchemaViolation => "schema_violation",
             Self::InvalidRecord => "invalid_record",
             Self::Rejected => "rejected",
             Self::Auth => "auth",
@@ -140,6 +144,10 @@ impl DeadLetterReason {
     pub fn remedy(self) -> &'static str {
         match self {
             Self::Mapping => "the record could not be mapped: fix the Mapping (or the source data), then replay it",
+            Self::SchemaViolation => {
+                "the mapped record breaks the canonical schema at the fields listed: fix the Mapping (or the source \
+                 data) so they hold, then replay it"
+            }
             Self::Auth => {
                 "the target refused the credentials even after fresh ones were fetched: fix the Connector's Secret \
                  or its permissions at the target, then replay it"
@@ -166,11 +174,12 @@ impl std::str::FromStr for DeadLetterReason {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "mapping" => Ok(Self::Mapping),
+            "schema_violation" | "schemaViolation" => Ok(Self::SchemaViolation),
             "invalid_record" | "invalidRecord" => Ok(Self::InvalidRecord),
             "auth" => Ok(Self::Auth),
             "rejected" => Ok(Self::Rejected),
             "retries_exhausted" | "retriesExhausted" => Ok(Self::RetriesExhausted),
-            other => Err(format!("unknown reason `{other}`: use mapping, invalid_record, auth, rejected or retries_exhausted")),
+            other => Err(format!("unknown reason `{other}`: use mapping, schema_violation, invalid_record, auth, rejected or retries_exhausted")),
         }
     }
 }
