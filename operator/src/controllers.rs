@@ -61,7 +61,7 @@ mod tests {
     use super::*;
     use crate::{
         resources::{Connector, Mapping, SyncFlow, conditions::{READY, find}},
-        test_support::{eventually, fake_api::FakeCluster, fixtures, install_crypto_provider},
+        test_support::{create, eventually, fake_api::FakeCluster, fixtures, install_crypto_provider},
     };
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,12 +74,12 @@ mod tests {
 
         let f = fixtures::orders();
         for c in &f.connectors {
-            Api::<Connector>::namespaced(cluster.client.clone(), "retail").create(&Default::default(), &fresh(c.clone())).await.unwrap();
+            create(&cluster.client, c.clone()).await;
         }
         for m in &f.mappings {
-            Api::<Mapping>::namespaced(cluster.client.clone(), "retail").create(&Default::default(), &fresh(m.clone())).await.unwrap();
+            create(&cluster.client, m.clone()).await;
         }
-        Api::<SyncFlow>::namespaced(cluster.client.clone(), "retail").create(&Default::default(), &fresh(f.flow().clone())).await.unwrap();
+        create(&cluster.client, f.flow().clone()).await;
 
         eventually("a Ready condition on the Connector, the Mapping and the SyncFlow", || async {
             let c = Api::<Connector>::namespaced(cluster.client.clone(), "retail").get("erp").await.ok()?.status?;
@@ -91,14 +91,5 @@ mod tests {
         .await;
         let _ = stop.send(true);
         running.await.unwrap();
-    }
-
-    /// What a user applies: no server-assigned fields.
-    fn fresh<K: kube::Resource>(mut object: K) -> K {
-        let meta = object.meta_mut();
-        meta.uid = None;
-        meta.generation = None;
-        meta.resource_version = None;
-        object
     }
 }

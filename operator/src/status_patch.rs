@@ -1,5 +1,4 @@
-//! Reading and writing a custom resource's status, for the controllers that only write
-//! a status (Connector, Mapping).
+//! Reading and writing a custom resource's status, for every controller.
 //!
 //! The status merged into is read from the API, not from a controller's cache: a cached
 //! object can predate the status written a moment ago, and merging into that would move

@@ -12,9 +12,8 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Resource,
-    api::{DeleteParams, PostParams},
+    api::DeleteParams,
 };
-use tokio::{sync::oneshot, task::JoinHandle};
 
 use super::{CONTROLLER, Context, build::SCHEDULE_LABEL, run, runs};
 use crate::{
@@ -24,7 +23,7 @@ use crate::{
         conditions::{READY, STALLED, find},
     },
     sync_flow::build::RunnerDefaults,
-    test_support::{eventually, fake_api::FakeCluster, fixtures, install_crypto_provider},
+    test_support::{Running, create, eventually, fake_api::FakeCluster, fixtures, install_crypto_provider},
 };
 
 const NS: &str = "retail";
@@ -33,14 +32,7 @@ const CRON_JOB: &str = "orders-hourly-reconcile";
 struct Harness {
     cluster: FakeCluster,
     ctx: Arc<Context>,
-    controller: JoinHandle<()>,
-    _stop: oneshot::Sender<()>,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.controller.abort();
-    }
+    _controller: Running,
 }
 
 impl Harness {
@@ -49,11 +41,11 @@ impl Harness {
         let cluster = FakeCluster::new().await;
         let defaults = RunnerDefaults::with_image("ghcr.io/entrepot-io/entrepot:test");
         let ctx = Arc::new(Context::new(cluster.client.clone(), defaults, Metrics::new()));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let controller = tokio::spawn(run(ctx.clone(), None, async move {
-            let _ = stopped.await;
-        }));
-        Self { cluster, ctx, controller, _stop: stop }
+        let controller = Running::start({
+            let ctx = ctx.clone();
+            move |shutdown| run(ctx, None, shutdown)
+        });
+        Self { cluster, ctx, _controller: controller }
     }
 
     fn api<K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>>(&self) -> Api<K> {
@@ -68,10 +60,8 @@ impl Harness {
             + serde::Serialize
             + serde::de::DeserializeOwned,
     {
-        let meta = object.meta_mut();
-        (meta.uid, meta.generation, meta.resource_version) = (None, None, None);
-        meta.namespace = Some(NS.into());
-        self.api::<K>().create(&PostParams::default(), &object).await.expect("create");
+        object.meta_mut().namespace = Some(NS.into());
+        create(&self.cluster.client, object).await;
     }
 
     /// The schedule, and with `flow` its SyncFlow with what that references.

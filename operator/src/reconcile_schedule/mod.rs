@@ -41,18 +41,17 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams},
+    api::ListParams,
     core::DeserializeGuard,
     runtime::{
         Controller,
         controller::Action,
-        events::{Event, EventType, Recorder, Reporter},
+        events::Recorder,
         reflector::{ObjectRef, Store},
         watcher,
     },
 };
-use serde_json::json;
-use tracing::{info, warn};
+use tracing::info;
 
 use self::{
     build::SCHEDULE_LABEL,
@@ -60,13 +59,15 @@ use self::{
     validate::{FlowRef, Invalid},
 };
 use crate::{
+    events::{self, Notice},
+    status_patch,
     failures::Failures,
     error::Error,
     metrics::Metrics,
     resources::{LastRun, ReconcileSchedule, ReconcileScheduleStatus, SyncFlow, conditions},
     sync_flow::{
-        ApiScope, FIELD_MANAGER, apply,
-        build::{MANAGED_BY, RunnerDefaults},
+        ApiScope, apply,
+        build::RunnerDefaults,
         dereference, get_guarded, kube_error,
         validate::References,
     },
@@ -99,9 +100,8 @@ impl Context {
     /// A context for a controller that talks to the API through `client`; Events are
     /// published as reporter `entrepot-operator`.
     pub fn new(client: Client, defaults: RunnerDefaults, metrics: Metrics) -> Self {
-        let reporter = Reporter { controller: MANAGED_BY.into(), instance: std::env::var("POD_NAME").ok() };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: events::recorder(client.clone()),
             client,
             defaults,
             metrics,
@@ -254,36 +254,25 @@ async fn update_status(
     outcome: &Outcome<'_>,
     schedule: Option<&ReconcileSchedule>,
 ) -> Result<(), Error> {
-    let previous = read_status(&ctx.client, namespace, name).await?;
+    let previous = status_patch::read::<ReconcileSchedule, ReconcileScheduleStatus>(&ctx.client, namespace, name).await?;
     let status = status::desired_status(&previous, generation, outcome, Timestamp::now());
     if status == previous {
         return Ok(());
     }
-    let patch = json!({
-        "apiVersion": ReconcileSchedule::api_version(&()),
-        "kind": ReconcileSchedule::kind(&()),
-        "status": status,
-    });
-    Api::<DeserializeGuard<ReconcileSchedule>>::namespaced(ctx.client.clone(), namespace)
-        .patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(|source| kube_error::<ReconcileSchedule>("patch status", namespace, name, source))?;
+    status_patch::write::<ReconcileSchedule, _>(&ctx.client, namespace, name, &status).await?;
     info!(ready = conditions::is_true(&status.conditions, conditions::READY), "status updated");
     if let (Some(schedule), Some(run)) = (schedule, &status.last_run)
         && previous.last_run.as_ref().is_none_or(|before| before.job != run.job)
-        && let Some(event) = run_event(run)
-        // Events are for people reading `kubectl describe`; failing to write one is no
-        // reason to fail the reconcile.
-        && let Err(e) = ctx.recorder.publish(&event, &schedule.object_ref(&())).await
+        && let Some(notice) = run_event(run)
     {
-        warn!(error = %e, "cannot publish an Event");
+        events::publish(&ctx.recorder, &notice, schedule).await;
     }
     Ok(())
 }
 
 /// The Event for a newly finished run: `DriftFound` when it found drift, `RunFailed`
 /// when it could not run; none for a clean run.
-pub fn run_event(run: &LastRun) -> Option<Event> {
+pub fn run_event(run: &LastRun) -> Option<Notice> {
     let (reason, note) = match (&run.summary, &run.error) {
         (_, Some(error)) if !run.succeeded => ("RunFailed", format!("reconcile run {} failed: {error}", run.job)),
         (Some(s), _) if s.drift() > 0 => (
@@ -295,19 +284,7 @@ pub fn run_event(run: &LastRun) -> Option<Event> {
         ),
         _ => return None,
     };
-    // An Event's note holds at most 1 kB.
-    let note: String = note.chars().take(1000).collect();
-    Some(Event { type_: EventType::Warning, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None })
-}
-
-/// The schedule's current status, read as untyped JSON so that a schedule whose spec
-/// does not parse still has its status read; a status that does not parse counts as none.
-async fn read_status(client: &Client, namespace: &str, name: &str) -> Result<ReconcileScheduleStatus, Error> {
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), namespace, &ApiResource::erase::<ReconcileSchedule>(&()));
-    let object =
-        api.get(name).await.map_err(|source| kube_error::<ReconcileSchedule>("get", namespace, name, source))?;
-    Ok(object.data.get("status").and_then(|s| serde_json::from_value(s.clone()).ok()).unwrap_or_default())
+    Some(Notice { warning: true, reason, action: "Reconcile", note })
 }
 
 fn error_policy(guard: Arc<DeserializeGuard<ReconcileSchedule>>, error: &Error, ctx: Arc<Context>) -> Action {

@@ -6,7 +6,7 @@ use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use super::validate::Invalid;
 use crate::resources::{
     LastRun, ReconcileScheduleStatus,
-    conditions::{self, Desired, READY, RECONCILING, STALLED},
+    conditions::{self, Desired, STALLED},
 };
 
 /// What a reconcile found.
@@ -41,15 +41,7 @@ pub fn desired_status(
     let mut status = previous.clone();
     status.observed_generation = generation;
     let desired = match outcome {
-        Outcome::Stalled(invalid) => {
-            let reason = invalid.reason();
-            let message = invalid.to_string();
-            vec![
-                Desired::no(READY, reason, message.clone()),
-                Desired::no(RECONCILING, reason, "waiting for the spec or a referenced resource to change"),
-                Desired::yes(STALLED, reason, message),
-            ]
-        }
+        Outcome::Stalled(invalid) => conditions::stalled(invalid.reason(), invalid.to_string()),
         Outcome::Applied { cron_job, last_schedule_time, next_run_time, last_run, suspended } => {
             status.cron_job = Some(cron_job.clone());
             status.last_schedule_time = last_schedule_time.clone().or(status.last_schedule_time);
@@ -75,11 +67,8 @@ pub fn desired_status(
                 }
                 None => (true, if *suspended { "Suspended" } else { "Scheduled" }, format!("CronJob {cron_job}: {next}")),
             };
-            vec![
-                if ready { Desired::yes(READY, reason, message.clone()) } else { Desired::no(READY, reason, message.clone()) },
-                Desired::no(RECONCILING, reason, message),
-                resolved,
-            ]
+            let [ready, reconciling] = conditions::settled(ready, reason, message);
+            vec![ready, reconciling, resolved]
         }
     };
     status.conditions = conditions::merge(&previous.conditions, &desired, generation, now);
@@ -91,7 +80,7 @@ mod tests {
     use entrepot::reconcile::ReconcileSummary;
 
     use super::*;
-    use crate::resources::conditions::{find, is_true};
+    use crate::resources::conditions::{READY, RECONCILING, find, is_true};
 
     fn at(second: i64) -> Timestamp {
         Timestamp::from_second(second).unwrap()

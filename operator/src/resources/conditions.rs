@@ -67,6 +67,24 @@ impl Desired {
     }
 }
 
+/// The conditions of a resource that cannot be run as written: not Ready, not
+/// Reconciling (nothing will change until someone edits something), Stalled, all with
+/// `reason`; `message` says what to change.
+pub fn stalled(reason: &'static str, message: String) -> Vec<Desired> {
+    vec![
+        Desired::no(READY, reason, message.clone()),
+        Desired::no(RECONCILING, reason, "waiting for the spec or a referenced resource to change"),
+        Desired::yes(STALLED, reason, message),
+    ]
+}
+
+/// Ready (or not) for `reason`, and not Reconciling: the operator has done what it can,
+/// and the state will not change by waiting on it.
+pub fn settled(ready: bool, reason: &'static str, message: String) -> [Desired; 2] {
+    let ready = if ready { Desired::yes(READY, reason, message.clone()) } else { Desired::no(READY, reason, message.clone()) };
+    [ready, Desired::no(RECONCILING, reason, message)]
+}
+
 /// Merges `desired` into `existing`, keyed by type. A condition whose status is
 /// unchanged keeps its `lastTransitionTime`; a new or flipped one gets `now`. Conditions
 /// of other types (written by someone else) are kept as they are, and the order of

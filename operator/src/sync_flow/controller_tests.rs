@@ -16,7 +16,6 @@ use kube::{
     api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
-use tokio::{sync::oneshot, task::JoinHandle};
 
 use super::{CONTROLLER, Context, build::RunnerDefaults, run, runner_status::RunnerStatusReader};
 use crate::{
@@ -25,7 +24,7 @@ use crate::{
         Connector, Mapping, SyncFlow, SyncFlowStatus,
         conditions::{READY, RECONCILING, STALLED, find},
     },
-    test_support::{eventually, fake_api::FakeCluster, fixtures, install_crypto_provider},
+    test_support::{Running, eventually, fake_api::FakeCluster, fixtures, install_crypto_provider},
 };
 
 const NS: &str = "retail";
@@ -34,14 +33,7 @@ const NS: &str = "retail";
 struct Harness {
     cluster: FakeCluster,
     ctx: Arc<Context>,
-    controller: JoinHandle<()>,
-    _stop: oneshot::Sender<()>,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.controller.abort();
-    }
+    _controller: Running,
 }
 
 impl Harness {
@@ -55,11 +47,11 @@ impl Harness {
         let cluster = FakeCluster::new().await;
         let defaults = RunnerDefaults::with_image("ghcr.io/entrepot-io/entrepot:test");
         let ctx = Arc::new(Context::with_runner_status(cluster.client.clone(), defaults, Metrics::new(), reader));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let controller = tokio::spawn(run(ctx.clone(), None, async move {
-            let _ = stopped.await;
-        }));
-        Self { cluster, ctx, controller, _stop: stop }
+        let controller = Running::start({
+            let ctx = ctx.clone();
+            move |shutdown| run(ctx, None, shutdown)
+        });
+        Self { cluster, ctx, _controller: controller }
     }
 
     fn api<K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>>(&self) -> Api<K> {

@@ -2,25 +2,24 @@
 //! runner rolled to a new configuration, a target refuses the credentials, the backlog
 //! went over its freshness budget, the flow stalled (and why), the flow recovered.
 
-use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType};
-use tracing::warn;
-
-use super::Context;
-use crate::resources::{
-    SyncFlowStatus,
-    conditions::{self, READY},
+use crate::{
+    events::Notice,
+    resources::{
+        SyncFlowStatus,
+        conditions::{self, READY},
+    },
 };
 
-/// The Events `previous` → `status` is worth: (type, reason, note).
-pub fn transitions(previous: &SyncFlowStatus, status: &SyncFlowStatus) -> Vec<(EventType, &'static str, String)> {
+/// The Events `previous` → `status` is worth.
+pub fn transitions(previous: &SyncFlowStatus, status: &SyncFlowStatus) -> Vec<Notice> {
+    let notice = |warning, reason, note| Notice { warning, reason, action: "Reconcile", note };
     let mut events = Vec::new();
     if let (Some(before), Some(now)) = (&previous.runner, &status.runner)
         && before.config_checksum != now.config_checksum
         && before.workload == now.workload
     {
-        events.push((
-            EventType::Normal,
+        events.push(notice(
+            false,
             "RunnerRolled",
             format!(
                 "configuration changed (checksum {} → {}): rolling the pods of {}",
@@ -36,10 +35,10 @@ pub fn transitions(previous: &SyncFlowStatus, status: &SyncFlowStatus) -> Vec<(E
     {
         match (now_status.as_str(), reason.as_str()) {
             ("True", _) if previous.conditions.iter().any(|c| c.type_ == READY) => {
-                events.push((EventType::Normal, "Ready", message));
+                events.push(notice(false, "Ready", message));
             }
             ("False", "RunnerNotAvailable" | "Suspended") | ("True", _) => {}
-            ("False", _) => events.push((EventType::Warning, warning_reason(&reason), message)),
+            ("False", _) => events.push(notice(true, warning_reason(&reason), message)),
             _ => {}
         }
     }
@@ -62,22 +61,6 @@ fn short(checksum: &str) -> &str {
     &checksum[..checksum.len().min(12)]
 }
 
-/// Publishes the transitions' Events. An Event that cannot be written is logged, never
-/// fails the reconcile.
-pub async fn publish_transitions(
-    ctx: &Context,
-    reference: &ObjectReference,
-    previous: &SyncFlowStatus,
-    status: &SyncFlowStatus,
-) {
-    for (type_, reason, note) in transitions(previous, status) {
-        let event = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
-        if let Err(e) = ctx.recorder.publish(&event, reference).await {
-            warn!(reason, error = %e, "cannot record an Event");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use k8s_openapi::jiff::Timestamp;
@@ -98,7 +81,7 @@ mod tests {
     }
 
     fn reasons(previous: &SyncFlowStatus, now: &SyncFlowStatus) -> Vec<&'static str> {
-        transitions(previous, now).into_iter().map(|(_, r, _)| r).collect()
+        transitions(previous, now).into_iter().map(|n| n.reason).collect()
     }
 
     #[test]
@@ -114,8 +97,8 @@ mod tests {
         let auth = status("a", false, "TargetAuthFailing");
         let events = transitions(&ok, &auth);
         assert_eq!(events.len(), 1);
-        assert!(matches!(events[0].0, EventType::Warning));
-        assert_eq!(events[0].1, "TargetAuthFailing");
+        assert!(events[0].warning);
+        assert_eq!(events[0].reason, "TargetAuthFailing");
         assert!(reasons(&auth, &auth).is_empty(), "still failing: no second Event");
         assert_eq!(reasons(&auth, &status("a", false, "BacklogOverBudget")), ["BacklogOverBudget"]);
         assert_eq!(reasons(&auth, &ok), ["Ready"]);

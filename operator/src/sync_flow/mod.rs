@@ -44,7 +44,7 @@ use kube::{
     runtime::{
         Controller,
         controller::Action,
-        events::{Recorder, Reporter},
+        events::Recorder,
         reflector::{ObjectRef, Store},
         watcher,
     },
@@ -100,7 +100,7 @@ impl Context {
     /// As [`new`](Self::new), reading runner status with `reader` (tests point it at a
     /// local address).
     pub fn with_runner_status(client: Client, defaults: RunnerDefaults, metrics: Metrics, reader: RunnerStatusReader) -> Self {
-        let recorder = Recorder::new(client.clone(), reporter());
+        let recorder = crate::events::recorder(client.clone());
         Self {
             client,
             defaults,
@@ -111,11 +111,6 @@ impl Context {
             failures: Failures::default(),
         }
     }
-}
-
-/// Who writes the operator's Events: the controller, and the pod when known.
-pub fn reporter() -> Reporter {
-    Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() }
 }
 
 /// Runs the SyncFlow controller until `shutdown` completes; then finishes the
@@ -367,7 +362,9 @@ async fn update_status(
     }
     status_patch::write::<SyncFlow, _>(&ctx.client, namespace, name, &status).await?;
     info!(ready = conditions::is_true(&status.conditions, conditions::READY), "status updated");
-    events::publish_transitions(ctx, &guard.object_ref(&()), previous, &status).await;
+    for notice in events::transitions(previous, &status) {
+        crate::events::publish(&ctx.recorder, &notice, guard).await;
+    }
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use k8s_openapi::{
 use super::{runner_status::RunnerReport, validate::Invalid};
 use crate::resources::{
     BacklogStatus, ConnectorReport, RunnerStatus, SyncFlowStatus, TargetReport, ThroughputStatus,
-    conditions::{self, Desired, READY, RECONCILING, STALLED},
+    conditions::{self, Desired, READY, RECONCILING, STALLED, settled},
 };
 
 /// How far the runner StatefulSet has got, as it reports itself.
@@ -107,15 +107,7 @@ pub fn desired_status(
     let mut status = previous.clone();
     status.observed_generation = generation;
     let desired = match outcome {
-        Outcome::Stalled(invalid) => {
-            let reason = invalid.reason();
-            let message = invalid.to_string();
-            vec![
-                Desired::no(READY, reason, message.clone()),
-                Desired::no(RECONCILING, reason, "waiting for the spec or a referenced resource to change"),
-                Desired::yes(STALLED, reason, message),
-            ]
-        }
+        Outcome::Stalled(invalid) => conditions::stalled(invalid.reason(), invalid.to_string()),
         Outcome::Scheduled { workload, checksum, suspended, last_schedule } => {
             status.runner = Some(RunnerStatus {
                 workload: workload.clone(),
@@ -124,14 +116,14 @@ pub fn desired_status(
                 available_replicas: 0,
             });
             status.last_schedule_time = last_schedule.map(Time);
-            let resolved = Desired::no(STALLED, "Resolved", "every referenced Connector and Mapping is valid");
+            let resolved = resolved();
             if *suspended {
                 let message = format!("spec.suspend is true: {workload} starts no run; its queue is kept");
-                vec![Desired::no(READY, "Suspended", message.clone()), Desired::no(RECONCILING, "Suspended", message), resolved]
+                with(settled(false, "Suspended", message), resolved)
             } else {
                 let last = last_schedule.map_or("no run yet".to_string(), |t| format!("last run started {t}"));
                 let message = format!("{workload} runs the flow on its schedule; {last}");
-                vec![Desired::yes(READY, "Scheduled", message.clone()), Desired::no(RECONCILING, "Scheduled", message), resolved]
+                with(settled(true, "Scheduled", message), resolved)
             }
         }
         Outcome::Applied { workload, checksum, rollout, suspended, report } => {
@@ -144,14 +136,14 @@ pub fn desired_status(
             if let Some(report) = report {
                 merge_report(&mut status, report);
             }
-            let resolved = Desired::no(STALLED, "Resolved", "every referenced Connector and Mapping is valid");
+            let resolved = resolved();
             let counts = format!(
                 "runner {workload}: {}/{} replicas available, {}/{} updated",
                 rollout.available, rollout.desired, rollout.updated, rollout.desired
             );
             if *suspended {
                 let message = format!("spec.suspend is true: {workload} is scaled to zero; its queue is kept");
-                vec![Desired::no(READY, "Suspended", message.clone()), Desired::no(RECONCILING, "Suspended", message), resolved]
+                with(settled(false, "Suspended", message), resolved)
             } else if !rollout.is_complete() {
                 let waiting = if rollout.observed {
                     counts
@@ -164,16 +156,27 @@ pub fn desired_status(
                     resolved,
                 ]
             } else if let Some(message) = auth_failing(&status.connectors, report.as_deref()) {
-                vec![Desired::no(READY, "TargetAuthFailing", message.clone()), Desired::no(RECONCILING, "TargetAuthFailing", message), resolved]
+                with(settled(false, "TargetAuthFailing", message), resolved)
             } else if let Some(message) = over_budget(status.backlog.as_ref(), budget, &status.targets) {
-                vec![Desired::no(READY, "BacklogOverBudget", message.clone()), Desired::no(RECONCILING, "BacklogOverBudget", message), resolved]
+                with(settled(false, "BacklogOverBudget", message), resolved)
             } else {
-                vec![Desired::yes(READY, "RunnerAvailable", counts.clone()), Desired::no(RECONCILING, "RunnerAvailable", counts), resolved]
+                with(settled(true, "RunnerAvailable", counts), resolved)
             }
         }
     };
     status.conditions = conditions::merge(&previous.conditions, &desired, generation, now);
     status
+}
+
+/// Stalled=False: nothing the flow references is missing or invalid.
+fn resolved() -> Desired {
+    Desired::no(STALLED, "Resolved", "every referenced Connector and Mapping is valid")
+}
+
+/// The Ready and Reconciling conditions, then `resolved` (Stalled=False).
+fn with(settled: [Desired; 2], resolved: Desired) -> Vec<Desired> {
+    let [ready, reconciling] = settled;
+    vec![ready, reconciling, resolved]
 }
 
 /// Folds what the runners said into the status. Fields the runners did not answer for
