@@ -60,9 +60,7 @@ pub struct ConnectorSpec {
 impl ConnectorSpec {
     /// The header that carries the idempotency key on calls to this system.
     pub fn idempotency_header(&self) -> &str {
-        self.idempotency_header.as_deref().unwrap_or(match self.kind {
-            ConnectorType::Shopify | ConnectorType::Rest => "Idempotency-Key",
-        })
+        self.idempotency_header.as_deref().unwrap_or("Idempotency-Key")
     }
 }
 
@@ -91,11 +89,28 @@ pub struct ConnectorLimits {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConnectorType {
-    /// Shopify Admin API and Shopify webhooks.
+    /// Shopify Admin API (REST and GraphQL) and Shopify webhooks.
     Shopify,
+    /// BigCommerce REST API (v2/v3) and its webhooks.
+    #[serde(rename = "bigcommerce")]
+    BigCommerce,
+    /// NetSuite SuiteTalk REST record API.
+    #[serde(rename = "netsuite")]
+    NetSuite,
+    /// Microsoft Dynamics 365 (Business Central, Finance & Operations) OData v4 APIs.
+    #[serde(rename = "dynamics365")]
+    Dynamics365,
+    /// SAP S/4HANA OData services.
+    SapOdata,
+    /// Amazon Selling Partner API.
+    AmazonSp,
+    /// Walmart Marketplace API.
+    Walmart,
     /// Any JSON-over-HTTP API; everything is configured in the manifest.
     #[default]
     Rest,
+    /// A PostgreSQL database, as a target (upserts by key) or a polled source.
+    Postgres,
 }
 
 /// How the runner authenticates to a system. Exactly one scheme is set. The same
