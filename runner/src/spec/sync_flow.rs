@@ -357,6 +357,47 @@ pub struct TargetSpec {
     /// Path under the Connector's endpoint. Defaults to `/<entity>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// For a sales channel fed canonical `InventorySnapshot`s: how much of each
+    /// location's stock this channel is shown. The snapshot's `available` is replaced by
+    /// the channel's available-to-sell before this target's Mapping runs, so the Mapping
+    /// reads `.available.value`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<ChannelAvailability>,
+}
+
+/// Available-to-sell for one channel: on hand − reserved − safety stock, of which the
+/// channel gets `percent`, capped at `max`, rounded down to a whole unit and never
+/// negative. When the snapshot's own `available` is lower than on hand − reserved (stock
+/// on hold, damaged), that lower figure is used instead.
+///
+/// Give each channel its `percent` so that together they do not exceed 100: then no two
+/// channels can sell the same unit, and nothing is oversold while a snapshot is on its way.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChannelAvailability {
+    /// Units held back from this channel at every location, for mis-picks and counts
+    /// that lag (e.g. `2`). Default 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(min = 0.0))]
+    pub safety_stock: f64,
+    /// Safety stock for particular SKUs, replacing `safetyStock` for them, e.g.
+    /// `{SKU-TEE-M: 10}` for a best-seller.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub safety_stock_by_sku: std::collections::BTreeMap<String, f64>,
+    /// The share of what remains after safety stock that this channel may sell, in
+    /// percent (e.g. `60` for a marketplace that gets 60% of the stock). Default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub percent: Option<f64>,
+    /// The most this channel is ever shown per SKU and location, e.g. `50` for a
+    /// flash-sale channel. Default: no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub max: Option<f64>,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl TargetSpec {
