@@ -437,7 +437,9 @@ pub struct DeliverySpec {
     /// e.g. `.sourceVersion`. A record older than the last one delivered for its ordering
     /// key is not delivered (counted as stale): an out-of-order inventory snapshot or
     /// order update must not overwrite a newer one. RFC 3339 timestamps compare as times,
-    /// numbers as numbers, anything else as text.
+    /// numbers as numbers, anything else as text. Defaults to `.sourceVersion` when the
+    /// flow's Mapping produces a canonical entity (every one carries its source version);
+    /// otherwise no stale guard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_key: Option<String>,
     /// Retries of transient failures (transport errors, 408, 429, 5xx).
