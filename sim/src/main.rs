@@ -31,7 +31,8 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve a NetSuite-like sales-order API until Ctrl-C or SIGTERM.
+    /// Serve a sales-order API (NetSuite at /salesOrders, Dynamics 365 at /d365, SAP at /sap)
+    /// until Ctrl-C or SIGTERM.
     Erp(ErpArgs),
     /// Send Shopify `orders/create` webhooks to a URL and print what was acknowledged.
     Storefront(StorefrontArgs),
@@ -57,6 +58,9 @@ struct ErpArgs {
     /// Request header carrying the idempotency key.
     #[arg(long, default_value = "Idempotency-Key")]
     idempotency_header: String,
+    /// Seed of the random faults (CSRF tokens, concurrent edits).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -146,6 +150,8 @@ async fn run_erp(args: ErpArgs) -> anyhow::Result<()> {
         bearer_token,
         latency: args.latency,
         idempotency_header,
+        seed: args.seed,
+        ..ErpConfig::default()
     };
     tracing::info!(
         listen = args.listen,

@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error_body::{ApiError, ErrorDetail, code};
-use super::{Outcome, Shared};
+use super::{Outcome, Shared, ThrottleShape};
 
 /// The external id a handler worked on, attached to its response for the log line.
 #[derive(Debug, Clone)]
@@ -73,6 +73,9 @@ async fn gate(shared: &Shared, request: Request, next: Next) -> Response {
     // try_acquire, not acquire: NetSuite refuses the (limit+1)th concurrent request
     // instead of queueing it, and the runner's quota governor must see that.
     let Ok(_permit) = Arc::clone(&shared.permits).try_acquire_owned() else {
+        if shared.config.netsuite.throttle_shape == ThrottleShape::RestletRequestLimit {
+            return restlet_request_limit(shared.config.max_concurrency);
+        }
         return ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             Outcome::Throttled,
@@ -94,6 +97,18 @@ async fn gate(shared: &Shared, request: Request, next: Next) -> Response {
         tokio::time::sleep(shared.config.latency).await;
     }
     next.run(request).await
+}
+
+/// A RESTlet's answer over the concurrency limit: `400` with its own error shape, so a
+/// client must read the code, not the status, to know it was throttled.
+fn restlet_request_limit(limit: usize) -> Response {
+    let body = serde_json::json!({"error": {
+        "code": "SSS_REQUEST_LIMIT_EXCEEDED",
+        "message": format!("Request limit exceeded: at most {limit} requests may be in flight."),
+    }});
+    let mut response = (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+    response.extensions_mut().insert(Outcome::Throttled);
+    response
 }
 
 fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
