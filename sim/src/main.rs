@@ -80,7 +80,19 @@ struct StorefrontArgs {
     /// Fraction of deliveries sent twice with the same webhook id.
     #[arg(long, default_value_t = 0.0)]
     duplicate_ratio: f64,
-    /// Seed of the order generator.
+    /// Fraction of orders that also get a newer `orders/updated` sent before their create.
+    #[arg(long, default_value_t = 0.0)]
+    out_of_order_ratio: f64,
+    /// Fraction of orders whose delivery is held back up to `--max-delay`.
+    #[arg(long, default_value_t = 0.0)]
+    delay_ratio: f64,
+    /// The longest hold of a delayed delivery.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    max_delay: Duration,
+    /// Fraction of orders whose delivery is never sent (reconciliation must find them).
+    #[arg(long, default_value_t = 0.0)]
+    drop_ratio: f64,
+    /// Seed of the order generator and of the faults.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// A SKU to sell (repeat the flag); defaults to a small apparel catalogue.
@@ -201,6 +213,10 @@ async fn run_storefront(args: StorefrontArgs) -> anyhow::Result<()> {
     config.shop_domain = args.shop_domain;
     config.seed = args.seed;
     config.duplicate_ratio = args.duplicate_ratio;
+    config.out_of_order_ratio = args.out_of_order_ratio;
+    config.delay_ratio = args.delay_ratio;
+    config.max_delay = args.max_delay;
+    config.drop_ratio = args.drop_ratio;
     config.start = args.start.unwrap_or_else(jiff::Timestamp::now);
     if !args.skus.is_empty() {
         config.skus = args.skus;
@@ -217,7 +233,8 @@ async fn run_storefront(args: StorefrontArgs) -> anyhow::Result<()> {
     } else {
         print_summary(&report);
     }
-    let missing = report.orders_sent - report.acknowledged;
+    // Dropped deliveries were never sent: not the receiver's failure.
+    let missing = report.orders_sent - report.acknowledged - report.dropped;
     if missing > 0 {
         bail!(
             "{missing} of {} orders were never acknowledged by {}",
@@ -232,8 +249,11 @@ fn print_summary(report: &StorefrontReport) {
     println!("orders sent:          {}", report.orders_sent);
     println!("acknowledged:         {}", report.acknowledged);
     println!("duplicate deliveries: {}", report.duplicate_deliveries);
+    println!("dropped (never sent): {}", report.dropped);
+    println!("out of order:         {}", report.out_of_order);
+    println!("delayed:              {}", report.delayed);
     println!("HTTP attempts:        {}", report.attempts);
-    for order in report.unacknowledged() {
+    for order in report.unacknowledged().filter(|order| !order.dropped) {
         println!(
             "not acknowledged:     {} (id {}, webhook {}, last status {})",
             order.name,

@@ -9,15 +9,20 @@
 //!   `page_info` may carry only `limit` besides it, or it is refused with `400`, as
 //!   Shopify does; the filters travel inside the cursor.
 //! - Orders are listed by id, ascending; the body is `{"orders": [...]}`.
+//! - The REST leaky bucket (40 requests leaking 2/s by default): every answer carries
+//!   `X-Shopify-Shop-Api-Call-Limit: n/40`; a request over the limit gets `429` with
+//!   `Retry-After: 2.0` and does nothing.
+//! - The GraphQL Admin API (`POST /admin/api/{version}/graphql.json`, see [`super::graphql`])
+//!   with its own cost bucket, over the inventory levels and refunds the store holds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -28,15 +33,61 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use super::Order;
+use super::bucket::{BucketConfig, LeakyBucket};
+use super::graphql::{self, Refund};
+use super::inventory::{Inventory, InventoryLevel};
 
 /// Shopify's default and largest page sizes.
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 250;
 
-#[derive(Default)]
-struct Shared {
+/// How the Admin API behaves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdminApiConfig {
+    /// The REST request bucket (default: standard plan, 40 leaking 2/s).
+    pub rest_bucket: BucketConfig,
+    /// The GraphQL cost bucket (default: standard plan, 1,000 points restored 100/s).
+    pub graphql_bucket: BucketConfig,
+    /// Whether `inventoryAdjustQuantities` and `refundCreate` refuse a call without
+    /// `@idempotent` (API version 2026-04 and later: true).
+    pub require_idempotent: bool,
+}
+
+impl Default for AdminApiConfig {
+    fn default() -> Self {
+        Self { rest_bucket: BucketConfig::SHOPIFY_REST, graphql_bucket: BucketConfig::SHOPIFY_GRAPHQL, require_idempotent: true }
+    }
+}
+
+/// The store behind the API, shared by the handlers.
+pub(super) struct Shared {
     token: String,
-    orders: Mutex<BTreeMap<u64, Order>>,
+    pub(super) orders: Mutex<BTreeMap<u64, Order>>,
+    rest_bucket: LeakyBucket,
+    pub(super) graphql_bucket: LeakyBucket,
+    pub(super) require_idempotent: bool,
+    pub(super) inventory: Mutex<Inventory>,
+    /// `@idempotent` key → (mutation, original payload).
+    pub(super) idempotent: Mutex<HashMap<String, (String, serde_json::Value)>>,
+    pub(super) refunds: Mutex<Vec<Refund>>,
+}
+
+// Written by hand so the access token never reaches a log line.
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("token", &"<redacted>").finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(super) fn authorized(&self, headers: &HeaderMap) -> bool {
+        let token = headers.get("x-shopify-access-token").and_then(|v| v.to_str().ok());
+        token == Some(self.token.as_str())
+    }
+}
+
+pub(super) fn unauthorized() -> Response {
+    error(StatusCode::UNAUTHORIZED, json!("[API] Invalid API key or access token (unrecognized login or wrong password)"))
 }
 
 /// A running Admin API. Dropping it stops the server.
@@ -53,21 +104,36 @@ impl std::fmt::Debug for AdminApi {
 }
 
 impl AdminApi {
-    /// Serves the API on `listener`, accepting `access_token` only (never logged).
+    /// Serves the API on `listener`, accepting `access_token` only (never logged), with
+    /// Shopify's standard-plan limits.
     pub async fn serve(listener: TcpListener, access_token: impl Into<String>) -> std::io::Result<Self> {
+        Self::serve_with(listener, access_token, AdminApiConfig::default()).await
+    }
+
+    /// Serves the API on `listener` as `config` says.
+    pub async fn serve_with(listener: TcpListener, access_token: impl Into<String>, config: AdminApiConfig) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared { token: access_token.into(), orders: Mutex::default() });
-        let app = Router::new().route("/admin/api/{version}/orders.json", get(list)).with_state(shared.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
+        let shared = Arc::new(Shared {
+            token: access_token.into(),
+            orders: Mutex::default(),
+            rest_bucket: LeakyBucket::new(config.rest_bucket),
+            graphql_bucket: LeakyBucket::new(config.graphql_bucket),
+            require_idempotent: config.require_idempotent,
+            inventory: Mutex::default(),
+            idempotent: Mutex::default(),
+            refunds: Mutex::default(),
         });
+        let app = Router::new()
+            .route("/admin/api/{version}/orders.json", get(list))
+            .route("/admin/api/{version}/graphql.json", post(graphql::graphql))
+            .with_state(shared.clone());
+        let stop = super::spawn_server(listener, app);
         tracing::info!(%addr, "simulated storefront Admin API listening");
         Ok(Self { addr, shared, _stop: stop })
+    }
+
+    pub(super) fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
     }
 
     /// `http://IP:PORT`, the shop's endpoint.
@@ -83,6 +149,36 @@ impl AdminApi {
     /// The stored orders, by id.
     pub fn orders(&self) -> Vec<Order> {
         self.shared.orders.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect()
+    }
+
+    /// Stocks `available` units of `sku` at `location`; returns the SKU's inventory item id
+    /// (its GID is `gid://shopify/InventoryItem/{id}`).
+    pub fn stock(&self, sku: &str, location: u64, available: i64) -> u64 {
+        let mut inventory = self.shared.inventory.lock().unwrap_or_else(PoisonError::into_inner);
+        let item = inventory.item_for(sku);
+        inventory.set(item, location, available);
+        item
+    }
+
+    /// The inventory item id of `sku`, if the store knows it.
+    pub fn inventory_item(&self, sku: &str) -> Option<u64> {
+        self.shared.inventory.lock().unwrap_or_else(PoisonError::into_inner).item(sku)
+    }
+
+    /// Units of `sku` available at `location` (what the channel shows buyers).
+    pub fn available(&self, sku: &str, location: u64) -> Option<i64> {
+        let inventory = self.shared.inventory.lock().unwrap_or_else(PoisonError::into_inner);
+        inventory.item(sku).map(|item| inventory.available(item, location))
+    }
+
+    /// Every inventory level the store holds, for verification.
+    pub fn inventory_levels(&self) -> Vec<InventoryLevel> {
+        self.shared.inventory.lock().unwrap_or_else(PoisonError::into_inner).levels()
+    }
+
+    /// Every refund made through `refundCreate`, in order.
+    pub fn refunds(&self) -> Vec<Refund> {
+        self.shared.refunds.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
@@ -126,13 +222,28 @@ async fn list(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let token = headers.get("x-shopify-access-token").and_then(|v| v.to_str().ok());
-    if token != Some(shared.token.as_str()) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            json!("[API] Invalid API key or access token (unrecognized login or wrong password)"),
-        );
+    if !shared.authorized(&headers) {
+        return unauthorized();
     }
+    let reading = shared.rest_bucket.take(1.0);
+    let call_limit = format!("{}/{}", reading.used.ceil() as u64, reading.capacity as u64);
+    let mut response = if reading.admitted {
+        list_page(&shared, &version, query, &headers)
+    } else {
+        let message = "Exceeded 2 calls per second for api client. Reduce request rates to resume uninterrupted service.";
+        let mut response = error(StatusCode::TOO_MANY_REQUESTS, json!(message));
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2.0"));
+        response
+    };
+    if reading.capacity.is_finite()
+        && let Ok(value) = HeaderValue::from_str(&call_limit)
+    {
+        response.headers_mut().insert("x-shopify-shop-api-call-limit", value);
+    }
+    response
+}
+
+fn list_page(shared: &Shared, version: &str, query: Option<String>, headers: &HeaderMap) -> Response {
     let params: Vec<(String, String)> =
         url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
     let limit = match params.iter().find(|(k, _)| k == "limit").map(|(_, v)| v.parse::<usize>()) {

@@ -18,14 +18,21 @@
 //! ```
 
 pub mod admin_api;
+pub mod bigcommerce;
+pub mod bucket;
 pub mod catalog;
+pub mod faults;
 pub mod generator;
+pub mod graphql;
+pub mod inventory;
 pub mod order;
 pub mod sender;
 mod shopper;
 mod traffic;
 pub mod webhook;
 
+#[cfg(test)]
+mod admin_tests;
 #[cfg(test)]
 mod tests;
 
@@ -35,15 +42,29 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use jiff::Timestamp;
 use jiff::tz::Offset;
-use rand::SeedableRng;
-use rand::rngs::Xoshiro256PlusPlus;
 
-pub use admin_api::AdminApi;
+pub use admin_api::{AdminApi, AdminApiConfig};
+pub use bucket::BucketConfig;
+pub use faults::{FaultDraw, WebhookFaults};
+pub use inventory::InventoryLevel;
 pub use generator::OrderGenerator;
 pub use order::Order;
-pub use sender::{DeliveryOutcome, RetryPolicy, SendError, WebhookSender};
+pub use sender::{DeliveryOutcome, RetryPolicy, SendError, Sendable, WebhookSender};
 pub use traffic::{OrderReport, StorefrontReport};
 pub use webhook::{Delivery, Topic, WebhookSigner};
+
+/// Serves `app` on `listener` in the background until the returned sender is dropped.
+fn spawn_server(listener: tokio::net::TcpListener, app: axum::Router) -> tokio::sync::oneshot::Sender<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    stop
+}
 
 /// How the simulated storefront behaves.
 #[derive(Clone)]
@@ -65,6 +86,16 @@ pub struct StorefrontConfig {
     /// Fraction of orders, 0 to 1, whose delivery is sent a second time with the same
     /// webhook id after the first one finished, as Shopify sometimes does.
     pub duplicate_ratio: f64,
+    /// Fraction of orders, 0 to 1, that also get a newer `orders/updated` delivery which is
+    /// sent before their `orders/create` (see [`WebhookFaults::out_of_order_ratio`]).
+    pub out_of_order_ratio: f64,
+    /// Fraction of orders, 0 to 1, whose delivery is held back up to `max_delay`.
+    pub delay_ratio: f64,
+    /// The longest hold of a delayed delivery.
+    pub max_delay: Duration,
+    /// Fraction of orders, 0 to 1, whose delivery is never sent (found only by
+    /// reconciliation against the Admin API the storefront records into).
+    pub drop_ratio: f64,
     /// Time to establish a connection (Shopify: 1 s).
     pub connect_timeout: Duration,
     /// Time for a whole attempt (Shopify: 5 s).
@@ -89,6 +120,10 @@ impl StorefrontConfig {
             currency: "USD".to_owned(),
             seed: 0,
             duplicate_ratio: 0.0,
+            out_of_order_ratio: 0.0,
+            delay_ratio: 0.0,
+            max_delay: Duration::from_secs(2),
+            drop_ratio: 0.0,
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(5),
             retry: RetryPolicy::default(),
@@ -110,6 +145,10 @@ impl fmt::Debug for StorefrontConfig {
             .field("currency", &self.currency)
             .field("seed", &self.seed)
             .field("duplicate_ratio", &self.duplicate_ratio)
+            .field("out_of_order_ratio", &self.out_of_order_ratio)
+            .field("delay_ratio", &self.delay_ratio)
+            .field("max_delay", &self.max_delay)
+            .field("drop_ratio", &self.drop_ratio)
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("retry", &self.retry)
@@ -144,6 +183,14 @@ pub enum StorefrontError {
     /// `duplicate_ratio` is outside 0..=1.
     #[error("duplicate_ratio {0} must be between 0 and 1")]
     InvalidDuplicateRatio(f64),
+    /// Another fault ratio is outside 0..=1.
+    #[error("{name} {ratio} must be between 0 and 1")]
+    InvalidRatio {
+        /// The configuration field.
+        name: &'static str,
+        /// Its value.
+        ratio: f64,
+    },
     /// The send rate is not a positive number.
     #[error("the send rate {0} must be a positive number of orders per second")]
     InvalidRate(f64),
@@ -158,9 +205,11 @@ pub struct Storefront {
     generator: OrderGenerator,
     signer: WebhookSigner,
     sender: WebhookSender,
-    duplicate_ratio: f64,
-    /// Kept apart from the generator's so the ratio does not change the orders a seed makes.
-    duplicate_rng: Xoshiro256PlusPlus,
+    faults: WebhookFaults,
+    /// Kept apart from the generator's so the ratios do not change the orders a seed makes.
+    dice: faults::FaultDice,
+    /// Where placed orders are recorded (the Admin API reconciliation reads).
+    store: Option<std::sync::Arc<admin_api::Shared>>,
 }
 
 impl Storefront {
@@ -171,6 +220,14 @@ impl Storefront {
                 config.duplicate_ratio,
             ));
         }
+        let faults = WebhookFaults {
+            duplicate_ratio: config.duplicate_ratio,
+            out_of_order_ratio: config.out_of_order_ratio,
+            delay_ratio: config.delay_ratio,
+            max_delay: config.max_delay,
+            drop_ratio: config.drop_ratio,
+        };
+        faults.check()?;
         let generator = OrderGenerator::new(config.seed, config.skus)
             .ok_or(StorefrontError::EmptyCatalogue)?
             .with_currency(config.currency)
@@ -186,9 +243,16 @@ impl Storefront {
             generator,
             signer,
             sender,
-            duplicate_ratio: config.duplicate_ratio,
-            duplicate_rng: Xoshiro256PlusPlus::seed_from_u64(config.seed ^ 0x5eed_d0b1_e000_0001),
+            faults,
+            dice: faults::FaultDice::new(config.seed),
+            store: None,
         })
+    }
+
+    /// Records every order [`Storefront::run`] places (its latest revision) into `api`,
+    /// delivered or not, so the Admin API holds what the webhooks should have carried.
+    pub fn record_into(&mut self, api: &AdminApi) {
+        self.store = Some(api.shared());
     }
 
     /// The next order from the catalogue.

@@ -6,11 +6,34 @@
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
 use super::StorefrontError;
 use super::webhook::Delivery;
+
+/// Something a [`WebhookSender`] can post: an id for messages, headers and a body.
+pub trait Sendable {
+    /// The delivery's id (for error messages and logs).
+    fn id(&self) -> &str;
+    /// Every header sent, the signature included.
+    fn headers(&self) -> &HeaderMap;
+    /// The exact bytes sent.
+    fn body(&self) -> &Bytes;
+}
+
+impl Sendable for Delivery {
+    fn id(&self) -> &str {
+        &self.webhook_id
+    }
+    fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+    fn body(&self) -> &Bytes {
+        &self.body
+    }
+}
 
 /// How failed deliveries are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,10 +174,10 @@ impl WebhookSender {
     }
 
     /// One attempt: posts the delivery and returns the receiver's status, whatever it is.
-    pub async fn send(&self, delivery: &Delivery) -> Result<StatusCode, SendError> {
+    pub async fn send(&self, delivery: &impl Sendable) -> Result<StatusCode, SendError> {
         let url = self.target.to_string();
         let classify = |source: reqwest::Error| {
-            let webhook_id = delivery.webhook_id.clone();
+            let webhook_id = delivery.id().to_owned();
             let url = url.clone();
             if source.is_timeout() {
                 SendError::Timeout { url, webhook_id }
@@ -175,8 +198,8 @@ impl WebhookSender {
         let response = self
             .client
             .post(self.target.clone())
-            .headers(delivery.headers.clone())
-            .body(delivery.body.clone())
+            .headers(delivery.headers().clone())
+            .body(delivery.body().clone())
             .send()
             .await
             .map_err(classify)?;
@@ -190,7 +213,7 @@ impl WebhookSender {
     /// Sends the delivery until it is acknowledged or the retries run out, waiting
     /// [`RetryPolicy::backoff`] between attempts. Every attempt sends the same bytes and
     /// headers (same webhook id), as Shopify does.
-    pub async fn send_with_retries(&self, delivery: &Delivery) -> DeliveryOutcome {
+    pub async fn send_with_retries(&self, delivery: &impl Sendable) -> DeliveryOutcome {
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -207,7 +230,7 @@ impl WebhookSender {
                 return outcome;
             }
             tracing::debug!(
-                webhook_id = delivery.webhook_id,
+                webhook_id = delivery.id(),
                 attempt = attempts,
                 status = outcome.final_status,
                 error = outcome.last_error,

@@ -348,3 +348,67 @@ async fn a_rate_must_be_positive() {
         ));
     }
 }
+
+#[tokio::test]
+async fn faults_drop_reorder_and_delay_deliveries_and_the_admin_api_holds_every_order() {
+    let (url, receiver) = receiver(ok).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = AdminApi::serve(listener, "shpat_faults").await.unwrap();
+    let mut config = config(&url);
+    config.seed = 21;
+    config.drop_ratio = 0.25;
+    config.out_of_order_ratio = 0.3;
+    config.delay_ratio = 0.3;
+    config.max_delay = Duration::from_millis(30);
+    let mut storefront = Storefront::new(config).unwrap();
+    storefront.record_into(&admin);
+    let report = storefront.run(40, 2000.0).await.unwrap();
+
+    assert!(report.dropped > 0 && report.out_of_order > 0 && report.delayed > 0, "{report:#?}");
+    let seen = receiver.seen.lock().unwrap().clone();
+    let stored = admin.orders();
+    assert_eq!(stored.len(), 40, "the Admin API holds dropped orders too");
+    for order in &report.orders {
+        let for_order: Vec<&Received> = seen
+            .iter()
+            .filter(|r| serde_json::from_slice::<Order>(&r.body).unwrap().id == order.order_id)
+            .collect();
+        if order.dropped {
+            assert!(for_order.is_empty(), "{} was dropped but delivered", order.name);
+            assert!(!order.acknowledged);
+            continue;
+        }
+        assert!(order.acknowledged, "{}", order.name);
+        let topics: Vec<&str> = for_order.iter().map(|r| r.topic.as_str()).collect();
+        if let Some(update_id) = &order.update_webhook_id {
+            assert_eq!(topics[..2], ["orders/updated", "orders/create"], "{}", order.name);
+            assert_eq!(&for_order[0].webhook_id, update_id);
+            let newer: Order = serde_json::from_slice(&for_order[0].body).unwrap();
+            let older: Order = serde_json::from_slice(&for_order[1].body).unwrap();
+            let at = |o: &Order| o.updated_at.parse::<jiff::Timestamp>().unwrap();
+            assert!(at(&newer) > at(&older), "the update carries the newer revision");
+            let held = stored.iter().find(|o| o.id == order.order_id).unwrap();
+            assert_eq!(held.updated_at, newer.updated_at, "the store holds the latest revision");
+        } else {
+            assert!(topics.iter().all(|t| *t == "orders/create"), "{topics:?}");
+        }
+    }
+}
+
+#[test]
+fn deliveries_of_one_action_to_several_subscriptions_share_the_event_id() {
+    let storefront = Storefront::new(config("http://127.0.0.1:1/")).unwrap();
+    let mut generator = OrderGenerator::new(4, vec!["SKU-E".into()]).unwrap();
+    let order = generator.next_order();
+    let deliveries = storefront.signer().deliveries_for_subscriptions(&order, Topic::OrdersCreate, 3);
+    assert_eq!(deliveries.len(), 3);
+    let webhook_ids: BTreeSet<&str> = deliveries.iter().map(|d| d.webhook_id.as_str()).collect();
+    let event_ids: BTreeSet<&str> = deliveries.iter().map(|d| d.event_id.as_str()).collect();
+    assert_eq!((webhook_ids.len(), event_ids.len()), (3, 1));
+    let triggered = deliveries[0].headers.get(webhook::TRIGGERED_AT_HEADER).unwrap().to_str().unwrap();
+    assert_eq!(
+        triggered.parse::<jiff::Timestamp>().unwrap(),
+        order.created_at.parse::<jiff::Timestamp>().unwrap(),
+        "Triggered-At is when the order was placed"
+    );
+}

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use rand::RngExt;
 use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
+use super::faults::revise;
 use super::webhook::Topic;
 use super::{Storefront, StorefrontError};
 
@@ -19,6 +19,12 @@ pub struct StorefrontReport {
     pub acknowledged: usize,
     /// Deliveries sent a second time with the same webhook id.
     pub duplicate_deliveries: usize,
+    /// Orders whose delivery was never sent (the drop fault).
+    pub dropped: usize,
+    /// Orders whose newer `orders/updated` was sent before their `orders/create`.
+    pub out_of_order: usize,
+    /// Orders whose delivery was held back.
+    pub delayed: usize,
     /// HTTP requests made in total, retries and duplicates included.
     pub attempts: u64,
     /// One entry per order, in the order they were created.
@@ -49,6 +55,12 @@ pub struct OrderReport {
     pub currency: String,
     /// Whether the delivery was sent twice.
     pub duplicated: bool,
+    /// Whether the delivery was never sent (only reconciliation can find this order).
+    pub dropped: bool,
+    /// The webhook id of the newer `orders/updated` sent before the create, if any.
+    pub update_webhook_id: Option<String>,
+    /// How long the first send was held back, in milliseconds (0: not delayed).
+    pub delay_ms: u64,
     /// HTTP requests made for this order, retries and duplicate included.
     pub attempts: u32,
     /// Whether a 2xx acknowledged the order (on any of its deliveries).
@@ -62,7 +74,10 @@ pub struct OrderReport {
 
 impl Storefront {
     /// Creates `count` orders at `rate_per_sec` and delivers each as an `orders/create`
-    /// webhook, with retries, and a second time for a `duplicate_ratio` share of them.
+    /// webhook, with retries and the configured faults drawn from the seed: sent a second
+    /// time (`duplicate_ratio`), preceded by a newer `orders/updated` (`out_of_order_ratio`),
+    /// held back (`delay_ratio`) or never sent (`drop_ratio`). With
+    /// [`Storefront::record_into`], each order's latest revision is stored in the Admin API.
     ///
     /// Deliveries run concurrently, so a slow or failing receiver does not slow the order
     /// rate down (Shopify does not wait for one webhook before sending the next). Returns
@@ -85,25 +100,46 @@ impl Storefront {
         for index in 0..count {
             ticks.tick().await;
             let order = self.next_order();
+            let draw = self.dice.draw(&self.faults);
+            let revision = draw.out_of_order.then(|| revise(&order));
+            if let Some(store) = &self.store {
+                let latest = revision.clone().unwrap_or_else(|| order.clone());
+                store.orders.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(latest.id, latest);
+            }
             let delivery = self.delivery(&order, Topic::OrdersCreate);
-            let duplicated =
-                self.duplicate_ratio > 0.0 && self.duplicate_rng.random_bool(self.duplicate_ratio);
+            let update = revision.as_ref().map(|r| self.delivery(r, Topic::OrdersUpdated));
             let sender = self.sender.clone();
             tracing::debug!(
                 order_id = order.id,
                 name = order.name,
                 webhook_id = delivery.webhook_id,
-                duplicated,
+                ?draw,
                 "storefront order placed"
             );
             deliveries.spawn(async move {
-                let mut outcome = sender.send_with_retries(&delivery).await;
-                let mut attempts = outcome.attempts;
-                let mut acknowledged = outcome.acknowledged();
-                if duplicated {
-                    outcome = sender.send_with_retries(&delivery).await;
+                let mut attempts = 0;
+                let mut acknowledged = false;
+                let mut final_status = None;
+                if !draw.dropped {
+                    if let Some(delay) = draw.delay {
+                        tokio::time::sleep(delay).await;
+                    }
+                    let mut update_acknowledged = true;
+                    if let Some(update) = &update {
+                        let outcome = sender.send_with_retries(update).await;
+                        attempts += outcome.attempts;
+                        update_acknowledged = outcome.acknowledged();
+                    }
+                    let mut outcome = sender.send_with_retries(&delivery).await;
                     attempts += outcome.attempts;
-                    acknowledged |= outcome.acknowledged();
+                    acknowledged = outcome.acknowledged();
+                    if draw.duplicate {
+                        outcome = sender.send_with_retries(&delivery).await;
+                        attempts += outcome.attempts;
+                        acknowledged |= outcome.acknowledged();
+                    }
+                    acknowledged &= update_acknowledged;
+                    final_status = outcome.final_status;
                 }
                 let report = OrderReport {
                     order_id: order.id,
@@ -112,10 +148,13 @@ impl Storefront {
                     currency: order.currency,
                     name: order.name,
                     webhook_id: delivery.webhook_id.clone(),
-                    duplicated,
+                    duplicated: draw.duplicate && !draw.dropped,
+                    dropped: draw.dropped,
+                    update_webhook_id: update.map(|u| u.webhook_id),
+                    delay_ms: draw.delay.map_or(0, |d| d.as_millis() as u64),
                     attempts,
                     acknowledged,
-                    final_status: outcome.final_status,
+                    final_status,
                     body: delivery.body.clone(),
                 };
                 (index, report)
@@ -137,6 +176,9 @@ impl Storefront {
             orders_sent: orders.len(),
             acknowledged: orders.iter().filter(|order| order.acknowledged).count(),
             duplicate_deliveries: orders.iter().filter(|order| order.duplicated).count(),
+            dropped: orders.iter().filter(|order| order.dropped).count(),
+            out_of_order: orders.iter().filter(|order| order.update_webhook_id.is_some()).count(),
+            delayed: orders.iter().filter(|order| order.delay_ms > 0).count(),
             attempts: orders.iter().map(|order| u64::from(order.attempts)).sum(),
             orders,
         })

@@ -164,19 +164,35 @@ impl WebhookSigner {
 
     /// A new delivery of `order` under `topic`, with a fresh webhook id and event id.
     pub fn delivery(&self, order: &Order, topic: Topic) -> Delivery {
+        self.deliveries_for_subscriptions(order, topic, 1).remove(0)
+    }
+
+    /// The deliveries of one merchant action to `subscriptions` subscriptions (at least
+    /// one): each has its own `X-Shopify-Webhook-Id`, all share one `X-Shopify-Event-Id`
+    /// and carry the order's `updated_at` (its `created_at` for `orders/create`) as
+    /// `X-Shopify-Triggered-At`.
+    pub fn deliveries_for_subscriptions(&self, order: &Order, topic: Topic, subscriptions: usize) -> Vec<Delivery> {
         // An Order has only string keys and numbers, which serde_json always serializes.
-        let body = serde_json::to_vec(order).unwrap_or_default();
-        self.delivery_with_body(topic, body)
+        let body = Bytes::from(serde_json::to_vec(order).unwrap_or_default());
+        let event_id = uuid::Uuid::now_v7().to_string();
+        let at = match topic {
+            Topic::OrdersCreate => &order.created_at,
+            Topic::OrdersUpdated => &order.updated_at,
+        };
+        let triggered_at = at.parse::<jiff::Timestamp>().unwrap_or_else(|_| jiff::Timestamp::now());
+        (0..subscriptions.max(1)).map(|_| self.build(topic, body.clone(), event_id.clone(), triggered_at)).collect()
     }
 
     /// A new delivery of arbitrary `body` bytes, signed as they are (to test receivers
     /// with payloads the generator does not make, e.g. pretty-printed JSON).
     pub fn delivery_with_body(&self, topic: Topic, body: impl Into<Bytes>) -> Delivery {
-        let body = body.into();
+        self.build(topic, body.into(), uuid::Uuid::now_v7().to_string(), jiff::Timestamp::now())
+    }
+
+    fn build(&self, topic: Topic, body: Bytes, event_id: String, triggered_at: jiff::Timestamp) -> Delivery {
         // Random (v7) rather than seeded ids: two runs with one seed send the same orders,
         // but they are new deliveries, and a receiver must not dedupe them as retries.
         let webhook_id = uuid::Uuid::now_v7().to_string();
-        let event_id = uuid::Uuid::now_v7().to_string();
         let mut headers = HeaderMap::new();
         headers.insert(
             header::CONTENT_TYPE,
@@ -194,7 +210,7 @@ impl WebhookSigner {
         headers.insert(EVENT_ID_HEADER, header_value(event_id.clone()));
         headers.insert(
             TRIGGERED_AT_HEADER,
-            header_value(jiff::Timestamp::now().to_string()),
+            header_value(triggered_at.to_string()),
         );
         Delivery {
             webhook_id,
