@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error_body::{ApiError, ErrorDetail, code};
 use super::{Outcome, Shared, ThrottleShape};
+use crate::server::constant_time_eq;
 
 /// The external id a handler worked on, attached to its response for the log line.
 #[derive(Debug, Clone)]
@@ -123,18 +124,6 @@ fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
     };
     scheme.eq_ignore_ascii_case("bearer")
         && constant_time_eq(token.trim().as_bytes(), expected.as_bytes())
-}
-
-/// Compares without returning early, so response time does not reveal how much of a
-/// guessed token was right.
-fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
-    if left.len() != right.len() {
-        return false;
-    }
-    left.iter()
-        .zip(right)
-        .fold(0u8, |difference, (a, b)| difference | (a ^ b))
-        == 0
 }
 
 #[cfg(test)]
