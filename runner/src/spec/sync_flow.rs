@@ -202,11 +202,15 @@ pub struct PollTrigger {
     /// Query parameters sent with the first page, e.g. `{status: any, limit: "250"}`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub query: std::collections::BTreeMap<String, String>,
-    /// jq path to the array of records in a page, e.g. `.orders`. Default: the page
-    /// itself is the array. `null` counts as an empty page.
+    /// jq path to the array of records in a page, e.g. `.orders`. Default: where the
+    /// source Connector's type puts them (`netsuite`: `.items`, `dynamics365`: `.value`,
+    /// `sap-odata`: `.d.results`), else the page itself is the array. `null` counts as an
+    /// empty page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<String>,
-    /// How the next page is found. Without it, one page is read per poll.
+    /// How the next page is found. Default: how the source Connector's type pages
+    /// (`netsuite`, `dynamics365`, `sap-odata`: the next-page URL in the body); for other
+    /// types, without it one page is read per poll.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pagination: Option<Pagination>,
     /// Incremental sync: the highest value of `field` seen so far is sent as query
@@ -234,6 +238,14 @@ pub enum Pagination {
         field: String,
         /// Query parameter that carries it, e.g. `NextToken`.
         param: String,
+    },
+    /// The next page's URL in the response body (OData `@odata.nextLink` and `__next`,
+    /// NetSuite's `links` rel=next), fetched as given. Like `link`, it must stay on the
+    /// Connector's endpoint (scheme, host, port): the Connector's credentials go with it.
+    NextUrl {
+        /// jq path to the URL in the page, e.g. `."@odata.nextLink"`; on the last page it
+        /// is absent, `null` or empty.
+        field: String,
     },
     /// Offset and limit query parameters (NetSuite, BigCommerce `page`-less APIs).
     Offset {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -97,7 +97,35 @@ async fn gate(shared: &Shared, request: Request, next: Next) -> Response {
     if !shared.config.latency.is_zero() {
         tokio::time::sleep(shared.config.latency).await;
     }
-    next.run(request).await
+    let writes = !matches!(*request.method(), Method::GET | Method::HEAD);
+    let response = next.run(request).await;
+    if writes && response.status().is_success() && shared.answer_lost() {
+        // The write is done (and counted as what it was); the gateway in front gave up
+        // waiting for its answer.
+        let mut lost = lost_answer();
+        if let Some(outcome) = response.extensions().get::<Outcome>() {
+            lost.extensions_mut().insert(*outcome);
+        }
+        if let Some(id) = response.extensions().get::<ExternalId>() {
+            lost.extensions_mut().insert(id.clone());
+        }
+        return lost;
+    }
+    response
+}
+
+/// What a client sees when a gateway loses the ERP's answer: a `504`, though the write
+/// was made. Only an idempotent retry (key, repeatability id, upsert) avoids a duplicate.
+fn lost_answer() -> Response {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        Outcome::Read,
+        vec![ErrorDetail::general(
+            code::SERVICE_UNAVAILABLE,
+            "The gateway timed out waiting for the ERP's answer.",
+        )],
+    )
+    .into_response()
 }
 
 /// A RESTlet's answer over the concurrency limit: `400` with its own error shape, so a

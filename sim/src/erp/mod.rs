@@ -85,6 +85,9 @@ pub struct ErpConfig {
     /// Share (0 to 1) of conditional writes (`If-Match`, Dynamics and SAP flavours) that
     /// find the order edited by someone else just before, so the ETag no longer matches.
     pub concurrent_edit_ratio: f64,
+    /// Share (0 to 1) of successful writes whose answer is lost on the way back: the
+    /// write is made, the client gets `504 Gateway Timeout` (seeded draw).
+    pub lost_answer_ratio: f64,
     /// NetSuite-flavour knobs.
     pub netsuite: NetSuiteKnobs,
     /// Dynamics 365 flavour knobs.
@@ -104,6 +107,7 @@ impl Default for ErpConfig {
             idempotency_header: HeaderName::from_static("idempotency-key"),
             seed: 0,
             concurrent_edit_ratio: 0.0,
+            lost_answer_ratio: 0.0,
             netsuite: NetSuiteKnobs::default(),
             dynamics: dynamics::DynamicsKnobs::default(),
             sap: sap::SapKnobs::default(),
@@ -145,6 +149,7 @@ impl fmt::Debug for ErpConfig {
             .field("idempotency_header", &self.idempotency_header)
             .field("seed", &self.seed)
             .field("concurrent_edit_ratio", &self.concurrent_edit_ratio)
+            .field("lost_answer_ratio", &self.lost_answer_ratio)
             .field("netsuite", &self.netsuite)
             .field("dynamics", &self.dynamics)
             .field("sap", &self.sap)
@@ -299,7 +304,15 @@ impl Shared {
 
     /// Whether the next conditional write meets a concurrent edit (seeded draw).
     fn edited_elsewhere(&self) -> bool {
-        let ratio = self.config.concurrent_edit_ratio;
+        self.draw(self.config.concurrent_edit_ratio)
+    }
+
+    /// Whether the answer to a successful write is lost (seeded draw).
+    fn answer_lost(&self) -> bool {
+        self.draw(self.config.lost_answer_ratio)
+    }
+
+    fn draw(&self, ratio: f64) -> bool {
         ratio > 0.0 && lock(&self.rng).random::<f64>() < ratio
     }
 }

@@ -100,12 +100,23 @@ impl Sessions {
 pub(super) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
     let update = MethodFilter::PUT.or(MethodFilter::PATCH);
     Router::new()
+        .route("/sap", get(service_document))
+        .route("/sap/", get(service_document))
         .route("/sap/salesOrders", get(list).post(create_route))
         .route(
             "/sap/{segment}",
             get(read_route).merge(on(update, update_route)),
         )
         .route_layer(from_fn_with_state(shared, csrf))
+}
+
+/// `GET /sap/`: the service document, where clients usually fetch their CSRF token.
+async fn service_document() -> Reply {
+    Reply::new(
+        StatusCode::OK,
+        Outcome::Read,
+        Some(json!({"d": {"EntitySets": [ENTITY_SET]}})),
+    )
 }
 
 fn error(status: StatusCode, outcome: Outcome, code: &str, message: impl Into<String>) -> Reply {

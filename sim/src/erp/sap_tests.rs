@@ -210,3 +210,33 @@ async fn sap_pages_with_next_until_the_last_and_dynamics_conflicts_are_seeded() 
     }
     assert_eq!(runs[0], runs[1]);
 }
+
+#[tokio::test]
+async fn a_lost_answer_is_a_504_after_the_write_and_a_repeat_gets_the_first_answer() {
+    let erp = start(ErpConfig {
+        lost_answer_ratio: 1.0,
+        ..ErpConfig::default()
+    })
+    .await;
+    let (token, cookie) = fetch_token(&erp).await;
+    let send = || {
+        client()
+            .post(format!("{}/salesOrders", erp.sap_url()))
+            .header("X-CSRF-Token", &token)
+            .header("Cookie", &cookie)
+            .header(
+                "Repeatability-Request-ID",
+                "6f1c1f2e-0000-4000-8000-000000000002",
+            )
+            .header("Repeatability-First-Sent", "Sat, 28 Nov 2026 10:00:00 GMT")
+            .json(&order("l-1", "X"))
+            .send()
+    };
+    assert_eq!(send().await.unwrap().status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(erp.order_by_external_id("l-1").unwrap().writes, 1);
+    // Every successful answer is lost here, the replayed one too; the write is not repeated.
+    assert_eq!(send().await.unwrap().status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(erp.order_by_external_id("l-1").unwrap().writes, 1);
+    let stats = erp.stats();
+    assert_eq!((stats.created, stats.idempotent_replays), (1, 1));
+}
