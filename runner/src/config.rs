@@ -253,6 +253,7 @@ mod tests {
                 mapping_ref: None,
                 operation: Default::default(),
                 path: None,
+                graphql: None,
             }],
             delivery: Default::default(),
             runner: Default::default(),
