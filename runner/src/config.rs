@@ -269,6 +269,7 @@ mod tests {
                 operation: Default::default(),
                 path: None,
                 availability: None,
+                graphql: None,
             }],
             delivery: Default::default(),
             runner: Default::default(),

@@ -106,6 +106,11 @@ const REFUSED: &[(&str, &str, &str)] = &[
           clientIdSecretRef: {name: s, key: id}, clientSecretSecretRef: {name: s, key: secret}}}}",
         "tokenUrl must be an http or https URL",
     ),
+    (
+        "Connector",
+        "{type: rest, auth: {token: {secretRef: {name: s, key: k}}}}",
+        "auth.token is for types whose token header is known",
+    ),
     // Connector: schema. Limits are positive.
     ("Connector", "{type: rest, limits: {requestsPerSecond: 0}}", ".spec.limits.requestsPerSecond: 0 is below the minimum"),
     ("Connector", "{type: rest, limits: {burst: 0}}", ".spec.limits.burst: 0 is below the minimum"),
@@ -124,6 +129,18 @@ const REFUSED: &[(&str, &str, &str)] = &[
     ("Connector", "{type: rest, auth: {bearer: {}}}", ".spec.auth.bearer: secretRef is required"),
     ("Connector", "{type: rest, auth: {header: {secretRef: {name: s, key: k}}}}", ".spec.auth.header: name is required"),
     // SyncFlow: CEL.
+    (
+        "SyncFlow",
+        "{source: {connectorRef: s, entity: e, trigger: {webhook: {refetch: {path: /v2/orders, id: .data.id}}}}, \
+          targets: [{connectorRef: erp, entity: x}]}",
+        "path must contain {id}",
+    ),
+    (
+        "SyncFlow",
+        "{source: {connectorRef: s, entity: e, trigger: {webhook: {}}}, \
+          targets: [{connectorRef: shop, entity: x, graphql: {mutation: 'query { shop { name } }'}}]}",
+        "mutation must be a GraphQL mutation document",
+    ),
     (
         "SyncFlow",
         "{source: {connectorRef: s, entity: e, trigger: {webhook: {}, poll: {interval: 1m, path: /x}}}, \

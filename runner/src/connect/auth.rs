@@ -137,6 +137,10 @@ impl Auth {
                     .map_err(|_| AuthError::HeaderName { connector: connector.into(), name: h.name.clone() })?;
                 Scheme::Header(name, h.secret_ref.clone())
             }
+            // The Connector client turns `token` into the type's header before this point.
+            Some(ConnectorAuth::Token { .. }) => {
+                return Err(AuthError::HeaderName { connector: connector.into(), name: "(auth.token: set by the Connector type)".into() });
+            }
             Some(ConnectorAuth::Basic(b)) => {
                 Scheme::Basic { username: b.username_secret_ref.clone(), password: b.password_secret_ref.clone() }
             }

@@ -24,7 +24,7 @@ pub use validation::{InvalidConnector, validate};
 
 use crate::{
     secrets::Secrets,
-    spec::ConnectorSpec,
+    spec::{ConnectorAuth, ConnectorSpec, HeaderAuth},
     target::retry::{Answer, refresh_credentials},
 };
 
@@ -89,7 +89,14 @@ impl ConnectorClient {
             .user_agent(concat!("entrepot/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|source| ConnectError::Client { connector: name.into(), source })?;
-        let auth = Auth::new(name, namespace, spec.auth.as_ref(), secrets, http.clone())?;
+        // `auth.token`: the Connector's type names the header.
+        let auth_spec = match (&spec.auth, types::token_header(spec.kind)) {
+            (Some(ConnectorAuth::Token { secret_ref }), Some(header)) => {
+                Some(ConnectorAuth::Header(HeaderAuth { name: header.to_owned(), secret_ref: secret_ref.clone() }))
+            }
+            (other, _) => other.clone(),
+        };
+        let auth = Auth::new(name, namespace, auth_spec.as_ref(), secrets, http.clone())?;
         Ok(Self {
             name: name.into(),
             namespace: namespace.into(),

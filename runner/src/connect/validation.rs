@@ -33,7 +33,13 @@ pub fn validate(connector: &str, spec: &ConnectorSpec) -> Result<(), InvalidConn
             http_url(&o.token_url)
                 .map_err(|why| invalid("spec.auth.oauth2ClientCredentials.tokenUrl", format!("`{}` {why}", o.token_url)))?;
         }
-        Some(ConnectorAuth::Bearer { .. } | ConnectorAuth::Basic(_)) | None => {}
+        Some(ConnectorAuth::Token { .. }) if super::types::token_header(spec.kind).is_none() => {
+            return Err(invalid(
+                "spec.auth.token",
+                format!("type {:?} has no token header of its own; use auth.header and name the header", spec.kind),
+            ));
+        }
+        Some(ConnectorAuth::Bearer { .. } | ConnectorAuth::Basic(_) | ConnectorAuth::Token { .. }) | None => {}
     }
     if let Some(name) = &spec.idempotency_header {
         header_name(name).map_err(|why| invalid("spec.idempotencyHeader", why))?;

@@ -5,6 +5,9 @@
 mod deliver;
 mod lanes;
 mod prepare;
+mod refetch;
+
+pub use refetch::{Refetched, Refetcher};
 
 use std::{
     collections::BTreeMap,
@@ -124,6 +127,8 @@ pub struct Flow {
     pub signature: Option<(SignatureScheme, Vec<u8>)>,
     /// For a poll trigger: the compiled trigger and the source Connector's client.
     pub poll: Option<PollSource>,
+    /// For a webhook trigger with `refetch`: how the full record is read.
+    pub refetch: Option<Refetcher>,
     /// The clients of the Connectors this flow calls (targets, a polled source), by
     /// name: one per Connector, so a token or a failure is shared by all its uses.
     pub connectors: BTreeMap<String, Arc<ConnectorClient>>,
@@ -214,8 +219,22 @@ impl Flow {
             }
             None => None,
         };
+        let refetch = match config.spec.source.trigger.webhook.as_ref().and_then(|w| w.refetch.as_ref()) {
+            Some(refetch) => {
+                let source = &config.spec.source.connector_ref;
+                let quota = Arc::new(Quota::new(config.connector(source).limits.as_ref()));
+                let retry = config.spec.delivery.retry.clone();
+                Some(Refetcher::new(refetch, connectors[source].clone(), quota, retry).map_err(|source| FlowError::Compile {
+                    flow: flow.clone(),
+                    field: "spec.source.trigger.webhook.refetch.id".into(),
+                    source,
+                })?)
+            }
+            None => None,
+        };
         let max_pending = config.spec.runner.queue.max_pending;
         Ok(Self {
+            refetch,
             signature,
             config,
             mapping,
@@ -238,10 +257,11 @@ impl Flow {
 }
 
 /// A client for each Connector the flow calls: every target's, and the source's when
-/// it is polled (a webhook source is never called).
+/// it is polled or thin webhooks are refetched from it.
 fn clients(config: &FlowConfig, secrets: &Secrets) -> Result<BTreeMap<String, Arc<ConnectorClient>>, FlowError> {
     let source = &config.spec.source;
-    let polled = source.trigger.poll.is_some().then_some(source.connector_ref.as_str());
+    let refetched = source.trigger.webhook.as_ref().is_some_and(|w| w.refetch.is_some());
+    let polled = (source.trigger.poll.is_some() || refetched).then_some(source.connector_ref.as_str());
     let targets = config.spec.targets.iter().map(|t| t.connector_ref.as_str());
     let mut clients = BTreeMap::new();
     for name in polled.into_iter().chain(targets) {

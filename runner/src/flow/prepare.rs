@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use jaq_json::Val;
 use tracing::{debug, warn};
 
-use super::{Flow, Workers, wait};
+use super::{Flow, Refetched, Refetcher, Workers, wait};
 use crate::{
     availability,
     mapping::{from_value, parse_json, to_json, to_value},
@@ -41,13 +41,27 @@ pub async fn run_prepare(flow: Arc<Flow>, mut w: Workers) {
             }
             continue;
         }
+        // Thin webhooks: the full records first, in order; a shutdown leaves the rest of
+        // the batch in the inbox.
+        let (batch, refused) = match &flow.refetch {
+            Some(refetcher) => refetch_batch(refetcher, batch, &mut w.shutdown).await,
+            None => (batch, Default::default()),
+        };
+        if batch.is_empty() {
+            return;
+        }
         // Map the whole batch, then move it on in one transaction: one fsync per batch
         // rather than per record.
+        let mut refused = refused;
         let prepared: Vec<(u64, Prepared)> = batch
             .iter()
             .map(|(seq, envelope)| {
                 let span = tracing::info_span!("prepare", flow = %name, correlation_id = %envelope.correlation_id, seq);
-                (*seq, span.in_scope(|| prepare_record(&flow, envelope)))
+                let outcome = match refused.remove(seq) {
+                    Some(dead) => Prepared::DeadLetter(dead),
+                    None => span.in_scope(|| prepare_record(&flow, envelope)),
+                };
+                (*seq, outcome)
             })
             .collect();
         let reasons: Vec<Option<DeadLetterReason>> = prepared
@@ -94,6 +108,28 @@ pub async fn run_prepare(flow: Arc<Flow>, mut w: Workers) {
             return;
         }
     }
+}
+
+/// The batch with each thin payload replaced by the full record, and the deliveries
+/// whose refetch failed for good (by sequence number). Stops early on shutdown.
+async fn refetch_batch(
+    refetcher: &Refetcher,
+    batch: Vec<(u64, Envelope)>,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> (Vec<(u64, Envelope)>, std::collections::HashMap<u64, DeadLetter>) {
+    let mut ready = Vec::with_capacity(batch.len());
+    let mut refused = std::collections::HashMap::new();
+    for (seq, mut envelope) in batch {
+        match refetcher.fetch(&envelope, shutdown).await {
+            Refetched::Payload(payload) => envelope.payload = payload,
+            Refetched::DeadLetter(dead) => {
+                refused.insert(seq, *dead);
+            }
+            Refetched::Interrupted => break,
+        }
+        ready.push((seq, envelope));
+    }
+    (ready, refused)
 }
 
 /// Decides what becomes of one record: pure apart from the clock.

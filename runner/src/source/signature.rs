@@ -1,5 +1,9 @@
-//! Webhook signature verification over the raw body, in constant time.
+//! Webhook signature verification over the raw body, in constant time: Shopify's
+//! `X-Shopify-Hmac-Sha256` and Standard Webhooks (BigCommerce).
 
+use std::time::Duration;
+
+use axum::http::HeaderMap;
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -19,7 +23,14 @@ pub enum SignatureError {
     /// The signature does not match the body.
     #[error("signature does not match")]
     Mismatch,
+    /// The signed timestamp is outside the tolerance (a replay, or a clock far off).
+    #[error("signature timestamp outside the tolerance")]
+    Stale,
 }
+
+/// How long a Standard Webhooks signature is accepted by default (the specification's
+/// recommendation).
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 
 impl SignatureError {
     /// Fixed label for metrics.
@@ -28,6 +39,7 @@ impl SignatureError {
             Self::Missing => "signature_missing",
             Self::Malformed => "signature_malformed",
             Self::Mismatch => "signature_mismatch",
+            Self::Stale => "signature_stale",
         }
     }
 }
@@ -36,13 +48,73 @@ impl SignatureError {
 pub fn signature_header(scheme: SignatureScheme) -> &'static str {
     match scheme {
         SignatureScheme::ShopifyHmacSha256 => "x-shopify-hmac-sha256",
+        SignatureScheme::StandardWebhooks => "webhook-signature",
     }
+}
+
+/// Checks a delivery's signature headers against `body`, with any of `secrets` (the
+/// current one first, then one still accepted during a rotation). Standard Webhooks
+/// signatures must be dated within `tolerance` of `now` (Unix seconds).
+pub fn verify_delivery(
+    scheme: SignatureScheme,
+    secrets: &[&[u8]],
+    body: &[u8],
+    headers: &HeaderMap,
+    tolerance: Duration,
+    now: i64,
+) -> Result<(), SignatureError> {
+    let header = headers.get(signature_header(scheme)).map(|v| v.as_bytes());
+    let mut last = SignatureError::Missing;
+    for secret in secrets {
+        let checked = match scheme {
+            SignatureScheme::ShopifyHmacSha256 => verify(scheme, secret, body, header),
+            SignatureScheme::StandardWebhooks => standard_webhooks(secret, body, headers, tolerance, now),
+        };
+        match checked {
+            Ok(()) => return Ok(()),
+            // A malformed or stale delivery stays so whatever the key.
+            Err(e @ (SignatureError::Missing | SignatureError::Malformed | SignatureError::Stale)) => return Err(e),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Standard Webhooks: `webhook-signature` holds space-separated `v1,<base64>` entries, one
+/// of which must be the HMAC-SHA256 of `"<webhook-id>.<webhook-timestamp>.<body>"`.
+/// BigCommerce's key is base64(client secret), so the HMAC key is the client secret's bytes.
+fn standard_webhooks(secret: &[u8], body: &[u8], headers: &HeaderMap, tolerance: Duration, now: i64) -> Result<(), SignatureError> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let (Some(id), Some(timestamp), Some(signatures)) = (text("webhook-id"), text("webhook-timestamp"), text("webhook-signature")) else {
+        return Err(SignatureError::Missing);
+    };
+    let timestamp: i64 = timestamp.parse().map_err(|_| SignatureError::Malformed)?;
+    if timestamp.abs_diff(now) > tolerance.as_secs() {
+        return Err(SignatureError::Stale);
+    }
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    let mut any = false;
+    for entry in signatures.split(' ').filter(|e| !e.is_empty()) {
+        // Other versions (e.g. `v1a`, asymmetric) are skipped, not refused.
+        let Some(encoded) = entry.strip_prefix("v1,") else { continue };
+        let Ok(tag) = base64::engine::general_purpose::STANDARD.decode(encoded) else { continue };
+        any = true;
+        // verify_slice compares in constant time.
+        if mac.clone().verify_slice(&tag).is_ok() {
+            return Ok(());
+        }
+    }
+    Err(if any { SignatureError::Mismatch } else { SignatureError::Malformed })
 }
 
 /// Checks `header` (the signature header's value, if any) against `body`.
 pub fn verify(scheme: SignatureScheme, secret: &[u8], body: &[u8], header: Option<&[u8]>) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
     match scheme {
+        // Standard Webhooks signs headers too: see `verify_delivery`.
+        SignatureScheme::StandardWebhooks => Err(SignatureError::Malformed),
         SignatureScheme::ShopifyHmacSha256 => {
             let expected = base64::engine::general_purpose::STANDARD
                 .decode(header.trim_ascii())
@@ -58,12 +130,22 @@ pub fn verify(scheme: SignatureScheme, secret: &[u8], body: &[u8], header: Optio
 /// Signs `body` the way `scheme` does (for tests, the demo and the simulator's peers).
 pub fn sign(scheme: SignatureScheme, secret: &[u8], body: &[u8]) -> String {
     match scheme {
+        // Standard Webhooks signs the id and timestamp too: see `sign_standard_webhooks`.
+        SignatureScheme::StandardWebhooks => sign_standard_webhooks(secret, "", 0, body),
         SignatureScheme::ShopifyHmacSha256 => {
             let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
             mac.update(body);
             base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
         }
     }
+}
+
+/// The Standard Webhooks signature (`v1,<base64>`) of message `id` at `timestamp`.
+pub fn sign_standard_webhooks(secret: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
 }
 
 #[cfg(test)]
@@ -87,5 +169,34 @@ mod tests {
         assert_eq!(verify(SCHEME, b"other", br#"{"id":1}"#, Some(sig.as_bytes())), Err(SignatureError::Mismatch));
         assert_eq!(verify(SCHEME, b"hush", b"{}", None), Err(SignatureError::Missing));
         assert_eq!(verify(SCHEME, b"hush", b"{}", Some(b"not base64!")), Err(SignatureError::Malformed));
+    }
+
+    fn standard(id: &str, timestamp: i64, signature: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("webhook-id", id.parse().unwrap());
+        headers.insert("webhook-timestamp", timestamp.to_string().parse().unwrap());
+        headers.insert("webhook-signature", signature.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn the_standard_webhooks_vector_verifies_and_stale_wrong_or_rotated_keys_are_told_apart() {
+        // The Standard Webhooks specification's example (secret whsec_MfKQ…, key = the
+        // base64 part decoded).
+        let key = base64::engine::general_purpose::STANDARD.decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let (id, at, body) = ("msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, br#"{"test": 2432232314}"#);
+        let good = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+        assert_eq!(sign_standard_webhooks(&key, id, at, body), good);
+        let scheme = SignatureScheme::StandardWebhooks;
+        let check = |secrets: &[&[u8]], headers: &HeaderMap, now| verify_delivery(scheme, secrets, body, headers, DEFAULT_TOLERANCE, now);
+        assert_eq!(check(&[&key], &standard(id, at, good), at + 10), Ok(()));
+        // Several signatures, one of them good.
+        assert_eq!(check(&[&key], &standard(id, at, &format!("v1,AAAA {good}")), at), Ok(()));
+        assert_eq!(check(&[b"other"], &standard(id, at, good), at), Err(SignatureError::Mismatch));
+        assert_eq!(check(&[b"other", &key], &standard(id, at, good), at), Ok(()), "a previous secret still verifies");
+        assert_eq!(check(&[&key], &standard(id, at, good), at + 301), Err(SignatureError::Stale));
+        assert_eq!(check(&[&key], &standard("msg_other", at, good), at), Err(SignatureError::Mismatch));
+        assert_eq!(check(&[&key], &standard(id, at, "v2,xyz"), at), Err(SignatureError::Malformed));
+        assert_eq!(check(&[&key], &HeaderMap::new(), at), Err(SignatureError::Missing));
     }
 }

@@ -14,7 +14,7 @@ use axum::{
 use serde_json::json;
 use tracing::{Instrument, Span, debug, field::Empty, info, info_span, warn};
 
-use super::signature::{signature_header, verify};
+use super::signature::{DEFAULT_TOLERANCE, verify_delivery};
 use crate::{
     queue::{Accepted, Envelope, now_ms},
     runtime::Runtime,
@@ -25,6 +25,7 @@ use crate::{
 fn id_headers(scheme: SignatureScheme) -> (&'static str, &'static str, &'static str) {
     match scheme {
         SignatureScheme::ShopifyHmacSha256 => ("x-shopify-webhook-id", "x-shopify-event-id", "x-shopify-topic"),
+        SignatureScheme::StandardWebhooks => ("webhook-id", "webhook-id", "webhook-topic"),
     }
 }
 
@@ -50,14 +51,19 @@ async fn handle(rt: Arc<Runtime>, flow_name: String, headers: HeaderMap, body: B
         return (StatusCode::NOT_FOUND, Json(json!({"error": "no flow with a webhook trigger has this name"}))).into_response();
     };
     let name = flow.name();
-    if let Err(e) = verify(*scheme, secret, &body, headers.get(signature_header(*scheme)).map(|v| v.as_bytes())) {
+    let source = flow.config.connector(&flow.config.spec.source.connector_ref);
+    let tolerance = source.webhook.as_ref().and_then(|w| w.tolerance).map_or(DEFAULT_TOLERANCE, |t| t.get());
+    let now = jiff::Timestamp::now().as_second();
+    if let Err(e) = verify_delivery(*scheme, &[secret.as_slice()], &body, &headers, tolerance, now) {
         rt.metrics.webhook_refused.with_label_values(&[name, e.as_str()]).inc();
         warn!(flow = %name, reason = e.as_str(), "webhook refused");
         return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid signature"}))).into_response();
     }
 
     let (delivery_header, event_header, topic_header) = id_headers(*scheme);
-    let topic = header(&headers, topic_header);
+    // The Connector's type may read them from the payload (BigCommerce: `hash`, `scope`).
+    let fields = crate::connect::types::webhook_fields(source.kind, &body);
+    let topic = fields.topic.or_else(|| header(&headers, topic_header));
     let topics = flow.config.spec.source.trigger.webhook.as_ref().map(|w| w.topics.as_slice()).unwrap_or_default();
     if !topics.is_empty() && !topic.as_ref().is_some_and(|t| topics.contains(t)) {
         rt.metrics.ignored.with_label_values(&[name]).inc();
@@ -69,7 +75,7 @@ async fn handle(rt: Arc<Runtime>, flow_name: String, headers: HeaderMap, body: B
     let envelope = Envelope {
         correlation_id: header(&headers, "x-correlation-id").unwrap_or_else(|| id.clone()),
         id,
-        delivery_id: header(&headers, delivery_header),
+        delivery_id: fields.delivery_id.or_else(|| header(&headers, delivery_header)),
         event_id: header(&headers, event_header),
         topic,
         received_at_ms: now_ms(),

@@ -19,6 +19,12 @@ use serde::{Deserialize, Serialize};
         "reason": "FieldValueInvalid"
     },
     {
+        "rule": "!has(self.auth) || !has(self.auth.token) || self.type in ['shopify', 'bigcommerce']",
+        "message": "auth.token is for types whose token header is known (shopify, bigcommerce); use auth.header and name the header",
+        "fieldPath": ".auth.token",
+        "reason": "FieldValueForbidden"
+    },
+    {
         "rule": "!has(self.idempotencyHeader) || self.idempotencyHeader.matches('^[A-Za-z0-9!#$%&*+.^_|~-]+$')",
         "message": "idempotencyHeader must be an HTTP header name: letters, digits and dashes, e.g. Idempotency-Key",
         "fieldPath": ".idempotencyHeader",
@@ -126,6 +132,14 @@ pub enum ConnectorAuth {
     },
     /// An API key sent in a header of the system's choosing (e.g. `X-Shopify-Access-Token`).
     Header(HeaderAuth),
+    /// The system's API token, sent in the header the Connector's `type` uses:
+    /// `X-Shopify-Access-Token` for `shopify`, `X-Auth-Token` for `bigcommerce`. Only for
+    /// those types; other types use `header` and name it.
+    Token {
+        /// The Secret key that holds the token.
+        #[serde(rename = "secretRef")]
+        secret_ref: SecretKeySelector,
+    },
     /// HTTP basic authentication (`Authorization: Basic ...`) with a user name and a
     /// password from Secret keys.
     Basic(BasicAuth),
@@ -140,7 +154,7 @@ impl ConnectorAuth {
     /// Every Secret key this scheme reads. The operator renders each into the runner pod.
     pub fn secret_refs(&self) -> Vec<&SecretKeySelector> {
         match self {
-            Self::Bearer { secret_ref } => vec![secret_ref],
+            Self::Bearer { secret_ref } | Self::Token { secret_ref } => vec![secret_ref],
             Self::Header(h) => vec![&h.secret_ref],
             Self::Basic(b) => vec![&b.username_secret_ref, &b.password_secret_ref],
             Self::OAuth2ClientCredentials(o) => vec![&o.client_id_secret_ref, &o.client_secret_secret_ref],
@@ -152,6 +166,7 @@ impl ConnectorAuth {
         match self {
             Self::Bearer { .. } => "bearer",
             Self::Header(_) => "header",
+            Self::Token { .. } => "token",
             Self::Basic(_) => "basic",
             Self::OAuth2ClientCredentials(_) => "oauth2ClientCredentials",
         }
@@ -234,8 +249,14 @@ pub enum ClientAuth {
 pub struct WebhookVerification {
     /// The signature scheme.
     pub signature: SignatureScheme,
-    /// The Secret key that holds the signing secret (Shopify: the app's client secret).
+    /// The Secret key that holds the signing secret (Shopify and BigCommerce: the app's
+    /// client secret).
     pub secret_ref: SecretKeySelector,
+    /// How long a signature is accepted after its timestamp, for schemes that sign one
+    /// (`standard-webhooks`), e.g. `5m` (the default). Older deliveries are refused as
+    /// replays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<super::Duration>,
 }
 
 /// Webhook signature schemes. Signatures are always checked over the raw body, in
@@ -245,6 +266,11 @@ pub struct WebhookVerification {
 pub enum SignatureScheme {
     /// `X-Shopify-Hmac-Sha256`: base64 HMAC-SHA256 of the raw body keyed with the secret.
     ShopifyHmacSha256,
+    /// Standard Webhooks (BigCommerce): `webhook-signature: v1,<base64 HMAC-SHA256 of
+    /// "<webhook-id>.<webhook-timestamp>.<body>">`, keyed with the client secret; several
+    /// space-separated signatures may be sent; `webhook-timestamp` must be within
+    /// `tolerance` of now.
+    StandardWebhooks,
 }
 
 /// A key of a Secret in the same namespace.

@@ -18,9 +18,9 @@ pub use duration::Duration;
 pub use mapping::{CanonicalRef, MappingSpec, MappingTest};
 pub use reconcile_schedule::{CompareSpec, ConcurrencyPolicy, ListingSpec, ReconcileAction, ReconcileScheduleSpec};
 pub use sync_flow::{
-    ChannelAvailability, DeadLetterSpec, DeliverySpec, EmbeddedQueueSpec, FileFormat, FileTrigger, FlowMode, Operation, Pagination,
+    ChannelAvailability, DeadLetterSpec, DeliverySpec, EmbeddedQueueSpec, FileFormat, FileTrigger, FlowMode, GraphqlWrite, Operation, Pagination,
     PollTrigger, Priority, QueueSpec, RetrySpec, RunnerSpec, SourceSpec, SyncFlowSpec, TargetSpec,
-    TriggerSpec, Watermark, WebhookTrigger,
+    Refetch, TriggerSpec, Watermark, WebhookTrigger,
 };
 
 /// Schema for a free-form JSON value (a mapping test's input, say): any JSON is accepted

@@ -183,6 +183,29 @@ pub struct WebhookTrigger {
     /// acknowledged and ignored. Empty: every topic is accepted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topics: Vec<String>,
+    /// For thin webhooks that only name a record (BigCommerce's `{scope, data{type,id}}`):
+    /// before mapping, the runner GETs the full record from the source Connector (its
+    /// credentials, its quota) and maps that instead. Transient failures are retried; a
+    /// `404` or another business refusal dead-letters the delivery with the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refetch: Option<Refetch>,
+}
+
+/// Where the full record of a thin webhook is read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.path.contains('{id}')",
+    "message": "path must contain {id}, where the record id goes, e.g. /v2/orders/{id}",
+    "fieldPath": ".path",
+    "reason": "FieldValueInvalid"
+}]))]
+pub struct Refetch {
+    /// Path under the source Connector's endpoint, with `{id}` where the record id goes,
+    /// e.g. `/v2/orders/{id}?include=consignments.line_items`.
+    pub path: String,
+    /// jq expression over the webhook payload giving the record id, e.g. `.data.id`.
+    pub id: String,
 }
 
 /// A polling trigger: GET a list endpoint of the source Connector, page by page, with the
@@ -375,6 +398,29 @@ pub struct TargetSpec {
     /// reads `.available.value`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub availability: Option<ChannelAvailability>,
+    /// Send each record as a GraphQL mutation (Shopify Admin GraphQL): the body is
+    /// `{"query": <mutation>, "variables": <the mapped record>}`, POSTed to `path` (e.g.
+    /// `/admin/api/2026-10/graphql.json`). For `shopify` Connectors the record's
+    /// idempotency key goes into `@idempotent(key:)` on the mutations that take it
+    /// (`inventoryAdjustQuantities`, `inventorySetQuantities`, `refundCreate`), the query
+    /// cost feeds the quota, `THROTTLED` is retried and `userErrors` dead-letter the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graphql: Option<GraphqlWrite>,
+}
+
+/// A GraphQL mutation a target sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.mutation.matches('^[[:space:]]*mutation')",
+    "message": "mutation must be a GraphQL mutation document, starting with `mutation`",
+    "fieldPath": ".mutation",
+    "reason": "FieldValueInvalid"
+}]))]
+pub struct GraphqlWrite {
+    /// The mutation document, with its variables declared, e.g.
+    /// `mutation Set($input: InventorySetQuantitiesInput!) { inventorySetQuantities(input: $input) { userErrors { field message code } } }`.
+    pub mutation: String,
 }
 
 /// Available-to-sell for one channel: on hand − reserved − safety stock, of which the

@@ -45,6 +45,8 @@ pub struct HttpTarget {
     url: String,
     operation: Operation,
     idempotency_header: HeaderName,
+    /// `graphql.mutation`: records go out as its variables.
+    graphql: Option<String>,
 }
 
 impl HttpTarget {
@@ -58,12 +60,14 @@ impl HttpTarget {
             connector: spec.connector_ref.clone(),
             url: format!("{}{}", client.endpoint(), spec.path()),
             client,
-            method: match spec.operation {
-                Operation::Create => Method::POST,
-                Operation::Upsert => Method::PUT,
+            method: match (spec.operation, &spec.graphql) {
+                (_, Some(_)) | (Operation::Create, None) => Method::POST,
+                (Operation::Upsert, None) => Method::PUT,
             },
-            operation: spec.operation,
+            // A GraphQL endpoint takes every mutation at one URL.
+            operation: if spec.graphql.is_some() { Operation::Create } else { spec.operation },
             idempotency_header,
+            graphql: spec.graphql.as_ref().map(|g| g.mutation.clone()),
         })
     }
 
@@ -92,7 +96,11 @@ impl HttpTarget {
         if let Ok(id) = HeaderValue::from_str(&item.envelope.correlation_id) {
             headers.insert("x-correlation-id", id);
         }
-        let mut write = Write { method: self.method.clone(), url: self.url_for(item), headers, body: item.body.clone() };
+        let body = match &self.graphql {
+            Some(mutation) => graphql_body(mutation, &item.body),
+            None => item.body.clone(),
+        };
+        let mut write = Write { method: self.method.clone(), url: self.url_for(item), headers, body };
         let protocol = self.client.protocol();
         let context = WriteContext { operation: self.operation, base_url: &self.url, item };
         protocol.write(&mut write, context);
@@ -116,6 +124,19 @@ impl HttpTarget {
     pub fn verdict(&self, answer: &Answer) -> Verdict {
         self.client.protocol().verdict(answer)
     }
+}
+
+/// `{"query": mutation, "variables": record}`. The record is the mapped JSON, which is
+/// spliced in as is rather than parsed again.
+fn graphql_body(mutation: &str, record: &[u8]) -> Vec<u8> {
+    let query = serde_json::to_string(mutation).unwrap_or_else(|_| "\"\"".into());
+    let mut body = Vec::with_capacity(record.len() + query.len() + 32);
+    body.extend_from_slice(b"{\"query\":");
+    body.extend_from_slice(query.as_bytes());
+    body.extend_from_slice(b",\"variables\":");
+    body.extend_from_slice(record);
+    body.push(b'}');
+    body
 }
 
 /// `key` percent-encoded for a URL path segment (`:` kept, for NetSuite's `eid:`).

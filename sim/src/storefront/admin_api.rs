@@ -70,6 +70,10 @@ pub(super) struct Shared {
     /// `@idempotent` key → (mutation, original payload).
     pub(super) idempotent: Mutex<HashMap<String, (String, serde_json::Value)>>,
     pub(super) refunds: Mutex<Vec<Refund>>,
+    /// GraphQL calls refused with `THROTTLED`.
+    pub(super) throttled: std::sync::atomic::AtomicUsize,
+    /// The `@idempotent` key of every GraphQL call admitted, in order (replays included).
+    pub(super) keys_seen: Mutex<Vec<Option<String>>>,
 }
 
 // Written by hand so the access token never reaches a log line.
@@ -122,6 +126,8 @@ impl AdminApi {
             inventory: Mutex::default(),
             idempotent: Mutex::default(),
             refunds: Mutex::default(),
+            throttled: Default::default(),
+            keys_seen: Mutex::default(),
         });
         let app = Router::new()
             .route("/admin/api/{version}/orders.json", get(list))
@@ -174,6 +180,16 @@ impl AdminApi {
     /// Every inventory level the store holds, for verification.
     pub fn inventory_levels(&self) -> Vec<InventoryLevel> {
         self.shared.inventory.lock().unwrap_or_else(PoisonError::into_inner).levels()
+    }
+
+    /// GraphQL calls refused with `THROTTLED` so far.
+    pub fn throttled_calls(&self) -> usize {
+        self.shared.throttled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The `@idempotent` key of every admitted GraphQL mutation, in arrival order.
+    pub fn idempotency_keys(&self) -> Vec<Option<String>> {
+        self.shared.keys_seen.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Every refund made through `refundCreate`, in order.

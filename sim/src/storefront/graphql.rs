@@ -94,6 +94,7 @@ pub(super) async fn graphql(State(shared): State<Arc<Shared>>, headers: HeaderMa
     };
     let reading = shared.graphql_bucket.take(MUTATION_COST);
     if !reading.admitted {
+        shared.throttled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let errors = [json!({
             "message": "Throttled",
             "extensions": { "code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits" }
@@ -101,6 +102,7 @@ pub(super) async fn graphql(State(shared): State<Arc<Shared>>, headers: HeaderMa
         return Json(json!({ "errors": errors, "extensions": { "cost": cost(&reading, None) } })).into_response();
     }
     let extensions = json!({ "cost": cost(&reading, Some(MUTATION_COST)) });
+    shared.keys_seen.lock().unwrap_or_else(PoisonError::into_inner).push(operation.key.clone());
     if operation.key.is_none() && shared.require_idempotent && operation.name != "inventorySetQuantities" {
         let message = format!("The @idempotent directive is required for {} (API version 2026-04 and later).", operation.name);
         return Json(json!({ "errors": [top_level_error(&message, "BAD_REQUEST")], "extensions": extensions })).into_response();

@@ -38,6 +38,36 @@ use crate::{
 
 use super::{ConnectorClient, InvalidConnector};
 
+mod bigcommerce;
+mod shopify;
+
+/// What a type reads from a webhook payload rather than from headers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookFields {
+    /// The dedupe key of the delivery (BigCommerce: the payload's `hash`).
+    pub delivery_id: Option<String>,
+    /// The topic (BigCommerce: the payload's `scope`).
+    pub topic: Option<String>,
+}
+
+/// What the type of the Connector that sent a webhook reads from its payload; the
+/// signature scheme's headers give the rest.
+pub fn webhook_fields(kind: ConnectorType, body: &[u8]) -> WebhookFields {
+    match kind {
+        ConnectorType::BigCommerce => bigcommerce::webhook_fields(body),
+        _ => WebhookFields::default(),
+    }
+}
+
+/// The header `auth.token` is sent in for a Connector type, if the type has one.
+pub fn token_header(kind: ConnectorType) -> Option<&'static str> {
+    match kind {
+        ConnectorType::Shopify => Some(shopify::TOKEN_HEADER),
+        ConnectorType::BigCommerce => Some(bigcommerce::TOKEN_HEADER),
+        _ => None,
+    }
+}
+
 /// One Connector's protocol: its type, and the per-type state it keeps (session tokens,
 /// known ETags).
 #[derive(Debug)]
@@ -141,11 +171,13 @@ impl Protocol {
     }
 
     /// Adjusts a target write to the system's API.
+    #[allow(clippy::single_match, reason = "each type adds its arm here")]
     pub fn write(&self, write: &mut Write, context: WriteContext<'_>) {
         match &self.state {
             State::NetSuite(netsuite) => netsuite.write(write, context),
             State::Dynamics365(_) => dynamics365::write(write),
             State::SapOdata(sap) => sap.write(write, context),
+            State::Generic if self.kind == ConnectorType::Shopify => shopify::write(write, context),
             State::Generic => {}
         }
     }
@@ -175,9 +207,11 @@ impl Protocol {
     }
 
     /// Adds what an answer says about the quota beyond the generic headers.
+    #[allow(clippy::single_match, reason = "each type adds its arm here")]
     pub fn read_quota(&self, status: StatusCode, headers: &HeaderMap, body: &str, signal: &mut QuotaSignal) {
         match &self.state {
             State::NetSuite(_) => netsuite::read_quota(status, body, signal),
+            State::Generic if self.kind == ConnectorType::Shopify => shopify::read_quota(status, body, signal),
             _ => {
                 let _ = (status, headers, body, signal);
             }
@@ -190,7 +224,11 @@ impl Protocol {
         match &self.state {
             State::NetSuite(_) => netsuite::classify(answer),
             State::Dynamics365(_) | State::SapOdata(_) => odata::classify(answer),
-            State::Generic => None,
+            State::Generic => match self.kind {
+                ConnectorType::Shopify => shopify::classify(answer),
+                ConnectorType::BigCommerce => bigcommerce::classify(answer),
+                _ => None,
+            },
         }
     }
 

@@ -55,6 +55,7 @@ impl Setup {
                 operation: Default::default(),
                 path: None,
                 availability: None,
+                graphql: None,
             }],
             delivery: Default::default(),
             runner: Default::default(),
