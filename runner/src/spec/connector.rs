@@ -13,9 +13,21 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
     {
-        "rule": "!has(self.endpoint) || self.endpoint == '' || self.endpoint.matches('^https?://[^/?#]+')",
-        "message": "endpoint must be an http or https URL with a host, e.g. https://erp.example.com/api/v1",
+        "rule": "self.type == 'postgres' || !has(self.endpoint) || self.endpoint == '' || self.endpoint.matches('^https?://[^/?#]+')",
+        "message": "endpoint must be an http or https URL with a host, e.g. https://erp.example.com/api/v1 (a postgres:// URL needs type: postgres)",
         "fieldPath": ".endpoint",
+        "reason": "FieldValueInvalid"
+    },
+    {
+        "rule": "self.type != 'postgres' || (has(self.endpoint) && self.endpoint.matches('^postgres(ql)?://[^/?#@]+/[^/?#@]+$'))",
+        "message": "a postgres Connector's endpoint is postgres://HOST[:PORT]/DATABASE, e.g. postgres://db.retail.svc:5432/commerce, without user, password or query: credentials come from auth.basic",
+        "fieldPath": ".endpoint",
+        "reason": "FieldValueInvalid"
+    },
+    {
+        "rule": "self.type != 'postgres' || !has(self.auth) || has(self.auth.basic)",
+        "message": "a postgres Connector logs in with auth.basic (usernameSecretRef and passwordSecretRef)",
+        "fieldPath": ".auth",
         "reason": "FieldValueInvalid"
     },
     {
@@ -33,7 +45,8 @@ pub struct ConnectorSpec {
 
     /// Base URL of the system's API, e.g. `https://erp.example.com/api/v1`. Target paths
     /// and poll paths are appended to it. Required when the Connector is a target or is
-    /// polled.
+    /// polled. For type `postgres`: `postgres://HOST[:PORT]/DATABASE` (port 5432 by
+    /// default), with no user or password in it: they come from `auth.basic`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
 
@@ -80,6 +93,8 @@ pub struct ConnectorLimits {
     #[schemars(range(min = 1))]
     pub burst: Option<u32>,
     /// Requests in flight at once, across every flow using this Connector. Default 4.
+    /// For type `postgres`: the database connections each target opens (each writes one
+    /// transaction at a time), and `requestsPerSecond` counts rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub concurrency: Option<u32>,
@@ -127,7 +142,7 @@ pub enum ConnectorAuth {
     /// An API key sent in a header of the system's choosing (e.g. `X-Shopify-Access-Token`).
     Header(HeaderAuth),
     /// HTTP basic authentication (`Authorization: Basic ...`) with a user name and a
-    /// password from Secret keys.
+    /// password from Secret keys. For type `postgres`: the database user and password.
     Basic(BasicAuth),
     /// OAuth 2.0 client credentials (RFC 6749 §4.4): the runner gets an access token from
     /// `tokenUrl`, sends it as `Authorization: Bearer <token>`, and gets a new one before

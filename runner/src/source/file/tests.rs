@@ -54,6 +54,7 @@ impl Setup {
                 mapping_ref: None,
                 operation: Default::default(),
                 path: None,
+                table: None,
             }],
             delivery: Default::default(),
             runner: Default::default(),
