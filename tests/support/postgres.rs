@@ -27,15 +27,29 @@ pub struct Postgres {
     /// Its port on 127.0.0.1.
     pub port: u16,
     server: Option<Child>,
+    /// With TLS: the PEM certificate of the CA that signed the server's certificate
+    /// (issued for 127.0.0.1).
+    pub ca_pem: Option<String>,
 }
 
 impl Postgres {
     /// Creates a cluster with the `warehouse` database and starts it.
     pub async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    /// The same, taking TLS as well as plain connections, with a certificate for
+    /// 127.0.0.1 from a CA of its own (`ca_pem`).
+    pub async fn start_with_tls() -> Self {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(tls: bool) -> Self {
         let bin = binaries();
         let dir = tempfile::Builder::new().prefix("entrepot-pg-").tempdir().unwrap();
         let pwfile = dir.path().join("pwfile");
         std::fs::write(&pwfile, PG_PASSWORD).unwrap();
+        let ca_pem = tls.then(|| issue_certificates(dir.path()));
         if is_root() {
             let chown = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
             assert!(chown.success(), "chown of the test database directory to postgres failed");
@@ -50,7 +64,7 @@ impl Postgres {
             .output()
             .unwrap();
         assert!(initdb.status.success(), "initdb failed: {}", String::from_utf8_lossy(&initdb.stderr));
-        let mut pg = Self { bin, dir, port: super::free_port(), server: None };
+        let mut pg = Self { bin, dir, port: super::free_port(), server: None, ca_pem };
         pg.resume().await;
         pg.client("postgres").await.batch_execute(&format!("CREATE DATABASE {PG_DATABASE}")).await.unwrap();
         pg
@@ -87,12 +101,19 @@ impl Postgres {
     /// connections.
     pub async fn resume(&mut self) {
         assert!(self.server.is_none(), "the server is running");
-        let server = as_server_user(&self.bin.join("postgres"))
+        let mut server = as_server_user(&self.bin.join("postgres"));
+        server
             .arg("-D")
             .arg(self.dir.path().join("data"))
             .arg("-k")
             .arg(self.dir.path())
-            .args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]);
+        if self.ca_pem.is_some() {
+            let file = |name: &str| self.dir.path().join(name).display().to_string();
+            server.args(["-c", "ssl=on", "-c", &format!("ssl_cert_file={}", file("server.crt"))]);
+            server.args(["-c", &format!("ssl_key_file={}", file("server.key"))]);
+        }
+        let server = server
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -122,6 +143,30 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir` (openssl, which
+/// the `postgresql` package depends on); the CA's PEM.
+fn issue_certificates(dir: &Path) -> String {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=entrepot test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]].concat());
+    openssl(&[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]].concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt",
+              "-days", "2", "-extfile", "server.ext"]);
+    // PostgreSQL refuses a key others can read.
+    let key = dir.join("server.key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::read_to_string(dir.join("ca.crt")).unwrap()
 }
 
 /// The newest `/usr/lib/postgresql/<version>/bin` with `initdb` and `postgres`.

@@ -106,6 +106,8 @@ const REFUSED: &[(&str, &str, &str)] = &[
         "{type: postgres, endpoint: 'postgres://db/commerce', auth: {bearer: {secretRef: {name: s, key: k}}}}",
         "a postgres Connector logs in with auth.basic",
     ),
+    ("Connector", "{type: rest, database: {sslMode: disable}}", "database settings (sslMode, caSecretRef) are for type postgres"),
+    ("Connector", "{type: postgres, endpoint: 'postgres://db/c', database: {sslMode: require}}", "\"require\" is not one of"),
     (
         "Connector",
         "{type: rest, auth: {header: {name: X Api Key, secretRef: {name: s, key: k}}}}",
@@ -232,7 +234,8 @@ const REFUSED: &[(&str, &str, &str)] = &[
 fn the_bases_of_the_refused_cases_are_accepted() {
     let schemas = schemas();
     let database = "{type: postgres, endpoint: 'postgres://db.retail.svc:5432/commerce', \
-                    auth: {basic: {usernameSecretRef: {name: s, key: u}, passwordSecretRef: {name: s, key: p}}}}";
+                    auth: {basic: {usernameSecretRef: {name: s, key: u}, passwordSecretRef: {name: s, key: p}}}, \
+                    database: {sslMode: verify-full, caSecretRef: {name: s, key: ca.crt}}}";
     for (kind, spec) in [("Connector", CONNECTOR), ("Connector", database), ("SyncFlow", FLOW), ("Mapping", MAPPING)] {
         assert_eq!(refusals(&schemas, &manifest(kind, spec)), Vec::<String>::new(), "{kind} {spec}");
     }

@@ -152,6 +152,7 @@ metadata: {{name: items-db}}
 spec:
   type: postgres
   endpoint: {endpoint}
+  database: {{sslMode: disable}}
   auth:
     basic:
       usernameSecretRef: {{name: items-db, key: username}}
@@ -245,6 +246,23 @@ async fn a_sql_poll_reads_rows_by_watermark_and_keeps_it_across_a_restart() {
     runner.stop().await;
 }
 
+/// The example's target, on its own, pointed at `pg`; `edit` may change its Connector
+/// and add Secret keys (of Secret `warehouse-db`).
+fn warehouse_sink(
+    pg: &Postgres,
+    edit: impl FnOnce(&mut entrepot::spec::ConnectorSpec, &mut std::collections::BTreeMap<String, String>),
+) -> entrepot::target::Sink {
+    let mut manifests = example(EXAMPLE);
+    let mut config = manifests.runner_config().unwrap().flows.remove(0);
+    let connector = config.connectors.get_mut("warehouse-db").unwrap();
+    connector.endpoint = Some(pg.endpoint());
+    let key = manifests.secrets.keys().find(|k| k.name == "warehouse-db").unwrap().clone();
+    edit(connector, manifests.secrets.get_mut(&key).unwrap());
+    let secrets = Secrets::with_manifests(manifests.secrets);
+    let client = entrepot::connect::ConnectorClient::new("warehouse-db", "default", connector, &secrets).unwrap();
+    entrepot::target::Sink::new(&config, &config.spec.targets[0], std::sync::Arc::new(client), &secrets).unwrap()
+}
+
 /// Record `n` of the batch test as a delivery item of the example's target.
 fn warehouse_item(n: usize, email: &str) -> entrepot::queue::DeliveryItem {
     let body = serde_json::json!({
@@ -276,20 +294,14 @@ fn warehouse_item(n: usize, email: &str) -> entrepot::queue::DeliveryItem {
 // what the writers take is known: one batch of 40 (at most 100 make a batch).
 #[tokio::test(flavor = "current_thread")]
 async fn a_batch_is_one_transaction_and_a_refused_row_leaves_the_rest_of_it_written() {
-    use entrepot::{connect::ConnectorClient, target::{Answer, Sink, Verdict}};
+    use entrepot::target::{Answer, Verdict};
     let pg = Postgres::start().await;
     let db = pg.client(PG_DATABASE).await;
     let schema = std::fs::read_to_string(repo_root().join("examples").join(EXAMPLE).join("schema.sql")).unwrap();
     db.batch_execute(&schema).await.unwrap();
     // The top transaction that wrote each row (xmin would name a savepoint's own).
     db.batch_execute("ALTER TABLE sales_orders ADD COLUMN written_by bigint DEFAULT txid_current()").await.unwrap();
-    let manifests = example(EXAMPLE);
-    let secrets = Secrets::with_manifests(manifests.secrets.clone());
-    let mut config = manifests.runner_config().unwrap().flows.remove(0);
-    let connector = config.connectors.get_mut("warehouse-db").unwrap();
-    connector.endpoint = Some(pg.endpoint());
-    let client = std::sync::Arc::new(ConnectorClient::new("warehouse-db", "default", connector, &secrets).unwrap());
-    let sink = Sink::new(&config, &config.spec.targets[0], client, &secrets).unwrap();
+    let sink = warehouse_sink(&pg, |_, _| {});
 
     // Record 20 breaks the check constraint; record 30 has no key.
     let mut items: Vec<_> = (1..=40).map(|n| warehouse_item(n, &format!("b{n}@example.com"))).collect();
@@ -329,4 +341,38 @@ async fn a_batch_is_one_transaction_and_a_refused_row_leaves_the_rest_of_it_writ
     let rate = 2000.0 / started.elapsed().as_secs_f64();
     let bulk: i64 = db.query_one("SELECT count(DISTINCT written_by) FROM sales_orders WHERE customer_email = 'bulk@example.com'", &[]).await.unwrap().get(0);
     eprintln!("2000 upserts, sent 100 at a time: {rate:.0} rows/s in {bulk} transactions");
+}
+
+#[tokio::test]
+async fn verify_full_writes_over_tls_to_a_server_its_ca_signed_and_refuses_another() {
+    use entrepot::{spec::{DatabaseOptions, SecretKeySelector, SslMode}, target::{Answer, ErrorCategory, Verdict}};
+    let pg = Postgres::start_with_tls().await;
+    let db = pg.client(PG_DATABASE).await;
+    let schema = std::fs::read_to_string(repo_root().join("examples").join(EXAMPLE).join("schema.sql")).unwrap();
+    db.batch_execute(&schema).await.unwrap();
+    let ca = pg.ca_pem.clone().unwrap();
+    let trusting = warehouse_sink(&pg, |connector, secret| {
+        secret.insert("ca.crt".into(), ca);
+        let ca_secret_ref = Some(SecretKeySelector { name: "warehouse-db".into(), key: "ca.crt".into() });
+        connector.database = Some(DatabaseOptions { ssl_mode: SslMode::VerifyFull, ca_secret_ref });
+    });
+    assert!(matches!(trusting.send(&warehouse_item(1, "tls@example.com")).await, Answer::Database(Verdict::Delivered)));
+    let encrypted: i64 = db
+        .query_one("SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND application_name = 'entrepot'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(encrypted, 1, "the writer's connection is encrypted");
+
+    // The system's roots do not know the test CA: the handshake fails, and that is
+    // retried (the certificate may be fixed), never written in plain text.
+    let doubting = warehouse_sink(&pg, |connector, _| connector.database = Some(DatabaseOptions::default()));
+    match doubting.send(&warehouse_item(2, "tls@example.com")).await {
+        Answer::Database(Verdict::Retry { reason, category: ErrorCategory::Unreachable, .. }) => {
+            assert!(reason.contains("certificate") || reason.contains("UnknownIssuer"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let count: i64 = db.query_one("SELECT count(*) FROM sales_orders", &[]).await.unwrap().get(0);
+    assert_eq!(count, 1);
 }

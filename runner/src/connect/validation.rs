@@ -25,6 +25,9 @@ pub fn validate(connector: &str, spec: &ConnectorSpec) -> Result<(), InvalidConn
     if spec.kind == ConnectorType::Postgres {
         return validate_postgres(spec).map_err(|(field, message)| invalid(field, message));
     }
+    if spec.database.is_some() {
+        return Err(invalid("spec.database", "database settings are for type postgres; remove them".into()));
+    }
     if let Some(endpoint) = spec.endpoint.as_deref().filter(|e| !e.is_empty()) {
         http_url(endpoint).map_err(|why| invalid("spec.endpoint", format!("`{endpoint}` {why}")))?;
     }
@@ -120,8 +123,10 @@ mod tests {
         }
         let err = validate("wh", &db("postgres://app:hunter2@db/commerce")).unwrap_err();
         assert!(!err.to_string().contains("hunter2") && err.message.contains("auth.basic"), "{err}");
-        // A postgres URL on an HTTP Connector is refused as before.
+        // A postgres URL or database settings on an HTTP Connector are refused.
         assert_eq!(validate("erp", &rest("postgres://db/commerce")).unwrap_err().field, "spec.endpoint");
+        let tls = ConnectorSpec { database: Some(Default::default()), ..rest("https://erp.example.com") };
+        assert_eq!(validate("erp", &tls).unwrap_err().field, "spec.database");
         let key = SecretKeySelector { name: "s".into(), key: "k".into() };
         let bearer = ConnectorSpec { auth: Some(ConnectorAuth::Bearer { secret_ref: key }), ..db("postgres://db/c") };
         assert_eq!(validate("wh", &bearer).unwrap_err().field, "spec.auth");

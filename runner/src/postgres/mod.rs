@@ -5,13 +5,17 @@
 
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls, error::SqlState};
+use std::sync::Arc;
+
+use rustls::{ClientConfig, RootCertStore, crypto::ring, pki_types::{CertificateDer, pem::PemObject}};
+use tokio_postgres::{Client, NoTls, config::SslMode as PgSslMode, error::SqlState};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::debug;
 use url::Url;
 
 use crate::{
     secrets::Secrets,
-    spec::{ConnectorAuth, ConnectorSpec, SecretKeySelector},
+    spec::{ConnectorAuth, ConnectorSpec, SecretKeySelector, SslMode},
     target::retry::{ErrorCategory, Verdict},
 };
 
@@ -68,7 +72,17 @@ pub struct Database {
     namespace: String,
     endpoint: Endpoint,
     login: Option<(SecretKeySelector, SecretKeySelector)>,
+    tls: Option<Tls>,
     secrets: Secrets,
+}
+
+/// What `verify-full` checks the server's certificate against.
+#[derive(Clone)]
+enum Tls {
+    /// The system's roots, read once.
+    System(Arc<RootCertStore>),
+    /// The CA in a Secret key, read at each connection so a rotated CA is picked up.
+    Ca(SecretKeySelector),
 }
 
 impl std::fmt::Debug for Database {
@@ -94,7 +108,19 @@ impl Database {
         for key in login.iter().flat_map(|(u, p)| [u, p]) {
             secrets.get(namespace, key).map_err(|e| format!("Connector {connector}: {e}"))?;
         }
-        Ok(Self { connector: connector.into(), namespace: namespace.into(), endpoint, login, secrets: secrets.clone() })
+        let options = spec.database.clone().unwrap_or_default();
+        let tls = match (options.ssl_mode, options.ca_secret_ref) {
+            (SslMode::Disable, _) => None,
+            (SslMode::VerifyFull, Some(ca)) => {
+                let pem = secrets.get(namespace, &ca).map_err(|e| format!("Connector {connector}: {e}"))?;
+                ca_roots(&pem).map_err(|why| format!("Connector {connector}: spec.database.caSecretRef ({ca}): {why}"))?;
+                Some(Tls::Ca(ca))
+            }
+            (SslMode::VerifyFull, None) => Some(Tls::System(Arc::new(system_roots().map_err(|why| {
+                format!("Connector {connector}: spec.database.sslMode verify-full: {why}; set caSecretRef, or install CA certificates")
+            })?))),
+        };
+        Ok(Self { connector: connector.into(), namespace: namespace.into(), endpoint, login, tls, secrets: secrets.clone() })
     }
 
     /// The Connector's name.
@@ -121,20 +147,62 @@ impl Database {
             };
             config.user(read(user)?).password(read(password)?);
         }
-        let connected = tokio::time::timeout(CONNECT_TIMEOUT * 2, config.connect(NoTls)).await;
-        let (client, connection) = match connected {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => return Err(Failure::of(&e)),
-            Err(_) => return Err(Failure::unreachable("timeout connecting to the database".into())),
-        };
         let connector = self.connector.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                debug!(connector = %connector, error = %e, "database connection closed");
+        let closed = move |e: tokio_postgres::Error| debug!(connector = %connector, error = %e, "database connection closed");
+        let timed_out = || Failure::unreachable("timeout connecting to the database".into());
+        let Some(tls) = &self.tls else {
+            let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT * 2, config.connect(NoTls))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|e| Failure::of(&e))?;
+            tokio::spawn(async move { connection.await.map_err(closed) });
+            return Ok(client);
+        };
+        let roots = match tls {
+            Tls::System(roots) => roots.clone(),
+            Tls::Ca(ca) => {
+                let pem = self.secrets.reload(&self.namespace, ca).map_err(|e| Failure::unreachable(format!("TLS: {e}")))?;
+                Arc::new(ca_roots(&pem).map_err(|why| Failure::unreachable(format!("TLS: {ca}: {why}")))?)
             }
-        });
+        };
+        let client_config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Failure::unreachable(format!("TLS: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        // Refuse a server that does not offer TLS rather than fall back to plain text.
+        config.ssl_mode(PgSslMode::Require);
+        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT * 2, config.connect(MakeRustlsConnect::new(client_config)))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| Failure::of(&e))?;
+        tokio::spawn(async move { connection.await.map_err(closed) });
         Ok(client)
     }
+}
+
+/// The CA certificates of a PEM text.
+fn ca_roots(pem: &str) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        let cert = cert.map_err(|e| format!("not PEM certificates: {e}"))?;
+        roots.add(cert).map_err(|e| format!("not a CA certificate: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+    }
+    Ok(roots)
+}
+
+/// The system's CA certificates.
+fn system_roots() -> Result<RootCertStore, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(found.certs);
+    if roots.is_empty() {
+        return Err("no CA certificates found on this system".into());
+    }
+    Ok(roots)
 }
 
 /// A database error, classified.

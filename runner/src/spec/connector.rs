@@ -25,6 +25,12 @@ use serde::{Deserialize, Serialize};
         "reason": "FieldValueInvalid"
     },
     {
+        "rule": "self.type == 'postgres' || !has(self.database)",
+        "message": "database settings (sslMode, caSecretRef) are for type postgres",
+        "fieldPath": ".database",
+        "reason": "FieldValueForbidden"
+    },
+    {
         "rule": "self.type != 'postgres' || !has(self.auth) || has(self.auth.basic)",
         "message": "a postgres Connector logs in with auth.basic (usernameSecretRef and passwordSecretRef)",
         "fieldPath": ".auth",
@@ -63,6 +69,10 @@ pub struct ConnectorSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<ConnectorLimits>,
 
+    /// For type `postgres`: how the connection to the database is secured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseOptions>,
+
     /// Name of the HTTP header that carries the idempotency key on every call to this
     /// system. Defaults to the one the connector type's API reads (`Idempotency-Key` for
     /// `rest`).
@@ -75,6 +85,34 @@ impl ConnectorSpec {
     pub fn idempotency_header(&self) -> &str {
         self.idempotency_header.as_deref().unwrap_or("Idempotency-Key")
     }
+}
+
+/// How a `postgres` Connector's connections are secured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DatabaseOptions {
+    /// `verify-full` (the default): TLS, with the server's certificate checked against
+    /// `caSecretRef` (else the system's roots) and the endpoint's host name. `disable`:
+    /// no TLS, for a database reached over a network that is already private and
+    /// encrypted (the same node, a sidecar proxy). Unverified TLS (libpq's `require`)
+    /// is not offered: it does not stop a man in the middle.
+    #[serde(default)]
+    pub ssl_mode: SslMode,
+    /// The Secret key holding the PEM certificate(s) of the CA that signed the server's
+    /// certificate (an internal CA, a cloud provider's bundle). Default: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeySelector>,
+}
+
+/// Whether a database connection uses TLS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// No TLS.
+    Disable,
+    /// TLS with the server's certificate and host name verified.
+    #[default]
+    VerifyFull,
 }
 
 /// The quota a system grants: a token bucket (rate and burst) and a cap on requests in

@@ -11,8 +11,8 @@ mod reconcile_schedule;
 mod sync_flow;
 
 pub use connector::{
-    BasicAuth, ClientAuth, ConnectorAuth, ConnectorLimits, ConnectorSpec, ConnectorType, HeaderAuth,
-    OAuth2ClientCredentials, SecretKeySelector, SignatureScheme, WebhookVerification,
+    BasicAuth, ClientAuth, ConnectorAuth, ConnectorLimits, ConnectorSpec, ConnectorType, DatabaseOptions, HeaderAuth,
+    OAuth2ClientCredentials, SecretKeySelector, SignatureScheme, SslMode, WebhookVerification,
 };
 pub use duration::Duration;
 pub use mapping::{CanonicalRef, MappingSpec, MappingTest};
