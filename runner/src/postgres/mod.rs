@@ -76,12 +76,13 @@ pub struct Database {
     secrets: Secrets,
 }
 
-/// What `verify-full` checks the server's certificate against.
+/// What `verify-full` checks the server's certificate against, read at each connection
+/// (a rotated CA is picked up; connections are long-lived).
 #[derive(Clone)]
 enum Tls {
-    /// The system's roots, read once.
-    System(Arc<RootCertStore>),
-    /// The CA in a Secret key, read at each connection so a rotated CA is picked up.
+    /// The system's roots.
+    System,
+    /// The CA in a Secret key.
     Ca(SecretKeySelector),
 }
 
@@ -112,13 +113,10 @@ impl Database {
         let tls = match (options.ssl_mode, options.ca_secret_ref) {
             (SslMode::Disable, _) => None,
             (SslMode::VerifyFull, Some(ca)) => {
-                let pem = secrets.get(namespace, &ca).map_err(|e| format!("Connector {connector}: {e}"))?;
-                ca_roots(&pem).map_err(|why| format!("Connector {connector}: spec.database.caSecretRef ({ca}): {why}"))?;
+                secrets.get(namespace, &ca).map_err(|e| format!("Connector {connector}: {e}"))?;
                 Some(Tls::Ca(ca))
             }
-            (SslMode::VerifyFull, None) => Some(Tls::System(Arc::new(system_roots().map_err(|why| {
-                format!("Connector {connector}: spec.database.sslMode verify-full: {why}; set caSecretRef, or install CA certificates")
-            })?))),
+            (SslMode::VerifyFull, None) => Some(Tls::System),
         };
         Ok(Self { connector: connector.into(), namespace: namespace.into(), endpoint, login, tls, secrets: secrets.clone() })
     }
@@ -159,16 +157,17 @@ impl Database {
             return Ok(client);
         };
         let roots = match tls {
-            Tls::System(roots) => roots.clone(),
+            Tls::System => system_roots()
+                .map_err(|why| Failure::unreachable(format!("TLS: {why}; set spec.database.caSecretRef, or install CA certificates")))?,
             Tls::Ca(ca) => {
                 let pem = self.secrets.reload(&self.namespace, ca).map_err(|e| Failure::unreachable(format!("TLS: {e}")))?;
-                Arc::new(ca_roots(&pem).map_err(|why| Failure::unreachable(format!("TLS: {ca}: {why}")))?)
+                ca_roots(&pem).map_err(|why| Failure::unreachable(format!("TLS: spec.database.caSecretRef ({ca}): {why}")))?
             }
         };
         let client_config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
             .with_safe_default_protocol_versions()
             .map_err(|e| Failure::unreachable(format!("TLS: {e}")))?
-            .with_root_certificates(roots)
+            .with_root_certificates(Arc::new(roots))
             .with_no_client_auth();
         // Refuse a server that does not offer TLS rather than fall back to plain text.
         config.ssl_mode(PgSslMode::Require);
@@ -330,6 +329,13 @@ mod tests {
         for bad in ["https://db/commerce", "postgres://db", "postgres://db/", "postgres://db/a/b", "postgres://db/c?sslmode=require", "db/c"] {
             assert!(parse_endpoint(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_ca_secret_must_hold_pem_certificates() {
+        assert!(ca_roots("hunter2").unwrap_err().contains("no PEM certificate"));
+        let broken = "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n";
+        assert!(ca_roots(broken).is_err());
     }
 
     #[test]
