@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{ConnectorSpec, FileTrigger, FlowMode, MappingSpec, SyncFlowSpec};
+use crate::spec::{ConnectorSpec, ConnectorType, FileTrigger, FlowMode, MappingSpec, PollTrigger, SyncFlowSpec, TargetSpec};
 
 /// Everything one runner process runs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -141,6 +141,9 @@ impl FlowConfig {
                 format!("Connector `{}` is polled but has no spec.endpoint", spec.source.connector_ref),
             ));
         }
+        if let Some(poll) = &trigger.poll {
+            check_poll(poll, &spec.source.connector_ref, source.kind).map_err(|(field, message)| invalid(field, message))?;
+        }
         if let Some(file) = &trigger.file {
             check_file_trigger(file).map_err(|(field, message)| invalid(field, message.into()))?;
         }
@@ -191,6 +194,7 @@ impl FlowConfig {
                     ));
                 }
             }
+            check_table(target, c.kind).map_err(|(field, message)| invalid(&format!("spec.targets[{i}].{field}"), message))?;
             connectors.insert(target.connector_ref.clone(), c);
             if let Some(m) = &target.mapping_ref {
                 mappings.insert(m.clone(), mapping_ref(format!("spec.targets[{i}].mappingRef"), m)?);
@@ -235,6 +239,59 @@ fn check_mode(spec: &SyncFlowSpec) -> Result<(), (&'static str, &'static str)> {
     }
 }
 
+/// A poll trigger fits its Connector: `path` for an HTTP API, `sql` for a database.
+fn check_poll(poll: &PollTrigger, connector: &str, kind: ConnectorType) -> Result<(), (&'static str, String)> {
+    let sql = poll.sql.as_deref().is_some_and(|q| !q.trim().is_empty());
+    if kind != ConnectorType::Postgres {
+        if sql {
+            return Err(("spec.source.trigger.poll.sql", format!("Connector `{connector}` is not a database: use path, or a Connector of type postgres")));
+        }
+        if poll.path.trim().is_empty() {
+            return Err(("spec.source.trigger.poll.path", "set the path of the list endpoint, e.g. /admin/api/2026-10/orders.json".into()));
+        }
+        if poll.watermark.as_ref().is_some_and(|w| w.param.trim().is_empty()) {
+            return Err(("spec.source.trigger.poll.watermark.param", "set the query parameter that sends the watermark, e.g. updated_at_min".into()));
+        }
+        return Ok(());
+    }
+    if !sql {
+        return Err(("spec.source.trigger.poll.sql", format!("Connector `{connector}` is a database: set sql, the query that reads a page of records")));
+    }
+    if !poll.path.is_empty() || poll.pagination.is_some() || poll.records.is_some() || !poll.query.is_empty() {
+        return Err((
+            "spec.source.trigger.poll",
+            "a sql poll reads rows: path, query, records and pagination are for HTTP APIs (pages follow the watermark)".into(),
+        ));
+    }
+    if let Some(w) = &poll.watermark {
+        if w.initial.as_deref().is_none_or(|i| i.trim().is_empty()) {
+            return Err((
+                "spec.source.trigger.poll.watermark.initial",
+                "a sql poll sends the watermark as $1: set initial, the value before any row was read, e.g. 1970-01-01T00:00:00Z".into(),
+            ));
+        }
+        if !w.param.is_empty() {
+            return Err(("spec.source.trigger.poll.watermark.param", "a sql poll receives the watermark as $1: remove param".into()));
+        }
+    }
+    Ok(())
+}
+
+/// A target's `table` fits its Connector: required for a database, refused elsewhere.
+fn check_table(target: &TargetSpec, kind: ConnectorType) -> Result<(), (String, String)> {
+    match (&target.table, kind) {
+        (None, ConnectorType::Postgres) => Err((
+            "table".into(),
+            format!("Connector `{}` is a database: set table (name and key columns)", target.connector_ref),
+        )),
+        (Some(table), ConnectorType::Postgres) => crate::target::postgres::Table::new(table, target.operation)
+            .map(drop)
+            .map_err(|(field, message)| (format!("table.{field}"), message)),
+        (Some(_), _) => Err(("table".into(), format!("Connector `{}` is not a database: remove table", target.connector_ref))),
+        (None, _) => Ok(()),
+    }
+}
+
 /// A file trigger's own fields: (field, what is wrong) for the first problem.
 fn check_file_trigger(file: &FileTrigger) -> Result<(), (&'static str, &'static str)> {
     if file.directory.trim().is_empty() {
@@ -270,6 +327,7 @@ mod tests {
                 path: None,
                 availability: None,
                 graphql: None,
+                table: None,
             }],
             delivery: Default::default(),
             runner: Default::default(),
@@ -354,6 +412,53 @@ mod tests {
         let mut continuous = batch;
         continuous.mode = FlowMode::Continuous;
         assert_eq!(field_of(&continuous), "spec.schedule");
+    }
+
+    #[test]
+    fn a_database_target_needs_a_table_and_an_api_target_refuses_one() {
+        let db = ConnectorSpec { kind: ConnectorType::Postgres, endpoint: Some("postgres://db/wh".into()), ..Default::default() };
+        let api = ConnectorSpec { kind: ConnectorType::Rest, endpoint: Some("http://x".into()), ..Default::default() };
+        let mut spec = flow(TriggerSpec { file: Some(file()), ..Default::default() });
+        let with = |spec: &SyncFlowSpec, target: &ConnectorSpec| {
+            let (api, target) = (api.clone(), target.clone());
+            FlowConfig::resolve("f", "ns", spec, move |n| Some(if n == "erp" { target.clone() } else { api.clone() }), |_| None)
+        };
+        let field_of = |r: Result<FlowConfig, ResolveError>| match r.unwrap_err() {
+            ResolveError::Invalid { field, message, .. } => format!("{field}: {message}"),
+            other => panic!("{other}"),
+        };
+        assert!(field_of(with(&spec, &db)).starts_with("spec.targets[0].table: Connector `erp` is a database"));
+        spec.targets[0].table = Some(serde_saphyr::from_str("{name: orders, key: [order_id], columns: [total]}").unwrap());
+        assert!(field_of(with(&spec, &db)).starts_with("spec.targets[0].table.columns: the key column `order_id`"));
+        spec.targets[0].table = Some(serde_saphyr::from_str("{name: orders, key: [order_id]}").unwrap());
+        assert!(with(&spec, &db).is_ok());
+        assert!(field_of(with(&spec, &api)).starts_with("spec.targets[0].table: Connector `erp` is not a database"));
+    }
+
+    #[test]
+    fn a_sql_poll_needs_a_database_and_an_initial_watermark() {
+        let db = ConnectorSpec { kind: ConnectorType::Postgres, endpoint: Some("postgres://db/wh".into()), ..Default::default() };
+        let poll = |yaml: &str| flow(TriggerSpec { poll: Some(serde_saphyr::from_str(yaml).unwrap()), ..Default::default() });
+        let on = |spec: &SyncFlowSpec, source: &ConnectorSpec| {
+            let source = source.clone();
+            FlowConfig::resolve("f", "ns", spec, move |n| Some(if n == "src" { source.clone() } else {
+                ConnectorSpec { endpoint: Some("http://x".into()), ..Default::default() }
+            }), |_| None)
+        };
+        let field_of = |r: Result<FlowConfig, ResolveError>| match r.unwrap_err() {
+            ResolveError::Invalid { field, .. } => field,
+            other => panic!("{other}"),
+        };
+        let sql = "{interval: 30s, sql: 'SELECT * FROM items WHERE updated_at > $1::timestamptz ORDER BY updated_at LIMIT 500', \
+                   watermark: {field: .updated_at, initial: '1970-01-01T00:00:00Z'}}";
+        assert!(on(&poll(sql), &db).is_ok());
+        let api = ConnectorSpec { endpoint: Some("http://x".into()), ..Default::default() };
+        assert_eq!(field_of(on(&poll(sql), &api)), "spec.source.trigger.poll.sql");
+        assert_eq!(field_of(on(&poll("{interval: 30s, path: /items}"), &db)), "spec.source.trigger.poll.sql");
+        let no_initial = "{interval: 30s, sql: 'SELECT 1', watermark: {field: .v}}";
+        assert_eq!(field_of(on(&poll(no_initial), &db)), "spec.source.trigger.poll.watermark.initial");
+        let no_param = "{interval: 30s, path: /items, watermark: {field: .v}}";
+        assert_eq!(field_of(on(&poll(no_param), &api)), "spec.source.trigger.poll.watermark.param");
     }
 
     #[test]

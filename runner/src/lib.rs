@@ -1,6 +1,6 @@
 //! Entrepot's runner: the data plane. It moves retail records from sources (webhooks,
 //! polled APIs)
-//! through a durable on-disk queue and jq mappings to targets (HTTP APIs), with
+//! through a durable on-disk queue and jq mappings to targets (HTTP APIs, PostgreSQL), with
 //! deduplication, retries, a dead-letter queue and metrics. It knows nothing of
 //! Kubernetes: the operator renders its configuration, and local mode reads the same
 //! manifests from a directory.
@@ -14,6 +14,7 @@ pub mod flow;
 pub mod manifest;
 pub mod mapping;
 pub mod metrics;
+pub mod postgres;
 pub mod queue;
 pub mod reconcile;
 pub mod runtime;

@@ -88,7 +88,7 @@ impl Runtime {
             let name = fc.name.clone();
             let mut flow = Flow::new(fc, secrets)?;
             for t in &mut flow.targets {
-                t.quota = quotas.entry(t.http.connector.clone()).or_insert_with(|| t.quota.clone()).clone();
+                t.quota = quotas.entry(t.sink.connector().to_string()).or_insert_with(|| t.quota.clone()).clone();
             }
             if flows.insert(name.clone(), Arc::new(flow)).is_some() {
                 return Err(StartError::DuplicateFlow(name));
@@ -174,10 +174,10 @@ impl Runtime {
                 .targets
                 .iter()
                 .map(|t| TargetStatus {
-                    connector: t.http.connector.clone(),
-                    delivered: m.delivered.with_label_values(&[name, &t.http.connector]).get(),
-                    retried: m.retries.with_label_values(&[name, &t.http.connector]).get(),
-                    throttled: m.throttled.with_label_values(&[name, &t.http.connector]).get(),
+                    connector: t.sink.connector().to_string(),
+                    delivered: m.delivered.with_label_values(&[name, t.sink.connector()]).get(),
+                    retried: m.retries.with_label_values(&[name, t.sink.connector()]).get(),
+                    throttled: m.throttled.with_label_values(&[name, t.sink.connector()]).get(),
                     last_error: t.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
                     last_delivered_at: *t.last_delivered_at.lock().unwrap_or_else(|p| p.into_inner()),
                 })
@@ -189,7 +189,7 @@ impl Runtime {
                 deduplicated: m.duplicates.with_label_values(&[name, "delivery_id"]).get()
                     + m.duplicates.with_label_values(&[name, "idempotency_key"]).get(),
                 delivered: targets.iter().map(|t| t.delivered).sum(),
-                stale: flow.targets.iter().map(|t| m.stale.with_label_values(&[name, &t.http.connector]).get()).sum(),
+                stale: flow.targets.iter().map(|t| m.stale.with_label_values(&[name, t.sink.connector()]).get()).sum(),
                 dead_lettered: backlog.dead_lettered,
                 dead_lettered_total: DeadLetterReason::ALL
                     .iter()

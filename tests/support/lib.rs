@@ -30,9 +30,11 @@ use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 mod apis;
 pub mod crd_schema;
+mod postgres;
 mod process;
 pub use process::{CliRun, RunnerProcess, free_port, run_cli, runner_binary, write_quickstart};
 pub use apis::{ItemsApi, TokenEndpoint};
+pub use postgres::{PG_DATABASE, PG_PASSWORD, PG_USER, Postgres};
 
 /// The quickstart's webhook signing secret (examples/quickstart/secrets.yaml).
 pub const WEBHOOK_SECRET: &str = "demo-shopify-client-secret";

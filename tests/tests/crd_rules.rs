@@ -95,6 +95,19 @@ const REFUSED: &[(&str, &str, &str)] = &[
     ("Connector", "{type: rest, endpoint: erp.example.com/api}", "endpoint must be an http or https URL"),
     ("Connector", "{type: rest, endpoint: 'https://'}", "endpoint must be an http or https URL"),
     ("Connector", "{type: rest, idempotencyHeader: Idem Key}", "idempotencyHeader must be an HTTP header name"),
+    // A postgres Connector: a database URL without credentials, and only there; basic login.
+    ("Connector", "{type: rest, endpoint: 'postgres://db/commerce'}", "endpoint must be an http or https URL"),
+    ("Connector", "{type: postgres, endpoint: 'https://db.example.com/commerce'}", "a postgres Connector's endpoint is postgres://HOST[:PORT]/DATABASE"),
+    ("Connector", "{type: postgres, endpoint: 'postgres://app:pw@db/commerce'}", "a postgres Connector's endpoint is postgres://HOST[:PORT]/DATABASE"),
+    ("Connector", "{type: postgres, endpoint: 'postgres://db:5432'}", "a postgres Connector's endpoint is postgres://HOST[:PORT]/DATABASE"),
+    ("Connector", "{type: postgres}", "a postgres Connector's endpoint is postgres://HOST[:PORT]/DATABASE"),
+    (
+        "Connector",
+        "{type: postgres, endpoint: 'postgres://db/commerce', auth: {bearer: {secretRef: {name: s, key: k}}}}",
+        "a postgres Connector logs in with auth.basic",
+    ),
+    ("Connector", "{type: rest, database: {sslMode: disable}}", "database settings (sslMode, caSecretRef) are for type postgres"),
+    ("Connector", "{type: postgres, endpoint: 'postgres://db/c', database: {sslMode: require}}", "\"require\" is not one of"),
     (
         "Connector",
         "{type: rest, auth: {header: {name: X Api Key, secretRef: {name: s, key: k}}}}",
@@ -137,9 +150,26 @@ const REFUSED: &[(&str, &str, &str)] = &[
     ),
     (
         "SyncFlow",
+        "{source: {connectorRef: s, entity: e, trigger: {poll: {interval: 1m, path: /x, sql: 'SELECT 1'}}}, \
+          targets: [{connectorRef: erp, entity: x}]}",
+        "set path (an HTTP API source) or sql (a postgres source)",
+    ),
+    (
+        "SyncFlow",
+        "{source: {connectorRef: s, entity: e, trigger: {poll: {interval: 1m}}}, targets: [{connectorRef: erp, entity: x}]}",
+        "set path (an HTTP API source) or sql (a postgres source)",
+    ),
+    (
+        "SyncFlow",
         "{source: {connectorRef: s, entity: e, trigger: {webhook: {}}}, \
           targets: [{connectorRef: shop, entity: x, graphql: {mutation: 'query { shop { name } }'}}]}",
         "mutation must be a GraphQL mutation document",
+    ),
+    (
+        "SyncFlow",
+        "{source: {connectorRef: s, entity: e, trigger: {webhook: {}}}, \
+          targets: [{connectorRef: erp, entity: x, table: {name: t, key: []}}]}",
+        ".spec.targets[0].table.key: fewer than minItems 1 items",
     ),
     (
         "SyncFlow",
@@ -220,7 +250,10 @@ const REFUSED: &[(&str, &str, &str)] = &[
 #[test]
 fn the_bases_of_the_refused_cases_are_accepted() {
     let schemas = schemas();
-    for (kind, spec) in [("Connector", CONNECTOR), ("SyncFlow", FLOW), ("Mapping", MAPPING)] {
+    let database = "{type: postgres, endpoint: 'postgres://db.retail.svc:5432/commerce', \
+                    auth: {basic: {usernameSecretRef: {name: s, key: u}, passwordSecretRef: {name: s, key: p}}}, \
+                    database: {sslMode: verify-full, caSecretRef: {name: s, key: ca.crt}}}";
+    for (kind, spec) in [("Connector", CONNECTOR), ("Connector", database), ("SyncFlow", FLOW), ("Mapping", MAPPING)] {
         assert_eq!(refusals(&schemas, &manifest(kind, spec)), Vec::<String>::new(), "{kind} {spec}");
     }
 }

@@ -5,7 +5,7 @@
 use reqwest::header::HeaderName;
 use url::Url;
 
-use crate::spec::{ConnectorAuth, ConnectorSpec};
+use crate::spec::{ConnectorAuth, ConnectorSpec, ConnectorType};
 
 /// A Connector the schema accepts but a runner cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,6 +22,12 @@ pub struct InvalidConnector {
 /// Checks Connector `connector`'s spec; the first problem found is returned.
 pub fn validate(connector: &str, spec: &ConnectorSpec) -> Result<(), InvalidConnector> {
     let invalid = |field: &'static str, message: String| InvalidConnector { connector: connector.into(), field, message };
+    if spec.kind == ConnectorType::Postgres {
+        return validate_postgres(spec).map_err(|(field, message)| invalid(field, message));
+    }
+    if spec.database.is_some() {
+        return Err(invalid("spec.database", "database settings are for type postgres; remove them".into()));
+    }
     if let Some(endpoint) = spec.endpoint.as_deref().filter(|e| !e.is_empty()) {
         http_url(endpoint).map_err(|why| invalid("spec.endpoint", format!("`{endpoint}` {why}")))?;
     }
@@ -45,6 +51,26 @@ pub fn validate(connector: &str, spec: &ConnectorSpec) -> Result<(), InvalidConn
         header_name(name).map_err(|why| invalid("spec.idempotencyHeader", why))?;
     }
     Ok(())
+}
+
+/// A database: a `postgres://` endpoint without credentials, and `auth.basic` if any.
+fn validate_postgres(spec: &ConnectorSpec) -> Result<(), (&'static str, String)> {
+    let endpoint = spec.endpoint.as_deref().unwrap_or_default();
+    if endpoint.is_empty() {
+        return Err(("spec.endpoint", "a postgres Connector needs its database, e.g. postgres://db.retail.svc:5432/commerce".into()));
+    }
+    crate::postgres::parse_endpoint(endpoint).map_err(|why| {
+        // An endpoint with credentials is not repeated: it may hold a password.
+        let shown = if endpoint.contains('@') { "the endpoint".to_string() } else { format!("`{endpoint}`") };
+        ("spec.endpoint", format!("{shown} {why}"))
+    })?;
+    match &spec.auth {
+        None | Some(ConnectorAuth::Basic(_)) => Ok(()),
+        Some(other) => Err((
+            "spec.auth",
+            format!("a postgres Connector logs in with basic (usernameSecretRef and passwordSecretRef), not {}", other.scheme()),
+        )),
+    }
 }
 
 /// An absolute http(s) URL with a host, or why not.
@@ -90,6 +116,26 @@ mod tests {
             assert!(err.to_string().starts_with("Connector erp: spec.endpoint: "), "{err}");
             assert!(err.message.contains(bad), "{err}");
         }
+    }
+
+    #[test]
+    fn a_postgres_connector_names_its_database_and_logs_in_with_basic() {
+        let db = |endpoint: &str| ConnectorSpec { kind: ConnectorType::Postgres, ..rest(endpoint) };
+        assert_eq!(validate("wh", &db("postgres://db.retail.svc:5432/commerce")), Ok(()));
+        assert_eq!(validate("wh", &db("postgresql://127.0.0.1/commerce")), Ok(()));
+        for bad in ["https://db/commerce", "postgres://db", "postgres://db/c?sslmode=disable", ""] {
+            let err = validate("wh", &db(bad)).unwrap_err();
+            assert_eq!(err.field, "spec.endpoint", "{bad}: {err}");
+        }
+        let err = validate("wh", &db("postgres://app:hunter2@db/commerce")).unwrap_err();
+        assert!(!err.to_string().contains("hunter2") && err.message.contains("auth.basic"), "{err}");
+        // A postgres URL or database settings on an HTTP Connector are refused.
+        assert_eq!(validate("erp", &rest("postgres://db/commerce")).unwrap_err().field, "spec.endpoint");
+        let tls = ConnectorSpec { database: Some(Default::default()), ..rest("https://erp.example.com") };
+        assert_eq!(validate("erp", &tls).unwrap_err().field, "spec.database");
+        let key = SecretKeySelector { name: "s".into(), key: "k".into() };
+        let bearer = ConnectorSpec { auth: Some(ConnectorAuth::Bearer { secret_ref: key }), ..db("postgres://db/c") };
+        assert_eq!(validate("wh", &bearer).unwrap_err().field, "spec.auth");
     }
 
     #[test]

@@ -99,7 +99,7 @@ impl Worker {
     }
 
     fn connector(&self) -> &str {
-        &self.flow.targets[self.index].http.connector
+        self.flow.targets[self.index].sink.connector()
     }
 
     fn has_ready(&self) -> bool {
@@ -195,7 +195,7 @@ impl Worker {
             async move {
                 let target = &flow.targets[index];
                 let _permit = target.quota.admit(slot).await;
-                (seq, target.http.send(&item).await)
+                (seq, target.sink.send(&item).await)
             }
             .instrument(span),
         );
@@ -221,10 +221,10 @@ impl Worker {
                 w.metrics.throttled.with_label_values(&[&name, &connector]).inc();
             }
         }
-        let verdict = target.http.verdict(&answer);
+        let verdict = target.sink.verdict(&answer);
         let status = match &answer {
             Answer::Response { status, .. } => Some(status.as_u16()),
-            Answer::Transport(_) | Answer::Credentials(_) => None,
+            Answer::Transport(_) | Answer::Credentials(_) | Answer::Database(_) => None,
         };
         let head = self.held.get_mut(&seq).expect("an item in flight is held");
         head.attempts.push(Attempt {
@@ -245,7 +245,7 @@ impl Worker {
                 w.metrics.delivered.with_label_values(&[&name, &connector]).inc();
                 w.metrics.latency.with_label_values(&[&name, &connector]).observe(latency);
                 *target.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                target.http.client().health.succeeded();
+                target.sink.health().succeeded();
                 *target.last_delivered_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(jiff::Timestamp::now());
                 // Where the target put it (a `Location`), so the log line finds the record there.
                 let location = match &answer {
@@ -257,12 +257,12 @@ impl Worker {
                 return None;
             }
             Verdict::Reject { reason, category } => {
-                target.http.client().health.failed(category, &reason);
+                target.sink.health().failed(category, &reason);
                 let dead = if category == ErrorCategory::Auth { DeadLetterReason::Auth } else { DeadLetterReason::Rejected };
                 (dead, reason)
             }
             Verdict::Retry { after, reason, category } => {
-                target.http.client().health.failed(category, &reason);
+                target.sink.health().failed(category, &reason);
                 *target.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
                 let attempts = head.attempts.len() as u32;
                 if attempts >= policy.max_attempts {

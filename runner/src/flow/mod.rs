@@ -28,8 +28,9 @@ use crate::{
     queue::Queue,
     secrets::{MissingSecret, Secrets},
     source::poll::{PollSource, Poller},
-    spec::SignatureScheme,
-    target::{HttpTarget, TargetError, quota::Quota},
+    postgres::Database,
+    spec::{ConnectorType, SignatureScheme},
+    target::{Sink, TargetError, quota::Quota},
 };
 
 /// A flow cannot be started.
@@ -71,6 +72,14 @@ pub enum FlowError {
         /// Why.
         source: Box<ConnectError>,
     },
+    /// A polled database cannot be set up.
+    #[error("SyncFlow {flow}: {message}")]
+    Database {
+        /// The flow.
+        flow: String,
+        /// Why.
+        message: String,
+    },
     /// A target cannot be set up.
     #[error("SyncFlow {flow}: spec.targets[{index}]: {source}")]
     Target {
@@ -87,7 +96,7 @@ pub enum FlowError {
 #[derive(Debug)]
 pub struct FlowTarget {
     /// Where items go.
-    pub http: HttpTarget,
+    pub sink: Sink,
     /// Canonical record → this target's payload.
     pub mapping: Option<Program>,
     /// The target Connector's quota, shared with every flow of this runner that sends
@@ -185,7 +194,7 @@ impl Flow {
         let mut targets = Vec::new();
         for (index, spec) in config.spec.targets.iter().enumerate() {
             let client = connectors[&spec.connector_ref].clone();
-            let http = HttpTarget::new(&config, spec, client)
+            let sink = Sink::new(&config, spec, client, secrets)
                 .map_err(|source| FlowError::Target { flow: flow.clone(), index, source: Box::new(source) })?;
             let mapping = match &spec.mapping_ref {
                 Some(name) => {
@@ -194,8 +203,8 @@ impl Flow {
                 }
                 None => None,
             };
-            let quota = Arc::new(Quota::new(config.connector(&spec.connector_ref).limits.as_ref()));
-            targets.push(FlowTarget { http, mapping, quota, last_error: Mutex::new(None), last_delivered_at: Mutex::new(None), wake: Notify::new() });
+            let quota = Arc::new(Quota::new(sink.limits(config.connector(&spec.connector_ref).limits.as_ref()).as_ref()));
+            targets.push(FlowTarget { sink, mapping, quota, last_error: Mutex::new(None), last_delivered_at: Mutex::new(None), wake: Notify::new() });
         }
         let source = config.connector(&config.spec.source.connector_ref);
         let signature = match (&config.spec.source.trigger.webhook, &source.webhook) {
@@ -210,11 +219,17 @@ impl Flow {
         let poll = match &config.spec.source.trigger.poll {
             Some(trigger) => {
                 let client = connectors[&config.spec.source.connector_ref].clone();
-                let compiled = PollSource::new(trigger, client).map_err(|e| FlowError::Compile {
+                let mut compiled = PollSource::new(trigger, client).map_err(|e| FlowError::Compile {
                     flow: flow.clone(),
                     field: e.field.into(),
                     source: e.source,
                 })?;
+                if source.kind == ConnectorType::Postgres {
+                    let name = &config.spec.source.connector_ref;
+                    let database = Database::new(name, &config.namespace, source, secrets)
+                        .map_err(|message| FlowError::Database { flow: flow.clone(), message })?;
+                    compiled = compiled.with_database(database);
+                }
                 Some(compiled)
             }
             None => None,

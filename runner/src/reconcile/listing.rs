@@ -50,6 +50,7 @@ impl Listing {
             records: spec.records.clone(),
             pagination: spec.pagination.clone(),
             watermark: None,
+            sql: None,
         };
         let source = PollSource::new(&trigger, client).map_err(|e| {
             let rest = e.field.trim_start_matches("spec.source.trigger.poll");

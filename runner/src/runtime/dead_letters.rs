@@ -77,7 +77,7 @@ impl Runtime {
     fn carried(&self) -> BTreeMap<String, Vec<String>> {
         self.flows
             .iter()
-            .map(|(name, flow)| (name.clone(), flow.targets.iter().map(|t| t.http.connector.clone()).collect()))
+            .map(|(name, flow)| (name.clone(), flow.targets.iter().map(|t| t.sink.connector().to_string()).collect()))
             .collect()
     }
 

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
     {
-        "rule": "!has(self.endpoint) || self.endpoint == '' || self.endpoint.matches('^https?://[^/?#]+')",
-        "message": "endpoint must be an http or https URL with a host, e.g. https://erp.example.com/api/v1",
+        "rule": "self.type == 'postgres' || !has(self.endpoint) || self.endpoint == '' || self.endpoint.matches('^https?://[^/?#]+')",
+        "message": "endpoint must be an http or https URL with a host, e.g. https://erp.example.com/api/v1 (a postgres:// URL needs type: postgres)",
         "fieldPath": ".endpoint",
         "reason": "FieldValueInvalid"
     },
@@ -23,6 +23,24 @@ use serde::{Deserialize, Serialize};
         "message": "auth.token is for types whose token header is known (shopify, bigcommerce); use auth.header and name the header",
         "fieldPath": ".auth.token",
         "reason": "FieldValueForbidden"
+    },
+    {
+        "rule": "self.type != 'postgres' || (has(self.endpoint) && self.endpoint.matches('^postgres(ql)?://[^/?#@]+/[^/?#@]+$'))",
+        "message": "a postgres Connector's endpoint is postgres://HOST[:PORT]/DATABASE, e.g. postgres://db.retail.svc:5432/commerce, without user, password or query: credentials come from auth.basic",
+        "fieldPath": ".endpoint",
+        "reason": "FieldValueInvalid"
+    },
+    {
+        "rule": "self.type == 'postgres' || !has(self.database)",
+        "message": "database settings (sslMode, caSecretRef) are for type postgres",
+        "fieldPath": ".database",
+        "reason": "FieldValueForbidden"
+    },
+    {
+        "rule": "self.type != 'postgres' || !has(self.auth) || has(self.auth.basic)",
+        "message": "a postgres Connector logs in with auth.basic (usernameSecretRef and passwordSecretRef)",
+        "fieldPath": ".auth",
+        "reason": "FieldValueInvalid"
     },
     {
         "rule": "!has(self.idempotencyHeader) || self.idempotencyHeader.matches('^[A-Za-z0-9!#$%&*+.^_|~-]+$')",
@@ -39,7 +57,8 @@ pub struct ConnectorSpec {
 
     /// Base URL of the system's API, e.g. `https://erp.example.com/api/v1`. Target paths
     /// and poll paths are appended to it. Required when the Connector is a target or is
-    /// polled.
+    /// polled. For type `postgres`: `postgres://HOST[:PORT]/DATABASE` (port 5432 by
+    /// default), with no user or password in it: they come from `auth.basic`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
 
@@ -56,6 +75,10 @@ pub struct ConnectorSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<ConnectorLimits>,
 
+    /// For type `postgres`: how the connection to the database is secured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseOptions>,
+
     /// Name of the HTTP header that carries the idempotency key on every call to this
     /// system. Defaults to the one the connector type's API reads (`Idempotency-Key` for
     /// `rest`).
@@ -68,6 +91,34 @@ impl ConnectorSpec {
     pub fn idempotency_header(&self) -> &str {
         self.idempotency_header.as_deref().unwrap_or("Idempotency-Key")
     }
+}
+
+/// How a `postgres` Connector's connections are secured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DatabaseOptions {
+    /// `verify-full` (the default): TLS, with the server's certificate checked against
+    /// `caSecretRef` (else the system's roots) and the endpoint's host name. `disable`:
+    /// no TLS, for a database reached over a network that is already private and
+    /// encrypted (the same node, a sidecar proxy). Unverified TLS (libpq's `require`)
+    /// is not offered: it does not stop a man in the middle.
+    #[serde(default)]
+    pub ssl_mode: SslMode,
+    /// The Secret key holding the PEM certificate(s) of the CA that signed the server's
+    /// certificate (an internal CA, a cloud provider's bundle). Default: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeySelector>,
+}
+
+/// Whether a database connection uses TLS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// No TLS.
+    Disable,
+    /// TLS with the server's certificate and host name verified.
+    #[default]
+    VerifyFull,
 }
 
 /// The quota a system grants: a token bucket (rate and burst) and a cap on requests in
@@ -86,6 +137,8 @@ pub struct ConnectorLimits {
     #[schemars(range(min = 1))]
     pub burst: Option<u32>,
     /// Requests in flight at once, across every flow using this Connector. Default 4.
+    /// For type `postgres`: the database connections each target opens (each writes one
+    /// transaction at a time), and `requestsPerSecond` counts rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub concurrency: Option<u32>,
@@ -141,7 +194,7 @@ pub enum ConnectorAuth {
         secret_ref: SecretKeySelector,
     },
     /// HTTP basic authentication (`Authorization: Basic ...`) with a user name and a
-    /// password from Secret keys.
+    /// password from Secret keys. For type `postgres`: the database user and password.
     Basic(BasicAuth),
     /// OAuth 2.0 client credentials (RFC 6749 §4.4): the runner gets an access token from
     /// `tokenUrl`, sends it as `Authorization: Bearer <token>`, and gets a new one before

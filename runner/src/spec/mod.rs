@@ -11,16 +11,16 @@ mod reconcile_schedule;
 mod sync_flow;
 
 pub use connector::{
-    BasicAuth, ClientAuth, ConnectorAuth, ConnectorLimits, ConnectorSpec, ConnectorType, HeaderAuth,
-    OAuth2ClientCredentials, SecretKeySelector, SignatureScheme, WebhookVerification,
+    BasicAuth, ClientAuth, ConnectorAuth, ConnectorLimits, ConnectorSpec, ConnectorType, DatabaseOptions, HeaderAuth,
+    OAuth2ClientCredentials, SecretKeySelector, SignatureScheme, SslMode, WebhookVerification,
 };
 pub use duration::Duration;
 pub use mapping::{CanonicalRef, MappingSpec, MappingTest};
 pub use reconcile_schedule::{CompareSpec, ConcurrencyPolicy, ListingSpec, ReconcileAction, ReconcileScheduleSpec};
 pub use sync_flow::{
-    ChannelAvailability, DeadLetterSpec, DeliverySpec, EmbeddedQueueSpec, FileFormat, FileTrigger, FlowMode, GraphqlWrite, Operation, Pagination,
-    PollTrigger, Priority, QueueSpec, RetrySpec, RunnerSpec, SourceSpec, SyncFlowSpec, TargetSpec,
-    Refetch, TriggerSpec, Watermark, WebhookTrigger,
+    ChannelAvailability, DeadLetterSpec, DeliverySpec, EmbeddedQueueSpec, FileFormat, FileTrigger, FlowMode, GraphqlWrite, Operation,
+    Pagination, PollTrigger, Priority, QueueSpec, Refetch, RetrySpec, RunnerSpec, SourceSpec, SyncFlowSpec, TableSpec,
+    TargetSpec, TriggerSpec, Watermark, WebhookTrigger,
 };
 
 /// Schema for a free-form JSON value (a mapping test's input, say): any JSON is accepted

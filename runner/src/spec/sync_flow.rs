@@ -209,7 +209,7 @@ pub struct Refetch {
 }
 
 /// A polling trigger: GET a list endpoint of the source Connector, page by page, with the
-/// Connector's credentials. Each page's records are queued together with how far the poll
+/// Connector's credentials (or, for a `postgres` Connector, run `sql` page by page). Each page's records are queued together with how far the poll
 /// got, so a restarted runner goes on from the next page: nothing is queued twice, nothing
 /// skipped. A record read again (an overlapping page) is dropped as a duplicate: its
 /// delivery id is a hash of its content. Failed requests (transport errors, 408, 429,
@@ -217,11 +217,29 @@ pub struct Refetch {
 /// poll, shows in the runner's status, and the next poll tries again.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.path) && self.path != '') != (has(self.sql) && self.sql != '')",
+    "message": "set path (an HTTP API source) or sql (a postgres source), one of them",
+    "reason": "FieldValueInvalid"
+}]))]
 pub struct PollTrigger {
     /// Time between the end of one poll and the start of the next, e.g. `30s`.
     pub interval: Duration,
     /// Path under the source Connector's endpoint, e.g. `/admin/api/2026-10/orders.json`.
+    /// Required for an HTTP API source.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
+    /// For a `postgres` source Connector: the query that reads one page of records,
+    /// e.g. `SELECT * FROM items WHERE updated_at > $1::timestamptz ORDER BY updated_at
+    /// LIMIT 500`. Each row becomes a record, a JSON object keyed by column (every type
+    /// converts, through `to_jsonb`). With a `watermark`, `$1` is the highest
+    /// `watermark.field` read so far, as text (cast it), starting from `watermark.initial`;
+    /// the query must `ORDER BY` that column and may `LIMIT` the page: the next page asks
+    /// from the new highest value (keyset pagination), and the run ends at a page that
+    /// does not move it. Without a watermark the query runs once per poll, without
+    /// parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
     /// Query parameters sent with the first page, e.g. `{status: any, limit: "250"}`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub query: std::collections::BTreeMap<String, String>,
@@ -294,9 +312,12 @@ pub struct Watermark {
     pub field: String,
     /// Query parameter that sends the highest value seen, e.g. `updated_at_min`, as the
     /// source wrote it. APIs read it as "at or after": the newest records are read again
-    /// and dropped as duplicates.
+    /// and dropped as duplicates. Required for an HTTP API source; a `sql` poll receives
+    /// the value as `$1`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub param: String,
-    /// Value used before anything was seen, e.g. `2026-01-01T00:00:00Z`.
+    /// Value used before anything was seen, e.g. `2026-01-01T00:00:00Z`. Required for a
+    /// `sql` poll.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial: Option<String>,
 }
@@ -387,6 +408,8 @@ pub struct TargetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapping_ref: Option<String>,
     /// `create` POSTs each record to the path; `upsert` PUTs it to `<path>/<ordering key>`.
+    /// For a `postgres` Connector: `create` inserts, `upsert` inserts or updates by
+    /// `table.key`.
     #[serde(default)]
     pub operation: Operation,
     /// Path under the Connector's endpoint. Defaults to `/<entity>`.
@@ -406,6 +429,11 @@ pub struct TargetSpec {
     /// cost feeds the quota, `THROTTLED` is retried and `userErrors` dead-letter the record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graphql: Option<GraphqlWrite>,
+    /// For a `postgres` Connector (required there, refused elsewhere): the table each
+    /// record (a JSON object) is written to as a row. `upsert` writes
+    /// `INSERT ... ON CONFLICT (key) DO UPDATE`, `create` a plain `INSERT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableSpec>,
 }
 
 /// A GraphQL mutation a target sends.
@@ -456,6 +484,32 @@ pub struct ChannelAvailability {
 
 fn is_zero(v: &f64) -> bool {
     *v == 0.0
+}
+
+/// The table a `postgres` target writes. Records are written in one transaction per
+/// batch; a row the database refuses (a constraint, a wrong type, an unknown column) is
+/// dead-lettered with the database's message, and the rest of its batch is written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TableSpec {
+    /// The table, optionally schema-qualified: `sales_orders` or `warehouse.sales_orders`.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// The columns of the table's primary key or of a unique constraint, e.g.
+    /// `[order_id]`: the conflict target of the upsert. Each is read from the record's
+    /// field of the same name, which every record must have.
+    #[schemars(length(min = 1))]
+    pub key: Vec<String>,
+    /// The columns written, each from the record's field of the same name (a missing
+    /// field writes NULL). Default: every field of the record, each of which must then be
+    /// a column (with `recordColumn`: only the key columns). Values are converted to the
+    /// column's type by the database (`jsonb_populate_record`): JSON numbers to numeric
+    /// columns, RFC 3339 strings to `timestamptz`, objects and arrays to `jsonb`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
+    /// A `jsonb` column that receives the whole record, e.g. `document`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_column: Option<String>,
 }
 
 impl TargetSpec {

@@ -1,8 +1,13 @@
-//! Targets: where delivery items go. For now one kind: an HTTP JSON API reached through
-//! its Connector (endpoint, auth, idempotency header).
+//! Targets: where delivery items go: an HTTP JSON API reached through its Connector
+//! (endpoint, auth, idempotency header), or a PostgreSQL table (`postgres`); `sink`
+//! puts both behind one face.
 
+pub mod postgres;
 pub mod quota;
 pub mod retry;
+mod sink;
+
+pub use sink::Sink;
 
 use std::sync::Arc;
 
@@ -33,6 +38,9 @@ pub enum TargetError {
         /// The field.
         field: String,
     },
+    /// A `postgres` target's table or database cannot be used as written.
+    #[error("{0}")]
+    Postgres(String),
 }
 
 /// One HTTP target of a flow, ready to send.

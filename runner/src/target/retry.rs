@@ -92,6 +92,9 @@ pub enum Answer {
     /// No request was sent: the Connector's credentials could not be obtained (the
     /// token endpoint failed, a Secret is missing).
     Credentials(String),
+    /// A database's answer to a write (`postgres` targets), classified by SQLSTATE where
+    /// it was made (`postgres::Failure::of`).
+    Database(Verdict),
 }
 
 impl Answer {
@@ -102,6 +105,10 @@ impl Answer {
             Answer::Response { status, .. } => status.to_string(),
             Answer::Transport(e) => format!("no response: {e}"),
             Answer::Credentials(e) => format!("not sent: {e}"),
+            Answer::Database(Verdict::Delivered) => "written".into(),
+            Answer::Database(Verdict::Retry { category, .. } | Verdict::Reject { category, .. }) => {
+                format!("database: {}", category.as_str())
+            }
         }
     }
 }
@@ -126,6 +133,7 @@ pub fn classify(answer: &Answer) -> Verdict {
     match answer {
         Answer::Transport(e) => Verdict::Retry { after: None, reason: format!("unreachable: {e}"), category: Unreachable },
         Answer::Credentials(e) => Verdict::Retry { after: None, reason: format!("auth: {e}"), category: Auth },
+        Answer::Database(verdict) => verdict.clone(),
         Answer::Response { status, retry_after, body, .. } => {
             let after = retry_after.as_deref().and_then(parse_retry_after);
             if status.is_success() {

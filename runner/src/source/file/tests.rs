@@ -56,6 +56,7 @@ impl Setup {
                 path: None,
                 availability: None,
                 graphql: None,
+                table: None,
             }],
             delivery: Default::default(),
             runner: Default::default(),

@@ -1,11 +1,12 @@
-//! The HTTP poller source (`spec.source.trigger.poll`): every `interval`, GET the source
-//! Connector's list endpoint page by page with the Connector's credentials, queue each
-//! page's records together with the run's progress, and send the highest watermark seen
-//! with the next run. How a crash is survived is in `progress`; the run itself in `run`.
+//! The poller source (`spec.source.trigger.poll`): every `interval`, GET the source
+//! Connector's list endpoint page by page with the Connector's credentials (or, for a
+//! database, run its `sql`: see `sql`), queue each page's records together with the
+//! run's progress, and send the highest watermark seen with the next run. How a crash is survived is in `progress`; the run itself in `run`.
 
 pub(crate) mod page;
 mod progress;
 mod run;
+mod sql;
 mod watermark;
 
 #[cfg(test)]
@@ -44,6 +45,8 @@ pub struct PollSource {
     records: Option<Program>,
     cursor: Option<Program>,
     watermark: Option<Program>,
+    /// For a `sql` poll, the source Connector's database.
+    database: Option<crate::postgres::Database>,
 }
 
 /// What one page held.
@@ -74,7 +77,18 @@ impl PollSource {
         };
         let watermark =
             trigger.watermark.as_ref().map(|w| compile("spec.source.trigger.poll.watermark.field", &w.field)).transpose()?;
-        Ok(Self { trigger, client, records, cursor, watermark })
+        Ok(Self { trigger, client, records, cursor, watermark, database: None })
+    }
+
+    /// The source is a database: `sql` is run against it rather than `path` fetched.
+    pub fn with_database(mut self, database: crate::postgres::Database) -> Self {
+        self.database = Some(database);
+        self
+    }
+
+    /// The database a `sql` poll reads.
+    pub fn database(&self) -> Option<&crate::postgres::Database> {
+        self.database.as_ref()
     }
 
     /// The source Connector's client.
@@ -127,7 +141,8 @@ impl PollSource {
     }
 }
 
-fn kind(value: &Value) -> &'static str {
+/// What a JSON value is, for messages: `an array`, `a string`.
+pub(crate) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -126,7 +126,7 @@ pub(crate) async fn get_page(
 /// Polls one flow's source.
 #[derive(Clone, Debug)]
 pub struct Poller {
-    flow: Arc<Flow>,
+    pub(super) flow: Arc<Flow>,
     queue: Queue,
     pub(super) metrics: Metrics,
     max_pending: Option<u64>,
@@ -140,7 +140,7 @@ impl Poller {
         Some(Self { flow, queue, metrics, max_pending })
     }
 
-    fn source(&self) -> &PollSource {
+    pub(super) fn source(&self) -> &PollSource {
         self.flow.poll.as_ref().expect("Poller::new checked the trigger")
     }
 
@@ -185,23 +185,50 @@ impl Poller {
     /// One run: resumes the open run or starts one from the committed watermark, and
     /// reads pages until the last, a pause, or a failure.
     pub async fn poll_once(&self) -> RunReport {
+        let (run_id, report, run, resumed) = match self.start_run().await {
+            Ok(started) => started,
+            Err(report) => return report,
+        };
+        match (self.source().database(), self.source().trigger().sql.as_deref()) {
+            (Some(database), Some(sql)) => self.poll_sql(database, sql, run_id, report, run).await,
+            _ => self.poll_pages(run_id, report, run, resumed).await,
+        }
+    }
+
+    /// Counts the run and loads where the last one stopped: the open run, or a new one
+    /// from the committed watermark (or the trigger's `initial`).
+    async fn start_run(&self) -> Result<(String, RunReport, Run, bool), RunReport> {
         let name = self.flow.name();
-        let source = self.source();
         let run_id = uuid::Uuid::now_v7().to_string();
         self.metrics.polls.with_label_values(&[name]).inc();
-        let mut report = RunReport { pages: 0, queued: 0, duplicates: 0, end: RunEnd::Complete };
+        let report = RunReport { pages: 0, queued: 0, duplicates: 0, end: RunEnd::Complete };
         let progress = match self.blocking(Progress::load).await {
             Ok(p) => p,
-            Err(e) => return report.ended(RunEnd::Store(e.to_string())),
+            Err(e) => return Err(report.ended(RunEnd::Store(e.to_string()))),
         };
         let resumed = progress.run.is_some();
-        let initial = || source.trigger().watermark.as_ref().and_then(|w| w.initial.clone()).map(Value::String);
-        let mut run = progress.run.unwrap_or_else(|| Run::start(progress.watermark.or_else(initial)));
+        let initial = || self.source().trigger().watermark.as_ref().and_then(|w| w.initial.clone()).map(Value::String);
+        let run = progress.run.unwrap_or_else(|| Run::start(progress.watermark.or_else(initial)));
         info!(flow = %name, run = %run_id, resumed, page = run.pages + 1, "poll run started");
+        Ok((run_id, report, run, resumed))
+    }
+
+    /// Whether the run pauses before its next page (see [`Poller::should_pause`]).
+    pub(super) async fn pauses(&self, run_id: &str) -> bool {
+        let me = self.clone();
+        let pause = tokio::task::spawn_blocking(move || me.should_pause()).await.expect("backlog read panicked");
+        if pause {
+            info!(flow = %self.flow.name(), run = %run_id, "backlog above the limit; poll run paused");
+        }
+        pause
+    }
+
+    /// An HTTP API's run, page after page.
+    async fn poll_pages(&self, run_id: String, mut report: RunReport, mut run: Run, resumed: bool) -> RunReport {
+        let name = self.flow.name();
+        let source = self.source();
         loop {
-            let me = self.clone();
-            if tokio::task::spawn_blocking(move || me.should_pause()).await.expect("backlog read panicked") {
-                info!(flow = %name, run = %run_id, "backlog above the limit; poll run paused");
+            if self.pauses(&run_id).await {
                 return report.ended(RunEnd::Paused);
             }
             let since = run.since.as_ref().and_then(watermark::as_param);
@@ -251,28 +278,45 @@ impl Poller {
             if let Some(next) = next {
                 run.next = next;
             }
-            let received = now_ms();
-            let expires = received.saturating_add(self.flow.config.spec.delivery.dedup_window.get().as_millis() as i64);
-            let items: Vec<Intake> = content.records.iter().map(|r| Intake::Record(envelope(r, received))).collect();
-            let outcome = match self.commit_records(items, expires, progress::after_page(&run, last)).await {
-                Ok(o) => o,
-                Err(e) => return report.ended(RunEnd::Store(e.to_string())),
-            };
-            self.metrics.poll_pages.with_label_values(&[name]).inc();
-            self.metrics.received.with_label_values(&[name]).inc_by(outcome.queued);
-            self.metrics.duplicates.with_label_values(&[name, "delivery_id"]).inc_by(outcome.duplicates);
-            if outcome.queued > 0 {
-                self.flow.wake.notify_one();
+            if let Err(end) = self.queue_page(&run_id, &run, &content.records, last, &mut report).await {
+                return report.ended(end);
             }
-            report.pages += 1;
-            report.queued += outcome.queued;
-            report.duplicates += outcome.duplicates;
-            info!(flow = %name, run = %run_id, page = run.pages, records = content.records.len(),
-                  queued = outcome.queued, duplicates = outcome.duplicates, last, "poll page queued");
             if last {
                 return report;
             }
         }
+    }
+
+    /// Queues a page's records together with the run's progress past it (after the last
+    /// page: the new watermark), and counts them.
+    pub(super) async fn queue_page(
+        &self,
+        run_id: &str,
+        run: &Run,
+        records: &[Value],
+        last: bool,
+        report: &mut RunReport,
+    ) -> Result<(), RunEnd> {
+        let name = self.flow.name();
+        let received = now_ms();
+        let expires = received.saturating_add(self.flow.config.spec.delivery.dedup_window.get().as_millis() as i64);
+        let items: Vec<Intake> = records.iter().map(|r| Intake::Record(envelope(r, received))).collect();
+        let outcome = self
+            .commit_records(items, expires, progress::after_page(run, last))
+            .await
+            .map_err(|e| RunEnd::Store(e.to_string()))?;
+        self.metrics.poll_pages.with_label_values(&[name]).inc();
+        self.metrics.received.with_label_values(&[name]).inc_by(outcome.queued);
+        self.metrics.duplicates.with_label_values(&[name, "delivery_id"]).inc_by(outcome.duplicates);
+        if outcome.queued > 0 {
+            self.flow.wake.notify_one();
+        }
+        report.pages += 1;
+        report.queued += outcome.queued;
+        report.duplicates += outcome.duplicates;
+        info!(flow = %name, run = %run_id, page = run.pages, records = records.len(),
+              queued = outcome.queued, duplicates = outcome.duplicates, last, "poll page queued");
+        Ok(())
     }
 
     /// GETs `url` with the flow's retry policy (see [`get_page`]), logging and counting
@@ -291,7 +335,7 @@ impl Poller {
     }
 
     /// A page that cannot be read as the trigger describes it.
-    fn invalid(&self, report: RunReport, run_id: &str, message: String) -> RunReport {
+    pub(super) fn invalid(&self, report: RunReport, run_id: &str, message: String) -> RunReport {
         let category = ErrorCategory::Invalid;
         self.source().client().health.failed(category, &message);
         self.metrics.poll_errors.with_label_values(&[self.flow.name(), category.as_str()]).inc();
@@ -319,7 +363,7 @@ impl Poller {
 }
 
 impl RunReport {
-    fn ended(mut self, end: RunEnd) -> Self {
+    pub(super) fn ended(mut self, end: RunEnd) -> Self {
         self.end = end;
         self
     }
