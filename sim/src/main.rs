@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use entrepot_sim::delivery::Faults;
-use entrepot_sim::erp::{self, ErpConfig};
+use entrepot_sim::erp::dynamics::DynamicsKnobs;
+use entrepot_sim::erp::sap::SapKnobs;
+use entrepot_sim::erp::{self, ErpConfig, NetSuiteKnobs, ThrottleShape};
 use entrepot_sim::marketplace::walmart::{self, WalmartConfig};
 use entrepot_sim::marketplace::{self, MarketplaceConfig, NotificationConfig};
 use entrepot_sim::wms::{self, WebhookConfig, WmsConfig};
@@ -170,9 +172,31 @@ struct ErpArgs {
     /// Request header carrying the idempotency key.
     #[arg(long, default_value = "Idempotency-Key")]
     idempotency_header: String,
-    /// Seed of the random faults (CSRF tokens, concurrent edits).
+    /// Seed of the random faults (CSRF tokens, concurrent edits, lost answers).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Share (0 to 1) of conditional writes that meet someone else's edit (ETag conflict).
+    #[arg(long, default_value_t = 0.0)]
+    concurrent_edit_ratio: f64,
+    /// Share (0 to 1) of successful writes answered 504 after the write was made.
+    #[arg(long, default_value_t = 0.0)]
+    lost_answer_ratio: f64,
+    /// NetSuite: job-status reads answered `pending` before a job shows its outcome.
+    #[arg(long, default_value_t = 0)]
+    async_pending_polls: u32,
+    /// NetSuite: refuse requests over the concurrency limit as a RESTlet does
+    /// (400 SSS_REQUEST_LIMIT_EXCEEDED) instead of 429.
+    #[arg(long)]
+    restlet_throttle: bool,
+    /// Dynamics 365: requests per user within the sliding window.
+    #[arg(long, default_value_t = 6_000)]
+    dynamics_requests_per_window: u32,
+    /// Dynamics 365: the sliding window, e.g. `5m`.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
+    dynamics_window: Duration,
+    /// SAP: writes one CSRF token serves before it expires (default: never).
+    #[arg(long)]
+    csrf_token_uses: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -277,7 +301,25 @@ async fn run_erp(args: ErpArgs) -> anyhow::Result<()> {
         latency: args.latency,
         idempotency_header,
         seed: args.seed,
-        ..ErpConfig::default()
+        concurrent_edit_ratio: args.concurrent_edit_ratio,
+        lost_answer_ratio: args.lost_answer_ratio,
+        netsuite: NetSuiteKnobs {
+            async_pending_polls: args.async_pending_polls,
+            throttle_shape: if args.restlet_throttle {
+                ThrottleShape::RestletRequestLimit
+            } else {
+                ThrottleShape::TooManyRequests
+            },
+        },
+        dynamics: DynamicsKnobs {
+            requests_per_window: args.dynamics_requests_per_window,
+            window: args.dynamics_window,
+            ..DynamicsKnobs::default()
+        },
+        sap: SapKnobs {
+            csrf_token_uses: args.csrf_token_uses,
+            ..SapKnobs::default()
+        },
     };
     tracing::info!(
         listen = args.listen,

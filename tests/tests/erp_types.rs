@@ -210,7 +210,11 @@ async fn sap_repeats_the_request_id_after_a_lost_answer_and_upserts_under_if_mat
     // writes meet someone else's edit.
     let erp = start_erp(ErpConfig { seed: 5, lost_answer_ratio: 0.3, concurrent_edit_ratio: 0.3, ..Default::default() }).await;
     let dir = tempfile::tempdir().unwrap();
-    let runner = InProcessRunner::start(flow_config(ConnectorType::SapOdata, &erp.sap_url(), Operation::Upsert), dir.path()).await;
+    // One request at a time, so the seeded faults fall on the same requests in every run.
+    let mut config = flow_config(ConnectorType::SapOdata, &erp.sap_url(), Operation::Upsert);
+    config.flows[0].connectors.get_mut("erp-demo").unwrap().limits =
+        Some(ConnectorLimits { concurrency: Some(1), ..Default::default() });
+    let runner = InProcessRunner::start(config, dir.path()).await;
     for id in 1..=4 {
         send_order(&runner, id, "MUG-WHT", 0).await;
     }
@@ -311,4 +315,36 @@ async fn sap_polls_follow_next() {
     let erp = start_erp(ErpConfig { sap: SapKnobs { page_size: 2, ..Default::default() }, ..Default::default() }).await;
     let endpoint = erp.sap_url();
     polls_every_page("sap-odata", erp, &endpoint, "{}").await;
+}
+
+#[tokio::test]
+async fn the_delivered_log_line_names_where_netsuite_put_the_record() {
+    let erp = start_erp(ErpConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    write_quickstart(&manifests, &erp.base_url());
+    let connectors = manifests.join("connectors.yaml");
+    let text = std::fs::read_to_string(&connectors).unwrap().replace("type: rest", "type: netsuite");
+    let text: String = text.lines().filter(|l| !l.contains("idempotencyHeader")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&connectors, text).unwrap();
+    let log = dir.path().join("runner.log");
+    let data = dir.path().join("data").display().to_string();
+    let args = ["--log-format", "json", "run", &manifests.display().to_string(), "--data-dir", &data].map(String::from).to_vec();
+    let runner = RunnerProcess::spawn_logged(args, vec![("ENTREPOT_LOG".into(), "info".into())], &log).await;
+    let body = shopify_order(9, "MUG-WHT", "2026-11-27T10:05:00-05:00");
+    assert_eq!(post_webhook(&runner.webhook(FLOW), &body, "delivery-9", None).await.status(), 200);
+    eventually(WAIT, "the order in the ERP", || async { erp.order_by_external_id("shopify:9").is_some() }).await;
+    eventually(WAIT, "the delivery logged", || async {
+        std::fs::read_to_string(&log).unwrap().lines().any(|l| l.contains("\"delivered\""))
+    })
+    .await;
+    drop(runner);
+    let delivered = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "delivered")
+        .expect("a delivered line");
+    let id = erp.order_by_external_id("shopify:9").unwrap().id;
+    assert_eq!(delivered["location"], format!("/salesOrders/{id}"), "{delivered}");
 }

@@ -56,7 +56,7 @@ impl NetSuite {
         if let Some(generic) = &self.generic_header {
             write.headers.remove(generic);
         }
-        if let Ok(key) = HeaderValue::from_str(&odata::key_uuid(&context.item.idempotency_key)) {
+        if let Ok(key) = HeaderValue::from_str(&odata::delivery_key(context.item).0) {
             write.headers.insert(KEY_HEADER, key);
         }
         write.headers.insert("prefer", HeaderValue::from_static("respond-async"));

@@ -15,6 +15,7 @@ use tracing::info;
 use super::Write;
 use crate::{
     connect::{ConnectorClient, Sent},
+    queue::DeliveryItem,
     target::{Answer, ErrorCategory, Verdict},
 };
 
@@ -94,10 +95,23 @@ fn string_at(value: &Value, path: &[&str]) -> Option<String> {
     path.iter().try_fold(value, |v, key| v.get(key)).and_then(Value::as_str).map(String::from)
 }
 
+/// The id a system's own idempotency mechanism (NetSuite's key, SAP's repeatability id)
+/// gets for this delivery, and when it was first sent (Unix ms). Every retry repeats
+/// both. A record replayed on purpose (from the dead letters after a fix, or as a
+/// reconciliation repair) gets a new pair, stable across its own retries: the system
+/// spent the first id on the attempt that failed, and would answer a replay under it
+/// with that failure.
+pub(super) fn delivery_key(item: &DeliveryItem) -> (String, i64) {
+    match item.envelope.replay.as_deref() {
+        None => (key_uuid(&item.idempotency_key), item.envelope.received_at_ms),
+        Some(replay) => (key_uuid(&format!("{}#replay@{}", item.idempotency_key, replay.replayed_at_ms)), replay.replayed_at_ms),
+    }
+}
+
 /// A UUID standing for an idempotency key: the same key always gives the same UUID, so
 /// every retry of a record repeats the id the system saw first. (Version 8: built from
 /// the first 16 bytes of the key's SHA-256.)
-pub(super) fn key_uuid(key: &str) -> String {
+fn key_uuid(key: &str) -> String {
     let digest = Sha256::digest(key.as_bytes());
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
@@ -137,6 +151,7 @@ pub(super) fn classify(answer: &Answer) -> Option<Verdict> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::{Envelope, Replay};
 
     #[test]
     fn a_key_always_gives_the_same_uuid_and_another_key_another() {
@@ -145,6 +160,39 @@ mod tests {
         assert_ne!(a, key_uuid("shopify-1042:4"));
         let parsed = uuid::Uuid::parse_str(&a).unwrap();
         assert_eq!(parsed.get_version_num(), 8);
+    }
+
+    fn item(replayed_at_ms: Option<i64>) -> DeliveryItem {
+        let replay = replayed_at_ms.map(|at| Replay {
+            dead_letter_id: Some(1),
+            count: 1,
+            target: None,
+            requested_by: "cli".into(),
+            replayed_at_ms: at,
+            history: Vec::new(),
+        });
+        let envelope = Envelope {
+            id: "e1".into(),
+            delivery_id: None,
+            event_id: None,
+            topic: None,
+            correlation_id: "c1".into(),
+            received_at_ms: 1_000,
+            payload: Vec::new(),
+            replay: replay.map(Box::new),
+        };
+        DeliveryItem { envelope, target: 0, idempotency_key: "o-1:3".into(), ordering_key: None, version: None, body: Vec::new() }
+    }
+
+    #[test]
+    fn retries_repeat_the_delivery_key_and_a_replay_gets_its_own() {
+        let (first, sent) = delivery_key(&item(None));
+        assert_eq!((first.as_str(), sent), (key_uuid("o-1:3").as_str(), 1_000));
+        assert_eq!(delivery_key(&item(None)).0, first, "a retry repeats it");
+        let (replayed, sent) = delivery_key(&item(Some(9_000)));
+        assert_ne!(replayed, first);
+        assert_eq!(sent, 9_000);
+        assert_eq!(delivery_key(&item(Some(9_000))).0, replayed, "a retry of the replay repeats its own");
     }
 
     #[test]

@@ -105,11 +105,11 @@ impl SapOdata {
         if let Some(generic) = &self.generic_header {
             write.headers.remove(generic);
         }
-        let item = context.item;
-        if let Ok(id) = HeaderValue::from_str(&odata::key_uuid(&item.idempotency_key)) {
+        let (id, first_sent) = odata::delivery_key(context.item);
+        if let Ok(id) = HeaderValue::from_str(&id) {
             write.headers.insert("repeatability-request-id", id);
         }
-        if let Ok(first) = HeaderValue::from_str(&imf_fixdate(item.envelope.received_at_ms)) {
+        if let Ok(first) = HeaderValue::from_str(&imf_fixdate(first_sent)) {
             write.headers.insert("repeatability-first-sent", first);
         }
     }
