@@ -176,6 +176,21 @@ impl FlowConfig {
                     "an upsert is sent to <path>/<ordering key>: set spec.delivery.orderingKey".into(),
                 ));
             }
+            if target.availability.is_some() {
+                let produces = spec.mapping_ref.as_ref().and_then(|m| mappings.get(m)).and_then(|m: &MappingSpec| m.produces.as_ref());
+                if produces.is_none_or(|p| p.entity != "InventorySnapshot") {
+                    let now = match (&spec.mapping_ref, produces) {
+                        (None, _) => "the flow has no spec.mappingRef".to_string(),
+                        (Some(m), None) => format!("Mapping `{m}` declares no spec.produces"),
+                        (Some(m), Some(p)) => format!("Mapping `{m}` produces {} {}", p.entity, p.version),
+                    };
+                    return Err(invalid(
+                        &format!("spec.targets[{i}].availability"),
+                        format!("channel availability is computed from canonical InventorySnapshot records, but {now}; \
+                                 set spec.mappingRef to a Mapping with produces: {{entity: InventorySnapshot, version: v1}}"),
+                    ));
+                }
+            }
             connectors.insert(target.connector_ref.clone(), c);
             if let Some(m) = &target.mapping_ref {
                 mappings.insert(m.clone(), mapping_ref(format!("spec.targets[{i}].mappingRef"), m)?);
@@ -253,6 +268,7 @@ mod tests {
                 mapping_ref: None,
                 operation: Default::default(),
                 path: None,
+                availability: None,
                 graphql: None,
             }],
             delivery: Default::default(),
@@ -290,6 +306,25 @@ mod tests {
             err.starts_with("SyncFlow f: Mapping to-canonical spec.produces: unknown canonical entity `SalesOrder` version `v9`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn channel_availability_needs_a_flow_producing_inventory_snapshots() {
+        let mut spec = flow(TriggerSpec { file: Some(file()), ..Default::default() });
+        spec.targets[0].availability = Some(crate::spec::ChannelAvailability { percent: Some(50.0), ..Default::default() });
+        let err = resolve(&spec).unwrap_err().to_string();
+        assert!(err.starts_with("SyncFlow f: spec.targets[0].availability: channel availability is computed from canonical InventorySnapshot records, but the flow has no spec.mappingRef"), "{err}");
+        spec.mapping_ref = Some("to-canonical".into());
+        let endpoint = ConnectorSpec { kind: ConnectorType::Rest, endpoint: Some("http://x".into()), ..Default::default() };
+        let producing = |entity: &str| MappingSpec {
+            produces: Some(crate::spec::CanonicalRef { entity: entity.into(), version: "v1".into() }),
+            program: ".".into(),
+            ..Default::default()
+        };
+        let with = |m: MappingSpec| FlowConfig::resolve("f", "ns", &spec, |_| Some(endpoint.clone()), |_| Some(m.clone()));
+        let err = with(producing("SalesOrder")).unwrap_err().to_string();
+        assert!(err.contains("but Mapping `to-canonical` produces SalesOrder v1"), "{err}");
+        assert!(with(producing("InventorySnapshot")).is_ok());
     }
 
     #[test]

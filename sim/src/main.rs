@@ -1,4 +1,4 @@
-//! `entrepot-sim`: run a simulated ERP or storefront from the command line.
+//! `entrepot-sim`: run a simulated ERP, storefront, marketplace or WMS from the command line.
 //!
 //! Secrets (the ERP's bearer token, the storefront's webhook secret) are read from
 //! environment variables named by flags, never passed as flag values, which `ps` would show.
@@ -8,7 +8,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use entrepot_sim::delivery::Faults;
 use entrepot_sim::erp::{self, ErpConfig};
+use entrepot_sim::marketplace::walmart::{self, WalmartConfig};
+use entrepot_sim::marketplace::{self, MarketplaceConfig, NotificationConfig};
+use entrepot_sim::wms::{self, WebhookConfig, WmsConfig};
 use entrepot_sim::storefront::{RetryPolicy, Storefront, StorefrontConfig, StorefrontReport};
 use tracing_subscriber::EnvFilter;
 
@@ -31,10 +35,119 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve a NetSuite-like sales-order API until Ctrl-C or SIGTERM.
+    /// Serve a sales-order API (NetSuite at /salesOrders, Dynamics 365 at /d365, SAP at /sap)
+    /// until Ctrl-C or SIGTERM.
     Erp(ErpArgs),
     /// Send Shopify `orders/create` webhooks to a URL and print what was acknowledged.
     Storefront(StorefrontArgs),
+    /// Serve an Amazon SP-API-like (or Walmart-like) marketplace until Ctrl-C or SIGTERM.
+    Marketplace(MarketplaceArgs),
+    /// Serve a WMS (stock per SKU and location, movement webhooks) until Ctrl-C or SIGTERM.
+    Wms(WmsArgs),
+}
+
+/// Which marketplace API to serve.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Flavour {
+    /// Amazon Selling Partner API.
+    Amazon,
+    /// Walmart Marketplace API.
+    Walmart,
+}
+
+/// Seeded faults of pushed events.
+#[derive(Debug, Args)]
+struct FaultArgs {
+    /// Fraction of events delivered twice with the same id.
+    #[arg(long, default_value_t = 0.0)]
+    duplicate_ratio: f64,
+    /// Fraction of events swapped with the next one.
+    #[arg(long, default_value_t = 0.0)]
+    reorder_ratio: f64,
+    /// Fraction of events never delivered.
+    #[arg(long, default_value_t = 0.0)]
+    drop_ratio: f64,
+    /// Wait before each batch of events is delivered, e.g. `2s`.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    event_delay: Duration,
+}
+
+impl FaultArgs {
+    fn faults(&self, seed: u64) -> Faults {
+        Faults {
+            duplicate_ratio: self.duplicate_ratio,
+            reorder_ratio: self.reorder_ratio,
+            drop_ratio: self.drop_ratio,
+            delay: self.event_delay,
+            seed,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct MarketplaceArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8083")]
+    listen: String,
+    /// The API to serve.
+    #[arg(long, value_enum, default_value_t = Flavour::Amazon)]
+    flavour: Flavour,
+    /// The client id the token endpoint accepts.
+    #[arg(long)]
+    client_id: Option<String>,
+    /// Name of the environment variable holding the client secret.
+    #[arg(long, value_name = "VAR")]
+    client_secret_env: Option<String>,
+    /// Name of the environment variable holding the LWA refresh token (Amazon).
+    #[arg(long, value_name = "VAR")]
+    refresh_token_env: Option<String>,
+    /// A listed SKU and the quantity shown, `SKU=QTY` (repeat the flag).
+    #[arg(long = "listing", value_name = "SKU=QTY")]
+    listings: Vec<String>,
+    /// Place one seeded order every interval (e.g. `2s`) until stopped.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    order_interval: Option<Duration>,
+    /// URL `ORDER_CHANGE` notifications are posted to (Amazon).
+    #[arg(long)]
+    notify_url: Option<String>,
+    /// Seed of the order generator and of the event faults.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    faults: FaultArgs,
+}
+
+#[derive(Debug, Args)]
+struct WmsArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8084")]
+    listen: String,
+    /// Name of the environment variable holding the bearer token to require.
+    #[arg(long, value_name = "VAR")]
+    token_env: Option<String>,
+    /// URL movement webhooks are posted to.
+    #[arg(long)]
+    webhook_url: Option<String>,
+    /// Name of the environment variable holding the webhook signing secret.
+    #[arg(long, value_name = "VAR")]
+    webhook_secret_env: Option<String>,
+    /// A SKU the generator moves (repeat the flag); defaults to a small catalogue.
+    #[arg(long = "sku", value_name = "SKU")]
+    skus: Vec<String>,
+    /// A location (repeat the flag); the first receives the opening stock.
+    #[arg(long = "location", value_name = "LOCATION")]
+    locations: Vec<String>,
+    /// Units of every SKU received at the first location at start.
+    #[arg(long, default_value_t = 0)]
+    opening_stock: i64,
+    /// Apply one seeded movement every interval (e.g. `500ms`) until stopped.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    movement_interval: Option<Duration>,
+    /// Seed of the movement generator and of the event faults.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    faults: FaultArgs,
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +170,9 @@ struct ErpArgs {
     /// Request header carrying the idempotency key.
     #[arg(long, default_value = "Idempotency-Key")]
     idempotency_header: String,
+    /// Seed of the random faults (CSRF tokens, concurrent edits).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +234,8 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Erp(args) => run_erp(args).await,
         Command::Storefront(args) => run_storefront(args).await,
+        Command::Marketplace(args) => run_marketplace(args).await,
+        Command::Wms(args) => run_wms(args).await,
     }
 }
 
@@ -158,6 +276,8 @@ async fn run_erp(args: ErpArgs) -> anyhow::Result<()> {
         bearer_token,
         latency: args.latency,
         idempotency_header,
+        seed: args.seed,
+        ..ErpConfig::default()
     };
     tracing::info!(
         listen = args.listen,
@@ -258,4 +378,124 @@ fn print_summary(report: &StorefrontReport) {
                 .map_or_else(|| "none".to_owned(), |status| status.to_string()),
         );
     }
+}
+
+fn parse_listing(listing: &str) -> anyhow::Result<(String, i64)> {
+    let (sku, quantity) = listing
+        .split_once('=')
+        .with_context(|| format!("--listing {listing:?} must be SKU=QTY"))?;
+    let quantity = quantity
+        .parse()
+        .with_context(|| format!("--listing {listing:?}: {quantity:?} is not a whole number"))?;
+    Ok((sku.to_owned(), quantity))
+}
+
+/// Runs `tick` every `interval` (when given) until Ctrl-C or SIGTERM.
+async fn run_until_stopped(interval: Option<Duration>, mut tick: impl AsyncFnMut()) -> anyhow::Result<()> {
+    let Some(interval) = interval else {
+        return shutdown_signal().await;
+    };
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            stopped = &mut stop => return stopped,
+            _ = ticker.tick() => tick().await,
+        }
+    }
+}
+
+async fn run_marketplace(args: MarketplaceArgs) -> anyhow::Result<()> {
+    let listings = args.listings.iter().map(|listing| parse_listing(listing)).collect::<anyhow::Result<Vec<_>>>()?;
+    let client_secret = args.client_secret_env.as_deref().map(secret_from_env).transpose()?;
+    match args.flavour {
+        Flavour::Amazon => {
+            let mut config = MarketplaceConfig { seed: args.seed, ..MarketplaceConfig::default() };
+            if let Some(client_id) = args.client_id {
+                config.client_id = client_id;
+            }
+            if let Some(secret) = client_secret {
+                config.client_secret = secret;
+            }
+            if let Some(refresh_token) = args.refresh_token_env.as_deref().map(secret_from_env).transpose()? {
+                config.refresh_token = refresh_token;
+            }
+            config.notifications = args.notify_url.map(|url| {
+                let mut notifications = NotificationConfig::new(url);
+                notifications.faults = args.faults.faults(args.seed);
+                notifications
+            });
+            tracing::info!(listen = args.listen, ?config, "starting simulated Amazon marketplace");
+            let market = marketplace::bind(config, &args.listen).await?;
+            for (sku, quantity) in &listings {
+                market.set_listing_quantity(sku, *quantity);
+            }
+            run_until_stopped(args.order_interval, async || {
+                let (orders, report) = market.place_orders(1).await;
+                tracing::info!(placed = orders.len(), notified = report.acknowledged, "order tick");
+            })
+            .await?;
+            tracing::info!(stats = ?market.stats(), "stopping simulated Amazon marketplace");
+            market.shutdown().await?;
+        }
+        Flavour::Walmart => {
+            let mut config = WalmartConfig { seed: args.seed, ..WalmartConfig::default() };
+            if let Some(client_id) = args.client_id {
+                config.client_id = client_id;
+            }
+            if let Some(secret) = client_secret {
+                config.client_secret = secret;
+            }
+            tracing::info!(listen = args.listen, ?config, "starting simulated Walmart marketplace");
+            let walmart = walmart::bind(config, &args.listen).await?;
+            for (sku, quantity) in &listings {
+                walmart.set_inventory(sku, *quantity);
+            }
+            run_until_stopped(args.order_interval, async || {
+                let placed = walmart.place_orders(1);
+                tracing::info!(placed = placed.len(), "order tick");
+            })
+            .await?;
+            tracing::info!(stats = ?walmart.stats(), "stopping simulated Walmart marketplace");
+        }
+    }
+    Ok(())
+}
+
+async fn run_wms(args: WmsArgs) -> anyhow::Result<()> {
+    let mut config = WmsConfig {
+        bearer_token: args.token_env.as_deref().map(secret_from_env).transpose()?,
+        seed: args.seed,
+        ..WmsConfig::default()
+    };
+    if !args.skus.is_empty() {
+        config.skus = args.skus;
+    }
+    if !args.locations.is_empty() {
+        config.locations = args.locations;
+    }
+    config.webhook = match (args.webhook_url, args.webhook_secret_env) {
+        (Some(url), Some(variable)) => {
+            let mut webhook = WebhookConfig::new(url, secret_from_env(&variable)?);
+            webhook.faults = args.faults.faults(args.seed);
+            Some(webhook)
+        }
+        (None, None) => None,
+        _ => bail!("--webhook-url and --webhook-secret-env go together: webhooks are always signed"),
+    };
+    tracing::info!(listen = args.listen, ?config, "starting simulated WMS");
+    let wms = wms::bind(config, &args.listen).await?;
+    if args.opening_stock > 0 {
+        wms.receive_opening_stock(args.opening_stock)?;
+    }
+    run_until_stopped(args.movement_interval, async || {
+        let movements = wms.generate(1);
+        tracing::info!(applied = movements.len(), "movement tick");
+    })
+    .await?;
+    let report = wms.flush_webhooks().await;
+    tracing::info!(deliveries = report.deliveries, acknowledged = report.acknowledged, dropped = report.dropped.len(), "stopping simulated WMS");
+    wms.shutdown().await?;
+    Ok(())
 }

@@ -52,10 +52,20 @@ async fn a_retrying_order_holds_back_only_its_own_key() {
 
 #[tokio::test]
 async fn an_older_revision_arriving_late_is_not_delivered() {
+    older_revision_is_stale(Some(".sourceVersion")).await;
+}
+
+#[tokio::test]
+async fn the_stale_guard_reads_the_canonical_source_version_by_default() {
+    // The quickstart's Mapping produces canonical SalesOrder v1, which carries sourceVersion.
+    older_revision_is_stale(None).await;
+}
+
+async fn older_revision_is_stale(version_key: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let target = ScriptedTarget::start().await;
     let mut config = quickstart_config(&target.url);
-    config.flows[0].spec.delivery.version_key = Some(".sourceVersion".into());
+    config.flows[0].spec.delivery.version_key = version_key.map(String::from);
     let runner = InProcessRunner::start(config, dir.path()).await;
     let url = runner.webhook(FLOW);
 

@@ -63,7 +63,7 @@ fn pair(status: &str, reason: &str) -> (String, String) {
 /// names more than expected, so the diff is longer than the status keeps.
 fn failing_program() -> String {
     let extra: Vec<String> = (0..19).map(|i| format!("k{i}{}: 1", "x".repeat(200))).collect();
-    format!("{{orderId: (.id | tostring), currency: .currency, total: \"0\", {}}}", extra.join(", "))
+    format!("{} + {{{}}}", fixtures::canonical_program("0"), extra.join(", "))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

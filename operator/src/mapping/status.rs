@@ -2,7 +2,7 @@
 //! tests went, what it produces. Pure.
 
 use entrepot::{
-    mapping::{Program, TestReport, run_compiled},
+    mapping::{Program, TestReport, test_compiled},
     spec::MappingSpec,
 };
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
@@ -36,7 +36,7 @@ pub enum Verdict {
 pub fn evaluate(spec: &MappingSpec) -> Verdict {
     match Program::compile(&spec.program, &spec.lookups) {
         Err(error) => Verdict::CompileFailed(error.to_string()),
-        Ok(program) => Verdict::Tested(run_compiled(&program, &spec.tests)),
+        Ok(program) => Verdict::Tested(test_compiled(&program, spec)),
     }
 }
 

@@ -435,7 +435,7 @@ async fn a_config_change_rolls_the_runner_and_says_so_in_an_event() {
     h.create_orders(None).await;
     let first = h.status_when(1, "the first status", |s| s.runner.is_some()).await;
     // Another program that still passes the Mapping's tests.
-    let program = json!({"spec": {"program": "{orderId: (.id | tostring), currency: .currency, total: (.total_price)}"}});
+    let program = json!({"spec": {"program": fixtures::canonical_program("(.total_price)")}});
     h.api::<Mapping>().patch("shopify-order-to-canonical", &PatchParams::default(), &Patch::Merge(program)).await.unwrap();
     let rolled = h
         .status_when(1, "a new checksum", |s| s.runner.as_ref().map(|r| &r.config_checksum) != first.runner.as_ref().map(|r| &r.config_checksum))
@@ -466,7 +466,7 @@ async fn a_mapping_whose_tests_fail_leaves_the_last_good_runner_running_until_it
         let api = h.api::<Mapping>();
         async move { api.patch("shopify-order-to-canonical", &PatchParams::default(), &Patch::Merge(patch)).await }
     };
-    set_program("{orderId: (.id | tostring), currency: .currency, total: \"0\"}").await.unwrap();
+    set_program(&fixtures::canonical_program("0")).await.unwrap();
     let status = h
         .status_when(1, "MappingTestsFailing", |s| {
             find(&s.conditions, READY).is_some_and(|c| c.reason == "MappingTestsFailing")
@@ -483,12 +483,12 @@ async fn a_mapping_whose_tests_fail_leaves_the_last_good_runner_running_until_it
     assert_eq!(status.runner.unwrap().config_checksum, checksum_before);
 
     // Fixed with a program that still passes its test: the new configuration rolls out.
-    set_program("{orderId: (.id | tostring), currency: .currency, total: (.total_price)}").await.unwrap();
+    set_program(&fixtures::canonical_program("(.total_price)")).await.unwrap();
     let status = h
         .status_when(1, "Stalled=False", |s| find(&s.conditions, STALLED).is_some_and(|c| c.status == "False"))
         .await;
     assert_eq!(condition(&status, STALLED), pair("False", "Resolved"));
     assert_ne!(status.runner.unwrap().config_checksum, checksum_before);
     let (cm, _, _) = h.children().await;
-    assert!(cm.unwrap().data.unwrap()["runner.yaml"].contains("total: (.total_price)"));
+    assert!(cm.unwrap().data.unwrap()["runner.yaml"].contains("grand: (.total_price)"));
 }

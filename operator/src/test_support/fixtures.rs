@@ -44,6 +44,15 @@ impl Fixture {
     }
 }
 
+/// The program of the orders fixture's canonical Mapping, with the grand total given by
+/// `grand`: `.total_price` passes the Mapping's test, anything else fails it.
+pub fn canonical_program(grand: &str) -> String {
+    format!(
+        ".order + {{orderId: (.id | tostring), currency: .currency, \
+         totals: {{subtotal: .total_price, tax: 0, shipping: 0, discount: 0, grand: {grand}}}}}"
+    )
+}
+
 /// Shopify orders to an ERP, with two Connectors, two Mappings and one SyncFlow.
 pub fn orders() -> Fixture {
     Fixture::parse(include_str!("fixtures/orders.yaml"))

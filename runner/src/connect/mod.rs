@@ -11,7 +11,10 @@ mod validation;
 use crate::target::{quota::QuotaSignal, retry::parse_retry_after};
 use std::time::Duration;
 
-use reqwest::{RequestBuilder, header::RETRY_AFTER};
+use reqwest::{
+    RequestBuilder,
+    header::{LOCATION, RETRY_AFTER},
+};
 use tracing::info;
 
 pub use auth::{Auth, AuthError, Credentials};
@@ -186,12 +189,13 @@ impl Sent {
                 let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(String::from);
                 let mut quota = QuotaSignal::read(status, response.headers(), retry_after.as_deref().and_then(parse_retry_after));
                 let headers = response.headers().clone();
+                let location = headers.get(LOCATION).and_then(|v| v.to_str().ok()).map(String::from);
                 let body = match response.bytes().await {
                     Ok(bytes) => String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_LIMIT)]).into_owned(),
                     Err(e) => format!("<body unreadable: {}>", describe_transport(&e)),
                 };
                 protocol.read_quota(status, &headers, &body, &mut quota);
-                Answer::Response { status, retry_after, body, quota }
+                Answer::Response { status, retry_after, body, quota, location }
             }
         }
     }

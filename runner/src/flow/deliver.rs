@@ -247,8 +247,13 @@ impl Worker {
                 *target.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 target.http.client().health.succeeded();
                 *target.last_delivered_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(jiff::Timestamp::now());
+                // Where the target put it (a `Location`), so the log line finds the record there.
+                let location = match &answer {
+                    Answer::Response { location, .. } => location.as_deref(),
+                    _ => None,
+                };
                 info!(flow = %name, target = %connector, correlation_id = %item.envelope.correlation_id,
-                      idempotency_key = %item.idempotency_key, attempts = head.attempts.len(), "delivered");
+                      idempotency_key = %item.idempotency_key, attempts = head.attempts.len(), location, "delivered");
                 return None;
             }
             Verdict::Reject { reason, category } => {

@@ -101,6 +101,10 @@ pub struct FlowTarget {
     pub wake: Notify,
 }
 
+/// The version compared by the stale guard when the flow's Mapping produces a canonical
+/// entity and `spec.delivery.versionKey` is not set.
+pub const DEFAULT_VERSION_KEY: &str = ".sourceVersion";
+
 /// A flow ready to run.
 #[derive(Debug)]
 pub struct Flow {
@@ -173,9 +177,12 @@ impl Flow {
             Some(code) => Some(compile("spec.delivery.idempotencyKey".into(), code, &no_lookups)?),
             None => None,
         };
-        let version_key = match &delivery.version_key {
-            Some(code) => Some(compile("spec.delivery.versionKey".into(), code, &no_lookups)?),
-            None => None,
+        // Every canonical entity carries its source version: a flow whose Mapping produces
+        // one gets the stale guard without having to ask for it.
+        let version_key = match (&delivery.version_key, &canonical) {
+            (Some(code), _) => Some(compile("spec.delivery.versionKey".into(), code, &no_lookups)?),
+            (None, Some(_)) => Some(compile("spec.delivery.versionKey (default)".into(), DEFAULT_VERSION_KEY, &no_lookups)?),
+            (None, None) => None,
         };
         let connectors = clients(&config, secrets)?;
         let mut targets = Vec::new();

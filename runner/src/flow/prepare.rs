@@ -8,8 +8,10 @@ use tracing::{debug, warn};
 
 use super::{Flow, Refetched, Refetcher, Workers, wait};
 use crate::{
-    mapping::{parse_json, to_json, to_value},
+    availability,
+    mapping::{from_value, parse_json, to_json, to_value},
     queue::{DeadLetter, DeadLetterReason, DeliveryItem, Envelope, PrepareOutcome, Prepared, now_ms},
+    spec::ChannelAvailability,
 };
 
 const BATCH: usize = 64;
@@ -169,6 +171,16 @@ fn to_canonical(flow: &Flow, envelope: &Envelope) -> Result<Val, String> {
     }
 }
 
+/// The canonical snapshot as one channel sees it: `available` replaced by the channel's
+/// available-to-sell.
+fn channel_view(rule: &ChannelAvailability, canonical: &Val) -> Result<Val, String> {
+    let mut snapshot = to_value(canonical).map_err(|e| e.to_string())?;
+    let quantity = availability::apply(rule, &mut snapshot)?;
+    debug!(sellable = quantity.sellable, safety_stock = quantity.safety_stock, available = quantity.available,
+           "channel availability");
+    Ok(from_value(&snapshot))
+}
+
 /// The keys and one delivery item per target for a canonical record.
 fn deliveries(flow: &Flow, envelope: &Envelope, canonical: Val) -> Result<Prepared, String> {
     let spec = &flow.config.spec;
@@ -207,11 +219,15 @@ fn deliveries(flow: &Flow, envelope: &Envelope, canonical: Val) -> Result<Prepar
         if only.is_some_and(|t| t as usize != index) {
             continue;
         }
+        let record = match &target_spec.availability {
+            Some(rule) => channel_view(rule, &canonical).map_err(|e| format!("spec.targets[{index}].availability: {e}"))?,
+            None => canonical.clone(),
+        };
         let body = match (&target.mapping, &target_spec.mapping_ref) {
             (Some(p), Some(name)) => {
-                to_json(&p.run(canonical.clone()).map_err(|e| format!("spec.targets[{index}] Mapping {name}: {e}"))?)
+                to_json(&p.run(record).map_err(|e| format!("spec.targets[{index}] Mapping {name}: {e}"))?)
             }
-            _ => to_json(&canonical),
+            _ => to_json(&record),
         };
         items.push(DeliveryItem {
             envelope: envelope.clone(),

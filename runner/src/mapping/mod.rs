@@ -14,7 +14,7 @@ use jaq_core::{
 };
 use jaq_json::Val;
 
-pub use test_case::{TestFailure, TestReport, diff_json, run_compiled, run_tests};
+pub use test_case::{TestFailure, TestReport, diff_json, run_compiled, run_tests, test_compiled};
 
 type Data = JustLut<Val>;
 type Filter = jaq_core::Filter<Data>;

@@ -18,7 +18,7 @@ pub use duration::Duration;
 pub use mapping::{CanonicalRef, MappingSpec, MappingTest};
 pub use reconcile_schedule::{CompareSpec, ConcurrencyPolicy, ListingSpec, ReconcileAction, ReconcileScheduleSpec};
 pub use sync_flow::{
-    DeadLetterSpec, DeliverySpec, EmbeddedQueueSpec, FileFormat, FileTrigger, FlowMode, GraphqlWrite, Operation, Pagination,
+    ChannelAvailability, DeadLetterSpec, DeliverySpec, EmbeddedQueueSpec, FileFormat, FileTrigger, FlowMode, GraphqlWrite, Operation, Pagination,
     PollTrigger, Priority, QueueSpec, RetrySpec, RunnerSpec, SourceSpec, SyncFlowSpec, TargetSpec,
     Refetch, TriggerSpec, Watermark, WebhookTrigger,
 };

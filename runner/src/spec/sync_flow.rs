@@ -225,11 +225,15 @@ pub struct PollTrigger {
     /// Query parameters sent with the first page, e.g. `{status: any, limit: "250"}`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub query: std::collections::BTreeMap<String, String>,
-    /// jq path to the array of records in a page, e.g. `.orders`. Default: the page
-    /// itself is the array. `null` counts as an empty page.
+    /// jq path to the array of records in a page, e.g. `.orders`. Default: where the
+    /// source Connector's type puts them (`netsuite`: `.items`, `dynamics365`: `.value`,
+    /// `sap-odata`: `.d.results`), else the page itself is the array. `null` counts as an
+    /// empty page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<String>,
-    /// How the next page is found. Without it, one page is read per poll.
+    /// How the next page is found. Default: how the source Connector's type pages
+    /// (`netsuite`, `dynamics365`, `sap-odata`: the next-page URL in the body); for other
+    /// types, without it one page is read per poll.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pagination: Option<Pagination>,
     /// Incremental sync: the highest value of `field` seen so far is sent as query
@@ -257,6 +261,14 @@ pub enum Pagination {
         field: String,
         /// Query parameter that carries it, e.g. `NextToken`.
         param: String,
+    },
+    /// The next page's URL in the response body (OData `@odata.nextLink` and `__next`,
+    /// NetSuite's `links` rel=next), fetched as given. Like `link`, it must stay on the
+    /// Connector's endpoint (scheme, host, port): the Connector's credentials go with it.
+    NextUrl {
+        /// jq path to the URL in the page, e.g. `."@odata.nextLink"`; on the last page it
+        /// is absent, `null` or empty.
+        field: String,
     },
     /// Offset and limit query parameters (NetSuite, BigCommerce `page`-less APIs).
     Offset {
@@ -380,6 +392,12 @@ pub struct TargetSpec {
     /// Path under the Connector's endpoint. Defaults to `/<entity>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// For a sales channel fed canonical `InventorySnapshot`s: how much of each
+    /// location's stock this channel is shown. The snapshot's `available` is replaced by
+    /// the channel's available-to-sell before this target's Mapping runs, so the Mapping
+    /// reads `.available.value`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<ChannelAvailability>,
     /// Send each record as a GraphQL mutation (Shopify Admin GraphQL): the body is
     /// `{"query": <mutation>, "variables": <the mapped record>}`, POSTed to `path` (e.g.
     /// `/admin/api/2026-10/graphql.json`). For `shopify` Connectors the record's
@@ -403,6 +421,41 @@ pub struct GraphqlWrite {
     /// The mutation document, with its variables declared, e.g.
     /// `mutation Set($input: InventorySetQuantitiesInput!) { inventorySetQuantities(input: $input) { userErrors { field message code } } }`.
     pub mutation: String,
+}
+
+/// Available-to-sell for one channel: on hand − reserved − safety stock, of which the
+/// channel gets `percent`, capped at `max`, rounded down to a whole unit and never
+/// negative. When the snapshot's own `available` is lower than on hand − reserved (stock
+/// on hold, damaged), that lower figure is used instead.
+///
+/// Give each channel its `percent` so that together they do not exceed 100: then no two
+/// channels can sell the same unit, and nothing is oversold while a snapshot is on its way.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChannelAvailability {
+    /// Units held back from this channel at every location, for mis-picks and counts
+    /// that lag (e.g. `2`). Default 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(min = 0.0))]
+    pub safety_stock: f64,
+    /// Safety stock for particular SKUs, replacing `safetyStock` for them, e.g.
+    /// `{SKU-TEE-M: 10}` for a best-seller.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub safety_stock_by_sku: std::collections::BTreeMap<String, f64>,
+    /// The share of what remains after safety stock that this channel may sell, in
+    /// percent (e.g. `60` for a marketplace that gets 60% of the stock). Default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub percent: Option<f64>,
+    /// The most this channel is ever shown per SKU and location, e.g. `50` for a
+    /// flash-sale channel. Default: no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub max: Option<f64>,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl TargetSpec {
@@ -442,7 +495,9 @@ pub struct DeliverySpec {
     /// e.g. `.sourceVersion`. A record older than the last one delivered for its ordering
     /// key is not delivered (counted as stale): an out-of-order inventory snapshot or
     /// order update must not overwrite a newer one. RFC 3339 timestamps compare as times,
-    /// numbers as numbers, anything else as text.
+    /// numbers as numbers, anything else as text. Defaults to `.sourceVersion` when the
+    /// flow's Mapping produces a canonical entity (every one carries its source version);
+    /// otherwise no stale guard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_key: Option<String>,
     /// Retries of transient failures (transport errors, 408, 429, 5xx).

@@ -102,7 +102,12 @@ impl HttpTarget {
         };
         let mut write = Write { method: self.method.clone(), url: self.url_for(item), headers, body };
         let protocol = self.client.protocol();
-        protocol.write(&mut write, WriteContext { operation: self.operation, base_url: &self.url, item });
+        let context = WriteContext { operation: self.operation, base_url: &self.url, item };
+        protocol.write(&mut write, context);
+        if let Some(answer) = protocol.exchange(&self.client, &write, context).await {
+            debug!(answer = %answer.summary(), "target answered");
+            return answer;
+        }
         let sent = self
             .client
             .send(|http| {
@@ -134,7 +139,8 @@ fn graphql_body(mutation: &str, record: &[u8]) -> Vec<u8> {
     body
 }
 
-fn urlencode(key: &str) -> String {
+/// `key` percent-encoded for a URL path segment (`:` kept, for NetSuite's `eid:`).
+pub(crate) fn urlencode(key: &str) -> String {
     key.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => (b as char).to_string(),

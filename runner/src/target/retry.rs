@@ -83,6 +83,9 @@ pub enum Answer {
         body: String,
         /// What the response says about the target's quota.
         quota: super::quota::QuotaSignal,
+        /// The `Location` header: where the target put the record (NetSuite's `204` +
+        /// `Location`, a `201`), or the job that writes it (a `202`).
+        location: Option<String>,
     },
     /// No response.
     Transport(String),
@@ -221,6 +224,7 @@ mod tests {
             retry_after: retry_after.map(Into::into),
             body: "{\"error\":\"INVALID_KEY_OR_REF\"}\nmore".into(),
             quota: Default::default(),
+            location: None,
         }
     }
 
@@ -278,6 +282,7 @@ mod tests {
             retry_after: None,
             body: netsuite.into(),
             quota: Default::default(),
+            location: None,
         };
         assert_eq!(
             classify(&answer),

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error_body::{ApiError, ErrorDetail, code};
-use super::{Outcome, Shared};
+use super::{Outcome, Shared, ThrottleShape};
+use crate::server::constant_time_eq;
 
 /// The external id a handler worked on, attached to its response for the log line.
 #[derive(Debug, Clone)]
@@ -73,6 +74,9 @@ async fn gate(shared: &Shared, request: Request, next: Next) -> Response {
     // try_acquire, not acquire: NetSuite refuses the (limit+1)th concurrent request
     // instead of queueing it, and the runner's quota governor must see that.
     let Ok(_permit) = Arc::clone(&shared.permits).try_acquire_owned() else {
+        if shared.config.netsuite.throttle_shape == ThrottleShape::RestletRequestLimit {
+            return restlet_request_limit(shared.config.max_concurrency);
+        }
         return ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             Outcome::Throttled,
@@ -93,7 +97,47 @@ async fn gate(shared: &Shared, request: Request, next: Next) -> Response {
     if !shared.config.latency.is_zero() {
         tokio::time::sleep(shared.config.latency).await;
     }
-    next.run(request).await
+    let writes = !matches!(*request.method(), Method::GET | Method::HEAD);
+    let response = next.run(request).await;
+    if writes && response.status().is_success() && shared.answer_lost() {
+        // The write is done (and counted as what it was); the gateway in front gave up
+        // waiting for its answer.
+        let mut lost = lost_answer();
+        if let Some(outcome) = response.extensions().get::<Outcome>() {
+            lost.extensions_mut().insert(*outcome);
+        }
+        if let Some(id) = response.extensions().get::<ExternalId>() {
+            lost.extensions_mut().insert(id.clone());
+        }
+        return lost;
+    }
+    response
+}
+
+/// What a client sees when a gateway loses the ERP's answer: a `504`, though the write
+/// was made. Only an idempotent retry (key, repeatability id, upsert) avoids a duplicate.
+fn lost_answer() -> Response {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        Outcome::Read,
+        vec![ErrorDetail::general(
+            code::SERVICE_UNAVAILABLE,
+            "The gateway timed out waiting for the ERP's answer.",
+        )],
+    )
+    .into_response()
+}
+
+/// A RESTlet's answer over the concurrency limit: `400` with its own error shape, so a
+/// client must read the code, not the status, to know it was throttled.
+fn restlet_request_limit(limit: usize) -> Response {
+    let body = serde_json::json!({"error": {
+        "code": "SSS_REQUEST_LIMIT_EXCEEDED",
+        "message": format!("Request limit exceeded: at most {limit} requests may be in flight."),
+    }});
+    let mut response = (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+    response.extensions_mut().insert(Outcome::Throttled);
+    response
 }
 
 fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
@@ -108,18 +152,6 @@ fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
     };
     scheme.eq_ignore_ascii_case("bearer")
         && constant_time_eq(token.trim().as_bytes(), expected.as_bytes())
-}
-
-/// Compares without returning early, so response time does not reveal how much of a
-/// guessed token was right.
-fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
-    if left.len() != right.len() {
-        return false;
-    }
-    left.iter()
-        .zip(right)
-        .fold(0u8, |difference, (a, b)| difference | (a ^ b))
-        == 0
 }
 
 #[cfg(test)]

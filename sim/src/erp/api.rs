@@ -16,6 +16,7 @@ use super::error_body::{ApiError, ErrorDetail, code};
 use super::ledger::{Refused, Written};
 use super::sales_order::{self, StoredOrder};
 use super::{Outcome, Shared};
+use super::{dynamics, netsuite_async, sap};
 
 /// Marks an answer replayed from an earlier request with the same idempotency key.
 pub(super) const REPLAYED_HEADER: HeaderName = HeaderName::from_static("idempotency-replayed");
@@ -30,24 +31,40 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/salesOrders", post(create).get(list))
         .route("/salesOrders/{id}", get(fetch).put(upsert))
+        .route("/async/v1/job/{id}", get(netsuite_async::status))
+        .route(
+            "/async/v1/job/{id}/task/{task}/result",
+            get(netsuite_async::result),
+        )
+        .merge(dynamics::router(Arc::clone(&shared)))
+        .merge(sap::router(Arc::clone(&shared)))
         .fallback(unknown_path)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(Arc::clone(&shared), admit))
         .with_state(shared)
 }
 
-/// `POST /salesOrders`.
+/// `POST /salesOrders`; with `Prefer: respond-async`, as an asynchronous job.
 async fn create(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&shared, &headers)?;
-    let order = sales_order::parse(&body, None, shared.config.known_skus.as_ref())
-        .map_err(ApiError::business)?;
-    let external_id = order.external_id.clone();
-    let written = shared.ledger().create(order, key);
-    answer_write(written, external_id)
+    let write = |key: Option<&str>| {
+        let order = sales_order::parse(&body, None, shared.config.known_skus.as_ref())
+            .map_err(ApiError::business)?;
+        let external_id = order.external_id.clone();
+        let written = shared.ledger().create(order, key);
+        answer_write(written, external_id)
+    };
+    if netsuite_async::wanted(&headers) {
+        // The key names the job, not the write.
+        return Ok(netsuite_async::submit(&shared, &headers, key, || {
+            write(None)
+        }));
+    }
+    write(key)
 }
 
 /// `PUT /salesOrders/eid:{externalId}`: NetSuite's upsert by external id.
@@ -77,20 +94,32 @@ async fn upsert(
         )]));
     }
     let key = idempotency_key(&shared, &headers)?;
-    let order = sales_order::parse(&body, Some(external_id), shared.config.known_skus.as_ref())
-        .map_err(ApiError::business)?;
-    let written = shared.ledger().upsert(order, key);
-    answer_write(written, external_id.to_owned())
+    let write = |key: Option<&str>| {
+        let order = sales_order::parse(&body, Some(external_id), shared.config.known_skus.as_ref())
+            .map_err(ApiError::business)?;
+        let written = shared.ledger().upsert(order, key);
+        answer_write(written, external_id.to_owned())
+    };
+    if netsuite_async::wanted(&headers) {
+        return Ok(netsuite_async::submit(&shared, &headers, key, || {
+            write(None)
+        }));
+    }
+    write(key)
 }
 
-/// Reads the idempotency key; a header that is present but unusable is a client bug.
+/// Reads the idempotency key (the configured header, else NetSuite's
+/// `X-NetSuite-Idempotency-Key`); a header that is present but unusable is a client bug.
 fn idempotency_key<'h>(
     shared: &Shared,
     headers: &'h HeaderMap,
 ) -> Result<Option<&'h str>, ApiError> {
-    let name = &shared.config.idempotency_header;
-    let Some(value) = headers.get(name) else {
-        return Ok(None);
+    let configured = &shared.config.idempotency_header;
+    let netsuite = HeaderName::from_static(netsuite_async::KEY_HEADER);
+    let (name, value) = match (headers.get(configured), headers.get(&netsuite)) {
+        (Some(value), _) => (configured.clone(), value),
+        (None, Some(value)) => (netsuite, value),
+        (None, None) => return Ok(None),
     };
     match value.to_str() {
         Ok(key) if !key.trim().is_empty() => Ok(Some(key)),
@@ -166,18 +195,34 @@ struct Link {
 
 /// `GET /salesOrders?limit=&offset=`: records by internal id, with `links` to this page
 /// and, while `hasMore`, the next.
-async fn list(State(shared): State<Arc<Shared>>, Query(page): Query<Page>, headers: HeaderMap) -> Response {
+async fn list(
+    State(shared): State<Arc<Shared>>,
+    Query(page): Query<Page>,
+    headers: HeaderMap,
+) -> Response {
     let orders = shared.ledger().orders();
     let total_results = orders.len();
     let offset = page.offset.unwrap_or(0);
-    let limit = page.limit.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, DEFAULT_PAGE_SIZE);
+    let limit = page
+        .limit
+        .unwrap_or(DEFAULT_PAGE_SIZE)
+        .clamp(1, DEFAULT_PAGE_SIZE);
     let items: Vec<StoredOrder> = orders.into_iter().skip(offset).take(limit).collect();
     let has_more = offset.saturating_add(items.len()) < total_results;
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
     let href = |offset: usize| format!("http://{host}/salesOrders?limit={limit}&offset={offset}");
-    let mut links = vec![Link { rel: "self", href: href(offset) }];
+    let mut links = vec![Link {
+        rel: "self",
+        href: href(offset),
+    }];
     if has_more {
-        links.push(Link { rel: "next", href: href(offset + items.len()) });
+        links.push(Link {
+            rel: "next",
+            href: href(offset + items.len()),
+        });
     }
     let collection = Collection {
         links,

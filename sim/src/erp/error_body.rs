@@ -140,6 +140,10 @@ fn problem_type(status: StatusCode) -> (&'static str, &'static str) {
             "https://www.rfc-editor.org/rfc/rfc9110.html#section-15.6.4",
             "Service Unavailable",
         ),
+        504 => (
+            "https://www.rfc-editor.org/rfc/rfc9110.html#section-15.6.5",
+            "Gateway Timeout",
+        ),
         _ => (
             "https://www.rfc-editor.org/rfc/rfc9110.html#section-15.6.1",
             "Internal Server Error",

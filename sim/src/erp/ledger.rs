@@ -41,6 +41,15 @@ pub(crate) enum Refused {
     },
 }
 
+/// Why a conditional update (`If-Match`) was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Precondition {
+    /// No order has that external id.
+    Missing,
+    /// The order changed since the caller read it; this is its revision now.
+    Stale { current: u32 },
+}
+
 #[derive(Debug, Clone)]
 struct KeyRecord {
     internal_id: u64,
@@ -101,6 +110,53 @@ impl Ledger {
             self.remember(key, internal_id, external_id);
         }
         Ok(Written::Updated(internal_id))
+    }
+
+    /// Overwrites the existing order with `order.external_id` when its revision is
+    /// `expected` (`None`: whatever it is), the check and the write under one lock as an
+    /// ETag precondition needs.
+    pub(crate) fn update_if(
+        &mut self,
+        order: SalesOrder,
+        expected: Option<u32>,
+    ) -> Result<u64, Precondition> {
+        let internal_id = *self
+            .by_external_id
+            .get(&order.external_id)
+            .ok_or(Precondition::Missing)?;
+        let stored = self
+            .orders
+            .get_mut(&internal_id)
+            .ok_or(Precondition::Missing)?;
+        if let Some(expected) = expected
+            && expected != stored.revision
+        {
+            return Err(Precondition::Stale {
+                current: stored.revision,
+            });
+        }
+        stored.replace(order);
+        Ok(internal_id)
+    }
+
+    /// Someone else edits the order (a user in the ERP's UI): its revision, hence its
+    /// ETag, moves on while its content stays. False when there is no such order.
+    pub(crate) fn edit_elsewhere(&mut self, external_id: &str) -> bool {
+        let Some(internal_id) = self.by_external_id.get(external_id) else {
+            return false;
+        };
+        let Some(stored) = self.orders.get_mut(internal_id) else {
+            return false;
+        };
+        stored.revision += 1;
+        true
+    }
+
+    /// The stored order with this external id.
+    pub(crate) fn by_external_id(&self, external_id: &str) -> Option<&StoredOrder> {
+        self.by_external_id
+            .get(external_id)
+            .and_then(|id| self.orders.get(id))
     }
 
     /// All stored orders, by internal id.
@@ -232,5 +288,24 @@ mod tests {
         let stored = ledger.get(1).unwrap();
         assert_eq!(stored.items[0].quantity, 3.0);
         assert_eq!(stored.revision, 2);
+    }
+
+    #[test]
+    fn a_conditional_update_checks_the_revision_under_the_lock() {
+        let mut ledger = Ledger::default();
+        assert_eq!(
+            ledger.update_if(order("A", 1.0), None),
+            Err(Precondition::Missing)
+        );
+        ledger.create(order("A", 1.0), None).unwrap();
+        assert_eq!(ledger.update_if(order("A", 2.0), Some(1)), Ok(1));
+        assert_eq!(
+            ledger.update_if(order("A", 3.0), Some(1)),
+            Err(Precondition::Stale { current: 2 })
+        );
+        assert!(ledger.edit_elsewhere("A"));
+        assert_eq!(ledger.by_external_id("A").unwrap().revision, 3);
+        assert_eq!(ledger.by_external_id("A").unwrap().items[0].quantity, 2.0);
+        assert!(!ledger.edit_elsewhere("B"));
     }
 }

@@ -1,9 +1,20 @@
-//! A simulated ERP with a NetSuite-like REST sales-order API.
+//! A simulated ERP: one sales-order ledger served in three protocol flavours.
 //!
-//! It reproduces the behaviours a connector must cope with (see the external-API reference,
-//! §7 NetSuite): `204` + `Location` on create, upsert by external id, idempotency keys whose
-//! replay returns the original answer, business rejections naming the field and value, and a
-//! concurrency limit whose excess requests are refused with `429` rather than queued.
+//! - NetSuite REST (at `/salesOrders`, §7 of the external-API reference): `204` + `Location`
+//!   on create, upsert by external id (`PUT /salesOrders/eid:{id}`), idempotency keys whose
+//!   replay returns the original answer, asynchronous requests (`Prefer: respond-async`:
+//!   `202` + job `Location`, job status under `/async/v1/job/{id}`, a duplicate key answered
+//!   `IDEMPOTENCY_ERROR` with the prior job's `Location`), `limit`/`offset` pages with
+//!   `links` rel=next, business rejections in the `o:errorDetails` shape, and concurrency
+//!   governance refusing the (limit+1)th request in flight (`429`, or the RESTlet
+//!   `400 SSS_REQUEST_LIMIT_EXCEEDED` shape).
+//! - Dynamics 365 Business Central OData v4 (at `/d365`, §8, see [`dynamics`]).
+//! - SAP S/4HANA OData v2 (at `/sap`, §9, see [`sap`]).
+//!
+//! Every fault is a knob of [`ErpConfig`]; the random ones draw from a generator seeded
+//! with [`ErpConfig::seed`], so a run is reproducible. What the ERP holds is exposed for
+//! verification ([`ErpHandle::orders`], [`ErpHandle::order_by_external_id`]: `revision`
+//! counts the writes each order got), whichever flavour wrote it.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), entrepot_sim::erp::ErpError> {
@@ -18,10 +29,18 @@
 
 mod admission;
 mod api;
+pub mod dynamics;
 pub mod error_body;
 mod ledger;
+mod netsuite_async;
+mod odata;
 pub mod sales_order;
+pub mod sap;
 
+#[cfg(test)]
+mod flavour_tests;
+#[cfg(test)]
+mod sap_tests;
 #[cfg(test)]
 mod tests;
 
@@ -33,6 +52,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use axum::http::HeaderName;
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -56,8 +77,23 @@ pub struct ErpConfig {
     /// Processing time of each request, spent while holding a concurrency slot; makes the
     /// concurrency limit observable with a handful of requests.
     pub latency: Duration,
-    /// The request header carrying the idempotency key.
+    /// The request header carrying the idempotency key of synchronous NetSuite writes
+    /// (asynchronous ones also read `X-NetSuite-Idempotency-Key`).
     pub idempotency_header: HeaderName,
+    /// Seed of every random fault, so a run is reproducible.
+    pub seed: u64,
+    /// Share (0 to 1) of conditional writes (`If-Match`, Dynamics and SAP flavours) that
+    /// find the order edited by someone else just before, so the ETag no longer matches.
+    pub concurrent_edit_ratio: f64,
+    /// Share (0 to 1) of successful writes whose answer is lost on the way back: the
+    /// write is made, the client gets `504 Gateway Timeout` (seeded draw).
+    pub lost_answer_ratio: f64,
+    /// NetSuite-flavour knobs.
+    pub netsuite: NetSuiteKnobs,
+    /// Dynamics 365 flavour knobs.
+    pub dynamics: dynamics::DynamicsKnobs,
+    /// SAP flavour knobs.
+    pub sap: sap::SapKnobs,
 }
 
 impl Default for ErpConfig {
@@ -69,8 +105,34 @@ impl Default for ErpConfig {
             bearer_token: None,
             latency: Duration::ZERO,
             idempotency_header: HeaderName::from_static("idempotency-key"),
+            seed: 0,
+            concurrent_edit_ratio: 0.0,
+            lost_answer_ratio: 0.0,
+            netsuite: NetSuiteKnobs::default(),
+            dynamics: dynamics::DynamicsKnobs::default(),
+            sap: sap::SapKnobs::default(),
         }
     }
+}
+
+/// How the NetSuite flavour behaves beyond the record API.
+#[derive(Debug, Clone, Default)]
+pub struct NetSuiteKnobs {
+    /// Job-status reads answered `pending` before an asynchronous job shows its outcome.
+    pub async_pending_polls: u32,
+    /// How a request over the concurrency limit is refused.
+    pub throttle_shape: ThrottleShape,
+}
+
+/// The answer to a request over NetSuite's concurrency limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ThrottleShape {
+    /// The REST web services answer: `429 Too Many Requests` with `Retry-After`. The
+    /// reference marks the status uncertain (U); 429 is the documented title's status.
+    #[default]
+    TooManyRequests,
+    /// The RESTlet answer: `400` with error code `SSS_REQUEST_LIMIT_EXCEEDED`.
+    RestletRequestLimit,
 }
 
 // Written by hand so the bearer token never reaches a log line.
@@ -85,6 +147,12 @@ impl fmt::Debug for ErpConfig {
             )
             .field("latency", &self.latency)
             .field("idempotency_header", &self.idempotency_header)
+            .field("seed", &self.seed)
+            .field("concurrent_edit_ratio", &self.concurrent_edit_ratio)
+            .field("lost_answer_ratio", &self.lost_answer_ratio)
+            .field("netsuite", &self.netsuite)
+            .field("dynamics", &self.dynamics)
+            .field("sap", &self.sap)
             .finish()
     }
 }
@@ -106,6 +174,10 @@ pub struct ErpStats {
     pub unauthorized: u64,
     /// Requests refused with `503` while the ERP was down.
     pub unavailable: u64,
+    /// Conditional writes refused with `412` (the ETag no longer matched).
+    pub conflicts: u64,
+    /// SAP writes refused with `403` for a missing, wrong or expired CSRF token.
+    pub csrf_refused: u64,
 }
 
 /// What became of one request; logged and counted in one place.
@@ -118,6 +190,8 @@ pub(crate) enum Outcome {
     Throttled,
     Unauthorized,
     Unavailable,
+    Conflict,
+    CsrfRequired,
     NotFound,
     Unsupported,
     Read,
@@ -133,6 +207,8 @@ impl Outcome {
             Self::Throttled => "throttled",
             Self::Unauthorized => "unauthorized",
             Self::Unavailable => "unavailable",
+            Self::Conflict => "conflict",
+            Self::CsrfRequired => "csrf_required",
             Self::NotFound => "not_found",
             Self::Unsupported => "unsupported",
             Self::Read => "read",
@@ -149,6 +225,8 @@ struct Counters {
     throttled: AtomicU64,
     unauthorized: AtomicU64,
     unavailable: AtomicU64,
+    conflicts: AtomicU64,
+    csrf_refused: AtomicU64,
 }
 
 impl Counters {
@@ -161,6 +239,8 @@ impl Counters {
             Outcome::Throttled => &self.throttled,
             Outcome::Unauthorized => &self.unauthorized,
             Outcome::Unavailable => &self.unavailable,
+            Outcome::Conflict => &self.conflicts,
+            Outcome::CsrfRequired => &self.csrf_refused,
             Outcome::NotFound | Outcome::Unsupported | Outcome::Read => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -175,6 +255,8 @@ impl Counters {
             throttled: self.throttled.load(Ordering::Relaxed),
             unauthorized: self.unauthorized.load(Ordering::Relaxed),
             unavailable: self.unavailable.load(Ordering::Relaxed),
+            conflicts: self.conflicts.load(Ordering::Relaxed),
+            csrf_refused: self.csrf_refused.load(Ordering::Relaxed),
         }
     }
 }
@@ -187,6 +269,11 @@ struct Shared {
     down: AtomicBool,
     paused: watch::Sender<bool>,
     counters: Counters,
+    /// The seeded generator behind every random fault.
+    rng: Mutex<Xoshiro256PlusPlus>,
+    jobs: Mutex<netsuite_async::Jobs>,
+    window: Mutex<dynamics::Window>,
+    sessions: Mutex<sap::Sessions>,
 }
 
 impl Shared {
@@ -196,6 +283,10 @@ impl Shared {
             permits: Arc::new(Semaphore::new(
                 config.max_concurrency.min(Semaphore::MAX_PERMITS),
             )),
+            rng: Mutex::new(Xoshiro256PlusPlus::seed_from_u64(config.seed)),
+            jobs: Mutex::new(netsuite_async::Jobs::default()),
+            window: Mutex::new(dynamics::Window::default()),
+            sessions: Mutex::new(sap::Sessions::default()),
             config,
             ledger: Mutex::new(Ledger::default()),
             down: AtomicBool::new(false),
@@ -210,6 +301,25 @@ impl Shared {
     fn ledger(&self) -> MutexGuard<'_, Ledger> {
         self.ledger.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Whether the next conditional write meets a concurrent edit (seeded draw).
+    fn edited_elsewhere(&self) -> bool {
+        self.draw(self.config.concurrent_edit_ratio)
+    }
+
+    /// Whether the answer to a successful write is lost (seeded draw).
+    fn answer_lost(&self) -> bool {
+        self.draw(self.config.lost_answer_ratio)
+    }
+
+    fn draw(&self, ratio: f64) -> bool {
+        ratio > 0.0 && lock(&self.rng).random::<f64>() < ratio
+    }
+}
+
+/// The protocol state locks, like the ledger's, only guard in-memory bookkeeping.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Failures starting or stopping the simulated ERP.
@@ -301,6 +411,28 @@ impl ErpHandle {
     /// `http://IP:PORT/salesOrders`, where sales orders are created.
     pub fn sales_orders_url(&self) -> String {
         format!("{}/salesOrders", self.base_url())
+    }
+
+    /// `http://IP:PORT/d365`, the Dynamics 365 flavour's service root (entity set
+    /// `salesOrders`, `$batch`).
+    pub fn dynamics_url(&self) -> String {
+        format!("{}/d365", self.base_url())
+    }
+
+    /// `http://IP:PORT/sap`, the SAP flavour's service root (entity set `salesOrders`).
+    pub fn sap_url(&self) -> String {
+        format!("{}/sap", self.base_url())
+    }
+
+    /// Someone else edits the order in the ERP: its ETag changes, its content does not.
+    /// False when no order has this external id.
+    pub fn edit_elsewhere(&self, external_id: &str) -> bool {
+        self.shared.ledger().edit_elsewhere(external_id)
+    }
+
+    /// Every SAP CSRF token issued so far expires now (as when a session times out).
+    pub fn expire_csrf_tokens(&self) {
+        lock(&self.shared.sessions).expire_all();
     }
 
     /// Every stored sales order, by internal id.

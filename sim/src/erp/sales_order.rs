@@ -66,8 +66,12 @@ pub struct StoredOrder {
     /// The idempotency key of the request that created the record, if it carried one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
-    /// 1 when created, incremented by each upsert that changes it.
+    /// 1 when created, incremented by each write through the API and by each edit made
+    /// elsewhere ([`super::ErpHandle::edit_elsewhere`]); the ETag is derived from it.
     pub revision: u32,
+    /// Writes through the API that stored this order: 1 when created, +1 per update.
+    /// Replays of an idempotency key are not writes.
+    pub writes: u32,
     /// When the record was created (RFC 3339, UTC, whole seconds), as NetSuite's
     /// `createdDate`.
     pub created_date: String,
@@ -90,6 +94,7 @@ impl StoredOrder {
             total: order.total,
             idempotency_key,
             revision: 1,
+            writes: 1,
             created_date: now(),
             last_modified_date: now(),
             body: order.body,
@@ -105,6 +110,7 @@ impl StoredOrder {
         self.total = order.total;
         self.body = order.body;
         self.revision += 1;
+        self.writes += 1;
         self.last_modified_date = now();
     }
 }
@@ -112,7 +118,9 @@ impl StoredOrder {
 /// Now, to the second, as NetSuite writes record times.
 fn now() -> String {
     let now = jiff::Timestamp::now();
-    jiff::Timestamp::from_second(now.as_second()).unwrap_or(now).to_string()
+    jiff::Timestamp::from_second(now.as_second())
+        .unwrap_or(now)
+        .to_string()
 }
 
 /// Parses and validates a sales-order body.

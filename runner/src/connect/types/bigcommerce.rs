@@ -49,7 +49,7 @@ mod tests {
 
     fn too_many(reset: Option<Duration>) -> Answer {
         let quota = QuotaSignal { throttled: true, reset_after: reset, ..QuotaSignal::default() };
-        Answer::Response { status: StatusCode::TOO_MANY_REQUESTS, retry_after: None, body: String::new(), quota }
+        Answer::Response { status: StatusCode::TOO_MANY_REQUESTS, retry_after: None, body: String::new(), quota, location: None }
     }
 
     #[test]

@@ -15,6 +15,15 @@
 //! - [`Protocol::classify`]: answers the type reads better than the generic status rule
 //!   ([`crate::target::classify`]): NetSuite's concurrency errors, GraphQL `THROTTLED`
 //!   inside a 200.
+//! - [`Protocol::exchange`]: a target write that takes more than one request (read the
+//!   ETag, then `PATCH` under `If-Match`; follow NetSuite's asynchronous job).
+//! - [`Protocol::poll_defaults`]: where a page's records and next page are when the
+//!   poll trigger does not say.
+
+mod dynamics365;
+mod netsuite;
+mod odata;
+mod sap_odata;
 
 use reqwest::{
     Method, StatusCode,
@@ -23,11 +32,11 @@ use reqwest::{
 
 use crate::{
     queue::DeliveryItem,
-    spec::{ConnectorSpec, ConnectorType, Operation},
+    spec::{ConnectorSpec, ConnectorType, Operation, Pagination},
     target::{Answer, Verdict, quota::QuotaSignal},
 };
 
-use super::InvalidConnector;
+use super::{ConnectorClient, InvalidConnector};
 
 mod bigcommerce;
 mod shopify;
@@ -64,7 +73,6 @@ pub fn token_header(kind: ConnectorType) -> Option<&'static str> {
 #[derive(Debug)]
 pub struct Protocol {
     kind: ConnectorType,
-    #[allow(dead_code, reason = "read by the hooks of the types that keep state")]
     state: State,
 }
 
@@ -74,6 +82,21 @@ pub struct Protocol {
 enum State {
     /// The generic behaviour: nothing is kept.
     Generic,
+    /// NetSuite SuiteTalk REST.
+    NetSuite(netsuite::NetSuite),
+    /// Dynamics 365 OData v4.
+    Dynamics365(dynamics365::Dynamics365),
+    /// SAP S/4HANA OData: the CSRF session.
+    SapOdata(sap_odata::SapOdata),
+}
+
+/// What a type fills in of a poll trigger that leaves it out.
+#[derive(Debug, Clone, Default)]
+pub struct PollDefaults {
+    /// jq path to a page's records.
+    pub records: Option<String>,
+    /// How the next page is found.
+    pub pagination: Option<Pagination>,
 }
 
 /// A target write about to be sent. [`Protocol::write`] may change any part of it.
@@ -106,7 +129,12 @@ impl Protocol {
     pub fn new(connector: &str, spec: &ConnectorSpec) -> Result<Self, InvalidConnector> {
         let _ = connector;
         // Each type with state of its own gets an arm here.
-        let state = State::Generic;
+        let state = match spec.kind {
+            ConnectorType::NetSuite => State::NetSuite(netsuite::NetSuite::new(spec)),
+            ConnectorType::Dynamics365 => State::Dynamics365(dynamics365::Dynamics365),
+            ConnectorType::SapOdata => State::SapOdata(sap_odata::SapOdata::new(spec)),
+            _ => State::Generic,
+        };
         Ok(Self { kind: spec.kind, state })
     }
 
@@ -126,44 +154,81 @@ impl Protocol {
     /// yet. `Err` says why the session could not be obtained: nothing is sent, and the
     /// attempt counts as a transient credentials failure.
     pub async fn session(&self, http: &reqwest::Client, endpoint: &str, credentials: Option<(HeaderName, HeaderValue)>) -> Result<HeaderMap, String> {
-        let _ = (http, endpoint, credentials);
-        Ok(HeaderMap::new())
+        match &self.state {
+            State::SapOdata(sap) => sap.session(http, endpoint, credentials).await,
+            _ => Ok(HeaderMap::new()),
+        }
     }
 
     /// Whether an answer says the session went stale (SAP: `403` with
     /// `X-CSRF-Token: Required`). When it does the session is dropped, and the request is
     /// sent once more with a fresh one.
     pub fn session_expired(&self, status: StatusCode, headers: &HeaderMap) -> bool {
-        let _ = (status, headers);
-        false
+        match &self.state {
+            State::SapOdata(sap) => sap.session_expired(status, headers),
+            _ => false,
+        }
     }
 
     /// Adjusts a target write to the system's API.
     #[allow(clippy::single_match, reason = "each type adds its arm here")]
     pub fn write(&self, write: &mut Write, context: WriteContext<'_>) {
-        match self.kind {
-            ConnectorType::Shopify => shopify::write(write, context),
-            _ => {}
+        match &self.state {
+            State::NetSuite(netsuite) => netsuite.write(write, context),
+            State::Dynamics365(_) => dynamics365::write(write),
+            State::SapOdata(sap) => sap.write(write, context),
+            State::Generic if self.kind == ConnectorType::Shopify => shopify::write(write, context),
+            State::Generic => {}
+        }
+    }
+
+    /// Makes the target write when the type needs more than one request for it (read
+    /// the ETag, then `PATCH` under `If-Match`; follow an asynchronous job to its
+    /// outcome), through `client` (credentials, session, the 401 rule). `None`: the
+    /// target sends `write` as it is.
+    pub async fn exchange(&self, client: &ConnectorClient, write: &Write, context: WriteContext<'_>) -> Option<Answer> {
+        match &self.state {
+            State::NetSuite(_) => Some(netsuite::exchange(client, write).await),
+            State::Dynamics365(_) => dynamics365::exchange(client, write, context).await,
+            State::SapOdata(_) => sap_odata::exchange(client, write, context).await,
+            State::Generic => None,
+        }
+    }
+
+    /// Where a page's records and the next page are, for a poll trigger that leaves
+    /// `records` or `pagination` out.
+    pub fn poll_defaults(&self) -> PollDefaults {
+        match &self.state {
+            State::NetSuite(_) => netsuite::poll_defaults(),
+            State::Dynamics365(_) => dynamics365::poll_defaults(),
+            State::SapOdata(_) => sap_odata::poll_defaults(),
+            State::Generic => PollDefaults::default(),
         }
     }
 
     /// Adds what an answer says about the quota beyond the generic headers.
     #[allow(clippy::single_match, reason = "each type adds its arm here")]
     pub fn read_quota(&self, status: StatusCode, headers: &HeaderMap, body: &str, signal: &mut QuotaSignal) {
-        let _ = headers;
-        match self.kind {
-            ConnectorType::Shopify => shopify::read_quota(status, body, signal),
-            _ => {}
+        match &self.state {
+            State::NetSuite(_) => netsuite::read_quota(status, body, signal),
+            State::Generic if self.kind == ConnectorType::Shopify => shopify::read_quota(status, body, signal),
+            _ => {
+                let _ = (status, headers, body, signal);
+            }
         }
     }
 
     /// The verdict on an answer when the type reads it differently from the generic rule;
     /// `None` leaves it to [`crate::target::classify`].
     pub fn classify(&self, answer: &Answer) -> Option<Verdict> {
-        match self.kind {
-            ConnectorType::Shopify => shopify::classify(answer),
-            ConnectorType::BigCommerce => bigcommerce::classify(answer),
-            _ => None,
+        match &self.state {
+            State::NetSuite(_) => netsuite::classify(answer),
+            State::Dynamics365(_) | State::SapOdata(_) => odata::classify(answer),
+            State::Generic => match self.kind {
+                ConnectorType::Shopify => shopify::classify(answer),
+                ConnectorType::BigCommerce => bigcommerce::classify(answer),
+                _ => None,
+            },
         }
     }
 

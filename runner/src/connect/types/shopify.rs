@@ -151,7 +151,7 @@ mod tests {
     fn answer(body: &str) -> Answer {
         let mut quota = QuotaSignal::default();
         read_quota(StatusCode::OK, body, &mut quota);
-        Answer::Response { status: StatusCode::OK, retry_after: None, body: body.to_owned(), quota }
+        Answer::Response { status: StatusCode::OK, retry_after: None, body: body.to_owned(), quota, location: None }
     }
 
     #[test]

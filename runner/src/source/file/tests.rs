@@ -54,6 +54,7 @@ impl Setup {
                 mapping_ref: None,
                 operation: Default::default(),
                 path: None,
+                availability: None,
                 graphql: None,
             }],
             delivery: Default::default(),

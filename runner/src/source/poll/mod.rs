@@ -55,19 +55,26 @@ pub(crate) struct PageContent {
 }
 
 impl PollSource {
-    /// Compiles `trigger`'s jq paths; `client` is the source Connector's.
+    /// Compiles `trigger`'s jq paths; `client` is the source Connector's. Where the
+    /// trigger leaves `records` or `pagination` out, the Connector's type fills them in
+    /// (`connect::Protocol::poll_defaults`).
     pub fn new(trigger: &PollTrigger, client: Arc<ConnectorClient>) -> Result<Self, PollSetupError> {
         let compile = |field: &'static str, code: &str| {
             Program::compile(code, &BTreeMap::new()).map_err(|source| PollSetupError { field, source })
         };
+        let mut trigger = trigger.clone();
+        let defaults = client.protocol().poll_defaults();
+        trigger.records = trigger.records.or(defaults.records);
+        trigger.pagination = trigger.pagination.or(defaults.pagination);
         let records = trigger.records.as_deref().map(|c| compile("spec.source.trigger.poll.records", c)).transpose()?;
         let cursor = match &trigger.pagination {
             Some(Pagination::Cursor { field, .. }) => Some(compile("spec.source.trigger.poll.pagination.cursor.field", field)?),
+            Some(Pagination::NextUrl { field }) => Some(compile("spec.source.trigger.poll.pagination.nextUrl.field", field)?),
             _ => None,
         };
         let watermark =
             trigger.watermark.as_ref().map(|w| compile("spec.source.trigger.poll.watermark.field", &w.field)).transpose()?;
-        Ok(Self { trigger: trigger.clone(), client, records, cursor, watermark })
+        Ok(Self { trigger, client, records, cursor, watermark })
     }
 
     /// The source Connector's client.
@@ -75,13 +82,14 @@ impl PollSource {
         &self.client
     }
 
-    /// The trigger as written.
+    /// The trigger as written, with the Connector type's defaults filled in.
     pub fn trigger(&self) -> &PollTrigger {
         &self.trigger
     }
 
     /// The records of a page (at `records`, an array; `null` counts as none) and, for
-    /// cursor pagination, the next cursor (`null`, absent or empty: none).
+    /// cursor and next-URL pagination, the next cursor or URL (`null`, absent or empty:
+    /// none).
     pub(crate) fn read(&self, body: &[u8]) -> Result<PageContent, String> {
         let page = parse_json(body).map_err(|e| format!("the page is not JSON: {e}"))?;
         let cursor = match &self.cursor {

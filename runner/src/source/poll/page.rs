@@ -64,7 +64,8 @@ pub struct PageEnd<'a> {
     pub url: &'a Url,
     /// The response headers.
     pub headers: &'a HeaderMap,
-    /// The cursor read from the body (`cursor` pagination); empty counts as none.
+    /// The cursor read from the body (`cursor` pagination; the next URL for `nextUrl`);
+    /// empty counts as none.
     pub cursor: Option<String>,
     /// How many records the page held.
     pub records: usize,
@@ -80,20 +81,13 @@ pub fn next(pagination: Option<&Pagination>, current: &Page, end: PageEnd<'_>, e
             let values = end.headers.get_all(LINK).iter().filter_map(|v| v.to_str().ok());
             match next_link(values) {
                 None => None,
-                Some(target) => {
-                    let next = end.url.join(&target).map_err(|e| format!("the Link header's next URL `{target}` is not a URL: {e}"))?;
-                    let home = Url::parse(endpoint).map_err(|e| format!("`{endpoint}` is not a URL: {e}"))?;
-                    if next.origin() != home.origin() {
-                        return Err(format!(
-                            "the Link header's next page {} is on another origin than the Connector's endpoint; \
-                             the Connector's credentials are not sent there",
-                            next.origin().ascii_serialization()
-                        ));
-                    }
-                    Some(Page::Url(next.to_string()))
-                }
+                Some(target) => Some(on_endpoint(end.url, &target, endpoint, "the Link header's")?),
             }
         }
+        Some(Pagination::NextUrl { .. }) => match end.cursor.filter(|c| !c.is_empty()) {
+            None => None,
+            Some(target) => Some(on_endpoint(end.url, &target, endpoint, "the body's")?),
+        },
         Some(Pagination::Cursor { .. }) => end.cursor.filter(|c| !c.is_empty()).map(Page::Cursor),
         Some(Pagination::Offset { page_size, .. }) => {
             let offset = if let Page::Offset(o) = current { *o } else { 0 };
@@ -101,6 +95,21 @@ pub fn next(pagination: Option<&Pagination>, current: &Page, end: PageEnd<'_>, e
         }
     };
     Ok(next)
+}
+
+/// `target` resolved against the page's URL, as the next page, when it stays on the
+/// Connector's endpoint; `what` names where it came from, for the message.
+fn on_endpoint(here: &Url, target: &str, endpoint: &str, what: &str) -> Result<Page, String> {
+    let next = here.join(target).map_err(|e| format!("{what} next URL `{target}` is not a URL: {e}"))?;
+    let home = Url::parse(endpoint).map_err(|e| format!("`{endpoint}` is not a URL: {e}"))?;
+    if next.origin() != home.origin() {
+        return Err(format!(
+            "{what} next page {} is on another origin than the Connector's endpoint; \
+             the Connector's credentials are not sent there",
+            next.origin().ascii_serialization()
+        ));
+    }
+    Ok(Page::Url(next.to_string()))
 }
 
 /// The target of the first `rel="next"` link in `Link` header values (RFC 8288: several
@@ -189,6 +198,20 @@ mod tests {
         let elsewhere = headers("<http://evil.example/steal>; rel=next");
         let err = super::next(Some(&link), &Page::First, end(&elsewhere), "http://erp:8080/api").unwrap_err();
         assert!(err.contains("http://evil.example"), "{err}");
+    }
+
+    #[test]
+    fn a_next_url_from_the_body_is_followed_on_the_endpoint_only() {
+        let next_url = Pagination::NextUrl { field: ".\"@odata.nextLink\"".into() };
+        let here = Url::parse("http://erp:8080/d365/salesOrders").unwrap();
+        let none = HeaderMap::new();
+        let end = |cursor: Option<&str>| PageEnd { url: &here, headers: &none, cursor: cursor.map(Into::into), records: 2 };
+        let page = next(Some(&next_url), &Page::First, end(Some("http://erp:8080/d365/salesOrders?$skiptoken=x")), "http://erp:8080/d365");
+        assert_eq!(page.unwrap(), Some(Page::Url("http://erp:8080/d365/salesOrders?$skiptoken=x".into())));
+        assert_eq!(next(Some(&next_url), &Page::First, end(None), "http://erp:8080/d365").unwrap(), None);
+        assert_eq!(next(Some(&next_url), &Page::First, end(Some("")), "http://erp:8080/d365").unwrap(), None);
+        let err = next(Some(&next_url), &Page::First, end(Some("https://elsewhere.example/x")), "http://erp:8080/d365").unwrap_err();
+        assert!(err.contains("another origin"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,66 @@
+//! `type: dynamics365`: Dynamics 365 OData v4 APIs (Business Central, Finance &
+//! Operations; external-API reference §8).
+//!
+//! - `create` is a `POST` to the entity set (`201`).
+//! - `upsert` reads the record by its key as an OData alternate key,
+//!   `<path>(externalId='<key>')`: absent, it is created; present, it is `PATCH`ed under
+//!   `If-Match` with the ETag just read. A `412` (changed in between) reads it again and
+//!   patches once more within the attempt; a second one is retried later.
+//! - `429` + `Retry-After` is throttling: the generic rule retries after it and the quota
+//!   governor pauses every sender until then.
+//! - Polls: records at `.value`, the next page at `@odata.nextLink` (kept on the
+//!   Connector's endpoint).
+//! - Not done: `$batch` (up to 100 records per request); each record is one request.
+
+use reqwest::header::HeaderValue;
+
+use super::{PollDefaults, Write, WriteContext, odata};
+use crate::{
+    connect::ConnectorClient,
+    spec::{Operation, Pagination},
+    target::{Answer, urlencode},
+};
+
+/// A Dynamics 365 Connector keeps nothing between requests: ETags are read per write.
+#[derive(Debug)]
+pub struct Dynamics365;
+
+/// OData's JSON media type on every write.
+pub fn write(write: &mut Write) {
+    write.headers.insert("accept", HeaderValue::from_static("application/json"));
+    write.headers.insert("odata-version", HeaderValue::from_static("4.0"));
+}
+
+/// `<path>(externalId='<key>')`, the quote doubled as OData string literals need.
+fn entity_url(base: &str, key: &str) -> String {
+    format!("{base}(externalId='{}')", urlencode(&key.replace('\'', "''")))
+}
+
+/// An upsert reads, then creates or patches under `If-Match`; a create is left to the
+/// target.
+pub async fn exchange(client: &ConnectorClient, write: &Write, context: WriteContext<'_>) -> Option<Answer> {
+    let (Operation::Upsert, Some(key)) = (context.operation, &context.item.ordering_key) else { return None };
+    let mut post = write.clone();
+    post.url = context.base_url.to_string();
+    let entity = entity_url(context.base_url, key);
+    Some(odata::upsert(client, &post, context.base_url, &entity, &[&["@odata.etag"]]).await)
+}
+
+/// Records at `.value`; the next page at `@odata.nextLink`.
+pub fn poll_defaults() -> PollDefaults {
+    PollDefaults {
+        records: Some(".value".into()),
+        pagination: Some(Pagination::NextUrl { field: r#"."@odata.nextLink""#.into() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_alternate_key_literals() {
+        assert_eq!(entity_url("http://erp/d365/salesOrders", "A-1"), "http://erp/d365/salesOrders(externalId='A-1')");
+        assert_eq!(entity_url("http://e/s", "O'Neil 1"), "http://e/s(externalId='O%27%27Neil%201')");
+    }
+}

@@ -1,0 +1,167 @@
+//! What the ERP types share: a request through the Connector's client that keeps the
+//! answer's ETag and JSON, the upsert under `If-Match` of the OData types, the UUID an
+//! idempotency key becomes, and the verdicts on conflicts.
+
+use std::time::Duration;
+
+use reqwest::{
+    Method, StatusCode, Url,
+    header::{ACCEPT, ETAG, HeaderValue, IF_MATCH},
+};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tracing::info;
+
+use super::Write;
+use crate::{
+    connect::{ConnectorClient, Sent},
+    target::{Answer, ErrorCategory, Verdict},
+};
+
+/// An answer, with its ETag and its body as JSON when it has them.
+pub(super) struct Reply {
+    pub answer: Answer,
+    pub etag: Option<String>,
+    pub json: Option<Value>,
+}
+
+impl Reply {
+    pub fn status(&self) -> Option<StatusCode> {
+        match &self.answer {
+            Answer::Response { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Sends one request through `client` (credentials, session, the 401 rule).
+pub(super) async fn request(client: &ConnectorClient, method: Method, url: &str, write: Option<&Write>) -> Reply {
+    let sent = client
+        .send(|http| {
+            let request = http.request(method.clone(), url).header(ACCEPT, "application/json");
+            match write {
+                Some(write) => request.headers(write.headers.clone()).body(write.body.clone()),
+                None => request,
+            }
+        })
+        .await;
+    let etag = match &sent {
+        Sent::Response(response) => response.headers().get(ETAG).and_then(|v| v.to_str().ok()).map(String::from),
+        _ => None,
+    };
+    let answer = sent.into_answer(client.protocol()).await;
+    let json = match &answer {
+        Answer::Response { body, .. } => serde_json::from_str(body).ok(),
+        _ => None,
+    };
+    Reply { answer, etag, json }
+}
+
+/// The write as an upsert on an OData service: read the record at `entity_url`; absent
+/// (`404`), create it with a `POST` to the entity set (`write.url` as the target built
+/// it, without the key); present, `PATCH` it under `If-Match` with the ETag just read
+/// (the header, else the first of `etag_paths` in the body). A `412` (someone changed it
+/// in between) reads it again and patches once more within the attempt; a second `412`
+/// is left to the verdict (a transient retry).
+pub(super) async fn upsert(client: &ConnectorClient, write: &Write, set_url: &str, entity_url: &str, etag_paths: &[&[&str]]) -> Answer {
+    let mut conflicts = 0;
+    loop {
+        let read = request(client, Method::GET, entity_url, None).await;
+        match read.status() {
+            Some(StatusCode::NOT_FOUND) => return request(client, Method::POST, set_url, Some(write)).await.answer,
+            Some(status) if status.is_success() => {}
+            // Transport, throttling, auth: the read's answer is the attempt's.
+            _ => return read.answer,
+        }
+        let etag = read.etag.or_else(|| etag_paths.iter().find_map(|path| string_at(read.json.as_ref()?, path)));
+        let mut patch = write.clone();
+        // Without an ETag to match, `*` says "whatever is there": the service still
+        // requires the header.
+        let etag = etag.unwrap_or_else(|| "*".into());
+        if let Ok(value) = HeaderValue::from_str(&etag) {
+            patch.headers.insert(IF_MATCH, value);
+        }
+        let patched = request(client, Method::PATCH, entity_url, Some(&patch)).await;
+        if patched.status() != Some(StatusCode::PRECONDITION_FAILED) || conflicts > 0 {
+            return patched.answer;
+        }
+        conflicts += 1;
+        info!(connector = %client.name(), "the record changed since it was read (412); reading it again");
+    }
+}
+
+fn string_at(value: &Value, path: &[&str]) -> Option<String> {
+    path.iter().try_fold(value, |v, key| v.get(key)).and_then(Value::as_str).map(String::from)
+}
+
+/// A UUID standing for an idempotency key: the same key always gives the same UUID, so
+/// every retry of a record repeats the id the system saw first. (Version 8: built from
+/// the first 16 bytes of the key's SHA-256.)
+pub(super) fn key_uuid(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid().to_string()
+}
+
+/// `location` resolved against `base`, if it stays on the Connector's endpoint (its
+/// credentials go with a request there).
+pub(super) fn on_endpoint(client: &ConnectorClient, base: &str, location: &str) -> Option<String> {
+    let resolved = Url::parse(base).ok()?.join(location).ok()?;
+    let home = Url::parse(client.endpoint()).ok()?;
+    (resolved.origin() == home.origin()).then(|| resolved.to_string())
+}
+
+/// The OData types' verdicts: a `412` still there after the in-attempt refetch is
+/// transient (the record is busy; the next attempt reads it again); a CSRF refusal after
+/// a fresh token is a transient session failure.
+pub(super) fn classify(answer: &Answer) -> Option<Verdict> {
+    let Answer::Response { status, body, .. } = answer else { return None };
+    if *status == StatusCode::PRECONDITION_FAILED {
+        return Some(Verdict::Retry {
+            after: Some(Duration::from_secs(1)),
+            reason: "conflict: the record changed while it was written (412 Precondition Failed)".into(),
+            category: ErrorCategory::Server,
+        });
+    }
+    if *status == StatusCode::FORBIDDEN && body.contains("CSRF") {
+        return Some(Verdict::Retry {
+            after: None,
+            reason: "auth: the CSRF token was refused again after a fresh one (403)".into(),
+            category: ErrorCategory::Auth,
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_always_gives_the_same_uuid_and_another_key_another() {
+        let a = key_uuid("shopify-1042:3");
+        assert_eq!(a, key_uuid("shopify-1042:3"));
+        assert_ne!(a, key_uuid("shopify-1042:4"));
+        let parsed = uuid::Uuid::parse_str(&a).unwrap();
+        assert_eq!(parsed.get_version_num(), 8);
+    }
+
+    #[test]
+    fn a_second_412_and_a_repeated_csrf_refusal_are_transient() {
+        let answer = |status: u16, body: &str| Answer::Response {
+            status: StatusCode::from_u16(status).unwrap(),
+            retry_after: None,
+            body: body.into(),
+            quota: Default::default(),
+            location: None,
+        };
+        assert!(matches!(classify(&answer(412, "")), Some(Verdict::Retry { category: ErrorCategory::Server, .. })));
+        assert!(matches!(
+            classify(&answer(403, r#"{"error":{"message":{"value":"CSRF token validation failed"}}}"#)),
+            Some(Verdict::Retry { category: ErrorCategory::Auth, .. })
+        ));
+        assert_eq!(classify(&answer(403, "forbidden")), None);
+        assert_eq!(classify(&answer(400, "bad")), None);
+    }
+}
