@@ -143,7 +143,7 @@ async fn shopify_runner(shop: &AdminApi, dir: &std::path::Path) -> InProcessRunn
         Some(entrepot::spec::ConnectorAuth::Bearer { secret_ref }) => secret_ref.clone(),
         other => panic!("the example's WMS uses a bearer token: {other:?}"),
     };
-    wms.webhook = Some(WebhookVerification { signature: SignatureScheme::ShopifyHmacSha256, secret_ref: token_ref, tolerance: None });
+    wms.webhook = Some(WebhookVerification { signature: SignatureScheme::ShopifyHmacSha256, secret_ref: token_ref, previous_secret_ref: None, tolerance: None });
     flow.spec.source.trigger = TriggerSpec { webhook: Some(WebhookTrigger { topics: Vec::new(), refetch: None }), ..Default::default() };
     InProcessRunner::start_with(config, &secrets(&manifests), dir).await
 }
@@ -190,5 +190,24 @@ async fn stock_reaches_shopify_graphql_with_idempotent_keys_through_the_cost_thr
     let message = letters[0]["message"].as_str().unwrap();
     assert_eq!(letters[0]["reason"], "rejected");
     assert!(message.contains("userErrors") && message.contains("inventoryItemId") && message.contains("INVALID_INVENTORY_ITEM"), "{message}");
+    runner.stop().await;
+}
+
+#[tokio::test]
+async fn after_a_shopify_secret_rotation_the_previous_secret_is_still_accepted() {
+    let erp = ScriptedTarget::start().await;
+    let mut config = quickstart_config(&erp.url);
+    let flow = &mut config.flows[0];
+    // The quickstart's ERP token stands in for the secret used before the rotation.
+    let previous = entrepot::spec::SecretKeySelector { name: "erp-demo".into(), key: "token".into() };
+    flow.connectors.get_mut("shopify-demo").unwrap().webhook.as_mut().unwrap().previous_secret_ref = Some(previous);
+    let dir = tempfile::tempdir().unwrap();
+    let runner = InProcessRunner::start(config, dir.path()).await;
+    let url = runner.webhook(FLOW);
+    let body = shopify_order(77, "MUG-WHT", "2026-11-27T10:00:00-05:00");
+    let sign = |secret: &str| Some(entrepot::source::signature::sign(SignatureScheme::ShopifyHmacSha256, secret.as_bytes(), &body));
+    assert_eq!(post_webhook(&url, &body, "current", sign(WEBHOOK_SECRET)).await.status(), 200);
+    assert_eq!(post_webhook(&url, &body, "previous", sign(ERP_TOKEN)).await.status(), 200);
+    assert_eq!(post_webhook(&url, &body, "unknown", sign("never-configured")).await.status(), 401);
     runner.stop().await;
 }

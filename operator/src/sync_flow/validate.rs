@@ -285,6 +285,7 @@ pub fn secret_refs(config: &FlowConfig) -> BTreeSet<SecretKeySelector> {
         }
         if let Some(webhook) = &connector.webhook {
             refs.insert(webhook.secret_ref.clone());
+            refs.extend(webhook.previous_secret_ref.clone());
         }
         if let Some(ca) = connector.database.as_ref().and_then(|d| d.ca_secret_ref.as_ref()) {
             refs.insert(ca.clone());

@@ -134,6 +134,9 @@ pub struct Flow {
     pub targets: Vec<FlowTarget>,
     /// For a webhook trigger: how the source signs webhooks, and the key.
     pub signature: Option<(SignatureScheme, Vec<u8>)>,
+    /// The signing secret before a rotation (`webhook.previousSecretRef`), and until when
+    /// it is accepted.
+    pub previous_secret: Option<(Vec<u8>, tokio::time::Instant)>,
     /// For a poll trigger: the compiled trigger and the source Connector's client.
     pub poll: Option<PollSource>,
     /// For a webhook trigger with `refetch`: how the full record is read.
@@ -216,6 +219,15 @@ impl Flow {
             }
             _ => None,
         };
+        let previous_secret = match (&config.spec.source.trigger.webhook, source.webhook.as_ref().and_then(|w| w.previous_secret_ref.as_ref())) {
+            (Some(_), Some(selector)) => {
+                let secret = secrets
+                    .get(&config.namespace, selector)
+                    .map_err(|source| FlowError::Secret { flow: flow.clone(), source: Box::new(source) })?;
+                Some((secret.into_bytes(), tokio::time::Instant::now() + ROTATION_GRACE))
+            }
+            _ => None,
+        };
         let poll = match &config.spec.source.trigger.poll {
             Some(trigger) => {
                 let client = connectors[&config.spec.source.connector_ref].clone();
@@ -251,6 +263,7 @@ impl Flow {
         Ok(Self {
             refetch,
             signature,
+            previous_secret,
             config,
             mapping,
             canonical,
@@ -289,6 +302,9 @@ fn clients(config: &FlowConfig, secrets: &Secrets) -> Result<BTreeMap<String, Ar
     }
     Ok(clients)
 }
+
+/// How long a previous webhook secret is accepted after a rotation (Shopify: 1 hour).
+pub const ROTATION_GRACE: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 
 /// What the workers share.
 #[derive(Clone, Debug)]

@@ -54,7 +54,13 @@ async fn handle(rt: Arc<Runtime>, flow_name: String, headers: HeaderMap, body: B
     let source = flow.config.connector(&flow.config.spec.source.connector_ref);
     let tolerance = source.webhook.as_ref().and_then(|w| w.tolerance).map_or(DEFAULT_TOLERANCE, |t| t.get());
     let now = jiff::Timestamp::now().as_second();
-    if let Err(e) = verify_delivery(*scheme, &[secret.as_slice()], &body, &headers, tolerance, now) {
+    let mut secrets = vec![secret.as_slice()];
+    if let Some((previous, until)) = &flow.previous_secret
+        && tokio::time::Instant::now() < *until
+    {
+        secrets.push(previous.as_slice());
+    }
+    if let Err(e) = verify_delivery(*scheme, &secrets, &body, &headers, tolerance, now) {
         rt.metrics.webhook_refused.with_label_values(&[name, e.as_str()]).inc();
         warn!(flow = %name, reason = e.as_str(), "webhook refused");
         return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid signature"}))).into_response();

@@ -305,6 +305,11 @@ pub struct WebhookVerification {
     /// The Secret key that holds the signing secret (Shopify and BigCommerce: the app's
     /// client secret).
     pub secret_ref: SecretKeySelector,
+    /// The signing secret before a rotation, still accepted for one hour after the runner
+    /// starts with it (a change of the Connector rolls the runner), so deliveries signed
+    /// before the rotation, and their retries, are not refused. Remove it after the hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_ref: Option<SecretKeySelector>,
     /// How long a signature is accepted after its timestamp, for schemes that sign one
     /// (`standard-webhooks`), e.g. `5m` (the default). Older deliveries are refused as
     /// replays.
