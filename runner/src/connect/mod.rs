@@ -5,6 +5,7 @@
 mod auth;
 mod health;
 mod oauth2;
+pub mod types;
 mod validation;
 
 use crate::target::{quota::QuotaSignal, retry::parse_retry_after};
@@ -15,6 +16,7 @@ use tracing::info;
 
 pub use auth::{Auth, AuthError, Credentials};
 pub use health::{ConnectorHealth, LastError};
+pub use types::{Protocol, Write, WriteContext};
 pub use validation::{InvalidConnector, validate};
 
 use crate::{
@@ -57,6 +59,7 @@ pub struct ConnectorClient {
     endpoint: String,
     http: reqwest::Client,
     auth: Auth,
+    protocol: Protocol,
     /// What went wrong last, for `/v1/status`.
     pub health: ConnectorHealth,
 }
@@ -76,6 +79,7 @@ impl ConnectorClient {
     /// Sets up Connector `name` of `namespace`; its Secrets must be available.
     pub fn new(name: &str, namespace: &str, spec: &ConnectorSpec, secrets: &Secrets) -> Result<Self, ConnectError> {
         validate(name, spec)?;
+        let protocol = Protocol::new(name, spec)?;
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
@@ -89,6 +93,7 @@ impl ConnectorClient {
             endpoint: spec.endpoint.as_deref().unwrap_or_default().trim_end_matches('/').to_string(),
             http,
             auth,
+            protocol,
             health: ConnectorHealth::default(),
         })
     }
@@ -101,6 +106,11 @@ impl ConnectorClient {
     /// The Connector's namespace.
     pub fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    /// What the Connector's type fixes about the system's protocol.
+    pub fn protocol(&self) -> &Protocol {
+        &self.protocol
     }
 
     /// `spec.endpoint`, without a trailing slash.
@@ -129,33 +139,51 @@ impl ConnectorClient {
         }
     }
 
+    /// One request with the credentials, the protocol's session and its headers. When the
+    /// system says the session went stale (`Protocol::session_expired`), the request is
+    /// sent once more with a fresh session.
     async fn attempt(&self, build: &impl Fn(&reqwest::Client) -> RequestBuilder, credentials: &Credentials) -> Sent {
-        let mut request = build(&self.http);
-        if let Some((name, value)) = credentials.header() {
-            request = request.header(name, value);
-        }
-        match request.send().await {
-            Ok(response) => Sent::Response(response),
-            Err(e) => Sent::Transport(describe_transport(&e)),
+        let mut fresh_session = false;
+        loop {
+            let credential = credentials.header().map(|(n, v)| (n.clone(), v.clone()));
+            let mut headers = match self.protocol.session(&self.http, &self.endpoint, credential.clone()).await {
+                Ok(session) => session,
+                Err(e) => return Sent::Credentials(e),
+            };
+            self.protocol.decorate(&mut headers);
+            if let Some((name, value)) = credential {
+                headers.insert(name, value);
+            }
+            let response = match build(&self.http).headers(headers).send().await {
+                Ok(response) => response,
+                Err(e) => return Sent::Transport(describe_transport(&e)),
+            };
+            if fresh_session || !self.protocol.session_expired(response.status(), response.headers()) {
+                return Sent::Response(response);
+            }
+            info!(connector = %self.name, status = %response.status(), "session expired; sending once more with a fresh one");
+            fresh_session = true;
         }
     }
 }
 
 impl Sent {
-    /// The answer as classified by `target::retry::classify`, with at most 4 KiB of
-    /// the body.
-    pub async fn into_answer(self) -> Answer {
+    /// The answer, with at most 4 KiB of the body and what it says about the quota
+    /// (generic headers, then the `protocol`'s own reading).
+    pub async fn into_answer(self, protocol: &Protocol) -> Answer {
         match self {
             Sent::Transport(e) => Answer::Transport(e),
             Sent::Credentials(e) => Answer::Credentials(e),
             Sent::Response(response) => {
                 let status = response.status();
                 let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(String::from);
-                let quota = QuotaSignal::read(status, response.headers(), retry_after.as_deref().and_then(parse_retry_after));
+                let mut quota = QuotaSignal::read(status, response.headers(), retry_after.as_deref().and_then(parse_retry_after));
+                let headers = response.headers().clone();
                 let body = match response.bytes().await {
                     Ok(bytes) => String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_LIMIT)]).into_owned(),
                     Err(e) => format!("<body unreadable: {}>", describe_transport(&e)),
                 };
+                protocol.read_quota(status, &headers, &body, &mut quota);
                 Answer::Response { status, retry_after, body, quota }
             }
         }

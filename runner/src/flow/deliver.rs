@@ -14,7 +14,7 @@ use tracing::{Instrument, info, warn};
 use super::{Flow, Workers, lanes::Lanes};
 use crate::{
     queue::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, compare_versions, now_ms},
-    target::{Answer, ErrorCategory, Verdict, backoff, classify},
+    target::{Answer, ErrorCategory, Verdict, backoff},
 };
 
 /// Items read from the outbox at a time.
@@ -221,7 +221,7 @@ impl Worker {
                 w.metrics.throttled.with_label_values(&[&name, &connector]).inc();
             }
         }
-        let verdict = classify(&answer);
+        let verdict = target.http.verdict(&answer);
         let status = match &answer {
             Answer::Response { status, .. } => Some(status.as_u16()),
             Answer::Transport(_) | Answer::Credentials(_) => None,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use reqwest::{
     Method,
-    header::{CONTENT_TYPE, HeaderName},
+    header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue},
 };
 
 use tracing::debug;
@@ -17,7 +17,7 @@ pub use retry::{Answer, ErrorCategory, Verdict, backoff, classify};
 
 use crate::{
     config::FlowConfig,
-    connect::ConnectorClient,
+    connect::{ConnectorClient, Write, WriteContext},
     queue::DeliveryItem,
     spec::{Operation, TargetSpec},
 };
@@ -81,23 +81,35 @@ impl HttpTarget {
     }
 
     /// Makes one attempt (two requests when the first gets a 401: see
-    /// `retry::refresh_credentials`).
+    /// `retry::refresh_credentials`). The Connector's type may reshape the write
+    /// (`connect::Protocol::write`).
     pub async fn send(&self, item: &DeliveryItem) -> Answer {
-        let url = self.url_for(item);
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Ok(key) = HeaderValue::from_str(&item.idempotency_key) {
+            headers.insert(self.idempotency_header.clone(), key);
+        }
+        if let Ok(id) = HeaderValue::from_str(&item.envelope.correlation_id) {
+            headers.insert("x-correlation-id", id);
+        }
+        let mut write = Write { method: self.method.clone(), url: self.url_for(item), headers, body: item.body.clone() };
+        let protocol = self.client.protocol();
+        protocol.write(&mut write, WriteContext { operation: self.operation, base_url: &self.url, item });
         let sent = self
             .client
             .send(|http| {
-                http.request(self.method.clone(), &url)
-                    .header(CONTENT_TYPE, "application/json")
-                    .header(&self.idempotency_header, item.idempotency_key.as_str())
-                    .header("X-Correlation-Id", item.envelope.correlation_id.as_str())
-                    .body(item.body.clone())
+                http.request(write.method.clone(), &write.url).headers(write.headers.clone()).body(write.body.clone())
             })
             .await;
-        let answer = sent.into_answer().await;
+        let answer = sent.into_answer(protocol).await;
         // Inside the `deliver` span, so this line carries the record's correlation id.
         debug!(answer = %answer.summary(), "target answered");
         answer
+    }
+
+    /// The verdict on an answer: the Connector type's reading, else the generic rule.
+    pub fn verdict(&self, answer: &Answer) -> Verdict {
+        self.client.protocol().verdict(answer)
     }
 }
 

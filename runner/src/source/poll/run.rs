@@ -20,7 +20,7 @@ use crate::{
     spec::RetrySpec,
     metrics::Metrics,
     queue::{Envelope, Intake, Queue, QueueError, now_ms},
-    target::retry::{Answer, ErrorCategory, Verdict, backoff, classify},
+    target::retry::{Answer, ErrorCategory, Verdict, backoff},
 };
 
 /// How soon a paused run checks the backlog again (or the interval, if shorter).
@@ -103,9 +103,9 @@ pub(crate) async fn get_page(
                     Err(e) => Answer::Transport(describe_transport(&e)),
                 }
             }
-            other => other.into_answer().await,
+            other => other.into_answer(client.protocol()).await,
         };
-        let (category, message, after, refused) = match classify(&answer) {
+        let (category, message, after, refused) = match client.protocol().verdict(&answer) {
             Verdict::Retry { after, reason, category } => (category, reason, after, false),
             Verdict::Reject { reason, category } => (category, reason, None, true),
             // Only a 2xx is delivered, and a 2xx was read above.
