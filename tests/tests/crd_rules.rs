@@ -106,6 +106,12 @@ const REFUSED: &[(&str, &str, &str)] = &[
           clientIdSecretRef: {name: s, key: id}, clientSecretSecretRef: {name: s, key: secret}}}}",
         "tokenUrl must be an http or https URL",
     ),
+    (
+        "Connector",
+        "{type: amazon-sp, limits: {operations: [{name: getOrders, method: GET, path: orders/v0/orders, \
+          requestsPerSecond: 0.0167, burst: 20}]}}",
+        "path must start with /",
+    ),
     // Connector: schema. Limits are positive.
     ("Connector", "{type: rest, limits: {requestsPerSecond: 0}}", ".spec.limits.requestsPerSecond: 0 is below the minimum"),
     ("Connector", "{type: rest, limits: {burst: 0}}", ".spec.limits.burst: 0 is below the minimum"),

@@ -1,6 +1,7 @@
 //! Targets: where delivery items go. For now one kind: an HTTP JSON API reached through
 //! its Connector (endpoint, auth, idempotency header).
 
+pub mod operations;
 pub mod quota;
 pub mod retry;
 

@@ -15,6 +15,19 @@
 //! - [`Protocol::classify`]: answers the type reads better than the generic status rule
 //!   ([`crate::target::classify`]): NetSuite's concurrency errors, GraphQL `THROTTLED`
 //!   inside a 200.
+//! - [`Protocol::credential_header`] and [`Protocol::credentials_refused`]: where the
+//!   access token goes (Amazon's `x-amz-access-token`, Walmart's `WM_SEC.ACCESS_TOKEN`)
+//!   and which answers mean it was refused (Amazon: 403 as well as 401).
+//! - [`Protocol::pace`]: waits for the token of the operation a request belongs to
+//!   (per-operation buckets, `spec.limits.operations`, with defaults per type).
+//! - [`Protocol::default_pagination`]: how a poller pages when the trigger does not say.
+//! - [`decorate_token_request`]: headers of the token request (Walmart's `WM_*`).
+
+pub mod amazon_sp;
+pub mod walmart;
+
+#[cfg(test)]
+mod tests;
 
 use reqwest::{
     Method, StatusCode,
@@ -23,8 +36,12 @@ use reqwest::{
 
 use crate::{
     queue::DeliveryItem,
-    spec::{ConnectorSpec, ConnectorType, Operation},
-    target::{Answer, Verdict, quota::QuotaSignal},
+    spec::{ConnectorSpec, ConnectorType, Operation, Pagination},
+    target::{
+        Answer, Verdict,
+        operations::{Metered, OperationQuotas},
+        quota::QuotaSignal,
+    },
 };
 
 use super::InvalidConnector;
@@ -36,6 +53,8 @@ pub struct Protocol {
     kind: ConnectorType,
     #[allow(dead_code, reason = "read by the hooks of the types that keep state")]
     state: State,
+    /// One bucket per metered operation (`spec.limits.operations` and the type's defaults).
+    operations: OperationQuotas,
 }
 
 /// Per-type state. A type with something to keep or to configure has a variant holding
@@ -74,10 +93,22 @@ pub struct WriteContext<'a> {
 impl Protocol {
     /// The protocol of Connector `connector`, or why its spec cannot be used with its type.
     pub fn new(connector: &str, spec: &ConnectorSpec) -> Result<Self, InvalidConnector> {
-        let _ = connector;
         // Each type with state of its own gets an arm here.
         let state = State::Generic;
-        Ok(Self { kind: spec.kind, state })
+        let defaults = match spec.kind {
+            ConnectorType::AmazonSp => {
+                amazon_sp::check(connector, spec)?;
+                amazon_sp::default_operations()
+            }
+            _ => Vec::new(),
+        };
+        let declared = spec.limits.as_ref().map(|l| l.operations.as_slice()).unwrap_or_default();
+        let operations = OperationQuotas::new(declared, &defaults).map_err(|(index, message)| InvalidConnector {
+            connector: connector.into(),
+            field: "spec.limits.operations",
+            message: if index == usize::MAX { message } else { format!("entry {index}: {message}") },
+        })?;
+        Ok(Self { kind: spec.kind, state, operations })
     }
 
     /// The Connector's type.
@@ -88,7 +119,47 @@ impl Protocol {
     /// Headers added to every request sent to the system, the retry of a refused one
     /// included.
     pub fn decorate(&self, headers: &mut HeaderMap) {
-        let _ = headers;
+        if self.kind == ConnectorType::Walmart {
+            walmart::decorate(headers);
+        }
+    }
+
+    /// Where the credentials header goes: the generic `Authorization: Bearer` becomes
+    /// the header the system reads the token from.
+    pub fn credential_header(&self, name: HeaderName, value: HeaderValue) -> (HeaderName, HeaderValue) {
+        match self.kind {
+            ConnectorType::AmazonSp => token_in(amazon_sp::ACCESS_TOKEN_HEADER, name, value),
+            ConnectorType::Walmart => token_in(walmart::ACCESS_TOKEN_HEADER, name, value),
+            _ => (name, value),
+        }
+    }
+
+    /// Whether an answer says the credentials were refused, so fresh ones are worth one
+    /// more try (generic: 401).
+    pub fn credentials_refused(&self, status: StatusCode) -> bool {
+        match self.kind {
+            ConnectorType::AmazonSp => amazon_sp::credentials_refused(status),
+            _ => crate::target::retry::refresh_credentials(status),
+        }
+    }
+
+    /// Waits for a token of the operation a request to `url` with `method` belongs to,
+    /// and returns it so its answer can adapt the bucket; `None` when no operation
+    /// meters the request.
+    pub async fn pace(&self, method: &Method, url: &reqwest::Url) -> Option<Metered> {
+        if self.operations.is_empty() {
+            return None;
+        }
+        self.operations.pace(method, url).await
+    }
+
+    /// How a poller of this system pages when its trigger does not say.
+    pub fn default_pagination(&self) -> Option<Pagination> {
+        match self.kind {
+            ConnectorType::AmazonSp => Some(amazon_sp::default_pagination()),
+            ConnectorType::Walmart => Some(walmart::default_pagination()),
+            _ => None,
+        }
     }
 
     /// Headers of the session a request must carry (a CSRF token and its cookies),
@@ -110,12 +181,19 @@ impl Protocol {
 
     /// Adjusts a target write to the system's API.
     pub fn write(&self, write: &mut Write, context: WriteContext<'_>) {
-        let _ = (write, context);
+        match self.kind {
+            ConnectorType::AmazonSp => amazon_sp::write(write, context),
+            ConnectorType::Walmart => walmart::write(write, context),
+            _ => {}
+        }
     }
 
     /// Adds what an answer says about the quota beyond the generic headers.
     pub fn read_quota(&self, status: StatusCode, headers: &HeaderMap, body: &str, signal: &mut QuotaSignal) {
-        let _ = (status, headers, body, signal);
+        let _ = body;
+        if self.kind == ConnectorType::Walmart {
+            walmart::read_quota(status, headers, signal);
+        }
     }
 
     /// The verdict on an answer when the type reads it differently from the generic rule;
@@ -128,5 +206,29 @@ impl Protocol {
     /// The verdict on an answer: the type's own reading, else the generic rule.
     pub fn verdict(&self, answer: &Answer) -> Verdict {
         self.classify(answer).unwrap_or_else(|| crate::target::classify(answer))
+    }
+}
+
+/// `Authorization: Bearer <token>` moved to `header` as the bare token (Amazon's
+/// `x-amz-access-token`, Walmart's `WM_SEC.ACCESS_TOKEN`); other credentials unchanged.
+fn token_in(header: HeaderName, name: HeaderName, value: HeaderValue) -> (HeaderName, HeaderValue) {
+    if name != reqwest::header::AUTHORIZATION {
+        return (name, value);
+    }
+    let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).and_then(|t| HeaderValue::from_str(t).ok());
+    match token {
+        Some(mut token) => {
+            token.set_sensitive(true);
+            (header, token)
+        }
+        None => (name, value),
+    }
+}
+
+/// Headers the token request of a Connector of type `kind` carries (Walmart's token
+/// endpoint wants its `WM_*` headers too).
+pub fn decorate_token_request(kind: ConnectorType, headers: &mut HeaderMap) {
+    if kind == ConnectorType::Walmart {
+        walmart::decorate(headers);
     }
 }

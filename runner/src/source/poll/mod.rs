@@ -10,6 +10,8 @@ mod watermark;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod marketplace_tests;
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -57,6 +59,13 @@ pub(crate) struct PageContent {
 impl PollSource {
     /// Compiles `trigger`'s jq paths; `client` is the source Connector's.
     pub fn new(trigger: &PollTrigger, client: Arc<ConnectorClient>) -> Result<Self, PollSetupError> {
+        // Without a pagination of its own, the trigger pages the way its Connector's
+        // type does (Amazon's NextToken, Walmart's nextCursor).
+        let mut trigger = trigger.clone();
+        if trigger.pagination.is_none() {
+            trigger.pagination = client.protocol().default_pagination();
+        }
+        let trigger = &trigger;
         let compile = |field: &'static str, code: &str| {
             Program::compile(code, &BTreeMap::new()).map_err(|source| PollSetupError { field, source })
         };
