@@ -226,6 +226,7 @@ pub fn oauth2_spec(token_url: &str) -> OAuth2ClientCredentials {
         audience: None,
         extra_params: BTreeMap::new(),
         client_auth: ClientAuth::Basic,
+        refresh_token_secret_ref: None,
     }
 }
 
@@ -238,4 +239,27 @@ pub fn oauth2_secrets() -> Secrets {
         ("client-secret".to_string(), "s3cr&t".to_string()),
     ]);
     Secrets::with_manifests(BTreeMap::from([(key, values)])).with_env(BTreeMap::new())
+}
+
+/// OAuth2 against `token_url` with the keys of Secret `market` (`client-id`,
+/// `client-secret` and, with `refresh`, `refresh-token`): the marketplaces' credentials.
+pub fn marketplace_oauth(token_url: String, client_auth: ClientAuth, refresh: bool) -> crate::spec::ConnectorAuth {
+    let key = |k: &str| SecretKeySelector { name: "market".into(), key: k.into() };
+    crate::spec::ConnectorAuth::OAuth2ClientCredentials(OAuth2ClientCredentials {
+        token_url,
+        client_id_secret_ref: key("client-id"),
+        client_secret_secret_ref: key("client-secret"),
+        scopes: Vec::new(),
+        audience: None,
+        extra_params: BTreeMap::new(),
+        client_auth,
+        refresh_token_secret_ref: refresh.then(|| key("refresh-token")),
+    })
+}
+
+/// Secret `market` in namespace `retail` with these keys and values.
+pub fn marketplace_secrets(values: &[(&str, &str)]) -> Secrets {
+    let object = ObjectKey { namespace: "retail".into(), name: "market".into() };
+    let values = values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Secrets::with_manifests(BTreeMap::from([(object, values)])).with_env(BTreeMap::new())
 }

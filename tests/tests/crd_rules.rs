@@ -124,6 +124,12 @@ const REFUSED: &[(&str, &str, &str)] = &[
         "{type: rest, auth: {token: {secretRef: {name: s, key: k}}}}",
         "auth.token is for types whose token header is known",
     ),
+    (
+        "Connector",
+        "{type: amazon-sp, limits: {operations: [{name: getOrders, method: GET, path: orders/v0/orders, \
+          requestsPerSecond: 0.0167, burst: 20}]}}",
+        "path must start with /",
+    ),
     // Connector: schema. Limits are positive.
     ("Connector", "{type: rest, limits: {requestsPerSecond: 0}}", ".spec.limits.requestsPerSecond: 0 is below the minimum"),
     ("Connector", "{type: rest, limits: {burst: 0}}", ".spec.limits.burst: 0 is below the minimum"),

@@ -468,6 +468,7 @@ mod tests {
                 audience: None,
                 extra_params: Default::default(),
                 client_auth: Default::default(),
+                refresh_token_secret_ref: None,
             }));
         }
         if let Some(Ok(shop)) = refs.connectors.get_mut("shop") {

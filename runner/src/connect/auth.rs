@@ -155,6 +155,15 @@ impl Auth {
         Ok(auth)
     }
 
+    /// Fits the token requests to the Connector's type (Walmart's token endpoint wants
+    /// its `WM_*` headers).
+    pub fn for_type(mut self, kind: crate::spec::ConnectorType) -> Self {
+        if let Scheme::OAuth2(tokens) = &mut self.scheme {
+            tokens.set_kind(kind);
+        }
+        self
+    }
+
     /// The credentials for the next request. For OAuth2 this may call the token endpoint
     /// (once, however many callers ask at the same time).
     pub async fn credentials(&self) -> Result<Credentials, AuthError> {

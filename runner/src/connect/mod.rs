@@ -25,7 +25,7 @@ pub use validation::{InvalidConnector, validate};
 use crate::{
     secrets::Secrets,
     spec::{ConnectorAuth, ConnectorSpec, HeaderAuth},
-    target::retry::{Answer, refresh_credentials},
+    target::retry::Answer,
 };
 
 /// A Connector's client cannot be set up.
@@ -96,7 +96,7 @@ impl ConnectorClient {
             }
             (other, _) => other.clone(),
         };
-        let auth = Auth::new(name, namespace, auth_spec.as_ref(), secrets, http.clone())?;
+        let auth = Auth::new(name, namespace, auth_spec.as_ref(), secrets, http.clone())?.for_type(spec.kind);
         Ok(Self {
             name: name.into(),
             namespace: namespace.into(),
@@ -138,11 +138,11 @@ impl ConnectorClient {
             Err(e) => return Sent::Credentials(e.to_string()),
         };
         let first = self.attempt(&build, &credentials).await;
-        let refused = matches!(&first, Sent::Response(r) if refresh_credentials(r.status()));
+        let refused = matches!(&first, Sent::Response(r) if self.protocol.credentials_refused(r.status()));
         if !refused || !self.auth.refresh(&credentials).await {
             return first;
         }
-        info!(connector = %self.name, "credentials refused (401); trying once more with fresh ones");
+        info!(connector = %self.name, "credentials refused; trying once more with fresh ones");
         match self.auth.credentials().await {
             Ok(fresh) => self.attempt(&build, &fresh).await,
             Err(e) => Sent::Credentials(e.to_string()),
@@ -162,12 +162,28 @@ impl ConnectorClient {
             };
             self.protocol.decorate(&mut headers);
             if let Some((name, value)) = credential {
+                let (name, value) = self.protocol.credential_header(name, value);
                 headers.insert(name, value);
             }
-            let response = match build(&self.http).headers(headers).send().await {
+            let request = match build(&self.http).headers(headers).build() {
+                Ok(request) => request,
+                Err(e) => return Sent::Transport(describe_transport(&e)),
+            };
+            // A system that meters each operation: wait for that operation's token.
+            let metered = self.protocol.pace(request.method(), request.url()).await;
+            let response = match self.http.execute(request).await {
                 Ok(response) => response,
                 Err(e) => return Sent::Transport(describe_transport(&e)),
             };
+            if let Some(operation) = &metered {
+                let (status, headers) = (response.status(), response.headers());
+                let mut signal = crate::target::operations::signal(status, headers);
+                self.protocol.read_quota(status, headers, "", &mut signal);
+                operation.observe(&signal);
+                if signal.throttled {
+                    info!(connector = %self.name, operation = %operation.name, "operation throttled (429); its bucket slows down");
+                }
+            }
             if fresh_session || !self.protocol.session_expired(response.status(), response.headers()) {
                 return Sent::Response(response);
             }

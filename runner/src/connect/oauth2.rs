@@ -1,6 +1,7 @@
-//! OAuth 2.0 client credentials (RFC 6749 §4.4): one cached access token per Connector,
-//! refreshed before it expires, with a single request in flight however many deliveries
-//! and pages need a token at the same moment.
+//! OAuth 2.0 client credentials (RFC 6749 §4.4), or the refresh-token grant (§6, Login
+//! with Amazon) when a refresh token is configured: one cached access token per
+//! Connector, refreshed before it expires, with a single request in flight however many
+//! deliveries and pages need a token at the same moment.
 
 use std::{
     sync::{
@@ -21,7 +22,7 @@ use tracing::{info, warn};
 use super::{auth::AuthError, describe_transport};
 use crate::{
     secrets::Secrets,
-    spec::{ClientAuth, OAuth2ClientCredentials, SecretKeySelector},
+    spec::{ClientAuth, ConnectorType, OAuth2ClientCredentials, SecretKeySelector},
     target::retry::summarize_body,
 };
 
@@ -73,6 +74,8 @@ pub(super) struct TokenSource {
     connector: String,
     namespace: String,
     spec: OAuth2ClientCredentials,
+    /// The Connector's type: some token endpoints want headers of their own.
+    kind: ConnectorType,
     url: Url,
     secrets: Secrets,
     http: reqwest::Client,
@@ -99,6 +102,7 @@ impl TokenSource {
             connector: connector.into(),
             namespace: namespace.into(),
             spec: spec.clone(),
+            kind: ConnectorType::default(),
             url,
             secrets,
             http,
@@ -106,6 +110,11 @@ impl TokenSource {
             requesting: tokio::sync::Mutex::new(None),
             generations: AtomicU64::new(0),
         })
+    }
+
+    /// Sets the Connector's type (see [`crate::connect::types::decorate_token_request`]).
+    pub(super) fn set_kind(&mut self, kind: ConnectorType) {
+        self.kind = kind;
     }
 
     /// `Bearer <token>` and the token's generation.
@@ -176,12 +185,16 @@ impl TokenSource {
         };
         let client_id = self.secret(&self.spec.client_id_secret_ref)?;
         let client_secret = self.secret(&self.spec.client_secret_secret_ref)?;
+        let refresh_token = self.spec.refresh_token_secret_ref.as_ref().map(|r| self.secret(r)).transpose()?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        super::types::decorate_token_request(self.kind, &mut headers);
         let mut request = self
             .http
             .post(self.url.clone())
+            .headers(headers)
             .header(ACCEPT, "application/json")
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(self.form(&client_id, &client_secret));
+            .body(self.form(&client_id, &client_secret, refresh_token.as_deref()));
         if self.spec.client_auth == ClientAuth::Basic {
             // RFC 6749 §2.3.1: each part form-encoded before they are joined.
             let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
@@ -208,11 +221,14 @@ impl TokenSource {
         Ok((value, expires_in))
     }
 
-    /// The token request's form: the grant, scopes, audience, extra parameters and, for
-    /// `clientAuth: body`, the client's credentials.
-    fn form(&self, client_id: &str, client_secret: &str) -> String {
+    /// The token request's form: the grant (with the refresh token, if any), scopes,
+    /// audience, extra parameters and, for `clientAuth: body`, the client's credentials.
+    fn form(&self, client_id: &str, client_secret: &str, refresh_token: Option<&str>) -> String {
         let mut form = url::form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", "client_credentials");
+        match refresh_token {
+            Some(token) => form.append_pair("grant_type", "refresh_token").append_pair("refresh_token", token),
+            None => form.append_pair("grant_type", "client_credentials"),
+        };
         if !self.spec.scopes.is_empty() {
             form.append_pair("scope", &self.spec.scopes.join(" "));
         }

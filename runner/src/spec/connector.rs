@@ -142,6 +142,40 @@ pub struct ConnectorLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub concurrency: Option<u32>,
+    /// Systems that meter each API operation on its own (Amazon SP-API): one token bucket
+    /// per operation, on top of the limits above, matched by method and path. For type
+    /// `amazon-sp` the common SP-API operations have Amazon's published limits by default;
+    /// an entry with the same `name` replaces the default. Each bucket also adapts to the
+    /// rate the system names in its answers (`x-amzn-RateLimit-Limit`) and to its 429s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<OperationLimit>,
+}
+
+/// The quota of one API operation: a token bucket for the requests that match its method
+/// and path.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.path.startsWith('/')",
+    "message": "path must start with /, e.g. /orders/v0/orders/{orderId}",
+    "fieldPath": ".path",
+    "reason": "FieldValueInvalid"
+}]))]
+pub struct OperationLimit {
+    /// The operation's name, e.g. `getOrders` (metrics and messages; replaces a default
+    /// of the same name).
+    pub name: String,
+    /// HTTP method the operation uses, e.g. `GET`.
+    pub method: String,
+    /// Path the operation uses, the end of the request path; `{name}` matches any one
+    /// segment, e.g. `/orders/v0/orders/{orderId}/orderItems`.
+    pub path: String,
+    /// Sustained requests per second, e.g. `0.0167` (one a minute).
+    #[schemars(range(min = 0.0001))]
+    pub requests_per_second: f64,
+    /// Requests that may be sent at once after a quiet period, e.g. `20`.
+    #[schemars(range(min = 1))]
+    pub burst: u32,
 }
 
 /// The kinds of system Entrepot has a protocol preset for.
@@ -210,7 +244,11 @@ impl ConnectorAuth {
             Self::Bearer { secret_ref } | Self::Token { secret_ref } => vec![secret_ref],
             Self::Header(h) => vec![&h.secret_ref],
             Self::Basic(b) => vec![&b.username_secret_ref, &b.password_secret_ref],
-            Self::OAuth2ClientCredentials(o) => vec![&o.client_id_secret_ref, &o.client_secret_secret_ref],
+            Self::OAuth2ClientCredentials(o) => {
+                let mut refs = vec![&o.client_id_secret_ref, &o.client_secret_secret_ref];
+                refs.extend(&o.refresh_token_secret_ref);
+                refs
+            }
         }
     }
 
@@ -283,6 +321,12 @@ pub struct OAuth2ClientCredentials {
     /// default, as RFC 6749 recommends) or `body` (`client_id` and `client_secret` in the form).
     #[serde(default)]
     pub client_auth: ClientAuth,
+    /// The Secret key holding a refresh token. When set, tokens are requested with the
+    /// refresh-token grant (RFC 6749 §6, `grant_type=refresh_token`) instead of client
+    /// credentials: Login with Amazon (type `amazon-sp`) works this way, with
+    /// `clientAuth: body`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_secret_ref: Option<SecretKeySelector>,
 }
 
 /// How an OAuth 2.0 client authenticates to the token endpoint.

@@ -12,7 +12,7 @@ mod sync_flow;
 
 pub use connector::{
     BasicAuth, ClientAuth, ConnectorAuth, ConnectorLimits, ConnectorSpec, ConnectorType, DatabaseOptions, HeaderAuth,
-    OAuth2ClientCredentials, SecretKeySelector, SignatureScheme, SslMode, WebhookVerification,
+    OAuth2ClientCredentials, OperationLimit, SecretKeySelector, SignatureScheme, SslMode, WebhookVerification,
 };
 pub use duration::Duration;
 pub use mapping::{CanonicalRef, MappingSpec, MappingTest};

@@ -2,6 +2,7 @@
 //! (endpoint, auth, idempotency header), or a PostgreSQL table (`postgres`); `sink`
 //! puts both behind one face.
 
+pub mod operations;
 pub mod postgres;
 pub mod quota;
 pub mod retry;

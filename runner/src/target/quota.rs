@@ -225,10 +225,16 @@ impl Quota {
     /// Waits out any pause and for a token of the rate limit, then turns a slot into a
     /// permit.
     pub async fn admit(&self, slot: Slot) -> Permit {
+        self.pace().await;
+        Permit { _slot: slot }
+    }
+
+    /// Waits out any pause and for a token of the rate limit, without a concurrency slot
+    /// (a per-operation bucket: the slot, if any, is the Connector's).
+    pub async fn pace(&self) {
         while let Some(wait) = self.take_token() {
             tokio::time::sleep(wait).await;
         }
-        Permit { _slot: slot }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -320,7 +326,7 @@ mod tests {
     use super::*;
 
     fn limits(rate: f64, burst: u32, concurrency: u32) -> ConnectorLimits {
-        ConnectorLimits { requests_per_second: Some(rate), burst: Some(burst), concurrency: Some(concurrency) }
+        ConnectorLimits { requests_per_second: Some(rate), burst: Some(burst), concurrency: Some(concurrency), ..Default::default() }
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,6 +6,8 @@
 //! - `GET /inventory?updatedSince=&cursor=&limit=`: the (SKU, location) records changed
 //!   since a time, oldest change first, in pages; `nextCursor` (opaque) while more remain.
 //! - `GET /inventory/{sku}`: one SKU's records, version and shippable quantity.
+//! - `GET /availability?updatedSince=&cursor=&limit=`: per SKU, the shippable quantity
+//!   over every location (what a channel may show), paged the same way.
 
 use std::sync::Arc;
 
@@ -34,6 +36,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/movements", post(create_movement))
         .route("/inventory", get(snapshot))
         .route("/inventory/{sku}", get(one_sku))
+        .route("/availability", get(availability))
         .layer(from_fn_with_state(Arc::clone(&shared), authenticate))
         .with_state(shared)
 }
@@ -96,8 +99,8 @@ async fn create_movement(State(shared): State<Arc<Shared>>, headers: HeaderMap, 
 /// What a snapshot cursor carries; opaque to callers.
 #[derive(Debug, Serialize, Deserialize)]
 struct Cursor {
-    /// The (movement sequence, location) of the last record returned: records of one
-    /// movement (a transfer's two) may be split across pages without one being skipped.
+    /// The (movement sequence, location or SKU) of the last record returned: records of
+    /// one movement (a transfer's two) may be split across pages without one being skipped.
     after: (u64, String),
     since: Option<Timestamp>,
     limit: usize,
@@ -105,7 +108,33 @@ struct Cursor {
 
 /// `GET /inventory?updatedSince=&cursor=&limit=`.
 async fn snapshot(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Response {
-    let pairs = crate::marketplace::query_pairs(raw.as_deref());
+    paged(&shared, raw.as_deref(), |stock, after, since| {
+        stock
+            .changed_since(after, since)
+            .into_iter()
+            .map(|level| (level.sequence, level.location.clone(), json!(level)))
+            .collect()
+    })
+}
+
+/// `GET /availability?updatedSince=&cursor=&limit=`.
+async fn availability(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Response {
+    paged(&shared, raw.as_deref(), |stock, after, since| {
+        stock
+            .availability_since(after, since)
+            .into_iter()
+            .map(|row| (row.sequence, row.sku.clone(), json!(row)))
+            .collect()
+    })
+}
+
+/// Rows as (movement sequence, tie-break key, JSON), oldest change first.
+type Rows = Vec<(u64, String, serde_json::Value)>;
+
+/// A page of `rows` after the cursor (or from `updatedSince`), with `nextCursor` while
+/// more remain.
+fn paged(shared: &Shared, raw: Option<&str>, rows: impl Fn(&super::stock::Stock, (u64, &str), Option<Timestamp>) -> Rows) -> Response {
+    let pairs = crate::marketplace::query_pairs(raw);
     let param = |name: &str| pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
     let cursor = match param("cursor") {
         Some(token) => match URL_SAFE_NO_PAD
@@ -151,13 +180,14 @@ async fn snapshot(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) ->
             Cursor { after: (0, String::new()), since, limit }
         }
     };
-    let mut items = shared.ledger().stock.changed_since((cursor.after.0, &cursor.after.1), cursor.since);
+    let mut items = rows(&shared.ledger().stock, (cursor.after.0, &cursor.after.1), cursor.since);
     let more = items.len() > cursor.limit;
     items.truncate(cursor.limit);
-    let mut body = json!({"items": items});
-    if more && let Some(last) = items.last() {
+    let last = items.last().map(|(sequence, key, _)| (*sequence, key.clone()));
+    let mut body = json!({"items": items.into_iter().map(|(_, _, row)| row).collect::<Vec<_>>()});
+    if more && let Some(after) = last {
         let next = Cursor {
-            after: (last.sequence, last.location.clone()),
+            after,
             since: cursor.since,
             limit: cursor.limit,
         };

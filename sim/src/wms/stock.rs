@@ -103,6 +103,8 @@ pub struct Level {
 pub struct ShippablePoint {
     /// From when it held.
     pub at: Timestamp,
+    /// The movement that set it.
+    pub sequence: u64,
     /// The SKU version it belongs to.
     pub version: u64,
     /// Units that could be shipped.
@@ -256,7 +258,7 @@ impl Stock {
         self.history
             .entry(request.sku.clone())
             .or_default()
-            .push(ShippablePoint { at, version, shippable });
+            .push(ShippablePoint { at, sequence, version, shippable });
         let movement = Movement {
             sequence,
             at,
@@ -299,6 +301,59 @@ impl Stock {
             .cloned()
             .collect();
         changed.sort_by(|a, b| (a.sequence, &a.location).cmp(&(b.sequence, &b.location)));
+        changed
+    }
+}
+
+/// One SKU's shippable quantity over every location: what a channel may show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Availability {
+    /// The SKU.
+    pub sku: String,
+    /// On hand − reserved over every location.
+    pub shippable: i64,
+    /// Units physically present over every location.
+    pub on_hand: i64,
+    /// Units promised to orders over every location.
+    pub reserved: i64,
+    /// The SKU's version; higher is newer.
+    pub version: u64,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+    /// Movement sequence of the last change (the API pages by it).
+    #[serde(skip)]
+    pub sequence: u64,
+}
+
+impl Stock {
+    /// Each SKU whose last change comes after `after` (movement sequence, SKU) and, if
+    /// given, happened at or after `since`, oldest change first.
+    pub(crate) fn availability_since(&self, after: (u64, &str), since: Option<Timestamp>) -> Vec<Availability> {
+        let mut changed: Vec<Availability> = self
+            .history
+            .iter()
+            .filter_map(|(sku, points)| {
+                let last = points.last()?;
+                let (on_hand, reserved) = self
+                    .levels
+                    .values()
+                    .filter(|level| level.sku == *sku)
+                    .fold((0, 0), |(on_hand, reserved), level| (on_hand + level.on_hand, reserved + level.reserved));
+                Some(Availability {
+                    sku: sku.clone(),
+                    shippable: last.shippable,
+                    on_hand,
+                    reserved,
+                    version: last.version,
+                    updated_at: last.at,
+                    sequence: last.sequence,
+                })
+            })
+            .filter(|a| (a.sequence, a.sku.as_str()) > after)
+            .filter(|a| since.is_none_or(|since| a.updated_at >= since))
+            .collect();
+        changed.sort_by(|a, b| (a.sequence, &a.sku).cmp(&(b.sequence, &b.sku)));
         changed
     }
 }

@@ -112,6 +112,22 @@ async fn the_snapshot_pages_by_cursor_and_versions_only_go_up() {
         assert!(history.windows(2).all(|pair| pair[0].version < pair[1].version));
         assert!(history.iter().all(|point| point.shippable >= 0));
     }
+    // Per SKU, the availability feed pages the same way and sums the locations.
+    let mut shippable = BTreeMap::new();
+    let mut url = format!("{}/availability?limit=2", wms.base_url());
+    loop {
+        let body: Value = client().get(&url).send().await.unwrap().json().await.unwrap();
+        for item in body["items"].as_array().unwrap() {
+            shippable.insert(item["sku"].as_str().unwrap().to_owned(), item["shippable"].as_i64().unwrap());
+        }
+        match body["nextCursor"].as_str() {
+            Some(cursor) => url = format!("{}/availability?cursor={cursor}", wms.base_url()),
+            None => break,
+        }
+    }
+    for sku in &WmsConfig::default().skus {
+        assert_eq!(shippable[sku], wms.shippable(sku), "{sku}");
+    }
     let bad = client().get(format!("{}/inventory?cursor=garbage", wms.base_url())).send().await.unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 }

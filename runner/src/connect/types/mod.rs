@@ -19,11 +19,22 @@
 //!   ETag, then `PATCH` under `If-Match`; follow NetSuite's asynchronous job).
 //! - [`Protocol::poll_defaults`]: where a page's records and next page are when the
 //!   poll trigger does not say.
+//! - [`Protocol::credential_header`] and [`Protocol::credentials_refused`]: where the
+//!   access token goes (Amazon's `x-amz-access-token`, Walmart's `WM_SEC.ACCESS_TOKEN`)
+//!   and which answers mean it was refused (Amazon: 403 as well as 401).
+//! - [`Protocol::pace`]: waits for the token of the operation a request belongs to
+//!   (per-operation buckets, `spec.limits.operations`, with defaults per type).
+//! - [`decorate_token_request`]: headers of the token request (Walmart's `WM_*`).
 
+pub mod amazon_sp;
 mod dynamics365;
 mod netsuite;
 mod odata;
 mod sap_odata;
+pub mod walmart;
+
+#[cfg(test)]
+mod tests;
 
 use reqwest::{
     Method, StatusCode,
@@ -33,7 +44,11 @@ use reqwest::{
 use crate::{
     queue::DeliveryItem,
     spec::{ConnectorSpec, ConnectorType, Operation, Pagination},
-    target::{Answer, Verdict, quota::QuotaSignal},
+    target::{
+        Answer, Verdict,
+        operations::{Metered, OperationQuotas},
+        quota::QuotaSignal,
+    },
 };
 
 use super::{ConnectorClient, InvalidConnector};
@@ -74,6 +89,8 @@ pub fn token_header(kind: ConnectorType) -> Option<&'static str> {
 pub struct Protocol {
     kind: ConnectorType,
     state: State,
+    /// One bucket per metered operation (`spec.limits.operations` and the type's defaults).
+    operations: OperationQuotas,
 }
 
 /// Per-type state. A type with something to keep or to configure has a variant holding
@@ -127,7 +144,6 @@ pub struct WriteContext<'a> {
 impl Protocol {
     /// The protocol of Connector `connector`, or why its spec cannot be used with its type.
     pub fn new(connector: &str, spec: &ConnectorSpec) -> Result<Self, InvalidConnector> {
-        let _ = connector;
         // Each type with state of its own gets an arm here.
         let state = match spec.kind {
             ConnectorType::NetSuite => State::NetSuite(netsuite::NetSuite::new(spec)),
@@ -135,7 +151,20 @@ impl Protocol {
             ConnectorType::SapOdata => State::SapOdata(sap_odata::SapOdata::new(spec)),
             _ => State::Generic,
         };
-        Ok(Self { kind: spec.kind, state })
+        let defaults = match spec.kind {
+            ConnectorType::AmazonSp => {
+                amazon_sp::check(connector, spec)?;
+                amazon_sp::default_operations()
+            }
+            _ => Vec::new(),
+        };
+        let declared = spec.limits.as_ref().map(|l| l.operations.as_slice()).unwrap_or_default();
+        let operations = OperationQuotas::new(declared, &defaults).map_err(|(index, message)| InvalidConnector {
+            connector: connector.into(),
+            field: "spec.limits.operations",
+            message: if index == usize::MAX { message } else { format!("entry {index}: {message}") },
+        })?;
+        Ok(Self { kind: spec.kind, state, operations })
     }
 
     /// The Connector's type.
@@ -146,9 +175,41 @@ impl Protocol {
     /// Headers added to every request sent to the system, the retry of a refused one
     /// included.
     pub fn decorate(&self, headers: &mut HeaderMap) {
-        let _ = headers;
+        if self.kind == ConnectorType::Walmart {
+            walmart::decorate(headers);
+        }
     }
 
+    /// Where the credentials header goes: the generic `Authorization: Bearer` becomes
+    /// the header the system reads the token from.
+    pub fn credential_header(&self, name: HeaderName, value: HeaderValue) -> (HeaderName, HeaderValue) {
+        match self.kind {
+            ConnectorType::AmazonSp => token_in(amazon_sp::ACCESS_TOKEN_HEADER, name, value),
+            ConnectorType::Walmart => token_in(walmart::ACCESS_TOKEN_HEADER, name, value),
+            _ => (name, value),
+        }
+    }
+
+    /// Whether an answer says the credentials were refused, so fresh ones are worth one
+    /// more try (generic: 401).
+    pub fn credentials_refused(&self, status: StatusCode) -> bool {
+        match self.kind {
+            ConnectorType::AmazonSp => amazon_sp::credentials_refused(status),
+            _ => crate::target::retry::refresh_credentials(status),
+        }
+    }
+
+    /// Waits for a token of the operation a request to `url` with `method` belongs to,
+    /// and returns it so its answer can adapt the bucket; `None` when no operation
+    /// meters the request.
+    pub async fn pace(&self, method: &Method, url: &reqwest::Url) -> Option<Metered> {
+        if self.operations.is_empty() {
+            return None;
+        }
+        self.operations.pace(method, url).await
+    }
+
+    /// How a poller of this system pages when its trigger does not say.
     /// Headers of the session a request must carry (a CSRF token and its cookies),
     /// fetched with `http` from `endpoint` when the protocol keeps a session and has none
     /// yet. `Err` says why the session could not be obtained: nothing is sent, and the
@@ -177,8 +238,12 @@ impl Protocol {
             State::NetSuite(netsuite) => netsuite.write(write, context),
             State::Dynamics365(_) => dynamics365::write(write),
             State::SapOdata(sap) => sap.write(write, context),
-            State::Generic if self.kind == ConnectorType::Shopify => shopify::write(write, context),
-            State::Generic => {}
+            State::Generic => match self.kind {
+                ConnectorType::Shopify => shopify::write(write, context),
+                ConnectorType::AmazonSp => amazon_sp::write(write, context),
+                ConnectorType::Walmart => walmart::write(write, context),
+                _ => {}
+            },
         }
     }
 
@@ -202,7 +267,12 @@ impl Protocol {
             State::NetSuite(_) => netsuite::poll_defaults(),
             State::Dynamics365(_) => dynamics365::poll_defaults(),
             State::SapOdata(_) => sap_odata::poll_defaults(),
-            State::Generic => PollDefaults::default(),
+            // Amazon's NextToken, Walmart's nextCursor.
+            State::Generic => match self.kind {
+                ConnectorType::AmazonSp => PollDefaults { records: None, pagination: Some(amazon_sp::default_pagination()) },
+                ConnectorType::Walmart => PollDefaults { records: None, pagination: Some(walmart::default_pagination()) },
+                _ => PollDefaults::default(),
+            },
         }
     }
 
@@ -212,6 +282,7 @@ impl Protocol {
         match &self.state {
             State::NetSuite(_) => netsuite::read_quota(status, body, signal),
             State::Generic if self.kind == ConnectorType::Shopify => shopify::read_quota(status, body, signal),
+            State::Generic if self.kind == ConnectorType::Walmart => walmart::read_quota(status, headers, signal),
             _ => {
                 let _ = (status, headers, body, signal);
             }
@@ -235,5 +306,29 @@ impl Protocol {
     /// The verdict on an answer: the type's own reading, else the generic rule.
     pub fn verdict(&self, answer: &Answer) -> Verdict {
         self.classify(answer).unwrap_or_else(|| crate::target::classify(answer))
+    }
+}
+
+/// `Authorization: Bearer <token>` moved to `header` as the bare token (Amazon's
+/// `x-amz-access-token`, Walmart's `WM_SEC.ACCESS_TOKEN`); other credentials unchanged.
+fn token_in(header: HeaderName, name: HeaderName, value: HeaderValue) -> (HeaderName, HeaderValue) {
+    if name != reqwest::header::AUTHORIZATION {
+        return (name, value);
+    }
+    let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).and_then(|t| HeaderValue::from_str(t).ok());
+    match token {
+        Some(mut token) => {
+            token.set_sensitive(true);
+            (header, token)
+        }
+        None => (name, value),
+    }
+}
+
+/// Headers the token request of a Connector of type `kind` carries (Walmart's token
+/// endpoint wants its `WM_*` headers too).
+pub fn decorate_token_request(kind: ConnectorType, headers: &mut HeaderMap) {
+    if kind == ConnectorType::Walmart {
+        walmart::decorate(headers);
     }
 }

@@ -11,6 +11,8 @@ mod watermark;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod marketplace_tests;
 
 use std::{collections::BTreeMap, sync::Arc};
 

@@ -25,13 +25,21 @@ pub enum Page {
 }
 
 /// The URL of `page`: `<endpoint><path>` with the trigger's query, the watermark
-/// parameter and the page's own parameters; for a `Link` page, the source's URL.
+/// parameter and the page's own parameters; for a `Link` page, the source's URL. A cursor
+/// that is itself a query string (starts with `?`, as Walmart's `nextCursor`) is the
+/// whole query of the next page.
 pub fn url(endpoint: &str, trigger: &PollTrigger, watermark: Option<&str>, page: &Page) -> Result<Url, String> {
     if let Page::Url(next) = page {
         return Url::parse(next).map_err(|e| format!("the next page's URL `{next}` is not a URL: {e}"));
     }
     let base = format!("{endpoint}/{}", trigger.path.trim_start_matches('/'));
     let mut url = Url::parse(&base).map_err(|e| format!("`{base}` is not a URL: {e}"))?;
+    if let Page::Cursor(cursor) = page
+        && let Some(query) = cursor.strip_prefix('?')
+    {
+        url.set_query(Some(query));
+        return Ok(url);
+    }
     {
         let mut query = url.query_pairs_mut();
         for (name, value) in &trigger.query {
