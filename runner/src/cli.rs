@@ -4,6 +4,7 @@
 
 mod dead_letters;
 mod demo;
+pub mod peak_day;
 mod reconcile;
 mod schema;
 mod test;

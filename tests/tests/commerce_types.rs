@@ -143,7 +143,7 @@ async fn shopify_runner(shop: &AdminApi, dir: &std::path::Path) -> InProcessRunn
         Some(entrepot::spec::ConnectorAuth::Bearer { secret_ref }) => secret_ref.clone(),
         other => panic!("the example's WMS uses a bearer token: {other:?}"),
     };
-    wms.webhook = Some(WebhookVerification { signature: SignatureScheme::ShopifyHmacSha256, secret_ref: token_ref, previous_secret_ref: None, tolerance: None });
+    wms.webhook = Some(WebhookVerification { signature: SignatureScheme::ShopifyHmacSha256, secret_ref: token_ref, previous_secret_ref: None, tolerance: None, header: None, delivery_id_header: None });
     flow.spec.source.trigger = TriggerSpec { webhook: Some(WebhookTrigger { topics: Vec::new(), refetch: None }), ..Default::default() };
     InProcessRunner::start_with(config, &secrets(&manifests), dir).await
 }

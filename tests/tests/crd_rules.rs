@@ -126,6 +126,16 @@ const REFUSED: &[(&str, &str, &str)] = &[
     ),
     (
         "Connector",
+        "{type: rest, webhook: {signature: hmac-sha256, secretRef: {name: s, key: k}}}",
+        "signatures hmac-sha256 and api-key need header",
+    ),
+    (
+        "Connector",
+        "{type: rest, webhook: {signature: api-key, header: 'X Api Key', secretRef: {name: s, key: k}}}",
+        "header must be an HTTP header name",
+    ),
+    (
+        "Connector",
         "{type: amazon-sp, limits: {operations: [{name: getOrders, method: GET, path: orders/v0/orders, \
           requestsPerSecond: 0.0167, burst: 20}]}}",
         "path must start with /",

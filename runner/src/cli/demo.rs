@@ -36,30 +36,91 @@ const FLOW: &str = "shopify-orders-to-erp";
 const ERP_CONNECTOR: &str = "erp-demo";
 const UNKNOWN_SKU: &str = "DISCONTINUED-HAT";
 
+/// The demo's scenarios.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// The quickstart: storefront orders to an ERP, with duplicates and a short outage.
+    Quickstart,
+    /// The busiest day of the year: storefront and marketplace orders to the ERP, WMS
+    /// stock to both channels, faults everywhere (examples/peak-day).
+    PeakDay,
+}
+
 /// Options of the demo.
 #[derive(clap::Args)]
 pub struct DemoArgs {
-    /// Orders the storefront takes.
+    /// Which scenario runs.
+    #[arg(long, value_enum, default_value = "quickstart")]
+    scenario: Scenario,
+    /// Orders the storefront takes (quickstart).
     #[arg(long, default_value_t = 40)]
     orders: usize,
-    /// Orders per second.
+    /// Orders per second (quickstart).
     #[arg(long, default_value_t = 20.0)]
     rate: f64,
-    /// Share of deliveries the storefront sends twice with the same webhook id.
-    #[arg(long, default_value_t = 0.2)]
-    duplicate_ratio: f64,
-    /// How long the ERP is down in the middle of the burst.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-    outage: Duration,
-    /// Seed of the generated orders.
+    /// Share of deliveries sent twice with the same id. Default: 0.2 (quickstart), 0.05
+    /// (peak-day).
+    #[arg(long)]
+    duplicate_ratio: Option<f64>,
+    /// How long the ERP is down in the middle of the burst. Default: 2s (quickstart), 60s
+    /// (peak-day).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    outage: Option<Duration>,
+    /// Seed of every random choice.
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Where the runner's queue lives (default: a fresh temporary directory).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Orders the storefront's shoppers try to place (peak-day).
+    #[arg(long, default_value_t = super::peak_day::Params::default().storefront_orders)]
+    storefront_orders: usize,
+    /// Orders the marketplace's buyers try to place (peak-day).
+    #[arg(long, default_value_t = super::peak_day::Params::default().marketplace_orders)]
+    marketplace_orders: usize,
+    /// How long the order burst lasts (peak-day).
+    #[arg(long, default_value = "150s", value_parser = humantime::parse_duration)]
+    burst: Duration,
+    /// Requests the ERP serves at once; more are answered 429 (peak-day).
+    #[arg(long, default_value_t = super::peak_day::Params::default().erp_concurrency)]
+    erp_concurrency: usize,
+    /// Units of each SKU received before the burst (peak-day).
+    #[arg(long, default_value_t = super::peak_day::Params::default().opening_stock)]
+    opening_stock: i64,
+    /// Sales at the store's tills during the burst (peak-day).
+    #[arg(long, default_value_t = super::peak_day::Params::default().pos_sales)]
+    pos_sales: usize,
+    /// Share of orders whose newer revision is delivered first (peak-day).
+    #[arg(long, default_value_t = super::peak_day::Params::default().out_of_order_ratio)]
+    out_of_order_ratio: f64,
 }
 
 pub async fn run(args: DemoArgs) -> Result<ExitCode> {
+    match args.scenario {
+        Scenario::Quickstart => quickstart(args).await,
+        Scenario::PeakDay => {
+            let defaults = super::peak_day::Params::default();
+            super::peak_day::run(super::peak_day::Params {
+                storefront_orders: args.storefront_orders,
+                marketplace_orders: args.marketplace_orders,
+                burst: args.burst,
+                outage: args.outage.unwrap_or(defaults.outage),
+                erp_concurrency: args.erp_concurrency,
+                opening_stock: args.opening_stock,
+                pos_sales: args.pos_sales,
+                duplicate_ratio: args.duplicate_ratio.unwrap_or(defaults.duplicate_ratio),
+                out_of_order_ratio: args.out_of_order_ratio,
+                seed: args.seed,
+                data_dir: args.data_dir,
+            })
+            .await
+        }
+    }
+}
+
+async fn quickstart(args: DemoArgs) -> Result<ExitCode> {
+    let outage = args.outage.unwrap_or(Duration::from_secs(2));
+    let duplicate_ratio = args.duplicate_ratio.unwrap_or(0.2);
     let started = Instant::now();
     let erp = Arc::new(erp::bind(
         ErpConfig {
@@ -97,7 +158,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let secret = quickstart_secret(&manifests, "shopify-demo", "client-secret")?;
     let mut store_config = StorefrontConfig::new(webhook_url, secret);
     store_config.seed = args.seed;
-    store_config.duplicate_ratio = args.duplicate_ratio;
+    store_config.duplicate_ratio = duplicate_ratio;
     store_config.retry.initial_backoff = Duration::from_millis(250);
     store_config.retry.max_backoff = Duration::from_secs(2);
     store_config.start = jiff::Timestamp::now();
@@ -105,7 +166,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
 
     // The burst, with the ERP going down and coming back in the middle of it.
     let burst = Duration::from_secs_f64(args.orders as f64 / args.rate.max(0.1));
-    let outage = tokio::spawn(erp_outage(erp.clone(), burst / 3, args.outage));
+    let outage = tokio::spawn(erp_outage(erp.clone(), burst / 3, outage));
     let progress = tokio::spawn(show_progress(rt.clone(), erp.clone(), args.orders));
     let mut report = storefront.run(args.orders, args.rate).await.context("storefront")?;
 
@@ -166,20 +227,30 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
 }
 
 fn load_quickstart() -> Result<Manifests> {
+    load_embedded("examples/quickstart", &QUICKSTART)
+}
+
+fn quickstart_secret(manifests: &Manifests, name: &str, key: &str) -> Result<String> {
+    secret_of(manifests, "examples/quickstart", name, key)
+}
+
+/// Manifests embedded in the binary, as if read from `dir`.
+pub(super) fn load_embedded(dir: &str, files: &[(&str, &str)]) -> Result<Manifests> {
     let mut manifests = Manifests::default();
-    for (file, text) in QUICKSTART {
-        manifests.add_text(&Path::new("examples/quickstart").join(file), text)?;
+    for (file, text) in files {
+        manifests.add_text(&Path::new(dir).join(file), text)?;
     }
     Ok(manifests)
 }
 
-fn quickstart_secret(manifests: &Manifests, name: &str, key: &str) -> Result<String> {
+/// A value of a `v1/Secret` manifest of `dir`.
+pub(super) fn secret_of(manifests: &Manifests, dir: &str, name: &str, key: &str) -> Result<String> {
     manifests
         .secrets
         .iter()
         .find(|(k, _)| k.name == name)
         .and_then(|(_, values)| values.get(key).cloned())
-        .with_context(|| format!("examples/quickstart/secrets.yaml has no {name}/{key}"))
+        .with_context(|| format!("{dir}/secrets.yaml has no {name}/{key}"))
 }
 
 async fn erp_outage(erp: Arc<ErpHandle>, after: Duration, length: Duration) {

@@ -50,6 +50,24 @@ pub fn validate(connector: &str, spec: &ConnectorSpec) -> Result<(), InvalidConn
     if let Some(name) = &spec.idempotency_header {
         header_name(name).map_err(|why| invalid("spec.idempotencyHeader", why))?;
     }
+    if let Some(webhook) = &spec.webhook {
+        use crate::spec::SignatureScheme::{ApiKey, HmacSha256};
+        match (&webhook.header, webhook.signature) {
+            (None, HmacSha256 | ApiKey) => {
+                return Err(invalid(
+                    "spec.webhook.header",
+                    "signatures hmac-sha256 and api-key need the header the sender puts the signature or key in, e.g. X-Wms-Hmac-Sha256".into(),
+                ));
+            }
+            (Some(name), _) => {
+                header_name(name).map_err(|why| invalid("spec.webhook.header", why))?;
+            }
+            (None, _) => {}
+        }
+        if let Some(name) = &webhook.delivery_id_header {
+            header_name(name).map_err(|why| invalid("spec.webhook.deliveryIdHeader", why))?;
+        }
+    }
     Ok(())
 }
 

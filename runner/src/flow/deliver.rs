@@ -201,10 +201,17 @@ impl Worker {
         );
     }
 
-    /// Whether the item is older than the version its target already has for its key.
+    /// Whether the item is older than the version its target already has for its key,
+    /// or (with `delivery.conflate`) than a newer one queued behind it.
     async fn is_stale(&self, seq: u64, w: &Workers) -> bool {
         let item = &self.held[&seq].item;
         let (Some(version), Some(key)) = (item.version.clone(), item.ordering_key.clone()) else { return false };
+        if self.flow.config.spec.delivery.conflate
+            && let Some(newest) = self.lanes.newest_behind(&key).and_then(|n| self.held.get(&n))
+            && newest.item.version.as_deref().is_some_and(|v| compare_versions(v, &version) != std::cmp::Ordering::Less)
+        {
+            return true;
+        }
         let (name, index) = (self.name().to_string(), self.index as u32);
         let last = w.queue.off_thread(move |q| q.last_version(&name, index, &key)).await;
         matches!(last, Ok(Some(last)) if compare_versions(&version, &last) == std::cmp::Ordering::Less)

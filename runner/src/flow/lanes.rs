@@ -54,6 +54,11 @@ impl Lanes {
         }
     }
 
+    /// The last item of `key`'s lane, when the lane holds more than its head.
+    pub fn newest_behind(&self, key: &str) -> Option<u64> {
+        self.lanes.get(key).filter(|lane| lane.len() > 1).and_then(|lane| lane.back().copied())
+    }
+
     /// Whether some lane can go now.
     pub fn has_ready(&self) -> bool {
         !self.ready.is_empty()

@@ -44,11 +44,13 @@ impl SignatureError {
     }
 }
 
-/// The header that carries the signature for a scheme.
-pub fn signature_header(scheme: SignatureScheme) -> &'static str {
+/// The header that carries the signature for a scheme; `custom` is the Connector's
+/// `spec.webhook.header`, which `hmac-sha256` and `api-key` use.
+pub fn signature_header(scheme: SignatureScheme, custom: Option<&str>) -> String {
     match scheme {
-        SignatureScheme::ShopifyHmacSha256 => "x-shopify-hmac-sha256",
-        SignatureScheme::StandardWebhooks => "webhook-signature",
+        SignatureScheme::ShopifyHmacSha256 => "x-shopify-hmac-sha256".into(),
+        SignatureScheme::StandardWebhooks => "webhook-signature".into(),
+        SignatureScheme::HmacSha256 | SignatureScheme::ApiKey => custom.unwrap_or_default().to_ascii_lowercase(),
     }
 }
 
@@ -57,17 +59,20 @@ pub fn signature_header(scheme: SignatureScheme) -> &'static str {
 /// signatures must be dated within `tolerance` of `now` (Unix seconds).
 pub fn verify_delivery(
     scheme: SignatureScheme,
+    custom_header: Option<&str>,
     secrets: &[&[u8]],
     body: &[u8],
     headers: &HeaderMap,
     tolerance: Duration,
     now: i64,
 ) -> Result<(), SignatureError> {
-    let header = headers.get(signature_header(scheme)).map(|v| v.as_bytes());
+    let header = headers.get(signature_header(scheme, custom_header).as_str()).map(|v| v.as_bytes());
     let mut last = SignatureError::Missing;
     for secret in secrets {
         let checked = match scheme {
-            SignatureScheme::ShopifyHmacSha256 => verify(scheme, secret, body, header),
+            SignatureScheme::ShopifyHmacSha256 | SignatureScheme::HmacSha256 | SignatureScheme::ApiKey => {
+                verify(scheme, secret, body, header)
+            }
             SignatureScheme::StandardWebhooks => standard_webhooks(secret, body, headers, tolerance, now),
         };
         match checked {
@@ -115,7 +120,18 @@ pub fn verify(scheme: SignatureScheme, secret: &[u8], body: &[u8], header: Optio
     match scheme {
         // Standard Webhooks signs headers too: see `verify_delivery`.
         SignatureScheme::StandardWebhooks => Err(SignatureError::Malformed),
-        SignatureScheme::ShopifyHmacSha256 => {
+        SignatureScheme::ApiKey => {
+            // Both sides through the same MAC, then compared in constant time: neither
+            // the key's length nor its prefix shows in the timing.
+            let digest = |bytes: &[u8]| {
+                let mut mac = Hmac::<Sha256>::new_from_slice(b"entrepot api-key").expect("HMAC takes keys of any length");
+                mac.update(bytes);
+                mac
+            };
+            let sent = digest(header.trim_ascii()).finalize().into_bytes();
+            digest(secret).verify_slice(&sent).map_err(|_| SignatureError::Mismatch)
+        }
+        SignatureScheme::ShopifyHmacSha256 | SignatureScheme::HmacSha256 => {
             let expected = base64::engine::general_purpose::STANDARD
                 .decode(header.trim_ascii())
                 .map_err(|_| SignatureError::Malformed)?;
@@ -132,7 +148,8 @@ pub fn sign(scheme: SignatureScheme, secret: &[u8], body: &[u8]) -> String {
     match scheme {
         // Standard Webhooks signs the id and timestamp too: see `sign_standard_webhooks`.
         SignatureScheme::StandardWebhooks => sign_standard_webhooks(secret, "", 0, body),
-        SignatureScheme::ShopifyHmacSha256 => {
+        SignatureScheme::ApiKey => String::from_utf8_lossy(secret).into_owned(),
+        SignatureScheme::ShopifyHmacSha256 | SignatureScheme::HmacSha256 => {
             let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
             mac.update(body);
             base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
@@ -188,7 +205,7 @@ mod tests {
         let good = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
         assert_eq!(sign_standard_webhooks(&key, id, at, body), good);
         let scheme = SignatureScheme::StandardWebhooks;
-        let check = |secrets: &[&[u8]], headers: &HeaderMap, now| verify_delivery(scheme, secrets, body, headers, DEFAULT_TOLERANCE, now);
+        let check = |secrets: &[&[u8]], headers: &HeaderMap, now| verify_delivery(scheme, None, secrets, body, headers, DEFAULT_TOLERANCE, now);
         assert_eq!(check(&[&key], &standard(id, at, good), at + 10), Ok(()));
         // Several signatures, one of them good.
         assert_eq!(check(&[&key], &standard(id, at, &format!("v1,AAAA {good}")), at), Ok(()));
@@ -198,5 +215,25 @@ mod tests {
         assert_eq!(check(&[&key], &standard("msg_other", at, good), at), Err(SignatureError::Mismatch));
         assert_eq!(check(&[&key], &standard(id, at, "v2,xyz"), at), Err(SignatureError::Malformed));
         assert_eq!(check(&[&key], &HeaderMap::new(), at), Err(SignatureError::Missing));
+    }
+
+    #[test]
+    fn a_custom_hmac_header_and_an_api_key_are_checked_under_the_configured_header() {
+        let body = br#"{"eventId":"mv-1"}"#;
+        let mut headers = HeaderMap::new();
+        headers.insert("x-wms-hmac-sha256", sign(SignatureScheme::HmacSha256, b"wms", body).parse().unwrap());
+        let check = |scheme, header, secret: &[u8], headers: &HeaderMap| {
+            verify_delivery(scheme, Some(header), &[secret], body, headers, DEFAULT_TOLERANCE, 0)
+        };
+        assert_eq!(check(SignatureScheme::HmacSha256, "X-Wms-Hmac-Sha256", b"wms", &headers), Ok(()));
+        assert_eq!(check(SignatureScheme::HmacSha256, "X-Wms-Hmac-Sha256", b"other", &headers), Err(SignatureError::Mismatch));
+        assert_eq!(check(SignatureScheme::HmacSha256, "X-Other", b"wms", &headers), Err(SignatureError::Missing));
+
+        let mut keyed = HeaderMap::new();
+        keyed.insert("x-api-key", "eventbridge-key".parse().unwrap());
+        assert_eq!(check(SignatureScheme::ApiKey, "X-Api-Key", b"eventbridge-key", &keyed), Ok(()));
+        assert_eq!(check(SignatureScheme::ApiKey, "X-Api-Key", b"eventbridge-key-2", &keyed), Err(SignatureError::Mismatch));
+        assert_eq!(check(SignatureScheme::ApiKey, "X-Api-Key", b"eventbridge-ke", &keyed), Err(SignatureError::Mismatch));
+        assert_eq!(check(SignatureScheme::ApiKey, "X-Key", b"eventbridge-key", &keyed), Err(SignatureError::Missing));
     }
 }

@@ -21,11 +21,15 @@ use crate::{
     spec::SignatureScheme,
 };
 
-/// Source headers for a signature scheme: delivery id, event id, topic.
-fn id_headers(scheme: SignatureScheme) -> (&'static str, &'static str, &'static str) {
+/// Source headers for a signature scheme: delivery id, event id, topic. Senders with a
+/// scheme of their own name the delivery id header in the Connector, and have no other.
+fn id_headers(scheme: SignatureScheme, delivery_id_header: Option<&str>) -> (String, Option<&'static str>, Option<&'static str>) {
     match scheme {
-        SignatureScheme::ShopifyHmacSha256 => ("x-shopify-webhook-id", "x-shopify-event-id", "x-shopify-topic"),
-        SignatureScheme::StandardWebhooks => ("webhook-id", "webhook-id", "webhook-topic"),
+        SignatureScheme::ShopifyHmacSha256 => ("x-shopify-webhook-id".into(), Some("x-shopify-event-id"), Some("x-shopify-topic")),
+        SignatureScheme::StandardWebhooks => ("webhook-id".into(), Some("webhook-id"), Some("webhook-topic")),
+        SignatureScheme::HmacSha256 | SignatureScheme::ApiKey => {
+            (delivery_id_header.unwrap_or_default().to_ascii_lowercase(), None, None)
+        }
     }
 }
 
@@ -60,16 +64,19 @@ async fn handle(rt: Arc<Runtime>, flow_name: String, headers: HeaderMap, body: B
     {
         secrets.push(previous.as_slice());
     }
-    if let Err(e) = verify_delivery(*scheme, &secrets, &body, &headers, tolerance, now) {
+    let verification = source.webhook.as_ref();
+    let custom_header = verification.and_then(|w| w.header.as_deref());
+    if let Err(e) = verify_delivery(*scheme, custom_header, &secrets, &body, &headers, tolerance, now) {
         rt.metrics.webhook_refused.with_label_values(&[name, e.as_str()]).inc();
         warn!(flow = %name, reason = e.as_str(), "webhook refused");
         return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid signature"}))).into_response();
     }
 
-    let (delivery_header, event_header, topic_header) = id_headers(*scheme);
+    let (delivery_header, event_header, topic_header) =
+        id_headers(*scheme, verification.and_then(|w| w.delivery_id_header.as_deref()));
     // The Connector's type may read them from the payload (BigCommerce: `hash`, `scope`).
     let fields = crate::connect::types::webhook_fields(source.kind, &body);
-    let topic = fields.topic.or_else(|| header(&headers, topic_header));
+    let topic = fields.topic.or_else(|| topic_header.and_then(|h| header(&headers, h)));
     let topics = flow.config.spec.source.trigger.webhook.as_ref().map(|w| w.topics.as_slice()).unwrap_or_default();
     if !topics.is_empty() && !topic.as_ref().is_some_and(|t| topics.contains(t)) {
         rt.metrics.ignored.with_label_values(&[name]).inc();
@@ -81,8 +88,8 @@ async fn handle(rt: Arc<Runtime>, flow_name: String, headers: HeaderMap, body: B
     let envelope = Envelope {
         correlation_id: header(&headers, "x-correlation-id").unwrap_or_else(|| id.clone()),
         id,
-        delivery_id: fields.delivery_id.or_else(|| header(&headers, delivery_header)),
-        event_id: header(&headers, event_header),
+        delivery_id: fields.delivery_id.or_else(|| Some(delivery_header.as_str()).filter(|h| !h.is_empty()).and_then(|h| header(&headers, h))),
+        event_id: event_header.and_then(|h| header(&headers, h)),
         topic,
         received_at_ms: now_ms(),
         payload: body.to_vec(),

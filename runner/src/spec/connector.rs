@@ -343,6 +343,20 @@ pub enum ClientAuth {
 /// How a system signs the webhooks it sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!(self.signature in ['hmac-sha256', 'api-key']) || has(self.header)",
+        "message": "signatures hmac-sha256 and api-key need header: the HTTP header the sender puts the signature or key in, e.g. X-Wms-Hmac-Sha256",
+        "fieldPath": ".header",
+        "reason": "FieldValueRequired"
+    },
+    {
+        "rule": "!has(self.header) || self.header.matches('^[A-Za-z0-9!#$%&*+.^_|~-]+$')",
+        "message": "header must be an HTTP header name: letters, digits and dashes, e.g. X-Api-Key",
+        "fieldPath": ".header",
+        "reason": "FieldValueInvalid"
+    }
+]))]
 pub struct WebhookVerification {
     /// The signature scheme.
     pub signature: SignatureScheme,
@@ -359,6 +373,15 @@ pub struct WebhookVerification {
     /// replays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerance: Option<super::Duration>,
+    /// For `hmac-sha256` and `api-key` (required there): the header the sender puts the
+    /// signature or the key in, e.g. `X-Wms-Hmac-Sha256` or `X-Api-Key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// For `hmac-sha256` and `api-key`: the header carrying each delivery's unique id,
+    /// which deduplicates redeliveries, e.g. `X-Wms-Event-Id`. Without it, duplicates are
+    /// dropped by the flow's idempotency key only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_id_header: Option<String>,
 }
 
 /// Webhook signature schemes. Signatures are always checked over the raw body, in
@@ -373,6 +396,13 @@ pub enum SignatureScheme {
     /// space-separated signatures may be sent; `webhook-timestamp` must be within
     /// `tolerance` of now.
     StandardWebhooks,
+    /// Any sender that signs like Shopify under a header of its own (a WMS, an in-house
+    /// system): `header` holds the base64 HMAC-SHA256 of the raw body keyed with the secret.
+    HmacSha256,
+    /// A shared key sent as is in `header` (an Amazon EventBridge API destination's API-key
+    /// connection), compared in constant time. It authenticates the sender but does not
+    /// sign the body: use it over TLS only.
+    ApiKey,
 }
 
 /// A key of a Secret in the same namespace.

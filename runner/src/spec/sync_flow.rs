@@ -554,6 +554,13 @@ pub struct DeliverySpec {
     /// otherwise no stale guard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_key: Option<String>,
+    /// Latest wins: a record is not sent when a newer one (by version) for its ordering
+    /// key is already queued behind it; it is counted as stale. For state that replaces
+    /// itself, like stock levels or prices, this keeps a channel current when it accepts
+    /// fewer writes than the source makes (Amazon's listings: 5 a second). Needs
+    /// `orderingKey` and a version. Leave it off for records that are events, not states.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub conflate: bool,
     /// Retries of transient failures (transport errors, 408, 429, 5xx).
     #[serde(default)]
     pub retry: RetrySpec,
@@ -578,6 +585,7 @@ impl Default for DeliverySpec {
             ordering_key: None,
             idempotency_key: None,
             version_key: None,
+            conflate: false,
             retry: RetrySpec::default(),
             dead_letter: DeadLetterSpec::default(),
             dedup_window: default_dedup_window(),

@@ -80,6 +80,10 @@ pub struct StoredOrder {
     pub last_modified_date: String,
     /// The body of the request that last wrote the record.
     pub body: Value,
+    /// When the record was created, to the nanosecond (for measuring posting times; not
+    /// part of the API).
+    #[serde(skip)]
+    pub created_at: jiff::Timestamp,
 }
 
 impl StoredOrder {
@@ -98,6 +102,7 @@ impl StoredOrder {
             created_date: now(),
             last_modified_date: now(),
             body: order.body,
+            created_at: jiff::Timestamp::now(),
         }
     }
 

@@ -177,6 +177,35 @@ impl AdminApi {
         inventory.item(sku).map(|item| inventory.available(item, location))
     }
 
+    /// A buyer checks out `lines` (SKU, units) from `location`: all or nothing, only when
+    /// every line's level shows enough, each level then going down by its units, as Shopify
+    /// does when an order is placed. Returns whether the order was taken.
+    pub fn checkout(&self, lines: &[(String, i64)], location: u64) -> bool {
+        let mut wanted: BTreeMap<&str, i64> = BTreeMap::new();
+        for (sku, units) in lines {
+            *wanted.entry(sku).or_default() += units;
+        }
+        let mut inventory = self.shared.inventory.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut levels = Vec::with_capacity(wanted.len());
+        for (sku, units) in wanted {
+            let Some(item) = inventory.item(sku) else { return false };
+            let available = inventory.available(item, location);
+            if available < units {
+                return false;
+            }
+            levels.push((item, available - units));
+        }
+        for (item, left) in levels {
+            inventory.set(item, location, left);
+        }
+        true
+    }
+
+    /// Every change of `sku`'s inventory levels, oldest first, for verification.
+    pub fn inventory_history(&self, sku: &str) -> Vec<super::inventory::LevelChange> {
+        self.shared.inventory.lock().unwrap_or_else(PoisonError::into_inner).history(sku)
+    }
+
     /// Every inventory level the store holds, for verification.
     pub fn inventory_levels(&self) -> Vec<InventoryLevel> {
         self.shared.inventory.lock().unwrap_or_else(PoisonError::into_inner).levels()

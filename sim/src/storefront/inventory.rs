@@ -37,12 +37,27 @@ pub struct InventoryLevel {
     pub available: i64,
 }
 
-/// Stock by (inventory item, location), and the items by SKU.
+/// One change of an inventory level: what buyers were shown from `at` on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LevelChange {
+    /// When the store started showing `available`.
+    pub at: jiff::Timestamp,
+    /// The SKU.
+    pub sku: String,
+    /// The location id.
+    pub location_id: u64,
+    /// Units available to sell from then on.
+    pub available: i64,
+}
+
+/// Stock by (inventory item, location), the items by SKU, and every change, for
+/// verification (a scenario checks the store never showed more than could be shipped).
 #[derive(Debug, Default)]
 pub struct Inventory {
     items: BTreeMap<String, u64>,
     skus: BTreeMap<u64, String>,
     levels: BTreeMap<(u64, u64), i64>,
+    history: Vec<LevelChange>,
 }
 
 impl Inventory {
@@ -69,7 +84,14 @@ impl Inventory {
 
     /// Sets the available quantity of `item` at `location`; returns the previous one.
     pub fn set(&mut self, item: u64, location: u64, available: i64) -> i64 {
+        let sku = self.skus.get(&item).cloned().unwrap_or_default();
+        self.history.push(LevelChange { at: jiff::Timestamp::now(), sku, location_id: location, available });
         self.levels.insert((item, location), available).unwrap_or(0)
+    }
+
+    /// Every change of `sku`'s levels, oldest first.
+    pub fn history(&self, sku: &str) -> Vec<LevelChange> {
+        self.history.iter().filter(|c| c.sku == sku).cloned().collect()
     }
 
     /// The available quantity of `item` at `location` (0 where nothing was stocked).

@@ -46,7 +46,7 @@ use jiff::tz::Offset;
 pub use admin_api::{AdminApi, AdminApiConfig};
 pub use bucket::BucketConfig;
 pub use faults::{FaultDraw, WebhookFaults};
-pub use inventory::InventoryLevel;
+pub use inventory::{InventoryLevel, LevelChange};
 pub use generator::OrderGenerator;
 pub use order::Order;
 pub use sender::{DeliveryOutcome, RetryPolicy, SendError, Sendable, WebhookSender};
@@ -210,6 +210,19 @@ pub struct Storefront {
     dice: faults::FaultDice,
     /// Where placed orders are recorded (the Admin API reconciliation reads).
     store: Option<std::sync::Arc<admin_api::Shared>>,
+    /// Decides whether a buyer can check an order out (stock shown); see
+    /// [`Storefront::set_checkout`].
+    checkout: Option<Checkout>,
+}
+
+/// A checkout rule: `true` when the order can be taken.
+#[derive(Clone)]
+pub struct Checkout(pub std::sync::Arc<dyn Fn(&Order) -> bool + Send + Sync>);
+
+impl fmt::Debug for Checkout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Checkout(..)")
+    }
 }
 
 impl Storefront {
@@ -246,6 +259,7 @@ impl Storefront {
             faults,
             dice: faults::FaultDice::new(config.seed),
             store: None,
+            checkout: None,
         })
     }
 
@@ -253,6 +267,12 @@ impl Storefront {
     /// delivered or not, so the Admin API holds what the webhooks should have carried.
     pub fn record_into(&mut self, api: &AdminApi) {
         self.store = Some(api.shared());
+    }
+
+    /// Makes [`Storefront::run`] place only the orders `checkout` accepts (say, those the
+    /// stock the store shows can fill); the others are counted as sold out.
+    pub fn set_checkout(&mut self, checkout: Checkout) {
+        self.checkout = Some(checkout);
     }
 
     /// The next order from the catalogue.

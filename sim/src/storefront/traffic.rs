@@ -15,6 +15,8 @@ use super::{Storefront, StorefrontError};
 pub struct StorefrontReport {
     /// Orders created and delivered.
     pub orders_sent: usize,
+    /// Orders not placed because the checkout rule refused them (out of stock).
+    pub sold_out: usize,
     /// Orders whose delivery was acknowledged with a 2xx in the end.
     pub acknowledged: usize,
     /// Deliveries sent a second time with the same webhook id.
@@ -97,9 +99,14 @@ impl Storefront {
         ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
 
         let mut deliveries = JoinSet::new();
+        let mut sold_out = 0;
         for index in 0..count {
             ticks.tick().await;
             let order = self.next_order();
+            if self.checkout.as_ref().is_some_and(|checkout| !(checkout.0)(&order)) {
+                sold_out += 1;
+                continue;
+            }
             let draw = self.dice.draw(&self.faults);
             let revision = draw.out_of_order.then(|| revise(&order));
             if let Some(store) = &self.store {
@@ -174,6 +181,7 @@ impl Storefront {
         let orders: Vec<OrderReport> = orders.into_iter().map(|(_, report)| report).collect();
         Ok(StorefrontReport {
             orders_sent: orders.len(),
+            sold_out,
             acknowledged: orders.iter().filter(|order| order.acknowledged).count(),
             duplicate_deliveries: orders.iter().filter(|order| order.duplicated).count(),
             dropped: orders.iter().filter(|order| order.dropped).count(),
