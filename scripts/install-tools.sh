@@ -11,6 +11,7 @@
 #   lupa           PyPI, same venv: Lua interpreters (5.1, as Argo CD's gopher-lua)
 #                  in its wheels, for the Argo CD health check tests
 #   cargo-nextest  crates.io, only if no cargo-nextest is on PATH
+#   postgresql     Debian, only if missing and running as root with apt
 # Needs: bash, tar, npm, python3 with venv. Runs as root or as a user.
 #
 # Puts into .tools/bin: helm3, helm4, helm (-> helm3), kubernetes-validate,
@@ -18,6 +19,16 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# PostgreSQL server binaries for the postgres Connector's tests (they start a private
+# server). From Debian when missing and we are root with apt; otherwise those tests
+# fail saying to install the `postgresql` package.
+if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null \
+    && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "install-tools: apt-get install postgresql"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql
+fi
 TOOLS="$ROOT/.tools"
 BIN="$TOOLS/bin"
 

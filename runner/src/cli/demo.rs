@@ -79,7 +79,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = super::peak_day::Params::default().marketplace_orders)]
     marketplace_orders: usize,
     /// How long the order burst lasts (peak-day).
-    #[arg(long, default_value = "150s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     burst: Duration,
     /// Requests the ERP serves at once; more are answered 429 (peak-day).
     #[arg(long, default_value_t = super::peak_day::Params::default().erp_concurrency)]

@@ -57,13 +57,13 @@ pub struct Params {
 impl Default for Params {
     fn default() -> Self {
         Self {
-            storefront_orders: 1500,
-            marketplace_orders: 500,
-            burst: Duration::from_secs(150),
+            storefront_orders: 300,
+            marketplace_orders: 100,
+            burst: Duration::from_secs(120),
             outage: Duration::from_secs(60),
             erp_concurrency: 3,
-            opening_stock: 400,
-            pos_sales: 300,
+            opening_stock: 150,
+            pos_sales: 200,
             duplicate_ratio: 0.05,
             out_of_order_ratio: 0.02,
             seed: 2026,
