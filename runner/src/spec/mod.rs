@@ -9,6 +9,7 @@ mod duration;
 mod mapping;
 mod reconcile_schedule;
 mod sync_flow;
+mod target;
 
 pub use connector::{
     BasicAuth, ClientAuth, ConnectorAuth, ConnectorLimits, ConnectorSpec, ConnectorType, DatabaseOptions, HeaderAuth,
@@ -18,10 +19,10 @@ pub use duration::Duration;
 pub use mapping::{CanonicalRef, MappingSpec, MappingTest};
 pub use reconcile_schedule::{CompareSpec, ConcurrencyPolicy, ListingSpec, ReconcileAction, ReconcileScheduleSpec};
 pub use sync_flow::{
-    ChannelAvailability, DeadLetterSpec, DeliverySpec, EmbeddedQueueSpec, FileFormat, FileTrigger, FlowMode, GraphqlWrite, Operation,
-    Pagination, PollTrigger, Priority, QueueSpec, Refetch, RetrySpec, RunnerSpec, SourceSpec, SyncFlowSpec, TableSpec,
-    TargetSpec, TriggerSpec, Watermark, WebhookTrigger,
+    DeadLetterSpec, DeliverySpec, EmbeddedQueueSpec, FileFormat, FileTrigger, FlowMode, Pagination, PollTrigger, Priority,
+    QueueSpec, Refetch, RetrySpec, RunnerSpec, SourceSpec, SyncFlowSpec, TriggerSpec, Watermark, WebhookTrigger,
 };
+pub use target::{ChannelAvailability, GraphqlWrite, Operation, TableSpec, TargetSpec};
 
 /// Schema for a free-form JSON value (a mapping test's input, say): any JSON is accepted
 /// and kept as written by the API server.

@@ -16,6 +16,7 @@
 //! reconciliation of storefront orders against the ERP, which must find no drift.
 
 pub mod measure;
+mod report;
 mod world;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -24,7 +25,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::Result;
 
 pub use measure::{Overshow, Percentiles};
-pub use world::Report;
+pub use report::{Movements, Report};
 
 /// The scenario's knobs. [`Params::default`] is the demo; tests run it smaller.
 #[derive(Clone, Debug)]

@@ -11,7 +11,7 @@ use entrepot_sim::{
     erp::{self, ErpConfig, ErpHandle},
     marketplace::{self, Faults, MarketplaceConfig, NotificationConfig},
     storefront::{
-        AdminApi, Storefront, StorefrontConfig, StorefrontReport, Topic,
+        AdminApi, Storefront, StorefrontConfig, Topic,
         catalog::DEFAULT_SKUS,
         Checkout,
     },
@@ -23,14 +23,15 @@ use tokio::{net::TcpListener, sync::watch};
 
 use super::{
     Params,
-    measure::{self, Overshow, Percentiles, Shown, StockState},
+    measure::{self, Percentiles, Shown, StockState},
+    report::{Movements, Report},
 };
 use crate::{
     availability,
     config::RunnerConfig,
     manifest::Manifests,
     queue::DeadLetterFilter,
-    reconcile::{ReconcileSummary, Reconciler},
+    reconcile::Reconciler,
     runtime::Runtime,
     secrets::Secrets,
     spec::ChannelAvailability,
@@ -53,77 +54,7 @@ const WAREHOUSE: &str = "DC-EAST";
 /// Mapping's lookup names it.
 const STORE_LOCATION: u64 = 71_234_568_001;
 /// A SKU the storefront still lists but the ERP no longer knows: its order is refused.
-const DISCONTINUED_SKU: &str = "DISCONTINUED-HAT";
-
-/// What the peak day came to.
-#[derive(Debug)]
-pub struct Report {
-    /// Wall time of the whole run.
-    pub elapsed: Duration,
-    /// The storefront's webhook traffic.
-    pub storefront: StorefrontReport,
-    /// Marketplace orders placed.
-    pub marketplace_orders: usize,
-    /// Marketplace buyers who found nothing in stock.
-    pub marketplace_sold_out: usize,
-    /// Marketplace notifications sent twice / out of order.
-    pub notification_faults: (u64, u64),
-    /// POS sales made / refused for an empty shelf; receipts; returns; picks.
-    pub movements: Movements,
-    /// Orders taken across channels (ERP external id → when).
-    pub taken: usize,
-    /// Taken orders not in the ERP.
-    pub missing_in_erp: Vec<String>,
-    /// ERP records written more than once (a revision posted twice).
-    pub written_twice: Vec<String>,
-    /// ERP records of orders nobody took.
-    pub unexpected_in_erp: Vec<String>,
-    /// Sales orders in the ERP.
-    pub in_erp: usize,
-    /// Orders a channel took that the WMS could not reserve.
-    pub oversold_orders: Vec<String>,
-    /// Moments a channel showed more than the WMS could ship.
-    pub overshows: Vec<Overshow>,
-    /// Order taken → sales order created in the ERP.
-    pub posting: Percentiles,
-    /// WMS stock change → the channel shows it, per channel.
-    pub freshness: BTreeMap<String, Percentiles>,
-    /// 429s the ERP answered / the runner counted per target.
-    pub erp_throttled: u64,
-    /// Requests the runner saw throttled, per flow and target.
-    pub runner_throttled: BTreeMap<String, u64>,
-    /// 503s the ERP answered during its outage.
-    pub erp_unavailable: u64,
-    /// Retries the runner made, all flows.
-    pub retries: u64,
-    /// Records dropped as duplicates / as stale, all flows.
-    pub deduplicated: u64,
-    /// Stale records not delivered.
-    pub stale: u64,
-    /// Every dead letter: flow, reason, message.
-    pub dead_letters: Vec<(String, String, String)>,
-    /// The reconciliation runs after the flows drained.
-    pub reconciliation: Vec<ReconcileSummary>,
-    /// Whether the flows drained before the deadline.
-    pub drained: bool,
-    /// Whether the runner acknowledged the order for a discontinued SKU.
-    pub discontinued_acknowledged: bool,
-}
-
-/// Stock movements made during the day.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Movements {
-    /// POS sales made.
-    pub pos_sales: usize,
-    /// POS sales refused (empty shelf).
-    pub pos_refused: usize,
-    /// Goods receipts.
-    pub receipts: usize,
-    /// Customer returns.
-    pub returns: usize,
-    /// Reserved units picked and shipped.
-    pub picks: usize,
-}
+pub(super) const DISCONTINUED_SKU: &str = "DISCONTINUED-HAT";
 
 /// Orders taken: ERP external id → when; reservations still to pick; oversells.
 #[derive(Default)]
@@ -243,7 +174,7 @@ pub async fn run(params: &Params, verbose: bool) -> Result<Report> {
                 "storefront" => connector.endpoint = Some(format!("{}/admin/api/2026-10", shop_api.base_url())),
                 "marketplace" => {
                     connector.endpoint = Some(market.base_url());
-                    world_token_url(connector, &market.token_url());
+                    point_lwa_at(connector, &market.token_url());
                 }
                 "wms" => connector.endpoint = Some(wms.base_url()),
                 "erp" => connector.endpoint = Some(erp.base_url()),
@@ -510,7 +441,7 @@ pub async fn run(params: &Params, verbose: bool) -> Result<Report> {
 }
 
 /// Points an amazon-sp Connector's LWA token endpoint at the simulated marketplace.
-fn world_token_url(connector: &mut crate::spec::ConnectorSpec, token_url: &str) {
+fn point_lwa_at(connector: &mut crate::spec::ConnectorSpec, token_url: &str) {
     if let Some(crate::spec::ConnectorAuth::OAuth2ClientCredentials(o)) = &mut connector.auth {
         o.token_url = token_url.to_string();
     }
@@ -524,79 +455,5 @@ async fn show_progress(rt: Arc<Runtime>, erp: Arc<ErpHandle>) {
         let flows: Vec<String> =
             status.flows.iter().map(|f| format!("{} {}/{} queued {}", f.name, f.delivered, f.received, f.pending)).collect();
         eprintln!("  {:>4.0}s  ERP orders {:>5}  {}", start.elapsed().as_secs_f64(), erp.orders().len(), flows.join("  "));
-    }
-}
-
-impl Report {
-    /// What went wrong; empty when the day went as it must.
-    pub fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if !self.drained {
-            problems.push("the flows did not drain in time".into());
-        }
-        if !self.discontinued_acknowledged {
-            problems.push(format!("the order for {DISCONTINUED_SKU} was not acknowledged by the runner"));
-        }
-        if !self.missing_in_erp.is_empty() {
-            problems.push(format!("{} orders taken are not in the ERP, e.g. {:?}", self.missing_in_erp.len(), &self.missing_in_erp[..self.missing_in_erp.len().min(5)]));
-        }
-        if !self.written_twice.is_empty() {
-            problems.push(format!("{} ERP orders were posted more than once, e.g. {:?}", self.written_twice.len(), &self.written_twice[..self.written_twice.len().min(5)]));
-        }
-        if !self.unexpected_in_erp.is_empty() {
-            problems.push(format!("{} ERP orders were never taken: {:?}", self.unexpected_in_erp.len(), self.unexpected_in_erp));
-        }
-        if !self.oversold_orders.is_empty() {
-            problems.push(format!("{} orders were oversold: {:?}", self.oversold_orders.len(), self.oversold_orders));
-        }
-        if !self.overshows.is_empty() {
-            problems.push(format!("channels showed more than the WMS could ship {} times, e.g. {:?}", self.overshows.len(), self.overshows.first()));
-        }
-        let unexplained: Vec<_> = self.dead_letters.iter().filter(|(_, _, m)| !m.contains(DISCONTINUED_SKU)).collect();
-        if !unexplained.is_empty() {
-            problems.push(format!("dead letters other than the discontinued SKU's order: {unexplained:?}"));
-        }
-        if self.dead_letters.len() != 1 {
-            problems.push(format!("expected the discontinued SKU's order as the one dead letter, found {}", self.dead_letters.len()));
-        }
-        for r in &self.reconciliation {
-            let drift = r.missing_in_target + r.missing_in_source + r.mismatched;
-            if drift > 0 {
-                problems.push(format!("reconciliation {} found drift: {}", r.schedule, r.to_line()));
-            }
-        }
-        problems
-    }
-
-    /// Prints the report.
-    pub fn print(&self) {
-        let s = &self.storefront;
-        println!("\nPeak day ({:.0}s)", self.elapsed.as_secs_f64());
-        println!("  orders taken                        {:>6}  (storefront {}, marketplace {}; sold out: {} / {})",
-                 self.taken, s.orders_sent, self.marketplace_orders, s.sold_out, self.marketplace_sold_out);
-        println!("  webhook faults                      storefront {} duplicated, {} out of order; marketplace {} duplicated, {} reordered",
-                 s.duplicate_deliveries, s.out_of_order, self.notification_faults.0, self.notification_faults.1);
-        let m = &self.movements;
-        println!("  stock movements                     POS sales {} ({} refused, empty shelf), receipts {}, returns {}, picks {}",
-                 m.pos_sales, m.pos_refused, m.receipts, m.returns, m.picks);
-        println!("  sales orders in the ERP             {:>6}  (missing {}, posted twice {}, never taken {})",
-                 self.in_erp, self.missing_in_erp.len(), self.written_twice.len(), self.unexpected_in_erp.len());
-        println!("  oversells                           {:>6}  (orders the WMS could not reserve {}, moments a channel showed more than shippable {})",
-                 self.oversold_orders.len() + self.overshows.len(), self.oversold_orders.len(), self.overshows.len());
-        println!("  order-to-ERP posting time           {}", self.posting);
-        for (channel, p) in &self.freshness {
-            println!("  inventory freshness ({channel:<11})   {p}");
-        }
-        println!("  throttled requests                  ERP answered {} × 429; runner saw {}", self.erp_throttled,
-                 self.runner_throttled.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "));
-        println!("  ERP outage                          {} × 503; runner retries {}", self.erp_unavailable, self.retries);
-        println!("  duplicates dropped / stale dropped  {} / {}", self.deduplicated, self.stale);
-        println!("  dead letters                        {:>6}", self.dead_letters.len());
-        for (flow, reason, message) in &self.dead_letters {
-            println!("    {flow}: {reason}: {message}");
-        }
-        for r in &self.reconciliation {
-            println!("  reconciliation                      {}", r.to_line());
-        }
     }
 }

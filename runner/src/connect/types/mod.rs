@@ -232,7 +232,6 @@ impl Protocol {
     }
 
     /// Adjusts a target write to the system's API.
-    #[allow(clippy::single_match, reason = "each type adds its arm here")]
     pub fn write(&self, write: &mut Write, context: WriteContext<'_>) {
         match &self.state {
             State::NetSuite(netsuite) => netsuite.write(write, context),
@@ -277,15 +276,12 @@ impl Protocol {
     }
 
     /// Adds what an answer says about the quota beyond the generic headers.
-    #[allow(clippy::single_match, reason = "each type adds its arm here")]
     pub fn read_quota(&self, status: StatusCode, headers: &HeaderMap, body: &str, signal: &mut QuotaSignal) {
         match &self.state {
             State::NetSuite(_) => netsuite::read_quota(status, body, signal),
             State::Generic if self.kind == ConnectorType::Shopify => shopify::read_quota(status, body, signal),
             State::Generic if self.kind == ConnectorType::Walmart => walmart::read_quota(status, headers, signal),
-            _ => {
-                let _ = (status, headers, body, signal);
-            }
+            _ => {}
         }
     }
 
