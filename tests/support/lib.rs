@@ -29,6 +29,7 @@ use entrepot::{
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 mod apis;
+pub mod cluster;
 pub mod crd_schema;
 mod postgres;
 mod process;
