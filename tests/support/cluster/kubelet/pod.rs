@@ -30,6 +30,8 @@ use super::{
 const TICK: Duration = Duration::from_millis(200);
 /// How often volumes are re-synced (ConfigMap changes reach the files this fast).
 const VOLUME_SYNC: Duration = Duration::from_secs(2);
+/// How long after a failed status patch the next one is tried.
+const PATCH_RETRY: Duration = Duration::from_secs(2);
 /// How long a stopping kubelet gives processes between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
@@ -91,6 +93,8 @@ struct PodRun {
     /// The pod was already over when this kubelet met it: nothing runs again.
     frozen: bool,
     last_patch: Option<serde_json::Value>,
+    /// When a status patch last failed (retried after [`PATCH_RETRY`]).
+    failed_patch: Option<Instant>,
 }
 
 impl PodRun {
@@ -121,6 +125,7 @@ impl PodRun {
             start_time: Timestamp::now(),
             frozen,
             last_patch: None,
+            failed_patch: None,
         }
     }
 
@@ -253,17 +258,29 @@ impl PodRun {
             container_statuses: Some(self.containers.iter().map(|c| status::container_status(c, &image_id(c))).collect()),
             ..PodStatus::default()
         };
-        let patch = serde_json::json!({ "status": status });
-        if self.last_patch.as_ref() == Some(&patch) {
+        let mut patch = serde_json::json!({ "status": status });
+        // Replaced, not merged by IP: a pod another kubelet ran had another address.
+        for list in ["podIPs", "hostIPs"] {
+            if let Some(ips) = patch["status"][list].as_array_mut() {
+                ips.push(serde_json::json!({ "$patch": "replace" }));
+            }
+        }
+        if self.last_patch.as_ref() == Some(&patch) || self.failed_patch.is_some_and(|at| at.elapsed() < PATCH_RETRY) {
             return;
         }
         let api: Api<Pod> = Api::namespaced(self.kubelet.client.clone(), self.pod.metadata.namespace.as_deref().unwrap_or_default());
         let name = self.pod.metadata.name.clone().unwrap_or_default();
         // Strategic merge, as the kubelet does: conditions other controllers add stay.
         match api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
-            Ok(_) => self.last_patch = Some(patch),
+            Ok(_) => {
+                self.last_patch = Some(patch);
+                self.failed_patch = None;
+            }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => eprintln!("process kubelet: cannot patch the status of pod {name:?}: {e}"),
+            Err(e) => {
+                eprintln!("process kubelet: cannot patch the status of pod {name:?}: {e}");
+                self.failed_patch = Some(Instant::now());
+            }
         }
     }
 
