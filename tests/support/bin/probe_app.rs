@@ -1,7 +1,8 @@
 //! The image the process kubelet's tests run: a small program that shows the tests what
 //! a container sees.
 //!
-//! - `serve ADDR [--file PATH]...`: answers HTTP on ADDR: `/readyz` and `/healthz` (200),
+//! - `serve ADDR [--file PATH]...`: answers HTTP on ADDR: `/readyz` (200, or 503 while a
+//!   file `unready` is in its working directory) and `/healthz` (200),
 //!   `/env` (its environment, `K=V` lines), `/args`, `/cwd`, `/file/N` (the N-th file,
 //!   read on each request).
 //! - `exit CODE [MESSAGE_FILE MESSAGE]`: writes MESSAGE to MESSAGE_FILE, prints a line
@@ -63,6 +64,7 @@ fn answer(mut stream: TcpStream, files: &[String]) {
     }
     let path = request.split_whitespace().nth(1).unwrap_or("/");
     let (status, body) = match path {
+        "/readyz" if std::path::Path::new("unready").exists() => (503, "told to be unready".to_string()),
         "/readyz" | "/healthz" => (200, "ok".to_string()),
         "/env" => {
             let mut vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
