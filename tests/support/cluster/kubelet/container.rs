@@ -147,6 +147,12 @@ impl ContainerRun {
         if self.done || Instant::now() < self.not_before {
             return;
         }
+        if init && self.spec.restart_policy.as_deref() == Some("Always") {
+            let message = "native sidecars (initContainers with restartPolicy Always) are not supported by the process kubelet";
+            self.state = State::Waiting { reason: "CreateContainerConfigError".into(), message: Some(message.into()) };
+            self.not_before = Instant::now() + RETRY;
+            return;
+        }
         match self.start(ctx).await {
             Ok(()) => {}
             Err((reason, message)) => {

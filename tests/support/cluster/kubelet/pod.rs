@@ -45,24 +45,32 @@ pub struct PodHandle {
 pub fn spawn(kubelet: Arc<Kubelet>, pod: Pod, stop: watch::Receiver<bool>) -> PodHandle {
     let (updates, rx) = watch::channel(Some(pod.clone()));
     let task = tokio::spawn(async move {
-        let Some(address) = Address::take(&kubelet).await else { return };
+        let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+        let address = if host_network {
+            Address { kubelet: kubelet.clone(), ip: Ipv4Addr::LOCALHOST, own: false }
+        } else {
+            let Some(address) = Address::take(&kubelet).await else { return };
+            address
+        };
         let run = PodRun::new(kubelet, pod, address);
         run.run(rx, stop).await;
     });
     PodHandle { updates, task }
 }
 
-/// The pod's loopback address, given back when the pod ends.
+/// The pod's loopback address, given back when the pod ends; the host's for a pod on
+/// the host network.
 struct Address {
     kubelet: Arc<Kubelet>,
     ip: Ipv4Addr,
+    own: bool,
 }
 
 impl Address {
     async fn take(kubelet: &Arc<Kubelet>) -> Option<Self> {
         for _ in 0..600 {
             if let Some(ip) = kubelet.allocate_ip() {
-                return Some(Self { kubelet: kubelet.clone(), ip });
+                return Some(Self { kubelet: kubelet.clone(), ip, own: true });
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -73,7 +81,9 @@ impl Address {
 
 impl Drop for Address {
     fn drop(&mut self) {
-        self.kubelet.release_ip(self.ip);
+        if self.own {
+            self.kubelet.release_ip(self.ip);
+        }
     }
 }
 
