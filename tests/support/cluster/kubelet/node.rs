@@ -39,7 +39,7 @@ pub async fn register(client: &Client, name: &str, since: Timestamp) -> anyhow::
             labels: Some(BTreeMap::from([
                 ("kubernetes.io/hostname".to_string(), name.to_string()),
                 ("kubernetes.io/os".to_string(), "linux".to_string()),
-                ("kubernetes.io/arch".to_string(), std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64")),
+                ("kubernetes.io/arch".to_string(), arch()),
             ])),
             ..ObjectMeta::default()
         },
@@ -70,7 +70,7 @@ fn status(name: &str, since: Timestamp) -> NodeStatus {
             NodeAddress { type_: "Hostname".into(), address: name.into() },
         ]),
         node_info: Some(NodeSystemInfo {
-            architecture: "amd64".into(),
+            architecture: arch(),
             boot_id: String::new(),
             container_runtime_version: "process://entrepot-e2e".into(),
             kernel_version: String::new(),
@@ -83,6 +83,15 @@ fn status(name: &str, since: Timestamp) -> NodeStatus {
         }),
         conditions: Some(conditions(since)),
         ..NodeStatus::default()
+    }
+}
+
+/// This machine's architecture as Kubernetes names it.
+fn arch() -> String {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64".into(),
+        "aarch64" => "arm64".into(),
+        other => other.into(),
     }
 }
 

@@ -118,3 +118,45 @@ pub fn container_status(run: &ContainerRun, image_id: &str) -> ContainerStatus {
         ..ContainerStatus::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use k8s_openapi::api::core::v1::Container;
+
+    use super::*;
+
+    fn run(state: Option<(i32, bool)>) -> ContainerRun {
+        let mut c = ContainerRun::new(Container { name: "c".into(), ..Container::default() }, Path::new("/nowhere"));
+        if let Some((exit_code, done)) = state {
+            let ended = Ended { exit_code, signal: None, message: None, started_at: Timestamp::now(), finished_at: Timestamp::now(), pid: 7 };
+            c.done = done;
+            c.state = if done { State::Terminated(ended) } else { State::Waiting { reason: "CrashLoopBackOff".into(), message: None } };
+        }
+        c
+    }
+
+    #[test]
+    fn phases_follow_the_containers() {
+        assert_eq!(phase(&[], &[run(None)], "Always"), "Pending");
+        assert_eq!(phase(&[run(None)], &[run(None)], "Always"), "Pending", "init containers first");
+        assert_eq!(phase(&[run(Some((0, true)))], &[run(Some((0, true)))], "Never"), "Succeeded");
+        assert_eq!(phase(&[], &[run(Some((0, true))), run(Some((2, true)))], "Never"), "Failed");
+        assert_eq!(phase(&[run(Some((1, true)))], &[run(None)], "Never"), "Failed", "a failed init container");
+    }
+
+    #[test]
+    fn a_condition_moves_its_time_only_when_it_flips() {
+        let mut conditions = Conditions::default();
+        conditions.set("Ready", false, Some("ContainersNotReady"));
+        let first = conditions.to_vec()[0].last_transition_time.clone();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        conditions.set("Ready", false, Some("ContainersNotReady"));
+        assert_eq!(conditions.to_vec()[0].last_transition_time, first);
+        conditions.set("Ready", true, None);
+        let ready = &conditions.to_vec()[0];
+        assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("True", None));
+        assert_ne!(ready.last_transition_time, first);
+    }
+}
