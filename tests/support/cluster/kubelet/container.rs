@@ -19,6 +19,7 @@ use super::{
     Kubelet, env,
     probe::Prober,
     rewrite::Rewrites,
+    services,
     sources::Sources,
     volumes::SERVICE_ACCOUNT_PATH,
 };
@@ -295,7 +296,7 @@ impl ContainerRun {
         let vars = env::environment(ctx.pod, &self.spec, ctx.ip, &mut sources)
             .await
             .map_err(|m| ("CreateContainerConfigError", m))?;
-        let rewrites = self.rewrites(ctx, &vars)?;
+        let rewrites = self.rewrites(ctx, &vars).await?;
         let args: Vec<String> = argv.1.iter().map(|a| rewrites.apply(&env::expand(a, &vars))).collect();
         let mut vars: BTreeMap<String, String> = vars.into_iter().map(|(k, v)| (k, rewrites.apply(&v))).collect();
         if !vars.contains_key("PATH") {
@@ -379,8 +380,8 @@ impl ContainerRun {
         Ok((image.binary.clone(), rest))
     }
 
-    /// The container's mounts and termination message file, as rewrites.
-    fn rewrites(&self, ctx: &PodContext<'_>, vars: &BTreeMap<String, String>) -> Result<Rewrites, (&'static str, String)> {
+    /// The container's mounts, termination message file and the Services, as rewrites.
+    async fn rewrites(&self, ctx: &PodContext<'_>, vars: &BTreeMap<String, String>) -> Result<Rewrites, (&'static str, String)> {
         let mut paths = Vec::new();
         for mount in self.spec.volume_mounts.iter().flatten() {
             let Some(dir) = ctx.volumes.get(&mount.name) else {
@@ -399,7 +400,8 @@ impl ContainerRun {
         }
         let message_path = self.spec.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into());
         paths.push((message_path, self.message_file.clone()));
-        Ok(Rewrites::new(paths, ctx.ip))
+        let namespace = ctx.pod.metadata.namespace.clone().unwrap_or_default();
+        Ok(Rewrites::new(paths, ctx.ip, services::endpoints(&ctx.kubelet.client, &namespace).await))
     }
 }
 

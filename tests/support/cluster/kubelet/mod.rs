@@ -16,7 +16,13 @@
 //!   `terminationMessagePath` (default `/dev/termination-log`) a file in the pod folder:
 //!   a process cannot write to `/etc/...` or `/var/lib/...` as a container can;
 //! - the wildcard addresses `0.0.0.0` and `[::]` become the pod's own loopback address,
-//!   so two pods can listen on the same port as they would in their own namespaces.
+//!   so two pods can listen on the same port as they would in their own namespaces;
+//! - a Service's `host:port` (`name`, `name.ns`, `name.ns.svc[.cluster.local]`; at the
+//!   start of a value, after `=` or after `://`) becomes a ready pod's `ip:targetPort`,
+//!   looked up when the container starts: there is no cluster DNS and no kube-proxy (a
+//!   Service with no ready pod then is left alone; the process fails and, restarted,
+//!   looks again). EndpointSlices stay empty: the API server refuses loopback addresses
+//!   in them.
 //!
 //! Each pod gets its own address, `127.A.B.N`: `N` from 2 up, unique among live pods and
 //! reused after deletion; `A.B` is one block per kubelet (from the process id), so two
@@ -65,6 +71,7 @@ mod pod;
 mod probe;
 mod rewrite;
 mod scheduler;
+mod services;
 mod sources;
 mod status;
 mod volumes;

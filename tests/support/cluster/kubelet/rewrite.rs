@@ -4,28 +4,32 @@
 
 use std::{net::Ipv4Addr, path::PathBuf};
 
+use super::services::Endpoints;
+
 /// Container paths and the pod's address, for one container.
 #[derive(Clone, Debug)]
 pub struct Rewrites {
     /// (container path, host path), longest container path first.
     paths: Vec<(String, String)>,
     ip: String,
+    services: Endpoints,
 }
 
 impl Rewrites {
     /// `paths` are (container path, host path) pairs; `/` itself is never rewritten.
-    pub fn new(paths: impl IntoIterator<Item = (String, PathBuf)>, ip: Ipv4Addr) -> Self {
+    pub fn new(paths: impl IntoIterator<Item = (String, PathBuf)>, ip: Ipv4Addr, services: Endpoints) -> Self {
         let mut paths: Vec<(String, String)> = paths
             .into_iter()
             .map(|(c, h)| (c.trim_end_matches('/').to_string(), h.display().to_string()))
             .filter(|(c, _)| !c.is_empty())
             .collect();
         paths.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
-        Self { paths, ip: ip.to_string() }
+        Self { paths, ip: ip.to_string(), services }
     }
 
     /// `value` with a container path at its start or right after an `=` replaced by its
-    /// host path, and `0.0.0.0` / `[::]` by the pod's address.
+    /// host path, a Service's `host:port` there or right after `://` by an endpoint's,
+    /// and `0.0.0.0` / `[::]` by the pod's address.
     pub fn apply(&self, value: &str) -> String {
         let mut out = String::with_capacity(value.len());
         let mut rest = value;
@@ -34,6 +38,12 @@ impl Rewrites {
             if at_start && let Some((c, h)) = self.paths.iter().find(|(c, _)| starts_with_path(rest, c)) {
                 out.push_str(h);
                 rest = &rest[c.len()..];
+                at_start = false;
+                continue;
+            }
+            if at_start && let Some((endpoint, len)) = self.service(rest) {
+                out.push_str(endpoint);
+                rest = &rest[len..];
                 at_start = false;
                 continue;
             }
@@ -55,9 +65,19 @@ impl Rewrites {
             let c = rest.chars().next().expect("rest is not empty");
             out.push(c);
             rest = &rest[c.len_utf8()..];
-            at_start = c == '=';
+            at_start = c == '=' || (c == '/' && out.ends_with("://"));
         }
         out
+    }
+
+    /// The endpoint of the Service `host:port` that `value` starts with, and its length.
+    fn service(&self, value: &str) -> Option<(&str, usize)> {
+        let host_len = value.find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-'))?;
+        let rest = value[host_len..].strip_prefix(':')?;
+        let port_len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let port: u16 = rest[..port_len].parse().ok()?;
+        let endpoint = self.services.get(&(value[..host_len].to_string(), port))?;
+        Some((endpoint, host_len + 1 + port_len))
     }
 }
 
@@ -79,6 +99,7 @@ mod tests {
                 ("/dev/termination-log".to_string(), PathBuf::from("/h/term")),
             ],
             Ipv4Addr::new(127, 0, 0, 5),
+            Endpoints::from([(("orders-runner".to_string(), 9090), "127.0.0.7:9091".to_string())]),
         )
     }
 
@@ -100,5 +121,16 @@ mod tests {
         assert_eq!(r.apply("--listen=[::]:80"), "--listen=127.0.0.5:80");
         assert_eq!(r.apply("http://0.0.0.0:1/"), "http://127.0.0.5:1/");
         assert_eq!(r.apply("10.0.0.0/8"), "10.0.0.0/8");
+    }
+
+    #[test]
+    fn services_become_an_endpoint() {
+        let r = rewrites();
+        assert_eq!(r.apply("http://orders-runner:9090"), "http://127.0.0.7:9091");
+        assert_eq!(r.apply("--runner=http://orders-runner:9090/v1"), "--runner=http://127.0.0.7:9091/v1");
+        assert_eq!(r.apply("orders-runner:9090"), "127.0.0.7:9091");
+        assert_eq!(r.apply("http://orders-runner:90901"), "http://orders-runner:90901");
+        assert_eq!(r.apply("http://other:9090"), "http://other:9090");
+        assert_eq!(r.apply("see orders-runner:9090"), "see orders-runner:9090");
     }
 }
