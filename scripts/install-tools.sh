@@ -12,10 +12,15 @@
 #                  in its wheels, for the Argo CD health check tests
 #   cargo-nextest  crates.io, only if no cargo-nextest is on PATH
 #   postgresql     Debian, only if missing and running as root with apt
-# Needs: bash, tar, npm, python3 with venv. Runs as root or as a user.
+#   etcd, kube-apiserver, kube-controller-manager, kubectl
+#                  built from the Go modules pinned in tests/cluster/ by
+#                  scripts/build-control-plane.sh (once per version; cached)
+# Needs: bash, tar, npm, python3 with venv, go (1.26) and the Go module proxy.
+# Runs as root or as a user.
 #
-# Puts into .tools/bin: helm3, helm4, helm (-> helm3), kubernetes-validate,
-# and cargo-nextest if it had to build it; .tools/venv/bin/python has PyYAML.
+# Puts into .tools/bin: helm3, helm4, helm (-> helm3), kubernetes-validate, the
+# control plane and kubectl, and cargo-nextest if it had to build it;
+# .tools/venv/bin/python has PyYAML.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -117,6 +122,9 @@ else
     cargo install --locked --root "$TOOLS" cargo-nextest
     installed+=("$("$BIN/cargo-nextest" --version | head -n1) (crates.io)")
 fi
+
+# The real control plane of the cluster tests (tests/tests/cluster_*.rs).
+bash "$ROOT/scripts/build-control-plane.sh"
 
 for t in "${installed[@]+"${installed[@]}"}"; do say "installed $t"; done
 for t in "${present[@]+"${present[@]}"}"; do say "present   $t"; done
