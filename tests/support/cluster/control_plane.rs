@@ -146,6 +146,7 @@ impl ControlPlane {
     /// server is ready and the controller manager has made the `default` namespace's
     /// service account.
     pub async fn start() -> anyhow::Result<Self> {
+        let started = Instant::now();
         let (etcd, apiserver, kcm) = (tool("etcd")?, tool("kube-apiserver")?, tool("kube-controller-manager")?);
         let dir = tempfile::Builder::new().prefix("entrepot-cluster-").tempdir()?;
         let root = dir.path().to_path_buf();
@@ -214,6 +215,7 @@ impl ControlPlane {
         let client = client_from(&kubeconfig).await?;
         let mut me = Self { processes, server_url, ca_pem, kubeconfig, client, dir };
         me.wait_ready().await?;
+        let api_ready = started.elapsed();
 
         let kcm_port = free_port();
         me.processes.push(spawn(me.dir.path(), "kube-controller-manager", &kcm, &[
@@ -236,6 +238,13 @@ impl ControlPlane {
             "--concurrent-gc-syncs=5".into(),
         ])?);
         me.service_account("default", "default").await?;
+        // Measured figures for docs/testing.md (shown with --nocapture or on failure).
+        eprintln!(
+            "control plane up: API server ready after {:.1} s, controller manager working after {:.1} s ({})",
+            api_ready.as_secs_f64(),
+            started.elapsed().as_secs_f64(),
+            me.dir().display()
+        );
         Ok(me)
     }
 
