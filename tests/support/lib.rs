@@ -30,6 +30,7 @@ use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 mod apis;
 pub mod crd_schema;
+pub mod image;
 mod postgres;
 mod process;
 pub use process::{CliRun, RunnerProcess, free_port, run_cli, runner_binary, write_quickstart};
