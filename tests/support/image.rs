@@ -146,7 +146,10 @@ pub fn dockerignore_patterns(text: &str) -> Vec<String> {
 fn components_match(pattern: &[&str], path: &[&str]) -> bool {
     match (pattern.first(), path.first()) {
         (None, None) => true,
-        (Some(&"**"), _) => components_match(&pattern[1..], path) || (!path.is_empty() && components_match(pattern, &path[1..])),
+        // `**`: no directory, or one more.
+        (Some(&"**"), _) => {
+            components_match(&pattern[1..], path) || (!path.is_empty() && components_match(pattern, &path[1..]))
+        }
         (Some(p), Some(name)) => name_matches(p, name) && components_match(&pattern[1..], &path[1..]),
         _ => false,
     }
@@ -189,7 +192,7 @@ fn read_linkage(data: &[u8]) -> object::read::Result<Linkage> {
     }
     let dynamic = header.sections(endian, data)?.dynamic_table(endian, data)?;
     let mut needed = Vec::new();
-    for entry in dynamic.iter().filter(|d| d.tag == i64::from(DT_NEEDED)) {
+    for entry in dynamic.iter().filter(|d| d.tag == DT_NEEDED) {
         needed.push(String::from_utf8_lossy(dynamic.string(entry)?).into_owned());
     }
     Ok(Linkage { interpreter, needed })

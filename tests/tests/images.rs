@@ -62,7 +62,8 @@ fn run(command: &mut Command) -> Output {
 
 /// What `scripts/build-images.sh --list` prints: the runner's image, then the operator's.
 fn script_images(env: &[(&str, &str)]) -> [String; 2] {
-    let out = run(Command::new("bash").arg(repo_root().join("scripts/build-images.sh")).arg("--list").envs(env.iter().copied()));
+    let script = repo_root().join("scripts/build-images.sh");
+    let out = run(Command::new("bash").arg(script).arg("--list").envs(env.iter().copied()));
     assert!(out.status.success(), "build-images.sh --list: {}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
     lines.try_into().expect("two image references")
@@ -81,14 +82,13 @@ fn each_image_runs_its_binary_as_the_nonroot_user_on_a_pinned_distroless_base() 
         let stage = file.stage(target);
         let (base, digest) = stage.from.split_once('@').unwrap_or((&stage.from, ""));
         assert_eq!(base, RUNTIME_BASE, "{target}: the runtime base");
-        assert!(digest.starts_with("sha256:") && digest.len() == 71, "{target}: the base is pinned by digest: {}", stage.from);
+        let pinned = digest.starts_with("sha256:") && digest.len() == 71;
+        assert!(pinned, "{target}: the base is pinned by digest: {}", stage.from);
         let path = format!("/usr/local/bin/{target}");
-        assert_eq!(exec_form(stage, "ENTRYPOINT"), [path.clone()], "{target}: the binary is the entrypoint");
-        assert!(
-            stage.all("COPY").iter().any(|c| c.starts_with("--from=builder ") && c.ends_with(&format!("/out/{target} {path}"))),
-            "{target}: the builder's binary is copied to {path}: {:?}",
-            stage.all("COPY")
-        );
+        assert_eq!(exec_form(stage, "ENTRYPOINT"), std::slice::from_ref(&path), "{target}: the binary is the entrypoint");
+        let copies = stage.all("COPY");
+        let copied = copies.iter().any(|c| c.starts_with("--from=builder ") && c.ends_with(&format!("/out/{target} {path}")));
+        assert!(copied, "{target}: the builder's binary is copied to {path}: {copies:?}");
         assert_eq!(stage.last("USER"), Some(NONROOT), "{target}: runs as distroless' nonroot user");
         // The base has no shell: a RUN would fail to build.
         assert!(stage.all("RUN").is_empty(), "{target}: no RUN in a stage without a shell");
@@ -289,7 +289,8 @@ fn the_chart_runs_the_operator_with_arguments_it_accepts_and_the_images_the_scri
         vec![],
         vec!["-f", "charts/entrepot/ci/minimal-values.yaml"],
         vec!["-f", "charts/entrepot/ci/production-values.yaml"],
-        vec!["--set", "operator.replicas=1", "--set", "operator.leaderElection.enabled=false", "--set", "watchNamespace=retail"],
+        vec!["--set", "operator.replicas=1", "--set", "operator.leaderElection.enabled=false"],
+        vec!["--set", "watchNamespace=retail"],
     ];
     for args in values {
         let docs = helm_template(&args);
@@ -305,8 +306,9 @@ fn the_chart_runs_the_operator_with_arguments_it_accepts_and_the_images_the_scri
             let env = c["env"].as_array().unwrap();
             let runner_env = env.iter().find(|e| e["name"] == "ENTREPOT_RUNNER_IMAGE").unwrap();
             assert_eq!(runner_env["value"], runner_image.as_str());
-            let config_map = docs.iter().find(|d| d["kind"] == "ConfigMap" && d["data"].get("runner-defaults.yaml").is_some());
-            let text = config_map.expect("the runner defaults ConfigMap")["data"]["runner-defaults.yaml"].as_str().unwrap();
+            let key = "runner-defaults.yaml";
+            let config_map = docs.iter().find(|d| d["kind"] == "ConfigMap" && d["data"].get(key).is_some());
+            let text = config_map.expect("the runner defaults ConfigMap")["data"][key].as_str().unwrap();
             let defaults: RunnerDefaults = serde_saphyr::from_str(text).unwrap();
             assert_eq!(defaults.image, runner_image, "the image the operator puts into runners");
             let user = pod["securityContext"]["runAsUser"].as_i64().unwrap();
@@ -333,7 +335,8 @@ fn the_script_builds_the_images_the_chart_and_the_operator_default_to() {
     assert_eq!(runner, format!("ghcr.io/entrepot-io/entrepot:{app_version}"));
     // REGISTRY and TAG override the defaults.
     let overridden = script_images(&[("REGISTRY", "registry.example.com/mirror/"), ("TAG", "1.2.3")]);
-    assert_eq!(overridden, ["registry.example.com/mirror/entrepot:1.2.3", "registry.example.com/mirror/entrepot-operator:1.2.3"]);
+    let want = ["registry.example.com/mirror/entrepot:1.2.3", "registry.example.com/mirror/entrepot-operator:1.2.3"];
+    assert_eq!(overridden, want);
 }
 
 /// Runs `bash scripts/build-images.sh args` with only `bin` on PATH.
@@ -370,7 +373,9 @@ fn the_build_script_finds_an_engine_or_says_why_not() {
     let out = build_images(&bin, &[], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("no usable container engine") && stderr.contains("docker: not found") && stderr.contains("podman: not found"), "{stderr}");
+    for says in ["no usable container engine", "docker: not found", "podman: not found"] {
+        assert!(stderr.contains(says), "{stderr}");
+    }
 
     // A docker client without a daemon (these machines) is not an engine.
     fake_engine(&bin, "docker", &log, false);
@@ -425,7 +430,8 @@ fn the_build_context_holds_what_the_build_reads() {
         for cap in include.captures_iter(&text) {
             let included = source.parent().unwrap().join(&cap[1]);
             let included = std::fs::canonicalize(&included).unwrap_or_else(|e| panic!("{rel}: {}: {e}", included.display()));
-            read.push(included.strip_prefix(std::fs::canonicalize(repo_root()).unwrap()).unwrap().to_string_lossy().into_owned());
+            let root = std::fs::canonicalize(repo_root()).unwrap();
+            read.push(included.strip_prefix(root).unwrap().to_string_lossy().into_owned());
         }
     }
     assert!(read.iter().any(|p| p.starts_with("examples/")), "the runner includes examples: {read:?}");
@@ -458,7 +464,8 @@ fn collect_rs(dir: &Path, out: &mut Vec<PathBuf>) {
 fn the_dockerfile_passes_hadolint() {
     let hadolint = tool("hadolint");
     let out = run(Command::new(&hadolint).args(["--no-color", "Dockerfile"]).current_dir(repo_root()));
-    assert!(out.status.success(), "hadolint Dockerfile:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "hadolint Dockerfile:\n{report}");
     // ... and it does find problems: an untagged base and an unpinned apt-get install.
     let mut child = Command::new(&hadolint)
         .args(["--no-color", "-"])
