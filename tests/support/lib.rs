@@ -33,6 +33,7 @@ pub mod cluster;
 pub mod pki;
 pub mod refused;
 pub mod crd_schema;
+pub mod image;
 mod postgres;
 mod process;
 pub use process::{CliRun, RunnerProcess, free_port, run_cli, runner_binary, test_binary, write_quickstart};
