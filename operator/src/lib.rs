@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod connector;
 pub mod controllers;
 pub mod error;

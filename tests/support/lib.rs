@@ -30,10 +30,13 @@ use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 mod apis;
 pub mod cluster;
+pub mod pki;
+pub mod refused;
 pub mod crd_schema;
+pub mod image;
 mod postgres;
 mod process;
-pub use process::{CliRun, RunnerProcess, free_port, run_cli, runner_binary, write_quickstart};
+pub use process::{CliRun, RunnerProcess, free_port, run_cli, runner_binary, test_binary, write_quickstart};
 pub use apis::{ItemsApi, TokenEndpoint};
 pub use postgres::{PG_DATABASE, PG_PASSWORD, PG_USER, Postgres};
 

@@ -145,28 +145,12 @@ impl Drop for Postgres {
     }
 }
 
-/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir` (openssl, which
-/// the `postgresql` package depends on); the CA's PEM.
+/// A CA and a server certificate for 127.0.0.1 signed by it (`server.crt`, `server.key`),
+/// in `dir`; the CA's PEM.
 fn issue_certificates(dir: &Path) -> String {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    openssl(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=entrepot test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]].concat());
-    openssl(&[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]].concat());
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt",
-              "-days", "2", "-extfile", "server.ext"]);
-    // PostgreSQL refuses a key others can read.
-    let key = dir.join("server.key");
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    std::fs::read_to_string(dir.join("ca.crt")).unwrap()
+    let ca = crate::pki::Ca::new(dir, "entrepot test CA");
+    ca.issue("server", crate::pki::Usage::Server, "127.0.0.1", &[], &["127.0.0.1"]);
+    ca.pem()
 }
 
 /// The newest `/usr/lib/postgresql/<version>/bin` with `initdb` and `postgres`.

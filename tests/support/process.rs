@@ -8,21 +8,24 @@ use std::{
     time::Duration,
 };
 
-/// Path of the `entrepot` program: this crate's `entrepot-under-test` binary, which cargo
-/// builds next to the test executables' `deps/` folder before running them.
+/// Path of the `entrepot` program: this crate's `entrepot-under-test` binary.
 pub fn runner_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Ok(path) = std::env::var("NEXTEST_BIN_EXE_entrepot-under-test") {
-            return PathBuf::from(path);
-        }
-        let exe = std::env::current_exe().expect("the test executable's path");
-        let dir = exe.parent().and_then(Path::parent).expect("tests run from <target>/<profile>/deps");
-        let bin = dir.join("entrepot-under-test");
-        assert!(bin.exists(), "{} is missing: run the tests through cargo (nextest or test)", bin.display());
-        bin
-    })
-    .clone()
+    BIN.get_or_init(|| test_binary("entrepot-under-test")).clone()
+}
+
+/// Path of one of this crate's binaries (`entrepot-under-test`,
+/// `entrepot-operator-under-test`), which cargo builds next to the test executables'
+/// `deps/` folder before running them.
+pub fn test_binary(name: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(format!("NEXTEST_BIN_EXE_{name}")) {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe.parent().and_then(Path::parent).expect("tests run from <target>/<profile>/deps");
+    let bin = dir.join(name);
+    assert!(bin.exists(), "{} is missing: run the tests through cargo (nextest or test)", bin.display());
+    bin
 }
 
 /// What one run of the `entrepot` binary did.

@@ -1,13 +1,18 @@
 //! Every Entrepot manifest in `examples/` passes its CRD's schema and CEL rules, offline,
 //! and each rule refuses what it is there to refuse, with its message.
 //!
-//! No kube-apiserver can be installed on these machines: `entrepot_e2e::crd_schema`
-//! stands in for its OpenAPI validation and kube's `cel` feature (kube-cel) evaluates the
-//! `x-kubernetes-validations` rules, on the committed `crds/entrepot.io.yaml`.
+//! These run in milliseconds, without an API server: `entrepot_e2e::crd_schema` stands in
+//! for its OpenAPI validation and kube's `cel` feature (kube-cel) evaluates the
+//! `x-kubernetes-validations` rules, on the committed `crds/entrepot.io.yaml`. The real
+//! API server is the final judge: `tests/tests/cluster_crds.rs` applies the same cases.
 
 use std::{collections::BTreeMap, path::Path};
 
-use entrepot_e2e::{crd_schema, repo_root};
+use entrepot_e2e::{
+    crd_schema,
+    refused::{self, CONNECTOR, FLOW, MAPPING, REFUSED},
+    repo_root,
+};
 use kube::core::cel::{ErrorKind, Validator};
 use serde_json::Value;
 
@@ -77,192 +82,6 @@ fn every_example_passes_the_crd_schema_and_its_cel_rules() {
     }
 }
 
-/// A manifest of `kind` with this spec.
-fn manifest(kind: &str, spec: &str) -> Value {
-    let spec: Value = serde_saphyr::from_str(spec).unwrap_or_else(|e| panic!("{spec}: {e}"));
-    serde_json::json!({"apiVersion": "entrepot.io/v1alpha1", "kind": kind, "metadata": {"name": "x"}, "spec": spec})
-}
-
-const CONNECTOR: &str = "{type: rest, endpoint: 'https://erp.example.com/api'}";
-const FLOW: &str = "{source: {connectorRef: shop, entity: orders, trigger: {webhook: {}}}, \
-                    targets: [{connectorRef: erp, entity: salesOrder}]}";
-const MAPPING: &str = "{program: '.', tests: [{name: passes through, input: {}, output: {}}]}";
-
-/// (kind, spec, what the refusal must say). Each CEL rule of the CRDs has at least one;
-/// the schema's own keywords (required fields, bounds, oneOf, enums, list keys) too.
-const REFUSED: &[(&str, &str, &str)] = &[
-    // Connector: CEL.
-    ("Connector", "{type: rest, endpoint: erp.example.com/api}", "endpoint must be an http or https URL"),
-    ("Connector", "{type: rest, endpoint: 'https://'}", "endpoint must be an http or https URL"),
-    ("Connector", "{type: rest, idempotencyHeader: Idem Key}", "idempotencyHeader must be an HTTP header name"),
-    // A postgres Connector: a database URL without credentials, and only there; basic login.
-    ("Connector", "{type: rest, endpoint: 'postgres://db/commerce'}", "endpoint must be an http or https URL"),
-    ("Connector", "{type: postgres, endpoint: 'https://db.example.com/commerce'}", "a postgres Connector's endpoint is postgres://HOST[:PORT]/DATABASE"),
-    ("Connector", "{type: postgres, endpoint: 'postgres://app:pw@db/commerce'}", "a postgres Connector's endpoint is postgres://HOST[:PORT]/DATABASE"),
-    ("Connector", "{type: postgres, endpoint: 'postgres://db:5432'}", "a postgres Connector's endpoint is postgres://HOST[:PORT]/DATABASE"),
-    ("Connector", "{type: postgres}", "a postgres Connector's endpoint is postgres://HOST[:PORT]/DATABASE"),
-    (
-        "Connector",
-        "{type: postgres, endpoint: 'postgres://db/commerce', auth: {bearer: {secretRef: {name: s, key: k}}}}",
-        "a postgres Connector logs in with auth.basic",
-    ),
-    ("Connector", "{type: rest, database: {sslMode: disable}}", "database settings (sslMode, caSecretRef) are for type postgres"),
-    ("Connector", "{type: postgres, endpoint: 'postgres://db/c', database: {sslMode: require}}", "\"require\" is not one of"),
-    (
-        "Connector",
-        "{type: rest, auth: {header: {name: X Api Key, secretRef: {name: s, key: k}}}}",
-        "name must be an HTTP header name",
-    ),
-    (
-        "Connector",
-        "{type: rest, auth: {oauth2ClientCredentials: {tokenUrl: login.example.com/token, \
-          clientIdSecretRef: {name: s, key: id}, clientSecretSecretRef: {name: s, key: secret}}}}",
-        "tokenUrl must be an http or https URL",
-    ),
-    (
-        "Connector",
-        "{type: rest, auth: {token: {secretRef: {name: s, key: k}}}}",
-        "auth.token is for types whose token header is known",
-    ),
-    (
-        "Connector",
-        "{type: rest, webhook: {signature: hmac-sha256, secretRef: {name: s, key: k}}}",
-        "signatures hmac-sha256 and api-key need header",
-    ),
-    (
-        "Connector",
-        "{type: rest, webhook: {signature: api-key, header: 'X Api Key', secretRef: {name: s, key: k}}}",
-        "header must be an HTTP header name",
-    ),
-    (
-        "Connector",
-        "{type: amazon-sp, limits: {operations: [{name: getOrders, method: GET, path: orders/v0/orders, \
-          requestsPerSecond: 0.0167, burst: 20}]}}",
-        "path must start with /",
-    ),
-    // Connector: schema. Limits are positive.
-    ("Connector", "{type: rest, limits: {requestsPerSecond: 0}}", ".spec.limits.requestsPerSecond: 0 is below the minimum"),
-    ("Connector", "{type: rest, limits: {burst: 0}}", ".spec.limits.burst: 0 is below the minimum"),
-    ("Connector", "{type: rest, limits: {concurrency: 0}}", ".spec.limits.concurrency: 0 is below the minimum"),
-    // A webhook needs its signature scheme and its secret.
-    ("Connector", "{type: shopify, webhook: {signature: shopify-hmac-sha256}}", ".spec.webhook: secretRef is required"),
-    ("Connector", "{type: shopify, webhook: {secretRef: {name: s, key: k}}}", ".spec.webhook: signature is required"),
-    ("Connector", "{type: shopify, webhook: {signature: sha1, secretRef: {name: s, key: k}}}", "\"sha1\" is not one of"),
-    // An auth scheme: exactly one, with its required fields.
-    (
-        "Connector",
-        "{type: rest, auth: {bearer: {secretRef: {name: a, key: b}}, header: {name: X, secretRef: {name: a, key: b}}}}",
-        ".spec.auth: must match exactly one",
-    ),
-    ("Connector", "{type: rest, auth: {basic: {usernameSecretRef: {name: s, key: u}}}}", "passwordSecretRef is required"),
-    ("Connector", "{type: rest, auth: {bearer: {}}}", ".spec.auth.bearer: secretRef is required"),
-    ("Connector", "{type: rest, auth: {header: {secretRef: {name: s, key: k}}}}", ".spec.auth.header: name is required"),
-    // SyncFlow: CEL.
-    (
-        "SyncFlow",
-        "{source: {connectorRef: s, entity: e, trigger: {webhook: {refetch: {path: /v2/orders, id: .data.id}}}}, \
-          targets: [{connectorRef: erp, entity: x}]}",
-        "path must contain {id}",
-    ),
-    (
-        "SyncFlow",
-        "{source: {connectorRef: s, entity: e, trigger: {poll: {interval: 1m, path: /x, sql: 'SELECT 1'}}}, \
-          targets: [{connectorRef: erp, entity: x}]}",
-        "set path (an HTTP API source) or sql (a postgres source)",
-    ),
-    (
-        "SyncFlow",
-        "{source: {connectorRef: s, entity: e, trigger: {poll: {interval: 1m}}}, targets: [{connectorRef: erp, entity: x}]}",
-        "set path (an HTTP API source) or sql (a postgres source)",
-    ),
-    (
-        "SyncFlow",
-        "{source: {connectorRef: s, entity: e, trigger: {webhook: {}}}, \
-          targets: [{connectorRef: shop, entity: x, graphql: {mutation: 'query { shop { name } }'}}]}",
-        "mutation must be a GraphQL mutation document",
-    ),
-    (
-        "SyncFlow",
-        "{source: {connectorRef: s, entity: e, trigger: {webhook: {}}}, \
-          targets: [{connectorRef: erp, entity: x, table: {name: t, key: []}}]}",
-        ".spec.targets[0].table.key: fewer than minItems 1 items",
-    ),
-    (
-        "SyncFlow",
-        "{source: {connectorRef: s, entity: e, trigger: {webhook: {}, poll: {interval: 1m, path: /x}}}, \
-          targets: [{connectorRef: erp, entity: x}]}",
-        "set exactly one of webhook, poll or file",
-    ),
-    (
-        "SyncFlow",
-        "{source: {connectorRef: s, entity: e, trigger: {}}, targets: [{connectorRef: erp, entity: x}]}",
-        "set exactly one of webhook, poll or file",
-    ),
-    ("SyncFlow", "{source: {connectorRef: s, entity: e, trigger: {webhook: {}}}, targets: []}", "a flow needs at least one target"),
-    (
-        "SyncFlow",
-        "{source: {connectorRef: s, entity: e, trigger: {webhook: {}}}, targets: [{connectorRef: erp, entity: x}], \
-          mode: batch, schedule: '0 2 * * *'}",
-        "a webhook source must always be up to answer its sender",
-    ),
-    (
-        "SyncFlow",
-        "{source: {connectorRef: s, entity: e, trigger: {poll: {interval: 1h, path: /x}}}, \
-          targets: [{connectorRef: erp, entity: x}], mode: batch}",
-        "a batch flow needs a schedule",
-    ),
-    (
-        "SyncFlow",
-        "{source: {connectorRef: s, entity: e, trigger: {poll: {interval: 1h, path: /x}}}, \
-          targets: [{connectorRef: erp, entity: x}], schedule: '0 2 * * *'}",
-        "a continuous flow runs all the time",
-    ),
-    (
-        "SyncFlow",
-        "{source: {connectorRef: s, entity: e, trigger: {poll: {interval: 1h, path: /x}}}, \
-          targets: [{connectorRef: erp, entity: x}], timeZone: Europe/Paris}",
-        "a continuous flow runs all the time",
-    ),
-    (
-        "SyncFlow",
-        "{source: {connectorRef: s, entity: e, trigger: {webhook: {}}}, \
-          targets: [{connectorRef: erp, entity: x}, {connectorRef: wms, entity: stock, operation: upsert}]}",
-        "an upsert is sent to <path>/<ordering key>: set spec.delivery.orderingKey",
-    ),
-    (
-        "SyncFlow",
-        "{source: {connectorRef: s, entity: e, trigger: {file: {directory: /in, format: csv, processedDirectory: /in}}}, \
-          targets: [{connectorRef: erp, entity: x}]}",
-        "processedDirectory must differ from directory",
-    ),
-    // SyncFlow: schema.
-    ("SyncFlow", "{source: {connectorRef: s, entity: e, trigger: {webhook: {}}}}", ".spec: targets is required"),
-    (
-        "SyncFlow",
-        "{source: {connectorRef: s, entity: e, trigger: {webhook: {}}}, targets: [{connectorRef: erp, entity: x}], \
-          mode: nightly}",
-        "\"nightly\" is not one of",
-    ),
-    (
-        "SyncFlow",
-        "{source: {connectorRef: s, entity: e, trigger: {webhook: {}}}, targets: [{connectorRef: erp, entity: x}], \
-          delivery: {retry: {maxAttempts: 0}}}",
-        ".spec.delivery.retry.maxAttempts: 0 is below the minimum",
-    ),
-    // Mapping: CEL.
-    ("Mapping", "{program: '.', tests: [{name: '', input: {}, output: {}}]}", "a test needs a name that says what it shows"),
-    ("Mapping", "{program: '.', tests: [{name: '  ', input: {}, output: {}}]}", "a test needs a name that says what it shows"),
-    // Mapping: schema.
-    ("Mapping", "{program: '.', tests: [{input: {}, output: {}}]}", ".spec.tests[0]: name is required"),
-    (
-        "Mapping",
-        "{program: '.', tests: [{name: a, input: 1, output: 1}, {name: a, input: 2, output: 2}]}",
-        ".spec.tests[1]: duplicate entry",
-    ),
-    ("Mapping", "{program: ''}", ".spec.program: \"\" is shorter than minLength"),
-    ("Mapping", "{program: '.', tests: [{name: a, input: {}}]}", ".spec.tests[0]: output is required"),
-];
-
 #[test]
 fn the_bases_of_the_refused_cases_are_accepted() {
     let schemas = schemas();
@@ -270,7 +89,7 @@ fn the_bases_of_the_refused_cases_are_accepted() {
                     auth: {basic: {usernameSecretRef: {name: s, key: u}, passwordSecretRef: {name: s, key: p}}}, \
                     database: {sslMode: verify-full, caSecretRef: {name: s, key: ca.crt}}}";
     for (kind, spec) in [("Connector", CONNECTOR), ("Connector", database), ("SyncFlow", FLOW), ("Mapping", MAPPING)] {
-        assert_eq!(refusals(&schemas, &manifest(kind, spec)), Vec::<String>::new(), "{kind} {spec}");
+        assert_eq!(refusals(&schemas, &refused::manifest(kind, "x", spec)), Vec::<String>::new(), "{kind} {spec}");
     }
 }
 
@@ -279,7 +98,7 @@ fn each_rule_refuses_what_it_is_there_to_refuse_with_its_message() {
     let schemas = schemas();
     let mut wrong = Vec::new();
     for (kind, spec, want) in REFUSED {
-        let found = refusals(&schemas, &manifest(kind, spec));
+        let found = refusals(&schemas, &refused::manifest(kind, "x", spec));
         if !found.iter().any(|f| f.contains(want)) {
             wrong.push(format!("{kind} {spec}\n  want: {want}\n  got:  {found:?}"));
         }

@@ -10,6 +10,7 @@ use super::{Connector, Mapping, ReconcileSchedule, SyncFlow};
 pub fn crds() -> Vec<CustomResourceDefinition> {
     let mut crds = vec![Connector::crd(), Mapping::crd(), SyncFlow::crd(), ReconcileSchedule::crd()];
     for crd in &mut crds {
+        *crd = kubernetes_formats(crd);
         for version in &mut crd.spec.versions {
             if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
                 default_status_to_empty(schema);
@@ -27,6 +28,30 @@ pub fn render_crds() -> Result<String, serde_saphyr::ser::Error> {
         out.push_str(&serde_saphyr::to_string(&crd)?);
     }
     Ok(out)
+}
+
+/// schemars marks unsigned integers `format: uint64` (or `uint32`, ...) with `minimum: 0`;
+/// the API server knows only `int32` and `int64` and warns at every apply about the rest.
+fn kubernetes_formats(crd: &CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(node: &mut serde_json::Value) {
+        match node {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(format)) = map.get_mut("format") {
+                    match format.as_str() {
+                        "uint64" | "uint" => *format = "int64".into(),
+                        "uint32" | "uint16" | "uint8" => *format = "int32".into(),
+                        _ => {}
+                    }
+                }
+                map.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(crd).expect("a CRD serializes");
+    walk(&mut value);
+    serde_json::from_value(value).expect("a CRD with other formats is still a CRD")
 }
 
 /// Defaults go into nested fields only when their parent exists, so without this a
@@ -277,6 +302,6 @@ mod tests {
         let crd = crds().into_iter().find(|c| c.spec.names.kind == "SyncFlow").unwrap();
         let names: Vec<String> =
             crd.spec.versions[0].additional_printer_columns.iter().flatten().map(|c| c.name.to_uppercase()).collect();
-        assert_eq!(names, ["READY", "SOURCE", "TARGETS", "BACKLOG", "OLDEST", "DLQ", "AGE"]);
+        assert_eq!(names, ["READY", "SOURCE", "TARGETS", "BACKLOG", "OLDEST", "DLQ", "DELIVERED", "AGE"]);
     }
 }

@@ -65,6 +65,12 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.backlog.deadLettered",
         description = "Records in the dead-letter queue"
     ),
+    printcolumn(
+        name = "Delivered",
+        type_ = "integer",
+        json_path = ".status.delivered",
+        description = "Deliveries to targets by the running runners since they started"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 pub struct SyncFlowSpec(pub entrepot::spec::SyncFlowSpec);
@@ -106,6 +112,11 @@ pub struct SyncFlowStatus {
     /// Records per minute between the operator's last two reads of the runners.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throughput: Option<ThroughputStatus>,
+
+    /// Deliveries to targets (one per record and target) counted by the flow's running
+    /// runner pods since they started: a restarted pod counts again from 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<i64>,
 
     /// When a record was last delivered to any target (to the minute).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,6 +166,7 @@ impl Default for SyncFlowStatus {
         Self { observed_generation: super::not_observed(), conditions: Vec::new(), runner: None,
             backlog: None,
             throughput: None,
+            delivered: None,
             last_delivered_time: None,
             targets: Vec::new(),
             last_schedule_time: None,

@@ -198,6 +198,7 @@ fn merge_report(status: &mut SyncFlowStatus, report: &RunnerReport) {
             })
             .collect();
         status.last_delivered_time = flow.targets.iter().filter_map(|t| t.last_delivered_at).max().map(to_minute);
+        status.delivered = Some(flow.delivered as i64);
     }
     if let Some(t) = report.throughput {
         status.throughput = Some(ThroughputStatus {

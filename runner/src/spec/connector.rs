@@ -125,6 +125,14 @@ pub enum SslMode {
 /// flight (NetSuite and Business Central count concurrent requests, not a rate).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+// kube-apiserver does not apply `minimum` to a number that is 0 (tried on v1.37: a
+// requestsPerSecond of 0 is stored): the rule says it again.
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.requestsPerSecond) || self.requestsPerSecond >= 0.0001",
+    "message": "requestsPerSecond must be at least 0.0001 (one request in under three hours); leave it out for no limit",
+    "fieldPath": ".requestsPerSecond",
+    "reason": "FieldValueInvalid"
+}]))]
 pub struct ConnectorLimits {
     /// Sustained requests per second (e.g. Shopify REST standard: 2; Amazon getOrders:
     /// 0.0167). Unlimited when absent.
@@ -159,6 +167,11 @@ pub struct ConnectorLimits {
     "rule": "self.path.startsWith('/')",
     "message": "path must start with /, e.g. /orders/v0/orders/{orderId}",
     "fieldPath": ".path",
+    "reason": "FieldValueInvalid"
+}, {
+    "rule": "self.requestsPerSecond >= 0.0001",
+    "message": "an operation's requestsPerSecond must be at least 0.0001, e.g. 0.0167 (one a minute)",
+    "fieldPath": ".requestsPerSecond",
     "reason": "FieldValueInvalid"
 }]))]
 pub struct OperationLimit {

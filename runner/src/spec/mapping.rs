@@ -27,7 +27,11 @@ pub struct MappingSpec {
 
     /// Examples the program must satisfy: run by `entrepot test` and by the operator
     /// before any runner uses the mapping. Keyed by name: two tests cannot share one.
+    /// At most 500.
+    // The bounds here and on a test's name keep its CEL rule within the API server's
+    // cost budget (a real kube-apiserver refuses the CRD without them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 500))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub tests: Vec<MappingTest>,
 }
@@ -52,7 +56,8 @@ pub struct CanonicalRef {
     "reason": "FieldValueRequired"
 }]))]
 pub struct MappingTest {
-    /// What the example shows, e.g. `order with a discount`.
+    /// What the example shows, e.g. `order with a discount`. At most 256 characters.
+    #[schemars(length(max = 256))]
     pub name: String,
     /// The record given to the program.
     #[schemars(schema_with = "super::any_json")]

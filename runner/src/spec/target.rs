@@ -57,6 +57,9 @@ pub struct TargetSpec {
 pub struct GraphqlWrite {
     /// The mutation document, with its variables declared, e.g.
     /// `mutation Set($input: InventorySetQuantitiesInput!) { inventorySetQuantities(input: $input) { userErrors { field message code } } }`.
+    /// At most 32 KiB.
+    // The bound keeps the CEL rule within the API server's cost budget.
+    #[schemars(length(max = 32768))]
     pub mutation: String,
 }
 
