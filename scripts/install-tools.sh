@@ -120,15 +120,22 @@ ln -sfn ../venv/bin/hadolint "$BIN/hadolint"
 # packages. Scripts call .tools/venv/bin/python.
 rm -f "$BIN/python"
 
-# cargo-nextest: machines of this kind ship it; build it only where they don't.
+# cargo-nextest: some machines ship it; build it only where they don't, once per
+# machine: the build (minutes) goes to a cache folder outside the checkout, so a
+# fresh clone (CI) copies it.
+NEXTEST_VERSION="0.9.151"
+NEXTEST_CACHE="${ENTREPOT_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/entrepot/tools}/cargo-nextest-$NEXTEST_VERSION"
 if command -v cargo-nextest >/dev/null 2>&1; then
     present+=("$(cargo-nextest --version 2>/dev/null | head -n1) at $(command -v cargo-nextest)")
 elif [[ -x "$BIN/cargo-nextest" ]]; then
     present+=("$("$BIN/cargo-nextest" --version | head -n1) at $BIN/cargo-nextest")
 else
-    say "cargo-nextest missing: cargo install cargo-nextest --locked (takes minutes)"
-    cargo install --locked --root "$TOOLS" cargo-nextest
-    installed+=("$("$BIN/cargo-nextest" --version | head -n1) (crates.io)")
+    if [[ ! -x "$NEXTEST_CACHE/bin/cargo-nextest" ]]; then
+        say "cargo-nextest missing: cargo install cargo-nextest@$NEXTEST_VERSION --locked (takes minutes, once per machine)"
+        cargo install --locked --root "$NEXTEST_CACHE" "cargo-nextest@$NEXTEST_VERSION"
+    fi
+    cp -f "$NEXTEST_CACHE/bin/cargo-nextest" "$BIN/cargo-nextest"
+    installed+=("$("$BIN/cargo-nextest" --version | head -n1) (crates.io, cached in $NEXTEST_CACHE)")
 fi
 
 # The real control plane of the cluster tests (tests/tests/cluster_*.rs).

@@ -1,0 +1,154 @@
+//! A cluster with Entrepot installed the way a user installs it: the control plane, one
+//! Node run by the process kubelet, and the chart installed with Helm. The kubelet runs
+//! the chart's default images as this build's binaries, at the paths the Dockerfiles
+//! give as their entrypoints, so what runs is what the images would run.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::{Api, api::ListParams};
+
+use super::{
+    ControlPlane, Output, poll, run_tool,
+    kubelet::{Image, ProcessKubelet},
+};
+use crate::{image::Dockerfile, repo_root, test_binary};
+
+/// The Node the process kubelet registers.
+pub const NODE: &str = "entrepot-test-node";
+/// The namespace the chart is installed into.
+pub const SYSTEM_NAMESPACE: &str = "entrepot-system";
+/// The Helm release (so the chart's full name, ServiceAccount and Lease are `entrepot`).
+pub const RELEASE: &str = "entrepot";
+
+/// The chart's `appVersion`: the tag of its default images.
+pub fn app_version() -> String {
+    let chart = std::fs::read_to_string(repo_root().join("charts/entrepot/Chart.yaml")).unwrap();
+    chart
+        .lines()
+        .find_map(|l| l.strip_prefix("appVersion:"))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .expect("Chart.yaml has an appVersion")
+}
+
+/// The `ENTRYPOINT` of a target (stage) of the repository's `Dockerfile`, as an argv.
+pub fn image_entrypoint(target: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
+    let entrypoint = Dockerfile::parse(&text).stage(target).last("ENTRYPOINT").unwrap_or_else(|| panic!("{target} has no ENTRYPOINT")).to_string();
+    serde_json::from_str(&entrypoint).unwrap_or_else(|e| panic!("{target}'s ENTRYPOINT is not an exec-form JSON array: {e}"))
+}
+
+/// The chart's two default images, each run as this build's binary in place of the
+/// entrypoint its Dockerfile target gives.
+pub fn images() -> BTreeMap<String, Image> {
+    let version = app_version();
+    let image = |target: &str, binary: &str| Image { entrypoint: image_entrypoint(target), binary: test_binary(binary) };
+    BTreeMap::from([
+        (format!("ghcr.io/entrepot-io/entrepot-operator:{version}"), image("entrepot-operator", "entrepot-operator-under-test")),
+        (format!("ghcr.io/entrepot-io/entrepot:{version}"), image("entrepot", "entrepot-under-test")),
+    ])
+}
+
+/// A control plane, a Node, and Helm.
+pub struct Cluster {
+    /// The process kubelet (dropped first: it stops every pod's process).
+    pub kubelet: ProcessKubelet,
+    /// etcd, kube-apiserver, kube-controller-manager.
+    pub control_plane: ControlPlane,
+}
+
+impl Cluster {
+    /// Starts the control plane and the process kubelet.
+    pub async fn start() -> anyhow::Result<Self> {
+        let control_plane = ControlPlane::start().await?;
+        let root = control_plane.dir().join("kubelet");
+        std::fs::create_dir_all(&root)?;
+        let kubelet = ProcessKubelet::start(
+            control_plane.client(),
+            NODE,
+            images(),
+            &root,
+            &control_plane.server_url(),
+            &control_plane.ca_pem(),
+        )
+        .await?;
+        Ok(Self { kubelet, control_plane })
+    }
+
+    /// The admin's kube client.
+    pub fn client(&self) -> kube::Client {
+        self.control_plane.client()
+    }
+
+    /// `kubectl ARGS` as the admin.
+    pub async fn kubectl(&self, args: &[&str]) -> Output {
+        self.control_plane.kubectl(args).await
+    }
+
+    /// `helm ARGS` with `helm` = `helm3` or `helm4` from `.tools/bin`, as the admin.
+    pub async fn helm(&self, helm: &str, args: &[&str]) -> Output {
+        let program = super::tool(helm).unwrap_or_else(|e| panic!("{e:#}; scripts/install-tools.sh installs helm3 and helm4"));
+        run_tool(&program, &self.control_plane.kubeconfig(), args, None).await
+    }
+
+    /// `helm install entrepot charts/entrepot` into [`SYSTEM_NAMESPACE`] with `--wait`,
+    /// plus `extra` arguments (`--set ...`).
+    pub async fn install_chart(&self, helm: &str, extra: &[&str]) -> Output {
+        let chart = repo_root().join("charts/entrepot");
+        let mut args = vec![
+            "install",
+            RELEASE,
+            chart.to_str().unwrap(),
+            "--namespace",
+            SYSTEM_NAMESPACE,
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            "3m",
+        ];
+        args.extend(extra);
+        self.helm(helm, &args).await
+    }
+
+    /// The running, ready pods matching `selector` in `namespace`, once there are `count`.
+    pub async fn ready_pods(&self, namespace: &str, selector: &str, count: usize) -> Vec<Pod> {
+        let api = Api::<Pod>::namespaced(self.client(), namespace);
+        let params = ListParams::default().labels(selector);
+        let waited = poll(Duration::from_secs(120), &format!("{count} ready pods {selector} in {namespace}"), || async {
+            Ok(api.list(&params).await?.items.iter().filter(|p| is_ready(p)).count() == count)
+        })
+        .await;
+        if let Err(e) = waited {
+            panic!("{e:#}
+{}", self.describe_pods(namespace).await);
+        }
+        api.list(&params).await.unwrap().items.into_iter().filter(is_ready).collect()
+    }
+
+    /// `kubectl get pods -o wide` and `kubectl describe pods` of `namespace`, for a
+    /// failure message.
+    pub async fn describe_pods(&self, namespace: &str) -> String {
+        let list = self.kubectl(&["get", "pods", "-n", namespace, "-o", "wide"]).await;
+        let described = self.kubectl(&["describe", "pods", "-n", namespace]).await;
+        format!("{}\n{}\n(logs under {})", list.stdout, described.stdout, kubelet_root(self).display())
+    }
+}
+
+/// Whether a pod is Running with condition Ready=True.
+pub fn is_ready(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    status.and_then(|s| s.phase.as_deref()) == Some("Running")
+        && status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// A pod's IP.
+pub fn pod_ip(pod: &Pod) -> String {
+    pod.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("a running pod has an IP")
+}
+
+/// Where the kubelet keeps a pod's files, for a failure message.
+pub fn kubelet_root(cluster: &Cluster) -> PathBuf {
+    cluster.control_plane.dir().join("kubelet")
+}
