@@ -37,22 +37,22 @@ struct Cluster {
     kubelet: Option<ProcessKubelet>,
     client: Client,
     _plane: ControlPlane,
-    _root: tempfile::TempDir,
 }
 
 impl Cluster {
     async fn start() -> Self {
         let plane = ControlPlane::start().await.expect("the control plane starts");
-        let root = tempfile::tempdir().unwrap();
+        // In the control plane's folder, which a failed test keeps (logs, pod folders).
+        let root = plane.dir().join("kubelet");
         let images = BTreeMap::from([(
             IMAGE.to_string(),
             Image { entrypoint: vec![ENTRYPOINT.into()], binary: PathBuf::from(env!("CARGO_BIN_EXE_kubelet-probe-app")) },
         )]);
         let kubelet =
-            ProcessKubelet::start(plane.client(), NODE, images, root.path(), &plane.server_url(), &plane.ca_pem())
+            ProcessKubelet::start(plane.client(), NODE, images, &root, &plane.server_url(), &plane.ca_pem())
                 .await
                 .expect("the kubelet starts");
-        Self { kubelet: Some(kubelet), client: plane.client(), _plane: plane, _root: root }
+        Self { kubelet: Some(kubelet), client: plane.client(), _plane: plane }
     }
 
     fn kubelet(&self) -> &ProcessKubelet {
@@ -425,7 +425,7 @@ async fn a_stateful_set_keeps_its_claim_across_pods_and_drop_kills_every_process
     })
     .await;
     // The claim's folder is the process's /var/lib/db, and outlives the pod.
-    let folder = cluster._root.path().join("claims").join(ns).join("data-db-0");
+    let folder = cluster.kubelet().claim_path(ns, "data-db-0");
     std::fs::write(folder.join("kept"), "across pods").unwrap();
     let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap();
     assert_eq!(get(&format!("http://{ip}:7000/file/0")).await.as_deref(), Some("across pods"));

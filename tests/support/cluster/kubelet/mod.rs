@@ -142,6 +142,12 @@ impl ProcessKubelet {
         self.kubelet.process(namespace, pod, container).map(|p| p.log)
     }
 
+    /// The host folder of claim `namespace/claim` (a PersistentVolumeClaim's volume, for
+    /// tests that put files in it or read what a pod wrote). It outlives pods.
+    pub fn claim_path(&self, namespace: &str, claim: &str) -> PathBuf {
+        self.kubelet.claim_dir(namespace, claim)
+    }
+
     /// Stops every pod process (SIGTERM, then SIGKILL after 2 s) and the kubelet. The
     /// pods stay in the API, as they would on a node that went away.
     pub async fn stop(self) {
