@@ -311,7 +311,7 @@ async fn a_deployment_pod_runs_ready_restarts_and_is_replaced() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jobs_complete_with_messages_and_unknown_images_never_run() {
+async fn jobs_complete_and_pods_that_cannot_start_say_why() {
     let cluster = Cluster::start().await;
     let ns = "batch";
     cluster.namespace(ns).await;
@@ -378,6 +378,39 @@ async fn jobs_complete_with_messages_and_unknown_images_never_run() {
     assert!(message.contains("example.test/unknown:2") && message.contains(IMAGE), "{message}");
     assert_eq!(phase(&stranger), "Pending");
     assert_eq!(cluster.kubelet().pid(ns, "stranger", "app"), None, "nothing runs");
+
+    // A missing ConfigMap holds the container back until it appears; a command the image
+    // does not have never runs.
+    let _: Pod = cluster
+        .create(ns, serde_json::json!({
+            "metadata": {"name": "patient", "labels": {"app": "patient"}},
+            "spec": {"containers": [{
+                "name": "app", "image": IMAGE, "args": ["serve", "0.0.0.0:9000"],
+                "env": [{"name": "LATER", "valueFrom": {"configMapKeyRef": {"name": "later", "key": "k"}}}]
+            }]}
+        }))
+        .await;
+    let _: Pod = cluster
+        .create(ns, serde_json::json!({
+            "metadata": {"name": "shell", "labels": {"app": "shell"}},
+            "spec": {"containers": [{"name": "app", "image": IMAGE, "command": ["/bin/sh", "-c", "true"]}]}
+        }))
+        .await;
+    let waiting = |p: &Pod| container_status(p).state.and_then(|s| s.waiting).unwrap_or_default();
+    let patient = cluster
+        .wait_pod(ns, "app=patient", "CreateContainerConfigError", |p| {
+            waiting(p).reason.as_deref() == Some("CreateContainerConfigError")
+        })
+        .await;
+    let message = waiting(&patient).message.unwrap_or_default();
+    assert!(message.contains("later"), "{message}");
+    let shell = cluster
+        .wait_pod(ns, "app=shell", "CreateContainerError", |p| waiting(p).reason.as_deref() == Some("CreateContainerError"))
+        .await;
+    let message = waiting(&shell).message.unwrap_or_default();
+    assert!(message.contains("/bin/sh") && message.contains(IMAGE), "{message}");
+    let _: ConfigMap = cluster.create(ns, serde_json::json!({"metadata": {"name": "later"}, "data": {"k": "v"}})).await;
+    cluster.wait_pod(ns, "app=patient", "the patient pod Running once its ConfigMap exists", |p| phase(p) == "Running").await;
 
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(cluster.client.clone(), ns);
     eventually(LIMIT, "the claim Bound to a provisioned volume", || async {
