@@ -246,6 +246,9 @@ impl ContainerRun {
             self.state = State::Terminated(ended);
             return;
         }
+        // Counted when the restart is decided, so a container in CrashLoopBackOff shows it,
+        // as `kubectl get pods` does.
+        self.restart_count += 1;
         if ran_for.elapsed() >= BACKOFF_RESET {
             self.backoff = FIRST_BACKOFF;
         }
@@ -340,9 +343,6 @@ impl ContainerRun {
             .map_err(|e| fail(&format!("cannot run {}", argv.0.display()), e))?;
         let pid = child.id().unwrap_or_default();
         ctx.kubelet.started(ctx.pod, &self.spec.name, pid, &self.log);
-        if self.has_run {
-            self.restart_count += 1;
-        }
         self.has_run = true;
         self.child = Some(child);
         self.pid = Some(pid);
