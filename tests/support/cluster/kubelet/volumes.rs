@@ -123,7 +123,7 @@ impl Volumes {
                         self.tokens.insert(path, Instant::now());
                         token.into_bytes()
                     };
-                    files.push(File { path: token.path.clone(), bytes, mode: 0o600.min(mode) });
+                    files.push(File { path: token.path.clone(), bytes, mode });
                 } else {
                     return Err("a projected source other than configMap, secret, downwardAPI or serviceAccountToken is not supported by the process kubelet".into());
                 }
@@ -203,7 +203,8 @@ fn checked(path: &str) -> Result<&Path, String> {
 /// Writes `bytes` to `path` (atomically, by rename) unless it already holds them.
 fn write_if_changed(path: &Path, bytes: &[u8], mode: i32) -> Result<(), String> {
     let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+    let same_mode = std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o777 == (mode & 0o777) as u32);
+    if same_mode && std::fs::read(path).is_ok_and(|old| old == bytes) {
         return Ok(());
     }
     if let Some(parent) = path.parent() {
@@ -238,4 +239,47 @@ async fn request_token(kubelet: &Kubelet, pod: &Pod, audience: Option<String>, e
         .await
         .map_err(|e| format!("cannot get a token of serviceaccount {account:?}: {e}"))?;
     answer.status.map(|s| s.token).ok_or_else(|| format!("the token request of serviceaccount {account:?} has no status"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data() -> Data {
+        Data::from([("a".to_string(), b"1".to_vec()), ("b".to_string(), b"2".to_vec())])
+    }
+
+    #[test]
+    fn every_key_or_the_listed_items() {
+        let all = key_files(&data(), None, 0o644, Kind::ConfigMap, "cm", None).unwrap();
+        assert_eq!(all.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        let item = KeyToPath { key: "b".into(), path: "sub/b.txt".into(), mode: Some(0o600) };
+        let some = key_files(&data(), Some(&[item.clone()]), 0o644, Kind::ConfigMap, "cm", None).unwrap();
+        assert_eq!((some[0].path.as_str(), some[0].bytes.as_slice(), some[0].mode), ("sub/b.txt", &b"2"[..], 0o600));
+        let missing = KeyToPath { key: "c".into(), ..item };
+        let error = key_files(&data(), Some(&[missing.clone()]), 0o644, Kind::Secret, "s", None).err().unwrap();
+        assert!(error.contains("secret \"s\" has no key \"c\""), "{error}");
+        assert!(key_files(&data(), Some(&[missing]), 0o644, Kind::Secret, "s", Some(true)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn paths_stay_inside_their_volume() {
+        assert!(checked("a/b").is_ok());
+        assert!(checked("../x").is_err());
+        assert!(checked("/etc/passwd").is_err());
+    }
+
+    #[test]
+    fn files_are_rewritten_only_when_they_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        write_if_changed(&path, b"x", 0o644).unwrap();
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        write_if_changed(&path, b"x", 0o644).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), modified);
+        write_if_changed(&path, b"y", 0o600).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"y");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
 }
