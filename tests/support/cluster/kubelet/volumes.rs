@@ -254,10 +254,10 @@ mod tests {
         let all = key_files(&data(), None, 0o644, Kind::ConfigMap, "cm", None).unwrap();
         assert_eq!(all.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         let item = KeyToPath { key: "b".into(), path: "sub/b.txt".into(), mode: Some(0o600) };
-        let some = key_files(&data(), Some(&[item.clone()]), 0o644, Kind::ConfigMap, "cm", None).unwrap();
+        let some = key_files(&data(), Some(std::slice::from_ref(&item)), 0o644, Kind::ConfigMap, "cm", None).unwrap();
         assert_eq!((some[0].path.as_str(), some[0].bytes.as_slice(), some[0].mode), ("sub/b.txt", &b"2"[..], 0o600));
         let missing = KeyToPath { key: "c".into(), ..item };
-        let error = key_files(&data(), Some(&[missing.clone()]), 0o644, Kind::Secret, "s", None).err().unwrap();
+        let error = key_files(&data(), Some(std::slice::from_ref(&missing)), 0o644, Kind::Secret, "s", None).err().unwrap();
         assert!(error.contains("secret \"s\" has no key \"c\""), "{error}");
         assert!(key_files(&data(), Some(&[missing]), 0o644, Kind::Secret, "s", Some(true)).unwrap().is_empty());
     }
