@@ -16,7 +16,7 @@ use k8s_openapi::{
         apps::v1::{Deployment, StatefulSet},
         authentication::v1::SelfSubjectReview,
         batch::v1::Job,
-        core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Pod, Secret, Service},
+        core::v1::{ConfigMap, Event, Namespace, PersistentVolumeClaim, Pod, Secret, Service},
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
@@ -263,6 +263,15 @@ async fn a_deployment_pod_runs_ready_restarts_and_is_replaced() {
     assert_ne!(new_pid, pid);
     let log = std::fs::read_to_string(cluster.kubelet().log_path(ns, &name(&pod), "app").unwrap()).unwrap();
     assert_eq!(log.matches("listening on").count(), 2, "{log}");
+    // What happened is in the pod's Events, as `kubectl describe pod` shows them.
+    let events: Api<Event> = Api::namespaced(cluster.client.clone(), ns);
+    let selector = format!("involvedObject.name={}", name(&pod));
+    eventually(LIMIT, "the pod's Events", || async {
+        let list = events.list(&ListParams::default().fields(&selector)).await.unwrap();
+        let reasons: Vec<_> = list.items.iter().filter_map(|e| e.reason.as_deref()).collect();
+        ["Scheduled", "Pulled", "Started", "Unhealthy", "BackOff"].iter().all(|r| reasons.contains(r))
+    })
+    .await;
 
     // A Service's name:port in another pod's env is an endpoint of it.
     let _: Service = cluster

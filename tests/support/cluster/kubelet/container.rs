@@ -17,6 +17,7 @@ use tokio::process::Child;
 
 use super::{
     Kubelet, env,
+    events::Note,
     probe::Prober,
     rewrite::Rewrites,
     services,
@@ -84,6 +85,8 @@ pub struct ContainerRun {
     pub log: PathBuf,
     message_file: PathBuf,
     log_offset: u64,
+    /// Events to record, taken by the pod.
+    notes: Vec<Note>,
 }
 
 impl ContainerRun {
@@ -109,6 +112,7 @@ impl ContainerRun {
             readiness,
             liveness,
             log_offset: 0,
+            notes: Vec::new(),
         }
     }
 
@@ -125,6 +129,12 @@ impl ContainerRun {
     /// Whether it has run, or runs (a pod whose containers all did is Running).
     pub fn has_run(&self) -> bool {
         self.has_run
+    }
+
+    /// The Events since the last call, about this container.
+    pub fn take_notes(&mut self) -> Vec<Note> {
+        let name = self.spec.name.clone();
+        self.notes.drain(..).map(|n| Note { container: Some(name.clone()), ..n }).collect()
     }
 
     /// Reports a reason it cannot start (a pod-level problem, such as a volume).
@@ -157,7 +167,11 @@ impl ContainerRun {
         match self.start(ctx).await {
             Ok(()) => {}
             Err((reason, message)) => {
-                self.state = State::Waiting { reason: reason.into(), message: Some(message) };
+                let state = State::Waiting { reason: reason.into(), message: Some(message.clone()) };
+                if self.state != state {
+                    self.notes.push(Note::warning("Failed", format!("Error: {reason}: {message}")));
+                }
+                self.state = state;
                 self.not_before = Instant::now() + RETRY;
             }
         }
@@ -165,10 +179,12 @@ impl ContainerRun {
 
     fn probe(&mut self, ctx: &PodContext<'_>) {
         let ports = self.spec.ports.clone().unwrap_or_default();
-        self.readiness.poll(ctx.ip, &ports);
-        self.liveness.poll(ctx.ip, &ports);
+        let failures = [self.readiness.poll(ctx.ip, &ports), self.liveness.poll(ctx.ip, &ports)];
+        self.notes.extend(failures.into_iter().flatten().map(|f| Note::warning("Unhealthy", f)));
         if self.liveness.failed() && self.kill_at.is_none() {
-            eprintln!("process kubelet: container {:?} failed its liveness probe; restarting it", self.spec.name);
+            let message = format!("Container {} failed liveness probe, will be restarted", self.spec.name);
+            eprintln!("process kubelet: {message}");
+            self.notes.push(Note::normal("Killing", message));
             self.terminate(grace_period(ctx.pod));
         }
         if self.kill_at.is_some_and(|at| Instant::now() >= at) {
@@ -193,6 +209,9 @@ impl ContainerRun {
     /// It will not run again.
     pub async fn stop(&mut self, ctx: &PodContext<'_>, grace: Duration) {
         self.done = true;
+        if self.child.is_some() {
+            self.notes.push(Note::normal("Killing", format!("Stopping container {}", self.spec.name)));
+        }
         self.terminate(grace);
         while let Some(child) = &mut self.child {
             match child.try_wait() {
@@ -249,6 +268,8 @@ impl ContainerRun {
         // Counted when the restart is decided, so a container in CrashLoopBackOff shows it,
         // as `kubectl get pods` does.
         self.restart_count += 1;
+        let pod = ctx.pod.metadata.name.as_deref().unwrap_or_default();
+        self.notes.push(Note::warning("BackOff", format!("Back-off restarting failed container {} in pod {pod}", self.spec.name)));
         if ran_for.elapsed() >= BACKOFF_RESET {
             self.backoff = FIRST_BACKOFF;
         }
@@ -343,6 +364,9 @@ impl ContainerRun {
             .map_err(|e| fail(&format!("cannot run {}", argv.0.display()), e))?;
         let pid = child.id().unwrap_or_default();
         ctx.kubelet.started(ctx.pod, &self.spec.name, pid, &self.log);
+        let image = self.spec.image.clone().unwrap_or_default();
+        self.notes.push(Note::normal("Pulled", format!("Container image {image:?} already present on machine")));
+        self.notes.push(Note::normal("Started", format!("Started container {} (pid {pid})", self.spec.name)));
         self.has_run = true;
         self.child = Some(child);
         self.pid = Some(pid);

@@ -4,6 +4,10 @@
 //! job (every unscheduled pod is bound to this node) and a provisioner's (every pending
 //! claim gets a hostPath volume).
 //!
+//! It records the Events a kubelet and a scheduler would (Scheduled, Pulled, Started,
+//! Failed, FailedMount, Unhealthy, BackOff, Killing), so `kubectl describe pod` says what
+//! happened.
+//!
 //! A container runs as the host binary that stands in for its image's entrypoint, in
 //! its own process group, with an empty environment plus `PATH` and the pod's env, in
 //! the pod's folder, its stdout and stderr appended to a log file.
@@ -66,6 +70,7 @@ use tokio::{sync::watch, task::JoinHandle};
 mod claims;
 mod container;
 mod env;
+mod events;
 mod node;
 mod pod;
 mod probe;
@@ -119,6 +124,8 @@ impl ProcessKubelet {
             root: root.into(),
             server_url: server_url.into(),
             ca_pem: ca_pem.into(),
+            events: events::Events::new(client.clone(), "kubelet", node),
+            scheduler_events: events::Events::new(client.clone(), "default-scheduler", node),
             block: address_block(),
             addresses: Mutex::default(),
             processes: Mutex::default(),
@@ -188,6 +195,9 @@ pub(crate) struct Kubelet {
     root: PathBuf,
     server_url: String,
     ca_pem: String,
+    /// Events as the kubelet of this node, and as the scheduler.
+    events: events::Events,
+    scheduler_events: events::Events,
     /// The `A.B` of this kubelet's `127.A.B.N` pod addresses.
     block: [u8; 2],
     addresses: Mutex<BTreeSet<u8>>,
@@ -288,7 +298,7 @@ async fn watch_pods(kubelet: Arc<Kubelet>, pods: Arc<Mutex<HashMap<String, pod::
 
 async fn on_pod(kubelet: &Arc<Kubelet>, pods: &Mutex<HashMap<String, pod::PodHandle>>, pod: Pod, stop: &watch::Receiver<bool>) {
     if scheduler::wants_binding(&pod) {
-        scheduler::bind(&kubelet.client, &pod, &kubelet.node).await;
+        scheduler::bind(&kubelet.client, &pod, &kubelet.node, &kubelet.scheduler_events).await;
         return;
     }
     if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(kubelet.node.as_str()) {

@@ -22,6 +22,7 @@ use tokio::{sync::watch, task::JoinHandle};
 use super::{
     Kubelet,
     container::{ContainerRun, PodContext, State, grace_period},
+    events::Note,
     status::{self, Conditions},
     volumes::Volumes,
 };
@@ -167,11 +168,21 @@ impl PodRun {
             if self.pod.metadata.deletion_timestamp.is_some() {
                 self.shutdown(grace_period(&self.pod)).await;
                 self.report().await;
+                self.record().await;
                 self.delete().await;
                 return;
             }
             self.sync().await;
             self.report().await;
+            self.record().await;
+        }
+    }
+
+    /// Records the Events of the containers since the last time.
+    async fn record(&mut self) {
+        let notes: Vec<_> = self.init.iter_mut().chain(self.containers.iter_mut()).flat_map(ContainerRun::take_notes).collect();
+        for note in notes {
+            self.kubelet.events.record(&self.pod, note).await;
         }
     }
 
@@ -190,7 +201,12 @@ impl PodRun {
                     self.volumes_ready = true;
                     self.volume_error = None;
                 }
-                Err(message) => self.volume_error = Some(message),
+                Err(message) => {
+                    if self.volume_error.as_ref() != Some(&message) {
+                        self.kubelet.events.record(&self.pod, Note::warning("FailedMount", message.clone())).await;
+                    }
+                    self.volume_error = Some(message);
+                }
             }
         }
         if !self.volumes_ready {

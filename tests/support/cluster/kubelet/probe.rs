@@ -63,10 +63,11 @@ impl Prober {
         self.next = None;
     }
 
-    /// Collects a finished probe and starts a due one; true when the verdict changed.
-    pub fn poll(&mut self, ip: Ipv4Addr, ports: &[ContainerPort]) -> bool {
-        let Some(spec) = self.spec.clone() else { return false };
-        let before = self.healthy;
+    /// Collects a finished probe and starts a due one; the failure, as an Event says it,
+    /// when the finished one failed.
+    pub fn poll(&mut self, ip: Ipv4Addr, ports: &[ContainerPort]) -> Option<String> {
+        let spec = self.spec.clone()?;
+        let mut failure = None;
         if self.inflight.as_ref().is_some_and(JoinHandle::is_finished) {
             let task = self.inflight.take().expect("checked above");
             let result = futures::FutureExt::now_or_never(task).and_then(Result::ok).unwrap_or(Err("the probe task died".into()));
@@ -83,6 +84,8 @@ impl Prober {
                     self.successes = 0;
                     self.failures += 1;
                     eprintln!("process kubelet: {} probe of container {:?} failed: {why}", self.what, self.container);
+                    let what = if self.what == "readiness" { "Readiness" } else { "Liveness" };
+                    failure = Some(format!("{what} probe failed: {why}"));
                     if self.failures >= spec.failure_threshold.unwrap_or(3).max(1) {
                         self.healthy = false;
                     }
@@ -107,7 +110,7 @@ impl Prober {
                 }
             }));
         }
-        before != self.healthy
+        failure
     }
 
     /// Whether liveness failed past its threshold.

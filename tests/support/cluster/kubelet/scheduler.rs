@@ -6,6 +6,8 @@ use k8s_openapi::{
 };
 use kube::{Api, Client, api::PostParams};
 
+use super::events::{Events, Note};
+
 /// Whether the default scheduler would place `pod`: no node yet, not being deleted, and
 /// no other scheduler named.
 pub fn wants_binding(pod: &Pod) -> bool {
@@ -17,7 +19,7 @@ pub fn wants_binding(pod: &Pod) -> bool {
 
 /// Binds `pod` to `node` through the `pods/binding` subresource (which also sets the
 /// PodScheduled condition).
-pub async fn bind(client: &Client, pod: &Pod, node: &str) {
+pub async fn bind(client: &Client, pod: &Pod, node: &str, events: &Events) {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let binding = Binding {
@@ -31,7 +33,7 @@ pub async fn bind(client: &Client, pod: &Pod, node: &str) {
     };
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     match pods.create_subresource::<_, serde_json::Value>("binding", &name, &PostParams::default(), &binding).await {
-        Ok(_) => {}
+        Ok(_) => events.record(pod, Note::normal("Scheduled", format!("Successfully assigned {namespace}/{name} to {node}"))).await,
         // Already bound, or gone: the watch shows what happened.
         Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {}
         Err(e) => eprintln!("process kubelet: cannot bind pod {namespace}/{name} to {node}: {e}"),
