@@ -36,7 +36,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 struct Cluster {
     kubelet: Option<ProcessKubelet>,
     client: Client,
-    _plane: ControlPlane,
+    plane: ControlPlane,
 }
 
 impl Cluster {
@@ -52,7 +52,7 @@ impl Cluster {
             ProcessKubelet::start(plane.client(), NODE, images, &root, &plane.server_url(), &plane.ca_pem())
                 .await
                 .expect("the kubelet starts");
-        Self { kubelet: Some(kubelet), client: plane.client(), _plane: plane }
+        Self { kubelet: Some(kubelet), client: plane.client(), plane }
     }
 
     fn kubelet(&self) -> &ProcessKubelet {
@@ -376,6 +376,11 @@ async fn jobs_complete_and_pods_that_cannot_start_say_why() {
     let failed = container_status(&bad).state.and_then(|s| s.terminated).expect("terminated");
     assert_eq!((failed.exit_code, failed.reason.as_deref()), (3, Some("Error")));
     assert_eq!(failed.message.as_deref(), Some("exiting with 3\nlast words on stderr"), "the log's tail");
+    // `kubectl logs` reads the container's log through the kubelet's endpoint.
+    let logs = cluster.plane.kubectl(&["logs", "-n", ns, &name(&bad)]).await.expect_ok("kubectl logs");
+    assert_eq!(logs, "exiting with 3\nlast words on stderr\n");
+    let tail = cluster.plane.kubectl(&["logs", "-n", ns, &name(&bad), "--tail=1"]).await.expect_ok("kubectl logs --tail");
+    assert_eq!(tail, "last words on stderr\n");
 
     let stranger = cluster
         .wait_pod(ns, "app=stranger", "ErrImagePull", |p| {

@@ -192,6 +192,9 @@ impl ControlPlane {
             // The `kubernetes` Service's endpoints may not be a loopback address; our pods
             // reach the API server through their kubeconfig, not through that Service.
             "--endpoint-reconciler-type=none".into(),
+            // The process kubelet's Node is reached at its InternalIP (127.0.0.1) for
+            // `kubectl logs`; its Hostname is not in any DNS.
+            "--kubelet-preferred-address-types=InternalIP".into(),
             format!("--secure-port={port}"),
             format!("--cert-dir={}", path(&root.join("apiserver"))),
             format!("--tls-cert-file={}", path(&serving.cert)),

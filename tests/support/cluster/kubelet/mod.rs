@@ -39,6 +39,9 @@
 //! `KUBERNETES_SERVICE_HOST=127.0.0.1` and `KUBERNETES_SERVICE_PORT`: a process cannot
 //! read the fixed in-cluster paths.
 //!
+//! Its HTTPS endpoint serves container logs, so `kubectl logs` works (the API server
+//! must dial the Node's InternalIP: `--kubelet-preferred-address-types=InternalIP`).
+//!
 //! Shorter than the real kubelet's, so tests are quick: restart back-off 1 s doubling to
 //! 10 s (not 10 s to 5 min), at most 5 s between SIGTERM and SIGKILL, a readiness probe
 //! every second until its first success.
@@ -71,6 +74,7 @@ mod claims;
 mod container;
 mod env;
 mod events;
+mod log_server;
 mod node;
 mod pod;
 mod probe;
@@ -115,7 +119,6 @@ impl ProcessKubelet {
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(root).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", root.display()))?;
         let since = Timestamp::now();
-        node::register(&client, node, since).await?;
         let (stop, stopping) = watch::channel(false);
         let kubelet = Arc::new(Kubelet {
             client: client.clone(),
@@ -130,9 +133,13 @@ impl ProcessKubelet {
             addresses: Mutex::default(),
             processes: Mutex::default(),
         });
+        let (port, server) = log_server::start(kubelet.clone()).await?;
+        let node_status = node::Endpoint { name: node.into(), since, port };
+        node::register(&client, &node_status).await?;
         let pods = Arc::new(Mutex::new(HashMap::new()));
         let tasks = vec![
-            tokio::spawn(node::keep_alive(client, node.into(), since, stopping.clone())),
+            server,
+            tokio::spawn(node::keep_alive(client, node_status, stopping.clone())),
             tokio::spawn(watch_pods(kubelet.clone(), pods.clone(), stopping)),
             tokio::spawn(claims::provision(kubelet.clone())),
         ];

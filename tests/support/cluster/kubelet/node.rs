@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use k8s_openapi::{
     api::{
         coordination::v1::{Lease, LeaseSpec},
-        core::v1::{Node, NodeAddress, NodeCondition, NodeStatus, NodeSystemInfo},
+        core::v1::{DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus, NodeSystemInfo},
     },
     apimachinery::pkg::{
         api::resource::Quantity,
@@ -30,10 +30,20 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 /// Taints the node lifecycle controller puts on a node it thinks is down.
 const DOWN_TAINTS: [&str; 2] = ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"];
 
-/// Creates (or takes over) Node `name`, Ready, and its Lease.
-pub async fn register(client: &Client, name: &str, since: Timestamp) -> anyhow::Result<()> {
+/// What the Node reports about itself.
+pub struct Endpoint {
+    pub name: String,
+    /// When it became Ready.
+    pub since: Timestamp,
+    /// The port of the kubelet's HTTPS endpoint.
+    pub port: u16,
+}
+
+/// Creates (or takes over) the Node, Ready, and its Lease.
+pub async fn register(client: &Client, node: &Endpoint) -> anyhow::Result<()> {
+    let name = node.name.as_str();
     let nodes: Api<Node> = Api::all(client.clone());
-    let node = Node {
+    let object = Node {
         metadata: ObjectMeta {
             name: Some(name.into()),
             labels: Some(BTreeMap::from([
@@ -44,18 +54,19 @@ pub async fn register(client: &Client, name: &str, since: Timestamp) -> anyhow::
             ..ObjectMeta::default()
         },
         spec: None,
-        status: Some(status(name, since)),
+        status: Some(status(node)),
     };
-    match nodes.create(&PostParams::default(), &node).await {
+    match nodes.create(&PostParams::default(), &object).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => return Err(anyhow::anyhow!("cannot register Node {name:?}: {e}")),
     }
     // The status again through its subresource: a create may drop it.
-    heartbeat(client, name, since).await
+    heartbeat(client, node).await
 }
 
-fn status(name: &str, since: Timestamp) -> NodeStatus {
+fn status(node: &Endpoint) -> NodeStatus {
+    let (name, since) = (node.name.as_str(), node.since);
     let resources = BTreeMap::from([
         ("cpu".to_string(), Quantity(NODE_CPU.into())),
         ("memory".to_string(), Quantity(NODE_MEMORY.into())),
@@ -82,6 +93,7 @@ fn status(name: &str, since: Timestamp) -> NodeStatus {
             system_uuid: String::new(),
         }),
         conditions: Some(conditions(since)),
+        daemon_endpoints: Some(NodeDaemonEndpoints { kubelet_endpoint: Some(DaemonEndpoint { port: node.port.into() }) }),
         ..NodeStatus::default()
     }
 }
@@ -114,10 +126,11 @@ fn conditions(since: Timestamp) -> Vec<NodeCondition> {
 }
 
 /// Renews the Lease, refreshes the conditions' heartbeats, and lifts down taints.
-async fn heartbeat(client: &Client, name: &str, since: Timestamp) -> anyhow::Result<()> {
+async fn heartbeat(client: &Client, node: &Endpoint) -> anyhow::Result<()> {
+    let name = node.name.as_str();
     renew_lease(client, name).await?;
     let nodes: Api<Node> = Api::all(client.clone());
-    let patch = serde_json::json!({ "status": status(name, since) });
+    let patch = serde_json::json!({ "status": status(node) });
     let node = nodes
         .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
         .await
@@ -153,13 +166,13 @@ async fn renew_lease(client: &Client, name: &str) -> anyhow::Result<()> {
 }
 
 /// Heartbeats until `stop`.
-pub async fn keep_alive(client: Client, name: String, since: Timestamp, mut stop: watch::Receiver<bool>) {
+pub async fn keep_alive(client: Client, node: Endpoint, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(HEARTBEAT) => {}
         }
-        if let Err(e) = heartbeat(&client, &name, since).await {
+        if let Err(e) = heartbeat(&client, &node).await {
             eprintln!("process kubelet: {e:#}");
         }
     }
