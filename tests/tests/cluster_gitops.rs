@@ -141,7 +141,8 @@ async fn gitops_from_helm_install_and_kubectl_apply_to_orders_in_the_erp_and_bac
     .await
     .unwrap();
     let described = cluster.kubectl(&["describe", "syncflow", FLOW, "-n", NS]).await.expect_ok("kubectl describe");
-    assert!(described.contains("Events:") && described.contains("RunnerRolled"), "kubectl describe shows the Events:\n{described}");
+    let events = described.split("Events:").nth(1).unwrap_or_default();
+    assert!(events.contains("entrepot-operator"), "kubectl describe shows the operator's Events:\n{described}");
 
     // A Mapping whose tests fail: not Ready with MappingTestsFailing, and the last good
     // runner keeps running, untouched.
@@ -152,6 +153,8 @@ async fn gitops_from_helm_install_and_kubectl_apply_to_orders_in_the_erp_and_bac
         .await
         .expect_ok("break the mapping");
     wait_ready(&cluster, "False", Some("MappingTestsFailing"), Duration::from_secs(60)).await;
+    let described = cluster.kubectl(&["describe", "syncflow", FLOW, "-n", NS]).await.expect_ok("kubectl describe");
+    assert!(described.contains("MappingTestsFailing"), "the stall is an Event:\n{described}");
     let still = cluster.ready_pods(NS, RUNNER_PODS, 1).await.remove(0);
     assert_eq!(still.metadata.uid, pod.metadata.uid, "the last good runner pod keeps running");
     let config_after = Api::<ConfigMap>::namespaced(cluster.client(), NS).get(RUNNER).await.unwrap();

@@ -62,7 +62,9 @@ pub struct MappingTest {
     /// The record given to the program.
     #[schemars(schema_with = "super::any_json")]
     pub input: serde_json::Value,
-    /// The value the program must produce.
+    /// The value the program must produce. An object member that is `null` and one that
+    /// is missing count as the same: Kubernetes does not keep null members in the
+    /// objects it stores.
     #[schemars(schema_with = "super::any_json")]
     pub output: serde_json::Value,
 }

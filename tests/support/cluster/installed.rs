@@ -125,12 +125,20 @@ impl Cluster {
         api.list(&params).await.unwrap().items.into_iter().filter(is_ready).collect()
     }
 
-    /// `kubectl get pods -o wide` and `kubectl describe pods` of `namespace`, for a
-    /// failure message.
+    /// What is in `namespace` (Entrepot's resources, workloads, pods, claims), the pods
+    /// described and the Events, for a failure message.
     pub async fn describe_pods(&self, namespace: &str) -> String {
-        let list = self.kubectl(&["get", "pods", "-n", namespace, "-o", "wide"]).await;
+        let list = self.kubectl(&["get", "entrepot,all,pvc,leases", "-n", namespace, "-o", "wide"]).await;
         let described = self.kubectl(&["describe", "pods", "-n", namespace]).await;
-        format!("{}\n{}\n(logs under {})", list.stdout, described.stdout, kubelet_root(self).display())
+        let events = self.kubectl(&["get", "events", "-n", namespace, "--sort-by=.lastTimestamp"]).await;
+        format!(
+            "{}{}\n{}\n{}\n(logs under {})",
+            list.stdout,
+            list.stderr,
+            described.stdout,
+            events.stdout,
+            kubelet_root(self).display()
+        )
     }
 }
 
