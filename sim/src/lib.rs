@@ -16,6 +16,7 @@
 //! `entrepot-sim` binary.
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod delivery;
 pub mod erp;
 pub mod marketplace;

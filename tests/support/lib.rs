@@ -32,6 +32,7 @@ mod apis;
 pub mod cluster;
 pub mod pki;
 pub mod refused;
+pub mod sim_process;
 pub mod crd_schema;
 pub mod image;
 mod postgres;

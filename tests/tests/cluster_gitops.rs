@@ -2,10 +2,12 @@
 //! chart (Helm 3), the operator running as the chart's ServiceAccount, `kubectl apply`
 //! of the quickstart, the runner Pod that kube-controller-manager makes from the
 //! operator's StatefulSet run by the process kubelet, and signed storefront webhooks to
-//! the Pod's address ending in the simulated ERP exactly once. Then what goes wrong: a
-//! Mapping whose tests fail, a runner process killed, the SyncFlow deleted.
+//! the Pod's address ending in the simulated ERP exactly once, the simulators running as
+//! local processes. Then what goes wrong: a Mapping whose tests fail, the ERP down and
+//! the runner process killed with orders queued, the SyncFlow deleted.
 
 use std::{collections::BTreeMap, time::Duration};
+
 
 use entrepot_e2e::{
     ERP_TOKEN, FLOW, WEBHOOK_SECRET,
@@ -13,12 +15,10 @@ use entrepot_e2e::{
         installed::{Cluster, RELEASE, SYSTEM_NAMESPACE, pod_ip},
         poll, wait_for,
     },
+    sim_process::{ErpProcess, storefront},
     write_quickstart,
 };
-use entrepot_sim::{
-    erp::{self, ErpConfig, ErpHandle},
-    storefront::{Storefront, StorefrontConfig, catalog::DEFAULT_SKUS},
-};
+use entrepot_sim::storefront::catalog::DEFAULT_SKUS;
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
     core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service},
@@ -59,29 +59,22 @@ async fn wait_ready(cluster: &Cluster, status: &str, reason: Option<&str>, limit
     }
 }
 
-/// Sends `count` signed orders (a third delivered twice) to the runner pod's webhook,
-/// and returns the external ids the ERP must end up with.
+/// Sends `count` signed orders (a third delivered twice) to the runner pod's webhook
+/// from the storefront simulator, and returns the external ids the ERP must end up with.
 async fn send_orders(url: &str, count: usize, seed: u64) -> Vec<String> {
-    let mut config = StorefrontConfig::new(url, WEBHOOK_SECRET);
-    config.duplicate_ratio = 0.35;
-    config.seed = seed;
-    config.retry.initial_backoff = Duration::from_millis(200);
-    let mut storefront = Storefront::new(config).unwrap();
-    let report = storefront.run(count, 50.0).await.unwrap();
-    assert_eq!(report.acknowledged, count, "every order acknowledged by the runner pod");
-    report.orders.iter().map(|o| format!("shopify:{}", o.order_id)).collect()
+    storefront(url, WEBHOOK_SECRET, count, 0.35, seed).await.iter().map(|id| format!("shopify:{id}")).collect()
 }
 
 /// Waits until the ERP holds exactly `expected` orders, each once.
-async fn wait_erp(erp: &ErpHandle, expected: &[String]) {
+async fn wait_erp(erp: &ErpProcess, expected: &[String]) {
     poll(Duration::from_secs(60), &format!("{} orders in the ERP", expected.len()), || async {
-        Ok(erp.orders().len() >= expected.len())
+        Ok(erp.external_ids().await.len() >= expected.len())
     })
     .await
     .unwrap();
     let mut stored: BTreeMap<String, usize> = BTreeMap::new();
-    for order in erp.orders() {
-        *stored.entry(order.external_id.clone()).or_default() += 1;
+    for id in erp.external_ids().await {
+        *stored.entry(id).or_default() += 1;
     }
     for id in expected {
         assert_eq!(stored.get(id), Some(&1), "order {id} is in the ERP exactly once: {stored:?}");
@@ -107,18 +100,9 @@ async fn gitops_from_helm_install_and_kubectl_apply_to_orders_in_the_erp_and_bac
     assert_eq!(statefulsets.stdout.trim(), "yes", "{statefulsets:?}");
 
     // kubectl apply of the quickstart, its ERP Connector pointed at the simulated ERP.
-    let erp = erp::bind(
-        ErpConfig {
-            known_skus: Some(DEFAULT_SKUS.iter().map(|s| s.to_string()).collect()),
-            bearer_token: Some(ERP_TOKEN.into()),
-            ..ErpConfig::default()
-        },
-        "127.0.0.1:0",
-    )
-    .await
-    .unwrap();
+    let mut erp = ErpProcess::start(ERP_TOKEN, &DEFAULT_SKUS).await;
     let manifests = tempfile::tempdir().unwrap();
-    write_quickstart(manifests.path(), &erp.base_url());
+    write_quickstart(manifests.path(), &erp.url());
     cluster.control_plane.namespace(NS).await.unwrap();
     cluster.kubectl(&["apply", "-n", NS, "-f", manifests.path().to_str().unwrap()]).await.expect_ok("kubectl apply -f quickstart");
 
@@ -165,18 +149,24 @@ async fn gitops_from_helm_install_and_kubectl_apply_to_orders_in_the_erp_and_bac
     wait_ready(&cluster, "True", None, Duration::from_secs(60)).await;
 
     // The runner process killed with orders queued behind an ERP outage: not Ready
-    // (RunnerNotAvailable) until the kubelet restarts it; then every order arrives once.
-    erp.set_down(true);
-    expected.extend(send_orders(&webhook, 5, 13).await);
+    // (RunnerNotAvailable) until the kubelet restarts it; then the ERP, back with an
+    // empty ledger, gets exactly the orders of the outage: none lost, none sent again.
+    erp.stop();
+    let queued = send_orders(&webhook, 5, 13).await;
     let pid = cluster.kubelet.pid(NS, &pod.metadata.name.clone().unwrap(), "runner").expect("the runner's process");
     // SAFETY: a plain kill(2) of a process this test's kubelet started.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
-    wait_ready(&cluster, "False", Some("RunnerNotAvailable"), Duration::from_secs(45)).await;
+    // Within one status period (the operator reads its runners every 30 s, and at once
+    // when the StatefulSet's status changes), with a margin for two busy cores.
+    let killed = std::time::Instant::now();
+    wait_ready(&cluster, "False", Some("RunnerNotAvailable"), Duration::from_secs(35)).await;
+    eprintln!("RunnerNotAvailable {:?} after the runner was killed", killed.elapsed());
+    // The ERP comes back while the runner restarts (the quickstart retries for about 20 s).
+    erp.restart().await;
     let restarted = cluster.ready_pods(NS, RUNNER_PODS, 1).await.remove(0);
     let restarts = restarted.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0].restart_count;
     assert!(restarts >= 1, "the kubelet restarted the runner: {restarts}");
-    erp.set_down(false);
-    wait_erp(&erp, &expected).await;
+    wait_erp(&erp, &queued).await;
     wait_ready(&cluster, "True", None, Duration::from_secs(90)).await;
 
     // Deleting the SyncFlow: kube-controller-manager's garbage collector removes what the

@@ -119,8 +119,7 @@ impl Cluster {
         })
         .await;
         if let Err(e) = waited {
-            panic!("{e:#}
-{}", self.describe_pods(namespace).await);
+            panic!("{e:#}\n{}", self.describe_pods(namespace).await);
         }
         api.list(&params).await.unwrap().items.into_iter().filter(is_ready).collect()
     }
