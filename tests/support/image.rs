@@ -1,5 +1,6 @@
 //! What the image tests read without a container engine: the Dockerfile's stages, the
-//! `.dockerignore` patterns, and the dynamic section of an ELF binary.
+//! `.dockerignore` patterns, the dynamic section of an ELF binary, and the chart's
+//! `appVersion` (the tag of its default images).
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -121,6 +122,16 @@ impl Stage {
         }
         pairs
     }
+}
+
+/// The chart's `appVersion`: the tag of its default images.
+pub fn app_version() -> String {
+    let chart = std::fs::read_to_string(crate::repo_root().join("charts/entrepot/Chart.yaml")).unwrap();
+    chart
+        .lines()
+        .find_map(|l| l.strip_prefix("appVersion:"))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .expect("Chart.yaml has an appVersion")
 }
 
 /// The `.dockerignore` patterns that exclude `path` (relative to the context root, `/`

@@ -28,7 +28,7 @@ pub fn test_binary(name: &str) -> PathBuf {
     bin
 }
 
-/// What one run of the `entrepot` binary did.
+/// What one run of a command (`entrepot`, kubectl, helm) did.
 #[derive(Debug)]
 pub struct CliRun {
     /// Whether it exited with status 0.
@@ -37,6 +37,14 @@ pub struct CliRun {
     pub stdout: String,
     /// What it printed on stderr.
     pub stderr: String,
+}
+
+impl CliRun {
+    /// Panics with both streams unless it succeeded; returns stdout.
+    pub fn expect_ok(self, what: &str) -> String {
+        assert!(self.success, "{what} failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self.stdout
+    }
 }
 
 /// Runs `entrepot ARGS` to completion without blocking the async runtime (an

@@ -88,7 +88,7 @@ async fn gitops_from_helm_install_and_kubectl_apply_to_orders_in_the_erp_and_bac
 
     // helm install: the operator pods run as the chart's ServiceAccount, with a token
     // from the TokenRequest API; one of them takes the Lease.
-    cluster.install_chart("helm3", &[]).await.expect_ok("helm3 install");
+    cluster.install_chart("helm3").await.expect_ok("helm3 install");
     let operators = cluster.ready_pods(SYSTEM_NAMESPACE, "app.kubernetes.io/name=entrepot,app.kubernetes.io/component=operator", 2).await;
     for pod in &operators {
         assert_eq!(pod.spec.as_ref().unwrap().service_account_name.as_deref(), Some(RELEASE));

@@ -39,7 +39,7 @@ async fn reconciles(pod: &Pod) -> u64 {
 #[tokio::test]
 async fn one_operator_leads_another_takes_over_when_it_dies_and_a_batch_flows_cronjob_completes_a_job() {
     let cluster = Cluster::start().await.unwrap();
-    cluster.install_chart("helm4", &[]).await.expect_ok("helm4 install");
+    cluster.install_chart("helm4").await.expect_ok("helm4 install");
     let operators = cluster.ready_pods(SYSTEM_NAMESPACE, "app.kubernetes.io/name=entrepot,app.kubernetes.io/component=operator", 2).await;
     let leader = wait_for(Duration::from_secs(60), "a Lease holder", || async { Ok(holder(&cluster).await) }).await.unwrap();
     let (leading, standby): (Vec<&Pod>, Vec<&Pod>) =

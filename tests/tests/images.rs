@@ -12,7 +12,7 @@ use std::{
 };
 
 use entrepot_e2e::{
-    image::{Dockerfile, Stage, dockerignore_patterns, ignored_by, linkage},
+    image::{Dockerfile, Stage, app_version, dockerignore_patterns, ignored_by, linkage},
     repo_root,
 };
 use entrepot_operator::{
@@ -319,8 +319,7 @@ fn the_chart_runs_the_operator_with_arguments_it_accepts_and_the_images_the_scri
 
 #[test]
 fn the_script_builds_the_images_the_chart_and_the_operator_default_to() {
-    let chart = std::fs::read_to_string(repo_root().join("charts/entrepot/Chart.yaml")).unwrap();
-    let app_version = chart.lines().find_map(|l| l.strip_prefix("appVersion:")).unwrap().trim().trim_matches('"');
+    let app_version = app_version();
     let values: Value =
         serde_saphyr::from_str(&std::fs::read_to_string(repo_root().join("charts/entrepot/values.yaml")).unwrap()).unwrap();
     let from_values = |image: &Value| {

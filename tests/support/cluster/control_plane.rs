@@ -24,7 +24,7 @@ use kube::{
 use tempfile::TempDir;
 
 use crate::{
-    free_port,
+    CliRun, free_port,
     pki::{self, Ca, Usage},
 };
 
@@ -49,25 +49,6 @@ pub fn tool(name: &str) -> anyhow::Result<PathBuf> {
         bail!("{} is missing: run `bash scripts/build-control-plane.sh` (scripts/test.sh does)", path.display());
     }
     Ok(path)
-}
-
-/// What one run of a command printed.
-#[derive(Debug)]
-pub struct Output {
-    /// Whether it exited 0.
-    pub success: bool,
-    /// Standard output.
-    pub stdout: String,
-    /// Standard error.
-    pub stderr: String,
-}
-
-impl Output {
-    /// Panics with both streams unless it succeeded; returns stdout.
-    pub fn expect_ok(self, what: &str) -> String {
-        assert!(self.success, "{what} failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
-        self.stdout
-    }
 }
 
 /// A running control plane. Dropping it stops every process and removes the folder.
@@ -103,33 +84,39 @@ fn log_tail(dir: &Path, name: &str) -> String {
     format!("{}\n...\n{}", errors.join("\n"), lines[lines.len().saturating_sub(15)..].join("\n"))
 }
 
-/// A kubeconfig for `server` trusting `ca_pem`, whose user is `user` (YAML).
-pub fn kubeconfig_yaml(server: &str, ca_pem: &str, user: &KubeUser) -> String {
+/// A kubeconfig for `server` trusting `ca_pem`, whose user is `user`, in `namespace` by
+/// default when given (JSON, which kubeconfig readers take as YAML).
+pub fn kubeconfig_text(server: &str, ca_pem: &str, user: &KubeUser, namespace: Option<&str>) -> String {
     use base64::Engine as _;
     let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
     let user = match user {
-        KubeUser::Certificate(issued) => format!(
-            "client-certificate-data: {}\n    client-key-data: {}",
-            b64(&std::fs::read(&issued.cert).unwrap()),
-            b64(&std::fs::read(&issued.key).unwrap())
-        ),
-        KubeUser::Token(token) => format!("token: {token}"),
-        KubeUser::TokenFile(path) => format!("tokenFile: {}", path.display()),
+        KubeUser::Certificate(issued) => serde_json::json!({
+            "client-certificate-data": b64(&std::fs::read(&issued.cert).unwrap()),
+            "client-key-data": b64(&std::fs::read(&issued.key).unwrap()),
+        }),
+        KubeUser::TokenFile(path) => serde_json::json!({"tokenFile": path.display().to_string()}),
     };
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
-         users:\n- name: user\n  user:\n    {user}\ncontexts:\n- name: test\n  context: {{cluster: test, user: user}}\ncurrent-context: test\n",
-        ca = b64(ca_pem.as_bytes()),
-    )
+    let mut context = serde_json::json!({"cluster": "cluster", "user": "user"});
+    if let Some(namespace) = namespace {
+        context["namespace"] = namespace.into();
+    }
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "cluster", "cluster": {"server": server, "certificate-authority-data": b64(ca_pem.as_bytes())}}],
+        "users": [{"name": "user", "user": user}],
+        "contexts": [{"name": "context", "context": context}],
+        "current-context": "context",
+    });
+    serde_json::to_string_pretty(&config).expect("a kubeconfig serializes")
 }
 
 /// Who a kubeconfig authenticates as.
 pub enum KubeUser {
     /// A client certificate.
     Certificate(pki::Issued),
-    /// A bearer token (e.g. one from the TokenRequest API).
-    Token(String),
-    /// A file holding a bearer token, read at each use.
+    /// A file holding a bearer token, read at each use (a service-account token the
+    /// TokenRequest API issued).
     TokenFile(PathBuf),
 }
 
@@ -212,9 +199,9 @@ impl ControlPlane {
         ])?);
 
         let kubeconfig = root.join("admin.kubeconfig");
-        std::fs::write(&kubeconfig, kubeconfig_yaml(&server_url, &ca_pem, &KubeUser::Certificate(admin)))?;
+        std::fs::write(&kubeconfig, kubeconfig_text(&server_url, &ca_pem, &KubeUser::Certificate(admin), None))?;
         let kcm_kubeconfig = root.join("controller-manager.kubeconfig");
-        std::fs::write(&kcm_kubeconfig, kubeconfig_yaml(&server_url, &ca_pem, &KubeUser::Certificate(kcm_user)))?;
+        std::fs::write(&kcm_kubeconfig, kubeconfig_text(&server_url, &ca_pem, &KubeUser::Certificate(kcm_user), None))?;
         let client = client_from(&kubeconfig).await?;
         let mut me = Self { processes, server_url, ca_pem, kubeconfig, client, dir };
         me.wait_ready().await?;
@@ -307,19 +294,13 @@ impl ControlPlane {
         self.dir.path()
     }
 
-    /// Writes a kubeconfig for `user` to `path`.
-    pub fn write_kubeconfig(&self, path: &Path, user: &KubeUser) -> PathBuf {
-        std::fs::write(path, kubeconfig_yaml(&self.server_url, &self.ca_pem, user)).unwrap();
-        path.to_path_buf()
-    }
-
     /// Runs `kubectl ARGS` as the admin (`--kubeconfig` is added).
-    pub async fn kubectl(&self, args: &[&str]) -> Output {
+    pub async fn kubectl(&self, args: &[&str]) -> CliRun {
         self.kubectl_as(&self.kubeconfig, args, None).await
     }
 
     /// Runs `kubectl ARGS` with `kubeconfig`, `stdin` piped in when given.
-    pub async fn kubectl_as(&self, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    pub async fn kubectl_as(&self, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> CliRun {
         run_tool(&tool("kubectl").unwrap(), kubeconfig, args, stdin).await
     }
 
@@ -347,7 +328,7 @@ impl ControlPlane {
 }
 
 /// Runs a Kubernetes command line tool (kubectl, helm) with `KUBECONFIG` set.
-pub async fn run_tool(program: &Path, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+pub async fn run_tool(program: &Path, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> CliRun {
     use tokio::io::AsyncWriteExt as _;
     let mut child = tokio::process::Command::new(program)
         .args(args)
@@ -368,7 +349,7 @@ pub async fn run_tool(program: &Path, kubeconfig: &Path, args: &[&str], stdin: O
         drop(pipe);
     }
     let out = child.wait_with_output().await.unwrap();
-    Output {
+    CliRun {
         success: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),

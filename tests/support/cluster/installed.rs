@@ -1,7 +1,7 @@
 //! A cluster with Entrepot installed the way a user installs it: the control plane, one
 //! Node run by the process kubelet, and the chart installed with Helm. The kubelet runs
-//! the chart's default images as this build's binaries, at the paths the Dockerfiles
-//! give as their entrypoints, so what runs is what the images would run.
+//! the chart's default images as this build's binaries, at the entrypoints the
+//! `Dockerfile`'s targets give, so what runs is what the images would run.
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
@@ -9,10 +9,14 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, api::ListParams};
 
 use super::{
-    ControlPlane, Output, poll, run_tool,
+    ControlPlane, poll, run_tool,
     kubelet::{Image, ProcessKubelet},
 };
-use crate::{image::Dockerfile, repo_root, test_binary};
+use crate::{
+    CliRun,
+    image::{Dockerfile, app_version},
+    repo_root, test_binary,
+};
 
 /// The Node the process kubelet registers.
 pub const NODE: &str = "entrepot-test-node";
@@ -20,16 +24,6 @@ pub const NODE: &str = "entrepot-test-node";
 pub const SYSTEM_NAMESPACE: &str = "entrepot-system";
 /// The Helm release (so the chart's full name, ServiceAccount and Lease are `entrepot`).
 pub const RELEASE: &str = "entrepot";
-
-/// The chart's `appVersion`: the tag of its default images.
-pub fn app_version() -> String {
-    let chart = std::fs::read_to_string(repo_root().join("charts/entrepot/Chart.yaml")).unwrap();
-    chart
-        .lines()
-        .find_map(|l| l.strip_prefix("appVersion:"))
-        .map(|v| v.trim().trim_matches('"').to_string())
-        .expect("Chart.yaml has an appVersion")
-}
 
 /// The `ENTRYPOINT` of a target (stage) of the repository's `Dockerfile`, as an argv.
 pub fn image_entrypoint(target: &str) -> Vec<String> {
@@ -61,7 +55,7 @@ impl Cluster {
     /// Starts the control plane and the process kubelet.
     pub async fn start() -> anyhow::Result<Self> {
         let control_plane = ControlPlane::start().await?;
-        let root = control_plane.dir().join("kubelet");
+        let root = kubelet_dir(&control_plane);
         std::fs::create_dir_all(&root)?;
         let kubelet = ProcessKubelet::start(
             control_plane.client(),
@@ -81,21 +75,21 @@ impl Cluster {
     }
 
     /// `kubectl ARGS` as the admin.
-    pub async fn kubectl(&self, args: &[&str]) -> Output {
+    pub async fn kubectl(&self, args: &[&str]) -> CliRun {
         self.control_plane.kubectl(args).await
     }
 
     /// `helm ARGS` with `helm` = `helm3` or `helm4` from `.tools/bin`, as the admin.
-    pub async fn helm(&self, helm: &str, args: &[&str]) -> Output {
+    pub async fn helm(&self, helm: &str, args: &[&str]) -> CliRun {
         let program = super::tool(helm).unwrap_or_else(|e| panic!("{e:#}; scripts/install-tools.sh installs helm3 and helm4"));
         run_tool(&program, &self.control_plane.kubeconfig(), args, None).await
     }
 
     /// `helm install entrepot charts/entrepot` into [`SYSTEM_NAMESPACE`] with `--wait`,
-    /// plus `extra` arguments (`--set ...`).
-    pub async fn install_chart(&self, helm: &str, extra: &[&str]) -> Output {
+    /// with the chart's default values.
+    pub async fn install_chart(&self, helm: &str) -> CliRun {
         let chart = repo_root().join("charts/entrepot");
-        let mut args = vec![
+        let args = [
             "install",
             RELEASE,
             chart.to_str().unwrap(),
@@ -106,7 +100,6 @@ impl Cluster {
             "--timeout",
             "3m",
         ];
-        args.extend(extra);
         self.helm(helm, &args).await
     }
 
@@ -136,18 +129,14 @@ impl Cluster {
             list.stderr,
             described.stdout,
             events.stdout,
-            kubelet_root(self).display()
+            kubelet_dir(&self.control_plane).display()
         )
     }
 }
 
 /// Whether a pod is Running with condition Ready=True.
 pub fn is_ready(pod: &Pod) -> bool {
-    let status = pod.status.as_ref();
-    status.and_then(|s| s.phase.as_deref()) == Some("Running")
-        && status
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") && super::pod_ready(pod)
 }
 
 /// A pod's IP.
@@ -155,7 +144,8 @@ pub fn pod_ip(pod: &Pod) -> String {
     pod.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("a running pod has an IP")
 }
 
-/// Where the kubelet keeps a pod's files, for a failure message.
-pub fn kubelet_root(cluster: &Cluster) -> PathBuf {
-    cluster.control_plane.dir().join("kubelet")
+/// Where the kubelet keeps pods' files, claims and logs: in the control plane's folder,
+/// so a failed test keeps them too.
+fn kubelet_dir(control_plane: &ControlPlane) -> PathBuf {
+    control_plane.dir().join("kubelet")
 }

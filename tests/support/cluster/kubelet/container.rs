@@ -10,7 +10,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use base64::Engine;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use tokio::process::Child;
@@ -24,6 +23,7 @@ use super::{
     sources::Sources,
     volumes::SERVICE_ACCOUNT_PATH,
 };
+use crate::cluster::{KubeUser, kubeconfig_text};
 
 /// The first wait before a restart, doubled up to [`MAX_BACKOFF`]. The real kubelet waits
 /// 10 s doubling to 5 min; tests cannot wait that long.
@@ -451,19 +451,10 @@ pub fn grace_period(pod: &Pod) -> Duration {
 
 /// A kubeconfig in the pod folder for the API server, with the service-account token.
 fn write_kubeconfig(ctx: &PodContext<'_>, token: &Path) -> Result<PathBuf, String> {
-    let namespace = ctx.pod.metadata.namespace.clone().unwrap_or_default();
-    let config = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "cluster", "cluster": {
-            "server": ctx.kubelet.server_url,
-            "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(&ctx.kubelet.ca_pem),
-        }}],
-        "users": [{"name": "service-account", "user": {"tokenFile": token.display().to_string()}}],
-        "contexts": [{"name": "pod", "context": {"cluster": "cluster", "user": "service-account", "namespace": namespace}}],
-        "current-context": "pod",
-    });
+    let namespace = ctx.pod.metadata.namespace.as_deref();
+    let user = KubeUser::TokenFile(token.to_path_buf());
+    let config = kubeconfig_text(&ctx.kubelet.server_url, &ctx.kubelet.ca_pem, &user, namespace);
     let path = ctx.dir.join("kubeconfig");
-    std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("json")).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::write(&path, config).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(path)
 }

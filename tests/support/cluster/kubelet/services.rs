@@ -25,7 +25,7 @@ pub async fn endpoints(client: &Client, namespace: &str) -> Endpoints {
     let (Ok(services), Ok(pods)) = (services.list(&ListParams::default()).await, pods.list(&ListParams::default()).await) else {
         return Endpoints::new();
     };
-    let ready: Vec<&Pod> = pods.items.iter().filter(|p| is_ready(p)).collect();
+    let ready: Vec<&Pod> = pods.items.iter().filter(|p| crate::cluster::pod_ready(p)).collect();
     let mut found = Endpoints::new();
     for service in &services.items {
         let (ns, name) = (service.namespace().unwrap_or_default(), service.name_any());
@@ -52,11 +52,6 @@ pub async fn endpoints(client: &Client, namespace: &str) -> Endpoints {
         }
     }
     found
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
-    conditions.is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// The pod's port a Service port goes to: a number, or a container port's name.
