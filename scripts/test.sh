@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The project's test command (README): works on a fresh machine of ours.
 #   1. scripts/install-tools.sh  (idempotent; under a second when done)
-#   2. scripts/check-chart.sh    (ends with "chart: N passed, M failed")
-#   3. cargo nextest run --workspace --no-fail-fast  (last, so its summary
+#   2. cargo fmt --check, and cargo clippy with warnings as errors
+#   3. scripts/check-chart.sh    (ends with "chart: N passed, M failed")
+#   4. cargo nextest run --workspace --no-fail-fast  (last, so its summary
 #      closes the output)
-# Both suites run even when the first fails; the exit code is non-zero if
-# either failed.
+# Every step runs even when the first fails; the exit code is non-zero if
+# any step failed.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,6 +16,12 @@ bash scripts/install-tools.sh || exit 1
 export PATH="$ROOT/.tools/bin:$PATH"
 
 status=0
+
+echo "== cargo fmt --check"
+cargo fmt --all --check || status=1
+
+echo "== cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings || status=1
 
 echo "== scripts/check-chart.sh"
 bash scripts/check-chart.sh || status=1

@@ -3,16 +3,12 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use anyhow::Context as _;
-use clap::{Parser, Subcommand};
 use crate::{
-    leader::Candidate,
-    metrics::Metrics,
-    resources::render_crds,
-    server,
-    controllers::Controllers,
+    controllers::Controllers, leader::Candidate, metrics::Metrics, resources::render_crds, server,
     sync_flow::build::RunnerDefaults,
 };
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
@@ -77,8 +73,10 @@ fn runner_defaults(args: &RunArgs) -> anyhow::Result<RunnerDefaults> {
     let Some(path) = &args.runner_defaults else {
         return Ok(RunnerDefaults::with_image(args.runner_image.clone()));
     };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading --runner-defaults {}", path.display()))?;
-    serde_saphyr::from_str(&text).with_context(|| format!("--runner-defaults {}: not a runner defaults file", path.display()))
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading --runner-defaults {}", path.display()))?;
+    serde_saphyr::from_str(&text)
+        .with_context(|| format!("--runner-defaults {}: not a runner defaults file", path.display()))
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -106,16 +104,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Served from the start: a standby replica is alive and ready (to take over).
     let server = tokio::spawn(server::serve(args.metrics_addr, metrics, ctx.ready.clone(), signal(stopped.clone())));
 
-    let mut candidate = if args.leader_election {
-        let identity = args.identity.clone().unwrap_or_else(|| format!("entrepot-operator-{}", std::process::id()));
-        Some(
-            Candidate::join(client, &args.lease_name, &args.lease_namespace, &identity)
-                .await
-                .with_context(|| format!("joining the election for Lease {}/{}", args.lease_namespace, args.lease_name))?,
-        )
-    } else {
-        None
-    };
+    let mut candidate =
+        if args.leader_election {
+            let identity = args.identity.clone().unwrap_or_else(|| format!("entrepot-operator-{}", std::process::id()));
+            Some(Candidate::join(client, &args.lease_name, &args.lease_namespace, &identity).await.with_context(
+                || format!("joining the election for Lease {}/{}", args.lease_namespace, args.lease_name),
+            )?)
+        } else {
+            None
+        };
     if let Some(candidate) = candidate.as_mut() {
         ctx.ready.store(true, std::sync::atomic::Ordering::Relaxed);
         tokio::select! {
@@ -187,8 +184,16 @@ queue:
         )
         .unwrap();
         let path = file.display().to_string();
-        let cli = Cli::try_parse_from(["entrepot-operator", "run", "--runner-defaults", &path, "--leader-election", "--lease-name", "t-entrepot"])
-            .unwrap();
+        let cli = Cli::try_parse_from([
+            "entrepot-operator",
+            "run",
+            "--runner-defaults",
+            &path,
+            "--leader-election",
+            "--lease-name",
+            "t-entrepot",
+        ])
+        .unwrap();
         let Command::Run(args) = cli.command else { panic!("run") };
         assert!(args.leader_election);
         assert_eq!(args.lease_name, "t-entrepot");
@@ -206,7 +211,9 @@ queue:
         let file = std::env::temp_dir().join(format!("runner-defaults-typo-{}.yaml", std::process::id()));
         std::fs::write(&file, "image: x\nqueue:\n  storageClass: fast\n").unwrap();
         let path = file.display().to_string();
-        let Command::Run(args) = Cli::try_parse_from(["entrepot-operator", "run", "--runner-defaults", &path]).unwrap().command else {
+        let Command::Run(args) =
+            Cli::try_parse_from(["entrepot-operator", "run", "--runner-defaults", &path]).unwrap().command
+        else {
             panic!("run")
         };
         let error = format!("{:#}", runner_defaults(&args).unwrap_err());

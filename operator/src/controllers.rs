@@ -30,7 +30,8 @@ impl Controllers {
 
     /// Contexts around a given SyncFlow context (tests give it their runner status reader).
     pub fn with_sync_flow(sync_flow: sync_flow::Context) -> Self {
-        let (client, metrics, defaults) = (sync_flow.client.clone(), sync_flow.metrics.clone(), sync_flow.defaults.clone());
+        let (client, metrics, defaults) =
+            (sync_flow.client.clone(), sync_flow.metrics.clone(), sync_flow.defaults.clone());
         Self {
             observer: Arc::new(observer::Context::new(client.clone(), metrics.clone())),
             reconcile_schedule: Arc::new(reconcile_schedule::Context::new(client, defaults, metrics)),
@@ -60,7 +61,10 @@ mod tests {
 
     use super::*;
     use crate::{
-        resources::{Connector, Mapping, SyncFlow, conditions::{READY, find}},
+        resources::{
+            Connector, Mapping, SyncFlow,
+            conditions::{READY, find},
+        },
         test_support::{create, eventually, fake_api::FakeCluster, fixtures, install_crypto_provider},
     };
 
@@ -68,7 +72,8 @@ mod tests {
     async fn the_four_controllers_run_together_and_each_kind_gets_a_status() {
         install_crypto_provider();
         let cluster = FakeCluster::new().await;
-        let controllers = Controllers::new(cluster.client.clone(), RunnerDefaults::with_image("entrepot:test"), Metrics::new());
+        let controllers =
+            Controllers::new(cluster.client.clone(), RunnerDefaults::with_image("entrepot:test"), Metrics::new());
         let (stop, stopped) = watch::channel(false);
         let running = tokio::spawn(async move { controllers.run(None, stopped).await });
 
@@ -83,10 +88,16 @@ mod tests {
 
         eventually("a Ready condition on the Connector, the Mapping and the SyncFlow", || async {
             let c = Api::<Connector>::namespaced(cluster.client.clone(), "retail").get("erp").await.ok()?.status?;
-            let m = Api::<Mapping>::namespaced(cluster.client.clone(), "retail").get("shopify-order-to-canonical").await.ok()?.status?;
+            let m = Api::<Mapping>::namespaced(cluster.client.clone(), "retail")
+                .get("shopify-order-to-canonical")
+                .await
+                .ok()?
+                .status?;
             let s = Api::<SyncFlow>::namespaced(cluster.client.clone(), "retail").get("orders").await.ok()?.status?;
-            (find(&c.conditions, READY).is_some() && find(&m.conditions, READY).is_some() && find(&s.conditions, READY).is_some())
-                .then_some(())
+            (find(&c.conditions, READY).is_some()
+                && find(&m.conditions, READY).is_some()
+                && find(&s.conditions, READY).is_some())
+            .then_some(())
         })
         .await;
         let _ = stop.send(true);

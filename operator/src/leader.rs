@@ -81,14 +81,18 @@ mod tests {
         let cluster = FakeCluster::new().await;
         let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), "entrepot-system");
 
-        let mut a = Candidate::join(cluster.client.clone(), "entrepot-operator", "entrepot-system", "operator-a").await.unwrap();
+        let mut a = Candidate::join(cluster.client.clone(), "entrepot-operator", "entrepot-system", "operator-a")
+            .await
+            .unwrap();
         a.leading().await;
         assert_eq!(holder(&leases).await.as_deref(), Some("operator-a"));
         let lease = leases.get("entrepot-operator").await.unwrap().spec.unwrap();
         assert_eq!(lease.lease_duration_seconds, Some(LEASE_SECONDS as i32));
 
         // A second replica joins while the first holds the Lease: it waits.
-        let mut b = Candidate::join(cluster.client.clone(), "entrepot-operator", "entrepot-system", "operator-b").await.unwrap();
+        let mut b = Candidate::join(cluster.client.clone(), "entrepot-operator", "entrepot-system", "operator-b")
+            .await
+            .unwrap();
         let b_leads = tokio::time::timeout(std::time::Duration::from_secs(2), b.leading()).await;
         assert!(b_leads.is_err(), "two leaders at once");
         assert_eq!(holder(&leases).await.as_deref(), Some("operator-a"));

@@ -18,7 +18,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use axum::{Router, body::Bytes, extract::State, http::StatusCode, routing::post};
 use entrepot::{
     manifest::Manifests,
@@ -27,6 +26,7 @@ use entrepot::{
     source::signature::sign,
     spec::{ConnectorLimits, SignatureScheme},
 };
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
 
@@ -55,7 +55,9 @@ fn order(id: u64) -> Vec<u8> {
 fn memory_mib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
@@ -83,7 +85,8 @@ async fn send_order(client: &reqwest::Client, url: &str, secret: &[u8], id: u64)
 /// queue in `dir`. Prints `READY <webhook addr> <admin addr>` and runs until stdin closes
 /// (the parent exited).
 async fn runner_child(target_url: String, dir: std::path::PathBuf) {
-    let manifests = Manifests::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart")).unwrap();
+    let manifests =
+        Manifests::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart")).unwrap();
     let mut config = manifests.runner_config().unwrap();
     let erp = config.flows[0].connectors.get_mut("erp-demo").unwrap();
     erp.endpoint = Some(target_url);
@@ -109,12 +112,8 @@ fn wrk_rate(url: &str, dir: &std::path::Path) -> Option<f64> {
         "wrk.method = \"POST\"\nwrk.body = '{\"externalId\":\"wrk\"}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
     )
     .ok()?;
-    let out = std::process::Command::new("wrk")
-        .args(["-t2", "-c32", "-d5s", "-s"])
-        .arg(&script)
-        .arg(url)
-        .output()
-        .ok()?;
+    let out =
+        std::process::Command::new("wrk").args(["-t2", "-c32", "-d5s", "-s"]).arg(&script).arg(url).output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok())
 }
@@ -181,7 +180,8 @@ async fn load(records: u64, fixed_rate: u64) {
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).await.unwrap();
     let webhook_addr = ready.split_whitespace().nth(1).expect("the runner child prints READY");
     let url = format!("http://{webhook_addr}/webhooks/shopify-orders-to-erp");
-    let manifests = Manifests::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart")).unwrap();
+    let manifests =
+        Manifests::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart")).unwrap();
     let secret: Arc<[u8]> = manifests.secrets.values().find_map(|s| s.get("client-secret")).unwrap().as_bytes().into();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_idle = memory_mib(pid, "VmRSS:");
@@ -242,6 +242,11 @@ async fn load(records: u64, fixed_rate: u64) {
     println!("| webhook intake (acknowledged after fsync), 32 concurrent | {intake:.0} events/s |");
     println!("| end to end (acknowledged → delivered), {records} events | {end_to_end:.0} events/s |");
     println!("| added latency at {fixed_rate}/s, p50 | {:.1} ms |", percentile(&latencies, 0.5).as_secs_f64() * 1000.0);
-    println!("| added latency at {fixed_rate}/s, p99 | {:.1} ms |", percentile(&latencies, 0.99).as_secs_f64() * 1000.0);
-    println!("| runner resident memory: idle / peak / after the load | {rss_idle:.0} / {rss_peak:.0} / {rss_after:.0} MiB |");
+    println!(
+        "| added latency at {fixed_rate}/s, p99 | {:.1} ms |",
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0
+    );
+    println!(
+        "| runner resident memory: idle / peak / after the load | {rss_idle:.0} / {rss_peak:.0} / {rss_after:.0} MiB |"
+    );
 }

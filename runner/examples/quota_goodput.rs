@@ -123,12 +123,41 @@ async fn run(s: &Scenario, records: u64) -> (f64, f64, u64, u64) {
 #[tokio::main]
 async fn main() {
     let records: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1_000);
-    let limits = |rate: f64, burst: u32| ConnectorLimits { requests_per_second: Some(rate), burst: Some(burst), concurrency: Some(8), ..Default::default() };
+    let limits = |rate: f64, burst: u32| ConnectorLimits {
+        requests_per_second: Some(rate),
+        burst: Some(burst),
+        concurrency: Some(8),
+        ..Default::default()
+    };
     let scenarios = [
-        Scenario { name: "declared = granted (50/s, burst 10)", granted_rate: 50.0, granted_burst: 10.0, declared: limits(50.0, 10), shopify_headers: false },
-        Scenario { name: "declared 80/s, granted 50/s", granted_rate: 50.0, granted_burst: 10.0, declared: limits(80.0, 10), shopify_headers: false },
-        Scenario { name: "declared 80/s, granted 50/s, call-limit header", granted_rate: 50.0, granted_burst: 10.0, declared: limits(80.0, 10), shopify_headers: true },
-        Scenario { name: "Shopify standard (2/s, bucket 40)", granted_rate: 2.0, granted_burst: 40.0, declared: limits(2.0, 40), shopify_headers: true },
+        Scenario {
+            name: "declared = granted (50/s, burst 10)",
+            granted_rate: 50.0,
+            granted_burst: 10.0,
+            declared: limits(50.0, 10),
+            shopify_headers: false,
+        },
+        Scenario {
+            name: "declared 80/s, granted 50/s",
+            granted_rate: 50.0,
+            granted_burst: 10.0,
+            declared: limits(80.0, 10),
+            shopify_headers: false,
+        },
+        Scenario {
+            name: "declared 80/s, granted 50/s, call-limit header",
+            granted_rate: 50.0,
+            granted_burst: 10.0,
+            declared: limits(80.0, 10),
+            shopify_headers: true,
+        },
+        Scenario {
+            name: "Shopify standard (2/s, bucket 40)",
+            granted_rate: 2.0,
+            granted_burst: 40.0,
+            declared: limits(2.0, 40),
+            shopify_headers: true,
+        },
     ];
     println!("| scenario | records | goodput (% of allowed) | throttled (% of requests) | 200s | 429s |");
     println!("|---|---|---|---|---|---|");

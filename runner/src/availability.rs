@@ -29,7 +29,13 @@ pub struct ChannelQuantity {
 }
 
 /// The rule applied to stock figures; pure.
-pub fn compute(rule: &ChannelAvailability, sku: &str, on_hand: f64, allocated: f64, available: Option<f64>) -> ChannelQuantity {
+pub fn compute(
+    rule: &ChannelAvailability,
+    sku: &str,
+    on_hand: f64,
+    allocated: f64,
+    available: Option<f64>,
+) -> ChannelQuantity {
     let mut sellable = on_hand - allocated;
     if let Some(available) = available {
         sellable = sellable.min(available);
@@ -50,11 +56,9 @@ pub fn apply(rule: &ChannelAvailability, snapshot: &mut Value) -> Result<Channel
     let number = |pointer: &str| -> Result<Option<f64>, String> {
         match snapshot.pointer(pointer) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .filter(|n| n.is_finite())
-                .map(Some)
-                .ok_or_else(|| format!("{pointer} is {v}, not a number")),
+            Some(v) => {
+                v.as_f64().filter(|n| n.is_finite()).map(Some).ok_or_else(|| format!("{pointer} is {v}, not a number"))
+            }
         }
     };
     let on_hand = number("/onHand/value")?

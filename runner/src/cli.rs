@@ -11,15 +11,15 @@ mod test;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
-use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand, ValueEnum};
 use crate::{
-    runtime::BatchEnd,
     config::RunnerConfig,
     manifest::Manifests,
+    runtime::BatchEnd,
     runtime::Runtime,
     secrets::{DEFAULT_SECRETS_DIR, Secrets},
 };
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
 use tokio::{net::TcpListener, sync::watch};
 use tracing::info;
 
@@ -162,9 +162,9 @@ async fn serve(path: PathBuf, server: ServerArgs) -> Result<ExitCode> {
 
 /// Resolves every flow, reporting all errors at once.
 pub(crate) fn resolve(manifests: &Manifests) -> Result<RunnerConfig> {
-    manifests.runner_config().map_err(|errors| {
-        anyhow::anyhow!(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
-    })
+    manifests
+        .runner_config()
+        .map_err(|errors| anyhow::anyhow!(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")))
 }
 
 async fn run_config(config: RunnerConfig, secrets: &Secrets, server: ServerArgs) -> Result<ExitCode> {
@@ -172,7 +172,8 @@ async fn run_config(config: RunnerConfig, secrets: &Secrets, server: ServerArgs)
     if server.once {
         return run_once(rt, server).await;
     }
-    let webhooks = TcpListener::bind(server.listen).await.with_context(|| format!("cannot listen on {}", server.listen))?;
+    let webhooks =
+        TcpListener::bind(server.listen).await.with_context(|| format!("cannot listen on {}", server.listen))?;
     let admin = TcpListener::bind(server.admin_listen)
         .await
         .with_context(|| format!("cannot listen on {}", server.admin_listen))?;

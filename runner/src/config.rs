@@ -9,7 +9,9 @@ use std::{collections::BTreeMap, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{ConnectorSpec, ConnectorType, FileTrigger, FlowMode, MappingSpec, PollTrigger, SyncFlowSpec, TargetSpec};
+use crate::spec::{
+    ConnectorSpec, ConnectorType, FileTrigger, FlowMode, MappingSpec, PollTrigger, SyncFlowSpec, TargetSpec,
+};
 
 /// Everything one runner process runs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -101,11 +103,8 @@ impl FlowConfig {
                 name: wanted.into(),
             })
         };
-        let invalid = |field: &str, message: String| ResolveError::Invalid {
-            flow: name.into(),
-            field: field.into(),
-            message,
-        };
+        let invalid =
+            |field: &str, message: String| ResolveError::Invalid { flow: name.into(), field: field.into(), message };
 
         let mut connectors = BTreeMap::new();
         let mut mappings = BTreeMap::new();
@@ -142,7 +141,8 @@ impl FlowConfig {
             ));
         }
         if let Some(poll) = &trigger.poll {
-            check_poll(poll, &spec.source.connector_ref, source.kind).map_err(|(field, message)| invalid(field, message))?;
+            check_poll(poll, &spec.source.connector_ref, source.kind)
+                .map_err(|(field, message)| invalid(field, message))?;
         }
         if let Some(file) = &trigger.file {
             check_file_trigger(file).map_err(|(field, message)| invalid(field, message.into()))?;
@@ -180,7 +180,11 @@ impl FlowConfig {
                 ));
             }
             if target.availability.is_some() {
-                let produces = spec.mapping_ref.as_ref().and_then(|m| mappings.get(m)).and_then(|m: &MappingSpec| m.produces.as_ref());
+                let produces = spec
+                    .mapping_ref
+                    .as_ref()
+                    .and_then(|m| mappings.get(m))
+                    .and_then(|m: &MappingSpec| m.produces.as_ref());
                 if produces.is_none_or(|p| p.entity != "InventorySnapshot") {
                     let now = match (&spec.mapping_ref, produces) {
                         (None, _) => "the flow has no spec.mappingRef".to_string(),
@@ -189,25 +193,22 @@ impl FlowConfig {
                     };
                     return Err(invalid(
                         &format!("spec.targets[{i}].availability"),
-                        format!("channel availability is computed from canonical InventorySnapshot records, but {now}; \
-                                 set spec.mappingRef to a Mapping with produces: {{entity: InventorySnapshot, version: v1}}"),
+                        format!(
+                            "channel availability is computed from canonical InventorySnapshot records, but {now}; \
+                                 set spec.mappingRef to a Mapping with produces: {{entity: InventorySnapshot, version: v1}}"
+                        ),
                     ));
                 }
             }
-            check_table(target, c.kind).map_err(|(field, message)| invalid(&format!("spec.targets[{i}].{field}"), message))?;
+            check_table(target, c.kind)
+                .map_err(|(field, message)| invalid(&format!("spec.targets[{i}].{field}"), message))?;
             connectors.insert(target.connector_ref.clone(), c);
             if let Some(m) = &target.mapping_ref {
                 mappings.insert(m.clone(), mapping_ref(format!("spec.targets[{i}].mappingRef"), m)?);
             }
         }
 
-        Ok(Self {
-            name: name.into(),
-            namespace: namespace.into(),
-            spec: spec.clone(),
-            connectors,
-            mappings,
-        })
+        Ok(Self { name: name.into(), namespace: namespace.into(), spec: spec.clone(), connectors, mappings })
     }
 
     /// The Connector named `name`; resolution guarantees every referenced one is here.
@@ -230,7 +231,9 @@ fn check_mode(spec: &SyncFlowSpec) -> Result<(), (&'static str, &'static str)> {
             "spec.mode",
             "a webhook source must always be up to answer its sender: use mode continuous, or a poll or file trigger",
         )),
-        FlowMode::Batch if !has_schedule => Err(("spec.schedule", "a batch flow needs a schedule (cron syntax, e.g. `0 2 * * *`)")),
+        FlowMode::Batch if !has_schedule => {
+            Err(("spec.schedule", "a batch flow needs a schedule (cron syntax, e.g. `0 2 * * *`)"))
+        }
         FlowMode::Continuous if has_schedule || spec.time_zone.is_some() => Err((
             "spec.schedule",
             "a continuous flow runs all the time: remove schedule and timeZone, or set mode: batch",
@@ -244,23 +247,36 @@ fn check_poll(poll: &PollTrigger, connector: &str, kind: ConnectorType) -> Resul
     let sql = poll.sql.as_deref().is_some_and(|q| !q.trim().is_empty());
     if kind != ConnectorType::Postgres {
         if sql {
-            return Err(("spec.source.trigger.poll.sql", format!("Connector `{connector}` is not a database: use path, or a Connector of type postgres")));
+            return Err((
+                "spec.source.trigger.poll.sql",
+                format!("Connector `{connector}` is not a database: use path, or a Connector of type postgres"),
+            ));
         }
         if poll.path.trim().is_empty() {
-            return Err(("spec.source.trigger.poll.path", "set the path of the list endpoint, e.g. /admin/api/2026-10/orders.json".into()));
+            return Err((
+                "spec.source.trigger.poll.path",
+                "set the path of the list endpoint, e.g. /admin/api/2026-10/orders.json".into(),
+            ));
         }
         if poll.watermark.as_ref().is_some_and(|w| w.param.trim().is_empty()) {
-            return Err(("spec.source.trigger.poll.watermark.param", "set the query parameter that sends the watermark, e.g. updated_at_min".into()));
+            return Err((
+                "spec.source.trigger.poll.watermark.param",
+                "set the query parameter that sends the watermark, e.g. updated_at_min".into(),
+            ));
         }
         return Ok(());
     }
     if !sql {
-        return Err(("spec.source.trigger.poll.sql", format!("Connector `{connector}` is a database: set sql, the query that reads a page of records")));
+        return Err((
+            "spec.source.trigger.poll.sql",
+            format!("Connector `{connector}` is a database: set sql, the query that reads a page of records"),
+        ));
     }
     if !poll.path.is_empty() || poll.pagination.is_some() || poll.records.is_some() || !poll.query.is_empty() {
         return Err((
             "spec.source.trigger.poll",
-            "a sql poll reads rows: path, query, records and pagination are for HTTP APIs (pages follow the watermark)".into(),
+            "a sql poll reads rows: path, query, records and pagination are for HTTP APIs (pages follow the watermark)"
+                .into(),
         ));
     }
     if let Some(w) = &poll.watermark {
@@ -271,7 +287,10 @@ fn check_poll(poll: &PollTrigger, connector: &str, kind: ConnectorType) -> Resul
             ));
         }
         if !w.param.is_empty() {
-            return Err(("spec.source.trigger.poll.watermark.param", "a sql poll receives the watermark as $1: remove param".into()));
+            return Err((
+                "spec.source.trigger.poll.watermark.param",
+                "a sql poll receives the watermark as $1: remove param".into(),
+            ));
         }
     }
     Ok(())
@@ -287,7 +306,9 @@ fn check_table(target: &TargetSpec, kind: ConnectorType) -> Result<(), (String, 
         (Some(table), ConnectorType::Postgres) => crate::target::postgres::Table::new(table, target.operation)
             .map(drop)
             .map_err(|(field, message)| (format!("table.{field}"), message)),
-        (Some(_), _) => Err(("table".into(), format!("Connector `{}` is not a database: remove table", target.connector_ref))),
+        (Some(_), _) => {
+            Err(("table".into(), format!("Connector `{}` is not a database: remove table", target.connector_ref)))
+        }
         (None, _) => Ok(()),
     }
 }
@@ -339,29 +360,41 @@ mod tests {
     }
 
     fn resolve(spec: &SyncFlowSpec) -> Result<FlowConfig, ResolveError> {
-        let endpoint = ConnectorSpec { kind: ConnectorType::Rest, endpoint: Some("http://x".into()), ..Default::default() };
+        let endpoint =
+            ConnectorSpec { kind: ConnectorType::Rest, endpoint: Some("http://x".into()), ..Default::default() };
         FlowConfig::resolve("f", "ns", spec, |_| Some(endpoint.clone()), |_| None)
     }
 
     fn file() -> FileTrigger {
-        FileTrigger { directory: "/in".into(), format: FileFormat::Csv, suffix: None, processed_directory: None, interval: None, volume_claim_name: None }
+        FileTrigger {
+            directory: "/in".into(),
+            format: FileFormat::Csv,
+            suffix: None,
+            processed_directory: None,
+            interval: None,
+            volume_claim_name: None,
+        }
     }
 
     #[test]
     fn a_mapping_producing_an_unknown_canonical_entity_is_refused() {
         let mut spec = flow(TriggerSpec { file: Some(file()), ..Default::default() });
         spec.mapping_ref = Some("to-canonical".into());
-        let endpoint = ConnectorSpec { kind: ConnectorType::Rest, endpoint: Some("http://x".into()), ..Default::default() };
+        let endpoint =
+            ConnectorSpec { kind: ConnectorType::Rest, endpoint: Some("http://x".into()), ..Default::default() };
         let producing = |entity: &str, version: &str| MappingSpec {
             produces: Some(crate::spec::CanonicalRef { entity: entity.into(), version: version.into() }),
             program: ".".into(),
             ..Default::default()
         };
-        let with = |m: MappingSpec| FlowConfig::resolve("f", "ns", &spec, |_| Some(endpoint.clone()), |_| Some(m.clone()));
+        let with =
+            |m: MappingSpec| FlowConfig::resolve("f", "ns", &spec, |_| Some(endpoint.clone()), |_| Some(m.clone()));
         assert!(with(producing("SalesOrder", "v1")).is_ok());
         let err = with(producing("SalesOrder", "v9")).unwrap_err().to_string();
         assert!(
-            err.starts_with("SyncFlow f: Mapping to-canonical spec.produces: unknown canonical entity `SalesOrder` version `v9`"),
+            err.starts_with(
+                "SyncFlow f: Mapping to-canonical spec.produces: unknown canonical entity `SalesOrder` version `v9`"
+            ),
             "{err}"
         );
     }
@@ -369,17 +402,20 @@ mod tests {
     #[test]
     fn channel_availability_needs_a_flow_producing_inventory_snapshots() {
         let mut spec = flow(TriggerSpec { file: Some(file()), ..Default::default() });
-        spec.targets[0].availability = Some(crate::spec::ChannelAvailability { percent: Some(50.0), ..Default::default() });
+        spec.targets[0].availability =
+            Some(crate::spec::ChannelAvailability { percent: Some(50.0), ..Default::default() });
         let err = resolve(&spec).unwrap_err().to_string();
         assert!(err.starts_with("SyncFlow f: spec.targets[0].availability: channel availability is computed from canonical InventorySnapshot records, but the flow has no spec.mappingRef"), "{err}");
         spec.mapping_ref = Some("to-canonical".into());
-        let endpoint = ConnectorSpec { kind: ConnectorType::Rest, endpoint: Some("http://x".into()), ..Default::default() };
+        let endpoint =
+            ConnectorSpec { kind: ConnectorType::Rest, endpoint: Some("http://x".into()), ..Default::default() };
         let producing = |entity: &str| MappingSpec {
             produces: Some(crate::spec::CanonicalRef { entity: entity.into(), version: "v1".into() }),
             program: ".".into(),
             ..Default::default()
         };
-        let with = |m: MappingSpec| FlowConfig::resolve("f", "ns", &spec, |_| Some(endpoint.clone()), |_| Some(m.clone()));
+        let with =
+            |m: MappingSpec| FlowConfig::resolve("f", "ns", &spec, |_| Some(endpoint.clone()), |_| Some(m.clone()));
         let err = with(producing("SalesOrder")).unwrap_err().to_string();
         assert!(err.contains("but Mapping `to-canonical` produces SalesOrder v1"), "{err}");
         assert!(with(producing("InventorySnapshot")).is_ok());
@@ -416,19 +452,30 @@ mod tests {
 
     #[test]
     fn a_database_target_needs_a_table_and_an_api_target_refuses_one() {
-        let db = ConnectorSpec { kind: ConnectorType::Postgres, endpoint: Some("postgres://db/wh".into()), ..Default::default() };
+        let db = ConnectorSpec {
+            kind: ConnectorType::Postgres,
+            endpoint: Some("postgres://db/wh".into()),
+            ..Default::default()
+        };
         let api = ConnectorSpec { kind: ConnectorType::Rest, endpoint: Some("http://x".into()), ..Default::default() };
         let mut spec = flow(TriggerSpec { file: Some(file()), ..Default::default() });
         let with = |spec: &SyncFlowSpec, target: &ConnectorSpec| {
             let (api, target) = (api.clone(), target.clone());
-            FlowConfig::resolve("f", "ns", spec, move |n| Some(if n == "erp" { target.clone() } else { api.clone() }), |_| None)
+            FlowConfig::resolve(
+                "f",
+                "ns",
+                spec,
+                move |n| Some(if n == "erp" { target.clone() } else { api.clone() }),
+                |_| None,
+            )
         };
         let field_of = |r: Result<FlowConfig, ResolveError>| match r.unwrap_err() {
             ResolveError::Invalid { field, message, .. } => format!("{field}: {message}"),
             other => panic!("{other}"),
         };
         assert!(field_of(with(&spec, &db)).starts_with("spec.targets[0].table: Connector `erp` is a database"));
-        spec.targets[0].table = Some(serde_saphyr::from_str("{name: orders, key: [order_id], columns: [total]}").unwrap());
+        spec.targets[0].table =
+            Some(serde_saphyr::from_str("{name: orders, key: [order_id], columns: [total]}").unwrap());
         assert!(field_of(with(&spec, &db)).starts_with("spec.targets[0].table.columns: the key column `order_id`"));
         spec.targets[0].table = Some(serde_saphyr::from_str("{name: orders, key: [order_id]}").unwrap());
         assert!(with(&spec, &db).is_ok());
@@ -437,13 +484,28 @@ mod tests {
 
     #[test]
     fn a_sql_poll_needs_a_database_and_an_initial_watermark() {
-        let db = ConnectorSpec { kind: ConnectorType::Postgres, endpoint: Some("postgres://db/wh".into()), ..Default::default() };
-        let poll = |yaml: &str| flow(TriggerSpec { poll: Some(serde_saphyr::from_str(yaml).unwrap()), ..Default::default() });
+        let db = ConnectorSpec {
+            kind: ConnectorType::Postgres,
+            endpoint: Some("postgres://db/wh".into()),
+            ..Default::default()
+        };
+        let poll =
+            |yaml: &str| flow(TriggerSpec { poll: Some(serde_saphyr::from_str(yaml).unwrap()), ..Default::default() });
         let on = |spec: &SyncFlowSpec, source: &ConnectorSpec| {
             let source = source.clone();
-            FlowConfig::resolve("f", "ns", spec, move |n| Some(if n == "src" { source.clone() } else {
-                ConnectorSpec { endpoint: Some("http://x".into()), ..Default::default() }
-            }), |_| None)
+            FlowConfig::resolve(
+                "f",
+                "ns",
+                spec,
+                move |n| {
+                    Some(if n == "src" {
+                        source.clone()
+                    } else {
+                        ConnectorSpec { endpoint: Some("http://x".into()), ..Default::default() }
+                    })
+                },
+                |_| None,
+            )
         };
         let field_of = |r: Result<FlowConfig, ResolveError>| match r.unwrap_err() {
             ResolveError::Invalid { field, .. } => field,
@@ -463,7 +525,8 @@ mod tests {
 
     #[test]
     fn a_webhook_trigger_needs_a_signed_source() {
-        let err = resolve(&flow(TriggerSpec { webhook: Some(WebhookTrigger::default()), ..Default::default() })).unwrap_err();
+        let err =
+            resolve(&flow(TriggerSpec { webhook: Some(WebhookTrigger::default()), ..Default::default() })).unwrap_err();
         assert!(matches!(&err, ResolveError::Invalid { field, .. } if field == "spec.source.trigger.webhook"), "{err}");
     }
 
@@ -474,13 +537,19 @@ mod tests {
             ResolveError::Invalid { field, .. } => field,
             other => panic!("{other}"),
         };
-        assert_eq!(field_of(with(FileTrigger { directory: " ".into(), ..file() })), "spec.source.trigger.file.directory");
+        assert_eq!(
+            field_of(with(FileTrigger { directory: " ".into(), ..file() })),
+            "spec.source.trigger.file.directory"
+        );
         let same = FileTrigger { processed_directory: Some("/in/".into()), ..file() };
         assert_eq!(field_of(with(same)), "spec.source.trigger.file.processedDirectory");
         let zero = FileTrigger { interval: Some(std::time::Duration::ZERO.into()), ..file() };
         assert_eq!(field_of(with(zero)), "spec.source.trigger.file.interval");
         let elsewhere = FileTrigger { processed_directory: Some("/done".into()), ..file() };
-        assert_eq!(with(elsewhere).unwrap().spec.source.trigger.file.unwrap().processed_directory(), Path::new("/done"));
+        assert_eq!(
+            with(elsewhere).unwrap().spec.source.trigger.file.unwrap().processed_directory(),
+            Path::new("/done")
+        );
         assert_eq!(file().processed_directory(), Path::new("/in/processed"));
     }
 }

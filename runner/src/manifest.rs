@@ -144,8 +144,8 @@ impl Manifests {
         files.sort();
         let mut manifests = Self::default();
         for file in files {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|source| ManifestError::Io { path: file.clone(), source })?;
+            let text =
+                std::fs::read_to_string(&file).map_err(|source| ManifestError::Io { path: file.clone(), source })?;
             manifests.add_text(&file, &text)?;
         }
         Ok(manifests)
@@ -184,7 +184,12 @@ impl Manifests {
                 name: header.metadata.name,
             };
             if let Some(first) = self.origins.get(&(kind.to_string(), key.clone())) {
-                return Err(ManifestError::Duplicate { origin, first: Box::new(first.clone()), kind: kind.into(), key: Box::new(key) });
+                return Err(ManifestError::Duplicate {
+                    origin,
+                    first: Box::new(first.clone()),
+                    kind: kind.into(),
+                    key: Box::new(key),
+                });
             }
             match kind {
                 "Connector" => insert_spec(&mut self.connectors, &key, &padded).map_err(|e| invalid(kind, e))?,

@@ -76,7 +76,9 @@ impl Metrics {
                 "entrepot_delivery_latency_seconds",
                 "Time from a record's first receipt to its delivery to a target",
             )
-            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0]),
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+            ]),
             &["flow", "target"],
         )
         .expect("valid metric");
@@ -89,15 +91,43 @@ impl Metrics {
         registry.register(Box::new(dedup_entries_expired.clone())).expect("unique metric");
         Self {
             received: counter("entrepot_records_received_total", "Records accepted from a source", &["flow"]),
-            duplicates: counter("entrepot_records_duplicate_total", "Records dropped as duplicates", &["flow", "stage"]),
+            duplicates: counter(
+                "entrepot_records_duplicate_total",
+                "Records dropped as duplicates",
+                &["flow", "stage"],
+            ),
             delivered: counter("entrepot_records_delivered_total", "Records a target accepted", &["flow", "target"]),
-            throttled: counter("entrepot_target_throttled_total", "Answers 429 Too Many Requests from a target", &["flow", "target"]),
-            stale: counter("entrepot_records_stale_total", "Records older than the version the target has", &["flow", "target"]),
-            retries: counter("entrepot_delivery_retries_total", "Delivery attempts that failed transiently", &["flow", "target"]),
-            dead_lettered: counter("entrepot_records_dead_lettered_total", "Records dead-lettered", &["flow", "reason"]),
+            throttled: counter(
+                "entrepot_target_throttled_total",
+                "Answers 429 Too Many Requests from a target",
+                &["flow", "target"],
+            ),
+            stale: counter(
+                "entrepot_records_stale_total",
+                "Records older than the version the target has",
+                &["flow", "target"],
+            ),
+            retries: counter(
+                "entrepot_delivery_retries_total",
+                "Delivery attempts that failed transiently",
+                &["flow", "target"],
+            ),
+            dead_lettered: counter(
+                "entrepot_records_dead_lettered_total",
+                "Records dead-lettered",
+                &["flow", "reason"],
+            ),
             webhook_refused: counter("entrepot_webhook_refused_total", "Webhook requests refused", &["flow", "reason"]),
-            ignored: counter("entrepot_webhook_ignored_total", "Signed webhooks of a topic the flow does not take", &["flow"]),
-            files_processed: counter("entrepot_files_processed_total", "Files imported completely and moved aside", &["flow"]),
+            ignored: counter(
+                "entrepot_webhook_ignored_total",
+                "Signed webhooks of a topic the flow does not take",
+                &["flow"],
+            ),
+            files_processed: counter(
+                "entrepot_files_processed_total",
+                "Files imported completely and moved aside",
+                &["flow"],
+            ),
             files_failed: counter(
                 "entrepot_files_failed_total",
                 "Scans at which a file could not be imported (tried again at the next scan)",
@@ -105,13 +135,29 @@ impl Metrics {
             ),
             polls: counter("entrepot_polls_total", "Poll runs started or resumed", &["flow"]),
             poll_pages: counter("entrepot_poll_pages_total", "Poll pages read and queued", &["flow"]),
-            poll_errors: counter("entrepot_poll_errors_total", "Failed poll requests and unreadable pages", &["flow", "category"]),
+            poll_errors: counter(
+                "entrepot_poll_errors_total",
+                "Failed poll requests and unreadable pages",
+                &["flow", "category"],
+            ),
             backlog: gauge("entrepot_backlog_records", "Records waiting for delivery"),
             oldest_pending_seconds: gauge("entrepot_oldest_pending_seconds", "Age of the oldest waiting record"),
             dead_letters: gauge("entrepot_dead_letters", "Dead letters kept for inspection and replay"),
-            dead_letters_replayed: counter("entrepot_dead_letters_replayed_total", "Dead letters replayed into the pipeline", &["flow"]),
-            dead_letters_discarded: counter("entrepot_dead_letters_discarded_total", "Dead letters discarded", &["flow"]),
-            dead_letters_expired: counter("entrepot_dead_letters_expired_total", "Dead letters purged past their retention", &["flow"]),
+            dead_letters_replayed: counter(
+                "entrepot_dead_letters_replayed_total",
+                "Dead letters replayed into the pipeline",
+                &["flow"],
+            ),
+            dead_letters_discarded: counter(
+                "entrepot_dead_letters_discarded_total",
+                "Dead letters discarded",
+                &["flow"],
+            ),
+            dead_letters_expired: counter(
+                "entrepot_dead_letters_expired_total",
+                "Dead letters purged past their retention",
+                &["flow"],
+            ),
             dedup_entries_expired,
             latency,
             registry,

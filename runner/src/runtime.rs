@@ -97,7 +97,13 @@ impl Runtime {
         let queue_err = |source| StartError::Queue { dir: data_dir.display().to_string(), source };
         std::fs::create_dir_all(data_dir).map_err(|e| queue_err(QueueError::Store(redb::Error::Io(e))))?;
         let queue = Queue::open(&data_dir.join("queue.redb")).map_err(queue_err)?;
-        Ok(Arc::new(Self { flows, queue, metrics: Metrics::new(), intake: IntakeWriter::new(), ready: AtomicBool::new(false) }))
+        Ok(Arc::new(Self {
+            flows,
+            queue,
+            metrics: Metrics::new(),
+            intake: IntakeWriter::new(),
+            ready: AtomicBool::new(false),
+        }))
     }
 
     /// The flow named `name`.
@@ -114,7 +120,11 @@ impl Runtime {
     }
 
     /// Starts everything; returns the source tasks and the others apart.
-    fn spawn_all(&self, shutdown: watch::Receiver<bool>, mode: SourceMode) -> (Vec<JoinHandle<()>>, Vec<JoinHandle<()>>) {
+    fn spawn_all(
+        &self,
+        shutdown: watch::Receiver<bool>,
+        mode: SourceMode,
+    ) -> (Vec<JoinHandle<()>>, Vec<JoinHandle<()>>) {
         self.intake.start(self.queue.clone());
         let retention = tokio::spawn(retention::Retention::new(self).run(shutdown.clone()));
         let workers = Workers { queue: self.queue.clone(), metrics: self.metrics.clone(), shutdown };
@@ -269,13 +279,19 @@ pub enum BatchEnd {
 /// A batch run (`entrepot serve --once`): each source takes one pass, the workers
 /// deliver what was queued (retrying as usual), and the run ends once nothing is
 /// pending, or when `shutdown` turns true. The admin router is served meanwhile.
-pub async fn serve_once(rt: Arc<Runtime>, admin: TcpListener, shutdown: watch::Receiver<bool>) -> std::io::Result<BatchEnd> {
+pub async fn serve_once(
+    rt: Arc<Runtime>,
+    admin: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<BatchEnd> {
     let (stop, workers_shutdown) = watch::channel(false);
     let (sources, workers) = rt.spawn_all(workers_shutdown.clone(), SourceMode::Once);
     let until = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let adm = tokio::spawn(axum::serve(admin, rt.admin_router()).with_graceful_shutdown(until(workers_shutdown)).into_future());
+    let adm = tokio::spawn(
+        axum::serve(admin, rt.admin_router()).with_graceful_shutdown(until(workers_shutdown)).into_future(),
+    );
     let mut outside = shutdown.clone();
     let drained = async {
         for source in sources {

@@ -213,7 +213,8 @@ mod tests {
     fn a_rotated_file_is_read_again() {
         let dir = tempfile::tempdir().unwrap();
         mounted(dir.path(), "first");
-        let uncached = Secrets::from_env().with_dir(dir.path()).with_file_cache(Duration::ZERO).with_env(BTreeMap::new());
+        let uncached =
+            Secrets::from_env().with_dir(dir.path()).with_file_cache(Duration::ZERO).with_env(BTreeMap::new());
         assert_eq!(uncached.get("retail", &selector()).unwrap(), "first");
         mounted(dir.path(), "second");
         assert_eq!(uncached.get("retail", &selector()).unwrap(), "second");

@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use entrepot::queue::{Accepted, DeadLetter, DeadLetterReason, DeliveryItem, Envelope, Prepared, PrepareOutcome, Queue};
+use entrepot::queue::{
+    Accepted, DeadLetter, DeadLetterReason, DeliveryItem, Envelope, PrepareOutcome, Prepared, Queue,
+};
 use proptest::prelude::*;
 
 const FLOW: &str = "f";
@@ -91,7 +93,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Accept(id) => {
                 let outcome = q.accept(FLOW, &envelope(id), FAR).unwrap();
                 if m.seen_deliveries.insert(id) {
-                    let Accepted::Queued(seq) = outcome else { return Err(TestCaseError::fail(format!("{id} not queued"))) };
+                    let Accepted::Queued(seq) = outcome else {
+                        return Err(TestCaseError::fail(format!("{id} not queued")));
+                    };
                     m.inbox.push((seq, id));
                 } else {
                     prop_assert_eq!(outcome, Accepted::DuplicateDelivery);
@@ -155,10 +159,15 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
         }
         // The store agrees with the model after every step.
-        let inbox: Vec<(u64, u8)> = q.inbox(FLOW, usize::MAX).unwrap().into_iter().map(|(s, e)| (s, record_id(&e.payload))).collect();
+        let inbox: Vec<(u64, u8)> =
+            q.inbox(FLOW, usize::MAX).unwrap().into_iter().map(|(s, e)| (s, record_id(&e.payload))).collect();
         prop_assert_eq!(&inbox, &m.inbox);
-        let outbox: Vec<(u64, u8)> =
-            q.outbox(FLOW, 0, usize::MAX).unwrap().into_iter().map(|(s, i)| (s, record_id(&i.envelope.payload))).collect();
+        let outbox: Vec<(u64, u8)> = q
+            .outbox(FLOW, 0, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(s, i)| (s, record_id(&i.envelope.payload)))
+            .collect();
         prop_assert_eq!(&outbox, &m.outbox, "outbox in arrival order");
         prop_assert_eq!(q.dead_letters(FLOW).unwrap().len(), m.dead);
         prop_assert_eq!(q.pending_total().unwrap() as usize, m.inbox.len() + m.outbox.len());

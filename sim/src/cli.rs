@@ -8,16 +8,16 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::delivery::Faults;
 use crate::erp::dynamics::DynamicsKnobs;
 use crate::erp::sap::SapKnobs;
 use crate::erp::{self, ErpConfig, NetSuiteKnobs, ThrottleShape};
 use crate::marketplace::walmart::{self, WalmartConfig};
 use crate::marketplace::{self, MarketplaceConfig, NotificationConfig};
-use crate::wms::{self, WebhookConfig, WmsConfig};
 use crate::storefront::{RetryPolicy, Storefront, StorefrontConfig, StorefrontReport};
+use crate::wms::{self, WebhookConfig, WmsConfig};
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 /// Simulated retail systems for Entrepot's tests and demos.
@@ -284,8 +284,8 @@ fn init_logging(format: LogFormat) {
 
 /// Reads a secret from the environment; the error names the variable, never a value.
 fn secret_from_env(variable: &str) -> anyhow::Result<String> {
-    let value = std::env::var(variable)
-        .with_context(|| format!("environment variable {variable} is not set or not UTF-8"))?;
+    let value =
+        std::env::var(variable).with_context(|| format!("environment variable {variable} is not set or not UTF-8"))?;
     if value.is_empty() {
         bail!("environment variable {variable} is empty");
     }
@@ -294,12 +294,10 @@ fn secret_from_env(variable: &str) -> anyhow::Result<String> {
 
 async fn run_erp(args: ErpArgs) -> anyhow::Result<()> {
     let bearer_token = args.token_env.as_deref().map(secret_from_env).transpose()?;
-    let idempotency_header = args.idempotency_header.parse().with_context(|| {
-        format!(
-            "--idempotency-header {:?} is not a header name",
-            args.idempotency_header
-        )
-    })?;
+    let idempotency_header = args
+        .idempotency_header
+        .parse()
+        .with_context(|| format!("--idempotency-header {:?} is not a header name", args.idempotency_header))?;
     let config = ErpConfig {
         known_skus: (!args.skus.is_empty()).then(|| args.skus.into_iter().collect::<BTreeSet<_>>()),
         max_concurrency: args.max_concurrency,
@@ -322,10 +320,7 @@ async fn run_erp(args: ErpArgs) -> anyhow::Result<()> {
             window: args.dynamics_window,
             ..DynamicsKnobs::default()
         },
-        sap: SapKnobs {
-            csrf_token_uses: args.csrf_token_uses,
-            ..SapKnobs::default()
-        },
+        sap: SapKnobs { csrf_token_uses: args.csrf_token_uses, ..SapKnobs::default() },
     };
     tracing::info!(
         listen = args.listen,
@@ -363,9 +358,7 @@ async fn shutdown_signal() -> anyhow::Result<()> {
         }
     }
     #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot watch Ctrl-C")?;
+    tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")?;
     Ok(())
 }
 
@@ -383,11 +376,8 @@ async fn run_storefront(args: StorefrontArgs) -> anyhow::Result<()> {
     if !args.skus.is_empty() {
         config.skus = args.skus;
     }
-    config.retry = RetryPolicy {
-        max_retries: args.max_retries,
-        initial_backoff: args.initial_backoff,
-        ..RetryPolicy::default()
-    };
+    config.retry =
+        RetryPolicy { max_retries: args.max_retries, initial_backoff: args.initial_backoff, ..RetryPolicy::default() };
     let mut storefront = Storefront::new(config)?;
     let report = storefront.run(args.count, args.rate).await?;
     if args.json {
@@ -398,11 +388,7 @@ async fn run_storefront(args: StorefrontArgs) -> anyhow::Result<()> {
     // Dropped deliveries were never sent: not the receiver's failure.
     let missing = report.orders_sent - report.acknowledged - report.dropped;
     if missing > 0 {
-        bail!(
-            "{missing} of {} orders were never acknowledged by {}",
-            report.orders_sent,
-            args.target
-        );
+        bail!("{missing} of {} orders were never acknowledged by {}", report.orders_sent, args.target);
     }
     Ok(())
 }
@@ -421,20 +407,15 @@ fn print_summary(report: &StorefrontReport) {
             order.name,
             order.order_id,
             order.webhook_id,
-            order
-                .final_status
-                .map_or_else(|| "none".to_owned(), |status| status.to_string()),
+            order.final_status.map_or_else(|| "none".to_owned(), |status| status.to_string()),
         );
     }
 }
 
 fn parse_listing(listing: &str) -> anyhow::Result<(String, i64)> {
-    let (sku, quantity) = listing
-        .split_once('=')
-        .with_context(|| format!("--listing {listing:?} must be SKU=QTY"))?;
-    let quantity = quantity
-        .parse()
-        .with_context(|| format!("--listing {listing:?}: {quantity:?} is not a whole number"))?;
+    let (sku, quantity) = listing.split_once('=').with_context(|| format!("--listing {listing:?} must be SKU=QTY"))?;
+    let quantity =
+        quantity.parse().with_context(|| format!("--listing {listing:?}: {quantity:?} is not a whole number"))?;
     Ok((sku.to_owned(), quantity))
 }
 
@@ -543,7 +524,12 @@ async fn run_wms(args: WmsArgs) -> anyhow::Result<()> {
     })
     .await?;
     let report = wms.flush_webhooks().await;
-    tracing::info!(deliveries = report.deliveries, acknowledged = report.acknowledged, dropped = report.dropped.len(), "stopping simulated WMS");
+    tracing::info!(
+        deliveries = report.deliveries,
+        acknowledged = report.acknowledged,
+        dropped = report.dropped.len(),
+        "stopping simulated WMS"
+    );
     wms.shutdown().await?;
     Ok(())
 }

@@ -32,13 +32,7 @@ pub struct Faults {
 impl Default for Faults {
     /// No faults: every event once, in order, at once.
     fn default() -> Self {
-        Self {
-            duplicate_ratio: 0.0,
-            reorder_ratio: 0.0,
-            drop_ratio: 0.0,
-            delay: Duration::ZERO,
-            seed: 0,
-        }
+        Self { duplicate_ratio: 0.0, reorder_ratio: 0.0, drop_ratio: 0.0, delay: Duration::ZERO, seed: 0 }
     }
 }
 
@@ -120,11 +114,8 @@ impl FaultyPoster {
         if !matches!(url.scheme(), "http" | "https") {
             return Err("the scheme must be http or https".to_owned());
         }
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .no_proxy()
-            .build()
-            .map_err(|error| error.to_string())?;
+        let client =
+            reqwest::Client::builder().timeout(timeout).no_proxy().build().map_err(|error| error.to_string())?;
         Ok(Self {
             client,
             url,
@@ -176,11 +167,7 @@ impl FaultyPoster {
     }
 
     async fn post(&self, event: &Event) -> bool {
-        let request = self
-            .client
-            .post(self.url.clone())
-            .headers(event.headers.clone())
-            .body(event.body.clone());
+        let request = self.client.post(self.url.clone()).headers(event.headers.clone()).body(event.body.clone());
         match request.send().await {
             Ok(response) => {
                 let status = response.status();

@@ -28,10 +28,7 @@ impl Server {
                 })
                 .await
         });
-        Ok(Self {
-            stop: Some(stop),
-            task: Some(task),
-        })
+        Ok(Self { stop: Some(stop), task: Some(task) })
     }
 
     /// Stops accepting connections, lets requests in flight finish, and waits.
@@ -40,10 +37,7 @@ impl Server {
             let _ = stop.send(());
         }
         match self.task.take() {
-            Some(task) => task
-                .await
-                .map_err(|error| error.to_string())?
-                .map_err(|error| error.to_string()),
+            Some(task) => task.await.map_err(|error| error.to_string())?.map_err(|error| error.to_string()),
             None => Ok(()),
         }
     }
@@ -55,10 +49,7 @@ pub(crate) fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
     if left.len() != right.len() {
         return false;
     }
-    left.iter()
-        .zip(right)
-        .fold(0u8, |difference, (a, b)| difference | (a ^ b))
-        == 0
+    left.iter().zip(right).fold(0u8, |difference, (a, b)| difference | (a ^ b)) == 0
 }
 
 #[cfg(test)]

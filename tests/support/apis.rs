@@ -111,7 +111,11 @@ impl ItemsApi {
     }
 }
 
-async fn list(State(state): State<ItemsState>, headers: HeaderMap, Query(query): Query<Vec<(String, String)>>) -> Response {
+async fn list(
+    State(state): State<ItemsState>,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
     if headers.get("authorization").is_none_or(|v| v.as_bytes() != state.credentials.as_bytes()) {
         return (StatusCode::UNAUTHORIZED, "bad credentials").into_response();
     }

@@ -175,7 +175,10 @@ fn junctors(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
     if let Some(branches) = schema.get("oneOf").and_then(Value::as_array) {
         let matching = branches.iter().filter(|b| conforms(b)).count();
         if matching != 1 {
-            out.push(format!("{at}: must match exactly one of {} (oneOf), matches {matching}", Value::Array(branches.clone())));
+            out.push(format!(
+                "{at}: must match exactly one of {} (oneOf), matches {matching}",
+                Value::Array(branches.clone())
+            ));
         }
     }
     if let Some(branches) = schema.get("anyOf").and_then(Value::as_array)
@@ -222,8 +225,15 @@ mod tests {
         let bad = json!({"count": 0, "mode": "c", "auth": {"x": "1", "y": "2"}, "tests": [{"name": "t"}, {"name": "t"}],
                          "labels": {"k": 1}, "extra": true});
         let found = problems(&schema, &bad);
-        for want in ["name is required", "below the minimum", "is not one of", "oneOf", "duplicate entry",
-                     ".labels.k: must be of type string", ".extra: unknown field"] {
+        for want in [
+            "name is required",
+            "below the minimum",
+            "is not one of",
+            "oneOf",
+            "duplicate entry",
+            ".labels.k: must be of type string",
+            ".extra: unknown field",
+        ] {
             assert!(found.iter().any(|p| p.contains(want)), "{want} not in {found:#?}");
         }
         assert!(problems(&schema, &json!({"name": "ABC"}))[0].contains("does not match the pattern"));

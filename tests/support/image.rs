@@ -5,9 +5,9 @@
 use std::{collections::BTreeMap, path::Path};
 
 use object::{
-    elf::{FileHeader64, PT_INTERP, DT_NEEDED},
-    read::elf::{FileHeader, ProgramHeader},
     Endianness,
+    elf::{DT_NEEDED, FileHeader64, PT_INTERP},
+    read::elf::{FileHeader, ProgramHeader},
 };
 
 /// A parsed Dockerfile: the `ARG`s before the first `FROM`, and the stages.

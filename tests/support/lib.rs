@@ -18,28 +18,23 @@ use axum::{
     routing::any,
 };
 use entrepot::{
-    config::RunnerConfig,
-    manifest::Manifests,
-    runtime::Runtime,
-    secrets::Secrets,
-    source::signature::sign,
-    spec::SignatureScheme,
-    status::RunnerStatus,
+    config::RunnerConfig, manifest::Manifests, runtime::Runtime, secrets::Secrets, source::signature::sign,
+    spec::SignatureScheme, status::RunnerStatus,
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 mod apis;
 pub mod cluster;
-pub mod pki;
-pub mod refused;
-pub mod sim_process;
 pub mod crd_schema;
 pub mod image;
+pub mod pki;
 mod postgres;
 mod process;
-pub use process::{CliRun, RunnerProcess, free_port, run_cli, runner_binary, test_binary, write_quickstart};
+pub mod refused;
+pub mod sim_process;
 pub use apis::{ItemsApi, TokenEndpoint};
 pub use postgres::{PG_DATABASE, PG_PASSWORD, PG_USER, Postgres};
+pub use process::{CliRun, RunnerProcess, free_port, run_cli, runner_binary, test_binary, write_quickstart};
 
 /// The quickstart's webhook signing secret (examples/quickstart/secrets.yaml).
 pub const WEBHOOK_SECRET: &str = "demo-shopify-client-secret";
@@ -145,7 +140,8 @@ pub async fn post_webhook(url: &str, body: &[u8], webhook_id: &str, signature: O
 
 /// A Shopify-signed delivery of `body`, ready to send (add headers first if needed).
 pub fn signed_request(url: &str, body: &[u8], webhook_id: &str, signature: Option<String>) -> reqwest::RequestBuilder {
-    let signature = signature.unwrap_or_else(|| sign(SignatureScheme::ShopifyHmacSha256, WEBHOOK_SECRET.as_bytes(), body));
+    let signature =
+        signature.unwrap_or_else(|| sign(SignatureScheme::ShopifyHmacSha256, WEBHOOK_SECRET.as_bytes(), body));
     reqwest::Client::new()
         .post(url)
         .header("content-type", "application/json")

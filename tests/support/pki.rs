@@ -34,7 +34,8 @@ pub struct Issued {
 const EC: [&str; 5] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs (apt-get install openssl)");
+    let out =
+        Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs (apt-get install openssl)");
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -67,7 +68,8 @@ impl Ca {
     /// Issues `<file>.crt` and `<file>.key` for common name `cn`, organisations `orgs`
     /// and IP or DNS subject alternative names `sans` ("127.0.0.1", "localhost").
     pub fn issue(&self, file: &str, usage: Usage, cn: &str, orgs: &[&str], sans: &[&str]) -> Issued {
-        let (key, csr, crt, ext) = (format!("{file}.key"), format!("{file}.csr"), format!("{file}.crt"), format!("{file}.ext"));
+        let (key, csr, crt, ext) =
+            (format!("{file}.key"), format!("{file}.csr"), format!("{file}.crt"), format!("{file}.ext"));
         let subject: String = orgs.iter().map(|o| format!("/O={o}")).chain([format!("/CN={cn}")]).collect();
         openssl(&self.dir, &[&["req"][..], &EC, &["-keyout", &key, "-out", &csr, "-subj", &subject]].concat());
         let mut extensions = String::from("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n");
@@ -85,8 +87,23 @@ impl Ca {
         std::fs::write(self.dir.join(&ext), extensions).unwrap();
         openssl(
             &self.dir,
-            &["x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", &crt, "-days", "2",
-              "-extfile", &ext],
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
         );
         let key = self.dir.join(key);
         // Servers (PostgreSQL among them) refuse a key others can read.

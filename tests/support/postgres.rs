@@ -102,22 +102,20 @@ impl Postgres {
     pub async fn resume(&mut self) {
         assert!(self.server.is_none(), "the server is running");
         let mut server = as_server_user(&self.bin.join("postgres"));
-        server
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .arg("-k")
-            .arg(self.dir.path())
-            .args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]);
+        server.arg("-D").arg(self.dir.path().join("data")).arg("-k").arg(self.dir.path()).args([
+            "-p",
+            &self.port.to_string(),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+        ]);
         if self.ca_pem.is_some() {
             let file = |name: &str| self.dir.path().join(name).display().to_string();
             server.args(["-c", "ssl=on", "-c", &format!("ssl_cert_file={}", file("server.crt"))]);
             server.args(["-c", &format!("ssl_key_file={}", file("server.key"))]);
         }
-        let server = server
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("postgres starts");
+        let server = server.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("postgres starts");
         self.server = Some(server);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {

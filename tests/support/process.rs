@@ -120,7 +120,11 @@ impl RunnerProcess {
             .stderr(stderr)
             .spawn()
             .expect("the runner starts");
-        let mut me = Self { child, webhook_url: format!("http://127.0.0.1:{web}"), admin_url: format!("http://127.0.0.1:{admin}") };
+        let mut me = Self {
+            child,
+            webhook_url: format!("http://127.0.0.1:{web}"),
+            admin_url: format!("http://127.0.0.1:{admin}"),
+        };
         let ready = format!("{}/readyz", me.admin_url);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {

@@ -19,17 +19,37 @@ pub const REFUSED: &[(&str, &str, &str)] = &[
     ("Connector", "{type: rest, idempotencyHeader: Idem Key}", "idempotencyHeader must be an HTTP header name"),
     // A postgres Connector: a database URL without credentials, and only there; basic login.
     ("Connector", "{type: rest, endpoint: 'postgres://db/commerce'}", "endpoint must be an http or https URL"),
-    ("Connector", "{type: postgres, endpoint: 'https://db.example.com/commerce'}", "a postgres Connector's endpoint is postgres://HOST[:PORT]/DATABASE"),
-    ("Connector", "{type: postgres, endpoint: 'postgres://app:pw@db/commerce'}", "a postgres Connector's endpoint is postgres://HOST[:PORT]/DATABASE"),
-    ("Connector", "{type: postgres, endpoint: 'postgres://db:5432'}", "a postgres Connector's endpoint is postgres://HOST[:PORT]/DATABASE"),
+    (
+        "Connector",
+        "{type: postgres, endpoint: 'https://db.example.com/commerce'}",
+        "a postgres Connector's endpoint is postgres://HOST[:PORT]/DATABASE",
+    ),
+    (
+        "Connector",
+        "{type: postgres, endpoint: 'postgres://app:pw@db/commerce'}",
+        "a postgres Connector's endpoint is postgres://HOST[:PORT]/DATABASE",
+    ),
+    (
+        "Connector",
+        "{type: postgres, endpoint: 'postgres://db:5432'}",
+        "a postgres Connector's endpoint is postgres://HOST[:PORT]/DATABASE",
+    ),
     ("Connector", "{type: postgres}", "a postgres Connector's endpoint is postgres://HOST[:PORT]/DATABASE"),
     (
         "Connector",
         "{type: postgres, endpoint: 'postgres://db/commerce', auth: {bearer: {secretRef: {name: s, key: k}}}}",
         "a postgres Connector logs in with auth.basic",
     ),
-    ("Connector", "{type: rest, database: {sslMode: disable}}", "database settings (sslMode, caSecretRef) are for type postgres"),
-    ("Connector", "{type: postgres, endpoint: 'postgres://db/c', database: {sslMode: require}}", "\"require\" is not one of"),
+    (
+        "Connector",
+        "{type: rest, database: {sslMode: disable}}",
+        "database settings (sslMode, caSecretRef) are for type postgres",
+    ),
+    (
+        "Connector",
+        "{type: postgres, endpoint: 'postgres://db/c', database: {sslMode: require}}",
+        "\"require\" is not one of",
+    ),
     (
         "Connector",
         "{type: rest, auth: {header: {name: X Api Key, secretRef: {name: s, key: k}}}}",
@@ -65,7 +85,11 @@ pub const REFUSED: &[(&str, &str, &str)] = &[
     // Connector: schema. Limits are positive.
     // The API server does not apply `minimum` to a number that is 0: a CEL rule does.
     ("Connector", "{type: rest, limits: {requestsPerSecond: 0}}", "requestsPerSecond must be at least 0.0001"),
-    ("Connector", "{type: rest, limits: {requestsPerSecond: 0.00001}}", ".spec.limits.requestsPerSecond: 0.00001 is below the minimum"),
+    (
+        "Connector",
+        "{type: rest, limits: {requestsPerSecond: 0.00001}}",
+        ".spec.limits.requestsPerSecond: 0.00001 is below the minimum",
+    ),
     (
         "Connector",
         "{type: amazon-sp, limits: {operations: [{name: getOrders, method: GET, path: /orders/v0/orders, \
@@ -77,16 +101,28 @@ pub const REFUSED: &[(&str, &str, &str)] = &[
     // A webhook needs its signature scheme and its secret.
     ("Connector", "{type: shopify, webhook: {signature: shopify-hmac-sha256}}", ".spec.webhook: secretRef is required"),
     ("Connector", "{type: shopify, webhook: {secretRef: {name: s, key: k}}}", ".spec.webhook: signature is required"),
-    ("Connector", "{type: shopify, webhook: {signature: sha1, secretRef: {name: s, key: k}}}", "\"sha1\" is not one of"),
+    (
+        "Connector",
+        "{type: shopify, webhook: {signature: sha1, secretRef: {name: s, key: k}}}",
+        "\"sha1\" is not one of",
+    ),
     // An auth scheme: exactly one, with its required fields.
     (
         "Connector",
         "{type: rest, auth: {bearer: {secretRef: {name: a, key: b}}, header: {name: X, secretRef: {name: a, key: b}}}}",
         ".spec.auth: must match exactly one",
     ),
-    ("Connector", "{type: rest, auth: {basic: {usernameSecretRef: {name: s, key: u}}}}", "passwordSecretRef is required"),
+    (
+        "Connector",
+        "{type: rest, auth: {basic: {usernameSecretRef: {name: s, key: u}}}}",
+        "passwordSecretRef is required",
+    ),
     ("Connector", "{type: rest, auth: {bearer: {}}}", ".spec.auth.bearer: secretRef is required"),
-    ("Connector", "{type: rest, auth: {header: {secretRef: {name: s, key: k}}}}", ".spec.auth.header: name is required"),
+    (
+        "Connector",
+        "{type: rest, auth: {header: {secretRef: {name: s, key: k}}}}",
+        ".spec.auth.header: name is required",
+    ),
     // SyncFlow: CEL.
     (
         "SyncFlow",
@@ -128,7 +164,11 @@ pub const REFUSED: &[(&str, &str, &str)] = &[
         "{source: {connectorRef: s, entity: e, trigger: {}}, targets: [{connectorRef: erp, entity: x}]}",
         "set exactly one of webhook, poll or file",
     ),
-    ("SyncFlow", "{source: {connectorRef: s, entity: e, trigger: {webhook: {}}}, targets: []}", "a flow needs at least one target"),
+    (
+        "SyncFlow",
+        "{source: {connectorRef: s, entity: e, trigger: {webhook: {}}}, targets: []}",
+        "a flow needs at least one target",
+    ),
     (
         "SyncFlow",
         "{source: {connectorRef: s, entity: e, trigger: {webhook: {}}}, targets: [{connectorRef: erp, entity: x}], \
@@ -180,8 +220,16 @@ pub const REFUSED: &[(&str, &str, &str)] = &[
         ".spec.delivery.retry.maxAttempts: 0 is below the minimum",
     ),
     // Mapping: CEL.
-    ("Mapping", "{program: '.', tests: [{name: '', input: {}, output: {}}]}", "a test needs a name that says what it shows"),
-    ("Mapping", "{program: '.', tests: [{name: '  ', input: {}, output: {}}]}", "a test needs a name that says what it shows"),
+    (
+        "Mapping",
+        "{program: '.', tests: [{name: '', input: {}, output: {}}]}",
+        "a test needs a name that says what it shows",
+    ),
+    (
+        "Mapping",
+        "{program: '.', tests: [{name: '  ', input: {}, output: {}}]}",
+        "a test needs a name that says what it shows",
+    ),
     // Mapping: schema.
     ("Mapping", "{program: '.', tests: [{input: {}, output: {}}]}", ".spec.tests[0]: name is required"),
     (
@@ -192,7 +240,6 @@ pub const REFUSED: &[(&str, &str, &str)] = &[
     ("Mapping", "{program: ''}", ".spec.program: \"\" is shorter than minLength"),
     ("Mapping", "{program: '.', tests: [{name: a, input: {}}]}", ".spec.tests[0]: output is required"),
 ];
-
 
 /// Whether a refusal's expected text is a CEL rule's message (the same words from the
 /// API server), rather than the offline schema checker's wording of a schema keyword.

@@ -129,7 +129,8 @@ pub async fn storefront(target: &str, secret: &str, count: usize, duplicate_rati
         .expect("the storefront simulator runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the storefront simulator failed: {stderr}");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("its report is not JSON ({e}): {stderr}"));
+    let report: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("its report is not JSON ({e}): {stderr}"));
     assert_eq!(report["acknowledged"], count, "every order acknowledged: {report}");
     report["orders"].as_array().unwrap().iter().map(|o| o["order_id"].as_u64().unwrap()).collect()
 }

@@ -55,14 +55,10 @@ async fn each_channel_is_shown_its_share_and_together_never_more_than_can_ship()
 
     eventually(WAIT, "both snapshots reach both channels", || async { channels.received().len() == 4 }).await;
     let received = channels.received();
-    let shopify = |item: u64| {
-        received.iter().find(|r| r.body["inventory_item_id"] == item).map(|r| r.body["available"].clone())
-    };
+    let shopify =
+        |item: u64| received.iter().find(|r| r.body["inventory_item_id"] == item).map(|r| r.body["available"].clone());
     let amazon = |sku: &str| {
-        received
-            .iter()
-            .find(|r| r.body["sku"] == sku)
-            .map(|r| r.body["patches"][0]["value"][0]["quantity"].clone())
+        received.iter().find(|r| r.body["sku"] == sku).map(|r| r.body["patches"][0]["value"][0]["quantity"].clone())
     };
     // The tee: (205 − 10) × 70% = 136.5 → 136 on Shopify; × 30% = 58.5 → 58 on Amazon
     // (under its cap of 100): 194 together, within the 195 left after safety stock.

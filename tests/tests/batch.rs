@@ -34,13 +34,26 @@ fn write_example(dir: &Path, inbox: &Path, erp_url: &str) {
 fn drop_report(inbox: &Path, content: &str) {
     let path = inbox.join(REPORT);
     fs::write(&path, content).unwrap();
-    fs::File::options().write(true).open(&path).unwrap().set_modified(SystemTime::now() - Duration::from_secs(60)).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(60))
+        .unwrap();
 }
 
 fn once_args(manifests: &Path, data: &Path) -> Vec<String> {
-    ["run", &manifests.display().to_string(), "--once", "--data-dir", &data.display().to_string(), "--admin-listen", "127.0.0.1:0"]
-        .map(String::from)
-        .to_vec()
+    [
+        "run",
+        &manifests.display().to_string(),
+        "--once",
+        "--data-dir",
+        &data.display().to_string(),
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// The summary line a batch run prints last.

@@ -58,9 +58,13 @@ async fn the_api_server_accepts_the_crds_and_examples_and_refuses_bad_manifests_
     })
     .await
     .unwrap();
-    let delivery = &crd("SyncFlow")["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["delivery"];
+    let delivery = &crd("SyncFlow")["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["delivery"];
     let doc = words(delivery["description"].as_str().expect("spec.delivery has a description"));
-    assert!(explained.contains(&doc), "kubectl explain syncflow.spec.delivery lacks the field doc {doc:?}:\n{explained}");
+    assert!(
+        explained.contains(&doc),
+        "kubectl explain syncflow.spec.delivery lacks the field doc {doc:?}:\n{explained}"
+    );
     for (field, schema) in delivery["properties"].as_object().unwrap() {
         assert!(explained.contains(field.as_str()), "kubectl explain lists no {field}:\n{explained}");
         let first = words(schema["description"].as_str().unwrap_or_default());
@@ -93,7 +97,10 @@ async fn the_api_server_accepts_the_crds_and_examples_and_refuses_bad_manifests_
     // The category and short names reach everything Entrepot's.
     let all = cluster.kubectl(&["get", "entrepot", "-A", "-o", "name"]).await.expect_ok("kubectl get entrepot");
     for kind in ["connector", "mapping", "syncflow", "reconcileschedule"] {
-        assert!(all.lines().any(|l| l.starts_with(&format!("{kind}.entrepot.io/"))), "kubectl get entrepot lists no {kind}:\n{all}");
+        assert!(
+            all.lines().any(|l| l.starts_with(&format!("{kind}.entrepot.io/"))),
+            "kubectl get entrepot lists no {kind}:\n{all}"
+        );
     }
 
     // The bases of the refused cases are accepted (dry run: nothing is stored)...
@@ -113,10 +120,16 @@ async fn the_api_server_accepts_the_crds_and_examples_and_refuses_bad_manifests_
     let docs: Vec<String> = REFUSED
         .iter()
         .enumerate()
-        .map(|(i, (kind, spec, _))| serde_json::to_string(&refused::manifest(kind, &format!("case-{i}"), spec)).unwrap())
+        .map(|(i, (kind, spec, _))| {
+            serde_json::to_string(&refused::manifest(kind, &format!("case-{i}"), spec)).unwrap()
+        })
         .collect();
     let out = cluster
-        .kubectl_as(&cluster.kubeconfig(), &["apply", "--dry-run=server", "-n", "refused", "-f", "-"], Some(&docs.join("\n---\n")))
+        .kubectl_as(
+            &cluster.kubeconfig(),
+            &["apply", "--dry-run=server", "-n", "refused", "-f", "-"],
+            Some(&docs.join("\n---\n")),
+        )
         .await;
     assert!(!out.success, "kubectl accepted every refused case:\n{}", out.stdout);
     let mut wrong = Vec::new();
@@ -138,5 +151,10 @@ async fn the_api_server_accepts_the_crds_and_examples_and_refuses_bad_manifests_
             wrong.push(format!("{kind} {spec}\n  want: {expected}\n  got:  {line}"));
         }
     }
-    assert!(wrong.is_empty(), "the API server's refusals differ:\n{}\n\nkubectl said:\n{}", wrong.join("\n"), out.stderr);
+    assert!(
+        wrong.is_empty(),
+        "the API server's refusals differ:\n{}\n\nkubectl said:\n{}",
+        wrong.join("\n"),
+        out.stderr
+    );
 }

@@ -8,7 +8,6 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-
 use entrepot_e2e::{
     ERP_TOKEN, FLOW, WEBHOOK_SECRET,
     cluster::{
@@ -33,7 +32,8 @@ const RUNNER_PODS: &str = "app.kubernetes.io/name=entrepot-runner,app.kubernetes
 
 /// The SyncFlow as JSON.
 async fn flow(cluster: &Cluster) -> Value {
-    let out = cluster.kubectl(&["get", "syncflow", FLOW, "-n", NS, "-o", "json"]).await.expect_ok("kubectl get syncflow");
+    let out =
+        cluster.kubectl(&["get", "syncflow", FLOW, "-n", NS, "-o", "json"]).await.expect_ok("kubectl get syncflow");
     serde_json::from_str(&out).unwrap()
 }
 
@@ -89,7 +89,9 @@ async fn gitops_from_helm_install_and_kubectl_apply_to_orders_in_the_erp_and_bac
     // helm install: the operator pods run as the chart's ServiceAccount, with a token
     // from the TokenRequest API; one of them takes the Lease.
     cluster.install_chart("helm3").await.expect_ok("helm3 install");
-    let operators = cluster.ready_pods(SYSTEM_NAMESPACE, "app.kubernetes.io/name=entrepot,app.kubernetes.io/component=operator", 2).await;
+    let operators = cluster
+        .ready_pods(SYSTEM_NAMESPACE, "app.kubernetes.io/name=entrepot,app.kubernetes.io/component=operator", 2)
+        .await;
     for pod in &operators {
         assert_eq!(pod.spec.as_ref().unwrap().service_account_name.as_deref(), Some(RELEASE));
     }
@@ -104,7 +106,10 @@ async fn gitops_from_helm_install_and_kubectl_apply_to_orders_in_the_erp_and_bac
     let manifests = tempfile::tempdir().unwrap();
     write_quickstart(manifests.path(), &erp.url());
     cluster.control_plane.namespace(NS).await.unwrap();
-    cluster.kubectl(&["apply", "-n", NS, "-f", manifests.path().to_str().unwrap()]).await.expect_ok("kubectl apply -f quickstart");
+    cluster
+        .kubectl(&["apply", "-n", NS, "-f", manifests.path().to_str().unwrap()])
+        .await
+        .expect_ok("kubectl apply -f quickstart");
 
     // The operator renders the StatefulSet; kube-controller-manager makes its Pod; the
     // process kubelet runs `entrepot serve` on the Pod's own address.
@@ -119,8 +124,12 @@ async fn gitops_from_helm_install_and_kubectl_apply_to_orders_in_the_erp_and_bac
         let table = cluster.kubectl(&["get", "syncflows", "-n", NS]).await.expect_ok("kubectl get syncflows");
         let row: Vec<String> = table.lines().nth(1).unwrap_or_default().split_whitespace().map(String::from).collect();
         let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
-        let col = |name: &str| header.iter().position(|h| *h == name).and_then(|i| row.get(i)).cloned().unwrap_or_default();
-        Ok(col("READY") == "True" && col("BACKLOG") == "0" && col("DLQ") == "0" && col("DELIVERED") == expected.len().to_string())
+        let col =
+            |name: &str| header.iter().position(|h| *h == name).and_then(|i| row.get(i)).cloned().unwrap_or_default();
+        Ok(col("READY") == "True"
+            && col("BACKLOG") == "0"
+            && col("DLQ") == "0"
+            && col("DELIVERED") == expected.len().to_string())
     })
     .await
     .unwrap();
@@ -145,7 +154,10 @@ async fn gitops_from_helm_install_and_kubectl_apply_to_orders_in_the_erp_and_bac
     assert_eq!(config_after.data, config_before.data, "the runner's configuration is left as it was");
     expected.extend(send_orders(&webhook, 3, 11).await);
     wait_erp(&erp, &expected).await;
-    cluster.kubectl(&["apply", "-n", NS, "-f", manifests.path().to_str().unwrap()]).await.expect_ok("restore the mapping");
+    cluster
+        .kubectl(&["apply", "-n", NS, "-f", manifests.path().to_str().unwrap()])
+        .await
+        .expect_ok("restore the mapping");
     wait_ready(&cluster, "True", None, Duration::from_secs(60)).await;
 
     // The runner process killed with orders queued behind an ERP outage: not Ready
@@ -178,8 +190,16 @@ async fn gitops_from_helm_install_and_kubectl_apply_to_orders_in_the_erp_and_bac
             && Api::<ConfigMap>::namespaced(client.clone(), NS).get_opt(RUNNER).await?.is_none()
             && Api::<Service>::namespaced(client.clone(), NS).get_opt(RUNNER).await?.is_none()
             && Api::<PodDisruptionBudget>::namespaced(client.clone(), NS).get_opt(RUNNER).await?.is_none()
-            && Api::<Pod>::namespaced(client.clone(), NS).list(&ListParams::default().labels(RUNNER_PODS)).await?.items.is_empty()
-            && Api::<PersistentVolumeClaim>::namespaced(client.clone(), NS).list(&ListParams::default()).await?.items.is_empty();
+            && Api::<Pod>::namespaced(client.clone(), NS)
+                .list(&ListParams::default().labels(RUNNER_PODS))
+                .await?
+                .items
+                .is_empty()
+            && Api::<PersistentVolumeClaim>::namespaced(client.clone(), NS)
+                .list(&ListParams::default())
+                .await?
+                .items
+                .is_empty();
         Ok(gone)
     })
     .await

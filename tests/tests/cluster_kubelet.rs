@@ -46,12 +46,14 @@ impl Cluster {
         let root = plane.dir().join("kubelet");
         let images = BTreeMap::from([(
             IMAGE.to_string(),
-            Image { entrypoint: vec![ENTRYPOINT.into()], binary: PathBuf::from(env!("CARGO_BIN_EXE_kubelet-probe-app")) },
+            Image {
+                entrypoint: vec![ENTRYPOINT.into()],
+                binary: PathBuf::from(env!("CARGO_BIN_EXE_kubelet-probe-app")),
+            },
         )]);
-        let kubelet =
-            ProcessKubelet::start(plane.client(), NODE, images, &root, &plane.server_url(), &plane.ca_pem())
-                .await
-                .expect("the kubelet starts");
+        let kubelet = ProcessKubelet::start(plane.client(), NODE, images, &root, &plane.server_url(), &plane.ca_pem())
+            .await
+            .expect("the kubelet starts");
         Self { kubelet: Some(kubelet), client: plane.client(), plane }
     }
 
@@ -60,7 +62,10 @@ impl Cluster {
     }
 
     async fn namespace(&self, name: &str) {
-        let ns = Namespace { metadata: ObjectMeta { name: Some(name.into()), ..ObjectMeta::default() }, ..Namespace::default() };
+        let ns = Namespace {
+            metadata: ObjectMeta { name: Some(name.into()), ..ObjectMeta::default() },
+            ..Namespace::default()
+        };
         Api::<Namespace>::all(self.client.clone()).create(&PostParams::default(), &ns).await.unwrap();
     }
 
@@ -129,10 +134,13 @@ async fn a_deployment_pod_runs_ready_restarts_and_is_replaced() {
     let ns = "web";
     cluster.namespace(ns).await;
     let _: ConfigMap = cluster
-        .create(ns, serde_json::json!({
-            "metadata": {"name": "app-config"},
-            "data": {"greeting": "hello", "config.yaml": "level: 1\n"}
-        }))
+        .create(
+            ns,
+            serde_json::json!({
+                "metadata": {"name": "app-config"},
+                "data": {"greeting": "hello", "config.yaml": "level: 1\n"}
+            }),
+        )
         .await;
     let _: Secret = cluster
         .create(ns, serde_json::json!({"metadata": {"name": "app-secret"}, "stringData": {"token": "not-so-secret"}}))
@@ -210,7 +218,11 @@ async fn a_deployment_pod_runs_ready_restarts_and_is_replaced() {
     assert_eq!(vars.get("CM_greeting"), Some(&"hello"));
     assert_eq!(vars.get("HELLO").copied(), Some(format!("hello from {}, $(GREETING)", name(&pod)).as_str()));
     assert_eq!(vars.get("LISTEN").copied(), Some(format!("{ip}:8080").as_str()), "wildcard addresses are the pod's");
-    assert!(vars.contains_key("PATH") && !vars.contains_key("HOME"), "an empty environment plus PATH: {:?}", vars.keys());
+    assert!(
+        vars.contains_key("PATH") && !vars.contains_key("HOME"),
+        "an empty environment plus PATH: {:?}",
+        vars.keys()
+    );
     // The ServiceAccount admission plugin's kube-api-access volume: a kubeconfig with the token.
     let kubeconfig = vars.get("KUBECONFIG").expect("KUBECONFIG for the service-account token");
     assert_eq!(vars.get("KUBERNETES_SERVICE_HOST"), Some(&"127.0.0.1"));
@@ -235,18 +247,23 @@ async fn a_deployment_pod_runs_ready_restarts_and_is_replaced() {
     .await;
 
     // Ready follows the readiness probe (the app's folder is the pod's, its cwd).
-    let pod_dir = cluster.kubelet().log_path(ns, &name(&pod), "app").unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    let pod_dir =
+        cluster.kubelet().log_path(ns, &name(&pod), "app").unwrap().parent().unwrap().parent().unwrap().to_path_buf();
     assert_eq!(get(&format!("{base}/cwd")).await.map(PathBuf::from), Some(pod_dir.clone()));
     std::fs::write(pod_dir.join("unready"), "").unwrap();
     let uid = pod.metadata.uid.clone();
     let unready = cluster
-        .wait_pod(ns, "app=web", "the pod unready", |p| p.metadata.uid == uid && condition(p, "Ready").as_deref() == Some("False"))
+        .wait_pod(ns, "app=web", "the pod unready", |p| {
+            p.metadata.uid == uid && condition(p, "Ready").as_deref() == Some("False")
+        })
         .await;
     assert_eq!(condition(&unready, "ContainersReady").as_deref(), Some("False"));
     assert_eq!(phase(&unready), "Running");
     std::fs::remove_file(pod_dir.join("unready")).unwrap();
     cluster
-        .wait_pod(ns, "app=web", "the pod ready again", |p| p.metadata.uid == uid && condition(p, "Ready").as_deref() == Some("True"))
+        .wait_pod(ns, "app=web", "the pod ready again", |p| {
+            p.metadata.uid == uid && condition(p, "Ready").as_deref() == Some("True")
+        })
         .await;
 
     // Killed, it restarts: restartCount 1, lastState the kill.
@@ -275,22 +292,28 @@ async fn a_deployment_pod_runs_ready_restarts_and_is_replaced() {
 
     // A Service's name:port in another pod's env is an endpoint of it.
     let _: Service = cluster
-        .create(ns, serde_json::json!({
-            "metadata": {"name": "web"},
-            "spec": {"selector": {"app": "web"}, "ports": [{"name": "web", "port": 80, "targetPort": "http"}]}
-        }))
+        .create(
+            ns,
+            serde_json::json!({
+                "metadata": {"name": "web"},
+                "spec": {"selector": {"app": "web"}, "ports": [{"name": "web", "port": 80, "targetPort": "http"}]}
+            }),
+        )
         .await;
     let _: Pod = cluster
-        .create(ns, serde_json::json!({
-            "metadata": {"name": "client", "labels": {"app": "client"}},
-            "spec": {
-                "automountServiceAccountToken": false,
-                "containers": [{
-                    "name": "client", "image": IMAGE, "args": ["serve", "0.0.0.0:9000"],
-                    "env": [{"name": "TARGET", "value": "http://web.web.svc:80/readyz"}]
-                }]
-            }
-        }))
+        .create(
+            ns,
+            serde_json::json!({
+                "metadata": {"name": "client", "labels": {"app": "client"}},
+                "spec": {
+                    "automountServiceAccountToken": false,
+                    "containers": [{
+                        "name": "client", "image": IMAGE, "args": ["serve", "0.0.0.0:9000"],
+                        "env": [{"name": "TARGET", "value": "http://web.web.svc:80/readyz"}]
+                    }]
+                }
+            }),
+        )
         .await;
     let web_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap();
     let client = cluster.wait_pod(ns, "app=client", "the client Running", |p| phase(p) == "Running").await;
@@ -343,24 +366,35 @@ async fn jobs_complete_and_pods_that_cannot_start_say_why() {
             "spec": {"backoffLimit": 0, "template": {"metadata": {"labels": {"job": name}}, "spec": spec}}
         })
     };
-    let _: Job = cluster.create(ns, job("good", serde_json::json!(["exit", "0", "/var/run/report/message", "3 records"]), true)).await;
+    let _: Job = cluster
+        .create(ns, job("good", serde_json::json!(["exit", "0", "/var/run/report/message", "3 records"]), true))
+        .await;
     let _: Job = cluster.create(ns, job("bad", serde_json::json!(["exit", "3"]), false)).await;
     let _: Pod = cluster
-        .create(ns, serde_json::json!({
-            "metadata": {"name": "stranger", "labels": {"app": "stranger"}},
-            "spec": {"containers": [{"name": "app", "image": "example.test/unknown:2"}]}
-        }))
+        .create(
+            ns,
+            serde_json::json!({
+                "metadata": {"name": "stranger", "labels": {"app": "stranger"}},
+                "spec": {"containers": [{"name": "app", "image": "example.test/unknown:2"}]}
+            }),
+        )
         .await;
     let _: PersistentVolumeClaim = cluster
-        .create(ns, serde_json::json!({
-            "metadata": {"name": "data"},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
-        }))
+        .create(
+            ns,
+            serde_json::json!({
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+            }),
+        )
         .await;
 
     let good = cluster.wait_pod(ns, "job=good", "the good Job's pod Succeeded", |p| phase(p) == "Succeeded").await;
     let done = container_status(&good).state.and_then(|s| s.terminated).expect("terminated");
-    assert_eq!((done.exit_code, done.reason.as_deref(), done.message.as_deref()), (0, Some("Completed"), Some("3 records")));
+    assert_eq!(
+        (done.exit_code, done.reason.as_deref(), done.message.as_deref()),
+        (0, Some("Completed"), Some("3 records"))
+    );
     let init = good.status.as_ref().and_then(|s| s.init_container_statuses.clone()).unwrap_or_default();
     assert_eq!(init.len(), 1);
     assert_eq!(init[0].state.as_ref().and_then(|s| s.terminated.as_ref()).map(|t| t.exit_code), Some(0));
@@ -379,7 +413,8 @@ async fn jobs_complete_and_pods_that_cannot_start_say_why() {
     // `kubectl logs` reads the container's log through the kubelet's endpoint.
     let logs = cluster.plane.kubectl(&["logs", "-n", ns, &name(&bad)]).await.expect_ok("kubectl logs");
     assert_eq!(logs, "exiting with 3\nlast words on stderr\n");
-    let tail = cluster.plane.kubectl(&["logs", "-n", ns, &name(&bad), "--tail=1"]).await.expect_ok("kubectl logs --tail");
+    let tail =
+        cluster.plane.kubectl(&["logs", "-n", ns, &name(&bad), "--tail=1"]).await.expect_ok("kubectl logs --tail");
     assert_eq!(tail, "last words on stderr\n");
 
     let stranger = cluster
@@ -396,19 +431,25 @@ async fn jobs_complete_and_pods_that_cannot_start_say_why() {
     // A missing ConfigMap holds the container back until it appears; a command the image
     // does not have never runs.
     let _: Pod = cluster
-        .create(ns, serde_json::json!({
-            "metadata": {"name": "patient", "labels": {"app": "patient"}},
-            "spec": {"containers": [{
-                "name": "app", "image": IMAGE, "args": ["serve", "0.0.0.0:9000"],
-                "env": [{"name": "LATER", "valueFrom": {"configMapKeyRef": {"name": "later", "key": "k"}}}]
-            }]}
-        }))
+        .create(
+            ns,
+            serde_json::json!({
+                "metadata": {"name": "patient", "labels": {"app": "patient"}},
+                "spec": {"containers": [{
+                    "name": "app", "image": IMAGE, "args": ["serve", "0.0.0.0:9000"],
+                    "env": [{"name": "LATER", "valueFrom": {"configMapKeyRef": {"name": "later", "key": "k"}}}]
+                }]}
+            }),
+        )
         .await;
     let _: Pod = cluster
-        .create(ns, serde_json::json!({
-            "metadata": {"name": "shell", "labels": {"app": "shell"}},
-            "spec": {"containers": [{"name": "app", "image": IMAGE, "command": ["/bin/sh", "-c", "true"]}]}
-        }))
+        .create(
+            ns,
+            serde_json::json!({
+                "metadata": {"name": "shell", "labels": {"app": "shell"}},
+                "spec": {"containers": [{"name": "app", "image": IMAGE, "command": ["/bin/sh", "-c", "true"]}]}
+            }),
+        )
         .await;
     let waiting = |p: &Pod| container_status(p).state.and_then(|s| s.waiting).unwrap_or_default();
     let patient = cluster
@@ -419,12 +460,16 @@ async fn jobs_complete_and_pods_that_cannot_start_say_why() {
     let message = waiting(&patient).message.unwrap_or_default();
     assert!(message.contains("later"), "{message}");
     let shell = cluster
-        .wait_pod(ns, "app=shell", "CreateContainerError", |p| waiting(p).reason.as_deref() == Some("CreateContainerError"))
+        .wait_pod(ns, "app=shell", "CreateContainerError", |p| {
+            waiting(p).reason.as_deref() == Some("CreateContainerError")
+        })
         .await;
     let message = waiting(&shell).message.unwrap_or_default();
     assert!(message.contains("/bin/sh") && message.contains(IMAGE), "{message}");
     let _: ConfigMap = cluster.create(ns, serde_json::json!({"metadata": {"name": "later"}, "data": {"k": "v"}})).await;
-    cluster.wait_pod(ns, "app=patient", "the patient pod Running once its ConfigMap exists", |p| phase(p) == "Running").await;
+    cluster
+        .wait_pod(ns, "app=patient", "the patient pod Running once its ConfigMap exists", |p| phase(p) == "Running")
+        .await;
 
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(cluster.client.clone(), ns);
     eventually(LIMIT, "the claim Bound to a provisioned volume", || async {
@@ -439,30 +484,33 @@ async fn a_stateful_set_keeps_its_claim_across_pods_and_drop_kills_every_process
     let ns = "state";
     cluster.namespace(ns).await;
     let _: StatefulSet = cluster
-        .create(ns, serde_json::json!({
-            "metadata": {"name": "db"},
-            "spec": {
-                "replicas": 1,
-                "serviceName": "db",
-                "selector": {"matchLabels": {"app": "db"}},
-                "template": {
-                    "metadata": {"labels": {"app": "db"}},
-                    "spec": {
-                        "automountServiceAccountToken": false,
-                        "containers": [{
-                            "name": "db", "image": IMAGE,
-                            "args": ["serve", "[::]:7000", "--file", "/var/lib/db/kept"],
-                            "volumeMounts": [{"name": "data", "mountPath": "/var/lib/db"}],
-                            "readinessProbe": {"tcpSocket": {"port": 7000}, "periodSeconds": 1}
-                        }]
-                    }
-                },
-                "volumeClaimTemplates": [{
-                    "metadata": {"name": "data"},
-                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
-                }]
-            }
-        }))
+        .create(
+            ns,
+            serde_json::json!({
+                "metadata": {"name": "db"},
+                "spec": {
+                    "replicas": 1,
+                    "serviceName": "db",
+                    "selector": {"matchLabels": {"app": "db"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "db"}},
+                        "spec": {
+                            "automountServiceAccountToken": false,
+                            "containers": [{
+                                "name": "db", "image": IMAGE,
+                                "args": ["serve", "[::]:7000", "--file", "/var/lib/db/kept"],
+                                "volumeMounts": [{"name": "data", "mountPath": "/var/lib/db"}],
+                                "readinessProbe": {"tcpSocket": {"port": 7000}, "periodSeconds": 1}
+                            }]
+                        }
+                    },
+                    "volumeClaimTemplates": [{
+                        "metadata": {"name": "data"},
+                        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+                    }]
+                }
+            }),
+        )
         .await;
     let ready = |p: &Pod| condition(p, "Ready").as_deref() == Some("True");
     let pod = cluster.wait_pod(ns, "app=db", "db-0 Ready", ready).await;

@@ -40,8 +40,11 @@ async fn reconciles(pod: &Pod) -> u64 {
 async fn one_operator_leads_another_takes_over_when_it_dies_and_a_batch_flows_cronjob_completes_a_job() {
     let cluster = Cluster::start().await.unwrap();
     cluster.install_chart("helm4").await.expect_ok("helm4 install");
-    let operators = cluster.ready_pods(SYSTEM_NAMESPACE, "app.kubernetes.io/name=entrepot,app.kubernetes.io/component=operator", 2).await;
-    let leader = wait_for(Duration::from_secs(60), "a Lease holder", || async { Ok(holder(&cluster).await) }).await.unwrap();
+    let operators = cluster
+        .ready_pods(SYSTEM_NAMESPACE, "app.kubernetes.io/name=entrepot,app.kubernetes.io/component=operator", 2)
+        .await;
+    let leader =
+        wait_for(Duration::from_secs(60), "a Lease holder", || async { Ok(holder(&cluster).await) }).await.unwrap();
     let (leading, standby): (Vec<&Pod>, Vec<&Pod>) =
         operators.iter().partition(|p| p.metadata.name.as_deref() == Some(leader.as_str()));
     assert_eq!((leading.len(), standby.len()), (1, 1), "the holder {leader} is one of the two operator pods");
@@ -73,11 +76,20 @@ async fn one_operator_leads_another_takes_over_when_it_dies_and_a_batch_flows_cr
          spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n",
     )
     .unwrap();
-    cluster.kubectl(&["apply", "-n", NS, "-f", manifests.path().to_str().unwrap()]).await.expect_ok("kubectl apply settlement-import");
+    cluster
+        .kubectl(&["apply", "-n", NS, "-f", manifests.path().to_str().unwrap()])
+        .await
+        .expect_ok("kubectl apply settlement-import");
 
     // Only the holder acts: it reconciles the flow, the standby has run no reconcile.
-    poll(Duration::from_secs(60), "the leader reconciles the flow", || async { Ok(reconciles(leading[0]).await > 0) }).await.unwrap();
-    assert_eq!(reconciles(standby[0]).await, 0, "the standby replica reconciles nothing while it does not hold the Lease");
+    poll(Duration::from_secs(60), "the leader reconciles the flow", || async { Ok(reconciles(leading[0]).await > 0) })
+        .await
+        .unwrap();
+    assert_eq!(
+        reconciles(standby[0]).await,
+        0,
+        "the standby replica reconciles nothing while it does not hold the Lease"
+    );
 
     // A report in the drop folder (the flow's claim, a folder of the kubelet's), then the
     // CronJob's next run imports it: a Job whose Pod completes.
@@ -93,7 +105,12 @@ async fn one_operator_leads_another_takes_over_when_it_dies_and_a_batch_flows_cr
         .unwrap();
     let jobs = Api::<Job>::namespaced(cluster.client(), NS);
     let succeeded = poll(Duration::from_secs(150), "a Job of the CronJob succeeded", || async {
-        Ok(jobs.list(&ListParams::default()).await?.items.iter().any(|j| j.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) >= 1))
+        Ok(jobs
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .any(|j| j.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) >= 1))
     })
     .await;
     if let Err(e) = succeeded {
@@ -124,9 +141,14 @@ async fn one_operator_leads_another_takes_over_when_it_dies_and_a_batch_flows_cr
     .unwrap();
     let took = started.elapsed();
     eprintln!("{new} took the Lease over {took:?} after its holder {leader} was killed");
-    let operators = cluster.ready_pods(SYSTEM_NAMESPACE, "app.kubernetes.io/name=entrepot,app.kubernetes.io/component=operator", 2).await;
-    let (leading, standby): (Vec<&Pod>, Vec<&Pod>) = operators.iter().partition(|p| p.metadata.name.as_deref() == Some(new.as_str()));
+    let operators = cluster
+        .ready_pods(SYSTEM_NAMESPACE, "app.kubernetes.io/name=entrepot,app.kubernetes.io/component=operator", 2)
+        .await;
+    let (leading, standby): (Vec<&Pod>, Vec<&Pod>) =
+        operators.iter().partition(|p| p.metadata.name.as_deref() == Some(new.as_str()));
     assert_eq!((leading.len(), standby.len()), (1, 1), "the new holder {new} is one of the two live operator pods");
-    poll(Duration::from_secs(60), "the new leader reconciles", || async { Ok(reconciles(leading[0]).await > 0) }).await.unwrap();
+    poll(Duration::from_secs(60), "the new leader reconciles", || async { Ok(reconciles(leading[0]).await > 0) })
+        .await
+        .unwrap();
     assert_eq!(reconciles(standby[0]).await, 0, "the other live replica reconciles nothing");
 }

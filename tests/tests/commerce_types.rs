@@ -59,9 +59,14 @@ async fn bigcommerce_runner(store: &BigCommerceApi, erp: &ScriptedTarget, dir: &
 
 #[tokio::test]
 async fn thin_bigcommerce_webhooks_are_verified_deduplicated_on_hash_and_refetched() {
-    let store = BigCommerceApi::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), "abc123", BC_TOKEN, BigCommerceConfig::default())
-        .await
-        .unwrap();
+    let store = BigCommerceApi::serve(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        "abc123",
+        BC_TOKEN,
+        BigCommerceConfig::default(),
+    )
+    .await
+    .unwrap();
     let mut orders = OrderGenerator::new(11, vec!["TSHIRT-BLK-M".into(), "MUG-WHT".into()]).unwrap();
     let order = orders.next_order();
     let id = store.put_order(order.clone());
@@ -78,7 +83,8 @@ async fn thin_bigcommerce_webhooks_are_verified_deduplicated_on_hash_and_refetch
     // Signed with another secret, or dated beyond the 5-minute tolerance: refused.
     let forged = ThinSigner::new("not-the-secret", "abc123").order_event("store/order/created", id);
     assert_eq!(post(&url, &forged).await, 401);
-    let stale = signer.signed_at(&signer.order_event("store/order/created", id), jiff::Timestamp::now().as_second() - 600);
+    let stale =
+        signer.signed_at(&signer.order_event("store/order/created", id), jiff::Timestamp::now().as_second() - 600);
     assert_eq!(post(&url, &stale).await, 401);
     // An order deleted before the refetch.
     assert_eq!(post(&url, &signer.order_event("store/order/created", 999_999)).await, 200);
@@ -109,8 +115,16 @@ async fn thin_bigcommerce_webhooks_are_verified_deduplicated_on_hash_and_refetch
 #[tokio::test]
 async fn refetches_wait_out_the_window_quota_and_bare_429s() {
     // Three requests per 300 ms window, and one request in five refused with a bare 429.
-    let config = BigCommerceConfig { quota: 3, window: Duration::from_millis(300), bare_429_ratio: 0.2, seed: 5, ..BigCommerceConfig::default() };
-    let store = BigCommerceApi::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), "abc123", BC_TOKEN, config).await.unwrap();
+    let config = BigCommerceConfig {
+        quota: 3,
+        window: Duration::from_millis(300),
+        bare_429_ratio: 0.2,
+        seed: 5,
+        ..BigCommerceConfig::default()
+    };
+    let store = BigCommerceApi::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), "abc123", BC_TOKEN, config)
+        .await
+        .unwrap();
     let mut orders = OrderGenerator::new(12, vec!["MUG-WHT".into()]).unwrap();
     let ids: Vec<u64> = (0..10).map(|_| store.put_order(orders.next_order())).collect();
     let erp = ScriptedTarget::start().await;
@@ -143,8 +157,16 @@ async fn shopify_runner(shop: &AdminApi, dir: &std::path::Path) -> InProcessRunn
         Some(entrepot::spec::ConnectorAuth::Bearer { secret_ref }) => secret_ref.clone(),
         other => panic!("the example's WMS uses a bearer token: {other:?}"),
     };
-    wms.webhook = Some(WebhookVerification { signature: SignatureScheme::ShopifyHmacSha256, secret_ref: token_ref, previous_secret_ref: None, tolerance: None, header: None, delivery_id_header: None });
-    flow.spec.source.trigger = TriggerSpec { webhook: Some(WebhookTrigger { topics: Vec::new(), refetch: None }), ..Default::default() };
+    wms.webhook = Some(WebhookVerification {
+        signature: SignatureScheme::ShopifyHmacSha256,
+        secret_ref: token_ref,
+        previous_secret_ref: None,
+        tolerance: None,
+        header: None,
+        delivery_id_header: None,
+    });
+    flow.spec.source.trigger =
+        TriggerSpec { webhook: Some(WebhookTrigger { topics: Vec::new(), refetch: None }), ..Default::default() };
     InProcessRunner::start_with(config, &secrets(&manifests), dir).await
 }
 
@@ -158,10 +180,17 @@ async fn push_row(url: &str, n: usize, row: Value) {
 #[tokio::test]
 async fn stock_reaches_shopify_graphql_with_idempotent_keys_through_the_cost_throttle() {
     // Two mutations fit in the bucket, one more a second: the runner gets THROTTLED.
-    let config = AdminApiConfig { graphql_bucket: BucketConfig { capacity: 20.0, leak_per_second: 10.0 }, ..AdminApiConfig::default() };
-    let shop = AdminApi::serve_with(TcpListener::bind("127.0.0.1:0").await.unwrap(), "shpat_fake1111111111111111111111111111", config)
-        .await
-        .unwrap();
+    let config = AdminApiConfig {
+        graphql_bucket: BucketConfig { capacity: 20.0, leak_per_second: 10.0 },
+        ..AdminApiConfig::default()
+    };
+    let shop = AdminApi::serve_with(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        "shpat_fake1111111111111111111111111111",
+        config,
+    )
+    .await
+    .unwrap();
     // The example's lookups: TSHIRT-BLK-M is inventory item 43000000001, MUG-WHT 43000000002;
     // only the first exists in this shop, so MUG-WHT's write gets userErrors.
     assert_eq!(shop.stock("TSHIRT-BLK-M", 1, 0), 43_000_000_001);
@@ -178,18 +207,30 @@ async fn stock_reaches_shopify_graphql_with_idempotent_keys_through_the_cost_thr
 
     eventually(WAIT, "every row delivered or dead-lettered", || async {
         let s = status(&runner.admin_url).await;
-        s.flows[0].delivered + s.flows[0].stale == rows as u64 && s.flows[0].dead_lettered == 1 && s.flows[0].pending == 0
+        s.flows[0].delivered + s.flows[0].stale == rows as u64
+            && s.flows[0].dead_lettered == 1
+            && s.flows[0].pending == 0
     })
     .await;
-    assert_eq!(shop.available("TSHIRT-BLK-M", 1), Some(50 + rows as i64 - 1 - 10), "the newest row is what the channel shows");
+    assert_eq!(
+        shop.available("TSHIRT-BLK-M", 1),
+        Some(50 + rows as i64 - 1 - 10),
+        "the newest row is what the channel shows"
+    );
     assert!(shop.throttled_calls() > 0, "the bucket was emptied at least once");
-    let keys: Vec<String> = shop.idempotency_keys().into_iter().map(|k| k.expect("every mutation carries @idempotent")).collect();
+    let keys: Vec<String> =
+        shop.idempotency_keys().into_iter().map(|k| k.expect("every mutation carries @idempotent")).collect();
     assert!(keys.iter().all(|k| k.starts_with("WH-AMS/")), "{keys:?}");
 
     let letters = dead_letters(&runner.admin_url).await;
     let message = letters[0]["message"].as_str().unwrap();
     assert_eq!(letters[0]["reason"], "rejected");
-    assert!(message.contains("userErrors") && message.contains("inventoryItemId") && message.contains("INVALID_INVENTORY_ITEM"), "{message}");
+    assert!(
+        message.contains("userErrors")
+            && message.contains("inventoryItemId")
+            && message.contains("INVALID_INVENTORY_ITEM"),
+        "{message}"
+    );
     runner.stop().await;
 }
 
@@ -205,7 +246,9 @@ async fn after_a_shopify_secret_rotation_the_previous_secret_is_still_accepted()
     let runner = InProcessRunner::start(config, dir.path()).await;
     let url = runner.webhook(FLOW);
     let body = shopify_order(77, "MUG-WHT", "2026-11-27T10:00:00-05:00");
-    let sign = |secret: &str| Some(entrepot::source::signature::sign(SignatureScheme::ShopifyHmacSha256, secret.as_bytes(), &body));
+    let sign = |secret: &str| {
+        Some(entrepot::source::signature::sign(SignatureScheme::ShopifyHmacSha256, secret.as_bytes(), &body))
+    };
     assert_eq!(post_webhook(&url, &body, "current", sign(WEBHOOK_SECRET)).await.status(), 200);
     assert_eq!(post_webhook(&url, &body, "previous", sign(ERP_TOKEN)).await.status(), 200);
     assert_eq!(post_webhook(&url, &body, "unknown", sign("never-configured")).await.status(), 401);

@@ -42,7 +42,12 @@ async fn twenty_sigkills_under_load_lose_nothing_and_keep_order() {
                     let body = shopify_order(order, &format!("REV-{rev}"), &format!("2026-11-27T10:0{rev}:00-05:00"));
                     loop {
                         let to = url.lock().unwrap().clone();
-                        match tokio::time::timeout(Duration::from_secs(5), post_webhook_raw(&to, &body, &format!("d-{order}-{rev}"))).await {
+                        match tokio::time::timeout(
+                            Duration::from_secs(5),
+                            post_webhook_raw(&to, &body, &format!("d-{order}-{rev}")),
+                        )
+                        .await
+                        {
                             Ok(Ok(200)) => break,
                             _ => tokio::time::sleep(Duration::from_millis(20)).await,
                         }
@@ -65,7 +70,10 @@ async fn twenty_sigkills_under_load_lose_nothing_and_keep_order() {
     let _ = stop_tx.send(true);
     load.await.unwrap();
     let runner = runner.unwrap();
-    eventually(Duration::from_secs(60), "the queue drained", || async { status(&runner.admin_url).await.flows[0].pending == 0 }).await;
+    eventually(Duration::from_secs(60), "the queue drained", || async {
+        status(&runner.admin_url).await.flows[0].pending == 0
+    })
+    .await;
 
     // What the target applied: each idempotency key once, in first-arrival order.
     let mut applied: Vec<(String, String)> = Vec::new();
@@ -73,7 +81,10 @@ async fn twenty_sigkills_under_load_lose_nothing_and_keep_order() {
     for r in target.received() {
         let key = r.headers["idempotency-key"].to_str().unwrap().to_string();
         if keys.insert(key) {
-            applied.push((r.body["externalId"].as_str().unwrap().to_string(), r.body["items"][0]["item"].as_str().unwrap().to_string()));
+            applied.push((
+                r.body["externalId"].as_str().unwrap().to_string(),
+                r.body["items"][0]["item"].as_str().unwrap().to_string(),
+            ));
         }
     }
     let acked = acked.lock().unwrap().clone();
@@ -84,7 +95,10 @@ async fn twenty_sigkills_under_load_lose_nothing_and_keep_order() {
     }
     for (order, rev) in &acked {
         let revs = per_order.get(&format!("shopify:{order}")).unwrap_or_else(|| panic!("order {order} never arrived"));
-        assert!(revs.contains(&format!("REV-{rev}")), "order {order} revision {rev} acknowledged but not applied: {revs:?}");
+        assert!(
+            revs.contains(&format!("REV-{rev}")),
+            "order {order} revision {rev} acknowledged but not applied: {revs:?}"
+        );
     }
     for (order, revs) in &per_order {
         assert!(revs == &["REV-1"] || revs == &["REV-1", "REV-2"], "order {order} applied as {revs:?}");

@@ -42,7 +42,13 @@ fn refusals(schemas: &BTreeMap<String, Value>, object: &Value) -> Vec<String> {
             // one the schema refuses (a required field missing) the API server refuses
             // it anyway.
             let broken = !matches!(e.kind, ErrorKind::ValidationFailure) && !schema_refused;
-            out.push(format!("{}: {} [cel: {:?}{}]", e.field_path, e.message, e.kind, if broken { ", BROKEN RULE" } else { "" }));
+            out.push(format!(
+                "{}: {} [cel: {:?}{}]",
+                e.field_path,
+                e.message,
+                e.kind,
+                if broken { ", BROKEN RULE" } else { "" }
+            ));
         }
     }
     out

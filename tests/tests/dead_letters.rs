@@ -9,7 +9,8 @@ use entrepot_e2e::*;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
-const REJECTION: &str = r#"{"o:errorDetails":[{"detail":"Invalid item reference key NOPE","o:errorCode":"INVALID_KEY_OR_REF"}]}"#;
+const REJECTION: &str =
+    r#"{"o:errorDetails":[{"detail":"Invalid item reference key NOPE","o:errorCode":"INVALID_KEY_OR_REF"}]}"#;
 
 async fn start(dir: &Path, target: &ScriptedTarget) -> InProcessRunner {
     InProcessRunner::start(quickstart_config(&target.url), dir).await
@@ -17,7 +18,10 @@ async fn start(dir: &Path, target: &ScriptedTarget) -> InProcessRunner {
 
 /// A runner whose target first gives `answers` (then 204 for good), and to which order
 /// `order` was posted and dead-lettered; returns it with the dead letter's id.
-async fn with_rejected_order(order: u64, answers: &[(u16, &str)]) -> (tempfile::TempDir, ScriptedTarget, InProcessRunner, u64) {
+async fn with_rejected_order(
+    order: u64,
+    answers: &[(u16, &str)],
+) -> (tempfile::TempDir, ScriptedTarget, InProcessRunner, u64) {
     let dir = tempfile::tempdir().unwrap();
     let target = ScriptedTarget::start().await;
     let runner = start(dir.path(), &target).await;
@@ -85,19 +89,31 @@ async fn a_rejected_order_replayed_after_the_fix_is_delivered_once_and_no_longer
     let received = target.received();
     assert_eq!(received.len(), 2, "one refused attempt, one delivery");
     assert_eq!(received[0].headers["idempotency-key"], received[1].headers["idempotency-key"]);
-    assert_eq!(received[0].headers["x-correlation-id"], received[1].headers["x-correlation-id"], "the trail stays connected");
+    assert_eq!(
+        received[0].headers["x-correlation-id"], received[1].headers["x-correlation-id"],
+        "the trail stays connected"
+    );
     assert!(list(&runner.admin_url, "").await.is_empty());
     assert_eq!(get(format!("{}/v1/deadletters/{id}", runner.admin_url)).await.0, 404);
     let s = status(&runner.admin_url).await;
-    assert_eq!((s.flows[0].deduplicated, s.flows[0].dead_lettered), (0, 0), "the replay was not dropped as a duplicate");
-    assert!(metrics(&runner.admin_url).await.contains(&format!(r#"entrepot_dead_letters_replayed_total{{flow="{FLOW}"}} 1"#)));
+    assert_eq!(
+        (s.flows[0].deduplicated, s.flows[0].dead_lettered),
+        (0, 0),
+        "the replay was not dropped as a duplicate"
+    );
+    assert!(
+        metrics(&runner.admin_url)
+            .await
+            .contains(&format!(r#"entrepot_dead_letters_replayed_total{{flow="{FLOW}"}} 1"#))
+    );
     runner.stop().await;
 }
 
 #[tokio::test]
 async fn a_replay_passes_the_idempotency_dedup_but_a_new_copy_of_the_order_still_does_not() {
     let (_dir, target, runner, _) = with_rejected_order(2002, &[(400, REJECTION)]).await;
-    let (_, report) = post(format!("{}/v1/deadletters/replay", runner.admin_url), json!({"flow": FLOW, "reason": "rejected"})).await;
+    let (_, report) =
+        post(format!("{}/v1/deadletters/replay", runner.admin_url), json!({"flow": FLOW, "reason": "rejected"})).await;
     assert_eq!(report["count"], 1, "{report}");
     delivered(&runner, 1).await;
 
@@ -105,14 +121,16 @@ async fn a_replay_passes_the_idempotency_dedup_but_a_new_copy_of_the_order_still
     // idempotency key was recorded again by the replay.
     let order = shopify_order(2002, "NOPE", "2026-11-27T10:05:00-05:00");
     post_webhook(&runner.webhook(FLOW), &order, "delivery-2002-again", None).await;
-    eventually(WAIT, "the copy is dropped", || async { status(&runner.admin_url).await.flows[0].deduplicated == 1 }).await;
+    eventually(WAIT, "the copy is dropped", || async { status(&runner.admin_url).await.flows[0].deduplicated == 1 })
+        .await;
     assert_eq!(target.received().len(), 2);
     runner.stop().await;
 }
 
 #[tokio::test]
 async fn a_replay_that_fails_again_comes_back_as_a_new_dead_letter_with_its_history() {
-    let (_dir, target, runner, first) = with_rejected_order(2003, &[(400, REJECTION), (422, r#"{"error":"still unknown"}"#)]).await;
+    let (_dir, target, runner, first) =
+        with_rejected_order(2003, &[(400, REJECTION), (422, r#"{"error":"still unknown"}"#)]).await;
     post(format!("{}/v1/deadletters/replay", runner.admin_url), json!({"ids": [first]})).await;
     eventually(WAIT, "a new dead letter", || async {
         let letters = list(&runner.admin_url, "").await;
@@ -123,7 +141,10 @@ async fn a_replay_that_fails_again_comes_back_as_a_new_dead_letter_with_its_hist
     let second = ids(&list(&runner.admin_url, "").await)[0];
     let (code, letter) = get(format!("{}/v1/deadletters/{second}", runner.admin_url)).await;
     assert_eq!(code, 200);
-    assert_eq!((letter["status"].as_u64(), letter["responseBody"].as_str()), (Some(422), Some(r#"{"error":"still unknown"}"#)));
+    assert_eq!(
+        (letter["status"].as_u64(), letter["responseBody"].as_str()),
+        (Some(422), Some(r#"{"error":"still unknown"}"#))
+    );
     let replay = &letter["envelope"]["replay"];
     assert_eq!((replay["deadLetterId"].as_u64(), replay["count"].as_u64()), (Some(first), Some(1)));
     assert_eq!(replay["requestedBy"], "admin API");
@@ -173,7 +194,8 @@ async fn the_admin_api_filters_pages_and_discards_with_counts() {
         order_dead_lettered(&runner, id, n as u64 + 1).await;
     }
     post_webhook(&runner.webhook(FLOW), b"not json", "delivery-bad", None).await;
-    eventually(WAIT, "four dead letters", || async { status(&runner.admin_url).await.flows[0].dead_lettered == 4 }).await;
+    eventually(WAIT, "four dead letters", || async { status(&runner.admin_url).await.flows[0].dead_lettered == 4 })
+        .await;
     let all = ids(&list(&runner.admin_url, "").await);
 
     let rejected = list(&runner.admin_url, "reason=rejected&target=erp-demo&since=1h").await;
@@ -199,11 +221,18 @@ async fn the_admin_api_filters_pages_and_discards_with_counts() {
     assert_eq!(first.status(), 200);
     assert_eq!(first.json::<Value>().await.unwrap(), json!({"action": "discard", "count": 1, "ids": [all[0]]}));
     assert_eq!(delete(all[0]).await.unwrap().status(), 404);
-    let (_, report) =
-        post(format!("{}/v1/deadletters/discard", runner.admin_url), json!({"reason": "rejected", "ids": [all[1], all[0]]})).await;
+    let (_, report) = post(
+        format!("{}/v1/deadletters/discard", runner.admin_url),
+        json!({"reason": "rejected", "ids": [all[1], all[0]]}),
+    )
+    .await;
     assert_eq!(report, json!({"action": "discard", "count": 1, "ids": [all[1]], "missing": [all[0]]}));
     assert_eq!(ids(&list(&runner.admin_url, "").await), vec![all[2], all[3]]);
-    assert!(metrics(&runner.admin_url).await.contains(&format!(r#"entrepot_dead_letters_discarded_total{{flow="{FLOW}"}} 2"#)));
+    assert!(
+        metrics(&runner.admin_url)
+            .await
+            .contains(&format!(r#"entrepot_dead_letters_discarded_total{{flow="{FLOW}"}} 2"#))
+    );
     assert_eq!(target.received().len(), 3, "discarded letters are not delivered");
     runner.stop().await;
 }
@@ -263,7 +292,8 @@ async fn data_dir_with_dead_letters(dir: &Path, target: &ScriptedTarget) -> Vec<
     target.push(400, &[], r#"{"error":"closed period"}"#);
     order_dead_lettered(&runner, 2102, 2).await;
     post_webhook(&runner.webhook(FLOW), b"this is not json", "delivery-bad", None).await;
-    eventually(WAIT, "three dead letters", || async { status(&runner.admin_url).await.flows[0].dead_lettered == 3 }).await;
+    eventually(WAIT, "three dead letters", || async { status(&runner.admin_url).await.flows[0].dead_lettered == 3 })
+        .await;
     let letters = ids(&list(&runner.admin_url, "").await);
     runner.stop().await;
     letters
@@ -278,7 +308,9 @@ async fn the_cli_lists_shows_replays_and_discards_in_a_data_dir() {
 
     let listed = run_cli(&["deadletters", "list", "--data-dir", data]).await;
     assert!(listed.success, "{listed:?}");
-    for needle in [&all[0].to_string(), "rejected", "mapping", "spec.targets[0]", "INVALID_KEY_OR_REF", "source payload"] {
+    for needle in
+        [&all[0].to_string(), "rejected", "mapping", "spec.targets[0]", "INVALID_KEY_OR_REF", "source payload"]
+    {
         assert!(listed.stdout.contains(needle), "{needle} missing:\n{}", listed.stdout);
     }
     let json = run_cli(&["deadletters", "list", "--data-dir", data, "--reason", "rejected", "--output", "json"]).await;
@@ -287,14 +319,19 @@ async fn the_cli_lists_shows_replays_and_discards_in_a_data_dir() {
 
     let shown = run_cli(&["deadletters", "show", &all[0].to_string(), "--data-dir", data]).await;
     assert!(shown.success, "{shown:?}");
-    for needle in ["\"sku\": \"NOPE\"", "answered HTTP 400", "Invalid item reference key NOPE", "delivery-2101", "What to do"] {
+    for needle in
+        ["\"sku\": \"NOPE\"", "answered HTTP 400", "Invalid item reference key NOPE", "delivery-2101", "What to do"]
+    {
         assert!(shown.stdout.contains(needle), "{needle} missing:\n{}", shown.stdout);
     }
 
     let refused = run_cli(&["deadletters", "discard", "--data-dir", data]).await;
     assert!(!refused.success && refused.stderr.contains("say which dead letters to discard"), "{refused:?}");
     let replayed = run_cli(&["deadletters", "replay", &all[0].to_string(), "--data-dir", data]).await;
-    assert!(replayed.success && replayed.stdout.contains(&format!("Replayed 1 dead letter(s): {}", all[0])), "{replayed:?}");
+    assert!(
+        replayed.success && replayed.stdout.contains(&format!("Replayed 1 dead letter(s): {}", all[0])),
+        "{replayed:?}"
+    );
     let discarded = run_cli(&["deadletters", "discard", "--reason", "mapping", "--data-dir", data, "-o", "json"]).await;
     let report: Value = serde_json::from_str(&discarded.stdout).unwrap_or_else(|e| panic!("{e}: {discarded:?}"));
     assert_eq!(report, json!({"action": "discard", "count": 1, "ids": [all[2]]}));
@@ -330,17 +367,26 @@ async fn the_cli_acts_through_the_admin_api_and_names_it_when_the_runner_holds_t
     }
     assert!(listed.stderr.contains(&format!("--after {}", all[1])), "{listed:?}");
     let shown = run_cli(&["deadletters", "show", &all[1].to_string(), "--admin", admin]).await;
-    assert!(shown.success && shown.stdout.contains("closed period") && shown.stdout.contains("\"id\": 2102"), "{shown:?}");
+    assert!(
+        shown.success && shown.stdout.contains("closed period") && shown.stdout.contains("\"id\": 2102"),
+        "{shown:?}"
+    );
 
     let replayed = run_cli(&["deadletters", "replay", "--admin", admin, "--target", "erp-demo", "-o", "json"]).await;
     let report: Value = serde_json::from_str(&replayed.stdout).unwrap_or_else(|e| panic!("{e}: {replayed:?}"));
     assert_eq!(report, json!({"action": "replay", "count": 2, "ids": [all[0], all[1]]}));
     delivered(&runner, 2).await;
     let discarded = run_cli(&["deadletters", "discard", "--all", "--admin", admin]).await;
-    assert!(discarded.success && discarded.stdout.contains(&format!("Discarded 1 dead letter(s): {}", all[2])), "{discarded:?}");
+    assert!(
+        discarded.success && discarded.stdout.contains(&format!("Discarded 1 dead letter(s): {}", all[2])),
+        "{discarded:?}"
+    );
     assert!(list(admin, "").await.is_empty());
 
     let unreachable = run_cli(&["deadletters", "list", "--admin", &format!("http://127.0.0.1:{}", free_port())]).await;
-    assert!(!unreachable.success && unreachable.stderr.contains("cannot reach the runner's admin server"), "{unreachable:?}");
+    assert!(
+        !unreachable.success && unreachable.stderr.contains("cannot reach the runner's admin server"),
+        "{unreachable:?}"
+    );
     runner.stop().await;
 }

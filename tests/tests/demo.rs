@@ -15,5 +15,8 @@ fn the_demo_delivers_every_order_once_and_explains_the_dead_letter() {
     assert!(stdout.contains("OK: every acknowledged order is in the ERP exactly once"), "{stdout}");
     let stored = stdout.lines().find(|l| l.contains("sales orders stored in the ERP")).expect("report line");
     assert!(stored.contains(" 12 ") && stored.contains("created 12"), "{stored}");
-    assert!(stdout.contains("rejected") && stdout.contains("DISCONTINUED-HAT") && stdout.contains("INVALID_KEY_OR_REF"), "{stdout}");
+    assert!(
+        stdout.contains("rejected") && stdout.contains("DISCONTINUED-HAT") && stdout.contains("INVALID_KEY_OR_REF"),
+        "{stdout}"
+    );
 }

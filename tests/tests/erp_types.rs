@@ -14,7 +14,9 @@ use entrepot::{
     spec::{ConnectorLimits, ConnectorType, Operation},
 };
 use entrepot_e2e::*;
-use entrepot_sim::erp::{self, ErpConfig, ErpHandle, NetSuiteKnobs, ThrottleShape, dynamics::DynamicsKnobs, sap::SapKnobs};
+use entrepot_sim::erp::{
+    self, ErpConfig, ErpHandle, NetSuiteKnobs, ThrottleShape, dynamics::DynamicsKnobs, sap::SapKnobs,
+};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -84,9 +86,15 @@ async fn rejected_with(runner: &InProcessRunner, id: u64, reason: &str) {
 async fn netsuite_upserts_by_external_id_through_async_jobs_a_repeated_key_is_not_a_second_write() {
     // Each job is still running when first read: the next attempt repeats the key, is
     // answered IDEMPOTENCY_ERROR with the job, and follows it to its outcome.
-    let erp = start_erp(ErpConfig { netsuite: NetSuiteKnobs { async_pending_polls: 1, ..Default::default() }, ..Default::default() }).await;
+    let erp = start_erp(ErpConfig {
+        netsuite: NetSuiteKnobs { async_pending_polls: 1, ..Default::default() },
+        ..Default::default()
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
-    let runner = InProcessRunner::start(flow_config(ConnectorType::NetSuite, &erp.base_url(), Operation::Upsert), dir.path()).await;
+    let runner =
+        InProcessRunner::start(flow_config(ConnectorType::NetSuite, &erp.base_url(), Operation::Upsert), dir.path())
+            .await;
     send_order(&runner, 1, "MUG-WHT", 0).await;
     send_order(&runner, 2, "NOT-A-SKU", 0).await;
     settled(&runner, 1, 1).await;
@@ -134,8 +142,11 @@ async fn dynamics_upserts_patch_under_if_match_and_read_again_after_a_412() {
     // Seed 3: half the conditional writes meet someone else's edit in between.
     let erp = start_erp(ErpConfig { seed: 3, concurrent_edit_ratio: 0.5, ..Default::default() }).await;
     let dir = tempfile::tempdir().unwrap();
-    let runner =
-        InProcessRunner::start(flow_config(ConnectorType::Dynamics365, &erp.dynamics_url(), Operation::Upsert), dir.path()).await;
+    let runner = InProcessRunner::start(
+        flow_config(ConnectorType::Dynamics365, &erp.dynamics_url(), Operation::Upsert),
+        dir.path(),
+    )
+    .await;
     send_order(&runner, 1, "MUG-WHT", 0).await;
     settled(&runner, 1, 0).await;
     for minute in 1..=5 {
@@ -184,7 +195,9 @@ async fn dynamics_429_waits_for_its_retry_after() {
 
 #[tokio::test]
 async fn sap_fetches_a_csrf_token_reuses_it_and_fetches_again_when_it_expires() {
-    let erp = start_erp(ErpConfig { sap: SapKnobs { csrf_token_uses: Some(2), ..Default::default() }, ..Default::default() }).await;
+    let erp =
+        start_erp(ErpConfig { sap: SapKnobs { csrf_token_uses: Some(2), ..Default::default() }, ..Default::default() })
+            .await;
     let mut config = flow_config(ConnectorType::SapOdata, &erp.sap_url(), Operation::Create);
     config.flows[0].connectors.get_mut("erp-demo").unwrap().limits =
         Some(ConnectorLimits { concurrency: Some(1), ..Default::default() });
@@ -208,7 +221,9 @@ async fn sap_fetches_a_csrf_token_reuses_it_and_fetches_again_when_it_expires() 
 async fn sap_repeats_the_request_id_after_a_lost_answer_and_upserts_under_if_match() {
     // Seed 5: some answers are lost at the gateway after the write, some conditional
     // writes meet someone else's edit.
-    let erp = start_erp(ErpConfig { seed: 5, lost_answer_ratio: 0.3, concurrent_edit_ratio: 0.3, ..Default::default() }).await;
+    let erp =
+        start_erp(ErpConfig { seed: 5, lost_answer_ratio: 0.3, concurrent_edit_ratio: 0.3, ..Default::default() })
+            .await;
     let dir = tempfile::tempdir().unwrap();
     // One request at a time, so the seeded faults fall on the same requests in every run.
     let mut config = flow_config(ConnectorType::SapOdata, &erp.sap_url(), Operation::Upsert);
@@ -290,7 +305,8 @@ async fn polls_every_page(kind: &str, erp: ErpHandle, endpoint: &str, query: &st
         s.flows[0].delivered == 5 && s.flows[0].pending == 0
     })
     .await;
-    let mut ids: Vec<String> = sink.received().iter().map(|r| r.body["externalId"].as_str().unwrap().to_string()).collect();
+    let mut ids: Vec<String> =
+        sink.received().iter().map(|r| r.body["externalId"].as_str().unwrap().to_string()).collect();
     ids.sort();
     assert_eq!(ids, ["erp-0", "erp-1", "erp-2", "erp-3", "erp-4"], "{kind}");
     runner.stop().await;
@@ -305,7 +321,9 @@ async fn netsuite_polls_follow_links_rel_next() {
 
 #[tokio::test]
 async fn dynamics_polls_follow_odata_next_links() {
-    let erp = start_erp(ErpConfig { dynamics: DynamicsKnobs { page_size: 2, ..Default::default() }, ..Default::default() }).await;
+    let erp =
+        start_erp(ErpConfig { dynamics: DynamicsKnobs { page_size: 2, ..Default::default() }, ..Default::default() })
+            .await;
     let endpoint = erp.dynamics_url();
     polls_every_page("dynamics365", erp, &endpoint, "{}").await;
 }
@@ -329,7 +347,9 @@ async fn the_delivered_log_line_names_where_netsuite_put_the_record() {
     std::fs::write(&connectors, text).unwrap();
     let log = dir.path().join("runner.log");
     let data = dir.path().join("data").display().to_string();
-    let args = ["--log-format", "json", "run", &manifests.display().to_string(), "--data-dir", &data].map(String::from).to_vec();
+    let args = ["--log-format", "json", "run", &manifests.display().to_string(), "--data-dir", &data]
+        .map(String::from)
+        .to_vec();
     let runner = RunnerProcess::spawn_logged(args, vec![("ENTREPOT_LOG".into(), "info".into())], &log).await;
     let body = shopify_order(9, "MUG-WHT", "2026-11-27T10:05:00-05:00");
     assert_eq!(post_webhook(&runner.webhook(FLOW), &body, "delivery-9", None).await.status(), 200);

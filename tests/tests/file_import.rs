@@ -39,7 +39,9 @@ async fn a_settlement_report_reaches_the_erp_once_per_transaction() {
     file.directory = inbox.display().to_string();
     file.interval = Some(Duration::from_millis(50).into());
     flow.connectors.get_mut("erp-finance").unwrap().endpoint = Some(erp.url.clone());
-    let runner = InProcessRunner::start_with(config, &Secrets::with_manifests(manifests.secrets), &root.path().join("data")).await;
+    let runner =
+        InProcessRunner::start_with(config, &Secrets::with_manifests(manifests.secrets), &root.path().join("data"))
+            .await;
 
     let sample = fs::read_to_string(repo_root().join("examples/settlement-import/sample").join(REPORT)).unwrap();
     let transactions = sample.lines().count() - 1;
@@ -97,7 +99,8 @@ async fn a_settlement_report_reaches_the_erp_once_per_transaction() {
     let metrics = reqwest::get(format!("{}/metrics", runner.admin_url)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains(&format!("entrepot_files_processed_total{{flow=\"{FLOW}\"}} 1")), "{metrics}");
     assert!(
-        metrics.contains(&format!("entrepot_records_dead_lettered_total{{flow=\"{FLOW}\",reason=\"invalid_record\"}} 1")),
+        metrics
+            .contains(&format!("entrepot_records_dead_lettered_total{{flow=\"{FLOW}\",reason=\"invalid_record\"}} 1")),
         "{metrics}"
     );
     assert!(!inbox.join(REPORT).exists());

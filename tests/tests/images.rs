@@ -85,9 +85,14 @@ fn each_image_runs_its_binary_as_the_nonroot_user_on_a_pinned_distroless_base() 
         let pinned = digest.starts_with("sha256:") && digest.len() == 71;
         assert!(pinned, "{target}: the base is pinned by digest: {}", stage.from);
         let path = format!("/usr/local/bin/{target}");
-        assert_eq!(exec_form(stage, "ENTRYPOINT"), std::slice::from_ref(&path), "{target}: the binary is the entrypoint");
+        assert_eq!(
+            exec_form(stage, "ENTRYPOINT"),
+            std::slice::from_ref(&path),
+            "{target}: the binary is the entrypoint"
+        );
         let copies = stage.all("COPY");
-        let copied = copies.iter().any(|c| c.starts_with("--from=builder ") && c.ends_with(&format!("/out/{target} {path}")));
+        let copied =
+            copies.iter().any(|c| c.starts_with("--from=builder ") && c.ends_with(&format!("/out/{target} {path}")));
         assert!(copied, "{target}: the builder's binary is copied to {path}: {copies:?}");
         assert_eq!(stage.last("USER"), Some(NONROOT), "{target}: runs as distroless' nonroot user");
         // The base has no shell: a RUN would fail to build.
@@ -168,7 +173,11 @@ fn the_binaries_need_nothing_the_runtime_base_lacks() {
         assert_eq!(linked.interpreter.as_deref(), Some(runtime_interpreter()), "{target}: its loader");
         let missing: Vec<&String> = linked.needed.iter().filter(|l| !RUNTIME_LIBRARIES.contains(&l.as_str())).collect();
         assert!(missing.is_empty(), "{target} needs {missing:?}, which {RUNTIME_BASE} does not ship");
-        assert!(linked.needed.iter().any(|l| l == "libc.so.6"), "{target}: read its NEEDED entries: {:?}", linked.needed);
+        assert!(
+            linked.needed.iter().any(|l| l == "libc.so.6"),
+            "{target}: read its NEEDED entries: {:?}",
+            linked.needed
+        );
     }
 }
 
@@ -255,7 +264,10 @@ fn what_the_operator_renders_runs_in_the_runner_image() {
     assert!(refused.is_empty(), "the runner refuses what the operator renders:\n{}", refused.join("\n"));
     let want: BTreeSet<String> = ["serve", "reconcile"].map(String::from).into();
     assert_eq!(subcommands, want, "runners and reconcile runs, from {} containers", containers.len());
-    assert!(containers.iter().any(|(_, c, _)| c.args.as_ref().unwrap().contains(&"--once".to_string())), "a batch runner");
+    assert!(
+        containers.iter().any(|(_, c, _)| c.args.as_ref().unwrap().contains(&"--once".to_string())),
+        "a batch runner"
+    );
 
     // The image's ENV are variables the runner reads.
     let help = run(Command::new(RUNNER).args(["serve", "--help"]));
@@ -321,7 +333,8 @@ fn the_chart_runs_the_operator_with_arguments_it_accepts_and_the_images_the_scri
 fn the_script_builds_the_images_the_chart_and_the_operator_default_to() {
     let app_version = app_version();
     let values: Value =
-        serde_saphyr::from_str(&std::fs::read_to_string(repo_root().join("charts/entrepot/values.yaml")).unwrap()).unwrap();
+        serde_saphyr::from_str(&std::fs::read_to_string(repo_root().join("charts/entrepot/values.yaml")).unwrap())
+            .unwrap();
     let from_values = |image: &Value| {
         assert_eq!(image["tag"], "", "an empty tag means the chart's appVersion");
         assert_eq!(image["digest"], "");
@@ -381,7 +394,10 @@ fn the_build_script_finds_an_engine_or_says_why_not() {
     let out = build_images(&bin, &[], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("docker is installed, but 'docker info' failed (Cannot connect to the daemon)"), "{stderr}");
+    assert!(
+        stderr.contains("docker is installed, but 'docker info' failed (Cannot connect to the daemon)"),
+        "{stderr}"
+    );
 
     // ... so podman, which answers, builds both targets and pushes both images.
     fake_engine(&bin, "podman", &log, true);
@@ -428,7 +444,8 @@ fn the_build_context_holds_what_the_build_reads() {
         read.push(rel.clone());
         for cap in include.captures_iter(&text) {
             let included = source.parent().unwrap().join(&cap[1]);
-            let included = std::fs::canonicalize(&included).unwrap_or_else(|e| panic!("{rel}: {}: {e}", included.display()));
+            let included =
+                std::fs::canonicalize(&included).unwrap_or_else(|e| panic!("{rel}: {}: {e}", included.display()));
             let root = std::fs::canonicalize(repo_root()).unwrap();
             read.push(included.strip_prefix(root).unwrap().to_string_lossy().into_owned());
         }

@@ -29,7 +29,10 @@ async fn a_retrying_order_holds_back_only_its_own_key() {
     for id in 2..=6 {
         post_webhook(&url, &shopify_order(id, "SKU-1", "2026-11-27T10:00:00-05:00"), &format!("d-{id}"), None).await;
     }
-    eventually(WAIT, "all seven records delivered", || async { status(&runner.admin_url).await.flows[0].delivered == 7 }).await;
+    eventually(WAIT, "all seven records delivered", || async {
+        status(&runner.admin_url).await.flows[0].delivered == 7
+    })
+    .await;
 
     let received = target.received();
     let delivered: Vec<&Value> = received.iter().map(|r| &r.body).collect();
@@ -45,7 +48,8 @@ async fn a_retrying_order_holds_back_only_its_own_key() {
         external_ids(&target)
     );
     // Order 1's two revisions arrived in order, the second only after the first succeeded.
-    let revisions: Vec<&str> = attempts_of_1.iter().map(|i| delivered[*i]["items"][0]["item"].as_str().unwrap()).collect();
+    let revisions: Vec<&str> =
+        attempts_of_1.iter().map(|i| delivered[*i]["items"][0]["item"].as_str().unwrap()).collect();
     assert_eq!(revisions, ["SKU-1", "SKU-1", "SKU-1", "SKU-1", "SKU-2"]);
     runner.stop().await;
 }
@@ -70,16 +74,26 @@ async fn older_revision_is_stale(version_key: Option<&str>) {
     let url = runner.webhook(FLOW);
 
     post_webhook(&url, &shopify_order(7, "SKU-NEW", "2026-11-27T10:05:00-05:00"), "d-new", None).await;
-    eventually(WAIT, "the newer revision delivered", || async { status(&runner.admin_url).await.flows[0].delivered == 1 }).await;
+    eventually(WAIT, "the newer revision delivered", || async {
+        status(&runner.admin_url).await.flows[0].delivered == 1
+    })
+    .await;
     // Shopify retries an older delivery after the newer one went through.
     post_webhook(&url, &shopify_order(7, "SKU-OLD", "2026-11-27T10:00:00-05:00"), "d-old", None).await;
-    eventually(WAIT, "the older revision counted as stale", || async { status(&runner.admin_url).await.flows[0].stale == 1 }).await;
+    eventually(WAIT, "the older revision counted as stale", || async {
+        status(&runner.admin_url).await.flows[0].stale == 1
+    })
+    .await;
 
     let s = status(&runner.admin_url).await;
     assert_eq!((s.flows[0].delivered, s.flows[0].pending, s.flows[0].dead_lettered), (1, 0, 0));
-    let items: Vec<String> = target.received().iter().map(|r| r.body["items"][0]["item"].as_str().unwrap().to_string()).collect();
+    let items: Vec<String> =
+        target.received().iter().map(|r| r.body["items"][0]["item"].as_str().unwrap().to_string()).collect();
     assert_eq!(items, ["SKU-NEW"]);
     let metrics = reqwest::get(format!("{}/metrics", runner.admin_url)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"entrepot_records_stale_total{flow="shopify-orders-to-erp",target="erp-demo"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"entrepot_records_stale_total{flow="shopify-orders-to-erp",target="erp-demo"} 1"#),
+        "{metrics}"
+    );
     runner.stop().await;
 }

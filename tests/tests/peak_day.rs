@@ -27,7 +27,11 @@ async fn a_small_peak_day_posts_every_order_once_oversells_nothing_and_reconcile
     // Each order taken is in the ERP once, through the faults the scenario promises.
     assert_eq!(report.taken, report.storefront.orders_sent + report.marketplace_orders);
     assert_eq!(report.in_erp, report.taken);
-    assert!(report.storefront.duplicate_deliveries > 0 && report.storefront.out_of_order > 0, "{:?}", report.storefront);
+    assert!(
+        report.storefront.duplicate_deliveries > 0 && report.storefront.out_of_order > 0,
+        "{:?}",
+        report.storefront
+    );
     assert!(report.erp_throttled > 0, "the ERP throttled");
     assert!(report.erp_unavailable > 0, "the ERP was down");
     assert!(report.deduplicated > 0, "duplicates were dropped");
@@ -44,5 +48,8 @@ async fn a_small_peak_day_posts_every_order_once_oversells_nothing_and_reconcile
     assert!(message.contains("DISCONTINUED-HAT"), "{message}");
     // Reconciliation after the drain: every storefront order matched.
     let r = &report.reconciliation[0];
-    assert_eq!((r.matched, r.missing_in_target, r.missing_in_source, r.mismatched), (report.storefront.orders_sent as u64, 0, 0, 0));
+    assert_eq!(
+        (r.matched, r.missing_in_target, r.missing_in_source, r.mismatched),
+        (report.storefront.orders_sent as u64, 0, 0, 0)
+    );
 }

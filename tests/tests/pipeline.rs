@@ -69,10 +69,21 @@ async fn a_bad_or_missing_signature_is_refused_and_nothing_is_queued() {
     let s = status(&runner.admin_url).await;
     assert_eq!((s.flows[0].received, s.flows[0].pending), (0, 0));
     let metrics = reqwest::get(format!("{}/metrics", runner.admin_url)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"entrepot_webhook_refused_total{flow="shopify-orders-to-erp",reason="signature_mismatch"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"entrepot_webhook_refused_total{flow="shopify-orders-to-erp",reason="signature_missing"} 1"#), "{metrics}");
+    assert!(
+        metrics
+            .contains(r#"entrepot_webhook_refused_total{flow="shopify-orders-to-erp",reason="signature_mismatch"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains(r#"entrepot_webhook_refused_total{flow="shopify-orders-to-erp",reason="signature_missing"} 1"#),
+        "{metrics}"
+    );
     // The forged delivery id was not remembered: the genuine delivery goes through.
-    assert_eq!(post_webhook(&runner.webhook(FLOW), &order, "d-1", None).await.json::<Value>().await.unwrap()["status"], "queued");
+    assert_eq!(
+        post_webhook(&runner.webhook(FLOW), &order, "d-1", None).await.json::<Value>().await.unwrap()["status"],
+        "queued"
+    );
     eventually(WAIT, "the genuine delivery arrives", || async { target.received().len() == 1 }).await;
     runner.stop().await;
 }
@@ -80,7 +91,8 @@ async fn a_bad_or_missing_signature_is_refused_and_nothing_is_queued() {
 #[tokio::test]
 async fn a_business_rejection_is_dead_lettered_at_once_with_the_answer() {
     let (_dir, target, runner) = setup(None).await;
-    let answer = r#"{"o:errorDetails":[{"detail":"Invalid item reference key NOPE","o:errorCode":"INVALID_KEY_OR_REF"}]}"#;
+    let answer =
+        r#"{"o:errorDetails":[{"detail":"Invalid item reference key NOPE","o:errorCode":"INVALID_KEY_OR_REF"}]}"#;
     target.push(400, &[], answer);
     post_webhook(&runner.webhook(FLOW), &shopify_order(1003, "NOPE", "2026-11-27T10:05:00-05:00"), "d-3", None).await;
 
@@ -151,9 +163,11 @@ async fn exhausted_retries_and_unmappable_records_are_dead_lettered() {
     post_webhook(&runner.webhook(FLOW), &shopify_order(1005, "SKU-1", "2026-11-27T10:05:00-05:00"), "d-5", None).await;
     post_webhook(&runner.webhook(FLOW), b"this is not json", "d-6", None).await;
 
-    eventually(WAIT, "two dead letters", || async { status(&runner.admin_url).await.flows[0].dead_lettered == 2 }).await;
+    eventually(WAIT, "two dead letters", || async { status(&runner.admin_url).await.flows[0].dead_lettered == 2 })
+        .await;
     let letters = dead_letters(&runner.admin_url).await;
-    let by_reason = |r: &str| letters.iter().find(|l| l["reason"] == r).unwrap_or_else(|| panic!("no {r}: {letters:?}")).clone();
+    let by_reason =
+        |r: &str| letters.iter().find(|l| l["reason"] == r).unwrap_or_else(|| panic!("no {r}: {letters:?}")).clone();
     let exhausted = by_reason("retriesExhausted");
     assert_eq!(exhausted["attempts"].as_array().unwrap().len(), 3);
     assert_eq!(exhausted["status"], 500);
@@ -200,7 +214,9 @@ async fn a_full_queue_pushes_back_with_503_and_loses_nothing() {
     let runner = InProcessRunner::start(config, dir.path()).await;
     let url = runner.webhook(FLOW);
     for id in [11, 12] {
-        let answer = post_webhook(&url, &shopify_order(id, "SKU-1", "2026-11-27T10:05:00-05:00"), &format!("d-{id}"), None).await;
+        let answer =
+            post_webhook(&url, &shopify_order(id, "SKU-1", "2026-11-27T10:05:00-05:00"), &format!("d-{id}"), None)
+                .await;
         assert_eq!(answer.status(), 200);
     }
     let third = shopify_order(13, "SKU-1", "2026-11-27T10:05:00-05:00");
@@ -213,8 +229,12 @@ async fn a_full_queue_pushes_back_with_503_and_loses_nothing() {
         post_webhook(&url, &third, "d-13", None).await.status() == 200
     })
     .await;
-    eventually(WAIT, "three orders delivered", || async { status(&runner.admin_url).await.flows[0].delivered == 3 }).await;
+    eventually(WAIT, "three orders delivered", || async { status(&runner.admin_url).await.flows[0].delivered == 3 })
+        .await;
     let metrics = reqwest::get(format!("{}/metrics", runner.admin_url)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"entrepot_webhook_refused_total{flow="shopify-orders-to-erp",reason="backpressure"}"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"entrepot_webhook_refused_total{flow="shopify-orders-to-erp",reason="backpressure"}"#),
+        "{metrics}"
+    );
     runner.stop().await;
 }

@@ -40,15 +40,19 @@ async fn polled_items_reach_an_oauth2_storefront_exactly_once() {
     // One request at a time, so the request order below is the delivery order (items of
     // different keys otherwise go concurrently).
     shop.limits = Some(entrepot::spec::ConnectorLimits { concurrency: Some(1), ..Default::default() });
-    let Some(ConnectorAuth::OAuth2ClientCredentials(oauth)) = shop.auth.as_mut() else { panic!("the example uses OAuth2") };
+    let Some(ConnectorAuth::OAuth2ClientCredentials(oauth)) = shop.auth.as_mut() else {
+        panic!("the example uses OAuth2")
+    };
     oauth.token_url = tokens.url.clone();
     let poll = flow.spec.source.trigger.poll.as_mut().unwrap();
     poll.interval = Duration::from_millis(100).into();
-    poll.pagination = Some(entrepot::spec::Pagination::Offset { param: "offset".into(), limit_param: "limit".into(), page_size: 10 });
+    poll.pagination =
+        Some(entrepot::spec::Pagination::Offset { param: "offset".into(), limit_param: "limit".into(), page_size: 10 });
     flow.spec.delivery.retry.initial_backoff = Duration::from_millis(20).into();
 
     let dir = tempfile::tempdir().unwrap();
-    let runner = InProcessRunner::start_with(config, &Secrets::with_manifests(manifests.secrets.clone()), dir.path()).await;
+    let runner =
+        InProcessRunner::start_with(config, &Secrets::with_manifests(manifests.secrets.clone()), dir.path()).await;
     eventually(WAIT, "every item delivered", || async {
         let s = status(&runner.admin_url).await;
         s.flows[0].delivered == ITEMS as u64 && s.flows[0].pending == 0
@@ -72,7 +76,8 @@ async fn polled_items_reach_an_oauth2_storefront_exactly_once() {
     .await;
 
     let received = storefront.received();
-    let keys: Vec<String> = received[1..].iter().map(|r| r.headers["idempotency-key"].to_str().unwrap().to_string()).collect();
+    let keys: Vec<String> =
+        received[1..].iter().map(|r| r.headers["idempotency-key"].to_str().unwrap().to_string()).collect();
     let mut distinct = keys.clone();
     distinct.sort();
     distinct.dedup();

@@ -68,7 +68,10 @@ async fn orders_land_once_each_are_upserted_and_a_refused_row_is_dead_lettered_a
         s.flows[0].delivered == 29 && s.flows[0].dead_lettered == 1 && s.flows[0].pending == 0
     })
     .await;
-    let rows = db.query("SELECT order_id, customer_email, grand_total, document FROM sales_orders ORDER BY order_id", &[]).await.unwrap();
+    let rows = db
+        .query("SELECT order_id, customer_email, grand_total, document FROM sales_orders ORDER BY order_id", &[])
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 29);
     assert!(rows.iter().all(|r| r.get::<_, String>(0) != "shopify:17"));
     let row = rows.iter().find(|r| r.get::<_, String>(0) == "shopify:3").unwrap();
@@ -95,7 +98,13 @@ async fn orders_land_once_each_are_upserted_and_a_refused_row_is_dead_lettered_a
         s.flows[0].stale == 1 && s.flows[0].pending == 0
     })
     .await;
-    let row = db.query_one("SELECT grand_total, document->'totals'->>'grand' FROM sales_orders WHERE order_id = 'shopify:5'", &[]).await.unwrap();
+    let row = db
+        .query_one(
+            "SELECT grand_total, document->'totals'->>'grand' FROM sales_orders WHERE order_id = 'shopify:5'",
+            &[],
+        )
+        .await
+        .unwrap();
     assert_eq!((row.get::<_, i64>(0), row.get::<_, String>(1)), (2500, "2500".to_string()));
     let count: i64 = db.query_one("SELECT count(*) FROM sales_orders", &[]).await.unwrap().get(0);
     assert_eq!(count, 29);
@@ -108,7 +117,10 @@ async fn orders_written_while_the_database_is_down_land_when_it_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let runner = warehouse(&pg, dir.path()).await;
     let url = runner.webhook(FLOW);
-    assert_eq!(post_webhook(&url, &order(1, "a@example.com", "10.00", "2026-11-27T10:00:00Z"), "d-1", None).await.status(), 200);
+    assert_eq!(
+        post_webhook(&url, &order(1, "a@example.com", "10.00", "2026-11-27T10:00:00Z"), "d-1", None).await.status(),
+        200
+    );
     let db = pg.client(PG_DATABASE).await;
     eventually(WAIT, "the first order written", || async {
         db.query("SELECT 1 FROM sales_orders", &[]).await.unwrap().len() == 1
@@ -217,7 +229,8 @@ async fn a_sql_poll_reads_rows_by_watermark_and_keeps_it_across_a_restart() {
     let first = &target.received()[0].body;
     assert_eq!((first["sku"].as_str(), first["price_minor"].as_i64()), (Some("SKU-1"), Some(100)));
     assert_eq!(first["updated_at"], "2026-11-01T10:01:00+00:00");
-    eventually(WAIT, "a poll after the last page", || async { status(&runner.admin_url).await.flows[0].pending == 0 }).await;
+    eventually(WAIT, "a poll after the last page", || async { status(&runner.admin_url).await.flows[0].pending == 0 })
+        .await;
     runner.stop().await;
 
     // While the runner is down: one row changes, one is added.
@@ -319,7 +332,9 @@ async fn a_batch_is_one_transaction_and_a_refused_row_leaves_the_rest_of_it_writ
     };
     for (i, answer) in answers.iter().enumerate() {
         match (i + 1, verdict(answer)) {
-            (20, Verdict::Reject { reason, .. }) => assert!(reason.contains("sales_orders_line_count_check") && reason.contains("23514"), "{reason}"),
+            (20, Verdict::Reject { reason, .. }) => {
+                assert!(reason.contains("sales_orders_line_count_check") && reason.contains("23514"), "{reason}")
+            }
             (30, Verdict::Reject { reason, .. }) => assert!(reason.contains("no `order_id`"), "{reason}"),
             (_, Verdict::Delivered) => {}
             (n, other) => panic!("record {n}: {other:?}"),
@@ -339,13 +354,20 @@ async fn a_batch_is_one_transaction_and_a_refused_row_leaves_the_rest_of_it_writ
         assert!(answers.iter().all(|a| verdict(a) == Verdict::Delivered));
     }
     let rate = 2000.0 / started.elapsed().as_secs_f64();
-    let bulk: i64 = db.query_one("SELECT count(DISTINCT written_by) FROM sales_orders WHERE customer_email = 'bulk@example.com'", &[]).await.unwrap().get(0);
+    let bulk: i64 = db
+        .query_one("SELECT count(DISTINCT written_by) FROM sales_orders WHERE customer_email = 'bulk@example.com'", &[])
+        .await
+        .unwrap()
+        .get(0);
     eprintln!("2000 upserts, sent 100 at a time: {rate:.0} rows/s in {bulk} transactions");
 }
 
 #[tokio::test]
 async fn verify_full_writes_over_tls_to_a_server_its_ca_signed_and_refuses_another() {
-    use entrepot::{spec::{DatabaseOptions, SecretKeySelector, SslMode}, target::{Answer, ErrorCategory, Verdict}};
+    use entrepot::{
+        spec::{DatabaseOptions, SecretKeySelector, SslMode},
+        target::{Answer, ErrorCategory, Verdict},
+    };
     let pg = Postgres::start_with_tls().await;
     let db = pg.client(PG_DATABASE).await;
     let schema = std::fs::read_to_string(repo_root().join("examples").join(EXAMPLE).join("schema.sql")).unwrap();

@@ -72,7 +72,8 @@ async fn reconcile_reports_each_kind_of_drift_and_repair_fixes_what_it_can() {
     let runner = RunnerProcess::start(&manifests, &work.path().join("data")).await;
 
     let skus = vec!["TSHIRT-BLK-M".to_string(), "MUG-WHT".to_string()];
-    let mut generator = OrderGenerator::new(7, skus).unwrap().starting_at(Timestamp::now() - 2.hours(), Offset::constant(-5));
+    let mut generator =
+        OrderGenerator::new(7, skus).unwrap().starting_at(Timestamp::now() - 2.hours(), Offset::constant(-5));
     let [delivered, edited, lost_a, lost_b] = std::array::from_fn(|_| generator.next_order());
     let mut old = generator.next_order();
     let three_days_ago = (Timestamp::now() - 72.hours()).strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
@@ -82,7 +83,9 @@ async fn reconcile_reports_each_kind_of_drift_and_repair_fixes_what_it_can() {
     }
     // Two orders arrive by webhook; the other three never do.
     for order in [&delivered, &edited] {
-        let response = post_webhook(&runner.webhook(FLOW), &serde_json::to_vec(order).unwrap(), &format!("wh-{}", order.id), None).await;
+        let response =
+            post_webhook(&runner.webhook(FLOW), &serde_json::to_vec(order).unwrap(), &format!("wh-{}", order.id), None)
+                .await;
         assert!(response.status().is_success(), "{}", response.status());
     }
     eventually(WAIT, "the delivered orders in the ERP", || async { erp.orders().len() == 2 }).await;
@@ -120,12 +123,17 @@ async fn reconcile_reports_each_kind_of_drift_and_repair_fixes_what_it_can() {
     let (repair, _) = reconcile(work.path(), &["--action", "repair", "--runner", &runner.admin_url]).await;
     assert_eq!(counts(&repair), [5, 1, 2, 1, 1, 3], "{repair:?}");
     let fixed = |o: &Order| erp.order_by_external_id(&external_id(o)).is_some_and(|s| s.total == o.total_price_minor());
-    eventually(WAIT, "the repaired orders in the ERP", || async { [&lost_a, &lost_b, &edited].iter().all(|o| fixed(o)) })
-        .await;
+    eventually(WAIT, "the repaired orders in the ERP", || async {
+        [&lost_a, &lost_b, &edited].iter().all(|o| fixed(o))
+    })
+    .await;
     let mut ids: Vec<String> = erp.orders().into_iter().map(|o| o.external_id).collect();
     ids.sort();
-    let mut expected: Vec<String> =
-        [&delivered, &edited, &lost_a, &lost_b].iter().map(|o| external_id(o)).chain(["manual:1".to_string()]).collect();
+    let mut expected: Vec<String> = [&delivered, &edited, &lost_a, &lost_b]
+        .iter()
+        .map(|o| external_id(o))
+        .chain(["manual:1".to_string()])
+        .collect();
     expected.sort();
     assert_eq!(ids, expected, "each order exactly once, the old one not touched");
 
@@ -144,7 +152,8 @@ async fn repeat_delivery(admin_url: &str, order: &Order) -> Value {
     let payload = serde_json::to_value(order).unwrap();
     let id = format!("reconcile:{}", entrepot::source::poll::content_digest(&payload));
     let body = json!({"records": [{"deliveryId": id, "payload": payload}]});
-    let response = reqwest::Client::new().post(format!("{admin_url}/v1/flows/{FLOW}/records")).json(&body).send().await.unwrap();
+    let response =
+        reqwest::Client::new().post(format!("{admin_url}/v1/flows/{FLOW}/records")).json(&body).send().await.unwrap();
     assert!(response.status().is_success(), "{}", response.status());
     response.json().await.unwrap()
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use entrepot::{secrets::Secrets, spec::ConnectorAuth};
 use entrepot_e2e::*;
 use entrepot_sim::marketplace::walmart::{self, WalmartConfig};
-use entrepot_sim::marketplace::{self, ListingChange, ListingCause, MarketplaceConfig};
+use entrepot_sim::marketplace::{self, ListingCause, ListingChange, MarketplaceConfig};
 use entrepot_sim::wms::{self, ShippablePoint, WmsConfig};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -23,7 +23,10 @@ fn assert_followed_the_wms(sku: &str, channel: &str, patches: &[ListingChange], 
             .iter()
             .position(|point| point.version >= floor && point.at <= patch.at && point.shippable == patch.quantity)
             .unwrap_or_else(|| {
-                panic!("{channel} showed {} of {sku} at {}: never shippable at a version ≥ {floor} before then", patch.quantity, patch.at)
+                panic!(
+                    "{channel} showed {} of {sku} at {}: never shippable at a version ≥ {floor} before then",
+                    patch.quantity, patch.at
+                )
             });
         floor = wms[found].version;
     }
@@ -31,9 +34,12 @@ fn assert_followed_the_wms(sku: &str, channel: &str, patches: &[ListingChange], 
 
 #[tokio::test]
 async fn wms_availability_reaches_amazon_and_walmart_and_never_runs_ahead_of_it() {
-    let wms = wms::bind(WmsConfig { bearer_token: Some("demo-wms-token".into()), seed: 3, ..WmsConfig::default() }, "127.0.0.1:0")
-        .await
-        .unwrap();
+    let wms = wms::bind(
+        WmsConfig { bearer_token: Some("demo-wms-token".into()), seed: 3, ..WmsConfig::default() },
+        "127.0.0.1:0",
+    )
+    .await
+    .unwrap();
     wms.receive_opening_stock(30).unwrap();
     wms.generate(40);
     let amazon = marketplace::bind(MarketplaceConfig::default(), "127.0.0.1:0").await.unwrap();
@@ -49,7 +55,9 @@ async fn wms_availability_reaches_amazon_and_walmart_and_never_runs_ahead_of_it(
     ] {
         let connector = flow.connectors.get_mut(name).unwrap();
         connector.endpoint = Some(base);
-        let Some(ConnectorAuth::OAuth2ClientCredentials(oauth)) = connector.auth.as_mut() else { panic!("{name} uses OAuth2") };
+        let Some(ConnectorAuth::OAuth2ClientCredentials(oauth)) = connector.auth.as_mut() else {
+            panic!("{name} uses OAuth2")
+        };
         oauth.token_url = token_url;
     }
     let poll = flow.spec.source.trigger.poll.as_mut().unwrap();
@@ -59,7 +67,8 @@ async fn wms_availability_reaches_amazon_and_walmart_and_never_runs_ahead_of_it(
     flow.spec.delivery.retry.max_backoff = Duration::from_millis(500).into();
 
     let dir = tempfile::tempdir().unwrap();
-    let runner = InProcessRunner::start_with(config, &Secrets::with_manifests(manifests.secrets.clone()), dir.path()).await;
+    let runner =
+        InProcessRunner::start_with(config, &Secrets::with_manifests(manifests.secrets.clone()), dir.path()).await;
     let skus = WmsConfig::default().skus;
     let in_step = || {
         skus.iter().all(|sku| {

@@ -28,7 +28,12 @@ fn connectors(h: &Observed) -> Api<Connector> {
 }
 
 /// The Connector's status once `check` holds.
-async fn status_when(h: &Observed, name: &str, what: &str, check: impl Fn(&ConnectorStatus) -> bool) -> ConnectorStatus {
+async fn status_when(
+    h: &Observed,
+    name: &str,
+    what: &str,
+    check: impl Fn(&ConnectorStatus) -> bool,
+) -> ConnectorStatus {
     eventually(what, || async { connectors(h).get(name).await.ok()?.status.filter(|s| check(s)) }).await
 }
 

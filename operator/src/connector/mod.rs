@@ -14,8 +14,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt, core::DeserializeGuard, runtime::controller::Action};
 use tracing::info;
 
-pub use crate::observer::Context;
 use self::status::UsingFlow;
+pub use crate::observer::Context;
 use crate::{
     error::Error,
     events, observer,

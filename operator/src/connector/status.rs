@@ -62,15 +62,12 @@ pub fn desired_status(
 /// `Unknown` when no runner has reported either.
 pub fn reachable(connector: &str, using: &[UsingFlow]) -> Desired {
     let reports = || {
-        using
-            .iter()
-            .flat_map(move |flow| {
-                flow.reports.iter().filter(move |r| r.name == connector).map(move |r| (flow.name.as_str(), r))
-            })
+        using.iter().flat_map(move |flow| {
+            flow.reports.iter().filter(move |r| r.name == connector).map(move |r| (flow.name.as_str(), r))
+        })
     };
-    let last_error = reports()
-        .filter_map(|(flow, r)| Some((r.last_error_time.as_ref()?.0, flow, r)))
-        .max_by_key(|(at, _, _)| *at);
+    let last_error =
+        reports().filter_map(|(flow, r)| Some((r.last_error_time.as_ref()?.0, flow, r))).max_by_key(|(at, _, _)| *at);
     let last_success = reports().filter_map(|(flow, r)| Some((r.last_success_time.as_ref()?.0, flow))).max();
 
     match (last_error, last_success) {
@@ -86,13 +83,17 @@ pub fn reachable(connector: &str, using: &[UsingFlow]) -> Desired {
                 "throttled" => Desired::no(REACHABLE, "Throttled", message),
                 "server" => Desired::no(REACHABLE, "ServerFailing", message),
                 // A rejected record or an unreadable page is an answer: the system is there.
-                "rejected" | "invalid" => Desired::yes(REACHABLE, "Answering", format!("answered; its last answer was a {message}")),
+                "rejected" | "invalid" => {
+                    Desired::yes(REACHABLE, "Answering", format!("answered; its last answer was a {message}"))
+                }
                 _ => Desired::no(REACHABLE, "Failing", message),
             }
         }
-        (_, Some((at, flow))) => {
-            Desired::yes(REACHABLE, "Answering", format!("answered with a success at {at}, reported by SyncFlow {flow}"))
-        }
+        (_, Some((at, flow))) => Desired::yes(
+            REACHABLE,
+            "Answering",
+            format!("answered with a success at {at}, reported by SyncFlow {flow}"),
+        ),
         _ => Desired::unknown(REACHABLE, "NotReported", "no runner using this Connector has called it yet"),
     }
 }
@@ -179,7 +180,11 @@ mod tests {
             ("invalid", (Status::True, "Answering")),
             ("something-new", (Status::False, "Failing")),
         ] {
-            assert_eq!(reason(&reachable("erp", &[flow("f", vec![failure("erp", category, 1)])])), expected, "{category}");
+            assert_eq!(
+                reason(&reachable("erp", &[flow("f", vec![failure("erp", category, 1)])])),
+                expected,
+                "{category}"
+            );
         }
     }
 
@@ -194,14 +199,22 @@ mod tests {
     #[test]
     fn status_lists_users_sorted_and_keeps_ready_apart_from_reachable() {
         let using = [flow("returns", vec![failure("erp", "unreachable", 5)]), flow("orders", Vec::new())];
-        let status = desired_status(&ConnectorStatus::default(), 2, "erp", None, &using, Timestamp::from_second(9).unwrap());
+        let status =
+            desired_status(&ConnectorStatus::default(), 2, "erp", None, &using, Timestamp::from_second(9).unwrap());
         assert_eq!(status.used_by, ["orders", "returns"]);
         assert_eq!(status.observed_generation, 2);
         assert_eq!(find(&status.conditions, READY).unwrap().status, "True");
         assert_eq!(find(&status.conditions, STALLED).unwrap().status, "False");
         assert_eq!(find(&status.conditions, REACHABLE).unwrap().reason, "Unreachable");
 
-        let invalid = desired_status(&status, 3, "erp", Some("Connector erp: spec.endpoint: bad"), &using, Timestamp::from_second(9).unwrap());
+        let invalid = desired_status(
+            &status,
+            3,
+            "erp",
+            Some("Connector erp: spec.endpoint: bad"),
+            &using,
+            Timestamp::from_second(9).unwrap(),
+        );
         let ready = find(&invalid.conditions, READY).unwrap();
         assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "InvalidSpec"));
         assert!(ready.message.contains("spec.endpoint"));

@@ -17,8 +17,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt, core::DeserializeGuard, runtime::controller::Action};
 use tracing::info;
 
-pub use crate::observer::Context;
 use self::status::Verdict;
+pub use crate::observer::Context;
 use crate::{
     error::Error,
     events, observer,
@@ -55,7 +55,11 @@ async fn reconcile(guard: Arc<DeserializeGuard<Mapping>>, ctx: Arc<Context>) -> 
         Err(unreadable) => (Verdict::Unreadable(unreadable.error.clone()), None),
         Ok(mapping) => (
             status::evaluate(&mapping.spec),
-            mapping.spec.produces.as_ref().map(|p| ProducedEntity { entity: p.entity.clone(), version: p.version.clone() }),
+            mapping
+                .spec
+                .produces
+                .as_ref()
+                .map(|p| ProducedEntity { entity: p.entity.clone(), version: p.version.clone() }),
         ),
     };
     // Dereference: the flows that use it.

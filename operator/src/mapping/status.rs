@@ -52,13 +52,13 @@ pub fn desired_status(
     now: Timestamp,
 ) -> MappingStatus {
     let (tests, ready) = match verdict {
-        Verdict::Unreadable(error) => {
-            (None, Err(("InvalidSpec", format!("Mapping {name}: the spec cannot be read: {error}; fix the field it names"))))
-        }
-        Verdict::CompileFailed(error) => (
+        Verdict::Unreadable(error) => (
             None,
-            Err(("CompileFailed", format!("Mapping {name}: spec.program: {}", cut(error, MAX_IN_MESSAGE)))),
+            Err(("InvalidSpec", format!("Mapping {name}: the spec cannot be read: {error}; fix the field it names"))),
         ),
+        Verdict::CompileFailed(error) => {
+            (None, Err(("CompileFailed", format!("Mapping {name}: spec.program: {}", cut(error, MAX_IN_MESSAGE)))))
+        }
         Verdict::Tested(report) => {
             let tests = tests_status(report);
             let ready = match report.failures.first() {
@@ -77,7 +77,9 @@ pub fn desired_status(
         }
     };
     let desired = match ready {
-        Ok(message) => [Desired::yes(READY, "TestsPassed", message.clone()), Desired::no(STALLED, "TestsPassed", message)],
+        Ok(message) => {
+            [Desired::yes(READY, "TestsPassed", message.clone()), Desired::no(STALLED, "TestsPassed", message)]
+        }
         Err((reason, message)) => [Desired::no(READY, reason, message.clone()), Desired::yes(STALLED, reason, message)],
     };
     used_by.sort();
@@ -121,7 +123,12 @@ pub fn notices(previous: &[Condition], next: &[Condition]) -> Vec<Notice> {
     }
     let was_failing = conditions::find(previous, READY).is_some_and(|c| FAILING.contains(&c.reason.as_str()));
     if was_failing && let Some(c) = conditions::entered(previous, next, READY, Status::True, "TestsPassed") {
-        return vec![Notice { warning: false, reason: "MappingTestsPassing", action: "RunTests", note: c.message.clone() }];
+        return vec![Notice {
+            warning: false,
+            reason: "MappingTestsPassing",
+            action: "RunTests",
+            note: c.message.clone(),
+        }];
     }
     Vec::new()
 }
@@ -189,7 +196,12 @@ mod tests {
     fn a_program_that_does_not_compile_says_where() {
         let status = status_of(&spec("{id: .id,\n  total: (.price |}", Vec::new()));
         assert_eq!(ready(&status), ("False".into(), "CompileFailed".into()));
-        assert!(find(&status.conditions, READY).unwrap().message.contains("spec.program: jq program does not compile: at 2:"));
+        assert!(
+            find(&status.conditions, READY)
+                .unwrap()
+                .message
+                .contains("spec.program: jq program does not compile: at 2:")
+        );
         assert_eq!(status.tests, None);
         assert_eq!(find(&status.conditions, STALLED).unwrap().status, "True");
     }
@@ -244,7 +256,8 @@ mod tests {
         let still = desired_status(&failing, 2, "m", &failing_verdict, None, Vec::new(), now());
         assert!(notices(&failing.conditions, &still.conditions).is_empty());
 
-        let fixed = desired_status(&still, 3, "m", &evaluate(&spec(".", vec![(json!(1), json!(1))])), None, Vec::new(), now());
+        let fixed =
+            desired_status(&still, 3, "m", &evaluate(&spec(".", vec![(json!(1), json!(1))])), None, Vec::new(), now());
         let recovered = notices(&still.conditions, &fixed.conditions);
         assert_eq!(recovered.len(), 1);
         assert_eq!((recovered[0].reason, recovered[0].warning), ("MappingTestsPassing", false));

@@ -64,7 +64,11 @@ pub fn labels(schedule: &str, flow: &str) -> BTreeMap<String, String> {
 }
 
 /// The CronJob of `schedule`, whose flow `flow` resolves.
-pub fn cron_job(schedule: &ReconcileSchedule, flow: &FlowConfig, defaults: &RunnerDefaults) -> Result<CronJob, BuildError> {
+pub fn cron_job(
+    schedule: &ReconcileSchedule,
+    flow: &FlowConfig,
+    defaults: &RunnerDefaults,
+) -> Result<CronJob, BuildError> {
     let owner = schedule.controller_owner_ref(&()).ok_or(BuildError::NoOwnerReference)?;
     let name = schedule.metadata.name.clone().ok_or(BuildError::NoOwnerReference)?;
     let spec = &schedule.spec;
@@ -166,11 +170,17 @@ mod tests {
         let cron = built();
         assert_eq!(cron.metadata.name.as_deref(), Some("orders-hourly-reconcile"));
         let owner = &cron.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("ReconcileSchedule", "orders-hourly", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+            ("ReconcileSchedule", "orders-hourly", Some(true))
+        );
         let spec = cron.spec.unwrap();
         assert_eq!((spec.schedule.as_str(), spec.time_zone.as_deref()), ("0 * * * *", Some("Europe/Paris")));
         assert_eq!(spec.concurrency_policy.as_deref(), Some("Forbid"));
-        assert_eq!((spec.suspend, spec.successful_jobs_history_limit, spec.failed_jobs_history_limit), (Some(false), Some(5), Some(1)));
+        assert_eq!(
+            (spec.suspend, spec.successful_jobs_history_limit, spec.failed_jobs_history_limit),
+            (Some(false), Some(5), Some(1))
+        );
         let job_labels = spec.job_template.metadata.unwrap().labels.unwrap();
         assert_eq!(job_labels[SCHEDULE_LABEL], "orders-hourly");
         let job = spec.job_template.spec.unwrap();
@@ -189,7 +199,10 @@ mod tests {
         let c = &pod.containers[0];
         assert_eq!(c.name, CONTAINER);
         let security = c.security_context.as_ref().unwrap();
-        assert_eq!((security.read_only_root_filesystem, security.allow_privilege_escalation), (Some(true), Some(false)));
+        assert_eq!(
+            (security.read_only_root_filesystem, security.allow_privilege_escalation),
+            (Some(true), Some(false))
+        );
         assert_eq!(c.termination_message_policy.as_deref(), Some("FallbackToLogsOnError"));
         let args = c.args.clone().unwrap();
         assert_eq!(args[..3], ["reconcile", "--config", "/etc/entrepot/runner.yaml"]);
@@ -197,7 +210,8 @@ mod tests {
         let env = c.env.clone().unwrap();
         let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, [NAME_ENV, SPEC_ENV, "ENTREPOT_SECRET_ERP_API_TOKEN", "ENTREPOT_SECRET_SHOP_WEBHOOK_SECRET"]);
-        let spec: entrepot::spec::ReconcileScheduleSpec = serde_json::from_str(env[1].value.as_deref().unwrap()).unwrap();
+        let spec: entrepot::spec::ReconcileScheduleSpec =
+            serde_json::from_str(env[1].value.as_deref().unwrap()).unwrap();
         assert_eq!(spec, fixtures::reconcile().schedules[0].spec.0);
         // Secrets by reference only.
         assert!(env[2].value.is_none() && env[2].value_from.as_ref().unwrap().secret_key_ref.is_some());

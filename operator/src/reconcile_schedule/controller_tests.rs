@@ -10,10 +10,7 @@ use k8s_openapi::api::{
     core::v1::Pod,
     events::v1::Event,
 };
-use kube::{
-    Api, Resource,
-    api::DeleteParams,
-};
+use kube::{Api, Resource, api::DeleteParams};
 
 use super::{CONTROLLER, Context, build::SCHEDULE_LABEL, run, runs};
 use crate::{
@@ -79,7 +76,11 @@ impl Harness {
         self.create::<ReconcileSchedule>(f.schedules[0].clone()).await;
     }
 
-    async fn status_when(&self, what: &str, check: impl Fn(&ReconcileScheduleStatus) -> bool) -> ReconcileScheduleStatus {
+    async fn status_when(
+        &self,
+        what: &str,
+        check: impl Fn(&ReconcileScheduleStatus) -> bool,
+    ) -> ReconcileScheduleStatus {
         eventually(what, || async {
             self.api::<ReconcileSchedule>().get("orders-hourly").await.ok()?.status.filter(|s| check(s))
         })
@@ -133,7 +134,13 @@ async fn a_schedule_becomes_a_cron_job_and_its_last_run_comes_back_with_an_event
     assert_eq!(run.summary, Some(summary));
     assert!(find(&status.conditions, READY).unwrap().message.contains("found 3 drifted"));
     let event = eventually("the DriftFound event", || async {
-        h.api::<Event>().list(&Default::default()).await.ok()?.items.into_iter().find(|e| e.reason.as_deref() == Some("DriftFound"))
+        h.api::<Event>()
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("DriftFound"))
     })
     .await;
     assert_eq!(event.type_.as_deref(), Some("Warning"));
@@ -193,7 +200,8 @@ async fn a_second_reconcile_changes_nothing() {
     // A touch of the flow wakes the schedule through its watch.
     let touch = serde_json::json!({"metadata": {"annotations": {"example.com/touched": "yes"}}});
     h.api::<SyncFlow>().patch("orders", &Default::default(), &kube::api::Patch::Merge(touch)).await.unwrap();
-    eventually("another reconcile", || async { (h.ctx.metrics.reconciles(CONTROLLER) > reconciles).then_some(()) }).await;
+    eventually("another reconcile", || async { (h.ctx.metrics.reconciles(CONTROLLER) > reconciles).then_some(()) })
+        .await;
 
     assert_eq!(h.cluster.writes(), writes + 1, "only the test's own patch was written");
     let after = h.api::<ReconcileSchedule>().get("orders-hourly").await.unwrap();

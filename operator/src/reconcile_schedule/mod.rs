@@ -59,18 +59,13 @@ use self::{
     validate::{FlowRef, Invalid},
 };
 use crate::{
-    events::{self, Notice},
-    status_patch,
-    failures::Failures,
     error::Error,
+    events::{self, Notice},
+    failures::Failures,
     metrics::Metrics,
     resources::{LastRun, ReconcileSchedule, ReconcileScheduleStatus, SyncFlow, conditions},
-    sync_flow::{
-        ApiScope, apply,
-        build::RunnerDefaults,
-        dereference, get_guarded, kube_error,
-        validate::References,
-    },
+    status_patch,
+    sync_flow::{ApiScope, apply, build::RunnerDefaults, dereference, get_guarded, kube_error, validate::References},
 };
 
 /// Name of this controller in metrics and logs.
@@ -254,7 +249,8 @@ async fn update_status(
     outcome: &Outcome<'_>,
     schedule: Option<&ReconcileSchedule>,
 ) -> Result<(), Error> {
-    let previous = status_patch::read::<ReconcileSchedule, ReconcileScheduleStatus>(&ctx.client, namespace, name).await?;
+    let previous =
+        status_patch::read::<ReconcileSchedule, ReconcileScheduleStatus>(&ctx.client, namespace, name).await?;
     let status = status::desired_status(&previous, generation, outcome, Timestamp::now());
     if status == previous {
         return Ok(());

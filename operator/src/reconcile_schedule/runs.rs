@@ -95,19 +95,12 @@ fn read_message(text: &str) -> Message {
 
 /// Why a Job failed, from its `Failed` condition.
 fn job_failure(job: &Job) -> String {
-    let condition = job
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Failed"));
+    let condition =
+        job.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == "Failed"));
     match condition {
-        Some(c) => format!(
-            "Job failed: {} {}",
-            c.reason.as_deref().unwrap_or(""),
-            c.message.as_deref().unwrap_or("")
-        )
-        .trim()
-        .to_string(),
+        Some(c) => format!("Job failed: {} {}", c.reason.as_deref().unwrap_or(""), c.message.as_deref().unwrap_or(""))
+            .trim()
+            .to_string(),
         None => "Job failed".into(),
     }
 }
@@ -180,7 +173,10 @@ pub(crate) mod tests {
         let run = last_finished(&jobs, &[pod("s-3", "thread 'main' panicked")]).unwrap();
         assert_eq!(run.error.as_deref(), Some("thread 'main' panicked"));
         let run = last_finished(&jobs, &[]).unwrap();
-        assert_eq!(run.error.as_deref(), Some("Job failed: BackoffLimitExceeded Job has reached the specified backoff limit"));
+        assert_eq!(
+            run.error.as_deref(),
+            Some("Job failed: BackoffLimitExceeded Job has reached the specified backoff limit")
+        );
         assert_eq!(run.completion_time.unwrap().0.as_second(), 300);
     }
 }

@@ -63,9 +63,15 @@ pub fn desired_status(
                 ),
                 Some(run) => {
                     let drift = run.summary.as_ref().map_or(0, |s| s.drift());
-                    (true, if *suspended { "Suspended" } else { "Scheduled" }, format!("run {} found {drift} drifted record(s); {next}", run.job))
+                    (
+                        true,
+                        if *suspended { "Suspended" } else { "Scheduled" },
+                        format!("run {} found {drift} drifted record(s); {next}", run.job),
+                    )
                 }
-                None => (true, if *suspended { "Suspended" } else { "Scheduled" }, format!("CronJob {cron_job}: {next}")),
+                None => {
+                    (true, if *suspended { "Suspended" } else { "Scheduled" }, format!("CronJob {cron_job}: {next}"))
+                }
             };
             let [ready, reconciling] = conditions::settled(ready, reason, message);
             vec![ready, reconciling, resolved]

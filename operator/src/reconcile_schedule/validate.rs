@@ -126,7 +126,8 @@ pub fn validate(
             });
         }
         Some(Err(error)) => {
-            let source = flow_validate::Invalid::UnreadableSpec { flow: spec.sync_flow_ref.clone(), error: error.clone() };
+            let source =
+                flow_validate::Invalid::UnreadableSpec { flow: spec.sync_flow_ref.clone(), error: error.clone() };
             return Err(Invalid::SyncFlow { schedule: name.into(), source: Box::new(source) });
         }
         Some(Ok(flow_spec)) => flow_spec,

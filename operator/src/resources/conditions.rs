@@ -81,7 +81,8 @@ pub fn stalled(reason: &'static str, message: String) -> Vec<Desired> {
 /// Ready (or not) for `reason`, and not Reconciling: the operator has done what it can,
 /// and the state will not change by waiting on it.
 pub fn settled(ready: bool, reason: &'static str, message: String) -> [Desired; 2] {
-    let ready = if ready { Desired::yes(READY, reason, message.clone()) } else { Desired::no(READY, reason, message.clone()) };
+    let ready =
+        if ready { Desired::yes(READY, reason, message.clone()) } else { Desired::no(READY, reason, message.clone()) };
     [ready, Desired::no(RECONCILING, reason, message)]
 }
 

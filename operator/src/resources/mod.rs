@@ -16,7 +16,8 @@ pub use crd::{crds, render_crds};
 pub use mapping::{Mapping, MappingSpec, MappingStatus, MappingTestFailure, MappingTestsStatus, ProducedEntity};
 pub use reconcile_schedule::{LastRun, ReconcileSchedule, ReconcileScheduleSpec, ReconcileScheduleStatus};
 pub use sync_flow::{
-    BacklogStatus, ConnectorReport, RunnerStatus, SyncFlow, SyncFlowSpec, SyncFlowStatus, TargetReport, ThroughputStatus,
+    BacklogStatus, ConnectorReport, RunnerStatus, SyncFlow, SyncFlowSpec, SyncFlowStatus, TargetReport,
+    ThroughputStatus,
 };
 
 /// `observedGeneration` before the operator has looked at a resource: lower than any

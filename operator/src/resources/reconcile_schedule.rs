@@ -64,7 +64,12 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.lastRun.summary.mismatched",
         description = "Records that differed at the last run"
     ),
-    printcolumn(name = "Next Run", type_ = "date", json_path = ".status.nextRunTime", description = "When the next run is due"),
+    printcolumn(
+        name = "Next Run",
+        type_ = "date",
+        json_path = ".status.nextRunTime",
+        description = "When the next run is due"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 pub struct ReconcileScheduleSpec(pub entrepot::spec::ReconcileScheduleSpec);

@@ -163,7 +163,10 @@ pub struct ConnectorReport {
 
 impl Default for SyncFlowStatus {
     fn default() -> Self {
-        Self { observed_generation: super::not_observed(), conditions: Vec::new(), runner: None,
+        Self {
+            observed_generation: super::not_observed(),
+            conditions: Vec::new(),
+            runner: None,
             backlog: None,
             throughput: None,
             delivered: None,

@@ -219,7 +219,8 @@ pub fn children(flow: &SyncFlow, config: &FlowConfig, defaults: &RunnerDefaults)
             service: service(meta.clone(), &config.name),
         },
         FlowMode::Batch => {
-            let schedule = config.spec.schedule.clone().ok_or_else(|| BuildError::NoSchedule { flow: config.name.clone() })?;
+            let schedule =
+                config.spec.schedule.clone().ok_or_else(|| BuildError::NoSchedule { flow: config.name.clone() })?;
             let claim_meta = ObjectMeta { name: Some(queue_claim_name(&config.name)), ..meta.clone() };
             Workload::Batch {
                 cron_job: cron_job(meta.clone(), config, defaults, &secrets, &checksum, schedule),
@@ -250,7 +251,8 @@ pub fn queue_claim_name(flow: &str) -> String {
 /// The queue's volume claim: the flow's size and class, else the operator's defaults.
 fn claim_spec(config: &FlowConfig, defaults: &RunnerDefaults) -> PersistentVolumeClaimSpec {
     let queue = &config.spec.runner.queue.embedded;
-    let size = queue.storage.clone().or_else(|| defaults.queue.size.clone()).unwrap_or_else(|| DEFAULT_QUEUE_SIZE.into());
+    let size =
+        queue.storage.clone().or_else(|| defaults.queue.size.clone()).unwrap_or_else(|| DEFAULT_QUEUE_SIZE.into());
     PersistentVolumeClaimSpec {
         access_modes: Some(vec!["ReadWriteOnce".into()]),
         storage_class_name: queue.storage_class_name.clone().or_else(|| defaults.queue.storage_class_name.clone()),
@@ -309,7 +311,10 @@ fn pod_template(
         config_volume(&runner_name(&config.name)),
         Volume {
             name: "tmp".into(),
-            empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(Quantity("64Mi".into())), ..EmptyDirVolumeSource::default() }),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: Some(Quantity("64Mi".into())),
+                ..EmptyDirVolumeSource::default()
+            }),
             ..Volume::default()
         },
     ];
@@ -325,7 +330,9 @@ fn pod_template(
     }
     // A file trigger reads its directory, and moves files aside inside it, on the volume
     // claim the flow names (validation requires it).
-    if let Some((file, claim)) = config.spec.source.trigger.file.as_ref().and_then(|f| Some((f, f.volume_claim_name.clone()?))) {
+    if let Some((file, claim)) =
+        config.spec.source.trigger.file.as_ref().and_then(|f| Some((f, f.volume_claim_name.clone()?)))
+    {
         mounts.push(VolumeMount { name: "files".into(), mount_path: file.directory.clone(), ..VolumeMount::default() });
         volumes.push(Volume {
             name: "files".into(),
@@ -472,7 +479,11 @@ pub fn secret_env(secrets: &BTreeSet<SecretKeySelector>) -> Vec<EnvVar> {
         .map(|s| EnvVar {
             name: s.env_var(),
             value_from: Some(EnvVarSource {
-                secret_key_ref: Some(KubeSecretKeySelector { name: s.name.clone(), key: s.key.clone(), optional: None }),
+                secret_key_ref: Some(KubeSecretKeySelector {
+                    name: s.name.clone(),
+                    key: s.key.clone(),
+                    optional: None,
+                }),
                 ..EnvVarSource::default()
             }),
             ..EnvVar::default()
@@ -522,7 +533,12 @@ pub fn config_volume(config_map: &str) -> Volume {
 
 /// Where the runner configuration is mounted: [`config_path`]'s directory, read-only.
 pub fn config_mount() -> VolumeMount {
-    VolumeMount { name: "config".into(), mount_path: CONFIG_DIR.into(), read_only: Some(true), ..VolumeMount::default() }
+    VolumeMount {
+        name: "config".into(),
+        mount_path: CONFIG_DIR.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }
 }
 
 /// The path of the runner configuration inside a runner container.

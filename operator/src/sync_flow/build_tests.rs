@@ -231,10 +231,15 @@ fn the_queue_claim_takes_the_flow_size_and_class_else_the_operator_defaults() {
 #[test]
 fn operator_defaults_set_pull_policy_and_resources() {
     let f = fixtures::orders();
-    let resources: ResourceRequirements =
-        serde_json::from_value(serde_json::json!({"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}))
-            .unwrap();
-    let operator = RunnerDefaults { image_pull_policy: Some("IfNotPresent".into()), resources: Some(resources.clone()), ..defaults() };
+    let resources: ResourceRequirements = serde_json::from_value(
+        serde_json::json!({"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}),
+    )
+    .unwrap();
+    let operator = RunnerDefaults {
+        image_pull_policy: Some("IfNotPresent".into()),
+        resources: Some(resources.clone()),
+        ..defaults()
+    };
     let c = children(f.flow(), &resolve(&f), &operator).unwrap();
     let container = &pod(&c).containers[0];
     assert_eq!(container.image_pull_policy.as_deref(), Some("IfNotPresent"));

@@ -309,10 +309,13 @@ async fn an_unreadable_flow_is_reported_on_itself_and_does_not_stop_the_others()
 /// A runner's admin API on loopback answering `/v1/status` with what the test says.
 async fn fake_runner(status: Arc<std::sync::Mutex<entrepot::status::RunnerStatus>>) -> u16 {
     use axum::{Json, Router, routing::get};
-    let app = Router::new().route("/v1/status", get(move || {
-        let status = status.clone();
-        async move { Json(status.lock().unwrap().clone()) }
-    }));
+    let app = Router::new().route(
+        "/v1/status",
+        get(move || {
+            let status = status.clone();
+            async move { Json(status.lock().unwrap().clone()) }
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -365,7 +368,8 @@ async fn the_runner_pods_report_goes_into_status_and_an_old_backlog_is_not_ready
     runner_pod(&h, "orders-runner-0").await;
     h.runner_pods_become_available().await;
 
-    let status = h.status_when(1, "the runner's backlog", |s| s.backlog.as_ref().is_some_and(|b| b.pending == 12)).await;
+    let status =
+        h.status_when(1, "the runner's backlog", |s| s.backlog.as_ref().is_some_and(|b| b.pending == 12)).await;
     let backlog = status.backlog.clone().unwrap();
     assert_eq!((backlog.oldest_pending_seconds, backlog.dead_lettered), (30, 2));
     assert_eq!(status.targets[0].last_error.as_deref(), Some("target error: 503 Service Unavailable"));
@@ -377,7 +381,9 @@ async fn the_runner_pods_report_goes_into_status_and_an_old_backlog_is_not_ready
     let touch = json!({"metadata": {"annotations": {"example.com/touched": "1"}}});
     h.api::<Connector>().patch("erp", &PatchParams::default(), &Patch::Merge(touch)).await.unwrap();
     let status = h
-        .status_when(1, "BacklogOverBudget", |s| find(&s.conditions, READY).is_some_and(|c| c.reason == "BacklogOverBudget"))
+        .status_when(1, "BacklogOverBudget", |s| {
+            find(&s.conditions, READY).is_some_and(|c| c.reason == "BacklogOverBudget")
+        })
         .await;
     let message = &find(&status.conditions, READY).unwrap().message;
     assert!(message.contains("420s old, over the 300s freshness budget"), "{message}");
@@ -406,7 +412,8 @@ async fn switching_to_batch_replaces_the_stateful_set_with_a_cron_job_and_suspen
                    "trigger": {"webhook": null, "poll": {"interval": "1h", "path": "/orders.json"}}},
     }});
     h.api::<SyncFlow>().patch("orders", &PatchParams::default(), &Patch::Merge(batch)).await.unwrap();
-    let status = h.status_when(2, "Scheduled", |s| find(&s.conditions, READY).is_some_and(|c| c.reason == "Scheduled")).await;
+    let status =
+        h.status_when(2, "Scheduled", |s| find(&s.conditions, READY).is_some_and(|c| c.reason == "Scheduled")).await;
     assert_eq!(status.runner.unwrap().workload, "CronJob/orders-runner");
     let cron = h.api::<CronJob>().get("orders-runner").await.unwrap();
     assert_eq!(cron.spec.as_ref().unwrap().schedule, "0 2 * * *");
@@ -420,12 +427,19 @@ async fn switching_to_batch_replaces_the_stateful_set_with_a_cron_job_and_suspen
     })
     .await;
 
-    h.api::<SyncFlow>().patch("orders", &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": true}}))).await.unwrap();
-    let status = h.status_when(3, "Suspended", |s| find(&s.conditions, READY).is_some_and(|c| c.reason == "Suspended")).await;
+    h.api::<SyncFlow>()
+        .patch("orders", &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": true}})))
+        .await
+        .unwrap();
+    let status =
+        h.status_when(3, "Suspended", |s| find(&s.conditions, READY).is_some_and(|c| c.reason == "Suspended")).await;
     assert_eq!(condition(&status, READY), pair("False", "Suspended"));
     let cron = h.api::<CronJob>().get("orders-runner").await.unwrap();
     assert_eq!(cron.spec.unwrap().suspend, Some(true));
-    assert!(h.api::<PersistentVolumeClaim>().get_opt("orders-runner-queue").await.unwrap().is_some(), "the queue stays");
+    assert!(
+        h.api::<PersistentVolumeClaim>().get_opt("orders-runner-queue").await.unwrap().is_some(),
+        "the queue stays"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -436,9 +450,14 @@ async fn a_config_change_rolls_the_runner_and_says_so_in_an_event() {
     let first = h.status_when(1, "the first status", |s| s.runner.is_some()).await;
     // Another program that still passes the Mapping's tests.
     let program = json!({"spec": {"program": fixtures::canonical_program("(.total_price)")}});
-    h.api::<Mapping>().patch("shopify-order-to-canonical", &PatchParams::default(), &Patch::Merge(program)).await.unwrap();
+    h.api::<Mapping>()
+        .patch("shopify-order-to-canonical", &PatchParams::default(), &Patch::Merge(program))
+        .await
+        .unwrap();
     let rolled = h
-        .status_when(1, "a new checksum", |s| s.runner.as_ref().map(|r| &r.config_checksum) != first.runner.as_ref().map(|r| &r.config_checksum))
+        .status_when(1, "a new checksum", |s| {
+            s.runner.as_ref().map(|r| &r.config_checksum) != first.runner.as_ref().map(|r| &r.config_checksum)
+        })
         .await;
     let template = h.children().await.1.unwrap().spec.unwrap().template.metadata.unwrap();
     assert_eq!(template.annotations.unwrap()["entrepot.io/config-checksum"], rolled.runner.unwrap().config_checksum);
@@ -484,9 +503,8 @@ async fn a_mapping_whose_tests_fail_leaves_the_last_good_runner_running_until_it
 
     // Fixed with a program that still passes its test: the new configuration rolls out.
     set_program(&fixtures::canonical_program("(.total_price)")).await.unwrap();
-    let status = h
-        .status_when(1, "Stalled=False", |s| find(&s.conditions, STALLED).is_some_and(|c| c.status == "False"))
-        .await;
+    let status =
+        h.status_when(1, "Stalled=False", |s| find(&s.conditions, STALLED).is_some_and(|c| c.status == "False")).await;
     assert_eq!(condition(&status, STALLED), pair("False", "Resolved"));
     assert_ne!(status.runner.unwrap().config_checksum, checksum_before);
     let (cm, _, _) = h.children().await;

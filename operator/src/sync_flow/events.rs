@@ -29,7 +29,9 @@ pub fn transitions(previous: &SyncFlowStatus, status: &SyncFlowStatus) -> Vec<No
             ),
         ));
     }
-    let ready = |s: &SyncFlowStatus| conditions::find(&s.conditions, READY).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
+    let ready = |s: &SyncFlowStatus| {
+        conditions::find(&s.conditions, READY).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
     if let Some((now_status, reason, message)) = ready(status)
         && ready(previous).map(|(s, r, _)| (s, r)) != Some((now_status.clone(), reason.clone()))
     {
@@ -74,7 +76,11 @@ mod tests {
     fn status(checksum: &str, ready: bool, reason: &'static str) -> SyncFlowStatus {
         let desired = [if ready { Desired::yes(READY, reason, "m") } else { Desired::no(READY, reason, "m") }];
         SyncFlowStatus {
-            runner: Some(RunnerStatus { workload: "StatefulSet/o-runner".into(), config_checksum: checksum.into(), ..RunnerStatus::default() }),
+            runner: Some(RunnerStatus {
+                workload: "StatefulSet/o-runner".into(),
+                config_checksum: checksum.into(),
+                ..RunnerStatus::default()
+            }),
             conditions: merge(&[], &desired, 1, Timestamp::UNIX_EPOCH),
             ..SyncFlowStatus::default()
         }

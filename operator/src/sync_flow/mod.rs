@@ -59,11 +59,11 @@ use self::{
     validate::{Invalid, References},
 };
 use crate::{
-    failures::Failures,
     error::Error,
-    status_patch,
+    failures::Failures,
     metrics::Metrics,
     resources::{Connector, Mapping, SyncFlow, SyncFlowStatus, conditions},
+    status_patch,
 };
 
 /// Field manager of every server-side apply the operator sends.
@@ -99,7 +99,12 @@ impl Context {
 
     /// As [`new`](Self::new), reading runner status with `reader` (tests point it at a
     /// local address).
-    pub fn with_runner_status(client: Client, defaults: RunnerDefaults, metrics: Metrics, reader: RunnerStatusReader) -> Self {
+    pub fn with_runner_status(
+        client: Client,
+        defaults: RunnerDefaults,
+        metrics: Metrics,
+        reader: RunnerStatusReader,
+    ) -> Self {
         let recorder = crate::events::recorder(client.clone());
         Self {
             client,
@@ -295,7 +300,11 @@ pub(crate) async fn dereference(client: &Client, namespace: &str, flow: &SyncFlo
     Ok(refs)
 }
 
-pub(crate) async fn get_guarded<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<DeserializeGuard<K>>, Error>
+pub(crate) async fn get_guarded<K>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<DeserializeGuard<K>>, Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + Debug,
 {
@@ -326,7 +335,8 @@ where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + Debug,
 {
     let api = Api::<K>::namespaced(client.clone(), namespace);
-    let Some(existing) = api.get_opt(name).await.map_err(|source| kube_error::<K>("get", namespace, name, source))? else {
+    let Some(existing) = api.get_opt(name).await.map_err(|source| kube_error::<K>("get", namespace, name, source))?
+    else {
         return Ok(());
     };
     let ours = existing.owner_references().iter().any(|o| Some(&o.uid) == flow.meta().uid.as_ref());

@@ -14,10 +14,7 @@ use std::{
 
 use entrepot::status::{ConnectorStatus, FlowStatus, RunnerStatus, TargetStatus};
 use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
-use kube::{
-    Api, Client, ResourceExt,
-    api::ListParams,
-};
+use kube::{Api, Client, ResourceExt, api::ListParams};
 
 use super::build::{ADMIN_PORT, selector_labels};
 
@@ -97,7 +94,8 @@ pub struct RunnerReport {
 impl RunnerStatusReader {
     /// A reader that asks each pod at `address` (its own IP when `None`) on `port`.
     pub fn new(address: Option<String>, port: u16) -> Self {
-        let http = reqwest::Client::builder().timeout(TIMEOUT).build().expect("an HTTP client without TLS settings builds");
+        let http =
+            reqwest::Client::builder().timeout(TIMEOUT).build().expect("an HTTP client without TLS settings builds");
         Self { http, address, port, samples: Mutex::default() }
     }
 
@@ -115,10 +113,16 @@ impl RunnerStatusReader {
 /// Reads every running pod of `flow` and folds their reports.
 pub async fn read(client: &Client, reader: &RunnerStatusReader, namespace: &str, flow: &str) -> RunnerReport {
     let selector = selector_labels(flow).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
-    let pods = match Api::<Pod>::namespaced(client.clone(), namespace).list(&ListParams::default().labels(&selector)).await {
-        Ok(list) => list.items,
-        Err(e) => return RunnerReport { unanswered: vec![format!("cannot list the runner pods: {e}")], ..RunnerReport::default() },
-    };
+    let pods =
+        match Api::<Pod>::namespaced(client.clone(), namespace).list(&ListParams::default().labels(&selector)).await {
+            Ok(list) => list.items,
+            Err(e) => {
+                return RunnerReport {
+                    unanswered: vec![format!("cannot list the runner pods: {e}")],
+                    ..RunnerReport::default()
+                };
+            }
+        };
     let running: Vec<(String, String, String)> = pods
         .iter()
         .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
@@ -138,7 +142,9 @@ pub async fn read(client: &Client, reader: &RunnerStatusReader, namespace: &str,
     let mut report = fold(flow, namespace, &reports, &mut samples, now);
     // Forget pods that are gone.
     let alive: Vec<&String> = running.iter().map(|(_, uid, _)| uid).collect();
-    samples.retain(|key, _| !key.starts_with(&format!("{namespace}/{flow}/")) || alive.iter().any(|uid| key.ends_with(uid.as_str())));
+    samples.retain(|key, _| {
+        !key.starts_with(&format!("{namespace}/{flow}/")) || alive.iter().any(|uid| key.ends_with(uid.as_str()))
+    });
     report.pods = running.len();
     report.unanswered = unanswered;
     report
@@ -188,7 +194,12 @@ fn fold(
             entry.last_success_at = entry.last_success_at.max(c.last_success_at);
         }
     }
-    RunnerReport { flow: merged, connectors: connectors.into_values().collect(), throughput: rates, ..RunnerReport::default() }
+    RunnerReport {
+        flow: merged,
+        connectors: connectors.into_values().collect(),
+        throughput: rates,
+        ..RunnerReport::default()
+    }
 }
 
 /// Per minute between two samples of one pod; `None` when too close together or when
@@ -249,7 +260,13 @@ mod tests {
             delivered,
             pending,
             oldest_pending_seconds: oldest,
-            targets: vec![TargetStatus { connector: "erp".into(), delivered, retried: 2, throttled: 1, ..TargetStatus::default() }],
+            targets: vec![TargetStatus {
+                connector: "erp".into(),
+                delivered,
+                retried: 2,
+                throttled: 1,
+                ..TargetStatus::default()
+            }],
             ..FlowStatus::default()
         }
     }
@@ -261,7 +278,8 @@ mod tests {
     #[test]
     fn pods_add_up_and_the_oldest_record_is_the_oldest_of_any_pod() {
         let mut samples = HashMap::new();
-        let reports = [("a".to_string(), pod(flow(10, 3, Some(40)), vec![])), ("b".into(), pod(flow(5, 2, Some(90)), vec![]))];
+        let reports =
+            [("a".to_string(), pod(flow(10, 3, Some(40)), vec![])), ("b".into(), pod(flow(5, 2, Some(90)), vec![]))];
         let report = fold("orders", "retail", &reports, &mut samples, at(100));
         let f = report.flow.unwrap();
         assert_eq!((f.delivered, f.pending, f.oldest_pending_seconds), (15, 5, Some(90)));

@@ -226,7 +226,9 @@ fn connector_report(c: &ConnectorStatus) -> ConnectorReport {
 /// its last success. Read from this reconcile's report (exact times), not the rounded status.
 fn auth_failing(connectors: &[ConnectorReport], report: Option<&RunnerReport>) -> Option<String> {
     let failing = report?.connectors.iter().find(|c| {
-        c.last_error_category == Some(ErrorCategory::Auth) && c.last_error_at.is_some() && c.last_error_at > c.last_success_at
+        c.last_error_category == Some(ErrorCategory::Auth)
+            && c.last_error_at.is_some()
+            && c.last_error_at > c.last_success_at
     })?;
     let message = connectors
         .iter()
@@ -308,7 +310,13 @@ mod tests {
 
     fn applied(rollout: Rollout, report: Option<RunnerReport>) -> Outcome<'static> {
         let report = report.map(Box::new);
-        Outcome::Applied { workload: "StatefulSet/orders-runner".into(), checksum: "abc".into(), rollout, suspended: false, report }
+        Outcome::Applied {
+            workload: "StatefulSet/orders-runner".into(),
+            checksum: "abc".into(),
+            rollout,
+            suspended: false,
+            report,
+        }
     }
 
     const UP: Rollout = Rollout { desired: 2, updated: 2, available: 2, observed: true };
@@ -373,7 +381,13 @@ mod tests {
 
     #[test]
     fn an_available_runner_with_a_fresh_backlog_is_ready_and_its_report_is_in_status() {
-        let status = desired_status(&SyncFlowStatus::default(), 4, &applied(UP, Some(report(7, Some(42), vec![]))), BUDGET, at(130));
+        let status = desired_status(
+            &SyncFlowStatus::default(),
+            4,
+            &applied(UP, Some(report(7, Some(42), vec![]))),
+            BUDGET,
+            at(130),
+        );
         assert_eq!(status.observed_generation, 4);
         assert_eq!(ready(&status).1, "RunnerAvailable");
         assert!(is_true(&status.conditions, READY));
@@ -386,12 +400,21 @@ mod tests {
         assert_eq!(status.last_delivered_time, Some(Time(at(120))), "to the minute");
         assert_eq!(status.targets[0].last_error.as_deref(), Some("target error: 503 Service Unavailable"));
         let runner = status.runner.unwrap();
-        assert_eq!((runner.workload.as_str(), runner.replicas, runner.available_replicas), ("StatefulSet/orders-runner", 2, 2));
+        assert_eq!(
+            (runner.workload.as_str(), runner.replicas, runner.available_replicas),
+            ("StatefulSet/orders-runner", 2, 2)
+        );
     }
 
     #[test]
     fn a_backlog_older_than_its_budget_is_not_ready_and_says_why() {
-        let status = desired_status(&SyncFlowStatus::default(), 1, &applied(UP, Some(report(900, Some(431), vec![]))), BUDGET, at(10));
+        let status = desired_status(
+            &SyncFlowStatus::default(),
+            1,
+            &applied(UP, Some(report(900, Some(431), vec![]))),
+            BUDGET,
+            at(10),
+        );
         let (s, reason, message) = ready(&status);
         assert_eq!((s.as_str(), reason.as_str()), ("False", "BacklogOverBudget"));
         assert!(message.contains("430s old, over the 300s freshness budget"), "{message}");
@@ -430,7 +453,13 @@ mod tests {
 
     #[test]
     fn a_report_that_did_not_come_keeps_the_last_one() {
-        let first = desired_status(&SyncFlowStatus::default(), 1, &applied(UP, Some(report(5, Some(20), vec![]))), BUDGET, at(10));
+        let first = desired_status(
+            &SyncFlowStatus::default(),
+            1,
+            &applied(UP, Some(report(5, Some(20), vec![]))),
+            BUDGET,
+            at(10),
+        );
         let silent = RunnerReport { pods: 2, unanswered: vec!["pod a: no answer".into()], ..RunnerReport::default() };
         let second = desired_status(&first, 1, &applied(UP, Some(silent)), BUDGET, at(40));
         assert_eq!(second.backlog, first.backlog);
@@ -491,7 +520,13 @@ mod tests {
 
     #[test]
     fn the_same_observation_gives_the_same_status() {
-        let once = desired_status(&SyncFlowStatus::default(), 1, &applied(UP, Some(report(3, Some(12), vec![]))), BUDGET, at(10));
+        let once = desired_status(
+            &SyncFlowStatus::default(),
+            1,
+            &applied(UP, Some(report(3, Some(12), vec![]))),
+            BUDGET,
+            at(10),
+        );
         // Read again 30 s later: the oldest record aged 30 s, but the same 10 s bucket it is not;
         // what did not change must not produce a new status.
         let twice = desired_status(&once, 1, &applied(UP, Some(report(3, Some(14), vec![]))), BUDGET, at(40));

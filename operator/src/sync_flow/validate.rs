@@ -481,7 +481,13 @@ mod tests {
         let refs: Vec<String> = secret_refs(&config).into_iter().map(|s| format!("{}/{}", s.name, s.key)).collect();
         assert_eq!(
             refs,
-            ["erp-oauth/client-id", "erp-oauth/client-secret", "shop-api/password", "shop-api/user", "shop-webhook/secret"]
+            [
+                "erp-oauth/client-id",
+                "erp-oauth/client-secret",
+                "shop-api/password",
+                "shop-api/user",
+                "shop-webhook/secret"
+            ]
         );
     }
 }

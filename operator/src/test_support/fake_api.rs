@@ -236,7 +236,8 @@ impl FakeApi {
     /// leaves out, so that merging it gives exactly the applied status.
     async fn removing_omitted_status_fields(&self, path: &str, patch: Bytes) -> Bytes {
         let object_path = path.strip_suffix("/status").unwrap_or(path);
-        let (Some(stored), Ok(mut patch)) = (get_json(&self.store, object_path).await, serde_json::from_slice::<Value>(&patch))
+        let (Some(stored), Ok(mut patch)) =
+            (get_json(&self.store, object_path).await, serde_json::from_slice::<Value>(&patch))
         else {
             return patch;
         };

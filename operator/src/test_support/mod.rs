@@ -70,10 +70,7 @@ where
     meta.generation = None;
     meta.resource_version = None;
     let namespace = meta.namespace.clone().expect("a namespaced object");
-    kube::Api::<K>::namespaced(client.clone(), &namespace)
-        .create(&Default::default(), &object)
-        .await
-        .expect("create")
+    kube::Api::<K>::namespaced(client.clone(), &namespace).create(&Default::default(), &object).await.expect("create")
 }
 
 /// The Events the operator published in `namespace` on the object named `name`, with
@@ -113,7 +110,8 @@ impl Observed {
     {
         install_crypto_provider();
         let cluster = fake_api::FakeCluster::new().await;
-        let ctx = std::sync::Arc::new(crate::observer::Context::new(cluster.client.clone(), crate::metrics::Metrics::new()));
+        let ctx =
+            std::sync::Arc::new(crate::observer::Context::new(cluster.client.clone(), crate::metrics::Metrics::new()));
         let controller = Running::start({
             let ctx = ctx.clone();
             move |shutdown| run(ctx, shutdown)

@@ -18,7 +18,9 @@ use schemars::{JsonSchema, Schema, generate::SchemaSettings};
 use serde_json::Value;
 
 pub use common::{Address, CountryCode, CurrencyCode, MinorUnits, Money, Quantity, Source, Timestamp, UnitOfMeasure};
-pub use fulfilment::{Disposition, ReturnAuthorization, ReturnLine, ReturnStatus, Shipment, ShipmentLine, ShipmentStatus};
+pub use fulfilment::{
+    Disposition, ReturnAuthorization, ReturnLine, ReturnStatus, Shipment, ShipmentLine, ShipmentStatus,
+};
 pub use order::{OrderCustomer, OrderLine, OrderTotals, SalesOrder};
 pub use party::Customer;
 pub use product::{InventorySnapshot, Item, Price};

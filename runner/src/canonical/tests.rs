@@ -116,8 +116,16 @@ fn the_committed_schemas_are_up_to_date() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/canonical");
     for e in ENTITIES {
         let committed = std::fs::read_to_string(dir.join(e.file_name())).unwrap_or_default();
-        assert!(committed == e.render(), "schemas/canonical/{} is stale or missing; regenerate with:\n  {REGENERATE}", e.file_name());
+        assert!(
+            committed == e.render(),
+            "schemas/canonical/{} is stale or missing; regenerate with:\n  {REGENERATE}",
+            e.file_name()
+        );
     }
     let files = std::fs::read_dir(&dir).unwrap().count();
-    assert_eq!(files, ENTITIES.len(), "schemas/canonical holds a schema no entity generates; regenerate with:\n  {REGENERATE}");
+    assert_eq!(
+        files,
+        ENTITIES.len(),
+        "schemas/canonical holds a schema no entity generates; regenerate with:\n  {REGENERATE}"
+    );
 }

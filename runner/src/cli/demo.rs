@@ -12,13 +12,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
 use crate::{
     manifest::Manifests,
     queue::{DeadLetterEntry, DeadLetterFilter, now_ms},
     runtime::Runtime,
     secrets::Secrets,
 };
+use anyhow::{Context, Result};
 use entrepot_sim::{
     erp::{self, ErpConfig, ErpHandle},
     storefront::{Storefront, StorefrontConfig, StorefrontReport, Topic, catalog::DEFAULT_SKUS},
@@ -122,16 +122,18 @@ async fn quickstart(args: DemoArgs) -> Result<ExitCode> {
     let outage = args.outage.unwrap_or(Duration::from_secs(2));
     let duplicate_ratio = args.duplicate_ratio.unwrap_or(0.2);
     let started = Instant::now();
-    let erp = Arc::new(erp::bind(
-        ErpConfig {
-            known_skus: Some(DEFAULT_SKUS.iter().map(|s| s.to_string()).collect()),
-            bearer_token: Some(quickstart_secret(&load_quickstart()?, "erp-demo", "token")?),
-            latency: Duration::from_millis(15),
-            ..ErpConfig::default()
-        },
-        "127.0.0.1:0",
-    )
-    .await?);
+    let erp = Arc::new(
+        erp::bind(
+            ErpConfig {
+                known_skus: Some(DEFAULT_SKUS.iter().map(|s| s.to_string()).collect()),
+                bearer_token: Some(quickstart_secret(&load_quickstart()?, "erp-demo", "token")?),
+                latency: Duration::from_millis(15),
+                ..ErpConfig::default()
+            },
+            "127.0.0.1:0",
+        )
+        .await?,
+    );
 
     let manifests = load_quickstart()?;
     let mut config = super::resolve(&manifests)?;
@@ -140,7 +142,10 @@ async fn quickstart(args: DemoArgs) -> Result<ExitCode> {
             c.endpoint = Some(erp.base_url());
         }
     }
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("entrepot-demo-{}", std::process::id())));
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("entrepot-demo-{}", std::process::id())));
     let fresh_dir = args.data_dir.is_none();
     let rt = Runtime::new(config, &Secrets::with_manifests(manifests.secrets.clone()), &data_dir)?;
     let webhooks = TcpListener::bind("127.0.0.1:0").await?;
@@ -295,7 +300,13 @@ async fn dead_letters(rt: &Runtime) -> Result<Vec<DeadLetterEntry>> {
 }
 
 /// Every acknowledged order is stored once, except the unknown-SKU one, which is a dead letter.
-fn check(report: &StorefrontReport, bad_id: u64, bad_acked: bool, erp: &ErpHandle, letters: &[DeadLetterEntry]) -> Result<(), String> {
+fn check(
+    report: &StorefrontReport,
+    bad_id: u64,
+    bad_acked: bool,
+    erp: &ErpHandle,
+    letters: &[DeadLetterEntry],
+) -> Result<(), String> {
     let stored = erp.orders();
     for order in report.orders.iter().filter(|o| o.acknowledged) {
         let id = format!("shopify:{}", order.order_id);
@@ -307,7 +318,8 @@ fn check(report: &StorefrontReport, bad_id: u64, bad_acked: bool, erp: &ErpHandl
     if erp.stats().created as usize != stored.len() {
         return Err(format!("the ERP created {} records for {} orders", erp.stats().created, stored.len()));
     }
-    let bad_letter = letters.iter().any(|l| String::from_utf8_lossy(&l.dead_letter.envelope.payload).contains(UNKNOWN_SKU));
+    let bad_letter =
+        letters.iter().any(|l| String::from_utf8_lossy(&l.dead_letter.envelope.payload).contains(UNKNOWN_SKU));
     if bad_acked && !bad_letter {
         return Err(format!("order {bad_id} with unknown SKU {UNKNOWN_SKU} is not a dead letter"));
     }
@@ -335,7 +347,12 @@ fn print_report(
     );
     println!("  accepted by the runner             {:>5}", status.received);
     println!("  duplicates dropped                 {:>5}", status.deduplicated);
-    println!("  sales orders stored in the ERP     {:>5}  (created {}, idempotent replays {})", erp.orders().len(), stats.created, stats.idempotent_replays);
+    println!(
+        "  sales orders stored in the ERP     {:>5}  (created {}, idempotent replays {})",
+        erp.orders().len(),
+        stats.created,
+        stats.idempotent_replays
+    );
     println!("  ERP answers 503 (outage) / 429     {:>5} / {}", stats.unavailable, stats.throttled);
     println!("  delivery retries                   {:>5}", status.targets.iter().map(|t| t.retried).sum::<u64>());
     println!("  dead letters                       {:>5}", letters.len());

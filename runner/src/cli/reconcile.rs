@@ -127,14 +127,19 @@ type Loaded = (String, ReconcileScheduleSpec, FlowConfig, Secrets);
 
 fn from_config(args: &ReconcileArgs, path: &Path) -> Result<Loaded> {
     let name = args.schedule.clone().context("--schedule (or ENTREPOT_RECONCILE_NAME) names the ReconcileSchedule")?;
-    let text = args.spec.as_deref().context("--spec (or ENTREPOT_RECONCILE_SPEC) holds the ReconcileSchedule's spec")?;
+    let text =
+        args.spec.as_deref().context("--spec (or ENTREPOT_RECONCILE_SPEC) holds the ReconcileSchedule's spec")?;
     let spec: ReconcileScheduleSpec =
         serde_json::from_str(text).with_context(|| format!("ReconcileSchedule {name}: the spec is invalid"))?;
     let config_text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let config: RunnerConfig = serde_saphyr::from_str(&config_text)
         .with_context(|| format!("{} is not a runner configuration", path.display()))?;
     let flow = config.flows.into_iter().find(|f| f.name == spec.sync_flow_ref).with_context(|| {
-        format!("ReconcileSchedule {name}: spec.syncFlowRef: SyncFlow `{}` is not in {}", spec.sync_flow_ref, path.display())
+        format!(
+            "ReconcileSchedule {name}: spec.syncFlowRef: SyncFlow `{}` is not in {}",
+            spec.sync_flow_ref,
+            path.display()
+        )
     })?;
     let secrets = Secrets::from_env().with_dir(&args.secrets_dir);
     Ok((name, spec, flow, secrets))
@@ -145,11 +150,9 @@ fn from_dir(args: &ReconcileArgs, dir: &Path) -> Result<Loaded> {
     let (key, spec) = match &args.schedule {
         Some(name) => manifests.schedules.iter().find(|(k, _)| &k.name == name),
         None if manifests.schedules.len() == 1 => manifests.schedules.iter().next(),
-        None => bail!(
-            "{} holds {} ReconcileSchedules: name one with --schedule",
-            dir.display(),
-            manifests.schedules.len()
-        ),
+        None => {
+            bail!("{} holds {} ReconcileSchedules: name one with --schedule", dir.display(), manifests.schedules.len())
+        }
     }
     .with_context(|| format!("no ReconcileSchedule {} in {}", args.schedule.as_deref().unwrap_or(""), dir.display()))?;
     let flow = flow_of(&manifests, &key.namespace, &key.name, spec)?;
@@ -158,7 +161,12 @@ fn from_dir(args: &ReconcileArgs, dir: &Path) -> Result<Loaded> {
 }
 
 /// The resolved SyncFlow a schedule of `namespace` names.
-pub(crate) fn flow_of(manifests: &Manifests, namespace: &str, name: &str, spec: &ReconcileScheduleSpec) -> Result<FlowConfig> {
+pub(crate) fn flow_of(
+    manifests: &Manifests,
+    namespace: &str,
+    name: &str,
+    spec: &ReconcileScheduleSpec,
+) -> Result<FlowConfig> {
     let config = super::resolve(manifests)?;
     config.flows.into_iter().find(|f| f.namespace == namespace && f.name == spec.sync_flow_ref).with_context(|| {
         format!(

@@ -2,8 +2,8 @@
 
 use std::{path::Path, process::ExitCode};
 
-use anyhow::Result;
 use crate::{flow::Flow, manifest::Manifests, mapping::run_tests, reconcile::Reconciler, secrets::Secrets};
+use anyhow::Result;
 
 pub fn run(dir: &Path) -> Result<ExitCode> {
     let manifests = Manifests::load_dir(dir)?;
@@ -48,7 +48,12 @@ pub fn run(dir: &Path) -> Result<ExitCode> {
         let checked = super::reconcile::flow_of(&manifests, &key.namespace, &key.name, spec).and_then(|flow| {
             Reconciler::new(&key.name, spec, flow, &Secrets::placeholders(), jiff::Timestamp::now()).map_err(Into::into)
         });
-        tally(&format!("ReconcileSchedule {key}"), checked.map(drop).map_err(|e| format!("{e:#}")), &mut passed, &mut failed);
+        tally(
+            &format!("ReconcileSchedule {key}"),
+            checked.map(drop).map_err(|e| format!("{e:#}")),
+            &mut passed,
+            &mut failed,
+        );
     }
     println!("manifests: {passed} passed, {failed} failed");
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })

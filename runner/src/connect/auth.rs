@@ -34,7 +34,9 @@ pub enum AuthError {
     },
     /// A Secret's value cannot be sent in a header (a line break inside, say). The
     /// value itself is never part of the message.
-    #[error("Connector {connector}: the value of {selector} cannot be sent in an HTTP header; remove line breaks and control characters from it")]
+    #[error(
+        "Connector {connector}: the value of {selector} cannot be sent in an HTTP header; remove line breaks and control characters from it"
+    )]
     HeaderValue {
         /// The Connector.
         connector: String,
@@ -42,7 +44,9 @@ pub enum AuthError {
         selector: String,
     },
     /// `spec.auth.oauth2ClientCredentials.tokenUrl` is not an absolute http(s) URL.
-    #[error("Connector {connector}: spec.auth.oauth2ClientCredentials.tokenUrl `{url}` is not an http(s) URL: {reason}")]
+    #[error(
+        "Connector {connector}: spec.auth.oauth2ClientCredentials.tokenUrl `{url}` is not an http(s) URL: {reason}"
+    )]
     TokenUrl {
         /// The Connector.
         connector: String,
@@ -139,7 +143,10 @@ impl Auth {
             }
             // The Connector client turns `token` into the type's header before this point.
             Some(ConnectorAuth::Token { .. }) => {
-                return Err(AuthError::HeaderName { connector: connector.into(), name: "(auth.token: set by the Connector type)".into() });
+                return Err(AuthError::HeaderName {
+                    connector: connector.into(),
+                    name: "(auth.token: set by the Connector type)".into(),
+                });
             }
             Some(ConnectorAuth::Basic(b)) => {
                 Scheme::Basic { username: b.username_secret_ref.clone(), password: b.password_secret_ref.clone() }
@@ -216,13 +223,17 @@ impl Auth {
     // The file behind a Secret is small and usually cached, so this reads it inline
     // rather than on a blocking thread.
     fn secret(&self, selector: &SecretKeySelector, fresh: bool) -> Result<String, AuthError> {
-        let got =
-            if fresh { self.secrets.reload(&self.namespace, selector) } else { self.secrets.get(&self.namespace, selector) };
+        let got = if fresh {
+            self.secrets.reload(&self.namespace, selector)
+        } else {
+            self.secrets.get(&self.namespace, selector)
+        };
         got.map_err(|source| AuthError::Secret { connector: self.connector.clone(), source: Box::new(source) })
     }
 
     fn value(&self, text: &str, selector: &SecretKeySelector) -> Result<HeaderValue, AuthError> {
-        sensitive(text).ok_or_else(|| AuthError::HeaderValue { connector: self.connector.clone(), selector: selector.to_string() })
+        sensitive(text)
+            .ok_or_else(|| AuthError::HeaderValue { connector: self.connector.clone(), selector: selector.to_string() })
     }
 }
 
@@ -269,7 +280,10 @@ mod tests {
     async fn each_static_scheme_builds_its_header_and_debug_never_shows_the_value() {
         let s = secrets(&[("erp", "token", "tok-123\n"), ("erp", "user", "ada"), ("erp", "password", "pw-456")]);
         let bearer = ConnectorAuth::Bearer { secret_ref: sel("erp", "token") };
-        let header = ConnectorAuth::Header(HeaderAuth { name: "X-Shopify-Access-Token".into(), secret_ref: sel("erp", "token") });
+        let header = ConnectorAuth::Header(HeaderAuth {
+            name: "X-Shopify-Access-Token".into(),
+            secret_ref: sel("erp", "token"),
+        });
         let basic = ConnectorAuth::Basic(BasicAuth {
             username_secret_ref: sel("erp", "user"),
             password_secret_ref: sel("erp", "password"),
@@ -277,7 +291,11 @@ mod tests {
         let cases = [
             (bearer, "authorization", "Bearer tok-123".to_string()),
             (header, "x-shopify-access-token", "tok-123".to_string()),
-            (basic, "authorization", format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("ada:pw-456"))),
+            (
+                basic,
+                "authorization",
+                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("ada:pw-456")),
+            ),
         ];
         for (spec, name, value) in cases {
             let (got_name, got_value, debug) = header_of(&spec, &s).await;
@@ -311,8 +329,14 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("erp")).unwrap();
         std::fs::write(dir.path().join("erp/token"), "old").unwrap();
         let s = Secrets::from_env().with_dir(dir.path()).with_env(BTreeMap::new());
-        let auth = Auth::new("erp", "retail", Some(&ConnectorAuth::Bearer { secret_ref: sel("erp", "token") }), &s, reqwest::Client::new())
-            .unwrap();
+        let auth = Auth::new(
+            "erp",
+            "retail",
+            Some(&ConnectorAuth::Bearer { secret_ref: sel("erp", "token") }),
+            &s,
+            reqwest::Client::new(),
+        )
+        .unwrap();
         let refused = auth.credentials().await.unwrap();
         assert!(!auth.refresh(&refused).await, "the same token again is not worth a retry");
         std::fs::write(dir.path().join("erp/token"), "new").unwrap();

@@ -203,7 +203,8 @@ impl Sent {
             Sent::Response(response) => {
                 let status = response.status();
                 let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(String::from);
-                let mut quota = QuotaSignal::read(status, response.headers(), retry_after.as_deref().and_then(parse_retry_after));
+                let mut quota =
+                    QuotaSignal::read(status, response.headers(), retry_after.as_deref().and_then(parse_retry_after));
                 let headers = response.headers().clone();
                 let location = headers.get(LOCATION).and_then(|v| v.to_str().ok()).map(String::from);
                 let body = match response.bytes().await {

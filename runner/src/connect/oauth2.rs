@@ -93,7 +93,8 @@ impl TokenSource {
         secrets: Secrets,
         http: reqwest::Client,
     ) -> Result<Self, AuthError> {
-        let bad_url = |reason: String| AuthError::TokenUrl { connector: connector.into(), url: spec.token_url.clone(), reason };
+        let bad_url =
+            |reason: String| AuthError::TokenUrl { connector: connector.into(), url: spec.token_url.clone(), reason };
         let url = Url::parse(&spec.token_url).map_err(|e| bad_url(e.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(bad_url(format!("the scheme is {}", url.scheme())));
@@ -178,11 +179,8 @@ impl TokenSource {
 
     /// One token request: the header value and `expires_in`.
     async fn request(&self) -> Result<(HeaderValue, Option<u64>), AuthError> {
-        let failed = |reason: String| AuthError::Token {
-            connector: self.connector.clone(),
-            url: self.url.to_string(),
-            reason,
-        };
+        let failed =
+            |reason: String| AuthError::Token { connector: self.connector.clone(), url: self.url.to_string(), reason };
         let client_id = self.secret(&self.spec.client_id_secret_ref)?;
         let client_secret = self.secret(&self.spec.client_secret_secret_ref)?;
         let refresh_token = self.spec.refresh_token_secret_ref.as_ref().map(|r| self.secret(r)).transpose()?;
@@ -199,8 +197,9 @@ impl TokenSource {
             // RFC 6749 §2.3.1: each part form-encoded before they are joined.
             let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             let pair = format!("{}:{}", encode(&client_id), encode(&client_secret));
-            let value = super::auth::sensitive(&format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
-                .ok_or_else(|| failed("the client id or secret cannot be sent in a header".into()))?;
+            let value =
+                super::auth::sensitive(&format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
+                    .ok_or_else(|| failed("the client id or secret cannot be sent in a header".into()))?;
             request = request.header(AUTHORIZATION, value);
         }
         let response = request.send().await.map_err(|e| failed(describe_transport(&e)))?;
@@ -311,10 +310,14 @@ mod tests {
         let endpoint = TokenEndpoint::start(Some(3600)).await;
         endpoint.hold();
         let tokens = Arc::new(source(&endpoint, ClientAuth::Basic));
-        let callers: Vec<_> = (0..20).map(|_| tokio::spawn({
-            let tokens = tokens.clone();
-            async move { tokens.token().await.unwrap().0 }
-        })).collect();
+        let callers: Vec<_> = (0..20)
+            .map(|_| {
+                tokio::spawn({
+                    let tokens = tokens.clone();
+                    async move { tokens.token().await.unwrap().0 }
+                })
+            })
+            .collect();
         // Every caller is now waiting for the one request the endpoint holds; a caller
         // that sent its own would show up in the count.
         endpoint.wait_for_requests(1).await;

@@ -21,7 +21,8 @@ pub struct InvalidConnector {
 
 /// Checks Connector `connector`'s spec; the first problem found is returned.
 pub fn validate(connector: &str, spec: &ConnectorSpec) -> Result<(), InvalidConnector> {
-    let invalid = |field: &'static str, message: String| InvalidConnector { connector: connector.into(), field, message };
+    let invalid =
+        |field: &'static str, message: String| InvalidConnector { connector: connector.into(), field, message };
     if spec.kind == ConnectorType::Postgres {
         return validate_postgres(spec).map_err(|(field, message)| invalid(field, message));
     }
@@ -36,8 +37,9 @@ pub fn validate(connector: &str, spec: &ConnectorSpec) -> Result<(), InvalidConn
             header_name(&header.name).map_err(|why| invalid("spec.auth.header.name", why))?;
         }
         Some(ConnectorAuth::OAuth2ClientCredentials(o)) => {
-            http_url(&o.token_url)
-                .map_err(|why| invalid("spec.auth.oauth2ClientCredentials.tokenUrl", format!("`{}` {why}", o.token_url)))?;
+            http_url(&o.token_url).map_err(|why| {
+                invalid("spec.auth.oauth2ClientCredentials.tokenUrl", format!("`{}` {why}", o.token_url))
+            })?;
         }
         Some(ConnectorAuth::Token { .. }) if super::types::token_header(spec.kind).is_none() => {
             return Err(invalid(
@@ -75,7 +77,10 @@ pub fn validate(connector: &str, spec: &ConnectorSpec) -> Result<(), InvalidConn
 fn validate_postgres(spec: &ConnectorSpec) -> Result<(), (&'static str, String)> {
     let endpoint = spec.endpoint.as_deref().unwrap_or_default();
     if endpoint.is_empty() {
-        return Err(("spec.endpoint", "a postgres Connector needs its database, e.g. postgres://db.retail.svc:5432/commerce".into()));
+        return Err((
+            "spec.endpoint",
+            "a postgres Connector needs its database, e.g. postgres://db.retail.svc:5432/commerce".into(),
+        ));
     }
     crate::postgres::parse_endpoint(endpoint).map_err(|why| {
         // An endpoint with credentials is not repeated: it may hold a password.
@@ -86,7 +91,10 @@ fn validate_postgres(spec: &ConnectorSpec) -> Result<(), (&'static str, String)>
         None | Some(ConnectorAuth::Basic(_)) => Ok(()),
         Some(other) => Err((
             "spec.auth",
-            format!("a postgres Connector logs in with basic (usernameSecretRef and passwordSecretRef), not {}", other.scheme()),
+            format!(
+                "a postgres Connector logs in with basic (usernameSecretRef and passwordSecretRef), not {}",
+                other.scheme()
+            ),
         )),
     }
 }

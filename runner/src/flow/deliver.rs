@@ -168,7 +168,12 @@ impl Worker {
     }
 
     /// Sends the next ready lane's head, unless it is stale.
-    async fn dispatch(&mut self, slot: crate::target::quota::Slot, in_flight: &mut JoinSet<(u64, Answer)>, w: &Workers) {
+    async fn dispatch(
+        &mut self,
+        slot: crate::target::quota::Slot,
+        in_flight: &mut JoinSet<(u64, Answer)>,
+        w: &Workers,
+    ) {
         let Some((key, seq)) = self.lanes.next() else { return };
         if self.is_stale(seq, w).await {
             let (name, index) = (self.name().to_string(), self.index as u32);
@@ -265,7 +270,8 @@ impl Worker {
             }
             Verdict::Reject { reason, category } => {
                 target.sink.health().failed(category, &reason);
-                let dead = if category == ErrorCategory::Auth { DeadLetterReason::Auth } else { DeadLetterReason::Rejected };
+                let dead =
+                    if category == ErrorCategory::Auth { DeadLetterReason::Auth } else { DeadLetterReason::Rejected };
                 (dead, reason)
             }
             Verdict::Retry { after, reason, category } => {

@@ -20,15 +20,15 @@ pub use deliver::run_delivery;
 pub use prepare::run_prepare;
 
 use crate::{
+    canonical::{UnknownEntity, Validator},
     config::FlowConfig,
     connect::{ConnectError, ConnectorClient},
-    canonical::{UnknownEntity, Validator},
     mapping::{CompileError, Program},
     metrics::Metrics,
+    postgres::Database,
     queue::Queue,
     secrets::{MissingSecret, Secrets},
     source::poll::{PollSource, Poller},
-    postgres::Database,
     spec::{ConnectorType, SignatureScheme},
     target::{Sink, TargetError, quota::Quota},
 };
@@ -190,15 +190,20 @@ impl Flow {
         // one gets the stale guard without having to ask for it.
         let version_key = match (&delivery.version_key, &canonical) {
             (Some(code), _) => Some(compile("spec.delivery.versionKey".into(), code, &no_lookups)?),
-            (None, Some(_)) => Some(compile("spec.delivery.versionKey (default)".into(), DEFAULT_VERSION_KEY, &no_lookups)?),
+            (None, Some(_)) => {
+                Some(compile("spec.delivery.versionKey (default)".into(), DEFAULT_VERSION_KEY, &no_lookups)?)
+            }
             (None, None) => None,
         };
         let connectors = clients(&config, secrets)?;
         let mut targets = Vec::new();
         for (index, spec) in config.spec.targets.iter().enumerate() {
             let client = connectors[&spec.connector_ref].clone();
-            let sink = Sink::new(&config, spec, client, secrets)
-                .map_err(|source| FlowError::Target { flow: flow.clone(), index, source: Box::new(source) })?;
+            let sink = Sink::new(&config, spec, client, secrets).map_err(|source| FlowError::Target {
+                flow: flow.clone(),
+                index,
+                source: Box::new(source),
+            })?;
             let mapping = match &spec.mapping_ref {
                 Some(name) => {
                     let m = config.mapping(name);
@@ -206,8 +211,16 @@ impl Flow {
                 }
                 None => None,
             };
-            let quota = Arc::new(Quota::new(sink.limits(config.connector(&spec.connector_ref).limits.as_ref()).as_ref()));
-            targets.push(FlowTarget { sink, mapping, quota, last_error: Mutex::new(None), last_delivered_at: Mutex::new(None), wake: Notify::new() });
+            let quota =
+                Arc::new(Quota::new(sink.limits(config.connector(&spec.connector_ref).limits.as_ref()).as_ref()));
+            targets.push(FlowTarget {
+                sink,
+                mapping,
+                quota,
+                last_error: Mutex::new(None),
+                last_delivered_at: Mutex::new(None),
+                wake: Notify::new(),
+            });
         }
         let source = config.connector(&config.spec.source.connector_ref);
         let signature = match (&config.spec.source.trigger.webhook, &source.webhook) {
@@ -219,7 +232,10 @@ impl Flow {
             }
             _ => None,
         };
-        let previous_secret = match (&config.spec.source.trigger.webhook, source.webhook.as_ref().and_then(|w| w.previous_secret_ref.as_ref())) {
+        let previous_secret = match (
+            &config.spec.source.trigger.webhook,
+            source.webhook.as_ref().and_then(|w| w.previous_secret_ref.as_ref()),
+        ) {
             (Some(_), Some(selector)) => {
                 let secret = secrets
                     .get(&config.namespace, selector)
@@ -251,10 +267,12 @@ impl Flow {
                 let source = &config.spec.source.connector_ref;
                 let quota = Arc::new(Quota::new(config.connector(source).limits.as_ref()));
                 let retry = config.spec.delivery.retry.clone();
-                Some(Refetcher::new(refetch, connectors[source].clone(), quota, retry).map_err(|source| FlowError::Compile {
-                    flow: flow.clone(),
-                    field: "spec.source.trigger.webhook.refetch.id".into(),
-                    source,
+                Some(Refetcher::new(refetch, connectors[source].clone(), quota, retry).map_err(|source| {
+                    FlowError::Compile {
+                        flow: flow.clone(),
+                        field: "spec.source.trigger.webhook.refetch.id".into(),
+                        source,
+                    }
                 })?)
             }
             None => None,
@@ -340,7 +358,8 @@ pub enum SourceMode {
 /// Starts the prepare worker, one delivery worker per target and the flow's source: the
 /// poller for a poll trigger, the file source for a file trigger.
 pub fn spawn(flow: Arc<Flow>, workers: &Workers, mode: SourceMode) -> Spawned {
-    let mut spawned = Spawned { sources: Vec::new(), workers: vec![tokio::spawn(run_prepare(flow.clone(), workers.clone()))] };
+    let mut spawned =
+        Spawned { sources: Vec::new(), workers: vec![tokio::spawn(run_prepare(flow.clone(), workers.clone()))] };
     if let Some(trigger) = flow.config.spec.source.trigger.file.clone() {
         spawned.sources.push(tokio::spawn(crate::source::file::run(flow.clone(), trigger, workers.clone(), mode)));
     }

@@ -176,8 +176,12 @@ fn to_canonical(flow: &Flow, envelope: &Envelope) -> Result<Val, String> {
 fn channel_view(rule: &ChannelAvailability, canonical: &Val) -> Result<Val, String> {
     let mut snapshot = to_value(canonical).map_err(|e| e.to_string())?;
     let quantity = availability::apply(rule, &mut snapshot)?;
-    debug!(sellable = quantity.sellable, safety_stock = quantity.safety_stock, available = quantity.available,
-           "channel availability");
+    debug!(
+        sellable = quantity.sellable,
+        safety_stock = quantity.safety_stock,
+        available = quantity.available,
+        "channel availability"
+    );
     Ok(from_value(&snapshot))
 }
 
@@ -220,7 +224,9 @@ fn deliveries(flow: &Flow, envelope: &Envelope, canonical: Val) -> Result<Prepar
             continue;
         }
         let record = match &target_spec.availability {
-            Some(rule) => channel_view(rule, &canonical).map_err(|e| format!("spec.targets[{index}].availability: {e}"))?,
+            Some(rule) => {
+                channel_view(rule, &canonical).map_err(|e| format!("spec.targets[{index}].availability: {e}"))?
+            }
             None => canonical.clone(),
         };
         let body = match (&target.mapping, &target_spec.mapping_ref) {

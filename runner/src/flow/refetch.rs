@@ -42,7 +42,12 @@ pub struct Refetcher {
 
 impl Refetcher {
     /// Compiles `refetch`'s id expression; reads through `client`, within `quota`.
-    pub fn new(refetch: &Refetch, client: Arc<ConnectorClient>, quota: Arc<Quota>, retry: RetrySpec) -> Result<Self, CompileError> {
+    pub fn new(
+        refetch: &Refetch,
+        client: Arc<ConnectorClient>,
+        quota: Arc<Quota>,
+        retry: RetrySpec,
+    ) -> Result<Self, CompileError> {
         let id = Program::compile(&refetch.id, &Default::default())?;
         Ok(Self { client, quota, path: refetch.path.clone(), id, retry })
     }
@@ -61,9 +66,20 @@ impl Refetcher {
                 dead_lettered_at_ms: now_ms(),
             }))
         };
-        let id = match parse_json(&envelope.payload).map_err(|e| e.to_string()).and_then(|v| self.id.run_key(&v).map_err(|e| e.to_string())) {
+        let id = match parse_json(&envelope.payload)
+            .map_err(|e| e.to_string())
+            .and_then(|v| self.id.run_key(&v).map_err(|e| e.to_string()))
+        {
             Ok(id) => id,
-            Err(e) => return dead(DeadLetterReason::InvalidRecord, format!("refetch: no record id in the webhook payload: {e}"), None, None, Vec::new()),
+            Err(e) => {
+                return dead(
+                    DeadLetterReason::InvalidRecord,
+                    format!("refetch: no record id in the webhook payload: {e}"),
+                    None,
+                    None,
+                    Vec::new(),
+                );
+            }
         };
         let url = format!("{}{}", self.client.endpoint(), self.path.replace("{id}", &urlencode(&id)));
         let mut attempts = Vec::new();
@@ -106,9 +122,19 @@ impl Refetcher {
                 // body could not be read) is retried.
                 Verdict::Delivered => {}
                 Verdict::Reject { reason, category } => {
-                    let reason_kind = if category == crate::target::ErrorCategory::Auth { DeadLetterReason::Auth } else { DeadLetterReason::Rejected };
+                    let reason_kind = if category == crate::target::ErrorCategory::Auth {
+                        DeadLetterReason::Auth
+                    } else {
+                        DeadLetterReason::Rejected
+                    };
                     warn!(correlation_id = %envelope.correlation_id, id, status, "refetch refused; dead-lettered");
-                    return dead(reason_kind, format!("refetch GET {}: {reason}", self.path.replace("{id}", &id)), status, body, attempts);
+                    return dead(
+                        reason_kind,
+                        format!("refetch GET {}: {reason}", self.path.replace("{id}", &id)),
+                        status,
+                        body,
+                        attempts,
+                    );
                 }
                 Verdict::Retry { after, reason, .. } if attempt < self.retry.max_attempts => {
                     let delay = backoff(&self.retry, attempt, after);
@@ -120,12 +146,21 @@ impl Refetcher {
                     continue;
                 }
                 Verdict::Retry { reason, .. } => {
-                    let message = format!("refetch GET {}: {attempt} attempts failed, the last: {reason}", self.path.replace("{id}", &id));
+                    let message = format!(
+                        "refetch GET {}: {attempt} attempts failed, the last: {reason}",
+                        self.path.replace("{id}", &id)
+                    );
                     return dead(DeadLetterReason::RetriesExhausted, message, status, body, attempts);
                 }
             }
             if attempt >= self.retry.max_attempts {
-                return dead(DeadLetterReason::RetriesExhausted, format!("refetch GET {}: unreadable answers", self.path), status, body, attempts);
+                return dead(
+                    DeadLetterReason::RetriesExhausted,
+                    format!("refetch GET {}: unreadable answers", self.path),
+                    status,
+                    body,
+                    attempts,
+                );
             }
         }
     }

@@ -74,11 +74,8 @@ impl Program {
             .load(&arena, File { code, path: () })
             .map_err(|errs| CompileError(describe_load_errors(code, errs)))?;
         let funs = jaq_core::funs::<Data>().chain(jaq_std::funs::<Data>()).chain(jaq_json::funs::<Data>());
-        let filter = Compiler::default()
-            .with_funs(funs)
-            .with_global_vars([LOOKUPS])
-            .compile(modules)
-            .map_err(|errs| {
+        let filter =
+            Compiler::default().with_funs(funs).with_global_vars([LOOKUPS]).compile(modules).map_err(|errs| {
                 let undefined: Vec<String> = errs
                     .into_iter()
                     .flat_map(|(_, es)| es)
@@ -86,8 +83,8 @@ impl Program {
                     .collect();
                 CompileError(undefined.join("; "))
             })?;
-        let lookups = (!lookups.is_empty())
-            .then(|| serde_json::to_string(lookups).expect("string maps always serialize"));
+        let lookups =
+            (!lookups.is_empty()).then(|| serde_json::to_string(lookups).expect("string maps always serialize"));
         Ok(Self { filter, source: code.to_string(), lookups })
     }
 
@@ -184,10 +181,12 @@ fn describe_load_errors(code: &str, errs: jaq_core::load::Errors<&str, ()>) -> S
     for (_, err) in errs {
         match err {
             Error::Io(es) => messages.extend(es.into_iter().map(|(path, e)| format!("cannot load {path}: {e}"))),
-            Error::Lex(es) => messages
-                .extend(es.into_iter().map(|(expect, found)| format!("at {}: expected {}", at(found), expect.as_str()))),
+            Error::Lex(es) => messages.extend(
+                es.into_iter().map(|(expect, found)| format!("at {}: expected {}", at(found), expect.as_str())),
+            ),
             Error::Parse(es) => messages.extend(es.into_iter().map(|(expect, found)| {
-                let token = if found.is_empty() { "end of program".to_string() } else { format!("`{}`", truncate(found, 20)) };
+                let token =
+                    if found.is_empty() { "end of program".to_string() } else { format!("`{}`", truncate(found, 20)) };
                 format!("at {}: expected {}, found {token}", at(found), expect.as_str())
             })),
         }

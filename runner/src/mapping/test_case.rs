@@ -91,7 +91,9 @@ pub fn run_compiled(program: &Program, tests: &[MappingTest]) -> TestReport {
         let outcome = program.run(from_value(&case.input)).and_then(|v| to_value(&v));
         match outcome.map(|actual| (without_nulls(&actual), without_nulls(&case.output))) {
             Ok((actual, expected)) if actual == expected => report.passed += 1,
-            Ok((actual, expected)) => report.failures.push(TestFailure { name: case.name.clone(), diff: diff_json(&expected, &actual) }),
+            Ok((actual, expected)) => {
+                report.failures.push(TestFailure { name: case.name.clone(), diff: diff_json(&expected, &actual) })
+            }
             Err(e) => report.failures.push(TestFailure { name: case.name.clone(), diff: e.to_string() }),
         }
     }
@@ -105,7 +107,9 @@ pub fn run_compiled(program: &Program, tests: &[MappingTest]) -> TestReport {
 /// missing one as the same, in `entrepot test` and in the operator alike.
 pub fn without_nulls(value: &Value) -> Value {
     match value {
-        Value::Object(map) => Value::Object(map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect(),
+        ),
         Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
         other => other.clone(),
     }
@@ -200,7 +204,10 @@ mod tests {
         let report = run_tests(&spec);
         assert_eq!(report.passed, 0, "the program matched, but the output is not a valid Price");
         let diff = &report.failures[0].diff;
-        assert!(diff.starts_with("the expected output is not a valid Price v1:\n/currency: \"usd\" does not match"), "{diff}");
+        assert!(
+            diff.starts_with("the expected output is not a valid Price v1:\n/currency: \"usd\" does not match"),
+            "{diff}"
+        );
         assert!(diff.contains("\n/validFrom: "), "{diff}");
         spec.produces = Some(CanonicalRef { entity: "Price".into(), version: "v2".into() });
         assert_eq!(run_tests(&spec).failures.last().unwrap().name, "spec.produces");
@@ -210,12 +217,19 @@ mod tests {
     fn a_null_member_and_a_missing_one_are_the_same_as_kubernetes_stores_them() {
         // The expected output as written, and as the API server stores it (nulls dropped).
         let program = "{id: .id, reference: (if .r == \"\" then null else .r end), lines: [{q: 1, note: null}]}";
-        for expected in [json!({"id": 1, "reference": null, "lines": [{"q": 1, "note": null}]}), json!({"id": 1, "lines": [{"q": 1}]})] {
+        for expected in [
+            json!({"id": 1, "reference": null, "lines": [{"q": 1, "note": null}]}),
+            json!({"id": 1, "lines": [{"q": 1}]}),
+        ] {
             let report = run_tests(&mapping(program, json!({"id": 1, "r": ""}), expected.clone()));
             assert!(report.ok(), "{expected}: {report:?}");
         }
-        let report = run_tests(&mapping(program, json!({"id": 1, "r": "#1042"}), json!({"id": 1, "lines": [{"q": 1}]})));
-        assert_eq!(report.failures[0].diff, ".reference: unexpected \"#1042\"", "a value where none is expected still fails");
+        let report =
+            run_tests(&mapping(program, json!({"id": 1, "r": "#1042"}), json!({"id": 1, "lines": [{"q": 1}]})));
+        assert_eq!(
+            report.failures[0].diff, ".reference: unexpected \"#1042\"",
+            "a value where none is expected still fails"
+        );
     }
 
     #[test]

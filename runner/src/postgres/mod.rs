@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use rustls::{ClientConfig, RootCertStore, crypto::ring, pki_types::{CertificateDer, pem::PemObject}};
+use rustls::{
+    ClientConfig, RootCertStore,
+    crypto::ring,
+    pki_types::{CertificateDer, pem::PemObject},
+};
 use tokio_postgres::{Client, NoTls, config::SslMode as PgSslMode, error::SqlState};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::debug;
@@ -89,7 +93,10 @@ enum Tls {
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the password; the Secret key names are not secret.
-        f.debug_struct("Database").field("connector", &self.connector).field("endpoint", &self.endpoint).finish_non_exhaustive()
+        f.debug_struct("Database")
+            .field("connector", &self.connector)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
     }
 }
 
@@ -103,7 +110,10 @@ impl Database {
             Some(ConnectorAuth::Basic(b)) => Some((b.username_secret_ref.clone(), b.password_secret_ref.clone())),
             None => None,
             Some(other) => {
-                return Err(format!("Connector {connector}: spec.auth: a database logs in with basic, not {}", other.scheme()));
+                return Err(format!(
+                    "Connector {connector}: spec.auth: a database logs in with basic, not {}",
+                    other.scheme()
+                ));
             }
         };
         for key in login.iter().flat_map(|(u, p)| [u, p]) {
@@ -118,7 +128,14 @@ impl Database {
             }
             (SslMode::VerifyFull, None) => Some(Tls::System),
         };
-        Ok(Self { connector: connector.into(), namespace: namespace.into(), endpoint, login, tls, secrets: secrets.clone() })
+        Ok(Self {
+            connector: connector.into(),
+            namespace: namespace.into(),
+            endpoint,
+            login,
+            tls,
+            secrets: secrets.clone(),
+        })
     }
 
     /// The Connector's name.
@@ -139,14 +156,19 @@ impl Database {
         if let Some((user, password)) = &self.login {
             let read = |key| {
                 self.secrets.reload(&self.namespace, key).map_err(|e| Failure {
-                    verdict: Verdict::Retry { after: None, reason: format!("auth: {e}"), category: ErrorCategory::Auth },
+                    verdict: Verdict::Retry {
+                        after: None,
+                        reason: format!("auth: {e}"),
+                        category: ErrorCategory::Auth,
+                    },
                     sqlstate: None,
                 })
             };
             config.user(read(user)?).password(read(password)?);
         }
         let connector = self.connector.clone();
-        let closed = move |e: tokio_postgres::Error| debug!(connector = %connector, error = %e, "database connection closed");
+        let closed =
+            move |e: tokio_postgres::Error| debug!(connector = %connector, error = %e, "database connection closed");
         let timed_out = || Failure::unreachable("timeout connecting to the database".into());
         let Some(tls) = &self.tls else {
             let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT * 2, config.connect(NoTls))
@@ -157,11 +179,14 @@ impl Database {
             return Ok(client);
         };
         let roots = match tls {
-            Tls::System => system_roots()
-                .map_err(|why| Failure::unreachable(format!("TLS: {why}; set spec.database.caSecretRef, or install CA certificates")))?,
+            Tls::System => system_roots().map_err(|why| {
+                Failure::unreachable(format!("TLS: {why}; set spec.database.caSecretRef, or install CA certificates"))
+            })?,
             Tls::Ca(ca) => {
-                let pem = self.secrets.reload(&self.namespace, ca).map_err(|e| Failure::unreachable(format!("TLS: {e}")))?;
-                ca_roots(&pem).map_err(|why| Failure::unreachable(format!("TLS: spec.database.caSecretRef ({ca}): {why}")))?
+                let pem =
+                    self.secrets.reload(&self.namespace, ca).map_err(|e| Failure::unreachable(format!("TLS: {e}")))?;
+                ca_roots(&pem)
+                    .map_err(|why| Failure::unreachable(format!("TLS: spec.database.caSecretRef ({ca}): {why}")))?
             }
         };
         let client_config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
@@ -171,10 +196,11 @@ impl Database {
             .with_no_client_auth();
         // Refuse a server that does not offer TLS rather than fall back to plain text.
         config.ssl_mode(PgSslMode::Require);
-        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT * 2, config.connect(MakeRustlsConnect::new(client_config)))
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(|e| Failure::of(&e))?;
+        let (client, connection) =
+            tokio::time::timeout(CONNECT_TIMEOUT * 2, config.connect(MakeRustlsConnect::new(client_config)))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|e| Failure::of(&e))?;
         tokio::spawn(async move { connection.await.map_err(closed) });
         Ok(client)
     }
@@ -241,11 +267,21 @@ impl Failure {
         let verdict = match &code[..2] {
             "22" | "23" | "42" | "44" | "P0" | "0A" => Verdict::Reject { reason, category: ErrorCategory::Rejected },
             "28" => Verdict::Retry { after: None, reason: format!("auth: {reason}"), category: ErrorCategory::Auth },
-            "08" => Verdict::Retry { after: None, reason: format!("unreachable: {reason}"), category: ErrorCategory::Unreachable },
-            _ if *db.code() == SqlState::TOO_MANY_CONNECTIONS => {
-                Verdict::Retry { after: None, reason: format!("throttled: {reason}"), category: ErrorCategory::Throttled }
-            }
-            _ => Verdict::Retry { after: None, reason: format!("database error: {reason}"), category: ErrorCategory::Server },
+            "08" => Verdict::Retry {
+                after: None,
+                reason: format!("unreachable: {reason}"),
+                category: ErrorCategory::Unreachable,
+            },
+            _ if *db.code() == SqlState::TOO_MANY_CONNECTIONS => Verdict::Retry {
+                after: None,
+                reason: format!("throttled: {reason}"),
+                category: ErrorCategory::Throttled,
+            },
+            _ => Verdict::Retry {
+                after: None,
+                reason: format!("database error: {reason}"),
+                category: ErrorCategory::Server,
+            },
         };
         Self { verdict, sqlstate: Some(code) }
     }
@@ -253,7 +289,11 @@ impl Failure {
     /// No answer from the database.
     pub fn unreachable(message: String) -> Self {
         Self {
-            verdict: Verdict::Retry { after: None, reason: format!("unreachable: {message}"), category: ErrorCategory::Unreachable },
+            verdict: Verdict::Retry {
+                after: None,
+                reason: format!("unreachable: {message}"),
+                category: ErrorCategory::Unreachable,
+            },
             sqlstate: None,
         }
     }
@@ -326,7 +366,14 @@ mod tests {
         assert_eq!(parse_endpoint("postgres://[::1]/x").unwrap().host, "::1");
         let err = parse_endpoint("postgres://app:s3cret@db/commerce").unwrap_err();
         assert!(err.contains("auth.basic") && !err.contains("s3cret"), "{err}");
-        for bad in ["https://db/commerce", "postgres://db", "postgres://db/", "postgres://db/a/b", "postgres://db/c?sslmode=require", "db/c"] {
+        for bad in [
+            "https://db/commerce",
+            "postgres://db",
+            "postgres://db/",
+            "postgres://db/a/b",
+            "postgres://db/c?sslmode=require",
+            "db/c",
+        ] {
             assert!(parse_endpoint(bad).is_err(), "{bad}");
         }
     }

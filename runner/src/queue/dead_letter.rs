@@ -138,7 +138,8 @@ fn select(
     }
     matched.sort_by_key(|e| e.id);
     let total = matched.len();
-    let mut entries: Vec<DeadLetterEntry> = matched.into_iter().filter(|e| filter.after.is_none_or(|a| e.id > a)).collect();
+    let mut entries: Vec<DeadLetterEntry> =
+        matched.into_iter().filter(|e| filter.after.is_none_or(|a| e.id > a)).collect();
     let mut next_after = None;
     if let Some(limit) = filter.limit
         && entries.len() > limit
@@ -173,7 +174,11 @@ impl Queue {
     /// transaction. Each re-enters the pipeline as a new record marked as a replay (so
     /// the idempotency-key dedup lets it through), with its correlation id, and with
     /// this failure added to its history. `requested_by` is logged and kept.
-    pub fn replay_dead_letters(&self, filter: &DeadLetterFilter, requested_by: &str) -> Result<Vec<Affected>, QueueError> {
+    pub fn replay_dead_letters(
+        &self,
+        filter: &DeadLetterFilter,
+        requested_by: &str,
+    ) -> Result<Vec<Affected>, QueueError> {
         let _guard = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         let tx = self.db.begin_write()?;
         let now = now_ms();
@@ -186,7 +191,8 @@ impl Queue {
             for entry in selected {
                 let mut envelope = entry.dead_letter.envelope.clone();
                 let earlier = envelope.replay.take();
-                let (count, target, mut history) = earlier.map_or((0, None, Vec::new()), |r| (r.count, r.target, r.history));
+                let (count, target, mut history) =
+                    earlier.map_or((0, None, Vec::new()), |r| (r.count, r.target, r.history));
                 history.push(entry.dead_letter.as_past_failure(entry.id));
                 envelope.replay = Some(Box::new(Replay {
                     dead_letter_id: Some(entry.id),
@@ -225,7 +231,11 @@ impl Queue {
     }
 
     /// Deletes the dead letters `filter` selects, in one transaction.
-    pub fn discard_dead_letters(&self, filter: &DeadLetterFilter, requested_by: &str) -> Result<Vec<Affected>, QueueError> {
+    pub fn discard_dead_letters(
+        &self,
+        filter: &DeadLetterFilter,
+        requested_by: &str,
+    ) -> Result<Vec<Affected>, QueueError> {
         let tx = self.db.begin_write()?;
         let mut affected = Vec::new();
         {

@@ -45,7 +45,11 @@ fn deliver(env: &Envelope) -> Prepared {
         version: None,
         body: env.payload.clone(),
     };
-    Prepared::Deliver { idempotency_key: item.idempotency_key.clone(), key_expires_ms: now_ms() + 60_000, items: vec![item] }
+    Prepared::Deliver {
+        idempotency_key: item.idempotency_key.clone(),
+        key_expires_ms: now_ms() + 60_000,
+        items: vec![item],
+    }
 }
 
 #[test]
@@ -58,10 +62,14 @@ fn a_replay_moves_exactly_the_selected_letters_into_the_inbox_in_one_step() {
         let ids = dead_letters(
             &q,
             "orders",
-            vec![letter("a", DeadLetterReason::Rejected, Some(0), now), letter("b", DeadLetterReason::Mapping, None, now)],
+            vec![
+                letter("a", DeadLetterReason::Rejected, Some(0), now),
+                letter("b", DeadLetterReason::Mapping, None, now),
+            ],
         );
         let other = dead_letters(&q, "stock", vec![letter("c", DeadLetterReason::Rejected, Some(0), now)]);
-        let sel = Selection { flow: Some("orders".into()), reason: Some(DeadLetterReason::Rejected), ..Selection::default() };
+        let sel =
+            Selection { flow: Some("orders".into()), reason: Some(DeadLetterReason::Rejected), ..Selection::default() };
         let affected = q.replay_dead_letters(&select(sel), "test").unwrap();
         assert_eq!(affected, vec![Affected { id: ids[0], flow: "orders".into(), correlation_id: "corr-a".into() }]);
         (ids[0], ids[1], other[0])
@@ -116,7 +124,11 @@ fn a_replay_that_fails_again_carries_every_earlier_failure() {
     let (seq, replayed) = q.inbox("f", 10).unwrap().remove(0);
     q.prepare("f", seq, deliver(&replayed)).unwrap();
     let item = q.outbox("f", 0, 10).unwrap().remove(0).1;
-    let failed_again = DeadLetter { envelope: item.envelope, message: "still refused".into(), ..letter("a", DeadLetterReason::Rejected, Some(0), 2_000) };
+    let failed_again = DeadLetter {
+        envelope: item.envelope,
+        message: "still refused".into(),
+        ..letter("a", DeadLetterReason::Rejected, Some(0), 2_000)
+    };
     let second = q.dead_letter("f", 0, seq, &failed_again).unwrap();
 
     q.replay_dead_letters(&select(Selection::ids([second])), "admin API").unwrap();
@@ -160,11 +172,14 @@ fn filters_select_by_reason_time_and_text_and_pages_follow_each_other() {
     let now = now_ms();
     let old = dead_letters(&q, "f", vec![letter("old", DeadLetterReason::Rejected, Some(0), now - 5 * hour)]);
     let young: Vec<u64> = (0..5)
-        .flat_map(|i| dead_letters(&q, "f", vec![letter(&format!("y{i}"), DeadLetterReason::Rejected, Some(0), now - hour)]))
+        .flat_map(|i| {
+            dead_letters(&q, "f", vec![letter(&format!("y{i}"), DeadLetterReason::Rejected, Some(0), now - hour)])
+        })
         .collect();
     dead_letters(&q, "f", vec![letter("m", DeadLetterReason::Mapping, None, now)]);
 
-    let recent = Selection { since: Some("2h".into()), reason: Some(DeadLetterReason::Rejected), ..Selection::default() };
+    let recent =
+        Selection { since: Some("2h".into()), reason: Some(DeadLetterReason::Rejected), ..Selection::default() };
     let page = q.find_dead_letters(&select(Selection { limit: Some(2), ..recent.clone() })).unwrap();
     assert_eq!(page.entries.iter().map(|e| e.id).collect::<Vec<_>>(), young[..2]);
     assert_eq!((page.total, page.next_after), (5, Some(young[1])));
@@ -174,7 +189,8 @@ fn filters_select_by_reason_time_and_text_and_pages_follow_each_other() {
 
     let older = q.find_dead_letters(&select(Selection { until: Some("2h".into()), ..Selection::default() })).unwrap();
     assert_eq!(older.entries.iter().map(|e| e.id).collect::<Vec<_>>(), old);
-    let by_text = q.find_dead_letters(&select(Selection { text: Some("CORR-Y3".into()), ..Selection::default() })).unwrap();
+    let by_text =
+        q.find_dead_letters(&select(Selection { text: Some("CORR-Y3".into()), ..Selection::default() })).unwrap();
     assert_eq!(by_text.entries.iter().map(|e| e.id).collect::<Vec<_>>(), vec![young[3]]);
 }
 
@@ -187,7 +203,10 @@ fn the_retention_purge_removes_old_letters_and_keeps_young_ones() {
     let orders = dead_letters(
         &q,
         "orders",
-        vec![letter("old", DeadLetterReason::Rejected, Some(0), now - 3 * day), letter("young", DeadLetterReason::Rejected, Some(0), now - day / 2)],
+        vec![
+            letter("old", DeadLetterReason::Rejected, Some(0), now - 3 * day),
+            letter("young", DeadLetterReason::Rejected, Some(0), now - day / 2),
+        ],
     );
     let stock = dead_letters(&q, "stock", vec![letter("s", DeadLetterReason::Rejected, Some(0), now - 3 * day)]);
     // orders keeps dead letters for a day, stock for a week.

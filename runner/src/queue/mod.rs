@@ -21,10 +21,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 pub use dead_letter::{ActionReport, Affected, DeadLetterAction, DeadLetterEntry, DeadLetterPage};
 pub use intake::{BatchOutcome, Intake};
 pub use record::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, Envelope, PastFailure, Replay, now_ms};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 pub use selection::{DeadLetterFilter, Selection, SelectionError, parse_instant};
 
 /// Inbox: (flow, seq) → envelope JSON.
@@ -72,13 +72,7 @@ macro_rules! store_err {
         }
     )*};
 }
-store_err!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+store_err!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
 /// A record offered to the inbox.
 #[derive(Clone, Copy, Debug)]
@@ -239,7 +233,9 @@ impl Queue {
                 }
                 let (flow, envelope) = (offer.flow, offer.envelope);
                 let seen = match &envelope.delivery_id {
-                    Some(id) => deliveries.get((flow, id.as_str()))?.is_some_and(|exp| exp.value() > envelope.received_at_ms),
+                    Some(id) => {
+                        deliveries.get((flow, id.as_str()))?.is_some_and(|exp| exp.value() > envelope.received_at_ms)
+                    }
                     None => false,
                 };
                 if seen {
@@ -303,8 +299,8 @@ impl Queue {
                 };
                 outcomes.push(match prepared {
                     Prepared::Deliver { idempotency_key, key_expires_ms, items } => {
-                        let seen =
-                            !replayed && keys.get((flow, idempotency_key.as_str()))?.is_some_and(|exp| exp.value() > now);
+                        let seen = !replayed
+                            && keys.get((flow, idempotency_key.as_str()))?.is_some_and(|exp| exp.value() > now);
                         if seen {
                             PrepareOutcome::Duplicate
                         } else {
@@ -342,7 +338,13 @@ impl Queue {
     }
 
     /// Up to `max` delivery items of a flow's target with a sequence number above `after`.
-    pub fn outbox_after(&self, flow: &str, target: u32, after: u64, max: usize) -> Result<Vec<(u64, DeliveryItem)>, QueueError> {
+    pub fn outbox_after(
+        &self,
+        flow: &str,
+        target: u32,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, DeliveryItem)>, QueueError> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(OUTBOX)?;
         let mut out = Vec::new();
@@ -361,12 +363,23 @@ impl Queue {
 
     /// [`Queue::delivered`], also recording `(ordering key, version)` as the last
     /// version applied for that key when it is newer than the one recorded.
-    pub fn delivered_version(&self, flow: &str, target: u32, seq: u64, version: Option<(&str, &str)>) -> Result<(), QueueError> {
+    pub fn delivered_version(
+        &self,
+        flow: &str,
+        target: u32,
+        seq: u64,
+        version: Option<(&str, &str)>,
+    ) -> Result<(), QueueError> {
         self.delivered_batch(flow, target, &[(seq, version)])
     }
 
     /// [`Queue::delivered_version`] for several items in one transaction (one fsync).
-    pub fn delivered_batch(&self, flow: &str, target: u32, items: &[(u64, Option<(&str, &str)>)]) -> Result<(), QueueError> {
+    pub fn delivered_batch(
+        &self,
+        flow: &str,
+        target: u32,
+        items: &[(u64, Option<(&str, &str)>)],
+    ) -> Result<(), QueueError> {
         let tx = self.db.begin_write()?;
         {
             let mut outbox = tx.open_table(OUTBOX)?;

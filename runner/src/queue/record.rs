@@ -126,7 +126,8 @@ pub enum DeadLetterReason {
 
 impl DeadLetterReason {
     /// Every reason.
-    pub const ALL: [Self; 6] = [Self::Mapping, Self::SchemaViolation, Self::InvalidRecord, Self::Rejected, Self::Auth, Self::RetriesExhausted];
+    pub const ALL: [Self; 6] =
+        [Self::Mapping, Self::SchemaViolation, Self::InvalidRecord, Self::Rejected, Self::Auth, Self::RetriesExhausted];
 
     /// The fixed label used in metrics and listings.
     pub fn as_str(self) -> &'static str {
@@ -179,7 +180,9 @@ impl std::str::FromStr for DeadLetterReason {
             "auth" => Ok(Self::Auth),
             "rejected" => Ok(Self::Rejected),
             "retries_exhausted" | "retriesExhausted" => Ok(Self::RetriesExhausted),
-            other => Err(format!("unknown reason `{other}`: use mapping, schema_violation, invalid_record, auth, rejected or retries_exhausted")),
+            other => Err(format!(
+                "unknown reason `{other}`: use mapping, schema_violation, invalid_record, auth, rejected or retries_exhausted"
+            )),
         }
     }
 }
@@ -241,9 +244,7 @@ impl DeadLetter {
 
 /// The current time in Unix milliseconds.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Payloads are JSON: store them as JSON text inside the record when they are UTF-8, so

@@ -51,7 +51,9 @@ pub struct Selection {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectionError {
     /// A time bound is not readable.
-    #[error("{field} `{value}` is not a time: use RFC 3339 (2026-11-27T10:00:00Z), a date (2026-11-27) or a duration ago (2h, 30m, 7d)")]
+    #[error(
+        "{field} `{value}` is not a time: use RFC 3339 (2026-11-27T10:00:00Z), a date (2026-11-27) or a duration ago (2h, 30m, 7d)"
+    )]
     Time {
         /// `since` or `until`.
         field: &'static str,
@@ -59,7 +61,9 @@ pub enum SelectionError {
         value: String,
     },
     /// A replay or discard without any criterion.
-    #[error("say which dead letters to {action}: give their ids, a filter (flow, reason, target, since, until, text), or all")]
+    #[error(
+        "say which dead letters to {action}: give their ids, a filter (flow, reason, target, since, until, text), or all"
+    )]
     Unbounded {
         /// `replay` or `discard`.
         action: &'static str,
@@ -192,7 +196,9 @@ impl DeadLetterFilter {
                 .any(|field| field.to_lowercase().contains(text))
         };
         let target_matches = |wanted: &str| {
-            letter.target.is_some_and(|index| wanted == index.to_string() || self.connector(flow, index) == Some(wanted))
+            letter
+                .target
+                .is_some_and(|index| wanted == index.to_string() || self.connector(flow, index) == Some(wanted))
         };
         self.carried.as_ref().is_none_or(|c| c.contains_key(flow))
             && (self.ids.is_empty() || self.ids.contains(&id))
@@ -240,7 +246,10 @@ mod tests {
         assert!(!f.matches("stock", 7, &rejected), "another flow");
         assert!(!f.matches("orders", 7, &letter(DeadLetterReason::Mapping, Some(1), 1_000, "Invalid item")));
         assert!(!f.matches("orders", 7, &letter(DeadLetterReason::Rejected, Some(0), 1_000, "Invalid item")));
-        assert!(!f.matches("orders", 7, &letter(DeadLetterReason::Rejected, Some(1), 2_000, "Invalid item")), "until is exclusive");
+        assert!(
+            !f.matches("orders", 7, &letter(DeadLetterReason::Rejected, Some(1), 2_000, "Invalid item")),
+            "until is exclusive"
+        );
         assert!(!f.matches("orders", 7, &letter(DeadLetterReason::Rejected, Some(1), 1_000, "timeout")));
         let by_ids = Selection { ids: vec![3, 7], ..Selection::default() }.filter(0).unwrap();
         assert!(by_ids.matches("orders", 7, &rejected) && !by_ids.matches("orders", 8, &rejected));
@@ -275,7 +284,8 @@ mod tests {
 
     #[test]
     fn a_selection_reads_from_a_query_string_or_json_and_refuses_unknown_fields() {
-        let q: Selection = serde_json::from_value(serde_json::json!({"ids": "3, 5", "reason": "retries_exhausted"})).unwrap();
+        let q: Selection =
+            serde_json::from_value(serde_json::json!({"ids": "3, 5", "reason": "retries_exhausted"})).unwrap();
         assert_eq!((q.ids, q.reason), (vec![3, 5], Some(DeadLetterReason::RetriesExhausted)));
         let j: Selection = serde_json::from_str(r#"{"ids": [9], "all": true, "limit": 2}"#).unwrap();
         assert_eq!((j.ids, j.all, j.limit), (vec![9], true, Some(2)));

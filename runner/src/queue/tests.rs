@@ -68,8 +68,14 @@ fn prepare_moves_a_record_to_one_outbox_item_per_target_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let q = Queue::open(&dir.path().join("q.redb")).unwrap();
     let (a, b) = (envelope("a", None), envelope("b", None));
-    let sa = match q.accept("f", &a, 0).unwrap() { Accepted::Queued(s) => s, other => panic!("{other:?}") };
-    let sb = match q.accept("f", &b, 0).unwrap() { Accepted::Queued(s) => s, other => panic!("{other:?}") };
+    let sa = match q.accept("f", &a, 0).unwrap() {
+        Accepted::Queued(s) => s,
+        other => panic!("{other:?}"),
+    };
+    let sb = match q.accept("f", &b, 0).unwrap() {
+        Accepted::Queued(s) => s,
+        other => panic!("{other:?}"),
+    };
     assert_eq!(q.prepare("f", sa, deliver(&a, 2)).unwrap(), PrepareOutcome::Queued);
     assert_eq!(q.prepare("f", sb, deliver(&b, 2)).unwrap(), PrepareOutcome::Queued);
     assert!(q.inbox("f", 10).unwrap().is_empty());
@@ -88,8 +94,14 @@ fn a_repeated_idempotency_key_is_dropped_at_prepare() {
     let q = Queue::open(&dir.path().join("q.redb")).unwrap();
     let a = envelope("a", Some("w1"));
     let again = Envelope { delivery_id: Some("w2".into()), ..a.clone() };
-    let s1 = match q.accept("f", &a, 0).unwrap() { Accepted::Queued(s) => s, other => panic!("{other:?}") };
-    let s2 = match q.accept("f", &again, 0).unwrap() { Accepted::Queued(s) => s, other => panic!("{other:?}") };
+    let s1 = match q.accept("f", &a, 0).unwrap() {
+        Accepted::Queued(s) => s,
+        other => panic!("{other:?}"),
+    };
+    let s2 = match q.accept("f", &again, 0).unwrap() {
+        Accepted::Queued(s) => s,
+        other => panic!("{other:?}"),
+    };
     assert_eq!(q.prepare("f", s1, deliver(&a, 1)).unwrap(), PrepareOutcome::Queued);
     assert_eq!(q.prepare("f", s2, deliver(&again, 1)).unwrap(), PrepareOutcome::Duplicate);
     assert_eq!(q.outbox("f", 0, 10).unwrap().len(), 1);
@@ -102,7 +114,10 @@ fn dead_letters_keep_the_record_and_the_reason() {
     let path = dir.path().join("q.redb");
     let q = Queue::open(&path).unwrap();
     let a = envelope("a", None);
-    let s = match q.accept("f", &a, 0).unwrap() { Accepted::Queued(s) => s, other => panic!("{other:?}") };
+    let s = match q.accept("f", &a, 0).unwrap() {
+        Accepted::Queued(s) => s,
+        other => panic!("{other:?}"),
+    };
     q.prepare("f", s, deliver(&a, 1)).unwrap();
     let dead = DeadLetter {
         envelope: a.clone(),
@@ -139,7 +154,10 @@ fn the_last_delivered_version_only_moves_forward() {
     let q = Queue::open(&dir.path().join("q.redb")).unwrap();
     let (a, b) = (envelope("a", None), envelope("b", None));
     for e in [&a, &b] {
-        let s = match q.accept("f", e, 0).unwrap() { Accepted::Queued(s) => s, other => panic!("{other:?}") };
+        let s = match q.accept("f", e, 0).unwrap() {
+            Accepted::Queued(s) => s,
+            other => panic!("{other:?}"),
+        };
         q.prepare("f", s, deliver(e, 1)).unwrap();
     }
     let items = q.outbox_after("f", 0, 0, 10).unwrap();
@@ -160,9 +178,20 @@ fn a_full_queue_refuses_and_keeps_what_it_has() {
     assert_eq!(q.accept_within("f", &envelope("c", Some("w3")), 0, 2).unwrap(), Accepted::Full);
     assert_eq!(q.pending_total().unwrap(), 2);
     // The refused delivery id was not remembered: its retry is taken once there is room.
-    q.prepare("f", 1, Prepared::DeadLetter(DeadLetter {
-        envelope: envelope("a", Some("w1")), target: None, reason: DeadLetterReason::Mapping, message: "x".into(),
-        status: None, response_body: None, attempts: vec![], dead_lettered_at_ms: 0,
-    })).unwrap();
+    q.prepare(
+        "f",
+        1,
+        Prepared::DeadLetter(DeadLetter {
+            envelope: envelope("a", Some("w1")),
+            target: None,
+            reason: DeadLetterReason::Mapping,
+            message: "x".into(),
+            status: None,
+            response_body: None,
+            attempts: vec![],
+            dead_lettered_at_ms: 0,
+        }),
+    )
+    .unwrap();
     assert!(matches!(q.accept_within("f", &envelope("c", Some("w3")), 0, 2).unwrap(), Accepted::Queued(_)));
 }

@@ -112,25 +112,22 @@ mod tests {
     #[test]
     fn each_kind_of_drift_is_counted_and_the_repairs_are_the_source_records() {
         let source = [
-            keyed("a", json!(100), true),      // matched
-            keyed("b", json!(200), true),      // missing in target
-            keyed("c", json!(300), true),      // mismatched
-            keyed("old", json!(1), false),     // out of the window: not counted
+            keyed("a", json!(100), true),        // matched
+            keyed("b", json!(200), true),        // missing in target
+            keyed("c", json!(300), true),        // mismatched
+            keyed("old", json!(1), false),       // out of the window: not counted
             keyed("e", json!([{"q": 2}]), true), // matched, 2 == 2.0
         ];
         let target = [
             keyed("a", json!(100), true),
             keyed("c", json!(301), true),
-            keyed("d", json!(400), true),      // missing in source
-            keyed("gone", json!(9), false),    // out of the window: not counted
-            keyed("old", json!(2), true),      // the source has it, out of its window
+            keyed("d", json!(400), true),   // missing in source
+            keyed("gone", json!(9), false), // out of the window: not counted
+            keyed("old", json!(2), true),   // the source has it, out of its window
             keyed("e", json!([{"q": 2.0}]), true),
         ];
         let c = compare(&source, &target, 10);
-        assert_eq!(
-            (c.compared, c.matched, c.missing_in_target, c.missing_in_source, c.mismatched),
-            (5, 2, 1, 1, 1)
-        );
+        assert_eq!((c.compared, c.matched, c.missing_in_target, c.missing_in_source, c.mismatched), (5, 2, 1, 1, 1));
         assert_eq!(c.samples.missing_in_target, ["b"]);
         assert_eq!(c.samples.missing_in_source, ["d"]);
         assert_eq!(c.samples.mismatched, ["c"]);

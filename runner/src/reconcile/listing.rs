@@ -62,7 +62,12 @@ impl Listing {
                 .transpose()
                 .map_err(|e| (format!("{field}.{name}"), e.to_string()))
         };
-        Ok(Self { field, source, timestamp: compile("timestamp", &spec.timestamp)?, transform: compile("transform", &spec.transform)? })
+        Ok(Self {
+            field,
+            source,
+            timestamp: compile("timestamp", &spec.timestamp)?,
+            transform: compile("transform", &spec.transform)?,
+        })
     }
 
     /// The Connector listed.

@@ -105,7 +105,10 @@ impl Reconciler {
         if spec.sync_flow_ref != flow.name {
             return Err(invalid(
                 "spec.syncFlowRef",
-                format!("names SyncFlow `{}`, but the configuration given is SyncFlow `{}`", spec.sync_flow_ref, flow.name),
+                format!(
+                    "names SyncFlow `{}`, but the configuration given is SyncFlow `{}`",
+                    spec.sync_flow_ref, flow.name
+                ),
             ));
         }
         // Whole seconds: APIs take `updated_at_min` without fractions.
@@ -134,7 +137,9 @@ impl Reconciler {
         if flow.connector(&source_ref).endpoint.as_deref().is_none_or(str::is_empty) {
             return Err(invalid(
                 "spec.source",
-                format!("the flow's source Connector `{source_ref}` has no spec.endpoint to list records from; add one"),
+                format!(
+                    "the flow's source Connector `{source_ref}` has no spec.endpoint to list records from; add one"
+                ),
             ));
         }
         let compile = |field: String, code: &str| {
@@ -157,9 +162,10 @@ impl Reconciler {
             Some(client) => client.clone(),
             None => {
                 let spec = flow.config.connector(&source_ref);
-                let client = ConnectorClient::new(&source_ref, &flow.config.namespace, spec, secrets).map_err(|source| {
-                    flow_err(FlowError::Connector { flow: flow.config.name.clone(), source: Box::new(source) })
-                })?;
+                let client =
+                    ConnectorClient::new(&source_ref, &flow.config.namespace, spec, secrets).map_err(|source| {
+                        flow_err(FlowError::Connector { flow: flow.config.name.clone(), source: Box::new(source) })
+                    })?;
                 Arc::new(client)
             }
         };
@@ -213,7 +219,11 @@ impl Reconciler {
         for (i, record) in sources.iter().enumerate() {
             match self.shape_source(record).and_then(|shaped| self.keyed(&shaped)) {
                 Ok((key, fields)) => {
-                    keyed_sources.push(Keyed { key, fields, in_window: self.source_listing.in_window(record, self.window_start) });
+                    keyed_sources.push(Keyed {
+                        key,
+                        fields,
+                        in_window: self.source_listing.in_window(record, self.window_start),
+                    });
                     positions.push(i);
                 }
                 Err(e) => unreadable.push(format!("source record {}: {e}", i + 1)),
@@ -222,9 +232,11 @@ impl Reconciler {
         let mut keyed_targets = Vec::new();
         for (i, record) in targets.iter().enumerate() {
             match self.target_listing.transformed(record).and_then(|shaped| self.keyed(&shaped)) {
-                Ok((key, fields)) => {
-                    keyed_targets.push(Keyed { key, fields, in_window: self.target_listing.in_window(record, self.window_start) })
-                }
+                Ok((key, fields)) => keyed_targets.push(Keyed {
+                    key,
+                    fields,
+                    in_window: self.target_listing.in_window(record, self.window_start),
+                }),
                 Err(e) => unreadable.push(format!("target record {}: {e}", i + 1)),
             }
         }

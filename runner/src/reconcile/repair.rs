@@ -40,7 +40,10 @@ impl RunnerClient {
             let body = EnqueueRequest {
                 records: chunk
                     .iter()
-                    .map(|r| RawRecord { delivery_id: format!("reconcile:{}", content_digest(r)), payload: (*r).clone() })
+                    .map(|r| RawRecord {
+                        delivery_id: format!("reconcile:{}", content_digest(r)),
+                        payload: (*r).clone(),
+                    })
                     .collect(),
                 target: Some(target),
             };
@@ -57,7 +60,8 @@ impl RunnerClient {
                 let text = response.text().await.unwrap_or_default();
                 return Err(format!("POST {url}: {status}: {}", text.chars().take(300).collect::<String>()));
             }
-            let report: EnqueueReport = response.json().await.map_err(|e| format!("POST {url}: unreadable answer: {e}"))?;
+            let report: EnqueueReport =
+                response.json().await.map_err(|e| format!("POST {url}: unreadable answer: {e}"))?;
             total.queued += report.queued;
             total.duplicates += report.duplicates;
         }

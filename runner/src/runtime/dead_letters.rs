@@ -14,7 +14,10 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, State, rejection::{JsonRejection, QueryRejection}},
+    extract::{
+        Path, Query, State,
+        rejection::{JsonRejection, QueryRejection},
+    },
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -87,7 +90,10 @@ impl Runtime {
             && !self.flows.contains_key(flow)
         {
             let known: Vec<&str> = self.flows.keys().map(String::as_str).collect();
-            return Err(ApiError::NotFound(format!("no flow named {flow} in this runner (it carries: {})", known.join(", "))));
+            return Err(ApiError::NotFound(format!(
+                "no flow named {flow} in this runner (it carries: {})",
+                known.join(", ")
+            )));
         }
         let filter = match action {
             Some(a) => selection.filter_to(a.verb(), now_ms())?,
@@ -106,7 +112,12 @@ impl Runtime {
 
     /// Replays or discards what `filter` selects, counts it, wakes the flows a replay
     /// fed, and reports.
-    async fn act(&self, action: Action, filter: DeadLetterFilter, requested_by: String) -> Result<ActionReport, ApiError> {
+    async fn act(
+        &self,
+        action: Action,
+        filter: DeadLetterFilter,
+        requested_by: String,
+    ) -> Result<ActionReport, ApiError> {
         let (f, by) = (filter.clone(), requested_by.clone());
         let affected = self.on_queue(move |q| q.act_on_dead_letters(action, &f, &by)).await?;
         for (flow, count) in ActionReport::per_flow(&affected) {
@@ -139,7 +150,10 @@ fn parse_id(text: &str) -> Result<u64, ApiError> {
     text.parse().map_err(|_| ApiError::BadRequest(format!("`{text}` is not a dead letter id (a number, as listed)")))
 }
 
-async fn list(State(rt): State<Arc<Runtime>>, query: Result<Query<Selection>, QueryRejection>) -> Result<Response, ApiError> {
+async fn list(
+    State(rt): State<Arc<Runtime>>,
+    query: Result<Query<Selection>, QueryRejection>,
+) -> Result<Response, ApiError> {
     let Query(selection) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let mut filter = rt.resolve(&selection, None)?;
     filter.limit = Some(filter.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT));

@@ -43,7 +43,13 @@ impl IntakeWriter {
 
     /// Durably queues `envelope` (see [`Queue::accept_within`]), committed with whatever
     /// else arrived meanwhile. The error is the store's message.
-    pub async fn accept(&self, flow: &str, envelope: Envelope, delivery_expires_ms: i64, max_pending: u64) -> Result<Accepted, String> {
+    pub async fn accept(
+        &self,
+        flow: &str,
+        envelope: Envelope,
+        delivery_expires_ms: i64,
+        max_pending: u64,
+    ) -> Result<Accepted, String> {
         let (reply, answer) = oneshot::channel();
         let request = Request { flow: flow.to_string(), envelope, delivery_expires_ms, max_pending, reply };
         self.tx.send(request).await.map_err(|_| "the intake writer has stopped".to_string())?;
@@ -73,7 +79,12 @@ async fn run(queue: Queue, mut rx: mpsc::Receiver<Request>) {
         let committed = tokio::task::spawn_blocking(move || {
             let offers: Vec<Offer<'_>> = records
                 .iter()
-                .map(|(flow, envelope, expires, max)| Offer { flow, envelope, delivery_expires_ms: *expires, max_pending: *max })
+                .map(|(flow, envelope, expires, max)| Offer {
+                    flow,
+                    envelope,
+                    delivery_expires_ms: *expires,
+                    max_pending: *max,
+                })
                 .collect();
             queue_.accept_group(&offers)
         })

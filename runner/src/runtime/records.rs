@@ -95,7 +95,8 @@ async fn enqueue(
     if let Some(t) = request.target.filter(|t| *t as usize >= flow.targets.len()) {
         return refuse(StatusCode::BAD_REQUEST, format!("target {t}: the flow has {} target(s)", flow.targets.len()));
     }
-    let requested_by = headers.get(REQUESTED_BY_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("admin API").to_string();
+    let requested_by =
+        headers.get(REQUESTED_BY_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("admin API").to_string();
     let received = now_ms();
     let expires = received.saturating_add(flow.config.spec.delivery.dedup_window.get().as_millis() as i64);
     let items: Vec<Intake> = request

@@ -54,7 +54,9 @@ impl Retention {
         let me = std::sync::Arc::new(self);
         loop {
             let task = me.clone();
-            if let Err(e) = tokio::task::spawn_blocking(move || task.purge(now_ms())).await.expect("queue purge panicked") {
+            if let Err(e) =
+                tokio::task::spawn_blocking(move || task.purge(now_ms())).await.expect("queue purge panicked")
+            {
                 warn!(error = %e, "cannot purge expired dead letters and dedup entries; will try again");
             }
             tokio::select! {

@@ -88,9 +88,17 @@ pub fn verify_delivery(
 /// Standard Webhooks: `webhook-signature` holds space-separated `v1,<base64>` entries, one
 /// of which must be the HMAC-SHA256 of `"<webhook-id>.<webhook-timestamp>.<body>"`.
 /// BigCommerce's key is base64(client secret), so the HMAC key is the client secret's bytes.
-fn standard_webhooks(secret: &[u8], body: &[u8], headers: &HeaderMap, tolerance: Duration, now: i64) -> Result<(), SignatureError> {
+fn standard_webhooks(
+    secret: &[u8],
+    body: &[u8],
+    headers: &HeaderMap,
+    tolerance: Duration,
+    now: i64,
+) -> Result<(), SignatureError> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    let (Some(id), Some(timestamp), Some(signatures)) = (text("webhook-id"), text("webhook-timestamp"), text("webhook-signature")) else {
+    let (Some(id), Some(timestamp), Some(signatures)) =
+        (text("webhook-id"), text("webhook-timestamp"), text("webhook-signature"))
+    else {
         return Err(SignatureError::Missing);
     };
     let timestamp: i64 = timestamp.parse().map_err(|_| SignatureError::Malformed)?;
@@ -115,7 +123,12 @@ fn standard_webhooks(secret: &[u8], body: &[u8], headers: &HeaderMap, tolerance:
 }
 
 /// Checks `header` (the signature header's value, if any) against `body`.
-pub fn verify(scheme: SignatureScheme, secret: &[u8], body: &[u8], header: Option<&[u8]>) -> Result<(), SignatureError> {
+pub fn verify(
+    scheme: SignatureScheme,
+    secret: &[u8],
+    body: &[u8],
+    header: Option<&[u8]>,
+) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
     match scheme {
         // Standard Webhooks signs headers too: see `verify_delivery`.
@@ -124,7 +137,8 @@ pub fn verify(scheme: SignatureScheme, secret: &[u8], body: &[u8], header: Optio
             // Both sides through the same MAC, then compared in constant time: neither
             // the key's length nor its prefix shows in the timing.
             let digest = |bytes: &[u8]| {
-                let mut mac = Hmac::<Sha256>::new_from_slice(b"entrepot api-key").expect("HMAC takes keys of any length");
+                let mut mac =
+                    Hmac::<Sha256>::new_from_slice(b"entrepot api-key").expect("HMAC takes keys of any length");
                 mac.update(bytes);
                 mac
             };
@@ -205,7 +219,9 @@ mod tests {
         let good = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
         assert_eq!(sign_standard_webhooks(&key, id, at, body), good);
         let scheme = SignatureScheme::StandardWebhooks;
-        let check = |secrets: &[&[u8]], headers: &HeaderMap, now| verify_delivery(scheme, None, secrets, body, headers, DEFAULT_TOLERANCE, now);
+        let check = |secrets: &[&[u8]], headers: &HeaderMap, now| {
+            verify_delivery(scheme, None, secrets, body, headers, DEFAULT_TOLERANCE, now)
+        };
         assert_eq!(check(&[&key], &standard(id, at, good), at + 10), Ok(()));
         // Several signatures, one of them good.
         assert_eq!(check(&[&key], &standard(id, at, &format!("v1,AAAA {good}")), at), Ok(()));
@@ -226,14 +242,23 @@ mod tests {
             verify_delivery(scheme, Some(header), &[secret], body, headers, DEFAULT_TOLERANCE, 0)
         };
         assert_eq!(check(SignatureScheme::HmacSha256, "X-Wms-Hmac-Sha256", b"wms", &headers), Ok(()));
-        assert_eq!(check(SignatureScheme::HmacSha256, "X-Wms-Hmac-Sha256", b"other", &headers), Err(SignatureError::Mismatch));
+        assert_eq!(
+            check(SignatureScheme::HmacSha256, "X-Wms-Hmac-Sha256", b"other", &headers),
+            Err(SignatureError::Mismatch)
+        );
         assert_eq!(check(SignatureScheme::HmacSha256, "X-Other", b"wms", &headers), Err(SignatureError::Missing));
 
         let mut keyed = HeaderMap::new();
         keyed.insert("x-api-key", "eventbridge-key".parse().unwrap());
         assert_eq!(check(SignatureScheme::ApiKey, "X-Api-Key", b"eventbridge-key", &keyed), Ok(()));
-        assert_eq!(check(SignatureScheme::ApiKey, "X-Api-Key", b"eventbridge-key-2", &keyed), Err(SignatureError::Mismatch));
-        assert_eq!(check(SignatureScheme::ApiKey, "X-Api-Key", b"eventbridge-ke", &keyed), Err(SignatureError::Mismatch));
+        assert_eq!(
+            check(SignatureScheme::ApiKey, "X-Api-Key", b"eventbridge-key-2", &keyed),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            check(SignatureScheme::ApiKey, "X-Api-Key", b"eventbridge-ke", &keyed),
+            Err(SignatureError::Mismatch)
+        );
         assert_eq!(check(SignatureScheme::ApiKey, "X-Key", b"eventbridge-key", &keyed), Err(SignatureError::Missing));
     }
 }

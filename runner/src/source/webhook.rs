@@ -23,9 +23,14 @@ use crate::{
 
 /// Source headers for a signature scheme: delivery id, event id, topic. Senders with a
 /// scheme of their own name the delivery id header in the Connector, and have no other.
-fn id_headers(scheme: SignatureScheme, delivery_id_header: Option<&str>) -> (String, Option<&'static str>, Option<&'static str>) {
+fn id_headers(
+    scheme: SignatureScheme,
+    delivery_id_header: Option<&str>,
+) -> (String, Option<&'static str>, Option<&'static str>) {
     match scheme {
-        SignatureScheme::ShopifyHmacSha256 => ("x-shopify-webhook-id".into(), Some("x-shopify-event-id"), Some("x-shopify-topic")),
+        SignatureScheme::ShopifyHmacSha256 => {
+            ("x-shopify-webhook-id".into(), Some("x-shopify-event-id"), Some("x-shopify-topic"))
+        }
         SignatureScheme::StandardWebhooks => ("webhook-id".into(), Some("webhook-id"), Some("webhook-topic")),
         SignatureScheme::HmacSha256 | SignatureScheme::ApiKey => {
             (delivery_id_header.unwrap_or_default().to_ascii_lowercase(), None, None)
@@ -52,7 +57,8 @@ pub async fn receive(
 async fn handle(rt: Arc<Runtime>, flow_name: String, headers: HeaderMap, body: Bytes) -> Response {
     let Some((flow, (scheme, secret))) = rt.flow(&flow_name).and_then(|f| Some((f, f.signature.as_ref()?))) else {
         rt.metrics.webhook_refused.with_label_values(&["", "unknown_flow"]).inc();
-        return (StatusCode::NOT_FOUND, Json(json!({"error": "no flow with a webhook trigger has this name"}))).into_response();
+        return (StatusCode::NOT_FOUND, Json(json!({"error": "no flow with a webhook trigger has this name"})))
+            .into_response();
     };
     let name = flow.name();
     let source = flow.config.connector(&flow.config.spec.source.connector_ref);
@@ -88,7 +94,9 @@ async fn handle(rt: Arc<Runtime>, flow_name: String, headers: HeaderMap, body: B
     let envelope = Envelope {
         correlation_id: header(&headers, "x-correlation-id").unwrap_or_else(|| id.clone()),
         id,
-        delivery_id: fields.delivery_id.or_else(|| Some(delivery_header.as_str()).filter(|h| !h.is_empty()).and_then(|h| header(&headers, h))),
+        delivery_id: fields
+            .delivery_id
+            .or_else(|| Some(delivery_header.as_str()).filter(|h| !h.is_empty()).and_then(|h| header(&headers, h))),
         event_id: event_header.and_then(|h| header(&headers, h)),
         topic,
         received_at_ms: now_ms(),
@@ -127,7 +135,8 @@ async fn handle(rt: Arc<Runtime>, flow_name: String, headers: HeaderMap, body: B
         Err(e) => {
             rt.metrics.webhook_refused.with_label_values(&[name, "store"]).inc();
             warn!(flow = %name, error = %e, "cannot queue a webhook; the sender will retry");
-            (StatusCode::SERVICE_UNAVAILABLE, [(RETRY_AFTER, "5")], Json(json!({"error": "queue unavailable"}))).into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, [(RETRY_AFTER, "5")], Json(json!({"error": "queue unavailable"})))
+                .into_response()
         }
     }
 }

@@ -440,9 +440,7 @@ impl SecretKeySelector {
     /// The operator renders exactly this name into the runner pod.
     pub fn env_var(&self) -> String {
         let clean = |s: &str| -> String {
-            s.chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
-                .collect()
+            s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
         };
         format!("ENTREPOT_SECRET_{}_{}", clean(&self.name), clean(&self.key))
     }

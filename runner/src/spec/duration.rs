@@ -43,12 +43,8 @@ impl fmt::Display for Duration {
         if total == 0 {
             return f.write_str("0s");
         }
-        let parts = [
-            (total / 3_600_000, "h"),
-            (total / 60_000 % 60, "m"),
-            (total / 1_000 % 60, "s"),
-            (total % 1_000, "ms"),
-        ];
+        let parts =
+            [(total / 3_600_000, "h"), (total / 60_000 % 60, "m"), (total / 1_000 % 60, "s"), (total % 1_000, "ms")];
         for (value, unit) in parts.into_iter().filter(|(v, _)| *v > 0) {
             write!(f, "{value}{unit}")?;
         }

@@ -19,8 +19,9 @@ pub use duration::Duration;
 pub use mapping::{CanonicalRef, MappingSpec, MappingTest};
 pub use reconcile_schedule::{CompareSpec, ConcurrencyPolicy, ListingSpec, ReconcileAction, ReconcileScheduleSpec};
 pub use sync_flow::{
-    DeadLetterSpec, DeliverySpec, EmbeddedQueueSpec, FileFormat, FileTrigger, FlowMode, Pagination, PollTrigger, Priority,
-    QueueSpec, Refetch, RetrySpec, RunnerSpec, SourceSpec, SyncFlowSpec, TriggerSpec, Watermark, WebhookTrigger,
+    DeadLetterSpec, DeliverySpec, EmbeddedQueueSpec, FileFormat, FileTrigger, FlowMode, Pagination, PollTrigger,
+    Priority, QueueSpec, Refetch, RetrySpec, RunnerSpec, SourceSpec, SyncFlowSpec, TriggerSpec, Watermark,
+    WebhookTrigger,
 };
 pub use target::{ChannelAvailability, GraphqlWrite, Operation, TableSpec, TargetSpec};
 

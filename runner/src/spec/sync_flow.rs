@@ -601,4 +601,3 @@ pub struct EmbeddedQueueSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
 }
-

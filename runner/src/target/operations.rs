@@ -72,7 +72,8 @@ impl OperationQuotas {
             }
         }
         // The most specific path wins where several match.
-        operations.sort_by_key(|op: &Operation| std::cmp::Reverse((op.segments.len(), op.segments.iter().flatten().count())));
+        operations
+            .sort_by_key(|op: &Operation| std::cmp::Reverse((op.segments.len(), op.segments.iter().flatten().count())));
         Ok(Self { operations })
     }
 
@@ -172,7 +173,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn each_operation_waits_for_its_own_tokens_and_adapts_to_its_answers() {
         let ops = OperationQuotas::new(
-            &[limit("getOrders", "GET", "/orders/v0/orders", 1.0, 2), limit("patch", "PATCH", "/listings/{seller}/{sku}", 5.0, 1)],
+            &[
+                limit("getOrders", "GET", "/orders/v0/orders", 1.0, 2),
+                limit("patch", "PATCH", "/listings/{seller}/{sku}", 5.0, 1),
+            ],
             &[],
         )
         .unwrap();

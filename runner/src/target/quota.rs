@@ -326,7 +326,12 @@ mod tests {
     use super::*;
 
     fn limits(rate: f64, burst: u32, concurrency: u32) -> ConnectorLimits {
-        ConnectorLimits { requests_per_second: Some(rate), burst: Some(burst), concurrency: Some(concurrency), ..Default::default() }
+        ConnectorLimits {
+            requests_per_second: Some(rate),
+            burst: Some(burst),
+            concurrency: Some(concurrency),
+            ..Default::default()
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -355,7 +360,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_429_pauses_everyone_until_retry_after_and_cuts_the_rate() {
         let quota = Arc::new(Quota::new(Some(&limits(10.0, 1, 4))));
-        quota.observe(&QuotaSignal { throttled: true, retry_after: Some(Duration::from_secs(3)), ..Default::default() });
+        quota.observe(&QuotaSignal {
+            throttled: true,
+            retry_after: Some(Duration::from_secs(3)),
+            ..Default::default()
+        });
         assert_eq!(quota.rate(), Some(7.0));
         let start = Instant::now();
         drop(quota.admit(quota.try_slot(Priority::Normal).unwrap()).await);
@@ -375,7 +384,8 @@ mod tests {
     async fn the_granted_rate_is_learned_from_what_gets_through_between_429s() {
         // Declared 80/s; the target grants 50/s.
         let quota = Arc::new(Quota::new(Some(&limits(80.0, 10, 16))));
-        let throttled = QuotaSignal { throttled: true, retry_after: Some(Duration::from_millis(20)), ..Default::default() };
+        let throttled =
+            QuotaSignal { throttled: true, retry_after: Some(Duration::from_millis(20)), ..Default::default() };
         quota.observe(&throttled);
         // Nothing measured yet: a 30% cut.
         assert_eq!(quota.rate(), Some(56.0));
@@ -413,7 +423,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_empty_window_waits_for_its_reset() {
         let quota = Arc::new(Quota::new(Some(&limits(100.0, 100, 4))));
-        quota.observe(&QuotaSignal { remaining: Some(0.0), reset_after: Some(Duration::from_secs(2)), ..Default::default() });
+        quota.observe(&QuotaSignal {
+            remaining: Some(0.0),
+            reset_after: Some(Duration::from_secs(2)),
+            ..Default::default()
+        });
         let start = Instant::now();
         drop(quota.admit(quota.try_slot(Priority::Normal).unwrap()).await);
         assert!(start.elapsed() >= Duration::from_secs(2));

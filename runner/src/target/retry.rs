@@ -131,7 +131,9 @@ pub fn refresh_credentials(status: StatusCode) -> bool {
 pub fn classify(answer: &Answer) -> Verdict {
     use ErrorCategory::*;
     match answer {
-        Answer::Transport(e) => Verdict::Retry { after: None, reason: format!("unreachable: {e}"), category: Unreachable },
+        Answer::Transport(e) => {
+            Verdict::Retry { after: None, reason: format!("unreachable: {e}"), category: Unreachable }
+        }
         Answer::Credentials(e) => Verdict::Retry { after: None, reason: format!("auth: {e}"), category: Auth },
         Answer::Database(verdict) => verdict.clone(),
         Answer::Response { status, retry_after, body, .. } => {
@@ -178,10 +180,9 @@ fn find_string<'a>(value: &'a serde_json::Value, key: &str, depth: usize) -> Opt
         return None;
     }
     match value {
-        Value::Object(map) => map
-            .get(key)
-            .and_then(Value::as_str)
-            .or_else(|| map.values().find_map(|v| find_string(v, key, depth + 1))),
+        Value::Object(map) => {
+            map.get(key).and_then(Value::as_str).or_else(|| map.values().find_map(|v| find_string(v, key, depth + 1)))
+        }
         Value::Array(items) => items.iter().find_map(|v| find_string(v, key, depth + 1)),
         _ => None,
     }
@@ -244,7 +245,10 @@ mod tests {
             assert!(matches!(classify(&response(s, None)), Verdict::Retry { .. }), "{s}");
         }
         for s in [400, 403, 404, 409, 422] {
-            assert!(matches!(classify(&response(s, None)), Verdict::Reject { category: ErrorCategory::Rejected, .. }), "{s}");
+            assert!(
+                matches!(classify(&response(s, None)), Verdict::Reject { category: ErrorCategory::Rejected, .. }),
+                "{s}"
+            );
         }
         let category = |answer: &Answer| match classify(answer) {
             Verdict::Retry { category, .. } | Verdict::Reject { category, .. } => Some(category),
@@ -295,7 +299,8 @@ mod tests {
         assert_eq!(
             classify(&answer),
             Verdict::Reject {
-                reason: "400 Bad Request: Invalid item reference key X for field items[0].item. (INVALID_KEY_OR_REF)".into(),
+                reason: "400 Bad Request: Invalid item reference key X for field items[0].item. (INVALID_KEY_OR_REF)"
+                    .into(),
                 category: ErrorCategory::Rejected
             }
         );
@@ -306,11 +311,15 @@ mod tests {
         assert_eq!(parse_retry_after("2.0"), Some(Duration::from_secs(2)));
         assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
-        let future = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(120)).strftime("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        let future = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(120))
+            .strftime("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
         let d = parse_retry_after(&future).unwrap();
         assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
         assert_eq!(parse_retry_after("soon"), None);
-        assert!(matches!(classify(&response(429, Some("3"))), Verdict::Retry { after: Some(d), .. } if d == Duration::from_secs(3)));
+        assert!(
+            matches!(classify(&response(429, Some("3"))), Verdict::Retry { after: Some(d), .. } if d == Duration::from_secs(3))
+        );
     }
 
     #[test]

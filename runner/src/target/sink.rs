@@ -26,7 +26,12 @@ pub enum Sink {
 impl Sink {
     /// Builds target `spec` of `flow` for its Connector's kind; `client` is the
     /// Connector's (its health is what the status reports).
-    pub fn new(flow: &FlowConfig, spec: &TargetSpec, client: Arc<ConnectorClient>, secrets: &Secrets) -> Result<Self, TargetError> {
+    pub fn new(
+        flow: &FlowConfig,
+        spec: &TargetSpec,
+        client: Arc<ConnectorClient>,
+        secrets: &Secrets,
+    ) -> Result<Self, TargetError> {
         match flow.connector(&spec.connector_ref).kind {
             ConnectorType::Postgres => Ok(Self::Postgres(Box::new(PostgresTarget::new(flow, spec, client, secrets)?))),
             _ => Ok(Self::Http(HttpTarget::new(flow, spec, client)?)),

@@ -18,11 +18,7 @@ use crate::server::constant_time_eq;
 pub(super) struct ExternalId(pub(super) String);
 
 /// Middleware wrapped around every route and the fallbacks.
-pub(super) async fn admit(
-    State(shared): State<Arc<Shared>>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub(super) async fn admit(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = gate(&shared, request, next).await;
@@ -31,10 +27,7 @@ pub(super) async fn admit(
     if let Some(outcome) = outcome {
         shared.counters.count(outcome);
     }
-    let external_id = response
-        .extensions()
-        .get::<ExternalId>()
-        .map(|id| id.0.as_str());
+    let external_id = response.extensions().get::<ExternalId>().map(|id| id.0.as_str());
     tracing::info!(
         %method,
         path,
@@ -120,10 +113,7 @@ fn lost_answer() -> Response {
     ApiError::new(
         StatusCode::GATEWAY_TIMEOUT,
         Outcome::Read,
-        vec![ErrorDetail::general(
-            code::SERVICE_UNAVAILABLE,
-            "The gateway timed out waiting for the ERP's answer.",
-        )],
+        vec![ErrorDetail::general(code::SERVICE_UNAVAILABLE, "The gateway timed out waiting for the ERP's answer.")],
     )
     .into_response()
 }
@@ -141,17 +131,13 @@ fn restlet_request_limit(limit: usize) -> Response {
 }
 
 fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-    else {
+    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()) else {
         return false;
     };
     let Some((scheme, token)) = value.split_once(' ') else {
         return false;
     };
-    scheme.eq_ignore_ascii_case("bearer")
-        && constant_time_eq(token.trim().as_bytes(), expected.as_bytes())
+    scheme.eq_ignore_ascii_case("bearer") && constant_time_eq(token.trim().as_bytes(), expected.as_bytes())
 }
 
 #[cfg(test)]

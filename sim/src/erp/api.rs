@@ -32,10 +32,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/salesOrders", post(create).get(list))
         .route("/salesOrders/{id}", get(fetch).put(upsert))
         .route("/async/v1/job/{id}", get(netsuite_async::status))
-        .route(
-            "/async/v1/job/{id}/task/{task}/result",
-            get(netsuite_async::result),
-        )
+        .route("/async/v1/job/{id}/task/{task}/result", get(netsuite_async::result))
         .merge(dynamics::router(Arc::clone(&shared)))
         .merge(sap::router(Arc::clone(&shared)))
         .fallback(unknown_path)
@@ -45,24 +42,17 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// `POST /salesOrders`; with `Prefer: respond-async`, as an asynchronous job.
-async fn create(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+async fn create(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let key = idempotency_key(&shared, &headers)?;
     let write = |key: Option<&str>| {
-        let order = sales_order::parse(&body, None, shared.config.known_skus.as_ref())
-            .map_err(ApiError::business)?;
+        let order = sales_order::parse(&body, None, shared.config.known_skus.as_ref()).map_err(ApiError::business)?;
         let external_id = order.external_id.clone();
         let written = shared.ledger().create(order, key);
         answer_write(written, external_id)
     };
     if netsuite_async::wanted(&headers) {
         // The key names the job, not the write.
-        return Ok(netsuite_async::submit(&shared, &headers, key, || {
-            write(None)
-        }));
+        return Ok(netsuite_async::submit(&shared, &headers, key, || write(None)));
     }
     write(key)
 }
@@ -101,19 +91,14 @@ async fn upsert(
         answer_write(written, external_id.to_owned())
     };
     if netsuite_async::wanted(&headers) {
-        return Ok(netsuite_async::submit(&shared, &headers, key, || {
-            write(None)
-        }));
+        return Ok(netsuite_async::submit(&shared, &headers, key, || write(None)));
     }
     write(key)
 }
 
 /// Reads the idempotency key (the configured header, else NetSuite's
 /// `X-NetSuite-Idempotency-Key`); a header that is present but unusable is a client bug.
-fn idempotency_key<'h>(
-    shared: &Shared,
-    headers: &'h HeaderMap,
-) -> Result<Option<&'h str>, ApiError> {
+fn idempotency_key<'h>(shared: &Shared, headers: &'h HeaderMap) -> Result<Option<&'h str>, ApiError> {
     let configured = &shared.config.idempotency_header;
     let netsuite = HeaderName::from_static(netsuite_async::KEY_HEADER);
     let (name, value) = match (headers.get(configured), headers.get(&netsuite)) {
@@ -131,10 +116,7 @@ fn idempotency_key<'h>(
     }
 }
 
-fn answer_write(
-    written: Result<Written, Refused>,
-    external_id: String,
-) -> Result<Response, ApiError> {
+fn answer_write(written: Result<Written, Refused>, external_id: String) -> Result<Response, ApiError> {
     let (internal_id, outcome) = match written {
         Ok(Written::Created(id)) => (id, Outcome::Created),
         Ok(Written::Updated(id)) => (id, Outcome::Updated),
@@ -144,11 +126,7 @@ fn answer_write(
                 Refused::DuplicateExternalId { .. } => (code::DUPLICATE_EXTERNAL_ID, "externalId"),
                 Refused::KeyReused { .. } => (code::IDEMPOTENCY_ERROR, "externalId"),
             };
-            return Err(ApiError::business(vec![ErrorDetail::at(
-                code,
-                path,
-                refused.to_string(),
-            )]));
+            return Err(ApiError::business(vec![ErrorDetail::at(code, path, refused.to_string())]));
         }
     };
     let mut response = StatusCode::NO_CONTENT.into_response();
@@ -158,9 +136,7 @@ fn answer_write(
         response.headers_mut().insert(header::LOCATION, location);
     }
     if outcome == Outcome::Replayed {
-        response
-            .headers_mut()
-            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+        response.headers_mut().insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
     }
     response.extensions_mut().insert(outcome);
     response.extensions_mut().insert(ExternalId(external_id));
@@ -195,64 +171,32 @@ struct Link {
 
 /// `GET /salesOrders?limit=&offset=`: records by internal id, with `links` to this page
 /// and, while `hasMore`, the next.
-async fn list(
-    State(shared): State<Arc<Shared>>,
-    Query(page): Query<Page>,
-    headers: HeaderMap,
-) -> Response {
+async fn list(State(shared): State<Arc<Shared>>, Query(page): Query<Page>, headers: HeaderMap) -> Response {
     let orders = shared.ledger().orders();
     let total_results = orders.len();
     let offset = page.offset.unwrap_or(0);
-    let limit = page
-        .limit
-        .unwrap_or(DEFAULT_PAGE_SIZE)
-        .clamp(1, DEFAULT_PAGE_SIZE);
+    let limit = page.limit.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, DEFAULT_PAGE_SIZE);
     let items: Vec<StoredOrder> = orders.into_iter().skip(offset).take(limit).collect();
     let has_more = offset.saturating_add(items.len()) < total_results;
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
     let href = |offset: usize| format!("http://{host}/salesOrders?limit={limit}&offset={offset}");
-    let mut links = vec![Link {
-        rel: "self",
-        href: href(offset),
-    }];
+    let mut links = vec![Link { rel: "self", href: href(offset) }];
     if has_more {
-        links.push(Link {
-            rel: "next",
-            href: href(offset + items.len()),
-        });
+        links.push(Link { rel: "next", href: href(offset + items.len()) });
     }
-    let collection = Collection {
-        links,
-        count: items.len(),
-        has_more,
-        items,
-        offset,
-        total_results,
-    };
+    let collection = Collection { links, count: items.len(), has_more, items, offset, total_results };
     let mut response = axum::Json(collection).into_response();
     response.extensions_mut().insert(Outcome::Read);
     response
 }
 
 /// `GET /salesOrders/{internalId}` or `GET /salesOrders/eid:{externalId}`.
-async fn fetch(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+async fn fetch(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let found = {
         let ledger = shared.ledger();
         match id.strip_prefix(EXTERNAL_ID_PREFIX) {
-            Some(external_id) => ledger
-                .orders()
-                .into_iter()
-                .find(|order| order.external_id == external_id),
-            None => id
-                .parse::<u64>()
-                .ok()
-                .and_then(|internal_id| ledger.get(internal_id).cloned()),
+            Some(external_id) => ledger.orders().into_iter().find(|order| order.external_id == external_id),
+            None => id.parse::<u64>().ok().and_then(|internal_id| ledger.get(internal_id).cloned()),
         }
     };
     let Some(order) = found else {

@@ -73,10 +73,7 @@ impl Window {
     /// Admits a request of `user` now, or says how long until one would be admitted.
     fn admit(&mut self, user: &str, knobs: &DynamicsKnobs, now: Instant) -> Result<(), Duration> {
         let arrivals = self.arrivals.entry(user.to_owned()).or_default();
-        while arrivals
-            .front()
-            .is_some_and(|&first| now.duration_since(first) >= knobs.window)
-        {
+        while arrivals.front().is_some_and(|&first| now.duration_since(first) >= knobs.window) {
             arrivals.pop_front();
         }
         if arrivals.len() < knobs.requests_per_window as usize {
@@ -91,10 +88,7 @@ impl Window {
 pub(super) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
     Router::new()
         .route("/d365/salesOrders", get(list).post(create_route))
-        .route(
-            "/d365/{segment}",
-            get(read_route).patch(patch_route).post(batch_route),
-        )
+        .route("/d365/{segment}", get(read_route).patch(patch_route).post(batch_route))
         .route_layer(from_fn_with_state(shared, limit))
 }
 
@@ -130,31 +124,19 @@ async fn limit(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
 
 fn error(status: StatusCode, outcome: Outcome, code: &str, message: impl Into<String>) -> Reply {
     let message: String = message.into();
-    Reply::new(
-        status,
-        outcome,
-        Some(json!({"error": {"code": code, "message": message}})),
-    )
+    Reply::new(status, outcome, Some(json!({"error": {"code": code, "message": message}})))
 }
 
 fn entity(order: &sales_order::StoredOrder, origin: &str) -> Value {
     let mut value = serde_json::to_value(order).unwrap_or(Value::Null);
     if let Some(object) = value.as_object_mut() {
         object.insert("@odata.etag".into(), Value::String(odata::etag(order)));
-        object.insert(
-            "@odata.id".into(),
-            Value::String(format!("{origin}/d365/{ENTITY_SET}({})", order.id)),
-        );
+        object.insert("@odata.id".into(), Value::String(format!("{origin}/d365/{ENTITY_SET}({})", order.id)));
     }
     value
 }
 
-fn found(
-    order: &sales_order::StoredOrder,
-    status: StatusCode,
-    outcome: Outcome,
-    origin: &str,
-) -> Reply {
+fn found(order: &sales_order::StoredOrder, status: StatusCode, outcome: Outcome, origin: &str) -> Reply {
     Reply::new(status, outcome, Some(entity(order, origin)))
         .header(header::ETAG, odata::etag(order))
         .about(&order.external_id)
@@ -182,29 +164,15 @@ async fn list(
         },
     };
     let page_size = preferred_page_size(&headers)
-        .map_or(shared.config.dynamics.page_size, |p| {
-            p.min(shared.config.dynamics.page_size)
-        })
+        .map_or(shared.config.dynamics.page_size, |p| p.min(shared.config.dynamics.page_size))
         .max(1);
-    let orders: Vec<_> = shared
-        .ledger()
-        .orders()
-        .into_iter()
-        .filter(|order| order.id > after)
-        .collect();
+    let orders: Vec<_> = shared.ledger().orders().into_iter().filter(|order| order.id > after).collect();
     let more = orders.len() > page_size;
-    let page: Vec<Value> = orders
-        .iter()
-        .take(page_size)
-        .map(|o| entity(o, &origin))
-        .collect();
-    let mut body =
-        json!({"@odata.context": format!("{origin}/d365/$metadata#{ENTITY_SET}"), "value": page});
+    let page: Vec<Value> = orders.iter().take(page_size).map(|o| entity(o, &origin)).collect();
+    let mut body = json!({"@odata.context": format!("{origin}/d365/$metadata#{ENTITY_SET}"), "value": page});
     if more && let Some(last) = orders.get(page_size - 1) {
-        body["@odata.nextLink"] = Value::String(format!(
-            "{origin}/d365/{ENTITY_SET}?$skiptoken={}",
-            odata::skip_token(last.id)
-        ));
+        body["@odata.nextLink"] =
+            Value::String(format!("{origin}/d365/{ENTITY_SET}?$skiptoken={}", odata::skip_token(last.id)));
     }
     Reply::new(StatusCode::OK, Outcome::Read, Some(body))
 }
@@ -216,13 +184,7 @@ fn preferred_page_size(headers: &HeaderMap) -> Option<usize> {
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .find_map(|preference| {
-            preference
-                .trim()
-                .strip_prefix("odata.maxpagesize=")?
-                .parse()
-                .ok()
-        })
+        .find_map(|preference| preference.trim().strip_prefix("odata.maxpagesize=")?.parse().ok())
 }
 
 async fn create_route(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Reply {
@@ -241,31 +203,19 @@ fn create(shared: &Shared, body: &[u8], origin: &str) -> Reply {
             let stored = shared.ledger().get(id).cloned();
             match stored {
                 Some(stored) => found(&stored, StatusCode::CREATED, Outcome::Created, origin)
-                    .header(
-                        header::LOCATION,
-                        format!("{origin}/d365/{ENTITY_SET}({id})"),
-                    ),
+                    .header(header::LOCATION, format!("{origin}/d365/{ENTITY_SET}({id})")),
                 None => not_found(&external_id),
             }
         }
-        Err(refused @ Refused::DuplicateExternalId { .. })
-        | Err(refused @ Refused::KeyReused { .. }) => error(
-            StatusCode::BAD_REQUEST,
-            Outcome::Rejected,
-            "Internal_EntityWithSameKeyExists",
-            refused.to_string(),
-        )
-        .about(&external_id),
+        Err(refused @ Refused::DuplicateExternalId { .. }) | Err(refused @ Refused::KeyReused { .. }) => {
+            error(StatusCode::BAD_REQUEST, Outcome::Rejected, "Internal_EntityWithSameKeyExists", refused.to_string())
+                .about(&external_id)
+        }
     }
 }
 
 fn rejected(details: &[super::ErrorDetail]) -> Reply {
-    error(
-        StatusCode::BAD_REQUEST,
-        Outcome::Rejected,
-        "Application_FieldValidationException",
-        odata::describe(details),
-    )
+    error(StatusCode::BAD_REQUEST, Outcome::Rejected, "Application_FieldValidationException", odata::describe(details))
 }
 
 fn not_found(key: &str) -> Reply {
@@ -283,18 +233,12 @@ fn key_of(segment: &str) -> Result<Key, Reply> {
             StatusCode::NOT_FOUND,
             Outcome::NotFound,
             "BadRequest_NotFound",
-            format!(
-                "No resource {segment}: use salesOrders(<id>) or salesOrders(externalId='<id>')."
-            ),
+            format!("No resource {segment}: use salesOrders(<id>) or salesOrders(externalId='<id>')."),
         )
     })
 }
 
-async fn read_route(
-    State(shared): State<Arc<Shared>>,
-    Path(segment): Path<String>,
-    headers: HeaderMap,
-) -> Reply {
+async fn read_route(State(shared): State<Arc<Shared>>, Path(segment): Path<String>, headers: HeaderMap) -> Reply {
     read(&shared, &segment, &odata::origin(&headers))
 }
 
@@ -316,13 +260,7 @@ async fn patch_route(
     headers: HeaderMap,
     body: Bytes,
 ) -> Reply {
-    patch(
-        &shared,
-        &segment,
-        odata::if_match(&headers),
-        &body,
-        &odata::origin(&headers),
-    )
+    patch(&shared, &segment, odata::if_match(&headers), &body, &odata::origin(&headers))
 }
 
 /// `PATCH salesOrders(...)`: merges the body into the stored record when `If-Match`
@@ -356,12 +294,7 @@ fn patch(shared: &Shared, segment: &str, if_match: IfMatch, body: &[u8], origin:
     let patch_value: Value = match serde_json::from_slice(body) {
         Ok(value) => value,
         Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                Outcome::Rejected,
-                "BadRequest_InvalidRequestBody",
-                e.to_string(),
-            );
+            return error(StatusCode::BAD_REQUEST, Outcome::Rejected, "BadRequest_InvalidRequestBody", e.to_string());
         }
     };
     let Some(merged) = odata::merge(&current.body, &patch_value) else {
@@ -373,11 +306,7 @@ fn patch(shared: &Shared, segment: &str, if_match: IfMatch, body: &[u8], origin:
         );
     };
     let merged = serde_json::to_vec(&merged).unwrap_or_default();
-    let order = match sales_order::parse(
-        &merged,
-        Some(&current.external_id),
-        shared.config.known_skus.as_ref(),
-    ) {
+    let order = match sales_order::parse(&merged, Some(&current.external_id), shared.config.known_skus.as_ref()) {
         Ok(order) => order,
         Err(details) => return rejected(&details).about(&current.external_id),
     };
@@ -410,9 +339,7 @@ async fn batch_route(
             StatusCode::METHOD_NOT_ALLOWED,
             Outcome::Unsupported,
             "BadRequest_MethodNotAllowed",
-            format!(
-                "POST {segment} is not supported: POST salesOrders creates, POST $batch batches."
-            ),
+            format!("POST {segment} is not supported: POST salesOrders creates, POST $batch batches."),
         )
         .into_response();
     }
@@ -455,21 +382,13 @@ async fn batch_route(
             })
         })
         .collect();
-    Reply::new(
-        StatusCode::OK,
-        Outcome::Read,
-        Some(json!({"responses": responses})),
-    )
-    .into_response()
+    Reply::new(StatusCode::OK, Outcome::Read, Some(json!({"responses": responses}))).into_response()
 }
 
 /// One operation of a batch: `{id, method, url, headers, body}`; `url` is relative to
 /// the service root (`salesOrders`, `salesOrders(7)`), a leading `/d365/` is accepted.
 fn operation_reply(shared: &Shared, operation: &Value, origin: &str) -> Reply {
-    let method = operation["method"]
-        .as_str()
-        .unwrap_or_default()
-        .to_ascii_uppercase();
+    let method = operation["method"].as_str().unwrap_or_default().to_ascii_uppercase();
     let url = operation["url"].as_str().unwrap_or_default();
     let segment = url.trim_start_matches('/').trim_start_matches("d365/");
     let body = serde_json::to_vec(&operation["body"]).unwrap_or_default();
@@ -497,9 +416,7 @@ fn operation_reply(shared: &Shared, operation: &Value, origin: &str) -> Reply {
             StatusCode::BAD_REQUEST,
             Outcome::Unsupported,
             "BadRequest_MethodNotAllowed",
-            format!(
-                "{method} {url} is not supported in a batch: POST salesOrders, GET or PATCH salesOrders(<key>)."
-            ),
+            format!("{method} {url} is not supported in a batch: POST salesOrders, GET or PATCH salesOrders(<key>)."),
         ),
     }
 }
@@ -510,29 +427,13 @@ mod tests {
 
     #[test]
     fn the_window_slides() {
-        let knobs = DynamicsKnobs {
-            requests_per_window: 2,
-            window: Duration::from_secs(10),
-            ..Default::default()
-        };
+        let knobs = DynamicsKnobs { requests_per_window: 2, window: Duration::from_secs(10), ..Default::default() };
         let mut window = Window::default();
         let start = Instant::now();
         assert_eq!(window.admit("u", &knobs, start), Ok(()));
-        assert_eq!(
-            window.admit("u", &knobs, start + Duration::from_secs(4)),
-            Ok(())
-        );
-        assert_eq!(
-            window.admit("u", &knobs, start + Duration::from_secs(6)),
-            Err(Duration::from_secs(4))
-        );
-        assert_eq!(
-            window.admit("other", &knobs, start + Duration::from_secs(6)),
-            Ok(())
-        );
-        assert_eq!(
-            window.admit("u", &knobs, start + Duration::from_secs(10)),
-            Ok(())
-        );
+        assert_eq!(window.admit("u", &knobs, start + Duration::from_secs(4)), Ok(()));
+        assert_eq!(window.admit("u", &knobs, start + Duration::from_secs(6)), Err(Duration::from_secs(4)));
+        assert_eq!(window.admit("other", &knobs, start + Duration::from_secs(6)), Ok(()));
+        assert_eq!(window.admit("u", &knobs, start + Duration::from_secs(10)), Ok(()));
     }
 }

@@ -55,20 +55,12 @@ pub struct ErrorDetail {
 impl ErrorDetail {
     /// A detail about the field at `path`.
     pub fn at(code: &str, path: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self {
-            detail: detail.into(),
-            code: code.to_owned(),
-            path: Some(path.into()),
-        }
+        Self { detail: detail.into(), code: code.to_owned(), path: Some(path.into()) }
     }
 
     /// A detail about the request as a whole.
     pub fn general(code: &str, detail: impl Into<String>) -> Self {
-        Self {
-            detail: detail.into(),
-            code: code.to_owned(),
-            path: None,
-        }
+        Self { detail: detail.into(), code: code.to_owned(), path: None }
     }
 }
 
@@ -92,11 +84,7 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, outcome: Outcome, details: Vec<ErrorDetail>) -> Self {
-        Self {
-            status,
-            details,
-            outcome,
-        }
+        Self { status, details, outcome }
     }
 
     /// A 400 business rejection: the record itself is wrong and retrying cannot help.
@@ -105,69 +93,33 @@ impl ApiError {
     }
 
     pub(crate) fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            Outcome::NotFound,
-            vec![ErrorDetail::general(code::NONEXISTENT_ID, detail)],
-        )
+        Self::new(StatusCode::NOT_FOUND, Outcome::NotFound, vec![ErrorDetail::general(code::NONEXISTENT_ID, detail)])
     }
 }
 
 /// The RFC section a problem document's `type` points at, and its title.
 fn problem_type(status: StatusCode) -> (&'static str, &'static str) {
     match status.as_u16() {
-        400 => (
-            "https://www.rfc-editor.org/rfc/rfc9110.html#section-15.5.1",
-            "Bad Request",
-        ),
-        401 => (
-            "https://www.rfc-editor.org/rfc/rfc9110.html#section-15.5.2",
-            "Unauthorized",
-        ),
-        404 => (
-            "https://www.rfc-editor.org/rfc/rfc9110.html#section-15.5.5",
-            "Not Found",
-        ),
-        405 => (
-            "https://www.rfc-editor.org/rfc/rfc9110.html#section-15.5.6",
-            "Method Not Allowed",
-        ),
-        429 => (
-            "https://www.rfc-editor.org/rfc/rfc6585.html#section-4",
-            "Too Many Requests",
-        ),
-        503 => (
-            "https://www.rfc-editor.org/rfc/rfc9110.html#section-15.6.4",
-            "Service Unavailable",
-        ),
-        504 => (
-            "https://www.rfc-editor.org/rfc/rfc9110.html#section-15.6.5",
-            "Gateway Timeout",
-        ),
-        _ => (
-            "https://www.rfc-editor.org/rfc/rfc9110.html#section-15.6.1",
-            "Internal Server Error",
-        ),
+        400 => ("https://www.rfc-editor.org/rfc/rfc9110.html#section-15.5.1", "Bad Request"),
+        401 => ("https://www.rfc-editor.org/rfc/rfc9110.html#section-15.5.2", "Unauthorized"),
+        404 => ("https://www.rfc-editor.org/rfc/rfc9110.html#section-15.5.5", "Not Found"),
+        405 => ("https://www.rfc-editor.org/rfc/rfc9110.html#section-15.5.6", "Method Not Allowed"),
+        429 => ("https://www.rfc-editor.org/rfc/rfc6585.html#section-4", "Too Many Requests"),
+        503 => ("https://www.rfc-editor.org/rfc/rfc9110.html#section-15.6.4", "Service Unavailable"),
+        504 => ("https://www.rfc-editor.org/rfc/rfc9110.html#section-15.6.5", "Gateway Timeout"),
+        _ => ("https://www.rfc-editor.org/rfc/rfc9110.html#section-15.6.1", "Internal Server Error"),
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (kind, title) = problem_type(self.status);
-        let document = ProblemDocument {
-            kind,
-            title,
-            status: self.status.as_u16(),
-            details: &self.details,
-        };
+        let document = ProblemDocument { kind, title, status: self.status.as_u16(), details: &self.details };
         // Serializing strings and integers cannot fail; the fallback keeps the status anyway.
         let body = serde_json::to_vec(&document).unwrap_or_default();
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(ERROR_CONTENT_TYPE),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ERROR_CONTENT_TYPE));
         match self.status {
             // NetSuite asks clients to retry a concurrency rejection shortly.
             StatusCode::TOO_MANY_REQUESTS => {

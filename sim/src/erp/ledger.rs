@@ -26,19 +26,12 @@ pub(crate) enum Refused {
         "A sales order with external id {external_id} already exists (internal id {internal_id}); \
          use PUT /salesOrders/eid:{external_id} to update it."
     )]
-    DuplicateExternalId {
-        external_id: String,
-        internal_id: u64,
-    },
+    DuplicateExternalId { external_id: String, internal_id: u64 },
     #[error(
         "Idempotency key {key} was already used for the sales order with external id \
          {original_external_id}, not {external_id}; use a new key for a different record."
     )]
-    KeyReused {
-        key: String,
-        original_external_id: String,
-        external_id: String,
-    },
+    KeyReused { key: String, original_external_id: String, external_id: String },
 }
 
 /// Why a conditional update (`If-Match`) was refused.
@@ -71,30 +64,19 @@ pub(crate) struct Ledger {
 
 impl Ledger {
     /// `POST /salesOrders`: stores a new order unless its key or external id was seen.
-    pub(crate) fn create(
-        &mut self,
-        order: SalesOrder,
-        key: Option<&str>,
-    ) -> Result<Written, Refused> {
+    pub(crate) fn create(&mut self, order: SalesOrder, key: Option<&str>) -> Result<Written, Refused> {
         if let Some(replayed) = self.replay(&order.external_id, key)? {
             return Ok(replayed);
         }
         if let Some(&internal_id) = self.by_external_id.get(&order.external_id) {
-            return Err(Refused::DuplicateExternalId {
-                external_id: order.external_id,
-                internal_id,
-            });
+            return Err(Refused::DuplicateExternalId { external_id: order.external_id, internal_id });
         }
         Ok(Written::Created(self.insert(order, key)))
     }
 
     /// `PUT /salesOrders/eid:{externalId}`: creates or overwrites the order with that
     /// external id, unless the key was seen.
-    pub(crate) fn upsert(
-        &mut self,
-        order: SalesOrder,
-        key: Option<&str>,
-    ) -> Result<Written, Refused> {
+    pub(crate) fn upsert(&mut self, order: SalesOrder, key: Option<&str>) -> Result<Written, Refused> {
         if let Some(replayed) = self.replay(&order.external_id, key)? {
             return Ok(replayed);
         }
@@ -115,25 +97,13 @@ impl Ledger {
     /// Overwrites the existing order with `order.external_id` when its revision is
     /// `expected` (`None`: whatever it is), the check and the write under one lock as an
     /// ETag precondition needs.
-    pub(crate) fn update_if(
-        &mut self,
-        order: SalesOrder,
-        expected: Option<u32>,
-    ) -> Result<u64, Precondition> {
-        let internal_id = *self
-            .by_external_id
-            .get(&order.external_id)
-            .ok_or(Precondition::Missing)?;
-        let stored = self
-            .orders
-            .get_mut(&internal_id)
-            .ok_or(Precondition::Missing)?;
+    pub(crate) fn update_if(&mut self, order: SalesOrder, expected: Option<u32>) -> Result<u64, Precondition> {
+        let internal_id = *self.by_external_id.get(&order.external_id).ok_or(Precondition::Missing)?;
+        let stored = self.orders.get_mut(&internal_id).ok_or(Precondition::Missing)?;
         if let Some(expected) = expected
             && expected != stored.revision
         {
-            return Err(Precondition::Stale {
-                current: stored.revision,
-            });
+            return Err(Precondition::Stale { current: stored.revision });
         }
         stored.replace(order);
         Ok(internal_id)
@@ -154,9 +124,7 @@ impl Ledger {
 
     /// The stored order with this external id.
     pub(crate) fn by_external_id(&self, external_id: &str) -> Option<&StoredOrder> {
-        self.by_external_id
-            .get(external_id)
-            .and_then(|id| self.orders.get(id))
+        self.by_external_id.get(external_id).and_then(|id| self.orders.get(id))
     }
 
     /// All stored orders, by internal id.
@@ -188,10 +156,7 @@ impl Ledger {
         let internal_id = self.last_id;
         let external_id = order.external_id.clone();
         self.by_external_id.insert(external_id.clone(), internal_id);
-        self.orders.insert(
-            internal_id,
-            StoredOrder::new(internal_id, order, key.map(str::to_owned)),
-        );
+        self.orders.insert(internal_id, StoredOrder::new(internal_id, order, key.map(str::to_owned)));
         if let Some(key) = key {
             self.remember(key, internal_id, external_id);
         }
@@ -199,13 +164,7 @@ impl Ledger {
     }
 
     fn remember(&mut self, key: &str, internal_id: u64, external_id: String) {
-        self.by_key.insert(
-            key.to_owned(),
-            KeyRecord {
-                internal_id,
-                external_id,
-            },
-        );
+        self.by_key.insert(key.to_owned(), KeyRecord { internal_id, external_id });
     }
 }
 
@@ -221,11 +180,7 @@ mod tests {
             tran_date: None,
             currency: Some("USD".to_owned()),
             customer_email: "jane@example.com".to_owned(),
-            items: vec![OrderItem {
-                item: "MUG-WHT".to_owned(),
-                quantity,
-                rate: Some(1249),
-            }],
+            items: vec![OrderItem { item: "MUG-WHT".to_owned(), quantity, rate: Some(1249) }],
             total: None,
             body: Value::Null,
         }
@@ -234,14 +189,8 @@ mod tests {
     #[test]
     fn a_key_seen_before_replays_without_storing() {
         let mut ledger = Ledger::default();
-        assert_eq!(
-            ledger.create(order("A", 1.0), Some("k1")),
-            Ok(Written::Created(1))
-        );
-        assert_eq!(
-            ledger.create(order("A", 1.0), Some("k1")),
-            Ok(Written::Replayed(1))
-        );
+        assert_eq!(ledger.create(order("A", 1.0), Some("k1")), Ok(Written::Created(1)));
+        assert_eq!(ledger.create(order("A", 1.0), Some("k1")), Ok(Written::Replayed(1)));
         assert_eq!(ledger.orders().len(), 1);
     }
 
@@ -252,10 +201,7 @@ mod tests {
         for key in [Some("k2"), None] {
             assert_eq!(
                 ledger.create(order("A", 1.0), key),
-                Err(Refused::DuplicateExternalId {
-                    external_id: "A".to_owned(),
-                    internal_id: 1
-                })
+                Err(Refused::DuplicateExternalId { external_id: "A".to_owned(), internal_id: 1 })
             );
         }
         assert_eq!(ledger.orders().len(), 1);
@@ -273,18 +219,9 @@ mod tests {
     #[test]
     fn upsert_creates_then_updates_by_external_id() {
         let mut ledger = Ledger::default();
-        assert_eq!(
-            ledger.upsert(order("A", 1.0), None),
-            Ok(Written::Created(1))
-        );
-        assert_eq!(
-            ledger.upsert(order("A", 3.0), Some("k2")),
-            Ok(Written::Updated(1))
-        );
-        assert_eq!(
-            ledger.upsert(order("A", 5.0), Some("k2")),
-            Ok(Written::Replayed(1))
-        );
+        assert_eq!(ledger.upsert(order("A", 1.0), None), Ok(Written::Created(1)));
+        assert_eq!(ledger.upsert(order("A", 3.0), Some("k2")), Ok(Written::Updated(1)));
+        assert_eq!(ledger.upsert(order("A", 5.0), Some("k2")), Ok(Written::Replayed(1)));
         let stored = ledger.get(1).unwrap();
         assert_eq!(stored.items[0].quantity, 3.0);
         assert_eq!(stored.revision, 2);
@@ -293,16 +230,10 @@ mod tests {
     #[test]
     fn a_conditional_update_checks_the_revision_under_the_lock() {
         let mut ledger = Ledger::default();
-        assert_eq!(
-            ledger.update_if(order("A", 1.0), None),
-            Err(Precondition::Missing)
-        );
+        assert_eq!(ledger.update_if(order("A", 1.0), None), Err(Precondition::Missing));
         ledger.create(order("A", 1.0), None).unwrap();
         assert_eq!(ledger.update_if(order("A", 2.0), Some(1)), Ok(1));
-        assert_eq!(
-            ledger.update_if(order("A", 3.0), Some(1)),
-            Err(Precondition::Stale { current: 2 })
-        );
+        assert_eq!(ledger.update_if(order("A", 3.0), Some(1)), Err(Precondition::Stale { current: 2 }));
         assert!(ledger.edit_elsewhere("A"));
         assert_eq!(ledger.by_external_id("A").unwrap().revision, 3);
         assert_eq!(ledger.by_external_id("A").unwrap().items[0].quantity, 2.0);

@@ -141,10 +141,7 @@ impl fmt::Debug for ErpConfig {
         f.debug_struct("ErpConfig")
             .field("known_skus", &self.known_skus)
             .field("max_concurrency", &self.max_concurrency)
-            .field(
-                "bearer_token",
-                &self.bearer_token.as_ref().map(|_| "<redacted>"),
-            )
+            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<redacted>"))
             .field("latency", &self.latency)
             .field("idempotency_header", &self.idempotency_header)
             .field("seed", &self.seed)
@@ -280,9 +277,7 @@ impl Shared {
     fn new(config: ErpConfig) -> Self {
         Self {
             // Semaphore::new panics above MAX_PERMITS; no real limit comes near it.
-            permits: Arc::new(Semaphore::new(
-                config.max_concurrency.min(Semaphore::MAX_PERMITS),
-            )),
+            permits: Arc::new(Semaphore::new(config.max_concurrency.min(Semaphore::MAX_PERMITS))),
             rng: Mutex::new(Xoshiro256PlusPlus::seed_from_u64(config.seed)),
             jobs: Mutex::new(netsuite_async::Jobs::default()),
             window: Mutex::new(dynamics::Window::default()),
@@ -378,22 +373,12 @@ pub async fn serve(config: ErpConfig, listener: TcpListener) -> Result<ErpHandle
             .await
     });
     tracing::info!(%addr, max_concurrency = shared.config.max_concurrency, "simulated ERP listening");
-    Ok(ErpHandle {
-        addr,
-        shared,
-        stop: Some(stop),
-        task: Some(task),
-    })
+    Ok(ErpHandle { addr, shared, stop: Some(stop), task: Some(task) })
 }
 
 /// Binds `addr` (e.g. `"127.0.0.1:0"` for a free port) and serves the ERP API on it.
 pub async fn bind(config: ErpConfig, addr: &str) -> Result<ErpHandle, ErpError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ErpError::Bind {
-            addr: addr.to_owned(),
-            source,
-        })?;
+    let listener = TcpListener::bind(addr).await.map_err(|source| ErpError::Bind { addr: addr.to_owned(), source })?;
     serve(config, listener).await
 }
 
@@ -442,11 +427,7 @@ impl ErpHandle {
 
     /// The stored sales order with this external id, if any.
     pub fn order_by_external_id(&self, external_id: &str) -> Option<StoredOrder> {
-        self.shared
-            .ledger()
-            .orders()
-            .into_iter()
-            .find(|order| order.external_id == external_id)
+        self.shared.ledger().orders().into_iter().find(|order| order.external_id == external_id)
     }
 
     /// Counts of request outcomes so far.
@@ -482,10 +463,7 @@ impl ErpHandle {
             let _ = stop.send(());
         }
         match self.task.take() {
-            Some(task) => task
-                .await
-                .map_err(ErpError::Task)?
-                .map_err(ErpError::Server),
+            Some(task) => task.await.map_err(ErpError::Task)?.map_err(ErpError::Server),
             None => Ok(()),
         }
     }

@@ -85,25 +85,14 @@ pub(super) fn submit(
     }
     let (outcome, result) = match write() {
         Ok(response) => {
-            let outcome = response
-                .extensions()
-                .get::<Outcome>()
-                .copied()
-                .unwrap_or(Outcome::Read);
-            let location = response
-                .headers()
-                .get(header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
+            let outcome = response.extensions().get::<Outcome>().copied().unwrap_or(Outcome::Read);
+            let location =
+                response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
             (outcome, JobResult::Succeeded { location })
         }
         Err(error) => (error.outcome, JobResult::Failed(error)),
     };
-    jobs.jobs.push(Job {
-        pending_reads: shared.config.netsuite.async_pending_polls,
-        result,
-    });
+    jobs.jobs.push(Job { pending_reads: shared.config.netsuite.async_pending_polls, result });
     let id = jobs.jobs.len() as u64;
     if let Some(key) = key {
         jobs.by_key.insert(key.to_owned(), id);
@@ -122,9 +111,7 @@ fn insert_location(response: &mut Response, location: &str) {
 }
 
 fn unknown_job(id: &str) -> ApiError {
-    ApiError::not_found(format!(
-        "No asynchronous job {id}: use the Location of a 202 answer."
-    ))
+    ApiError::not_found(format!("No asynchronous job {id}: use the Location of a 202 answer."))
 }
 
 /// `GET /async/v1/job/{id}`.
@@ -189,9 +176,6 @@ pub(super) async fn result(
             Ok(response)
         }
         // The rejection was counted when the job ran.
-        JobResult::Failed(error) => Err(ApiError {
-            outcome: Outcome::Read,
-            ..error.clone()
-        }),
+        JobResult::Failed(error) => Err(ApiError { outcome: Outcome::Read, ..error.clone() }),
     }
 }

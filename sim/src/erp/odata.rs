@@ -26,13 +26,7 @@ pub(crate) struct Reply {
 
 impl Reply {
     pub(crate) fn new(status: StatusCode, outcome: Outcome, body: Option<Value>) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            body,
-            outcome,
-            external_id: None,
-        }
+        Self { status, headers: Vec::new(), body, outcome, external_id: None }
     }
 
     pub(crate) fn header(mut self, name: HeaderName, value: impl Into<String>) -> Self {
@@ -51,10 +45,9 @@ impl IntoResponse for Reply {
         let mut response = match &self.body {
             Some(body) => {
                 let mut response = (self.status, axum::Json(body)).into_response();
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json; odata.metadata=minimal"),
-                );
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; odata.metadata=minimal"));
                 response
             }
             None => self.status.into_response(),
@@ -75,10 +68,7 @@ impl IntoResponse for Reply {
 
 /// The order's ETag: weak, opaque to clients, changing with every revision.
 pub(crate) fn etag(order: &StoredOrder) -> String {
-    format!(
-        "W/\"{}\"",
-        URL_SAFE_NO_PAD.encode(format!("{}:{}", order.id, order.revision))
-    )
+    format!("W/\"{}\"", URL_SAFE_NO_PAD.encode(format!("{}:{}", order.id, order.revision)))
 }
 
 /// What an `If-Match` header asks for.
@@ -103,16 +93,10 @@ pub(crate) fn if_match(headers: &HeaderMap) -> IfMatch {
         return IfMatch::Any;
     }
     let opaque = value.trim_start_matches("W/").trim_matches('"').to_owned();
-    let decoded = URL_SAFE_NO_PAD
-        .decode(opaque)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok());
+    let decoded = URL_SAFE_NO_PAD.decode(opaque).ok().and_then(|bytes| String::from_utf8(bytes).ok());
     let parsed = decoded.as_deref().and_then(|text| {
         let (id, revision) = text.split_once(':')?;
-        Some(IfMatch::Revision {
-            id: id.parse().ok()?,
-            revision: revision.parse().ok()?,
-        })
+        Some(IfMatch::Revision { id: id.parse().ok()?, revision: revision.parse().ok()? })
     });
     parsed.unwrap_or(IfMatch::Unknown)
 }
@@ -127,10 +111,7 @@ pub(crate) enum Key {
 
 /// Parses `segment` as `<entity_set>(<key>)`; `None` if it is not one.
 pub(crate) fn parse_key(segment: &str, entity_set: &str) -> Option<Key> {
-    let inner = segment
-        .strip_prefix(entity_set)?
-        .strip_prefix('(')?
-        .strip_suffix(')')?;
+    let inner = segment.strip_prefix(entity_set)?.strip_prefix('(')?.strip_suffix(')')?;
     let inner = inner.strip_prefix("externalId=").unwrap_or(inner);
     if let Some(quoted) = inner.strip_prefix('\'').and_then(|q| q.strip_suffix('\'')) {
         // OData doubles a quote inside a string literal.
@@ -155,19 +136,12 @@ pub(crate) fn skip_token(after_id: u64) -> String {
 /// The internal id a skip token continues after; `None` for a token this ERP never gave.
 pub(crate) fn read_skip_token(token: &str) -> Option<u64> {
     let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
-    String::from_utf8(bytes)
-        .ok()?
-        .strip_prefix("after:")?
-        .parse()
-        .ok()
+    String::from_utf8(bytes).ok()?.strip_prefix("after:")?.parse().ok()
 }
 
 /// `http://host:port` as the client addressed us, for absolute links.
 pub(crate) fn origin(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|host| host.to_str().ok())
-        .unwrap_or("localhost");
+    let host = headers.get(header::HOST).and_then(|host| host.to_str().ok()).unwrap_or("localhost");
     format!("http://{host}")
 }
 
@@ -198,18 +172,9 @@ mod tests {
 
     #[test]
     fn keys_in_every_spelling() {
-        assert_eq!(
-            parse_key("salesOrders(42)", "salesOrders"),
-            Some(Key::Internal(42))
-        );
-        assert_eq!(
-            parse_key("salesOrders(externalId='A''s-1')", "salesOrders"),
-            Some(Key::External("A's-1".into()))
-        );
-        assert_eq!(
-            parse_key("salesOrders('A-1')", "salesOrders"),
-            Some(Key::External("A-1".into()))
-        );
+        assert_eq!(parse_key("salesOrders(42)", "salesOrders"), Some(Key::Internal(42)));
+        assert_eq!(parse_key("salesOrders(externalId='A''s-1')", "salesOrders"), Some(Key::External("A's-1".into())));
+        assert_eq!(parse_key("salesOrders('A-1')", "salesOrders"), Some(Key::External("A-1".into())));
         assert_eq!(parse_key("items(1)", "salesOrders"), None);
         assert_eq!(parse_key("salesOrders(x)", "salesOrders"), None);
     }

@@ -123,9 +123,7 @@ impl StoredOrder {
 /// Now, to the second, as NetSuite writes record times.
 fn now() -> String {
     let now = jiff::Timestamp::now();
-    jiff::Timestamp::from_second(now.as_second())
-        .unwrap_or(now)
-        .to_string()
+    jiff::Timestamp::from_second(now.as_second()).unwrap_or(now).to_string()
 }
 
 /// Parses and validates a sales-order body.
@@ -139,10 +137,7 @@ pub fn parse(
     known_skus: Option<&BTreeSet<String>>,
 ) -> Result<SalesOrder, Vec<ErrorDetail>> {
     let value: Value = serde_json::from_slice(body).map_err(|error| {
-        vec![ErrorDetail::general(
-            code::INVALID_CONTENT,
-            format!("The request body is not valid JSON: {error}."),
-        )]
+        vec![ErrorDetail::general(code::INVALID_CONTENT, format!("The request body is not valid JSON: {error}."))]
     })?;
     let Some(object) = value.as_object() else {
         return Err(vec![ErrorDetail::general(
@@ -174,11 +169,7 @@ pub fn parse(
 }
 
 fn missing(path: &str) -> ErrorDetail {
-    ErrorDetail::at(
-        code::USER_ERROR,
-        path,
-        format!("Please enter value(s) for: {path}."),
-    )
+    ErrorDetail::at(code::USER_ERROR, path, format!("Please enter value(s) for: {path}."))
 }
 
 fn invalid(path: &str, value: &Value, expected: &str) -> ErrorDetail {
@@ -240,9 +231,7 @@ fn external_id(
 fn tran_date(object: &Map<String, Value>, errors: &mut Vec<ErrorDetail>) -> Option<String> {
     match object.get("tranDate") {
         None | Some(Value::Null) => None,
-        Some(Value::String(text))
-            if text.parse::<jiff::civil::Date>().is_ok() && text.len() == 10 =>
-        {
+        Some(Value::String(text)) if text.parse::<jiff::civil::Date>().is_ok() && text.len() == 10 => {
             Some(text.clone())
         }
         Some(other) => {
@@ -255,17 +244,11 @@ fn tran_date(object: &Map<String, Value>, errors: &mut Vec<ErrorDetail>) -> Opti
 fn currency(object: &Map<String, Value>, errors: &mut Vec<ErrorDetail>) -> Option<String> {
     match object.get("currency") {
         None | Some(Value::Null) => None,
-        Some(Value::String(text))
-            if text.len() == 3 && text.bytes().all(|byte| byte.is_ascii_uppercase()) =>
-        {
+        Some(Value::String(text)) if text.len() == 3 && text.bytes().all(|byte| byte.is_ascii_uppercase()) => {
             Some(text.clone())
         }
         Some(other) => {
-            errors.push(invalid(
-                "currency",
-                other,
-                "an ISO 4217 code such as \"USD\"",
-            ));
+            errors.push(invalid("currency", other, "an ISO 4217 code such as \"USD\""));
             None
         }
     }
@@ -282,11 +265,7 @@ fn customer_email(object: &Map<String, Value>, errors: &mut Vec<ErrorDetail>) ->
             if email.contains('@') {
                 Some(email.to_owned())
             } else {
-                errors.push(invalid(
-                    "customer.email",
-                    &Value::String(email.to_owned()),
-                    "an email address",
-                ));
+                errors.push(invalid("customer.email", &Value::String(email.to_owned()), "an email address"));
                 None
             }
         }
@@ -297,11 +276,7 @@ fn customer_email(object: &Map<String, Value>, errors: &mut Vec<ErrorDetail>) ->
     }
 }
 
-fn optional_integer(
-    object: &Map<String, Value>,
-    field: &str,
-    errors: &mut Vec<ErrorDetail>,
-) -> Option<i64> {
+fn optional_integer(object: &Map<String, Value>, field: &str, errors: &mut Vec<ErrorDetail>) -> Option<i64> {
     integer_at(object.get(field), field, errors)
 }
 
@@ -310,15 +285,9 @@ fn optional_integer(
 fn integer_at(value: Option<&Value>, path: &str, errors: &mut Vec<ErrorDetail>) -> Option<i64> {
     match value {
         None | Some(Value::Null) => None,
-        Some(Value::Number(number)) if number.as_i64().is_some_and(|amount| amount >= 0) => {
-            number.as_i64()
-        }
+        Some(Value::Number(number)) if number.as_i64().is_some_and(|amount| amount >= 0) => number.as_i64(),
         Some(other) => {
-            errors.push(invalid(
-                path,
-                other,
-                "a non-negative integer amount in minor units",
-            ));
+            errors.push(invalid(path, other, "a non-negative integer amount in minor units"));
             None
         }
     }
@@ -364,9 +333,7 @@ fn items(
                 errors.push(missing(&quantity_path));
                 None
             }
-            Some(Value::Number(number)) if number.as_f64().is_some_and(|q| q > 0.0) => {
-                number.as_f64()
-            }
+            Some(Value::Number(number)) if number.as_f64().is_some_and(|q| q > 0.0) => number.as_f64(),
             Some(other) => {
                 errors.push(invalid(&quantity_path, other, "a number greater than 0"));
                 None
@@ -374,11 +341,7 @@ fn items(
         };
         let rate = integer_at(line.get("rate"), &format!("{path}.rate"), errors);
         if let (Some(sku), Some(quantity)) = (sku, quantity) {
-            items.push(OrderItem {
-                item: sku.to_owned(),
-                quantity,
-                rate,
-            });
+            items.push(OrderItem { item: sku.to_owned(), quantity, rate });
         }
     }
     items
@@ -442,15 +405,7 @@ mod tests {
         order["items"][1]["rate"] = json!(12.49);
         let errors = parse(&body(order), None, None).unwrap_err();
         let paths: Vec<_> = errors.iter().filter_map(|e| e.path.as_deref()).collect();
-        assert_eq!(
-            paths,
-            [
-                "externalId",
-                "tranDate",
-                "items[0].quantity",
-                "items[1].rate"
-            ]
-        );
+        assert_eq!(paths, ["externalId", "tranDate", "items[0].quantity", "items[1].rate"]);
         assert_eq!(errors[0].code, code::USER_ERROR);
         assert!(errors[3].detail.contains("12.49"), "{}", errors[3].detail);
     }

@@ -52,10 +52,7 @@ pub struct SapKnobs {
 
 impl Default for SapKnobs {
     fn default() -> Self {
-        Self {
-            csrf_token_uses: None,
-            page_size: 100,
-        }
+        Self { csrf_token_uses: None, page_size: 100 }
     }
 }
 
@@ -103,47 +100,33 @@ pub(super) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
         .route("/sap", get(service_document))
         .route("/sap/", get(service_document))
         .route("/sap/salesOrders", get(list).post(create_route))
-        .route(
-            "/sap/{segment}",
-            get(read_route).merge(on(update, update_route)),
-        )
+        .route("/sap/{segment}", get(read_route).merge(on(update, update_route)))
         .route_layer(from_fn_with_state(shared, csrf))
 }
 
 /// `GET /sap/`: the service document, where clients usually fetch their CSRF token.
 async fn service_document() -> Reply {
-    Reply::new(
-        StatusCode::OK,
-        Outcome::Read,
-        Some(json!({"d": {"EntitySets": [ENTITY_SET]}})),
-    )
+    Reply::new(StatusCode::OK, Outcome::Read, Some(json!({"d": {"EntitySets": [ENTITY_SET]}})))
 }
 
 fn error(status: StatusCode, outcome: Outcome, code: &str, message: impl Into<String>) -> Reply {
     let message: String = message.into();
-    Reply::new(
-        status,
-        outcome,
-        Some(json!({"error": {"code": code, "message": {"lang": "en", "value": message}}})),
-    )
+    Reply::new(status, outcome, Some(json!({"error": {"code": code, "message": {"lang": "en", "value": message}}})))
 }
 
 /// Issues tokens on `Fetch`; refuses writes without a live token and its session cookie.
 async fn csrf(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let headers = request.headers();
-    let wants_token = headers
-        .get(&CSRF_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("fetch"));
+    let wants_token =
+        headers.get(&CSRF_HEADER).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("fetch"));
     let reads = matches!(*request.method(), Method::GET | Method::HEAD);
     if reads {
         let mut response = next.run(request).await;
         if wants_token {
             let (cookie, token) = issue(&shared);
-            if let (Ok(token), Ok(cookie)) = (
-                token.parse(),
-                format!("{SESSION_COOKIE}={cookie}; Path=/; HttpOnly").parse(),
-            ) {
+            if let (Ok(token), Ok(cookie)) =
+                (token.parse(), format!("{SESSION_COOKIE}={cookie}; Path=/; HttpOnly").parse())
+            {
                 response.headers_mut().insert(CSRF_HEADER, token);
                 response.headers_mut().append(header::SET_COOKIE, cookie);
             }
@@ -168,32 +151,18 @@ async fn csrf(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
 fn issue(shared: &Shared) -> (String, String) {
     let (cookie, token) = {
         let mut rng = lock(&shared.rng);
-        (
-            format!("{:032x}", rng.random::<u128>()),
-            format!("{:032x}", rng.random::<u128>()),
-        )
+        (format!("{:032x}", rng.random::<u128>()), format!("{:032x}", rng.random::<u128>()))
     };
     let uses_left = shared.config.sap.csrf_token_uses;
-    lock(&shared.sessions).by_cookie.insert(
-        cookie.clone(),
-        Session {
-            token: token.clone(),
-            uses_left,
-        },
-    );
+    lock(&shared.sessions).by_cookie.insert(cookie.clone(), Session { token: token.clone(), uses_left });
     (cookie, token)
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == SESSION_COOKIE).then(|| value.to_owned())
-        })
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        (name == SESSION_COOKIE).then(|| value.to_owned())
+    })
 }
 
 fn entity(order: &sales_order::StoredOrder, origin: &str) -> Value {
@@ -211,24 +180,14 @@ fn entity(order: &sales_order::StoredOrder, origin: &str) -> Value {
     value
 }
 
-fn found(
-    order: &sales_order::StoredOrder,
-    status: StatusCode,
-    outcome: Outcome,
-    origin: &str,
-) -> Reply {
+fn found(order: &sales_order::StoredOrder, status: StatusCode, outcome: Outcome, origin: &str) -> Reply {
     Reply::new(status, outcome, Some(json!({"d": entity(order, origin)})))
         .header(header::ETAG, odata::etag(order))
         .about(&order.external_id)
 }
 
 fn not_found(what: &str) -> Reply {
-    error(
-        StatusCode::NOT_FOUND,
-        Outcome::NotFound,
-        "/IWBEP/CM_MGW_RT/020",
-        format!("Resource {what} not found."),
-    )
+    error(StatusCode::NOT_FOUND, Outcome::NotFound, "/IWBEP/CM_MGW_RT/020", format!("Resource {what} not found."))
 }
 
 /// `GET salesOrders?$top=&$skip=&$skiptoken=`.
@@ -252,48 +211,27 @@ async fn list(
     };
     let number = |name: &str| query.get(name).and_then(|v| v.parse::<usize>().ok());
     let page_size = number("$top").unwrap_or(shared.config.sap.page_size).max(1);
-    let orders: Vec<_> = shared
-        .ledger()
-        .orders()
-        .into_iter()
-        .filter(|o| o.id > after)
-        .skip(number("$skip").unwrap_or(0))
-        .collect();
-    let page: Vec<Value> = orders
-        .iter()
-        .take(page_size)
-        .map(|o| entity(o, &origin))
-        .collect();
+    let orders: Vec<_> =
+        shared.ledger().orders().into_iter().filter(|o| o.id > after).skip(number("$skip").unwrap_or(0)).collect();
+    let page: Vec<Value> = orders.iter().take(page_size).map(|o| entity(o, &origin)).collect();
     let mut d = json!({"results": page});
     // With `$top` the client pages itself; server-driven paging only without it.
     if !query.contains_key("$top")
         && orders.len() > page_size
         && let Some(last) = orders.get(page_size - 1)
     {
-        d["__next"] = Value::String(format!(
-            "{origin}/sap/{ENTITY_SET}?$skiptoken={}",
-            odata::skip_token(last.id)
-        ));
+        d["__next"] = Value::String(format!("{origin}/sap/{ENTITY_SET}?$skiptoken={}", odata::skip_token(last.id)));
     }
     Reply::new(StatusCode::OK, Outcome::Read, Some(json!({"d": d})))
 }
 
-async fn read_route(
-    State(shared): State<Arc<Shared>>,
-    Path(segment): Path<String>,
-    headers: HeaderMap,
-) -> Reply {
+async fn read_route(State(shared): State<Arc<Shared>>, Path(segment): Path<String>, headers: HeaderMap) -> Reply {
     let Some(key) = odata::parse_key(&segment, ENTITY_SET) else {
         return not_found(&segment);
     };
     let order = odata::find(&shared.ledger(), &key);
     match order {
-        Some(order) => found(
-            &order,
-            StatusCode::OK,
-            Outcome::Read,
-            &odata::origin(&headers),
-        ),
+        Some(order) => found(&order, StatusCode::OK, Outcome::Read, &odata::origin(&headers)),
         None => not_found(&segment),
     }
 }
@@ -311,37 +249,23 @@ async fn create_route(State(shared): State<Arc<Shared>>, headers: HeaderMap, bod
             Ok(Written::Created(id) | Written::Updated(id) | Written::Replayed(id)) => {
                 let stored = shared.ledger().get(id).cloned();
                 match stored {
-                    Some(stored) => found(&stored, StatusCode::CREATED, Outcome::Created, &origin)
-                        .header(
-                            header::LOCATION,
-                            format!(
-                                "{origin}/sap/{ENTITY_SET}('{}')",
-                                external_id.replace('\'', "''")
-                            ),
-                        ),
+                    Some(stored) => found(&stored, StatusCode::CREATED, Outcome::Created, &origin).header(
+                        header::LOCATION,
+                        format!("{origin}/sap/{ENTITY_SET}('{}')", external_id.replace('\'', "''")),
+                    ),
                     None => not_found(&external_id),
                 }
             }
             Err(refused @ (Refused::DuplicateExternalId { .. } | Refused::KeyReused { .. })) => {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    Outcome::Rejected,
-                    "SALES_ORDER/001",
-                    refused.to_string(),
-                )
-                .about(&external_id)
+                error(StatusCode::BAD_REQUEST, Outcome::Rejected, "SALES_ORDER/001", refused.to_string())
+                    .about(&external_id)
             }
         }
     })
 }
 
 fn rejected(details: &[super::ErrorDetail]) -> Reply {
-    error(
-        StatusCode::BAD_REQUEST,
-        Outcome::Rejected,
-        "SALES_ORDER/010",
-        odata::describe(details),
-    )
+    error(StatusCode::BAD_REQUEST, Outcome::Rejected, "SALES_ORDER/010", odata::describe(details))
 }
 
 /// `PUT` replaces, `PATCH` merges; both under `If-Match`.
@@ -377,31 +301,16 @@ async fn update_route(
             shared.ledger().edit_elsewhere(&external_id);
         }
         let given: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let record = if method == Method::PUT {
-            Some(given)
-        } else {
-            odata::merge(&current.body, &given)
-        };
+        let record = if method == Method::PUT { Some(given) } else { odata::merge(&current.body, &given) };
         let record = serde_json::to_vec(&record.unwrap_or(Value::Null)).unwrap_or_default();
-        let order = match sales_order::parse(
-            &record,
-            Some(&external_id),
-            shared.config.known_skus.as_ref(),
-        ) {
+        let order = match sales_order::parse(&record, Some(&external_id), shared.config.known_skus.as_ref()) {
             Ok(order) => order,
             Err(details) => return rejected(&details).about(&external_id),
         };
         let updated = shared.ledger().update_if(order, expected);
         match updated {
             Ok(_) => Reply::new(StatusCode::NO_CONTENT, Outcome::Updated, None)
-                .header(
-                    header::ETAG,
-                    shared
-                        .ledger()
-                        .by_external_id(&external_id)
-                        .map(odata::etag)
-                        .unwrap_or_default(),
-                )
+                .header(header::ETAG, shared.ledger().by_external_id(&external_id).map(odata::etag).unwrap_or_default())
                 .about(&external_id),
             Err(Precondition::Missing) => not_found(&segment),
             Err(Precondition::Stale { .. }) => error(
@@ -417,17 +326,11 @@ async fn update_route(
 
 /// Answers a write once per `Repeatability-Request-ID`: a repeat gets the first answer.
 fn repeatable(shared: &Shared, headers: &HeaderMap, write: impl FnOnce() -> Reply) -> Reply {
-    let text = |name: &HeaderName| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
+    let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     let Some(request_id) = text(&REQUEST_ID) else {
         return write();
     };
-    let first_sent_valid =
-        text(&FIRST_SENT).is_some_and(|sent| jiff::fmt::rfc2822::parse(sent).is_ok());
+    let first_sent_valid = text(&FIRST_SENT).is_some_and(|sent| jiff::fmt::rfc2822::parse(sent).is_ok());
     if request_id.is_empty() || !first_sent_valid {
         return error(
             StatusCode::BAD_REQUEST,
@@ -443,9 +346,7 @@ fn repeatable(shared: &Shared, headers: &HeaderMap, write: impl FnOnce() -> Repl
     }
     let reply = write().header(RESULT, "accepted");
     if reply.status.is_success() {
-        lock(&shared.sessions)
-            .repeatable
-            .insert(request_id.to_owned(), reply.clone());
+        lock(&shared.sessions).repeatable.insert(request_id.to_owned(), reply.clone());
     }
     reply
 }

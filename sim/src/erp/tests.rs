@@ -9,10 +9,7 @@ use serde_json::{Value, json};
 use super::{ErpConfig, ErpHandle, bind};
 
 fn order(external_id: &str, skus: &[&str]) -> Value {
-    let items: Vec<Value> = skus
-        .iter()
-        .map(|sku| json!({"item": sku, "quantity": 2, "rate": 1999}))
-        .collect();
+    let items: Vec<Value> = skus.iter().map(|sku| json!({"item": sku, "quantity": 2, "rate": 1999})).collect();
     json!({
         "externalId": external_id,
         "tranDate": "2026-11-20",
@@ -24,22 +21,15 @@ fn order(external_id: &str, skus: &[&str]) -> Value {
 }
 
 async fn start(config: ErpConfig) -> ErpHandle {
-    bind(config, "127.0.0.1:0")
-        .await
-        .expect("bind the ERP on loopback")
+    bind(config, "127.0.0.1:0").await.expect("bind the ERP on loopback")
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("build an HTTP client")
+    reqwest::Client::builder().no_proxy().build().expect("build an HTTP client")
 }
 
 async fn post(erp: &ErpHandle, body: &Value, key: Option<&str>) -> reqwest::Response {
-    let mut request = client()
-        .post(format!("{}/salesOrders", erp.base_url()))
-        .json(body);
+    let mut request = client().post(format!("{}/salesOrders", erp.base_url())).json(body);
     if let Some(key) = key {
         request = request.header("Idempotency-Key", key);
     }
@@ -47,10 +37,7 @@ async fn post(erp: &ErpHandle, body: &Value, key: Option<&str>) -> reqwest::Resp
 }
 
 fn header<'r>(response: &'r reqwest::Response, name: &str) -> Option<&'r str> {
-    response
-        .headers()
-        .get(name)
-        .map(|value| value.to_str().expect("an ASCII header"))
+    response.headers().get(name).map(|value| value.to_str().expect("an ASCII header"))
 }
 
 async fn error_codes(response: reqwest::Response) -> Vec<(String, Option<String>, String)> {
@@ -61,10 +48,7 @@ async fn error_codes(response: reqwest::Response) -> Vec<(String, Option<String>
         .iter()
         .map(|detail| {
             (
-                detail["o:errorCode"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
+                detail["o:errorCode"].as_str().unwrap_or_default().to_owned(),
                 detail["o:errorPath"].as_str().map(str::to_owned),
                 detail["detail"].as_str().unwrap_or_default().to_owned(),
             )
@@ -88,9 +72,7 @@ async fn a_valid_order_is_stored_and_answered_204_with_location() {
     let erp = start(ErpConfig::default()).await;
     let response = post(&erp, &order("shopify-1042", &["TSHIRT-BLK-M"]), None).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let location = header(&response, "location")
-        .expect("a Location header")
-        .to_owned();
+    let location = header(&response, "location").expect("a Location header").to_owned();
     assert_eq!(location, "/salesOrders/1");
 
     let stored = erp.orders();
@@ -99,14 +81,8 @@ async fn a_valid_order_is_stored_and_answered_204_with_location() {
     assert_eq!(stored[0].items[0].item, "TSHIRT-BLK-M");
     assert_eq!(stored[0].total, Some(6937));
 
-    let fetched: Value = client()
-        .get(format!("{}{location}", erp.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fetched: Value =
+        client().get(format!("{}{location}", erp.base_url())).send().await.unwrap().json().await.unwrap();
     assert_eq!(fetched["externalId"], "shopify-1042");
     assert_eq!(fetched["id"], 1);
     assert_eq!(erp.stats().created, 1);
@@ -116,31 +92,16 @@ async fn a_valid_order_is_stored_and_answered_204_with_location() {
 #[tokio::test]
 async fn an_unknown_sku_is_a_400_naming_the_field_and_value() {
     let known: BTreeSet<String> = ["TSHIRT-BLK-M".to_owned()].into();
-    let erp = start(ErpConfig {
-        known_skus: Some(known),
-        ..ErpConfig::default()
-    })
-    .await;
-    let response = post(
-        &erp,
-        &order("shopify-1", &["TSHIRT-BLK-M", "TSHIRT-XXX"]),
-        None,
-    )
-    .await;
+    let erp = start(ErpConfig { known_skus: Some(known), ..ErpConfig::default() }).await;
+    let response = post(&erp, &order("shopify-1", &["TSHIRT-BLK-M", "TSHIRT-XXX"]), None).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert!(
-        header(&response, "content-type").is_some_and(|t| t.contains("type=error")),
-        "NetSuite error media type"
-    );
+    assert!(header(&response, "content-type").is_some_and(|t| t.contains("type=error")), "NetSuite error media type");
     let errors = error_codes(response).await;
     assert_eq!(errors.len(), 1, "{errors:?}");
     let (code, path, detail) = &errors[0];
     assert_eq!(code, "INVALID_KEY_OR_REF");
     assert_eq!(path.as_deref(), Some("items[1].item"));
-    assert_eq!(
-        detail,
-        "Invalid item reference key TSHIRT-XXX for field items[1].item."
-    );
+    assert_eq!(detail, "Invalid item reference key TSHIRT-XXX for field items[1].item.");
     assert!(erp.orders().is_empty());
     assert_eq!(erp.stats().rejected_business, 1);
 }
@@ -190,36 +151,22 @@ async fn an_idempotent_replay_returns_the_same_location_and_stores_once() {
 async fn concurrent_requests_with_one_key_store_exactly_once() {
     // Latency keeps all five in flight together, as when a runner retries a timed-out
     // request while the first attempt is still being processed.
-    let erp = start(ErpConfig {
-        latency: Duration::from_millis(200),
-        ..ErpConfig::default()
-    })
-    .await;
+    let erp = start(ErpConfig { latency: Duration::from_millis(200), ..ErpConfig::default() }).await;
     let body = order("shopify-7", &["MUG-WHT"]);
     let mut requests = tokio::task::JoinSet::new();
     for _ in 0..5 {
         let url = format!("{}/salesOrders", erp.base_url());
         let body = body.clone();
         requests.spawn(async move {
-            let response = client()
-                .post(url)
-                .header("Idempotency-Key", "same-key")
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            (
-                response.status(),
-                header(&response, "location").map(str::to_owned),
-            )
+            let response = client().post(url).header("Idempotency-Key", "same-key").json(&body).send().await.unwrap();
+            (response.status(), header(&response, "location").map(str::to_owned))
         });
     }
     let answers = requests.join_all().await;
     assert!(
-        answers
-            .iter()
-            .all(|(status, location)| *status == StatusCode::NO_CONTENT
-                && location.as_deref() == Some("/salesOrders/1")),
+        answers.iter().all(
+            |(status, location)| *status == StatusCode::NO_CONTENT && location.as_deref() == Some("/salesOrders/1")
+        ),
         "{answers:?}"
     );
     assert_eq!(erp.orders().len(), 1);
@@ -229,11 +176,9 @@ async fn concurrent_requests_with_one_key_store_exactly_once() {
 
 #[tokio::test]
 async fn the_idempotency_header_name_is_configurable() {
-    let erp = start(ErpConfig {
-        idempotency_header: "x-netsuite-idempotency-key".parse().unwrap(),
-        ..ErpConfig::default()
-    })
-    .await;
+    let erp =
+        start(ErpConfig { idempotency_header: "x-netsuite-idempotency-key".parse().unwrap(), ..ErpConfig::default() })
+            .await;
     let body = order("shopify-9", &["MUG-WHT"]);
     for _ in 0..2 {
         let response = client()
@@ -268,24 +213,14 @@ async fn put_by_external_id_creates_then_updates() {
     let stats = erp.stats();
     assert_eq!((stats.created, stats.updated), (1, 1));
 
-    let by_internal_id = client()
-        .put(format!("{}/salesOrders/1", erp.base_url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let by_internal_id = client().put(format!("{}/salesOrders/1", erp.base_url())).json(&body).send().await.unwrap();
     assert_eq!(by_internal_id.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
 
 #[tokio::test]
 async fn parallel_requests_beyond_the_limit_get_429_with_retry_after() {
     // A second of latency keeps the first requests in flight while the others arrive.
-    let erp = start(ErpConfig {
-        max_concurrency: 2,
-        latency: Duration::from_secs(1),
-        ..ErpConfig::default()
-    })
-    .await;
+    let erp = start(ErpConfig { max_concurrency: 2, latency: Duration::from_secs(1), ..ErpConfig::default() }).await;
     let mut requests = tokio::task::JoinSet::new();
     for index in 0..6 {
         let url = format!("{}/salesOrders", erp.base_url());
@@ -294,28 +229,18 @@ async fn parallel_requests_beyond_the_limit_get_429_with_retry_after() {
             let response = client().post(url).json(&body).send().await.unwrap();
             let retry_after = header(&response, "retry-after").map(str::to_owned);
             let status = response.status();
-            let codes = if status == StatusCode::TOO_MANY_REQUESTS {
-                error_codes(response).await
-            } else {
-                Vec::new()
-            };
+            let codes = if status == StatusCode::TOO_MANY_REQUESTS { error_codes(response).await } else { Vec::new() };
             (status, retry_after, codes)
         });
     }
     let answers = requests.join_all().await;
-    let throttled: Vec<_> = answers
-        .iter()
-        .filter(|(status, ..)| *status == StatusCode::TOO_MANY_REQUESTS)
-        .collect();
+    let throttled: Vec<_> = answers.iter().filter(|(status, ..)| *status == StatusCode::TOO_MANY_REQUESTS).collect();
     assert!(!throttled.is_empty(), "{answers:?}");
     for (_, retry_after, codes) in &throttled {
         assert_eq!(retry_after.as_deref(), Some("1"));
         assert_eq!(codes[0].0, "CONCURRENCY_LIMIT_EXCEEDED");
     }
-    let accepted = answers
-        .iter()
-        .filter(|(status, ..)| *status == StatusCode::NO_CONTENT)
-        .count();
+    let accepted = answers.iter().filter(|(status, ..)| *status == StatusCode::NO_CONTENT).count();
     assert_eq!(accepted + throttled.len(), 6, "{answers:?}");
     let stats = erp.stats();
     assert_eq!(stats.throttled, throttled.len() as u64);
@@ -324,25 +249,13 @@ async fn parallel_requests_beyond_the_limit_get_429_with_retry_after() {
 
 #[tokio::test]
 async fn the_request_after_the_limit_is_refused_while_others_are_stalled() {
-    let erp = start(ErpConfig {
-        max_concurrency: 2,
-        ..ErpConfig::default()
-    })
-    .await;
+    let erp = start(ErpConfig { max_concurrency: 2, ..ErpConfig::default() }).await;
     erp.set_paused(true);
     let mut stalled = tokio::task::JoinSet::new();
     for index in 0..2 {
         let url = format!("{}/salesOrders", erp.base_url());
         let body = order(&format!("shopify-{index}"), &["MUG-WHT"]);
-        stalled.spawn(async move {
-            client()
-                .post(url)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        });
+        stalled.spawn(async move { client().post(url).json(&body).send().await.unwrap().status() });
     }
     wait_in_flight(&erp, 2).await;
     let third = post(&erp, &order("shopify-3", &["MUG-WHT"]), None).await;
@@ -350,53 +263,31 @@ async fn the_request_after_the_limit_is_refused_while_others_are_stalled() {
     assert_eq!(header(&third, "retry-after"), Some("1"));
 
     erp.set_paused(false);
-    assert_eq!(
-        stalled.join_all().await,
-        [StatusCode::NO_CONTENT, StatusCode::NO_CONTENT]
-    );
+    assert_eq!(stalled.join_all().await, [StatusCode::NO_CONTENT, StatusCode::NO_CONTENT]);
     assert_eq!(erp.orders().len(), 2);
     assert_eq!(erp.stats().throttled, 1);
 }
 
 #[tokio::test]
 async fn a_bearer_token_is_required_when_configured() {
-    let erp = start(ErpConfig {
-        bearer_token: Some("s3cret-token".to_owned()),
-        ..ErpConfig::default()
-    })
-    .await;
+    let erp = start(ErpConfig { bearer_token: Some("s3cret-token".to_owned()), ..ErpConfig::default() }).await;
     let url = format!("{}/salesOrders", erp.base_url());
     let body = order("shopify-1", &["MUG-WHT"]);
 
     let missing = client().post(&url).json(&body).send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(header(&missing, "www-authenticate"), Some("Bearer"));
-    let wrong = client()
-        .post(&url)
-        .bearer_auth("guess")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let wrong = client().post(&url).bearer_auth("guess").json(&body).send().await.unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     let wrong_body = wrong.text().await.unwrap();
     assert!(wrong_body.contains("INVALID_LOGIN"));
     assert!(!wrong_body.contains("s3cret-token"), "the token leaked");
 
-    let right = client()
-        .post(&url)
-        .bearer_auth("s3cret-token")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let right = client().post(&url).bearer_auth("s3cret-token").json(&body).send().await.unwrap();
     assert_eq!(right.status(), StatusCode::NO_CONTENT);
     let stats = erp.stats();
     assert_eq!((stats.unauthorized, stats.created), (2, 1));
-    assert!(
-        !format!("{erp:?}").contains("s3cret-token"),
-        "Debug leaks the token"
-    );
+    assert!(!format!("{erp:?}").contains("s3cret-token"), "Debug leaks the token");
 }
 
 #[tokio::test]
@@ -404,15 +295,9 @@ async fn a_down_erp_answers_503_until_it_is_back() {
     let erp = start(ErpConfig::default()).await;
     erp.set_down(true);
     let body = order("shopify-1", &["MUG-WHT"]);
-    assert_eq!(
-        post(&erp, &body, None).await.status(),
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    assert_eq!(post(&erp, &body, None).await.status(), StatusCode::SERVICE_UNAVAILABLE);
     erp.set_down(false);
-    assert_eq!(
-        post(&erp, &body, None).await.status(),
-        StatusCode::NO_CONTENT
-    );
+    assert_eq!(post(&erp, &body, None).await.status(), StatusCode::NO_CONTENT);
     let stats = erp.stats();
     assert_eq!((stats.unavailable, stats.created), (1, 1));
 }
@@ -421,12 +306,7 @@ async fn a_down_erp_answers_503_until_it_is_back() {
 async fn stored_orders_are_listed_in_pages() {
     let erp = start(ErpConfig::default()).await;
     for index in 0..3 {
-        post(
-            &erp,
-            &order(&format!("shopify-{index}"), &["MUG-WHT"]),
-            None,
-        )
-        .await;
+        post(&erp, &order(&format!("shopify-{index}"), &["MUG-WHT"]), None).await;
     }
     let page: Value = client()
         .get(format!("{}/salesOrders?limit=2&offset=1", erp.base_url()))
@@ -441,11 +321,7 @@ async fn stored_orders_are_listed_in_pages() {
     assert_eq!(page["hasMore"], false);
     assert_eq!(page["items"][0]["externalId"], "shopify-1");
 
-    let missing = client()
-        .get(format!("{}/salesOrders/eid:nope", erp.base_url()))
-        .send()
-        .await
-        .unwrap();
+    let missing = client().get(format!("{}/salesOrders/eid:nope", erp.base_url())).send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
 

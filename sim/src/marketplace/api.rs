@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::tokens::TokenRefusal;
-use crate::server::constant_time_eq;
 use super::{AmazonOrder, ListingCause, Operation, Shared, feeds};
+use crate::server::constant_time_eq;
 
 /// The header carrying the LWA access token.
 pub(super) const ACCESS_TOKEN_HEADER: &str = "x-amz-access-token";
@@ -30,14 +30,9 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/orders/v0/orders", get(get_orders))
         .route("/orders/v0/orders/{order_id}", get(get_order))
         .route("/orders/v0/orders/{order_id}/orderItems", get(get_order_items))
-        .route(
-            "/listings/2021-08-01/items/{seller_id}/{sku}",
-            get(get_listings_item).patch(patch_listings_item),
-        )
+        .route("/listings/2021-08-01/items/{seller_id}/{sku}", get(get_listings_item).patch(patch_listings_item))
         .merge(feeds::routes())
-        .fallback(|| async {
-            SpError::new(StatusCode::NOT_FOUND, "NotFound", "Resource not found.", None)
-        })
+        .fallback(|| async { SpError::new(StatusCode::NOT_FOUND, "NotFound", "Resource not found.", None) })
         .with_state(shared)
 }
 
@@ -59,13 +54,7 @@ impl SpError {
         message: impl Into<String>,
         operation: Option<Operation>,
     ) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            operation,
-            rate: None,
-        }
+        Self { status, code, message: message.into(), operation, rate: None }
     }
 
     /// `400 InvalidInput` naming the parameter or field.
@@ -95,9 +84,8 @@ impl IntoResponse for SpError {
 impl Shared {
     /// Checks the access token, then takes a token from `operation`'s bucket.
     pub(super) fn admit(&self, operation: Operation, headers: &HeaderMap) -> Result<(), Box<Response>> {
-        let refuse = |status, code, message: &str| {
-            Box::new(self.fail(SpError::new(status, code, message, Some(operation))))
-        };
+        let refuse =
+            |status, code, message: &str| Box::new(self.fail(SpError::new(status, code, message, Some(operation))));
         let token = headers.get(ACCESS_TOKEN_HEADER).and_then(|value| value.to_str().ok());
         let mut market = self.market();
         if let Err(refusal) = market.tokens.check(token) {
@@ -152,10 +140,7 @@ pub(crate) fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
 }
 
 fn param<'q>(pairs: &'q [(String, String)], name: &str) -> Option<&'q str> {
-    pairs
-        .iter()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.as_str())
+    pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
 }
 
 /// `POST /auth/o2/token`: Login with Amazon's refresh-token grant.
@@ -168,27 +153,20 @@ async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let mut market = shared.market();
     if param(&form, "grant_type") != Some("refresh_token") {
         market.stats.token_refusals += 1;
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "grant_type must be refresh_token",
-        );
+        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant_type must be refresh_token");
     }
-    let client_ok = constant_time_eq(
-        param(&form, "client_id").unwrap_or_default().as_bytes(),
-        config.client_id.as_bytes(),
-    ) & constant_time_eq(
-        param(&form, "client_secret").unwrap_or_default().as_bytes(),
-        config.client_secret.as_bytes(),
-    );
+    let client_ok =
+        constant_time_eq(param(&form, "client_id").unwrap_or_default().as_bytes(), config.client_id.as_bytes())
+            & constant_time_eq(
+                param(&form, "client_secret").unwrap_or_default().as_bytes(),
+                config.client_secret.as_bytes(),
+            );
     if !client_ok {
         market.stats.token_refusals += 1;
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed");
     }
-    if !constant_time_eq(
-        param(&form, "refresh_token").unwrap_or_default().as_bytes(),
-        config.refresh_token.as_bytes(),
-    ) {
+    if !constant_time_eq(param(&form, "refresh_token").unwrap_or_default().as_bytes(), config.refresh_token.as_bytes())
+    {
         market.stats.token_refusals += 1;
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -237,18 +215,16 @@ impl PageToken {
 
 fn parse_time(operation: Operation, name: &str, value: &str) -> Result<Timestamp, SpError> {
     value.parse().map_err(|_| {
-        SpError::invalid(
-            operation,
-            format!("{name} {value:?} is not an ISO 8601 date-time, e.g. 2026-11-28T10:00:00Z"),
-        )
+        SpError::invalid(operation, format!("{name} {value:?} is not an ISO 8601 date-time, e.g. 2026-11-28T10:00:00Z"))
     })
 }
 
 fn page_request(shared: &Shared, pairs: &[(String, String)]) -> Result<PageToken, SpError> {
     let op = Operation::GetOrders;
     if let Some(token) = param(pairs, "NextToken") {
-        return PageToken::decode(token)
-            .ok_or_else(|| SpError::invalid(op, "Invalid NextToken: pass the NextToken of the previous page unchanged."));
+        return PageToken::decode(token).ok_or_else(|| {
+            SpError::invalid(op, "Invalid NextToken: pass the NextToken of the previous page unchanged.")
+        });
     }
     match param(pairs, "MarketplaceIds") {
         Some(ids) if ids.split(',').any(|id| id.trim() == shared.config.marketplace_id) => {}
@@ -273,12 +249,7 @@ fn page_request(shared: &Shared, pairs: &[(String, String)]) -> Result<PageToken
             _ => return Err(SpError::invalid(op, format!("MaxResultsPerPage {value:?} must be between 1 and 100."))),
         },
     };
-    Ok(PageToken {
-        updated,
-        after,
-        last: None,
-        size: size.max(1),
-    })
+    Ok(PageToken { updated, after, last: None, size: size.max(1) })
 }
 
 /// `GET /orders/v0/orders`.
@@ -336,7 +307,11 @@ async fn get_order(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(o
 }
 
 /// `GET /orders/v0/orders/{orderId}/orderItems`.
-async fn get_order_items(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(order_id): Path<String>) -> Response {
+async fn get_order_items(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(order_id): Path<String>,
+) -> Response {
     let op = Operation::GetOrderItems;
     if let Err(refused) = shared.admit(op, &headers) {
         return *refused;
@@ -403,7 +378,9 @@ pub(super) fn patched_quantity(patches: &Value, at: &str) -> Result<Option<i64>,
         }
         let op = patch["op"].as_str().unwrap_or_default();
         if !matches!(op, "replace" | "merge") {
-            return Err(format!("{at}patches[{index}].op {op:?} must be replace or merge for fulfillment_availability"));
+            return Err(format!(
+                "{at}patches[{index}].op {op:?} must be replace or merge for fulfillment_availability"
+            ));
         }
         let value = &patch["value"][0]["quantity"];
         match value.as_i64() {

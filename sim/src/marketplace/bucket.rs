@@ -42,11 +42,7 @@ pub(crate) struct Taken {
 
 impl Bucket {
     pub(crate) fn new(limit: Limit) -> Self {
-        Self {
-            limit,
-            tokens: f64::from(limit.burst),
-            refilled: Instant::now(),
-        }
+        Self { limit, tokens: f64::from(limit.burst), refilled: Instant::now() }
     }
 
     fn refill(&mut self, now: Instant) {

@@ -80,10 +80,7 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
 }
 
 fn upload_url(headers: &HeaderMap, id: &str) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|host| host.to_str().ok())
-        .unwrap_or("localhost");
+    let host = headers.get(header::HOST).and_then(|host| host.to_str().ok()).unwrap_or("localhost");
     format!("http://{host}/uploads/{id}")
 }
 
@@ -156,10 +153,8 @@ async fn create_feed(State(shared): State<Arc<Shared>>, headers: HeaderMap, body
     let input = request["inputFeedDocumentId"].as_str().unwrap_or_default().to_owned();
     let mut market = shared.market();
     if !matches!(market.feeds.documents.get(&input), Some(Some(_))) {
-        return shared.fail(SpError::invalid(
-            op,
-            format!("inputFeedDocumentId {input:?} names no uploaded feed document."),
-        ));
+        return shared
+            .fail(SpError::invalid(op, format!("inputFeedDocumentId {input:?} names no uploaded feed document.")));
     }
     let now = Instant::now();
     let window = shared.config.feed_window;
@@ -183,15 +178,7 @@ async fn create_feed(State(shared): State<Arc<Shared>>, headers: HeaderMap, body
     }
     feeds.recent.push_back(now);
     let id = format!("{}", 50_000_000_000 + feeds.next_id());
-    feeds.feeds.insert(
-        id.clone(),
-        Feed {
-            input,
-            state: FeedState::InQueue,
-            created: Timestamp::now(),
-            result: None,
-        },
-    );
+    feeds.feeds.insert(id.clone(), Feed { input, state: FeedState::InQueue, created: Timestamp::now(), result: None });
     market.stats.feeds_created += 1;
     drop(market);
     shared.answer(op, StatusCode::ACCEPTED, &json!({"feedId": id}))
@@ -215,10 +202,7 @@ async fn get_feed(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id
             let report = process(&mut market, &shared.config.seller_id, &id, &input);
             let result_id = format!("amzn1.tortuga.4.na.{}", market.feeds.next_id());
             let fatal = report["summary"]["fatal"].as_bool().unwrap_or(false);
-            market
-                .feeds
-                .documents
-                .insert(result_id.clone(), Some(Bytes::from(report.to_string())));
+            market.feeds.documents.insert(result_id.clone(), Some(Bytes::from(report.to_string())));
             if let Some(feed) = market.feeds.feeds.get_mut(&id) {
                 feed.result = Some(result_id);
             }
@@ -285,7 +269,9 @@ fn process(market: &mut Market, seller_id: &str, feed_id: &str, input: &str) -> 
                 }
                 accepted += 1;
             }
-            Err(error) => issues.push(json!({"messageId": message_id, "code": "4000001", "severity": "ERROR", "message": error})),
+            Err(error) => {
+                issues.push(json!({"messageId": message_id, "code": "4000001", "severity": "ERROR", "message": error}))
+            }
         }
     }
     json!({

@@ -44,17 +44,17 @@ use rand::RngExt;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+pub use crate::delivery::{DeliveryReport, Faults};
 pub use bucket::Limit;
 pub use notify::NotificationConfig;
-pub use crate::delivery::{DeliveryReport, Faults};
 pub use operation::Operation;
 pub use order::{AmazonOrder, AmazonOrderItem, Money};
 
+use crate::server::Server;
 use bucket::Bucket;
 use feeds::Feeds;
 use order::OrderGenerator;
 use tokens::TokenStore;
-use crate::server::Server;
 
 /// How the simulated Amazon marketplace behaves.
 #[derive(Clone)]
@@ -110,10 +110,7 @@ impl Default for MarketplaceConfig {
 impl MarketplaceConfig {
     /// The limit in force for `operation`.
     pub fn limit(&self, operation: Operation) -> Limit {
-        self.limits
-            .get(&operation)
-            .copied()
-            .unwrap_or_else(|| operation.default_limit())
+        self.limits.get(&operation).copied().unwrap_or_else(|| operation.default_limit())
     }
 }
 
@@ -175,11 +172,7 @@ impl Listings {
 
     /// Shows `quantity` for `sku` from now on.
     pub(crate) fn set(&mut self, sku: &str, quantity: i64, cause: ListingCause) {
-        self.0.entry(sku.to_owned()).or_default().push(ListingChange {
-            at: Timestamp::now(),
-            quantity,
-            cause,
-        });
+        self.0.entry(sku.to_owned()).or_default().push(ListingChange { at: Timestamp::now(), quantity, cause });
     }
 
     pub(crate) fn history(&self, sku: &str) -> Vec<ListingChange> {
@@ -317,12 +310,8 @@ impl fmt::Debug for MarketplaceHandle {
 
 /// Binds `addr` (e.g. `"127.0.0.1:0"`) and serves the SP-API surface on it.
 pub async fn bind(config: MarketplaceConfig, addr: &str) -> Result<MarketplaceHandle, MarketplaceError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| MarketplaceError::Bind {
-            addr: addr.to_owned(),
-            source,
-        })?;
+    let listener =
+        TcpListener::bind(addr).await.map_err(|source| MarketplaceError::Bind { addr: addr.to_owned(), source })?;
     serve(config, listener).await
 }
 
@@ -334,10 +323,8 @@ pub async fn serve(config: MarketplaceConfig, listener: TcpListener) -> Result<M
         .clone()
         .map(|notifications| notify::Notifier::new(notifications, &config.seller_id))
         .transpose()?;
-    let buckets = Operation::ALL
-        .into_iter()
-        .map(|operation| (operation, Bucket::new(config.limit(operation))))
-        .collect();
+    let buckets =
+        Operation::ALL.into_iter().map(|operation| (operation, Bucket::new(config.limit(operation)))).collect();
     let market = Market {
         orders: Vec::new(),
         listings: Listings::default(),
@@ -347,19 +334,10 @@ pub async fn serve(config: MarketplaceConfig, listener: TcpListener) -> Result<M
         generator: OrderGenerator::new(config.seed, &config.currency, &config.marketplace_id),
         stats: MarketplaceStats::default(),
     };
-    let shared = Arc::new(Shared {
-        config,
-        market: Mutex::new(market),
-        request_ids: AtomicU64::new(1),
-    });
+    let shared = Arc::new(Shared { config, market: Mutex::new(market), request_ids: AtomicU64::new(1) });
     let server = Server::spawn(listener, api::router(Arc::clone(&shared))).map_err(MarketplaceError::LocalAddr)?;
     tracing::info!(%addr, "simulated Amazon marketplace listening");
-    Ok(MarketplaceHandle {
-        addr,
-        shared,
-        notifier,
-        server,
-    })
+    Ok(MarketplaceHandle { addr, shared, notifier, server })
 }
 
 impl MarketplaceHandle {
@@ -380,9 +358,7 @@ impl MarketplaceHandle {
 
     /// Shows `quantity` for `sku` (the listing exists from now on, so orders can sell it).
     pub fn set_listing_quantity(&self, sku: &str, quantity: i64) {
-        self.shared
-            .market()
-            .set_quantity(sku, quantity, ListingCause::Seeded);
+        self.shared.market().set_quantity(sku, quantity, ListingCause::Seeded);
     }
 
     /// The quantity the marketplace shows for `sku` now, if it is listed.

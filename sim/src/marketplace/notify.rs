@@ -46,10 +46,7 @@ impl fmt::Debug for NotificationConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NotificationConfig")
             .field("destination", &self.destination)
-            .field(
-                "api_key_header",
-                &self.api_key_header.as_ref().map(|(name, _)| (name, "<redacted>")),
-            )
+            .field("api_key_header", &self.api_key_header.as_ref().map(|(name, _)| (name, "<redacted>")))
             .field("faults", &self.faults)
             .field("timeout", &self.timeout)
             .finish()
@@ -65,10 +62,8 @@ pub(super) struct Notifier {
 
 impl Notifier {
     pub(super) fn new(config: NotificationConfig, seller_id: &str) -> Result<Self, MarketplaceError> {
-        let invalid = |reason: String| MarketplaceError::Destination {
-            destination: config.destination.clone(),
-            reason,
-        };
+        let invalid =
+            |reason: String| MarketplaceError::Destination { destination: config.destination.clone(), reason };
         let poster = FaultyPoster::new(&config.destination, config.faults, config.timeout).map_err(invalid)?;
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -79,11 +74,7 @@ impl Notifier {
                 .map_err(|_| invalid("api_key_header value cannot be sent as a header".to_owned()))?;
             headers.insert(name, value);
         }
-        Ok(Self {
-            poster,
-            headers,
-            seller_id: seller_id.to_owned(),
-        })
+        Ok(Self { poster, headers, seller_id: seller_id.to_owned() })
     }
 
     /// The EventBridge event for one order change.

@@ -18,10 +18,7 @@ pub struct Money {
 impl Money {
     /// `minor` minor units (cents) in `currency`.
     pub fn from_minor(minor: i64, currency: &str) -> Self {
-        Self {
-            currency_code: currency.to_owned(),
-            amount: format!("{}.{:02}", minor / 100, minor % 100),
-        }
+        Self { currency_code: currency.to_owned(), amount: format!("{}.{:02}", minor / 100, minor % 100) }
     }
 }
 
@@ -136,9 +133,7 @@ impl OrderGenerator {
             .collect();
         let units = lines.iter().map(|(_, quantity)| quantity).sum();
         AmazonOrder {
-            buyer_info: BuyerInfo {
-                buyer_email: format!("{:016x}@marketplace.amazon.com", self.rng.random::<u64>()),
-            },
+            buyer_info: BuyerInfo { buyer_email: format!("{:016x}@marketplace.amazon.com", self.rng.random::<u64>()) },
             amazon_order_id,
             purchase_date: now,
             last_update_date: now,

@@ -258,11 +258,15 @@ async fn a_listings_feed_moves_through_its_states_and_the_sixth_in_the_window_is
     assert_eq!(states, ["IN_PROGRESS", "DONE", "DONE"]);
     assert_eq!(market.listing_quantity("SKU-A"), Some(7));
     assert_eq!(market.listing_quantity("SKU-B"), None);
-    let report_doc: Value = get(&market, &token, &format!("/feeds/2021-06-30/documents/{}", last["resultFeedDocumentId"].as_str().unwrap()))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let report_doc: Value = get(
+        &market,
+        &token,
+        &format!("/feeds/2021-06-30/documents/{}", last["resultFeedDocumentId"].as_str().unwrap()),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     let report: Value = client().get(report_doc["url"].as_str().unwrap()).send().await.unwrap().json().await.unwrap();
     assert_eq!(report["summary"]["messagesAccepted"], 1);
     assert_eq!(report["issues"][0]["messageId"], 2);
@@ -278,7 +282,10 @@ async fn a_listings_feed_moves_through_its_states_and_the_sixth_in_the_window_is
     for _ in 0..4 {
         statuses.push(send_feed(&market, &token, &document).await.status());
     }
-    assert_eq!(statuses, [StatusCode::ACCEPTED, StatusCode::ACCEPTED, StatusCode::ACCEPTED, StatusCode::TOO_MANY_REQUESTS]);
+    assert_eq!(
+        statuses,
+        [StatusCode::ACCEPTED, StatusCode::ACCEPTED, StatusCode::ACCEPTED, StatusCode::TOO_MANY_REQUESTS]
+    );
 }
 
 #[tokio::test]
@@ -287,11 +294,7 @@ async fn order_change_notifications_carry_ids_and_faults_follow_the_seed() {
     let mut notifications = NotificationConfig::new(&receiver.url);
     notifications.api_key_header = Some(("x-api-key".to_owned(), "eventbridge-key".to_owned()));
     notifications.faults = Faults { duplicate_ratio: 1.0, ..Faults::default() };
-    let market = start(MarketplaceConfig {
-        notifications: Some(notifications),
-        ..MarketplaceConfig::default()
-    })
-    .await;
+    let market = start(MarketplaceConfig { notifications: Some(notifications), ..MarketplaceConfig::default() }).await;
     market.set_listing_quantity("SKU-1", 100);
     let (orders, report) = market.place_orders(3).await;
     assert_eq!((report.deliveries, report.acknowledged, report.duplicated), (6, 6, 3));
@@ -318,11 +321,8 @@ async fn order_change_notifications_carry_ids_and_faults_follow_the_seed() {
         let receiver = Receiver::start().await;
         let mut notifications = NotificationConfig::new(&receiver.url);
         notifications.faults = faults;
-        let market = start(MarketplaceConfig {
-            notifications: Some(notifications),
-            ..MarketplaceConfig::default()
-        })
-        .await;
+        let market =
+            start(MarketplaceConfig { notifications: Some(notifications), ..MarketplaceConfig::default() }).await;
         market.set_listing_quantity("SKU-1", 100);
         let (_, report) = market.place_orders(20).await;
         runs.push((report.dropped.len(), report.reordered, report.deliveries));
@@ -332,9 +332,8 @@ async fn order_change_notifications_carry_ids_and_faults_follow_the_seed() {
 }
 
 fn walmart_request(request: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
-    let request = request
-        .header("WM_QOS.CORRELATION_ID", uuid::Uuid::now_v7().to_string())
-        .header("WM_SVC.NAME", "Entrepot");
+    let request =
+        request.header("WM_QOS.CORRELATION_ID", uuid::Uuid::now_v7().to_string()).header("WM_SVC.NAME", "Entrepot");
     match token {
         Some(token) => request.header("WM_SEC.ACCESS_TOKEN", token),
         None => request,
@@ -356,15 +355,17 @@ async fn walmart_token(base_url: &str) -> String {
 
 #[tokio::test]
 async fn walmart_requires_its_headers_counts_tokens_and_pages_orders_by_cursor() {
-    let config = WalmartConfig {
-        inventory_limit: Limit::new(NO_REFILL, 3),
-        ..WalmartConfig::default()
-    };
+    let config = WalmartConfig { inventory_limit: Limit::new(NO_REFILL, 3), ..WalmartConfig::default() };
     let walmart = walmart::bind(config, "127.0.0.1:0").await.unwrap();
     let base = walmart.base_url();
     let token = walmart_token(&base).await;
 
-    let bare = client().get(format!("{base}/v3/inventory?sku=SKU-1")).header("WM_SEC.ACCESS_TOKEN", &token).send().await.unwrap();
+    let bare = client()
+        .get(format!("{base}/v3/inventory?sku=SKU-1"))
+        .header("WM_SEC.ACCESS_TOKEN", &token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bare.status(), StatusCode::BAD_REQUEST);
     let body: Value = bare.json().await.unwrap();
     assert_eq!(body["errors"][0]["info"], "required headers missing: WM_QOS.CORRELATION_ID, WM_SVC.NAME");
@@ -392,7 +393,13 @@ async fn walmart_requires_its_headers_counts_tokens_and_pages_orders_by_cursor()
     let mut seen = Vec::new();
     let mut path = "/v3/orders?createdStartDate=2020-01-01T00:00:00Z&limit=2".to_owned();
     loop {
-        let body: Value = walmart_request(client().get(format!("{base}{path}")), Some(&token)).send().await.unwrap().json().await.unwrap();
+        let body: Value = walmart_request(client().get(format!("{base}{path}")), Some(&token))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         for order in body["list"]["elements"]["order"].as_array().unwrap() {
             seen.push(order["purchaseOrderId"].as_str().unwrap().to_owned());
         }

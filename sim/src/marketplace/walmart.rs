@@ -32,8 +32,8 @@ use tokio::net::TcpListener;
 
 use super::bucket::{Bucket, Limit};
 use super::tokens::TokenStore;
-use crate::server::{Server, constant_time_eq};
 use super::{ListingCause, ListingChange, Listings, MarketplaceError, query_pairs};
+use crate::server::{Server, constant_time_eq};
 
 /// The headers every Walmart call must carry.
 pub const ACCESS_TOKEN_HEADER: &str = "wm_sec.access_token";
@@ -150,10 +150,8 @@ impl fmt::Debug for WalmartHandle {
 
 /// Binds `addr` (e.g. `"127.0.0.1:0"`) and serves the Walmart API on it.
 pub async fn bind(config: WalmartConfig, addr: &str) -> Result<WalmartHandle, MarketplaceError> {
-    let listener = TcpListener::bind(addr).await.map_err(|source| MarketplaceError::Bind {
-        addr: addr.to_owned(),
-        source,
-    })?;
+    let listener =
+        TcpListener::bind(addr).await.map_err(|source| MarketplaceError::Bind { addr: addr.to_owned(), source })?;
     let addr = listener.local_addr().map_err(MarketplaceError::LocalAddr)?;
     let store = Store {
         tokens: TokenStore::default(),
@@ -164,10 +162,7 @@ pub async fn bind(config: WalmartConfig, addr: &str) -> Result<WalmartHandle, Ma
         rng: Xoshiro256PlusPlus::seed_from_u64(config.seed),
         stats: WalmartStats::default(),
     };
-    let shared = Arc::new(Shared {
-        config,
-        store: Mutex::new(store),
-    });
+    let shared = Arc::new(Shared { config, store: Mutex::new(store) });
     let app = Router::new()
         .route("/v3/token", post(token))
         .route("/v3/inventory", get(get_inventory).put(put_inventory))
@@ -175,11 +170,7 @@ pub async fn bind(config: WalmartConfig, addr: &str) -> Result<WalmartHandle, Ma
         .with_state(Arc::clone(&shared));
     let server = Server::spawn(listener, app).map_err(MarketplaceError::LocalAddr)?;
     tracing::info!(%addr, "simulated Walmart marketplace listening");
-    Ok(WalmartHandle {
-        addr,
-        shared,
-        _server: server,
-    })
+    Ok(WalmartHandle { addr, shared, _server: server })
 }
 
 impl WalmartHandle {
@@ -264,19 +255,12 @@ fn walmart_error(status: StatusCode, code: &str, info: impl Into<String>) -> Res
 }
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get(name)
-        .and_then(|value| value.to_str().ok())
-        .filter(|value| !value.trim().is_empty())
+    headers.get(name).and_then(|value| value.to_str().ok()).filter(|value| !value.trim().is_empty())
 }
 
 /// The `WM_*` headers a call lacks.
 fn missing(headers: &HeaderMap, names: &[&str]) -> Vec<String> {
-    names
-        .iter()
-        .filter(|name| header_str(headers, name).is_none())
-        .map(|name| name.to_uppercase())
-        .collect()
+    names.iter().filter(|name| header_str(headers, name).is_none()).map(|name| name.to_uppercase()).collect()
 }
 
 /// `POST /v3/token`.
@@ -285,7 +269,11 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
     let lacking = missing(&headers, &[CORRELATION_ID_HEADER, SERVICE_NAME_HEADER]);
     if !lacking.is_empty() {
         store.stats.missing_headers += 1;
-        return walmart_error(StatusCode::BAD_REQUEST, "MISSING_HEADER", format!("required headers missing: {}", lacking.join(", ")));
+        return walmart_error(
+            StatusCode::BAD_REQUEST,
+            "MISSING_HEADER",
+            format!("required headers missing: {}", lacking.join(", ")),
+        );
     }
     let form = query_pairs(std::str::from_utf8(&body).ok());
     if !form.iter().any(|(key, value)| key == "grant_type" && value == "client_credentials") {
@@ -324,7 +312,11 @@ fn admit(shared: &Shared, headers: &HeaderMap, api: Api) -> Result<HeaderMap, Bo
     let lacking = missing(headers, &[ACCESS_TOKEN_HEADER, CORRELATION_ID_HEADER, SERVICE_NAME_HEADER]);
     if !lacking.is_empty() {
         store.stats.missing_headers += 1;
-        return Err(Box::new(walmart_error(StatusCode::BAD_REQUEST, "MISSING_HEADER", format!("required headers missing: {}", lacking.join(", ")))));
+        return Err(Box::new(walmart_error(
+            StatusCode::BAD_REQUEST,
+            "MISSING_HEADER",
+            format!("required headers missing: {}", lacking.join(", ")),
+        )));
     }
     if store.tokens.check(header_str(headers, ACCESS_TOKEN_HEADER)).is_err() {
         store.stats.unauthorized += 1;
@@ -352,7 +344,8 @@ fn admit(shared: &Shared, headers: &HeaderMap, api: Api) -> Result<HeaderMap, Bo
             Api::Inventory => store.stats.inventory_throttled += 1,
             Api::Orders => store.stats.orders_throttled += 1,
         }
-        let mut response = walmart_error(StatusCode::TOO_MANY_REQUESTS, "REQUEST_THRESHOLD_VIOLATED", "request threshold violated");
+        let mut response =
+            walmart_error(StatusCode::TOO_MANY_REQUESTS, "REQUEST_THRESHOLD_VIOLATED", "request threshold violated");
         response.headers_mut().extend(quota);
         return Err(Box::new(response));
     }
@@ -376,16 +369,26 @@ async fn get_inventory(State(shared): State<Arc<Shared>>, headers: HeaderMap, Ra
         Err(refused) => return *refused,
     };
     let Some(sku) = sku_param(raw.as_deref()) else {
-        return with_quota(quota, walmart_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "query parameter sku is required"));
+        return with_quota(
+            quota,
+            walmart_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "query parameter sku is required"),
+        );
     };
     match shared.store().listings.quantity(&sku) {
         Some(amount) => with_quota(quota, Json(json!({"sku": sku, "quantity": {"unit": "EACH", "amount": amount}}))),
-        None => with_quota(quota, walmart_error(StatusCode::NOT_FOUND, "CONTENT_NOT_FOUND", format!("sku {sku} not found"))),
+        None => {
+            with_quota(quota, walmart_error(StatusCode::NOT_FOUND, "CONTENT_NOT_FOUND", format!("sku {sku} not found")))
+        }
     }
 }
 
 /// `PUT /v3/inventory?sku=`.
-async fn put_inventory(State(shared): State<Arc<Shared>>, headers: HeaderMap, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+async fn put_inventory(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
     let quota = match admit(&shared, &headers, Api::Inventory) {
         Ok(quota) => quota,
         Err(refused) => return *refused,
@@ -396,7 +399,10 @@ async fn put_inventory(State(shared): State<Arc<Shared>>, headers: HeaderMap, Ra
     };
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if request["sku"].as_str() != Some(sku.as_str()) {
-        return with_quota(quota, invalid(format!("body sku {} must equal the sku query parameter {sku:?}", request["sku"])));
+        return with_quota(
+            quota,
+            invalid(format!("body sku {} must equal the sku query parameter {sku:?}", request["sku"])),
+        );
     }
     let amount = &request["quantity"]["amount"];
     let Some(amount) = amount.as_i64().filter(|amount| *amount >= 0) else {
@@ -436,7 +442,12 @@ async fn get_orders(State(shared): State<Arc<Shared>>, headers: HeaderMap, RawQu
             .and_then(|bytes| serde_json::from_slice::<(i64, usize)>(&bytes).ok())
         {
             Some(position) => position,
-            None => return with_quota(quota, invalid("cursor is not one this API issued: use nextCursor unchanged".to_owned())),
+            None => {
+                return with_quota(
+                    quota,
+                    invalid("cursor is not one this API issued: use nextCursor unchanged".to_owned()),
+                );
+            }
         },
         None => match param("createdStartDate").map(str::parse::<Timestamp>) {
             None => (i64::MIN, 0),

@@ -55,7 +55,11 @@ pub struct AdminApiConfig {
 
 impl Default for AdminApiConfig {
     fn default() -> Self {
-        Self { rest_bucket: BucketConfig::SHOPIFY_REST, graphql_bucket: BucketConfig::SHOPIFY_GRAPHQL, require_idempotent: true }
+        Self {
+            rest_bucket: BucketConfig::SHOPIFY_REST,
+            graphql_bucket: BucketConfig::SHOPIFY_GRAPHQL,
+            require_idempotent: true,
+        }
     }
 }
 
@@ -91,7 +95,10 @@ impl Shared {
 }
 
 pub(super) fn unauthorized() -> Response {
-    error(StatusCode::UNAUTHORIZED, json!("[API] Invalid API key or access token (unrecognized login or wrong password)"))
+    error(
+        StatusCode::UNAUTHORIZED,
+        json!("[API] Invalid API key or access token (unrecognized login or wrong password)"),
+    )
 }
 
 /// A running Admin API. Dropping it stops the server.
@@ -115,7 +122,11 @@ impl AdminApi {
     }
 
     /// Serves the API on `listener` as `config` says.
-    pub async fn serve_with(listener: TcpListener, access_token: impl Into<String>, config: AdminApiConfig) -> std::io::Result<Self> {
+    pub async fn serve_with(
+        listener: TcpListener,
+        access_token: impl Into<String>,
+        config: AdminApiConfig,
+    ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             token: access_token.into(),
@@ -275,7 +286,8 @@ async fn list(
     let mut response = if reading.admitted {
         list_page(&shared, &version, query, &headers)
     } else {
-        let message = "Exceeded 2 calls per second for api client. Reduce request rates to resume uninterrupted service.";
+        let message =
+            "Exceeded 2 calls per second for api client. Reduce request rates to resume uninterrupted service.";
         let mut response = error(StatusCode::TOO_MANY_REQUESTS, json!(message));
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2.0"));
         response
@@ -327,7 +339,10 @@ fn list_page(shared: &Shared, version: &str, query: Option<String>, headers: &He
     let mut links = Vec::new();
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
     let link = |cursor: Cursor, rel: &str| {
-        format!("<http://{host}/admin/api/{version}/orders.json?limit={limit}&page_info={}>; rel=\"{rel}\"", encode_cursor(&cursor))
+        format!(
+            "<http://{host}/admin/api/{version}/orders.json?limit={limit}&page_info={}>; rel=\"{rel}\"",
+            encode_cursor(&cursor)
+        )
     };
     let all = {
         let orders = shared.orders.lock().unwrap_or_else(PoisonError::into_inner);
@@ -335,7 +350,10 @@ fn list_page(shared: &Shared, version: &str, query: Option<String>, headers: &He
     };
     if let (Some(first), Some(last)) = (page.first(), page.last()) {
         if all.iter().any(|id| *id < first.id) {
-            links.push(link(Cursor { filters: cursor.filters.clone(), after: None, before: Some(first.id) }, "previous"));
+            links.push(link(
+                Cursor { filters: cursor.filters.clone(), after: None, before: Some(first.id) },
+                "previous",
+            ));
         }
         if all.iter().any(|id| *id > last.id) {
             links.push(link(Cursor { filters: cursor.filters.clone(), after: Some(last.id), before: None }, "next"));
@@ -356,7 +374,9 @@ fn read_filters(params: &[(String, String)]) -> Result<Filters, BadParam> {
         let bad = |message| BadParam { param: name.clone(), message };
         let time = || value.parse::<Timestamp>().map_err(|_| bad("must be an ISO 8601 time with an offset"));
         match name.as_str() {
-            "status" if ["open", "closed", "cancelled", "any"].contains(&value.as_str()) => f.status = Some(value.clone()),
+            "status" if ["open", "closed", "cancelled", "any"].contains(&value.as_str()) => {
+                f.status = Some(value.clone())
+            }
             "status" => return Err(bad("must be open, closed, cancelled or any")),
             "ids" => {
                 let ids = value.split(',').map(|i| i.trim().parse()).collect::<Result<Vec<u64>, _>>();

@@ -43,7 +43,11 @@ fn set_input(item: u64, quantity: i64, from: Option<i64>) -> Value {
 
 #[tokio::test]
 async fn the_rest_bucket_reports_its_level_and_refuses_with_429_and_retry_after() {
-    let api = api(AdminApiConfig { rest_bucket: BucketConfig { capacity: 3.0, leak_per_second: 0.001 }, ..AdminApiConfig::default() }).await;
+    let api = api(AdminApiConfig {
+        rest_bucket: BucketConfig { capacity: 3.0, leak_per_second: 0.001 },
+        ..AdminApiConfig::default()
+    })
+    .await;
     let url = format!("{}/admin/api/2026-10/orders.json", api.base_url());
     let call = || client().get(&url).header("X-Shopify-Access-Token", TOKEN).send();
     for n in 1..=3 {
@@ -90,7 +94,11 @@ async fn set_quantities_compares_and_sets_and_a_replayed_key_returns_the_origina
 
 #[tokio::test]
 async fn adjustments_need_a_key_and_an_empty_cost_bucket_throttles() {
-    let api = api(AdminApiConfig { graphql_bucket: BucketConfig { capacity: 25.0, leak_per_second: 0.001 }, ..AdminApiConfig::default() }).await;
+    let api = api(AdminApiConfig {
+        graphql_bucket: BucketConfig { capacity: 25.0, leak_per_second: 0.001 },
+        ..AdminApiConfig::default()
+    })
+    .await;
     let item = api.stock("SKU-B", 1, 5);
     let input = json!({ "name": "available", "reason": "received",
                         "changes": [{ "inventoryItemId": item_gid(item), "locationId": location_gid(1), "delta": 2 }] });

@@ -97,7 +97,13 @@ impl LeakyBucket {
     fn apply_at(&self, cost: f64, must_fit: bool, now: Instant) -> BucketReading {
         let capacity = self.config.capacity;
         if !capacity.is_finite() {
-            return BucketReading { admitted: true, used: 0.0, available: capacity, capacity, leak_per_second: self.config.leak_per_second };
+            return BucketReading {
+                admitted: true,
+                used: 0.0,
+                available: capacity,
+                capacity,
+                leak_per_second: self.config.leak_per_second,
+            };
         }
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let leaked = now.saturating_duration_since(state.1).as_secs_f64() * self.config.leak_per_second;

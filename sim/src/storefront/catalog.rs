@@ -6,14 +6,8 @@
 //! know, gets stable values derived from a hash of its name.
 
 /// The SKUs a storefront sells when none are configured.
-pub const DEFAULT_SKUS: [&str; 6] = [
-    "TSHIRT-BLK-M",
-    "TSHIRT-WHT-L",
-    "MUG-WHT",
-    "HOODIE-GRY-L",
-    "CAP-NVY",
-    "STICKER-PACK",
-];
+pub const DEFAULT_SKUS: [&str; 6] =
+    ["TSHIRT-BLK-M", "TSHIRT-WHT-L", "MUG-WHT", "HOODIE-GRY-L", "CAP-NVY", "STICKER-PACK"];
 
 /// Product data of one SKU.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,18 +82,12 @@ fn title_from_sku(sku: &str) -> String {
             }
         })
         .collect();
-    if words.is_empty() {
-        "Unnamed Product".to_owned()
-    } else {
-        words.join(" ")
-    }
+    if words.is_empty() { "Unnamed Product".to_owned() } else { words.join(" ") }
 }
 
 /// FNV-1a: a hash that, unlike std's `DefaultHasher`, is the same in every build and run.
 pub(super) fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]

@@ -32,7 +32,13 @@ pub struct WebhookFaults {
 impl Default for WebhookFaults {
     /// No faults.
     fn default() -> Self {
-        Self { duplicate_ratio: 0.0, out_of_order_ratio: 0.0, delay_ratio: 0.0, max_delay: Duration::from_secs(2), drop_ratio: 0.0 }
+        Self {
+            duplicate_ratio: 0.0,
+            out_of_order_ratio: 0.0,
+            delay_ratio: 0.0,
+            max_delay: Duration::from_secs(2),
+            drop_ratio: 0.0,
+        }
     }
 }
 
@@ -82,7 +88,8 @@ impl FaultDice {
 
     /// The faults of the next order.
     pub fn draw(&mut self, faults: &WebhookFaults) -> FaultDraw {
-        let [duplicate, out_of_order, delayed, dropped, hold]: [f64; 5] = std::array::from_fn(|_| self.rng.random::<f64>());
+        let [duplicate, out_of_order, delayed, dropped, hold]: [f64; 5] =
+            std::array::from_fn(|_| self.rng.random::<f64>());
         FaultDraw {
             duplicate: duplicate < faults.duplicate_ratio,
             out_of_order: out_of_order < faults.out_of_order_ratio,
@@ -98,7 +105,10 @@ pub fn revise(order: &Order) -> Order {
     let mut revised = order.clone();
     revised.financial_status = "paid".to_owned();
     revised.tags = if order.tags.is_empty() { "revised".to_owned() } else { format!("{}, revised", order.tags) };
-    if let Ok(updated) = order.updated_at.parse::<jiff::Zoned>().or_else(|_| order.updated_at.parse::<jiff::Timestamp>().map(|t| t.to_zoned(jiff::tz::TimeZone::UTC)))
+    if let Ok(updated) = order
+        .updated_at
+        .parse::<jiff::Zoned>()
+        .or_else(|_| order.updated_at.parse::<jiff::Timestamp>().map(|t| t.to_zoned(jiff::tz::TimeZone::UTC)))
         && let Ok(later) = updated.checked_add(jiff::SignedDuration::from_mins(10))
     {
         revised.updated_at = later.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string();

@@ -12,8 +12,7 @@ use rand::{RngExt, SeedableRng};
 
 use super::catalog;
 use super::order::{
-    Address, DiscountCode, LineItem, Money, NoteAttribute, Order, PriceSet, ShippingLine, TaxLine,
-    format_minor,
+    Address, DiscountCode, LineItem, Money, NoteAttribute, Order, PriceSet, ShippingLine, TaxLine, format_minor,
 };
 use super::shopper;
 
@@ -104,9 +103,7 @@ impl OrderGenerator {
     }
 
     fn timestamp(&self, at: Timestamp) -> String {
-        at.to_zoned(TimeZone::fixed(self.offset))
-            .strftime("%Y-%m-%dT%H:%M:%S%:z")
-            .to_string()
+        at.to_zoned(TimeZone::fixed(self.offset)).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
     }
 
     fn build(&mut self, skus: &[String]) -> Order {
@@ -118,18 +115,9 @@ impl OrderGenerator {
         let processed = created - SignedDuration::from_secs(1);
 
         let customer = shopper::customer(&mut self.rng, &self.currency);
-        let billing = shopper::address(
-            &mut self.rng,
-            &customer.first_name,
-            &customer.last_name,
-            true,
-        );
+        let billing = shopper::address(&mut self.rng, &customer.first_name, &customer.last_name, true);
         let shipping = if self.rng.random_bool(0.8) {
-            Address {
-                latitude: None,
-                longitude: None,
-                ..billing.clone()
-            }
+            Address { latitude: None, longitude: None, ..billing.clone() }
         } else {
             let first = *self.pick(&shopper::FIRST_NAMES);
             shopper::address(&mut self.rng, first, &customer.last_name, false)
@@ -139,10 +127,8 @@ impl OrderGenerator {
         let total_line_items: i64 = lines.iter().map(|(line, _)| line_amount(line)).sum();
         let discount_codes = self.discount(&mut lines);
         let total_discounts: i64 = lines.iter().map(|(_, discount)| discount).sum();
-        let line_items: Vec<LineItem> = lines
-            .into_iter()
-            .map(|(line, discount)| self.finish_line(line, discount))
-            .collect();
+        let line_items: Vec<LineItem> =
+            lines.into_iter().map(|(line, discount)| self.finish_line(line, discount)).collect();
         let total_tax: i64 = line_items
             .iter()
             .flat_map(|line| &line.tax_lines)
@@ -152,16 +138,10 @@ impl OrderGenerator {
         let shipping_line = self.shipping(subtotal);
         let shipping_minor = super::order::parse_minor(&shipping_line.price).unwrap_or(0);
         let total = subtotal + total_tax + shipping_minor;
-        let total_weight = line_items
-            .iter()
-            .map(|line| u64::from(line.grams) * u64::from(line.quantity))
-            .sum();
+        let total_weight = line_items.iter().map(|line| u64::from(line.grams) * u64::from(line.quantity)).sum();
 
         let email = customer.email.clone();
-        let shipping_money = Money {
-            amount: format_minor(shipping_minor),
-            currency_code: self.currency.clone(),
-        };
+        let shipping_money = Money { amount: format_minor(shipping_minor), currency_code: self.currency.clone() };
         Order {
             id: self.last_order_id,
             admin_graphql_api_id: format!("gid://shopify/Order/{}", self.last_order_id),
@@ -178,12 +158,7 @@ impl OrderGenerator {
             closed_at: None,
             currency: self.currency.clone(),
             presentment_currency: self.currency.clone(),
-            financial_status: if self.rng.random_bool(0.9) {
-                "paid"
-            } else {
-                "pending"
-            }
-            .to_owned(),
+            financial_status: if self.rng.random_bool(0.9) { "paid" } else { "pending" }.to_owned(),
             fulfillment_status: None,
             confirmed: true,
             test: false,
@@ -199,15 +174,9 @@ impl OrderGenerator {
                 presentment_money: shipping_money,
             },
             tags: self.tags(),
-            note: self
-                .rng
-                .random_bool(0.1)
-                .then(|| "Please leave the parcel at the front desk.".to_owned()),
+            note: self.rng.random_bool(0.1).then(|| "Please leave the parcel at the front desk.".to_owned()),
             note_attributes: if self.rng.random_bool(0.2) {
-                vec![NoteAttribute {
-                    name: "gift_wrap".to_owned(),
-                    value: "yes".to_owned(),
-                }]
+                vec![NoteAttribute { name: "gift_wrap".to_owned(), value: "yes".to_owned() }]
             } else {
                 Vec::new()
             },
@@ -216,10 +185,7 @@ impl OrderGenerator {
             payment_gateway_names: vec!["shopify_payments".to_owned()],
             browser_ip: format!("203.0.113.{}", self.rng.random_range(1..=254)),
             landing_site: (*self.pick(&LANDING_SITES)).to_owned(),
-            referring_site: self
-                .rng
-                .random_bool(0.6)
-                .then(|| "https://www.google.com/".to_owned()),
+            referring_site: self.rng.random_bool(0.6).then(|| "https://www.google.com/".to_owned()),
             buyer_accepts_marketing: self.rng.random_bool(0.5),
             customer_locale: "en-US".to_owned(),
             location_id: None,
@@ -270,10 +236,7 @@ impl OrderGenerator {
         if !self.rng.random_bool(0.25) {
             return Vec::new();
         }
-        let Some((line, discount)) = lines
-            .iter_mut()
-            .find(|(line, _)| line_amount(line) > AMOUNT)
-        else {
+        let Some((line, discount)) = lines.iter_mut().find(|(line, _)| line_amount(line) > AMOUNT) else {
             return Vec::new();
         };
         *discount = AMOUNT;
@@ -314,20 +277,12 @@ impl OrderGenerator {
     }
 
     fn tags(&mut self) -> String {
-        let tags: Vec<&str> = TAGS
-            .iter()
-            .copied()
-            .filter(|_| self.rng.random_bool(0.3))
-            .collect();
+        let tags: Vec<&str> = TAGS.iter().copied().filter(|_| self.rng.random_bool(0.3)).collect();
         tags.join(", ")
     }
 
     fn token(&mut self) -> String {
-        format!(
-            "{:016x}{:016x}",
-            self.rng.random::<u64>(),
-            self.rng.random::<u64>()
-        )
+        format!("{:016x}{:016x}", self.rng.random::<u64>(), self.rng.random::<u64>())
     }
 }
 
@@ -367,63 +322,28 @@ mod tests {
             assert_eq!(pair[0].order_number + 1, pair[1].order_number);
             let first: Timestamp = pair[0].created_at.parse().unwrap();
             let second: Timestamp = pair[1].created_at.parse().unwrap();
-            assert!(
-                first < second,
-                "{} then {}",
-                pair[0].created_at,
-                pair[1].created_at
-            );
+            assert!(first < second, "{} then {}", pair[0].created_at, pair[1].created_at);
         }
         assert_eq!(orders[0].name, "#1001");
-        assert!(
-            orders[0].created_at.ends_with("-05:00"),
-            "{}",
-            orders[0].created_at
-        );
+        assert!(orders[0].created_at.ends_with("-05:00"), "{}", orders[0].created_at);
     }
 
     #[test]
     fn totals_add_up_like_shopify_totals() {
         for order in orders(3, 50) {
             let money = |text: &str| parse_minor(text).expect("a money string");
-            let lines: i64 = order
-                .line_items
-                .iter()
-                .map(|line| i64::from(line.quantity) * money(&line.price))
-                .sum();
-            let discounts: i64 = order
-                .line_items
-                .iter()
-                .map(|l| money(&l.total_discount))
-                .sum();
-            let tax: i64 = order
-                .line_items
-                .iter()
-                .flat_map(|l| &l.tax_lines)
-                .map(|t| money(&t.price))
-                .sum();
+            let lines: i64 = order.line_items.iter().map(|line| i64::from(line.quantity) * money(&line.price)).sum();
+            let discounts: i64 = order.line_items.iter().map(|l| money(&l.total_discount)).sum();
+            let tax: i64 = order.line_items.iter().flat_map(|l| &l.tax_lines).map(|t| money(&t.price)).sum();
             let shipping: i64 = order.shipping_lines.iter().map(|s| money(&s.price)).sum();
             assert_eq!(money(&order.total_line_items_price), lines);
             assert_eq!(money(&order.total_discounts), discounts);
             assert_eq!(money(&order.subtotal_price), lines - discounts);
             assert_eq!(money(&order.total_tax), tax);
-            assert_eq!(
-                money(&order.total_price),
-                lines - discounts + tax + shipping,
-                "{}",
-                order.name
-            );
-            assert!(
-                order.email.is_ascii() && order.email.contains('@'),
-                "{}",
-                order.email
-            );
+            assert_eq!(money(&order.total_price), lines - discounts + tax + shipping, "{}", order.name);
+            assert!(order.email.is_ascii() && order.email.contains('@'), "{}", order.email);
             let skus: BTreeSet<_> = order.skus().into_iter().collect();
-            assert_eq!(
-                skus.len(),
-                order.line_items.len(),
-                "SKUs within an order are distinct"
-            );
+            assert_eq!(skus.len(), order.line_items.len(), "SKUs within an order are distinct");
         }
     }
 
@@ -438,12 +358,7 @@ mod tests {
     }
 
     fn keys(value: &Value) -> BTreeSet<String> {
-        value
-            .as_object()
-            .expect("an object")
-            .keys()
-            .cloned()
-            .collect()
+        value.as_object().expect("an object").keys().cloned().collect()
     }
 
     /// Generated orders have the reference fixture's fields, nested ones included.
@@ -456,19 +371,11 @@ mod tests {
             let order = serde_json::to_value(&order).unwrap();
             assert_eq!(keys(&order), keys(&fixture));
             assert_eq!(keys(&order["customer"]), keys(&fixture["customer"]));
-            assert_eq!(
-                keys(&order["line_items"][0]),
-                keys(&fixture["line_items"][0])
-            );
-            assert_eq!(
-                keys(&order["shipping_lines"][0]),
-                keys(&fixture["shipping_lines"][0])
-            );
+            assert_eq!(keys(&order["line_items"][0]), keys(&fixture["line_items"][0]));
+            assert_eq!(keys(&order["shipping_lines"][0]), keys(&fixture["shipping_lines"][0]));
             for address in ["billing_address", "shipping_address"] {
-                let extra: Vec<_> = keys(&order[address])
-                    .difference(&keys(&fixture["billing_address"]))
-                    .cloned()
-                    .collect();
+                let extra: Vec<_> =
+                    keys(&order[address]).difference(&keys(&fixture["billing_address"])).cloned().collect();
                 assert!(extra.is_empty(), "{address} has unexpected {extra:?}");
             }
         }

@@ -84,7 +84,10 @@ pub(super) async fn graphql(State(shared): State<Arc<Shared>>, headers: HeaderMa
     }
     let request: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({ "errors": format!("invalid JSON body: {e}") }))).into_response(),
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, Json(json!({ "errors": format!("invalid JSON body: {e}") })))
+                .into_response();
+        }
     };
     let query = request.get("query").and_then(Value::as_str).unwrap_or_default();
     let variables = request.get("variables").cloned().unwrap_or(Value::Null);
@@ -104,8 +107,10 @@ pub(super) async fn graphql(State(shared): State<Arc<Shared>>, headers: HeaderMa
     let extensions = json!({ "cost": cost(&reading, Some(MUTATION_COST)) });
     shared.keys_seen.lock().unwrap_or_else(PoisonError::into_inner).push(operation.key.clone());
     if operation.key.is_none() && shared.require_idempotent && operation.name != "inventorySetQuantities" {
-        let message = format!("The @idempotent directive is required for {} (API version 2026-04 and later).", operation.name);
-        return Json(json!({ "errors": [top_level_error(&message, "BAD_REQUEST")], "extensions": extensions })).into_response();
+        let message =
+            format!("The @idempotent directive is required for {} (API version 2026-04 and later).", operation.name);
+        return Json(json!({ "errors": [top_level_error(&message, "BAD_REQUEST")], "extensions": extensions }))
+            .into_response();
     }
     // Held across the run so two calls with one key cannot both run the mutation.
     let mut replays = shared.idempotent.lock().unwrap_or_else(PoisonError::into_inner);
@@ -114,7 +119,8 @@ pub(super) async fn graphql(State(shared): State<Arc<Shared>>, headers: HeaderMa
     {
         if *name != operation.name {
             let message = format!("idempotency key {key:?} was already used for {name}");
-            return Json(json!({ "errors": [top_level_error(&message, "BAD_REQUEST")], "extensions": extensions })).into_response();
+            return Json(json!({ "errors": [top_level_error(&message, "BAD_REQUEST")], "extensions": extensions }))
+                .into_response();
         }
         return Json(json!({ "data": { &operation.name: payload }, "extensions": extensions })).into_response();
     }
@@ -149,12 +155,18 @@ impl Operation {
             .ok_or_else(|| format!("no supported mutation in the document (one of {})", MUTATIONS.join(", ")))?;
         let rest = &query[at + name.len()..];
         let arguments = balanced(rest, '(', ')').ok_or_else(|| format!("{name} has no arguments"))?;
-        let input = argument(arguments, "input", variables)?.ok_or_else(|| format!("{name} needs an input argument"))?;
+        let input =
+            argument(arguments, "input", variables)?.ok_or_else(|| format!("{name} needs an input argument"))?;
         let key = match rest.find("@idempotent") {
             Some(d) => {
                 let args = balanced(&rest[d..], '(', ')').ok_or("@idempotent needs a key argument")?;
                 let key = argument(args, "key", variables)?.ok_or("@idempotent needs a key argument")?;
-                Some(key.as_str().filter(|k| !k.is_empty()).ok_or("@idempotent key must be a non-empty string")?.to_owned())
+                Some(
+                    key.as_str()
+                        .filter(|k| !k.is_empty())
+                        .ok_or("@idempotent key must be a non-empty string")?
+                        .to_owned(),
+                )
             }
             None => None,
         };
@@ -167,7 +179,8 @@ fn field_position(query: &str, name: &str) -> Option<usize> {
     query.match_indices(name).map(|(i, _)| i).find(|&i| {
         let before = query[..i].chars().next_back();
         let after = query[i + name.len()..].chars().next();
-        !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$') && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+        !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$')
+            && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
     })
 }
 
@@ -191,7 +204,11 @@ fn balanced(text: &str, open: char, close: char) -> Option<&str> {
 /// The value of argument `name` in `arguments`: a `$variable` or a string literal.
 fn argument(arguments: &str, name: &str, variables: &Value) -> Result<Option<Value>, String> {
     let Some(at) = field_position(arguments, name) else { return Ok(None) };
-    let value = arguments[at + name.len()..].trim_start().strip_prefix(':').ok_or(format!("argument {name} has no value"))?.trim_start();
+    let value = arguments[at + name.len()..]
+        .trim_start()
+        .strip_prefix(':')
+        .ok_or(format!("argument {name} has no value"))?
+        .trim_start();
     if let Some(var) = value.strip_prefix('$') {
         let var: String = var.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
         return variables.get(&var).cloned().map(Some).ok_or(format!("variable ${var} is not provided"));
@@ -217,7 +234,11 @@ fn target_of(inventory: &Inventory, entry: &Value, path: &[&str], errors: &mut V
     match (item, location) {
         (Some(item), Some(location)) if inventory.knows_item(item) => Some((item, location)),
         (Some(_), Some(_)) => {
-            errors.push(user_error(field("inventoryItemId"), "The specified inventory item could not be found.", "INVALID_INVENTORY_ITEM"));
+            errors.push(user_error(
+                field("inventoryItemId"),
+                "The specified inventory item could not be found.",
+                "INVALID_INVENTORY_ITEM",
+            ));
             None
         }
         (None, _) => {
@@ -247,18 +268,29 @@ fn change_json(name: &str, item: u64, location: u64, delta: i64, after: i64) -> 
 fn quantity_name(input: &Value, errors: &mut Vec<Value>) -> String {
     let name = input.get("name").and_then(Value::as_str).unwrap_or_default();
     if !["available", "on_hand"].contains(&name) {
-        errors.push(user_error(vec!["input".into(), "name".into()], "name must be available or on_hand", "INVALID_QUANTITY_NAME"));
+        errors.push(user_error(
+            vec!["input".into(), "name".into()],
+            "name must be available or on_hand",
+            "INVALID_QUANTITY_NAME",
+        ));
     }
     name.to_owned()
 }
 
 /// Reads one entry of a change list into a [`Change`], or pushes user errors.
-type ReadEntry = dyn Fn(&Inventory, &Value, (u64, u64), &dyn Fn(&str) -> Vec<String>, &mut Vec<Value>) -> Option<Change>;
+type ReadEntry =
+    dyn Fn(&Inventory, &Value, (u64, u64), &dyn Fn(&str) -> Vec<String>, &mut Vec<Value>) -> Option<Change>;
 
 /// Runs an inventory mutation over the list `list` of `input`, all or nothing: every entry
 /// is read (`read`) and checked first, then each is applied (`apply` returns the delta and
 /// the quantity after).
-fn change_inventory(shared: &Shared, input: &Value, list: &str, read: &ReadEntry, apply: fn(&mut Inventory, &Change) -> (i64, i64)) -> Value {
+fn change_inventory(
+    shared: &Shared,
+    input: &Value,
+    list: &str,
+    read: &ReadEntry,
+    apply: fn(&mut Inventory, &Change) -> (i64, i64),
+) -> Value {
     let mut inventory = shared.inventory.lock().unwrap_or_else(PoisonError::into_inner);
     let mut errors = Vec::new();
     let name = quantity_name(input, &mut errors);
@@ -313,7 +345,8 @@ fn set_quantities(shared: &Shared, input: &Value) -> Value {
 }
 
 fn adjust_quantities(shared: &Shared, input: &Value) -> Value {
-    let read: &ReadEntry = &|_, entry, (item, location), field, errors| match entry.get("delta").and_then(Value::as_i64) {
+    let read: &ReadEntry = &|_, entry, (item, location), field, errors| match entry.get("delta").and_then(Value::as_i64)
+    {
         Some(delta) => Some(Change { item, location, quantity: delta }),
         None => {
             errors.push(user_error(field("delta"), "delta must be an integer", "INVALID"));
@@ -345,7 +378,13 @@ fn refund_create(shared: &Shared, input: &Value, key: Option<String>) -> Value {
             return refuse(field("lineItemId"), "Line item does not belong to the order", "INVALID");
         };
         let quantity = entry.get("quantity").and_then(Value::as_u64).unwrap_or(0) as u32;
-        let refunded: u32 = refunds.iter().filter(|r| r.order_id == order.id).flat_map(|r| &r.lines).filter(|(id, _)| *id == line.id).map(|(_, q)| q).sum();
+        let refunded: u32 = refunds
+            .iter()
+            .filter(|r| r.order_id == order.id)
+            .flat_map(|r| &r.lines)
+            .filter(|(id, _)| *id == line.id)
+            .map(|(_, q)| q)
+            .sum();
         if quantity == 0 || refunded + quantity > line.quantity {
             return refuse(field("quantity"), "Quantity cannot refund more items than were purchased", "INVALID");
         }

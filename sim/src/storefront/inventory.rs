@@ -129,6 +129,9 @@ mod tests {
         assert_eq!(parse_gid("gid://shopify/Location/7x", "Location"), None);
         assert_eq!(inventory.set(a, 7, 5), 0);
         assert_eq!(inventory.set(a, 7, 3), 5);
-        assert_eq!(inventory.levels(), vec![InventoryLevel { sku: "SKU-A".into(), inventory_item_id: a, location_id: 7, available: 3 }]);
+        assert_eq!(
+            inventory.levels(),
+            vec![InventoryLevel { sku: "SKU-A".into(), inventory_item_id: a, location_id: 7, available: 3 }]
+        );
     }
 }

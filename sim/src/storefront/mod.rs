@@ -46,8 +46,8 @@ use jiff::tz::Offset;
 pub use admin_api::{AdminApi, AdminApiConfig};
 pub use bucket::BucketConfig;
 pub use faults::{FaultDraw, WebhookFaults};
-pub use inventory::{InventoryLevel, LevelChange};
 pub use generator::OrderGenerator;
+pub use inventory::{InventoryLevel, LevelChange};
 pub use order::Order;
 pub use sender::{DeliveryOutcome, RetryPolicy, SendError, Sendable, WebhookSender};
 pub use traffic::{OrderReport, StorefrontReport};
@@ -229,9 +229,7 @@ impl Storefront {
     /// A storefront as configured; fails on an unusable configuration.
     pub fn new(config: StorefrontConfig) -> Result<Self, StorefrontError> {
         if !(0.0..=1.0).contains(&config.duplicate_ratio) {
-            return Err(StorefrontError::InvalidDuplicateRatio(
-                config.duplicate_ratio,
-            ));
+            return Err(StorefrontError::InvalidDuplicateRatio(config.duplicate_ratio));
         }
         let faults = WebhookFaults {
             duplicate_ratio: config.duplicate_ratio,
@@ -246,12 +244,7 @@ impl Storefront {
             .with_currency(config.currency)
             .starting_at(config.start, config.utc_offset);
         let signer = WebhookSigner::new(config.secret, &config.shop_domain, &config.api_version)?;
-        let sender = WebhookSender::new(
-            &config.target,
-            config.connect_timeout,
-            config.request_timeout,
-            config.retry,
-        )?;
+        let sender = WebhookSender::new(&config.target, config.connect_timeout, config.request_timeout, config.retry)?;
         Ok(Self {
             generator,
             signer,

@@ -64,10 +64,7 @@ pub struct Order {
 impl Order {
     /// The SKUs of the line items that have one, in line order.
     pub fn skus(&self) -> Vec<&str> {
-        self.line_items
-            .iter()
-            .filter_map(|line| line.sku.as_deref())
-            .collect()
+        self.line_items.iter().filter_map(|line| line.sku.as_deref()).collect()
     }
 
     /// `total_price` in integer minor units (`"69.37"` → 6937).
@@ -212,21 +209,11 @@ pub fn parse_minor(amount: &str) -> Option<i64> {
         None => (false, amount),
     };
     let (units, cents) = digits.split_once('.').unwrap_or((digits, ""));
-    if units.is_empty()
-        || cents.len() > 2
-        || !units
-            .bytes()
-            .chain(cents.bytes())
-            .all(|b| b.is_ascii_digit())
-    {
+    if units.is_empty() || cents.len() > 2 || !units.bytes().chain(cents.bytes()).all(|b| b.is_ascii_digit()) {
         return None;
     }
     let cents = format!("{cents:0<2}");
-    let value = units
-        .parse::<i64>()
-        .ok()?
-        .checked_mul(100)?
-        .checked_add(cents.parse::<i64>().ok()?)?;
+    let value = units.parse::<i64>().ok()?.checked_mul(100)?.checked_add(cents.parse::<i64>().ok()?)?;
     Some(if negative { -value } else { value })
 }
 
@@ -250,8 +237,8 @@ mod tests {
     /// The reference fixture parses into [`Order`], so the types carry Shopify's shape.
     #[test]
     fn the_reference_fixture_parses() {
-        let fixture = std::fs::read_to_string(super::super::tests::FIXTURE_PATH)
-            .expect("read tests/fixtures/shopify-order.json");
+        let fixture =
+            std::fs::read_to_string(super::super::tests::FIXTURE_PATH).expect("read tests/fixtures/shopify-order.json");
         let order: Order = serde_json::from_str(&fixture).expect("the fixture is an Order");
         assert_eq!(order.name, "#1042");
         assert_eq!(order.total_price_minor(), Some(6937));

@@ -50,11 +50,7 @@ impl Default for RetryPolicy {
     /// Shopify's schedule: 8 retries spread over about 4 hours (1 min, 2, 4 ... capped at
     /// 2 h: 4 h 7 min in total). Tests and demos scale `initial_backoff` down.
     fn default() -> Self {
-        Self {
-            max_retries: 8,
-            initial_backoff: Duration::from_secs(60),
-            max_backoff: Duration::from_secs(2 * 60 * 60),
-        }
+        Self { max_retries: 8, initial_backoff: Duration::from_secs(60), max_backoff: Duration::from_secs(2 * 60 * 60) }
     }
 }
 
@@ -62,9 +58,7 @@ impl RetryPolicy {
     /// The wait after failed attempt number `attempt` (1-based).
     pub fn backoff(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-        self.initial_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff)
+        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
     }
 }
 
@@ -72,9 +66,7 @@ impl RetryPolicy {
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// No answer within the total timeout (Shopify: 5 s).
-    #[error(
-        "webhook {webhook_id} to {url}: no answer within the timeout; answer within 5 s and queue the work"
-    )]
+    #[error("webhook {webhook_id} to {url}: no answer within the timeout; answer within 5 s and queue the work")]
     Timeout {
         /// The receiver.
         url: String,
@@ -117,8 +109,7 @@ pub struct DeliveryOutcome {
 impl DeliveryOutcome {
     /// Whether the receiver acknowledged the delivery with a 2xx.
     pub fn acknowledged(&self) -> bool {
-        self.final_status
-            .is_some_and(|status| (200..300).contains(&status))
+        self.final_status.is_some_and(|status| (200..300).contains(&status))
     }
 }
 
@@ -138,10 +129,7 @@ impl WebhookSender {
         request_timeout: Duration,
         retry: RetryPolicy,
     ) -> Result<Self, StorefrontError> {
-        let invalid = |reason: String| StorefrontError::InvalidTarget {
-            target: target.to_owned(),
-            reason,
-        };
+        let invalid = |reason: String| StorefrontError::InvalidTarget { target: target.to_owned(), reason };
         let url = reqwest::Url::parse(target).map_err(|error| invalid(error.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid("the scheme must be http or https".to_owned()));
@@ -156,11 +144,7 @@ impl WebhookSender {
             .no_proxy()
             .build()
             .map_err(StorefrontError::Client)?;
-        Ok(Self {
-            client,
-            target: url,
-            retry,
-        })
+        Ok(Self { client, target: url, retry })
     }
 
     /// The receiver URL.
@@ -182,17 +166,9 @@ impl WebhookSender {
             if source.is_timeout() {
                 SendError::Timeout { url, webhook_id }
             } else if source.is_connect() {
-                SendError::Connect {
-                    url,
-                    webhook_id,
-                    source,
-                }
+                SendError::Connect { url, webhook_id, source }
             } else {
-                SendError::Transport {
-                    url,
-                    webhook_id,
-                    source,
-                }
+                SendError::Transport { url, webhook_id, source }
             }
         };
         let response = self
@@ -221,11 +197,7 @@ impl WebhookSender {
                 Ok(status) => (Some(status.as_u16()), None),
                 Err(error) => (None, Some(error.to_string())),
             };
-            let outcome = DeliveryOutcome {
-                attempts,
-                final_status,
-                last_error,
-            };
+            let outcome = DeliveryOutcome { attempts, final_status, last_error };
             if outcome.acknowledged() || attempts > self.retry.max_retries {
                 return outcome;
             }
@@ -266,14 +238,8 @@ mod tests {
 
     #[test]
     fn only_http_urls_are_targets() {
-        let build = |target| {
-            WebhookSender::new(
-                target,
-                Duration::from_secs(1),
-                Duration::from_secs(5),
-                RetryPolicy::default(),
-            )
-        };
+        let build =
+            |target| WebhookSender::new(target, Duration::from_secs(1), Duration::from_secs(5), RetryPolicy::default());
         assert!(build("http://127.0.0.1:8080/webhooks/shopify").is_ok());
         for bad in ["127.0.0.1:8080", "ftp://example.com/", "not a url"] {
             let refused = build(bad).unwrap_err();

@@ -9,72 +9,20 @@ use rand::rngs::Xoshiro256PlusPlus;
 use super::catalog::fnv1a;
 use super::order::{Address, Customer, format_minor};
 
-pub(super) const FIRST_NAMES: [&str; 12] = [
-    "Jane", "John", "Amara", "Luis", "Mei", "Noah", "Priya", "Olivia", "Kenji", "Fatima", "Lucas",
-    "Sofía",
-];
-const LAST_NAMES: [&str; 12] = [
-    "Doe", "Smith", "Okafor", "García", "Chen", "Müller", "Patel", "Johnson", "Tanaka", "Haddad",
-    "Silva", "O'Brien",
-];
+pub(super) const FIRST_NAMES: [&str; 12] =
+    ["Jane", "John", "Amara", "Luis", "Mei", "Noah", "Priya", "Olivia", "Kenji", "Fatima", "Lucas", "Sofía"];
+const LAST_NAMES: [&str; 12] =
+    ["Doe", "Smith", "Okafor", "García", "Chen", "Müller", "Patel", "Johnson", "Tanaka", "Haddad", "Silva", "O'Brien"];
 const EMAIL_DOMAINS: [&str; 4] = ["example.com", "example.org", "example.net", "mail.example"];
 
 /// (street, city, province, province code, zip, latitude, longitude)
 const PLACES: [(&str, &str, &str, &str, &str, f64, f64); 6] = [
-    (
-        "123 Market St",
-        "San Francisco",
-        "California",
-        "CA",
-        "94105",
-        37.7936,
-        -122.3965,
-    ),
-    (
-        "987 Elm Ave",
-        "Oakland",
-        "California",
-        "CA",
-        "94607",
-        37.8044,
-        -122.2712,
-    ),
-    (
-        "55 Water St",
-        "New York",
-        "New York",
-        "NY",
-        "10041",
-        40.7033,
-        -74.0117,
-    ),
-    (
-        "400 Congress Ave",
-        "Austin",
-        "Texas",
-        "TX",
-        "78701",
-        30.2669,
-        -97.7428,
-    ),
-    (
-        "1201 3rd Ave",
-        "Seattle",
-        "Washington",
-        "WA",
-        "98101",
-        47.6076,
-        -122.3366,
-    ),
-    (
-        "233 S Wacker Dr",
-        "Chicago",
-        "Illinois",
-        "IL",
-        "60606",
-        41.8789,
-        -87.6359,
-    ),
+    ("123 Market St", "San Francisco", "California", "CA", "94105", 37.7936, -122.3965),
+    ("987 Elm Ave", "Oakland", "California", "CA", "94607", 37.8044, -122.2712),
+    ("55 Water St", "New York", "New York", "NY", "10041", 40.7033, -74.0117),
+    ("400 Congress Ave", "Austin", "Texas", "TX", "78701", 30.2669, -97.7428),
+    ("1201 3rd Ave", "Seattle", "Washington", "WA", "98101", 47.6076, -122.3366),
+    ("233 S Wacker Dr", "Chicago", "Illinois", "IL", "60606", 41.8789, -87.6359),
 ];
 
 /// One of `items`, uniformly; `items` is one of this crate's non-empty tables.
@@ -117,21 +65,14 @@ fn phone(rng: &mut Xoshiro256PlusPlus) -> String {
 }
 
 /// An address in a US city; billing addresses are geocoded and carry a phone.
-pub(super) fn address(
-    rng: &mut Xoshiro256PlusPlus,
-    first: &str,
-    last: &str,
-    billing: bool,
-) -> Address {
+pub(super) fn address(rng: &mut Xoshiro256PlusPlus, first: &str, last: &str, billing: bool) -> Address {
     let (street, city, province, code, zip, latitude, longitude) = *pick(rng, &PLACES);
     Address {
         first_name: first.to_owned(),
         last_name: last.to_owned(),
         company: (billing && rng.random_bool(0.3)).then(|| format!("{last} Trading LLC")),
         address1: street.to_owned(),
-        address2: rng
-            .random_bool(0.3)
-            .then(|| format!("Suite {}", rng.random_range(100..=900))),
+        address2: rng.random_bool(0.3).then(|| format!("Suite {}", rng.random_range(100..=900))),
         city: city.to_owned(),
         province: province.to_owned(),
         province_code: code.to_owned(),

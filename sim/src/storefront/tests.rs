@@ -15,10 +15,7 @@ use super::webhook::{self, EVENT_ID_HEADER, HMAC_HEADER, TOPIC_HEADER, WEBHOOK_I
 use super::*;
 
 /// The reference Shopify order (a copy of the shared fixture, kept in the repository).
-pub(crate) const FIXTURE_PATH: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../tests/fixtures/shopify-order.json"
-);
+pub(crate) const FIXTURE_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/shopify-order.json");
 
 const SECRET: &str = "shpss_storefront_test_secret";
 
@@ -40,18 +37,9 @@ struct Receiver {
     seen: Mutex<Vec<Received>>,
 }
 
-async fn receive(
-    State(receiver): State<Arc<Receiver>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let text = |name: &HeaderName| {
-        headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
+async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let text =
+        |name: &HeaderName| headers.get(name).and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned();
     let signature_valid = webhook::verify(SECRET.as_bytes(), &body, &text(&HMAC_HEADER));
     let index = {
         let mut seen = receiver.seen.lock().unwrap();
@@ -73,16 +61,9 @@ async fn receive(
 }
 
 /// Starts a receiver; returns its URL and what it saw.
-async fn receiver(
-    answer: impl Fn(usize) -> (StatusCode, Duration) + Send + Sync + 'static,
-) -> (String, Arc<Receiver>) {
-    let receiver = Arc::new(Receiver {
-        answer: Box::new(answer),
-        seen: Mutex::new(Vec::new()),
-    });
-    let app = Router::new()
-        .route("/webhooks/shopify", post(receive))
-        .with_state(Arc::clone(&receiver));
+async fn receiver(answer: impl Fn(usize) -> (StatusCode, Duration) + Send + Sync + 'static) -> (String, Arc<Receiver>) {
+    let receiver = Arc::new(Receiver { answer: Box::new(answer), seen: Mutex::new(Vec::new()) });
+    let app = Router::new().route("/webhooks/shopify", post(receive)).with_state(Arc::clone(&receiver));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/webhooks/shopify", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -106,11 +87,7 @@ fn ok(_: usize) -> (StatusCode, Duration) {
 #[tokio::test]
 async fn a_failed_delivery_is_resent_with_the_same_webhook_id_and_body() {
     let (url, receiver) = receiver(|n| {
-        let status = if n < 2 {
-            StatusCode::INTERNAL_SERVER_ERROR
-        } else {
-            StatusCode::OK
-        };
+        let status = if n < 2 { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK };
         (status, Duration::ZERO)
     })
     .await;
@@ -140,9 +117,7 @@ async fn a_failed_delivery_is_resent_with_the_same_webhook_id_and_body() {
 async fn retries_stop_after_the_last_one() {
     let (url, receiver) = receiver(|_| (StatusCode::SERVICE_UNAVAILABLE, Duration::ZERO)).await;
     let storefront = Storefront::new(config(&url)).unwrap();
-    let delivery = storefront
-        .signer()
-        .delivery_with_body(Topic::OrdersCreate, &b"{}"[..]);
+    let delivery = storefront.signer().delivery_with_body(Topic::OrdersCreate, &b"{}"[..]);
     let outcome = storefront.send_with_retries(&delivery).await;
     assert_eq!(outcome.attempts, 4, "the first attempt and three retries");
     assert_eq!(outcome.final_status, Some(503));
@@ -156,9 +131,7 @@ async fn a_redirect_is_a_failed_delivery() {
     let mut config = config(&url);
     config.retry.max_retries = 0;
     let storefront = Storefront::new(config).unwrap();
-    let delivery = storefront
-        .signer()
-        .delivery_with_body(Topic::OrdersCreate, &b"{}"[..]);
+    let delivery = storefront.signer().delivery_with_body(Topic::OrdersCreate, &b"{}"[..]);
     let outcome = storefront.send_with_retries(&delivery).await;
     assert_eq!((outcome.attempts, outcome.final_status), (1, Some(302)));
     assert!(!outcome.acknowledged());
@@ -173,15 +146,9 @@ async fn a_bad_signature_is_refused_by_a_verifying_receiver() {
     let delivery = storefront.delivery(&order, Topic::OrdersCreate);
     assert_eq!(storefront.send(&delivery).await.unwrap(), StatusCode::OK);
     let forged = delivery.with_bad_signature();
-    assert_eq!(
-        storefront.send(&forged).await.unwrap(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(storefront.send(&forged).await.unwrap(), StatusCode::UNAUTHORIZED);
     let seen = receiver.seen.lock().unwrap().clone();
-    assert_eq!(
-        seen.iter().map(|r| r.signature_valid).collect::<Vec<_>>(),
-        [true, false]
-    );
+    assert_eq!(seen.iter().map(|r| r.signature_valid).collect::<Vec<_>>(), [true, false]);
 }
 
 #[tokio::test]
@@ -192,9 +159,7 @@ async fn an_unreachable_receiver_is_a_connect_error() {
     let mut config = config(&url);
     config.retry.max_retries = 1;
     let storefront = Storefront::new(config).unwrap();
-    let delivery = storefront
-        .signer()
-        .delivery_with_body(Topic::OrdersCreate, &b"{}"[..]);
+    let delivery = storefront.signer().delivery_with_body(Topic::OrdersCreate, &b"{}"[..]);
     let error = storefront.send(&delivery).await.unwrap_err();
     assert!(matches!(error, SendError::Connect { .. }), "{error:?}");
     assert!(error.to_string().contains(&delivery.webhook_id), "{error}");
@@ -210,9 +175,7 @@ async fn a_slow_receiver_times_out() {
     let mut config = config(&url);
     config.request_timeout = Duration::from_millis(100);
     let storefront = Storefront::new(config).unwrap();
-    let delivery = storefront
-        .signer()
-        .delivery_with_body(Topic::OrdersCreate, &b"{}"[..]);
+    let delivery = storefront.signer().delivery_with_body(Topic::OrdersCreate, &b"{}"[..]);
     let error = storefront.send(&delivery).await.unwrap_err();
     assert!(matches!(error, SendError::Timeout { .. }), "{error:?}");
 }
@@ -221,11 +184,7 @@ async fn a_slow_receiver_times_out() {
 async fn run_delivers_every_order_and_duplicates_some() {
     // Every third request fails, so retries happen throughout the run.
     let (url, receiver) = receiver(|n| {
-        let status = if n % 3 == 1 {
-            StatusCode::BAD_GATEWAY
-        } else {
-            StatusCode::OK
-        };
+        let status = if n % 3 == 1 { StatusCode::BAD_GATEWAY } else { StatusCode::OK };
         (status, Duration::ZERO)
     })
     .await;
@@ -243,10 +202,7 @@ async fn run_delivers_every_order_and_duplicates_some() {
     assert_eq!(report.unacknowledged().count(), 0);
     let duplicated = report.orders.iter().filter(|o| o.duplicated).count();
     assert_eq!(report.duplicate_deliveries, duplicated);
-    assert!(
-        (1..20).contains(&duplicated),
-        "seed 9 duplicates some orders, not all: {duplicated}"
-    );
+    assert!((1..20).contains(&duplicated), "seed 9 duplicates some orders, not all: {duplicated}");
 
     let seen = receiver.seen.lock().unwrap().clone();
     assert_eq!(report.attempts, seen.len() as u64);
@@ -254,28 +210,15 @@ async fn run_delivers_every_order_and_duplicates_some() {
     let mut per_webhook: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
     for request in &seen {
         let order: Order = serde_json::from_slice(&request.body).unwrap();
-        per_webhook
-            .entry(request.webhook_id.as_str())
-            .or_default()
-            .insert(order.id);
+        per_webhook.entry(request.webhook_id.as_str()).or_default().insert(order.id);
     }
     assert_eq!(per_webhook.len(), 20, "one webhook id per order");
-    assert!(
-        per_webhook.values().all(|ids| ids.len() == 1),
-        "a webhook id carries one order"
-    );
+    assert!(per_webhook.values().all(|ids| ids.len() == 1), "a webhook id carries one order");
     for order in &report.orders {
-        let sent = seen
-            .iter()
-            .filter(|r| r.webhook_id == order.webhook_id)
-            .count();
+        let sent = seen.iter().filter(|r| r.webhook_id == order.webhook_id).count();
         assert_eq!(sent as u32, order.attempts, "{}", order.name);
         if order.duplicated {
-            assert!(
-                sent >= 2,
-                "{} was duplicated but sent {sent} time(s)",
-                order.name
-            );
+            assert!(sent >= 2, "{} was duplicated but sent {sent} time(s)", order.name);
         }
     }
     let names: Vec<&str> = report.orders.iter().map(|o| o.name.as_str()).collect();
@@ -291,49 +234,27 @@ async fn a_seed_gives_the_same_orders_and_duplicates_in_every_run() {
         let mut config = config(&url);
         config.seed = 1234;
         config.duplicate_ratio = 0.3;
-        reports.push(
-            Storefront::new(config)
-                .unwrap()
-                .run(10, 1000.0)
-                .await
-                .unwrap(),
-        );
+        reports.push(Storefront::new(config).unwrap().run(10, 1000.0).await.unwrap());
     }
     let summary = |report: &StorefrontReport| {
         report
             .orders
             .iter()
-            .map(|o| {
-                (
-                    o.order_id,
-                    o.skus.clone(),
-                    o.total_price_minor,
-                    o.duplicated,
-                )
-            })
+            .map(|o| (o.order_id, o.skus.clone(), o.total_price_minor, o.duplicated))
             .collect::<Vec<_>>()
     };
     assert_eq!(summary(&reports[0]), summary(&reports[1]));
-    assert_ne!(
-        reports[0].orders[0].webhook_id, reports[1].orders[0].webhook_id,
-        "a new run makes new deliveries"
-    );
+    assert_ne!(reports[0].orders[0].webhook_id, reports[1].orders[0].webhook_id, "a new run makes new deliveries");
 }
 
 #[test]
 fn unusable_configurations_are_refused() {
     let mut bad_ratio = config("http://127.0.0.1:1/");
     bad_ratio.duplicate_ratio = 1.5;
-    assert!(matches!(
-        Storefront::new(bad_ratio),
-        Err(StorefrontError::InvalidDuplicateRatio(_))
-    ));
+    assert!(matches!(Storefront::new(bad_ratio), Err(StorefrontError::InvalidDuplicateRatio(_))));
     let mut no_skus = config("http://127.0.0.1:1/");
     no_skus.skus.clear();
-    assert!(matches!(
-        Storefront::new(no_skus),
-        Err(StorefrontError::EmptyCatalogue)
-    ));
+    assert!(matches!(Storefront::new(no_skus), Err(StorefrontError::EmptyCatalogue)));
     let debug = format!("{:?}", config("http://127.0.0.1:1/"));
     assert!(!debug.contains(SECRET), "Debug leaks the secret");
 }
@@ -342,10 +263,7 @@ fn unusable_configurations_are_refused() {
 async fn a_rate_must_be_positive() {
     let mut storefront = Storefront::new(config("http://127.0.0.1:1/")).unwrap();
     for rate in [0.0, -1.0, f64::NAN] {
-        assert!(matches!(
-            storefront.run(1, rate).await,
-            Err(StorefrontError::InvalidRate(_))
-        ));
+        assert!(matches!(storefront.run(1, rate).await, Err(StorefrontError::InvalidRate(_))));
     }
 }
 
@@ -369,10 +287,8 @@ async fn faults_drop_reorder_and_delay_deliveries_and_the_admin_api_holds_every_
     let stored = admin.orders();
     assert_eq!(stored.len(), 40, "the Admin API holds dropped orders too");
     for order in &report.orders {
-        let for_order: Vec<&Received> = seen
-            .iter()
-            .filter(|r| serde_json::from_slice::<Order>(&r.body).unwrap().id == order.order_id)
-            .collect();
+        let for_order: Vec<&Received> =
+            seen.iter().filter(|r| serde_json::from_slice::<Order>(&r.body).unwrap().id == order.order_id).collect();
         if order.dropped {
             assert!(for_order.is_empty(), "{} was dropped but delivered", order.name);
             assert!(!order.acknowledged);

@@ -84,11 +84,7 @@ impl Storefront {
     /// Deliveries run concurrently, so a slow or failing receiver does not slow the order
     /// rate down (Shopify does not wait for one webhook before sending the next). Returns
     /// when every delivery has been acknowledged or has exhausted its retries.
-    pub async fn run(
-        &mut self,
-        count: usize,
-        rate_per_sec: f64,
-    ) -> Result<StorefrontReport, StorefrontError> {
+    pub async fn run(&mut self, count: usize, rate_per_sec: f64) -> Result<StorefrontReport, StorefrontError> {
         if !(rate_per_sec.is_finite() && rate_per_sec > 0.0) {
             return Err(StorefrontError::InvalidRate(rate_per_sec));
         }

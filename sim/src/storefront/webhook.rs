@@ -101,23 +101,18 @@ pub struct Delivery {
 impl Delivery {
     /// The `X-Shopify-Hmac-Sha256` value.
     pub fn signature(&self) -> Option<&str> {
-        self.headers
-            .get(HMAC_HEADER)
-            .and_then(|value| value.to_str().ok())
+        self.headers.get(HMAC_HEADER).and_then(|value| value.to_str().ok())
     }
 
     /// The same delivery with a signature that does not match the body (a forged or
     /// corrupted request): well-formed base64 of the right length, one bit off.
     pub fn with_bad_signature(mut self) -> Self {
-        let mut tag = self
-            .signature()
-            .and_then(|signature| BASE64.decode(signature).ok())
-            .unwrap_or_else(|| vec![0; 32]);
+        let mut tag =
+            self.signature().and_then(|signature| BASE64.decode(signature).ok()).unwrap_or_else(|| vec![0; 32]);
         if let Some(first) = tag.first_mut() {
             *first ^= 0x01;
         }
-        self.headers
-            .insert(HMAC_HEADER, header_value(BASE64.encode(tag)));
+        self.headers.insert(HMAC_HEADER, header_value(BASE64.encode(tag)));
         self
     }
 }
@@ -144,16 +139,10 @@ impl fmt::Debug for WebhookSigner {
 impl WebhookSigner {
     /// A signer for `shop_domain` (e.g. `acme.myshopify.com`) and `api_version`
     /// (e.g. `2026-10`), keyed with the app's shared `secret`.
-    pub fn new(
-        secret: impl Into<String>,
-        shop_domain: &str,
-        api_version: &str,
-    ) -> Result<Self, StorefrontError> {
+    pub fn new(secret: impl Into<String>, shop_domain: &str, api_version: &str) -> Result<Self, StorefrontError> {
         let header = |field: &'static str, value: &str| {
-            HeaderValue::from_str(value).map_err(|_| StorefrontError::InvalidHeaderValue {
-                field,
-                value: value.to_owned(),
-            })
+            HeaderValue::from_str(value)
+                .map_err(|_| StorefrontError::InvalidHeaderValue { field, value: value.to_owned() })
         };
         Ok(Self {
             secret: secret.into(),
@@ -194,31 +183,16 @@ impl WebhookSigner {
         // but they are new deliveries, and a receiver must not dedupe them as retries.
         let webhook_id = uuid::Uuid::now_v7().to_string();
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
         headers.insert(TOPIC_HEADER, HeaderValue::from_static(topic.as_str()));
-        headers.insert(
-            HMAC_HEADER,
-            header_value(sign(self.secret.as_bytes(), &body)),
-        );
+        headers.insert(HMAC_HEADER, header_value(sign(self.secret.as_bytes(), &body)));
         headers.insert(SHOP_DOMAIN_HEADER, self.shop_domain.clone());
         headers.insert(API_VERSION_HEADER, self.api_version.clone());
         headers.insert(WEBHOOK_ID_HEADER, header_value(webhook_id.clone()));
         headers.insert(EVENT_ID_HEADER, header_value(event_id.clone()));
-        headers.insert(
-            TRIGGERED_AT_HEADER,
-            header_value(triggered_at.to_string()),
-        );
-        Delivery {
-            webhook_id,
-            event_id,
-            topic,
-            body,
-            headers,
-        }
+        headers.insert(TRIGGERED_AT_HEADER, header_value(triggered_at.to_string()));
+        Delivery { webhook_id, event_id, topic, body, headers }
     }
 }
 
@@ -243,14 +217,8 @@ mod tests {
             block_key[..key.len()].copy_from_slice(key);
         }
         let pad = |byte: u8| block_key.map(|k| k ^ byte);
-        let inner = Sha256::new()
-            .chain_update(pad(0x36))
-            .chain_update(message)
-            .finalize();
-        let outer = Sha256::new()
-            .chain_update(pad(0x5c))
-            .chain_update(inner)
-            .finalize();
+        let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
+        let outer = Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize();
         outer.into()
     }
 
@@ -270,16 +238,10 @@ mod tests {
 
         // RFC 4231 test case 2, so the independent HMAC is itself right.
         assert_eq!(
-            BASE64.encode(independent_hmac_sha256(
-                b"Jefe",
-                b"what do ya want for nothing?"
-            )),
+            BASE64.encode(independent_hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
             sign(b"Jefe", b"what do ya want for nothing?"),
         );
-        assert_eq!(
-            sign(b"Jefe", b"what do ya want for nothing?"),
-            "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM="
-        );
+        assert_eq!(sign(b"Jefe", b"what do ya want for nothing?"), "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM=");
     }
 
     #[test]
@@ -292,9 +254,7 @@ mod tests {
         assert_eq!(get(&WEBHOOK_ID_HEADER), delivery.webhook_id);
         assert_eq!(get(&EVENT_ID_HEADER), delivery.event_id);
         assert_eq!(get(&header::CONTENT_TYPE), "application/json");
-        get(&TRIGGERED_AT_HEADER)
-            .parse::<jiff::Timestamp>()
-            .expect("Triggered-At is RFC 3339");
+        get(&TRIGGERED_AT_HEADER).parse::<jiff::Timestamp>().expect("Triggered-At is RFC 3339");
         uuid::Uuid::parse_str(&delivery.webhook_id).expect("the webhook id is a UUID");
 
         let other = signer().delivery_with_body(Topic::OrdersCreate, &b"{}"[..]);

@@ -24,8 +24,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::stock::{MovementRequest, Refusal};
 use super::Shared;
+use super::stock::{MovementRequest, Refusal};
 use crate::server::constant_time_eq;
 
 /// Largest snapshot page.
@@ -89,9 +89,7 @@ async fn create_movement(State(shared): State<Arc<Shared>>, headers: HeaderMap, 
         }
     };
     if replayed {
-        response
-            .headers_mut()
-            .insert("idempotency-replayed", HeaderValue::from_static("true"));
+        response.headers_mut().insert("idempotency-replayed", HeaderValue::from_static("true"));
     }
     response
 }
@@ -133,7 +131,11 @@ type Rows = Vec<(u64, String, serde_json::Value)>;
 
 /// A page of `rows` after the cursor (or from `updatedSince`), with `nextCursor` while
 /// more remain.
-fn paged(shared: &Shared, raw: Option<&str>, rows: impl Fn(&super::stock::Stock, (u64, &str), Option<Timestamp>) -> Rows) -> Response {
+fn paged(
+    shared: &Shared,
+    raw: Option<&str>,
+    rows: impl Fn(&super::stock::Stock, (u64, &str), Option<Timestamp>) -> Rows,
+) -> Response {
     let pairs = crate::marketplace::query_pairs(raw);
     let param = |name: &str| pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
     let cursor = match param("cursor") {
@@ -186,11 +188,7 @@ fn paged(shared: &Shared, raw: Option<&str>, rows: impl Fn(&super::stock::Stock,
     let last = items.last().map(|(sequence, key, _)| (*sequence, key.clone()));
     let mut body = json!({"items": items.into_iter().map(|(_, _, row)| row).collect::<Vec<_>>()});
     if more && let Some(after) = last {
-        let next = Cursor {
-            after,
-            since: cursor.since,
-            limit: cursor.limit,
-        };
+        let next = Cursor { after, since: cursor.since, limit: cursor.limit };
         body["nextCursor"] = json!(URL_SAFE_NO_PAD.encode(serde_json::to_vec(&next).unwrap_or_default()));
     }
     Json(body).into_response()

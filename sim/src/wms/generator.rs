@@ -15,12 +15,7 @@ pub(super) struct MovementGenerator {
 
 impl MovementGenerator {
     pub(super) fn new(seed: u64, skus: Vec<String>, locations: Vec<String>) -> Self {
-        Self {
-            rng: Xoshiro256PlusPlus::seed_from_u64(seed),
-            skus,
-            locations,
-            next_reference: 1,
-        }
+        Self { rng: Xoshiro256PlusPlus::seed_from_u64(seed), skus, locations, next_reference: 1 }
     }
 
     fn level(stock: &Stock, sku: &str, location: &str) -> (i64, i64) {
@@ -54,14 +49,7 @@ impl MovementGenerator {
         };
         let reference = format!("gen-{}", self.next_reference);
         self.next_reference += 1;
-        MovementRequest {
-            kind,
-            sku,
-            location,
-            to_location,
-            quantity,
-            reference: Some(reference),
-        }
+        MovementRequest { kind, sku, location, to_location, quantity, reference: Some(reference) }
     }
 }
 

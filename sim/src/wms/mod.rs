@@ -33,9 +33,9 @@ pub use crate::delivery::{DeliveryReport, Faults};
 pub use events::WebhookConfig;
 pub use stock::{Level, Movement, MovementKind, MovementRequest, Refusal, ShippablePoint};
 
+use crate::server::Server;
 use generator::MovementGenerator;
 use stock::Stock;
-use crate::server::Server;
 
 /// How the simulated WMS behaves.
 #[derive(Clone)]
@@ -59,9 +59,7 @@ impl Default for WmsConfig {
         Self {
             bearer_token: None,
             webhook: None,
-            skus: ["TSHIRT-BLK-M", "TSHIRT-WHT-L", "HOODIE-GRY-M", "CAP-NVY"]
-                .map(str::to_owned)
-                .to_vec(),
+            skus: ["TSHIRT-BLK-M", "TSHIRT-WHT-L", "HOODIE-GRY-M", "CAP-NVY"].map(str::to_owned).to_vec(),
             locations: ["DC-EAST", "DC-WEST", "STORE-042"].map(str::to_owned).to_vec(),
             seed: 0,
             page_size: 100,
@@ -174,13 +172,7 @@ impl Shared {
             self.publish(&ledger, std::slice::from_ref(movement));
         }
         if let Some(key) = key {
-            ledger.keys.insert(
-                key.to_owned(),
-                Remembered {
-                    request,
-                    answer: answer.clone(),
-                },
-            );
+            ledger.keys.insert(key.to_owned(), Remembered { request, answer: answer.clone() });
         }
         (answer, false)
     }
@@ -215,10 +207,7 @@ pub async fn bind(config: WmsConfig, addr: &str) -> Result<WmsHandle, WmsError> 
                 .map_err(|reason| WmsError::Config(format!("webhook target {:?}: {reason}", webhook.target)))
         })
         .transpose()?;
-    let listener = TcpListener::bind(addr).await.map_err(|source| WmsError::Bind {
-        addr: addr.to_owned(),
-        source,
-    })?;
+    let listener = TcpListener::bind(addr).await.map_err(|source| WmsError::Bind { addr: addr.to_owned(), source })?;
     let local = listener.local_addr().map_err(|error| WmsError::Server(error.to_string()))?;
     let shared = Arc::new(Shared {
         ledger: Mutex::new(Ledger {
@@ -229,13 +218,10 @@ pub async fn bind(config: WmsConfig, addr: &str) -> Result<WmsHandle, WmsError> 
         config,
         publisher,
     });
-    let server = Server::spawn(listener, api::router(Arc::clone(&shared))).map_err(|error| WmsError::Server(error.to_string()))?;
+    let server = Server::spawn(listener, api::router(Arc::clone(&shared)))
+        .map_err(|error| WmsError::Server(error.to_string()))?;
     tracing::info!(addr = %local, "simulated WMS listening");
-    Ok(WmsHandle {
-        addr: local,
-        shared,
-        server,
-    })
+    Ok(WmsHandle { addr: local, shared, server })
 }
 
 impl WmsHandle {
@@ -314,11 +300,7 @@ impl WmsHandle {
 
     /// The shippable quantity of `sku` at `at` (0 before its first movement).
     pub fn shippable_at(&self, sku: &str, at: Timestamp) -> i64 {
-        self.shippable_history(sku)
-            .iter()
-            .take_while(|point| point.at <= at)
-            .last()
-            .map_or(0, |point| point.shippable)
+        self.shippable_history(sku).iter().take_while(|point| point.at <= at).last().map_or(0, |point| point.shippable)
     }
 
     /// Every (SKU, location) record.

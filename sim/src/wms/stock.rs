@@ -29,15 +29,8 @@ pub enum MovementKind {
 
 impl MovementKind {
     /// Every kind, for generators and docs.
-    pub const ALL: [Self; 7] = [
-        Self::Sale,
-        Self::Release,
-        Self::Pick,
-        Self::Receipt,
-        Self::Return,
-        Self::Transfer,
-        Self::Adjustment,
-    ];
+    pub const ALL: [Self; 7] =
+        [Self::Sale, Self::Release, Self::Pick, Self::Receipt, Self::Return, Self::Transfer, Self::Adjustment];
 }
 
 /// A movement as requested (API body or generator).
@@ -155,32 +148,25 @@ pub(crate) struct Stock {
 
 impl Stock {
     fn level(&mut self, sku: &str, location: &str) -> &mut Level {
-        self.levels
-            .entry((sku.to_owned(), location.to_owned()))
-            .or_insert_with(|| Level {
-                sku: sku.to_owned(),
-                location: location.to_owned(),
-                on_hand: 0,
-                reserved: 0,
-                available: 0,
-                version: 0,
-                sequence: 0,
-                updated_at: Timestamp::UNIX_EPOCH,
-            })
+        self.levels.entry((sku.to_owned(), location.to_owned())).or_insert_with(|| Level {
+            sku: sku.to_owned(),
+            location: location.to_owned(),
+            on_hand: 0,
+            reserved: 0,
+            available: 0,
+            version: 0,
+            sequence: 0,
+            updated_at: Timestamp::UNIX_EPOCH,
+        })
     }
 
     fn peek(&self, sku: &str, location: &str) -> (i64, i64) {
-        self.levels
-            .get(&(sku.to_owned(), location.to_owned()))
-            .map_or((0, 0), |level| (level.on_hand, level.reserved))
+        self.levels.get(&(sku.to_owned(), location.to_owned())).map_or((0, 0), |level| (level.on_hand, level.reserved))
     }
 
     /// Checks `request` against current stock and, if it can happen, applies it.
     pub(crate) fn apply(&mut self, request: MovementRequest) -> Result<Movement, Refusal> {
-        let invalid = |field, message: &str| Refusal::Invalid {
-            field,
-            message: message.to_owned(),
-        };
+        let invalid = |field, message: &str| Refusal::Invalid { field, message: message.to_owned() };
         if request.sku.trim().is_empty() {
             return Err(invalid("sku", "must not be empty"));
         }
@@ -255,27 +241,15 @@ impl Stock {
             touch(to, q, 0);
         }
         let shippable = self.shippable(&request.sku);
-        self.history
-            .entry(request.sku.clone())
-            .or_default()
-            .push(ShippablePoint { at, sequence, version, shippable });
-        let movement = Movement {
-            sequence,
-            at,
-            sku_version: version,
-            request,
-        };
+        self.history.entry(request.sku.clone()).or_default().push(ShippablePoint { at, sequence, version, shippable });
+        let movement = Movement { sequence, at, sku_version: version, request };
         self.movements.push(movement.clone());
         Ok(movement)
     }
 
     /// On hand − reserved over every location of `sku`.
     pub(crate) fn shippable(&self, sku: &str) -> i64 {
-        self.levels
-            .values()
-            .filter(|level| level.sku == sku)
-            .map(|level| level.available)
-            .sum()
+        self.levels.values().filter(|level| level.sku == sku).map(|level| level.available).sum()
     }
 
     pub(crate) fn history(&self, sku: &str) -> Vec<ShippablePoint> {
@@ -391,10 +365,7 @@ mod tests {
         let mut stock = Stock::default();
         stock.apply(movement(MovementKind::Receipt, "DC1", 2)).unwrap();
         let refused = stock.apply(movement(MovementKind::Sale, "DC1", 3)).unwrap_err();
-        assert_eq!(
-            refused.to_string(),
-            "insufficient stock of SKU-1 at DC1: Sale of 3 needs 3 available, there are 2"
-        );
+        assert_eq!(refused.to_string(), "insufficient stock of SKU-1 at DC1: Sale of 3 needs 3 available, there are 2");
         assert_eq!(stock.movements().len(), 1);
     }
 
@@ -407,7 +378,8 @@ mod tests {
         let applied = stock.apply(transfer).unwrap();
         assert_eq!(applied.sku_version, 2);
         let changed = stock.changed_since((1, "~"), None);
-        let moved: Vec<(&str, i64, u64)> = changed.iter().map(|l| (l.location.as_str(), l.on_hand, l.version)).collect();
+        let moved: Vec<(&str, i64, u64)> =
+            changed.iter().map(|l| (l.location.as_str(), l.on_hand, l.version)).collect();
         assert_eq!(moved, [("DC1", 2, 2), ("STORE-7", 3, 2)]);
         assert_eq!(stock.shippable("SKU-1"), 5);
     }

@@ -27,11 +27,7 @@ async fn post(wms: &WmsHandle, body: &Value, key: Option<&str>) -> reqwest::Resp
 
 #[tokio::test]
 async fn movements_reserve_and_ship_and_refusals_name_the_numbers() {
-    let wms = start(WmsConfig {
-        bearer_token: Some("wms-token".to_owned()),
-        ..WmsConfig::default()
-    })
-    .await;
+    let wms = start(WmsConfig { bearer_token: Some("wms-token".to_owned()), ..WmsConfig::default() }).await;
     let anonymous = client().get(format!("{}/inventory", wms.base_url())).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 
@@ -93,7 +89,10 @@ async fn the_snapshot_pages_by_cursor_and_versions_only_go_up() {
         for item in body["items"].as_array().unwrap() {
             let key = (item["sku"].as_str().unwrap().to_owned(), item["location"].as_str().unwrap().to_owned());
             let version = item["version"].as_u64().unwrap();
-            assert_eq!(item["available"].as_i64(), Some(item["onHand"].as_i64().unwrap() - item["reserved"].as_i64().unwrap()));
+            assert_eq!(
+                item["available"].as_i64(),
+                Some(item["onHand"].as_i64().unwrap() - item["reserved"].as_i64().unwrap())
+            );
             assert!(latest.insert(key, version).is_none(), "a record appeared twice in one scan");
         }
         match body["nextCursor"].as_str() {
@@ -136,11 +135,7 @@ async fn the_snapshot_pages_by_cursor_and_versions_only_go_up() {
 async fn movements_are_published_as_signed_webhooks_with_seeded_faults() {
     let receiver = Receiver::start().await;
     let webhook = WebhookConfig::new(&receiver.url, "wms-secret");
-    let wms = start(WmsConfig {
-        webhook: Some(webhook),
-        ..WmsConfig::default()
-    })
-    .await;
+    let wms = start(WmsConfig { webhook: Some(webhook), ..WmsConfig::default() }).await;
     wms.receive_opening_stock(10).unwrap();
     let generated = wms.generate(20);
     let report = wms.flush_webhooks().await;
@@ -156,7 +151,13 @@ async fn movements_are_published_as_signed_webhooks_with_seeded_faults() {
     let last = received.last().unwrap().json();
     assert_eq!(last["movement"]["sequence"], generated.last().unwrap().sequence);
     assert_eq!(last["shippable"], wms.shippable(&generated.last().unwrap().request.sku));
-    assert!(!format!("{:?}", WmsConfig { webhook: Some(WebhookConfig::new("http://x", "wms-secret")), ..WmsConfig::default() }).contains("wms-secret"));
+    assert!(
+        !format!(
+            "{:?}",
+            WmsConfig { webhook: Some(WebhookConfig::new("http://x", "wms-secret")), ..WmsConfig::default() }
+        )
+        .contains("wms-secret")
+    );
 
     let receiver = Receiver::start().await;
     let mut webhook = WebhookConfig::new(&receiver.url, "wms-secret");

@@ -32,7 +32,9 @@ fn main() {
             println!("slept {}s", args[1]);
         }
         _ => {
-            eprintln!("usage: kubelet-probe-app serve ADDR [--file PATH]... | exit CODE [FILE MESSAGE] | sleep SECONDS");
+            eprintln!(
+                "usage: kubelet-probe-app serve ADDR [--file PATH]... | exit CODE [FILE MESSAGE] | sleep SECONDS"
+            );
             std::process::exit(2);
         }
     }

@@ -80,7 +80,8 @@ fn spawn(dir: &Path, name: &'static str, program: &Path, args: &[String]) -> any
 fn log_tail(dir: &Path, name: &str) -> String {
     let text = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    let errors: Vec<&str> = lines.iter().copied().filter(|l| l.starts_with('E') || l.contains("\"level\":\"error\"")).take(10).collect();
+    let errors: Vec<&str> =
+        lines.iter().copied().filter(|l| l.starts_with('E') || l.contains("\"level\":\"error\"")).take(10).collect();
     format!("{}\n...\n{}", errors.join("\n"), lines[lines.len().saturating_sub(15)..].join("\n"))
 }
 
@@ -124,7 +125,8 @@ pub enum KubeUser {
 pub async fn client_from(kubeconfig: &Path) -> anyhow::Result<Client> {
     // kube links both ring and aws-lc-rs; rustls will not choose between them.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(kubeconfig)?, &KubeConfigOptions::default()).await?;
+    let config =
+        kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(kubeconfig)?, &KubeConfigOptions::default()).await?;
     Ok(Client::try_from(config)?)
 }
 
@@ -144,8 +146,15 @@ impl ControlPlane {
             Usage::Server,
             "kube-apiserver",
             &[],
-            &["127.0.0.1", "localhost", "10.0.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-              "kubernetes.default.svc.cluster.local"],
+            &[
+                "127.0.0.1",
+                "localhost",
+                "10.0.0.1",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ],
         );
         let admin = ca.issue("admin", Usage::Client, "entrepot-test-admin", &["system:masters"], &[]);
         let kcm_user = ca.issue("controller-manager", Usage::Client, "system:kube-controller-manager", &[], &[]);
@@ -157,46 +166,56 @@ impl ControlPlane {
         let (etcd_port, peer_port) = (free_port(), free_port());
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
-        processes.push(spawn(&root, "etcd", &etcd, &[
-            "--name=test".into(),
-            format!("--data-dir={}", path(&root.join("etcd"))),
-            format!("--listen-client-urls={etcd_url}"),
-            format!("--advertise-client-urls={etcd_url}"),
-            format!("--listen-peer-urls={peer_url}"),
-            format!("--initial-advertise-peer-urls={peer_url}"),
-            format!("--initial-cluster=test={peer_url}"),
-            // A test cluster's data is thrown away; fsync only costs time here.
-            "--unsafe-no-fsync".into(),
-            "--log-level=warn".into(),
-        ])?);
+        processes.push(spawn(
+            &root,
+            "etcd",
+            &etcd,
+            &[
+                "--name=test".into(),
+                format!("--data-dir={}", path(&root.join("etcd"))),
+                format!("--listen-client-urls={etcd_url}"),
+                format!("--advertise-client-urls={etcd_url}"),
+                format!("--listen-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-cluster=test={peer_url}"),
+                // A test cluster's data is thrown away; fsync only costs time here.
+                "--unsafe-no-fsync".into(),
+                "--log-level=warn".into(),
+            ],
+        )?);
 
         let port = free_port();
         let server_url = format!("https://127.0.0.1:{port}");
-        processes.push(spawn(&root, "kube-apiserver", &apiserver, &[
-            format!("--etcd-servers={etcd_url}"),
-            "--bind-address=127.0.0.1".into(),
-            "--advertise-address=127.0.0.1".into(),
-            // The `kubernetes` Service's endpoints may not be a loopback address; our pods
-            // reach the API server through their kubeconfig, not through that Service.
-            "--endpoint-reconciler-type=none".into(),
-            // The process kubelet's Node is reached at its InternalIP (127.0.0.1) for
-            // `kubectl logs`; its Hostname is not in any DNS.
-            "--kubelet-preferred-address-types=InternalIP".into(),
-            format!("--secure-port={port}"),
-            format!("--cert-dir={}", path(&root.join("apiserver"))),
-            format!("--tls-cert-file={}", path(&serving.cert)),
-            format!("--tls-private-key-file={}", path(&serving.key)),
-            format!("--client-ca-file={}", path(&ca.cert())),
-            format!("--service-account-issuer={ISSUER}"),
-            format!("--service-account-key-file={}", path(&sa.cert)),
-            format!("--service-account-signing-key-file={}", path(&sa.key)),
-            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
-            "--authorization-mode=RBAC".into(),
-            "--allow-privileged=true".into(),
-            "--profiling=false".into(),
-            // One tenant: fairness queues only cost CPU on two cores.
-            "--enable-priority-and-fairness=false".into(),
-        ])?);
+        processes.push(spawn(
+            &root,
+            "kube-apiserver",
+            &apiserver,
+            &[
+                format!("--etcd-servers={etcd_url}"),
+                "--bind-address=127.0.0.1".into(),
+                "--advertise-address=127.0.0.1".into(),
+                // The `kubernetes` Service's endpoints may not be a loopback address; our pods
+                // reach the API server through their kubeconfig, not through that Service.
+                "--endpoint-reconciler-type=none".into(),
+                // The process kubelet's Node is reached at its InternalIP (127.0.0.1) for
+                // `kubectl logs`; its Hostname is not in any DNS.
+                "--kubelet-preferred-address-types=InternalIP".into(),
+                format!("--secure-port={port}"),
+                format!("--cert-dir={}", path(&root.join("apiserver"))),
+                format!("--tls-cert-file={}", path(&serving.cert)),
+                format!("--tls-private-key-file={}", path(&serving.key)),
+                format!("--client-ca-file={}", path(&ca.cert())),
+                format!("--service-account-issuer={ISSUER}"),
+                format!("--service-account-key-file={}", path(&sa.cert)),
+                format!("--service-account-signing-key-file={}", path(&sa.key)),
+                format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+                "--authorization-mode=RBAC".into(),
+                "--allow-privileged=true".into(),
+                "--profiling=false".into(),
+                // One tenant: fairness queues only cost CPU on two cores.
+                "--enable-priority-and-fairness=false".into(),
+            ],
+        )?);
 
         let kubeconfig = root.join("admin.kubeconfig");
         std::fs::write(&kubeconfig, kubeconfig_text(&server_url, &ca_pem, &KubeUser::Certificate(admin), None))?;
@@ -208,25 +227,30 @@ impl ControlPlane {
         let api_ready = started.elapsed();
 
         let kcm_port = free_port();
-        me.processes.push(spawn(me.dir.path(), "kube-controller-manager", &kcm, &[
-            format!("--kubeconfig={}", path(&kcm_kubeconfig)),
-            format!("--authentication-kubeconfig={}", path(&kcm_kubeconfig)),
-            format!("--authorization-kubeconfig={}", path(&kcm_kubeconfig)),
-            "--bind-address=127.0.0.1".into(),
-            format!("--secure-port={kcm_port}"),
-            format!("--cert-dir={}", path(&root.join("controller-manager"))),
-            "--leader-elect=false".into(),
-            // Each controller acts as its own service account with its own bootstrap role,
-            // as kubeadm sets it up (the controller manager's user alone may do little).
-            "--use-service-account-credentials=true".into(),
-            format!("--service-account-private-key-file={}", path(&sa.key)),
-            // Published into every namespace as ConfigMap kube-root-ca.crt.
-            format!("--root-ca-file={}", path(&ca.cert())),
-            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
-            "--profiling=false".into(),
-            // Quick to notice finished Jobs' pods and to resync in a test.
-            "--concurrent-gc-syncs=5".into(),
-        ])?);
+        me.processes.push(spawn(
+            me.dir.path(),
+            "kube-controller-manager",
+            &kcm,
+            &[
+                format!("--kubeconfig={}", path(&kcm_kubeconfig)),
+                format!("--authentication-kubeconfig={}", path(&kcm_kubeconfig)),
+                format!("--authorization-kubeconfig={}", path(&kcm_kubeconfig)),
+                "--bind-address=127.0.0.1".into(),
+                format!("--secure-port={kcm_port}"),
+                format!("--cert-dir={}", path(&root.join("controller-manager"))),
+                "--leader-elect=false".into(),
+                // Each controller acts as its own service account with its own bootstrap role,
+                // as kubeadm sets it up (the controller manager's user alone may do little).
+                "--use-service-account-credentials=true".into(),
+                format!("--service-account-private-key-file={}", path(&sa.key)),
+                // Published into every namespace as ConfigMap kube-root-ca.crt.
+                format!("--root-ca-file={}", path(&ca.cert())),
+                format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+                "--profiling=false".into(),
+                // Quick to notice finished Jobs' pods and to resync in a test.
+                "--concurrent-gc-syncs=5".into(),
+            ],
+        )?);
         me.service_account("default", "default").await?;
         // Measured figures for docs/testing.md (shown with --nocapture or on failure).
         eprintln!(
@@ -308,7 +332,10 @@ impl ControlPlane {
     /// `kube-root-ca.crt` ConfigMap exist (pods can be created then).
     pub async fn namespace(&self, name: &str) -> anyhow::Result<()> {
         let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?;
-        Api::<Namespace>::all(self.client()).create(&PostParams::default(), &ns).await.with_context(|| format!("namespace {name}"))?;
+        Api::<Namespace>::all(self.client())
+            .create(&PostParams::default(), &ns)
+            .await
+            .with_context(|| format!("namespace {name}"))?;
         self.service_account(name, "default").await?;
         let config_maps = Api::<ConfigMap>::namespaced(self.client(), name);
         poll(Duration::from_secs(60), &format!("ConfigMap {name}/kube-root-ca.crt"), || async {

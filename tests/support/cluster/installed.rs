@@ -9,8 +9,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, api::ListParams};
 
 use super::{
-    ControlPlane, poll, run_tool,
+    ControlPlane,
     kubelet::{Image, ProcessKubelet},
+    poll, run_tool,
 };
 use crate::{
     CliRun,
@@ -28,17 +29,26 @@ pub const RELEASE: &str = "entrepot";
 /// The `ENTRYPOINT` of a target (stage) of the repository's `Dockerfile`, as an argv.
 pub fn image_entrypoint(target: &str) -> Vec<String> {
     let text = std::fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
-    let entrypoint = Dockerfile::parse(&text).stage(target).last("ENTRYPOINT").unwrap_or_else(|| panic!("{target} has no ENTRYPOINT")).to_string();
-    serde_json::from_str(&entrypoint).unwrap_or_else(|e| panic!("{target}'s ENTRYPOINT is not an exec-form JSON array: {e}"))
+    let entrypoint = Dockerfile::parse(&text)
+        .stage(target)
+        .last("ENTRYPOINT")
+        .unwrap_or_else(|| panic!("{target} has no ENTRYPOINT"))
+        .to_string();
+    serde_json::from_str(&entrypoint)
+        .unwrap_or_else(|e| panic!("{target}'s ENTRYPOINT is not an exec-form JSON array: {e}"))
 }
 
 /// The chart's two default images, each run as this build's binary in place of the
 /// entrypoint its Dockerfile target gives.
 pub fn images() -> BTreeMap<String, Image> {
     let version = app_version();
-    let image = |target: &str, binary: &str| Image { entrypoint: image_entrypoint(target), binary: test_binary(binary) };
+    let image =
+        |target: &str, binary: &str| Image { entrypoint: image_entrypoint(target), binary: test_binary(binary) };
     BTreeMap::from([
-        (format!("ghcr.io/entrepot-io/entrepot-operator:{version}"), image("entrepot-operator", "entrepot-operator-under-test")),
+        (
+            format!("ghcr.io/entrepot-io/entrepot-operator:{version}"),
+            image("entrepot-operator", "entrepot-operator-under-test"),
+        ),
         (format!("ghcr.io/entrepot-io/entrepot:{version}"), image("entrepot", "entrepot-under-test")),
     ])
 }
@@ -81,7 +91,8 @@ impl Cluster {
 
     /// `helm ARGS` with `helm` = `helm3` or `helm4` from `.tools/bin`, as the admin.
     pub async fn helm(&self, helm: &str, args: &[&str]) -> CliRun {
-        let program = super::tool(helm).unwrap_or_else(|e| panic!("{e:#}; scripts/install-tools.sh installs helm3 and helm4"));
+        let program =
+            super::tool(helm).unwrap_or_else(|e| panic!("{e:#}; scripts/install-tools.sh installs helm3 and helm4"));
         run_tool(&program, &self.control_plane.kubeconfig(), args, None).await
     }
 
@@ -107,10 +118,11 @@ impl Cluster {
     pub async fn ready_pods(&self, namespace: &str, selector: &str, count: usize) -> Vec<Pod> {
         let api = Api::<Pod>::namespaced(self.client(), namespace);
         let params = ListParams::default().labels(selector);
-        let waited = poll(Duration::from_secs(120), &format!("{count} ready pods {selector} in {namespace}"), || async {
-            Ok(api.list(&params).await?.items.iter().filter(|p| is_ready(p)).count() == count)
-        })
-        .await;
+        let waited =
+            poll(Duration::from_secs(120), &format!("{count} ready pods {selector} in {namespace}"), || async {
+                Ok(api.list(&params).await?.items.iter().filter(|p| is_ready(p)).count() == count)
+            })
+            .await;
         if let Err(e) = waited {
             panic!("{e:#}\n{}", self.describe_pods(namespace).await);
         }

@@ -11,4 +11,6 @@ pub fn pod_ready(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
     conditions.is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-pub use control_plane::{ControlPlane, KubeUser, client_from, kubeconfig_text, poll, run_tool, tool, tools_bin, wait_for};
+pub use control_plane::{
+    ControlPlane, KubeUser, client_from, kubeconfig_text, poll, run_tool, tool, tools_bin, wait_for,
+};

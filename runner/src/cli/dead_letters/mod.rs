@@ -6,15 +6,15 @@ mod render;
 
 use std::{path::PathBuf, process::ExitCode};
 
-use anyhow::{Context, Result, bail};
-use clap::{Subcommand, ValueEnum};
 use crate::{
     queue::{
-        ActionReport, DeadLetterAction, DeadLetterEntry, DeadLetterPage, DeadLetterReason, Queue, QueueError, Selection,
-        now_ms,
+        ActionReport, DeadLetterAction, DeadLetterEntry, DeadLetterPage, DeadLetterReason, Queue, QueueError,
+        Selection, now_ms,
     },
     runtime::REQUESTED_BY_HEADER,
 };
+use anyhow::{Context, Result, bail};
+use clap::{Subcommand, ValueEnum};
 use serde::de::DeserializeOwned;
 
 /// Options of `entrepot deadletters`.
@@ -225,7 +225,11 @@ impl Backend {
         let found = match self {
             Self::Local { queue, .. } => queue.dead_letter_by_id(id)?,
             Self::Admin { base, client } => {
-                let response = client.get(format!("{base}/v1/deadletters/{id}")).send().await.map_err(|e| cannot_reach(base, e))?;
+                let response = client
+                    .get(format!("{base}/v1/deadletters/{id}"))
+                    .send()
+                    .await
+                    .map_err(|e| cannot_reach(base, e))?;
                 if response.status() == reqwest::StatusCode::NOT_FOUND {
                     None
                 } else {
@@ -233,7 +237,8 @@ impl Backend {
                 }
             }
         };
-        found.with_context(|| format!("no dead letter {id}: list them with `entrepot deadletters list {}`", self.hint()))
+        found
+            .with_context(|| format!("no dead letter {id}: list them with `entrepot deadletters list {}`", self.hint()))
     }
 
     /// Replays or discards; prints the report; fails when ids asked for were not found.
@@ -309,5 +314,8 @@ async fn check(response: reqwest::Response, base: &str) -> Result<reqwest::Respo
 }
 
 async fn body<T: DeserializeOwned>(response: reqwest::Response, base: &str) -> Result<T> {
-    response.json().await.with_context(|| format!("the runner at {base} sent an answer this CLI cannot read (another version?)"))
+    response
+        .json()
+        .await
+        .with_context(|| format!("the runner at {base} sent an answer this CLI cannot read (another version?)"))
 }

@@ -79,7 +79,8 @@ pub fn show(e: &DeadLetterEntry, now_ms: i64) -> String {
     line("Dead-lettered", &time(d.dead_lettered_at_ms, now_ms));
     if let Some(r) = &env.replay {
         let when = time(r.replayed_at_ms, now_ms);
-        let from = r.dead_letter_id.map_or("as a reconciliation repair".to_string(), |id| format!("from dead letter {id}"));
+        let from =
+            r.dead_letter_id.map_or("as a reconciliation repair".to_string(), |id| format!("from dead letter {id}"));
         line("Replays", &format!("{}, the last {from} by {} at {when}", r.count, r.requested_by));
     }
     let mut out = format!("Dead letter {} of flow {}\n{out}", e.id, e.flow);
@@ -91,8 +92,15 @@ pub fn show(e: &DeadLetterEntry, now_ms: i64) -> String {
         let mut earlier = String::new();
         for h in &r.history {
             let status = h.status.map(|s| format!(", HTTP {s}")).unwrap_or_default();
-            writeln!(earlier, "dead letter {} at {}: {}{status}: {}", h.dead_letter_id, time(h.dead_lettered_at_ms, now_ms), h.reason.as_str(), h.message)
-                .expect("writing to a String");
+            writeln!(
+                earlier,
+                "dead letter {} at {}: {}{status}: {}",
+                h.dead_letter_id,
+                time(h.dead_lettered_at_ms, now_ms),
+                h.reason.as_str(),
+                h.message
+            )
+            .expect("writing to a String");
             earlier.push_str(&indent(&attempts(&h.attempts, now_ms)));
         }
         section(&mut out, "Earlier failures", &earlier);
@@ -124,8 +132,11 @@ pub fn report(action: DeadLetterAction, r: &ActionReport, local: bool, reach: &s
         } else {
             "The runner is delivering them now.\n"
         });
-        writeln!(out, "One that fails again comes back as a new dead letter with its history: entrepot deadletters list {reach}")
-            .expect("writing to a String");
+        writeln!(
+            out,
+            "One that fails again comes back as a new dead letter with its history: entrepot deadletters list {reach}"
+        )
+        .expect("writing to a String");
     }
     out
 }
@@ -169,7 +180,8 @@ fn pretty(bytes: &[u8]) -> String {
 }
 
 fn time(at_ms: i64, now_ms: i64) -> String {
-    let stamp = jiff::Timestamp::from_millisecond(at_ms).map_or_else(|_| at_ms.to_string(), |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string());
+    let stamp = jiff::Timestamp::from_millisecond(at_ms)
+        .map_or_else(|_| at_ms.to_string(), |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string());
     format!("{stamp} ({} ago)", age(now_ms - at_ms))
 }
 
@@ -238,7 +250,9 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert!(lines[0].starts_with("ID  FLOW"), "{text}");
-        for cell in ["12", "orders", "rejected", "erp (spec.targets[0])", "3h", "corr-1", "Invalid item reference key NOPE…"] {
+        for cell in
+            ["12", "orders", "rejected", "erp (spec.targets[0])", "3h", "corr-1", "Invalid item reference key NOPE…"]
+        {
             assert!(lines[1].contains(cell), "{cell} missing: {text}");
         }
     }

@@ -34,7 +34,14 @@ impl Percentiles {
 impl std::fmt::Display for Percentiles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        write!(f, "p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (n={})", ms(self.p50), ms(self.p99), ms(self.max), self.count)
+        write!(
+            f,
+            "p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (n={})",
+            ms(self.p50),
+            ms(self.p99),
+            ms(self.max),
+            self.count
+        )
     }
 }
 
@@ -101,7 +108,12 @@ pub fn overshows(channel: &str, sku: &str, stock: &[StockState], shown: &[Shown]
 /// that reflects it: the first change of the channel to `expected(shippable)` of that
 /// state or of a later one already made. A change the channel already reflected counts 0.
 /// Changes the channel never caught up with are left out (and show as a smaller count).
-pub fn freshness(stock: &[StockState], shown: &[Shown], expected: impl Fn(i64) -> i64, from: Timestamp) -> Vec<Duration> {
+pub fn freshness(
+    stock: &[StockState],
+    shown: &[Shown],
+    expected: impl Fn(i64) -> i64,
+    from: Timestamp,
+) -> Vec<Duration> {
     let mut out = Vec::new();
     for (i, state) in stock.iter().enumerate().filter(|(_, s)| s.at >= from) {
         let reflects = |at: Timestamp, quantity: i64| {
@@ -130,7 +142,10 @@ mod tests {
     #[test]
     fn percentiles_by_nearest_rank() {
         let p = Percentiles::of((1..=100).map(Duration::from_millis).collect());
-        assert_eq!((p.p50, p.p99, p.max, p.count), (Duration::from_millis(50), Duration::from_millis(99), Duration::from_millis(100), 100));
+        assert_eq!(
+            (p.p50, p.p99, p.max, p.count),
+            (Duration::from_millis(50), Duration::from_millis(99), Duration::from_millis(100), 100)
+        );
         assert_eq!(Percentiles::of(Vec::new()), Percentiles::default());
     }
 

@@ -21,7 +21,6 @@ mod world;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-
 use anyhow::Result;
 
 pub use measure::{Overshow, Percentiles};
@@ -79,7 +78,9 @@ pub async fn run(params: Params) -> Result<ExitCode> {
     report.print();
     let problems = report.problems();
     if problems.is_empty() {
-        println!("\nOK: every order taken is in the ERP exactly once, nothing was oversold, and reconciliation finds no drift.");
+        println!(
+            "\nOK: every order taken is in the ERP exactly once, nothing was oversold, and reconciliation finds no drift."
+        );
         Ok(ExitCode::SUCCESS)
     } else {
         println!("\nFAILED:");

@@ -91,26 +91,45 @@ impl Report {
             problems.push(format!("the order for {DISCONTINUED_SKU} was not acknowledged by the runner"));
         }
         if !self.missing_in_erp.is_empty() {
-            problems.push(format!("{} orders taken are not in the ERP, e.g. {:?}", self.missing_in_erp.len(), &self.missing_in_erp[..self.missing_in_erp.len().min(5)]));
+            problems.push(format!(
+                "{} orders taken are not in the ERP, e.g. {:?}",
+                self.missing_in_erp.len(),
+                &self.missing_in_erp[..self.missing_in_erp.len().min(5)]
+            ));
         }
         if !self.written_twice.is_empty() {
-            problems.push(format!("{} ERP orders were posted more than once, e.g. {:?}", self.written_twice.len(), &self.written_twice[..self.written_twice.len().min(5)]));
+            problems.push(format!(
+                "{} ERP orders were posted more than once, e.g. {:?}",
+                self.written_twice.len(),
+                &self.written_twice[..self.written_twice.len().min(5)]
+            ));
         }
         if !self.unexpected_in_erp.is_empty() {
-            problems.push(format!("{} ERP orders were never taken: {:?}", self.unexpected_in_erp.len(), self.unexpected_in_erp));
+            problems.push(format!(
+                "{} ERP orders were never taken: {:?}",
+                self.unexpected_in_erp.len(),
+                self.unexpected_in_erp
+            ));
         }
         if !self.oversold_orders.is_empty() {
             problems.push(format!("{} orders were oversold: {:?}", self.oversold_orders.len(), self.oversold_orders));
         }
         if !self.overshows.is_empty() {
-            problems.push(format!("channels showed more than the WMS could ship {} times, e.g. {:?}", self.overshows.len(), self.overshows.first()));
+            problems.push(format!(
+                "channels showed more than the WMS could ship {} times, e.g. {:?}",
+                self.overshows.len(),
+                self.overshows.first()
+            ));
         }
         let unexplained: Vec<_> = self.dead_letters.iter().filter(|(_, _, m)| !m.contains(DISCONTINUED_SKU)).collect();
         if !unexplained.is_empty() {
             problems.push(format!("dead letters other than the discontinued SKU's order: {unexplained:?}"));
         }
         if self.dead_letters.len() != 1 {
-            problems.push(format!("expected the discontinued SKU's order as the one dead letter, found {}", self.dead_letters.len()));
+            problems.push(format!(
+                "expected the discontinued SKU's order as the one dead letter, found {}",
+                self.dead_letters.len()
+            ));
         }
         for r in &self.reconciliation {
             let drift = r.missing_in_target + r.missing_in_source + r.mismatched;
@@ -125,24 +144,45 @@ impl Report {
     pub fn print(&self) {
         let s = &self.storefront;
         println!("\nPeak day ({:.0}s)", self.elapsed.as_secs_f64());
-        println!("  orders taken                        {:>6}  (storefront {}, marketplace {}; sold out: {} / {})",
-                 self.taken, s.orders_sent, self.marketplace_orders, s.sold_out, self.marketplace_sold_out);
-        println!("  webhook faults                      storefront {} duplicated, {} out of order; marketplace {} duplicated, {} reordered",
-                 s.duplicate_deliveries, s.out_of_order, self.notification_faults.0, self.notification_faults.1);
+        println!(
+            "  orders taken                        {:>6}  (storefront {}, marketplace {}; sold out: {} / {})",
+            self.taken, s.orders_sent, self.marketplace_orders, s.sold_out, self.marketplace_sold_out
+        );
+        println!(
+            "  webhook faults                      storefront {} duplicated, {} out of order; marketplace {} duplicated, {} reordered",
+            s.duplicate_deliveries, s.out_of_order, self.notification_faults.0, self.notification_faults.1
+        );
         let m = &self.movements;
-        println!("  stock movements                     POS sales {} ({} refused, empty shelf), receipts {}, returns {}, picks {}",
-                 m.pos_sales, m.pos_refused, m.receipts, m.returns, m.picks);
-        println!("  sales orders in the ERP             {:>6}  (missing {}, posted twice {}, never taken {})",
-                 self.in_erp, self.missing_in_erp.len(), self.written_twice.len(), self.unexpected_in_erp.len());
-        println!("  oversells                           {:>6}  (orders the WMS could not reserve {}, moments a channel showed more than shippable {})",
-                 self.oversold_orders.len() + self.overshows.len(), self.oversold_orders.len(), self.overshows.len());
+        println!(
+            "  stock movements                     POS sales {} ({} refused, empty shelf), receipts {}, returns {}, picks {}",
+            m.pos_sales, m.pos_refused, m.receipts, m.returns, m.picks
+        );
+        println!(
+            "  sales orders in the ERP             {:>6}  (missing {}, posted twice {}, never taken {})",
+            self.in_erp,
+            self.missing_in_erp.len(),
+            self.written_twice.len(),
+            self.unexpected_in_erp.len()
+        );
+        println!(
+            "  oversells                           {:>6}  (orders the WMS could not reserve {}, moments a channel showed more than shippable {})",
+            self.oversold_orders.len() + self.overshows.len(),
+            self.oversold_orders.len(),
+            self.overshows.len()
+        );
         println!("  order-to-ERP posting time           {}", self.posting);
         for (channel, p) in &self.freshness {
             println!("  inventory freshness ({channel:<11})   {p}");
         }
-        println!("  throttled requests                  ERP answered {} × 429; runner saw {}", self.erp_throttled,
-                 self.runner_throttled.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "));
-        println!("  ERP outage                          {} × 503; runner retries {}", self.erp_unavailable, self.retries);
+        println!(
+            "  throttled requests                  ERP answered {} × 429; runner saw {}",
+            self.erp_throttled,
+            self.runner_throttled.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
+        );
+        println!(
+            "  ERP outage                          {} × 503; runner retries {}",
+            self.erp_unavailable, self.retries
+        );
         println!("  duplicates dropped / stale dropped  {} / {}", self.deduplicated, self.stale);
         println!("  dead letters                        {:>6}", self.dead_letters.len());
         for (flow, reason, message) in &self.dead_letters {

@@ -10,11 +10,7 @@ use anyhow::{Context, Result, anyhow};
 use entrepot_sim::{
     erp::{self, ErpConfig, ErpHandle},
     marketplace::{self, Faults, MarketplaceConfig, NotificationConfig},
-    storefront::{
-        AdminApi, Storefront, StorefrontConfig, Topic,
-        catalog::DEFAULT_SKUS,
-        Checkout,
-    },
+    storefront::{AdminApi, Checkout, Storefront, StorefrontConfig, Topic, catalog::DEFAULT_SKUS},
     wms::{self, MovementKind, MovementRequest, WebhookConfig, WmsConfig, WmsHandle},
 };
 use jiff::Timestamp;
@@ -27,14 +23,8 @@ use super::{
     report::{Movements, Report},
 };
 use crate::{
-    availability,
-    config::RunnerConfig,
-    manifest::Manifests,
-    queue::DeadLetterFilter,
-    reconcile::Reconciler,
-    runtime::Runtime,
-    secrets::Secrets,
-    spec::ChannelAvailability,
+    availability, config::RunnerConfig, manifest::Manifests, queue::DeadLetterFilter, reconcile::Reconciler,
+    runtime::Runtime, secrets::Secrets, spec::ChannelAvailability,
 };
 
 /// `examples/peak-day/`, embedded in the binary.
@@ -138,21 +128,40 @@ pub async fn run(params: &Params, verbose: bool) -> Result<Report> {
         .await?,
     );
     let mut wms_webhook = WebhookConfig::new(hook(INVENTORY_FLOW)?, secret(&manifests, "wms", "webhook-secret")?);
-    wms_webhook.faults = Faults { duplicate_ratio: params.duplicate_ratio, reorder_ratio: params.out_of_order_ratio, seed: params.seed, ..Faults::default() };
+    wms_webhook.faults = Faults {
+        duplicate_ratio: params.duplicate_ratio,
+        reorder_ratio: params.out_of_order_ratio,
+        seed: params.seed,
+        ..Faults::default()
+    };
     let wms = Arc::new(
         wms::bind(
-            WmsConfig { webhook: Some(wms_webhook), skus: skus.clone(), locations: vec![WAREHOUSE.into()], seed: params.seed, ..WmsConfig::default() },
+            WmsConfig {
+                webhook: Some(wms_webhook),
+                skus: skus.clone(),
+                locations: vec![WAREHOUSE.into()],
+                seed: params.seed,
+                ..WmsConfig::default()
+            },
             "127.0.0.1:0",
         )
         .await?,
     );
-    let shop_api = Arc::new(AdminApi::serve(TcpListener::bind("127.0.0.1:0").await?, secret(&manifests, "storefront", "access-token")?).await?);
+    let shop_api = Arc::new(
+        AdminApi::serve(TcpListener::bind("127.0.0.1:0").await?, secret(&manifests, "storefront", "access-token")?)
+            .await?,
+    );
     for sku in &skus {
         shop_api.stock(sku, STORE_LOCATION, 0);
     }
     let mut notifications = NotificationConfig::new(hook(MARKETPLACE_FLOW)?);
     notifications.api_key_header = Some(("x-api-key".into(), secret(&manifests, "marketplace", "notification-key")?));
-    notifications.faults = Faults { duplicate_ratio: params.duplicate_ratio, reorder_ratio: params.out_of_order_ratio, seed: params.seed + 1, ..Faults::default() };
+    notifications.faults = Faults {
+        duplicate_ratio: params.duplicate_ratio,
+        reorder_ratio: params.out_of_order_ratio,
+        seed: params.seed + 1,
+        ..Faults::default()
+    };
     let market = Arc::new(
         marketplace::bind(
             MarketplaceConfig {
@@ -184,21 +193,27 @@ pub async fn run(params: &Params, verbose: bool) -> Result<Report> {
     }
     let shop_rule = rule(&config, "storefront")?;
     let market_rule = rule(&config, "marketplace")?;
-    let data_dir = params.data_dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("entrepot-peak-day-{}", std::process::id())));
+    let data_dir = params
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("entrepot-peak-day-{}", std::process::id())));
     let secrets = Secrets::with_manifests(manifests.secrets.clone());
     let rt = Runtime::new(config.clone(), &secrets, &data_dir)?;
     let (stop, shutdown) = watch::channel(false);
     let server = tokio::spawn(crate::runtime::serve(rt.clone(), webhooks, admin, shutdown));
 
-    say(format!("Entrepot peak day: storefront + marketplace → ERP, WMS → channels ({} + {} orders over {:?}, ERP down {:?})",
-                params.storefront_orders, params.marketplace_orders, params.burst, params.outage));
+    say(format!(
+        "Entrepot peak day: storefront + marketplace → ERP, WMS → channels ({} + {} orders over {:?}, ERP down {:?})",
+        params.storefront_orders, params.marketplace_orders, params.burst, params.outage
+    ));
 
     // Opening stock, and both channels showing it before the doors open.
     wms.receive_opening_stock(params.opening_stock).map_err(|e| anyhow!("opening stock: {e}"))?;
     let expected_shop = |s: i64| availability::compute(&shop_rule, "", s as f64, 0.0, None).available as i64;
     let ready = Instant::now() + Duration::from_secs(30);
     while Instant::now() < ready {
-        let shop_ok = skus.iter().all(|s| shop_api.available(s, STORE_LOCATION) == Some(expected_shop(params.opening_stock)));
+        let shop_ok =
+            skus.iter().all(|s| shop_api.available(s, STORE_LOCATION) == Some(expected_shop(params.opening_stock)));
         let market_ok = skus.iter().all(|s| market.listing_quantity(s).is_some());
         if shop_ok && market_ok {
             break;
@@ -223,7 +238,8 @@ pub async fn run(params: &Params, verbose: bool) -> Result<Report> {
     };
 
     // The storefront: shoppers check out what the store shows; the WMS reserves it.
-    let mut store_config = StorefrontConfig::new(hook(STOREFRONT_FLOW)?, secret(&manifests, "storefront", "client-secret")?);
+    let mut store_config =
+        StorefrontConfig::new(hook(STOREFRONT_FLOW)?, secret(&manifests, "storefront", "client-secret")?);
     store_config.seed = params.seed;
     store_config.duplicate_ratio = params.duplicate_ratio;
     store_config.out_of_order_ratio = params.out_of_order_ratio;
@@ -250,7 +266,8 @@ pub async fn run(params: &Params, verbose: bool) -> Result<Report> {
         let report = storefront.run(store_orders, store_rate.max(0.01)).await;
         // One order for a SKU the ERP no longer knows: refused, dead-lettered with the reason.
         let bad = storefront.order_with_sku(DISCONTINUED_SKU);
-        let delivered = storefront.send_with_retries(&storefront.delivery(&bad, Topic::OrdersCreate)).await.acknowledged();
+        let delivered =
+            storefront.send_with_retries(&storefront.delivery(&bad, Topic::OrdersCreate)).await.acknowledged();
         (report, delivered)
     });
 
@@ -381,23 +398,31 @@ pub async fn run(params: &Params, verbose: bool) -> Result<Report> {
     let by_id: BTreeMap<&str, &erp::StoredOrder> = stored.iter().map(|o| (o.external_id.as_str(), o)).collect();
     let missing_in_erp = ledger.taken.keys().filter(|id| !by_id.contains_key(id.as_str())).cloned().collect();
     let written_twice = stored.iter().filter(|o| o.writes > 1).map(|o| o.external_id.clone()).collect();
-    let unexpected_in_erp = stored.iter().filter(|o| !ledger.taken.contains_key(&o.external_id)).map(|o| o.external_id.clone()).collect();
+    let unexpected_in_erp =
+        stored.iter().filter(|o| !ledger.taken.contains_key(&o.external_id)).map(|o| o.external_id.clone()).collect();
     let posting = Percentiles::of(
-        ledger.taken.iter().filter_map(|(id, at)| by_id.get(id.as_str()).map(|o| measure::elapsed(*at, o.created_at))).collect(),
+        ledger
+            .taken
+            .iter()
+            .filter_map(|(id, at)| by_id.get(id.as_str()).map(|o| measure::elapsed(*at, o.created_at)))
+            .collect(),
     );
     let mut freshness = BTreeMap::new();
     let mut overshows = Vec::new();
     let (mut shop_fresh, mut market_fresh) = (Vec::new(), Vec::new());
     for sku in &skus {
-        let stock: Vec<StockState> = wms.shippable_history(sku).iter().map(|p| StockState { at: p.at, shippable: p.shippable }).collect();
+        let stock: Vec<StockState> =
+            wms.shippable_history(sku).iter().map(|p| StockState { at: p.at, shippable: p.shippable }).collect();
         let shop: Vec<Shown> = shop_api
             .inventory_history(sku)
             .into_iter()
             .filter(|c| c.location_id == STORE_LOCATION)
             .map(|c| Shown { at: c.at, quantity: c.available })
             .collect();
-        let listed: Vec<Shown> = market.listing_history(sku).into_iter().map(|c| Shown { at: c.at, quantity: c.quantity }).collect();
-        let shown_by = |r: &ChannelAvailability, s: i64| availability::compute(r, sku, s as f64, 0.0, None).available as i64;
+        let listed: Vec<Shown> =
+            market.listing_history(sku).into_iter().map(|c| Shown { at: c.at, quantity: c.quantity }).collect();
+        let shown_by =
+            |r: &ChannelAvailability, s: i64| availability::compute(r, sku, s as f64, 0.0, None).available as i64;
         shop_fresh.extend(measure::freshness(&stock, &shop, |s| shown_by(&shop_rule, s), doors_open));
         market_fresh.extend(measure::freshness(&stock, &listed, |s| shown_by(&market_rule, s), doors_open));
         overshows.extend(measure::overshows("storefront", sku, &stock, &shop, doors_open));
@@ -452,8 +477,16 @@ async fn show_progress(rt: Arc<Runtime>, erp: Arc<ErpHandle>) {
     loop {
         tokio::time::sleep(Duration::from_secs(5)).await;
         let Ok(status) = rt.status().await else { continue };
-        let flows: Vec<String> =
-            status.flows.iter().map(|f| format!("{} {}/{} queued {}", f.name, f.delivered, f.received, f.pending)).collect();
-        eprintln!("  {:>4.0}s  ERP orders {:>5}  {}", start.elapsed().as_secs_f64(), erp.orders().len(), flows.join("  "));
+        let flows: Vec<String> = status
+            .flows
+            .iter()
+            .map(|f| format!("{} {}/{} queued {}", f.name, f.delivered, f.received, f.pending))
+            .collect();
+        eprintln!(
+            "  {:>4.0}s  ERP orders {:>5}  {}",
+            start.elapsed().as_secs_f64(),
+            erp.orders().len(),
+            flows.join("  ")
+        );
     }
 }

@@ -10,10 +10,7 @@
 //!   as `PATCH .../{sellerId}/{sku}` with the target path's query (`marketplaceIds`) kept
 //!   after the SKU.
 
-use reqwest::{
-    Method, StatusCode,
-    header::HeaderName,
-};
+use reqwest::{Method, StatusCode, header::HeaderName};
 
 use super::{Write, WriteContext};
 use crate::{
@@ -54,7 +51,8 @@ pub fn default_operations() -> Vec<OperationLimit> {
 
 /// Refuses an `amazon-sp` Connector whose credentials cannot work with Login with Amazon.
 pub fn check(connector: &str, spec: &ConnectorSpec) -> Result<(), InvalidConnector> {
-    let invalid = |message: &str| InvalidConnector { connector: connector.into(), field: "spec.auth", message: message.into() };
+    let invalid =
+        |message: &str| InvalidConnector { connector: connector.into(), field: "spec.auth", message: message.into() };
     match &spec.auth {
         Some(ConnectorAuth::OAuth2ClientCredentials(o)) if o.refresh_token_secret_ref.is_none() => Err(invalid(
             "type amazon-sp authenticates with Login with Amazon's refresh-token grant: \

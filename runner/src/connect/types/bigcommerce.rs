@@ -49,13 +49,21 @@ mod tests {
 
     fn too_many(reset: Option<Duration>) -> Answer {
         let quota = QuotaSignal { throttled: true, reset_after: reset, ..QuotaSignal::default() };
-        Answer::Response { status: StatusCode::TOO_MANY_REQUESTS, retry_after: None, body: String::new(), quota, location: None }
+        Answer::Response {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after: None,
+            body: String::new(),
+            quota,
+            location: None,
+        }
     }
 
     #[test]
     fn a_429_waits_for_the_window_reset_and_a_bare_one_is_left_to_backoff() {
         match classify(&too_many(Some(Duration::from_millis(1500)))) {
-            Some(Verdict::Retry { after: Some(after), category: ErrorCategory::Throttled, .. }) => assert_eq!(after, Duration::from_millis(1500)),
+            Some(Verdict::Retry { after: Some(after), category: ErrorCategory::Throttled, .. }) => {
+                assert_eq!(after, Duration::from_millis(1500))
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(classify(&too_many(None)), None);
@@ -63,7 +71,9 @@ mod tests {
 
     #[test]
     fn the_hash_is_the_dedupe_key_and_the_scope_the_topic() {
-        let fields = webhook_fields(br#"{"scope":"store/order/created","data":{"type":"order","id":7},"hash":"ab12","producer":"stores/x"}"#);
+        let fields = webhook_fields(
+            br#"{"scope":"store/order/created","data":{"type":"order","id":7},"hash":"ab12","producer":"stores/x"}"#,
+        );
         assert_eq!(fields.delivery_id.as_deref(), Some("hash:ab12"));
         assert_eq!(fields.topic.as_deref(), Some("store/order/created"));
         assert_eq!(webhook_fields(b"not json"), WebhookFields::default());

@@ -214,7 +214,12 @@ impl Protocol {
     /// fetched with `http` from `endpoint` when the protocol keeps a session and has none
     /// yet. `Err` says why the session could not be obtained: nothing is sent, and the
     /// attempt counts as a transient credentials failure.
-    pub async fn session(&self, http: &reqwest::Client, endpoint: &str, credentials: Option<(HeaderName, HeaderValue)>) -> Result<HeaderMap, String> {
+    pub async fn session(
+        &self,
+        http: &reqwest::Client,
+        endpoint: &str,
+        credentials: Option<(HeaderName, HeaderValue)>,
+    ) -> Result<HeaderMap, String> {
         match &self.state {
             State::SapOdata(sap) => sap.session(http, endpoint, credentials).await,
             _ => Ok(HeaderMap::new()),
@@ -268,8 +273,12 @@ impl Protocol {
             State::SapOdata(_) => sap_odata::poll_defaults(),
             // Amazon's NextToken, Walmart's nextCursor.
             State::Generic => match self.kind {
-                ConnectorType::AmazonSp => PollDefaults { records: None, pagination: Some(amazon_sp::default_pagination()) },
-                ConnectorType::Walmart => PollDefaults { records: None, pagination: Some(walmart::default_pagination()) },
+                ConnectorType::AmazonSp => {
+                    PollDefaults { records: None, pagination: Some(amazon_sp::default_pagination()) }
+                }
+                ConnectorType::Walmart => {
+                    PollDefaults { records: None, pagination: Some(walmart::default_pagination()) }
+                }
                 _ => PollDefaults::default(),
             },
         }

@@ -129,7 +129,9 @@ pub fn read_quota(status: StatusCode, body: &str, signal: &mut QuotaSignal) {
 /// NetSuite's answers the generic status rule misreads.
 pub fn classify(answer: &Answer) -> Option<Verdict> {
     let Answer::Response { status, body, location, retry_after, .. } = answer else { return None };
-    if *status == StatusCode::ACCEPTED && serde_json::from_str::<serde_json::Value>(body).is_ok_and(|j| j["completed"] == false) {
+    if *status == StatusCode::ACCEPTED
+        && serde_json::from_str::<serde_json::Value>(body).is_ok_and(|j| j["completed"] == false)
+    {
         return Some(Verdict::Retry {
             after: Some(Duration::from_secs(1)),
             reason: format!("NetSuite job {} still running", location.as_deref().unwrap_or("?")),
@@ -176,7 +178,10 @@ mod tests {
     #[test]
     fn concurrency_refusals_are_throttling_in_both_shapes() {
         let restlet = r#"{"error":{"code":"SSS_REQUEST_LIMIT_EXCEEDED","message":"Request limit exceeded"}}"#;
-        assert!(matches!(classify(&answer(400, restlet, None)), Some(Verdict::Retry { category: ErrorCategory::Throttled, .. })));
+        assert!(matches!(
+            classify(&answer(400, restlet, None)),
+            Some(Verdict::Retry { category: ErrorCategory::Throttled, .. })
+        ));
         let mut signal = QuotaSignal::default();
         read_quota(StatusCode::BAD_REQUEST, restlet, &mut signal);
         assert!(signal.throttled);

@@ -64,7 +64,13 @@ pub(super) async fn request(client: &ConnectorClient, method: Method, url: &str,
 /// (the header, else the first of `etag_paths` in the body). A `412` (someone changed it
 /// in between) reads it again and patches once more within the attempt; a second `412`
 /// is left to the verdict (a transient retry).
-pub(super) async fn upsert(client: &ConnectorClient, write: &Write, set_url: &str, entity_url: &str, etag_paths: &[&[&str]]) -> Answer {
+pub(super) async fn upsert(
+    client: &ConnectorClient,
+    write: &Write,
+    set_url: &str,
+    entity_url: &str,
+    etag_paths: &[&[&str]],
+) -> Answer {
     let mut conflicts = 0;
     loop {
         let read = request(client, Method::GET, entity_url, None).await;
@@ -104,7 +110,9 @@ fn string_at(value: &Value, path: &[&str]) -> Option<String> {
 pub(super) fn delivery_key(item: &DeliveryItem) -> (String, i64) {
     match item.envelope.replay.as_deref() {
         None => (key_uuid(&item.idempotency_key), item.envelope.received_at_ms),
-        Some(replay) => (key_uuid(&format!("{}#replay@{}", item.idempotency_key, replay.replayed_at_ms)), replay.replayed_at_ms),
+        Some(replay) => {
+            (key_uuid(&format!("{}#replay@{}", item.idempotency_key, replay.replayed_at_ms)), replay.replayed_at_ms)
+        }
     }
 }
 
@@ -181,7 +189,14 @@ mod tests {
             payload: Vec::new(),
             replay: replay.map(Box::new),
         };
-        DeliveryItem { envelope, target: 0, idempotency_key: "o-1:3".into(), ordering_key: None, version: None, body: Vec::new() }
+        DeliveryItem {
+            envelope,
+            target: 0,
+            idempotency_key: "o-1:3".into(),
+            ordering_key: None,
+            version: None,
+            body: Vec::new(),
+        }
     }
 
     #[test]

@@ -89,10 +89,8 @@ impl SapOdata {
 
     /// `403` + `X-CSRF-Token: Required`: the token or its session expired.
     pub fn session_expired(&self, status: StatusCode, headers: &HeaderMap) -> bool {
-        let required = headers
-            .get(&CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("required"));
+        let required =
+            headers.get(&CSRF_HEADER).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("required"));
         if status == StatusCode::FORBIDDEN && required {
             *self.session.lock().unwrap_or_else(|p| p.into_inner()) = None;
             return true;
@@ -116,8 +114,13 @@ impl SapOdata {
 }
 
 /// `GET <endpoint>/` with `X-CSRF-Token: Fetch`.
-async fn fetch(http: &reqwest::Client, endpoint: &str, credentials: Option<(HeaderName, HeaderValue)>) -> Result<Session, String> {
-    let mut request = http.get(format!("{endpoint}/")).header(CSRF_HEADER, "Fetch").header("accept", "application/json");
+async fn fetch(
+    http: &reqwest::Client,
+    endpoint: &str,
+    credentials: Option<(HeaderName, HeaderValue)>,
+) -> Result<Session, String> {
+    let mut request =
+        http.get(format!("{endpoint}/")).header(CSRF_HEADER, "Fetch").header("accept", "application/json");
     if let Some((name, value)) = credentials {
         request = request.header(name, value);
     }

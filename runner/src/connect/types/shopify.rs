@@ -46,7 +46,8 @@ pub(super) fn write(write: &mut Write, context: WriteContext<'_>) {
 
 /// `query` with `@idempotent(key: "<key>")` after the arguments of its idempotent mutation.
 fn with_idempotent(query: &str, key: &str) -> Option<String> {
-    let (at, name) = IDEMPOTENT_MUTATIONS.iter().filter_map(|m| query.find(&format!("{m}(")).map(|at| (at, *m))).min()?;
+    let (at, name) =
+        IDEMPOTENT_MUTATIONS.iter().filter_map(|m| query.find(&format!("{m}(")).map(|at| (at, *m))).min()?;
     let open = at + name.len();
     let mut depth = 0usize;
     for (i, c) in query[open..].char_indices() {
@@ -71,7 +72,11 @@ fn cost(body: &Value) -> Option<(f64, f64, f64)> {
     let cost = body.get("extensions")?.get("cost")?;
     let status = cost.get("throttleStatus")?;
     let number = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64);
-    Some((number(cost, "requestedQueryCost").unwrap_or(1.0).max(1.0), number(status, "currentlyAvailable")?, number(status, "restoreRate")?))
+    Some((
+        number(cost, "requestedQueryCost").unwrap_or(1.0).max(1.0),
+        number(status, "currentlyAvailable")?,
+        number(status, "restoreRate")?,
+    ))
 }
 
 fn throttled(body: &Value) -> bool {
@@ -93,7 +98,11 @@ pub(super) fn read_quota(status: StatusCode, body: &str, signal: &mut QuotaSigna
     signal.remaining = Some((available / requested).floor().max(0.0));
     if throttled(&body) {
         signal.throttled = true;
-        let wait = if restore > 0.0 { Duration::from_secs_f64(((requested - available).max(0.0) / restore).max(0.0)) } else { MIN_THROTTLE_WAIT };
+        let wait = if restore > 0.0 {
+            Duration::from_secs_f64(((requested - available).max(0.0) / restore).max(0.0))
+        } else {
+            MIN_THROTTLE_WAIT
+        };
         signal.retry_after = Some(wait.max(Duration::from_millis(100)));
     }
 }
@@ -108,7 +117,9 @@ pub(super) fn classify(answer: &Answer) -> Option<Verdict> {
     let body: Value = serde_json::from_str(body).ok()?;
     if throttled(&body) {
         let reason = match cost(&body) {
-            Some((requested, available, _)) => format!("throttled: GraphQL THROTTLED (cost {requested}, {available} points available)"),
+            Some((requested, available, _)) => {
+                format!("throttled: GraphQL THROTTLED (cost {requested}, {available} points available)")
+            }
             None => "throttled: GraphQL THROTTLED".to_owned(),
         };
         let after = quota.retry_after.or(Some(MIN_THROTTLE_WAIT));
@@ -117,7 +128,8 @@ pub(super) fn classify(answer: &Answer) -> Option<Verdict> {
     if let Some(first) = errors(&body).first() {
         let message = first.get("message").and_then(Value::as_str).unwrap_or("GraphQL error");
         let code = first.pointer("/extensions/code").and_then(Value::as_str).unwrap_or("");
-        let reason = format!("GraphQL error: {message}{}", if code.is_empty() { String::new() } else { format!(" ({code})") });
+        let reason =
+            format!("GraphQL error: {message}{}", if code.is_empty() { String::new() } else { format!(" ({code})") });
         // Shopify's own failures are worth another attempt; a malformed document is not.
         if matches!(code, "INTERNAL_SERVER_ERROR" | "SERVICE_UNAVAILABLE" | "TIMEOUT") {
             return Some(Verdict::Retry { after: None, reason, category: ErrorCategory::Server });
@@ -132,7 +144,12 @@ pub(super) fn classify(answer: &Answer) -> Option<Verdict> {
         .filter_map(|payload| payload.get("userErrors").and_then(Value::as_array))
         .flatten()
         .map(|e| {
-            let field = e.get("field").and_then(Value::as_array).map(|f| f.iter().filter_map(|p| p.as_str().map(str::to_owned).or_else(|| Some(p.to_string()))).collect::<Vec<_>>().join("."));
+            let field = e.get("field").and_then(Value::as_array).map(|f| {
+                f.iter()
+                    .filter_map(|p| p.as_str().map(str::to_owned).or_else(|| Some(p.to_string())))
+                    .collect::<Vec<_>>()
+                    .join(".")
+            });
             let message = e.get("message").and_then(Value::as_str).unwrap_or("rejected");
             let code = e.get("code").and_then(Value::as_str).map(|c| format!(" ({c})")).unwrap_or_default();
             match field {
@@ -141,7 +158,10 @@ pub(super) fn classify(answer: &Answer) -> Option<Verdict> {
             }
         })
         .collect();
-    (!user_errors.is_empty()).then(|| Verdict::Reject { reason: format!("userErrors: {}", user_errors.join("; ")), category: ErrorCategory::Rejected })
+    (!user_errors.is_empty()).then(|| Verdict::Reject {
+        reason: format!("userErrors: {}", user_errors.join("; ")),
+        category: ErrorCategory::Rejected,
+    })
 }
 
 #[cfg(test)]
@@ -158,7 +178,11 @@ mod tests {
     fn the_key_goes_after_the_arguments_of_the_idempotent_mutation() {
         let query = "mutation A($input: InventoryAdjustQuantitiesInput!) { inventoryAdjustQuantities(input: $input) { userErrors { field } } }";
         let keyed = with_idempotent(query, "order-1:\"2\"").unwrap();
-        assert!(keyed.contains(r#"inventoryAdjustQuantities(input: $input) @idempotent(key: "order-1:\"2\"") { userErrors"#), "{keyed}");
+        assert!(
+            keyed
+                .contains(r#"inventoryAdjustQuantities(input: $input) @idempotent(key: "order-1:\"2\"") { userErrors"#),
+            "{keyed}"
+        );
         assert_eq!(with_idempotent("mutation { productCreate(input: $i) { id } }", "k"), None);
     }
 
@@ -186,7 +210,10 @@ mod tests {
             "extensions":{"cost":{"requestedQueryCost":10,"actualQueryCost":10,"throttleStatus":{"maximumAvailable":1000.0,"currentlyAvailable":990,"restoreRate":100.0}}}}"#;
         match classify(&answer(body)) {
             Some(Verdict::Reject { reason, category: ErrorCategory::Rejected }) => {
-                assert_eq!(reason, "userErrors: input.quantities.0.changeFromQuantity: stale (CHANGE_FROM_QUANTITY_STALE)");
+                assert_eq!(
+                    reason,
+                    "userErrors: input.quantities.0.changeFromQuantity: stale (CHANGE_FROM_QUANTITY_STALE)"
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -8,9 +8,7 @@ use crate::{
     connect::{ConnectorClient, Sent, Write, WriteContext},
     queue::{DeliveryItem, Envelope},
     secrets::Secrets,
-    spec::{
-        ClientAuth, ConnectorAuth, ConnectorLimits, ConnectorSpec, ConnectorType, Operation, OperationLimit,
-    },
+    spec::{ClientAuth, ConnectorAuth, ConnectorLimits, ConnectorSpec, ConnectorType, Operation, OperationLimit},
     target::Answer,
     test_support::{marketplace_oauth, marketplace_secrets},
 };
@@ -68,7 +66,10 @@ async fn amazon_gets_an_lwa_token_sends_it_as_x_amz_access_token_and_replaces_it
     market.set_listing_quantity("SKU-1", 5);
     market.place_orders(2).await;
     let client = amazon_client(&market, vec![op("getOrders", "GET", "/orders/v0/orders", 50.0, 10)]);
-    let orders = format!("/orders/v0/orders?MarketplaceIds={}&CreatedAfter=2020-01-01T00:00:00Z", market.config().marketplace_id);
+    let orders = format!(
+        "/orders/v0/orders?MarketplaceIds={}&CreatedAfter=2020-01-01T00:00:00Z",
+        market.config().marketplace_id
+    );
     let answer = get(&client, &orders).await;
     assert_eq!(status(&answer), Some(StatusCode::OK), "{}", answer.summary());
     let Answer::Response { body, quota, .. } = &answer else { unreachable!() };
@@ -92,9 +93,10 @@ fn an_amazon_connector_without_lwa_credentials_is_refused_naming_the_field() {
         auth: Some(oauth("https://api.amazon.com/auth/o2/token".into(), ClientAuth::Body, false)),
         ..Default::default()
     };
-    let error = ConnectorClient::new("amazon-us", "retail", &spec, &secrets(&[("client-id", "a"), ("client-secret", "b")]))
-        .unwrap_err()
-        .to_string();
+    let error =
+        ConnectorClient::new("amazon-us", "retail", &spec, &secrets(&[("client-id", "a"), ("client-secret", "b")]))
+            .unwrap_err()
+            .to_string();
     assert!(error.contains("spec.auth") && error.contains("refreshTokenSecretRef"), "{error}");
 }
 
@@ -114,7 +116,10 @@ async fn amazon_operations_are_paced_each_on_its_own_bucket_so_nothing_is_thrott
             op("getOrderItems", "GET", "/orders/v0/orders/{orderId}/orderItems", 3.5, 2),
         ],
     );
-    let list = format!("/orders/v0/orders?MarketplaceIds={}&CreatedAfter=2020-01-01T00:00:00Z", market.config().marketplace_id);
+    let list = format!(
+        "/orders/v0/orders?MarketplaceIds={}&CreatedAfter=2020-01-01T00:00:00Z",
+        market.config().marketplace_id
+    );
     let items = format!("/orders/v0/orders/{}/orderItems", orders[0].amazon_order_id);
     let lists = async {
         for _ in 0..6 {
@@ -162,7 +167,9 @@ async fn upsert(client: &ConnectorClient, path: &str, item: &DeliveryItem) -> An
     client.protocol().write(&mut write, WriteContext { operation: Operation::Upsert, base_url: &base_url, item });
     write.headers.insert("content-type", "application/json".parse().unwrap());
     let sent: Sent = client
-        .send(|http| http.request(write.method.clone(), &write.url).headers(write.headers.clone()).body(write.body.clone()))
+        .send(|http| {
+            http.request(write.method.clone(), &write.url).headers(write.headers.clone()).body(write.body.clone())
+        })
         .await;
     sent.into_answer(client.protocol()).await
 }

@@ -44,7 +44,8 @@ pub fn decorate(headers: &mut HeaderMap) {
 
 /// Reads the token count and, when it is spent, when the next tokens arrive.
 pub fn read_quota(status: StatusCode, headers: &HeaderMap, signal: &mut QuotaSignal) {
-    let number = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok());
+    let number =
+        |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok());
     if let Some(count) = number("x-current-token-count").filter(|c| c.is_finite() && *c >= 0.0) {
         signal.remaining = Some(count);
     }

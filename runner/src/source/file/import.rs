@@ -130,7 +130,13 @@ pub struct Importer {
 impl Importer {
     /// Imports files in `format` into `flow`'s queue, `chunk_rows` rows per transaction;
     /// each row's delivery id is remembered for `dedup_window`.
-    pub fn new(queue: Queue, flow: &str, format: FileFormat, chunk_rows: usize, dedup_window: std::time::Duration) -> Self {
+    pub fn new(
+        queue: Queue,
+        flow: &str,
+        format: FileFormat,
+        chunk_rows: usize,
+        dedup_window: std::time::Duration,
+    ) -> Self {
         Self {
             queue,
             flow: flow.into(),

@@ -85,7 +85,10 @@ pub struct FileSource {
 
 impl std::fmt::Debug for FileSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileSource").field("flow", &self.flow.name()).field("trigger", &self.trigger).finish_non_exhaustive()
+        f.debug_struct("FileSource")
+            .field("flow", &self.flow.name())
+            .field("trigger", &self.trigger)
+            .finish_non_exhaustive()
     }
 }
 
@@ -230,7 +233,9 @@ impl FileSource {
         let (m, flow) = (&self.metrics, self.flow.name());
         m.received.with_label_values(&[flow]).inc_by(outcome.queued);
         m.duplicates.with_label_values(&[flow, "delivery_id"]).inc_by(outcome.duplicates);
-        m.dead_lettered.with_label_values(&[flow, DeadLetterReason::InvalidRecord.as_str()]).inc_by(outcome.dead_lettered);
+        m.dead_lettered
+            .with_label_values(&[flow, DeadLetterReason::InvalidRecord.as_str()])
+            .inc_by(outcome.dead_lettered);
         if outcome.queued > 0 {
             self.flow.wake.notify_one();
         }

@@ -7,7 +7,7 @@ use std::{fs, io::Write, path::Path, sync::Arc, time::Duration};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::{FileOptions, FileSource, Importer, Position, ScanReport, rows::RowReader, rows::RowContent};
+use super::{FileOptions, FileSource, Importer, Position, ScanReport, rows::RowContent, rows::RowReader};
 use crate::{
     config::FlowConfig,
     flow::{Flow, Workers},
@@ -65,7 +65,11 @@ impl Setup {
             time_zone: None,
             suspend: false,
         };
-        let erp = ConnectorSpec { kind: ConnectorType::Rest, endpoint: Some("http://127.0.0.1:1".into()), ..Default::default() };
+        let erp = ConnectorSpec {
+            kind: ConnectorType::Rest,
+            endpoint: Some("http://127.0.0.1:1".into()),
+            ..Default::default()
+        };
         let config = FlowConfig::resolve(FLOW, "default", &spec, |_| Some(erp.clone()), |_| None).unwrap();
         let flow = Arc::new(Flow::new(config, &Secrets::placeholders()).unwrap());
         let queue = Queue::open(&root.path().join("queue.redb")).unwrap();
@@ -83,7 +87,8 @@ impl Setup {
 
     /// A source as a fresh runner start would have it.
     fn source(&self, chunk_rows: usize) -> FileSource {
-        let workers = Workers { queue: self.queue.clone(), metrics: self.metrics.clone(), shutdown: self.stop.subscribe() };
+        let workers =
+            Workers { queue: self.queue.clone(), metrics: self.metrics.clone(), shutdown: self.stop.subscribe() };
         let options = FileOptions { chunk_rows, min_age: Duration::ZERO };
         FileSource::new(self.flow.clone(), self.trigger.clone(), &workers, options)
     }
@@ -174,7 +179,10 @@ fn a_jsonl_file_skips_blank_lines_and_dead_letters_bad_lines_by_number() {
     let report = scan_twice(&mut s.source(500));
     assert_eq!(report.imported, [name]);
     let ids: Vec<_> = s.queued().into_iter().map(|(c, p)| (c, p["id"].clone())).collect();
-    assert_eq!(ids, [(format!("{name}:1"), json!(1)), (format!("{name}:3"), json!(2)), (format!("{name}:6"), json!(4))]);
+    assert_eq!(
+        ids,
+        [(format!("{name}:1"), json!(1)), (format!("{name}:3"), json!(2)), (format!("{name}:6"), json!(4))]
+    );
     let messages: Vec<_> = s.dead_letters().into_iter().map(|d| d.message).collect();
     assert_eq!(
         messages,
@@ -220,7 +228,8 @@ fn a_crash_mid_file_resumes_at_the_committed_row_and_queues_every_row_once() {
 
     // A runner commits three chunks of 100 rows, then dies before the fourth.
     let window = Duration::from_secs(3600);
-    let mut import = Importer::new(s.queue.clone(), FLOW, FileFormat::Csv, 100, window).open(&s.dir().join(name), name).unwrap();
+    let mut import =
+        Importer::new(s.queue.clone(), FLOW, FileFormat::Csv, 100, window).open(&s.dir().join(name), name).unwrap();
     for _ in 0..3 {
         import.next_chunk().unwrap();
     }

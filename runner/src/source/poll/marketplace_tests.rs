@@ -79,7 +79,8 @@ async fn amazon_orders_are_polled_across_next_token_pages_without_being_throttle
           query: {{MarketplaceIds: {}, CreatedAfter: \"2020-01-01T00:00:00Z\", MaxResultsPerPage: \"2\"}}}}",
         c.marketplace_id
     );
-    let secrets = [("client-id", c.client_id.as_str()), ("client-secret", &c.client_secret), ("refresh-token", &c.refresh_token)];
+    let secrets =
+        [("client-id", c.client_id.as_str()), ("client-secret", &c.client_secret), ("refresh-token", &c.refresh_token)];
     let flow = flow(source, &trigger, &secrets);
     let dir = tempfile::tempdir().unwrap();
     let queue = Queue::open(&dir.path().join("queue.redb")).unwrap();

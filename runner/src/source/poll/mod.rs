@@ -10,9 +10,9 @@ mod sql;
 mod watermark;
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod marketplace_tests;
+#[cfg(test)]
+mod tests;
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -20,8 +20,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 pub use page::Page;
-pub use run::{Poller, RunEnd, RunReport};
 pub(crate) use run::get_page;
+pub use run::{Poller, RunEnd, RunReport};
 
 use crate::{
     connect::ConnectorClient,
@@ -73,12 +73,19 @@ impl PollSource {
         trigger.pagination = trigger.pagination.or(defaults.pagination);
         let records = trigger.records.as_deref().map(|c| compile("spec.source.trigger.poll.records", c)).transpose()?;
         let cursor = match &trigger.pagination {
-            Some(Pagination::Cursor { field, .. }) => Some(compile("spec.source.trigger.poll.pagination.cursor.field", field)?),
-            Some(Pagination::NextUrl { field }) => Some(compile("spec.source.trigger.poll.pagination.nextUrl.field", field)?),
+            Some(Pagination::Cursor { field, .. }) => {
+                Some(compile("spec.source.trigger.poll.pagination.cursor.field", field)?)
+            }
+            Some(Pagination::NextUrl { field }) => {
+                Some(compile("spec.source.trigger.poll.pagination.nextUrl.field", field)?)
+            }
             _ => None,
         };
-        let watermark =
-            trigger.watermark.as_ref().map(|w| compile("spec.source.trigger.poll.watermark.field", &w.field)).transpose()?;
+        let watermark = trigger
+            .watermark
+            .as_ref()
+            .map(|w| compile("spec.source.trigger.poll.watermark.field", &w.field))
+            .transpose()?;
         Ok(Self { trigger, client, records, cursor, watermark, database: None })
     }
 

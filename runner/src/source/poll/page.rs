@@ -82,7 +82,12 @@ pub struct PageEnd<'a> {
 /// The page after `current`; `None` when `current` was the last. A `Link` to another
 /// origin than the Connector's endpoint is refused: the Connector's credentials would
 /// go with it.
-pub fn next(pagination: Option<&Pagination>, current: &Page, end: PageEnd<'_>, endpoint: &str) -> Result<Option<Page>, String> {
+pub fn next(
+    pagination: Option<&Pagination>,
+    current: &Page,
+    end: PageEnd<'_>,
+    endpoint: &str,
+) -> Result<Option<Page>, String> {
     let next = match pagination {
         None => None,
         Some(Pagination::Link {}) => {
@@ -166,9 +171,15 @@ mod tests {
     #[test]
     fn the_next_link_is_found_among_others_however_it_is_written() {
         let shopify = r#"<https://shop.example/admin/api/2026-10/orders.json?limit=2&page_info=abc>; rel="previous", <https://shop.example/admin/api/2026-10/orders.json?limit=2&page_info=def>; rel="next""#;
-        assert_eq!(next_link([shopify]).as_deref(), Some("https://shop.example/admin/api/2026-10/orders.json?limit=2&page_info=def"));
+        assert_eq!(
+            next_link([shopify]).as_deref(),
+            Some("https://shop.example/admin/api/2026-10/orders.json?limit=2&page_info=def")
+        );
         assert_eq!(next_link([r#"</items?p=2>; title="a, b"; rel=next"#]).as_deref(), Some("/items?p=2"));
-        assert_eq!(next_link(["<https://x/1>; rel=\"prev\"", "<https://x/3>; REL=\"last next\""]).as_deref(), Some("https://x/3"));
+        assert_eq!(
+            next_link(["<https://x/1>; rel=\"prev\"", "<https://x/3>; REL=\"last next\""]).as_deref(),
+            Some("https://x/3")
+        );
         assert_eq!(next_link([r#"<https://x/1>; rel="prev""#, "garbage"]), None);
         assert_eq!(next_link([]), None);
     }
@@ -179,15 +190,23 @@ mod tests {
 
     #[test]
     fn urls_carry_the_query_the_watermark_and_the_page() {
-        let t = trigger("{interval: 30s, path: /items, query: {status: active}, watermark: {field: .u, param: since}, pagination: {offset: {param: offset, limitParam: limit, pageSize: 50}}}");
+        let t = trigger(
+            "{interval: 30s, path: /items, query: {status: active}, watermark: {field: .u, param: since}, pagination: {offset: {param: offset, limitParam: limit, pageSize: 50}}}",
+        );
         let first = url("http://erp/api", &t, Some("2026-01-01T00:00:00+01:00"), &Page::First).unwrap();
-        assert_eq!(first.as_str(), "http://erp/api/items?status=active&since=2026-01-01T00%3A00%3A00%2B01%3A00&offset=0&limit=50");
+        assert_eq!(
+            first.as_str(),
+            "http://erp/api/items?status=active&since=2026-01-01T00%3A00%3A00%2B01%3A00&offset=0&limit=50"
+        );
         let later = url("http://erp/api", &t, None, &Page::Offset(100)).unwrap();
         assert_eq!(later.as_str(), "http://erp/api/items?status=active&offset=100&limit=50");
         let bare = trigger("{interval: 30s, path: items}");
         assert_eq!(url("http://erp", &bare, None, &Page::First).unwrap().as_str(), "http://erp/items");
         let cursor = trigger("{interval: 30s, path: /o, pagination: {cursor: {field: .next, param: NextToken}}}");
-        assert_eq!(url("http://a", &cursor, None, &Page::Cursor("x y".into())).unwrap().as_str(), "http://a/o?NextToken=x+y");
+        assert_eq!(
+            url("http://a", &cursor, None, &Page::Cursor("x y".into())).unwrap().as_str(),
+            "http://a/o?NextToken=x+y"
+        );
     }
 
     #[test]
@@ -213,12 +232,19 @@ mod tests {
         let next_url = Pagination::NextUrl { field: ".\"@odata.nextLink\"".into() };
         let here = Url::parse("http://erp:8080/d365/salesOrders").unwrap();
         let none = HeaderMap::new();
-        let end = |cursor: Option<&str>| PageEnd { url: &here, headers: &none, cursor: cursor.map(Into::into), records: 2 };
-        let page = next(Some(&next_url), &Page::First, end(Some("http://erp:8080/d365/salesOrders?$skiptoken=x")), "http://erp:8080/d365");
+        let end =
+            |cursor: Option<&str>| PageEnd { url: &here, headers: &none, cursor: cursor.map(Into::into), records: 2 };
+        let page = next(
+            Some(&next_url),
+            &Page::First,
+            end(Some("http://erp:8080/d365/salesOrders?$skiptoken=x")),
+            "http://erp:8080/d365",
+        );
         assert_eq!(page.unwrap(), Some(Page::Url("http://erp:8080/d365/salesOrders?$skiptoken=x".into())));
         assert_eq!(next(Some(&next_url), &Page::First, end(None), "http://erp:8080/d365").unwrap(), None);
         assert_eq!(next(Some(&next_url), &Page::First, end(Some("")), "http://erp:8080/d365").unwrap(), None);
-        let err = next(Some(&next_url), &Page::First, end(Some("https://elsewhere.example/x")), "http://erp:8080/d365").unwrap_err();
+        let err = next(Some(&next_url), &Page::First, end(Some("https://elsewhere.example/x")), "http://erp:8080/d365")
+            .unwrap_err();
         assert!(err.contains("another origin"), "{err}");
     }
 
@@ -228,7 +254,8 @@ mod tests {
         let here = Url::parse("http://erp/items").unwrap();
         let none = HeaderMap::new();
         let after = |current: Page, records| {
-            next(Some(&offset), &current, PageEnd { url: &here, headers: &none, cursor: None, records }, "http://erp").unwrap()
+            next(Some(&offset), &current, PageEnd { url: &here, headers: &none, cursor: None, records }, "http://erp")
+                .unwrap()
         };
         assert_eq!(after(Page::First, 2), Some(Page::Offset(2)));
         assert_eq!(after(Page::Offset(2), 2), Some(Page::Offset(4)));

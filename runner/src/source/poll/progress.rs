@@ -74,11 +74,7 @@ impl Progress {
 /// The state to commit with a page: the run pointing at the next page, or, after the
 /// last page, the new watermark with the run closed.
 pub fn after_page(run: &Run, last: bool) -> Vec<(&'static str, Vec<u8>)> {
-    if last {
-        vec![(WATERMARK, json(&run.high)), (RUN, Vec::new())]
-    } else {
-        vec![(RUN, json(run))]
-    }
+    if last { vec![(WATERMARK, json(&run.high)), (RUN, Vec::new())] } else { vec![(RUN, json(run))] }
 }
 
 /// The state that drops an open run (the next run starts from the watermark).

@@ -17,9 +17,9 @@ use super::{
 use crate::{
     connect::{ConnectorClient, Sent, describe_transport},
     flow::{Flow, SourceMode},
-    spec::RetrySpec,
     metrics::Metrics,
     queue::{Envelope, Intake, Queue, QueueError, now_ms},
+    spec::RetrySpec,
     target::retry::{Answer, ErrorCategory, Verdict, backoff},
 };
 
@@ -261,11 +261,17 @@ impl Poller {
                     run.high = watermark::higher(run.high.take(), value);
                 }
             }
-            let end = PageEnd { url: &url, headers: &fetched.headers, cursor: content.cursor, records: content.records.len() };
-            let next = match page::next(source.trigger().pagination.as_ref(), &run.next, end, source.client().endpoint()) {
-                Ok(next) => next,
-                Err(message) => return self.invalid(report, &run_id, message),
+            let end = PageEnd {
+                url: &url,
+                headers: &fetched.headers,
+                cursor: content.cursor,
+                records: content.records.len(),
             };
+            let next =
+                match page::next(source.trigger().pagination.as_ref(), &run.next, end, source.client().endpoint()) {
+                    Ok(next) => next,
+                    Err(message) => return self.invalid(report, &run_id, message),
+                };
             let next = next.filter(|n| {
                 let repeats = *n == run.next;
                 if repeats {

@@ -24,7 +24,14 @@ use crate::{
 
 impl Poller {
     /// A database's run: `sql` page after page until the watermark stops moving.
-    pub(super) async fn poll_sql(&self, database: &Database, sql: &str, run_id: String, mut report: RunReport, mut run: Run) -> RunReport {
+    pub(super) async fn poll_sql(
+        &self,
+        database: &Database,
+        sql: &str,
+        run_id: String,
+        mut report: RunReport,
+        mut run: Run,
+    ) -> RunReport {
         let source = self.source();
         let query = wrap(sql);
         let mut client = None;
@@ -33,7 +40,10 @@ impl Poller {
                 return report.ended(RunEnd::Paused);
             }
             let since = source.trigger().watermark.as_ref().map(|_| run.high.as_ref().and_then(watermark::as_param));
-            let rows = match self.read_page(database, &mut client, &query, since.as_ref().map(Option::as_deref), &run_id).await {
+            let rows = match self
+                .read_page(database, &mut client, &query, since.as_ref().map(Option::as_deref), &run_id)
+                .await
+            {
                 Ok(rows) => rows,
                 Err(failure) => {
                     let (category, message) = (failure.category(), failure.reason().to_string());
@@ -127,10 +137,7 @@ fn wrap(sql: &str) -> String {
 /// A connection that can only read: a poll query never changes the source.
 async fn connect_read_only(database: &Database) -> Result<Client, Failure> {
     let client = database.connect().await?;
-    client
-        .batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-        .await
-        .map_err(|e| Failure::of(&e))?;
+    client.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY").await.map_err(|e| Failure::of(&e))?;
     Ok(client)
 }
 
@@ -147,6 +154,9 @@ async fn run_query(client: &Client, query: &str, since: Option<Option<&str>>) ->
 mod tests {
     #[test]
     fn each_row_becomes_json_text_whatever_the_query_ends_with() {
-        assert_eq!(super::wrap("SELECT * FROM items LIMIT 5 ;\n"), "SELECT to_jsonb(page)::text FROM (SELECT * FROM items LIMIT 5\n) AS page");
+        assert_eq!(
+            super::wrap("SELECT * FROM items LIMIT 5 ;\n"),
+            "SELECT to_jsonb(page)::text FROM (SELECT * FROM items LIMIT 5\n) AS page"
+        );
     }
 }

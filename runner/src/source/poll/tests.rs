@@ -83,7 +83,8 @@ fn cursor_api(page_two: impl Fn() -> Option<Reply> + Send + Sync + 'static) -> i
     }
 }
 
-const CURSOR: &str = "{interval: 1h, path: /items, records: .data, pagination: {cursor: {field: .meta.next, param: cursor}}}";
+const CURSOR: &str =
+    "{interval: 1h, path: /items, records: .data, pagination: {cursor: {field: .meta.next, param: cursor}}}";
 
 #[tokio::test]
 async fn link_pagination_follows_relative_and_absolute_next_links() {
@@ -101,7 +102,8 @@ async fn link_pagination_follows_relative_and_absolute_next_links() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let queue = queue_in(&dir);
-    let flow = flow(&api.url, r#"{interval: 1h, path: /items, query: {limit: "2"}, records: .items, pagination: {link: {}}}"#);
+    let flow =
+        flow(&api.url, r#"{interval: 1h, path: /items, query: {limit: "2"}, records: .items, pagination: {link: {}}}"#);
     let poller = poller(&flow, &queue);
     assert_eq!(poller.poll_once().await, complete(3, 5, 0));
     assert_eq!(queued_ids(&queue), [1, 2, 3, 4, 5]);
@@ -156,8 +158,10 @@ async fn the_watermark_advances_is_sent_on_the_next_poll_and_overlaps_are_dedupl
     let api = Api::start(move |seen, _| {
         let since: jiff::Timestamp = seen.param("updated_at_min").unwrap().parse().unwrap();
         let all = served.lock().unwrap().clone();
-        let newer: Vec<Value> =
-            all.into_iter().filter(|r| r["updated_at"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap() >= since).collect();
+        let newer: Vec<Value> = all
+            .into_iter()
+            .filter(|r| r["updated_at"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap() >= since)
+            .collect();
         Reply::json(json!({"items": newer}))
     })
     .await;
@@ -208,7 +212,8 @@ async fn a_429_with_retry_after_on_page_2_is_retried() {
 async fn a_restart_resumes_at_the_page_after_the_last_commit_without_requeuing_or_gaps() {
     let down = Arc::new(AtomicBool::new(true));
     let outage = down.clone();
-    let api = Api::start(cursor_api(move || outage.load(Ordering::SeqCst).then(|| Reply::status(503, "maintenance")))).await;
+    let api =
+        Api::start(cursor_api(move || outage.load(Ordering::SeqCst).then(|| Reply::status(503, "maintenance")))).await;
     let dir = tempfile::tempdir().unwrap();
     let trigger = "{interval: 1h, path: /items, records: .data, pagination: {cursor: {field: .meta.next, param: cursor}}, \
                    watermark: {field: .id, param: since_id, initial: \"0\"}}";
@@ -254,7 +259,10 @@ async fn a_refused_page_stops_the_run_and_a_refused_resumed_page_starts_over() {
     assert_eq!(uris(&api), ["/items", "/items?cursor=c2"], "a refusal is not retried");
     assert_eq!(poller.metrics.poll_errors.with_label_values(&[FLOW, "rejected"]).get(), 1);
     let status = flow.connectors["erp"].health.last_error().unwrap();
-    assert_eq!((status.category, status.message.as_str()), (ErrorCategory::Rejected, "400 Bad Request: cursor expired"));
+    assert_eq!(
+        (status.category, status.message.as_str()),
+        (ErrorCategory::Rejected, "400 Bad Request: cursor expired")
+    );
     assert_eq!(Progress::load(&queue, FLOW).unwrap().run, None, "the refused run is dropped");
 
     expired.store(false, Ordering::SeqCst);
@@ -271,7 +279,10 @@ async fn backpressure_pauses_before_the_next_page_and_the_run_resumes_there() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let queue = queue_in(&dir);
-    let flow = flow(&api.url, "{interval: 1h, path: /items, pagination: {offset: {param: offset, limitParam: limit, pageSize: 2}}}");
+    let flow = flow(
+        &api.url,
+        "{interval: 1h, path: /items, pagination: {offset: {param: offset, limitParam: limit, pageSize: 2}}}",
+    );
     let limited = Poller::new(flow.clone(), queue.clone(), Metrics::new(), Some(2)).unwrap();
     assert!(!limited.should_pause());
     let report = limited.poll_once().await;
@@ -296,7 +307,9 @@ async fn a_page_that_does_not_fit_the_trigger_is_an_invalid_page() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let queue = queue_in(&dir);
-    for (path, expected) in [("/html", "the page is not JSON"), ("/object", "`records` (`.data`) gave an object, not an array")] {
+    for (path, expected) in
+        [("/html", "the page is not JSON"), ("/object", "`records` (`.data`) gave an object, not an array")]
+    {
         let flow = flow(&api.url, &format!("{{interval: 1h, path: {path}, records: .data}}"));
         let report = poller(&flow, &queue).poll_once().await;
         let RunEnd::Failed { category: ErrorCategory::Invalid, message } = &report.end else { panic!("{report:?}") };

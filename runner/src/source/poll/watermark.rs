@@ -13,15 +13,13 @@ use serde_json::Value;
 /// - other texts as text.
 pub fn compare(a: &Value, b: &Value) -> Option<Ordering> {
     match (a, b) {
-        (Value::Number(_), Value::Number(_)) | (Value::Number(_), Value::String(_)) | (Value::String(_), Value::Number(_)) => {
-            compare_numbers(a, b)
-        }
-        (Value::String(x), Value::String(y)) => {
-            match (x.parse::<jiff::Timestamp>(), y.parse::<jiff::Timestamp>()) {
-                (Ok(tx), Ok(ty)) => Some(tx.cmp(&ty)),
-                _ => Some(x.cmp(y)),
-            }
-        }
+        (Value::Number(_), Value::Number(_))
+        | (Value::Number(_), Value::String(_))
+        | (Value::String(_), Value::Number(_)) => compare_numbers(a, b),
+        (Value::String(x), Value::String(y)) => match (x.parse::<jiff::Timestamp>(), y.parse::<jiff::Timestamp>()) {
+            (Ok(tx), Ok(ty)) => Some(tx.cmp(&ty)),
+            _ => Some(x.cmp(y)),
+        },
         _ => None,
     }
 }

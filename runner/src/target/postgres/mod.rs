@@ -12,7 +12,10 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use table::Table;
 
-use super::{Answer, TargetError, retry::{ErrorCategory, Verdict}};
+use super::{
+    Answer, TargetError,
+    retry::{ErrorCategory, Verdict},
+};
 use crate::{
     config::FlowConfig,
     connect::{ConnectorClient, ConnectorHealth},
@@ -41,14 +44,22 @@ pub struct PostgresTarget {
 
 impl PostgresTarget {
     /// Builds target `spec` of `flow`. `client` is the Connector's, kept for its health.
-    pub fn new(flow: &FlowConfig, spec: &TargetSpec, client: Arc<ConnectorClient>, secrets: &Secrets) -> Result<Self, TargetError> {
+    pub fn new(
+        flow: &FlowConfig,
+        spec: &TargetSpec,
+        client: Arc<ConnectorClient>,
+        secrets: &Secrets,
+    ) -> Result<Self, TargetError> {
         let connector = flow.connector(&spec.connector_ref);
         let table = spec.table.as_ref().ok_or_else(|| {
             TargetError::Postgres(format!("Connector {} is a database: set table (name and key)", spec.connector_ref))
         })?;
-        let table = Table::new(table, spec.operation).map_err(|(field, m)| TargetError::Postgres(format!("table.{field}: {m}")))?;
-        let database = Database::new(&spec.connector_ref, &flow.namespace, connector, secrets).map_err(TargetError::Postgres)?;
-        let connections = connector.limits.as_ref().and_then(|l| l.concurrency).unwrap_or(DEFAULT_CONNECTIONS).max(1) as usize;
+        let table = Table::new(table, spec.operation)
+            .map_err(|(field, m)| TargetError::Postgres(format!("table.{field}: {m}")))?;
+        let database =
+            Database::new(&spec.connector_ref, &flow.namespace, connector, secrets).map_err(TargetError::Postgres)?;
+        let connections =
+            connector.limits.as_ref().and_then(|l| l.concurrency).unwrap_or(DEFAULT_CONNECTIONS).max(1) as usize;
         Ok(Self {
             connector: spec.connector_ref.clone(),
             client,
@@ -77,7 +88,10 @@ impl PostgresTarget {
             Err(e) => return reject(format!("the record is not JSON ({e}); a row is written from a JSON object")),
         };
         let Value::Object(fields) = &record else {
-            return reject(format!("the record is {}, not a JSON object: a row is written from an object's fields", kind(&record)));
+            return reject(format!(
+                "the record is {}, not a JSON object: a row is written from an object's fields",
+                kind(&record)
+            ));
         };
         let columns = match self.table.columns_for(fields) {
             Ok(c) => c,

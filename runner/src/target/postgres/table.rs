@@ -30,7 +30,10 @@ impl Table {
             return Err(("key", "name the key column(s) the upsert matches rows on, e.g. [order_id]".into()));
         }
         let blank = |names: &[String]| names.iter().any(|n| n.trim().is_empty());
-        if blank(&spec.key) || blank(&spec.columns) || spec.record_column.as_deref().is_some_and(|c| c.trim().is_empty()) {
+        if blank(&spec.key)
+            || blank(&spec.columns)
+            || spec.record_column.as_deref().is_some_and(|c| c.trim().is_empty())
+        {
             return Err(("columns", "a column name is empty".into()));
         }
         if let Some(missing) = spec.key.iter().find(|k| !spec.columns.is_empty() && !spec.columns.contains(k)) {
@@ -88,12 +91,10 @@ impl Table {
         );
         if self.upsert {
             let key: Vec<String> = self.key.iter().map(|k| quote_ident(k)).collect();
-            let updates: Vec<String> = names
-                .iter()
-                .filter(|n| !key.contains(n))
-                .map(|n| format!("{n} = EXCLUDED.{n}"))
-                .collect();
-            let action = if updates.is_empty() { "NOTHING".to_string() } else { format!("UPDATE SET {}", updates.join(", ")) };
+            let updates: Vec<String> =
+                names.iter().filter(|n| !key.contains(n)).map(|n| format!("{n} = EXCLUDED.{n}")).collect();
+            let action =
+                if updates.is_empty() { "NOTHING".to_string() } else { format!("UPDATE SET {}", updates.join(", ")) };
             sql = format!("{sql} ON CONFLICT ({}) DO {action}", key.join(", "));
         }
         sql
@@ -103,7 +104,10 @@ impl Table {
     /// fails for the field that holds a value its column cannot take, so a data
     /// exception can name the column even where the database does not.
     pub fn probe_sql(&self) -> String {
-        format!("SELECT 1 FROM jsonb_populate_record(NULL::{t}, jsonb_build_object($2::text, ($1::text::jsonb) -> $2::text))", t = self.quoted)
+        format!(
+            "SELECT 1 FROM jsonb_populate_record(NULL::{t}, jsonb_build_object($2::text, ($1::text::jsonb) -> $2::text))",
+            t = self.quoted
+        )
     }
 }
 
@@ -138,7 +142,10 @@ mod tests {
         let columns = table.columns_for(json!({"id": 7, "x": 1}).as_object().unwrap()).unwrap();
         assert_eq!(columns, ["id"]);
         let sql = table.insert_sql(&columns);
-        assert!(sql.starts_with("INSERT INTO \"docs\" (\"id\", \"doc\") SELECT r.\"id\", $1::text::jsonb FROM"), "{sql}");
+        assert!(
+            sql.starts_with("INSERT INTO \"docs\" (\"id\", \"doc\") SELECT r.\"id\", $1::text::jsonb FROM"),
+            "{sql}"
+        );
         assert!(!sql.contains("ON CONFLICT"), "{sql}");
         let only_key = Table::new(&spec("{name: t, key: [id]}"), Operation::Upsert).unwrap();
         assert!(only_key.insert_sql(&["id".into()]).ends_with("ON CONFLICT (\"id\") DO NOTHING"));
@@ -146,10 +153,15 @@ mod tests {
 
     #[test]
     fn records_without_their_key_and_bad_tables_are_refused_by_name() {
-        let table = Table::new(&spec("{name: t, key: [sku, location], columns: [sku, location, qty]}"), Operation::Upsert).unwrap();
+        let table =
+            Table::new(&spec("{name: t, key: [sku, location], columns: [sku, location, qty]}"), Operation::Upsert)
+                .unwrap();
         let err = table.columns_for(json!({"sku": "S", "location": null}).as_object().unwrap()).unwrap_err();
         assert!(err.contains("`location`") && err.contains("table t"), "{err}");
-        assert_eq!(table.columns_for(json!({"sku": "S", "location": "L"}).as_object().unwrap()).unwrap(), ["sku", "location", "qty"]);
+        assert_eq!(
+            table.columns_for(json!({"sku": "S", "location": "L"}).as_object().unwrap()).unwrap(),
+            ["sku", "location", "qty"]
+        );
         let field = |yaml: &str| Table::new(&spec(yaml), Operation::Upsert).unwrap_err().0;
         assert_eq!(field("{name: a.b.c, key: [id]}"), "name");
         assert_eq!(field("{name: t, key: []}"), "key");

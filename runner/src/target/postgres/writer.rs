@@ -43,7 +43,8 @@ pub fn start(database: Database, table: Arc<Table>, connections: usize) -> mpsc:
     let (tx, rx) = mpsc::channel(connections * BATCH);
     let rx = Arc::new(Mutex::new(rx));
     for _ in 0..connections {
-        let writer = Writer { database: database.clone(), table: table.clone(), client: None, statements: HashMap::new() };
+        let writer =
+            Writer { database: database.clone(), table: table.clone(), client: None, statements: HashMap::new() };
         tokio::spawn(writer.run(rx.clone()));
     }
     tx
@@ -142,7 +143,9 @@ impl Writer {
                 for ((i, _, record), refusal) in rows.iter().zip(refusals) {
                     verdicts[*i] = Some(match refusal {
                         None => Verdict::Delivered,
-                        Some(failure) => name_the_column(client, &self.table, &batch[*i].columns, record, failure).await,
+                        Some(failure) => {
+                            name_the_column(client, &self.table, &batch[*i].columns, record, failure).await
+                        }
                     });
                 }
                 verdicts.into_iter().map(|v| v.expect("every record answered")).collect()
@@ -164,8 +167,10 @@ async fn all_or_nothing(client: &Client, rows: &[(usize, &Statement, &str)]) -> 
         return Ok(());
     }
     client.batch_execute("BEGIN").await.map_err(|e| Failure::of(&e))?;
-    let params: Vec<[&(dyn ToSql + Sync); 1]> = rows.iter().map(|(_, _, record)| [record as &(dyn ToSql + Sync)]).collect();
-    let results = join_all(rows.iter().zip(&params).map(|((_, statement, _), params)| client.execute(*statement, params))).await;
+    let params: Vec<[&(dyn ToSql + Sync); 1]> =
+        rows.iter().map(|(_, _, record)| [record as &(dyn ToSql + Sync)]).collect();
+    let results =
+        join_all(rows.iter().zip(&params).map(|((_, statement, _), params)| client.execute(*statement, params))).await;
     // Pipelined: after the first error the others only say the transaction is aborted.
     if let Some(e) = results.into_iter().find_map(Result::err) {
         let _ = client.batch_execute("ROLLBACK").await;
@@ -185,7 +190,8 @@ async fn row_by_row(client: &Client, rows: &[(usize, &Statement, &str)]) -> Resu
         let mut refusals = Vec::with_capacity(rows.len());
         for (_, statement, record) in rows {
             let params: [&(dyn ToSql + Sync); 1] = [record];
-            let (saved, written) = tokio::join!(client.batch_execute("SAVEPOINT record"), client.execute(*statement, &params));
+            let (saved, written) =
+                tokio::join!(client.batch_execute("SAVEPOINT record"), client.execute(*statement, &params));
             saved.map_err(|e| Failure::of(&e))?;
             match written {
                 Ok(_) => refusals.push(None),
@@ -222,7 +228,13 @@ async fn row_by_row(client: &Client, rows: &[(usize, &Statement, &str)]) -> Resu
 /// The refusal of a record, with the column named when the database did not name it:
 /// for a data exception (a value its column cannot take), each column is converted on
 /// its own until one fails.
-async fn name_the_column(client: &Client, table: &Table, columns: &[String], record: &str, failure: Failure) -> Verdict {
+async fn name_the_column(
+    client: &Client,
+    table: &Table,
+    columns: &[String],
+    record: &str,
+    failure: Failure,
+) -> Verdict {
     let Verdict::Reject { reason, category } = failure.verdict.clone() else { return failure.verdict };
     if !failure.is_data_exception() || reason.starts_with("column ") {
         return failure.verdict;

@@ -54,7 +54,13 @@ pub struct BigCommerceConfig {
 
 impl Default for BigCommerceConfig {
     fn default() -> Self {
-        Self { quota: 150, window: Duration::from_secs(30), bare_429_ratio: 0.0, seed: 0, adjustment_latency: Duration::ZERO }
+        Self {
+            quota: 150,
+            window: Duration::from_secs(30),
+            bare_429_ratio: 0.0,
+            seed: 0,
+            adjustment_latency: Duration::ZERO,
+        }
     }
 }
 
@@ -84,7 +90,10 @@ pub struct BigCommerceApi {
 
 impl std::fmt::Debug for BigCommerceApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BigCommerceApi").field("addr", &self.addr).field("store_hash", &self.store_hash).finish_non_exhaustive()
+        f.debug_struct("BigCommerceApi")
+            .field("addr", &self.addr)
+            .field("store_hash", &self.store_hash)
+            .finish_non_exhaustive()
     }
 }
 
@@ -93,7 +102,12 @@ const FIRST_VARIANT_ID: u64 = 77;
 
 impl BigCommerceApi {
     /// Serves store `store_hash` on `listener`, accepting `access_token` only (never logged).
-    pub async fn serve(listener: TcpListener, store_hash: &str, access_token: impl Into<String>, config: BigCommerceConfig) -> std::io::Result<Self> {
+    pub async fn serve(
+        listener: TcpListener,
+        store_hash: &str,
+        access_token: impl Into<String>,
+        config: BigCommerceConfig,
+    ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             token: access_token.into(),
@@ -223,7 +237,12 @@ fn with_limits(limits: HeaderMap, response: impl IntoResponse) -> Response {
     response
 }
 
-async fn order(State(shared): State<Arc<Shared>>, Path((_hash, id)): Path<(String, String)>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+async fn order(
+    State(shared): State<Arc<Shared>>,
+    Path((_hash, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     let limits = match shared.admit(&headers) {
         Ok(limits) => limits,
         Err(refused) => return refused,
@@ -232,7 +251,10 @@ async fn order(State(shared): State<Arc<Shared>>, Path((_hash, id)): Path<(Strin
     let Some(order) = found else {
         return with_limits(limits, problem(StatusCode::NOT_FOUND, &format!("The order {id} was not found")));
     };
-    let lines = query.is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "include" && v.split(',').any(|i| i == "consignments.line_items")));
+    let lines = query.is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .any(|(k, v)| k == "include" && v.split(',').any(|i| i == "consignments.line_items"))
+    });
     let variants = lock(&shared.variants).clone();
     with_limits(limits, Json(orders::v2_order(&order, lines, &variants)))
 }
@@ -256,7 +278,12 @@ async fn variants(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery, 
         })
         .collect();
     let total = data.len();
-    with_limits(limits, Json(json!({ "data": data, "meta": { "pagination": { "total": total, "count": total, "per_page": 50, "current_page": 1, "total_pages": 1 } } })))
+    with_limits(
+        limits,
+        Json(
+            json!({ "data": data, "meta": { "pagination": { "total": total, "count": total, "per_page": 50, "current_page": 1, "total_pages": 1 } } }),
+        ),
+    )
 }
 
 /// Largest batch of one adjustment.
@@ -278,7 +305,13 @@ async fn adjust_absolute(State(shared): State<Arc<Shared>>, headers: HeaderMap, 
 }
 
 fn apply_adjustment(shared: &Shared, body: &[u8]) -> Response {
-    let invalid = |errors: Value| (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "status": 422, "title": "Input is invalid", "errors": errors }))).into_response();
+    let invalid = |errors: Value| {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "status": 422, "title": "Input is invalid", "errors": errors })),
+        )
+            .into_response()
+    };
     let request: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return invalid(json!({ "body": format!("invalid JSON: {e}") })),
@@ -290,17 +323,20 @@ fn apply_adjustment(shared: &Shared, body: &[u8]) -> Response {
     let variants = lock(&shared.variants).clone();
     let mut changes = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let variant = item.get("variant_id").and_then(Value::as_u64).filter(|v| variants.contains_key(v)).or_else(|| {
-            let sku = item.get("sku").and_then(Value::as_str)?;
-            variants.iter().find(|(_, s)| *s == sku).map(|(id, _)| *id)
-        });
+        let variant =
+            item.get("variant_id").and_then(Value::as_u64).filter(|v| variants.contains_key(v)).or_else(|| {
+                let sku = item.get("sku").and_then(Value::as_str)?;
+                variants.iter().find(|(_, s)| *s == sku).map(|(id, _)| *id)
+            });
         let location = item.get("location_id").and_then(Value::as_u64);
         let quantity = item.get("quantity").and_then(Value::as_i64).filter(|q| *q >= 0);
         match (variant, location, quantity) {
             (Some(v), Some(l), Some(q)) => changes.push(((l, v), q)),
             (None, _, _) => return invalid(json!({ format!("items.{i}.variant_id"): "variant not found" })),
             (_, None, _) => return invalid(json!({ format!("items.{i}.location_id"): "location_id is required" })),
-            (_, _, None) => return invalid(json!({ format!("items.{i}.quantity"): "quantity must be a non-negative integer" })),
+            (_, _, None) => {
+                return invalid(json!({ format!("items.{i}.quantity"): "quantity must be a non-negative integer" }));
+            }
         }
     }
     lock(&shared.inventory).extend(changes);

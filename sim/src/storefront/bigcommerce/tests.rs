@@ -38,7 +38,12 @@ async fn an_order_is_refetched_in_the_v2_shape_with_its_lines() {
     assert_eq!(lines[0]["sku"], "SKU-1");
     assert_eq!(lines[0]["variant_id"], api.variant("SKU-1").unwrap());
 
-    let missing = client().get(format!("{}/v2/orders/999999", api.base_url())).header("X-Auth-Token", TOKEN).send().await.unwrap();
+    let missing = client()
+        .get(format!("{}/v2/orders/999999", api.base_url()))
+        .header("X-Auth-Token", TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
     let anonymous = client().get(&url).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
@@ -63,7 +68,12 @@ async fn over_the_window_quota_a_429_has_the_headers_and_no_retry_after() {
 #[tokio::test]
 async fn a_bare_429_carries_no_rate_limit_headers() {
     let api = store(BigCommerceConfig { bare_429_ratio: 1.0, ..BigCommerceConfig::default() }).await;
-    let refused = client().get(format!("{}/v3/catalog/variants", api.base_url())).header("X-Auth-Token", TOKEN).send().await.unwrap();
+    let refused = client()
+        .get(format!("{}/v3/catalog/variants", api.base_url()))
+        .header("X-Auth-Token", TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(refused.status(), 429);
     assert!(refused.headers().keys().all(|k| !k.as_str().starts_with("x-rate-limit")), "{:?}", refused.headers());
 }

@@ -31,7 +31,8 @@ pub const SIGNATURE_HEADER: HeaderName = HeaderName::from_static("webhook-signat
 
 /// The Standard Webhooks signature of `body` for message `id` at `timestamp`: `v1,<base64>`.
 pub fn sign(secret: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
     mac.update(format!("{id}.{timestamp}.").as_bytes());
     mac.update(body);
     format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))

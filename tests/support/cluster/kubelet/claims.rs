@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use futures::StreamExt;
 use k8s_openapi::{
-    api::core::v1::{HostPathVolumeSource, ObjectReference, PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec},
+    api::core::v1::{
+        HostPathVolumeSource, ObjectReference, PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec,
+    },
     apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::ObjectMeta},
 };
 use kube::{
@@ -60,7 +62,10 @@ async fn provision_one(kubelet: &Kubelet, claim: &PersistentVolumeClaim) -> Resu
             volume_mode: spec.volume_mode.clone(),
             // The folder outlives the claim, as the data of a Retain volume does.
             persistent_volume_reclaim_policy: Some("Retain".into()),
-            host_path: Some(HostPathVolumeSource { path: dir.display().to_string(), type_: Some("DirectoryOrCreate".into()) }),
+            host_path: Some(HostPathVolumeSource {
+                path: dir.display().to_string(),
+                type_: Some("DirectoryOrCreate".into()),
+            }),
             claim_ref: Some(ObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("PersistentVolumeClaim".into()),

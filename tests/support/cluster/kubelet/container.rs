@@ -15,12 +15,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use tokio::process::Child;
 
 use super::{
-    Kubelet, env,
-    events::Note,
-    probe::Prober,
-    rewrite::Rewrites,
-    services,
-    sources::Sources,
+    Kubelet, env, events::Note, probe::Prober, rewrite::Rewrites, services, sources::Sources,
     volumes::SERVICE_ACCOUNT_PATH,
 };
 use crate::cluster::{KubeUser, kubeconfig_text};
@@ -159,7 +154,8 @@ impl ContainerRun {
             return;
         }
         if init && self.spec.restart_policy.as_deref() == Some("Always") {
-            let message = "native sidecars (initContainers with restartPolicy Always) are not supported by the process kubelet";
+            let message =
+                "native sidecars (initContainers with restartPolicy Always) are not supported by the process kubelet";
             self.state = State::Waiting { reason: "CreateContainerConfigError".into(), message: Some(message.into()) };
             self.not_before = Instant::now() + RETRY;
             return;
@@ -269,7 +265,10 @@ impl ContainerRun {
         // as `kubectl get pods` does.
         self.restart_count += 1;
         let pod = ctx.pod.metadata.name.as_deref().unwrap_or_default();
-        self.notes.push(Note::warning("BackOff", format!("Back-off restarting failed container {} in pod {pod}", self.spec.name)));
+        self.notes.push(Note::warning(
+            "BackOff",
+            format!("Back-off restarting failed container {} in pod {pod}", self.spec.name),
+        ));
         if ran_for.elapsed() >= BACKOFF_RESET {
             self.backoff = FIRST_BACKOFF;
         }
@@ -385,7 +384,9 @@ impl ContainerRun {
             let known: Vec<&str> = ctx.kubelet.images.keys().map(String::as_str).collect();
             return Err((
                 "ErrImagePull",
-                format!("image {reference:?} cannot be pulled: this process kubelet runs only the known images {known:?}"),
+                format!(
+                    "image {reference:?} cannot be pulled: this process kubelet runs only the known images {known:?}"
+                ),
             ));
         };
         let mut rest: Vec<String> = match self.spec.command.as_deref() {
@@ -393,7 +394,10 @@ impl ContainerRun {
                 if image.entrypoint.first() != Some(first) {
                     return Err((
                         "CreateContainerError",
-                        format!("command {first:?} is not in image {reference:?} (its entrypoint is {:?})", image.entrypoint),
+                        format!(
+                            "command {first:?} is not in image {reference:?} (its entrypoint is {:?})",
+                            image.entrypoint
+                        ),
                     ));
                 }
                 tail.to_vec()
@@ -405,11 +409,18 @@ impl ContainerRun {
     }
 
     /// The container's mounts, termination message file and the Services, as rewrites.
-    async fn rewrites(&self, ctx: &PodContext<'_>, vars: &BTreeMap<String, String>) -> Result<Rewrites, (&'static str, String)> {
+    async fn rewrites(
+        &self,
+        ctx: &PodContext<'_>,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<Rewrites, (&'static str, String)> {
         let mut paths = Vec::new();
         for mount in self.spec.volume_mounts.iter().flatten() {
             let Some(dir) = ctx.volumes.get(&mount.name) else {
-                return Err(("CreateContainerConfigError", format!("volume mount {:?} names no volume of the pod", mount.name)));
+                return Err((
+                    "CreateContainerConfigError",
+                    format!("volume mount {:?} names no volume of the pod", mount.name),
+                ));
             };
             let sub = match (&mount.sub_path, &mount.sub_path_expr) {
                 (Some(p), _) if !p.is_empty() => p.clone(),
@@ -417,7 +428,10 @@ impl ContainerRun {
                 _ => String::new(),
             };
             if sub.split('/').any(|part| part == "..") || sub.starts_with('/') {
-                return Err(("CreateContainerConfigError", format!("subPath {sub:?} must be relative and must not contain '..'")));
+                return Err((
+                    "CreateContainerConfigError",
+                    format!("subPath {sub:?} must be relative and must not contain '..'"),
+                ));
             }
             let host = if sub.is_empty() { dir.clone() } else { dir.join(&sub) };
             paths.push((mount.mount_path.clone(), host));

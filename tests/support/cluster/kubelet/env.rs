@@ -65,7 +65,13 @@ pub async fn environment(
 }
 
 /// One key of a ConfigMap or Secret; `None` when it may be left out.
-async fn key_value(sources: &mut Sources, kind: Kind, name: &str, key: &str, optional: bool) -> Result<Option<String>, String> {
+async fn key_value(
+    sources: &mut Sources,
+    kind: Kind,
+    name: &str,
+    key: &str,
+    optional: bool,
+) -> Result<Option<String>, String> {
     let Some(data) = sources.get(kind, name).await? else {
         return if optional { Ok(None) } else { Err(format!("{} {name:?} not found", kind.noun())) };
     };
@@ -161,7 +167,11 @@ pub fn field_value(pod: &Pod, path: &str, ip: Ipv4Addr) -> Result<String, String
 
 /// A container's limit or request through the downward API, in units of the divisor
 /// (rounded up, as Kubernetes does); an unset limit is the node's allocatable.
-pub fn resource_value(pod: &Pod, container: Option<&Container>, selector: &ResourceFieldSelector) -> Result<String, String> {
+pub fn resource_value(
+    pod: &Pod,
+    container: Option<&Container>,
+    selector: &ResourceFieldSelector,
+) -> Result<String, String> {
     let container = match &selector.container_name {
         Some(name) if !name.is_empty() => pod
             .spec

@@ -37,7 +37,9 @@ pub struct Events {
 
 impl Events {
     pub fn new(client: Client, controller: &str, node: &str) -> Self {
-        Self { recorder: Recorder::new(client, Reporter { controller: controller.into(), instance: Some(node.into()) }) }
+        Self {
+            recorder: Recorder::new(client, Reporter { controller: controller.into(), instance: Some(node.into()) }),
+        }
     }
 
     /// Records `note` on `pod`; a failure is only logged (Events are best effort).

@@ -36,7 +36,13 @@ use crate::pki::{Ca, Usage};
 /// returns the port.
 pub async fn start(kubelet: Arc<Kubelet>) -> anyhow::Result<(u16, tokio::task::JoinHandle<()>)> {
     let pki = kubelet.root.join("pki");
-    let issued = Ca::new(&pki, "process-kubelet-ca").issue("kubelet", Usage::Server, &kubelet.node, &[], &["127.0.0.1", "localhost"]);
+    let issued = Ca::new(&pki, "process-kubelet-ca").issue(
+        "kubelet",
+        Usage::Server,
+        &kubelet.node,
+        &[],
+        &["127.0.0.1", "localhost"],
+    );
     let certs = CertificateDer::pem_file_iter(&issued.cert)?.collect::<Result<Vec<_>, _>>()?;
     let key = PrivateKeyDer::from_pem_file(&issued.key)?;
     let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
@@ -104,7 +110,9 @@ async fn logs(
     };
     let mut text = match tokio::fs::read(&process.log).await {
         Ok(text) => text,
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{}: {e}", process.log.display())).into_response(),
+        Err(e) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("{}: {e}", process.log.display())).into_response();
+        }
     };
     if let Some(lines) = query.tail_lines {
         text = tail(&text, lines).to_vec();
@@ -146,7 +154,13 @@ async fn logs(
 /// The last `lines` lines of `text`.
 fn tail(text: &[u8], lines: usize) -> &[u8] {
     let body = text.strip_suffix(b"\n").unwrap_or(text);
-    let start = body.iter().enumerate().rev().filter(|(_, b)| **b == b'\n').nth(lines.saturating_sub(1)).map_or(0, |(i, _)| i + 1);
+    let start = body
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(lines.saturating_sub(1))
+        .map_or(0, |(i, _)| i + 1);
     if lines == 0 { &text[text.len()..] } else { &text[start..] }
 }
 

@@ -182,7 +182,9 @@ impl Drop for ProcessKubelet {
         for task in &self.tasks {
             task.abort();
         }
-        for handle in self.pods.lock().map(|p| p.values().map(|h| h.task.abort_handle()).collect::<Vec<_>>()).unwrap_or_default() {
+        for handle in
+            self.pods.lock().map(|p| p.values().map(|h| h.task.abort_handle()).collect::<Vec<_>>()).unwrap_or_default()
+        {
             handle.abort();
         }
         // No test may leak a process: kill every group still alive now, whatever the
@@ -237,7 +239,11 @@ impl Kubelet {
     }
 
     fn key(pod: &Pod, container: &str) -> (String, String, String) {
-        (pod.metadata.namespace.clone().unwrap_or_default(), pod.metadata.name.clone().unwrap_or_default(), container.into())
+        (
+            pod.metadata.namespace.clone().unwrap_or_default(),
+            pod.metadata.name.clone().unwrap_or_default(),
+            container.into(),
+        )
     }
 
     fn started(&self, pod: &Pod, container: &str, pid: u32, log: &Path) {
@@ -275,7 +281,11 @@ fn address_block() -> [u8; 2] {
 }
 
 /// Binds unscheduled pods, and gives each pod of this node to its task.
-async fn watch_pods(kubelet: Arc<Kubelet>, pods: Arc<Mutex<HashMap<String, pod::PodHandle>>>, stop: watch::Receiver<bool>) {
+async fn watch_pods(
+    kubelet: Arc<Kubelet>,
+    pods: Arc<Mutex<HashMap<String, pod::PodHandle>>>,
+    stop: watch::Receiver<bool>,
+) {
     let api: Api<Pod> = Api::all(kubelet.client.clone());
     let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
     let mut listed: Option<HashSet<String>> = None;
@@ -291,7 +301,8 @@ async fn watch_pods(kubelet: Arc<Kubelet>, pods: Arc<Mutex<HashMap<String, pod::
             }
             Ok(watcher::Event::InitDone) => {
                 let seen = listed.take().unwrap_or_default();
-                let gone: Vec<String> = pods.lock().expect("pods lock").keys().filter(|uid| !seen.contains(*uid)).cloned().collect();
+                let gone: Vec<String> =
+                    pods.lock().expect("pods lock").keys().filter(|uid| !seen.contains(*uid)).cloned().collect();
                 for uid in gone {
                     forget(&pods, &uid);
                 }
@@ -303,7 +314,12 @@ async fn watch_pods(kubelet: Arc<Kubelet>, pods: Arc<Mutex<HashMap<String, pod::
     }
 }
 
-async fn on_pod(kubelet: &Arc<Kubelet>, pods: &Mutex<HashMap<String, pod::PodHandle>>, pod: Pod, stop: &watch::Receiver<bool>) {
+async fn on_pod(
+    kubelet: &Arc<Kubelet>,
+    pods: &Mutex<HashMap<String, pod::PodHandle>>,
+    pod: Pod,
+    stop: &watch::Receiver<bool>,
+) {
     if scheduler::wants_binding(&pod) {
         scheduler::bind(&kubelet.client, &pod, &kubelet.node, &kubelet.scheduler_events).await;
         return;

@@ -93,7 +93,9 @@ fn status(node: &Endpoint) -> NodeStatus {
             system_uuid: String::new(),
         }),
         conditions: Some(conditions(since)),
-        daemon_endpoints: Some(NodeDaemonEndpoints { kubelet_endpoint: Some(DaemonEndpoint { port: node.port.into() }) }),
+        daemon_endpoints: Some(NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint { port: node.port.into() }),
+        }),
         ..NodeStatus::default()
     }
 }
@@ -157,10 +159,14 @@ async fn renew_lease(client: &Client, name: &str) -> anyhow::Result<()> {
     };
     let result = match leases.get_opt(name).await? {
         None => {
-            let lease = Lease { metadata: ObjectMeta { name: Some(name.into()), ..ObjectMeta::default() }, spec: Some(spec) };
+            let lease =
+                Lease { metadata: ObjectMeta { name: Some(name.into()), ..ObjectMeta::default() }, spec: Some(spec) };
             leases.create(&PostParams::default(), &lease).await.map(drop)
         }
-        Some(_) => leases.patch(name, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "spec": spec }))).await.map(drop),
+        Some(_) => leases
+            .patch(name, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "spec": spec })))
+            .await
+            .map(drop),
     };
     result.map_err(|e| anyhow::anyhow!("cannot renew the Lease kube-node-lease/{name}: {e}"))
 }

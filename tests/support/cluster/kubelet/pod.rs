@@ -180,7 +180,8 @@ impl PodRun {
 
     /// Records the Events of the containers since the last time.
     async fn record(&mut self) {
-        let notes: Vec<_> = self.init.iter_mut().chain(self.containers.iter_mut()).flat_map(ContainerRun::take_notes).collect();
+        let notes: Vec<_> =
+            self.init.iter_mut().chain(self.containers.iter_mut()).flat_map(ContainerRun::take_notes).collect();
         for note in notes {
             self.kubelet.events.record(&self.pod, note).await;
         }
@@ -281,7 +282,9 @@ impl PodRun {
             start_time: Some(Time(self.start_time)),
             init_container_statuses: (!self.init.is_empty())
                 .then(|| self.init.iter().map(|c| status::container_status(c, &image_id(c))).collect()),
-            container_statuses: Some(self.containers.iter().map(|c| status::container_status(c, &image_id(c))).collect()),
+            container_statuses: Some(
+                self.containers.iter().map(|c| status::container_status(c, &image_id(c))).collect(),
+            ),
             ..PodStatus::default()
         };
         let mut patch = serde_json::json!({ "status": status });
@@ -294,7 +297,8 @@ impl PodRun {
         if self.last_patch.as_ref() == Some(&patch) || self.failed_patch.is_some_and(|at| at.elapsed() < PATCH_RETRY) {
             return;
         }
-        let api: Api<Pod> = Api::namespaced(self.kubelet.client.clone(), self.pod.metadata.namespace.as_deref().unwrap_or_default());
+        let api: Api<Pod> =
+            Api::namespaced(self.kubelet.client.clone(), self.pod.metadata.namespace.as_deref().unwrap_or_default());
         let name = self.pod.metadata.name.clone().unwrap_or_default();
         // Strategic merge, as the kubelet does: conditions other controllers add stay.
         match api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
@@ -329,7 +333,8 @@ impl PodRun {
 
     /// Deletes the pod for good, as the kubelet does once its processes are gone.
     async fn delete(&self) {
-        let api: Api<Pod> = Api::namespaced(self.kubelet.client.clone(), self.pod.metadata.namespace.as_deref().unwrap_or_default());
+        let api: Api<Pod> =
+            Api::namespaced(self.kubelet.client.clone(), self.pod.metadata.namespace.as_deref().unwrap_or_default());
         let name = self.pod.metadata.name.clone().unwrap_or_default();
         let params = DeleteParams {
             grace_period_seconds: Some(0),

@@ -70,7 +70,9 @@ impl Prober {
         let mut failure = None;
         if self.inflight.as_ref().is_some_and(JoinHandle::is_finished) {
             let task = self.inflight.take().expect("checked above");
-            let result = futures::FutureExt::now_or_never(task).and_then(Result::ok).unwrap_or(Err("the probe task died".into()));
+            let result = futures::FutureExt::now_or_never(task)
+                .and_then(Result::ok)
+                .unwrap_or(Err("the probe task died".into()));
             match result {
                 Ok(()) => {
                     self.failures = 0;
@@ -98,7 +100,11 @@ impl Prober {
             // Until the first success a readiness probe runs at least every second, so
             // a pod is Ready soon after its server listens (the kubelet waits a whole
             // period; only the time to Ready differs).
-            let period = if self.what == "readiness" && !self.ever_succeeded { period.min(Duration::from_secs(1)) } else { period };
+            let period = if self.what == "readiness" && !self.ever_succeeded {
+                period.min(Duration::from_secs(1))
+            } else {
+                period
+            };
             self.next = Some(now + period);
             let timeout = Duration::from_secs(spec.timeout_seconds.unwrap_or(1).max(1) as u64);
             let ports = ports.to_vec();
@@ -125,7 +131,12 @@ impl Drop for Prober {
     }
 }
 
-async fn probe_once(client: &reqwest::Client, spec: &Probe, ip: Ipv4Addr, ports: &[ContainerPort]) -> Result<(), String> {
+async fn probe_once(
+    client: &reqwest::Client,
+    spec: &Probe,
+    ip: Ipv4Addr,
+    ports: &[ContainerPort],
+) -> Result<(), String> {
     if let Some(http) = &spec.http_get {
         let port = port(&http.port, ports)?;
         let host = http.host.clone().unwrap_or_else(|| ip.to_string());

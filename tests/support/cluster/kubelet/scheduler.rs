@@ -33,7 +33,11 @@ pub async fn bind(client: &Client, pod: &Pod, node: &str, events: &Events) {
     };
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     match pods.create_subresource::<_, serde_json::Value>("binding", &name, &PostParams::default(), &binding).await {
-        Ok(_) => events.record(pod, Note::normal("Scheduled", format!("Successfully assigned {namespace}/{name} to {node}"))).await,
+        Ok(_) => {
+            events
+                .record(pod, Note::normal("Scheduled", format!("Successfully assigned {namespace}/{name} to {node}")))
+                .await
+        }
         // Already bound, or gone: the watch shows what happened.
         Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {}
         Err(e) => eprintln!("process kubelet: cannot bind pod {namespace}/{name} to {node}: {e}"),

@@ -22,7 +22,9 @@ pub type Endpoints = BTreeMap<(String, u16), String>;
 pub async fn endpoints(client: &Client, namespace: &str) -> Endpoints {
     let services: Api<Service> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
-    let (Ok(services), Ok(pods)) = (services.list(&ListParams::default()).await, pods.list(&ListParams::default()).await) else {
+    let (Ok(services), Ok(pods)) =
+        (services.list(&ListParams::default()).await, pods.list(&ListParams::default()).await)
+    else {
         return Endpoints::new();
     };
     let ready: Vec<&Pod> = pods.items.iter().filter(|p| crate::cluster::pod_ready(p)).collect();
@@ -37,11 +39,13 @@ pub async fn endpoints(client: &Client, namespace: &str) -> Endpoints {
         for pod in selected {
             let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) else { continue };
             for port in spec.ports.iter().flatten() {
-                let (Some(target), Ok(port)) = (target_port(pod, port.target_port.as_ref(), port.port), u16::try_from(port.port))
+                let (Some(target), Ok(port)) =
+                    (target_port(pod, port.target_port.as_ref(), port.port), u16::try_from(port.port))
                 else {
                     continue;
                 };
-                let mut hosts = vec![format!("{name}.{ns}"), format!("{name}.{ns}.svc"), format!("{name}.{ns}.svc.cluster.local")];
+                let mut hosts =
+                    vec![format!("{name}.{ns}"), format!("{name}.{ns}.svc"), format!("{name}.{ns}.svc.cluster.local")];
                 if ns == namespace {
                     hosts.push(name.clone());
                 }

@@ -50,7 +50,8 @@ impl Sources {
         let data = match kind {
             Kind::ConfigMap => self.config_maps.get_opt(name).await.map(|cm| {
                 cm.map(|cm| {
-                    let mut data: Data = cm.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+                    let mut data: Data =
+                        cm.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
                     data.extend(cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
                     data
                 })

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use k8s_openapi::{
     api::core::v1::{
-        ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, PodCondition,
+        ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
+        PodCondition,
     },
     apimachinery::pkg::apis::meta::v1::Time,
 };
@@ -95,9 +96,10 @@ pub fn container_status(run: &ContainerRun, image_id: &str) -> ContainerStatus {
             waiting: Some(ContainerStateWaiting { reason: Some(reason.clone()), message: message.clone() }),
             ..ContainerState::default()
         },
-        State::Running { started_at } => {
-            ContainerState { running: Some(ContainerStateRunning { started_at: Some(Time(*started_at)) }), ..ContainerState::default() }
-        }
+        State::Running { started_at } => ContainerState {
+            running: Some(ContainerStateRunning { started_at: Some(Time(*started_at)) }),
+            ..ContainerState::default()
+        },
         State::Terminated(e) => terminated(e),
     };
     let container_id = match &run.state {
@@ -130,9 +132,20 @@ mod tests {
     fn run(state: Option<(i32, bool)>) -> ContainerRun {
         let mut c = ContainerRun::new(Container { name: "c".into(), ..Container::default() }, Path::new("/nowhere"));
         if let Some((exit_code, done)) = state {
-            let ended = Ended { exit_code, signal: None, message: None, started_at: Timestamp::now(), finished_at: Timestamp::now(), pid: 7 };
+            let ended = Ended {
+                exit_code,
+                signal: None,
+                message: None,
+                started_at: Timestamp::now(),
+                finished_at: Timestamp::now(),
+                pid: 7,
+            };
             c.done = done;
-            c.state = if done { State::Terminated(ended) } else { State::Waiting { reason: "CrashLoopBackOff".into(), message: None } };
+            c.state = if done {
+                State::Terminated(ended)
+            } else {
+                State::Waiting { reason: "CrashLoopBackOff".into(), message: None }
+            };
         }
         c
     }

@@ -94,13 +94,32 @@ impl Volumes {
             None
         } else if let Some(cm) = &volume.config_map {
             let data = sources.require(Kind::ConfigMap, &cm.name, cm.optional.unwrap_or(false)).await?;
-            Some(key_files(&data, cm.items.as_deref(), cm.default_mode.unwrap_or(0o644), Kind::ConfigMap, &cm.name, cm.optional)?)
+            Some(key_files(
+                &data,
+                cm.items.as_deref(),
+                cm.default_mode.unwrap_or(0o644),
+                Kind::ConfigMap,
+                &cm.name,
+                cm.optional,
+            )?)
         } else if let Some(secret) = &volume.secret {
             let name = secret.secret_name.clone().unwrap_or_default();
             let data = sources.require(Kind::Secret, &name, secret.optional.unwrap_or(false)).await?;
-            Some(key_files(&data, secret.items.as_deref(), secret.default_mode.unwrap_or(0o644), Kind::Secret, &name, secret.optional)?)
+            Some(key_files(
+                &data,
+                secret.items.as_deref(),
+                secret.default_mode.unwrap_or(0o644),
+                Kind::Secret,
+                &name,
+                secret.optional,
+            )?)
         } else if let Some(downward) = &volume.downward_api {
-            Some(downward_files(pod, ip, downward.items.as_deref().unwrap_or_default(), downward.default_mode.unwrap_or(0o644))?)
+            Some(downward_files(
+                pod,
+                ip,
+                downward.items.as_deref().unwrap_or_default(),
+                downward.default_mode.unwrap_or(0o644),
+            )?)
         } else if let Some(projected) = &volume.projected {
             let mode = projected.default_mode.unwrap_or(0o644);
             let mut files = Vec::new();
@@ -110,7 +129,14 @@ impl Volumes {
                     files.extend(key_files(&data, cm.items.as_deref(), mode, Kind::ConfigMap, &cm.name, cm.optional)?);
                 } else if let Some(secret) = &source.secret {
                     let data = sources.require(Kind::Secret, &secret.name, secret.optional.unwrap_or(false)).await?;
-                    files.extend(key_files(&data, secret.items.as_deref(), mode, Kind::Secret, &secret.name, secret.optional)?);
+                    files.extend(key_files(
+                        &data,
+                        secret.items.as_deref(),
+                        mode,
+                        Kind::Secret,
+                        &secret.name,
+                        secret.optional,
+                    )?);
                 } else if let Some(downward) = &source.downward_api {
                     files.extend(downward_files(pod, ip, downward.items.as_deref().unwrap_or_default(), mode)?);
                 } else if let Some(token) = &source.service_account_token {
@@ -119,7 +145,8 @@ impl Volumes {
                     let bytes = if fresh {
                         std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
                     } else {
-                        let token = request_token(kubelet, pod, token.audience.clone(), token.expiration_seconds).await?;
+                        let token =
+                            request_token(kubelet, pod, token.audience.clone(), token.expiration_seconds).await?;
                         self.tokens.insert(path, Instant::now());
                         token.into_bytes()
                     };
@@ -165,7 +192,9 @@ fn key_files(
             let mut files = Vec::new();
             for item in items {
                 match data.get(&item.key) {
-                    Some(v) => files.push(File { path: item.path.clone(), bytes: v.clone(), mode: item.mode.unwrap_or(mode) }),
+                    Some(v) => {
+                        files.push(File { path: item.path.clone(), bytes: v.clone(), mode: item.mode.unwrap_or(mode) })
+                    }
                     None if optional.unwrap_or(false) => {}
                     None => return Err(format!("{} {name:?} has no key {:?}", kind.noun(), item.key)),
                 }
@@ -217,7 +246,12 @@ fn write_if_changed(path: &Path, bytes: &[u8], mode: i32) -> Result<(), String> 
 }
 
 /// A token of the pod's service account bound to the pod, as the kubelet gets it.
-async fn request_token(kubelet: &Kubelet, pod: &Pod, audience: Option<String>, expiration: Option<i64>) -> Result<String, String> {
+async fn request_token(
+    kubelet: &Kubelet,
+    pod: &Pod,
+    audience: Option<String>,
+    expiration: Option<i64>,
+) -> Result<String, String> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let account = pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into());
     let api: Api<ServiceAccount> = Api::namespaced(kubelet.client.clone(), &namespace);
@@ -238,7 +272,10 @@ async fn request_token(kubelet: &Kubelet, pod: &Pod, audience: Option<String>, e
         .create_subresource("token", &account, &PostParams::default(), &request)
         .await
         .map_err(|e| format!("cannot get a token of serviceaccount {account:?}: {e}"))?;
-    answer.status.map(|s| s.token).ok_or_else(|| format!("the token request of serviceaccount {account:?} has no status"))
+    answer
+        .status
+        .map(|s| s.token)
+        .ok_or_else(|| format!("the token request of serviceaccount {account:?} has no status"))
 }
 
 #[cfg(test)]
@@ -257,7 +294,8 @@ mod tests {
         let some = key_files(&data(), Some(std::slice::from_ref(&item)), 0o644, Kind::ConfigMap, "cm", None).unwrap();
         assert_eq!((some[0].path.as_str(), some[0].bytes.as_slice(), some[0].mode), ("sub/b.txt", &b"2"[..], 0o600));
         let missing = KeyToPath { key: "c".into(), ..item };
-        let error = key_files(&data(), Some(std::slice::from_ref(&missing)), 0o644, Kind::Secret, "s", None).err().unwrap();
+        let error =
+            key_files(&data(), Some(std::slice::from_ref(&missing)), 0o644, Kind::Secret, "s", None).err().unwrap();
         assert!(error.contains("secret \"s\" has no key \"c\""), "{error}");
         assert!(key_files(&data(), Some(&[missing]), 0o644, Kind::Secret, "s", Some(true)).unwrap().is_empty());
     }
