@@ -1,6 +1,6 @@
 //! Quota goodput: how much of a target's fixed quota the runner's governor uses, and how
 //! often it is throttled. A simulated target grants a token bucket (rate, burst) and
-//! answers 429 with `Retry-After` beyond it; senders go through `target::quota::Quota`
+//! answers 429 with `Retry-After` beyond it; senders go through `quota::Quota`
 //! (concurrency cap, token bucket, adaptation from 429s and call-limit headers) exactly
 //! as the delivery workers do. Prints a table.
 //!
@@ -16,11 +16,9 @@ use std::{
 
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::post};
 use entrepot::{
+    protocol::{QuotaSignal, parse_retry_after},
+    quota::Quota,
     spec::{ConnectorLimits, Priority},
-    target::{
-        quota::{Quota, QuotaSignal},
-        retry::parse_retry_after,
-    },
 };
 
 /// The target's own quota: a token bucket, refused beyond it.

@@ -303,7 +303,7 @@ fn check_table(target: &TargetSpec, kind: ConnectorType) -> Result<(), (String, 
             "table".into(),
             format!("Connector `{}` is a database: set table (name and key columns)", target.connector_ref),
         )),
-        (Some(table), ConnectorType::Postgres) => crate::target::postgres::Table::new(table, target.operation)
+        (Some(table), ConnectorType::Postgres) => crate::sink::postgres::Table::new(table, target.operation)
             .map(drop)
             .map_err(|(field, message)| (format!("table.{field}"), message)),
         (Some(_), _) => {

@@ -15,14 +15,16 @@ pub mod manifest;
 pub mod mapping;
 pub mod metrics;
 pub mod postgres;
+pub mod protocol;
 pub mod queue;
+pub mod quota;
 pub mod reconcile;
 pub mod runtime;
 pub mod secrets;
+pub mod sink;
 pub mod source;
 pub mod spec;
 pub mod status;
-pub mod target;
 
 #[cfg(test)]
 mod test_support;

@@ -32,10 +32,10 @@ use crate::{
     flow::{self, Flow, FlowError, SourceMode, Workers},
     metrics::Metrics,
     queue::{DeadLetterReason, Queue, QueueError, now_ms},
+    quota::Quota,
     secrets::Secrets,
     source::webhook,
     status::{ConnectorStatus, FlowStatus, RunnerStatus, TargetStatus},
-    target::quota::Quota,
 };
 
 pub use crate::queue::DeadLetterEntry;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use entrepot::target::ErrorCategory;
+use entrepot::protocol::ErrorCategory;
 use entrepot_e2e::*;
 use serde_json::{Value, json};
 

@@ -264,7 +264,7 @@ async fn a_sql_poll_reads_rows_by_watermark_and_keeps_it_across_a_restart() {
 fn warehouse_sink(
     pg: &Postgres,
     edit: impl FnOnce(&mut entrepot::spec::ConnectorSpec, &mut std::collections::BTreeMap<String, String>),
-) -> entrepot::target::Sink {
+) -> entrepot::sink::Sink {
     let mut manifests = example(EXAMPLE);
     let mut config = manifests.runner_config().unwrap().flows.remove(0);
     let connector = config.connectors.get_mut("warehouse-db").unwrap();
@@ -273,7 +273,7 @@ fn warehouse_sink(
     edit(connector, manifests.secrets.get_mut(&key).unwrap());
     let secrets = Secrets::with_manifests(manifests.secrets);
     let client = entrepot::connect::ConnectorClient::new("warehouse-db", "default", connector, &secrets).unwrap();
-    entrepot::target::Sink::new(&config, &config.spec.targets[0], std::sync::Arc::new(client), &secrets).unwrap()
+    entrepot::sink::Sink::new(&config, &config.spec.targets[0], std::sync::Arc::new(client), &secrets).unwrap()
 }
 
 /// Record `n` of the batch test as a delivery item of the example's target.
@@ -307,7 +307,7 @@ fn warehouse_item(n: usize, email: &str) -> entrepot::queue::DeliveryItem {
 // what the writers take is known: one batch of 40 (at most 100 make a batch).
 #[tokio::test(flavor = "current_thread")]
 async fn a_batch_is_one_transaction_and_a_refused_row_leaves_the_rest_of_it_written() {
-    use entrepot::target::{Answer, Verdict};
+    use entrepot::protocol::{Answer, Verdict};
     let pg = Postgres::start().await;
     let db = pg.client(PG_DATABASE).await;
     let schema = std::fs::read_to_string(repo_root().join("examples").join(EXAMPLE).join("schema.sql")).unwrap();
@@ -365,8 +365,8 @@ async fn a_batch_is_one_transaction_and_a_refused_row_leaves_the_rest_of_it_writ
 #[tokio::test]
 async fn verify_full_writes_over_tls_to_a_server_its_ca_signed_and_refuses_another() {
     use entrepot::{
+        protocol::{Answer, ErrorCategory, Verdict},
         spec::{DatabaseOptions, SecretKeySelector, SslMode},
-        target::{Answer, ErrorCategory, Verdict},
     };
     let pg = Postgres::start_with_tls().await;
     let db = pg.client(PG_DATABASE).await;

@@ -245,7 +245,7 @@ fn add(mut sum: FlowStatus, other: &FlowStatus) -> FlowStatus {
 
 #[cfg(test)]
 mod tests {
-    use entrepot::target::ErrorCategory;
+    use entrepot::protocol::ErrorCategory;
 
     use super::*;
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use entrepot::{status::ConnectorStatus, target::ErrorCategory};
+use entrepot::{protocol::ErrorCategory, status::ConnectorStatus};
 use k8s_openapi::{
     api::apps::v1::StatefulSet,
     apimachinery::pkg::apis::meta::v1::Time,

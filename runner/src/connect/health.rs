@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use crate::target::retry::ErrorCategory;
+use crate::protocol::ErrorCategory;
 
 /// A failure talking to a Connector.
 #[derive(Clone, Debug, PartialEq, Eq)]

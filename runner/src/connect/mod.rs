@@ -1,6 +1,6 @@
 //! How the runner talks to a Connector's API: one HTTP client per Connector with its
 //! credentials, shared by the flow's targets and its poller; the 401 rule's mechanics
-//! (the rule itself is in `target::retry`); and what went wrong last, for the status.
+//! (the rule itself is in `protocol`); and what went wrong last, for the status.
 
 mod auth;
 mod health;
@@ -8,7 +8,7 @@ mod oauth2;
 pub mod types;
 mod validation;
 
-use crate::target::{quota::QuotaSignal, retry::parse_retry_after};
+use crate::protocol::{QuotaSignal, parse_retry_after};
 use std::time::Duration;
 
 use reqwest::{
@@ -23,9 +23,9 @@ pub use types::{Protocol, Write, WriteContext};
 pub use validation::{InvalidConnector, validate};
 
 use crate::{
+    protocol::Answer,
     secrets::Secrets,
     spec::{ConnectorAuth, ConnectorSpec, HeaderAuth},
-    target::retry::Answer,
 };
 
 /// A Connector's client cannot be set up.
@@ -130,7 +130,7 @@ impl ConnectorClient {
 
     /// Sends the request `build` makes, with the Connector's credentials. On a 401 it
     /// gets fresh credentials and, when they differ from the refused ones, sends the
-    /// request once more (`target::retry::refresh_credentials`); `build` is called again
+    /// request once more (`protocol::refresh_credentials`); `build` is called again
     /// for that.
     pub async fn send(&self, build: impl Fn(&reqwest::Client) -> RequestBuilder) -> Sent {
         let credentials = match self.auth.credentials().await {
@@ -177,7 +177,7 @@ impl ConnectorClient {
             };
             if let Some(operation) = &metered {
                 let (status, headers) = (response.status(), response.headers());
-                let mut signal = crate::target::operations::signal(status, headers);
+                let mut signal = crate::quota::operations::signal(status, headers);
                 self.protocol.read_quota(status, headers, "", &mut signal);
                 operation.observe(&signal);
                 if signal.throttled {

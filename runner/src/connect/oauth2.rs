@@ -21,9 +21,9 @@ use tracing::{info, warn};
 
 use super::{auth::AuthError, describe_transport};
 use crate::{
+    protocol::summarize_body,
     secrets::Secrets,
     spec::{ClientAuth, ConnectorType, OAuth2ClientCredentials, SecretKeySelector},
-    target::retry::summarize_body,
 };
 
 /// Lifetime assumed when the token endpoint gives no `expires_in`: short, so a token

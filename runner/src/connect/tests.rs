@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::{
+    protocol::{ErrorCategory, Verdict, classify},
     spec::ConnectorAuth,
-    target::retry::{ErrorCategory, Verdict, classify},
     test_support::{Api, Reply, TokenEndpoint, oauth2_secrets, oauth2_spec},
 };
 

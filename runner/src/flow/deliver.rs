@@ -13,8 +13,8 @@ use tracing::{Instrument, info, warn};
 
 use super::{Flow, Workers, lanes::Lanes};
 use crate::{
+    protocol::{Answer, ErrorCategory, Verdict, backoff},
     queue::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, compare_versions, now_ms},
-    target::{Answer, ErrorCategory, Verdict, backoff},
 };
 
 /// Items read from the outbox at a time.
@@ -168,12 +168,7 @@ impl Worker {
     }
 
     /// Sends the next ready lane's head, unless it is stale.
-    async fn dispatch(
-        &mut self,
-        slot: crate::target::quota::Slot,
-        in_flight: &mut JoinSet<(u64, Answer)>,
-        w: &Workers,
-    ) {
+    async fn dispatch(&mut self, slot: crate::quota::Slot, in_flight: &mut JoinSet<(u64, Answer)>, w: &Workers) {
         let Some((key, seq)) = self.lanes.next() else { return };
         if self.is_stale(seq, w).await {
             let (name, index) = (self.name().to_string(), self.index as u32);

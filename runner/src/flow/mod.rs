@@ -27,10 +27,11 @@ use crate::{
     metrics::Metrics,
     postgres::Database,
     queue::Queue,
+    quota::Quota,
     secrets::{MissingSecret, Secrets},
+    sink::{Sink, TargetError},
     source::poll::{PollSource, Poller},
     spec::{ConnectorType, SignatureScheme},
-    target::{Sink, TargetError, quota::Quota},
 };
 
 /// A flow cannot be started.

@@ -14,9 +14,10 @@ use tracing::{info, warn};
 use crate::{
     connect::ConnectorClient,
     mapping::{CompileError, Program, parse_json},
+    protocol::{Answer, Verdict, backoff},
     queue::{Attempt, DeadLetter, DeadLetterReason, Envelope, now_ms},
+    quota::Quota,
     spec::{Refetch, RetrySpec},
-    target::{Answer, Verdict, backoff, quota::Quota},
 };
 
 /// What became of a refetch.
@@ -89,7 +90,7 @@ impl Refetcher {
             let sent = self.client.send(|http| http.get(&url).header(ACCEPT, "application/json")).await;
             let answer = match sent {
                 crate::connect::Sent::Response(response) if response.status().is_success() => {
-                    let quota = crate::target::quota::QuotaSignal::read(response.status(), response.headers(), None);
+                    let quota = crate::protocol::QuotaSignal::read(response.status(), response.headers(), None);
                     self.quota.observe(&quota);
                     drop(permit);
                     match response.bytes().await {
@@ -122,7 +123,7 @@ impl Refetcher {
                 // body could not be read) is retried.
                 Verdict::Delivered => {}
                 Verdict::Reject { reason, category } => {
-                    let reason_kind = if category == crate::target::ErrorCategory::Auth {
+                    let reason_kind = if category == crate::protocol::ErrorCategory::Auth {
                         DeadLetterReason::Auth
                     } else {
                         DeadLetterReason::Rejected

@@ -18,9 +18,9 @@ use tracing::debug;
 use url::Url;
 
 use crate::{
+    protocol::{ErrorCategory, Verdict},
     secrets::Secrets,
     spec::{ConnectorAuth, ConnectorSpec, SecretKeySelector, SslMode},
-    target::retry::{ErrorCategory, Verdict},
 };
 
 /// How long a connection attempt may take before it counts as unreachable.

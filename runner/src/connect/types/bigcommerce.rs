@@ -17,7 +17,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::WebhookFields;
-use crate::target::{Answer, ErrorCategory, Verdict};
+use crate::protocol::{Answer, ErrorCategory, Verdict};
 
 /// The header `auth.token` is sent in.
 pub const TOKEN_HEADER: &str = "X-Auth-Token";
@@ -45,7 +45,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::target::quota::QuotaSignal;
+    use crate::protocol::QuotaSignal;
 
     fn too_many(reset: Option<Duration>) -> Answer {
         let quota = QuotaSignal { throttled: true, reset_after: reset, ..QuotaSignal::default() };

@@ -17,8 +17,8 @@ use reqwest::header::HeaderValue;
 use super::{PollDefaults, Write, WriteContext, odata};
 use crate::{
     connect::ConnectorClient,
+    protocol::{Answer, urlencode},
     spec::{Operation, Pagination},
-    target::{Answer, urlencode},
 };
 
 /// A Dynamics 365 Connector keeps nothing between requests: ETags are read per write.

@@ -13,7 +13,7 @@
 //! - [`Protocol::read_quota`]: what an answer says about the quota beyond the headers
 //!   every type reads ([`QuotaSignal::read`]).
 //! - [`Protocol::classify`]: answers the type reads better than the generic status rule
-//!   ([`crate::target::classify`]): NetSuite's concurrency errors, GraphQL `THROTTLED`
+//!   ([`crate::protocol::classify`]): NetSuite's concurrency errors, GraphQL `THROTTLED`
 //!   inside a 200.
 //! - [`Protocol::exchange`]: a target write that takes more than one request (read the
 //!   ETag, then `PATCH` under `If-Match`; follow NetSuite's asynchronous job).
@@ -42,13 +42,10 @@ use reqwest::{
 };
 
 use crate::{
+    protocol::{Answer, QuotaSignal, Verdict},
     queue::DeliveryItem,
+    quota::operations::{Metered, OperationQuotas},
     spec::{ConnectorSpec, ConnectorType, Operation, Pagination},
-    target::{
-        Answer, Verdict,
-        operations::{Metered, OperationQuotas},
-        quota::QuotaSignal,
-    },
 };
 
 use super::{ConnectorClient, InvalidConnector};
@@ -195,7 +192,7 @@ impl Protocol {
     pub fn credentials_refused(&self, status: StatusCode) -> bool {
         match self.kind {
             ConnectorType::AmazonSp => amazon_sp::credentials_refused(status),
-            _ => crate::target::retry::refresh_credentials(status),
+            _ => crate::protocol::refresh_credentials(status),
         }
     }
 
@@ -295,7 +292,7 @@ impl Protocol {
     }
 
     /// The verdict on an answer when the type reads it differently from the generic rule;
-    /// `None` leaves it to [`crate::target::classify`].
+    /// `None` leaves it to [`crate::protocol::classify`].
     pub fn classify(&self, answer: &Answer) -> Option<Verdict> {
         match &self.state {
             State::NetSuite(_) => netsuite::classify(answer),
@@ -310,7 +307,7 @@ impl Protocol {
 
     /// The verdict on an answer: the type's own reading, else the generic rule.
     pub fn verdict(&self, answer: &Answer) -> Verdict {
-        self.classify(answer).unwrap_or_else(|| crate::target::classify(answer))
+        self.classify(answer).unwrap_or_else(|| crate::protocol::classify(answer))
     }
 }
 

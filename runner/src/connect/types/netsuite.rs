@@ -24,8 +24,8 @@ use reqwest::{
 use super::{PollDefaults, Write, WriteContext, odata};
 use crate::{
     connect::ConnectorClient,
+    protocol::{Answer, ErrorCategory, QuotaSignal, Verdict, urlencode},
     spec::{ConnectorSpec, Operation, Pagination},
-    target::{Answer, ErrorCategory, Verdict, quota::QuotaSignal, urlencode},
 };
 
 /// The header NetSuite reads an idempotency key from.
@@ -140,7 +140,7 @@ pub fn classify(answer: &Answer) -> Option<Verdict> {
     }
     if status.is_client_error() && is_request_limit(body) {
         return Some(Verdict::Retry {
-            after: retry_after.as_deref().and_then(crate::target::retry::parse_retry_after),
+            after: retry_after.as_deref().and_then(crate::protocol::parse_retry_after),
             reason: format!("throttled: NetSuite concurrency limit ({status})"),
             category: ErrorCategory::Throttled,
         });

@@ -15,8 +15,8 @@ use tracing::info;
 use super::Write;
 use crate::{
     connect::{ConnectorClient, Sent},
+    protocol::{Answer, ErrorCategory, Verdict},
     queue::DeliveryItem,
-    target::{Answer, ErrorCategory, Verdict},
 };
 
 /// An answer, with its ETag and its body as JSON when it has them.

@@ -25,8 +25,8 @@ use reqwest::{
 use super::{PollDefaults, Write, WriteContext, odata};
 use crate::{
     connect::{ConnectorClient, describe_transport},
+    protocol::{Answer, urlencode},
     spec::{ConnectorSpec, Operation, Pagination},
-    target::{Answer, urlencode},
 };
 
 const CSRF_HEADER: HeaderName = HeaderName::from_static("x-csrf-token");

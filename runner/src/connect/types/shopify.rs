@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::{Write, WriteContext};
-use crate::target::{Answer, ErrorCategory, Verdict, quota::QuotaSignal};
+use crate::protocol::{Answer, ErrorCategory, QuotaSignal, Verdict};
 
 /// The header `auth.token` is sent in.
 pub const TOKEN_HEADER: &str = "X-Shopify-Access-Token";

@@ -6,10 +6,10 @@ use reqwest::{Method, StatusCode};
 
 use crate::{
     connect::{ConnectorClient, Sent, Write, WriteContext},
+    protocol::Answer,
     queue::{DeliveryItem, Envelope},
     secrets::Secrets,
     spec::{ClientAuth, ConnectorAuth, ConnectorLimits, ConnectorSpec, ConnectorType, Operation, OperationLimit},
-    target::Answer,
     test_support::{marketplace_oauth, marketplace_secrets},
 };
 

@@ -20,8 +20,8 @@ use reqwest::{
 
 use super::{Write, WriteContext};
 use crate::{
+    protocol::QuotaSignal,
     spec::{Operation, Pagination},
-    target::quota::QuotaSignal,
 };
 
 /// The header Walmart reads the access token from.

@@ -18,9 +18,9 @@ use crate::{
     connect::{ConnectorClient, Sent, describe_transport},
     flow::{Flow, SourceMode},
     metrics::Metrics,
+    protocol::{Answer, ErrorCategory, Verdict, backoff},
     queue::{Envelope, Intake, Queue, QueueError, now_ms},
     spec::RetrySpec,
-    target::retry::{Answer, ErrorCategory, Verdict, backoff},
 };
 
 /// How soon a paused run checks the backlog again (or the interval, if shorter).

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     postgres::{Database, Failure},
-    target::retry::{Verdict, backoff},
+    protocol::{Verdict, backoff},
 };
 
 impl Poller {

@@ -12,10 +12,10 @@ use crate::{
     config::FlowConfig,
     flow::Flow,
     metrics::Metrics,
+    protocol::ErrorCategory,
     queue::Queue,
     secrets::Secrets,
     spec::{ConnectorSpec, SyncFlowSpec},
-    target::retry::ErrorCategory,
     test_support::{Api, Reply, Seen},
 };
 

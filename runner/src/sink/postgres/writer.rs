@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 use super::table::Table;
 use crate::{
     postgres::{Database, Failure},
-    target::retry::Verdict,
+    protocol::Verdict,
 };
 
 /// Records written in one transaction at most.

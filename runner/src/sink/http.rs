@@ -1,14 +1,5 @@
-//! Targets: where delivery items go: an HTTP JSON API reached through its Connector
-//! (endpoint, auth, idempotency header), or a PostgreSQL table (`postgres`); `sink`
-//! puts both behind one face.
-
-pub mod operations;
-pub mod postgres;
-pub mod quota;
-pub mod retry;
-mod sink;
-
-pub use sink::Sink;
+//! An HTTP target: a JSON API reached through its Connector (endpoint, auth,
+//! idempotency header); the Connector's type may reshape the write.
 
 use std::sync::Arc;
 
@@ -19,30 +10,14 @@ use reqwest::{
 
 use tracing::debug;
 
-pub use retry::{Answer, ErrorCategory, Verdict, backoff, classify};
-
+use super::TargetError;
 use crate::{
     config::FlowConfig,
     connect::{ConnectorClient, Write, WriteContext},
+    protocol::{Answer, Verdict, urlencode},
     queue::DeliveryItem,
     spec::{Operation, TargetSpec},
 };
-
-/// A target cannot be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum TargetError {
-    /// A header name from the manifest is not valid HTTP.
-    #[error("Connector {connector}: {field} is not a valid HTTP header name")]
-    Header {
-        /// The Connector.
-        connector: String,
-        /// The field.
-        field: String,
-    },
-    /// A `postgres` target's table or database cannot be used as written.
-    #[error("{0}")]
-    Postgres(String),
-}
 
 /// One HTTP target of a flow, ready to send.
 #[derive(Debug)]
@@ -146,14 +121,4 @@ fn graphql_body(mutation: &str, record: &[u8]) -> Vec<u8> {
     body.extend_from_slice(record);
     body.push(b'}');
     body
-}
-
-/// `key` percent-encoded for a URL path segment (`:` kept, for NetSuite's `eid:`).
-pub(crate) fn urlencode(key: &str) -> String {
-    key.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -12,14 +12,12 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use table::Table;
 
-use super::{
-    Answer, TargetError,
-    retry::{ErrorCategory, Verdict},
-};
+use super::TargetError;
 use crate::{
     config::FlowConfig,
     connect::{ConnectorClient, ConnectorHealth},
     postgres::Database,
+    protocol::{Answer, ErrorCategory, Verdict},
     queue::DeliveryItem,
     secrets::Secrets,
     source::poll::kind,

@@ -1,18 +1,42 @@
-//! A flow target's sink: what a delivery item is written to, an HTTP API or a
-//! PostgreSQL table. The delivery worker (`flow::deliver`) sees only this: every kind
-//! answers with an [`Answer`] that `retry::classify` reads, so lanes, retries, dead
-//! letters, the stale guard and metrics are the same for all.
+//! Sinks: where a flow target's delivery items are written, an HTTP JSON API reached
+//! through its Connector (`http`) or a PostgreSQL table (`postgres`). The delivery
+//! worker (`flow::deliver`) sees only [`Sink`]: every kind answers with an [`Answer`]
+//! that `protocol::classify` reads, so lanes, retries, dead letters, the stale guard and
+//! metrics are the same for all.
+
+mod http;
+pub mod postgres;
+
+pub use http::HttpTarget;
 
 use std::sync::Arc;
 
-use super::{Answer, HttpTarget, TargetError, postgres::PostgresTarget};
+use postgres::PostgresTarget;
+
 use crate::{
     config::FlowConfig,
     connect::{ConnectorClient, ConnectorHealth},
+    protocol::{Answer, Verdict, classify},
     queue::DeliveryItem,
     secrets::Secrets,
     spec::{ConnectorLimits, ConnectorType, TargetSpec},
 };
+
+/// A target cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// A header name from the manifest is not valid HTTP.
+    #[error("Connector {connector}: {field} is not a valid HTTP header name")]
+    Header {
+        /// The Connector.
+        connector: String,
+        /// The field.
+        field: String,
+    },
+    /// A `postgres` target's table or database cannot be used as written.
+    #[error("{0}")]
+    Postgres(String),
+}
 
 /// Where one target's items go.
 #[derive(Debug)]
@@ -64,10 +88,10 @@ impl Sink {
 
     /// The verdict on an answer: the Connector type's reading for an API, else the
     /// generic rule (which reads a database's answer as the writer classified it).
-    pub fn verdict(&self, answer: &Answer) -> super::Verdict {
+    pub fn verdict(&self, answer: &Answer) -> Verdict {
         match self {
             Self::Http(t) => t.verdict(answer),
-            Self::Postgres(_) => super::classify(answer),
+            Self::Postgres(_) => classify(answer),
         }
     }
 

@@ -1,117 +1,10 @@
-//! The one place that decides what a system's answer means: delivered, retry later, or
-//! a business rejection that no retry will fix; the category of a failure (for status
-//! and metrics); the 401 rule; and the backoff between attempts. Targets and the poller
-//! both classify here.
-
-use std::time::Duration;
+//! The generic rule for what a system's answer means: delivered, retry later, or a
+//! business rejection that no retry will fix, with the category of a failure; and the
+//! 401 rule. A system's own reading comes first (`System::classify`).
 
 use reqwest::StatusCode;
-use serde::{Deserialize, Serialize};
 
-use crate::spec::RetrySpec;
-
-/// What kind of failure an answer was: a small fixed set, used as a metric label, in
-/// the runner's status per Connector and in dead letters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum ErrorCategory {
-    /// The credentials were refused (401) or could not be obtained (token endpoint,
-    /// missing Secret).
-    Auth,
-    /// No answer: connect failure, timeout, reset.
-    Unreachable,
-    /// 429: the system's quota is used up for now.
-    Throttled,
-    /// A 4xx business rejection.
-    Rejected,
-    /// 408, 5xx or an unexpected status: the system is failing.
-    Server,
-    /// A 2xx answer that cannot be read as the manifest describes it (a poll page that is
-    /// not JSON or has no array of records where `records` points).
-    Invalid,
-}
-
-impl ErrorCategory {
-    /// The fixed label used in metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Auth => "auth",
-            Self::Unreachable => "unreachable",
-            Self::Throttled => "throttled",
-            Self::Rejected => "rejected",
-            Self::Server => "server",
-            Self::Invalid => "invalid",
-        }
-    }
-}
-
-/// What a target's answer means for the record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// The target has the record.
-    Delivered,
-    /// A transient failure: try again, after `after` when the target said so.
-    Retry {
-        /// The target's `Retry-After`, if it sent one.
-        after: Option<Duration>,
-        /// What failed, for logs, status and the attempt history.
-        reason: String,
-        /// The kind of failure.
-        category: ErrorCategory,
-    },
-    /// The target refused the record for a business reason (or refused fresh
-    /// credentials): dead-letter it now.
-    Reject {
-        /// The target's message, for the dead letter.
-        reason: String,
-        /// `Rejected`, or `Auth` for a 401.
-        category: ErrorCategory,
-    },
-}
-
-/// A target's answer to one attempt: a status with the headers that matter and the
-/// body, or a transport failure (connect, timeout, reset).
-#[derive(Clone, Debug)]
-pub enum Answer {
-    /// An HTTP response.
-    Response {
-        /// Status.
-        status: StatusCode,
-        /// The `Retry-After` header, raw.
-        retry_after: Option<String>,
-        /// The body, at most 4 KiB.
-        body: String,
-        /// What the response says about the target's quota.
-        quota: super::quota::QuotaSignal,
-        /// The `Location` header: where the target put the record (NetSuite's `204` +
-        /// `Location`, a `201`), or the job that writes it (a `202`).
-        location: Option<String>,
-    },
-    /// No response.
-    Transport(String),
-    /// No request was sent: the Connector's credentials could not be obtained (the
-    /// token endpoint failed, a Secret is missing).
-    Credentials(String),
-    /// A database's answer to a write (`postgres` targets), classified by SQLSTATE where
-    /// it was made (`postgres::Failure::of`).
-    Database(Verdict),
-}
-
-impl Answer {
-    /// A few words for a log line: the status, or why no response came. Never the body,
-    /// which may hold customer data.
-    pub fn summary(&self) -> String {
-        match self {
-            Answer::Response { status, .. } => status.to_string(),
-            Answer::Transport(e) => format!("no response: {e}"),
-            Answer::Credentials(e) => format!("not sent: {e}"),
-            Answer::Database(Verdict::Delivered) => "written".into(),
-            Answer::Database(Verdict::Retry { category, .. } | Verdict::Reject { category, .. }) => {
-                format!("database: {}", category.as_str())
-            }
-        }
-    }
-}
+use super::{Answer, ErrorCategory, Verdict, parse_retry_after};
 
 /// The 401 rule, first half: a 401 means the system refused the credentials, so the
 /// caller gets fresh ones (a new OAuth2 token, the Secret read again) and makes the same
@@ -196,33 +89,6 @@ fn first_line(body: &str) -> &str {
     }
 }
 
-/// Reads `Retry-After` as delay-seconds (Shopify sends `2.0`, so fractions are
-/// accepted) or as an HTTP date.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)));
-    }
-    let when = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
-    let now = jiff::Timestamp::now();
-    Some(if when > now { Duration::try_from(when - now).unwrap_or_default() } else { Duration::ZERO })
-}
-
-/// The wait before attempt number `attempt + 1` (the first retry follows attempt 1):
-/// exponential from `initial_backoff`, capped at `max_backoff`, with full jitter in its
-/// upper half so retries from many records spread out. A `Retry-After` from the target
-/// wins when it is longer.
-pub fn backoff(policy: &RetrySpec, attempt: u32, retry_after: Option<Duration>) -> Duration {
-    let initial = policy.initial_backoff.get();
-    let max = policy.max_backoff.get().max(initial);
-    let exp = initial.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(30))).min(max);
-    let jittered = exp.mul_f64(rand::random_range(0.5..=1.0));
-    match retry_after {
-        Some(after) if after > jittered => after,
-        _ => jittered,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,36 +170,5 @@ mod tests {
                 category: ErrorCategory::Rejected
             }
         );
-    }
-
-    #[test]
-    fn retry_after_in_seconds_or_as_a_date() {
-        assert_eq!(parse_retry_after("2.0"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
-        let future = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(120))
-            .strftime("%a, %d %b %Y %H:%M:%S GMT")
-            .to_string();
-        let d = parse_retry_after(&future).unwrap();
-        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
-        assert_eq!(parse_retry_after("soon"), None);
-        assert!(
-            matches!(classify(&response(429, Some("3"))), Verdict::Retry { after: Some(d), .. } if d == Duration::from_secs(3))
-        );
-    }
-
-    #[test]
-    fn backoff_grows_is_capped_and_yields_to_retry_after() {
-        let policy = RetrySpec {
-            max_attempts: 10,
-            initial_backoff: crate::spec::Duration::from_secs(1),
-            max_backoff: crate::spec::Duration::from_secs(8),
-        };
-        for (attempt, full) in [(1, 1), (2, 2), (3, 4), (4, 8), (9, 8)] {
-            let d = backoff(&policy, attempt, None);
-            let full = Duration::from_secs(full);
-            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
-        }
-        assert_eq!(backoff(&policy, 1, Some(Duration::from_secs(30))), Duration::from_secs(30));
     }
 }

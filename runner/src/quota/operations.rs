@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use reqwest::{Method, StatusCode, header::HeaderMap};
 
-use super::quota::{Quota, QuotaSignal};
+use super::Quota;
+use crate::protocol::QuotaSignal;
 use crate::spec::{ConnectorLimits, OperationLimit};
 
 /// One operation: what it matches and its bucket.
@@ -129,7 +130,7 @@ pub fn signal(status: StatusCode, headers: &HeaderMap) -> QuotaSignal {
     let retry_after = headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(super::retry::parse_retry_after);
+        .and_then(crate::protocol::parse_retry_after);
     QuotaSignal::read(status, headers, retry_after)
 }
 

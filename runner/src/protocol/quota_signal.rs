@@ -1,0 +1,40 @@
+//! What an answer says about the system's quota, in the headers every type reads; a
+//! system's own reading adds to it (`System::read_quota`).
+
+use std::time::Duration;
+
+use reqwest::{StatusCode, header::HeaderMap};
+
+/// What a target's answer says about its quota.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QuotaSignal {
+    /// The answer was a 429.
+    pub throttled: bool,
+    /// `Retry-After`, parsed.
+    pub retry_after: Option<Duration>,
+    /// Requests that can still be made before the target throttles.
+    pub remaining: Option<f64>,
+    /// When the quota window resets (BigCommerce).
+    pub reset_after: Option<Duration>,
+    /// The sustained rate the target grants (Amazon).
+    pub granted_rate: Option<f64>,
+}
+
+impl QuotaSignal {
+    /// Reads the signal from a response's status and headers.
+    pub fn read(status: StatusCode, headers: &HeaderMap, retry_after: Option<Duration>) -> Self {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let number = |name: &str| text(name).and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite() && *v >= 0.0);
+        let shopify = text("x-shopify-shop-api-call-limit").and_then(|v| {
+            let (used, max) = v.split_once('/')?;
+            Some(max.trim().parse::<f64>().ok()? - used.trim().parse::<f64>().ok()?)
+        });
+        Self {
+            throttled: status == StatusCode::TOO_MANY_REQUESTS,
+            retry_after,
+            remaining: shopify.or_else(|| number("x-rate-limit-requests-left")).map(|r| r.max(0.0)),
+            reset_after: number("x-rate-limit-time-reset-ms").map(|ms| Duration::from_millis(ms as u64)),
+            granted_rate: number("x-amzn-ratelimit-limit").filter(|r| *r > 0.0),
+        }
+    }
+}
