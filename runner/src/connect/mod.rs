@@ -3,27 +3,28 @@
 //! (the rule itself is in `protocol`); and what went wrong last, for the status.
 
 mod auth;
+mod auth_error;
+mod channel;
 mod health;
 mod oauth2;
-pub mod types;
 mod validation;
 
-use crate::protocol::{QuotaSignal, parse_retry_after};
 use std::time::Duration;
 
 use reqwest::{
-    RequestBuilder,
+    Method, RequestBuilder,
     header::{LOCATION, RETRY_AFTER},
 };
 use tracing::info;
 
-pub use auth::{Auth, AuthError, Credentials};
+pub use auth::{Auth, Credentials};
+pub use auth_error::AuthError;
 pub use health::{ConnectorHealth, LastError};
-pub use types::{Protocol, Write, WriteContext};
 pub use validation::{InvalidConnector, validate};
 
 use crate::{
-    protocol::Answer,
+    protocol::{Answer, QuotaSignal, System, describe_transport, parse_retry_after},
+    quota::operations::{Metered, OperationQuotas},
     secrets::Secrets,
     spec::{ConnectorAuth, ConnectorSpec, HeaderAuth},
 };
@@ -62,7 +63,11 @@ pub struct ConnectorClient {
     endpoint: String,
     http: reqwest::Client,
     auth: Auth,
-    protocol: Protocol,
+    /// What the Connector's type fixes about its system's protocol, with this
+    /// Connector's state (a session).
+    system: Box<dyn System>,
+    /// One bucket per metered operation (`spec.limits.operations` and the type's defaults).
+    operations: OperationQuotas,
     /// What went wrong last, for `/v1/status`.
     pub health: ConnectorHealth,
 }
@@ -82,7 +87,17 @@ impl ConnectorClient {
     /// Sets up Connector `name` of `namespace`; its Secrets must be available.
     pub fn new(name: &str, namespace: &str, spec: &ConnectorSpec, secrets: &Secrets) -> Result<Self, ConnectError> {
         validate(name, spec)?;
-        let protocol = Protocol::new(name, spec)?;
+        let invalid = |field, message| InvalidConnector { connector: name.into(), field, message };
+        let system = crate::protocol::system(spec.kind)
+            .for_connector(spec)
+            .map_err(|unfit| invalid(unfit.field, unfit.message))?;
+        let declared = spec.limits.as_ref().map(|l| l.operations.as_slice()).unwrap_or_default();
+        let operations = OperationQuotas::new(declared, &system.default_operations()).map_err(|(index, message)| {
+            invalid(
+                "spec.limits.operations",
+                if index == usize::MAX { message } else { format!("entry {index}: {message}") },
+            )
+        })?;
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
@@ -90,7 +105,7 @@ impl ConnectorClient {
             .build()
             .map_err(|source| ConnectError::Client { connector: name.into(), source })?;
         // `auth.token`: the Connector's type names the header.
-        let auth_spec = match (&spec.auth, types::token_header(spec.kind)) {
+        let auth_spec = match (&spec.auth, system.token_header()) {
             (Some(ConnectorAuth::Token { secret_ref }), Some(header)) => {
                 Some(ConnectorAuth::Header(HeaderAuth { name: header.to_owned(), secret_ref: secret_ref.clone() }))
             }
@@ -103,7 +118,8 @@ impl ConnectorClient {
             endpoint: spec.endpoint.as_deref().unwrap_or_default().trim_end_matches('/').to_string(),
             http,
             auth,
-            protocol,
+            system,
+            operations,
             health: ConnectorHealth::default(),
         })
     }
@@ -119,8 +135,18 @@ impl ConnectorClient {
     }
 
     /// What the Connector's type fixes about the system's protocol.
-    pub fn protocol(&self) -> &Protocol {
-        &self.protocol
+    pub fn system(&self) -> &dyn System {
+        self.system.as_ref()
+    }
+
+    /// Waits for a token of the operation a request to `url` with `method` belongs to,
+    /// and returns it so its answer can adapt the bucket; `None` when no operation
+    /// meters the request.
+    async fn pace(&self, method: &Method, url: &reqwest::Url) -> Option<Metered> {
+        if self.operations.is_empty() {
+            return None;
+        }
+        self.operations.pace(method, url).await
     }
 
     /// `spec.endpoint`, without a trailing slash.
@@ -138,7 +164,7 @@ impl ConnectorClient {
             Err(e) => return Sent::Credentials(e.to_string()),
         };
         let first = self.attempt(&build, &credentials).await;
-        let refused = matches!(&first, Sent::Response(r) if self.protocol.credentials_refused(r.status()));
+        let refused = matches!(&first, Sent::Response(r) if self.system.credentials_refused(r.status()));
         if !refused || !self.auth.refresh(&credentials).await {
             return first;
         }
@@ -150,19 +176,19 @@ impl ConnectorClient {
     }
 
     /// One request with the credentials, the protocol's session and its headers. When the
-    /// system says the session went stale (`Protocol::session_expired`), the request is
+    /// system says the session went stale (`System::session_expired`), the request is
     /// sent once more with a fresh session.
     async fn attempt(&self, build: &impl Fn(&reqwest::Client) -> RequestBuilder, credentials: &Credentials) -> Sent {
         let mut fresh_session = false;
         loop {
             let credential = credentials.header().map(|(n, v)| (n.clone(), v.clone()));
-            let mut headers = match self.protocol.session(&self.http, &self.endpoint, credential.clone()).await {
+            let mut headers = match self.system.session(&self.http, &self.endpoint, credential.clone()).await {
                 Ok(session) => session,
                 Err(e) => return Sent::Credentials(e),
             };
-            self.protocol.decorate(&mut headers);
+            self.system.decorate(&mut headers);
             if let Some((name, value)) = credential {
-                let (name, value) = self.protocol.credential_header(name, value);
+                let (name, value) = self.system.credential_header(name, value);
                 headers.insert(name, value);
             }
             let request = match build(&self.http).headers(headers).build() {
@@ -170,7 +196,7 @@ impl ConnectorClient {
                 Err(e) => return Sent::Transport(describe_transport(&e)),
             };
             // A system that meters each operation: wait for that operation's token.
-            let metered = self.protocol.pace(request.method(), request.url()).await;
+            let metered = self.pace(request.method(), request.url()).await;
             let response = match self.http.execute(request).await {
                 Ok(response) => response,
                 Err(e) => return Sent::Transport(describe_transport(&e)),
@@ -178,13 +204,13 @@ impl ConnectorClient {
             if let Some(operation) = &metered {
                 let (status, headers) = (response.status(), response.headers());
                 let mut signal = crate::quota::operations::signal(status, headers);
-                self.protocol.read_quota(status, headers, "", &mut signal);
+                self.system.read_quota(status, headers, "", &mut signal);
                 operation.observe(&signal);
                 if signal.throttled {
                     info!(connector = %self.name, operation = %operation.name, "operation throttled (429); its bucket slows down");
                 }
             }
-            if fresh_session || !self.protocol.session_expired(response.status(), response.headers()) {
+            if fresh_session || !self.system.session_expired(response.status(), response.headers()) {
                 return Sent::Response(response);
             }
             info!(connector = %self.name, status = %response.status(), "session expired; sending once more with a fresh one");
@@ -196,7 +222,7 @@ impl ConnectorClient {
 impl Sent {
     /// The answer, with at most 4 KiB of the body and what it says about the quota
     /// (generic headers, then the `protocol`'s own reading).
-    pub async fn into_answer(self, protocol: &Protocol) -> Answer {
+    pub async fn into_answer(self, system: &dyn System) -> Answer {
         match self {
             Sent::Transport(e) => Answer::Transport(e),
             Sent::Credentials(e) => Answer::Credentials(e),
@@ -211,31 +237,14 @@ impl Sent {
                     Ok(bytes) => String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_LIMIT)]).into_owned(),
                     Err(e) => format!("<body unreadable: {}>", describe_transport(&e)),
                 };
-                protocol.read_quota(status, &headers, &body, &mut quota);
+                system.read_quota(status, &headers, &body, &mut quota);
                 Answer::Response { status, retry_after, body, quota, location }
             }
         }
     }
 }
 
-/// A transport error in a few words with its causes (refused, reset, timed out). The URL
-/// is ours and holds no secret.
-pub(crate) fn describe_transport(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect failed"
-    } else {
-        "transport error"
-    };
-    let mut message = kind.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        message = format!("{message}: {s}");
-        source = s.source();
-    }
-    message
-}
-
+#[cfg(test)]
+mod system_tests;
 #[cfg(test)]
 mod tests;

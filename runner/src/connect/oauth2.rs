@@ -19,7 +19,8 @@ use reqwest::{
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use super::{auth::AuthError, describe_transport};
+use super::auth_error::AuthError;
+use crate::protocol::describe_transport;
 use crate::{
     protocol::summarize_body,
     secrets::Secrets,
@@ -113,7 +114,7 @@ impl TokenSource {
         })
     }
 
-    /// Sets the Connector's type (see [`crate::connect::types::decorate_token_request`]).
+    /// Sets the Connector's type (see `protocol::System::decorate_token_request`).
     pub(super) fn set_kind(&mut self, kind: ConnectorType) {
         self.kind = kind;
     }
@@ -185,7 +186,7 @@ impl TokenSource {
         let client_secret = self.secret(&self.spec.client_secret_secret_ref)?;
         let refresh_token = self.spec.refresh_token_secret_ref.as_ref().map(|r| self.secret(r)).transpose()?;
         let mut headers = reqwest::header::HeaderMap::new();
-        super::types::decorate_token_request(self.kind, &mut headers);
+        crate::protocol::system(self.kind).decorate_token_request(&mut headers);
         let mut request = self
             .http
             .post(self.url.clone())

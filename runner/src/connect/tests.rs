@@ -19,7 +19,7 @@ fn client(endpoint: &str, token_url: &str) -> ConnectorClient {
 
 async fn post_item(c: &ConnectorClient) -> Verdict {
     let url = format!("{}/items", c.endpoint());
-    classify(&c.send(|http| http.post(&url).body("{}")).await.into_answer(c.protocol()).await)
+    classify(&c.send(|http| http.post(&url).body("{}")).await.into_answer(c.system()).await)
 }
 
 fn authorizations(api: &Api) -> Vec<String> {

@@ -41,7 +41,7 @@ pub fn validate(connector: &str, spec: &ConnectorSpec) -> Result<(), InvalidConn
                 invalid("spec.auth.oauth2ClientCredentials.tokenUrl", format!("`{}` {why}", o.token_url))
             })?;
         }
-        Some(ConnectorAuth::Token { .. }) if super::types::token_header(spec.kind).is_none() => {
+        Some(ConnectorAuth::Token { .. }) if crate::protocol::system(spec.kind).token_header().is_none() => {
             return Err(invalid(
                 "spec.auth.token",
                 format!("type {:?} has no token header of its own; use auth.header and name the header", spec.kind),

@@ -95,10 +95,10 @@ impl Refetcher {
                     drop(permit);
                     match response.bytes().await {
                         Ok(bytes) => return Refetched::Payload(bytes.to_vec()),
-                        Err(e) => Answer::Transport(crate::connect::describe_transport(&e)),
+                        Err(e) => Answer::Transport(crate::protocol::describe_transport(&e)),
                     }
                 }
-                other => other.into_answer(self.client.protocol()).await,
+                other => other.into_answer(self.client.system()).await,
             };
             if let Answer::Response { quota, .. } = &answer {
                 self.quota.observe(quota);
@@ -111,7 +111,7 @@ impl Refetcher {
                 Answer::Response { body, .. } => Some(body.clone()),
                 _ => None,
             };
-            let verdict = self.client.protocol().verdict(&answer);
+            let verdict = self.client.system().verdict(&answer);
             let outcome = match &verdict {
                 Verdict::Delivered => "delivered".to_owned(),
                 Verdict::Retry { reason, .. } | Verdict::Reject { reason, .. } => reason.clone(),

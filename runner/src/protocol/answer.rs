@@ -74,3 +74,22 @@ impl Answer {
         }
     }
 }
+
+/// A transport error in a few words with its causes (refused, reset, timed out). The URL
+/// is ours and holds no secret.
+pub fn describe_transport(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect failed"
+    } else {
+        "transport error"
+    };
+    let mut message = kind.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message = format!("{message}: {s}");
+        source = s.source();
+    }
+    message
+}

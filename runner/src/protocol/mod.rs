@@ -1,20 +1,33 @@
 //! The bottom of the runner: what a system's answer is and means, independent of who
 //! sent the request. [`Answer`] and [`Verdict`], the failure categories, what an answer
 //! says about the quota ([`QuotaSignal`]), the generic classification and the backoff
-//! between attempts. Imports nothing of the runner above it (only the spec types).
+//! between attempts; and [`System`], one implementation per Connector type in its own
+//! file (`shopify.rs`, `netsuite.rs`, ...), with what the type fixes about its system's
+//! protocol. Imports nothing of the runner above it (only the spec types).
 
+mod amazon_sp;
 mod answer;
 mod backoff;
+mod bigcommerce;
 mod classify;
+mod dynamics365;
 mod error_category;
+mod netsuite;
+mod odata;
 mod quota_signal;
+mod sap_odata;
+mod shopify;
+mod system;
+mod walmart;
 
-pub use answer::{Answer, Verdict};
+pub use answer::{Answer, Verdict, describe_transport};
 pub use backoff::{backoff, parse_retry_after};
 pub(crate) use classify::summarize_body;
 pub use classify::{classify, refresh_credentials};
 pub use error_category::ErrorCategory;
 pub use quota_signal::QuotaSignal;
+pub use system::{Channel, Generic, PollDefaults, Reply, System, Unfit, WebhookFields, Write, WriteContext, system};
+use system::{generic_idempotency_header, token_in};
 
 /// `key` percent-encoded for a URL path segment (`:` kept, for NetSuite's `eid:`).
 pub(crate) fn urlencode(key: &str) -> String {

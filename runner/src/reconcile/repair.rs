@@ -54,7 +54,7 @@ impl RunnerClient {
                 .json(&body)
                 .send()
                 .await
-                .map_err(|e| format!("POST {url}: {}", crate::connect::describe_transport(&e)))?;
+                .map_err(|e| format!("POST {url}: {}", crate::protocol::describe_transport(&e)))?;
             let status = response.status();
             if !status.is_success() {
                 let text = response.text().await.unwrap_or_default();

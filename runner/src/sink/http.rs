@@ -13,8 +13,8 @@ use tracing::debug;
 use super::TargetError;
 use crate::{
     config::FlowConfig,
-    connect::{ConnectorClient, Write, WriteContext},
-    protocol::{Answer, Verdict, urlencode},
+    connect::ConnectorClient,
+    protocol::{Answer, Verdict, Write, WriteContext, urlencode},
     queue::DeliveryItem,
     spec::{Operation, TargetSpec},
 };
@@ -69,8 +69,8 @@ impl HttpTarget {
     }
 
     /// Makes one attempt (two requests when the first gets a 401: see
-    /// `retry::refresh_credentials`). The Connector's type may reshape the write
-    /// (`connect::Protocol::write`).
+    /// `protocol::refresh_credentials`). The Connector's type may reshape the write
+    /// (`protocol::System::write`).
     pub async fn send(&self, item: &DeliveryItem) -> Answer {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -85,10 +85,17 @@ impl HttpTarget {
             None => item.body.clone(),
         };
         let mut write = Write { method: self.method.clone(), url: self.url_for(item), headers, body };
-        let protocol = self.client.protocol();
-        let context = WriteContext { operation: self.operation, base_url: &self.url, item };
-        protocol.write(&mut write, context);
-        if let Some(answer) = protocol.exchange(&self.client, &write, context).await {
+        let system = self.client.system();
+        let context = WriteContext {
+            operation: self.operation,
+            base_url: &self.url,
+            idempotency_key: &item.idempotency_key,
+            ordering_key: item.ordering_key.as_deref(),
+            received_at_ms: item.envelope.received_at_ms,
+            replayed_at_ms: item.envelope.replay.as_deref().map(|r| r.replayed_at_ms),
+        };
+        system.write(&mut write, context);
+        if let Some(answer) = system.exchange(self.client.as_ref(), &write, context).await {
             debug!(answer = %answer.summary(), "target answered");
             return answer;
         }
@@ -98,7 +105,7 @@ impl HttpTarget {
                 http.request(write.method.clone(), &write.url).headers(write.headers.clone()).body(write.body.clone())
             })
             .await;
-        let answer = sent.into_answer(protocol).await;
+        let answer = sent.into_answer(system).await;
         // Inside the `deliver` span, so this line carries the record's correlation id.
         debug!(answer = %answer.summary(), "target answered");
         answer
@@ -106,7 +113,7 @@ impl HttpTarget {
 
     /// The verdict on an answer: the Connector type's reading, else the generic rule.
     pub fn verdict(&self, answer: &Answer) -> Verdict {
-        self.client.protocol().verdict(answer)
+        self.client.system().verdict(answer)
     }
 }
 

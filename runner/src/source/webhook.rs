@@ -81,7 +81,7 @@ async fn handle(rt: Arc<Runtime>, flow_name: String, headers: HeaderMap, body: B
     let (delivery_header, event_header, topic_header) =
         id_headers(*scheme, verification.and_then(|w| w.delivery_id_header.as_deref()));
     // The Connector's type may read them from the payload (BigCommerce: `hash`, `scope`).
-    let fields = crate::connect::types::webhook_fields(source.kind, &body);
+    let fields = crate::protocol::system(source.kind).webhook_fields(&body);
     let topic = fields.topic.or_else(|| topic_header.and_then(|h| header(&headers, h)));
     let topics = flow.config.spec.source.trigger.webhook.as_ref().map(|w| w.topics.as_slice()).unwrap_or_default();
     if !topics.is_empty() && !topic.as_ref().is_some_and(|t| topics.contains(t)) {

@@ -62,13 +62,13 @@ pub(crate) struct PageContent {
 impl PollSource {
     /// Compiles `trigger`'s jq paths; `client` is the source Connector's. Where the
     /// trigger leaves `records` or `pagination` out, the Connector's type fills them in
-    /// (`connect::Protocol::poll_defaults`).
+    /// (`protocol::System::poll_defaults`).
     pub fn new(trigger: &PollTrigger, client: Arc<ConnectorClient>) -> Result<Self, PollSetupError> {
         let compile = |field: &'static str, code: &str| {
             Program::compile(code, &BTreeMap::new()).map_err(|source| PollSetupError { field, source })
         };
         let mut trigger = trigger.clone();
-        let defaults = client.protocol().poll_defaults();
+        let defaults = client.system().poll_defaults();
         trigger.records = trigger.records.or(defaults.records);
         trigger.pagination = trigger.pagination.or(defaults.pagination);
         let records = trigger.records.as_deref().map(|c| compile("spec.source.trigger.poll.records", c)).transpose()?;

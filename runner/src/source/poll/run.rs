@@ -15,9 +15,10 @@ use super::{
     watermark,
 };
 use crate::{
-    connect::{ConnectorClient, Sent, describe_transport},
+    connect::{ConnectorClient, Sent},
     flow::{Flow, SourceMode},
     metrics::Metrics,
+    protocol::describe_transport,
     protocol::{Answer, ErrorCategory, Verdict, backoff},
     queue::{Envelope, Intake, Queue, QueueError, now_ms},
     spec::RetrySpec,
@@ -103,9 +104,9 @@ pub(crate) async fn get_page(
                     Err(e) => Answer::Transport(describe_transport(&e)),
                 }
             }
-            other => other.into_answer(client.protocol()).await,
+            other => other.into_answer(client.system()).await,
         };
-        let (category, message, after, refused) = match client.protocol().verdict(&answer) {
+        let (category, message, after, refused) = match client.system().verdict(&answer) {
             Verdict::Retry { after, reason, category } => (category, reason, after, false),
             Verdict::Reject { reason, category } => (category, reason, None, true),
             // Only a 2xx is delivered, and a 2xx was read above.

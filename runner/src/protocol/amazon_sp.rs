@@ -10,13 +10,13 @@
 //!   as `PATCH .../{sellerId}/{sku}` with the target path's query (`marketplaceIds`) kept
 //!   after the SKU.
 
-use reqwest::{Method, StatusCode, header::HeaderName};
-
-use super::{Write, WriteContext};
-use crate::{
-    connect::InvalidConnector,
-    spec::{ClientAuth, ConnectorAuth, ConnectorSpec, Operation, OperationLimit, Pagination},
+use reqwest::{
+    Method, StatusCode,
+    header::{HeaderName, HeaderValue},
 };
+
+use super::{PollDefaults, System, Unfit, Write, WriteContext, token_in};
+use crate::spec::{ClientAuth, ConnectorAuth, ConnectorSpec, Operation, OperationLimit, Pagination};
 
 /// The header SP-API reads the LWA access token from.
 pub const ACCESS_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-amz-access-token");
@@ -24,11 +24,43 @@ pub const ACCESS_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-amz-acces
 /// The path of the Listings Items API, up to the seller id.
 const LISTINGS_ITEMS: &str = "/listings/2021-08-01/items/";
 
+/// Amazon's Selling Partner API: Login with Amazon tokens in `x-amz-access-token`,
+/// per-operation buckets, `NextToken` paging and Listings Items upserts.
+#[derive(Clone, Copy, Debug)]
+pub struct AmazonSp;
+
+impl System for AmazonSp {
+    fn for_connector(&self, spec: &ConnectorSpec) -> Result<Box<dyn System>, Unfit> {
+        check(spec)?;
+        Ok(Box::new(*self))
+    }
+
+    fn credential_header(&self, name: HeaderName, value: HeaderValue) -> (HeaderName, HeaderValue) {
+        token_in(ACCESS_TOKEN_HEADER, name, value)
+    }
+
+    fn credentials_refused(&self, status: StatusCode) -> bool {
+        self::credentials_refused(status)
+    }
+
+    fn default_operations(&self) -> Vec<OperationLimit> {
+        self::default_operations()
+    }
+
+    fn write(&self, write: &mut Write, context: WriteContext<'_>) {
+        self::write(write, context)
+    }
+
+    fn poll_defaults(&self) -> PollDefaults {
+        PollDefaults { records: None, pagination: Some(default_pagination()) }
+    }
+}
+
 /// The common SP-API operations and their default usage plans (rate per second, burst).
 /// getOrders is sourced in the external-API reference (0.0167/s, burst 20); the others
 /// are the values of Amazon's per-API reference pages. A manifest entry of the same name
 /// replaces one.
-pub fn default_operations() -> Vec<OperationLimit> {
+fn default_operations() -> Vec<OperationLimit> {
     let op = |name: &str, method: &str, path: &str, rate: f64, burst: u32| OperationLimit {
         name: name.into(),
         method: method.into(),
@@ -50,9 +82,8 @@ pub fn default_operations() -> Vec<OperationLimit> {
 }
 
 /// Refuses an `amazon-sp` Connector whose credentials cannot work with Login with Amazon.
-pub fn check(connector: &str, spec: &ConnectorSpec) -> Result<(), InvalidConnector> {
-    let invalid =
-        |message: &str| InvalidConnector { connector: connector.into(), field: "spec.auth", message: message.into() };
+fn check(spec: &ConnectorSpec) -> Result<(), Unfit> {
+    let invalid = |message: &str| Unfit { field: "spec.auth", message: message.into() };
     match &spec.auth {
         Some(ConnectorAuth::OAuth2ClientCredentials(o)) if o.refresh_token_secret_ref.is_none() => Err(invalid(
             "type amazon-sp authenticates with Login with Amazon's refresh-token grant: \
@@ -70,23 +101,23 @@ pub fn check(connector: &str, spec: &ConnectorSpec) -> Result<(), InvalidConnect
 }
 
 /// SP-API refuses a missing or expired token with `403 Unauthorized`.
-pub fn credentials_refused(status: StatusCode) -> bool {
+fn credentials_refused(status: StatusCode) -> bool {
     matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
 }
 
 /// `NextToken` in the payload, sent back as the `NextToken` parameter.
-pub fn default_pagination() -> Pagination {
+fn default_pagination() -> Pagination {
     Pagination::Cursor { field: ".payload.NextToken".into(), param: "NextToken".into() }
 }
 
 /// A Listings Items upsert is a `PATCH` of `{sellerId}/{sku}` (the ordering key is the
 /// SKU), the path's query (`marketplaceIds=...`) after it.
-pub fn write(write: &mut Write, context: WriteContext<'_>) {
+fn write(write: &mut Write, context: WriteContext<'_>) {
     let (path, query) = context.base_url.split_once('?').unwrap_or((context.base_url, ""));
     if context.operation != Operation::Upsert || !path.contains(LISTINGS_ITEMS) {
         return;
     }
-    let Some(sku) = context.item.ordering_key.as_deref() else { return };
+    let Some(sku) = context.ordering_key else { return };
     let sku: String = url::form_urlencoded::byte_serialize(sku.as_bytes()).collect::<String>().replace('+', "%20");
     write.method = Method::PATCH;
     write.url = format!("{}/{sku}", path.trim_end_matches('/'));

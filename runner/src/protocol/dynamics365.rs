@@ -14,19 +14,44 @@
 
 use reqwest::header::HeaderValue;
 
-use super::{PollDefaults, Write, WriteContext, odata};
-use crate::{
-    connect::ConnectorClient,
-    protocol::{Answer, urlencode},
-    spec::{Operation, Pagination},
-};
+use futures::future::BoxFuture;
+
+use super::{Answer, Channel, PollDefaults, System, Unfit, Verdict, Write, WriteContext, odata, urlencode};
+use crate::spec::{ConnectorSpec, Operation, Pagination};
 
 /// A Dynamics 365 Connector keeps nothing between requests: ETags are read per write.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Dynamics365;
 
+impl System for Dynamics365 {
+    fn for_connector(&self, _spec: &ConnectorSpec) -> Result<Box<dyn System>, Unfit> {
+        Ok(Box::new(*self))
+    }
+
+    fn write(&self, write: &mut Write, _context: WriteContext<'_>) {
+        self::write(write)
+    }
+
+    fn exchange<'a>(
+        &'a self,
+        channel: &'a dyn Channel,
+        write: &'a Write,
+        context: WriteContext<'a>,
+    ) -> BoxFuture<'a, Option<Answer>> {
+        Box::pin(exchange(channel, write, context))
+    }
+
+    fn poll_defaults(&self) -> PollDefaults {
+        poll_defaults()
+    }
+
+    fn classify(&self, answer: &Answer) -> Option<Verdict> {
+        odata::classify(answer)
+    }
+}
+
 /// OData's JSON media type on every write.
-pub fn write(write: &mut Write) {
+fn write(write: &mut Write) {
     write.headers.insert("accept", HeaderValue::from_static("application/json"));
     write.headers.insert("odata-version", HeaderValue::from_static("4.0"));
 }
@@ -38,16 +63,16 @@ fn entity_url(base: &str, key: &str) -> String {
 
 /// An upsert reads, then creates or patches under `If-Match`; a create is left to the
 /// target.
-pub async fn exchange(client: &ConnectorClient, write: &Write, context: WriteContext<'_>) -> Option<Answer> {
-    let (Operation::Upsert, Some(key)) = (context.operation, &context.item.ordering_key) else { return None };
+async fn exchange(channel: &dyn Channel, write: &Write, context: WriteContext<'_>) -> Option<Answer> {
+    let (Operation::Upsert, Some(key)) = (context.operation, context.ordering_key) else { return None };
     let mut post = write.clone();
     post.url = context.base_url.to_string();
     let entity = entity_url(context.base_url, key);
-    Some(odata::upsert(client, &post, context.base_url, &entity, &[&["@odata.etag"]]).await)
+    Some(odata::upsert(channel, &post, context.base_url, &entity, &[&["@odata.etag"]]).await)
 }
 
 /// Records at `.value`; the next page at `@odata.nextLink`.
-pub fn poll_defaults() -> PollDefaults {
+fn poll_defaults() -> PollDefaults {
     PollDefaults {
         records: Some(".value".into()),
         pagination: Some(Pagination::NextUrl { field: r#"."@odata.nextLink""#.into() }),

@@ -5,8 +5,8 @@ use entrepot_sim::marketplace::{self as amazon_sim, Limit, MarketplaceConfig, Op
 use reqwest::{Method, StatusCode};
 
 use crate::{
-    connect::{ConnectorClient, Sent, Write, WriteContext},
-    protocol::Answer,
+    connect::{ConnectorClient, Sent},
+    protocol::{Answer, Write, WriteContext},
     queue::{DeliveryItem, Envelope},
     secrets::Secrets,
     spec::{ClientAuth, ConnectorAuth, ConnectorLimits, ConnectorSpec, ConnectorType, Operation, OperationLimit},
@@ -50,7 +50,7 @@ fn op(name: &str, method: &str, path: &str, rate: f64, burst: u32) -> OperationL
 
 async fn get(client: &ConnectorClient, path: &str) -> Answer {
     let url = format!("{}{path}", client.endpoint());
-    client.send(|http| http.get(url.clone())).await.into_answer(client.protocol()).await
+    client.send(|http| http.get(url.clone())).await.into_answer(client.system()).await
 }
 
 fn status(answer: &Answer) -> Option<StatusCode> {
@@ -164,14 +164,22 @@ async fn upsert(client: &ConnectorClient, path: &str, item: &DeliveryItem) -> An
         headers: Default::default(),
         body: item.body.clone(),
     };
-    client.protocol().write(&mut write, WriteContext { operation: Operation::Upsert, base_url: &base_url, item });
+    let context = WriteContext {
+        operation: Operation::Upsert,
+        base_url: &base_url,
+        idempotency_key: &item.idempotency_key,
+        ordering_key: item.ordering_key.as_deref(),
+        received_at_ms: item.envelope.received_at_ms,
+        replayed_at_ms: None,
+    };
+    client.system().write(&mut write, context);
     write.headers.insert("content-type", "application/json".parse().unwrap());
     let sent: Sent = client
         .send(|http| {
             http.request(write.method.clone(), &write.url).headers(write.headers.clone()).body(write.body.clone())
         })
         .await;
-    sent.into_answer(client.protocol()).await
+    sent.into_answer(client.system()).await
 }
 
 #[tokio::test]

@@ -21,12 +21,13 @@ use reqwest::{
     header::{HeaderName, HeaderValue},
 };
 
-use super::{PollDefaults, Write, WriteContext, odata};
-use crate::{
-    connect::ConnectorClient,
-    protocol::{Answer, ErrorCategory, QuotaSignal, Verdict, urlencode},
-    spec::{ConnectorSpec, Operation, Pagination},
+use futures::future::BoxFuture;
+
+use super::{
+    Answer, Channel, ErrorCategory, PollDefaults, QuotaSignal, System, Unfit, Verdict, Write, WriteContext,
+    generic_idempotency_header, odata, urlencode,
 };
+use crate::spec::{ConnectorSpec, Operation, Pagination};
 
 /// The header NetSuite reads an idempotency key from.
 const KEY_HEADER: HeaderName = HeaderName::from_static("x-netsuite-idempotency-key");
@@ -38,25 +39,59 @@ pub struct NetSuite {
     generic_header: Option<HeaderName>,
 }
 
-impl NetSuite {
-    pub fn new(spec: &ConnectorSpec) -> Self {
+impl System for NetSuite {
+    fn for_connector(&self, spec: &ConnectorSpec) -> Result<Box<dyn System>, Unfit> {
         // The generic header carries the key too only when the manifest asked for it.
-        let generic_header = match spec.idempotency_header {
-            Some(_) => None,
-            None => HeaderName::from_bytes(spec.idempotency_header().as_bytes()).ok(),
-        };
-        Self { generic_header }
+        Ok(Box::new(Self { generic_header: generic_idempotency_header(spec) }))
+    }
+
+    fn write(&self, write: &mut Write, context: WriteContext<'_>) {
+        NetSuite::write(self, write, context)
+    }
+
+    fn exchange<'a>(
+        &'a self,
+        channel: &'a dyn Channel,
+        write: &'a Write,
+        _context: WriteContext<'a>,
+    ) -> BoxFuture<'a, Option<Answer>> {
+        Box::pin(async move { Some(exchange(channel, write).await) })
+    }
+
+    fn poll_defaults(&self) -> PollDefaults {
+        poll_defaults()
+    }
+
+    fn read_quota(
+        &self,
+        status: StatusCode,
+        _headers: &reqwest::header::HeaderMap,
+        body: &str,
+        signal: &mut QuotaSignal,
+    ) {
+        read_quota(status, body, signal)
+    }
+
+    fn classify(&self, answer: &Answer) -> Option<Verdict> {
+        classify(answer)
+    }
+}
+
+impl NetSuite {
+    /// The type's shared instance (no Connector's spec).
+    pub(super) const fn shared() -> Self {
+        Self { generic_header: None }
     }
 
     /// `eid:` upserts, the idempotency key and `Prefer: respond-async`.
-    pub fn write(&self, write: &mut Write, context: WriteContext<'_>) {
-        if let (Operation::Upsert, Some(key)) = (context.operation, &context.item.ordering_key) {
+    fn write(&self, write: &mut Write, context: WriteContext<'_>) {
+        if let (Operation::Upsert, Some(key)) = (context.operation, context.ordering_key) {
             write.url = format!("{}/eid:{}", context.base_url, urlencode(key));
         }
         if let Some(generic) = &self.generic_header {
             write.headers.remove(generic);
         }
-        if let Ok(key) = HeaderValue::from_str(&odata::delivery_key(context.item).0) {
+        if let Ok(key) = HeaderValue::from_str(&odata::delivery_key(&context).0) {
             write.headers.insert(KEY_HEADER, key);
         }
         write.headers.insert("prefer", HeaderValue::from_static("respond-async"));
@@ -65,18 +100,18 @@ impl NetSuite {
 
 /// Sends the write; a `202` or an `IDEMPOTENCY_ERROR` naming a job is followed to the
 /// job's outcome.
-pub async fn exchange(client: &ConnectorClient, write: &Write) -> Answer {
-    let sent = odata::request(client, write.method.clone(), &write.url, Some(write)).await;
+async fn exchange(channel: &dyn Channel, write: &Write) -> Answer {
+    let sent = channel.request(write.method.clone(), &write.url, Some(write)).await;
     let job = match &sent.answer {
         Answer::Response { status, location: Some(location), body, .. }
             if *status == StatusCode::ACCEPTED || is_idempotency_error(body) =>
         {
-            odata::on_endpoint(client, &write.url, location)
+            odata::on_endpoint(channel, &write.url, location)
         }
         _ => None,
     };
     let Some(job) = job else { return sent.answer };
-    let status = odata::request(client, Method::GET, &job, None).await;
+    let status = channel.request(Method::GET, &job, None).await;
     let Some(progress) = status.json.as_ref().filter(|_| status.status().is_some_and(|s| s.is_success())) else {
         return status.answer;
     };
@@ -93,9 +128,9 @@ pub async fn exchange(client: &ConnectorClient, write: &Write) -> Answer {
         .as_array()
         .and_then(|links| links.iter().find(|l| l["rel"] == "result"))
         .and_then(|l| l["href"].as_str())
-        .and_then(|href| odata::on_endpoint(client, &job, href))
+        .and_then(|href| odata::on_endpoint(channel, &job, href))
         .unwrap_or_else(|| format!("{job}/task/1/result"));
-    odata::request(client, Method::GET, &result, None).await.answer
+    channel.request(Method::GET, &result, None).await.answer
 }
 
 fn error_codes(body: &str) -> Vec<String> {
@@ -120,14 +155,14 @@ fn is_request_limit(body: &str) -> bool {
 }
 
 /// A RESTlet's concurrency refusal is a `400`: the governor must hear of it as a 429.
-pub fn read_quota(status: StatusCode, body: &str, signal: &mut QuotaSignal) {
+fn read_quota(status: StatusCode, body: &str, signal: &mut QuotaSignal) {
     if status == StatusCode::BAD_REQUEST && is_request_limit(body) {
         signal.throttled = true;
     }
 }
 
 /// NetSuite's answers the generic status rule misreads.
-pub fn classify(answer: &Answer) -> Option<Verdict> {
+fn classify(answer: &Answer) -> Option<Verdict> {
     let Answer::Response { status, body, location, retry_after, .. } = answer else { return None };
     if *status == StatusCode::ACCEPTED
         && serde_json::from_str::<serde_json::Value>(body).is_ok_and(|j| j["completed"] == false)
@@ -140,7 +175,7 @@ pub fn classify(answer: &Answer) -> Option<Verdict> {
     }
     if status.is_client_error() && is_request_limit(body) {
         return Some(Verdict::Retry {
-            after: retry_after.as_deref().and_then(crate::protocol::parse_retry_after),
+            after: retry_after.as_deref().and_then(super::parse_retry_after),
             reason: format!("throttled: NetSuite concurrency limit ({status})"),
             category: ErrorCategory::Throttled,
         });
@@ -154,7 +189,7 @@ pub fn classify(answer: &Answer) -> Option<Verdict> {
 }
 
 /// Records at `.items`; the next page at `links` rel=next.
-pub fn poll_defaults() -> PollDefaults {
+fn poll_defaults() -> PollDefaults {
     PollDefaults {
         records: Some(".items".into()),
         pagination: Some(Pagination::NextUrl { field: r#"[.links[]? | select(.rel == "next") | .href][0]"#.into() }),

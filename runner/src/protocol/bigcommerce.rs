@@ -16,14 +16,37 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::WebhookFields;
-use crate::protocol::{Answer, ErrorCategory, Verdict};
+use super::{Answer, ErrorCategory, System, Unfit, Verdict, WebhookFields};
+use crate::spec::ConnectorSpec;
 
 /// The header `auth.token` is sent in.
-pub const TOKEN_HEADER: &str = "X-Auth-Token";
+const TOKEN_HEADER: &str = "X-Auth-Token";
+
+/// BigCommerce's REST API: the token in `X-Auth-Token`, the request window's reset, the
+/// webhook payload's `hash` and `scope`.
+#[derive(Clone, Copy, Debug)]
+pub struct BigCommerce;
+
+impl System for BigCommerce {
+    fn for_connector(&self, _spec: &ConnectorSpec) -> Result<Box<dyn System>, Unfit> {
+        Ok(Box::new(*self))
+    }
+
+    fn token_header(&self) -> Option<&'static str> {
+        Some(TOKEN_HEADER)
+    }
+
+    fn webhook_fields(&self, body: &[u8]) -> WebhookFields {
+        self::webhook_fields(body)
+    }
+
+    fn classify(&self, answer: &Answer) -> Option<Verdict> {
+        self::classify(answer)
+    }
+}
 
 /// A `429` with the window's reset time waits for it.
-pub(super) fn classify(answer: &Answer) -> Option<Verdict> {
+fn classify(answer: &Answer) -> Option<Verdict> {
     let Answer::Response { status, retry_after: None, quota, .. } = answer else { return None };
     if *status != StatusCode::TOO_MANY_REQUESTS {
         return None;
@@ -34,7 +57,7 @@ pub(super) fn classify(answer: &Answer) -> Option<Verdict> {
 }
 
 /// The dedupe key (`hash`) and topic (`scope`) of a thin webhook payload.
-pub(super) fn webhook_fields(body: &[u8]) -> WebhookFields {
+fn webhook_fields(body: &[u8]) -> WebhookFields {
     let Ok(payload) = serde_json::from_slice::<Value>(body) else { return WebhookFields::default() };
     let text = |key: &str| payload.get(key).and_then(Value::as_str).filter(|v| !v.is_empty()).map(str::to_owned);
     WebhookFields { delivery_id: text("hash").map(|h| format!("hash:{h}")), topic: text("scope") }

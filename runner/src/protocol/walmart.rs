@@ -18,11 +18,8 @@ use reqwest::{
     header::{ACCEPT, HeaderMap, HeaderName, HeaderValue},
 };
 
-use super::{Write, WriteContext};
-use crate::{
-    protocol::QuotaSignal,
-    spec::{Operation, Pagination},
-};
+use super::{PollDefaults, QuotaSignal, System, Unfit, Write, WriteContext, token_in};
+use crate::spec::{ConnectorSpec, Operation, Pagination};
 
 /// The header Walmart reads the access token from.
 pub const ACCESS_TOKEN_HEADER: HeaderName = HeaderName::from_static("wm_sec.access_token");
@@ -33,8 +30,40 @@ pub const SERVICE_NAME_HEADER: HeaderName = HeaderName::from_static("wm_svc.name
 /// What Entrepot calls itself in `WM_SVC.NAME`.
 const SERVICE_NAME: &str = "Entrepot";
 
+/// Walmart's Marketplace API: its `WM_*` headers on every request and the token request,
+/// the token in `WM_SEC.ACCESS_TOKEN`, token-count headers, `nextCursor` paging and
+/// inventory upserts by SKU.
+#[derive(Clone, Copy, Debug)]
+pub struct Walmart;
+
+impl System for Walmart {
+    fn for_connector(&self, _spec: &ConnectorSpec) -> Result<Box<dyn System>, Unfit> {
+        Ok(Box::new(*self))
+    }
+
+    fn decorate(&self, headers: &mut HeaderMap) {
+        self::decorate(headers)
+    }
+
+    fn credential_header(&self, name: HeaderName, value: HeaderValue) -> (HeaderName, HeaderValue) {
+        token_in(ACCESS_TOKEN_HEADER, name, value)
+    }
+
+    fn write(&self, write: &mut Write, context: WriteContext<'_>) {
+        self::write(write, context)
+    }
+
+    fn poll_defaults(&self) -> PollDefaults {
+        PollDefaults { records: None, pagination: Some(default_pagination()) }
+    }
+
+    fn read_quota(&self, status: StatusCode, headers: &HeaderMap, _body: &str, signal: &mut QuotaSignal) {
+        self::read_quota(status, headers, signal)
+    }
+}
+
 /// Adds the `WM_QOS.CORRELATION_ID` (fresh), `WM_SVC.NAME` and `Accept` headers.
-pub fn decorate(headers: &mut HeaderMap) {
+fn decorate(headers: &mut HeaderMap) {
     if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::now_v7().to_string()) {
         headers.insert(CORRELATION_ID_HEADER, id);
     }
@@ -43,7 +72,7 @@ pub fn decorate(headers: &mut HeaderMap) {
 }
 
 /// Reads the token count and, when it is spent, when the next tokens arrive.
-pub fn read_quota(status: StatusCode, headers: &HeaderMap, signal: &mut QuotaSignal) {
+fn read_quota(status: StatusCode, headers: &HeaderMap, signal: &mut QuotaSignal) {
     let number =
         |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok());
     if let Some(count) = number("x-current-token-count").filter(|c| c.is_finite() && *c >= 0.0) {
@@ -64,17 +93,17 @@ pub fn read_quota(status: StatusCode, headers: &HeaderMap, signal: &mut QuotaSig
 }
 
 /// `list.meta.nextCursor`, a query string for the next page.
-pub fn default_pagination() -> Pagination {
+fn default_pagination() -> Pagination {
     Pagination::Cursor { field: ".list.meta.nextCursor".into(), param: "nextCursor".into() }
 }
 
 /// An inventory upsert goes to `/v3/inventory?sku=<key>`.
-pub fn write(write: &mut Write, context: WriteContext<'_>) {
+fn write(write: &mut Write, context: WriteContext<'_>) {
     let path = context.base_url.split('?').next().unwrap_or_default();
     if context.operation != Operation::Upsert || !path.trim_end_matches('/').ends_with("/v3/inventory") {
         return;
     }
-    let Some(sku) = context.item.ordering_key.as_deref() else { return };
+    let Some(sku) = context.ordering_key else { return };
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     query.append_pair("sku", sku);
     write.url = format!("{}?{}", path.trim_end_matches('/'), query.finish());

@@ -22,12 +22,13 @@ use reqwest::{
     header::{COOKIE, HeaderMap, HeaderName, HeaderValue, SET_COOKIE},
 };
 
-use super::{PollDefaults, Write, WriteContext, odata};
-use crate::{
-    connect::{ConnectorClient, describe_transport},
-    protocol::{Answer, urlencode},
-    spec::{ConnectorSpec, Operation, Pagination},
+use futures::future::BoxFuture;
+
+use super::{
+    Answer, Channel, PollDefaults, System, Unfit, Verdict, Write, WriteContext, describe_transport,
+    generic_idempotency_header, odata, urlencode,
 };
+use crate::spec::{ConnectorSpec, Operation, Pagination};
 
 const CSRF_HEADER: HeaderName = HeaderName::from_static("x-csrf-token");
 
@@ -51,13 +52,50 @@ impl std::fmt::Debug for SapOdata {
     }
 }
 
+impl System for SapOdata {
+    fn for_connector(&self, spec: &ConnectorSpec) -> Result<Box<dyn System>, Unfit> {
+        Ok(Box::new(Self { session: Mutex::new(None), generic_header: generic_idempotency_header(spec) }))
+    }
+
+    fn session<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        endpoint: &'a str,
+        credentials: Option<(HeaderName, HeaderValue)>,
+    ) -> BoxFuture<'a, Result<HeaderMap, String>> {
+        Box::pin(SapOdata::session(self, http, endpoint, credentials))
+    }
+
+    fn session_expired(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+        SapOdata::session_expired(self, status, headers)
+    }
+
+    fn write(&self, write: &mut Write, context: WriteContext<'_>) {
+        SapOdata::write(self, write, context)
+    }
+
+    fn exchange<'a>(
+        &'a self,
+        channel: &'a dyn Channel,
+        write: &'a Write,
+        context: WriteContext<'a>,
+    ) -> BoxFuture<'a, Option<Answer>> {
+        Box::pin(exchange(channel, write, context))
+    }
+
+    fn poll_defaults(&self) -> PollDefaults {
+        poll_defaults()
+    }
+
+    fn classify(&self, answer: &Answer) -> Option<Verdict> {
+        odata::classify(answer)
+    }
+}
+
 impl SapOdata {
-    pub fn new(spec: &ConnectorSpec) -> Self {
-        let generic_header = match spec.idempotency_header {
-            Some(_) => None,
-            None => HeaderName::from_bytes(spec.idempotency_header().as_bytes()).ok(),
-        };
-        Self { session: Mutex::new(None), generic_header }
+    /// The type's shared instance (no Connector's spec, no session).
+    pub(super) const fn shared() -> Self {
+        Self { session: Mutex::new(None), generic_header: None }
     }
 
     fn cached(&self) -> Option<Session> {
@@ -65,7 +103,7 @@ impl SapOdata {
     }
 
     /// The session's headers, fetched from the service root when there is none.
-    pub async fn session(
+    async fn session(
         &self,
         http: &reqwest::Client,
         endpoint: &str,
@@ -88,7 +126,7 @@ impl SapOdata {
     }
 
     /// `403` + `X-CSRF-Token: Required`: the token or its session expired.
-    pub fn session_expired(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+    fn session_expired(&self, status: StatusCode, headers: &HeaderMap) -> bool {
         let required =
             headers.get(&CSRF_HEADER).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("required"));
         if status == StatusCode::FORBIDDEN && required {
@@ -99,11 +137,11 @@ impl SapOdata {
     }
 
     /// The repeatability headers, stable across retries.
-    pub fn write(&self, write: &mut Write, context: WriteContext<'_>) {
+    fn write(&self, write: &mut Write, context: WriteContext<'_>) {
         if let Some(generic) = &self.generic_header {
             write.headers.remove(generic);
         }
-        let (id, first_sent) = odata::delivery_key(context.item);
+        let (id, first_sent) = odata::delivery_key(&context);
         if let Ok(id) = HeaderValue::from_str(&id) {
             write.headers.insert("repeatability-request-id", id);
         }
@@ -154,16 +192,16 @@ fn imf_fixdate(unix_ms: i64) -> String {
 
 /// An upsert reads, then creates or patches under `If-Match`; a create is left to the
 /// target.
-pub async fn exchange(client: &ConnectorClient, write: &Write, context: WriteContext<'_>) -> Option<Answer> {
-    let (Operation::Upsert, Some(key)) = (context.operation, &context.item.ordering_key) else { return None };
+async fn exchange(channel: &dyn Channel, write: &Write, context: WriteContext<'_>) -> Option<Answer> {
+    let (Operation::Upsert, Some(key)) = (context.operation, context.ordering_key) else { return None };
     let entity = format!("{}('{}')", context.base_url, urlencode(&key.replace('\'', "''")));
     let etag_paths: &[&[&str]] = &[&["d", "__metadata", "etag"], &["@odata.etag"]];
-    Some(odata::upsert(client, write, context.base_url, &entity, etag_paths).await)
+    Some(odata::upsert(channel, write, context.base_url, &entity, etag_paths).await)
 }
 
 /// Records at `.d.results` (v2) or `.value` (v4); the next page at `__next` or
 /// `@odata.nextLink`.
-pub fn poll_defaults() -> PollDefaults {
+fn poll_defaults() -> PollDefaults {
     PollDefaults {
         records: Some(".d.results // .value".into()),
         pagination: Some(Pagination::NextUrl { field: r#".d.__next // ."@odata.nextLink""#.into() }),

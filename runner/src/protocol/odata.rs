@@ -1,62 +1,18 @@
-//! What the ERP types share: a request through the Connector's client that keeps the
-//! answer's ETag and JSON, the upsert under `If-Match` of the OData types, the UUID an
-//! idempotency key becomes, and the verdicts on conflicts.
+//! What the ERP types share: the upsert under `If-Match` of the OData types (through the
+//! Connector's [`Channel`]), the UUID an idempotency key becomes, and the verdicts on
+//! conflicts.
 
 use std::time::Duration;
 
 use reqwest::{
     Method, StatusCode, Url,
-    header::{ACCEPT, ETAG, HeaderValue, IF_MATCH},
+    header::{HeaderValue, IF_MATCH},
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::info;
 
-use super::Write;
-use crate::{
-    connect::{ConnectorClient, Sent},
-    protocol::{Answer, ErrorCategory, Verdict},
-    queue::DeliveryItem,
-};
-
-/// An answer, with its ETag and its body as JSON when it has them.
-pub(super) struct Reply {
-    pub answer: Answer,
-    pub etag: Option<String>,
-    pub json: Option<Value>,
-}
-
-impl Reply {
-    pub fn status(&self) -> Option<StatusCode> {
-        match &self.answer {
-            Answer::Response { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
-
-/// Sends one request through `client` (credentials, session, the 401 rule).
-pub(super) async fn request(client: &ConnectorClient, method: Method, url: &str, write: Option<&Write>) -> Reply {
-    let sent = client
-        .send(|http| {
-            let request = http.request(method.clone(), url).header(ACCEPT, "application/json");
-            match write {
-                Some(write) => request.headers(write.headers.clone()).body(write.body.clone()),
-                None => request,
-            }
-        })
-        .await;
-    let etag = match &sent {
-        Sent::Response(response) => response.headers().get(ETAG).and_then(|v| v.to_str().ok()).map(String::from),
-        _ => None,
-    };
-    let answer = sent.into_answer(client.protocol()).await;
-    let json = match &answer {
-        Answer::Response { body, .. } => serde_json::from_str(body).ok(),
-        _ => None,
-    };
-    Reply { answer, etag, json }
-}
+use super::{Answer, Channel, ErrorCategory, Verdict, Write, WriteContext};
 
 /// The write as an upsert on an OData service: read the record at `entity_url`; absent
 /// (`404`), create it with a `POST` to the entity set (`write.url` as the target built
@@ -65,7 +21,7 @@ pub(super) async fn request(client: &ConnectorClient, method: Method, url: &str,
 /// in between) reads it again and patches once more within the attempt; a second `412`
 /// is left to the verdict (a transient retry).
 pub(super) async fn upsert(
-    client: &ConnectorClient,
+    channel: &dyn Channel,
     write: &Write,
     set_url: &str,
     entity_url: &str,
@@ -73,9 +29,9 @@ pub(super) async fn upsert(
 ) -> Answer {
     let mut conflicts = 0;
     loop {
-        let read = request(client, Method::GET, entity_url, None).await;
+        let read = channel.request(Method::GET, entity_url, None).await;
         match read.status() {
-            Some(StatusCode::NOT_FOUND) => return request(client, Method::POST, set_url, Some(write)).await.answer,
+            Some(StatusCode::NOT_FOUND) => return channel.request(Method::POST, set_url, Some(write)).await.answer,
             Some(status) if status.is_success() => {}
             // Transport, throttling, auth: the read's answer is the attempt's.
             _ => return read.answer,
@@ -88,12 +44,12 @@ pub(super) async fn upsert(
         if let Ok(value) = HeaderValue::from_str(&etag) {
             patch.headers.insert(IF_MATCH, value);
         }
-        let patched = request(client, Method::PATCH, entity_url, Some(&patch)).await;
+        let patched = channel.request(Method::PATCH, entity_url, Some(&patch)).await;
         if patched.status() != Some(StatusCode::PRECONDITION_FAILED) || conflicts > 0 {
             return patched.answer;
         }
         conflicts += 1;
-        info!(connector = %client.name(), "the record changed since it was read (412); reading it again");
+        info!(connector = %channel.name(), "the record changed since it was read (412); reading it again");
     }
 }
 
@@ -107,11 +63,11 @@ fn string_at(value: &Value, path: &[&str]) -> Option<String> {
 /// reconciliation repair) gets a new pair, stable across its own retries: the system
 /// spent the first id on the attempt that failed, and would answer a replay under it
 /// with that failure.
-pub(super) fn delivery_key(item: &DeliveryItem) -> (String, i64) {
-    match item.envelope.replay.as_deref() {
-        None => (key_uuid(&item.idempotency_key), item.envelope.received_at_ms),
-        Some(replay) => {
-            (key_uuid(&format!("{}#replay@{}", item.idempotency_key, replay.replayed_at_ms)), replay.replayed_at_ms)
+pub(super) fn delivery_key(record: &WriteContext<'_>) -> (String, i64) {
+    match record.replayed_at_ms {
+        None => (key_uuid(record.idempotency_key), record.received_at_ms),
+        Some(replayed_at_ms) => {
+            (key_uuid(&format!("{}#replay@{replayed_at_ms}", record.idempotency_key)), replayed_at_ms)
         }
     }
 }
@@ -128,9 +84,9 @@ fn key_uuid(key: &str) -> String {
 
 /// `location` resolved against `base`, if it stays on the Connector's endpoint (its
 /// credentials go with a request there).
-pub(super) fn on_endpoint(client: &ConnectorClient, base: &str, location: &str) -> Option<String> {
+pub(super) fn on_endpoint(channel: &dyn Channel, base: &str, location: &str) -> Option<String> {
     let resolved = Url::parse(base).ok()?.join(location).ok()?;
-    let home = Url::parse(client.endpoint()).ok()?;
+    let home = Url::parse(channel.endpoint()).ok()?;
     (resolved.origin() == home.origin()).then(|| resolved.to_string())
 }
 
@@ -159,7 +115,7 @@ pub(super) fn classify(answer: &Answer) -> Option<Verdict> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::{Envelope, Replay};
+    use crate::spec::Operation;
 
     #[test]
     fn a_key_always_gives_the_same_uuid_and_another_key_another() {
@@ -170,32 +126,14 @@ mod tests {
         assert_eq!(parsed.get_version_num(), 8);
     }
 
-    fn item(replayed_at_ms: Option<i64>) -> DeliveryItem {
-        let replay = replayed_at_ms.map(|at| Replay {
-            dead_letter_id: Some(1),
-            count: 1,
-            target: None,
-            requested_by: "cli".into(),
-            replayed_at_ms: at,
-            history: Vec::new(),
-        });
-        let envelope = Envelope {
-            id: "e1".into(),
-            delivery_id: None,
-            event_id: None,
-            topic: None,
-            correlation_id: "c1".into(),
-            received_at_ms: 1_000,
-            payload: Vec::new(),
-            replay: replay.map(Box::new),
-        };
-        DeliveryItem {
-            envelope,
-            target: 0,
-            idempotency_key: "o-1:3".into(),
+    fn item(replayed_at_ms: Option<i64>) -> WriteContext<'static> {
+        WriteContext {
+            operation: Operation::Create,
+            base_url: "http://erp",
+            idempotency_key: "o-1:3",
             ordering_key: None,
-            version: None,
-            body: Vec::new(),
+            received_at_ms: 1_000,
+            replayed_at_ms,
         }
     }
 

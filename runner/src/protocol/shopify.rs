@@ -14,11 +14,11 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::{Write, WriteContext};
-use crate::protocol::{Answer, ErrorCategory, QuotaSignal, Verdict};
+use super::{Answer, ErrorCategory, QuotaSignal, System, Unfit, Verdict, Write, WriteContext};
+use crate::spec::ConnectorSpec;
 
 /// The header `auth.token` is sent in.
-pub const TOKEN_HEADER: &str = "X-Shopify-Access-Token";
+const TOKEN_HEADER: &str = "X-Shopify-Access-Token";
 
 /// Mutations that take `@idempotent(key:)`: mandatory for inventory adjustments and refunds
 /// from API version 2026-04, and accepted by `inventorySetQuantities`. (U) Other mutations
@@ -29,15 +29,48 @@ const IDEMPOTENT_MUTATIONS: [&str; 3] = ["inventoryAdjustQuantities", "inventory
 /// Shortest wait after `THROTTLED`, when the cost figures are missing.
 const MIN_THROTTLE_WAIT: Duration = Duration::from_secs(1);
 
+/// Shopify's Admin API (GraphQL): the access token in its own header, `@idempotent`
+/// mutations, the query cost's throttling.
+#[derive(Clone, Copy, Debug)]
+pub struct Shopify;
+
+impl System for Shopify {
+    fn for_connector(&self, _spec: &ConnectorSpec) -> Result<Box<dyn System>, Unfit> {
+        Ok(Box::new(*self))
+    }
+
+    fn token_header(&self) -> Option<&'static str> {
+        Some(TOKEN_HEADER)
+    }
+
+    fn write(&self, write: &mut Write, context: WriteContext<'_>) {
+        self::write(write, context)
+    }
+
+    fn read_quota(
+        &self,
+        status: StatusCode,
+        _headers: &reqwest::header::HeaderMap,
+        body: &str,
+        signal: &mut QuotaSignal,
+    ) {
+        self::read_quota(status, body, signal)
+    }
+
+    fn classify(&self, answer: &Answer) -> Option<Verdict> {
+        self::classify(answer)
+    }
+}
+
 /// Adds `@idempotent(key: "<key>")` to the first idempotent mutation of a GraphQL write
 /// that has none yet.
-pub(super) fn write(write: &mut Write, context: WriteContext<'_>) {
+fn write(write: &mut Write, context: WriteContext<'_>) {
     let Ok(mut body) = serde_json::from_slice::<Value>(&write.body) else { return };
     let Some(query) = body.get("query").and_then(Value::as_str) else { return };
     if query.contains("@idempotent") {
         return;
     }
-    let Some(with_key) = with_idempotent(query, &context.item.idempotency_key) else { return };
+    let Some(with_key) = with_idempotent(query, context.idempotency_key) else { return };
     body["query"] = Value::String(with_key);
     if let Ok(bytes) = serde_json::to_vec(&body) {
         write.body = bytes;
@@ -89,7 +122,7 @@ fn errors(body: &Value) -> Vec<Value> {
 
 /// Reads `extensions.cost.throttleStatus`: the calls left at the last call's cost, and on
 /// `THROTTLED` a pause until the points it needs are restored.
-pub(super) fn read_quota(status: StatusCode, body: &str, signal: &mut QuotaSignal) {
+fn read_quota(status: StatusCode, body: &str, signal: &mut QuotaSignal) {
     if !status.is_success() {
         return;
     }
@@ -109,7 +142,7 @@ pub(super) fn read_quota(status: StatusCode, body: &str, signal: &mut QuotaSigna
 
 /// GraphQL answers come as `200` whatever happened: `THROTTLED` is retried, other errors
 /// and `userErrors` are business rejections.
-pub(super) fn classify(answer: &Answer) -> Option<Verdict> {
+fn classify(answer: &Answer) -> Option<Verdict> {
     let Answer::Response { status, body, quota, .. } = answer else { return None };
     if !status.is_success() {
         return None;
