@@ -5,6 +5,7 @@
 //! Kubernetes: the operator renders its configuration, and local mode reads the same
 //! manifests from a directory.
 
+pub mod attempt;
 pub mod availability;
 pub mod canonical;
 pub mod cli;

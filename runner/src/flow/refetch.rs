@@ -12,9 +12,10 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::{
-    connect::ConnectorClient,
+    attempt::{Failed, Outcome, refusal, with_retries, within_quota},
+    connect::{ConnectorClient, Sent},
     mapping::{CompileError, Program, parse_json},
-    protocol::{Answer, Verdict, backoff},
+    protocol::{Answer, ErrorCategory, QuotaSignal, Verdict, describe_transport},
     queue::{Attempt, DeadLetter, DeadLetterReason, Envelope, now_ms},
     quota::Quota,
     spec::{Refetch, RetrySpec},
@@ -84,87 +85,90 @@ impl Refetcher {
         };
         let url = format!("{}{}", self.client.endpoint(), self.path.replace("{id}", &urlencode(&id)));
         let mut attempts = Vec::new();
-        loop {
-            let slot = self.quota.slot(crate::spec::Priority::High).await;
-            let permit = self.quota.admit(slot).await;
-            let sent = self.client.send(|http| http.get(&url).header(ACCEPT, "application/json")).await;
-            let answer = match sent {
-                crate::connect::Sent::Response(response) if response.status().is_success() => {
-                    let quota = crate::protocol::QuotaSignal::read(response.status(), response.headers(), None);
+        let record = |tried: &Tried| Attempt {
+            at_ms: tried.at_ms,
+            status: tried.status,
+            outcome: format!("refetch {}: {}", self.path, tried.outcome),
+        };
+        let attempt = |_| self.attempt(&url);
+        let outcome = with_retries(&self.retry, Some(shutdown), attempt, |tried, attempt, delay| {
+            attempts.push(record(tried));
+            info!(correlation_id = %envelope.correlation_id, id, attempt, delay_ms = delay.as_millis() as u64,
+                  reason = tried.outcome, "refetch failed; retrying");
+        })
+        .await;
+        let (reason, message, last) = match outcome {
+            Outcome::Done(payload) => return Refetched::Payload(payload),
+            Outcome::Interrupted => return Refetched::Interrupted,
+            Outcome::Refused { last, .. } => {
+                warn!(correlation_id = %envelope.correlation_id, id, status = last.status, "refetch refused; dead-lettered");
+                let reason = refusal(last.category.unwrap_or(ErrorCategory::Rejected));
+                (reason, format!("refetch GET {}: {}", self.path.replace("{id}", &id), last.outcome), last)
+            }
+            Outcome::Exhausted { last, attempts } => {
+                let message = format!(
+                    "refetch GET {}: {attempts} attempts failed, the last: {}",
+                    self.path.replace("{id}", &id),
+                    last.outcome
+                );
+                (DeadLetterReason::RetriesExhausted, message, last)
+            }
+        };
+        attempts.push(record(&last));
+        dead(reason, message, last.status, last.body, attempts)
+    }
+
+    /// One GET of the full record within the source's quota.
+    async fn attempt(&self, url: &str) -> Result<Vec<u8>, Failed<Tried>> {
+        let slot = self.quota.slot(crate::spec::Priority::High).await;
+        let mut payload = None;
+        let answer = within_quota(&self.quota, slot, async {
+            let sent = self.client.send(|http| http.get(url).header(ACCEPT, "application/json")).await;
+            match sent {
+                Sent::Response(response) if response.status().is_success() => {
+                    let quota = QuotaSignal::read(response.status(), response.headers(), None);
                     self.quota.observe(&quota);
-                    drop(permit);
                     match response.bytes().await {
-                        Ok(bytes) => return Refetched::Payload(bytes.to_vec()),
-                        Err(e) => Answer::Transport(crate::protocol::describe_transport(&e)),
+                        Ok(bytes) => {
+                            // Kept aside: the answer below is only read when this is unset.
+                            payload = Some(bytes.to_vec());
+                            Answer::Transport(String::new())
+                        }
+                        Err(e) => Answer::Transport(describe_transport(&e)),
                     }
                 }
                 other => other.into_answer(self.client.system()).await,
-            };
-            if let Answer::Response { quota, .. } = &answer {
-                self.quota.observe(quota);
             }
-            let status = match &answer {
-                Answer::Response { status, .. } => Some(status.as_u16()),
-                _ => None,
-            };
-            let body = match &answer {
-                Answer::Response { body, .. } => Some(body.clone()),
-                _ => None,
-            };
-            let verdict = self.client.system().verdict(&answer);
-            let outcome = match &verdict {
-                Verdict::Delivered => "delivered".to_owned(),
-                Verdict::Retry { reason, .. } | Verdict::Reject { reason, .. } => reason.clone(),
-            };
-            attempts.push(Attempt { at_ms: now_ms(), status, outcome: format!("refetch {}: {outcome}", self.path) });
-            let attempt = attempts.len() as u32;
-            match verdict {
-                // A 2xx is handled above; anything read as delivered here (a 2xx whose
-                // body could not be read) is retried.
-                Verdict::Delivered => {}
-                Verdict::Reject { reason, category } => {
-                    let reason_kind = if category == crate::protocol::ErrorCategory::Auth {
-                        DeadLetterReason::Auth
-                    } else {
-                        DeadLetterReason::Rejected
-                    };
-                    warn!(correlation_id = %envelope.correlation_id, id, status, "refetch refused; dead-lettered");
-                    return dead(
-                        reason_kind,
-                        format!("refetch GET {}: {reason}", self.path.replace("{id}", &id)),
-                        status,
-                        body,
-                        attempts,
-                    );
-                }
-                Verdict::Retry { after, reason, .. } if attempt < self.retry.max_attempts => {
-                    let delay = backoff(&self.retry, attempt, after);
-                    info!(correlation_id = %envelope.correlation_id, id, attempt, delay_ms = delay.as_millis() as u64, reason, "refetch failed; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        _ = shutdown.changed() => return Refetched::Interrupted,
-                    }
-                    continue;
-                }
-                Verdict::Retry { reason, .. } => {
-                    let message = format!(
-                        "refetch GET {}: {attempt} attempts failed, the last: {reason}",
-                        self.path.replace("{id}", &id)
-                    );
-                    return dead(DeadLetterReason::RetriesExhausted, message, status, body, attempts);
-                }
-            }
-            if attempt >= self.retry.max_attempts {
-                return dead(
-                    DeadLetterReason::RetriesExhausted,
-                    format!("refetch GET {}: unreadable answers", self.path),
-                    status,
-                    body,
-                    attempts,
-                );
-            }
+        })
+        .await;
+        if let Some(payload) = payload {
+            return Ok(payload);
         }
+        let verdict = self.client.system().verdict(&answer);
+        let (status, body) = match &answer {
+            Answer::Response { status, body, .. } => (Some(status.as_u16()), Some(body.clone())),
+            _ => (None, None),
+        };
+        let (outcome, category) = match &verdict {
+            // A 2xx is handled above; anything read as delivered here (a 2xx whose body
+            // could not be read) is retried.
+            Verdict::Delivered => ("delivered".to_owned(), None),
+            Verdict::Retry { reason, category, .. } | Verdict::Reject { reason, category } => {
+                (reason.clone(), Some(*category))
+            }
+        };
+        Err(Failed { verdict, detail: Tried { at_ms: now_ms(), status, body, outcome, category } })
     }
+}
+
+/// One failed refetch attempt, as the dead letter's history keeps it.
+#[derive(Debug)]
+struct Tried {
+    at_ms: i64,
+    status: Option<u16>,
+    body: Option<String>,
+    outcome: String,
+    category: Option<ErrorCategory>,
 }
 
 fn urlencode(id: &str) -> String {

@@ -15,11 +15,12 @@ use super::{
     watermark,
 };
 use crate::{
+    attempt::{Failed, Outcome, with_retries},
     connect::{ConnectorClient, Sent},
     flow::{Flow, SourceMode},
     metrics::Metrics,
     protocol::describe_transport,
-    protocol::{Answer, ErrorCategory, Verdict, backoff},
+    protocol::{Answer, ErrorCategory, Verdict},
     queue::{Envelope, Intake, Queue, QueueError, now_ms},
     spec::RetrySpec,
 };
@@ -89,9 +90,7 @@ pub(crate) async fn get_page(
     policy: &RetrySpec,
     mut failed: impl FnMut(&FetchFailure, u32, Option<Duration>),
 ) -> Result<Fetched, FetchFailure> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
+    let attempt = |_| async {
         let sent = client.send(|http| http.get(url.clone()).header(ACCEPT, "application/json")).await;
         let answer = match sent {
             Sent::Response(response) if response.status().is_success() => {
@@ -106,21 +105,34 @@ pub(crate) async fn get_page(
             }
             other => other.into_answer(client.system()).await,
         };
-        let (category, message, after, refused) = match client.system().verdict(&answer) {
-            Verdict::Retry { after, reason, category } => (category, reason, after, false),
-            Verdict::Reject { reason, category } => (category, reason, None, true),
+        let verdict = match client.system().verdict(&answer) {
             // Only a 2xx is delivered, and a 2xx was read above.
-            Verdict::Delivered => (ErrorCategory::Server, "a 2xx answer could not be read".into(), None, false),
+            Verdict::Delivered => Verdict::Retry {
+                after: None,
+                reason: "a 2xx answer could not be read".into(),
+                category: ErrorCategory::Server,
+            },
+            verdict => verdict,
         };
-        client.health.failed(category, &message);
-        let failure = FetchFailure { category, message, refused };
-        if refused || attempt >= policy.max_attempts {
-            failed(&failure, attempt, None);
-            return Err(failure);
+        let failure = match &verdict {
+            Verdict::Retry { reason, category, .. } => {
+                FetchFailure { category: *category, message: reason.clone(), refused: false }
+            }
+            Verdict::Reject { reason, category } => {
+                FetchFailure { category: *category, message: reason.clone(), refused: true }
+            }
+            Verdict::Delivered => unreachable!("mapped to a retry above"),
+        };
+        client.health.failed(failure.category, &failure.message);
+        Err(Failed { verdict, detail: failure })
+    };
+    match with_retries(policy, None, attempt, |failure, number, delay| failed(failure, number, Some(delay))).await {
+        Outcome::Done(fetched) => Ok(fetched),
+        Outcome::Refused { last, attempts } | Outcome::Exhausted { last, attempts } => {
+            failed(&last, attempts, None);
+            Err(last)
         }
-        let delay = backoff(policy, attempt, after);
-        failed(&failure, attempt, Some(delay));
-        tokio::time::sleep(delay).await;
+        Outcome::Interrupted => unreachable!("no shutdown to interrupt the wait"),
     }
 }
 

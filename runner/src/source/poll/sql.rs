@@ -18,8 +18,8 @@ use super::{
     watermark,
 };
 use crate::{
+    attempt::{Failed, Outcome, with_retries},
     postgres::{Database, Failure},
-    protocol::{Verdict, backoff},
 };
 
 impl Poller {
@@ -92,38 +92,48 @@ impl Poller {
         let name = self.flow.name();
         let health = &self.source().client().health;
         let policy = &self.flow.config.spec.delivery.retry;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = match client.as_ref().filter(|c| !c.is_closed()) {
-                Some(c) => run_query(c, query, since).await,
+        // The connection is kept across pages and attempts; a failed attempt drops it.
+        let connection = std::sync::Mutex::new(client.take());
+        let attempt = |_| async {
+            let kept = connection.lock().unwrap_or_else(|p| p.into_inner()).take().filter(|c| !c.is_closed());
+            let result = match kept {
+                Some(c) => {
+                    let rows = run_query(&c, query, since).await;
+                    *connection.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
+                    rows
+                }
                 None => match connect_read_only(database).await {
                     Ok(c) => {
                         let rows = run_query(&c, query, since).await;
-                        *client = Some(c);
+                        *connection.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
                         rows
                     }
                     Err(failure) => Err(failure),
                 },
             };
-            let failure = match result {
+            match result {
                 Ok(rows) => {
                     health.succeeded();
-                    return Ok(rows);
+                    Ok(rows)
                 }
-                Err(failure) => failure,
-            };
-            health.failed(failure.category(), failure.reason());
-            self.metrics.poll_errors.with_label_values(&[name, failure.category().as_str()]).inc();
-            let Verdict::Retry { after, .. } = &failure.verdict else { return Err(failure) };
-            if attempt >= policy.max_attempts {
-                return Err(failure);
+                Err(failure) => {
+                    health.failed(failure.category(), failure.reason());
+                    self.metrics.poll_errors.with_label_values(&[name, failure.category().as_str()]).inc();
+                    Err(Failed { verdict: failure.verdict.clone(), detail: failure })
+                }
             }
-            *client = None;
-            let delay = backoff(policy, attempt, *after);
+        };
+        let outcome = with_retries(policy, None, attempt, |failure: &Failure, attempt, delay| {
+            *connection.lock().unwrap_or_else(|p| p.into_inner()) = None;
             warn!(flow = %name, run = %run_id, attempt, retry_in_ms = delay.as_millis() as u64,
                   category = failure.category().as_str(), error = %failure.reason(), "poll query failed; will retry");
-            tokio::time::sleep(delay).await;
+        })
+        .await;
+        *client = connection.into_inner().unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            Outcome::Done(rows) => Ok(rows),
+            Outcome::Refused { last, .. } | Outcome::Exhausted { last, .. } => Err(last),
+            Outcome::Interrupted => unreachable!("no shutdown to interrupt the wait"),
         }
     }
 }

@@ -1,0 +1,215 @@
+//! One way to attempt a call to an external system, shared by delivery, refetch and both
+//! pollers: take a quota slot, send, classify the answer, and back off (honouring the
+//! system's `Retry-After`) before the next attempt or stop. [`decide`] is the pure rule;
+//! [`within_quota`] the slot around one call; [`with_retries`] the loop for callers that
+//! wait in place (refetch, pollers). The delivery worker schedules its retries itself,
+//! per ordering key, but decides with the same rule.
+
+use std::{future::Future, time::Duration};
+
+use tokio::sync::watch;
+
+use crate::{
+    protocol::{Answer, ErrorCategory, Verdict, backoff},
+    queue::DeadLetterReason,
+    quota::{Quota, Slot},
+    spec::RetrySpec,
+};
+
+/// The dead-letter reason of a record the system refused: `auth` for refused
+/// credentials, else `rejected`.
+pub fn refusal(category: ErrorCategory) -> DeadLetterReason {
+    if category == ErrorCategory::Auth { DeadLetterReason::Auth } else { DeadLetterReason::Rejected }
+}
+
+/// What follows an attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// The system has it (or gave it): nothing follows.
+    Done,
+    /// A transient failure: try again after this wait.
+    RetryIn(Duration),
+    /// The system refused for a reason no retry fixes.
+    Refused,
+    /// Transient failures, but the policy's attempts are used up.
+    Exhausted,
+}
+
+/// What follows attempt number `attempt` (from 1) whose answer meant `verdict`, under
+/// `policy`: the wait grows exponentially, and a `Retry-After` from the system wins when
+/// it is longer (see [`backoff`]).
+pub fn decide(policy: &RetrySpec, attempt: u32, verdict: &Verdict) -> Next {
+    match verdict {
+        Verdict::Delivered => Next::Done,
+        Verdict::Reject { .. } => Next::Refused,
+        Verdict::Retry { .. } if attempt >= policy.max_attempts => Next::Exhausted,
+        Verdict::Retry { after, .. } => Next::RetryIn(backoff(policy, attempt, *after)),
+    }
+}
+
+/// Makes one call within `quota`: waits for `slot`'s admission, calls, and feeds what
+/// the answer says about the quota back before the slot is freed.
+pub async fn within_quota(quota: &Quota, slot: Slot, call: impl Future<Output = Answer>) -> Answer {
+    let _permit = quota.admit(slot).await;
+    let answer = call.await;
+    if let Answer::Response { quota: signal, .. } = &answer {
+        quota.observe(signal);
+    }
+    answer
+}
+
+/// A failed attempt: what it means, and what the caller keeps of it.
+#[derive(Debug)]
+pub struct Failed<F> {
+    /// `Retry` or `Reject` (a `Delivered` here, a success that could not be used, is
+    /// retried).
+    pub verdict: Verdict,
+    /// The caller's account of the failure.
+    pub detail: F,
+}
+
+/// How [`with_retries`] ended.
+#[derive(Debug)]
+pub enum Outcome<T, F> {
+    /// An attempt succeeded.
+    Done(T),
+    /// The system refused: the last failure, and how many attempts were made.
+    Refused {
+        /// The last failure.
+        last: F,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The attempts ran out: the last failure, and how many were made.
+    Exhausted {
+        /// The last failure.
+        last: F,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// `shutdown` turned true while waiting to retry.
+    Interrupted,
+}
+
+/// Calls `attempt` (with its number, from 1) until it succeeds, is refused or the
+/// policy's attempts run out, waiting as [`decide`] says in between; `on_retry` hears of
+/// each failure that is retried, with the wait before the next attempt. With `shutdown`,
+/// a wait ends early when it turns true.
+pub async fn with_retries<T, F, A: Future<Output = Result<T, Failed<F>>>>(
+    policy: &RetrySpec,
+    mut shutdown: Option<&mut watch::Receiver<bool>>,
+    mut attempt: impl FnMut(u32) -> A,
+    mut on_retry: impl FnMut(&F, u32, Duration),
+) -> Outcome<T, F> {
+    let mut number = 0;
+    loop {
+        number += 1;
+        let failed = match attempt(number).await {
+            Ok(done) => return Outcome::Done(done),
+            Err(failed) => failed,
+        };
+        let verdict = match failed.verdict {
+            // A success the caller could not use: transient.
+            Verdict::Delivered => {
+                Verdict::Retry { after: None, reason: String::new(), category: ErrorCategory::Server }
+            }
+            other => other,
+        };
+        let delay = match decide(policy, number, &verdict) {
+            Next::RetryIn(delay) => delay,
+            Next::Refused => return Outcome::Refused { last: failed.detail, attempts: number },
+            Next::Exhausted | Next::Done => return Outcome::Exhausted { last: failed.detail, attempts: number },
+        };
+        on_retry(&failed.detail, number, delay);
+        match shutdown.as_deref_mut() {
+            Some(shutdown) => tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = shutdown.changed() => return Outcome::Interrupted,
+            },
+            None => tokio::time::sleep(delay).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(max_attempts: u32) -> RetrySpec {
+        RetrySpec {
+            max_attempts,
+            initial_backoff: crate::spec::Duration(Duration::from_millis(1)),
+            max_backoff: crate::spec::Duration(Duration::from_millis(4)),
+        }
+    }
+
+    fn retry(after: Option<Duration>) -> Verdict {
+        Verdict::Retry { after, reason: "503".into(), category: ErrorCategory::Server }
+    }
+
+    #[test]
+    fn the_rule_retries_transient_failures_until_the_attempts_run_out_and_honours_retry_after() {
+        let p = policy(3);
+        assert_eq!(decide(&p, 1, &Verdict::Delivered), Next::Done);
+        let reject = Verdict::Reject { reason: "400".into(), category: ErrorCategory::Rejected };
+        assert_eq!(decide(&p, 1, &reject), Next::Refused);
+        assert!(matches!(decide(&p, 2, &retry(None)), Next::RetryIn(d) if d <= Duration::from_millis(2)));
+        assert_eq!(decide(&p, 1, &retry(Some(Duration::from_secs(5)))), Next::RetryIn(Duration::from_secs(5)));
+        assert_eq!(decide(&p, 3, &retry(None)), Next::Exhausted);
+    }
+
+    #[tokio::test]
+    async fn the_loop_stops_at_success_refusal_or_the_last_attempt() {
+        let mut calls = 0;
+        let done = with_retries(
+            &policy(5),
+            None,
+            |n| {
+                calls += 1;
+                async move { if n < 3 { Err(Failed { verdict: retry(None), detail: n }) } else { Ok("page") } }
+            },
+            |_, _, _| {},
+        )
+        .await;
+        assert!(matches!(done, Outcome::Done("page")));
+        assert_eq!(calls, 3);
+        let mut retried = Vec::new();
+        let exhausted = with_retries(
+            &policy(2),
+            None,
+            |n| async move { Err::<(), _>(Failed { verdict: retry(None), detail: n }) },
+            |detail, n, _| retried.push((*detail, n)),
+        )
+        .await;
+        assert!(matches!(exhausted, Outcome::Exhausted { last: 2, attempts: 2 }));
+        assert_eq!(retried, [(1, 1)]);
+        let reject = Verdict::Reject { reason: "404".into(), category: ErrorCategory::Rejected };
+        let refused = with_retries(
+            &policy(5),
+            None,
+            |_| std::future::ready(Err::<(), _>(Failed { verdict: reject.clone(), detail: "gone" })),
+            |_, _, _| {},
+        )
+        .await;
+        assert!(matches!(refused, Outcome::Refused { last: "gone", attempts: 1 }));
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_interrupts_the_wait() {
+        let (stop, mut shutdown) = watch::channel(false);
+        stop.send(true).unwrap();
+        let slow = RetrySpec {
+            max_attempts: 5,
+            initial_backoff: crate::spec::Duration::from_secs(60),
+            max_backoff: crate::spec::Duration::from_secs(60),
+        };
+        let outcome = with_retries(
+            &slow,
+            Some(&mut shutdown),
+            |_| async { Err::<(), _>(Failed { verdict: retry(None), detail: () }) },
+            |_, _, _| {},
+        )
+        .await;
+        assert!(matches!(outcome, Outcome::Interrupted));
+    }
+}
