@@ -180,18 +180,8 @@ impl Runtime {
             m.backlog.with_label_values(&[name]).set(backlog.pending as i64);
             m.oldest_pending_seconds.with_label_values(&[name]).set(oldest.unwrap_or(0) as i64);
             m.dead_letters.with_label_values(&[name]).set(backlog.dead_lettered as i64);
-            let targets: Vec<TargetStatus> = flow
-                .targets
-                .iter()
-                .map(|t| TargetStatus {
-                    connector: t.sink.connector().to_string(),
-                    delivered: m.delivered.with_label_values(&[name, t.sink.connector()]).get(),
-                    retried: m.retries.with_label_values(&[name, t.sink.connector()]).get(),
-                    throttled: m.throttled.with_label_values(&[name, t.sink.connector()]).get(),
-                    last_error: t.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-                    last_delivered_at: *t.last_delivered_at.lock().unwrap_or_else(|p| p.into_inner()),
-                })
-                .collect();
+            let targets: Vec<TargetStatus> =
+                flow.targets.iter().map(|t| t.counters.status(t.sink.connector())).collect();
             flows.push(FlowStatus {
                 name: name.clone(),
                 namespace: flow.config.namespace.clone(),
@@ -199,7 +189,7 @@ impl Runtime {
                 deduplicated: m.duplicates.with_label_values(&[name, "delivery_id"]).get()
                     + m.duplicates.with_label_values(&[name, "idempotency_key"]).get(),
                 delivered: targets.iter().map(|t| t.delivered).sum(),
-                stale: flow.targets.iter().map(|t| m.stale.with_label_values(&[name, t.sink.connector()]).get()).sum(),
+                stale: flow.targets.iter().map(|t| t.counters.stale_count()).sum(),
                 dead_lettered: backlog.dead_lettered,
                 dead_lettered_total: DeadLetterReason::ALL
                     .iter()

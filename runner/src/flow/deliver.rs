@@ -13,8 +13,11 @@ use tracing::{Instrument, info, warn};
 
 use super::{Flow, Workers, lanes::Lanes};
 use crate::{
-    protocol::{Answer, ErrorCategory, Verdict, backoff},
+    attempt::{self, Next, refusal, within_quota},
+    protocol::{Answer, Verdict},
     queue::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, compare_versions, now_ms},
+    quota::Slot,
+    spec::RetrySpec,
 };
 
 /// Items read from the outbox at a time.
@@ -168,7 +171,7 @@ impl Worker {
     }
 
     /// Sends the next ready lane's head, unless it is stale.
-    async fn dispatch(&mut self, slot: crate::quota::Slot, in_flight: &mut JoinSet<(u64, Answer)>, w: &Workers) {
+    async fn dispatch(&mut self, slot: Slot, in_flight: &mut JoinSet<(u64, Answer)>, w: &Workers) {
         let Some((key, seq)) = self.lanes.next() else { return };
         if self.is_stale(seq, w).await {
             let (name, index) = (self.name().to_string(), self.index as u32);
@@ -179,6 +182,7 @@ impl Worker {
                 return;
             }
             w.metrics.stale.with_label_values(&[self.name(), self.connector()]).inc();
+            self.flow.targets[self.index].counters.stale();
             let head = self.held.remove(&seq).expect("a lane head is held");
             info!(flow = %self.name(), target = %self.connector(), correlation_id = %head.item.envelope.correlation_id,
                   ordering_key = %key, version = head.item.version.as_deref().unwrap_or(""), "stale record not delivered");
@@ -194,8 +198,7 @@ impl Worker {
         in_flight.spawn(
             async move {
                 let target = &flow.targets[index];
-                let _permit = target.quota.admit(slot).await;
-                (seq, target.sink.send(&item).await)
+                (seq, within_quota(&target.quota, slot, target.sink.send(&item)).await)
             }
             .instrument(span),
         );
@@ -219,17 +222,33 @@ impl Worker {
 
     /// Acts on an attempt's answer; returns when to try again if it should be.
     async fn settle(&mut self, seq: u64, answer: Answer, w: &Workers) -> Option<(Instant, String)> {
+        let target = &self.flow.targets[self.index];
+        let verdict = target.sink.verdict(&answer);
+        let attempts = self.held[&seq].attempts.len() as u32 + 1;
+        let settlement = decide(&verdict, attempts, &self.flow.config.spec.delivery.retry, Instant::now());
+        self.apply(seq, &answer, verdict, settlement, w).await
+    }
+
+    /// The one effect step of a settled attempt: the attempt history, the Connector's
+    /// health, the target's counters and metrics, and the queue write the settlement
+    /// calls for.
+    async fn apply(
+        &mut self,
+        seq: u64,
+        answer: &Answer,
+        verdict: Verdict,
+        settlement: Settlement,
+        w: &Workers,
+    ) -> Option<(Instant, String)> {
         let (name, connector) = (self.name().to_string(), self.connector().to_string());
         let target = &self.flow.targets[self.index];
-        let policy = &self.flow.config.spec.delivery.retry;
-        if let Answer::Response { quota, .. } = &answer {
-            target.quota.observe(quota);
-            if quota.throttled {
-                w.metrics.throttled.with_label_values(&[&name, &connector]).inc();
-            }
+        if let Answer::Response { quota, .. } = answer
+            && quota.throttled
+        {
+            w.metrics.throttled.with_label_values(&[&name, &connector]).inc();
+            target.counters.throttled();
         }
-        let verdict = target.sink.verdict(&answer);
-        let status = match &answer {
+        let status = match answer {
             Answer::Response { status, .. } => Some(status.as_u16()),
             Answer::Transport(_) | Answer::Credentials(_) | Answer::Database(_) => None,
         };
@@ -242,8 +261,16 @@ impl Worker {
                 Verdict::Retry { reason, .. } | Verdict::Reject { reason, .. } => reason.clone(),
             },
         });
-        let (reason, message) = match verdict {
-            Verdict::Delivered => {
+        match &verdict {
+            Verdict::Delivered => target.sink.health().succeeded(),
+            Verdict::Retry { reason, category, .. } => {
+                target.sink.health().failed(*category, reason);
+                target.counters.failed(reason);
+            }
+            Verdict::Reject { reason, category } => target.sink.health().failed(*category, reason),
+        }
+        let give_up = match settlement {
+            Settlement::Ack => {
                 let item = &head.item;
                 // Its lane stays busy until `acknowledge` has recorded it (and its version,
                 // which the stale guard of the lane's next item reads).
@@ -251,11 +278,9 @@ impl Worker {
                 let latency = (now_ms() - item.envelope.received_at_ms).max(0) as f64 / 1000.0;
                 w.metrics.delivered.with_label_values(&[&name, &connector]).inc();
                 w.metrics.latency.with_label_values(&[&name, &connector]).observe(latency);
-                *target.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                target.sink.health().succeeded();
-                *target.last_delivered_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(jiff::Timestamp::now());
+                target.counters.delivered();
                 // Where the target put it (a `Location`), so the log line finds the record there.
-                let location = match &answer {
+                let location = match answer {
                     Answer::Response { location, .. } => location.as_deref(),
                     _ => None,
                 };
@@ -263,49 +288,27 @@ impl Worker {
                       idempotency_key = %item.idempotency_key, attempts = head.attempts.len(), location, "delivered");
                 return None;
             }
-            Verdict::Reject { reason, category } => {
-                target.sink.health().failed(category, &reason);
-                let dead =
-                    if category == ErrorCategory::Auth { DeadLetterReason::Auth } else { DeadLetterReason::Rejected };
-                (dead, reason)
+            Settlement::RetryAt(when) => {
+                w.metrics.retries.with_label_values(&[&name, &connector]).inc();
+                target.counters.retried();
+                let delay = when.saturating_duration_since(Instant::now());
+                let reason = head.attempts.last().map(|a| a.outcome.as_str()).unwrap_or_default();
+                warn!(flow = %name, target = %connector, correlation_id = %head.item.envelope.correlation_id,
+                      attempt = head.attempts.len(), retry_in_ms = delay.as_millis() as u64, reason = %reason, "delivery failed; will retry");
+                return Some((when, head.key.clone()));
             }
-            Verdict::Retry { after, reason, category } => {
-                target.sink.health().failed(category, &reason);
-                *target.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
-                let attempts = head.attempts.len() as u32;
-                if attempts >= policy.max_attempts {
-                    (DeadLetterReason::RetriesExhausted, format!("{attempts} attempts failed; last: {reason}"))
-                } else {
-                    w.metrics.retries.with_label_values(&[&name, &connector]).inc();
-                    let delay = backoff(policy, attempts, after);
-                    warn!(flow = %name, target = %connector, correlation_id = %head.item.envelope.correlation_id,
-                          attempt = attempts, retry_in_ms = delay.as_millis() as u64, reason = %reason, "delivery failed; will retry");
-                    return Some((Instant::now() + delay, head.key.clone()));
-                }
-            }
+            Settlement::DeadLetter(give_up) => give_up,
         };
-        let dead = DeadLetter {
-            envelope: head.item.envelope.clone(),
-            target: Some(self.index as u32),
-            reason,
-            message: message.clone(),
-            status,
-            response_body: match &answer {
-                Answer::Response { body, .. } if !body.is_empty() => Some(body.clone()),
-                _ => None,
-            },
-            attempts: head.attempts.clone(),
-            dead_lettered_at_ms: now_ms(),
-        };
+        let dead = dead_letter(head, self.index as u32, give_up.clone(), status, answer);
         let correlation_id = head.item.envelope.correlation_id.clone();
         let key = head.key.clone();
         let (flow_name, index) = (name.clone(), self.index as u32);
         let stored = w.queue.off_thread(move |q| q.dead_letter(&flow_name, index, seq, &dead)).await;
         match stored {
             Ok(id) => {
-                w.metrics.dead_lettered.with_label_values(&[&name, reason.as_str()]).inc();
+                w.metrics.dead_lettered.with_label_values(&[&name, give_up.reason.as_str()]).inc();
                 warn!(flow = %name, target = %connector, correlation_id = %correlation_id,
-                      dead_letter = id, reason = reason.as_str(), message = %message, "record dead-lettered");
+                      dead_letter = id, reason = give_up.reason.as_str(), message = %give_up.message, "record dead-lettered");
                 self.held.remove(&seq);
                 self.lanes.finish(&key);
                 None
@@ -316,5 +319,120 @@ impl Worker {
                 Some((Instant::now() + IDLE, key))
             }
         }
+    }
+}
+
+/// What becomes of an item after an attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Settlement {
+    /// The target has it: acknowledge it.
+    Ack,
+    /// Try again at this time.
+    RetryAt(Instant),
+    /// Give up on it: dead-letter it.
+    DeadLetter(GiveUp),
+}
+
+/// Why an item is dead-lettered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct GiveUp {
+    reason: DeadLetterReason,
+    message: String,
+}
+
+/// The settlement of attempt number `attempts` (counting this one) whose answer meant
+/// `verdict`, under the flow's retry `policy`, decided at `now`. Pure: the effects follow
+/// in `Worker::apply`.
+fn decide(verdict: &Verdict, attempts: u32, policy: &RetrySpec, now: Instant) -> Settlement {
+    match (attempt::decide(policy, attempts, verdict), verdict) {
+        (Next::Done, _) => Settlement::Ack,
+        (Next::RetryIn(delay), _) => Settlement::RetryAt(now + delay),
+        (Next::Refused, Verdict::Reject { reason, category }) => {
+            Settlement::DeadLetter(GiveUp { reason: refusal(*category), message: reason.clone() })
+        }
+        (Next::Exhausted, Verdict::Retry { reason, .. }) => Settlement::DeadLetter(GiveUp {
+            reason: DeadLetterReason::RetriesExhausted,
+            message: format!("{attempts} attempts failed; last: {reason}"),
+        }),
+        // `attempt::decide` refuses only a rejection and exhausts only a retry.
+        (Next::Refused | Next::Exhausted, _) => unreachable!("{verdict:?}"),
+    }
+}
+
+/// The dead letter of the item `head` of target `index`, given up on as `give_up` after
+/// an answer with `status` (its body kept when it has one).
+fn dead_letter(head: &Head, index: u32, give_up: GiveUp, status: Option<u16>, answer: &Answer) -> DeadLetter {
+    DeadLetter {
+        envelope: head.item.envelope.clone(),
+        target: Some(index),
+        reason: give_up.reason,
+        message: give_up.message,
+        status,
+        response_body: match answer {
+            Answer::Response { body, .. } if !body.is_empty() => Some(body.clone()),
+            _ => None,
+        },
+        attempts: head.attempts.clone(),
+        dead_lettered_at_ms: now_ms(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorCategory;
+
+    fn policy() -> RetrySpec {
+        RetrySpec {
+            max_attempts: 3,
+            initial_backoff: crate::spec::Duration::from_secs(1),
+            max_backoff: crate::spec::Duration::from_secs(8),
+        }
+    }
+
+    #[test]
+    fn delivered_is_acknowledged_and_a_transient_failure_retried_after_its_backoff() {
+        let now = Instant::now();
+        assert_eq!(decide(&Verdict::Delivered, 1, &policy(), now), Settlement::Ack);
+        let retry = Verdict::Retry {
+            after: Some(Duration::from_secs(30)),
+            reason: "429".into(),
+            category: ErrorCategory::Throttled,
+        };
+        assert_eq!(decide(&retry, 1, &policy(), now), Settlement::RetryAt(now + Duration::from_secs(30)));
+        let retry = Verdict::Retry { after: None, reason: "503".into(), category: ErrorCategory::Server };
+        match decide(&retry, 2, &policy(), now) {
+            Settlement::RetryAt(when) => {
+                assert!(when >= now + Duration::from_secs(1) && when <= now + Duration::from_secs(2), "{when:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_rejection_or_the_last_attempt_is_dead_lettered_with_its_reason() {
+        let now = Instant::now();
+        let rejected =
+            Verdict::Reject { reason: "400 Bad Request: no such item".into(), category: ErrorCategory::Rejected };
+        assert_eq!(
+            decide(&rejected, 1, &policy(), now),
+            Settlement::DeadLetter(GiveUp {
+                reason: DeadLetterReason::Rejected,
+                message: "400 Bad Request: no such item".into()
+            })
+        );
+        let auth = Verdict::Reject { reason: "auth: 401".into(), category: ErrorCategory::Auth };
+        assert!(matches!(
+            decide(&auth, 1, &policy(), now),
+            Settlement::DeadLetter(GiveUp { reason: DeadLetterReason::Auth, .. })
+        ));
+        let retry = Verdict::Retry { after: None, reason: "target error: 503".into(), category: ErrorCategory::Server };
+        assert_eq!(
+            decide(&retry, 3, &policy(), now),
+            Settlement::DeadLetter(GiveUp {
+                reason: DeadLetterReason::RetriesExhausted,
+                message: "3 attempts failed; last: target error: 503".into()
+            })
+        );
     }
 }

@@ -9,10 +9,7 @@ mod refetch;
 
 pub use refetch::{Refetched, Refetcher};
 
-use std::{
-    collections::BTreeMap,
-    sync::{Arc, Mutex},
-};
+use std::{collections::BTreeMap, sync::Arc};
 
 use tokio::sync::{Notify, watch};
 
@@ -29,7 +26,7 @@ use crate::{
     queue::Queue,
     quota::Quota,
     secrets::{MissingSecret, Secrets},
-    sink::{Sink, TargetError},
+    sink::{Sink, TargetCounters, TargetError},
     source::poll::{PollSource, Poller},
     spec::{ConnectorType, SignatureScheme},
 };
@@ -103,10 +100,8 @@ pub struct FlowTarget {
     /// The target Connector's quota, shared with every flow of this runner that sends
     /// to the same Connector.
     pub quota: Arc<Quota>,
-    /// The last failure, until a success clears it (status).
-    pub last_error: Mutex<Option<String>>,
-    /// When an item was last delivered to it.
-    pub last_delivered_at: Mutex<Option<jiff::Timestamp>>,
+    /// What it has done since the runner started (status).
+    pub counters: TargetCounters,
     /// Wakes this target's delivery worker.
     pub wake: Notify,
 }
@@ -214,14 +209,7 @@ impl Flow {
             };
             let quota =
                 Arc::new(Quota::new(sink.limits(config.connector(&spec.connector_ref).limits.as_ref()).as_ref()));
-            targets.push(FlowTarget {
-                sink,
-                mapping,
-                quota,
-                last_error: Mutex::new(None),
-                last_delivered_at: Mutex::new(None),
-                wake: Notify::new(),
-            });
+            targets.push(FlowTarget { sink, mapping, quota, counters: TargetCounters::default(), wake: Notify::new() });
         }
         let source = config.connector(&config.spec.source.connector_ref);
         let signature = match (&config.spec.source.trigger.webhook, &source.webhook) {

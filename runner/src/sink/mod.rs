@@ -4,9 +4,11 @@
 //! that `protocol::classify` reads, so lanes, retries, dead letters, the stale guard and
 //! metrics are the same for all.
 
+mod counters;
 mod http;
 pub mod postgres;
 
+pub use counters::TargetCounters;
 pub use http::HttpTarget;
 
 use std::sync::Arc;
