@@ -1,6 +1,7 @@
 //! Prometheus metrics, all named `entrepot_*`, labelled by flow and target connector
 //! (bounded label values: names from the manifests and fixed categories, never record
-//! data). The `/v1/status` counters are read from here, so the two never disagree.
+//! data). `/v1/status` reads each target's counters from `sink::TargetCounters`, updated
+//! at the same points, not from here.
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,

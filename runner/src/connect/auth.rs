@@ -7,7 +7,7 @@ use base64::Engine as _;
 use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use tracing::debug;
 
-use super::{auth_error::AuthError, oauth2::TokenSource};
+use super::{auth_error::AuthError, oauth2::TokenSource, sensitive::sensitive};
 use crate::{
     secrets::Secrets,
     spec::{ConnectorAuth, SecretKeySelector},
@@ -181,14 +181,6 @@ impl Auth {
         sensitive(text)
             .ok_or_else(|| AuthError::HeaderValue { connector: self.connector.clone(), selector: selector.to_string() })
     }
-}
-
-/// A header value holding a secret, marked sensitive (hyper and reqwest then keep it out
-/// of their own debug output).
-pub(super) fn sensitive(text: &str) -> Option<HeaderValue> {
-    let mut value = HeaderValue::from_str(text).ok()?;
-    value.set_sensitive(true);
-    Some(value)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod auth_error;
 mod channel;
 mod health;
 mod oauth2;
+mod sensitive;
 mod validation;
 
 use std::time::Duration;

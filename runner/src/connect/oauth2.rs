@@ -19,7 +19,7 @@ use reqwest::{
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use super::auth_error::AuthError;
+use super::{auth_error::AuthError, sensitive::sensitive};
 use crate::protocol::describe_transport;
 use crate::{
     protocol::summarize_body,
@@ -198,9 +198,8 @@ impl TokenSource {
             // RFC 6749 §2.3.1: each part form-encoded before they are joined.
             let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             let pair = format!("{}:{}", encode(&client_id), encode(&client_secret));
-            let value =
-                super::auth::sensitive(&format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
-                    .ok_or_else(|| failed("the client id or secret cannot be sent in a header".into()))?;
+            let value = sensitive(&format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
+                .ok_or_else(|| failed("the client id or secret cannot be sent in a header".into()))?;
             request = request.header(AUTHORIZATION, value);
         }
         let response = request.send().await.map_err(|e| failed(describe_transport(&e)))?;
@@ -216,7 +215,7 @@ impl TokenSource {
             serde_json::Value::String(s) => s.trim().parse().ok(),
             _ => None,
         });
-        let value = super::auth::sensitive(&format!("Bearer {}", answer.access_token.trim()))
+        let value = sensitive(&format!("Bearer {}", answer.access_token.trim()))
             .ok_or_else(|| failed("the access token cannot be sent in a header".into()))?;
         Ok((value, expires_in))
     }

@@ -4,7 +4,7 @@
 //!   `x-amz-access-token`, not `Authorization` ([`ACCESS_TOKEN_HEADER`]). SP-API answers a dead token `403
 //!   Unauthorized` (not 401), so a 403 also gets one fresh token and one more try.
 //! - One token bucket per operation ([`default_operations`], Amazon's published usage
-//!   plans), adapted from `x-amzn-RateLimit-Limit` and 429s (`crate::quota::operations`).
+//!   plans), adapted from `x-amzn-RateLimit-Limit` and 429s (`quota::operations`).
 //! - `NextToken` pagination by default (`.payload.NextToken` sent back as `NextToken`).
 //! - Listings Items writes: an `upsert` to `/listings/2021-08-01/items/{sellerId}` goes out
 //!   as `PATCH .../{sellerId}/{sku}` with the target path's query (`marketplaceIds`) kept
