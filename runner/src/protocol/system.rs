@@ -284,3 +284,46 @@ pub(super) fn generic_idempotency_header(spec: &ConnectorSpec) -> Option<HeaderN
         None => HeaderName::from_bytes(spec.idempotency_header().as_bytes()).ok(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{ClientAuth, OAuth2ClientCredentials};
+
+    #[test]
+    fn each_type_maps_to_its_own_protocol_and_the_rest_to_the_generic_one() {
+        assert_eq!(system(ConnectorType::Shopify).token_header(), Some("X-Shopify-Access-Token"));
+        assert_eq!(system(ConnectorType::BigCommerce).token_header(), Some("X-Auth-Token"));
+        assert_eq!(system(ConnectorType::Rest).token_header(), None);
+        assert!(system(ConnectorType::AmazonSp).credentials_refused(StatusCode::FORBIDDEN));
+        assert!(!system(ConnectorType::Rest).credentials_refused(StatusCode::FORBIDDEN));
+        assert!(system(ConnectorType::Rest).credentials_refused(StatusCode::UNAUTHORIZED));
+        assert!(system(ConnectorType::NetSuite).poll_defaults().records.is_some());
+        assert!(system(ConnectorType::Postgres).poll_defaults().records.is_none());
+        assert!(!system(ConnectorType::AmazonSp).default_operations().is_empty());
+        let mut headers = HeaderMap::new();
+        system(ConnectorType::Walmart).decorate_token_request(&mut headers);
+        assert!(headers.contains_key("wm_svc.name"), "{headers:?}");
+    }
+
+    #[test]
+    fn a_connector_gets_its_own_instance_or_is_told_what_its_spec_lacks() {
+        let unfit = system(ConnectorType::AmazonSp).for_connector(&ConnectorSpec::default()).unwrap_err();
+        assert_eq!(unfit.field, "spec.auth");
+        assert!(unfit.message.contains("oauth2ClientCredentials"), "{unfit}");
+        let spec = ConnectorSpec {
+            kind: ConnectorType::AmazonSp,
+            auth: Some(crate::spec::ConnectorAuth::OAuth2ClientCredentials(OAuth2ClientCredentials {
+                client_auth: ClientAuth::Body,
+                ..serde_saphyr::from_str(
+                    "{tokenUrl: 'https://api.amazon.com/auth/o2/token', clientIdSecretRef: {name: a, key: id}, clientSecretSecretRef: {name: a, key: secret}, refreshTokenSecretRef: {name: a, key: refresh}}",
+                )
+                .unwrap()
+            })),
+            ..Default::default()
+        };
+        assert!(system(ConnectorType::AmazonSp).for_connector(&spec).is_ok());
+        let netsuite = system(ConnectorType::NetSuite).for_connector(&ConnectorSpec::default()).unwrap();
+        assert_eq!(netsuite.verdict(&Answer::Transport("reset".into())), classify(&Answer::Transport("reset".into())));
+    }
+}
