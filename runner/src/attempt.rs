@@ -48,14 +48,25 @@ pub fn decide(policy: &RetrySpec, attempt: u32, verdict: &Verdict) -> Next {
 }
 
 /// Makes one call within `quota`: waits for `slot`'s admission, calls, and feeds what
-/// the answer says about the quota back before the slot is freed.
-pub async fn within_quota(quota: &Quota, slot: Slot, call: impl Future<Output = Answer>) -> Answer {
+/// the call's answer (`answer_of` finds it in the result, if there is one) says about the
+/// quota back before the slot is freed.
+pub async fn within_quota<R>(
+    quota: &Quota,
+    slot: Slot,
+    call: impl Future<Output = R>,
+    answer_of: impl Fn(&R) -> Option<&Answer>,
+) -> R {
     let _permit = quota.admit(slot).await;
-    let answer = call.await;
-    if let Answer::Response { quota: signal, .. } = &answer {
+    let result = call.await;
+    if let Some(Answer::Response { quota: signal, .. }) = answer_of(&result) {
         quota.observe(signal);
     }
-    answer
+    result
+}
+
+/// For [`within_quota`]: a call whose result is the answer itself.
+pub fn whole_answer(answer: &Answer) -> Option<&Answer> {
+    Some(answer)
 }
 
 /// A failed attempt: what it means, and what the caller keeps of it.

@@ -13,7 +13,7 @@ use tracing::{Instrument, info, warn};
 
 use super::{Flow, Workers, lanes::Lanes};
 use crate::{
-    attempt::{self, Next, refusal, within_quota},
+    attempt::{self, Next, refusal, whole_answer, within_quota},
     protocol::{Answer, Verdict},
     queue::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, compare_versions, now_ms},
     quota::Slot,
@@ -198,7 +198,7 @@ impl Worker {
         in_flight.spawn(
             async move {
                 let target = &flow.targets[index];
-                (seq, within_quota(&target.quota, slot, target.sink.send(&item)).await)
+                (seq, within_quota(&target.quota, slot, target.sink.send(&item), whole_answer).await)
             }
             .instrument(span),
         );

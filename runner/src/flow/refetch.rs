@@ -121,29 +121,31 @@ impl Refetcher {
     /// One GET of the full record within the source's quota.
     async fn attempt(&self, url: &str) -> Result<Vec<u8>, Failed<Tried>> {
         let slot = self.quota.slot(crate::spec::Priority::High).await;
-        let mut payload = None;
-        let answer = within_quota(&self.quota, slot, async {
-            let sent = self.client.send(|http| http.get(url).header(ACCEPT, "application/json")).await;
-            match sent {
-                Sent::Response(response) if response.status().is_success() => {
-                    let quota = QuotaSignal::read(response.status(), response.headers(), None);
-                    self.quota.observe(&quota);
-                    match response.bytes().await {
-                        Ok(bytes) => {
-                            // Kept aside: the answer below is only read when this is unset.
-                            payload = Some(bytes.to_vec());
-                            Answer::Transport(String::new())
-                        }
-                        Err(e) => Answer::Transport(describe_transport(&e)),
+        let fetched = within_quota(
+            &self.quota,
+            slot,
+            async {
+                let sent = self.client.send(|http| http.get(url).header(ACCEPT, "application/json")).await;
+                match sent {
+                    Sent::Response(response) if response.status().is_success() => {
+                        let quota = QuotaSignal::read(response.status(), response.headers(), None);
+                        self.quota.observe(&quota);
+                        response
+                            .bytes()
+                            .await
+                            .map(|b| b.to_vec())
+                            .map_err(|e| Answer::Transport(describe_transport(&e)))
                     }
+                    other => Err(other.into_answer(self.client.system()).await),
                 }
-                other => other.into_answer(self.client.system()).await,
-            }
-        })
+            },
+            |fetched| fetched.as_ref().err(),
+        )
         .await;
-        if let Some(payload) = payload {
-            return Ok(payload);
-        }
+        let answer = match fetched {
+            Ok(payload) => return Ok(payload),
+            Err(answer) => answer,
+        };
         let verdict = self.client.system().verdict(&answer);
         let (status, body) = match &answer {
             Answer::Response { status, body, .. } => (Some(status.as_u16()), Some(body.clone())),
