@@ -206,6 +206,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_call_within_the_quota_holds_its_slot_and_feeds_the_answer_back() {
+        use std::sync::Arc;
+
+        use crate::{
+            protocol::QuotaSignal,
+            spec::{ConnectorLimits, Priority},
+        };
+        let limits = ConnectorLimits { requests_per_second: Some(10.0), concurrency: Some(1), ..Default::default() };
+        let quota = Arc::new(Quota::new(Some(&limits)));
+        let slot = quota.try_slot(Priority::Normal).expect("a free slot");
+        let throttled = Answer::Response {
+            status: reqwest::StatusCode::TOO_MANY_REQUESTS,
+            retry_after: None,
+            body: String::new(),
+            quota: QuotaSignal { throttled: true, retry_after: Some(Duration::from_millis(1)), ..Default::default() },
+            location: None,
+        };
+        let answer = within_quota(
+            &quota,
+            slot,
+            async {
+                assert!(quota.try_slot(Priority::High).is_none(), "the only slot is held during the call");
+                throttled
+            },
+            whole_answer,
+        )
+        .await;
+        assert!(matches!(answer, Answer::Response { .. }));
+        assert!(quota.rate().is_some_and(|r| r < 10.0), "a 429 cuts the rate: {:?}", quota.rate());
+        assert!(quota.try_slot(Priority::Normal).is_some(), "the slot is free again");
+    }
+
+    #[tokio::test]
     async fn a_shutdown_interrupts_the_wait() {
         let (stop, mut shutdown) = watch::channel(false);
         stop.send(true).unwrap();
