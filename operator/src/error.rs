@@ -61,7 +61,7 @@ impl Error {
 
 #[cfg(test)]
 mod tests {
-    use entrepot::config::ResolveError;
+    use entrepot_api::config::ResolveError;
 
     use super::*;
 

@@ -61,7 +61,7 @@ async fn reconcile(guard: Arc<DeserializeGuard<Connector>>, ctx: Arc<Context>) -
         Err(unreadable) => {
             Some(format!("Connector {name}: the spec cannot be read: {}; fix the field it names", unreadable.error))
         }
-        Ok(connector) => entrepot::connect::validate(&name, &connector.spec).err().map(|e| e.to_string()),
+        Ok(connector) => entrepot_api::rules::connector::validate(&name, &connector.spec).err().map(|e| e.to_string()),
     };
     // Dereference: the flows that use it, with their runners' reports.
     let using: Vec<UsingFlow> = observer::flows_naming(&ctx.client, &namespace, &name, referenced_by)

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use entrepot::config::FlowConfig;
+use entrepot_api::config::FlowConfig;
 use k8s_openapi::api::{
     batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec},
     core::v1::{Container, EnvVar, PodSpec, PodTemplateSpec},
@@ -210,7 +210,7 @@ mod tests {
         let env = c.env.clone().unwrap();
         let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, [NAME_ENV, SPEC_ENV, "ENTREPOT_SECRET_ERP_API_TOKEN", "ENTREPOT_SECRET_SHOP_WEBHOOK_SECRET"]);
-        let spec: entrepot::spec::ReconcileScheduleSpec =
+        let spec: entrepot_api::resource::ReconcileScheduleSpec =
             serde_json::from_str(env[1].value.as_deref().unwrap()).unwrap();
         assert_eq!(spec, fixtures::reconcile().schedules[0].spec.0);
         // Secrets by reference only.

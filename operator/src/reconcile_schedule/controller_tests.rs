@@ -118,7 +118,7 @@ async fn a_schedule_becomes_a_cron_job_and_its_last_run_comes_back_with_an_event
     let cron = h.api::<CronJob>().get(CRON_JOB).await.unwrap();
     assert_eq!(cron.metadata.owner_references.unwrap()[0].kind, "ReconcileSchedule");
 
-    let summary = entrepot::reconcile::ReconcileSummary {
+    let summary = entrepot_api::reconcile_summary::ReconcileSummary {
         schedule: "orders-hourly".into(),
         flow: "orders".into(),
         compared: 5,

@@ -5,9 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use entrepot::{
+use entrepot_api::{
     config::{FlowConfig, RunnerConfig},
-    spec::{FlowMode, SecretKeySelector},
+    resource::{FlowMode, SecretKeySelector},
 };
 use k8s_openapi::{
     api::{

@@ -1,8 +1,8 @@
 //! The builders over the YAML fixtures: no API server involved.
 
-use entrepot::{
+use entrepot_api::{
     config::RunnerConfig,
-    spec::{ConnectorAuth, SecretKeySelector},
+    resource::{ConnectorAuth, SecretKeySelector},
 };
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
@@ -269,10 +269,10 @@ fn a_budget_lets_one_runner_pod_go_at_a_time() {
 fn nightly(suspend: bool) -> Fixture {
     let mut f = fixtures::orders();
     let flow = &mut f.flows[0].spec.0;
-    flow.source.trigger = entrepot::spec::TriggerSpec {
-        file: Some(entrepot::spec::FileTrigger {
+    flow.source.trigger = entrepot_api::resource::TriggerSpec {
+        file: Some(entrepot_api::resource::FileTrigger {
             directory: "/imports".into(),
-            format: entrepot::spec::FileFormat::Csv,
+            format: entrepot_api::resource::FileFormat::Csv,
             suffix: Some(".csv".into()),
             processed_directory: None,
             interval: None,
@@ -280,7 +280,7 @@ fn nightly(suspend: bool) -> Fixture {
         }),
         ..Default::default()
     };
-    flow.mode = entrepot::spec::FlowMode::Batch;
+    flow.mode = entrepot_api::resource::FlowMode::Batch;
     flow.schedule = Some("0 2 * * *".into());
     flow.time_zone = Some("America/Chicago".into());
     flow.suspend = suspend;

@@ -277,7 +277,7 @@ async fn an_unreadable_flow_is_reported_on_itself_and_does_not_stop_the_others()
     // This matches the CRD's duration pattern, so an API server accepts it, but it
     // overflows the runner's duration type.
     const TOO_LONG: &str = "99999999999999999999999h";
-    assert!(TOO_LONG.parse::<entrepot::spec::Duration>().is_err());
+    assert!(TOO_LONG.parse::<entrepot_api::resource::Duration>().is_err());
     let mut bad = serde_json::to_value(fixtures::orders().flow()).unwrap();
     bad["metadata"] = json!({"name": "unreadable", "namespace": NS});
     bad["spec"]["delivery"]["dedupWindow"] = json!(TOO_LONG);
@@ -307,7 +307,7 @@ async fn an_unreadable_flow_is_reported_on_itself_and_does_not_stop_the_others()
 }
 
 /// A runner's admin API on loopback answering `/v1/status` with what the test says.
-async fn fake_runner(status: Arc<std::sync::Mutex<entrepot::status::RunnerStatus>>) -> u16 {
+async fn fake_runner(status: Arc<std::sync::Mutex<entrepot_api::status::RunnerStatus>>) -> u16 {
     use axum::{Json, Router, routing::get};
     let app = Router::new().route(
         "/v1/status",
@@ -335,9 +335,9 @@ async fn runner_pod(h: &Harness, name: &str) {
     h.api::<Pod>().patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await.unwrap();
 }
 
-fn runner_report(pending: u64, oldest: Option<u64>) -> entrepot::status::RunnerStatus {
-    use entrepot::status::{FlowStatus, TargetStatus};
-    entrepot::status::RunnerStatus {
+fn runner_report(pending: u64, oldest: Option<u64>) -> entrepot_api::status::RunnerStatus {
+    use entrepot_api::status::{FlowStatus, TargetStatus};
+    entrepot_api::status::RunnerStatus {
         flows: vec![FlowStatus {
             name: "orders".into(),
             namespace: NS.into(),

@@ -423,7 +423,7 @@ mod tests {
 
     #[test]
     fn a_missing_reference_waits_for_its_watch() {
-        let error = Error::Invalid(Invalid::Resolve(entrepot::config::ResolveError::ConnectorNotFound {
+        let error = Error::Invalid(Invalid::Resolve(entrepot_api::config::ResolveError::ConnectorNotFound {
             flow: "f".into(),
             namespace: "n".into(),
             field: "spec.source.connectorRef".into(),

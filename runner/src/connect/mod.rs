@@ -6,7 +6,6 @@ mod auth;
 mod health;
 mod oauth2;
 pub mod types;
-mod validation;
 
 use crate::target::{quota::QuotaSignal, retry::parse_retry_after};
 use std::time::Duration;
@@ -18,9 +17,9 @@ use reqwest::{
 use tracing::info;
 
 pub use auth::{Auth, AuthError, Credentials};
+pub use entrepot_api::rules::connector::{InvalidConnector, validate};
 pub use health::{ConnectorHealth, LastError};
 pub use types::{Protocol, Write, WriteContext};
-pub use validation::{InvalidConnector, validate};
 
 use crate::{
     secrets::Secrets,
