@@ -2,7 +2,13 @@
 //! metrics of every run, and the count of consecutive failures per object that sets the
 //! retry backoff of their error policy.
 
-use std::{collections::HashMap, future::Future, hash::Hash, sync::Mutex, time::Instant};
+use std::{
+    collections::HashMap,
+    future::Future,
+    hash::Hash,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use kube::{
     Resource,
@@ -10,7 +16,7 @@ use kube::{
 };
 use tracing::warn;
 
-use crate::{error::Error, metrics::Metrics, sync_flow::retry_delay};
+use crate::{error::Error, metrics::Metrics};
 
 /// Consecutive failures per object of kind `K`.
 pub struct Failures<K: Resource>(Mutex<HashMap<ObjectRef<K>, u32>>)
@@ -62,5 +68,42 @@ impl<K: Resource<DynamicType = ()>> Failures<K> {
             "reconcile failed"
         );
         Action::requeue(delay)
+    }
+}
+
+/// When to try a failed object again: doubling from 5 s up to 5 min. An object waiting
+/// for something it references is woken by its watch as soon as that appears, so it
+/// only needs the slow end of the backoff.
+pub fn retry_delay(error: &Error, attempt: u32) -> Duration {
+    const FIRST: Duration = Duration::from_secs(5);
+    const LAST: Duration = Duration::from_secs(300);
+    if error.category() == "reference_missing" {
+        return LAST;
+    }
+    FIRST.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(LAST)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync_flow::{build::BuildError, validate::Invalid};
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_five_minutes() {
+        let error = Error::Build(BuildError::NoOwnerReference);
+        let delays: Vec<u64> = (1..=9).map(|n| retry_delay(&error, n).as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(retry_delay(&error, u32::MAX).as_secs(), 300);
+    }
+
+    #[test]
+    fn a_missing_reference_waits_for_its_watch() {
+        let error = Error::Invalid(Invalid::Resolve(entrepot::config::ResolveError::ConnectorNotFound {
+            flow: "f".into(),
+            namespace: "n".into(),
+            field: "spec.source.connectorRef".into(),
+            name: "c".into(),
+        }));
+        assert_eq!(retry_delay(&error, 1).as_secs(), 300);
     }
 }

@@ -20,8 +20,9 @@ use crate::{
     sync_flow::{
         build::{
             MANAGED_BY, RunnerDefaults, SYNC_FLOW_LABEL, admin_url, config_mount, config_path, config_volume,
-            container_security_context, pod_security_context, runner_name, secret_env,
+            container_security_context, pod_security_context, secret_env,
         },
+        names::runner_name,
         validate::secret_refs,
     },
 };
