@@ -90,7 +90,7 @@ pub(crate) async fn run<K, Fut>(
             controller,
             namespace = guard.meta().namespace,
             name = guard.meta().name,
-            category = error.category(),
+            category = error.category().as_str(),
             error = %error,
             "reconcile failed"
         );

@@ -19,6 +19,7 @@ use serde_json::json;
 
 use super::{CONTROLLER, Context, build::RunnerDefaults, run, runner_status::RunnerStatusReader};
 use crate::{
+    error::Category,
     metrics::Metrics,
     resources::{
         Connector, Mapping, SyncFlow, SyncFlowStatus,
@@ -193,7 +194,7 @@ async fn a_missing_connector_stalls_the_flow_until_it_is_created() {
     // that one too, so that nothing but the watch on Connectors can wake it now (its
     // retry backoff is minutes away).
     eventually("the flow's second failed reconcile", || async {
-        (h.ctx.metrics.failures(CONTROLLER, "reference_missing") >= 2).then_some(())
+        (h.ctx.metrics.failures(CONTROLLER, Category::ReferenceMissing) >= 2).then_some(())
     })
     .await;
 
@@ -295,7 +296,7 @@ async fn an_unreadable_flow_is_reported_on_itself_and_does_not_stop_the_others()
     assert_eq!(condition(&stalled, STALLED), pair("True", "InvalidSpec"));
     let message = &find(&stalled.conditions, STALLED).unwrap().message;
     assert!(message.contains(TOO_LONG), "{message}");
-    assert!(h.ctx.metrics.failures(CONTROLLER, "invalid_spec") >= 1);
+    assert!(h.ctx.metrics.failures(CONTROLLER, Category::InvalidSpec) >= 1);
 
     // The readable flow next to it is reconciled as usual.
     h.status_when(1, "the good flow's status", |s| find(&s.conditions, READY).is_some()).await;
