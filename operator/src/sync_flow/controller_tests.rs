@@ -309,17 +309,22 @@ async fn an_unreadable_flow_is_reported_on_itself_and_does_not_stop_the_others()
 
 /// A runner's admin API on loopback answering `/v1/status` with what the test says.
 async fn fake_runner(status: Arc<std::sync::Mutex<entrepot::status::RunnerStatus>>) -> u16 {
-    use axum::{Json, Router, routing::get};
-    let app = Router::new().route(
-        "/v1/status",
-        get(move || {
-            let status = status.clone();
-            async move { Json(status.lock().unwrap().clone()) }
-        }),
-    );
+    use bytes::Bytes;
+    use http::{Response, StatusCode};
+    use http_body_util::Full;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let answer = move |request: &http::Request<hyper::body::Incoming>| {
+        let mut response = Response::new(Full::new(Bytes::new()));
+        if request.uri().path() == "/v1/status" {
+            let body = serde_json::to_vec(&*status.lock().unwrap()).unwrap();
+            *response.body_mut() = Full::new(Bytes::from(body));
+        } else {
+            *response.status_mut() = StatusCode::NOT_FOUND;
+        }
+        response
+    };
+    tokio::spawn(crate::server::serve_on(listener, answer, std::future::pending()));
     port
 }
 
