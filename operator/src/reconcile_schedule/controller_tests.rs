@@ -14,6 +14,7 @@ use kube::{Api, Resource, api::DeleteParams};
 
 use super::{CONTROLLER, Context, build::SCHEDULE_LABEL, run, runs};
 use crate::{
+    error::Category,
     metrics::Metrics,
     resources::{
         Connector, Mapping, ReconcileSchedule, ReconcileScheduleStatus, SyncFlow,
@@ -163,7 +164,7 @@ async fn a_missing_flow_stalls_the_schedule_and_keeps_its_cron_job() {
     assert!(find(&status.conditions, STALLED).unwrap().message.contains("spec.syncFlowRef"));
     assert!(h.api::<CronJob>().get_opt(CRON_JOB).await.unwrap().is_none());
     eventually("the second failed reconcile", || async {
-        (h.ctx.metrics.failures(CONTROLLER, "reference_missing") >= 2).then_some(())
+        (h.ctx.metrics.failures(CONTROLLER, Category::ReferenceMissing) >= 2).then_some(())
     })
     .await;
 

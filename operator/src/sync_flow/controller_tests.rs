@@ -19,6 +19,7 @@ use serde_json::json;
 
 use super::{CONTROLLER, Context, build::RunnerDefaults, run, runner_status::RunnerStatusReader};
 use crate::{
+    error::Category,
     metrics::Metrics,
     resources::{
         Connector, Mapping, SyncFlow, SyncFlowStatus,
@@ -193,7 +194,7 @@ async fn a_missing_connector_stalls_the_flow_until_it_is_created() {
     // that one too, so that nothing but the watch on Connectors can wake it now (its
     // retry backoff is minutes away).
     eventually("the flow's second failed reconcile", || async {
-        (h.ctx.metrics.failures(CONTROLLER, "reference_missing") >= 2).then_some(())
+        (h.ctx.metrics.failures(CONTROLLER, Category::ReferenceMissing) >= 2).then_some(())
     })
     .await;
 
@@ -295,7 +296,7 @@ async fn an_unreadable_flow_is_reported_on_itself_and_does_not_stop_the_others()
     assert_eq!(condition(&stalled, STALLED), pair("True", "InvalidSpec"));
     let message = &find(&stalled.conditions, STALLED).unwrap().message;
     assert!(message.contains(TOO_LONG), "{message}");
-    assert!(h.ctx.metrics.failures(CONTROLLER, "invalid_spec") >= 1);
+    assert!(h.ctx.metrics.failures(CONTROLLER, Category::InvalidSpec) >= 1);
 
     // The readable flow next to it is reconciled as usual.
     h.status_when(1, "the good flow's status", |s| find(&s.conditions, READY).is_some()).await;
@@ -308,17 +309,22 @@ async fn an_unreadable_flow_is_reported_on_itself_and_does_not_stop_the_others()
 
 /// A runner's admin API on loopback answering `/v1/status` with what the test says.
 async fn fake_runner(status: Arc<std::sync::Mutex<entrepot_api::status::RunnerStatus>>) -> u16 {
-    use axum::{Json, Router, routing::get};
-    let app = Router::new().route(
-        "/v1/status",
-        get(move || {
-            let status = status.clone();
-            async move { Json(status.lock().unwrap().clone()) }
-        }),
-    );
+    use bytes::Bytes;
+    use http::{Response, StatusCode};
+    use http_body_util::Full;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let answer = move |request: &http::Request<hyper::body::Incoming>| {
+        let mut response = Response::new(Full::new(Bytes::new()));
+        if request.uri().path() == "/v1/status" {
+            let body = serde_json::to_vec(&*status.lock().unwrap()).unwrap();
+            *response.body_mut() = Full::new(Bytes::from(body));
+        } else {
+            *response.status_mut() = StatusCode::NOT_FOUND;
+        }
+        response
+    };
+    tokio::spawn(crate::server::serve_on(listener, answer, std::future::pending()));
     port
 }
 

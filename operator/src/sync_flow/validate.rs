@@ -9,7 +9,7 @@ use entrepot_api::{
     resource::{MappingSpec, SecretKeySelector, SyncFlowSpec},
 };
 
-use super::build::RUNNER_SUFFIX;
+use super::names::RUNNER_SUFFIX;
 
 /// The Connectors and Mappings a SyncFlow references, as read from its namespace: a
 /// name is absent when the object does not exist, and maps to an error text when the
