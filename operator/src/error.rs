@@ -36,34 +36,75 @@ pub enum Error {
     ScheduleBuild(#[from] ScheduleBuildError),
 }
 
-impl Error {
-    /// One of a small fixed set of categories, for metric labels and Event reasons:
-    /// `kube_api`, `reference_missing`, `invalid_spec`, `serialize`, `invalid_object`.
-    /// Never derived from the error's text, so label values stay bounded.
-    pub fn category(&self) -> &'static str {
+/// The small fixed set of categories a reconcile error falls into: the `category`
+/// label of the failure metric and the `category` field of the log line. Never derived
+/// from the error's text, so label values stay bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Category {
+    /// A call to the Kubernetes API failed.
+    KubeApi,
+    /// Something the resource references does not exist (yet).
+    ReferenceMissing,
+    /// The resource cannot be run as written.
+    InvalidSpec,
+    /// What the operator rendered cannot be serialized.
+    Serialize,
+    /// The object lacks what the API server assigns (uid, name).
+    InvalidObject,
+}
+
+impl Category {
+    /// Every category, in a fixed order.
+    pub const ALL: [Self; 5] =
+        [Self::KubeApi, Self::ReferenceMissing, Self::InvalidSpec, Self::Serialize, Self::InvalidObject];
+
+    /// The label value: `kube_api`, `reference_missing`, `invalid_spec`, `serialize` or
+    /// `invalid_object`.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Self::KubeApi { .. } => "kube_api",
-            Self::Invalid(invalid) if invalid.is_missing_reference() => "reference_missing",
-            Self::Invalid(_) => "invalid_spec",
-            Self::Build(BuildError::Render { .. }) => "serialize",
-            Self::Build(BuildError::NoSchedule { .. }) => "invalid_spec",
-            Self::Build(BuildError::NoOwnerReference) => "invalid_object",
-            Self::Schedule(invalid) if invalid.is_missing_reference() => "reference_missing",
-            Self::Schedule(_) => "invalid_spec",
-            Self::ScheduleBuild(ScheduleBuildError::NoOwnerReference) => "invalid_object",
+            Self::KubeApi => "kube_api",
+            Self::ReferenceMissing => "reference_missing",
+            Self::InvalidSpec => "invalid_spec",
+            Self::Serialize => "serialize",
+            Self::InvalidObject => "invalid_object",
         }
     }
+}
 
-    /// Every category [`Error::category`] can return.
-    pub const CATEGORIES: [&'static str; 5] =
-        ["kube_api", "reference_missing", "invalid_spec", "serialize", "invalid_object"];
+impl std::fmt::Display for Category {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Error {
+    /// The category this error falls into.
+    pub fn category(&self) -> Category {
+        match self {
+            Self::KubeApi { .. } => Category::KubeApi,
+            Self::Invalid(invalid) if invalid.is_missing_reference() => Category::ReferenceMissing,
+            Self::Invalid(_) => Category::InvalidSpec,
+            Self::Build(BuildError::Render { .. }) => Category::Serialize,
+            Self::Build(BuildError::NoSchedule { .. }) => Category::InvalidSpec,
+            Self::Build(BuildError::NoOwnerReference) => Category::InvalidObject,
+            Self::Schedule(invalid) if invalid.is_missing_reference() => Category::ReferenceMissing,
+            Self::Schedule(_) => Category::InvalidSpec,
+            Self::ScheduleBuild(ScheduleBuildError::NoOwnerReference) => Category::InvalidObject,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use entrepot::config::ResolveError;
+    use entrepot_api::config::ResolveError;
 
     use super::*;
+
+    #[test]
+    fn every_category_has_its_own_label() {
+        let labels: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(labels, ["kube_api", "reference_missing", "invalid_spec", "serialize", "invalid_object"]);
+    }
 
     #[test]
     fn categories_come_from_a_fixed_set() {
@@ -86,9 +127,11 @@ mod tests {
             source: kube::Error::LinesCodecMaxLineLengthExceeded,
         };
         let owner = Error::Build(BuildError::NoOwnerReference);
-        let got: Vec<&str> = [&missing, &invalid, &api, &owner].iter().map(|e| e.category()).collect();
-        assert_eq!(got, ["reference_missing", "invalid_spec", "kube_api", "invalid_object"]);
-        assert!(got.iter().all(|c| Error::CATEGORIES.contains(c)));
+        let got: Vec<Category> = [&missing, &invalid, &api, &owner].iter().map(|e| e.category()).collect();
+        assert_eq!(
+            got,
+            [Category::ReferenceMissing, Category::InvalidSpec, Category::KubeApi, Category::InvalidObject]
+        );
         assert!(api.to_string().starts_with("get Connector n/c: "), "{api}");
     }
 }

@@ -2,7 +2,13 @@
 //! metrics of every run, and the count of consecutive failures per object that sets the
 //! retry backoff of their error policy.
 
-use std::{collections::HashMap, future::Future, hash::Hash, sync::Mutex, time::Instant};
+use std::{
+    collections::HashMap,
+    future::Future,
+    hash::Hash,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use kube::{
     Resource,
@@ -10,7 +16,10 @@ use kube::{
 };
 use tracing::warn;
 
-use crate::{error::Error, metrics::Metrics, sync_flow::retry_delay};
+use crate::{
+    error::{Category, Error},
+    metrics::Metrics,
+};
 
 /// Consecutive failures per object of kind `K`.
 pub struct Failures<K: Resource>(Mutex<HashMap<ObjectRef<K>, u32>>)
@@ -50,17 +59,46 @@ impl<K: Resource<DynamicType = ()>> Failures<K> {
             *count = count.saturating_add(1);
             *count
         };
-        let delay = retry_delay(error, attempt);
+        let delay = retry_delay(error.category(), attempt);
         warn!(
             controller,
             namespace = object.meta().namespace,
             name = object.meta().name,
-            category = error.category(),
+            category = error.category().as_str(),
             error = %error,
             attempt,
             retry_in_seconds = delay.as_secs(),
             "reconcile failed"
         );
         Action::requeue(delay)
+    }
+}
+
+/// When to try a failed object again: doubling from 5 s up to 5 min. An object waiting
+/// for something it references is woken by its watch as soon as that appears, so it
+/// only needs the slow end of the backoff.
+pub fn retry_delay(category: Category, attempt: u32) -> Duration {
+    const FIRST: Duration = Duration::from_secs(5);
+    const LAST: Duration = Duration::from_secs(300);
+    if category == Category::ReferenceMissing {
+        return LAST;
+    }
+    FIRST.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(LAST)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_five_minutes() {
+        let delays: Vec<u64> = (1..=9).map(|n| retry_delay(Category::InvalidObject, n).as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(retry_delay(Category::KubeApi, u32::MAX).as_secs(), 300);
+    }
+
+    #[test]
+    fn a_missing_reference_waits_for_its_watch() {
+        assert_eq!(retry_delay(Category::ReferenceMissing, 1).as_secs(), 300);
     }
 }

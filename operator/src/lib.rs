@@ -12,6 +12,7 @@ pub mod controllers;
 pub mod error;
 pub mod events;
 pub mod failures;
+pub mod kube_io;
 pub mod leader;
 pub mod mapping;
 pub mod metrics;
@@ -19,7 +20,6 @@ pub mod observer;
 pub mod reconcile_schedule;
 pub mod resources;
 pub mod server;
-mod status_patch;
 pub mod sync_flow;
 
 #[cfg(test)]

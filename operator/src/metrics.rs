@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
 
-use crate::error::Error;
+use crate::error::{Category, Error};
 
 /// Counters and timings of the controllers' reconciles. Labels come from fixed sets
-/// (controller names, [`Error::CATEGORIES`]) so their number stays bounded.
+/// (controller names, [`Category::ALL`]) so their number stays bounded.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -54,7 +54,7 @@ impl Metrics {
         self.reconciles.with_label_values(&[controller]).inc();
         self.duration.with_label_values(&[controller]).observe(took.as_secs_f64());
         if let Some(error) = error {
-            self.failures.with_label_values(&[controller, error.category()]).inc();
+            self.failures.with_label_values(&[controller, error.category().as_str()]).inc();
         }
     }
 
@@ -64,8 +64,8 @@ impl Metrics {
     }
 
     /// Failed reconciles of `controller` in `category` so far.
-    pub fn failures(&self, controller: &str, category: &str) -> u64 {
-        self.failures.with_label_values(&[controller, category]).get()
+    pub fn failures(&self, controller: &str, category: Category) -> u64 {
+        self.failures.with_label_values(&[controller, category.as_str()]).get()
     }
 
     /// The metrics in Prometheus' text format.
@@ -91,7 +91,7 @@ mod tests {
         metrics.reconciled("syncflow", Duration::from_millis(5), None);
         metrics.reconciled("syncflow", Duration::from_millis(5), Some(&Error::Build(BuildError::NoOwnerReference)));
         assert_eq!(metrics.reconciles("syncflow"), 2);
-        assert_eq!(metrics.failures("syncflow", "invalid_object"), 1);
+        assert_eq!(metrics.failures("syncflow", Category::InvalidObject), 1);
         let text = metrics.render();
         assert!(text.contains("entrepot_operator_reconciles_total{controller=\"syncflow\"} 2"), "{text}");
         assert!(

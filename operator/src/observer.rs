@@ -23,9 +23,9 @@ use tracing::warn;
 use crate::{
     error::Error,
     events,
+    kube_io::objects::{ApiScope, kube_error},
     metrics::Metrics,
     resources::SyncFlow,
-    sync_flow::{ApiScope, kube_error},
 };
 
 /// How often an object is looked at again even if nothing changed: a flow that stopped
@@ -90,7 +90,7 @@ pub(crate) async fn run<K, Fut>(
             controller,
             namespace = guard.meta().namespace,
             name = guard.meta().name,
-            category = error.category(),
+            category = error.category().as_str(),
             error = %error,
             "reconcile failed"
         );

@@ -1,10 +1,8 @@
-//! The command line of the `entrepot` binary: `run`, `serve`, `test`, `demo`,
+//! The command line of the `entrepot` binary: `run`, `serve`, `test`,
 //! `deadletters`, `reconcile`, `schema`. In the library so the end-to-end tests can build the same program as
 //! a binary of their own.
 
 mod dead_letters;
-mod demo;
-pub mod peak_day;
 mod reconcile;
 mod schema;
 mod test;
@@ -63,8 +61,6 @@ enum Command {
         /// Directory of manifests.
         dir: PathBuf,
     },
-    /// Run the quickstart against a simulated storefront and ERP and report what happened.
-    Demo(demo::DemoArgs),
     /// List, show, replay (after a fix) or discard dead letters, from a data directory
     /// or through a running runner's admin API.
     #[command(name = "deadletters", alias = "dead-letters")]
@@ -107,12 +103,11 @@ pub const EXIT_STOPPED_WITH_BACKLOG: u8 = 3;
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, matches!(cli.command, Command::Demo(_)));
+    init_logging(cli.log_format);
     let outcome = match cli.command {
         Command::Test { dir } => test::run(&dir),
         Command::Run { dir, server } => runtime().and_then(|rt| rt.block_on(run_local(dir, server))),
         Command::Serve { config, server } => runtime().and_then(|rt| rt.block_on(serve(config, server))),
-        Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
         Command::DeadLetters(args) => runtime().and_then(|rt| rt.block_on(dead_letters::run(args))),
         Command::Reconcile(args) => runtime().and_then(|rt| rt.block_on(reconcile::run(args))),
         Command::Schema(args) => schema::run(args),
@@ -130,11 +125,9 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
-fn init_logging(format: LogFormat, quiet: bool) {
-    // The demo prints its own progress and report; its logs would only repeat them.
-    let default = if quiet { "error" } else { "info" };
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ENTREPOT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -161,7 +154,7 @@ async fn serve(path: PathBuf, server: ServerArgs) -> Result<ExitCode> {
 }
 
 /// Resolves every flow, reporting all errors at once.
-pub(crate) fn resolve(manifests: &Manifests) -> Result<RunnerConfig> {
+fn resolve(manifests: &Manifests) -> Result<RunnerConfig> {
     manifests
         .runner_config()
         .map_err(|errors| anyhow::anyhow!(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")))

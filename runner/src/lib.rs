@@ -5,15 +5,15 @@
 //! Kubernetes: the operator renders its configuration, and local mode reads the same
 //! manifests from a directory.
 
+// The API crate's modules under the paths the runner has always used.
+pub use entrepot_api::{canonical, config, mapping, resource as spec, status};
+
 pub mod attempt;
 pub mod availability;
-pub mod canonical;
 pub mod cli;
-pub mod config;
 pub mod connect;
 pub mod flow;
 pub mod manifest;
-pub mod mapping;
 pub mod metrics;
 pub mod postgres;
 pub mod protocol;
@@ -24,8 +24,6 @@ pub mod runtime;
 pub mod secrets;
 pub mod sink;
 pub mod source;
-pub mod spec;
-pub mod status;
 
 #[cfg(test)]
 mod test_support;

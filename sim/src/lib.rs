@@ -12,7 +12,7 @@
 //! - [`delivery`]: pushed events with seeded duplicates, reordering, drops and delay.
 //!
 //! All speak real HTTP, so the runner is tested through the same code paths it uses in
-//! production; all run in-process (for `entrepot demo` and tests) or from the
+//! production; all run in-process (for `entrepot-demo` and tests) or from the
 //! `entrepot-sim` binary.
 #![warn(missing_docs)]
 

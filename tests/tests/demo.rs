@@ -1,13 +1,13 @@
-//! The README's main command: `entrepot demo` runs to completion and its own check passes.
+//! The README's main command: `entrepot-demo` runs to completion and its own check passes.
 
 use std::process::Command;
 
-use entrepot_e2e::runner_binary;
+use entrepot_e2e::test_binary;
 
 #[test]
 fn the_demo_delivers_every_order_once_and_explains_the_dead_letter() {
-    let out = Command::new(runner_binary())
-        .args(["demo", "--orders", "12", "--rate", "40", "--outage", "300ms"])
+    let out = Command::new(test_binary("entrepot-demo-under-test"))
+        .args(["--orders", "12", "--rate", "40", "--outage", "300ms"])
         .output()
         .expect("the demo runs");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -429,13 +429,13 @@ fn the_build_context_holds_what_the_build_reads() {
     let patterns = dockerignore_patterns(&std::fs::read_to_string(repo_root().join(".dockerignore")).unwrap());
     assert!(patterns.iter().all(|p| !p.starts_with('!')), "support/image.rs does not read exceptions (!)");
     let mut read = vec!["Cargo.toml".to_string(), "Cargo.lock".to_string()];
-    for member in ["runner", "operator", "sim", "tests"] {
+    for member in ["api", "runner", "operator", "sim", "demo", "tests"] {
         read.push(format!("{member}/Cargo.toml"));
     }
-    // Every file the crates of the images include at compile time.
+    // Every file the workspace's crates include at compile time (cargo reads every member).
     let include = regex::Regex::new(r#"include_(?:str|bytes)!\(\s*"([^"]+)"\s*\)"#).unwrap();
     let mut sources = Vec::new();
-    for member in ["runner/src", "operator/src", "sim/src"] {
+    for member in ["api/src", "runner/src", "operator/src", "sim/src", "demo/src"] {
         collect_rs(&repo_root().join(member), &mut sources);
     }
     for source in sources {
@@ -450,7 +450,7 @@ fn the_build_context_holds_what_the_build_reads() {
             read.push(included.strip_prefix(root).unwrap().to_string_lossy().into_owned());
         }
     }
-    assert!(read.iter().any(|p| p.starts_with("examples/")), "the runner includes examples: {read:?}");
+    assert!(read.iter().any(|p| p.starts_with("examples/")), "the demo includes examples: {read:?}");
     let excluded: Vec<String> = read
         .iter()
         .filter_map(|p| {

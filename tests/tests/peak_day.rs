@@ -1,11 +1,11 @@
-//! The peak-day scenario at a small scale (`entrepot demo --scenario peak-day` runs it
+//! The peak-day scenario at a small scale (`entrepot-demo --scenario peak-day` runs it
 //! full size): storefront and marketplace orders through duplicate and out-of-order
 //! deliveries, an ERP that throttles throughout and goes down in the middle, WMS and POS
 //! stock moving to both channels. Every figure the demo prints is checked here.
 
 use std::time::Duration;
 
-use entrepot::cli::peak_day::{Params, measure};
+use entrepot_demo::peak_day::{Params, measure};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_small_peak_day_posts_every_order_once_oversells_nothing_and_reconciles_clean() {

@@ -18,9 +18,8 @@ use self::status::UsingFlow;
 pub use crate::observer::Context;
 use crate::{
     error::Error,
-    events, observer,
+    events, kube_io, observer,
     resources::{Connector, ConnectorStatus, SyncFlow},
-    status_patch,
 };
 
 /// Name of this controller in metrics and logs.
@@ -61,7 +60,7 @@ async fn reconcile(guard: Arc<DeserializeGuard<Connector>>, ctx: Arc<Context>) -
         Err(unreadable) => {
             Some(format!("Connector {name}: the spec cannot be read: {}; fix the field it names", unreadable.error))
         }
-        Ok(connector) => entrepot::connect::validate(&name, &connector.spec).err().map(|e| e.to_string()),
+        Ok(connector) => entrepot_api::rules::connector::validate(&name, &connector.spec).err().map(|e| e.to_string()),
     };
     // Dereference: the flows that use it, with their runners' reports.
     let using: Vec<UsingFlow> = observer::flows_naming(&ctx.client, &namespace, &name, referenced_by)
@@ -70,7 +69,7 @@ async fn reconcile(guard: Arc<DeserializeGuard<Connector>>, ctx: Arc<Context>) -
         .map(|flow| UsingFlow { name: flow.name_any(), reports: flow.status.map(|s| s.connectors).unwrap_or_default() })
         .collect();
     // Status, and the Events of its transitions.
-    let previous: ConnectorStatus = status_patch::read::<Connector, _>(&ctx.client, &namespace, &name).await?;
+    let previous: ConnectorStatus = kube_io::status::read::<Connector, _>(&ctx.client, &namespace, &name).await?;
     let next = status::desired_status(&previous, generation, &name, invalid.as_deref(), &using, Timestamp::now());
     if next != previous {
         // Published before the status is written: if writing fails, the next reconcile
@@ -78,7 +77,7 @@ async fn reconcile(guard: Arc<DeserializeGuard<Connector>>, ctx: Arc<Context>) -
         for notice in status::notices(&previous.conditions, &next.conditions) {
             events::publish(&ctx.recorder, &notice, &*guard).await;
         }
-        status_patch::write::<Connector, _>(&ctx.client, &namespace, &name, &next).await?;
+        kube_io::status::write::<Connector, _>(&ctx.client, &namespace, &name, &next).await?;
         info!(valid = invalid.is_none(), used_by = next.used_by.len(), "status updated");
     }
     Ok(Action::requeue(observer::RESYNC))

@@ -1,6 +1,7 @@
 //! The Connector status the operator reports, computed from the Connector's spec and
 //! from what the runners of the SyncFlows using it reported. Pure.
 
+use entrepot_api::ErrorCategory;
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
 
 use crate::{
@@ -72,21 +73,21 @@ pub fn reachable(connector: &str, using: &[UsingFlow]) -> Desired {
 
     match (last_error, last_success) {
         (Some((at, flow, report)), success) if success.is_none_or(|(ok, _)| at > ok) => {
-            let category = report.last_error_category.as_deref().unwrap_or("unknown");
+            let label = report.last_error_category.as_deref().unwrap_or("unknown");
             let message = format!(
-                "{category} failure at {at}, reported by SyncFlow {flow}: {}",
+                "{label} failure at {at}, reported by SyncFlow {flow}: {}",
                 cut(report.last_error_message.as_deref().unwrap_or("(no message)"), MAX_REPORTED_MESSAGE)
             );
-            match category {
-                "auth" => Desired::no(REACHABLE, "AuthFailing", message),
-                "unreachable" => Desired::no(REACHABLE, "Unreachable", message),
-                "throttled" => Desired::no(REACHABLE, "Throttled", message),
-                "server" => Desired::no(REACHABLE, "ServerFailing", message),
+            match category_of(report) {
+                Some(ErrorCategory::Auth) => Desired::no(REACHABLE, "AuthFailing", message),
+                Some(ErrorCategory::Unreachable) => Desired::no(REACHABLE, "Unreachable", message),
+                Some(ErrorCategory::Throttled) => Desired::no(REACHABLE, "Throttled", message),
+                Some(ErrorCategory::Server) => Desired::no(REACHABLE, "ServerFailing", message),
                 // A rejected record or an unreadable page is an answer: the system is there.
-                "rejected" | "invalid" => {
+                Some(ErrorCategory::Rejected | ErrorCategory::Invalid) => {
                     Desired::yes(REACHABLE, "Answering", format!("answered; its last answer was a {message}"))
                 }
-                _ => Desired::no(REACHABLE, "Failing", message),
+                None => Desired::no(REACHABLE, "Failing", message),
             }
         }
         (_, Some((at, flow))) => Desired::yes(
@@ -96,6 +97,13 @@ pub fn reachable(connector: &str, using: &[UsingFlow]) -> Desired {
         ),
         _ => Desired::unknown(REACHABLE, "NotReported", "no runner using this Connector has called it yet"),
     }
+}
+
+/// The runner's category of a reported failure; `None` when there is none or it is one
+/// this operator does not know (a newer runner's), which counts as a plain failure.
+fn category_of(report: &ConnectorReport) -> Option<ErrorCategory> {
+    let label = report.last_error_category.as_deref()?;
+    serde_json::from_value(serde_json::Value::String(label.into())).ok()
 }
 
 /// The Events to publish when the status goes from `previous` to `next`: when

@@ -21,9 +21,8 @@ use self::status::Verdict;
 pub use crate::observer::Context;
 use crate::{
     error::Error,
-    events, observer,
+    events, kube_io, observer,
     resources::{Mapping, MappingStatus, ProducedEntity, SyncFlow},
-    status_patch,
 };
 
 /// Name of this controller in metrics and logs.
@@ -66,7 +65,7 @@ async fn reconcile(guard: Arc<DeserializeGuard<Mapping>>, ctx: Arc<Context>) -> 
     let flows = observer::flows_naming(&ctx.client, &namespace, &name, referenced_by).await?;
     let used_by = flows.iter().map(ResourceExt::name_any).collect();
     // Status, and the Events of its transitions.
-    let previous: MappingStatus = status_patch::read::<Mapping, _>(&ctx.client, &namespace, &name).await?;
+    let previous: MappingStatus = kube_io::status::read::<Mapping, _>(&ctx.client, &namespace, &name).await?;
     let next = status::desired_status(&previous, generation, &name, &verdict, produces, used_by, Timestamp::now());
     if next != previous {
         // Published before the status is written: if writing fails, the next reconcile
@@ -79,7 +78,7 @@ async fn reconcile(guard: Arc<DeserializeGuard<Mapping>>, ctx: Arc<Context>) -> 
                 }
             }
         }
-        status_patch::write::<Mapping, _>(&ctx.client, &namespace, &name, &next).await?;
+        kube_io::status::write::<Mapping, _>(&ctx.client, &namespace, &name, &next).await?;
         info!(tests = next.tests.as_ref().map(|t| t.summary.as_str()), "status updated");
     }
     Ok(Action::requeue(observer::RESYNC))

@@ -1,9 +1,9 @@
 //! The Mapping status the operator reports: whether the program compiles, how its
 //! tests went, what it produces. Pure.
 
-use entrepot::{
+use entrepot_api::{
     mapping::{Program, TestReport, test_compiled},
-    spec::MappingSpec,
+    resource::MappingSpec,
 };
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
 
@@ -149,7 +149,7 @@ pub fn notice_for_flow(mapping: &str, mapping_notice: &Notice) -> Option<Notice>
 
 #[cfg(test)]
 mod tests {
-    use entrepot::spec::MappingTest;
+    use entrepot_api::resource::MappingTest;
     use serde_json::json;
 
     use super::*;

@@ -14,6 +14,7 @@ use kube::{Api, Resource, api::DeleteParams};
 
 use super::{CONTROLLER, Context, build::SCHEDULE_LABEL, run, runs};
 use crate::{
+    error::Category,
     metrics::Metrics,
     resources::{
         Connector, Mapping, ReconcileSchedule, ReconcileScheduleStatus, SyncFlow,
@@ -118,7 +119,7 @@ async fn a_schedule_becomes_a_cron_job_and_its_last_run_comes_back_with_an_event
     let cron = h.api::<CronJob>().get(CRON_JOB).await.unwrap();
     assert_eq!(cron.metadata.owner_references.unwrap()[0].kind, "ReconcileSchedule");
 
-    let summary = entrepot::reconcile::ReconcileSummary {
+    let summary = entrepot_api::reconcile_summary::ReconcileSummary {
         schedule: "orders-hourly".into(),
         flow: "orders".into(),
         compared: 5,
@@ -163,7 +164,7 @@ async fn a_missing_flow_stalls_the_schedule_and_keeps_its_cron_job() {
     assert!(find(&status.conditions, STALLED).unwrap().message.contains("spec.syncFlowRef"));
     assert!(h.api::<CronJob>().get_opt(CRON_JOB).await.unwrap().is_none());
     eventually("the second failed reconcile", || async {
-        (h.ctx.metrics.failures(CONTROLLER, "reference_missing") >= 2).then_some(())
+        (h.ctx.metrics.failures(CONTROLLER, Category::ReferenceMissing) >= 2).then_some(())
     })
     .await;
 

@@ -62,10 +62,13 @@ use crate::{
     error::Error,
     events::{self, Notice},
     failures::Failures,
+    kube_io::{
+        self,
+        objects::{ApiScope, apply, get_guarded, kube_error},
+    },
     metrics::Metrics,
     resources::{LastRun, ReconcileSchedule, ReconcileScheduleStatus, SyncFlow, conditions},
-    status_patch,
-    sync_flow::{ApiScope, apply, build::RunnerDefaults, dereference, get_guarded, kube_error, validate::References},
+    sync_flow::{build::RunnerDefaults, dereference, validate::References},
 };
 
 /// Name of this controller in metrics and logs.
@@ -218,7 +221,7 @@ async fn dereference_flow(client: &Client, namespace: &str, name: &str) -> Resul
     };
     match guard.0 {
         Ok(flow) => {
-            let refs = dereference(client, namespace, &flow).await?;
+            let refs = dereference::references(client, namespace, &flow).await?;
             Ok((Some(Ok(flow.spec.0)), refs))
         }
         Err(e) => Ok((Some(Err(e.error)), References::default())),
@@ -250,12 +253,12 @@ async fn update_status(
     schedule: Option<&ReconcileSchedule>,
 ) -> Result<(), Error> {
     let previous =
-        status_patch::read::<ReconcileSchedule, ReconcileScheduleStatus>(&ctx.client, namespace, name).await?;
+        kube_io::status::read::<ReconcileSchedule, ReconcileScheduleStatus>(&ctx.client, namespace, name).await?;
     let status = status::desired_status(&previous, generation, outcome, Timestamp::now());
     if status == previous {
         return Ok(());
     }
-    status_patch::write::<ReconcileSchedule, _>(&ctx.client, namespace, name, &status).await?;
+    kube_io::status::write::<ReconcileSchedule, _>(&ctx.client, namespace, name, &status).await?;
     info!(ready = conditions::is_true(&status.conditions, conditions::READY), "status updated");
     if let (Some(schedule), Some(run)) = (schedule, &status.last_run)
         && previous.last_run.as_ref().is_none_or(|before| before.job != run.job)

@@ -1,7 +1,7 @@
 //! The last finished run, read from the Jobs the CronJob made and their pods'
 //! termination messages. Pure: the Jobs and pods are passed in, already listed.
 
-use entrepot::reconcile::{ReconcileFailure, ReconcileSummary};
+use entrepot_api::reconcile_summary::{ReconcileFailure, ReconcileSummary};
 use k8s_openapi::{
     api::{batch::v1::Job, core::v1::Pod},
     apimachinery::pkg::apis::meta::v1::Time,

@@ -83,7 +83,7 @@ pub fn desired_status(
 
 #[cfg(test)]
 mod tests {
-    use entrepot::reconcile::ReconcileSummary;
+    use entrepot_api::reconcile_summary::ReconcileSummary;
 
     use super::*;
     use crate::resources::conditions::{READY, RECONCILING, find, is_true};

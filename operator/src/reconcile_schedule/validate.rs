@@ -1,7 +1,7 @@
 //! Validation: whether a ReconcileSchedule, its SyncFlow and what that references can be
 //! run. Pure: the referenced objects are passed in, already read.
 
-use entrepot::{config::FlowConfig, reconcile::Reconciler, secrets::Secrets, spec::SyncFlowSpec};
+use entrepot_api::{config::FlowConfig, resource::SyncFlowSpec, rules::reconcile};
 
 use crate::sync_flow::validate::{self as flow_validate, References};
 
@@ -96,7 +96,7 @@ pub type FlowRef = Option<Result<SyncFlowSpec, String>>;
 pub fn validate(
     name: &str,
     namespace: &str,
-    spec: &entrepot::spec::ReconcileScheduleSpec,
+    spec: &entrepot_api::resource::ReconcileScheduleSpec,
     flow: &FlowRef,
     refs: &References,
 ) -> Result<Validated, Invalid> {
@@ -134,10 +134,8 @@ pub fn validate(
     };
     let config = flow_validate::validate(&spec.sync_flow_ref, namespace, flow_spec, refs)
         .map_err(|source| Invalid::SyncFlow { schedule: name.into(), source: Box::new(source) })?;
-    // The run's own set-up: jq paths, the compared target, the source's endpoint. No
-    // Secret value is needed for that.
-    Reconciler::new(name, spec, config.clone(), &Secrets::placeholders(), jiff::Timestamp::now())
-        .map_err(|e| Invalid::Run(e.to_string()))?;
+    // The run's own set-up: jq paths, the compared target, the source's endpoint.
+    reconcile::check(name, spec, &config).map_err(|e| Invalid::Run(e.to_string()))?;
     Ok(Validated { flow: config, cron, time_zone })
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// The system: its type, endpoint, credentials (as Secret references) and webhook
 /// signature scheme.
 //
-// The runner's `entrepot::spec::ConnectorSpec`, unchanged. This doc comment is the
+// The runner's `entrepot_api::resource::ConnectorSpec`, unchanged. This doc comment is the
 // `spec` field's `kubectl explain` text.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
@@ -49,10 +49,10 @@ use serde::{Deserialize, Serialize};
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
-pub struct ConnectorSpec(pub entrepot::spec::ConnectorSpec);
+pub struct ConnectorSpec(pub entrepot_api::resource::ConnectorSpec);
 
 impl Deref for ConnectorSpec {
-    type Target = entrepot::spec::ConnectorSpec;
+    type Target = entrepot_api::resource::ConnectorSpec;
 
     fn deref(&self) -> &Self::Target {
         &self.0

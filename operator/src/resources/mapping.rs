@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// The jq program, its lookup tables, the canonical entity it produces and the examples
 /// it must satisfy.
 //
-// The runner's `entrepot::spec::MappingSpec`, unchanged. This doc comment is the
+// The runner's `entrepot_api::resource::MappingSpec`, unchanged. This doc comment is the
 // `spec` field's `kubectl explain` text.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
@@ -47,10 +47,10 @@ use serde::{Deserialize, Serialize};
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
-pub struct MappingSpec(pub entrepot::spec::MappingSpec);
+pub struct MappingSpec(pub entrepot_api::resource::MappingSpec);
 
 impl Deref for MappingSpec {
-    type Target = entrepot::spec::MappingSpec;
+    type Target = entrepot_api::resource::MappingSpec;
 
     fn deref(&self) -> &Self::Target {
         &self.0

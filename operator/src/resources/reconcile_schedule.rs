@@ -2,7 +2,7 @@
 
 use std::ops::Deref;
 
-use entrepot::reconcile::ReconcileSummary;
+use entrepot_api::reconcile_summary::ReconcileSummary;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// What is compared, when and over which window, and what is done about drift.
 //
-// The runner's `entrepot::spec::ReconcileScheduleSpec`, unchanged. This doc comment is
+// The runner's `entrepot_api::resource::ReconcileScheduleSpec`, unchanged. This doc comment is
 // the `spec` field's `kubectl explain` text.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
@@ -72,10 +72,10 @@ use serde::{Deserialize, Serialize};
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
-pub struct ReconcileScheduleSpec(pub entrepot::spec::ReconcileScheduleSpec);
+pub struct ReconcileScheduleSpec(pub entrepot_api::resource::ReconcileScheduleSpec);
 
 impl Deref for ReconcileScheduleSpec {
-    type Target = entrepot::spec::ReconcileScheduleSpec;
+    type Target = entrepot_api::resource::ReconcileScheduleSpec;
 
     fn deref(&self) -> &Self::Target {
         &self.0

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// What the flow moves and how: its source, mappings, targets, delivery policy and
 /// runner workload.
 //
-// The runner's `entrepot::spec::SyncFlowSpec`, unchanged, so a flow means the same in
+// The runner's `entrepot_api::resource::SyncFlowSpec`, unchanged, so a flow means the same in
 // a cluster as in local mode. This doc comment is the `spec` field's `kubectl explain`
 // text.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -73,10 +73,10 @@ use serde::{Deserialize, Serialize};
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
-pub struct SyncFlowSpec(pub entrepot::spec::SyncFlowSpec);
+pub struct SyncFlowSpec(pub entrepot_api::resource::SyncFlowSpec);
 
 impl Deref for SyncFlowSpec {
-    type Target = entrepot::spec::SyncFlowSpec;
+    type Target = entrepot_api::resource::SyncFlowSpec;
 
     fn deref(&self) -> &Self::Target {
         &self.0

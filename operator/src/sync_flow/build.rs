@@ -5,9 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use entrepot::{
+use entrepot_api::{
     config::{FlowConfig, RunnerConfig},
-    spec::{FlowMode, SecretKeySelector},
+    resource::{FlowMode, SecretKeySelector},
 };
 use k8s_openapi::{
     api::{
@@ -32,11 +32,9 @@ use kube::Resource;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::validate::secret_refs;
+use super::{names::runner_name, validate::secret_refs};
 use crate::resources::SyncFlow;
 
-/// Appended to a flow's name to name its ConfigMap, workload, budget and Service.
-pub const RUNNER_SUFFIX: &str = "-runner";
 /// Pod template annotation whose change rolls the runner pods.
 pub const CHECKSUM_ANNOTATION: &str = "entrepot.io/config-checksum";
 /// Label naming the SyncFlow a child belongs to.
@@ -149,11 +147,6 @@ pub enum BuildError {
         /// The serializer's error.
         source: serde_saphyr::ser::Error,
     },
-}
-
-/// Name of the ConfigMap, Deployment and Service of the flow named `flow`.
-pub fn runner_name(flow: &str) -> String {
-    format!("{flow}{RUNNER_SUFFIX}")
 }
 
 /// Labels that select a flow's runner pods. Kept to two because a Deployment's

@@ -19,6 +19,7 @@ use serde_json::json;
 
 use super::{CONTROLLER, Context, build::RunnerDefaults, run, runner_status::RunnerStatusReader};
 use crate::{
+    error::Category,
     metrics::Metrics,
     resources::{
         Connector, Mapping, SyncFlow, SyncFlowStatus,
@@ -193,7 +194,7 @@ async fn a_missing_connector_stalls_the_flow_until_it_is_created() {
     // that one too, so that nothing but the watch on Connectors can wake it now (its
     // retry backoff is minutes away).
     eventually("the flow's second failed reconcile", || async {
-        (h.ctx.metrics.failures(CONTROLLER, "reference_missing") >= 2).then_some(())
+        (h.ctx.metrics.failures(CONTROLLER, Category::ReferenceMissing) >= 2).then_some(())
     })
     .await;
 
@@ -277,7 +278,7 @@ async fn an_unreadable_flow_is_reported_on_itself_and_does_not_stop_the_others()
     // This matches the CRD's duration pattern, so an API server accepts it, but it
     // overflows the runner's duration type.
     const TOO_LONG: &str = "99999999999999999999999h";
-    assert!(TOO_LONG.parse::<entrepot::spec::Duration>().is_err());
+    assert!(TOO_LONG.parse::<entrepot_api::resource::Duration>().is_err());
     let mut bad = serde_json::to_value(fixtures::orders().flow()).unwrap();
     bad["metadata"] = json!({"name": "unreadable", "namespace": NS});
     bad["spec"]["delivery"]["dedupWindow"] = json!(TOO_LONG);
@@ -295,7 +296,7 @@ async fn an_unreadable_flow_is_reported_on_itself_and_does_not_stop_the_others()
     assert_eq!(condition(&stalled, STALLED), pair("True", "InvalidSpec"));
     let message = &find(&stalled.conditions, STALLED).unwrap().message;
     assert!(message.contains(TOO_LONG), "{message}");
-    assert!(h.ctx.metrics.failures(CONTROLLER, "invalid_spec") >= 1);
+    assert!(h.ctx.metrics.failures(CONTROLLER, Category::InvalidSpec) >= 1);
 
     // The readable flow next to it is reconciled as usual.
     h.status_when(1, "the good flow's status", |s| find(&s.conditions, READY).is_some()).await;
@@ -307,18 +308,23 @@ async fn an_unreadable_flow_is_reported_on_itself_and_does_not_stop_the_others()
 }
 
 /// A runner's admin API on loopback answering `/v1/status` with what the test says.
-async fn fake_runner(status: Arc<std::sync::Mutex<entrepot::status::RunnerStatus>>) -> u16 {
-    use axum::{Json, Router, routing::get};
-    let app = Router::new().route(
-        "/v1/status",
-        get(move || {
-            let status = status.clone();
-            async move { Json(status.lock().unwrap().clone()) }
-        }),
-    );
+async fn fake_runner(status: Arc<std::sync::Mutex<entrepot_api::status::RunnerStatus>>) -> u16 {
+    use bytes::Bytes;
+    use http::{Response, StatusCode};
+    use http_body_util::Full;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let answer = move |request: &http::Request<hyper::body::Incoming>| {
+        let mut response = Response::new(Full::new(Bytes::new()));
+        if request.uri().path() == "/v1/status" {
+            let body = serde_json::to_vec(&*status.lock().unwrap()).unwrap();
+            *response.body_mut() = Full::new(Bytes::from(body));
+        } else {
+            *response.status_mut() = StatusCode::NOT_FOUND;
+        }
+        response
+    };
+    tokio::spawn(crate::server::serve_on(listener, answer, std::future::pending()));
     port
 }
 
@@ -335,9 +341,9 @@ async fn runner_pod(h: &Harness, name: &str) {
     h.api::<Pod>().patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await.unwrap();
 }
 
-fn runner_report(pending: u64, oldest: Option<u64>) -> entrepot::status::RunnerStatus {
-    use entrepot::status::{FlowStatus, TargetStatus};
-    entrepot::status::RunnerStatus {
+fn runner_report(pending: u64, oldest: Option<u64>) -> entrepot_api::status::RunnerStatus {
+    use entrepot_api::status::{FlowStatus, TargetStatus};
+    entrepot_api::status::RunnerStatus {
         flows: vec![FlowStatus {
             name: "orders".into(),
             namespace: NS.into(),

@@ -7,8 +7,11 @@
 //! A flow that cannot be run is marked `Stalled` and its existing children are left
 //! alone: a failed reconcile never tears down the last good runner.
 
+pub mod apply;
 pub mod build;
+pub(crate) mod dereference;
 pub mod events;
+pub mod names;
 pub mod runner_status;
 pub mod status;
 pub mod validate;
@@ -17,7 +20,6 @@ pub mod validate;
 mod controller_tests;
 
 use std::{
-    fmt::Debug,
     future::Future,
     sync::{
         Arc,
@@ -28,9 +30,8 @@ use std::{
 
 use futures::StreamExt;
 use k8s_openapi::{
-    NamespaceResourceScope,
     api::{
-        apps::v1::{Deployment, StatefulSet},
+        apps::v1::StatefulSet,
         batch::v1::CronJob,
         core::v1::{ConfigMap, Service},
         policy::v1::PodDisruptionBudget,
@@ -38,8 +39,7 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use kube::{
-    Api, Client, Resource, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams},
+    Client, Resource, ResourceExt,
     core::DeserializeGuard,
     runtime::{
         Controller,
@@ -49,25 +49,23 @@ use kube::{
         watcher,
     },
 };
-use serde::{Serialize, de::DeserializeOwned};
 use tracing::info;
 
 use self::{
-    build::{MANAGED_BY, RunnerDefaults, Workload},
+    apply::Applied,
+    build::{MANAGED_BY, RunnerDefaults},
     runner_status::RunnerStatusReader,
     status::{Budget, Outcome, Rollout},
-    validate::{Invalid, References},
+    validate::Invalid,
 };
 use crate::{
     error::Error,
     failures::Failures,
+    kube_io::{self, objects::ApiScope},
     metrics::Metrics,
     resources::{Connector, Mapping, SyncFlow, SyncFlowStatus, conditions},
-    status_patch,
 };
 
-/// Field manager of every server-side apply the operator sends.
-pub const FIELD_MANAGER: &str = "entrepot-operator";
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "syncflow";
 /// How often a healthy flow is looked at again even if nothing changed.
@@ -162,22 +160,6 @@ pub async fn run(
         .await;
 }
 
-/// An `Api` for any namespaced kind, in one namespace or all of them.
-pub(crate) struct ApiScope(pub(crate) Client, pub(crate) Option<String>);
-
-impl ApiScope {
-    pub(crate) fn api<K>(&self) -> Api<K>
-    where
-        K: Resource<Scope = NamespaceResourceScope>,
-        K::DynamicType: Default,
-    {
-        match &self.1 {
-            Some(ns) => Api::namespaced(self.0.clone(), ns),
-            None => Api::all(self.0.clone()),
-        }
-    }
-}
-
 /// The flows in `referenced`'s namespace that name it.
 fn referencing<R: Resource>(
     flows: &Store<DeserializeGuard<SyncFlow>>,
@@ -204,7 +186,7 @@ async fn reconcile(guard: Arc<DeserializeGuard<SyncFlow>>, ctx: Arc<Context>) ->
 async fn reconcile_flow(guard: &DeserializeGuard<SyncFlow>, ctx: &Context) -> Result<Action, Error> {
     let namespace = guard.meta().namespace.clone().unwrap_or_default();
     let name = guard.name_any();
-    let previous = read_status(&ctx.client, &namespace, &name).await?;
+    let previous: SyncFlowStatus = kube_io::status::read::<SyncFlow, _>(&ctx.client, &namespace, &name).await?;
     let flow = match &guard.0 {
         Ok(flow) => flow,
         Err(unreadable) => {
@@ -217,136 +199,53 @@ async fn reconcile_flow(guard: &DeserializeGuard<SyncFlow>, ctx: &Context) -> Re
     };
 
     // 1. Dereference.
-    let refs = dereference(&ctx.client, &namespace, flow).await?;
+    let refs = dereference::references(&ctx.client, &namespace, flow).await?;
     // 2. Validate.
-    let outcome = match validate::validate(&name, &namespace, &flow.spec, &refs) {
+    let config = match validate::validate(&name, &namespace, &flow.spec, &refs) {
+        Ok(config) => config,
         Err(invalid) => {
             // Stalled: the children stay as they are, so the last good runner keeps running.
             update_status(ctx, guard, &previous, &Outcome::Stalled(&invalid)).await?;
             return Err(invalid.into());
         }
-        Ok(config) => {
-            // 3. Build.
-            let children = build::children(flow, &config, &ctx.defaults)?;
-            // 4. Apply, then remove what an earlier spec (or version) rendered instead.
-            apply(&ctx.client, &namespace, &children.config_map).await?;
-            let runner = build::runner_name(&name);
-            // What the last reconcile rendered: anything else of the flow's is pruned
-            // when the kind of workload changes (mode, or an older operator's Deployment).
-            let rendered_before = previous.runner.as_ref().map(|r| r.workload.as_str());
-            let prune = |kind: &str| rendered_before != Some(&format!("{kind}/{runner}"));
-            match children.workload {
-                Workload::Continuous { stateful_set, disruption_budget, service } => {
-                    apply(&ctx.client, &namespace, &service).await?;
-                    apply(&ctx.client, &namespace, &disruption_budget).await?;
-                    // The answer to the apply is the StatefulSet as the API holds it, status included.
-                    let stateful_set = apply(&ctx.client, &namespace, &stateful_set).await?;
-                    if prune("StatefulSet") {
-                        remove::<CronJob>(&ctx.client, &namespace, &runner, guard).await?;
-                        remove::<Deployment>(&ctx.client, &namespace, &runner, guard).await?;
-                    }
-                    let rollout = Rollout::of(&stateful_set);
-                    let report = if rollout.desired > 0 {
-                        Some(Box::new(runner_status::read(&ctx.client, &ctx.runner_status, &namespace, &name).await))
-                    } else {
-                        None
-                    };
-                    Outcome::Applied {
-                        workload: format!("StatefulSet/{runner}"),
-                        checksum: children.checksum,
-                        rollout,
-                        suspended: flow.spec.suspend,
-                        report,
-                    }
-                }
-                Workload::Batch { cron_job, queue_claim } => {
-                    apply(&ctx.client, &namespace, &queue_claim).await?;
-                    let cron_job = apply(&ctx.client, &namespace, &cron_job).await?;
-                    if prune("CronJob") {
-                        remove::<StatefulSet>(&ctx.client, &namespace, &runner, guard).await?;
-                        remove::<PodDisruptionBudget>(&ctx.client, &namespace, &runner, guard).await?;
-                        remove::<Service>(&ctx.client, &namespace, &runner, guard).await?;
-                        remove::<Deployment>(&ctx.client, &namespace, &runner, guard).await?;
-                    }
-                    Outcome::Scheduled {
-                        workload: format!("CronJob/{runner}"),
-                        checksum: children.checksum,
-                        suspended: flow.spec.suspend,
-                        last_schedule: cron_job.status.and_then(|s| s.last_schedule_time).map(|t| t.0),
-                    }
-                }
+    };
+    // 3. Build.
+    let children = build::children(flow, &config, &ctx.defaults)?;
+    // 4. Apply.
+    let target = apply::Target {
+        flow: &name,
+        namespace: &namespace,
+        owner_uid: guard.meta().uid.as_deref().unwrap_or_default(),
+        rendered_before: previous.runner.as_ref().map(|r| r.workload.as_str()),
+    };
+    let applied = apply::children(&ctx.client, &target, &children).await?;
+    // 5. Status, with what the runners say about themselves.
+    let runner = names::runner_name(&name);
+    let outcome = match applied {
+        Applied::Continuous(stateful_set) => {
+            let rollout = Rollout::of(&stateful_set);
+            let report = if rollout.desired > 0 {
+                Some(Box::new(runner_status::read(&ctx.client, &ctx.runner_status, &namespace, &name).await))
+            } else {
+                None
+            };
+            Outcome::Applied {
+                workload: format!("StatefulSet/{runner}"),
+                checksum: children.checksum,
+                rollout,
+                suspended: flow.spec.suspend,
+                report,
             }
         }
+        Applied::Batch(cron_job) => Outcome::Scheduled {
+            workload: format!("CronJob/{runner}"),
+            checksum: children.checksum,
+            suspended: flow.spec.suspend,
+            last_schedule: cron_job.status.and_then(|s| s.last_schedule_time).map(|t| t.0),
+        },
     };
-    // 5. Status.
     update_status(ctx, guard, &previous, &outcome).await?;
     Ok(Action::requeue(RESYNC))
-}
-
-/// Reads the Connectors and Mappings `flow` references, tolerating ones that exist but
-/// do not parse (validation reports those).
-pub(crate) async fn dereference(client: &Client, namespace: &str, flow: &SyncFlow) -> Result<References, Error> {
-    let mut refs = References::default();
-    for name in flow.spec.connector_refs() {
-        if let Some(found) = get_guarded::<Connector>(client, namespace, name).await? {
-            refs.connectors.insert(name.to_string(), found.0.map(|c| c.spec.0).map_err(|e| e.error));
-        }
-    }
-    for name in flow.spec.mapping_refs() {
-        if let Some(found) = get_guarded::<Mapping>(client, namespace, name).await? {
-            refs.mappings.insert(name.to_string(), found.0.map(|m| m.spec.0).map_err(|e| e.error));
-        }
-    }
-    Ok(refs)
-}
-
-pub(crate) async fn get_guarded<K>(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<DeserializeGuard<K>>, Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + Debug,
-{
-    Api::<DeserializeGuard<K>>::namespaced(client.clone(), namespace)
-        .get_opt(name)
-        .await
-        .map_err(|source| kube_error::<K>("get", namespace, name, source))
-}
-
-/// Server-side applies `object` (force: the operator owns these fields) and returns
-/// the object as the API holds it afterwards.
-pub(crate) async fn apply<K>(client: &Client, namespace: &str, object: &K) -> Result<K, Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
-{
-    let name = object.meta().name.clone().unwrap_or_default();
-    Api::<K>::namespaced(client.clone(), namespace)
-        .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
-        .await
-        .map_err(|source| kube_error::<K>("apply", namespace, &name, source))
-}
-
-/// Deletes the `K` named `name` if the flow owns it: what the flow rendered before its
-/// mode changed (or what an older operator rendered). Anything else of that name is not
-/// ours and is left alone.
-async fn remove<K>(client: &Client, namespace: &str, name: &str, flow: &DeserializeGuard<SyncFlow>) -> Result<(), Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + Debug,
-{
-    let api = Api::<K>::namespaced(client.clone(), namespace);
-    let Some(existing) = api.get_opt(name).await.map_err(|source| kube_error::<K>("get", namespace, name, source))?
-    else {
-        return Ok(());
-    };
-    let ours = existing.owner_references().iter().any(|o| Some(&o.uid) == flow.meta().uid.as_ref());
-    if ours {
-        api.delete(name, &DeleteParams::background())
-            .await
-            .map_err(|source| kube_error::<K>("delete", namespace, name, source))?;
-        info!(kind = %K::kind(&()), child = name, "removed what the flow no longer renders");
-    }
-    Ok(())
 }
 
 /// Merges this reconcile's outcome into the flow's status and writes it, unless that
@@ -370,7 +269,7 @@ async fn update_status(
     if &status == previous {
         return Ok(());
     }
-    status_patch::write::<SyncFlow, _>(&ctx.client, namespace, name, &status).await?;
+    kube_io::status::write::<SyncFlow, _>(&ctx.client, namespace, name, &status).await?;
     info!(ready = conditions::is_true(&status.conditions, conditions::READY), "status updated");
     for notice in events::transitions(previous, &status) {
         crate::events::publish(&ctx.recorder, &notice, guard).await;
@@ -378,57 +277,6 @@ async fn update_status(
     Ok(())
 }
 
-/// The flow's current status, as the API holds it (see [`status_patch::read`]).
-async fn read_status(client: &Client, namespace: &str, name: &str) -> Result<SyncFlowStatus, Error> {
-    status_patch::read::<SyncFlow, _>(client, namespace, name).await
-}
-
-pub(crate) fn kube_error<K: Resource<DynamicType = ()>>(
-    action: &'static str,
-    namespace: &str,
-    name: &str,
-    source: kube::Error,
-) -> Error {
-    Error::KubeApi { action, kind: K::kind(&()).into_owned(), namespace: namespace.into(), name: name.into(), source }
-}
-
 fn error_policy(guard: Arc<DeserializeGuard<SyncFlow>>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.failures.failed(CONTROLLER, &guard, error)
-}
-
-/// When to try a failed flow again: doubling from 5 s up to 5 min. A flow waiting for a
-/// Connector or Mapping is woken by its watch as soon as that appears, so it only
-/// needs the slow end of the backoff.
-pub fn retry_delay(error: &Error, attempt: u32) -> Duration {
-    const FIRST: Duration = Duration::from_secs(5);
-    const LAST: Duration = Duration::from_secs(300);
-    if error.category() == "reference_missing" {
-        return LAST;
-    }
-    FIRST.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(LAST)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sync_flow::build::BuildError;
-
-    #[test]
-    fn retries_back_off_exponentially_up_to_five_minutes() {
-        let error = Error::Build(BuildError::NoOwnerReference);
-        let delays: Vec<u64> = (1..=9).map(|n| retry_delay(&error, n).as_secs()).collect();
-        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
-        assert_eq!(retry_delay(&error, u32::MAX).as_secs(), 300);
-    }
-
-    #[test]
-    fn a_missing_reference_waits_for_its_watch() {
-        let error = Error::Invalid(Invalid::Resolve(entrepot::config::ResolveError::ConnectorNotFound {
-            flow: "f".into(),
-            namespace: "n".into(),
-            field: "spec.source.connectorRef".into(),
-            name: "c".into(),
-        }));
-        assert_eq!(retry_delay(&error, 1).as_secs(), 300);
-    }
 }

@@ -1,5 +1,5 @@
 //! What a flow's runners say about themselves: each running pod's `GET /v1/status`
-//! (the runner's typed [`entrepot::status::RunnerStatus`]), read on every reconcile and
+//! (the runner's typed [`entrepot_api::status::RunnerStatus`]), read on every reconcile and
 //! folded into one report for the flow's status.
 //!
 //! The operator asks the runner pods directly, on their admin port. It never calls the
@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use entrepot::status::{ConnectorStatus, FlowStatus, RunnerStatus, TargetStatus};
+use entrepot_api::status::{ConnectorStatus, FlowStatus, RunnerStatus, TargetStatus};
 use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
 use kube::{Api, Client, ResourceExt, api::ListParams};
 
@@ -245,7 +245,7 @@ fn add(mut sum: FlowStatus, other: &FlowStatus) -> FlowStatus {
 
 #[cfg(test)]
 mod tests {
-    use entrepot::protocol::ErrorCategory;
+    use entrepot_api::ErrorCategory;
 
     use super::*;
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use entrepot::{protocol::ErrorCategory, status::ConnectorStatus};
+use entrepot_api::{ErrorCategory, status::ConnectorStatus};
 use k8s_openapi::{
     api::apps::v1::StatefulSet,
     apimachinery::pkg::apis::meta::v1::Time,
@@ -282,7 +282,7 @@ fn bounded(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use entrepot::{
+    use entrepot_api::{
         config::ResolveError,
         status::{FlowStatus, TargetStatus},
     };

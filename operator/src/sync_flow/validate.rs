@@ -3,13 +3,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use entrepot::{
+use entrepot_api::{
     config::{FlowConfig, ResolveError},
     mapping::{Program, test_compiled},
-    spec::{MappingSpec, SecretKeySelector, SyncFlowSpec},
+    resource::{MappingSpec, SecretKeySelector, SyncFlowSpec},
 };
 
-use super::build::RUNNER_SUFFIX;
+use super::names::RUNNER_SUFFIX;
 
 /// The Connectors and Mappings a SyncFlow references, as read from its namespace: a
 /// name is absent when the object does not exist, and maps to an error text when the
@@ -17,7 +17,7 @@ use super::build::RUNNER_SUFFIX;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct References {
     /// Connectors by name.
-    pub connectors: BTreeMap<String, Result<entrepot::spec::ConnectorSpec, String>>,
+    pub connectors: BTreeMap<String, Result<entrepot_api::resource::ConnectorSpec, String>>,
     /// Mappings by name.
     pub mappings: BTreeMap<String, Result<MappingSpec, String>>,
 }
@@ -310,7 +310,7 @@ fn is_quantity(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use entrepot::spec::{BasicAuth, ConnectorAuth, OAuth2ClientCredentials};
+    use entrepot_api::resource::{BasicAuth, ConnectorAuth, OAuth2ClientCredentials};
 
     use super::*;
     use crate::test_support::fixtures;

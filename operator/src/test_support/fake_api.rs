@@ -23,7 +23,6 @@
 
 use std::{
     collections::{BTreeMap, VecDeque},
-    convert::Infallible,
     future::Future,
     pin::Pin,
     sync::{
@@ -34,10 +33,10 @@ use std::{
     time::Duration,
 };
 
-use axum::{
-    body::{Body as ResponseBody, Bytes},
-    http::{Method, Request, Response, StatusCode, header::CONTENT_TYPE},
-};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header::CONTENT_TYPE};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
+use hyper::body::Frame;
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
     batch::v1::CronJob,
@@ -51,6 +50,8 @@ use crate::resources::{Connector, Mapping, ReconcileSchedule, SyncFlow};
 const POLL: Duration = Duration::from_millis(20);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// What the fake API answers with: a whole body, or a watch's stream of lines.
+type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A client of a fresh in-memory API that knows Entrepot's kinds, and how many writes
 /// reached its store.
@@ -182,7 +183,7 @@ impl FakeApi {
             list["metadata"]["resourceVersion"] = Value::String(newest.to_string());
             bytes = Bytes::from(serde_json::to_vec(&list)?);
         }
-        Ok(Response::from_parts(parts, ResponseBody::from(bytes)))
+        Ok(Response::from_parts(parts, whole(bytes)))
     }
 
     /// The stored object, if applying `patch` to it would leave it as it is.
@@ -252,7 +253,7 @@ impl FakeApi {
         let events = futures::stream::unfold(state, |mut state| async move {
             loop {
                 if let Some(line) = state.pending.pop_front() {
-                    return Some((Ok::<_, Infallible>(line), state));
+                    return Some((Ok::<_, BoxError>(Frame::data(line)), state));
                 }
                 if state.seen.is_some() {
                     tokio::time::sleep(POLL).await;
@@ -265,7 +266,7 @@ impl FakeApi {
         Response::builder()
             .status(StatusCode::OK)
             .header(CONTENT_TYPE, "application/json")
-            .body(ResponseBody::from_stream(events))
+            .body(StreamBody::new(events).boxed_unsync())
             .expect("valid response")
     }
 }
@@ -414,8 +415,12 @@ fn json_response(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
     Response::builder()
         .status(status)
         .header(CONTENT_TYPE, "application/json")
-        .body(ResponseBody::from(body))
+        .body(whole(body))
         .expect("valid response")
+}
+
+fn whole(bytes: Bytes) -> ResponseBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
 }
 
 #[cfg(test)]

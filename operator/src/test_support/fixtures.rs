@@ -61,9 +61,31 @@ pub fn orders() -> Fixture {
 /// The orders fixture with the storefront Connector given an endpoint to list orders
 /// from, and an hourly ReconcileSchedule of the flow.
 pub fn reconcile() -> Fixture {
-    let mut fixture = orders();
-    let shop = fixture.connectors.iter_mut().find(|c| c.metadata.name.as_deref() == Some("shop")).expect("shop");
-    shop.spec.0.endpoint = Some("https://shop.example.com".into());
-    fixture.schedules = Fixture::parse(include_str!("fixtures/reconcile.yaml")).schedules;
-    fixture
+    orders().with(Fixture::parse(include_str!("fixtures/reconcile.yaml")))
+}
+
+/// The orders fixture's flow as a nightly batch import of files, with the same
+/// Connectors and Mappings.
+pub fn nightly() -> Fixture {
+    orders().with(Fixture::parse(include_str!("fixtures/nightly.yaml")))
+}
+
+impl Fixture {
+    /// This fixture with the objects of `other` added, each replacing the object of the
+    /// same kind and name if there is one.
+    pub fn with(mut self, other: Fixture) -> Self {
+        fn replace<K: kube::Resource>(into: &mut Vec<K>, from: Vec<K>) {
+            for object in from {
+                match into.iter_mut().find(|o| o.meta().name == object.meta().name) {
+                    Some(existing) => *existing = object,
+                    None => into.push(object),
+                }
+            }
+        }
+        replace(&mut self.connectors, other.connectors);
+        replace(&mut self.mappings, other.mappings);
+        replace(&mut self.flows, other.flows);
+        replace(&mut self.schedules, other.schedules);
+        self
+    }
 }

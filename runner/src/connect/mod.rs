@@ -8,7 +8,6 @@ mod channel;
 mod health;
 mod oauth2;
 mod sensitive;
-mod validation;
 
 use std::time::Duration;
 
@@ -20,8 +19,8 @@ use tracing::info;
 
 pub use auth::{Auth, Credentials};
 pub use auth_error::AuthError;
+pub use entrepot_api::rules::connector::{InvalidConnector, validate};
 pub use health::{ConnectorHealth, LastError};
-pub use validation::{InvalidConnector, validate};
 
 use crate::{
     protocol::{Answer, QuotaSignal, System, describe_transport, parse_retry_after},

@@ -15,7 +15,8 @@ use rustls::{
 use tokio_postgres::{Client, NoTls, config::SslMode as PgSslMode, error::SqlState};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::debug;
-use url::Url;
+
+pub use entrepot_api::rules::postgres::{Endpoint, parse_endpoint, quote_ident, quote_table};
 
 use crate::{
     protocol::{ErrorCategory, Verdict},
@@ -25,49 +26,6 @@ use crate::{
 
 /// How long a connection attempt may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The parts of a `postgres://` endpoint.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    /// Host name or address.
-    pub host: String,
-    /// Port, 5432 by default.
-    pub port: u16,
-    /// The database.
-    pub database: String,
-}
-
-/// Reads a postgres Connector's endpoint, or says what is wrong with it. Credentials
-/// and parameters in the URL are refused: the password belongs in a Secret, and one
-/// place for each setting keeps manifests readable.
-pub fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
-    const LIKE: &str = "write it like postgres://db.retail.svc:5432/commerce";
-    let url = Url::parse(text).map_err(|e| format!("is not a URL ({e}); {LIKE}"))?;
-    if !matches!(url.scheme(), "postgres" | "postgresql") {
-        return Err(format!("uses {}: a postgres Connector's endpoint starts with postgres://; {LIKE}", url.scheme()));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        // The URL is not repeated in this message: it may hold a password.
-        return Err("holds a user or password: put them in a Secret and name its keys in auth.basic".into());
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("has a query or fragment: {LIKE}"));
-    }
-    let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| format!("has no host; {LIKE}"))?;
-    let database = url.path().trim_start_matches('/');
-    if database.is_empty() || database.contains('/') {
-        return Err(format!("must name one database after the host; {LIKE}"));
-    }
-    let database = percent_decode(database);
-    Ok(Endpoint { host: host.trim_matches(['[', ']']).to_string(), port: url.port().unwrap_or(5432), database })
-}
-
-fn percent_decode(text: &str) -> String {
-    url::form_urlencoded::parse(format!("d={}", text.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| text.to_string())
-}
 
 /// A postgres Connector's database: where it is and how to log in. Cheap to clone.
 #[derive(Clone)]
@@ -340,57 +298,14 @@ fn describe(error: &tokio_postgres::Error) -> String {
     message
 }
 
-/// `name` as a quoted SQL identifier: any name works, none can break out of the quotes.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A table name, `table` or `schema.table`, as quoted SQL, or what is wrong with it.
-pub fn quote_table(name: &str) -> Result<String, String> {
-    let parts: Vec<&str> = name.split('.').collect();
-    if parts.len() > 2 || parts.iter().any(|p| p.trim().is_empty()) {
-        return Err(format!("`{name}` is not a table name: write `table` or `schema.table`"));
-    }
-    Ok(parts.iter().map(|p| quote_ident(p)).collect::<Vec<_>>().join("."))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoints_name_a_host_and_a_database_and_nothing_secret() {
-        let e = parse_endpoint("postgres://db.retail.svc:6543/commerce").unwrap();
-        assert_eq!(e, Endpoint { host: "db.retail.svc".into(), port: 6543, database: "commerce".into() });
-        assert_eq!(parse_endpoint("postgresql://127.0.0.1/my%20db").unwrap().database, "my db");
-        assert_eq!(parse_endpoint("postgres://[::1]/x").unwrap().host, "::1");
-        let err = parse_endpoint("postgres://app:s3cret@db/commerce").unwrap_err();
-        assert!(err.contains("auth.basic") && !err.contains("s3cret"), "{err}");
-        for bad in [
-            "https://db/commerce",
-            "postgres://db",
-            "postgres://db/",
-            "postgres://db/a/b",
-            "postgres://db/c?sslmode=require",
-            "db/c",
-        ] {
-            assert!(parse_endpoint(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn a_ca_secret_must_hold_pem_certificates() {
         assert!(ca_roots("hunter2").unwrap_err().contains("no PEM certificate"));
         let broken = "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n";
         assert!(ca_roots(broken).is_err());
-    }
-
-    #[test]
-    fn identifiers_are_quoted_so_no_name_escapes() {
-        assert_eq!(quote_ident("order_id"), "\"order_id\"");
-        assert_eq!(quote_ident("a\"; DROP TABLE x; --"), "\"a\"\"; DROP TABLE x; --\"");
-        assert_eq!(quote_table("warehouse.sales_orders").unwrap(), "\"warehouse\".\"sales_orders\"");
-        assert!(quote_table("a.b.c").is_err());
-        assert!(quote_table("a.").is_err());
     }
 }

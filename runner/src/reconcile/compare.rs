@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::summary::DriftSamples;
+use entrepot_api::reconcile_summary::DriftSamples;
 
 /// One listed record, ready to compare.
 #[derive(Clone, Debug, PartialEq)]

@@ -7,7 +7,6 @@
 mod compare;
 mod listing;
 mod repair;
-mod summary;
 
 use std::sync::Arc;
 
@@ -16,9 +15,11 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 pub use compare::{Comparison, Keyed, compare, same};
+pub use entrepot_api::reconcile_summary::{
+    DriftSamples, ReconcileFailure, ReconcileSummary, TERMINATION_MESSAGE_LIMIT,
+};
 pub use listing::Listing;
 pub use repair::RunnerClient;
-pub use summary::{DriftSamples, ReconcileFailure, ReconcileSummary, TERMINATION_MESSAGE_LIMIT};
 
 use crate::{
     config::FlowConfig,
@@ -102,46 +103,14 @@ impl Reconciler {
             field: field.into(),
             message,
         };
-        if spec.sync_flow_ref != flow.name {
-            return Err(invalid(
-                "spec.syncFlowRef",
-                format!(
-                    "names SyncFlow `{}`, but the configuration given is SyncFlow `{}`",
-                    spec.sync_flow_ref, flow.name
-                ),
-            ));
-        }
+        // The checks the operator also makes; what follows only builds.
+        let target =
+            entrepot_api::rules::reconcile::check(name, spec, &flow).map_err(|e| invalid(&e.field, e.message))?;
         // Whole seconds: APIs take `updated_at_min` without fractions.
         let now = jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
         let window = jiff::SignedDuration::try_from(spec.window.get()).unwrap_or(jiff::SignedDuration::MAX);
-        if window.is_zero() {
-            return Err(invalid("spec.window", "must be longer than 0s, e.g. 24h".into()));
-        }
         let window_start = now.checked_sub(window).unwrap_or(jiff::Timestamp::MIN);
-        let target = match &spec.target_connector_ref {
-            None => 0,
-            Some(c) => flow.spec.targets.iter().position(|t| &t.connector_ref == c).ok_or_else(|| {
-                invalid(
-                    "spec.targetConnectorRef",
-                    format!("SyncFlow `{}` has no target with connectorRef `{c}`", flow.name),
-                )
-            })?,
-        };
-        if spec.source.transform.is_some() {
-            return Err(invalid(
-                "spec.source.transform",
-                "source records go through the flow's Mappings; `transform` applies to the target listing only".into(),
-            ));
-        }
         let source_ref = flow.spec.source.connector_ref.clone();
-        if flow.connector(&source_ref).endpoint.as_deref().is_none_or(str::is_empty) {
-            return Err(invalid(
-                "spec.source",
-                format!(
-                    "the flow's source Connector `{source_ref}` has no spec.endpoint to list records from; add one"
-                ),
-            ));
-        }
         let compile = |field: String, code: &str| {
             Program::compile(code, &Default::default()).map_err(|e| invalid(&field, e.to_string()))
         };

@@ -5,10 +5,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::{
-    postgres::{quote_ident, quote_table},
-    spec::{Operation, TableSpec},
-};
+use entrepot_api::rules::postgres::{check_table, quote_ident};
+
+use crate::spec::{Operation, TableSpec};
 
 /// A target table, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,25 +24,7 @@ pub struct Table {
 impl Table {
     /// Checks `spec`; `(field under table, message)` when it cannot be used.
     pub fn new(spec: &TableSpec, operation: Operation) -> Result<Self, (&'static str, String)> {
-        let quoted = quote_table(&spec.name).map_err(|m| ("name", m))?;
-        if spec.key.is_empty() {
-            return Err(("key", "name the key column(s) the upsert matches rows on, e.g. [order_id]".into()));
-        }
-        let blank = |names: &[String]| names.iter().any(|n| n.trim().is_empty());
-        if blank(&spec.key)
-            || blank(&spec.columns)
-            || spec.record_column.as_deref().is_some_and(|c| c.trim().is_empty())
-        {
-            return Err(("columns", "a column name is empty".into()));
-        }
-        if let Some(missing) = spec.key.iter().find(|k| !spec.columns.is_empty() && !spec.columns.contains(k)) {
-            return Err(("columns", format!("the key column `{missing}` must be one of the columns written")));
-        }
-        if let Some(rc) = &spec.record_column
-            && spec.key.contains(rc)
-        {
-            return Err(("recordColumn", format!("`{rc}` is a key column; the whole record goes to another column")));
-        }
+        let quoted = check_table(spec)?;
         let columns = spec.columns.iter().filter(|c| Some(*c) != spec.record_column.as_ref()).cloned().collect();
         Ok(Self {
             name: spec.name.clone(),

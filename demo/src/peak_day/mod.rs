@@ -1,4 +1,4 @@
-//! `entrepot demo --scenario peak-day`: the busiest day of the year, in one process, over
+//! `entrepot-demo --scenario peak-day`: the busiest day of the year, in one process, over
 //! real HTTP on loopback, with the manifests of `examples/peak-day/` (embedded).
 //!
 //! A Shopify-like storefront and an Amazon-like marketplace take a burst of orders, each

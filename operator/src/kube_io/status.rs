@@ -15,10 +15,8 @@ use kube::{
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 
-use crate::{
-    error::Error,
-    sync_flow::{FIELD_MANAGER, kube_error},
-};
+use super::objects::{FIELD_MANAGER, kube_error};
+use crate::error::Error;
 
 /// The status of `K` `namespace/name` as the API holds it now. Read as untyped JSON, so
 /// an object whose spec does not parse still has its status read; a status that does

@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::spec::ReconcileAction;
+use crate::resource::ReconcileAction;
 
 /// The most a termination message may hold (Kubernetes keeps 4096 bytes); the summary
 /// drops its samples rather than be cut.

@@ -8,7 +8,7 @@ use super::{
     measure::{Overshow, Percentiles},
     world::DISCONTINUED_SKU,
 };
-use crate::reconcile::ReconcileSummary;
+use entrepot::reconcile::ReconcileSummary;
 
 /// What the peak day came to.
 #[derive(Debug)]

@@ -219,6 +219,18 @@ pub enum ConnectorType {
     Postgres,
 }
 
+impl ConnectorType {
+    /// The header `auth.token` is sent in, for a type whose API defines one (Shopify's
+    /// `X-Shopify-Access-Token`, BigCommerce's `X-Auth-Token`).
+    pub fn token_header(self) -> Option<&'static str> {
+        match self {
+            Self::Shopify => Some("X-Shopify-Access-Token"),
+            Self::BigCommerce => Some("X-Auth-Token"),
+            _ => None,
+        }
+    }
+}
+
 /// How the runner authenticates to a system. Exactly one scheme is set. The same
 /// credentials are used whether the system is a flow's target or its polled source.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -22,18 +22,18 @@ use super::{
     measure::{self, Percentiles, Shown, StockState},
     report::{Movements, Report},
 };
-use crate::{
+use entrepot::{
     availability, config::RunnerConfig, manifest::Manifests, queue::DeadLetterFilter, reconcile::Reconciler,
     runtime::Runtime, secrets::Secrets, spec::ChannelAvailability,
 };
 
 /// `examples/peak-day/`, embedded in the binary.
 const MANIFESTS: [(&str, &str); 5] = [
-    ("connectors.yaml", include_str!("../../../../examples/peak-day/connectors.yaml")),
-    ("mappings.yaml", include_str!("../../../../examples/peak-day/mappings.yaml")),
-    ("secrets.yaml", include_str!("../../../../examples/peak-day/secrets.yaml")),
-    ("syncflows.yaml", include_str!("../../../../examples/peak-day/syncflows.yaml")),
-    ("reconcile.yaml", include_str!("../../../../examples/peak-day/reconcile.yaml")),
+    ("connectors.yaml", include_str!("../../../examples/peak-day/connectors.yaml")),
+    ("mappings.yaml", include_str!("../../../examples/peak-day/mappings.yaml")),
+    ("secrets.yaml", include_str!("../../../examples/peak-day/secrets.yaml")),
+    ("syncflows.yaml", include_str!("../../../examples/peak-day/syncflows.yaml")),
+    ("reconcile.yaml", include_str!("../../../examples/peak-day/reconcile.yaml")),
 ];
 const STOREFRONT_FLOW: &str = "storefront-orders-to-erp";
 const MARKETPLACE_FLOW: &str = "marketplace-orders-to-erp";
@@ -78,11 +78,11 @@ impl Ledger {
 const DIR: &str = "examples/peak-day";
 
 fn load() -> Result<Manifests> {
-    crate::cli::demo::load_embedded(DIR, &MANIFESTS)
+    crate::embedded::load_embedded(DIR, &MANIFESTS)
 }
 
 fn secret(manifests: &Manifests, name: &str, key: &str) -> Result<String> {
-    crate::cli::demo::secret_of(manifests, DIR, name, key)
+    crate::embedded::secret_of(manifests, DIR, name, key)
 }
 
 /// The availability rule of `flow`'s target on Connector `connector`.
@@ -100,7 +100,7 @@ fn rule(config: &RunnerConfig, connector: &str) -> Result<ChannelAvailability> {
 pub async fn run(params: &Params, verbose: bool) -> Result<Report> {
     let started = Instant::now();
     let manifests = load()?;
-    let mut config = crate::cli::resolve(&manifests)?;
+    let mut config = crate::embedded::resolve(&manifests)?;
     let say = |line: String| {
         if verbose {
             println!("{line}");
@@ -200,7 +200,7 @@ pub async fn run(params: &Params, verbose: bool) -> Result<Report> {
     let secrets = Secrets::with_manifests(manifests.secrets.clone());
     let rt = Runtime::new(config.clone(), &secrets, &data_dir)?;
     let (stop, shutdown) = watch::channel(false);
-    let server = tokio::spawn(crate::runtime::serve(rt.clone(), webhooks, admin, shutdown));
+    let server = tokio::spawn(entrepot::runtime::serve(rt.clone(), webhooks, admin, shutdown));
 
     say(format!(
         "Entrepot peak day: storefront + marketplace → ERP, WMS → channels ({} + {} orders over {:?}, ERP down {:?})",
@@ -466,8 +466,8 @@ pub async fn run(params: &Params, verbose: bool) -> Result<Report> {
 }
 
 /// Points an amazon-sp Connector's LWA token endpoint at the simulated marketplace.
-fn point_lwa_at(connector: &mut crate::spec::ConnectorSpec, token_url: &str) {
-    if let Some(crate::spec::ConnectorAuth::OAuth2ClientCredentials(o)) = &mut connector.auth {
+fn point_lwa_at(connector: &mut entrepot::spec::ConnectorSpec, token_url: &str) {
+    if let Some(entrepot::spec::ConnectorAuth::OAuth2ClientCredentials(o)) = &mut connector.auth {
         o.token_url = token_url.to_string();
     }
 }

@@ -1,4 +1,4 @@
-//! `entrepot demo`: the quickstart (embedded in the binary) against a simulated
+//! `entrepot-demo` (the quickstart scenario): the quickstart (embedded in the binary) against a simulated
 //! Shopify-like storefront and a NetSuite-like ERP, all in this process, over real HTTP
 //! on loopback. It sends a burst of orders with duplicate deliveries, a re-sent order
 //! revision and an order with an unknown SKU, takes the ERP down for a moment, and ends
@@ -6,19 +6,20 @@
 
 use std::{
     io::{IsTerminal, Write},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::ExitCode,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use crate::{
+use crate::embedded::{load_embedded, resolve, secret_of};
+use anyhow::{Context, Result};
+use entrepot::{
     manifest::Manifests,
     queue::{DeadLetterEntry, DeadLetterFilter, now_ms},
     runtime::Runtime,
     secrets::Secrets,
 };
-use anyhow::{Context, Result};
 use entrepot_sim::{
     erp::{self, ErpConfig, ErpHandle},
     storefront::{Storefront, StorefrontConfig, StorefrontReport, Topic, catalog::DEFAULT_SKUS},
@@ -27,10 +28,10 @@ use tokio::{net::TcpListener, sync::watch};
 
 /// The quickstart, as committed in `examples/quickstart/`.
 const QUICKSTART: [(&str, &str); 4] = [
-    ("connectors.yaml", include_str!("../../../examples/quickstart/connectors.yaml")),
-    ("mappings.yaml", include_str!("../../../examples/quickstart/mappings.yaml")),
-    ("secrets.yaml", include_str!("../../../examples/quickstart/secrets.yaml")),
-    ("syncflow.yaml", include_str!("../../../examples/quickstart/syncflow.yaml")),
+    ("connectors.yaml", include_str!("../../examples/quickstart/connectors.yaml")),
+    ("mappings.yaml", include_str!("../../examples/quickstart/mappings.yaml")),
+    ("secrets.yaml", include_str!("../../examples/quickstart/secrets.yaml")),
+    ("syncflow.yaml", include_str!("../../examples/quickstart/syncflow.yaml")),
 ];
 const FLOW: &str = "shopify-orders-to-erp";
 const ERP_CONNECTOR: &str = "erp-demo";
@@ -73,34 +74,35 @@ pub struct DemoArgs {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Orders the storefront's shoppers try to place (peak-day).
-    #[arg(long, default_value_t = super::peak_day::Params::default().storefront_orders)]
+    #[arg(long, default_value_t = crate::peak_day::Params::default().storefront_orders)]
     storefront_orders: usize,
     /// Orders the marketplace's buyers try to place (peak-day).
-    #[arg(long, default_value_t = super::peak_day::Params::default().marketplace_orders)]
+    #[arg(long, default_value_t = crate::peak_day::Params::default().marketplace_orders)]
     marketplace_orders: usize,
     /// How long the order burst lasts (peak-day).
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     burst: Duration,
     /// Requests the ERP serves at once; more are answered 429 (peak-day).
-    #[arg(long, default_value_t = super::peak_day::Params::default().erp_concurrency)]
+    #[arg(long, default_value_t = crate::peak_day::Params::default().erp_concurrency)]
     erp_concurrency: usize,
     /// Units of each SKU received before the burst (peak-day).
-    #[arg(long, default_value_t = super::peak_day::Params::default().opening_stock)]
+    #[arg(long, default_value_t = crate::peak_day::Params::default().opening_stock)]
     opening_stock: i64,
     /// Sales at the store's tills during the burst (peak-day).
-    #[arg(long, default_value_t = super::peak_day::Params::default().pos_sales)]
+    #[arg(long, default_value_t = crate::peak_day::Params::default().pos_sales)]
     pos_sales: usize,
     /// Share of orders whose newer revision is delivered first (peak-day).
-    #[arg(long, default_value_t = super::peak_day::Params::default().out_of_order_ratio)]
+    #[arg(long, default_value_t = crate::peak_day::Params::default().out_of_order_ratio)]
     out_of_order_ratio: f64,
 }
 
+/// Runs the chosen scenario; the exit code says whether its own checks passed.
 pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     match args.scenario {
         Scenario::Quickstart => quickstart(args).await,
         Scenario::PeakDay => {
-            let defaults = super::peak_day::Params::default();
-            super::peak_day::run(super::peak_day::Params {
+            let defaults = crate::peak_day::Params::default();
+            crate::peak_day::run(crate::peak_day::Params {
                 storefront_orders: args.storefront_orders,
                 marketplace_orders: args.marketplace_orders,
                 burst: args.burst,
@@ -136,7 +138,7 @@ async fn quickstart(args: DemoArgs) -> Result<ExitCode> {
     );
 
     let manifests = load_quickstart()?;
-    let mut config = super::resolve(&manifests)?;
+    let mut config = resolve(&manifests)?;
     for flow in &mut config.flows {
         if let Some(c) = flow.connectors.get_mut(ERP_CONNECTOR) {
             c.endpoint = Some(erp.base_url());
@@ -153,7 +155,7 @@ async fn quickstart(args: DemoArgs) -> Result<ExitCode> {
     let webhook_url = format!("http://{}/webhooks/{FLOW}", webhooks.local_addr()?);
     let admin_addr = admin.local_addr()?;
     let (stop, shutdown) = watch::channel(false);
-    let server = tokio::spawn(crate::runtime::serve(rt.clone(), webhooks, admin, shutdown));
+    let server = tokio::spawn(entrepot::runtime::serve(rt.clone(), webhooks, admin, shutdown));
 
     println!("Entrepot demo: Shopify-like storefront → runner (examples/quickstart) → NetSuite-like ERP");
     println!("  runner webhooks {webhook_url}");
@@ -239,25 +241,6 @@ fn quickstart_secret(manifests: &Manifests, name: &str, key: &str) -> Result<Str
     secret_of(manifests, "examples/quickstart", name, key)
 }
 
-/// Manifests embedded in the binary, as if read from `dir`.
-pub(super) fn load_embedded(dir: &str, files: &[(&str, &str)]) -> Result<Manifests> {
-    let mut manifests = Manifests::default();
-    for (file, text) in files {
-        manifests.add_text(&Path::new(dir).join(file), text)?;
-    }
-    Ok(manifests)
-}
-
-/// A value of a `v1/Secret` manifest of `dir`.
-pub(super) fn secret_of(manifests: &Manifests, dir: &str, name: &str, key: &str) -> Result<String> {
-    manifests
-        .secrets
-        .iter()
-        .find(|(k, _)| k.name == name)
-        .and_then(|(_, values)| values.get(key).cloned())
-        .with_context(|| format!("{dir}/secrets.yaml has no {name}/{key}"))
-}
-
 async fn erp_outage(erp: Arc<ErpHandle>, after: Duration, length: Duration) {
     if length.is_zero() {
         return;
@@ -330,7 +313,7 @@ fn print_report(
     report: &StorefrontReport,
     extra_sent: usize,
     revision_resent: usize,
-    status: &crate::status::FlowStatus,
+    status: &entrepot::status::FlowStatus,
     erp: &ErpHandle,
     letters: &[DeadLetterEntry],
     elapsed: Duration,

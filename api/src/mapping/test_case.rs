@@ -5,7 +5,7 @@ use serde_json::Value;
 use super::{Program, from_value, to_value};
 use crate::{
     canonical::Validator,
-    spec::{CanonicalRef, MappingSpec, MappingTest},
+    resource::{CanonicalRef, MappingSpec, MappingTest},
 };
 
 /// The outcome of a Mapping's examples.

@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{
+use crate::resource::{
     ConnectorSpec, ConnectorType, FileTrigger, FlowMode, MappingSpec, PollTrigger, SyncFlowSpec, TargetSpec,
 };
 
@@ -173,7 +173,7 @@ impl FlowConfig {
                     format!("Connector `{}` is a target but has no spec.endpoint", target.connector_ref),
                 ));
             }
-            if target.operation == crate::spec::Operation::Upsert && spec.delivery.ordering_key.is_none() {
+            if target.operation == crate::resource::Operation::Upsert && spec.delivery.ordering_key.is_none() {
                 return Err(invalid(
                     &format!("spec.targets[{i}].operation"),
                     "an upsert is sent to <path>/<ordering key>: set spec.delivery.orderingKey".into(),
@@ -303,7 +303,7 @@ fn check_table(target: &TargetSpec, kind: ConnectorType) -> Result<(), (String, 
             "table".into(),
             format!("Connector `{}` is a database: set table (name and key columns)", target.connector_ref),
         )),
-        (Some(table), ConnectorType::Postgres) => crate::sink::postgres::Table::new(table, target.operation)
+        (Some(table), ConnectorType::Postgres) => crate::rules::postgres::check_table(table)
             .map(drop)
             .map_err(|(field, message)| (format!("table.{field}"), message)),
         (Some(_), _) => {
@@ -334,7 +334,7 @@ fn check_file_trigger(file: &FileTrigger) -> Result<(), (&'static str, &'static 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{ConnectorType, FileFormat, SourceSpec, TargetSpec, TriggerSpec, WebhookTrigger};
+    use crate::resource::{ConnectorType, FileFormat, SourceSpec, TargetSpec, TriggerSpec, WebhookTrigger};
 
     fn flow(trigger: TriggerSpec) -> SyncFlowSpec {
         SyncFlowSpec {
@@ -383,7 +383,7 @@ mod tests {
         let endpoint =
             ConnectorSpec { kind: ConnectorType::Rest, endpoint: Some("http://x".into()), ..Default::default() };
         let producing = |entity: &str, version: &str| MappingSpec {
-            produces: Some(crate::spec::CanonicalRef { entity: entity.into(), version: version.into() }),
+            produces: Some(crate::resource::CanonicalRef { entity: entity.into(), version: version.into() }),
             program: ".".into(),
             ..Default::default()
         };
@@ -403,14 +403,14 @@ mod tests {
     fn channel_availability_needs_a_flow_producing_inventory_snapshots() {
         let mut spec = flow(TriggerSpec { file: Some(file()), ..Default::default() });
         spec.targets[0].availability =
-            Some(crate::spec::ChannelAvailability { percent: Some(50.0), ..Default::default() });
+            Some(crate::resource::ChannelAvailability { percent: Some(50.0), ..Default::default() });
         let err = resolve(&spec).unwrap_err().to_string();
         assert!(err.starts_with("SyncFlow f: spec.targets[0].availability: channel availability is computed from canonical InventorySnapshot records, but the flow has no spec.mappingRef"), "{err}");
         spec.mapping_ref = Some("to-canonical".into());
         let endpoint =
             ConnectorSpec { kind: ConnectorType::Rest, endpoint: Some("http://x".into()), ..Default::default() };
         let producing = |entity: &str| MappingSpec {
-            produces: Some(crate::spec::CanonicalRef { entity: entity.into(), version: "v1".into() }),
+            produces: Some(crate::resource::CanonicalRef { entity: entity.into(), version: "v1".into() }),
             program: ".".into(),
             ..Default::default()
         };

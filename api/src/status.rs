@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::ErrorCategory;
+use crate::ErrorCategory;
 
 /// The runner's report.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -2,10 +2,10 @@
 //! system: URLs it can send to, header names HTTP accepts. The runner checks this when
 //! it sets a Connector up; the operator checks the same to report it on the Connector.
 
-use reqwest::header::HeaderName;
+use http::HeaderName;
 use url::Url;
 
-use crate::spec::{ConnectorAuth, ConnectorSpec, ConnectorType};
+use crate::resource::{ConnectorAuth, ConnectorSpec, ConnectorType};
 
 /// A Connector the schema accepts but a runner cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,7 +41,7 @@ pub fn validate(connector: &str, spec: &ConnectorSpec) -> Result<(), InvalidConn
                 invalid("spec.auth.oauth2ClientCredentials.tokenUrl", format!("`{}` {why}", o.token_url))
             })?;
         }
-        Some(ConnectorAuth::Token { .. }) if crate::protocol::system(spec.kind).token_header().is_none() => {
+        Some(ConnectorAuth::Token { .. }) if spec.kind.token_header().is_none() => {
             return Err(invalid(
                 "spec.auth.token",
                 format!("type {:?} has no token header of its own; use auth.header and name the header", spec.kind),
@@ -53,7 +53,7 @@ pub fn validate(connector: &str, spec: &ConnectorSpec) -> Result<(), InvalidConn
         header_name(name).map_err(|why| invalid("spec.idempotencyHeader", why))?;
     }
     if let Some(webhook) = &spec.webhook {
-        use crate::spec::SignatureScheme::{ApiKey, HmacSha256};
+        use crate::resource::SignatureScheme::{ApiKey, HmacSha256};
         match (&webhook.header, webhook.signature) {
             (None, HmacSha256 | ApiKey) => {
                 return Err(invalid(
@@ -82,7 +82,7 @@ fn validate_postgres(spec: &ConnectorSpec) -> Result<(), (&'static str, String)>
             "a postgres Connector needs its database, e.g. postgres://db.retail.svc:5432/commerce".into(),
         ));
     }
-    crate::postgres::parse_endpoint(endpoint).map_err(|why| {
+    super::postgres::parse_endpoint(endpoint).map_err(|why| {
         // An endpoint with credentials is not repeated: it may hold a password.
         let shown = if endpoint.contains('@') { "the endpoint".to_string() } else { format!("`{endpoint}`") };
         ("spec.endpoint", format!("{shown} {why}"))
@@ -119,7 +119,7 @@ fn header_name(name: &str) -> Result<HeaderName, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{HeaderAuth, SecretKeySelector};
+    use crate::resource::{HeaderAuth, SecretKeySelector};
 
     fn rest(endpoint: &str) -> ConnectorSpec {
         ConnectorSpec { endpoint: Some(endpoint.into()), ..ConnectorSpec::default() }

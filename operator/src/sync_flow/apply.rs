@@ -1,0 +1,74 @@
+//! Step 4 of a SyncFlow reconcile: the children that build rendered, sent to the API
+//! with server-side apply, then whatever an earlier spec (or an older operator)
+//! rendered instead removed. The only step of the five that writes children.
+
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    batch::v1::CronJob,
+    core::v1::Service,
+    policy::v1::PodDisruptionBudget,
+};
+
+use super::{
+    build::{Children, Workload},
+    names::runner_name,
+};
+use crate::{
+    error::Error,
+    kube_io::objects::{apply, remove_owned},
+};
+
+/// The workload as the API holds it after the apply, status included.
+#[derive(Clone, Debug)]
+pub enum Applied {
+    /// A continuous flow's StatefulSet.
+    Continuous(Box<StatefulSet>),
+    /// A batch flow's CronJob.
+    Batch(Box<CronJob>),
+}
+
+/// Where the children go and what they replace.
+pub struct Target<'a> {
+    /// The flow's name.
+    pub flow: &'a str,
+    /// The flow's namespace.
+    pub namespace: &'a str,
+    /// The flow's uid: only children it owns are ever removed.
+    pub owner_uid: &'a str,
+    /// The workload the last reconcile rendered (`StatefulSet/orders-runner`), from the
+    /// flow's status. Anything else of the flow's is pruned when it differs: the mode
+    /// changed, or an older operator rendered a Deployment.
+    pub rendered_before: Option<&'a str>,
+}
+
+/// Applies `children` (the ConfigMap first, so new pods find their configuration) and
+/// removes the workload kinds the flow no longer renders.
+pub async fn children(client: &kube::Client, target: &Target<'_>, children: &Children) -> Result<Applied, Error> {
+    let Target { flow, namespace, owner_uid, rendered_before } = *target;
+    apply(client, namespace, &children.config_map).await?;
+    let runner = runner_name(flow);
+    let prune = |kind: &str| rendered_before != Some(&format!("{kind}/{runner}"));
+    match &children.workload {
+        Workload::Continuous { stateful_set, disruption_budget, service } => {
+            apply(client, namespace, service).await?;
+            apply(client, namespace, disruption_budget).await?;
+            let stateful_set = apply(client, namespace, stateful_set).await?;
+            if prune("StatefulSet") {
+                remove_owned::<CronJob>(client, namespace, &runner, owner_uid).await?;
+                remove_owned::<Deployment>(client, namespace, &runner, owner_uid).await?;
+            }
+            Ok(Applied::Continuous(Box::new(stateful_set)))
+        }
+        Workload::Batch { cron_job, queue_claim } => {
+            apply(client, namespace, queue_claim).await?;
+            let cron_job = apply(client, namespace, cron_job).await?;
+            if prune("CronJob") {
+                remove_owned::<StatefulSet>(client, namespace, &runner, owner_uid).await?;
+                remove_owned::<PodDisruptionBudget>(client, namespace, &runner, owner_uid).await?;
+                remove_owned::<Service>(client, namespace, &runner, owner_uid).await?;
+                remove_owned::<Deployment>(client, namespace, &runner, owner_uid).await?;
+            }
+            Ok(Applied::Batch(Box::new(cron_job)))
+        }
+    }
+}
