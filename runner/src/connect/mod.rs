@@ -105,7 +105,7 @@ impl ConnectorClient {
             .build()
             .map_err(|source| ConnectError::Client { connector: name.into(), source })?;
         // `auth.token`: the Connector's type names the header.
-        let auth_spec = match (&spec.auth, system.token_header()) {
+        let auth_spec = match (&spec.auth, spec.kind.token_header()) {
             (Some(ConnectorAuth::Token { secret_ref }), Some(header)) => {
                 Some(ConnectorAuth::Header(HeaderAuth { name: header.to_owned(), secret_ref: secret_ref.clone() }))
             }

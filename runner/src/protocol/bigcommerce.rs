@@ -19,9 +19,6 @@ use serde_json::Value;
 use super::{Answer, ErrorCategory, System, Unfit, Verdict, WebhookFields};
 use crate::spec::ConnectorSpec;
 
-/// The header `auth.token` is sent in.
-const TOKEN_HEADER: &str = "X-Auth-Token";
-
 /// BigCommerce's REST API: the token in `X-Auth-Token`, the request window's reset, the
 /// webhook payload's `hash` and `scope`.
 #[derive(Clone, Copy, Debug)]
@@ -30,10 +27,6 @@ pub struct BigCommerce;
 impl System for BigCommerce {
     fn for_connector(&self, _spec: &ConnectorSpec) -> Result<Box<dyn System>, Unfit> {
         Ok(Box::new(*self))
-    }
-
-    fn token_header(&self) -> Option<&'static str> {
-        Some(TOKEN_HEADER)
     }
 
     fn webhook_fields(&self, body: &[u8]) -> WebhookFields {

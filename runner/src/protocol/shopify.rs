@@ -17,9 +17,6 @@ use serde_json::Value;
 use super::{Answer, ErrorCategory, QuotaSignal, System, Unfit, Verdict, Write, WriteContext};
 use crate::spec::ConnectorSpec;
 
-/// The header `auth.token` is sent in.
-const TOKEN_HEADER: &str = "X-Shopify-Access-Token";
-
 /// Mutations that take `@idempotent(key:)`: mandatory for inventory adjustments and refunds
 /// from API version 2026-04, and accepted by `inventorySetQuantities`. (U) Other mutations
 /// may take it too; it is added only where it is documented, since an unknown directive
@@ -37,10 +34,6 @@ pub struct Shopify;
 impl System for Shopify {
     fn for_connector(&self, _spec: &ConnectorSpec) -> Result<Box<dyn System>, Unfit> {
         Ok(Box::new(*self))
-    }
-
-    fn token_header(&self) -> Option<&'static str> {
-        Some(TOKEN_HEADER)
     }
 
     fn write(&self, write: &mut Write, context: WriteContext<'_>) {

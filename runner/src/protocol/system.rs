@@ -46,11 +46,6 @@ pub trait System: Send + Sync + std::fmt::Debug {
     /// type.
     fn for_connector(&self, spec: &ConnectorSpec) -> Result<Box<dyn System>, Unfit>;
 
-    /// The header `auth.token` is sent in, if the type has one.
-    fn token_header(&self) -> Option<&'static str> {
-        None
-    }
-
     /// What the type reads from a webhook payload rather than from headers.
     fn webhook_fields(&self, _body: &[u8]) -> WebhookFields {
         WebhookFields::default()
@@ -292,9 +287,11 @@ mod tests {
 
     #[test]
     fn each_type_maps_to_its_own_protocol_and_the_rest_to_the_generic_one() {
-        assert_eq!(system(ConnectorType::Shopify).token_header(), Some("X-Shopify-Access-Token"));
-        assert_eq!(system(ConnectorType::BigCommerce).token_header(), Some("X-Auth-Token"));
-        assert_eq!(system(ConnectorType::Rest).token_header(), None);
+        assert_eq!(
+            system(ConnectorType::BigCommerce).webhook_fields(br#"{"hash":"h"}"#).delivery_id.as_deref(),
+            Some("hash:h")
+        );
+        assert_eq!(system(ConnectorType::Rest).webhook_fields(br#"{"hash":"h"}"#), WebhookFields::default());
         assert!(system(ConnectorType::AmazonSp).credentials_refused(StatusCode::FORBIDDEN));
         assert!(!system(ConnectorType::Rest).credentials_refused(StatusCode::FORBIDDEN));
         assert!(system(ConnectorType::Rest).credentials_refused(StatusCode::UNAUTHORIZED));
