@@ -38,3 +38,15 @@ pub(crate) fn urlencode(key: &str) -> String {
         })
         .collect()
 }
+
+/// What a JSON value is, for messages about a body or a record: `an array`, `a string`.
+pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}

@@ -17,10 +17,9 @@ use crate::{
     config::FlowConfig,
     connect::{ConnectorClient, ConnectorHealth},
     postgres::Database,
-    protocol::{Answer, ErrorCategory, Verdict},
+    protocol::{Answer, ErrorCategory, Verdict, json_kind},
     queue::DeliveryItem,
     secrets::Secrets,
-    source::poll::kind,
     spec::TargetSpec,
 };
 
@@ -88,7 +87,7 @@ impl PostgresTarget {
         let Value::Object(fields) = &record else {
             return reject(format!(
                 "the record is {}, not a JSON object: a row is written from an object's fields",
-                kind(&record)
+                json_kind(&record)
             ));
         };
         let columns = match self.table.columns_for(fields) {

@@ -136,7 +136,10 @@ impl PollSource {
             Value::Null => Vec::new(),
             other => {
                 let path = self.trigger.records.as_deref().unwrap_or(".");
-                return Err(format!("`records` (`{path}`) gave {}, not an array of records", kind(&other)));
+                return Err(format!(
+                    "`records` (`{path}`) gave {}, not an array of records",
+                    crate::protocol::json_kind(&other)
+                ));
             }
         };
         Ok(PageContent { records, cursor })
@@ -147,18 +150,6 @@ impl PollSource {
     fn watermark_of(&self, record: &Value) -> Option<Value> {
         let program = self.watermark.as_ref()?;
         program.run(from_value(record)).ok().and_then(|v| to_value(&v).ok()).filter(|v| !v.is_null())
-    }
-}
-
-/// What a JSON value is, for messages: `an array`, `a string`.
-pub(crate) fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
