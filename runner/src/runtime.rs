@@ -31,7 +31,7 @@ use crate::{
     config::RunnerConfig,
     flow::{self, Flow, FlowError, SourceMode, Workers},
     metrics::Metrics,
-    queue::{DeadLetterReason, Queue, QueueError, now_ms},
+    queue::{DeadLetterReason, Queue, QueueError, RedbQueue, now_ms},
     secrets::Secrets,
     source::webhook,
     status::{ConnectorStatus, FlowStatus, RunnerStatus, TargetStatus},
@@ -95,8 +95,8 @@ impl Runtime {
             }
         }
         let queue_err = |source| StartError::Queue { dir: data_dir.display().to_string(), source };
-        std::fs::create_dir_all(data_dir).map_err(|e| queue_err(QueueError::Store(redb::Error::Io(e))))?;
-        let queue = Queue::open(&data_dir.join("queue.redb")).map_err(queue_err)?;
+        std::fs::create_dir_all(data_dir).map_err(|e| queue_err(QueueError::from(e)))?;
+        let queue = RedbQueue::open(&data_dir.join("queue.redb")).map_err(queue_err)?;
         Ok(Arc::new(Self {
             flows,
             queue,
@@ -170,7 +170,7 @@ impl Runtime {
 
     /// Counters from the metrics, backlog from the queue; also refreshes the gauges.
     pub async fn status(&self) -> Result<RunnerStatus, QueueError> {
-        let backlogs = self.queue.off_thread(Queue::backlogs).await?;
+        let backlogs = self.queue.off_thread(|q| q.backlogs()).await?;
         let now = now_ms();
         let m = &self.metrics;
         let mut flows = Vec::new();

@@ -3,16 +3,28 @@
 //! deliver-reject and crash-and-reopen, compared after every step with a plain in-memory
 //! model. Properties: nothing acknowledged is lost, nothing acknowledged is delivered
 //! twice, and within an ordering key items come out in arrival order.
+//!
+//! Every queue backend runs through the same model: add a backend to [`BACKENDS`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+};
 
 use entrepot::queue::{
-    Accepted, DeadLetter, DeadLetterReason, DeliveryItem, Envelope, PrepareOutcome, Prepared, Queue,
+    Accepted, DeadLetter, DeadLetterReason, DeliveryItem, Envelope, PrepareOutcome, Prepared, Queue, RedbQueue,
 };
 use proptest::prelude::*;
 
 const FLOW: &str = "f";
 const FAR: i64 = i64::MAX / 2;
+
+/// How a backend opens its queue in a directory; opened again after a crash, it must
+/// find everything committed before.
+type Open = fn(&Path) -> Queue;
+
+/// Every queue backend, by name.
+const BACKENDS: &[(&str, Open)] = &[("redb", |dir| RedbQueue::open(&dir.join("queue.redb")).unwrap())];
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -83,10 +95,9 @@ fn lane_heads(outbox: &[(u64, u8)]) -> Vec<(u64, u8)> {
     v
 }
 
-fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+fn run(open: Open, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("queue.redb");
-    let mut q = Queue::open(&path).unwrap();
+    let mut q = open(dir.path());
     let mut m = Model::default();
     for op in ops {
         match op {
@@ -155,7 +166,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Crash => {
                 drop(q);
-                q = Queue::open(&path).unwrap();
+                q = open(dir.path());
             }
         }
         // The store agrees with the model after every step.
@@ -195,7 +206,9 @@ fn dead(envelope: Envelope) -> DeadLetter {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
     #[test]
-    fn the_queue_matches_the_model(ops in proptest::collection::vec(op(), 1..60)) {
-        run(ops)?;
+    fn every_backend_matches_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+        for (name, open) in BACKENDS {
+            run(*open, ops.clone()).map_err(|e| TestCaseError::fail(format!("backend {name}: {e}")))?;
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::{path::Path, time::Duration};
 
-use entrepot::queue::{Attempt, DeadLetter, DeadLetterReason, Envelope, Intake, Queue, now_ms};
+use entrepot::queue::{Attempt, DeadLetter, DeadLetterReason, Envelope, Intake, RedbQueue, now_ms};
 use entrepot_e2e::*;
 use serde_json::{Value, json};
 
@@ -265,7 +265,7 @@ fn aged_letter(id: &str, age_ms: i64) -> Intake {
 async fn the_runner_purges_dead_letters_past_their_retention_and_keeps_young_ones() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let queue = Queue::open(&dir.path().join("queue.redb")).unwrap();
+        let queue = RedbQueue::open(&dir.path().join("queue.redb")).unwrap();
         let hour = 3_600_000;
         queue.accept_batch(FLOW, &[aged_letter("old", 3 * hour), aged_letter("young", hour / 2)], 0, &[]).unwrap();
     }

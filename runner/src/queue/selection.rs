@@ -214,7 +214,7 @@ impl DeadLetterFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::tests::envelope;
+    use crate::queue::redb::tests::envelope;
 
     fn letter(reason: DeadLetterReason, target: Option<u32>, at_ms: i64, message: &str) -> DeadLetter {
         DeadLetter {

@@ -9,7 +9,7 @@ use std::{path::PathBuf, process::ExitCode};
 use crate::{
     queue::{
         ActionReport, DeadLetterAction, DeadLetterEntry, DeadLetterPage, DeadLetterReason, Queue, QueueError,
-        Selection, now_ms,
+        RedbQueue, Selection, now_ms,
     },
     runtime::REQUESTED_BY_HEADER,
 };
@@ -187,7 +187,7 @@ impl Backend {
                 dir.display()
             );
         }
-        match Queue::open(&path) {
+        match RedbQueue::open(&path) {
             Ok(queue) => Ok(Self::Local { queue, dir }),
             Err(QueueError::InUse { .. }) => bail!(
                 "a runner is using {} (its queue file is locked): ask that runner instead with --admin URL \

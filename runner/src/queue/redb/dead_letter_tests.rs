@@ -2,8 +2,8 @@ use std::collections::BTreeSet;
 
 use super::*;
 use crate::queue::{
-    Accepted, Attempt, DeadLetterReason, DeliveryItem, Envelope, Intake, PrepareOutcome, Prepared, Selection,
-    tests::envelope,
+    Accepted, ActionReport, Attempt, DeadLetterAction, DeadLetterReason, DeliveryItem, Envelope, Intake,
+    PrepareOutcome, Prepared, Queue, Selection, redb::tests::envelope,
 };
 
 fn letter(id: &str, reason: DeadLetterReason, target: Option<u32>, at_ms: i64) -> DeadLetter {
@@ -58,7 +58,7 @@ fn a_replay_moves_exactly_the_selected_letters_into_the_inbox_in_one_step() {
     let path = dir.path().join("q.redb");
     let now = now_ms();
     let (rejected, mapping, other_flow) = {
-        let q = Queue::open(&path).unwrap();
+        let q = RedbQueue::open(&path).unwrap();
         let ids = dead_letters(
             &q,
             "orders",
@@ -75,7 +75,7 @@ fn a_replay_moves_exactly_the_selected_letters_into_the_inbox_in_one_step() {
         (ids[0], ids[1], other[0])
     };
     // Durable: the move survives reopening, and nothing else moved.
-    let q = Queue::open(&path).unwrap();
+    let q = RedbQueue::open(&path).unwrap();
     assert_eq!(all_ids(&q), vec![mapping, other_flow]);
     assert!(q.inbox("stock", 10).unwrap().is_empty());
     let inbox = q.inbox("orders", 10).unwrap();
@@ -97,7 +97,7 @@ fn a_replay_moves_exactly_the_selected_letters_into_the_inbox_in_one_step() {
 #[test]
 fn a_replayed_record_passes_the_idempotency_dedup_and_its_key_is_recorded_again() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
     let a = envelope("a", Some("delivery-a"));
     let Accepted::Queued(seq) = q.accept("f", &a, 0).unwrap() else { panic!("queued") };
     assert_eq!(q.prepare("f", seq, deliver(&a)).unwrap(), PrepareOutcome::Queued);
@@ -118,7 +118,7 @@ fn a_replayed_record_passes_the_idempotency_dedup_and_its_key_is_recorded_again(
 #[test]
 fn a_replay_that_fails_again_carries_every_earlier_failure() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
     let first = dead_letters(&q, "f", vec![letter("a", DeadLetterReason::Rejected, Some(0), 1_000)])[0];
     q.replay_dead_letters(&select(Selection::ids([first])), "cli").unwrap();
     let (seq, replayed) = q.inbox("f", 10).unwrap().remove(0);
@@ -142,7 +142,7 @@ fn a_replay_that_fails_again_carries_every_earlier_failure() {
 #[test]
 fn discard_removes_only_the_selected_letters_and_reports_unknown_ids() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
     let now = now_ms();
     let ids = dead_letters(
         &q,
@@ -167,7 +167,7 @@ fn discard_removes_only_the_selected_letters_and_reports_unknown_ids() {
 #[test]
 fn filters_select_by_reason_time_and_text_and_pages_follow_each_other() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
     let hour = 3_600_000;
     let now = now_ms();
     let old = dead_letters(&q, "f", vec![letter("old", DeadLetterReason::Rejected, Some(0), now - 5 * hour)]);
@@ -197,7 +197,7 @@ fn filters_select_by_reason_time_and_text_and_pages_follow_each_other() {
 #[test]
 fn the_retention_purge_removes_old_letters_and_keeps_young_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
     let day = 86_400_000;
     let now = now_ms();
     let orders = dead_letters(
@@ -211,8 +211,8 @@ fn the_retention_purge_removes_old_letters_and_keeps_young_ones() {
     let stock = dead_letters(&q, "stock", vec![letter("s", DeadLetterReason::Rejected, Some(0), now - 3 * day)]);
     // orders keeps dead letters for a day, stock for a week.
     let cutoff = |flow: &str| now - if flow == "orders" { day } else { 7 * day };
-    let purged = q.purge_dead_letters(cutoff).unwrap();
+    let purged = q.purge_dead_letters(&cutoff).unwrap();
     assert_eq!(purged, BTreeMap::from([("orders".to_string(), 1)]));
     assert_eq!(all_ids(&q), vec![orders[1], stock[0]]);
-    assert!(q.purge_dead_letters(cutoff).unwrap().is_empty(), "nothing left to purge");
+    assert!(q.purge_dead_letters(&cutoff).unwrap().is_empty(), "nothing left to purge");
 }

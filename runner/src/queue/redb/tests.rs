@@ -1,7 +1,8 @@
 use super::*;
+use crate::queue::{Attempt, DeadLetterReason};
 
 /// An `orders/create` record `id` with correlation id `corr-<id>` (shared by the queue's tests).
-pub(super) fn envelope(id: &str, delivery: Option<&str>) -> Envelope {
+pub(in crate::queue) fn envelope(id: &str, delivery: Option<&str>) -> Envelope {
     Envelope {
         id: id.into(),
         delivery_id: delivery.map(Into::into),
@@ -39,10 +40,10 @@ fn a_record_survives_reopening_the_store() {
     let path = dir.path().join("queue.redb");
     let e = envelope("a", Some("w1"));
     {
-        let q = Queue::open(&path).unwrap();
+        let q = RedbQueue::open(&path).unwrap();
         assert_eq!(q.accept("f", &e, now_ms() + 60_000).unwrap(), Accepted::Queued(1));
     }
-    let q = Queue::open(&path).unwrap();
+    let q = RedbQueue::open(&path).unwrap();
     let inbox = q.inbox("f", 10).unwrap();
     assert_eq!(inbox, vec![(1, e)]);
     assert_eq!(q.backlogs().unwrap()["f"].pending, 1);
@@ -51,7 +52,7 @@ fn a_record_survives_reopening_the_store() {
 #[test]
 fn a_repeated_delivery_id_is_not_queued_twice_until_it_expires() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
     let e = envelope("a", Some("w1"));
     assert!(matches!(q.accept("f", &e, now_ms() + 60_000).unwrap(), Accepted::Queued(_)));
     assert_eq!(q.accept("f", &e, now_ms() + 60_000).unwrap(), Accepted::DuplicateDelivery);
@@ -66,7 +67,7 @@ fn a_repeated_delivery_id_is_not_queued_twice_until_it_expires() {
 #[test]
 fn prepare_moves_a_record_to_one_outbox_item_per_target_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
     let (a, b) = (envelope("a", None), envelope("b", None));
     let sa = match q.accept("f", &a, 0).unwrap() {
         Accepted::Queued(s) => s,
@@ -91,7 +92,7 @@ fn prepare_moves_a_record_to_one_outbox_item_per_target_in_order() {
 #[test]
 fn a_repeated_idempotency_key_is_dropped_at_prepare() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
     let a = envelope("a", Some("w1"));
     let again = Envelope { delivery_id: Some("w2".into()), ..a.clone() };
     let s1 = match q.accept("f", &a, 0).unwrap() {
@@ -112,7 +113,7 @@ fn a_repeated_idempotency_key_is_dropped_at_prepare() {
 fn dead_letters_keep_the_record_and_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("q.redb");
-    let q = Queue::open(&path).unwrap();
+    let q = RedbQueue::open(&path).unwrap();
     let a = envelope("a", None);
     let s = match q.accept("f", &a, 0).unwrap() {
         Accepted::Queued(s) => s,
@@ -131,7 +132,7 @@ fn dead_letters_keep_the_record_and_the_reason() {
     };
     q.dead_letter("f", 0, s, &dead).unwrap();
     drop(q);
-    let q = Queue::open(&path).unwrap();
+    let q = RedbQueue::open(&path).unwrap();
     assert!(q.outbox("f", 0, 10).unwrap().is_empty());
     let letters = q.dead_letters("f").unwrap();
     assert_eq!(letters.len(), 1);
@@ -151,7 +152,7 @@ fn versions_compare_as_times_numbers_or_text() {
 #[test]
 fn the_last_delivered_version_only_moves_forward() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
     let (a, b) = (envelope("a", None), envelope("b", None));
     for e in [&a, &b] {
         let s = match q.accept("f", e, 0).unwrap() {
@@ -172,7 +173,7 @@ fn the_last_delivered_version_only_moves_forward() {
 #[test]
 fn a_full_queue_refuses_and_keeps_what_it_has() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
     assert!(matches!(q.accept_within("f", &envelope("a", Some("w1")), 0, 2).unwrap(), Accepted::Queued(_)));
     assert!(matches!(q.accept_within("g", &envelope("b", Some("w2")), 0, 2).unwrap(), Accepted::Queued(_)));
     assert_eq!(q.accept_within("f", &envelope("c", Some("w3")), 0, 2).unwrap(), Accepted::Full);
