@@ -96,7 +96,10 @@ impl Runtime {
         }
         let queue_err = |source| StartError::Queue { dir: data_dir.display().to_string(), source };
         std::fs::create_dir_all(data_dir).map_err(|e| queue_err(QueueError::from(e)))?;
-        let queue = RedbQueue::open(&data_dir.join("queue.redb")).map_err(queue_err)?;
+        // A queue written by an earlier version (targets by position) is migrated with
+        // the flows' targets as configured now.
+        let targets = flows.iter().map(|(name, f)| (name.clone(), f.targets.iter().map(|t| t.name.clone()).collect()));
+        let queue = RedbQueue::open_migrating(&data_dir.join("queue.redb"), &targets.collect()).map_err(queue_err)?;
         Ok(Arc::new(Self {
             flows,
             queue,

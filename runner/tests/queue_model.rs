@@ -17,6 +17,7 @@ use entrepot::queue::{
 use proptest::prelude::*;
 
 const FLOW: &str = "f";
+const TARGET: &str = "erp";
 const FAR: i64 = i64::MAX / 2;
 
 /// How a backend opens its queue in a directory; opened again after a crash, it must
@@ -127,7 +128,7 @@ fn run(open: Open, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         key_expires_ms: FAR,
                         items: vec![DeliveryItem {
                             envelope: env,
-                            target: 0,
+                            target: TARGET.into(),
                             idempotency_key: format!("i{id}"),
                             ordering_key: Some(key(id)),
                             version: None,
@@ -156,11 +157,12 @@ fn run(open: Open, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 m.outbox.retain(|(s, _)| *s != seq);
                 if matches!(op, Op::Deliver(_)) {
                     prop_assert!(!m.delivered.contains(&id), "record {} delivered twice", id);
-                    q.delivered(FLOW, 0, seq).unwrap();
+                    q.delivered(FLOW, TARGET, seq).unwrap();
                     m.delivered.push(id);
                 } else {
-                    let item = q.outbox(FLOW, 0, usize::MAX).unwrap().into_iter().find(|(s, _)| *s == seq).unwrap().1;
-                    q.dead_letter(FLOW, 0, seq, &dead(item.envelope)).unwrap();
+                    let item =
+                        q.outbox(FLOW, TARGET, usize::MAX).unwrap().into_iter().find(|(s, _)| *s == seq).unwrap().1;
+                    q.dead_letter(FLOW, TARGET, seq, &dead(item.envelope)).unwrap();
                     m.dead += 1;
                 }
             }
@@ -174,7 +176,7 @@ fn run(open: Open, ops: Vec<Op>) -> Result<(), TestCaseError> {
             q.inbox(FLOW, usize::MAX).unwrap().into_iter().map(|(s, e)| (s, record_id(&e.payload))).collect();
         prop_assert_eq!(&inbox, &m.inbox);
         let outbox: Vec<(u64, u8)> = q
-            .outbox(FLOW, 0, usize::MAX)
+            .outbox(FLOW, TARGET, usize::MAX)
             .unwrap()
             .into_iter()
             .map(|(s, i)| (s, record_id(&i.envelope.payload)))

@@ -95,6 +95,9 @@ pub enum FlowError {
 /// One target with its mapping.
 #[derive(Debug)]
 pub struct FlowTarget {
+    /// Its name (`spec.targets[].name`, or else its Connector's): what its queued
+    /// records name it by.
+    pub name: String,
     /// Where items go.
     pub sink: Sink,
     /// Canonical record → this target's payload.
@@ -214,6 +217,7 @@ impl Flow {
             let quota =
                 Arc::new(Quota::new(sink.limits(config.connector(&spec.connector_ref).limits.as_ref()).as_ref()));
             targets.push(FlowTarget {
+                name: spec.name().to_string(),
                 sink,
                 mapping,
                 quota,

@@ -73,7 +73,7 @@ pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
     // ---- delivery: outbox → target
 
     /// Up to `max` delivery items of a flow's target, oldest first.
-    fn outbox(&self, flow: &str, target: u32, max: usize) -> Result<Vec<(u64, DeliveryItem)>, QueueError> {
+    fn outbox(&self, flow: &str, target: &str, max: usize) -> Result<Vec<(u64, DeliveryItem)>, QueueError> {
         self.outbox_after(flow, target, 0, max)
     }
 
@@ -81,7 +81,7 @@ pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
     fn outbox_after(
         &self,
         flow: &str,
-        target: u32,
+        target: &str,
         after: u64,
         max: usize,
     ) -> Result<Vec<(u64, DeliveryItem)>, QueueError>;
@@ -89,11 +89,15 @@ pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
     /// The target has these items: remove them, and for each `(ordering key, version)`
     /// given record it as the last version applied for that key when it is newer than
     /// the one recorded (see [`super::compare_versions`]). One transaction.
-    fn delivered_batch(&self, flow: &str, target: u32, items: &[(u64, Option<(&str, &str)>)])
-    -> Result<(), QueueError>;
+    fn delivered_batch(
+        &self,
+        flow: &str,
+        target: &str,
+        items: &[(u64, Option<(&str, &str)>)],
+    ) -> Result<(), QueueError>;
 
     /// The target has the item: remove it.
-    fn delivered(&self, flow: &str, target: u32, seq: u64) -> Result<(), QueueError> {
+    fn delivered(&self, flow: &str, target: &str, seq: u64) -> Result<(), QueueError> {
         self.delivered_batch(flow, target, &[(seq, None)])
     }
 
@@ -102,7 +106,7 @@ pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
     fn delivered_version(
         &self,
         flow: &str,
-        target: u32,
+        target: &str,
         seq: u64,
         version: Option<(&str, &str)>,
     ) -> Result<(), QueueError> {
@@ -110,14 +114,14 @@ pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
     }
 
     /// The last version delivered to a target for an ordering key.
-    fn last_version(&self, flow: &str, target: u32, key: &str) -> Result<Option<String>, QueueError>;
+    fn last_version(&self, flow: &str, target: &str, key: &str) -> Result<Option<String>, QueueError>;
 
     /// Drops an item older than what its target already has.
-    fn drop_stale(&self, flow: &str, target: u32, seq: u64) -> Result<(), QueueError>;
+    fn drop_stale(&self, flow: &str, target: &str, seq: u64) -> Result<(), QueueError>;
 
     /// The target will never take the item: move it to the dead letters; returns the
     /// dead letter's id.
-    fn dead_letter(&self, flow: &str, target: u32, seq: u64, dead: &DeadLetter) -> Result<u64, QueueError>;
+    fn dead_letter(&self, flow: &str, target: &str, seq: u64, dead: &DeadLetter) -> Result<u64, QueueError>;
 
     // ---- backlog
 

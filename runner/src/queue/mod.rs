@@ -22,7 +22,7 @@ mod record;
 mod redb;
 mod selection;
 
-use std::{ops::Deref, sync::Arc};
+use std::{collections::BTreeMap, ops::Deref, sync::Arc};
 
 pub use backend::QueueBackend;
 pub use dead_letter::{ActionReport, Affected, DeadLetterAction, DeadLetterEntry, DeadLetterPage};
@@ -43,6 +43,15 @@ pub enum QueueError {
         /// The queue file.
         path: String,
     },
+    /// The queue file was written in a format this version cannot use as is (see
+    /// `RedbQueue::open_migrating`).
+    #[error("queue file {path} cannot be used as is: {message}")]
+    Format {
+        /// The queue file.
+        path: String,
+        /// Why, and what to do.
+        message: String,
+    },
     /// A stored record could not be decoded.
     #[error("queue record {key} is unreadable: {source}")]
     Decode {
@@ -58,6 +67,10 @@ impl From<std::io::Error> for QueueError {
         Self::Store(Box::new(e))
     }
 }
+
+/// Each flow's target names, in `spec.targets` order: what a queue written by an earlier
+/// version, which named targets by position, is migrated with.
+pub type TargetNames = BTreeMap<String, Vec<String>>;
 
 /// A record offered to the inbox.
 #[derive(Clone, Copy, Debug)]

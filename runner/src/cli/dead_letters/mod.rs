@@ -86,7 +86,8 @@ struct FilterArgs {
     /// Of this reason: mapping, rejected or retries_exhausted.
     #[arg(long)]
     reason: Option<DeadLetterReason>,
-    /// Failed at this target: its index in spec.targets, or (with --admin) its Connector.
+    /// Failed at this target: its name (spec.targets[].name, by default its Connector), or
+    /// (with --admin) its index in spec.targets or its Connector.
     #[arg(long)]
     target: Option<String>,
     /// Dead-lettered at or after: RFC 3339, a date, or a duration ago (2h, 7d).

@@ -34,7 +34,8 @@ fn select(
         }
         let letter: DeadLetter = decode((flow, id), v.value())?;
         if filter.matches(flow, id, &letter) {
-            let target_connector = letter.target.and_then(|t| filter.connector(flow, t)).map(String::from);
+            let target_connector =
+                letter.target.as_deref().and_then(|t| filter.connector(flow, t)).map(|(_, c)| c.to_string());
             matched.push(DeadLetterEntry { id, flow: flow.to_string(), target_connector, dead_letter: letter });
         }
     }
@@ -95,7 +96,7 @@ impl RedbQueue {
                     count: count + 1,
                     // A record that failed at one target goes back to that one only; a
                     // replay that then failed at mapping keeps the earlier restriction.
-                    target: entry.dead_letter.target.or(target),
+                    target: entry.dead_letter.target.clone().or(target),
                     requested_by: requested_by.into(),
                     replayed_at_ms: now,
                     history,

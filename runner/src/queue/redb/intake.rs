@@ -66,7 +66,11 @@ impl RedbQueue {
     pub(super) fn pending(&self, flow: &str) -> Result<u64, QueueError> {
         let tx = self.db.begin_read()?;
         let inbox = tx.open_table(INBOX)?.range((flow, 0)..=(flow, u64::MAX))?.count();
-        let outbox = tx.open_table(OUTBOX)?.range((flow, 0, 0)..=(flow, u32::MAX, u64::MAX))?.count();
+        let outbox = tx
+            .open_table(OUTBOX)?
+            .range((flow, "", 0)..)?
+            .take_while(|e| e.as_ref().is_ok_and(|(k, _)| k.value().0 == flow))
+            .count();
         Ok((inbox + outbox) as u64)
     }
 

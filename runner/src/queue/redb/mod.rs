@@ -3,6 +3,7 @@
 
 mod dead_letter;
 mod intake;
+mod migrate;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -14,21 +15,22 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 use super::{
     Accepted, Affected, Backlog, BatchOutcome, DeadLetter, DeadLetterFilter, DeadLetterPage, DeliveryItem, Envelope,
-    Intake, Offer, PrepareOutcome, Prepared, Queue, QueueBackend, QueueError, compare_versions, now_ms,
+    Intake, Offer, PrepareOutcome, Prepared, Queue, QueueBackend, QueueError, TargetNames, compare_versions, now_ms,
 };
 
 /// Inbox: (flow, seq) → envelope JSON.
 pub(super) const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
-/// Outbox: (flow, target, seq) → delivery item JSON.
-pub(super) const OUTBOX: TableDefinition<(&str, u32, u64), &[u8]> = TableDefinition::new("outbox");
+/// Outbox: (flow, target name, seq) → delivery item JSON. (Format 1's `outbox` was keyed
+/// by the target's index: see `migrate`.)
+pub(super) const OUTBOX: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("target_outbox");
 /// Dead letters: (flow, seq) → dead letter JSON.
 pub(super) const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
 /// Idempotency keys accepted: (flow, key) → expiry (Unix ms).
 const KEYS: TableDefinition<(&str, &str), i64> = TableDefinition::new("idempotency_keys");
 /// Source delivery ids accepted: (flow, delivery id) → expiry (Unix ms).
 pub(super) const DELIVERIES: TableDefinition<(&str, &str), i64> = TableDefinition::new("delivery_ids");
-/// Last version delivered: (flow, target, ordering key) → version.
-const VERSIONS: TableDefinition<(&str, u32, &str), &str> = TableDefinition::new("versions");
+/// Last version delivered: (flow, target name, ordering key) → version.
+const VERSIONS: TableDefinition<(&str, &str, &str), &str> = TableDefinition::new("target_versions");
 /// Counters: name → value.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_SEQ: &str = "next_seq";
@@ -71,13 +73,27 @@ fn decode<T: serde::de::DeserializeOwned>(key: impl std::fmt::Debug, bytes: &[u8
 }
 
 impl RedbQueue {
-    /// Opens (or creates) the queue file `path`.
+    /// Opens (or creates) the queue file `path`. A queue written by an earlier version
+    /// (format 1) is refused unless it holds nothing that names a target: see
+    /// [`RedbQueue::open_migrating`].
     pub fn open(path: &Path) -> Result<Queue, QueueError> {
+        Self::open_migrating(path, &TargetNames::new())
+    }
+
+    /// Opens (or creates) the queue file `path`; a queue written by an earlier version,
+    /// which named targets by position, is migrated with `targets` (each flow's target
+    /// names in `spec.targets` order), or refused, unchanged, when it names a target
+    /// `targets` lacks.
+    pub fn open_migrating(path: &Path, targets: &TargetNames) -> Result<Queue, QueueError> {
         let db = Database::create(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => QueueError::InUse { path: path.display().to_string() },
             other => other.into(),
         })?;
         let tx = db.begin_write()?;
+        migrate::to_current(&tx, targets).map_err(|e| match e {
+            QueueError::Format { message, .. } => QueueError::Format { path: path.display().to_string(), message },
+            other => other,
+        })?;
         {
             tx.open_table(intake::SOURCE_STATE)?;
             tx.open_table(INBOX)?;
@@ -219,7 +235,7 @@ impl QueueBackend for RedbQueue {
                             keys.insert((flow, idempotency_key.as_str()), key_expires_ms)?;
                             for item in &items {
                                 // The inbox seq keeps arrival order within each target.
-                                outbox.insert((flow, item.target, seq), encode(item).as_slice())?;
+                                outbox.insert((flow, item.target.as_str(), seq), encode(item).as_slice())?;
                             }
                             PrepareOutcome::Queued
                         }
@@ -240,7 +256,7 @@ impl QueueBackend for RedbQueue {
     fn outbox_after(
         &self,
         flow: &str,
-        target: u32,
+        target: &str,
         after: u64,
         max: usize,
     ) -> Result<Vec<(u64, DeliveryItem)>, QueueError> {
@@ -259,7 +275,7 @@ impl QueueBackend for RedbQueue {
     fn delivered_batch(
         &self,
         flow: &str,
-        target: u32,
+        target: &str,
         items: &[(u64, Option<(&str, &str)>)],
     ) -> Result<(), QueueError> {
         let tx = self.db.begin_write()?;
@@ -283,13 +299,13 @@ impl QueueBackend for RedbQueue {
     }
 
     /// The last version delivered to a target for an ordering key.
-    fn last_version(&self, flow: &str, target: u32, key: &str) -> Result<Option<String>, QueueError> {
+    fn last_version(&self, flow: &str, target: &str, key: &str) -> Result<Option<String>, QueueError> {
         let tx = self.db.begin_read()?;
         Ok(tx.open_table(VERSIONS)?.get((flow, target, key))?.map(|v| v.value().to_string()))
     }
 
     /// Drops an item older than what its target already has.
-    fn drop_stale(&self, flow: &str, target: u32, seq: u64) -> Result<(), QueueError> {
+    fn drop_stale(&self, flow: &str, target: &str, seq: u64) -> Result<(), QueueError> {
         let tx = self.db.begin_write()?;
         tx.open_table(OUTBOX)?.remove((flow, target, seq))?;
         tx.commit()?;
@@ -304,7 +320,7 @@ impl QueueBackend for RedbQueue {
     }
 
     /// The target will never take the item: move it to the dead letters.
-    fn dead_letter(&self, flow: &str, target: u32, seq: u64, dead: &DeadLetter) -> Result<u64, QueueError> {
+    fn dead_letter(&self, flow: &str, target: &str, seq: u64, dead: &DeadLetter) -> Result<u64, QueueError> {
         let _guard = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         let tx = self.db.begin_write()?;
         let dl_seq = RedbQueue::next_seq(&mut tx.open_table(META)?)?;
@@ -334,7 +350,7 @@ impl QueueBackend for RedbQueue {
     fn backlogs(&self) -> Result<HashMap<String, Backlog>, QueueError> {
         let tx = self.db.begin_read()?;
         let mut out: HashMap<String, Backlog> = HashMap::new();
-        let mut last_group: Option<(String, u32)> = None;
+        let mut last_group: Option<(String, String)> = None;
         for entry in tx.open_table(INBOX)?.iter()? {
             let (k, v) = entry?;
             let (flow, seq) = k.value();
@@ -343,7 +359,7 @@ impl QueueBackend for RedbQueue {
             if last_group.as_ref().is_none_or(|(f, _)| f != flow) {
                 let envelope: Envelope = decode((flow, seq), v.value())?;
                 note_oldest(backlog, envelope.received_at_ms);
-                last_group = Some((flow.to_string(), 0));
+                last_group = Some((flow.to_string(), String::new()));
             }
         }
         last_group = None;
@@ -355,7 +371,7 @@ impl QueueBackend for RedbQueue {
             if last_group.as_ref().is_none_or(|(f, t)| f != flow || *t != target) {
                 let item: DeliveryItem = decode((flow, target, seq), v.value())?;
                 note_oldest(backlog, item.envelope.received_at_ms);
-                last_group = Some((flow.to_string(), target));
+                last_group = Some((flow.to_string(), target.to_string()));
             }
         }
         for entry in tx.open_table(DEAD)?.iter()? {

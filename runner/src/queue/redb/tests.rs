@@ -15,10 +15,10 @@ pub(in crate::queue) fn envelope(id: &str, delivery: Option<&str>) -> Envelope {
     }
 }
 
-fn item(env: &Envelope, target: u32) -> DeliveryItem {
+fn item(env: &Envelope, target: &str) -> DeliveryItem {
     DeliveryItem {
         envelope: env.clone(),
-        target,
+        target: target.into(),
         idempotency_key: env.id.clone(),
         ordering_key: None,
         version: None,
@@ -26,11 +26,12 @@ fn item(env: &Envelope, target: u32) -> DeliveryItem {
     }
 }
 
-fn deliver(env: &Envelope, targets: u32) -> Prepared {
+/// Items for the first `targets` of the targets `erp` and `wms`.
+fn deliver(env: &Envelope, targets: usize) -> Prepared {
     Prepared::Deliver {
         idempotency_key: env.id.clone(),
         key_expires_ms: now_ms() + 60_000,
-        items: (0..targets).map(|t| item(env, t)).collect(),
+        items: ["erp", "wms"][..targets].iter().map(|t| item(env, t)).collect(),
     }
 }
 
@@ -80,12 +81,12 @@ fn prepare_moves_a_record_to_one_outbox_item_per_target_in_order() {
     assert_eq!(q.prepare("f", sa, deliver(&a, 2)).unwrap(), PrepareOutcome::Queued);
     assert_eq!(q.prepare("f", sb, deliver(&b, 2)).unwrap(), PrepareOutcome::Queued);
     assert!(q.inbox("f", 10).unwrap().is_empty());
-    for target in 0..2 {
+    for target in ["erp", "wms"] {
         let ids: Vec<String> = q.outbox("f", target, 10).unwrap().into_iter().map(|(_, i)| i.envelope.id).collect();
         assert_eq!(ids, ["a", "b"]);
     }
-    q.delivered("f", 0, sa).unwrap();
-    assert_eq!(q.outbox("f", 0, 10).unwrap().len(), 1);
+    q.delivered("f", "erp", sa).unwrap();
+    assert_eq!(q.outbox("f", "erp", 10).unwrap().len(), 1);
     assert_eq!(q.backlogs().unwrap()["f"].pending, 3);
 }
 
@@ -105,7 +106,7 @@ fn a_repeated_idempotency_key_is_dropped_at_prepare() {
     };
     assert_eq!(q.prepare("f", s1, deliver(&a, 1)).unwrap(), PrepareOutcome::Queued);
     assert_eq!(q.prepare("f", s2, deliver(&again, 1)).unwrap(), PrepareOutcome::Duplicate);
-    assert_eq!(q.outbox("f", 0, 10).unwrap().len(), 1);
+    assert_eq!(q.outbox("f", "erp", 10).unwrap().len(), 1);
     assert!(q.inbox("f", 10).unwrap().is_empty());
 }
 
@@ -122,7 +123,7 @@ fn dead_letters_keep_the_record_and_the_reason() {
     q.prepare("f", s, deliver(&a, 1)).unwrap();
     let dead = DeadLetter {
         envelope: a.clone(),
-        target: Some(0),
+        target: Some("erp".into()),
         reason: DeadLetterReason::Rejected,
         message: "400: unknown SKU".into(),
         status: Some(400),
@@ -130,10 +131,10 @@ fn dead_letters_keep_the_record_and_the_reason() {
         attempts: vec![Attempt { at_ms: 1, status: Some(400), outcome: "rejected".into() }],
         dead_lettered_at_ms: now_ms(),
     };
-    q.dead_letter("f", 0, s, &dead).unwrap();
+    q.dead_letter("f", "erp", s, &dead).unwrap();
     drop(q);
     let q = RedbQueue::open(&path).unwrap();
-    assert!(q.outbox("f", 0, 10).unwrap().is_empty());
+    assert!(q.outbox("f", "erp", 10).unwrap().is_empty());
     let letters = q.dead_letters("f").unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].1, dead);
@@ -161,12 +162,12 @@ fn the_last_delivered_version_only_moves_forward() {
         };
         q.prepare("f", s, deliver(e, 1)).unwrap();
     }
-    let items = q.outbox_after("f", 0, 0, 10).unwrap();
+    let items = q.outbox_after("f", "erp", 0, 10).unwrap();
     assert_eq!(items.len(), 2);
-    assert_eq!(q.outbox_after("f", 0, items[0].0, 10).unwrap().len(), 1);
-    q.delivered_version("f", 0, items[0].0, Some(("sku-1", "5"))).unwrap();
-    q.delivered_version("f", 0, items[1].0, Some(("sku-1", "3"))).unwrap();
-    assert_eq!(q.last_version("f", 0, "sku-1").unwrap().as_deref(), Some("5"));
+    assert_eq!(q.outbox_after("f", "erp", items[0].0, 10).unwrap().len(), 1);
+    q.delivered_version("f", "erp", items[0].0, Some(("sku-1", "5"))).unwrap();
+    q.delivered_version("f", "erp", items[1].0, Some(("sku-1", "3"))).unwrap();
+    assert_eq!(q.last_version("f", "erp", "sku-1").unwrap().as_deref(), Some("5"));
     assert_eq!(q.pending_total().unwrap(), 0);
 }
 

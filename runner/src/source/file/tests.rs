@@ -49,6 +49,7 @@ impl Setup {
             },
             mapping_ref: None,
             targets: vec![TargetSpec {
+                name: None,
                 connector_ref: "erp".into(),
                 entity: "deposit".into(),
                 mapping_ref: None,
