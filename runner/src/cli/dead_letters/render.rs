@@ -250,9 +250,15 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert!(lines[0].starts_with("ID  FLOW"), "{text}");
-        for cell in
-            ["12", "orders", "rejected", "erp-archive (Connector erp)", "3h", "corr-1", "Invalid item reference key NOPE…"]
-        {
+        for cell in [
+            "12",
+            "orders",
+            "rejected",
+            "erp-archive (Connector erp)",
+            "3h",
+            "corr-1",
+            "Invalid item reference key NOPE…",
+        ] {
             assert!(lines[1].contains(cell), "{cell} missing: {text}");
         }
     }
