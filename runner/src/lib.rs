@@ -22,6 +22,7 @@ pub mod secrets;
 pub mod source;
 pub mod spec;
 pub mod status;
+pub mod supervisor;
 pub mod target;
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ use crate::{
     secrets::Secrets,
     source::webhook,
     status::{ConnectorStatus, FlowStatus, RunnerStatus, TargetStatus},
+    supervisor::{Lifetime, Supervisor},
     target::quota::Quota,
 };
 
@@ -70,6 +71,8 @@ pub struct Runtime {
     /// Group commit of webhook records.
     pub intake: IntakeWriter,
     ready: AtomicBool,
+    /// Every long-lived task; the first to fail makes the runner unready and stops it.
+    pub supervisor: Supervisor,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -106,6 +109,7 @@ impl Runtime {
             metrics: Metrics::new(),
             intake: IntakeWriter::new(),
             ready: AtomicBool::new(false),
+            supervisor: Supervisor::default(),
         }))
     }
 
@@ -128,12 +132,16 @@ impl Runtime {
         shutdown: watch::Receiver<bool>,
         mode: SourceMode,
     ) -> (Vec<JoinHandle<()>>, Vec<JoinHandle<()>>) {
-        self.intake.start(self.queue.clone());
-        let retention = tokio::spawn(retention::Retention::new(self).run(shutdown.clone()));
+        if let Some(writer) = self.intake.task(self.queue.clone()) {
+            // Runs as long as the runtime: not awaited at shutdown.
+            drop(self.supervisor.spawn(None, "intake writer", Lifetime::UntilShutdown, shutdown.clone(), writer));
+        }
+        let retention = retention::Retention::new(self).run(shutdown.clone());
+        let retention = self.supervisor.spawn(None, "retention", Lifetime::UntilShutdown, shutdown.clone(), retention);
         let workers = Workers { queue: self.queue.clone(), metrics: self.metrics.clone(), shutdown };
         let (mut sources, mut others) = (Vec::new(), vec![retention]);
         for f in self.flows.values() {
-            let spawned = flow::spawn(f.clone(), &workers, mode);
+            let spawned = flow::spawn(f.clone(), &workers, mode, &self.supervisor);
             sources.extend(spawned.sources);
             others.extend(spawned.workers);
         }
@@ -245,7 +253,9 @@ impl Runtime {
 }
 
 async fn readyz(State(rt): State<Arc<Runtime>>) -> Response {
-    if rt.ready.load(Ordering::SeqCst) {
+    if let Some(failure) = rt.supervisor.failure() {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {failure}")).into_response()
+    } else if rt.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, "ready").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response()
@@ -310,15 +320,19 @@ pub async fn serve_once(
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     };
-    let stopped_early = tokio::select! {
-        () = drained => false,
-        _ = outside.wait_for(|stop| *stop) => true,
+    let (stopped_early, failure) = tokio::select! {
+        () = drained => (false, None),
+        _ = outside.wait_for(|stop| *stop) => (true, None),
+        failed = rt.supervisor.failed() => (true, Some(failed)),
     };
     let _ = stop.send(true);
     for w in workers {
         let _ = w.await;
     }
     adm.await.map_err(std::io::Error::other)??;
+    if let Some(failed) = failure {
+        return Err(std::io::Error::other(failed));
+    }
     if stopped_early {
         let pending = rt.pending().await.unwrap_or_default();
         if pending > 0 {
@@ -337,15 +351,31 @@ pub async fn serve(
     admin: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let workers = rt.spawn_workers(shutdown.clone());
+    // The workers and servers stop on `shutdown`, or when a supervised task fails.
+    let (stop, stopping) = watch::channel(false);
+    let workers = rt.spawn_workers(stopping.clone());
     let until = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let web = axum::serve(webhooks, rt.webhook_router()).with_graceful_shutdown(until(shutdown.clone()));
-    let adm = axum::serve(admin, rt.admin_router()).with_graceful_shutdown(until(shutdown.clone()));
-    let (a, b) = tokio::join!(web, adm);
+    let web = axum::serve(webhooks, rt.webhook_router()).with_graceful_shutdown(until(stopping.clone()));
+    let adm = axum::serve(admin, rt.admin_router()).with_graceful_shutdown(until(stopping.clone()));
+    let watch_stop = async {
+        let failure = tokio::select! {
+            () = until(shutdown) => None,
+            failed = rt.supervisor.failed() => Some(failed),
+        };
+        let _ = stop.send(true);
+        failure
+    };
+    let (a, b, failure) = tokio::join!(web, adm, watch_stop);
     for w in workers {
         let _ = w.await;
     }
-    a.and(b)
+    match failure {
+        Some(failed) => Err(std::io::Error::other(failed)),
+        None => a.and(b),
+    }
 }
+
+#[cfg(test)]
+mod supervision_tests;

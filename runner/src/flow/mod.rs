@@ -30,8 +30,12 @@ use crate::{
     secrets::{MissingSecret, Secrets},
     source::poll::{PollSource, Poller},
     spec::{ConnectorType, SignatureScheme},
+    supervisor::{Lifetime, Supervisor},
     target::{Sink, TargetError, quota::Quota},
 };
+
+/// A task a flow runs.
+type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// A flow cannot be started.
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +156,9 @@ pub struct Flow {
     pub max_pending: Option<u64>,
     /// Wakes the prepare worker.
     pub wake: Notify,
+    /// Tests set it to make the prepare worker panic: a real worker dying.
+    #[cfg(test)]
+    pub(crate) fail_prepare: std::sync::atomic::AtomicBool,
 }
 
 impl Flow {
@@ -297,6 +304,8 @@ impl Flow {
             connectors,
             max_pending: Some(max_pending),
             wake: Notify::new(),
+            #[cfg(test)]
+            fail_prepare: Default::default(),
         })
     }
 
@@ -359,20 +368,36 @@ pub enum SourceMode {
     Once,
 }
 
-/// Starts the prepare worker, one delivery worker per target and the flow's source: the
-/// poller for a poll trigger, the file source for a file trigger.
-pub fn spawn(flow: Arc<Flow>, workers: &Workers, mode: SourceMode) -> Spawned {
-    let mut spawned =
-        Spawned { sources: Vec::new(), workers: vec![tokio::spawn(run_prepare(flow.clone(), workers.clone()))] };
+/// Starts the prepare worker, one delivery worker per target and the flow's source (the
+/// poller for a poll trigger, the file source for a file trigger), each supervised.
+pub fn spawn(flow: Arc<Flow>, workers: &Workers, mode: SourceMode, supervisor: &Supervisor) -> Spawned {
+    let name = flow.name().to_string();
+    let shutdown = || workers.shutdown.clone();
+    let supervised =
+        |worker: &str, lifetime, task: Task| supervisor.spawn(Some(&name), worker, lifetime, shutdown(), task);
+    // A batch run's source ends after its one pass.
+    let source_lifetime = match mode {
+        SourceMode::Continuous => Lifetime::UntilShutdown,
+        SourceMode::Once => Lifetime::MayEnd,
+    };
+    let prepare = run_prepare(flow.clone(), workers.clone());
+    let mut spawned = Spawned {
+        sources: Vec::new(),
+        workers: vec![supervised("prepare", Lifetime::UntilShutdown, Box::pin(prepare))],
+    };
     if let Some(trigger) = flow.config.spec.source.trigger.file.clone() {
-        spawned.sources.push(tokio::spawn(crate::source::file::run(flow.clone(), trigger, workers.clone(), mode)));
+        let source = crate::source::file::run(flow.clone(), trigger, workers.clone(), mode);
+        spawned.sources.push(supervised("file source", source_lifetime, Box::pin(source)));
     }
-    for index in 0..flow.targets.len() {
-        spawned.workers.push(tokio::spawn(run_delivery(flow.clone(), index, workers.clone())));
+    for (index, target) in flow.targets.iter().enumerate() {
+        let delivery = run_delivery(flow.clone(), index, workers.clone());
+        let worker = format!("delivery to target {}", target.name);
+        spawned.workers.push(supervised(&worker, Lifetime::UntilShutdown, Box::pin(delivery)));
     }
     let max_pending = flow.max_pending;
     if let Some(poller) = Poller::new(flow, workers.queue.clone(), workers.metrics.clone(), max_pending) {
-        spawned.sources.push(tokio::spawn(poller.run(workers.shutdown.clone(), mode)));
+        let poll = poller.run(workers.shutdown.clone(), mode);
+        spawned.sources.push(supervised("poll source", source_lifetime, Box::pin(poll)));
     }
     spawned
 }

@@ -21,6 +21,10 @@ const IDLE: Duration = Duration::from_secs(1);
 pub async fn run_prepare(flow: Arc<Flow>, mut w: Workers) {
     let name = flow.name().to_string();
     loop {
+        #[cfg(test)]
+        if flow.fail_prepare.load(std::sync::atomic::Ordering::SeqCst) {
+            panic!("test hook: the prepare worker of {name} fails");
+        }
         let batch = {
             let name = name.clone();
             w.queue.off_thread(move |q| q.inbox(&name, BATCH)).await

@@ -98,6 +98,8 @@ pub enum Accepted {
 }
 
 /// What the prepare stage decided for an inbox record.
+// Short-lived, at most a batch of them at a time: boxing the dead letter buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Prepared {
     /// Deliver these items (one per target) and remember the idempotency key until
