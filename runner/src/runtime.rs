@@ -5,6 +5,7 @@ mod dead_letters;
 mod intake;
 pub mod records;
 mod retention;
+mod sources;
 
 pub use intake::IntakeWriter;
 
@@ -22,7 +23,7 @@ use axum::{
     extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::get,
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tracing::{info, warn};
@@ -141,9 +142,8 @@ impl Runtime {
         let workers = Workers { queue: self.queue.clone(), metrics: self.metrics.clone(), shutdown };
         let (mut sources, mut others) = (Vec::new(), vec![retention]);
         for f in self.flows.values() {
-            let spawned = flow::spawn(f.clone(), &workers, mode, &self.supervisor);
-            sources.extend(spawned.sources);
-            others.extend(spawned.workers);
+            sources.extend(sources::spawn(f, &workers, mode, &self.supervisor));
+            others.extend(flow::spawn(f.clone(), &workers, &self.supervisor));
         }
         self.ready.store(true, Ordering::SeqCst);
         (sources, others)
@@ -162,7 +162,7 @@ impl Runtime {
 
     /// `POST /webhooks/{flow}`.
     pub fn webhook_router(self: &Arc<Self>) -> Router {
-        Router::new().route("/webhooks/{flow}", post(webhook::receive)).with_state(self.clone())
+        webhook::router(self.clone())
     }
 
     /// `/healthz`, `/readyz`, `/metrics`, `/v1/status`, `/v1/deadletters` to list,
@@ -249,6 +249,27 @@ impl Runtime {
             }
         }
         by_name.into_values().collect()
+    }
+}
+
+impl webhook::WebhookHost for Runtime {
+    fn flow(&self, name: &str) -> Option<&Arc<Flow>> {
+        self.flows.get(name)
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    async fn accept(
+        &self,
+        flow: &str,
+        envelope: crate::queue::Envelope,
+        delivery_expires_ms: i64,
+        max_pending: u64,
+    ) -> Result<crate::queue::Accepted, String> {
+        // Committed together with the other webhooks arriving meanwhile (group commit).
+        self.intake.accept(flow, envelope, delivery_expires_ms, max_pending).await
     }
 }
 

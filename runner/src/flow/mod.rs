@@ -14,7 +14,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use tokio::sync::{Notify, watch};
+use tokio::{
+    sync::{Notify, watch},
+    task::JoinHandle,
+};
 
 pub use deliver::run_delivery;
 pub use prepare::run_prepare;
@@ -28,7 +31,7 @@ use crate::{
     postgres::Database,
     queue::Queue,
     secrets::{MissingSecret, Secrets},
-    source::poll::{PollSource, Poller},
+    source::poll::PollSource,
     spec::{ConnectorType, SignatureScheme},
     supervisor::{Lifetime, Supervisor},
     target::{Sink, TargetError, quota::Quota},
@@ -348,15 +351,6 @@ pub struct Workers {
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// A flow's running tasks.
-pub struct Spawned {
-    /// The source: the poller or the file source (none for a webhook source, which the
-    /// runtime's router serves).
-    pub sources: Vec<tokio::task::JoinHandle<()>>,
-    /// The prepare worker and one delivery worker per target.
-    pub workers: Vec<tokio::task::JoinHandle<()>>,
-}
-
 /// How sources run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SourceMode {
@@ -368,36 +362,17 @@ pub enum SourceMode {
     Once,
 }
 
-/// Starts the prepare worker, one delivery worker per target and the flow's source (the
-/// poller for a poll trigger, the file source for a file trigger), each supervised.
-pub fn spawn(flow: Arc<Flow>, workers: &Workers, mode: SourceMode, supervisor: &Supervisor) -> Spawned {
-    let name = flow.name().to_string();
-    let shutdown = || workers.shutdown.clone();
-    let supervised =
-        |worker: &str, lifetime, task: Task| supervisor.spawn(Some(&name), worker, lifetime, shutdown(), task);
-    // A batch run's source ends after its one pass.
-    let source_lifetime = match mode {
-        SourceMode::Continuous => Lifetime::UntilShutdown,
-        SourceMode::Once => Lifetime::MayEnd,
+/// Starts the prepare worker and one delivery worker per target, each supervised. (The
+/// flow's source is started by the runtime: sources depend on flows, not the reverse.)
+pub fn spawn(flow: Arc<Flow>, workers: &Workers, supervisor: &Supervisor) -> Vec<JoinHandle<()>> {
+    let name = flow.name();
+    let supervised = |worker: &str, task| {
+        supervisor.spawn(Some(name), worker, Lifetime::UntilShutdown, workers.shutdown.clone(), task)
     };
-    let prepare = run_prepare(flow.clone(), workers.clone());
-    let mut spawned = Spawned {
-        sources: Vec::new(),
-        workers: vec![supervised("prepare", Lifetime::UntilShutdown, Box::pin(prepare))],
-    };
-    if let Some(trigger) = flow.config.spec.source.trigger.file.clone() {
-        let source = crate::source::file::run(flow.clone(), trigger, workers.clone(), mode);
-        spawned.sources.push(supervised("file source", source_lifetime, Box::pin(source)));
-    }
+    let mut spawned = vec![supervised("prepare", Box::pin(run_prepare(flow.clone(), workers.clone())) as Task)];
     for (index, target) in flow.targets.iter().enumerate() {
         let delivery = run_delivery(flow.clone(), index, workers.clone());
-        let worker = format!("delivery to target {}", target.name);
-        spawned.workers.push(supervised(&worker, Lifetime::UntilShutdown, Box::pin(delivery)));
-    }
-    let max_pending = flow.max_pending;
-    if let Some(poller) = Poller::new(flow, workers.queue.clone(), workers.metrics.clone(), max_pending) {
-        let poll = poller.run(workers.shutdown.clone(), mode);
-        spawned.sources.push(supervised("poll source", source_lifetime, Box::pin(poll)));
+        spawned.push(supervised(&format!("delivery to target {}", target.name), Box::pin(delivery)));
     }
     spawned
 }
