@@ -20,6 +20,7 @@ pub mod reconcile;
 pub mod runtime;
 pub mod secrets;
 pub mod source;
+pub mod supervisor;
 pub mod target;
 
 #[cfg(test)]

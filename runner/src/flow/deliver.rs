@@ -111,8 +111,9 @@ impl Worker {
         if self.lanes.len() >= MAX_HELD {
             return false;
         }
-        let (name, index, after) = (self.name().to_string(), self.index as u32, self.loaded_up_to);
-        let batch = w.queue.off_thread(move |q| q.outbox_after(&name, index, after, LOAD_BATCH)).await;
+        let (name, target_name, after) =
+            (self.name().to_string(), self.flow.targets[self.index].name.clone(), self.loaded_up_to);
+        let batch = w.queue.off_thread(move |q| q.outbox_after(&name, &target_name, after, LOAD_BATCH)).await;
         match batch {
             Ok(batch) => {
                 let full = batch.len() == LOAD_BATCH;
@@ -147,13 +148,13 @@ impl Worker {
                 (*seq, item.ordering_key.clone().zip(item.version.clone()))
             })
             .collect();
-        let (name, index) = (self.name().to_string(), self.index as u32);
+        let (name, target_name) = (self.name().to_string(), self.flow.targets[self.index].name.clone());
         let acked = w
             .queue
             .off_thread(move |q| {
                 let batch: Vec<(u64, Option<(&str, &str)>)> =
                     items.iter().map(|(seq, v)| (*seq, v.as_ref().map(|(k, v)| (k.as_str(), v.as_str())))).collect();
-                q.delivered_batch(&name, index, &batch)
+                q.delivered_batch(&name, &target_name, &batch)
             })
             .await;
         if let Err(e) = acked {
@@ -176,8 +177,8 @@ impl Worker {
     ) {
         let Some((key, seq)) = self.lanes.next() else { return };
         if self.is_stale(seq, w).await {
-            let (name, index) = (self.name().to_string(), self.index as u32);
-            let dropped = w.queue.off_thread(move |q| q.drop_stale(&name, index, seq)).await;
+            let (name, target_name) = (self.name().to_string(), self.flow.targets[self.index].name.clone());
+            let dropped = w.queue.off_thread(move |q| q.drop_stale(&name, &target_name, seq)).await;
             if let Err(e) = dropped {
                 warn!(flow = %self.name(), error = %e, "cannot drop a stale record; will try again");
                 self.lanes.release(&key);
@@ -217,8 +218,8 @@ impl Worker {
         {
             return true;
         }
-        let (name, index) = (self.name().to_string(), self.index as u32);
-        let last = w.queue.off_thread(move |q| q.last_version(&name, index, &key)).await;
+        let (name, target_name) = (self.name().to_string(), self.flow.targets[self.index].name.clone());
+        let last = w.queue.off_thread(move |q| q.last_version(&name, &target_name, &key)).await;
         matches!(last, Ok(Some(last)) if compare_versions(&version, &last) == std::cmp::Ordering::Less)
     }
 
@@ -291,7 +292,7 @@ impl Worker {
         };
         let dead = DeadLetter {
             envelope: head.item.envelope.clone(),
-            target: Some(self.index as u32),
+            target: Some(self.flow.targets[self.index].name.clone()),
             reason,
             message: message.clone(),
             status,
@@ -304,8 +305,8 @@ impl Worker {
         };
         let correlation_id = head.item.envelope.correlation_id.clone();
         let key = head.key.clone();
-        let (flow_name, index) = (name.clone(), self.index as u32);
-        let stored = w.queue.off_thread(move |q| q.dead_letter(&flow_name, index, seq, &dead)).await;
+        let (flow_name, target_name) = (name.clone(), self.flow.targets[self.index].name.clone());
+        let stored = w.queue.off_thread(move |q| q.dead_letter(&flow_name, &target_name, seq, &dead)).await;
         match stored {
             Ok(id) => {
                 w.metrics.dead_lettered.with_label_values(&[&name, reason.as_str()]).inc();

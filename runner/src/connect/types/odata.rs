@@ -191,7 +191,7 @@ mod tests {
         };
         DeliveryItem {
             envelope,
-            target: 0,
+            target: "erp".into(),
             idempotency_key: "o-1:3".into(),
             ordering_key: None,
             version: None,
