@@ -208,6 +208,20 @@ impl FlowConfig {
             }
         }
 
+        // Queued records name their target by its name: two alike would share a queue.
+        for (i, target) in spec.targets.iter().enumerate() {
+            if let Some(j) = spec.targets[..i].iter().position(|t| t.name() == target.name()) {
+                return Err(invalid(
+                    &format!("spec.targets[{i}].name"),
+                    format!(
+                        "`{}` is already the name of spec.targets[{j}] (a name defaults to the connectorRef): \
+                         give each target a unique name",
+                        target.name()
+                    ),
+                ));
+            }
+        }
+
         Ok(Self { name: name.into(), namespace: namespace.into(), spec: spec.clone(), connectors, mappings })
     }
 
@@ -341,6 +355,7 @@ mod tests {
             source: SourceSpec { connector_ref: "src".into(), entity: "orders".into(), trigger },
             mapping_ref: None,
             targets: vec![TargetSpec {
+                name: None,
                 connector_ref: "erp".into(),
                 entity: "salesOrder".into(),
                 mapping_ref: None,
@@ -448,6 +463,19 @@ mod tests {
         let mut continuous = batch;
         continuous.mode = FlowMode::Continuous;
         assert_eq!(field_of(&continuous), "spec.schedule");
+    }
+
+    #[test]
+    fn target_names_default_to_the_connector_and_must_be_unique() {
+        let mut spec = flow(TriggerSpec { file: Some(file()), ..Default::default() });
+        spec.targets.push(spec.targets[0].clone());
+        let Err(ResolveError::Invalid { field, message, .. }) = resolve(&spec) else { panic!("accepted") };
+        assert_eq!(field, "spec.targets[1].name");
+        assert!(message.starts_with("`erp` is already the name of spec.targets[0]"), "{message}");
+        spec.targets[1].name = Some("erp-archive".into());
+        let config = resolve(&spec).unwrap();
+        let names: Vec<&str> = config.spec.targets.iter().map(TargetSpec::name).collect();
+        assert_eq!(names, ["erp", "erp-archive"]);
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod runtime;
 pub mod secrets;
 pub mod sink;
 pub mod source;
+pub mod supervisor;
 
 #[cfg(test)]
 mod test_support;

@@ -5,6 +5,7 @@ mod dead_letters;
 mod intake;
 pub mod records;
 mod retention;
+mod sources;
 
 pub use intake::IntakeWriter;
 
@@ -22,7 +23,7 @@ use axum::{
     extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::get,
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tracing::{info, warn};
@@ -31,11 +32,12 @@ use crate::{
     config::RunnerConfig,
     flow::{self, Flow, FlowError, SourceMode, Workers},
     metrics::Metrics,
-    queue::{DeadLetterReason, Queue, QueueError, now_ms},
+    queue::{DeadLetterReason, Queue, QueueError, RedbQueue, now_ms},
     quota::Quota,
     secrets::Secrets,
     source::webhook,
     status::{ConnectorStatus, FlowStatus, RunnerStatus, TargetStatus},
+    supervisor::{Lifetime, Supervisor},
 };
 
 pub use crate::queue::DeadLetterEntry;
@@ -70,6 +72,8 @@ pub struct Runtime {
     /// Group commit of webhook records.
     pub intake: IntakeWriter,
     ready: AtomicBool,
+    /// Every long-lived task; the first to fail makes the runner unready and stops it.
+    pub supervisor: Supervisor,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -95,14 +99,18 @@ impl Runtime {
             }
         }
         let queue_err = |source| StartError::Queue { dir: data_dir.display().to_string(), source };
-        std::fs::create_dir_all(data_dir).map_err(|e| queue_err(QueueError::Store(redb::Error::Io(e))))?;
-        let queue = Queue::open(&data_dir.join("queue.redb")).map_err(queue_err)?;
+        std::fs::create_dir_all(data_dir).map_err(|e| queue_err(QueueError::from(e)))?;
+        // A queue written by an earlier version (targets by position) is migrated with
+        // the flows' targets as configured now.
+        let targets = flows.iter().map(|(name, f)| (name.clone(), f.targets.iter().map(|t| t.name.clone()).collect()));
+        let queue = RedbQueue::open_migrating(&data_dir.join("queue.redb"), &targets.collect()).map_err(queue_err)?;
         Ok(Arc::new(Self {
             flows,
             queue,
             metrics: Metrics::new(),
             intake: IntakeWriter::new(),
             ready: AtomicBool::new(false),
+            supervisor: Supervisor::default(),
         }))
     }
 
@@ -125,14 +133,17 @@ impl Runtime {
         shutdown: watch::Receiver<bool>,
         mode: SourceMode,
     ) -> (Vec<JoinHandle<()>>, Vec<JoinHandle<()>>) {
-        self.intake.start(self.queue.clone());
-        let retention = tokio::spawn(retention::Retention::new(self).run(shutdown.clone()));
+        if let Some(writer) = self.intake.task(self.queue.clone()) {
+            // Runs as long as the runtime: not awaited at shutdown.
+            drop(self.supervisor.spawn(None, "intake writer", Lifetime::UntilShutdown, shutdown.clone(), writer));
+        }
+        let retention = retention::Retention::new(self).run(shutdown.clone());
+        let retention = self.supervisor.spawn(None, "retention", Lifetime::UntilShutdown, shutdown.clone(), retention);
         let workers = Workers { queue: self.queue.clone(), metrics: self.metrics.clone(), shutdown };
         let (mut sources, mut others) = (Vec::new(), vec![retention]);
         for f in self.flows.values() {
-            let spawned = flow::spawn(f.clone(), &workers, mode);
-            sources.extend(spawned.sources);
-            others.extend(spawned.workers);
+            sources.extend(sources::spawn(f, &workers, mode, &self.supervisor));
+            others.extend(flow::spawn(f.clone(), &workers, &self.supervisor));
         }
         self.ready.store(true, Ordering::SeqCst);
         (sources, others)
@@ -151,7 +162,7 @@ impl Runtime {
 
     /// `POST /webhooks/{flow}`.
     pub fn webhook_router(self: &Arc<Self>) -> Router {
-        Router::new().route("/webhooks/{flow}", post(webhook::receive)).with_state(self.clone())
+        webhook::router(self.clone())
     }
 
     /// `/healthz`, `/readyz`, `/metrics`, `/v1/status`, `/v1/deadletters` to list,
@@ -170,7 +181,7 @@ impl Runtime {
 
     /// Counters from the metrics, backlog from the queue; also refreshes the gauges.
     pub async fn status(&self) -> Result<RunnerStatus, QueueError> {
-        let backlogs = self.queue.off_thread(Queue::backlogs).await?;
+        let backlogs = self.queue.off_thread(|q| q.backlogs()).await?;
         let now = now_ms();
         let m = &self.metrics;
         let mut flows = Vec::new();
@@ -231,8 +242,31 @@ impl Runtime {
     }
 }
 
+impl webhook::WebhookHost for Runtime {
+    fn flow(&self, name: &str) -> Option<&Arc<Flow>> {
+        self.flows.get(name)
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    async fn accept(
+        &self,
+        flow: &str,
+        envelope: crate::queue::Envelope,
+        delivery_expires_ms: i64,
+        max_pending: u64,
+    ) -> Result<crate::queue::Accepted, String> {
+        // Committed together with the other webhooks arriving meanwhile (group commit).
+        self.intake.accept(flow, envelope, delivery_expires_ms, max_pending).await
+    }
+}
+
 async fn readyz(State(rt): State<Arc<Runtime>>) -> Response {
-    if rt.ready.load(Ordering::SeqCst) {
+    if let Some(failure) = rt.supervisor.failure() {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {failure}")).into_response()
+    } else if rt.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, "ready").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response()
@@ -297,15 +331,19 @@ pub async fn serve_once(
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     };
-    let stopped_early = tokio::select! {
-        () = drained => false,
-        _ = outside.wait_for(|stop| *stop) => true,
+    let (stopped_early, failure) = tokio::select! {
+        () = drained => (false, None),
+        _ = outside.wait_for(|stop| *stop) => (true, None),
+        failed = rt.supervisor.failed() => (true, Some(failed)),
     };
     let _ = stop.send(true);
     for w in workers {
         let _ = w.await;
     }
     adm.await.map_err(std::io::Error::other)??;
+    if let Some(failed) = failure {
+        return Err(std::io::Error::other(failed));
+    }
     if stopped_early {
         let pending = rt.pending().await.unwrap_or_default();
         if pending > 0 {
@@ -324,15 +362,31 @@ pub async fn serve(
     admin: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let workers = rt.spawn_workers(shutdown.clone());
+    // The workers and servers stop on `shutdown`, or when a supervised task fails.
+    let (stop, stopping) = watch::channel(false);
+    let workers = rt.spawn_workers(stopping.clone());
     let until = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let web = axum::serve(webhooks, rt.webhook_router()).with_graceful_shutdown(until(shutdown.clone()));
-    let adm = axum::serve(admin, rt.admin_router()).with_graceful_shutdown(until(shutdown.clone()));
-    let (a, b) = tokio::join!(web, adm);
+    let web = axum::serve(webhooks, rt.webhook_router()).with_graceful_shutdown(until(stopping.clone()));
+    let adm = axum::serve(admin, rt.admin_router()).with_graceful_shutdown(until(stopping.clone()));
+    let watch_stop = async {
+        let failure = tokio::select! {
+            () = until(shutdown) => None,
+            failed = rt.supervisor.failed() => Some(failed),
+        };
+        let _ = stop.send(true);
+        failure
+    };
+    let (a, b, failure) = tokio::join!(web, adm, watch_stop);
     for w in workers {
         let _ = w.await;
     }
-    a.and(b)
+    match failure {
+        Some(failed) => Err(std::io::Error::other(failed)),
+        None => a.and(b),
+    }
 }
+
+#[cfg(test)]
+mod supervision_tests;

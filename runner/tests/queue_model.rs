@@ -3,16 +3,29 @@
 //! deliver-reject and crash-and-reopen, compared after every step with a plain in-memory
 //! model. Properties: nothing acknowledged is lost, nothing acknowledged is delivered
 //! twice, and within an ordering key items come out in arrival order.
+//!
+//! Every queue backend runs through the same model: add a backend to [`BACKENDS`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+};
 
 use entrepot::queue::{
-    Accepted, DeadLetter, DeadLetterReason, DeliveryItem, Envelope, PrepareOutcome, Prepared, Queue,
+    Accepted, DeadLetter, DeadLetterReason, DeliveryItem, Envelope, PrepareOutcome, Prepared, Queue, RedbQueue,
 };
 use proptest::prelude::*;
 
 const FLOW: &str = "f";
+const TARGET: &str = "erp";
 const FAR: i64 = i64::MAX / 2;
+
+/// How a backend opens its queue in a directory; opened again after a crash, it must
+/// find everything committed before.
+type Open = fn(&Path) -> Queue;
+
+/// Every queue backend, by name.
+const BACKENDS: &[(&str, Open)] = &[("redb", |dir| RedbQueue::open(&dir.join("queue.redb")).unwrap())];
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -83,10 +96,9 @@ fn lane_heads(outbox: &[(u64, u8)]) -> Vec<(u64, u8)> {
     v
 }
 
-fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+fn run(open: Open, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("queue.redb");
-    let mut q = Queue::open(&path).unwrap();
+    let mut q = open(dir.path());
     let mut m = Model::default();
     for op in ops {
         match op {
@@ -116,7 +128,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         key_expires_ms: FAR,
                         items: vec![DeliveryItem {
                             envelope: env,
-                            target: 0,
+                            target: TARGET.into(),
                             idempotency_key: format!("i{id}"),
                             ordering_key: Some(key(id)),
                             version: None,
@@ -145,17 +157,18 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 m.outbox.retain(|(s, _)| *s != seq);
                 if matches!(op, Op::Deliver(_)) {
                     prop_assert!(!m.delivered.contains(&id), "record {} delivered twice", id);
-                    q.delivered(FLOW, 0, seq).unwrap();
+                    q.delivered(FLOW, TARGET, seq).unwrap();
                     m.delivered.push(id);
                 } else {
-                    let item = q.outbox(FLOW, 0, usize::MAX).unwrap().into_iter().find(|(s, _)| *s == seq).unwrap().1;
-                    q.dead_letter(FLOW, 0, seq, &dead(item.envelope)).unwrap();
+                    let item =
+                        q.outbox(FLOW, TARGET, usize::MAX).unwrap().into_iter().find(|(s, _)| *s == seq).unwrap().1;
+                    q.dead_letter(FLOW, TARGET, seq, &dead(item.envelope)).unwrap();
                     m.dead += 1;
                 }
             }
             Op::Crash => {
                 drop(q);
-                q = Queue::open(&path).unwrap();
+                q = open(dir.path());
             }
         }
         // The store agrees with the model after every step.
@@ -163,7 +176,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             q.inbox(FLOW, usize::MAX).unwrap().into_iter().map(|(s, e)| (s, record_id(&e.payload))).collect();
         prop_assert_eq!(&inbox, &m.inbox);
         let outbox: Vec<(u64, u8)> = q
-            .outbox(FLOW, 0, usize::MAX)
+            .outbox(FLOW, TARGET, usize::MAX)
             .unwrap()
             .into_iter()
             .map(|(s, i)| (s, record_id(&i.envelope.payload)))
@@ -195,7 +208,9 @@ fn dead(envelope: Envelope) -> DeadLetter {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
     #[test]
-    fn the_queue_matches_the_model(ops in proptest::collection::vec(op(), 1..60)) {
-        run(ops)?;
+    fn every_backend_matches_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+        for (name, open) in BACKENDS {
+            run(*open, ops.clone()).map_err(|e| TestCaseError::fail(format!("backend {name}: {e}")))?;
+        }
     }
 }

@@ -201,6 +201,12 @@ pub const REFUSED: &[(&str, &str, &str)] = &[
     ),
     (
         "SyncFlow",
+        "{source: {connectorRef: s, entity: e, trigger: {webhook: {}}}, \
+          targets: [{connectorRef: erp, entity: x}, {name: wms, connectorRef: wms, entity: y}, {connectorRef: erp, entity: z}]}",
+        "two targets have the same name (a target's name defaults to its connectorRef): give each a unique name",
+    ),
+    (
+        "SyncFlow",
         "{source: {connectorRef: s, entity: e, trigger: {file: {directory: /in, format: csv, processedDirectory: /in}}}, \
           targets: [{connectorRef: erp, entity: x}]}",
         "processedDirectory must differ from directory",

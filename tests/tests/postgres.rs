@@ -295,7 +295,7 @@ fn warehouse_item(n: usize, email: &str) -> entrepot::queue::DeliveryItem {
             payload: Vec::new(),
             replay: None,
         },
-        target: 0,
+        target: "warehouse-db".into(),
         idempotency_key: format!("batch:{n}"),
         ordering_key: Some(format!("batch:{n}")),
         version: None,

@@ -40,6 +40,11 @@ use super::{Duration, TargetSpec};
         "message": "an upsert is sent to <path>/<ordering key>: set spec.delivery.orderingKey",
         "fieldPath": ".delivery",
         "reason": "FieldValueRequired"
+    },
+    {
+        "rule": "self.targets.all(t, self.targets.exists_one(u, (has(u.name) ? u.name : u.connectorRef) == (has(t.name) ? t.name : t.connectorRef)))",
+        "message": "two targets have the same name (a target's name defaults to its connectorRef): give each a unique name",
+        "fieldPath": ".targets", "reason": "FieldValueDuplicate"
     }
 ]))]
 pub struct SyncFlowSpec {

@@ -8,7 +8,17 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TargetSpec {
+    /// The target's name within the flow, what queued records and dead letters name it
+    /// by (so reordering `targets` never sends a queued record to another system).
+    /// Defaults to `connectorRef`; set it when two targets share a Connector. Unique
+    /// within the flow. Renaming a target while records are queued for it strands them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub name: Option<String>,
     /// The Connector (same namespace) records are sent to.
+    // The bound (a Kubernetes object name's) keeps the CEL rule over target names within
+    // the API server's cost budget.
+    #[schemars(length(max = 253))]
     pub connector_ref: String,
     /// The target system's entity, e.g. `salesOrder`.
     pub entity: String,
@@ -43,6 +53,13 @@ pub struct TargetSpec {
     /// `INSERT ... ON CONFLICT (key) DO UPDATE`, `create` a plain `INSERT`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<TableSpec>,
+}
+
+impl TargetSpec {
+    /// The target's name: `name`, or else `connectorRef`.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.connector_ref)
+    }
 }
 
 /// A GraphQL mutation a target sends.

@@ -54,17 +54,21 @@ pub fn desired_status(
     let (tests, ready) = match verdict {
         Verdict::Unreadable(error) => (
             None,
-            Err(("InvalidSpec", format!("Mapping {name}: the spec cannot be read: {error}; fix the field it names"))),
+            Err((
+                Reason::InvalidSpec,
+                format!("Mapping {name}: the spec cannot be read: {error}; fix the field it names"),
+            )),
         ),
-        Verdict::CompileFailed(error) => {
-            (None, Err(("CompileFailed", format!("Mapping {name}: spec.program: {}", cut(error, MAX_IN_MESSAGE)))))
-        }
+        Verdict::CompileFailed(error) => (
+            None,
+            Err((Reason::CompileFailed, format!("Mapping {name}: spec.program: {}", cut(error, MAX_IN_MESSAGE)))),
+        ),
         Verdict::Tested(report) => {
             let tests = tests_status(report);
             let ready = match report.failures.first() {
                 None => Ok(format!("the program compiles and {}", tests.summary)),
                 Some(first) => Err((
-                    "TestsFailing",
+                    Reason::TestsFailing,
                     format!(
                         "Mapping {name}: {}; first failing test `{}`: {}",
                         tests.summary,
@@ -78,9 +82,12 @@ pub fn desired_status(
     };
     let desired = match ready {
         Ok(message) => {
-            [Desired::yes(READY, "TestsPassed", message.clone()), Desired::no(STALLED, "TestsPassed", message)]
+            let passed = Reason::TestsPassed.as_str();
+            [Desired::yes(READY, passed, message.clone()), Desired::no(STALLED, passed, message)]
         }
-        Err((reason, message)) => [Desired::no(READY, reason, message.clone()), Desired::yes(STALLED, reason, message)],
+        Err((reason, message)) => {
+            [Desired::no(READY, reason.as_str(), message.clone()), Desired::yes(STALLED, reason.as_str(), message)]
+        }
     };
     used_by.sort();
     used_by.dedup();
@@ -106,13 +113,40 @@ fn tests_status(report: &TestReport) -> MappingTestsStatus {
     }
 }
 
-/// The reasons of a Ready=False that the SyncFlows using the Mapping are stopped by.
-const FAILING: [&str; 2] = ["CompileFailed", "TestsFailing"];
+/// Why a Mapping is, or is not, `Ready` (the condition's `reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// The program compiles and its tests pass.
+    TestsPassed,
+    /// The program does not compile.
+    CompileFailed,
+    /// A declared test fails.
+    TestsFailing,
+    /// The spec cannot be read as a Mapping.
+    InvalidSpec,
+}
+
+impl Reason {
+    /// The reasons of a Ready=False that the SyncFlows using the Mapping are stopped by.
+    pub const FAILING: [Self; 2] = [Self::CompileFailed, Self::TestsFailing];
+
+    /// The condition reason as written in the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TestsPassed => "TestsPassed",
+            Self::CompileFailed => "CompileFailed",
+            Self::TestsFailing => "TestsFailing",
+            Self::InvalidSpec => "InvalidSpec",
+        }
+    }
+}
 
 /// The Events to publish on the Mapping when its status goes from `previous` to
 /// `next`: when it starts failing (or fails another way) and when it passes again.
 pub fn notices(previous: &[Condition], next: &[Condition]) -> Vec<Notice> {
-    let failing = FAILING.iter().find_map(|reason| conditions::entered(previous, next, READY, Status::False, reason));
+    let failing = Reason::FAILING
+        .iter()
+        .find_map(|reason| conditions::entered(previous, next, READY, Status::False, reason.as_str()));
     if let Some(c) = failing {
         return vec![Notice {
             warning: true,
@@ -121,8 +155,10 @@ pub fn notices(previous: &[Condition], next: &[Condition]) -> Vec<Notice> {
             note: format!("mapping tests failed: {}", c.message),
         }];
     }
-    let was_failing = conditions::find(previous, READY).is_some_and(|c| FAILING.contains(&c.reason.as_str()));
-    if was_failing && let Some(c) = conditions::entered(previous, next, READY, Status::True, "TestsPassed") {
+    let was_failing =
+        conditions::find(previous, READY).is_some_and(|c| Reason::FAILING.iter().any(|r| r.as_str() == c.reason));
+    let passed = Reason::TestsPassed.as_str();
+    if was_failing && let Some(c) = conditions::entered(previous, next, READY, Status::True, passed) {
         return vec![Notice {
             warning: false,
             reason: "MappingTestsPassing",

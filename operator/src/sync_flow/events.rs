@@ -2,6 +2,7 @@
 //! runner rolled to a new configuration, a target refuses the credentials, the backlog
 //! went over its freshness budget, the flow stalled (and why), the flow recovered.
 
+use super::reason::Reason;
 use crate::{
     events::Notice,
     resources::{
@@ -35,28 +36,21 @@ pub fn transitions(previous: &SyncFlowStatus, status: &SyncFlowStatus) -> Vec<No
     if let Some((now_status, reason, message)) = ready(status)
         && ready(previous).map(|(s, r, _)| (s, r)) != Some((now_status.clone(), reason.clone()))
     {
-        match (now_status.as_str(), reason.as_str()) {
+        match (now_status.as_str(), Reason::parse(&reason)) {
             ("True", _) if previous.conditions.iter().any(|c| c.type_ == READY) => {
                 events.push(notice(false, "Ready", message));
             }
-            ("False", "RunnerNotAvailable" | "Suspended") | ("True", _) => {}
-            ("False", _) => events.push(notice(true, warning_reason(&reason), message)),
+            ("False", Some(known)) => {
+                if let Some(warning) = known.warning() {
+                    events.push(notice(true, warning, message));
+                }
+            }
+            // A reason this operator does not write: the spec is what is left to blame.
+            ("False", None) => events.push(notice(true, Reason::InvalidSpec.as_str(), message)),
             _ => {}
         }
     }
     events
-}
-
-/// Event reasons are a fixed set (they are matched on), whatever the condition says.
-fn warning_reason(reason: &str) -> &'static str {
-    match reason {
-        "TargetAuthFailing" => "TargetAuthFailing",
-        "BacklogOverBudget" => "BacklogOverBudget",
-        "MappingTestsFailing" => "MappingTestsFailing",
-        "ConnectorNotFound" => "ConnectorNotFound",
-        "MappingNotFound" => "MappingNotFound",
-        _ => "InvalidSpec",
-    }
 }
 
 fn short(checksum: &str) -> &str {

@@ -12,6 +12,7 @@ pub mod build;
 pub(crate) mod dereference;
 pub mod events;
 pub mod names;
+pub mod reason;
 pub mod runner_status;
 pub mod status;
 pub mod validate;

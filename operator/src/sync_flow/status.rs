@@ -13,7 +13,7 @@ use k8s_openapi::{
     jiff::{Timestamp, TimestampRound, Unit},
 };
 
-use super::{runner_status::RunnerReport, validate::Invalid};
+use super::{reason::Reason, runner_status::RunnerReport, validate::Invalid};
 use crate::resources::{
     BacklogStatus, ConnectorReport, RunnerStatus, SyncFlowStatus, TargetReport, ThroughputStatus,
     conditions::{self, Desired, READY, RECONCILING, STALLED, settled},
@@ -107,7 +107,7 @@ pub fn desired_status(
     let mut status = previous.clone();
     status.observed_generation = generation;
     let desired = match outcome {
-        Outcome::Stalled(invalid) => conditions::stalled(invalid.reason(), invalid.to_string()),
+        Outcome::Stalled(invalid) => conditions::stalled(invalid.reason().as_str(), invalid.to_string()),
         Outcome::Scheduled { workload, checksum, suspended, last_schedule } => {
             status.runner = Some(RunnerStatus {
                 workload: workload.clone(),
@@ -119,11 +119,11 @@ pub fn desired_status(
             let resolved = resolved();
             if *suspended {
                 let message = format!("spec.suspend is true: {workload} starts no run; its queue is kept");
-                with(settled(false, "Suspended", message), resolved)
+                with(settled(false, Reason::Suspended.as_str(), message), resolved)
             } else {
                 let last = last_schedule.map_or("no run yet".to_string(), |t| format!("last run started {t}"));
                 let message = format!("{workload} runs the flow on its schedule; {last}");
-                with(settled(true, "Scheduled", message), resolved)
+                with(settled(true, Reason::Scheduled.as_str(), message), resolved)
             }
         }
         Outcome::Applied { workload, checksum, rollout, suspended, report } => {
@@ -143,7 +143,7 @@ pub fn desired_status(
             );
             if *suspended {
                 let message = format!("spec.suspend is true: {workload} is scaled to zero; its queue is kept");
-                with(settled(false, "Suspended", message), resolved)
+                with(settled(false, Reason::Suspended.as_str(), message), resolved)
             } else if !rollout.is_complete() {
                 let waiting = if rollout.observed {
                     counts
@@ -151,16 +151,16 @@ pub fn desired_status(
                     format!("runner {workload}: the StatefulSet controller has not yet seen the new spec")
                 };
                 vec![
-                    Desired::no(READY, "RunnerNotAvailable", waiting.clone()),
-                    Desired::yes(RECONCILING, "RunnerNotAvailable", waiting),
+                    Desired::no(READY, Reason::RunnerNotAvailable.as_str(), waiting.clone()),
+                    Desired::yes(RECONCILING, Reason::RunnerNotAvailable.as_str(), waiting),
                     resolved,
                 ]
             } else if let Some(message) = auth_failing(&status.connectors, report.as_deref()) {
-                with(settled(false, "TargetAuthFailing", message), resolved)
+                with(settled(false, Reason::TargetAuthFailing.as_str(), message), resolved)
             } else if let Some(message) = over_budget(status.backlog.as_ref(), budget, &status.targets) {
-                with(settled(false, "BacklogOverBudget", message), resolved)
+                with(settled(false, Reason::BacklogOverBudget.as_str(), message), resolved)
             } else {
-                with(settled(true, "RunnerAvailable", counts), resolved)
+                with(settled(true, Reason::RunnerAvailable.as_str(), counts), resolved)
             }
         }
     };

@@ -9,7 +9,7 @@ use entrepot_api::{
     resource::{MappingSpec, SecretKeySelector, SyncFlowSpec},
 };
 
-use super::names::RUNNER_SUFFIX;
+use super::{names::RUNNER_SUFFIX, reason::Reason};
 
 /// The Connectors and Mappings a SyncFlow references, as read from its namespace: a
 /// name is absent when the object does not exist, and maps to an error text when the
@@ -94,13 +94,13 @@ pub enum Invalid {
 impl Invalid {
     /// The condition reason: `ConnectorNotFound`, `MappingNotFound`, `MappingInvalid`,
     /// `MappingTestsFailing` or `InvalidSpec`.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::Resolve(ResolveError::ConnectorNotFound { .. }) => "ConnectorNotFound",
-            Self::Resolve(ResolveError::MappingNotFound { .. }) => "MappingNotFound",
-            Self::MappingDoesNotCompile { .. } => "MappingInvalid",
-            Self::MappingTestsFailing { .. } => "MappingTestsFailing",
-            _ => "InvalidSpec",
+            Self::Resolve(ResolveError::ConnectorNotFound { .. }) => Reason::ConnectorNotFound,
+            Self::Resolve(ResolveError::MappingNotFound { .. }) => Reason::MappingNotFound,
+            Self::MappingDoesNotCompile { .. } => Reason::MappingInvalid,
+            Self::MappingTestsFailing { .. } => Reason::MappingTestsFailing,
+            _ => Reason::InvalidSpec,
         }
     }
 
@@ -344,7 +344,7 @@ mod tests {
         let mut refs = refs_of(&f);
         refs.connectors.remove("erp");
         let err = validate("orders", "retail", &f.flow().spec, &refs).unwrap_err();
-        assert_eq!(err.reason(), "ConnectorNotFound");
+        assert_eq!(err.reason(), Reason::ConnectorNotFound);
         assert!(err.is_missing_reference());
         assert!(err.to_string().contains("spec.targets[0].connectorRef"), "{err}");
     }
@@ -355,7 +355,7 @@ mod tests {
         let mut refs = refs_of(&f);
         refs.mappings.remove("canonical-to-erp");
         let err = validate("orders", "retail", &f.flow().spec, &refs).unwrap_err();
-        assert_eq!(err.reason(), "MappingNotFound");
+        assert_eq!(err.reason(), Reason::MappingNotFound);
         assert!(err.to_string().contains("spec.targets[0].mappingRef"), "{err}");
     }
 
@@ -365,7 +365,7 @@ mod tests {
         let mut refs = refs_of(&f);
         refs.connectors.insert("erp".into(), Err("spec.type: unknown variant `sap`".into()));
         let err = validate("orders", "retail", &f.flow().spec, &refs).unwrap_err();
-        assert_eq!(err.reason(), "InvalidSpec");
+        assert_eq!(err.reason(), Reason::InvalidSpec);
         assert!(!err.is_missing_reference());
         assert!(err.to_string().contains("Connector `erp` cannot be read"), "{err}");
     }
@@ -378,7 +378,7 @@ mod tests {
             m.program = fixtures::canonical_program("0");
         }
         let err = validate("orders", "retail", &f.flow().spec, &refs).unwrap_err();
-        assert_eq!(err.reason(), "MappingTestsFailing");
+        assert_eq!(err.reason(), Reason::MappingTestsFailing);
         assert!(!err.is_missing_reference());
         let message = err.to_string();
         assert!(message.contains("Mapping `shopify-order-to-canonical` fails 1 of its tests"), "{message}");
@@ -393,7 +393,7 @@ mod tests {
             m.program = "{externalId: .orderId,".into();
         }
         let err = validate("orders", "retail", &f.flow().spec, &refs).unwrap_err();
-        assert_eq!(err.reason(), "MappingInvalid");
+        assert_eq!(err.reason(), Reason::MappingInvalid);
         assert!(err.to_string().contains("Mapping `canonical-to-erp` does not compile"), "{err}");
     }
 
@@ -405,7 +405,7 @@ mod tests {
             shop.webhook = None;
         }
         let err = validate("orders", "retail", &f.flow().spec, &refs).unwrap_err();
-        assert_eq!(err.reason(), "InvalidSpec");
+        assert_eq!(err.reason(), Reason::InvalidSpec);
     }
 
     #[test]

@@ -147,7 +147,7 @@ fn item(ordering_key: &str, body: serde_json::Value) -> DeliveryItem {
             payload: Vec::new(),
             replay: None,
         },
-        target: 0,
+        target: "erp".into(),
         idempotency_key: "key-1".into(),
         ordering_key: Some(ordering_key.into()),
         version: None,

@@ -114,8 +114,9 @@ impl Worker {
         if self.lanes.len() >= MAX_HELD {
             return false;
         }
-        let (name, index, after) = (self.name().to_string(), self.index as u32, self.loaded_up_to);
-        let batch = w.queue.off_thread(move |q| q.outbox_after(&name, index, after, LOAD_BATCH)).await;
+        let (name, target_name, after) =
+            (self.name().to_string(), self.flow.targets[self.index].name.clone(), self.loaded_up_to);
+        let batch = w.queue.off_thread(move |q| q.outbox_after(&name, &target_name, after, LOAD_BATCH)).await;
         match batch {
             Ok(batch) => {
                 let full = batch.len() == LOAD_BATCH;
@@ -150,13 +151,13 @@ impl Worker {
                 (*seq, item.ordering_key.clone().zip(item.version.clone()))
             })
             .collect();
-        let (name, index) = (self.name().to_string(), self.index as u32);
+        let (name, target_name) = (self.name().to_string(), self.flow.targets[self.index].name.clone());
         let acked = w
             .queue
             .off_thread(move |q| {
                 let batch: Vec<(u64, Option<(&str, &str)>)> =
                     items.iter().map(|(seq, v)| (*seq, v.as_ref().map(|(k, v)| (k.as_str(), v.as_str())))).collect();
-                q.delivered_batch(&name, index, &batch)
+                q.delivered_batch(&name, &target_name, &batch)
             })
             .await;
         if let Err(e) = acked {
@@ -174,8 +175,8 @@ impl Worker {
     async fn dispatch(&mut self, slot: Slot, in_flight: &mut JoinSet<(u64, Answer)>, w: &Workers) {
         let Some((key, seq)) = self.lanes.next() else { return };
         if self.is_stale(seq, w).await {
-            let (name, index) = (self.name().to_string(), self.index as u32);
-            let dropped = w.queue.off_thread(move |q| q.drop_stale(&name, index, seq)).await;
+            let (name, target_name) = (self.name().to_string(), self.flow.targets[self.index].name.clone());
+            let dropped = w.queue.off_thread(move |q| q.drop_stale(&name, &target_name, seq)).await;
             if let Err(e) = dropped {
                 warn!(flow = %self.name(), error = %e, "cannot drop a stale record; will try again");
                 self.lanes.release(&key);
@@ -215,8 +216,8 @@ impl Worker {
         {
             return true;
         }
-        let (name, index) = (self.name().to_string(), self.index as u32);
-        let last = w.queue.off_thread(move |q| q.last_version(&name, index, &key)).await;
+        let (name, target_name) = (self.name().to_string(), self.flow.targets[self.index].name.clone());
+        let last = w.queue.off_thread(move |q| q.last_version(&name, &target_name, &key)).await;
         matches!(last, Ok(Some(last)) if compare_versions(&version, &last) == std::cmp::Ordering::Less)
     }
 
@@ -299,11 +300,11 @@ impl Worker {
             }
             Settlement::DeadLetter(give_up) => give_up,
         };
-        let dead = dead_letter(head, self.index as u32, give_up.clone(), status, answer);
+        let dead = dead_letter(head, target.name.clone(), give_up.clone(), status, answer);
         let correlation_id = head.item.envelope.correlation_id.clone();
         let key = head.key.clone();
-        let (flow_name, index) = (name.clone(), self.index as u32);
-        let stored = w.queue.off_thread(move |q| q.dead_letter(&flow_name, index, seq, &dead)).await;
+        let (flow_name, target_name) = (name.clone(), self.flow.targets[self.index].name.clone());
+        let stored = w.queue.off_thread(move |q| q.dead_letter(&flow_name, &target_name, seq, &dead)).await;
         match stored {
             Ok(id) => {
                 w.metrics.dead_lettered.with_label_values(&[&name, give_up.reason.as_str()]).inc();
@@ -359,12 +360,12 @@ fn decide(verdict: &Verdict, attempts: u32, policy: &RetrySpec, now: Instant) ->
     }
 }
 
-/// The dead letter of the item `head` of target `index`, given up on as `give_up` after
-/// an answer with `status` (its body kept when it has one).
-fn dead_letter(head: &Head, index: u32, give_up: GiveUp, status: Option<u16>, answer: &Answer) -> DeadLetter {
+/// The dead letter of the item `head` of the target named `target`, given up on as
+/// `give_up` after an answer with `status` (its body kept when it has one).
+fn dead_letter(head: &Head, target: String, give_up: GiveUp, status: Option<u16>, answer: &Answer) -> DeadLetter {
     DeadLetter {
         envelope: head.item.envelope.clone(),
-        target: Some(index),
+        target: Some(target),
         reason: give_up.reason,
         message: give_up.message,
         status,

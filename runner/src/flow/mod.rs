@@ -11,7 +11,10 @@ pub use refetch::{Refetched, Refetcher};
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use tokio::sync::{Notify, watch};
+use tokio::{
+    sync::{Notify, watch},
+    task::JoinHandle,
+};
 
 pub use deliver::run_delivery;
 pub use prepare::run_prepare;
@@ -27,9 +30,13 @@ use crate::{
     quota::Quota,
     secrets::{MissingSecret, Secrets},
     sink::{Sink, TargetCounters, TargetError},
-    source::poll::{PollSource, Poller},
+    source::poll::PollSource,
     spec::{ConnectorType, SignatureScheme},
+    supervisor::{Lifetime, Supervisor},
 };
+
+/// A task a flow runs.
+type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// A flow cannot be started.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +100,9 @@ pub enum FlowError {
 /// One target with its mapping.
 #[derive(Debug)]
 pub struct FlowTarget {
+    /// Its name (`spec.targets[].name`, or else its Connector's): what its queued
+    /// records name it by.
+    pub name: String,
     /// Where items go.
     pub sink: Sink,
     /// Canonical record → this target's payload.
@@ -145,6 +155,9 @@ pub struct Flow {
     pub max_pending: Option<u64>,
     /// Wakes the prepare worker.
     pub wake: Notify,
+    /// Tests set it to make the prepare worker panic: a real worker dying.
+    #[cfg(test)]
+    pub(crate) fail_prepare: std::sync::atomic::AtomicBool,
 }
 
 impl Flow {
@@ -209,7 +222,14 @@ impl Flow {
             };
             let quota =
                 Arc::new(Quota::new(sink.limits(config.connector(&spec.connector_ref).limits.as_ref()).as_ref()));
-            targets.push(FlowTarget { sink, mapping, quota, counters: TargetCounters::default(), wake: Notify::new() });
+            targets.push(FlowTarget {
+                name: spec.name().to_string(),
+                sink,
+                mapping,
+                quota,
+                counters: TargetCounters::default(),
+                wake: Notify::new(),
+            });
         }
         let source = config.connector(&config.spec.source.connector_ref);
         let signature = match (&config.spec.source.trigger.webhook, &source.webhook) {
@@ -282,6 +302,8 @@ impl Flow {
             connectors,
             max_pending: Some(max_pending),
             wake: Notify::new(),
+            #[cfg(test)]
+            fail_prepare: Default::default(),
         })
     }
 
@@ -324,15 +346,6 @@ pub struct Workers {
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// A flow's running tasks.
-pub struct Spawned {
-    /// The source: the poller or the file source (none for a webhook source, which the
-    /// runtime's router serves).
-    pub sources: Vec<tokio::task::JoinHandle<()>>,
-    /// The prepare worker and one delivery worker per target.
-    pub workers: Vec<tokio::task::JoinHandle<()>>,
-}
-
 /// How sources run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SourceMode {
@@ -344,20 +357,17 @@ pub enum SourceMode {
     Once,
 }
 
-/// Starts the prepare worker, one delivery worker per target and the flow's source: the
-/// poller for a poll trigger, the file source for a file trigger.
-pub fn spawn(flow: Arc<Flow>, workers: &Workers, mode: SourceMode) -> Spawned {
-    let mut spawned =
-        Spawned { sources: Vec::new(), workers: vec![tokio::spawn(run_prepare(flow.clone(), workers.clone()))] };
-    if let Some(trigger) = flow.config.spec.source.trigger.file.clone() {
-        spawned.sources.push(tokio::spawn(crate::source::file::run(flow.clone(), trigger, workers.clone(), mode)));
-    }
-    for index in 0..flow.targets.len() {
-        spawned.workers.push(tokio::spawn(run_delivery(flow.clone(), index, workers.clone())));
-    }
-    let max_pending = flow.max_pending;
-    if let Some(poller) = Poller::new(flow, workers.queue.clone(), workers.metrics.clone(), max_pending) {
-        spawned.sources.push(tokio::spawn(poller.run(workers.shutdown.clone(), mode)));
+/// Starts the prepare worker and one delivery worker per target, each supervised. (The
+/// flow's source is started by the runtime: sources depend on flows, not the reverse.)
+pub fn spawn(flow: Arc<Flow>, workers: &Workers, supervisor: &Supervisor) -> Vec<JoinHandle<()>> {
+    let name = flow.name();
+    let supervised = |worker: &str, task| {
+        supervisor.spawn(Some(name), worker, Lifetime::UntilShutdown, workers.shutdown.clone(), task)
+    };
+    let mut spawned = vec![supervised("prepare", Box::pin(run_prepare(flow.clone(), workers.clone())) as Task)];
+    for (index, target) in flow.targets.iter().enumerate() {
+        let delivery = run_delivery(flow.clone(), index, workers.clone());
+        spawned.push(supervised(&format!("delivery to target {}", target.name), Box::pin(delivery)));
     }
     spawned
 }

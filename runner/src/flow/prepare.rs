@@ -21,6 +21,10 @@ const IDLE: Duration = Duration::from_secs(1);
 pub async fn run_prepare(flow: Arc<Flow>, mut w: Workers) {
     let name = flow.name().to_string();
     loop {
+        #[cfg(test)]
+        if flow.fail_prepare.load(std::sync::atomic::Ordering::SeqCst) {
+            panic!("test hook: the prepare worker of {name} fails");
+        }
         let batch = {
             let name = name.clone();
             w.queue.off_thread(move |q| q.inbox(&name, BATCH)).await
@@ -214,13 +218,13 @@ fn deliveries(flow: &Flow, envelope: &Envelope, canonical: Val) -> Result<Prepar
     // flow's other targets already have it.
     debug!(ordering_key = ordering_key.as_deref().unwrap_or(""), version = version.as_deref().unwrap_or(""),
            idempotency_key = %idempotency_key, "mapped");
-    let only = envelope.replay.as_ref().and_then(|r| r.target);
-    if let Some(t) = only.filter(|t| *t as usize >= flow.targets.len()) {
-        return Err(format!("replayed for spec.targets[{t}], which the flow no longer has: discard this dead letter"));
+    let only = envelope.replay.as_ref().and_then(|r| r.target.as_deref());
+    if let Some(t) = only.filter(|t| !flow.targets.iter().any(|target| target.name == *t)) {
+        return Err(format!("replayed for target `{t}`, which the flow no longer has: discard this dead letter"));
     }
     let mut items = Vec::with_capacity(flow.targets.len());
     for (index, (target, target_spec)) in flow.targets.iter().zip(&spec.targets).enumerate() {
-        if only.is_some_and(|t| t as usize != index) {
+        if only.is_some_and(|t| t != target.name) {
             continue;
         }
         let record = match &target_spec.availability {
@@ -237,7 +241,7 @@ fn deliveries(flow: &Flow, envelope: &Envelope, canonical: Val) -> Result<Prepar
         };
         items.push(DeliveryItem {
             envelope: envelope.clone(),
-            target: index as u32,
+            target: target.name.clone(),
             idempotency_key: idempotency_key.clone(),
             ordering_key: ordering_key.clone(),
             version: version.clone(),

@@ -43,10 +43,10 @@ pub struct Replay {
     pub dead_letter_id: Option<u64>,
     /// Times the record has been replayed, this one included.
     pub count: u32,
-    /// The one target it goes to again, when it failed at a target (the flow's other
-    /// targets already have it); `None`: every target.
+    /// The name of the one target it goes to again, when it failed at a target (the
+    /// flow's other targets already have it); `None`: every target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<u32>,
+    pub target: Option<String>,
     /// Who asked for it (`cli`, `admin API`, ...).
     pub requested_by: String,
     /// When it was replayed, in Unix milliseconds.
@@ -62,9 +62,9 @@ pub struct Replay {
 pub struct PastFailure {
     /// The dead letter's id then.
     pub dead_letter_id: u64,
-    /// The target it failed at.
+    /// The name of the target it failed at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<u32>,
+    pub target: Option<String>,
     /// The category.
     pub reason: DeadLetterReason,
     /// The message.
@@ -88,8 +88,9 @@ pub struct PastFailure {
 pub struct DeliveryItem {
     /// The envelope it came from.
     pub envelope: Envelope,
-    /// The target's index in the flow's `spec.targets`.
-    pub target: u32,
+    /// The target's name (`spec.targets[].name`): stable when the flow's targets are
+    /// reordered, unlike their positions.
+    pub target: String,
     /// The idempotency key, also sent to the target.
     pub idempotency_key: String,
     /// The ordering key, when the flow declares one.
@@ -206,9 +207,9 @@ pub struct Attempt {
 pub struct DeadLetter {
     /// The envelope as accepted from the source (replay starts from it).
     pub envelope: Envelope,
-    /// The target it failed at, when it got that far.
+    /// The name of the target it failed at, when it got that far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<u32>,
+    pub target: Option<String>,
     /// The category.
     pub reason: DeadLetterReason,
     /// A message a human can act on.
@@ -231,7 +232,7 @@ impl DeadLetter {
     pub fn as_past_failure(&self, id: u64) -> PastFailure {
         PastFailure {
             dead_letter_id: id,
-            target: self.target,
+            target: self.target.clone(),
             reason: self.reason,
             message: self.message.clone(),
             status: self.status,

@@ -21,8 +21,9 @@ pub struct Selection {
     /// Of this reason (`mapping`, `rejected`, `retries_exhausted`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<DeadLetterReason>,
-    /// Failed at this target: its index in `spec.targets`, or (asked of a running runner)
-    /// its Connector's name.
+    /// Failed at this target: its name (`spec.targets[].name`, by default its
+    /// Connector's), or (asked of a running runner) its index in `spec.targets` or its
+    /// Connector's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// Dead-lettered at or after: an RFC 3339 time, a date, or a duration ago (`2h`).
@@ -155,7 +156,8 @@ pub struct DeadLetterFilter {
     pub flow: Option<String>,
     /// Only this reason.
     pub reason: Option<DeadLetterReason>,
-    /// Only this target: an index, or a Connector name when `carried` knows the names.
+    /// Only this target: its name, or an index or a Connector name when `carried` knows
+    /// the flow's targets.
     pub target: Option<String>,
     /// Dead-lettered at or after (Unix ms).
     pub since_ms: Option<i64>,
@@ -167,22 +169,25 @@ pub struct DeadLetterFilter {
     pub after: Option<u64>,
     /// At most this many.
     pub limit: Option<usize>,
-    /// The flows a running runner carries, each with its targets' Connector names in
-    /// `spec.targets` order. When set, dead letters of other flows are left alone (no
-    /// worker would take a replay of them) and `target` may name a Connector.
-    pub carried: Option<BTreeMap<String, Vec<String>>>,
+    /// The flows a running runner carries, each with its targets in `spec.targets`
+    /// order, as (name, Connector name). When set, dead letters of other flows are left
+    /// alone (no worker would take a replay of them) and `target` may give a target's
+    /// index or Connector.
+    pub carried: Option<BTreeMap<String, Vec<(String, String)>>>,
 }
 
 impl DeadLetterFilter {
     /// Restricts the filter to the flows a runner carries.
-    pub fn within(mut self, carried: BTreeMap<String, Vec<String>>) -> Self {
+    pub fn within(mut self, carried: BTreeMap<String, Vec<(String, String)>>) -> Self {
         self.carried = Some(carried);
         self
     }
 
-    /// The Connector name of target `index` of `flow`, when known.
-    pub fn connector(&self, flow: &str, index: u32) -> Option<&str> {
-        self.carried.as_ref()?.get(flow)?.get(index as usize).map(String::as_str)
+    /// The index in `spec.targets` and the Connector name of target `name` of `flow`,
+    /// when known.
+    pub fn connector(&self, flow: &str, name: &str) -> Option<(usize, &str)> {
+        let targets = self.carried.as_ref()?.get(flow)?;
+        targets.iter().position(|(n, _)| n == name).map(|i| (i, targets[i].1.as_str()))
     }
 
     /// Whether dead letter `id` of `flow` is selected (`after` and `limit` aside: they
@@ -196,9 +201,12 @@ impl DeadLetterFilter {
                 .any(|field| field.to_lowercase().contains(text))
         };
         let target_matches = |wanted: &str| {
-            letter
-                .target
-                .is_some_and(|index| wanted == index.to_string() || self.connector(flow, index) == Some(wanted))
+            letter.target.as_deref().is_some_and(|name| {
+                wanted == name
+                    || self
+                        .connector(flow, name)
+                        .is_some_and(|(i, connector)| wanted == i.to_string() || wanted == connector)
+            })
         };
         self.carried.as_ref().is_none_or(|c| c.contains_key(flow))
             && (self.ids.is_empty() || self.ids.contains(&id))
@@ -214,12 +222,12 @@ impl DeadLetterFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::tests::envelope;
+    use crate::queue::redb::tests::envelope;
 
-    fn letter(reason: DeadLetterReason, target: Option<u32>, at_ms: i64, message: &str) -> DeadLetter {
+    fn letter(reason: DeadLetterReason, target: Option<&str>, at_ms: i64, message: &str) -> DeadLetter {
         DeadLetter {
             envelope: envelope("abc", Some("delivery-XYZ")),
-            target,
+            target: target.map(String::from),
             reason,
             message: message.into(),
             status: None,
@@ -231,11 +239,11 @@ mod tests {
 
     #[test]
     fn every_given_criterion_must_hold() {
-        let rejected = letter(DeadLetterReason::Rejected, Some(1), 1_000, "400: Invalid item NOPE");
+        let rejected = letter(DeadLetterReason::Rejected, Some("wms"), 1_000, "400: Invalid item NOPE");
         let sel = Selection {
             flow: Some("orders".into()),
             reason: Some(DeadLetterReason::Rejected),
-            target: Some("1".into()),
+            target: Some("wms".into()),
             text: Some("invalid ITEM".into()),
             since: Some("1970-01-01T00:00:00.500Z".into()),
             until: Some("1970-01-01T00:00:02Z".into()),
@@ -244,30 +252,39 @@ mod tests {
         let f = sel.filter(0).unwrap();
         assert!(f.matches("orders", 7, &rejected));
         assert!(!f.matches("stock", 7, &rejected), "another flow");
-        assert!(!f.matches("orders", 7, &letter(DeadLetterReason::Mapping, Some(1), 1_000, "Invalid item")));
-        assert!(!f.matches("orders", 7, &letter(DeadLetterReason::Rejected, Some(0), 1_000, "Invalid item")));
+        assert!(!f.matches("orders", 7, &letter(DeadLetterReason::Mapping, Some("wms"), 1_000, "Invalid item")));
+        assert!(!f.matches("orders", 7, &letter(DeadLetterReason::Rejected, Some("erp"), 1_000, "Invalid item")));
         assert!(
-            !f.matches("orders", 7, &letter(DeadLetterReason::Rejected, Some(1), 2_000, "Invalid item")),
+            !f.matches("orders", 7, &letter(DeadLetterReason::Rejected, Some("wms"), 2_000, "Invalid item")),
             "until is exclusive"
         );
-        assert!(!f.matches("orders", 7, &letter(DeadLetterReason::Rejected, Some(1), 1_000, "timeout")));
+        assert!(!f.matches("orders", 7, &letter(DeadLetterReason::Rejected, Some("wms"), 1_000, "timeout")));
         let by_ids = Selection { ids: vec![3, 7], ..Selection::default() }.filter(0).unwrap();
         assert!(by_ids.matches("orders", 7, &rejected) && !by_ids.matches("orders", 8, &rejected));
     }
 
     #[test]
-    fn text_finds_correlation_and_delivery_ids_and_targets_match_connector_names_when_known() {
-        let l = letter(DeadLetterReason::Rejected, Some(0), 1_000, "refused");
+    fn text_finds_correlation_and_delivery_ids_and_targets_match_indexes_and_connectors_when_known() {
+        let l = letter(DeadLetterReason::Rejected, Some("erp-archive"), 1_000, "refused");
         let text = |t: &str| Selection { text: Some(t.into()), ..Selection::default() }.filter(0).unwrap();
         assert!(text("CORR-ABC").matches("f", 1, &l));
         assert!(text("delivery-xyz").matches("f", 1, &l));
         assert!(!text("nothing").matches("f", 1, &l));
-        let by_name = Selection { target: Some("erp".into()), ..Selection::default() }.filter(0).unwrap();
-        assert!(!by_name.matches("f", 1, &l), "names are unknown without a runner");
-        let carried = BTreeMap::from([("f".to_string(), vec!["erp".to_string()])]);
-        let by_name = by_name.within(carried);
-        assert!(by_name.matches("f", 1, &l));
-        assert!(!by_name.matches("gone", 1, &l), "flows the runner does not carry are left alone");
+        let target = |t: &str| Selection { target: Some(t.into()), ..Selection::default() }.filter(0).unwrap();
+        assert!(target("erp-archive").matches("f", 1, &l), "the target's name");
+        assert!(!target("erp").matches("f", 1, &l), "Connectors are unknown without a runner");
+        let carried = BTreeMap::from([(
+            "f".to_string(),
+            vec![("wms".to_string(), "wms".to_string()), ("erp-archive".to_string(), "erp".to_string())],
+        )]);
+        for wanted in ["erp", "1", "erp-archive"] {
+            assert!(target(wanted).within(carried.clone()).matches("f", 1, &l), "{wanted}");
+        }
+        assert!(!target("0").within(carried.clone()).matches("f", 1, &l));
+        assert!(
+            !target("erp").within(carried).matches("gone", 1, &l),
+            "flows the runner does not carry are left alone"
+        );
     }
 
     #[test]

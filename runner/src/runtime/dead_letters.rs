@@ -76,12 +76,12 @@ impl IntoResponse for ApiError {
 }
 
 impl Runtime {
-    /// The flows this runner carries, with their targets' Connector names.
-    fn carried(&self) -> BTreeMap<String, Vec<String>> {
-        self.flows
-            .iter()
-            .map(|(name, flow)| (name.clone(), flow.targets.iter().map(|t| t.sink.connector().to_string()).collect()))
-            .collect()
+    /// The flows this runner carries, with their targets' names and Connector names.
+    fn carried(&self) -> BTreeMap<String, Vec<(String, String)>> {
+        let targets = |flow: &crate::flow::Flow| {
+            flow.targets.iter().map(|t| (t.name.clone(), t.sink.connector().to_string())).collect()
+        };
+        self.flows.iter().map(|(name, flow)| (name.clone(), targets(flow))).collect()
     }
 
     /// `selection` resolved against this runner's flows; a flow it names must be one of them.

@@ -28,17 +28,16 @@ pub struct IntakeWriter {
 }
 
 impl IntakeWriter {
-    /// A writer whose task is started by [`IntakeWriter::start`].
+    /// A writer whose task [`IntakeWriter::task`] gives.
     pub fn new() -> Self {
         let (tx, rx) = mpsc::channel(4 * GROUP);
         Self { tx, rx: Mutex::new(Some(rx)) }
     }
 
-    /// Starts the writer task on `queue` (once; later calls do nothing).
-    pub fn start(&self, queue: Queue) {
-        if let Some(rx) = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            tokio::spawn(run(queue, rx));
-        }
+    /// The writer task on `queue`, for the caller to spawn (once; later calls give
+    /// `None`).
+    pub fn task(&self, queue: Queue) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        self.rx.lock().unwrap_or_else(|p| p.into_inner()).take().map(|rx| run(queue, rx))
     }
 
     /// Durably queues `envelope` (see [`Queue::accept_within`]), committed with whatever

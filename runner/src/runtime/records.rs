@@ -95,6 +95,8 @@ async fn enqueue(
     if let Some(t) = request.target.filter(|t| *t as usize >= flow.targets.len()) {
         return refuse(StatusCode::BAD_REQUEST, format!("target {t}: the flow has {} target(s)", flow.targets.len()));
     }
+    // Resolved now, against the flow as it runs: the queued records name the target.
+    let target = request.target.map(|t| flow.targets[t as usize].name.clone());
     let requested_by =
         headers.get(REQUESTED_BY_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("admin API").to_string();
     let received = now_ms();
@@ -117,7 +119,7 @@ async fn enqueue(
                 replay: Some(Box::new(Replay {
                     dead_letter_id: None,
                     count: 1,
-                    target: request.target,
+                    target: target.clone(),
                     requested_by: requested_by.clone(),
                     replayed_at_ms: received,
                     history: Vec::new(),

@@ -39,7 +39,7 @@ impl Retention {
     fn purge(&self, now: i64) -> Result<(), QueueError> {
         let default = millis(DeadLetterSpec::default().retention.get());
         let cutoff = |flow: &str| now.saturating_sub(self.retention_ms.get(flow).copied().unwrap_or(default));
-        let dead_letters = self.queue.purge_dead_letters(cutoff)?;
+        let dead_letters = self.queue.purge_dead_letters(&cutoff)?;
         for (flow, count) in &dead_letters {
             self.metrics.dead_letters_expired.with_label_values(&[flow]).inc_by(*count);
             info!(flow = %flow, count, "dead letters past their retention purged");

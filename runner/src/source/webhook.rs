@@ -2,24 +2,50 @@
 //! durably queued, and only then acknowledged with 2xx; a bad or missing signature gets
 //! 401 and nothing is queued; a store failure gets 503 so the sender retries.
 
-use std::sync::Arc;
+use std::{future::Future, sync::Arc};
 
 use axum::{
-    Json,
+    Json, Router,
     body::Bytes,
     extract::{Path, State},
     http::{HeaderMap, StatusCode, header::RETRY_AFTER},
     response::{IntoResponse, Response},
+    routing::post,
 };
 use serde_json::json;
 use tracing::{Instrument, Span, debug, field::Empty, info, info_span, warn};
 
 use super::signature::{DEFAULT_TOLERANCE, verify_delivery};
 use crate::{
+    flow::Flow,
+    metrics::Metrics,
     queue::{Accepted, Envelope, now_ms},
-    runtime::Runtime,
     spec::SignatureScheme,
 };
+
+/// What the webhook source needs from the runner that serves it (the runtime): its
+/// flows, the metrics, and a durable queue write. A trait, so this source does not
+/// depend on the runtime that depends on it.
+pub trait WebhookHost: Send + Sync + 'static {
+    /// The flow named `name`.
+    fn flow(&self, name: &str) -> Option<&Arc<Flow>>;
+    /// The metrics.
+    fn metrics(&self) -> &Metrics;
+    /// Durably queues `envelope` for `flow` (see `QueueBackend::accept_within`); the
+    /// error is the store's message.
+    fn accept(
+        &self,
+        flow: &str,
+        envelope: Envelope,
+        delivery_expires_ms: i64,
+        max_pending: u64,
+    ) -> impl Future<Output = Result<Accepted, String>> + Send;
+}
+
+/// `POST /webhooks/{flow}`, served for `host`.
+pub fn router<H: WebhookHost>(host: Arc<H>) -> Router {
+    Router::new().route("/webhooks/{flow}", post(receive::<H>)).with_state(host)
+}
 
 /// Source headers for a signature scheme: delivery id, event id, topic. Senders with a
 /// scheme of their own name the delivery id header in the Connector, and have no other.
@@ -44,8 +70,8 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// Handles one delivery, in a `webhook` span that carries the flow, the delivery id and
 /// the correlation id into every log line written while it is handled.
-pub async fn receive(
-    State(rt): State<Arc<Runtime>>,
+pub async fn receive<H: WebhookHost>(
+    State(rt): State<Arc<H>>,
     Path(flow_name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -54,9 +80,9 @@ pub async fn receive(
     handle(rt, flow_name, headers, body).instrument(span).await
 }
 
-async fn handle(rt: Arc<Runtime>, flow_name: String, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle<H: WebhookHost>(rt: Arc<H>, flow_name: String, headers: HeaderMap, body: Bytes) -> Response {
     let Some((flow, (scheme, secret))) = rt.flow(&flow_name).and_then(|f| Some((f, f.signature.as_ref()?))) else {
-        rt.metrics.webhook_refused.with_label_values(&["", "unknown_flow"]).inc();
+        rt.metrics().webhook_refused.with_label_values(&["", "unknown_flow"]).inc();
         return (StatusCode::NOT_FOUND, Json(json!({"error": "no flow with a webhook trigger has this name"})))
             .into_response();
     };
@@ -73,7 +99,7 @@ async fn handle(rt: Arc<Runtime>, flow_name: String, headers: HeaderMap, body: B
     let verification = source.webhook.as_ref();
     let custom_header = verification.and_then(|w| w.header.as_deref());
     if let Err(e) = verify_delivery(*scheme, custom_header, &secrets, &body, &headers, tolerance, now) {
-        rt.metrics.webhook_refused.with_label_values(&[name, e.as_str()]).inc();
+        rt.metrics().webhook_refused.with_label_values(&[name, e.as_str()]).inc();
         warn!(flow = %name, reason = e.as_str(), "webhook refused");
         return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid signature"}))).into_response();
     }
@@ -85,7 +111,7 @@ async fn handle(rt: Arc<Runtime>, flow_name: String, headers: HeaderMap, body: B
     let topic = fields.topic.or_else(|| topic_header.and_then(|h| header(&headers, h)));
     let topics = flow.config.spec.source.trigger.webhook.as_ref().map(|w| w.topics.as_slice()).unwrap_or_default();
     if !topics.is_empty() && !topic.as_ref().is_some_and(|t| topics.contains(t)) {
-        rt.metrics.ignored.with_label_values(&[name]).inc();
+        rt.metrics().ignored.with_label_values(&[name]).inc();
         debug!(flow = %name, topic = topic.as_deref().unwrap_or(""), "topic not taken by this flow; ignored");
         return (StatusCode::OK, Json(json!({"status": "ignored"}))).into_response();
     }
@@ -110,30 +136,30 @@ async fn handle(rt: Arc<Runtime>, flow_name: String, headers: HeaderMap, body: B
     let expires = envelope.received_at_ms.saturating_add(window);
     let max_pending = flow.config.spec.runner.queue.max_pending;
     // Committed together with the other webhooks arriving meanwhile (group commit).
-    let accepted = rt.intake.accept(name, envelope.clone(), expires, max_pending).await;
+    let accepted = rt.accept(name, envelope.clone(), expires, max_pending).await;
     match accepted {
         Ok(Accepted::Queued(_)) => {
-            rt.metrics.received.with_label_values(&[name]).inc();
+            rt.metrics().received.with_label_values(&[name]).inc();
             flow.wake.notify_one();
             info!(flow = %name, correlation_id = %envelope.correlation_id,
                   delivery_id = envelope.delivery_id.as_deref().unwrap_or(""), "webhook queued");
             (StatusCode::OK, Json(json!({"status": "queued", "id": envelope.id}))).into_response()
         }
         Ok(Accepted::DuplicateDelivery) => {
-            rt.metrics.duplicates.with_label_values(&[name, "delivery_id"]).inc();
+            rt.metrics().duplicates.with_label_values(&[name, "delivery_id"]).inc();
             info!(flow = %name, delivery_id = envelope.delivery_id.as_deref().unwrap_or(""), "duplicate delivery acknowledged");
             (StatusCode::OK, Json(json!({"status": "duplicate"}))).into_response()
         }
         Ok(Accepted::Full) => {
             // Backpressure: refuse what cannot be kept rather than acknowledge and risk it;
             // the sender retries (Shopify: 8 times over 4 hours).
-            rt.metrics.webhook_refused.with_label_values(&[name, "backpressure"]).inc();
+            rt.metrics().webhook_refused.with_label_values(&[name, "backpressure"]).inc();
             warn!(flow = %name, max_pending, "queue full; webhook refused with 503");
             (StatusCode::SERVICE_UNAVAILABLE, [(RETRY_AFTER, "30")], Json(json!({"error": "queue full, retry later"})))
                 .into_response()
         }
         Err(e) => {
-            rt.metrics.webhook_refused.with_label_values(&[name, "store"]).inc();
+            rt.metrics().webhook_refused.with_label_values(&[name, "store"]).inc();
             warn!(flow = %name, error = %e, "cannot queue a webhook; the sender will retry");
             (StatusCode::SERVICE_UNAVAILABLE, [(RETRY_AFTER, "5")], Json(json!({"error": "queue unavailable"})))
                 .into_response()

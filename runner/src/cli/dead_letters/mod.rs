@@ -9,7 +9,7 @@ use std::{path::PathBuf, process::ExitCode};
 use crate::{
     queue::{
         ActionReport, DeadLetterAction, DeadLetterEntry, DeadLetterPage, DeadLetterReason, Queue, QueueError,
-        Selection, now_ms,
+        RedbQueue, Selection, now_ms,
     },
     runtime::REQUESTED_BY_HEADER,
 };
@@ -86,7 +86,8 @@ struct FilterArgs {
     /// Of this reason: mapping, rejected or retries_exhausted.
     #[arg(long)]
     reason: Option<DeadLetterReason>,
-    /// Failed at this target: its index in spec.targets, or (with --admin) its Connector.
+    /// Failed at this target: its name (spec.targets[].name, by default its Connector), or
+    /// (with --admin) its index in spec.targets or its Connector.
     #[arg(long)]
     target: Option<String>,
     /// Dead-lettered at or after: RFC 3339, a date, or a duration ago (2h, 7d).
@@ -187,7 +188,7 @@ impl Backend {
                 dir.display()
             );
         }
-        match Queue::open(&path) {
+        match RedbQueue::open(&path) {
             Ok(queue) => Ok(Self::Local { queue, dir }),
             Err(QueueError::InUse { .. }) => bail!(
                 "a runner is using {} (its queue file is locked): ask that runner instead with --admin URL \

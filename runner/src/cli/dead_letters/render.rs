@@ -162,11 +162,11 @@ fn attempts(list: &[Attempt], now_ms: i64) -> String {
         .collect()
 }
 
-/// The target's Connector name when known, else its place in `spec.targets`.
+/// The target's name, with its Connector when a runner told it and it differs.
 fn target(e: &DeadLetterEntry) -> String {
-    match (&e.target_connector, e.dead_letter.target) {
-        (Some(name), Some(i)) => format!("{name} (spec.targets[{i}])"),
-        (None, Some(i)) => format!("spec.targets[{i}]"),
+    match (&e.target_connector, &e.dead_letter.target) {
+        (Some(connector), Some(name)) if connector != name => format!("{name} (Connector {connector})"),
+        (_, Some(name)) => name.clone(),
         _ => "-".into(),
     }
 }
@@ -233,7 +233,7 @@ mod tests {
                     payload: br#"{"id":1,"sku":"NOPE"}"#.to_vec(),
                     replay: None,
                 },
-                target: Some(0),
+                target: Some("erp-archive".into()),
                 reason: DeadLetterReason::Rejected,
                 message: "400 Bad Request: Invalid item reference key NOPE\nsecond line".into(),
                 status: Some(400),
@@ -250,9 +250,15 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert!(lines[0].starts_with("ID  FLOW"), "{text}");
-        for cell in
-            ["12", "orders", "rejected", "erp (spec.targets[0])", "3h", "corr-1", "Invalid item reference key NOPE…"]
-        {
+        for cell in [
+            "12",
+            "orders",
+            "rejected",
+            "erp-archive (Connector erp)",
+            "3h",
+            "corr-1",
+            "Invalid item reference key NOPE…",
+        ] {
             assert!(lines[1].contains(cell), "{cell} missing: {text}");
         }
     }
@@ -263,7 +269,7 @@ mod tests {
         let text = show(&e, 60_000) + &next_steps(&e, "--admin http://x");
         assert!(text.contains("\"sku\": \"NOPE\""), "{text}");
         assert!(text.contains("\"error\": \"INVALID_KEY_OR_REF\""), "{text}");
-        assert!(text.contains("erp (spec.targets[0]), answered HTTP 400"), "{text}");
+        assert!(text.contains("erp-archive (Connector erp), answered HTTP 400"), "{text}");
         assert!(text.contains(" 1. 1970-01-01 00:00:00 UTC (1m ago)  400  rejected"), "{text}");
         assert!(text.contains("entrepot deadletters replay 12 --admin http://x"), "{text}");
         assert!(text.contains("The target refused the record"), "{text}");

@@ -12,7 +12,7 @@ use crate::{
     config::FlowConfig,
     flow::{Flow, Workers},
     metrics::Metrics,
-    queue::{DeadLetter, DeadLetterReason, Queue},
+    queue::{DeadLetter, DeadLetterReason, Queue, RedbQueue},
     secrets::Secrets,
     spec::{ConnectorSpec, ConnectorType, FileFormat, FileTrigger, SourceSpec, SyncFlowSpec, TargetSpec, TriggerSpec},
 };
@@ -49,6 +49,7 @@ impl Setup {
             },
             mapping_ref: None,
             targets: vec![TargetSpec {
+                name: None,
                 connector_ref: "erp".into(),
                 entity: "deposit".into(),
                 mapping_ref: None,
@@ -72,7 +73,7 @@ impl Setup {
         };
         let config = FlowConfig::resolve(FLOW, "default", &spec, |_| Some(erp.clone()), |_| None).unwrap();
         let flow = Arc::new(Flow::new(config, &Secrets::placeholders()).unwrap());
-        let queue = Queue::open(&root.path().join("queue.redb")).unwrap();
+        let queue = RedbQueue::open(&root.path().join("queue.redb")).unwrap();
         let (stop, _) = watch::channel(false);
         Self { root, flow, trigger, metrics: Metrics::new(), queue, stop }
     }
@@ -96,9 +97,9 @@ impl Setup {
     /// Simulates a crash and a restart: the queue is closed and opened again.
     fn reopen_queue(&mut self) {
         // The store is locked while open: drop this handle (the only one left) first.
-        let old = std::mem::replace(&mut self.queue, Queue::open(&self.root.path().join("scratch.redb")).unwrap());
+        let old = std::mem::replace(&mut self.queue, RedbQueue::open(&self.root.path().join("scratch.redb")).unwrap());
         drop(old);
-        self.queue = Queue::open(&self.root.path().join("queue.redb")).unwrap();
+        self.queue = RedbQueue::open(&self.root.path().join("queue.redb")).unwrap();
     }
 
     /// The queued records: (correlation id, payload).

@@ -13,7 +13,7 @@ use crate::{
     config::FlowConfig,
     flow::Flow,
     metrics::Metrics,
-    queue::Queue,
+    queue::{Queue, RedbQueue},
     spec::{ClientAuth, ConnectorAuth, ConnectorLimits, ConnectorSpec, ConnectorType, OperationLimit, SyncFlowSpec},
     test_support::{marketplace_oauth, marketplace_secrets},
 };
@@ -83,7 +83,7 @@ async fn amazon_orders_are_polled_across_next_token_pages_without_being_throttle
         [("client-id", c.client_id.as_str()), ("client-secret", &c.client_secret), ("refresh-token", &c.refresh_token)];
     let flow = flow(source, &trigger, &secrets);
     let dir = tempfile::tempdir().unwrap();
-    let queue = Queue::open(&dir.path().join("queue.redb")).unwrap();
+    let queue = RedbQueue::open(&dir.path().join("queue.redb")).unwrap();
     let poller = Poller::new(flow, queue.clone(), Metrics::new(), None).unwrap();
     // No pagination in the trigger: amazon-sp pages by NextToken.
     assert_eq!(poller.poll_once().await, RunReport { pages: 3, queued: 5, duplicates: 0, end: RunEnd::Complete });
@@ -118,7 +118,7 @@ async fn walmart_orders_are_polled_across_next_cursor_pages() {
                    query: {createdStartDate: \"2020-01-01T00:00:00Z\", limit: \"2\"}}";
     let flow = flow(source, trigger, &[("client-id", "walmart-client-id"), ("client-secret", "walmart-client-secret")]);
     let dir = tempfile::tempdir().unwrap();
-    let queue = Queue::open(&dir.path().join("queue.redb")).unwrap();
+    let queue = RedbQueue::open(&dir.path().join("queue.redb")).unwrap();
     let poller = Poller::new(flow, queue.clone(), Metrics::new(), None).unwrap();
     assert_eq!(poller.poll_once().await, RunReport { pages: 3, queued: 5, duplicates: 0, end: RunEnd::Complete });
     assert_eq!(queued(&queue, "purchaseOrderId"), placed);

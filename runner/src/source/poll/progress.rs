@@ -102,7 +102,7 @@ mod tests {
     #[test]
     fn progress_round_trips_through_the_queue_and_a_closed_run_reads_as_none() {
         let dir = tempfile::tempdir().unwrap();
-        let queue = Queue::open(&dir.path().join("q.redb")).unwrap();
+        let queue = crate::queue::RedbQueue::open(&dir.path().join("q.redb")).unwrap();
         assert_eq!(Progress::load(&queue, "f").unwrap(), Progress::default());
         let mut run = Run::start(Some(Value::from("2026-01-01T00:00:00Z")));
         run.next = Page::Cursor("c2".into());

@@ -13,7 +13,7 @@ use crate::{
     flow::Flow,
     metrics::Metrics,
     protocol::ErrorCategory,
-    queue::Queue,
+    queue::{Queue, RedbQueue},
     secrets::Secrets,
     spec::{ConnectorSpec, SyncFlowSpec},
     test_support::{Api, Reply, Seen},
@@ -40,7 +40,7 @@ fn poller(flow: &Arc<Flow>, queue: &Queue) -> Poller {
 }
 
 fn queue_in(dir: &tempfile::TempDir) -> Queue {
-    Queue::open(&dir.path().join("queue.redb")).unwrap()
+    RedbQueue::open(&dir.path().join("queue.redb")).unwrap()
 }
 
 /// The `id`s of the queued records, in queue order.

@@ -2,14 +2,14 @@ use std::collections::BTreeSet;
 
 use super::*;
 use crate::queue::{
-    Accepted, Attempt, DeadLetterReason, DeliveryItem, Envelope, Intake, PrepareOutcome, Prepared, Selection,
-    tests::envelope,
+    Accepted, ActionReport, Attempt, DeadLetterAction, DeadLetterReason, DeliveryItem, Envelope, Intake,
+    PrepareOutcome, Prepared, Queue, Selection, redb::tests::envelope,
 };
 
-fn letter(id: &str, reason: DeadLetterReason, target: Option<u32>, at_ms: i64) -> DeadLetter {
+fn letter(id: &str, reason: DeadLetterReason, target: Option<&str>, at_ms: i64) -> DeadLetter {
     DeadLetter {
         envelope: envelope(id, Some(&format!("delivery-{id}"))),
-        target,
+        target: target.map(String::from),
         reason,
         message: format!("{} for {id}", reason.as_str()),
         status: target.map(|_| 400),
@@ -39,7 +39,7 @@ fn select(sel: Selection) -> DeadLetterFilter {
 fn deliver(env: &Envelope) -> Prepared {
     let item = DeliveryItem {
         envelope: env.clone(),
-        target: 0,
+        target: "erp".into(),
         idempotency_key: format!("key-{}", env.id),
         ordering_key: None,
         version: None,
@@ -58,16 +58,16 @@ fn a_replay_moves_exactly_the_selected_letters_into_the_inbox_in_one_step() {
     let path = dir.path().join("q.redb");
     let now = now_ms();
     let (rejected, mapping, other_flow) = {
-        let q = Queue::open(&path).unwrap();
+        let q = RedbQueue::open(&path).unwrap();
         let ids = dead_letters(
             &q,
             "orders",
             vec![
-                letter("a", DeadLetterReason::Rejected, Some(0), now),
+                letter("a", DeadLetterReason::Rejected, Some("erp"), now),
                 letter("b", DeadLetterReason::Mapping, None, now),
             ],
         );
-        let other = dead_letters(&q, "stock", vec![letter("c", DeadLetterReason::Rejected, Some(0), now)]);
+        let other = dead_letters(&q, "stock", vec![letter("c", DeadLetterReason::Rejected, Some("erp"), now)]);
         let sel =
             Selection { flow: Some("orders".into()), reason: Some(DeadLetterReason::Rejected), ..Selection::default() };
         let affected = q.replay_dead_letters(&select(sel), "test").unwrap();
@@ -75,7 +75,7 @@ fn a_replay_moves_exactly_the_selected_letters_into_the_inbox_in_one_step() {
         (ids[0], ids[1], other[0])
     };
     // Durable: the move survives reopening, and nothing else moved.
-    let q = Queue::open(&path).unwrap();
+    let q = RedbQueue::open(&path).unwrap();
     assert_eq!(all_ids(&q), vec![mapping, other_flow]);
     assert!(q.inbox("stock", 10).unwrap().is_empty());
     let inbox = q.inbox("orders", 10).unwrap();
@@ -84,7 +84,10 @@ fn a_replay_moves_exactly_the_selected_letters_into_the_inbox_in_one_step() {
     assert!(*seq > other_flow, "a replay is a new record at the end of the inbox");
     assert_eq!(replayed.correlation_id, "corr-a", "the trail stays connected");
     let replay = replayed.replay.as_ref().expect("marked as a replay");
-    assert_eq!((replay.dead_letter_id, replay.count, replay.target), (Some(rejected), 1, Some(0)));
+    assert_eq!(
+        (replay.dead_letter_id, replay.count, replay.target.clone()),
+        (Some(rejected), 1, Some("erp".to_string()))
+    );
     assert_eq!(replay.requested_by, "test");
     assert_eq!(replay.history.len(), 1);
     assert_eq!(replay.history[0].message, "rejected for a");
@@ -97,17 +100,17 @@ fn a_replay_moves_exactly_the_selected_letters_into_the_inbox_in_one_step() {
 #[test]
 fn a_replayed_record_passes_the_idempotency_dedup_and_its_key_is_recorded_again() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
     let a = envelope("a", Some("delivery-a"));
     let Accepted::Queued(seq) = q.accept("f", &a, 0).unwrap() else { panic!("queued") };
     assert_eq!(q.prepare("f", seq, deliver(&a)).unwrap(), PrepareOutcome::Queued);
-    q.dead_letter("f", 0, seq, &letter("a", DeadLetterReason::Rejected, Some(0), now_ms())).unwrap();
+    q.dead_letter("f", "erp", seq, &letter("a", DeadLetterReason::Rejected, Some("erp"), now_ms())).unwrap();
 
     let affected = q.replay_dead_letters(&select(Selection { all: true, ..Selection::default() }), "test").unwrap();
     assert_eq!(affected.len(), 1);
     let (seq, replayed) = q.inbox("f", 10).unwrap().remove(0);
     assert_eq!(q.prepare("f", seq, deliver(&replayed)).unwrap(), PrepareOutcome::Queued, "not dropped as a duplicate");
-    assert_eq!(q.outbox("f", 0, 10).unwrap().len(), 1);
+    assert_eq!(q.outbox("f", "erp", 10).unwrap().len(), 1);
 
     // The same key arriving again as a new record (not a replay) is still a duplicate.
     let again = Envelope { delivery_id: Some("delivery-a2".into()), ..a.clone() };
@@ -118,18 +121,18 @@ fn a_replayed_record_passes_the_idempotency_dedup_and_its_key_is_recorded_again(
 #[test]
 fn a_replay_that_fails_again_carries_every_earlier_failure() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
-    let first = dead_letters(&q, "f", vec![letter("a", DeadLetterReason::Rejected, Some(0), 1_000)])[0];
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
+    let first = dead_letters(&q, "f", vec![letter("a", DeadLetterReason::Rejected, Some("erp"), 1_000)])[0];
     q.replay_dead_letters(&select(Selection::ids([first])), "cli").unwrap();
     let (seq, replayed) = q.inbox("f", 10).unwrap().remove(0);
     q.prepare("f", seq, deliver(&replayed)).unwrap();
-    let item = q.outbox("f", 0, 10).unwrap().remove(0).1;
+    let item = q.outbox("f", "erp", 10).unwrap().remove(0).1;
     let failed_again = DeadLetter {
         envelope: item.envelope,
         message: "still refused".into(),
-        ..letter("a", DeadLetterReason::Rejected, Some(0), 2_000)
+        ..letter("a", DeadLetterReason::Rejected, Some("erp"), 2_000)
     };
-    let second = q.dead_letter("f", 0, seq, &failed_again).unwrap();
+    let second = q.dead_letter("f", "erp", seq, &failed_again).unwrap();
 
     q.replay_dead_letters(&select(Selection::ids([second])), "admin API").unwrap();
     let (_, twice) = q.inbox("f", 10).unwrap().remove(0);
@@ -142,15 +145,15 @@ fn a_replay_that_fails_again_carries_every_earlier_failure() {
 #[test]
 fn discard_removes_only_the_selected_letters_and_reports_unknown_ids() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
     let now = now_ms();
     let ids = dead_letters(
         &q,
         "f",
         vec![
-            letter("a", DeadLetterReason::Rejected, Some(0), now),
-            letter("b", DeadLetterReason::RetriesExhausted, Some(0), now),
-            letter("c", DeadLetterReason::Rejected, Some(0), now),
+            letter("a", DeadLetterReason::Rejected, Some("erp"), now),
+            letter("b", DeadLetterReason::RetriesExhausted, Some("erp"), now),
+            letter("c", DeadLetterReason::Rejected, Some("erp"), now),
         ],
     );
     let sel = Selection::ids([ids[0], ids[2], 999]);
@@ -167,13 +170,13 @@ fn discard_removes_only_the_selected_letters_and_reports_unknown_ids() {
 #[test]
 fn filters_select_by_reason_time_and_text_and_pages_follow_each_other() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
     let hour = 3_600_000;
     let now = now_ms();
-    let old = dead_letters(&q, "f", vec![letter("old", DeadLetterReason::Rejected, Some(0), now - 5 * hour)]);
+    let old = dead_letters(&q, "f", vec![letter("old", DeadLetterReason::Rejected, Some("erp"), now - 5 * hour)]);
     let young: Vec<u64> = (0..5)
         .flat_map(|i| {
-            dead_letters(&q, "f", vec![letter(&format!("y{i}"), DeadLetterReason::Rejected, Some(0), now - hour)])
+            dead_letters(&q, "f", vec![letter(&format!("y{i}"), DeadLetterReason::Rejected, Some("erp"), now - hour)])
         })
         .collect();
     dead_letters(&q, "f", vec![letter("m", DeadLetterReason::Mapping, None, now)]);
@@ -197,22 +200,22 @@ fn filters_select_by_reason_time_and_text_and_pages_follow_each_other() {
 #[test]
 fn the_retention_purge_removes_old_letters_and_keeps_young_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
     let day = 86_400_000;
     let now = now_ms();
     let orders = dead_letters(
         &q,
         "orders",
         vec![
-            letter("old", DeadLetterReason::Rejected, Some(0), now - 3 * day),
-            letter("young", DeadLetterReason::Rejected, Some(0), now - day / 2),
+            letter("old", DeadLetterReason::Rejected, Some("erp"), now - 3 * day),
+            letter("young", DeadLetterReason::Rejected, Some("erp"), now - day / 2),
         ],
     );
-    let stock = dead_letters(&q, "stock", vec![letter("s", DeadLetterReason::Rejected, Some(0), now - 3 * day)]);
+    let stock = dead_letters(&q, "stock", vec![letter("s", DeadLetterReason::Rejected, Some("erp"), now - 3 * day)]);
     // orders keeps dead letters for a day, stock for a week.
     let cutoff = |flow: &str| now - if flow == "orders" { day } else { 7 * day };
-    let purged = q.purge_dead_letters(cutoff).unwrap();
+    let purged = q.purge_dead_letters(&cutoff).unwrap();
     assert_eq!(purged, BTreeMap::from([("orders".to_string(), 1)]));
     assert_eq!(all_ids(&q), vec![orders[1], stock[0]]);
-    assert!(q.purge_dead_letters(cutoff).unwrap().is_empty(), "nothing left to purge");
+    assert!(q.purge_dead_letters(&cutoff).unwrap().is_empty(), "nothing left to purge");
 }

@@ -1,7 +1,8 @@
 use super::*;
+use crate::queue::{Attempt, DeadLetterReason};
 
 /// An `orders/create` record `id` with correlation id `corr-<id>` (shared by the queue's tests).
-pub(super) fn envelope(id: &str, delivery: Option<&str>) -> Envelope {
+pub(in crate::queue) fn envelope(id: &str, delivery: Option<&str>) -> Envelope {
     Envelope {
         id: id.into(),
         delivery_id: delivery.map(Into::into),
@@ -14,10 +15,10 @@ pub(super) fn envelope(id: &str, delivery: Option<&str>) -> Envelope {
     }
 }
 
-fn item(env: &Envelope, target: u32) -> DeliveryItem {
+fn item(env: &Envelope, target: &str) -> DeliveryItem {
     DeliveryItem {
         envelope: env.clone(),
-        target,
+        target: target.into(),
         idempotency_key: env.id.clone(),
         ordering_key: None,
         version: None,
@@ -25,11 +26,12 @@ fn item(env: &Envelope, target: u32) -> DeliveryItem {
     }
 }
 
-fn deliver(env: &Envelope, targets: u32) -> Prepared {
+/// Items for the first `targets` of the targets `erp` and `wms`.
+fn deliver(env: &Envelope, targets: usize) -> Prepared {
     Prepared::Deliver {
         idempotency_key: env.id.clone(),
         key_expires_ms: now_ms() + 60_000,
-        items: (0..targets).map(|t| item(env, t)).collect(),
+        items: ["erp", "wms"][..targets].iter().map(|t| item(env, t)).collect(),
     }
 }
 
@@ -39,10 +41,10 @@ fn a_record_survives_reopening_the_store() {
     let path = dir.path().join("queue.redb");
     let e = envelope("a", Some("w1"));
     {
-        let q = Queue::open(&path).unwrap();
+        let q = RedbQueue::open(&path).unwrap();
         assert_eq!(q.accept("f", &e, now_ms() + 60_000).unwrap(), Accepted::Queued(1));
     }
-    let q = Queue::open(&path).unwrap();
+    let q = RedbQueue::open(&path).unwrap();
     let inbox = q.inbox("f", 10).unwrap();
     assert_eq!(inbox, vec![(1, e)]);
     assert_eq!(q.backlogs().unwrap()["f"].pending, 1);
@@ -51,7 +53,7 @@ fn a_record_survives_reopening_the_store() {
 #[test]
 fn a_repeated_delivery_id_is_not_queued_twice_until_it_expires() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
     let e = envelope("a", Some("w1"));
     assert!(matches!(q.accept("f", &e, now_ms() + 60_000).unwrap(), Accepted::Queued(_)));
     assert_eq!(q.accept("f", &e, now_ms() + 60_000).unwrap(), Accepted::DuplicateDelivery);
@@ -66,7 +68,7 @@ fn a_repeated_delivery_id_is_not_queued_twice_until_it_expires() {
 #[test]
 fn prepare_moves_a_record_to_one_outbox_item_per_target_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
     let (a, b) = (envelope("a", None), envelope("b", None));
     let sa = match q.accept("f", &a, 0).unwrap() {
         Accepted::Queued(s) => s,
@@ -79,19 +81,19 @@ fn prepare_moves_a_record_to_one_outbox_item_per_target_in_order() {
     assert_eq!(q.prepare("f", sa, deliver(&a, 2)).unwrap(), PrepareOutcome::Queued);
     assert_eq!(q.prepare("f", sb, deliver(&b, 2)).unwrap(), PrepareOutcome::Queued);
     assert!(q.inbox("f", 10).unwrap().is_empty());
-    for target in 0..2 {
+    for target in ["erp", "wms"] {
         let ids: Vec<String> = q.outbox("f", target, 10).unwrap().into_iter().map(|(_, i)| i.envelope.id).collect();
         assert_eq!(ids, ["a", "b"]);
     }
-    q.delivered("f", 0, sa).unwrap();
-    assert_eq!(q.outbox("f", 0, 10).unwrap().len(), 1);
+    q.delivered("f", "erp", sa).unwrap();
+    assert_eq!(q.outbox("f", "erp", 10).unwrap().len(), 1);
     assert_eq!(q.backlogs().unwrap()["f"].pending, 3);
 }
 
 #[test]
 fn a_repeated_idempotency_key_is_dropped_at_prepare() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
     let a = envelope("a", Some("w1"));
     let again = Envelope { delivery_id: Some("w2".into()), ..a.clone() };
     let s1 = match q.accept("f", &a, 0).unwrap() {
@@ -104,7 +106,7 @@ fn a_repeated_idempotency_key_is_dropped_at_prepare() {
     };
     assert_eq!(q.prepare("f", s1, deliver(&a, 1)).unwrap(), PrepareOutcome::Queued);
     assert_eq!(q.prepare("f", s2, deliver(&again, 1)).unwrap(), PrepareOutcome::Duplicate);
-    assert_eq!(q.outbox("f", 0, 10).unwrap().len(), 1);
+    assert_eq!(q.outbox("f", "erp", 10).unwrap().len(), 1);
     assert!(q.inbox("f", 10).unwrap().is_empty());
 }
 
@@ -112,7 +114,7 @@ fn a_repeated_idempotency_key_is_dropped_at_prepare() {
 fn dead_letters_keep_the_record_and_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("q.redb");
-    let q = Queue::open(&path).unwrap();
+    let q = RedbQueue::open(&path).unwrap();
     let a = envelope("a", None);
     let s = match q.accept("f", &a, 0).unwrap() {
         Accepted::Queued(s) => s,
@@ -121,7 +123,7 @@ fn dead_letters_keep_the_record_and_the_reason() {
     q.prepare("f", s, deliver(&a, 1)).unwrap();
     let dead = DeadLetter {
         envelope: a.clone(),
-        target: Some(0),
+        target: Some("erp".into()),
         reason: DeadLetterReason::Rejected,
         message: "400: unknown SKU".into(),
         status: Some(400),
@@ -129,10 +131,10 @@ fn dead_letters_keep_the_record_and_the_reason() {
         attempts: vec![Attempt { at_ms: 1, status: Some(400), outcome: "rejected".into() }],
         dead_lettered_at_ms: now_ms(),
     };
-    q.dead_letter("f", 0, s, &dead).unwrap();
+    q.dead_letter("f", "erp", s, &dead).unwrap();
     drop(q);
-    let q = Queue::open(&path).unwrap();
-    assert!(q.outbox("f", 0, 10).unwrap().is_empty());
+    let q = RedbQueue::open(&path).unwrap();
+    assert!(q.outbox("f", "erp", 10).unwrap().is_empty());
     let letters = q.dead_letters("f").unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].1, dead);
@@ -151,7 +153,7 @@ fn versions_compare_as_times_numbers_or_text() {
 #[test]
 fn the_last_delivered_version_only_moves_forward() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
     let (a, b) = (envelope("a", None), envelope("b", None));
     for e in [&a, &b] {
         let s = match q.accept("f", e, 0).unwrap() {
@@ -160,19 +162,19 @@ fn the_last_delivered_version_only_moves_forward() {
         };
         q.prepare("f", s, deliver(e, 1)).unwrap();
     }
-    let items = q.outbox_after("f", 0, 0, 10).unwrap();
+    let items = q.outbox_after("f", "erp", 0, 10).unwrap();
     assert_eq!(items.len(), 2);
-    assert_eq!(q.outbox_after("f", 0, items[0].0, 10).unwrap().len(), 1);
-    q.delivered_version("f", 0, items[0].0, Some(("sku-1", "5"))).unwrap();
-    q.delivered_version("f", 0, items[1].0, Some(("sku-1", "3"))).unwrap();
-    assert_eq!(q.last_version("f", 0, "sku-1").unwrap().as_deref(), Some("5"));
+    assert_eq!(q.outbox_after("f", "erp", items[0].0, 10).unwrap().len(), 1);
+    q.delivered_version("f", "erp", items[0].0, Some(("sku-1", "5"))).unwrap();
+    q.delivered_version("f", "erp", items[1].0, Some(("sku-1", "3"))).unwrap();
+    assert_eq!(q.last_version("f", "erp", "sku-1").unwrap().as_deref(), Some("5"));
     assert_eq!(q.pending_total().unwrap(), 0);
 }
 
 #[test]
 fn a_full_queue_refuses_and_keeps_what_it_has() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(&dir.path().join("q.redb")).unwrap();
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
     assert!(matches!(q.accept_within("f", &envelope("a", Some("w1")), 0, 2).unwrap(), Accepted::Queued(_)));
     assert!(matches!(q.accept_within("g", &envelope("b", Some("w2")), 0, 2).unwrap(), Accepted::Queued(_)));
     assert_eq!(q.accept_within("f", &envelope("c", Some("w3")), 0, 2).unwrap(), Accepted::Full);

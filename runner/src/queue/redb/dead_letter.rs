@@ -1,0 +1,180 @@
+//! Dead letters in redb: find them, replay them into the inbox, discard them, and purge
+//! those past their flow's retention, each in one transaction.
+//!
+//! Dead letter ids are sequence numbers from the queue's one counter, so an id alone
+//! names a dead letter across flows.
+
+use std::collections::BTreeMap;
+
+use redb::{ReadableDatabase, ReadableTable};
+use serde::Deserialize;
+use tracing::{debug, info};
+
+use super::{DEAD, INBOX, META, RedbQueue, decode, encode};
+use crate::queue::{
+    Affected, DeadLetter, DeadLetterEntry, DeadLetterFilter, DeadLetterPage, QueueError, Replay, now_ms,
+};
+
+/// Every dead letter `filter` selects, lowest ids first, with how many there are in all
+/// (before `after` and `limit`).
+fn select(
+    table: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    filter: &DeadLetterFilter,
+) -> Result<DeadLetterPage, QueueError> {
+    let mut matched = Vec::new();
+    let range = match &filter.flow {
+        Some(flow) => table.range((flow.as_str(), 0)..=(flow.as_str(), u64::MAX))?,
+        None => table.iter()?,
+    };
+    for entry in range {
+        let (k, v) = entry?;
+        let (flow, id) = k.value();
+        if !filter.ids.is_empty() && !filter.ids.contains(&id) {
+            continue;
+        }
+        let letter: DeadLetter = decode((flow, id), v.value())?;
+        if filter.matches(flow, id, &letter) {
+            let target_connector =
+                letter.target.as_deref().and_then(|t| filter.connector(flow, t)).map(|(_, c)| c.to_string());
+            matched.push(DeadLetterEntry { id, flow: flow.to_string(), target_connector, dead_letter: letter });
+        }
+    }
+    matched.sort_by_key(|e| e.id);
+    let total = matched.len();
+    let mut entries: Vec<DeadLetterEntry> =
+        matched.into_iter().filter(|e| filter.after.is_none_or(|a| e.id > a)).collect();
+    let mut next_after = None;
+    if let Some(limit) = filter.limit
+        && entries.len() > limit
+    {
+        entries.truncate(limit);
+        next_after = entries.last().map(|e| e.id);
+    }
+    Ok(DeadLetterPage { entries, total, next_after })
+}
+
+/// Just the time a dead letter was written: the retention purge reads nothing else.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Stamp {
+    dead_lettered_at_ms: i64,
+}
+
+impl RedbQueue {
+    /// The dead letters `filter` selects, one page of them.
+    pub(super) fn find_dead_letters(&self, filter: &DeadLetterFilter) -> Result<DeadLetterPage, QueueError> {
+        let tx = self.db.begin_read()?;
+        select(&tx.open_table(DEAD)?, filter)
+    }
+
+    /// Moves the dead letters `filter` selects back into their flows' inboxes, in one
+    /// transaction. Each re-enters the pipeline as a new record marked as a replay (so
+    /// the idempotency-key dedup lets it through), with its correlation id, and with
+    /// this failure added to its history. `requested_by` is logged and kept.
+    pub(super) fn replay_dead_letters(
+        &self,
+        filter: &DeadLetterFilter,
+        requested_by: &str,
+    ) -> Result<Vec<Affected>, QueueError> {
+        let _guard = self.seq.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = self.db.begin_write()?;
+        let now = now_ms();
+        let mut affected = Vec::new();
+        {
+            let mut dead = tx.open_table(DEAD)?;
+            let selected = select(&dead, filter)?.entries;
+            let mut inbox = tx.open_table(INBOX)?;
+            let mut meta = tx.open_table(META)?;
+            for entry in selected {
+                let mut envelope = entry.dead_letter.envelope.clone();
+                let earlier = envelope.replay.take();
+                let (count, target, mut history) =
+                    earlier.map_or((0, None, Vec::new()), |r| (r.count, r.target, r.history));
+                history.push(entry.dead_letter.as_past_failure(entry.id));
+                envelope.replay = Some(Box::new(Replay {
+                    dead_letter_id: Some(entry.id),
+                    count: count + 1,
+                    // A record that failed at one target goes back to that one only; a
+                    // replay that then failed at mapping keeps the earlier restriction.
+                    target: entry.dead_letter.target.clone().or(target),
+                    requested_by: requested_by.into(),
+                    replayed_at_ms: now,
+                    history,
+                }));
+                let seq = Self::next_seq(&mut meta)?;
+                inbox.insert((entry.flow.as_str(), seq), encode(&envelope).as_slice())?;
+                dead.remove((entry.flow.as_str(), entry.id))?;
+                affected.push(Affected { id: entry.id, flow: entry.flow, correlation_id: envelope.correlation_id });
+            }
+        }
+        tx.commit()?;
+        for a in &affected {
+            info!(flow = %a.flow, dead_letter = a.id, correlation_id = %a.correlation_id, requested_by, "dead letter replayed");
+        }
+        Ok(affected)
+    }
+
+    /// Deletes the dead letters `filter` selects, in one transaction.
+    pub(super) fn discard_dead_letters(
+        &self,
+        filter: &DeadLetterFilter,
+        requested_by: &str,
+    ) -> Result<Vec<Affected>, QueueError> {
+        let tx = self.db.begin_write()?;
+        let mut affected = Vec::new();
+        {
+            let mut dead = tx.open_table(DEAD)?;
+            for entry in select(&dead, filter)?.entries {
+                dead.remove((entry.flow.as_str(), entry.id))?;
+                let correlation_id = entry.dead_letter.envelope.correlation_id;
+                affected.push(Affected { id: entry.id, flow: entry.flow, correlation_id });
+            }
+        }
+        tx.commit()?;
+        for a in &affected {
+            info!(flow = %a.flow, dead_letter = a.id, correlation_id = %a.correlation_id, requested_by, "dead letter discarded");
+        }
+        Ok(affected)
+    }
+
+    /// Deletes the dead letters written before `cutoff_ms(flow)`; returns how many, per
+    /// flow. Finds them in a read transaction so the write lock is held only to delete.
+    pub(super) fn purge_dead_letters(
+        &self,
+        cutoff_ms: &dyn Fn(&str) -> i64,
+    ) -> Result<BTreeMap<String, u64>, QueueError> {
+        let mut expired = Vec::new();
+        {
+            let tx = self.db.begin_read()?;
+            for entry in tx.open_table(DEAD)?.iter()? {
+                let (k, v) = entry?;
+                let (flow, id) = k.value();
+                let stamp: Stamp = decode((flow, id), v.value())?;
+                if stamp.dead_lettered_at_ms < cutoff_ms(flow) {
+                    expired.push((flow.to_string(), id));
+                }
+            }
+        }
+        let mut purged: BTreeMap<String, u64> = BTreeMap::new();
+        if expired.is_empty() {
+            return Ok(purged);
+        }
+        let tx = self.db.begin_write()?;
+        {
+            let mut dead = tx.open_table(DEAD)?;
+            for (flow, id) in &expired {
+                // A replay or discard since the read may have taken it already.
+                if dead.remove((flow.as_str(), *id))?.is_some() {
+                    *purged.entry(flow.clone()).or_default() += 1;
+                    debug!(flow = %flow, dead_letter = id, "dead letter past retention purged");
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(purged)
+    }
+}
+
+#[cfg(test)]
+#[path = "dead_letter_tests.rs"]
+mod tests;

@@ -1,0 +1,401 @@
+//! The queue in one embedded redb file: one table per stage, keyed by flow, each change
+//! one transaction committed with fsync.
+
+mod dead_letter;
+mod intake;
+mod migrate;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+    sync::{Arc, Mutex},
+};
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use super::{
+    Accepted, Affected, Backlog, BatchOutcome, DeadLetter, DeadLetterFilter, DeadLetterPage, DeliveryItem, Envelope,
+    Intake, Offer, PrepareOutcome, Prepared, Queue, QueueBackend, QueueError, TargetNames, compare_versions, now_ms,
+};
+
+/// Inbox: (flow, seq) → envelope JSON.
+pub(super) const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
+/// Outbox: (flow, target name, seq) → delivery item JSON. (Format 1's `outbox` was keyed
+/// by the target's index: see `migrate`.)
+pub(super) const OUTBOX: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("target_outbox");
+/// Dead letters: (flow, seq) → dead letter JSON.
+pub(super) const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
+/// Idempotency keys accepted: (flow, key) → expiry (Unix ms).
+const KEYS: TableDefinition<(&str, &str), i64> = TableDefinition::new("idempotency_keys");
+/// Source delivery ids accepted: (flow, delivery id) → expiry (Unix ms).
+pub(super) const DELIVERIES: TableDefinition<(&str, &str), i64> = TableDefinition::new("delivery_ids");
+/// Last version delivered: (flow, target name, ordering key) → version.
+const VERSIONS: TableDefinition<(&str, &str, &str), &str> = TableDefinition::new("target_versions");
+/// Counters: name → value.
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const NEXT_SEQ: &str = "next_seq";
+
+macro_rules! store_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for QueueError {
+            fn from(e: $t) -> Self { Self::Store(Box::new(redb::Error::from(e))) }
+        }
+    )*};
+}
+store_err!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// The queue in a redb file. Opened through [`RedbQueue::open`], used as a [`Queue`].
+pub struct RedbQueue {
+    pub(super) db: Arc<Database>,
+    /// Serializes sequence allocation with the write that uses it.
+    pub(super) seq: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for RedbQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbQueue").finish_non_exhaustive()
+    }
+}
+
+pub(super) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("queue records always serialize")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: impl std::fmt::Debug, bytes: &[u8]) -> Result<T, QueueError> {
+    serde_json::from_slice(bytes).map_err(|source| QueueError::Decode { key: format!("{key:?}"), source })
+}
+
+impl RedbQueue {
+    /// Opens (or creates) the queue file `path`. A queue written by an earlier version
+    /// (format 1) is refused unless it holds nothing that names a target: see
+    /// [`RedbQueue::open_migrating`].
+    pub fn open(path: &Path) -> Result<Queue, QueueError> {
+        Self::open_migrating(path, &TargetNames::new())
+    }
+
+    /// Opens (or creates) the queue file `path`; a queue written by an earlier version,
+    /// which named targets by position, is migrated with `targets` (each flow's target
+    /// names in `spec.targets` order), or refused, unchanged, when it names a target
+    /// `targets` lacks.
+    pub fn open_migrating(path: &Path, targets: &TargetNames) -> Result<Queue, QueueError> {
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => QueueError::InUse { path: path.display().to_string() },
+            other => other.into(),
+        })?;
+        let tx = db.begin_write()?;
+        migrate::to_current(&tx, targets).map_err(|e| match e {
+            QueueError::Format { message, .. } => QueueError::Format { path: path.display().to_string(), message },
+            other => other,
+        })?;
+        {
+            tx.open_table(intake::SOURCE_STATE)?;
+            tx.open_table(INBOX)?;
+            tx.open_table(OUTBOX)?;
+            tx.open_table(DEAD)?;
+            tx.open_table(KEYS)?;
+            tx.open_table(DELIVERIES)?;
+            tx.open_table(META)?;
+            tx.open_table(VERSIONS)?;
+        }
+        tx.commit()?;
+        Ok(Queue::new(Self { db: Arc::new(db), seq: Arc::new(Mutex::new(())) }))
+    }
+
+    pub(super) fn next_seq(table: &mut redb::Table<&str, u64>) -> Result<u64, QueueError> {
+        let seq = table.get(NEXT_SEQ)?.map_or(1, |v| v.value());
+        table.insert(NEXT_SEQ, seq + 1)?;
+        Ok(seq)
+    }
+}
+
+impl QueueBackend for RedbQueue {
+    fn accept_batch(
+        &self,
+        flow: &str,
+        items: &[Intake],
+        delivery_expires_ms: i64,
+        state: &[(&str, &[u8])],
+    ) -> Result<BatchOutcome, QueueError> {
+        RedbQueue::accept_batch(self, flow, items, delivery_expires_ms, state)
+    }
+
+    fn source_state(&self, flow: &str, key: &str) -> Result<Option<Vec<u8>>, QueueError> {
+        RedbQueue::source_state(self, flow, key)
+    }
+
+    fn pending(&self, flow: &str) -> Result<u64, QueueError> {
+        RedbQueue::pending(self, flow)
+    }
+
+    fn find_dead_letters(&self, filter: &DeadLetterFilter) -> Result<DeadLetterPage, QueueError> {
+        RedbQueue::find_dead_letters(self, filter)
+    }
+
+    fn replay_dead_letters(&self, filter: &DeadLetterFilter, requested_by: &str) -> Result<Vec<Affected>, QueueError> {
+        RedbQueue::replay_dead_letters(self, filter, requested_by)
+    }
+
+    fn discard_dead_letters(&self, filter: &DeadLetterFilter, requested_by: &str) -> Result<Vec<Affected>, QueueError> {
+        RedbQueue::discard_dead_letters(self, filter, requested_by)
+    }
+
+    fn purge_dead_letters(&self, cutoff_ms: &dyn Fn(&str) -> i64) -> Result<BTreeMap<String, u64>, QueueError> {
+        RedbQueue::purge_dead_letters(self, cutoff_ms)
+    }
+
+    /// [`QueueBackend::accept_within`] for several records (of any flows) in one transaction:
+    /// one fsync acknowledges them all (group commit). Each is checked against the
+    /// records before it in the group.
+    fn accept_group(&self, offers: &[Offer<'_>]) -> Result<Vec<Accepted>, QueueError> {
+        let _guard = self.seq.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = self.db.begin_write()?;
+        let mut outcomes = Vec::with_capacity(offers.len());
+        {
+            let mut inbox = tx.open_table(INBOX)?;
+            let outbox_len = tx.open_table(OUTBOX)?.len()?;
+            let mut deliveries = tx.open_table(DELIVERIES)?;
+            let mut meta = tx.open_table(META)?;
+            for offer in offers {
+                if inbox.len()? + outbox_len >= offer.max_pending {
+                    outcomes.push(Accepted::Full);
+                    continue;
+                }
+                let (flow, envelope) = (offer.flow, offer.envelope);
+                let seen = match &envelope.delivery_id {
+                    Some(id) => {
+                        deliveries.get((flow, id.as_str()))?.is_some_and(|exp| exp.value() > envelope.received_at_ms)
+                    }
+                    None => false,
+                };
+                if seen {
+                    outcomes.push(Accepted::DuplicateDelivery);
+                    continue;
+                }
+                if let Some(id) = &envelope.delivery_id {
+                    deliveries.insert((flow, id.as_str()), offer.delivery_expires_ms)?;
+                }
+                let seq = RedbQueue::next_seq(&mut meta)?;
+                inbox.insert((flow, seq), encode(envelope).as_slice())?;
+                outcomes.push(Accepted::Queued(seq));
+            }
+        }
+        if outcomes.iter().any(|o| matches!(o, Accepted::Queued(_))) {
+            tx.commit()?;
+        } else {
+            tx.abort()?;
+        }
+        Ok(outcomes)
+    }
+
+    /// Up to `max` inbox records of a flow, oldest first.
+    fn inbox(&self, flow: &str, max: usize) -> Result<Vec<(u64, Envelope)>, QueueError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(INBOX)?;
+        let mut out = Vec::new();
+        for entry in table.range((flow, 0)..=(flow, u64::MAX))?.take(max) {
+            let (k, v) = entry?;
+            let (_, seq) = k.value();
+            out.push((seq, decode((flow, seq), v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// [`QueueBackend::prepare`] for several inbox records in one transaction (one fsync), in
+    /// order: a record sees the idempotency keys of the ones before it in the batch.
+    fn prepare_batch(&self, flow: &str, batch: Vec<(u64, Prepared)>) -> Result<Vec<PrepareOutcome>, QueueError> {
+        let _guard = self.seq.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = self.db.begin_write()?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        {
+            let mut inbox = tx.open_table(INBOX)?;
+            let mut keys = tx.open_table(KEYS)?;
+            let mut outbox = tx.open_table(OUTBOX)?;
+            let mut dead_letters = tx.open_table(DEAD)?;
+            let mut meta = tx.open_table(META)?;
+            let now = now_ms();
+            for (seq, prepared) in batch {
+                let replayed = match inbox.remove((flow, seq))? {
+                    Some(bytes) => decode::<Envelope>((flow, seq), bytes.value())?.replay.is_some(),
+                    None => false,
+                };
+                outcomes.push(match prepared {
+                    Prepared::Deliver { idempotency_key, key_expires_ms, items } => {
+                        let seen = !replayed
+                            && keys.get((flow, idempotency_key.as_str()))?.is_some_and(|exp| exp.value() > now);
+                        if seen {
+                            PrepareOutcome::Duplicate
+                        } else {
+                            keys.insert((flow, idempotency_key.as_str()), key_expires_ms)?;
+                            for item in &items {
+                                // The inbox seq keeps arrival order within each target.
+                                outbox.insert((flow, item.target.as_str(), seq), encode(item).as_slice())?;
+                            }
+                            PrepareOutcome::Queued
+                        }
+                    }
+                    Prepared::DeadLetter(dead) => {
+                        let dl_seq = RedbQueue::next_seq(&mut meta)?;
+                        dead_letters.insert((flow, dl_seq), encode(&dead).as_slice())?;
+                        PrepareOutcome::DeadLettered
+                    }
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(outcomes)
+    }
+
+    /// Up to `max` delivery items of a flow's target with a sequence number above `after`.
+    fn outbox_after(
+        &self,
+        flow: &str,
+        target: &str,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, DeliveryItem)>, QueueError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(OUTBOX)?;
+        let mut out = Vec::new();
+        for entry in table.range((flow, target, after.saturating_add(1))..=(flow, target, u64::MAX))?.take(max) {
+            let (k, v) = entry?;
+            let (_, _, seq) = k.value();
+            out.push((seq, decode((flow, target, seq), v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// [`QueueBackend::delivered_version`] for several items in one transaction (one fsync).
+    fn delivered_batch(
+        &self,
+        flow: &str,
+        target: &str,
+        items: &[(u64, Option<(&str, &str)>)],
+    ) -> Result<(), QueueError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut outbox = tx.open_table(OUTBOX)?;
+            let mut versions = tx.open_table(VERSIONS)?;
+            for (seq, version) in items {
+                outbox.remove((flow, target, *seq))?;
+                if let Some((key, version)) = version {
+                    let newer = versions
+                        .get((flow, target, *key))?
+                        .is_none_or(|last| compare_versions(version, last.value()) == std::cmp::Ordering::Greater);
+                    if newer {
+                        versions.insert((flow, target, *key), *version)?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The last version delivered to a target for an ordering key.
+    fn last_version(&self, flow: &str, target: &str, key: &str) -> Result<Option<String>, QueueError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(VERSIONS)?.get((flow, target, key))?.map(|v| v.value().to_string()))
+    }
+
+    /// Drops an item older than what its target already has.
+    fn drop_stale(&self, flow: &str, target: &str, seq: u64) -> Result<(), QueueError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(OUTBOX)?.remove((flow, target, seq))?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records waiting in the whole queue (every flow), in constant time: what
+    /// backpressure compares with the size limit.
+    fn pending_total(&self) -> Result<u64, QueueError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(INBOX)?.len()? + tx.open_table(OUTBOX)?.len()?)
+    }
+
+    /// The target will never take the item: move it to the dead letters.
+    fn dead_letter(&self, flow: &str, target: &str, seq: u64, dead: &DeadLetter) -> Result<u64, QueueError> {
+        let _guard = self.seq.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = self.db.begin_write()?;
+        let dl_seq = RedbQueue::next_seq(&mut tx.open_table(META)?)?;
+        tx.open_table(OUTBOX)?.remove((flow, target, seq))?;
+        tx.open_table(DEAD)?.insert((flow, dl_seq), encode(dead).as_slice())?;
+        tx.commit()?;
+        Ok(dl_seq)
+    }
+
+    /// A flow's dead letters with their ids, oldest first (see also
+    /// [`QueueBackend::find_dead_letters`]).
+    fn dead_letters(&self, flow: &str) -> Result<Vec<(u64, DeadLetter)>, QueueError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(DEAD)?;
+        let mut out = Vec::new();
+        for entry in table.range((flow, 0)..=(flow, u64::MAX))? {
+            let (k, v) = entry?;
+            let (_, seq) = k.value();
+            out.push((seq, decode((flow, seq), v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Pending work and dead letters of every flow that has any. Counts keys and decodes
+    /// only the first record of each inbox and outbox range (the oldest: sequence numbers
+    /// grow with arrival).
+    fn backlogs(&self) -> Result<HashMap<String, Backlog>, QueueError> {
+        let tx = self.db.begin_read()?;
+        let mut out: HashMap<String, Backlog> = HashMap::new();
+        let mut last_group: Option<(String, String)> = None;
+        for entry in tx.open_table(INBOX)?.iter()? {
+            let (k, v) = entry?;
+            let (flow, seq) = k.value();
+            let backlog = out.entry(flow.to_string()).or_default();
+            backlog.pending += 1;
+            if last_group.as_ref().is_none_or(|(f, _)| f != flow) {
+                let envelope: Envelope = decode((flow, seq), v.value())?;
+                note_oldest(backlog, envelope.received_at_ms);
+                last_group = Some((flow.to_string(), String::new()));
+            }
+        }
+        last_group = None;
+        for entry in tx.open_table(OUTBOX)?.iter()? {
+            let (k, v) = entry?;
+            let (flow, target, seq) = k.value();
+            let backlog = out.entry(flow.to_string()).or_default();
+            backlog.pending += 1;
+            if last_group.as_ref().is_none_or(|(f, t)| f != flow || *t != target) {
+                let item: DeliveryItem = decode((flow, target, seq), v.value())?;
+                note_oldest(backlog, item.envelope.received_at_ms);
+                last_group = Some((flow.to_string(), target.to_string()));
+            }
+        }
+        for entry in tx.open_table(DEAD)?.iter()? {
+            let (k, _) = entry?;
+            out.entry(k.value().0.to_string()).or_default().dead_lettered += 1;
+        }
+        Ok(out)
+    }
+
+    /// Forgets idempotency keys and delivery ids whose window has passed; returns how many.
+    fn purge_expired(&self, now_ms: i64) -> Result<u64, QueueError> {
+        let tx = self.db.begin_write()?;
+        let before = tx.open_table(KEYS)?.len()? + tx.open_table(DELIVERIES)?.len()?;
+        tx.open_table(KEYS)?.retain(|_, exp| exp > now_ms)?;
+        tx.open_table(DELIVERIES)?.retain(|_, exp| exp > now_ms)?;
+        let after = tx.open_table(KEYS)?.len()? + tx.open_table(DELIVERIES)?.len()?;
+        tx.commit()?;
+        Ok(before - after)
+    }
+}
+
+fn note_oldest(backlog: &mut Backlog, received_ms: i64) {
+    backlog.oldest_received_ms = Some(backlog.oldest_received_ms.map_or(received_ms, |o| o.min(received_ms)));
+}
+
+#[cfg(test)]
+pub(super) mod tests;
