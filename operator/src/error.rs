@@ -1,9 +1,7 @@
-//! The operator's reconcile errors and the fixed categories they fall into.
-
-use crate::{
-    reconcile_schedule::{build::BuildError as ScheduleBuildError, validate::Invalid as ScheduleInvalid},
-    sync_flow::{build::BuildError, validate::Invalid},
-};
+//! The operator's reconcile errors and the fixed categories they fall into. Each
+//! controller's own errors (what validation refused, what could not be built) convert
+//! into [`Error::Refused`] with their category, next to where they are defined, so this
+//! module depends on no controller.
 
 /// Why a reconcile did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -22,18 +20,15 @@ pub enum Error {
         /// The client's error.
         source: kube::Error,
     },
-    /// The resource cannot be run as written; reported as `Stalled` on it.
-    #[error(transparent)]
-    Invalid(#[from] Invalid),
-    /// The desired objects cannot be built.
-    #[error(transparent)]
-    Build(#[from] BuildError),
-    /// A ReconcileSchedule cannot be run as written; reported as `Stalled` on it.
-    #[error(transparent)]
-    Schedule(#[from] ScheduleInvalid),
-    /// A ReconcileSchedule's CronJob cannot be built.
-    #[error(transparent)]
-    ScheduleBuild(#[from] ScheduleBuildError),
+    /// The resource cannot be run as written (reported as `Stalled` on it), or its
+    /// children cannot be built.
+    #[error("{reason}")]
+    Refused {
+        /// What kind of refusal it is.
+        category: Category,
+        /// The controller's own error, which names the resource and the field.
+        reason: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// The small fixed set of categories a reconcile error falls into: the `category`
@@ -78,26 +73,22 @@ impl std::fmt::Display for Category {
 }
 
 impl Error {
+    /// A refusal of `category`, for `reason`.
+    pub fn refused(category: Category, reason: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Refused { category, reason: Box::new(reason) }
+    }
+
     /// The category this error falls into.
     pub fn category(&self) -> Category {
         match self {
             Self::KubeApi { .. } => Category::KubeApi,
-            Self::Invalid(invalid) if invalid.is_missing_reference() => Category::ReferenceMissing,
-            Self::Invalid(_) => Category::InvalidSpec,
-            Self::Build(BuildError::Render { .. }) => Category::Serialize,
-            Self::Build(BuildError::NoSchedule { .. }) => Category::InvalidSpec,
-            Self::Build(BuildError::NoOwnerReference) => Category::InvalidObject,
-            Self::Schedule(invalid) if invalid.is_missing_reference() => Category::ReferenceMissing,
-            Self::Schedule(_) => Category::InvalidSpec,
-            Self::ScheduleBuild(ScheduleBuildError::NoOwnerReference) => Category::InvalidObject,
+            Self::Refused { category, .. } => *category,
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use entrepot_api::config::ResolveError;
-
     use super::*;
 
     #[test]
@@ -107,18 +98,7 @@ mod tests {
     }
 
     #[test]
-    fn categories_come_from_a_fixed_set() {
-        let missing = Error::Invalid(Invalid::Resolve(ResolveError::MappingNotFound {
-            flow: "f".into(),
-            namespace: "n".into(),
-            field: "spec.mappingRef".into(),
-            name: "m".into(),
-        }));
-        let invalid = Error::Invalid(Invalid::Resolve(ResolveError::Invalid {
-            flow: "f".into(),
-            field: "spec.targets".into(),
-            message: "a flow needs at least one target".into(),
-        }));
+    fn a_refusal_keeps_its_category_and_its_message() {
         let api = Error::KubeApi {
             action: "get",
             kind: "Connector".into(),
@@ -126,12 +106,10 @@ mod tests {
             name: "c".into(),
             source: kube::Error::LinesCodecMaxLineLengthExceeded,
         };
-        let owner = Error::Build(BuildError::NoOwnerReference);
-        let got: Vec<Category> = [&missing, &invalid, &api, &owner].iter().map(|e| e.category()).collect();
-        assert_eq!(
-            got,
-            [Category::ReferenceMissing, Category::InvalidSpec, Category::KubeApi, Category::InvalidObject]
-        );
+        assert_eq!(api.category(), Category::KubeApi);
         assert!(api.to_string().starts_with("get Connector n/c: "), "{api}");
+        let refused = Error::refused(Category::InvalidSpec, std::io::Error::other("SyncFlow f: spec.targets: empty"));
+        assert_eq!(refused.category(), Category::InvalidSpec);
+        assert_eq!(refused.to_string(), "SyncFlow f: spec.targets: empty");
     }
 }

@@ -83,13 +83,16 @@ impl Default for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync_flow::build::BuildError;
 
     #[test]
     fn failures_are_counted_by_category() {
         let metrics = Metrics::new();
         metrics.reconciled("syncflow", Duration::from_millis(5), None);
-        metrics.reconciled("syncflow", Duration::from_millis(5), Some(&Error::Build(BuildError::NoOwnerReference)));
+        metrics.reconciled(
+            "syncflow",
+            Duration::from_millis(5),
+            Some(&Error::refused(Category::InvalidObject, std::io::Error::other("no uid"))),
+        );
         assert_eq!(metrics.reconciles("syncflow"), 2);
         assert_eq!(metrics.failures("syncflow", Category::InvalidObject), 1);
         let text = metrics.render();

@@ -5,6 +5,8 @@
 //! Kubernetes: the operator renders its configuration, and local mode reads the same
 //! manifests from a directory.
 
+#![warn(missing_docs)]
+
 // The API crate's modules under the paths the runner has always used.
 pub use entrepot_api::{canonical, config, mapping, resource as spec, status};
 

@@ -62,3 +62,6 @@ impl Receiver {
         self.received.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
+
+/// The Shopify order the storefront's tests read (a real payload's shape).
+pub(crate) const FIXTURE_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/shopify-order.json");

@@ -27,6 +27,7 @@ mod apis;
 pub mod cluster;
 pub mod crd_schema;
 pub mod image;
+pub mod module_graph;
 pub mod pki;
 mod postgres;
 mod process;

@@ -8,6 +8,7 @@ mod connector;
 mod duration;
 mod mapping;
 mod reconcile_schedule;
+mod source;
 mod sync_flow;
 mod target;
 
@@ -18,10 +19,11 @@ pub use connector::{
 pub use duration::Duration;
 pub use mapping::{CanonicalRef, MappingSpec, MappingTest};
 pub use reconcile_schedule::{CompareSpec, ConcurrencyPolicy, ListingSpec, ReconcileAction, ReconcileScheduleSpec};
+pub use source::{
+    FileFormat, FileTrigger, Pagination, PollTrigger, Refetch, SourceSpec, TriggerSpec, Watermark, WebhookTrigger,
+};
 pub use sync_flow::{
-    DeadLetterSpec, DeliverySpec, EmbeddedQueueSpec, FileFormat, FileTrigger, FlowMode, Pagination, PollTrigger,
-    Priority, QueueSpec, Refetch, RetrySpec, RunnerSpec, SourceSpec, SyncFlowSpec, TriggerSpec, Watermark,
-    WebhookTrigger,
+    DeadLetterSpec, DeliverySpec, EmbeddedQueueSpec, FlowMode, Priority, QueueSpec, RetrySpec, RunnerSpec, SyncFlowSpec,
 };
 pub use target::{ChannelAvailability, GraphqlWrite, Operation, TableSpec, TargetSpec};
 

@@ -24,6 +24,10 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::Result;
 
 pub use measure::{Overshow, Percentiles};
+
+/// The SKU of the order the ERP must refuse (an item it has discontinued): its dead
+/// letter is the one expected.
+const DISCONTINUED_SKU: &str = "DISCONTINUED-HAT";
 pub use report::{Movements, Report};
 
 /// The scenario's knobs. [`Params::default`] is the demo; tests run it smaller.

@@ -5,8 +5,8 @@ use std::{collections::BTreeMap, time::Duration};
 use entrepot_sim::storefront::StorefrontReport;
 
 use super::{
+    DISCONTINUED_SKU,
     measure::{Overshow, Percentiles},
-    world::DISCONTINUED_SKU,
 };
 use entrepot::reconcile::ReconcileSummary;
 

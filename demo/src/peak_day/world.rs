@@ -18,7 +18,7 @@ use rand::{RngExt, SeedableRng, rngs::StdRng};
 use tokio::{net::TcpListener, sync::watch};
 
 use super::{
-    Params,
+    DISCONTINUED_SKU, Params,
     measure::{self, Percentiles, Shown, StockState},
     report::{Movements, Report},
 };
@@ -44,7 +44,6 @@ const WAREHOUSE: &str = "DC-EAST";
 /// Mapping's lookup names it.
 const STORE_LOCATION: u64 = 71_234_568_001;
 /// A SKU the storefront still lists but the ERP no longer knows: its order is refused.
-pub(super) const DISCONTINUED_SKU: &str = "DISCONTINUED-HAT";
 
 /// Orders taken: ERP external id → when; reservations still to pick; oversells.
 #[derive(Default)]

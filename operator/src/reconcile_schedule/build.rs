@@ -4,6 +4,7 @@
 //! as environment (the same as the runner's), and the schedule's spec as JSON in
 //! `ENTREPOT_RECONCILE_SPEC`; repairs go to the flow's runner through its Service.
 
+use crate::error::Category;
 use std::collections::BTreeMap;
 
 use entrepot_api::config::FlowConfig;
@@ -45,6 +46,12 @@ pub enum BuildError {
         "ReconcileSchedule has no metadata.uid or metadata.name; it must be read from the API before its CronJob is built"
     )]
     NoOwnerReference,
+}
+
+impl From<BuildError> for crate::error::Error {
+    fn from(error: BuildError) -> Self {
+        Self::refused(Category::InvalidObject, error)
+    }
 }
 
 /// Name of the CronJob of the schedule named `schedule`.

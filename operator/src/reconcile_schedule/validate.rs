@@ -1,6 +1,7 @@
 //! Validation: whether a ReconcileSchedule, its SyncFlow and what that references can be
 //! run. Pure: the referenced objects are passed in, already read.
 
+use crate::error::Category;
 use entrepot_api::{config::FlowConfig, resource::SyncFlowSpec, rules::reconcile};
 
 use crate::sync_flow::validate::{self as flow_validate, References};
@@ -56,6 +57,13 @@ pub enum Invalid {
     /// The schedule does not fit its flow (the runner's own checks, as a run would fail).
     #[error("{0}")]
     Run(String),
+}
+
+impl From<Invalid> for crate::error::Error {
+    fn from(invalid: Invalid) -> Self {
+        let category = if invalid.is_missing_reference() { Category::ReferenceMissing } else { Category::InvalidSpec };
+        Self::refused(category, invalid)
+    }
 }
 
 impl Invalid {

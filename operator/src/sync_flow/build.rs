@@ -3,6 +3,7 @@
 //! on its own volume claim), a PodDisruptionBudget and a Service (`mode: continuous`), or
 //! a CronJob and one queue claim (`mode: batch`).
 
+use crate::error::Category;
 use std::collections::{BTreeMap, BTreeSet};
 
 use entrepot_api::{
@@ -147,6 +148,17 @@ pub enum BuildError {
         /// The serializer's error.
         source: serde_saphyr::ser::Error,
     },
+}
+
+impl From<BuildError> for crate::error::Error {
+    fn from(error: BuildError) -> Self {
+        let category = match error {
+            BuildError::NoOwnerReference => Category::InvalidObject,
+            BuildError::NoSchedule { .. } => Category::InvalidSpec,
+            BuildError::Render { .. } => Category::Serialize,
+        };
+        Self::refused(category, error)
+    }
 }
 
 /// Labels that select a flow's runner pods. Kept to two because a Deployment's

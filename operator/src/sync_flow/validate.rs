@@ -1,6 +1,7 @@
 //! Validation: whether a SyncFlow and what it references can be run. Pure: the
 //! referenced objects are passed in, already read.
 
+use crate::error::Category;
 use std::collections::{BTreeMap, BTreeSet};
 
 use entrepot_api::{
@@ -89,6 +90,13 @@ pub enum Invalid {
         /// What is wrong and what to do.
         message: String,
     },
+}
+
+impl From<Invalid> for crate::error::Error {
+    fn from(invalid: Invalid) -> Self {
+        let category = if invalid.is_missing_reference() { Category::ReferenceMissing } else { Category::InvalidSpec };
+        Self::refused(category, invalid)
+    }
 }
 
 impl Invalid {
@@ -489,5 +497,27 @@ mod tests {
                 "shop-webhook/secret"
             ]
         );
+    }
+
+    #[test]
+    fn a_refusal_falls_into_its_category() {
+        use crate::error::{Category, Error};
+        let missing = Invalid::Resolve(ResolveError::MappingNotFound {
+            flow: "f".into(),
+            namespace: "n".into(),
+            field: "spec.mappingRef".into(),
+            name: "m".into(),
+        });
+        let invalid = Invalid::Resolve(ResolveError::Invalid {
+            flow: "f".into(),
+            field: "spec.targets".into(),
+            message: "a flow needs at least one target".into(),
+        });
+        assert_eq!(Error::from(missing).category(), Category::ReferenceMissing);
+        let error = Error::from(invalid);
+        assert_eq!(error.category(), Category::InvalidSpec);
+        assert!(error.to_string().contains("spec.targets"), "{error}");
+        let owner: Error = crate::sync_flow::build::BuildError::NoOwnerReference.into();
+        assert_eq!(owner.category(), Category::InvalidObject);
     }
 }

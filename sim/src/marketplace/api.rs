@@ -15,14 +15,13 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::sp_error::{RATE_LIMIT_HEADER, SpError, patched_quantity};
 use super::tokens::TokenRefusal;
 use super::{AmazonOrder, ListingCause, Operation, Shared, feeds};
 use crate::server::constant_time_eq;
 
 /// The header carrying the LWA access token.
 pub(super) const ACCESS_TOKEN_HEADER: &str = "x-amz-access-token";
-/// The header naming the operation's sustained rate.
-pub(super) const RATE_LIMIT_HEADER: &str = "x-amzn-ratelimit-limit";
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -34,51 +33,6 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .merge(feeds::routes())
         .fallback(|| async { SpError::new(StatusCode::NOT_FOUND, "NotFound", "Resource not found.", None) })
         .with_state(shared)
-}
-
-/// An SP-API error answer: `{"errors":[{"code","message","details"}]}`.
-#[derive(Debug)]
-pub(super) struct SpError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    operation: Option<Operation>,
-    /// The operation's configured rate, for `x-amzn-RateLimit-Limit`.
-    rate: Option<f64>,
-}
-
-impl SpError {
-    pub(super) fn new(
-        status: StatusCode,
-        code: &'static str,
-        message: impl Into<String>,
-        operation: Option<Operation>,
-    ) -> Self {
-        Self { status, code, message: message.into(), operation, rate: None }
-    }
-
-    /// `400 InvalidInput` naming the parameter or field.
-    pub(super) fn invalid(operation: Operation, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "InvalidInput", message, Some(operation))
-    }
-
-    pub(super) fn not_found(operation: Operation, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NotFound", message, Some(operation))
-    }
-}
-
-impl IntoResponse for SpError {
-    fn into_response(self) -> Response {
-        let body = json!({"errors": [{"code": self.code, "message": self.message, "details": ""}]});
-        let mut response = (self.status, axum::Json(body)).into_response();
-        if let Some(operation) = self.operation {
-            let rate = self.rate.unwrap_or(operation.default_limit().rate);
-            if let Ok(value) = HeaderValue::from_str(&rate.to_string()) {
-                response.headers_mut().insert(RATE_LIMIT_HEADER, value);
-            }
-        }
-        response
-    }
 }
 
 impl Shared {
@@ -363,36 +317,6 @@ async fn get_listings_item(
             "attributes": {"fulfillment_availability": [{"fulfillment_channel_code": "DEFAULT", "quantity": quantity}]},
         }),
     )
-}
-
-/// Reads the quantity a listings patch (or feed message) sets, if it sets one. Patches of
-/// other attributes are accepted and ignored: this simulator only tracks availability.
-pub(super) fn patched_quantity(patches: &Value, at: &str) -> Result<Option<i64>, String> {
-    let Some(patches) = patches.as_array() else {
-        return Err(format!("{at}patches must be an array of {{op, path, value}}"));
-    };
-    let mut quantity = None;
-    for (index, patch) in patches.iter().enumerate() {
-        if patch["path"].as_str() != Some("/attributes/fulfillment_availability") {
-            continue;
-        }
-        let op = patch["op"].as_str().unwrap_or_default();
-        if !matches!(op, "replace" | "merge") {
-            return Err(format!(
-                "{at}patches[{index}].op {op:?} must be replace or merge for fulfillment_availability"
-            ));
-        }
-        let value = &patch["value"][0]["quantity"];
-        match value.as_i64() {
-            Some(q) if q >= 0 => quantity = Some(q),
-            _ => {
-                return Err(format!(
-                    "{at}patches[{index}].value[0].quantity {value} must be a whole number of at least 0"
-                ));
-            }
-        }
-    }
-    Ok(quantity)
 }
 
 /// `PATCH /listings/2021-08-01/items/{sellerId}/{sku}`.

@@ -21,7 +21,7 @@ use axum::routing::{get, post, put};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::api::{SpError, patched_quantity};
+use super::sp_error::{SpError, patched_quantity};
 use super::{ListingCause, Market, Operation, Shared};
 
 /// The feed type this simulator processes.

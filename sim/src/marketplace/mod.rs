@@ -26,6 +26,7 @@ mod feeds;
 mod notify;
 pub mod operation;
 pub mod order;
+mod sp_error;
 mod tokens;
 pub mod walmart;
 

@@ -15,7 +15,7 @@
 //! - The GraphQL Admin API (`POST /admin/api/{version}/graphql.json`, see [`super::graphql`])
 //!   with its own cost bucket, over the inventory levels and refunds the store holds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -33,9 +33,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use super::Order;
+use super::admin_store::{Refund, Shared, error, unauthorized};
 use super::bucket::{BucketConfig, LeakyBucket};
-use super::graphql::{self, Refund};
-use super::inventory::{Inventory, InventoryLevel};
+use super::graphql;
+use super::inventory::InventoryLevel;
 
 /// Shopify's default and largest page sizes.
 const DEFAULT_LIMIT: usize = 50;
@@ -61,44 +62,6 @@ impl Default for AdminApiConfig {
             require_idempotent: true,
         }
     }
-}
-
-/// The store behind the API, shared by the handlers.
-pub(super) struct Shared {
-    token: String,
-    pub(super) orders: Mutex<BTreeMap<u64, Order>>,
-    rest_bucket: LeakyBucket,
-    pub(super) graphql_bucket: LeakyBucket,
-    pub(super) require_idempotent: bool,
-    pub(super) inventory: Mutex<Inventory>,
-    /// `@idempotent` key → (mutation, original payload).
-    pub(super) idempotent: Mutex<HashMap<String, (String, serde_json::Value)>>,
-    pub(super) refunds: Mutex<Vec<Refund>>,
-    /// GraphQL calls refused with `THROTTLED`.
-    pub(super) throttled: std::sync::atomic::AtomicUsize,
-    /// The `@idempotent` key of every GraphQL call admitted, in order (replays included).
-    pub(super) keys_seen: Mutex<Vec<Option<String>>>,
-}
-
-// Written by hand so the access token never reaches a log line.
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("token", &"<redacted>").finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    pub(super) fn authorized(&self, headers: &HeaderMap) -> bool {
-        let token = headers.get("x-shopify-access-token").and_then(|v| v.to_str().ok());
-        token == Some(self.token.as_str())
-    }
-}
-
-pub(super) fn unauthorized() -> Response {
-    error(
-        StatusCode::UNAUTHORIZED,
-        json!("[API] Invalid API key or access token (unrecognized login or wrong password)"),
-    )
 }
 
 /// A running Admin API. Dropping it stops the server.
@@ -256,10 +219,6 @@ struct Cursor {
     filters: Filters,
     after: Option<u64>,
     before: Option<u64>,
-}
-
-fn error(status: StatusCode, errors: serde_json::Value) -> Response {
-    (status, Json(json!({ "errors": errors }))).into_response()
 }
 
 fn bad_request(param: &str, message: &str) -> Response {

@@ -364,8 +364,8 @@ mod tests {
     /// Generated orders have the reference fixture's fields, nested ones included.
     #[test]
     fn generated_orders_have_the_fixture_shape() {
-        let fixture = std::fs::read_to_string(crate::storefront::tests::FIXTURE_PATH)
-            .expect("read tests/fixtures/shopify-order.json");
+        let fixture =
+            std::fs::read_to_string(crate::test_support::FIXTURE_PATH).expect("read tests/fixtures/shopify-order.json");
         let fixture: Value = serde_json::from_str(&fixture).unwrap();
         for order in orders(11, 10) {
             let order = serde_json::to_value(&order).unwrap();

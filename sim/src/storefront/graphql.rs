@@ -27,10 +27,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::admin_api::{Shared, unauthorized};
+use super::admin_store::{Refund, Shared, unauthorized};
 use super::bucket::BucketReading;
 use super::inventory::{Inventory, item_gid, location_gid, parse_gid};
 use super::order::parse_minor;
@@ -40,21 +39,6 @@ pub const MUTATION_COST: f64 = 10.0;
 
 /// The mutations the simulator runs.
 const MUTATIONS: [&str; 3] = ["inventorySetQuantities", "inventoryAdjustQuantities", "refundCreate"];
-
-/// A refund the store made.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Refund {
-    /// The refund id.
-    pub id: u64,
-    /// The refunded order.
-    pub order_id: u64,
-    /// (line item id, quantity) refunded.
-    pub lines: Vec<(u64, u32)>,
-    /// The amount refunded, in minor units of the order currency.
-    pub amount_minor: i64,
-    /// The `@idempotent` key it was made with.
-    pub idempotency_key: Option<String>,
-}
 
 /// A user error: `{field, message, code}`.
 fn user_error(field: Vec<String>, message: &str, code: &str) -> Value {

@@ -18,6 +18,7 @@
 //! ```
 
 pub mod admin_api;
+mod admin_store;
 pub mod bigcommerce;
 pub mod bucket;
 pub mod catalog;
@@ -44,6 +45,7 @@ use jiff::Timestamp;
 use jiff::tz::Offset;
 
 pub use admin_api::{AdminApi, AdminApiConfig};
+pub use admin_store::Refund;
 pub use bucket::BucketConfig;
 pub use faults::{FaultDraw, WebhookFaults};
 pub use generator::OrderGenerator;
@@ -209,7 +211,7 @@ pub struct Storefront {
     /// Kept apart from the generator's so the ratios do not change the orders a seed makes.
     dice: faults::FaultDice,
     /// Where placed orders are recorded (the Admin API reconciliation reads).
-    store: Option<std::sync::Arc<admin_api::Shared>>,
+    store: Option<std::sync::Arc<admin_store::Shared>>,
     /// Decides whether a buyer can check an order out (stock shown); see
     /// [`Storefront::set_checkout`].
     checkout: Option<Checkout>,

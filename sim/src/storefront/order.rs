@@ -238,7 +238,7 @@ mod tests {
     #[test]
     fn the_reference_fixture_parses() {
         let fixture =
-            std::fs::read_to_string(super::super::tests::FIXTURE_PATH).expect("read tests/fixtures/shopify-order.json");
+            std::fs::read_to_string(crate::test_support::FIXTURE_PATH).expect("read tests/fixtures/shopify-order.json");
         let order: Order = serde_json::from_str(&fixture).expect("the fixture is an Order");
         assert_eq!(order.name, "#1042");
         assert_eq!(order.total_price_minor(), Some(6937));

@@ -15,7 +15,6 @@ use super::webhook::{self, EVENT_ID_HEADER, HMAC_HEADER, TOPIC_HEADER, WEBHOOK_I
 use super::*;
 
 /// The reference Shopify order (a copy of the shared fixture, kept in the repository).
-pub(crate) const FIXTURE_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/shopify-order.json");
 
 const SECRET: &str = "shpss_storefront_test_secret";
 
