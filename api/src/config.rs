@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, path::Path};
 use serde::{Deserialize, Serialize};
 
 use crate::resource::{
-    ConnectorSpec, ConnectorType, FileTrigger, FlowMode, MappingSpec, PollTrigger, SyncFlowSpec, TargetSpec,
+    ConnectorSpec, ConnectorType, FileTrigger, FlowMode, MappingSpec, Pagination, PollTrigger, SyncFlowSpec, TargetSpec,
 };
 
 /// Everything one runner process runs.
@@ -258,6 +258,22 @@ fn check_mode(spec: &SyncFlowSpec) -> Result<(), (&'static str, &'static str)> {
 
 /// A poll trigger fits its Connector: `path` for an HTTP API, `sql` for a database.
 fn check_poll(poll: &PollTrigger, connector: &str, kind: ConnectorType) -> Result<(), (&'static str, String)> {
+    let paging = match &poll.pagination {
+        Some(Pagination::Cursor { field, .. }) => Some(("spec.source.trigger.poll.pagination.cursor.field", field)),
+        Some(Pagination::NextUrl { field }) => Some(("spec.source.trigger.poll.pagination.nextUrl.field", field)),
+        _ => None,
+    };
+    let programs = [
+        ("spec.source.trigger.poll.records", poll.records.as_ref()),
+        ("spec.source.trigger.poll.watermark.field", poll.watermark.as_ref().map(|w| &w.field)),
+    ]
+    .into_iter()
+    .chain(paging.map(|(field, code)| (field, Some(code))));
+    for (field, code) in programs {
+        if let Some(code) = code {
+            crate::mapping::Program::compile(code, &BTreeMap::new()).map_err(|e| (field, e.to_string()))?;
+        }
+    }
     let sql = poll.sql.as_deref().is_some_and(|q| !q.trim().is_empty());
     if kind != ConnectorType::Postgres {
         if sql {
@@ -579,5 +595,22 @@ mod tests {
             Path::new("/done")
         );
         assert_eq!(file().processed_directory(), Path::new("/in/processed"));
+    }
+
+    #[test]
+    fn a_poll_trigger_whose_jq_does_not_compile_is_refused_naming_the_field() {
+        let polled =
+            |yaml: &str| flow(TriggerSpec { poll: Some(serde_saphyr::from_str(yaml).unwrap()), ..Default::default() });
+        assert!(resolve(&polled("{interval: 1m, path: /orders, records: .orders}")).is_ok());
+        for (yaml, field) in [
+            ("{interval: 1m, path: /orders, records: '.orders['}", "spec.source.trigger.poll.records"),
+            (
+                "{interval: 1m, path: /orders, pagination: {cursor: {field: '.next(', param: cursor}}}",
+                "spec.source.trigger.poll.pagination.cursor.field",
+            ),
+        ] {
+            let err = resolve(&polled(yaml)).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("SyncFlow f: {field}: ")), "{yaml}: {err}");
+        }
     }
 }

@@ -17,6 +17,7 @@ pub mod canonical;
 mod category;
 pub mod config;
 pub mod mapping;
+pub mod reconcile_check;
 pub mod reconcile_summary;
 pub mod resource;
 pub mod rules;

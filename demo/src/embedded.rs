@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use entrepot::{config::RunnerConfig, manifest::Manifests};
+use entrepot::manifest::Manifests;
+use entrepot_api::config::RunnerConfig;
 
 /// Manifests embedded in the binary, as if read from `dir`.
 pub(crate) fn load_embedded(dir: &str, files: &[(&str, &str)]) -> Result<Manifests> {

@@ -313,7 +313,7 @@ fn print_report(
     report: &StorefrontReport,
     extra_sent: usize,
     revision_resent: usize,
-    status: &entrepot::status::FlowStatus,
+    status: &entrepot_api::status::FlowStatus,
     erp: &ErpHandle,
     letters: &[DeadLetterEntry],
     elapsed: Duration,

@@ -24,8 +24,8 @@ use entrepot::{
     runtime::{Runtime, serve},
     secrets::Secrets,
     source::signature::sign,
-    spec::{ConnectorLimits, SignatureScheme},
 };
+use entrepot_api::resource::{ConnectorLimits, SignatureScheme};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;

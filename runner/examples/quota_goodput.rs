@@ -18,8 +18,8 @@ use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, rou
 use entrepot::{
     protocol::{QuotaSignal, parse_retry_after},
     quota::Quota,
-    spec::{ConnectorLimits, Priority},
 };
+use entrepot_api::resource::{ConnectorLimits, Priority};
 
 /// The target's own quota: a token bucket, refused beyond it.
 struct Granted {

@@ -13,8 +13,9 @@ use crate::{
     protocol::{Answer, ErrorCategory, Verdict, backoff},
     queue::DeadLetterReason,
     quota::{Quota, Slot},
-    spec::RetrySpec,
 };
+
+use entrepot_api::resource::RetrySpec;
 
 /// The dead-letter reason of a record the system refused: `auth` for refused
 /// credentials, else `rejected`.
@@ -149,8 +150,8 @@ mod tests {
     fn policy(max_attempts: u32) -> RetrySpec {
         RetrySpec {
             max_attempts,
-            initial_backoff: crate::spec::Duration(Duration::from_millis(1)),
-            max_backoff: crate::spec::Duration(Duration::from_millis(4)),
+            initial_backoff: entrepot_api::resource::Duration(Duration::from_millis(1)),
+            max_backoff: entrepot_api::resource::Duration(Duration::from_millis(4)),
         }
     }
 
@@ -209,10 +210,9 @@ mod tests {
     async fn a_call_within_the_quota_holds_its_slot_and_feeds_the_answer_back() {
         use std::sync::Arc;
 
-        use crate::{
-            protocol::QuotaSignal,
-            spec::{ConnectorLimits, Priority},
-        };
+        use crate::protocol::QuotaSignal;
+
+        use entrepot_api::resource::{ConnectorLimits, Priority};
         let limits = ConnectorLimits { requests_per_second: Some(10.0), concurrency: Some(1), ..Default::default() };
         let quota = Arc::new(Quota::new(Some(&limits)));
         let slot = quota.try_slot(Priority::Normal).expect("a free slot");
@@ -244,8 +244,8 @@ mod tests {
         stop.send(true).unwrap();
         let slow = RetrySpec {
             max_attempts: 5,
-            initial_backoff: crate::spec::Duration::from_secs(60),
-            max_backoff: crate::spec::Duration::from_secs(60),
+            initial_backoff: entrepot_api::resource::Duration::from_secs(60),
+            max_backoff: entrepot_api::resource::Duration::from_secs(60),
         };
         let outcome = with_retries(
             &slow,

@@ -15,7 +15,7 @@
 
 use serde_json::Value;
 
-use crate::spec::ChannelAvailability;
+use entrepot_api::resource::ChannelAvailability;
 
 /// What one channel is shown of one snapshot, and what it was computed from.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -10,14 +10,15 @@ mod test;
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use crate::{
-    config::RunnerConfig,
     manifest::Manifests,
     runtime::BatchEnd,
     runtime::Runtime,
     secrets::{DEFAULT_SECRETS_DIR, Secrets},
 };
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use entrepot_api::config::RunnerConfig;
 use tokio::{net::TcpListener, sync::watch};
 use tracing::info;
 

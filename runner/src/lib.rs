@@ -7,9 +7,6 @@
 
 #![warn(missing_docs)]
 
-// The API crate's modules under the paths the runner has always used.
-pub use entrepot_api::{canonical, config, mapping, resource as spec, status};
-
 pub mod attempt;
 pub mod availability;
 pub mod cli;

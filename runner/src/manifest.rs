@@ -13,9 +13,9 @@ use std::{
 use base64::Engine as _;
 use serde::{Deserialize, de::DeserializeOwned};
 
-use crate::{
+use entrepot_api::{
     config::{FlowConfig, ResolveError, RunnerConfig},
-    spec::{ConnectorSpec, MappingSpec, ReconcileScheduleSpec, SyncFlowSpec},
+    resource::{ConnectorSpec, MappingSpec, ReconcileScheduleSpec, SyncFlowSpec},
 };
 
 /// The API group and version of Entrepot's resources.

@@ -29,15 +29,18 @@ use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tracing::{info, warn};
 
 use crate::{
-    config::RunnerConfig,
     flow::{self, Flow, FlowError, SourceMode, Workers},
     metrics::Metrics,
     queue::{DeadLetterReason, Queue, QueueError, RedbQueue, now_ms},
     quota::Quota,
     secrets::Secrets,
-    source::webhook,
-    status::{ConnectorStatus, FlowStatus, RunnerStatus, TargetStatus},
+    source::{poll::Poller, webhook},
     supervisor::{Lifetime, Supervisor},
+};
+
+use entrepot_api::{
+    config::RunnerConfig,
+    status::{ConnectorStatus, FlowStatus, RunnerStatus, TargetStatus},
 };
 
 pub use crate::queue::DeadLetterEntry;
@@ -65,6 +68,8 @@ pub enum StartError {
 /// A runner's shared state.
 pub struct Runtime {
     flows: BTreeMap<String, Arc<Flow>>,
+    /// The pollers of the flows with a poll trigger, compiled, by flow.
+    pollers: BTreeMap<String, Poller>,
     /// The durable queue.
     pub queue: Queue,
     /// The metrics.
@@ -104,10 +109,18 @@ impl Runtime {
         // the flows' targets as configured now.
         let targets = flows.iter().map(|(name, f)| (name.clone(), f.targets.iter().map(|t| t.name.clone()).collect()));
         let queue = RedbQueue::open_migrating(&data_dir.join("queue.redb"), &targets.collect()).map_err(queue_err)?;
+        let metrics = Metrics::new();
+        let mut pollers = BTreeMap::new();
+        for (name, flow) in &flows {
+            let poller = Poller::new(flow.clone(), queue.clone(), metrics.clone(), flow.max_pending)
+                .map_err(|e| FlowError::Compile { flow: name.clone(), field: e.field.into(), source: e.source })?;
+            pollers.extend(poller.map(|p| (name.clone(), p)));
+        }
         Ok(Arc::new(Self {
             flows,
+            pollers,
             queue,
-            metrics: Metrics::new(),
+            metrics,
             intake: IntakeWriter::new(),
             ready: AtomicBool::new(false),
             supervisor: Supervisor::default(),
@@ -142,7 +155,7 @@ impl Runtime {
         let workers = Workers { queue: self.queue.clone(), metrics: self.metrics.clone(), shutdown };
         let (mut sources, mut others) = (Vec::new(), vec![retention]);
         for f in self.flows.values() {
-            sources.extend(sources::spawn(f, &workers, mode, &self.supervisor));
+            sources.extend(sources::spawn(f, self.pollers.get(f.name()), &workers, mode, &self.supervisor));
             others.extend(flow::spawn(f.clone(), &workers, &self.supervisor));
         }
         self.ready.store(true, Ordering::SeqCst);

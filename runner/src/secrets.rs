@@ -15,7 +15,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{manifest::ObjectKey, spec::SecretKeySelector};
+use crate::manifest::ObjectKey;
+
+use entrepot_api::resource::SecretKeySelector;
 
 /// Where a runner pod finds mounted Secrets unless told otherwise (`--secrets-dir`).
 pub const DEFAULT_SECRETS_DIR: &str = "/var/run/secrets/entrepot";

@@ -21,11 +21,9 @@ use axum::{
 };
 use tokio::{net::TcpListener, sync::Semaphore};
 
-use crate::{
-    manifest::ObjectKey,
-    secrets::Secrets,
-    spec::{ClientAuth, OAuth2ClientCredentials, SecretKeySelector},
-};
+use crate::{manifest::ObjectKey, secrets::Secrets};
+
+use entrepot_api::resource::{ClientAuth, OAuth2ClientCredentials, SecretKeySelector};
 
 /// Serves `app` on a loopback port; returns `http://127.0.0.1:PORT`.
 pub async fn serve(app: Router) -> String {
@@ -243,9 +241,13 @@ pub fn oauth2_secrets() -> Secrets {
 
 /// OAuth2 against `token_url` with the keys of Secret `market` (`client-id`,
 /// `client-secret` and, with `refresh`, `refresh-token`): the marketplaces' credentials.
-pub fn marketplace_oauth(token_url: String, client_auth: ClientAuth, refresh: bool) -> crate::spec::ConnectorAuth {
+pub fn marketplace_oauth(
+    token_url: String,
+    client_auth: ClientAuth,
+    refresh: bool,
+) -> entrepot_api::resource::ConnectorAuth {
     let key = |k: &str| SecretKeySelector { name: "market".into(), key: k.into() };
-    crate::spec::ConnectorAuth::OAuth2ClientCredentials(OAuth2ClientCredentials {
+    entrepot_api::resource::ConnectorAuth::OAuth2ClientCredentials(OAuth2ClientCredentials {
         token_url,
         client_id_secret_ref: key("client-id"),
         client_secret_secret_ref: key("client-secret"),

@@ -63,5 +63,5 @@ impl Receiver {
     }
 }
 
-/// The Shopify order the storefront's tests read (a real payload's shape).
+/// The reference Shopify order (a copy of the shared fixture, kept in the repository).
 pub(crate) const FIXTURE_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/shopify-order.json");

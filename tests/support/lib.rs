@@ -17,10 +17,8 @@ use axum::{
     response::{IntoResponse, Response},
     routing::any,
 };
-use entrepot::{
-    config::RunnerConfig, manifest::Manifests, runtime::Runtime, secrets::Secrets, source::signature::sign,
-    spec::SignatureScheme, status::RunnerStatus,
-};
+use entrepot::{manifest::Manifests, runtime::Runtime, secrets::Secrets, source::signature::sign};
+use entrepot_api::{config::RunnerConfig, resource::SignatureScheme, status::RunnerStatus};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 mod apis;

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use entrepot::{
+use entrepot::{manifest::Manifests, secrets::Secrets};
+
+use entrepot_api::{
     config::RunnerConfig,
-    manifest::Manifests,
-    secrets::Secrets,
-    spec::{ConnectorSpec, SignatureScheme, TriggerSpec, WebhookTrigger, WebhookVerification},
+    resource::{ConnectorSpec, SignatureScheme, TriggerSpec, WebhookTrigger, WebhookVerification},
 };
 use entrepot_e2e::*;
 use entrepot_sim::storefront::{
@@ -154,7 +154,7 @@ async fn shopify_runner(shop: &AdminApi, dir: &std::path::Path) -> InProcessRunn
     flow.connectors.get_mut("shopify-eu").unwrap().endpoint = Some(shop.base_url());
     let wms: &mut ConnectorSpec = flow.connectors.get_mut("wms-central").unwrap();
     let token_ref = match &wms.auth {
-        Some(entrepot::spec::ConnectorAuth::Bearer { secret_ref }) => secret_ref.clone(),
+        Some(entrepot_api::resource::ConnectorAuth::Bearer { secret_ref }) => secret_ref.clone(),
         other => panic!("the example's WMS uses a bearer token: {other:?}"),
     };
     wms.webhook = Some(WebhookVerification {
@@ -240,7 +240,7 @@ async fn after_a_shopify_secret_rotation_the_previous_secret_is_still_accepted()
     let mut config = quickstart_config(&erp.url);
     let flow = &mut config.flows[0];
     // The quickstart's ERP token stands in for the secret used before the rotation.
-    let previous = entrepot::spec::SecretKeySelector { name: "erp-demo".into(), key: "token".into() };
+    let previous = entrepot_api::resource::SecretKeySelector { name: "erp-demo".into(), key: "token".into() };
     flow.connectors.get_mut("shopify-demo").unwrap().webhook.as_mut().unwrap().previous_secret_ref = Some(previous);
     let dir = tempfile::tempdir().unwrap();
     let runner = InProcessRunner::start(config, dir.path()).await;

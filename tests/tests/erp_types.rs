@@ -7,11 +7,11 @@
 
 use std::{path::Path, time::Duration};
 
-use entrepot::{
+use entrepot::{manifest::Manifests, secrets::Secrets};
+
+use entrepot_api::{
     config::RunnerConfig,
-    manifest::Manifests,
-    secrets::Secrets,
-    spec::{ConnectorLimits, ConnectorType, Operation},
+    resource::{ConnectorLimits, ConnectorType, Operation},
 };
 use entrepot_e2e::*;
 use entrepot_sim::erp::{

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use entrepot::{manifest::Manifests, secrets::Secrets, spec::ConnectorAuth};
+use entrepot::{manifest::Manifests, secrets::Secrets};
+
+use entrepot_api::resource::ConnectorAuth;
 use entrepot_e2e::*;
 use serde_json::{Value, json};
 
@@ -39,15 +41,18 @@ async fn polled_items_reach_an_oauth2_storefront_exactly_once() {
     shop.endpoint = Some(format!("{}/demo-shop", storefront.url));
     // One request at a time, so the request order below is the delivery order (items of
     // different keys otherwise go concurrently).
-    shop.limits = Some(entrepot::spec::ConnectorLimits { concurrency: Some(1), ..Default::default() });
+    shop.limits = Some(entrepot_api::resource::ConnectorLimits { concurrency: Some(1), ..Default::default() });
     let Some(ConnectorAuth::OAuth2ClientCredentials(oauth)) = shop.auth.as_mut() else {
         panic!("the example uses OAuth2")
     };
     oauth.token_url = tokens.url.clone();
     let poll = flow.spec.source.trigger.poll.as_mut().unwrap();
     poll.interval = Duration::from_millis(100).into();
-    poll.pagination =
-        Some(entrepot::spec::Pagination::Offset { param: "offset".into(), limit_param: "limit".into(), page_size: 10 });
+    poll.pagination = Some(entrepot_api::resource::Pagination::Offset {
+        param: "offset".into(),
+        limit_param: "limit".into(),
+        page_size: 10,
+    });
     flow.spec.delivery.retry.initial_backoff = Duration::from_millis(20).into();
 
     let dir = tempfile::tempdir().unwrap();

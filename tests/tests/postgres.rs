@@ -263,7 +263,7 @@ async fn a_sql_poll_reads_rows_by_watermark_and_keeps_it_across_a_restart() {
 /// and add Secret keys (of Secret `warehouse-db`).
 fn warehouse_sink(
     pg: &Postgres,
-    edit: impl FnOnce(&mut entrepot::spec::ConnectorSpec, &mut std::collections::BTreeMap<String, String>),
+    edit: impl FnOnce(&mut entrepot_api::resource::ConnectorSpec, &mut std::collections::BTreeMap<String, String>),
 ) -> entrepot::sink::Sink {
     let mut manifests = example(EXAMPLE);
     let mut config = manifests.runner_config().unwrap().flows.remove(0);
@@ -364,10 +364,8 @@ async fn a_batch_is_one_transaction_and_a_refused_row_leaves_the_rest_of_it_writ
 
 #[tokio::test]
 async fn verify_full_writes_over_tls_to_a_server_its_ca_signed_and_refuses_another() {
-    use entrepot::{
-        protocol::{Answer, ErrorCategory, Verdict},
-        spec::{DatabaseOptions, SecretKeySelector, SslMode},
-    };
+    use entrepot::protocol::{Answer, ErrorCategory, Verdict};
+    use entrepot_api::resource::{DatabaseOptions, SecretKeySelector, SslMode};
     let pg = Postgres::start_with_tls().await;
     let db = pg.client(PG_DATABASE).await;
     let schema = std::fs::read_to_string(repo_root().join("examples").join(EXAMPLE).join("schema.sql")).unwrap();

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use entrepot::config::RunnerConfig;
+use entrepot_api::config::RunnerConfig;
 use entrepot_e2e::*;
 
 const WAIT: Duration = Duration::from_secs(20);

@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use entrepot::{secrets::Secrets, spec::ConnectorAuth};
+use entrepot::secrets::Secrets;
+
+use entrepot_api::resource::ConnectorAuth;
 use entrepot_e2e::*;
 use entrepot_sim::marketplace::walmart::{self, WalmartConfig};
 use entrepot_sim::marketplace::{self, ListingCause, ListingChange, MarketplaceConfig};

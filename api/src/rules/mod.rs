@@ -3,4 +3,3 @@
 
 pub mod connector;
 pub mod postgres;
-pub mod reconcile;

@@ -25,8 +25,8 @@ use anyhow::Result;
 
 pub use measure::{Overshow, Percentiles};
 
-/// The SKU of the order the ERP must refuse (an item it has discontinued): its dead
-/// letter is the one expected.
+/// A SKU the storefront still lists but the ERP no longer knows: its order is refused,
+/// and its dead letter is the one expected.
 const DISCONTINUED_SKU: &str = "DISCONTINUED-HAT";
 pub use report::{Movements, Report};
 

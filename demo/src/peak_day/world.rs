@@ -23,9 +23,10 @@ use super::{
     report::{Movements, Report},
 };
 use entrepot::{
-    availability, config::RunnerConfig, manifest::Manifests, queue::DeadLetterFilter, reconcile::Reconciler,
-    runtime::Runtime, secrets::Secrets, spec::ChannelAvailability,
+    availability, manifest::Manifests, queue::DeadLetterFilter, reconcile::Reconciler, runtime::Runtime,
+    secrets::Secrets,
 };
+use entrepot_api::{config::RunnerConfig, resource::ChannelAvailability};
 
 /// `examples/peak-day/`, embedded in the binary.
 const MANIFESTS: [(&str, &str); 5] = [
@@ -43,7 +44,6 @@ const WAREHOUSE: &str = "DC-EAST";
 /// The storefront's location id (Shopify `gid://shopify/Location/...`), as the inventory
 /// Mapping's lookup names it.
 const STORE_LOCATION: u64 = 71_234_568_001;
-/// A SKU the storefront still lists but the ERP no longer knows: its order is refused.
 
 /// Orders taken: ERP external id → when; reservations still to pick; oversells.
 #[derive(Default)]
@@ -465,8 +465,8 @@ pub async fn run(params: &Params, verbose: bool) -> Result<Report> {
 }
 
 /// Points an amazon-sp Connector's LWA token endpoint at the simulated marketplace.
-fn point_lwa_at(connector: &mut entrepot::spec::ConnectorSpec, token_url: &str) {
-    if let Some(entrepot::spec::ConnectorAuth::OAuth2ClientCredentials(o)) = &mut connector.auth {
+fn point_lwa_at(connector: &mut entrepot_api::resource::ConnectorSpec, token_url: &str) {
+    if let Some(entrepot_api::resource::ConnectorAuth::OAuth2ClientCredentials(o)) = &mut connector.auth {
         o.token_url = token_url.to_string();
     }
 }

@@ -2,7 +2,7 @@
 //! run. Pure: the referenced objects are passed in, already read.
 
 use crate::error::Category;
-use entrepot_api::{config::FlowConfig, resource::SyncFlowSpec, rules::reconcile};
+use entrepot_api::{config::FlowConfig, reconcile_check, resource::SyncFlowSpec};
 
 use crate::sync_flow::validate::{self as flow_validate, References};
 
@@ -143,7 +143,7 @@ pub fn validate(
     let config = flow_validate::validate(&spec.sync_flow_ref, namespace, flow_spec, refs)
         .map_err(|source| Invalid::SyncFlow { schedule: name.into(), source: Box::new(source) })?;
     // The run's own set-up: jq paths, the compared target, the source's endpoint.
-    reconcile::check(name, spec, &config).map_err(|e| Invalid::Run(e.to_string()))?;
+    reconcile_check::check(name, spec, &config).map_err(|e| Invalid::Run(e.to_string()))?;
     Ok(Validated { flow: config, cron, time_zone })
 }
 

@@ -351,3 +351,10 @@ fn the_checksum_ignores_what_does_not_reach_the_runner_process() {
     more.connectors.push(extra);
     assert_eq!(build(&more).checksum, before);
 }
+
+#[test]
+fn a_build_error_falls_into_its_category() {
+    use crate::error::{Category, Error};
+    assert_eq!(Error::from(BuildError::NoOwnerReference).category(), Category::InvalidObject);
+    assert_eq!(Error::from(BuildError::NoSchedule { flow: "nightly".into() }).category(), Category::InvalidSpec);
+}

@@ -517,7 +517,5 @@ mod tests {
         let error = Error::from(invalid);
         assert_eq!(error.category(), Category::InvalidSpec);
         assert!(error.to_string().contains("spec.targets"), "{error}");
-        let owner: Error = crate::sync_flow::build::BuildError::NoOwnerReference.into();
-        assert_eq!(owner.category(), Category::InvalidObject);
     }
 }

@@ -18,11 +18,14 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::ValueEnum;
 
 use crate::{
-    config::{FlowConfig, RunnerConfig},
     manifest::Manifests,
     reconcile::{ReconcileFailure, Reconciler, RunnerClient, TERMINATION_MESSAGE_LIMIT},
     secrets::{DEFAULT_SECRETS_DIR, Secrets},
-    spec::{ReconcileAction, ReconcileScheduleSpec},
+};
+
+use entrepot_api::{
+    config::{FlowConfig, RunnerConfig},
+    resource::{ReconcileAction, ReconcileScheduleSpec},
 };
 
 /// Where Kubernetes reads a container's termination message by default.

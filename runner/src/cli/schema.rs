@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result, bail};
 
-use crate::canonical::{self, ENTITIES};
+use entrepot_api::canonical::{self, ENTITIES};
 
 /// Arguments of `entrepot schema`.
 #[derive(clap::Args)]

@@ -2,8 +2,10 @@
 
 use std::{path::Path, process::ExitCode};
 
-use crate::{flow::Flow, manifest::Manifests, mapping::run_tests, reconcile::Reconciler, secrets::Secrets};
+use crate::{flow::Flow, manifest::Manifests, reconcile::Reconciler, secrets::Secrets};
+
 use anyhow::Result;
+use entrepot_api::mapping::run_tests;
 
 pub fn run(dir: &Path) -> Result<ExitCode> {
     let manifests = Manifests::load_dir(dir)?;

@@ -8,10 +8,8 @@ use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use tracing::debug;
 
 use super::{auth_error::AuthError, oauth2::TokenSource, sensitive::sensitive};
-use crate::{
-    secrets::Secrets,
-    spec::{ConnectorAuth, SecretKeySelector},
-};
+use crate::secrets::Secrets;
+use entrepot_api::resource::{ConnectorAuth, SecretKeySelector};
 
 /// The header that authenticates one request, with what is needed to refresh it if the
 /// system refuses it.
@@ -110,7 +108,7 @@ impl Auth {
 
     /// Fits the token requests to the Connector's type (Walmart's token endpoint wants
     /// its `WM_*` headers).
-    pub fn for_type(mut self, kind: crate::spec::ConnectorType) -> Self {
+    pub fn for_type(mut self, kind: entrepot_api::resource::ConnectorType) -> Self {
         if let Scheme::OAuth2(tokens) = &mut self.scheme {
             tokens.set_kind(kind);
         }
@@ -188,10 +186,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::{
-        manifest::ObjectKey,
-        spec::{BasicAuth, HeaderAuth},
-    };
+    use crate::manifest::ObjectKey;
+    use entrepot_api::resource::{BasicAuth, HeaderAuth};
 
     fn sel(name: &str, key: &str) -> SecretKeySelector {
         SecretKeySelector { name: name.into(), key: key.into() }

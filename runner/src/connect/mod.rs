@@ -26,8 +26,9 @@ use crate::{
     protocol::{Answer, QuotaSignal, System, describe_transport, parse_retry_after},
     quota::operations::{Metered, OperationQuotas},
     secrets::Secrets,
-    spec::{ConnectorAuth, ConnectorSpec, HeaderAuth},
 };
+
+use entrepot_api::resource::{ConnectorAuth, ConnectorSpec, HeaderAuth};
 
 /// A Connector's client cannot be set up.
 #[derive(Debug, thiserror::Error)]

@@ -21,11 +21,8 @@ use tracing::{info, warn};
 
 use super::{auth_error::AuthError, sensitive::sensitive};
 use crate::protocol::describe_transport;
-use crate::{
-    protocol::summarize_body,
-    secrets::Secrets,
-    spec::{ClientAuth, ConnectorType, OAuth2ClientCredentials, SecretKeySelector},
-};
+use crate::{protocol::summarize_body, secrets::Secrets};
+use entrepot_api::resource::{ClientAuth, ConnectorType, OAuth2ClientCredentials, SecretKeySelector};
 
 /// Lifetime assumed when the token endpoint gives no `expires_in`: short, so a token
 /// that in fact lives less is still replaced before most systems would refuse it.

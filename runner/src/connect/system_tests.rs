@@ -9,8 +9,11 @@ use crate::{
     protocol::{Answer, Write, WriteContext},
     queue::{DeliveryItem, Envelope},
     secrets::Secrets,
-    spec::{ClientAuth, ConnectorAuth, ConnectorLimits, ConnectorSpec, ConnectorType, Operation, OperationLimit},
     test_support::{marketplace_oauth, marketplace_secrets},
+};
+
+use entrepot_api::resource::{
+    ClientAuth, ConnectorAuth, ConnectorLimits, ConnectorSpec, ConnectorType, Operation, OperationLimit,
 };
 
 /// A rate at which no token comes back while a test runs.

@@ -4,9 +4,9 @@
 use super::*;
 use crate::{
     protocol::{ErrorCategory, Verdict, classify},
-    spec::ConnectorAuth,
     test_support::{Api, Reply, TokenEndpoint, oauth2_secrets, oauth2_spec},
 };
+use entrepot_api::resource::ConnectorAuth;
 
 fn client(endpoint: &str, token_url: &str) -> ConnectorClient {
     let spec = ConnectorSpec {

@@ -17,8 +17,8 @@ use crate::{
     protocol::{Answer, Verdict},
     queue::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, compare_versions, now_ms},
     quota::Slot,
-    spec::RetrySpec,
 };
+use entrepot_api::resource::RetrySpec;
 
 /// Items read from the outbox at a time.
 const LOAD_BATCH: usize = 500;
@@ -386,8 +386,8 @@ mod tests {
     fn policy() -> RetrySpec {
         RetrySpec {
             max_attempts: 3,
-            initial_backoff: crate::spec::Duration::from_secs(1),
-            max_backoff: crate::spec::Duration::from_secs(8),
+            initial_backoff: entrepot_api::resource::Duration::from_secs(1),
+            max_backoff: entrepot_api::resource::Duration::from_secs(8),
         }
     }
 

@@ -20,19 +20,21 @@ pub use deliver::run_delivery;
 pub use prepare::run_prepare;
 
 use crate::{
-    canonical::{UnknownEntity, Validator},
-    config::FlowConfig,
     connect::{ConnectError, ConnectorClient},
-    mapping::{CompileError, Program},
     metrics::Metrics,
     postgres::Database,
     queue::Queue,
     quota::Quota,
     secrets::{MissingSecret, Secrets},
     sink::{Sink, TargetCounters, TargetError},
-    source::poll::PollSource,
-    spec::{ConnectorType, SignatureScheme},
     supervisor::{Lifetime, Supervisor},
+};
+
+use entrepot_api::{
+    canonical::{UnknownEntity, Validator},
+    config::FlowConfig,
+    mapping::{CompileError, Program},
+    resource::{ConnectorType, SignatureScheme},
 };
 
 /// A task a flow runs.
@@ -143,8 +145,8 @@ pub struct Flow {
     /// The signing secret before a rotation (`webhook.previousSecretRef`), and until when
     /// it is accepted.
     pub previous_secret: Option<(Vec<u8>, tokio::time::Instant)>,
-    /// For a poll trigger: the compiled trigger and the source Connector's client.
-    pub poll: Option<PollSource>,
+    /// For a `sql` poll trigger: the source database (the poller reads it).
+    pub source_database: Option<Database>,
     /// For a webhook trigger with `refetch`: how the full record is read.
     pub refetch: Option<Refetcher>,
     /// The clients of the Connectors this flow calls (targets, a polled source), by
@@ -253,23 +255,16 @@ impl Flow {
             }
             _ => None,
         };
-        let poll = match &config.spec.source.trigger.poll {
-            Some(trigger) => {
-                let client = connectors[&config.spec.source.connector_ref].clone();
-                let mut compiled = PollSource::new(trigger, client).map_err(|e| FlowError::Compile {
-                    flow: flow.clone(),
-                    field: e.field.into(),
-                    source: e.source,
-                })?;
-                if source.kind == ConnectorType::Postgres {
-                    let name = &config.spec.source.connector_ref;
-                    let database = Database::new(name, &config.namespace, source, secrets)
-                        .map_err(|message| FlowError::Database { flow: flow.clone(), message })?;
-                    compiled = compiled.with_database(database);
-                }
-                Some(compiled)
+        // The poll trigger itself is compiled by its poller (sources read flows, not the
+        // reverse); its jq paths were checked when the flow was resolved.
+        let source_database = match &config.spec.source.trigger.poll {
+            Some(_) if source.kind == ConnectorType::Postgres => {
+                let name = &config.spec.source.connector_ref;
+                let database = Database::new(name, &config.namespace, source, secrets)
+                    .map_err(|message| FlowError::Database { flow: flow.clone(), message })?;
+                Some(database)
             }
-            None => None,
+            _ => None,
         };
         let refetch = match config.spec.source.trigger.webhook.as_ref().and_then(|w| w.refetch.as_ref()) {
             Some(refetch) => {
@@ -298,7 +293,7 @@ impl Flow {
             idempotency_key,
             version_key,
             targets,
-            poll,
+            source_database,
             connectors,
             max_pending: Some(max_pending),
             wake: Notify::new(),

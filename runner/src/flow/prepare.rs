@@ -9,9 +9,11 @@ use tracing::{debug, warn};
 use super::{Flow, Refetched, Refetcher, Workers, wait};
 use crate::{
     availability,
-    mapping::{from_value, parse_json, to_json, to_value},
     queue::{DeadLetter, DeadLetterReason, DeliveryItem, Envelope, PrepareOutcome, Prepared, now_ms},
-    spec::ChannelAvailability,
+};
+use entrepot_api::{
+    mapping::{from_value, parse_json, to_json, to_value},
+    resource::ChannelAvailability,
 };
 
 const BATCH: usize = 64;

@@ -14,11 +14,14 @@ use tracing::{info, warn};
 use crate::{
     attempt::{Failed, Outcome, refusal, with_retries, within_quota},
     connect::{ConnectorClient, Sent},
-    mapping::{CompileError, Program, parse_json},
     protocol::{Answer, ErrorCategory, QuotaSignal, Verdict, describe_transport},
     queue::{Attempt, DeadLetter, DeadLetterReason, Envelope, now_ms},
     quota::Quota,
-    spec::{Refetch, RetrySpec},
+};
+
+use entrepot_api::{
+    mapping::{CompileError, Program, parse_json},
+    resource::{Refetch, RetrySpec},
 };
 
 /// What became of a refetch.
@@ -120,7 +123,7 @@ impl Refetcher {
 
     /// One GET of the full record within the source's quota.
     async fn attempt(&self, url: &str) -> Result<Vec<u8>, Failed<Tried>> {
-        let slot = self.quota.slot(crate::spec::Priority::High).await;
+        let slot = self.quota.slot(entrepot_api::resource::Priority::High).await;
         let fetched = within_quota(
             &self.quota,
             slot,

@@ -21,8 +21,9 @@ pub use entrepot_api::rules::postgres::{Endpoint, parse_endpoint, quote_ident, q
 use crate::{
     protocol::{ErrorCategory, Verdict},
     secrets::Secrets,
-    spec::{ConnectorAuth, ConnectorSpec, SecretKeySelector, SslMode},
 };
+
+use entrepot_api::resource::{ConnectorAuth, ConnectorSpec, SecretKeySelector, SslMode};
 
 /// How long a connection attempt may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -16,7 +16,7 @@ use reqwest::{
 };
 
 use super::{PollDefaults, System, Unfit, Write, WriteContext, token_in};
-use crate::spec::{ClientAuth, ConnectorAuth, ConnectorSpec, Operation, OperationLimit, Pagination};
+use entrepot_api::resource::{ClientAuth, ConnectorAuth, ConnectorSpec, Operation, OperationLimit, Pagination};
 
 /// The header SP-API reads the LWA access token from.
 pub const ACCESS_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-amz-access-token");

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::spec::RetrySpec;
+use entrepot_api::resource::RetrySpec;
 
 /// Reads `Retry-After` as delay-seconds (Shopify sends `2.0`, so fractions are
 /// accepted) or as an HTTP date.
@@ -66,8 +66,8 @@ mod tests {
     fn backoff_grows_is_capped_and_yields_to_retry_after() {
         let policy = RetrySpec {
             max_attempts: 10,
-            initial_backoff: crate::spec::Duration::from_secs(1),
-            max_backoff: crate::spec::Duration::from_secs(8),
+            initial_backoff: entrepot_api::resource::Duration::from_secs(1),
+            max_backoff: entrepot_api::resource::Duration::from_secs(8),
         };
         for (attempt, full) in [(1, 1), (2, 2), (3, 4), (4, 8), (9, 8)] {
             let d = backoff(&policy, attempt, None);

@@ -17,7 +17,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::{Answer, ErrorCategory, System, Unfit, Verdict, WebhookFields};
-use crate::spec::ConnectorSpec;
+use entrepot_api::resource::ConnectorSpec;
 
 /// BigCommerce's REST API: the token in `X-Auth-Token`, the request window's reset, the
 /// webhook payload's `hash` and `scope`.

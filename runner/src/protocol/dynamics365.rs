@@ -17,7 +17,7 @@ use reqwest::header::HeaderValue;
 use futures::future::BoxFuture;
 
 use super::{Answer, Channel, PollDefaults, System, Unfit, Verdict, Write, WriteContext, odata, urlencode};
-use crate::spec::{ConnectorSpec, Operation, Pagination};
+use entrepot_api::resource::{ConnectorSpec, Operation, Pagination};
 
 /// A Dynamics 365 Connector keeps nothing between requests: ETags are read per write.
 #[derive(Clone, Copy, Debug)]

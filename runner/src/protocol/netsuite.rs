@@ -27,7 +27,7 @@ use super::{
     Answer, Channel, ErrorCategory, PollDefaults, QuotaSignal, System, Unfit, Verdict, Write, WriteContext,
     generic_idempotency_header, odata, urlencode,
 };
-use crate::spec::{ConnectorSpec, Operation, Pagination};
+use entrepot_api::resource::{ConnectorSpec, Operation, Pagination};
 
 /// The header NetSuite reads an idempotency key from.
 const KEY_HEADER: HeaderName = HeaderName::from_static("x-netsuite-idempotency-key");

@@ -115,7 +115,7 @@ pub(super) fn classify(answer: &Answer) -> Option<Verdict> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Operation;
+    use entrepot_api::resource::Operation;
 
     #[test]
     fn a_key_always_gives_the_same_uuid_and_another_key_another() {

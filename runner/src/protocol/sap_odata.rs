@@ -28,7 +28,7 @@ use super::{
     Answer, Channel, PollDefaults, System, Unfit, Verdict, Write, WriteContext, describe_transport,
     generic_idempotency_header, odata, urlencode,
 };
-use crate::spec::{ConnectorSpec, Operation, Pagination};
+use entrepot_api::resource::{ConnectorSpec, Operation, Pagination};
 
 const CSRF_HEADER: HeaderName = HeaderName::from_static("x-csrf-token");
 

@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::{Answer, ErrorCategory, QuotaSignal, System, Unfit, Verdict, Write, WriteContext};
-use crate::spec::ConnectorSpec;
+use entrepot_api::resource::ConnectorSpec;
 
 /// Mutations that take `@idempotent(key:)`: mandatory for inventory adjustments and refunds
 /// from API version 2026-04, and accepted by `inventorySetQuantities`. (U) Other mutations

@@ -36,7 +36,7 @@ use super::{
     Answer, QuotaSignal, Verdict, amazon_sp::AmazonSp, bigcommerce::BigCommerce, classify, dynamics365::Dynamics365,
     netsuite::NetSuite, refresh_credentials, sap_odata::SapOdata, shopify::Shopify, walmart::Walmart,
 };
-use crate::spec::{ConnectorSpec, ConnectorType, Operation, OperationLimit, Pagination};
+use entrepot_api::resource::{ConnectorSpec, ConnectorType, Operation, OperationLimit, Pagination};
 
 /// One external system's protocol. [`system`] gives the type's shared instance;
 /// [`System::for_connector`] one Connector's own, with the state it keeps (a session, its
@@ -283,7 +283,7 @@ pub(super) fn generic_idempotency_header(spec: &ConnectorSpec) -> Option<HeaderN
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{ClientAuth, OAuth2ClientCredentials};
+    use entrepot_api::resource::{ClientAuth, OAuth2ClientCredentials};
 
     #[test]
     fn each_type_maps_to_its_own_protocol_and_the_rest_to_the_generic_one() {
@@ -310,7 +310,7 @@ mod tests {
         assert!(unfit.message.contains("oauth2ClientCredentials"), "{unfit}");
         let spec = ConnectorSpec {
             kind: ConnectorType::AmazonSp,
-            auth: Some(crate::spec::ConnectorAuth::OAuth2ClientCredentials(OAuth2ClientCredentials {
+            auth: Some(entrepot_api::resource::ConnectorAuth::OAuth2ClientCredentials(OAuth2ClientCredentials {
                 client_auth: ClientAuth::Body,
                 ..serde_saphyr::from_str(
                     "{tokenUrl: 'https://api.amazon.com/auth/o2/token', clientIdSecretRef: {name: a, key: id}, clientSecretSecretRef: {name: a, key: secret}, refreshTokenSecretRef: {name: a, key: refresh}}",

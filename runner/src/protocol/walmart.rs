@@ -19,7 +19,7 @@ use reqwest::{
 };
 
 use super::{PollDefaults, QuotaSignal, System, Unfit, Write, WriteContext, token_in};
-use crate::spec::{ConnectorSpec, Operation, Pagination};
+use entrepot_api::resource::{ConnectorSpec, Operation, Pagination};
 
 /// The header Walmart reads the access token from.
 pub const ACCESS_TOKEN_HEADER: HeaderName = HeaderName::from_static("wm_sec.access_token");

@@ -23,10 +23,9 @@ use std::{
 
 use tokio::{sync::oneshot, time::Instant};
 
-use crate::{
-    protocol::QuotaSignal,
-    spec::{ConnectorLimits, Priority},
-};
+use crate::protocol::QuotaSignal;
+
+use entrepot_api::resource::{ConnectorLimits, Priority};
 
 /// Requests in flight when a Connector declares no concurrency.
 pub const DEFAULT_CONCURRENCY: u32 = 4;

@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode, header::HeaderMap};
 
 use super::Quota;
 use crate::protocol::QuotaSignal;
-use crate::spec::{ConnectorLimits, OperationLimit};
+use entrepot_api::resource::{ConnectorLimits, OperationLimit};
 
 /// One operation: what it matches and its bucket.
 #[derive(Debug)]

@@ -8,12 +8,15 @@ use tracing::{info, warn};
 
 use crate::{
     connect::ConnectorClient,
-    mapping::{Program, from_value, to_value},
     source::poll::{
         PollSource, get_page,
         page::{self, Page, PageEnd},
     },
-    spec::{Duration, ListingSpec, PollTrigger, RetrySpec},
+};
+
+use entrepot_api::{
+    mapping::{Program, from_value, to_value},
+    resource::{Duration, ListingSpec, PollTrigger, RetrySpec},
 };
 
 /// A list request keeps following pages at most this often: a source whose pages never

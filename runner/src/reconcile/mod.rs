@@ -22,12 +22,15 @@ pub use listing::Listing;
 pub use repair::RunnerClient;
 
 use crate::{
-    config::FlowConfig,
     connect::ConnectorClient,
     flow::{Flow, FlowError},
-    mapping::{Program, to_value},
     secrets::Secrets,
-    spec::{ReconcileAction, ReconcileScheduleSpec},
+};
+
+use entrepot_api::{
+    config::FlowConfig,
+    mapping::{Program, to_value},
+    resource::{ReconcileAction, ReconcileScheduleSpec},
 };
 
 /// A run cannot be set up or cannot finish.
@@ -105,7 +108,7 @@ impl Reconciler {
         };
         // The checks the operator also makes; what follows only builds.
         let target =
-            entrepot_api::rules::reconcile::check(name, spec, &flow).map_err(|e| invalid(&e.field, e.message))?;
+            entrepot_api::reconcile_check::check(name, spec, &flow).map_err(|e| invalid(&e.field, e.message))?;
         // Whole seconds: APIs take `updated_at_min` without fractions.
         let now = jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
         let window = jiff::SignedDuration::try_from(spec.window.get()).unwrap_or(jiff::SignedDuration::MAX);
@@ -251,7 +254,7 @@ impl Reconciler {
     /// compared target's.
     fn shape_source(&self, record: &Value) -> Result<Val, String> {
         let spec = &self.flow.config.spec;
-        let input = crate::mapping::from_value(record);
+        let input = entrepot_api::mapping::from_value(record);
         let canonical = match (&self.flow.mapping, &spec.mapping_ref) {
             (Some(p), Some(name)) => p.run(input).map_err(|e| format!("Mapping {name}: {e}"))?,
             _ => input,

@@ -11,8 +11,8 @@ use super::Runtime;
 use crate::{
     metrics::Metrics,
     queue::{Queue, QueueError, now_ms},
-    spec::DeadLetterSpec,
 };
+use entrepot_api::resource::DeadLetterSpec;
 
 /// Time between two purges.
 const EVERY: Duration = Duration::from_secs(60);

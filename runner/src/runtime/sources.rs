@@ -15,6 +15,7 @@ use crate::{
 /// Starts `flow`'s source, supervised; in [`SourceMode::Once`] it ends after its pass.
 pub(super) fn spawn(
     flow: &Arc<Flow>,
+    poller: Option<&Poller>,
     workers: &Workers,
     mode: SourceMode,
     supervisor: &Supervisor,
@@ -29,9 +30,8 @@ pub(super) fn spawn(
         let task = file::run(flow.clone(), trigger, workers.clone(), mode);
         sources.push(supervisor.spawn(Some(name), "file source", lifetime, workers.shutdown.clone(), task));
     }
-    let max_pending = flow.max_pending;
-    if let Some(poller) = Poller::new(flow.clone(), workers.queue.clone(), workers.metrics.clone(), max_pending) {
-        let task = poller.run(workers.shutdown.clone(), mode);
+    if let Some(poller) = poller {
+        let task = poller.clone().run(workers.shutdown.clone(), mode);
         sources.push(supervisor.spawn(Some(name), "poll source", lifetime, workers.shutdown.clone(), task));
     }
     sources

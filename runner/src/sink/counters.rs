@@ -7,7 +7,7 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
-use crate::status::TargetStatus;
+use entrepot_api::status::TargetStatus;
 
 /// One target's counters.
 #[derive(Debug, Default)]

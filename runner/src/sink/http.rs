@@ -12,11 +12,13 @@ use tracing::debug;
 
 use super::TargetError;
 use crate::{
-    config::FlowConfig,
     connect::ConnectorClient,
     protocol::{Answer, Verdict, Write, WriteContext, urlencode},
     queue::DeliveryItem,
-    spec::{Operation, TargetSpec},
+};
+use entrepot_api::{
+    config::FlowConfig,
+    resource::{Operation, TargetSpec},
 };
 
 /// One HTTP target of a flow, ready to send.

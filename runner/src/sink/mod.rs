@@ -16,12 +16,15 @@ use std::sync::Arc;
 use postgres::PostgresTarget;
 
 use crate::{
-    config::FlowConfig,
     connect::{ConnectorClient, ConnectorHealth},
     protocol::{Answer, Verdict, classify},
     queue::DeliveryItem,
     secrets::Secrets,
-    spec::{ConnectorLimits, ConnectorType, TargetSpec},
+};
+
+use entrepot_api::{
+    config::FlowConfig,
+    resource::{ConnectorLimits, ConnectorType, TargetSpec},
 };
 
 /// A target cannot be set up.

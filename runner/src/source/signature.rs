@@ -8,7 +8,7 @@ use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::spec::SignatureScheme;
+use entrepot_api::resource::SignatureScheme;
 
 /// Why a delivery's signature was refused. Deliberately vague towards the caller: the
 /// reason goes to logs and metrics, not into the response.

@@ -20,8 +20,8 @@ use crate::{
     flow::Flow,
     metrics::Metrics,
     queue::{Accepted, Envelope, now_ms},
-    spec::SignatureScheme,
 };
+use entrepot_api::resource::SignatureScheme;
 
 /// What the webhook source needs from the runner that serves it (the runtime): its
 /// flows, the metrics, and a durable queue write. A trait, so this source does not

@@ -14,8 +14,6 @@ use tokio::net::TcpListener;
 use super::webhook::{self, EVENT_ID_HEADER, HMAC_HEADER, TOPIC_HEADER, WEBHOOK_ID_HEADER};
 use super::*;
 
-/// The reference Shopify order (a copy of the shared fixture, kept in the repository).
-
 const SECRET: &str = "shpss_storefront_test_secret";
 
 /// One request as the receiver saw it.

@@ -14,14 +14,13 @@ pub use table::Table;
 
 use super::TargetError;
 use crate::{
-    config::FlowConfig,
     connect::{ConnectorClient, ConnectorHealth},
     postgres::Database,
     protocol::{Answer, ErrorCategory, Verdict, json_kind},
     queue::DeliveryItem,
     secrets::Secrets,
-    spec::TargetSpec,
 };
+use entrepot_api::{config::FlowConfig, resource::TargetSpec};
 
 /// Connections a target opens when the Connector gives no `limits.concurrency`.
 const DEFAULT_CONNECTIONS: u32 = 4;

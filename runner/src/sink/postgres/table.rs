@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use entrepot_api::rules::postgres::{check_table, quote_ident};
 
-use crate::spec::{Operation, TableSpec};
+use entrepot_api::resource::{Operation, TableSpec};
 
 /// A target table, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]

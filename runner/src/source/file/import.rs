@@ -18,10 +18,8 @@ use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use super::rows::{InvalidRow, Position, Row, RowContent, RowReader};
-use crate::{
-    queue::{BatchOutcome, DeadLetter, DeadLetterReason, Envelope, Intake, Queue, QueueError, now_ms},
-    spec::FileFormat,
-};
+use crate::queue::{BatchOutcome, DeadLetter, DeadLetterReason, Envelope, Intake, Queue, QueueError, now_ms};
+use entrepot_api::resource::FileFormat;
 
 /// A file could not be imported this time; it is tried again at the next scan.
 #[derive(Debug, thiserror::Error)]

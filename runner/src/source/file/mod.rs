@@ -33,8 +33,9 @@ use crate::{
     flow::{Flow, SourceMode, Workers},
     metrics::Metrics,
     queue::{BatchOutcome, DeadLetterReason},
-    spec::FileTrigger,
 };
+
+use entrepot_api::resource::FileTrigger;
 
 /// Tuning of a file source. The defaults suit production; tests use smaller values.
 #[derive(Clone, Copy, Debug)]

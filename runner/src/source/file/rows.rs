@@ -11,7 +11,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::FileFormat;
+use entrepot_api::resource::FileFormat;
 
 /// Where a reader stands in a file: enough to resume at the next row after a restart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

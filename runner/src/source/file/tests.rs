@@ -9,12 +9,16 @@ use tokio::sync::watch;
 
 use super::{FileOptions, FileSource, Importer, Position, ScanReport, rows::RowContent, rows::RowReader};
 use crate::{
-    config::FlowConfig,
     flow::{Flow, Workers},
     metrics::Metrics,
     queue::{DeadLetter, DeadLetterReason, Queue, RedbQueue},
     secrets::Secrets,
-    spec::{ConnectorSpec, ConnectorType, FileFormat, FileTrigger, SourceSpec, SyncFlowSpec, TargetSpec, TriggerSpec},
+};
+use entrepot_api::{
+    config::FlowConfig,
+    resource::{
+        ConnectorSpec, ConnectorType, FileFormat, FileTrigger, SourceSpec, SyncFlowSpec, TargetSpec, TriggerSpec,
+    },
 };
 
 const FLOW: &str = "settlements";

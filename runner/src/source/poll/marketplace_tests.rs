@@ -10,12 +10,16 @@ use serde_json::Value;
 
 use super::*;
 use crate::{
-    config::FlowConfig,
     flow::Flow,
     metrics::Metrics,
     queue::{Queue, RedbQueue},
-    spec::{ClientAuth, ConnectorAuth, ConnectorLimits, ConnectorSpec, ConnectorType, OperationLimit, SyncFlowSpec},
     test_support::{marketplace_oauth, marketplace_secrets},
+};
+use entrepot_api::{
+    config::FlowConfig,
+    resource::{
+        ClientAuth, ConnectorAuth, ConnectorLimits, ConnectorSpec, ConnectorType, OperationLimit, SyncFlowSpec,
+    },
 };
 
 const FLOW: &str = "marketplace-orders";
@@ -84,7 +88,7 @@ async fn amazon_orders_are_polled_across_next_token_pages_without_being_throttle
     let flow = flow(source, &trigger, &secrets);
     let dir = tempfile::tempdir().unwrap();
     let queue = RedbQueue::open(&dir.path().join("queue.redb")).unwrap();
-    let poller = Poller::new(flow, queue.clone(), Metrics::new(), None).unwrap();
+    let poller = Poller::new(flow, queue.clone(), Metrics::new(), None).unwrap().expect("a poll trigger");
     // No pagination in the trigger: amazon-sp pages by NextToken.
     assert_eq!(poller.poll_once().await, RunReport { pages: 3, queued: 5, duplicates: 0, end: RunEnd::Complete });
     let expected: Vec<String> = market.orders().into_iter().map(|o| o.amazon_order_id).collect();
@@ -119,7 +123,7 @@ async fn walmart_orders_are_polled_across_next_cursor_pages() {
     let flow = flow(source, trigger, &[("client-id", "walmart-client-id"), ("client-secret", "walmart-client-secret")]);
     let dir = tempfile::tempdir().unwrap();
     let queue = RedbQueue::open(&dir.path().join("queue.redb")).unwrap();
-    let poller = Poller::new(flow, queue.clone(), Metrics::new(), None).unwrap();
+    let poller = Poller::new(flow, queue.clone(), Metrics::new(), None).unwrap().expect("a poll trigger");
     assert_eq!(poller.poll_once().await, RunReport { pages: 3, queued: 5, duplicates: 0, end: RunEnd::Complete });
     assert_eq!(queued(&queue, "purchaseOrderId"), placed);
     let stats = walmart.stats();

@@ -23,10 +23,11 @@ pub use page::Page;
 pub(crate) use run::get_page;
 pub use run::{Poller, RunEnd, RunReport};
 
-use crate::{
-    connect::ConnectorClient,
+use crate::connect::ConnectorClient;
+
+use entrepot_api::{
     mapping::{CompileError, Program, from_value, parse_json, to_value},
-    spec::{Pagination, PollTrigger},
+    resource::{Pagination, PollTrigger},
 };
 
 /// A poll trigger's jq path does not compile.

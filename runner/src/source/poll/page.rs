@@ -8,7 +8,7 @@ use reqwest::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{Pagination, PollTrigger};
+use entrepot_api::resource::{Pagination, PollTrigger};
 
 /// The page a poll run fetches next. Kept with the run's progress across restarts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::{
-    PollSource, delivery_id,
+    PollSetupError, PollSource, delivery_id,
     page::{self, PageEnd},
     progress::{self, Progress, Run},
     watermark,
@@ -22,8 +22,8 @@ use crate::{
     protocol::describe_transport,
     protocol::{Answer, ErrorCategory, Verdict},
     queue::{Envelope, Intake, Queue, QueueError, now_ms},
-    spec::RetrySpec,
 };
+use entrepot_api::resource::RetrySpec;
 
 /// How soon a paused run checks the backlog again (or the interval, if shorter).
 const PAUSE_RECHECK: Duration = Duration::from_secs(1);
@@ -140,21 +140,32 @@ pub(crate) async fn get_page(
 #[derive(Clone, Debug)]
 pub struct Poller {
     pub(super) flow: Arc<Flow>,
+    source: Arc<PollSource>,
     queue: Queue,
     pub(super) metrics: Metrics,
     max_pending: Option<u64>,
 }
 
 impl Poller {
-    /// A poller for `flow`, or `None` when its trigger is not `poll`. With `max_pending`,
-    /// a run pauses while the flow's backlog is above it.
-    pub fn new(flow: Arc<Flow>, queue: Queue, metrics: Metrics, max_pending: Option<u64>) -> Option<Self> {
-        flow.poll.as_ref()?;
-        Some(Self { flow, queue, metrics, max_pending })
+    /// A poller for `flow`, its poll trigger compiled, or `None` when its trigger is not
+    /// `poll`. With `max_pending`, a run pauses while the flow's backlog is above it.
+    pub fn new(
+        flow: Arc<Flow>,
+        queue: Queue,
+        metrics: Metrics,
+        max_pending: Option<u64>,
+    ) -> Result<Option<Self>, PollSetupError> {
+        let Some(trigger) = &flow.config.spec.source.trigger.poll else { return Ok(None) };
+        let client = flow.connectors[&flow.config.spec.source.connector_ref].clone();
+        let mut source = PollSource::new(trigger, client)?;
+        if let Some(database) = &flow.source_database {
+            source = source.with_database(database.clone());
+        }
+        Ok(Some(Self { flow, source: Arc::new(source), queue, metrics, max_pending }))
     }
 
     pub(super) fn source(&self) -> &PollSource {
-        self.flow.poll.as_ref().expect("Poller::new checked the trigger")
+        &self.source
     }
 
     /// Polls every `interval` (the first run at once) until `shutdown` turns true. A run

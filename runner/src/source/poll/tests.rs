@@ -9,14 +9,16 @@ use serde_json::{Value, json};
 
 use super::{progress::Progress, *};
 use crate::{
-    config::FlowConfig,
     flow::Flow,
     metrics::Metrics,
     protocol::ErrorCategory,
     queue::{Queue, RedbQueue},
     secrets::Secrets,
-    spec::{ConnectorSpec, SyncFlowSpec},
     test_support::{Api, Reply, Seen},
+};
+use entrepot_api::{
+    config::FlowConfig,
+    resource::{ConnectorSpec, SyncFlowSpec},
 };
 
 const FLOW: &str = "items";
@@ -36,7 +38,7 @@ fn flow(api: &str, trigger: &str) -> Arc<Flow> {
 }
 
 fn poller(flow: &Arc<Flow>, queue: &Queue) -> Poller {
-    Poller::new(flow.clone(), queue.clone(), Metrics::new(), None).unwrap()
+    Poller::new(flow.clone(), queue.clone(), Metrics::new(), None).unwrap().expect("a poll trigger")
 }
 
 fn queue_in(dir: &tempfile::TempDir) -> Queue {
@@ -283,7 +285,7 @@ async fn backpressure_pauses_before_the_next_page_and_the_run_resumes_there() {
         &api.url,
         "{interval: 1h, path: /items, pagination: {offset: {param: offset, limitParam: limit, pageSize: 2}}}",
     );
-    let limited = Poller::new(flow.clone(), queue.clone(), Metrics::new(), Some(2)).unwrap();
+    let limited = Poller::new(flow.clone(), queue.clone(), Metrics::new(), Some(2)).unwrap().expect("a poll trigger");
     assert!(!limited.should_pause());
     let report = limited.poll_once().await;
     assert_eq!(report, RunReport { pages: 2, queued: 4, duplicates: 0, end: RunEnd::Paused });
@@ -291,7 +293,7 @@ async fn backpressure_pauses_before_the_next_page_and_the_run_resumes_there() {
     assert!(!poller(&flow, &queue).should_pause(), "no limit, no pause");
 
     // The backlog drains (here: a limit it is under); the run goes on from page 3.
-    let roomier = Poller::new(flow.clone(), queue.clone(), Metrics::new(), Some(10)).unwrap();
+    let roomier = Poller::new(flow.clone(), queue.clone(), Metrics::new(), Some(10)).unwrap().expect("a poll trigger");
     assert_eq!(roomier.poll_once().await, complete(1, 1, 0));
     let offsets: Vec<_> = api.seen().iter().map(|s| s.param("offset").unwrap()).collect();
     assert_eq!(offsets, ["0", "2", "4"]);
