@@ -2,4 +2,5 @@
 //! what to do. The flow's own resolution is in [`crate::config`].
 
 pub mod connector;
+pub mod flow;
 pub mod postgres;
