@@ -202,7 +202,7 @@ pub const REFUSED: &[(&str, &str, &str)] = &[
     (
         "SyncFlow",
         "{source: {connectorRef: s, entity: e, trigger: {webhook: {}}}, \
-          targets: [{connectorRef: erp, entity: x}, {name: wms, connectorRef: wms, entity: y}, {connectorRef: erp, entity: z}]}",
+          targets: [{connectorRef: erp, entity: orders}, {name: wms, connectorRef: wms, entity: stock}, {connectorRef: erp, entity: returns}]}",
         "two targets have the same name (a target's name defaults to its connectorRef): give each a unique name",
     ),
     (

@@ -44,7 +44,7 @@ use super::{Duration, SourceSpec, TargetSpec};
     {
         "rule": "self.targets.all(t, self.targets.exists_one(u, (has(u.name) ? u.name : u.connectorRef) == (has(t.name) ? t.name : t.connectorRef)))",
         "message": "two targets have the same name (a target's name defaults to its connectorRef): give each a unique name",
-        "fieldPath": ".targets", "reason": "FieldValueDuplicate"
+        "fieldPath": ".targets", "reason": "FieldValueInvalid"
     }
 ]))]
 pub struct SyncFlowSpec {
