@@ -1,16 +1,34 @@
 //! Prometheus metrics, all named `entrepot_*`, labelled by flow and target connector
 //! (bounded label values: names from the manifests and fixed categories, never record
-//! data). `/v1/status` reads each target's counters from `sink::TargetCounters`, updated
-//! at the same points, not from here.
+//! data). `/v1/status` reads each target's counters from `sink::TargetCounters` and each
+//! flow's from [`FlowCounts`], updated at the same points: never read back from Prometheus.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+/// What `/v1/status` reports of one flow's intake: plain counts, kept beside the
+/// Prometheus counters by the same calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowCounts {
+    /// Records accepted from the source.
+    pub received: u64,
+    /// Records dropped as duplicates, at any stage.
+    pub deduplicated: u64,
+    /// Records dead-lettered, for any reason.
+    pub dead_lettered: u64,
+}
+
 /// Every metric the runner exports.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    counts: Arc<Mutex<BTreeMap<String, FlowCounts>>>,
     /// Records accepted from a source (after signature checks, before dedup).
     pub received: IntCounterVec,
     /// Records dropped as duplicates, by stage (`delivery_id`, `idempotency_key`).
@@ -91,6 +109,7 @@ impl Metrics {
         .expect("valid metric");
         registry.register(Box::new(dedup_entries_expired.clone())).expect("unique metric");
         Self {
+            counts: Arc::default(),
             received: counter("entrepot_records_received_total", "Records accepted from a source", &["flow"]),
             duplicates: counter(
                 "entrepot_records_duplicate_total",
@@ -165,6 +184,35 @@ impl Metrics {
         }
     }
 
+    /// `n` records of `flow` accepted from its source.
+    pub fn count_received(&self, flow: &str, n: u64) {
+        self.received.with_label_values(&[flow]).inc_by(n);
+        self.update(flow, |c| c.received += n);
+    }
+
+    /// `n` records of `flow` dropped as duplicates at `stage` (`delivery_id`,
+    /// `idempotency_key`).
+    pub fn count_duplicates(&self, flow: &str, stage: &str, n: u64) {
+        self.duplicates.with_label_values(&[flow, stage]).inc_by(n);
+        self.update(flow, |c| c.deduplicated += n);
+    }
+
+    /// `n` records of `flow` dead-lettered for `reason`.
+    pub fn count_dead_lettered(&self, flow: &str, reason: &str, n: u64) {
+        self.dead_lettered.with_label_values(&[flow, reason]).inc_by(n);
+        self.update(flow, |c| c.dead_lettered += n);
+    }
+
+    /// What `flow` has counted so far.
+    pub fn flow_counts(&self, flow: &str) -> FlowCounts {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner).get(flow).copied().unwrap_or_default()
+    }
+
+    fn update(&self, flow: &str, change: impl FnOnce(&mut FlowCounts)) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        change(counts.entry(flow.to_string()).or_default());
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -182,5 +230,25 @@ impl std::fmt::Debug for Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flow_counts_what_its_metrics_count() {
+        let metrics = Metrics::new();
+        metrics.count_received("orders", 3);
+        metrics.count_duplicates("orders", "delivery_id", 1);
+        metrics.count_duplicates("orders", "idempotency_key", 1);
+        metrics.count_dead_lettered("orders", "rejected", 1);
+        let counts = metrics.flow_counts("orders");
+        assert_eq!(counts, FlowCounts { received: 3, deduplicated: 2, dead_lettered: 1 });
+        assert_eq!(metrics.flow_counts("stock"), FlowCounts::default());
+        let text = metrics.render();
+        assert!(text.contains("entrepot_records_received_total{flow=\"orders\"} 3"), "{text}");
+        assert!(text.contains("entrepot_records_dead_lettered_total{flow=\"orders\",reason=\"rejected\"} 1"), "{text}");
     }
 }

@@ -31,7 +31,7 @@ use tracing::{info, warn};
 use crate::{
     flow::{self, Flow, FlowError, SourceMode, Workers},
     metrics::Metrics,
-    queue::{DeadLetterReason, Queue, QueueError, RedbQueue, now_ms},
+    queue::{Queue, QueueError, RedbQueue, now_ms},
     quota::Quota,
     secrets::Secrets,
     source::{poll::Poller, webhook},
@@ -204,21 +204,18 @@ impl Runtime {
             m.backlog.with_label_values(&[name]).set(backlog.pending as i64);
             m.oldest_pending_seconds.with_label_values(&[name]).set(oldest.unwrap_or(0) as i64);
             m.dead_letters.with_label_values(&[name]).set(backlog.dead_lettered as i64);
+            let counts = m.flow_counts(name);
             let targets: Vec<TargetStatus> =
                 flow.targets.iter().map(|t| t.counters.status(t.sink.connector())).collect();
             flows.push(FlowStatus {
                 name: name.clone(),
                 namespace: flow.config.namespace.clone(),
-                received: m.received.with_label_values(&[name]).get(),
-                deduplicated: m.duplicates.with_label_values(&[name, "delivery_id"]).get()
-                    + m.duplicates.with_label_values(&[name, "idempotency_key"]).get(),
+                received: counts.received,
+                deduplicated: counts.deduplicated,
                 delivered: targets.iter().map(|t| t.delivered).sum(),
                 stale: flow.targets.iter().map(|t| t.counters.stale_count()).sum(),
                 dead_lettered: backlog.dead_lettered,
-                dead_lettered_total: DeadLetterReason::ALL
-                    .iter()
-                    .map(|r| m.dead_lettered.with_label_values(&[name, r.as_str()]).get())
-                    .sum(),
+                dead_lettered_total: counts.dead_lettered,
                 pending: backlog.pending,
                 oldest_pending_seconds: oldest,
                 targets,

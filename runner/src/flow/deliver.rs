@@ -307,7 +307,7 @@ impl Worker {
         let stored = w.queue.off_thread(move |q| q.dead_letter(&flow_name, &target_name, seq, &dead)).await;
         match stored {
             Ok(id) => {
-                w.metrics.dead_lettered.with_label_values(&[&name, give_up.reason.as_str()]).inc();
+                w.metrics.count_dead_lettered(&name, give_up.reason.as_str(), 1);
                 warn!(flow = %name, target = %connector, correlation_id = %correlation_id,
                       dead_letter = id, reason = give_up.reason.as_str(), message = %give_up.message, "record dead-lettered");
                 self.held.remove(&seq);

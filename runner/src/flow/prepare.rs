@@ -98,12 +98,12 @@ pub async fn run_prepare(flow: Arc<Flow>, mut w: Workers) {
                 }
                 PrepareOutcome::Duplicate => {
                     debug!(flow = %name, correlation_id = %envelope.correlation_id, "duplicate idempotency key dropped");
-                    w.metrics.duplicates.with_label_values(&[&name, "idempotency_key"]).inc();
+                    w.metrics.count_duplicates(&name, "idempotency_key", 1);
                 }
                 PrepareOutcome::DeadLettered => {
                     let reason = reason.unwrap_or(DeadLetterReason::Mapping).as_str();
                     warn!(flow = %name, correlation_id = %envelope.correlation_id, reason, "record dead-lettered at mapping");
-                    w.metrics.dead_lettered.with_label_values(&[&name, reason]).inc();
+                    w.metrics.count_dead_lettered(&name, reason, 1);
                 }
             }
         }

@@ -133,8 +133,8 @@ async fn enqueue(
         Ok(o) => o,
         Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
-    rt.metrics.received.with_label_values(&[&flow_name]).inc_by(outcome.queued);
-    rt.metrics.duplicates.with_label_values(&[&flow_name, "delivery_id"]).inc_by(outcome.duplicates);
+    rt.metrics.count_received(&flow_name, outcome.queued);
+    rt.metrics.count_duplicates(&flow_name, "delivery_id", outcome.duplicates);
     if outcome.queued > 0 {
         flow.wake.notify_one();
     }

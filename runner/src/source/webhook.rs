@@ -139,14 +139,14 @@ async fn handle<H: WebhookHost>(rt: Arc<H>, flow_name: String, headers: HeaderMa
     let accepted = rt.accept(name, envelope.clone(), expires, max_pending).await;
     match accepted {
         Ok(Accepted::Queued(_)) => {
-            rt.metrics().received.with_label_values(&[name]).inc();
+            rt.metrics().count_received(name, 1);
             flow.wake.notify_one();
             info!(flow = %name, correlation_id = %envelope.correlation_id,
                   delivery_id = envelope.delivery_id.as_deref().unwrap_or(""), "webhook queued");
             (StatusCode::OK, Json(json!({"status": "queued", "id": envelope.id}))).into_response()
         }
         Ok(Accepted::DuplicateDelivery) => {
-            rt.metrics().duplicates.with_label_values(&[name, "delivery_id"]).inc();
+            rt.metrics().count_duplicates(name, "delivery_id", 1);
             info!(flow = %name, delivery_id = envelope.delivery_id.as_deref().unwrap_or(""), "duplicate delivery acknowledged");
             (StatusCode::OK, Json(json!({"status": "duplicate"}))).into_response()
         }

@@ -232,11 +232,9 @@ impl FileSource {
 
     fn count(&self, outcome: &BatchOutcome) {
         let (m, flow) = (&self.metrics, self.flow.name());
-        m.received.with_label_values(&[flow]).inc_by(outcome.queued);
-        m.duplicates.with_label_values(&[flow, "delivery_id"]).inc_by(outcome.duplicates);
-        m.dead_lettered
-            .with_label_values(&[flow, DeadLetterReason::InvalidRecord.as_str()])
-            .inc_by(outcome.dead_lettered);
+        m.count_received(flow, outcome.queued);
+        m.count_duplicates(flow, "delivery_id", outcome.duplicates);
+        m.count_dead_lettered(flow, DeadLetterReason::InvalidRecord.as_str(), outcome.dead_lettered);
         if outcome.queued > 0 {
             self.flow.wake.notify_one();
         }

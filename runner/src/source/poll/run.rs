@@ -336,8 +336,8 @@ impl Poller {
             .await
             .map_err(|e| RunEnd::Store(e.to_string()))?;
         self.metrics.poll_pages.with_label_values(&[name]).inc();
-        self.metrics.received.with_label_values(&[name]).inc_by(outcome.queued);
-        self.metrics.duplicates.with_label_values(&[name, "delivery_id"]).inc_by(outcome.duplicates);
+        self.metrics.count_received(name, outcome.queued);
+        self.metrics.count_duplicates(name, "delivery_id", outcome.duplicates);
         if outcome.queued > 0 {
             self.flow.wake.notify_one();
         }
