@@ -20,9 +20,20 @@ pub struct InvalidSchedule {
     pub message: String,
 }
 
+/// A schedule that fits its flow: what the checks found, for the run to use.
+#[derive(Debug)]
+pub struct CheckedSchedule {
+    /// The index of the compared target in the flow's `spec.targets`.
+    pub target: usize,
+    /// `spec.compare.key`, compiled.
+    pub key: Program,
+    /// `spec.compare.fields`, compiled, in order.
+    pub fields: Vec<Program>,
+}
+
 /// Checks schedule `name` against `flow` (the SyncFlow `spec.syncFlowRef` names,
-/// resolved). Returns the index of the compared target in the flow's `spec.targets`.
-pub fn check(name: &str, spec: &ReconcileScheduleSpec, flow: &FlowConfig) -> Result<usize, InvalidSchedule> {
+/// resolved).
+pub fn check(name: &str, spec: &ReconcileScheduleSpec, flow: &FlowConfig) -> Result<CheckedSchedule, InvalidSchedule> {
     let invalid =
         |field: &str, message: String| InvalidSchedule { schedule: name.into(), field: field.into(), message };
     if spec.sync_flow_ref != flow.name {
@@ -57,16 +68,20 @@ pub fn check(name: &str, spec: &ReconcileScheduleSpec, flow: &FlowConfig) -> Res
         ));
     }
     let compile = |field: &str, code: &str| {
-        Program::compile(code, &Default::default()).map(drop).map_err(|e| invalid(field, e.to_string()))
+        Program::compile(code, &Default::default()).map_err(|e| invalid(field, e.to_string()))
     };
-    compile("spec.compare.key", &spec.compare.key)?;
-    for (i, f) in spec.compare.fields.iter().enumerate() {
-        compile(&format!("spec.compare.fields[{i}]"), f)?;
-    }
+    let key = compile("spec.compare.key", &spec.compare.key)?;
+    let fields = spec
+        .compare
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| compile(&format!("spec.compare.fields[{i}]"), f))
+        .collect::<Result<Vec<_>, _>>()?;
     for (field, listing) in [("spec.source", &spec.source), ("spec.target", &spec.target)] {
         check_listing(field, listing).map_err(|(f, m)| invalid(&f, m))?;
     }
-    Ok(target)
+    Ok(CheckedSchedule { target, key, fields })
 }
 
 /// The jq paths of one listing compile: `(field, message)` for the first that does not.

@@ -4,7 +4,6 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use entrepot::manifest::Manifests;
-use entrepot_api::config::RunnerConfig;
 
 /// Manifests embedded in the binary, as if read from `dir`.
 pub(crate) fn load_embedded(dir: &str, files: &[(&str, &str)]) -> Result<Manifests> {
@@ -23,11 +22,4 @@ pub(crate) fn secret_of(manifests: &Manifests, dir: &str, name: &str, key: &str)
         .find(|(k, _)| k.name == name)
         .and_then(|(_, values)| values.get(key).cloned())
         .with_context(|| format!("{dir}/secrets.yaml has no {name}/{key}"))
-}
-
-/// Every SyncFlow of `manifests`, resolved, or all the reasons they cannot be.
-pub(crate) fn resolve(manifests: &Manifests) -> Result<RunnerConfig> {
-    manifests
-        .runner_config()
-        .map_err(|errors| anyhow::anyhow!(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")))
 }

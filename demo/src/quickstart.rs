@@ -12,8 +12,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::embedded::{load_embedded, resolve, secret_of};
+use crate::embedded::{load_embedded, secret_of};
 use anyhow::{Context, Result};
+use entrepot::cli::resolve;
 use entrepot::{
     manifest::Manifests,
     queue::{DeadLetterEntry, DeadLetterFilter, now_ms},

@@ -154,8 +154,8 @@ async fn serve(path: PathBuf, server: ServerArgs) -> Result<ExitCode> {
     run_config(config, &secrets, server).await
 }
 
-/// Resolves every flow, reporting all errors at once.
-fn resolve(manifests: &Manifests) -> Result<RunnerConfig> {
+/// Every SyncFlow of `manifests`, resolved, or all the reasons they cannot be at once.
+pub fn resolve(manifests: &Manifests) -> Result<RunnerConfig> {
     manifests
         .runner_config()
         .map_err(|errors| anyhow::anyhow!(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")))

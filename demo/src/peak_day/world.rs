@@ -99,7 +99,7 @@ fn rule(config: &RunnerConfig, connector: &str) -> Result<ChannelAvailability> {
 pub async fn run(params: &Params, verbose: bool) -> Result<Report> {
     let started = Instant::now();
     let manifests = load()?;
-    let mut config = crate::embedded::resolve(&manifests)?;
+    let mut config = entrepot::cli::resolve(&manifests)?;
     let say = |line: String| {
         if verbose {
             println!("{line}");

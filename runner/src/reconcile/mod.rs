@@ -30,6 +30,7 @@ use crate::{
 use entrepot_api::{
     config::FlowConfig,
     mapping::{Program, to_value},
+    reconcile_check::{self, CheckedSchedule},
     resource::{ReconcileAction, ReconcileScheduleSpec},
 };
 
@@ -107,25 +108,13 @@ impl Reconciler {
             message,
         };
         // The checks the operator also makes; what follows only builds.
-        let target =
-            entrepot_api::reconcile_check::check(name, spec, &flow).map_err(|e| invalid(&e.field, e.message))?;
+        let CheckedSchedule { target, key, fields } =
+            reconcile_check::check(name, spec, &flow).map_err(|e| invalid(&e.field, e.message))?;
         // Whole seconds: APIs take `updated_at_min` without fractions.
         let now = jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
         let window = jiff::SignedDuration::try_from(spec.window.get()).unwrap_or(jiff::SignedDuration::MAX);
         let window_start = now.checked_sub(window).unwrap_or(jiff::Timestamp::MIN);
         let source_ref = flow.spec.source.connector_ref.clone();
-        let compile = |field: String, code: &str| {
-            Program::compile(code, &Default::default()).map_err(|e| invalid(&field, e.to_string()))
-        };
-        let key = compile("spec.compare.key".into(), &spec.compare.key)?;
-        let fields = spec
-            .compare
-            .fields
-            .iter()
-            .enumerate()
-            .map(|(i, f)| compile(format!("spec.compare.fields[{i}]"), f))
-            .collect::<Result<Vec<_>, _>>()?;
-
         let flow_err = |e: FlowError| ReconcileError::Flow { schedule: name.into(), source: Box::new(e) };
         let flow = Flow::new(flow, secrets).map_err(flow_err)?;
         // A polled source already has a client in the flow; a webhook source is never
