@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::{
     protocol::{Answer, ErrorCategory, Verdict, backoff},
-    queue::DeadLetterReason,
+    queue::{Attempt, DeadLetterReason},
     quota::{Quota, Slot},
 };
 
@@ -21,6 +21,33 @@ use entrepot_api::resource::RetrySpec;
 /// credentials, else `rejected`.
 pub fn refusal(category: ErrorCategory) -> DeadLetterReason {
     if category == ErrorCategory::Auth { DeadLetterReason::Auth } else { DeadLetterReason::Rejected }
+}
+
+/// What a record's attempts so far count for under the retry rule, the attempt being
+/// decided included.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Attempts that failed for a reason other than throttling.
+    pub failures: u32,
+    /// Attempts the system throttled.
+    pub throttles: u32,
+    /// Since the first throttled attempt (zero when none was).
+    pub throttled_for: Duration,
+}
+
+impl Tally {
+    /// The tally of a record's `attempts` (the one being decided included) at `now_ms`.
+    pub fn of(attempts: &[Attempt], now_ms: i64) -> Self {
+        let first_throttle = attempts.iter().find(|a| a.throttled).map(|a| a.at_ms);
+        let throttles = attempts.iter().filter(|a| a.throttled).count() as u32;
+        Self {
+            failures: attempts.len() as u32 - throttles,
+            throttles,
+            throttled_for: first_throttle
+                .map(|at| Duration::from_millis(now_ms.saturating_sub(at).max(0) as u64))
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// What follows an attempt.
@@ -34,17 +61,28 @@ pub enum Next {
     Refused,
     /// Transient failures, but the policy's attempts are used up.
     Exhausted,
+    /// The system has throttled it for longer than the policy's `maxThrottledFor`.
+    ThrottledTooLong,
 }
 
-/// What follows attempt number `attempt` (from 1) whose answer meant `verdict`, under
-/// `policy`: the wait grows exponentially, and a `Retry-After` from the system wins when
-/// it is longer (see [`backoff`]).
-pub fn decide(policy: &RetrySpec, attempt: u32, verdict: &Verdict) -> Next {
+/// What follows an attempt whose answer meant `verdict`, the record's attempts so far
+/// (that one included) being `tally`, under `policy`: the wait grows exponentially, and a
+/// `Retry-After` from the system wins when it is longer (see [`backoff`]). Throttling
+/// spends no attempt: it is retried until `maxThrottledFor` has passed since the first
+/// throttled attempt.
+pub fn decide(policy: &RetrySpec, tally: Tally, verdict: &Verdict) -> Next {
     match verdict {
         Verdict::Delivered => Next::Done,
         Verdict::Reject { .. } => Next::Refused,
-        Verdict::Retry { .. } if attempt >= policy.max_attempts => Next::Exhausted,
-        Verdict::Retry { after, .. } => Next::RetryIn(backoff(policy, attempt, *after)),
+        Verdict::Retry { after, .. } if verdict.throttled() => {
+            if tally.throttled_for >= policy.max_throttled_for.get() {
+                Next::ThrottledTooLong
+            } else {
+                Next::RetryIn(backoff(policy, tally.throttles, *after))
+            }
+        }
+        Verdict::Retry { .. } if tally.failures >= policy.max_attempts => Next::Exhausted,
+        Verdict::Retry { after, .. } => Next::RetryIn(backoff(policy, tally.failures, *after)),
     }
 }
 
@@ -57,10 +95,10 @@ pub async fn within_quota<R>(
     call: impl Future<Output = R>,
     answer_of: impl Fn(&R) -> Option<&Answer>,
 ) -> R {
-    let _permit = quota.admit(slot).await;
+    let permit = quota.admit(slot).await;
     let result = call.await;
     if let Some(Answer::Response { quota: signal, .. }) = answer_of(&result) {
-        quota.observe(signal);
+        quota.observe_sent(signal, Some(permit.in_flight()));
     }
     result
 }
@@ -99,6 +137,14 @@ pub enum Outcome<T, F> {
         /// Attempts made.
         attempts: u32,
     },
+    /// The system throttled it for longer than the policy allows: the last failure, and
+    /// how many attempts were made.
+    ThrottledTooLong {
+        /// The last failure.
+        last: F,
+        /// Attempts made.
+        attempts: u32,
+    },
     /// `shutdown` turned true while waiting to retry.
     Interrupted,
 }
@@ -114,6 +160,8 @@ pub async fn with_retries<T, F, A: Future<Output = Result<T, Failed<F>>>>(
     mut on_retry: impl FnMut(&F, u32, Duration),
 ) -> Outcome<T, F> {
     let mut number = 0;
+    let mut tally = Tally::default();
+    let mut first_throttle = None;
     loop {
         number += 1;
         let failed = match attempt(number).await {
@@ -127,9 +175,16 @@ pub async fn with_retries<T, F, A: Future<Output = Result<T, Failed<F>>>>(
             }
             other => other,
         };
-        let delay = match decide(policy, number, &verdict) {
+        if verdict.throttled() {
+            tally.throttles += 1;
+            tally.throttled_for = first_throttle.get_or_insert_with(tokio::time::Instant::now).elapsed();
+        } else {
+            tally.failures += 1;
+        }
+        let delay = match decide(policy, tally, &verdict) {
             Next::RetryIn(delay) => delay,
             Next::Refused => return Outcome::Refused { last: failed.detail, attempts: number },
+            Next::ThrottledTooLong => return Outcome::ThrottledTooLong { last: failed.detail, attempts: number },
             Next::Exhausted | Next::Done => return Outcome::Exhausted { last: failed.detail, attempts: number },
         };
         on_retry(&failed.detail, number, delay);
@@ -152,7 +207,16 @@ mod tests {
             max_attempts,
             initial_backoff: entrepot_api::resource::Duration(Duration::from_millis(1)),
             max_backoff: entrepot_api::resource::Duration(Duration::from_millis(4)),
+            ..Default::default()
         }
+    }
+
+    fn failures(failures: u32) -> Tally {
+        Tally { failures, ..Default::default() }
+    }
+
+    fn throttled() -> Verdict {
+        Verdict::Retry { after: None, reason: "429".into(), category: ErrorCategory::Throttled }
     }
 
     fn retry(after: Option<Duration>) -> Verdict {
@@ -162,12 +226,39 @@ mod tests {
     #[test]
     fn the_rule_retries_transient_failures_until_the_attempts_run_out_and_honours_retry_after() {
         let p = policy(3);
-        assert_eq!(decide(&p, 1, &Verdict::Delivered), Next::Done);
+        assert_eq!(decide(&p, failures(0), &Verdict::Delivered), Next::Done);
         let reject = Verdict::Reject { reason: "400".into(), category: ErrorCategory::Rejected };
-        assert_eq!(decide(&p, 1, &reject), Next::Refused);
-        assert!(matches!(decide(&p, 2, &retry(None)), Next::RetryIn(d) if d <= Duration::from_millis(2)));
-        assert_eq!(decide(&p, 1, &retry(Some(Duration::from_secs(5)))), Next::RetryIn(Duration::from_secs(5)));
-        assert_eq!(decide(&p, 3, &retry(None)), Next::Exhausted);
+        assert_eq!(decide(&p, failures(1), &reject), Next::Refused);
+        assert!(matches!(decide(&p, failures(2), &retry(None)), Next::RetryIn(d) if d <= Duration::from_millis(2)));
+        assert_eq!(
+            decide(&p, failures(1), &retry(Some(Duration::from_secs(5)))),
+            Next::RetryIn(Duration::from_secs(5))
+        );
+        assert_eq!(decide(&p, failures(3), &retry(None)), Next::Exhausted);
+    }
+
+    #[test]
+    fn throttling_spends_no_attempt_only_time_up_to_max_throttled_for() {
+        let p = policy(3);
+        let day = Duration::from_secs(24 * 3600);
+        // Fifty throttles and two failures: still retried.
+        let tally = Tally { failures: 2, throttles: 50, throttled_for: Duration::from_secs(600) };
+        assert!(matches!(decide(&p, tally, &throttled()), Next::RetryIn(_)));
+        let tally = Tally { throttled_for: day, ..tally };
+        assert_eq!(decide(&p, tally, &throttled()), Next::ThrottledTooLong);
+        // A failure that is not throttling still counts against maxAttempts.
+        assert_eq!(decide(&p, Tally { failures: 3, ..tally }, &retry(None)), Next::Exhausted);
+    }
+
+    #[test]
+    fn the_tally_of_a_history_counts_throttles_apart_and_times_them_from_the_first() {
+        let attempt = |at_ms, throttled| Attempt { at_ms, status: None, outcome: String::new(), throttled };
+        let history = [attempt(1_000, false), attempt(2_000, true), attempt(5_000, true), attempt(6_000, false)];
+        assert_eq!(
+            Tally::of(&history, 9_000),
+            Tally { failures: 2, throttles: 2, throttled_for: Duration::from_secs(7) }
+        );
+        assert_eq!(Tally::of(&history[..1], 9_000), Tally { failures: 1, ..Default::default() });
     }
 
     #[tokio::test]
@@ -246,6 +337,7 @@ mod tests {
             max_attempts: 5,
             initial_backoff: entrepot_api::resource::Duration::from_secs(60),
             max_backoff: entrepot_api::resource::Duration::from_secs(60),
+            ..Default::default()
         };
         let outcome = with_retries(
             &slow,

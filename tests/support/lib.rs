@@ -185,8 +185,9 @@ type Scripted = (u16, Vec<(&'static str, String)>, String);
 #[derive(Default)]
 struct Script {
     answers: Vec<Scripted>,
-    /// Requests whose body contains the text get the status, so many times.
-    failing: Vec<(String, u16, usize)>,
+    /// Requests whose body contains the text get the status (with `Retry-After`, if
+    /// any), so many times.
+    failing: Vec<(String, u16, usize, Option<&'static str>)>,
     received: Vec<Received>,
 }
 
@@ -218,7 +219,13 @@ impl ScriptedTarget {
     /// Answers `status` to the next `times` requests whose body contains `text`, before
     /// any scripted answer.
     pub fn fail_matching(&self, text: &str, status: u16, times: usize) {
-        self.script.lock().unwrap().failing.push((text.into(), status, times));
+        self.script.lock().unwrap().failing.push((text.into(), status, times, None));
+    }
+
+    /// Throttles the next `times` requests whose body contains `text`: `429` with
+    /// `Retry-After: 0` (come back at once, so a test of many throttles stays short).
+    pub fn throttle_matching(&self, text: &str, times: usize) {
+        self.script.lock().unwrap().failing.push((text.into(), 429, times, Some("0")));
     }
 
     /// Drops every [`fail_matching`](Self::fail_matching) rule: the target is back.
@@ -236,9 +243,13 @@ async fn answer(State(script): State<Arc<Mutex<Script>>>, headers: HeaderMap, bo
     let mut s = script.lock().unwrap();
     s.received.push(Received { headers, body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null) });
     let text = String::from_utf8_lossy(&body);
-    if let Some(rule) = s.failing.iter_mut().find(|(t, _, n)| *n > 0 && text.contains(t.as_str())) {
+    if let Some(rule) = s.failing.iter_mut().find(|(t, _, n, _)| *n > 0 && text.contains(t.as_str())) {
         rule.2 -= 1;
-        return StatusCode::from_u16(rule.1).unwrap().into_response();
+        let mut response = StatusCode::from_u16(rule.1).unwrap().into_response();
+        if let Some(after) = rule.3 {
+            response.headers_mut().insert("retry-after", after.parse().unwrap());
+        }
+        return response;
     }
     if s.answers.is_empty() {
         return StatusCode::NO_CONTENT.into_response();

@@ -256,7 +256,7 @@ fn aged_letter(id: &str, age_ms: i64) -> Intake {
         message: format!("{id}: 8 attempts failed; last: 503"),
         status: Some(503),
         response_body: None,
-        attempts: vec![Attempt { at_ms: at, status: Some(503), outcome: "HTTP 503".into() }],
+        attempts: vec![Attempt { at_ms: at, status: Some(503), outcome: "HTTP 503".into(), throttled: false }],
         dead_lettered_at_ms: at,
     })
 }

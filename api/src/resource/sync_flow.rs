@@ -202,11 +202,14 @@ fn default_dedup_window() -> Duration {
 }
 
 /// Retry policy for transient failures, with exponential backoff and jitter. A
-/// `Retry-After` from the target overrides the computed wait.
+/// `Retry-After` from the target overrides the computed wait. Throttling (a `429`, or
+/// the target type's own throttling answer) is the target asking to slow down, not the
+/// record failing: it spends no attempt, only time, up to `maxThrottledFor`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetrySpec {
-    /// Attempts in all, the first included, before the record is dead-lettered. Default 12.
+    /// Failed attempts in all, the first included, before the record is dead-lettered as
+    /// `retriesExhausted`. Throttled attempts do not count. Default 12.
     #[serde(default = "default_max_attempts")]
     #[schemars(range(min = 1))]
     pub max_attempts: u32,
@@ -216,6 +219,10 @@ pub struct RetrySpec {
     /// Longest wait between two attempts. Default `10m`.
     #[serde(default = "default_max_backoff")]
     pub max_backoff: Duration,
+    /// How long a record may go on being throttled, from its first throttled attempt,
+    /// before it is dead-lettered as `throttledTooLong`. Default `24h`.
+    #[serde(default = "default_max_throttled_for")]
+    pub max_throttled_for: Duration,
 }
 
 impl Default for RetrySpec {
@@ -224,6 +231,7 @@ impl Default for RetrySpec {
             max_attempts: default_max_attempts(),
             initial_backoff: default_initial_backoff(),
             max_backoff: default_max_backoff(),
+            max_throttled_for: default_max_throttled_for(),
         }
     }
 }
@@ -233,6 +241,9 @@ fn default_max_attempts() -> u32 {
 }
 fn default_initial_backoff() -> Duration {
     Duration::from_secs(1)
+}
+fn default_max_throttled_for() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 fn default_max_backoff() -> Duration {
     Duration::from_secs(600)

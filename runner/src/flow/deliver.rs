@@ -13,7 +13,7 @@ use tracing::{Instrument, info, warn};
 
 use super::{Flow, Workers, lanes::Lanes};
 use crate::{
-    attempt::{self, Next, refusal, whole_answer, within_quota},
+    attempt::{self, Next, Tally, refusal, whole_answer, within_quota},
     protocol::{Answer, Verdict},
     queue::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, compare_versions, now_ms},
     quota::Slot,
@@ -225,12 +225,25 @@ impl Worker {
     async fn settle(&mut self, seq: u64, answer: Answer, w: &Workers) -> Option<(Instant, String)> {
         let target = &self.flow.targets[self.index];
         let verdict = target.sink.verdict(&answer);
-        let attempts = self.held[&seq].attempts.len() as u32 + 1;
-        let settlement = decide(&verdict, attempts, &self.flow.config.spec.delivery.retry, Instant::now());
+        let head = self.held.get_mut(&seq).expect("an item in flight is held");
+        head.attempts.push(Attempt {
+            at_ms: now_ms(),
+            status: match &answer {
+                Answer::Response { status, .. } => Some(status.as_u16()),
+                Answer::Transport(_) | Answer::Credentials(_) | Answer::Database(_) => None,
+            },
+            outcome: match &verdict {
+                Verdict::Delivered => "delivered".into(),
+                Verdict::Retry { reason, .. } | Verdict::Reject { reason, .. } => reason.clone(),
+            },
+            throttled: verdict.throttled(),
+        });
+        let tally = Tally::of(&head.attempts, now_ms());
+        let settlement = decide(&verdict, tally, &self.flow.config.spec.delivery.retry, Instant::now());
         self.apply(seq, &answer, verdict, settlement, w).await
     }
 
-    /// The one effect step of a settled attempt: the attempt history, the Connector's
+    /// The one effect step of a settled attempt (its history recorded): the Connector's
     /// health, the target's counters and metrics, and the queue write the settlement
     /// calls for.
     async fn apply(
@@ -249,19 +262,8 @@ impl Worker {
             w.metrics.throttled.with_label_values(&[&name, &connector]).inc();
             target.counters.throttled();
         }
-        let status = match answer {
-            Answer::Response { status, .. } => Some(status.as_u16()),
-            Answer::Transport(_) | Answer::Credentials(_) | Answer::Database(_) => None,
-        };
         let head = self.held.get_mut(&seq).expect("an item in flight is held");
-        head.attempts.push(Attempt {
-            at_ms: now_ms(),
-            status,
-            outcome: match &verdict {
-                Verdict::Delivered => "delivered".into(),
-                Verdict::Retry { reason, .. } | Verdict::Reject { reason, .. } => reason.clone(),
-            },
-        });
+        let status = head.attempts.last().and_then(|a| a.status);
         match &verdict {
             Verdict::Delivered => target.sink.health().succeeded(),
             Verdict::Retry { reason, category, .. } => {
@@ -341,11 +343,11 @@ struct GiveUp {
     message: String,
 }
 
-/// The settlement of attempt number `attempts` (counting this one) whose answer meant
-/// `verdict`, under the flow's retry `policy`, decided at `now`. Pure: the effects follow
-/// in `Worker::apply`.
-fn decide(verdict: &Verdict, attempts: u32, policy: &RetrySpec, now: Instant) -> Settlement {
-    match (attempt::decide(policy, attempts, verdict), verdict) {
+/// The settlement of an attempt whose answer meant `verdict`, the item's attempts so far
+/// (this one included) being `tally`, under the flow's retry `policy`, decided at `now`.
+/// Pure: the effects follow in `Worker::apply`.
+fn decide(verdict: &Verdict, tally: Tally, policy: &RetrySpec, now: Instant) -> Settlement {
+    match (attempt::decide(policy, tally, verdict), verdict) {
         (Next::Done, _) => Settlement::Ack,
         (Next::RetryIn(delay), _) => Settlement::RetryAt(now + delay),
         (Next::Refused, Verdict::Reject { reason, category }) => {
@@ -353,10 +355,21 @@ fn decide(verdict: &Verdict, attempts: u32, policy: &RetrySpec, now: Instant) ->
         }
         (Next::Exhausted, Verdict::Retry { reason, .. }) => Settlement::DeadLetter(GiveUp {
             reason: DeadLetterReason::RetriesExhausted,
-            message: format!("{attempts} attempts failed; last: {reason}"),
+            message: match tally.throttles {
+                0 => format!("{} attempts failed; last: {reason}", tally.failures),
+                n => format!("{} attempts failed (and {n} throttled); last: {reason}", tally.failures),
+            },
         }),
-        // `attempt::decide` refuses only a rejection and exhausts only a retry.
-        (Next::Refused | Next::Exhausted, _) => unreachable!("{verdict:?}"),
+        (Next::ThrottledTooLong, Verdict::Retry { reason, .. }) => Settlement::DeadLetter(GiveUp {
+            reason: DeadLetterReason::ThrottledTooLong,
+            message: format!(
+                "throttled for {} ({} throttled attempts, past delivery.retry.maxThrottledFor); last: {reason}",
+                entrepot_api::resource::Duration::from_secs(tally.throttled_for.as_secs()),
+                tally.throttles
+            ),
+        }),
+        // `attempt::decide` refuses only a rejection and gives up only on a retry.
+        (Next::Refused | Next::Exhausted | Next::ThrottledTooLong, _) => unreachable!("{verdict:?}"),
     }
 }
 
@@ -388,21 +401,29 @@ mod tests {
             max_attempts: 3,
             initial_backoff: entrepot_api::resource::Duration::from_secs(1),
             max_backoff: entrepot_api::resource::Duration::from_secs(8),
+            ..Default::default()
         }
+    }
+
+    fn failures(failures: u32) -> Tally {
+        Tally { failures, ..Default::default() }
     }
 
     #[test]
     fn delivered_is_acknowledged_and_a_transient_failure_retried_after_its_backoff() {
         let now = Instant::now();
-        assert_eq!(decide(&Verdict::Delivered, 1, &policy(), now), Settlement::Ack);
+        assert_eq!(decide(&Verdict::Delivered, failures(0), &policy(), now), Settlement::Ack);
         let retry = Verdict::Retry {
             after: Some(Duration::from_secs(30)),
             reason: "429".into(),
             category: ErrorCategory::Throttled,
         };
-        assert_eq!(decide(&retry, 1, &policy(), now), Settlement::RetryAt(now + Duration::from_secs(30)));
+        assert_eq!(
+            decide(&retry, Tally { throttles: 1, ..Default::default() }, &policy(), now),
+            Settlement::RetryAt(now + Duration::from_secs(30))
+        );
         let retry = Verdict::Retry { after: None, reason: "503".into(), category: ErrorCategory::Server };
-        match decide(&retry, 2, &policy(), now) {
+        match decide(&retry, failures(2), &policy(), now) {
             Settlement::RetryAt(when) => {
                 assert!(when >= now + Duration::from_secs(1) && when <= now + Duration::from_secs(2), "{when:?}")
             }
@@ -416,7 +437,7 @@ mod tests {
         let rejected =
             Verdict::Reject { reason: "400 Bad Request: no such item".into(), category: ErrorCategory::Rejected };
         assert_eq!(
-            decide(&rejected, 1, &policy(), now),
+            decide(&rejected, failures(1), &policy(), now),
             Settlement::DeadLetter(GiveUp {
                 reason: DeadLetterReason::Rejected,
                 message: "400 Bad Request: no such item".into()
@@ -424,15 +445,34 @@ mod tests {
         );
         let auth = Verdict::Reject { reason: "auth: 401".into(), category: ErrorCategory::Auth };
         assert!(matches!(
-            decide(&auth, 1, &policy(), now),
+            decide(&auth, failures(1), &policy(), now),
             Settlement::DeadLetter(GiveUp { reason: DeadLetterReason::Auth, .. })
         ));
         let retry = Verdict::Retry { after: None, reason: "target error: 503".into(), category: ErrorCategory::Server };
         assert_eq!(
-            decide(&retry, 3, &policy(), now),
+            decide(&retry, failures(3), &policy(), now),
             Settlement::DeadLetter(GiveUp {
                 reason: DeadLetterReason::RetriesExhausted,
                 message: "3 attempts failed; last: target error: 503".into()
+            })
+        );
+    }
+
+    #[test]
+    fn throttling_is_retried_past_max_attempts_until_max_throttled_for() {
+        let now = Instant::now();
+        let throttled =
+            Verdict::Retry { after: None, reason: "429 Too Many Requests".into(), category: ErrorCategory::Throttled };
+        let tally = Tally { failures: 2, throttles: 40, throttled_for: Duration::from_secs(3600) };
+        assert!(matches!(decide(&throttled, tally, &policy(), now), Settlement::RetryAt(_)));
+        let tally = Tally { throttled_for: Duration::from_secs(24 * 3600 + 5), ..tally };
+        assert_eq!(
+            decide(&throttled, tally, &policy(), now),
+            Settlement::DeadLetter(GiveUp {
+                reason: DeadLetterReason::ThrottledTooLong,
+                message: "throttled for 24h5s (40 throttled attempts, past delivery.retry.maxThrottledFor); \
+                          last: 429 Too Many Requests"
+                    .into()
             })
         );
     }

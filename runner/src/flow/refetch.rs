@@ -92,6 +92,7 @@ impl Refetcher {
             at_ms: tried.at_ms,
             status: tried.status,
             outcome: format!("refetch {}: {}", self.path, tried.outcome),
+            throttled: tried.category == Some(ErrorCategory::Throttled),
         };
         let attempt = |_| self.attempt(&url);
         let outcome = with_retries(&self.retry, Some(shutdown), attempt, |tried, attempt, delay| {
@@ -115,6 +116,14 @@ impl Refetcher {
                     last.outcome
                 );
                 (DeadLetterReason::RetriesExhausted, message, last)
+            }
+            Outcome::ThrottledTooLong { last, attempts } => {
+                let message = format!(
+                    "refetch GET {}: throttled for longer than delivery.retry.maxThrottledFor ({attempts} attempts), the last: {}",
+                    self.path.replace("{id}", &id),
+                    last.outcome
+                );
+                (DeadLetterReason::ThrottledTooLong, message, last)
             }
         };
         attempts.push(record(&last));

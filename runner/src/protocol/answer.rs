@@ -31,6 +31,14 @@ pub enum Verdict {
     },
 }
 
+impl Verdict {
+    /// Whether the target throttled the attempt (asked to slow down): the retry rule
+    /// spends no attempt on it.
+    pub fn throttled(&self) -> bool {
+        matches!(self, Self::Retry { category: ErrorCategory::Throttled, .. })
+    }
+}
+
 /// A target's answer to one attempt: a status with the headers that matter and the
 /// body, or a transport failure (connect, timeout, reset).
 #[derive(Clone, Debug)]

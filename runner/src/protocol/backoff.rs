@@ -68,6 +68,7 @@ mod tests {
             max_attempts: 10,
             initial_backoff: entrepot_api::resource::Duration::from_secs(1),
             max_backoff: entrepot_api::resource::Duration::from_secs(8),
+            ..Default::default()
         };
         for (attempt, full) in [(1, 1), (2, 2), (3, 4), (4, 8), (9, 8)] {
             let d = backoff(&policy, attempt, None);

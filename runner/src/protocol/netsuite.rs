@@ -10,8 +10,8 @@
 //!   the `Location` of the first job, which is followed the same way, so nothing is
 //!   written twice and nothing delivered is dead-lettered.
 //! - Concurrency governance (the account's requests in flight): `429`, or a RESTlet's
-//!   `400 SSS_REQUEST_LIMIT_EXCEEDED`, is throttling: retried, and the quota governor
-//!   is told.
+//!   `400 SSS_REQUEST_LIMIT_EXCEEDED`, is a concurrency refusal: the record is retried,
+//!   and the quota governor shrinks the Connector's slots to what the account grants.
 //! - Polls: records at `.items`, the next page at `links` rel=next.
 
 use std::time::Duration;
@@ -154,11 +154,13 @@ fn is_request_limit(body: &str) -> bool {
     error_codes(body).iter().any(|c| c == "SSS_REQUEST_LIMIT_EXCEEDED" || c == "CONCURRENCY_LIMIT_EXCEEDED")
 }
 
-/// A RESTlet's concurrency refusal is a `400`: the governor must hear of it as a 429.
+/// NetSuite meters requests in flight, not a rate: every throttling answer is a
+/// concurrency refusal, and a RESTlet's is a `400` the governor must hear of as one.
 fn read_quota(status: StatusCode, body: &str, signal: &mut QuotaSignal) {
     if status == StatusCode::BAD_REQUEST && is_request_limit(body) {
         signal.throttled = true;
     }
+    signal.concurrency = signal.throttled;
 }
 
 /// NetSuite's answers the generic status rule misreads.
@@ -219,12 +221,15 @@ mod tests {
         ));
         let mut signal = QuotaSignal::default();
         read_quota(StatusCode::BAD_REQUEST, restlet, &mut signal);
-        assert!(signal.throttled);
+        assert!(signal.throttled && signal.concurrency, "a concurrency refusal, not a rate one");
+        let mut signal = QuotaSignal { throttled: true, ..Default::default() };
+        read_quota(StatusCode::TOO_MANY_REQUESTS, "", &mut signal);
+        assert!(signal.concurrency, "NetSuite meters requests in flight, not a rate");
         let business = r#"{"o:errorDetails":[{"detail":"Invalid item","o:errorCode":"INVALID_KEY_OR_REF"}]}"#;
         assert_eq!(classify(&answer(400, business, None)), None, "left to the generic rule: a rejection");
         let mut signal = QuotaSignal::default();
         read_quota(StatusCode::BAD_REQUEST, business, &mut signal);
-        assert!(!signal.throttled);
+        assert!(!signal.throttled && !signal.concurrency);
     }
 
     #[test]

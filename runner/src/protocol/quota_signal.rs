@@ -8,8 +8,11 @@ use reqwest::{StatusCode, header::HeaderMap};
 /// What a target's answer says about its quota.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct QuotaSignal {
-    /// The answer was a 429.
+    /// The answer was a 429 (or the system's own throttling answer).
     pub throttled: bool,
+    /// The throttling refused the request for being one too many in flight (NetSuite's
+    /// concurrency governance, Business Central's), not for the request rate.
+    pub concurrency: bool,
     /// `Retry-After`, parsed.
     pub retry_after: Option<Duration>,
     /// Requests that can still be made before the target throttles.
@@ -31,6 +34,7 @@ impl QuotaSignal {
         });
         Self {
             throttled: status == StatusCode::TOO_MANY_REQUESTS,
+            concurrency: false,
             retry_after,
             remaining: shopify.or_else(|| number("x-rate-limit-requests-left")).map(|r| r.max(0.0)),
             reset_after: number("x-rate-limit-time-reset-ms").map(|ms| Duration::from_millis(ms as u64)),

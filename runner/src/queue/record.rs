@@ -123,12 +123,22 @@ pub enum DeadLetterReason {
     /// Every allowed attempt failed transiently.
     #[serde(alias = "retries_exhausted")]
     RetriesExhausted,
+    /// The target throttled it for longer than `delivery.retry.maxThrottledFor`.
+    #[serde(alias = "throttled_too_long")]
+    ThrottledTooLong,
 }
 
 impl DeadLetterReason {
     /// Every reason.
-    pub const ALL: [Self; 6] =
-        [Self::Mapping, Self::SchemaViolation, Self::InvalidRecord, Self::Rejected, Self::Auth, Self::RetriesExhausted];
+    pub const ALL: [Self; 7] = [
+        Self::Mapping,
+        Self::SchemaViolation,
+        Self::InvalidRecord,
+        Self::Rejected,
+        Self::Auth,
+        Self::RetriesExhausted,
+        Self::ThrottledTooLong,
+    ];
 
     /// The fixed label used in metrics and listings.
     pub fn as_str(self) -> &'static str {
@@ -139,6 +149,7 @@ impl DeadLetterReason {
             Self::Rejected => "rejected",
             Self::Auth => "auth",
             Self::RetriesExhausted => "retries_exhausted",
+            Self::ThrottledTooLong => "throttled_too_long",
         }
     }
 
@@ -165,6 +176,10 @@ impl DeadLetterReason {
             Self::RetriesExhausted => {
                 "the target kept failing transiently: check that it is up and accepting requests, then replay it"
             }
+            Self::ThrottledTooLong => {
+                "the target throttled it for longer than delivery.retry.maxThrottledFor: check the Connector's \
+                 declared limits against what the target grants (and who else uses its quota), then replay it"
+            }
         }
     }
 }
@@ -181,8 +196,10 @@ impl std::str::FromStr for DeadLetterReason {
             "auth" => Ok(Self::Auth),
             "rejected" => Ok(Self::Rejected),
             "retries_exhausted" | "retriesExhausted" => Ok(Self::RetriesExhausted),
+            "throttled_too_long" | "throttledTooLong" => Ok(Self::ThrottledTooLong),
             other => Err(format!(
-                "unknown reason `{other}`: use mapping, schema_violation, invalid_record, auth, rejected or retries_exhausted"
+                "unknown reason `{other}`: use mapping, schema_violation, invalid_record, auth, rejected, \
+                 retries_exhausted or throttled_too_long"
             )),
         }
     }
@@ -199,6 +216,9 @@ pub struct Attempt {
     pub status: Option<u16>,
     /// What happened, in a few words.
     pub outcome: String,
+    /// The target throttled it: it spent no attempt of the retry policy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub throttled: bool,
 }
 
 /// A record that could not be delivered, kept for inspection and replay.

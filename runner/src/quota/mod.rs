@@ -1,9 +1,10 @@
 //! The quota a target Connector grants, shared by every flow that sends to it: a token
 //! bucket for the request rate and slots for requests in flight (handed out by flow
-//! priority: a `high` flow waiting for a slot gets the next one before `normal` and `low`
-//! flows), adapted at run time from the target's answers so the flows use the quota
-//! fully without being throttled:
-//! - a 429 pauses every sender until its `Retry-After` (or a short default) and cuts the
+//! priority, see [`concurrency`]), adapted at run time from the target's answers so the
+//! flows use the quota fully without being throttled:
+//! - a concurrency refusal (NetSuite's, Business Central's) shrinks the slots to what
+//!   the target granted, and nobody pauses (see [`concurrency`]);
+//! - a rate 429 pauses every sender until its `Retry-After` (or a short default) and cuts the
 //!   rate to just under what got through since the previous 429, which is what the
 //!   target grants (by 30% when that cannot be measured yet); clean answers probe it
 //!   back up, quickly to just under the learned rate and slowly past it;
@@ -12,19 +13,20 @@
 //!   (`X-Rate-Limit-Requests-Left`, `X-Rate-Limit-Time-Reset-Ms`), Amazon's per-operation
 //!   rate (`x-amzn-RateLimit-Limit`).
 
+pub mod concurrency;
 pub mod operations;
 
 use std::{
-    cmp::Reverse,
-    collections::BTreeMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use tokio::{sync::oneshot, time::Instant};
+use tokio::time::Instant;
 
 use crate::protocol::QuotaSignal;
 
+use concurrency::Concurrency;
+pub use concurrency::Slot;
 use entrepot_api::resource::{ConnectorLimits, Priority};
 
 /// Requests in flight when a Connector declares no concurrency.
@@ -37,46 +39,8 @@ const MIN_SHARE: f64 = 0.05;
 /// One Connector's quota.
 #[derive(Debug)]
 pub struct Quota {
-    slots: Mutex<Slots>,
-    concurrency: u32,
+    slots: Arc<Concurrency>,
     state: Mutex<State>,
-}
-
-/// Requests in flight: free slots, and who waits for one, highest priority first, then
-/// first come.
-#[derive(Debug)]
-struct Slots {
-    free: u32,
-    waiting: BTreeMap<(Reverse<Priority>, u64), oneshot::Sender<Slot>>,
-    next_ticket: u64,
-}
-
-impl Slots {
-    /// Forgets waiters that stopped waiting (their future was dropped).
-    fn purge(&mut self) {
-        self.waiting.retain(|_, tx| !tx.is_closed());
-    }
-
-    /// Whether a caller of `priority` may take a free slot without passing a waiter of
-    /// the same or a higher priority.
-    fn may_take(&self, priority: Priority) -> bool {
-        self.free > 0 && self.waiting.keys().next().is_none_or(|(Reverse(first), _)| priority > *first)
-    }
-}
-
-/// One request in flight; dropping it hands the slot to the next waiter or frees it.
-#[derive(Debug)]
-pub struct Slot {
-    /// `None` only for a slot that was never handed out (see `release`).
-    quota: Option<Arc<Quota>>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let Some(quota) = self.quota.take() {
-            quota.release();
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -103,7 +67,14 @@ struct State {
 /// The right to send one request; dropping it frees the concurrency slot.
 #[derive(Debug)]
 pub struct Permit {
-    _slot: Slot,
+    slot: Slot,
+}
+
+impl Permit {
+    /// The Connector's requests in flight when this one took its slot, itself included.
+    pub fn in_flight(&self) -> u32 {
+        self.slot.in_flight()
+    }
 }
 
 impl Quota {
@@ -117,8 +88,7 @@ impl Quota {
             (None, None) => 1.0,
         };
         Self {
-            slots: Mutex::new(Slots { free: concurrency, waiting: BTreeMap::new(), next_ticket: 0 }),
-            concurrency,
+            slots: Arc::new(Concurrency::new(concurrency)),
             state: Mutex::new(State {
                 declared,
                 rate: declared,
@@ -134,9 +104,14 @@ impl Quota {
         }
     }
 
-    /// Requests allowed in flight.
+    /// Requests the Connector declares it may have in flight.
     pub fn concurrency(&self) -> u32 {
-        self.concurrency
+        self.slots.declared()
+    }
+
+    /// Requests allowed in flight now, after adaptation to what the target grants.
+    pub fn concurrency_limit(&self) -> u32 {
+        self.slots.limit()
     }
 
     /// The rate in force, after adaptation (`None`: unlimited).
@@ -144,58 +119,23 @@ impl Quota {
         self.lock().rate
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// A concurrency slot, if one is free now and nobody of the same or a higher
     /// priority waits for one.
-    pub fn try_slot(self: &Arc<Self>, priority: Priority) -> Option<Slot> {
-        let mut s = self.slots();
-        s.purge();
-        s.may_take(priority).then(|| {
-            s.free -= 1;
-            Slot { quota: Some(self.clone()) }
-        })
+    pub fn try_slot(&self, priority: Priority) -> Option<Slot> {
+        self.slots.try_slot(priority)
     }
 
     /// Waits for a concurrency slot, behind waiters of the same or a higher priority.
     /// Cancel-safe: a slot handed to a dropped waiter goes on to the next one.
-    pub async fn slot(self: &Arc<Self>, priority: Priority) -> Slot {
-        let rx = {
-            let mut s = self.slots();
-            s.purge();
-            if s.may_take(priority) {
-                s.free -= 1;
-                return Slot { quota: Some(self.clone()) };
-            }
-            let (tx, rx) = oneshot::channel();
-            let ticket = s.next_ticket;
-            s.next_ticket += 1;
-            s.waiting.insert((Reverse(priority), ticket), tx);
-            rx
-        };
-        rx.await.expect("a waiting slot is always answered while its quota lives")
-    }
-
-    /// A slot came back: hand it to the first waiter still waiting, or free it.
-    fn release(self: &Arc<Self>) {
-        let mut s = self.slots();
-        while let Some((_, tx)) = s.waiting.pop_first() {
-            match tx.send(Slot { quota: Some(self.clone()) }) {
-                Ok(()) => return,
-                // That waiter is gone; the slot it was not given is this same one.
-                Err(mut unsent) => unsent.quota = None,
-            }
-        }
-        s.free += 1;
+    pub async fn slot(&self, priority: Priority) -> Slot {
+        self.slots.slot(priority).await
     }
 
     /// Waits out any pause and for a token of the rate limit, then turns a slot into a
     /// permit.
     pub async fn admit(&self, slot: Slot) -> Permit {
         self.pace().await;
-        Permit { _slot: slot }
+        Permit { slot }
     }
 
     /// Waits out any pause and for a token of the rate limit, without a concurrency slot
@@ -231,8 +171,23 @@ impl Quota {
         }
     }
 
-    /// Adapts to what an answer says about the quota.
+    /// Adapts to what an answer to a request that held no slot says about the quota.
     pub fn observe(&self, signal: &QuotaSignal) {
+        self.observe_sent(signal, None);
+    }
+
+    /// Adapts to what an answer says about the quota. `in_flight`: the Connector's
+    /// requests in flight when the answered one was sent, itself included
+    /// ([`Permit::in_flight`]).
+    pub fn observe_sent(&self, signal: &QuotaSignal, in_flight: Option<u32>) {
+        if signal.throttled && signal.concurrency {
+            // One too many in flight: fewer slots, and nobody pauses.
+            self.slots.refused(in_flight.is_some());
+            return;
+        }
+        if !signal.throttled {
+            self.slots.answered(in_flight);
+        }
         let mut s = self.lock();
         let now = Instant::now();
         if let Some(granted) = signal.granted_rate {
@@ -404,38 +359,24 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_secs(2));
     }
 
-    #[tokio::test]
-    async fn a_freed_slot_goes_to_the_highest_priority_waiter_first() {
-        let quota = Arc::new(Quota::new(Some(&ConnectorLimits { concurrency: Some(1), ..Default::default() })));
-        let held = quota.try_slot(Priority::Normal).unwrap();
-        let (order_tx, mut order_rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut waiters = Vec::new();
-        for (name, priority) in [("low", Priority::Low), ("normal", Priority::Normal), ("high", Priority::High)] {
-            let (quota, order_tx) = (quota.clone(), order_tx.clone());
-            waiters.push(tokio::spawn(async move {
-                let slot = quota.slot(priority).await;
-                order_tx.send(name).unwrap();
-                drop(slot);
-            }));
-            tokio::task::yield_now().await; // each waiter queues before the next
-        }
-        // A cancelled waiter does not swallow a slot.
-        let cancelled = tokio::spawn({
-            let quota = quota.clone();
-            async move { quota.slot(Priority::High).await }
-        });
-        tokio::task::yield_now().await;
-        cancelled.abort();
-        let _ = cancelled.await;
-        // A newcomer cannot take the slot past the waiters.
-        assert!(quota.try_slot(Priority::Normal).is_none());
+    #[tokio::test(start_paused = true)]
+    async fn a_concurrency_refusal_shrinks_the_slots_and_pauses_nobody() {
+        let quota = Arc::new(Quota::new(Some(&limits(10.0, 10, 4))));
+        let held: Vec<Permit> =
+            futures::future::join_all((0..4).map(|_| quota.admit(quota.try_slot(Priority::Normal).unwrap()))).await;
+        let refused = QuotaSignal {
+            throttled: true,
+            concurrency: true,
+            retry_after: Some(Duration::from_secs(1)),
+            ..Default::default()
+        };
+        quota.observe_sent(&refused, Some(held[3].in_flight()));
+        assert_eq!((quota.concurrency_limit(), quota.concurrency()), (3, 4), "the other three were granted");
+        assert_eq!(quota.rate(), Some(10.0), "the rate is not what was refused");
         drop(held);
-        for w in waiters {
-            w.await.unwrap();
-        }
-        let order: Vec<&str> = std::iter::from_fn(|| order_rx.try_recv().ok()).collect();
-        assert_eq!(order, ["high", "normal", "low"]);
-        assert!(quota.try_slot(Priority::Low).is_some(), "the slot is free again");
+        let start = Instant::now();
+        drop(quota.admit(quota.try_slot(Priority::Normal).unwrap()).await);
+        assert_eq!(start.elapsed(), Duration::ZERO, "nobody waits out the Retry-After");
     }
 
     #[test]

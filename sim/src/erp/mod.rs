@@ -175,6 +175,16 @@ pub struct ErpStats {
     pub conflicts: u64,
     /// SAP writes refused with `403` for a missing, wrong or expired CSRF token.
     pub csrf_refused: u64,
+    /// Reads answered (records, NetSuite job status and results, ETags).
+    pub reads: u64,
+}
+
+impl ErpStats {
+    /// Requests the ERP served (neither refused by its limits nor unavailable): what a
+    /// client's use of the granted concurrency is measured by.
+    pub fn served(&self) -> u64 {
+        self.created + self.updated + self.idempotent_replays + self.rejected_business + self.conflicts + self.reads
+    }
 }
 
 /// What became of one request; logged and counted in one place.
@@ -224,6 +234,7 @@ struct Counters {
     unavailable: AtomicU64,
     conflicts: AtomicU64,
     csrf_refused: AtomicU64,
+    reads: AtomicU64,
 }
 
 impl Counters {
@@ -238,7 +249,8 @@ impl Counters {
             Outcome::Unavailable => &self.unavailable,
             Outcome::Conflict => &self.conflicts,
             Outcome::CsrfRequired => &self.csrf_refused,
-            Outcome::NotFound | Outcome::Unsupported | Outcome::Read => return,
+            Outcome::Read => &self.reads,
+            Outcome::NotFound | Outcome::Unsupported => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -254,6 +266,7 @@ impl Counters {
             unavailable: self.unavailable.load(Ordering::Relaxed),
             conflicts: self.conflicts.load(Ordering::Relaxed),
             csrf_refused: self.csrf_refused.load(Ordering::Relaxed),
+            reads: self.reads.load(Ordering::Relaxed),
         }
     }
 }

@@ -238,7 +238,7 @@ mod tests {
                 message: "400 Bad Request: Invalid item reference key NOPE\nsecond line".into(),
                 status: Some(400),
                 response_body: Some(r#"{"error":"INVALID_KEY_OR_REF"}"#.into()),
-                attempts: vec![Attempt { at_ms: 0, status: Some(400), outcome: "rejected".into() }],
+                attempts: vec![Attempt { at_ms: 0, status: Some(400), outcome: "rejected".into(), throttled: false }],
                 dead_lettered_at_ms: 0,
             },
         }

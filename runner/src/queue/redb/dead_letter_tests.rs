@@ -14,7 +14,7 @@ fn letter(id: &str, reason: DeadLetterReason, target: Option<&str>, at_ms: i64) 
         message: format!("{} for {id}", reason.as_str()),
         status: target.map(|_| 400),
         response_body: target.map(|_| r#"{"error":"INVALID_KEY_OR_REF"}"#.into()),
-        attempts: vec![Attempt { at_ms, status: Some(400), outcome: "rejected".into() }],
+        attempts: vec![Attempt { at_ms, status: Some(400), outcome: "rejected".into(), throttled: false }],
         dead_lettered_at_ms: at_ms,
     }
 }

@@ -128,7 +128,7 @@ fn dead_letters_keep_the_record_and_the_reason() {
         message: "400: unknown SKU".into(),
         status: Some(400),
         response_body: Some("{\"error\":\"INVALID_KEY_OR_REF\"}".into()),
-        attempts: vec![Attempt { at_ms: 1, status: Some(400), outcome: "rejected".into() }],
+        attempts: vec![Attempt { at_ms: 1, status: Some(400), outcome: "rejected".into(), throttled: false }],
         dead_lettered_at_ms: now_ms(),
     };
     q.dead_letter("f", "erp", s, &dead).unwrap();

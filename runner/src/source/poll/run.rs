@@ -128,7 +128,9 @@ pub(crate) async fn get_page(
     };
     match with_retries(policy, None, attempt, |failure, number, delay| failed(failure, number, Some(delay))).await {
         Outcome::Done(fetched) => Ok(fetched),
-        Outcome::Refused { last, attempts } | Outcome::Exhausted { last, attempts } => {
+        Outcome::Refused { last, attempts }
+        | Outcome::Exhausted { last, attempts }
+        | Outcome::ThrottledTooLong { last, attempts } => {
             failed(&last, attempts, None);
             Err(last)
         }

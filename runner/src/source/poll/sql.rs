@@ -132,7 +132,9 @@ impl Poller {
         *client = connection.into_inner().unwrap_or_else(|p| p.into_inner());
         match outcome {
             Outcome::Done(rows) => Ok(rows),
-            Outcome::Refused { last, .. } | Outcome::Exhausted { last, .. } => Err(last),
+            Outcome::Refused { last, .. }
+            | Outcome::Exhausted { last, .. }
+            | Outcome::ThrottledTooLong { last, .. } => Err(last),
             Outcome::Interrupted => unreachable!("no shutdown to interrupt the wait"),
         }
     }
