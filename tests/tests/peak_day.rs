@@ -32,8 +32,19 @@ async fn a_small_peak_day_posts_every_order_once_oversells_nothing_and_reconcile
         "{:?}",
         report.storefront
     );
-    assert!(report.erp_throttled > 0, "the ERP throttled");
+    // The ERP grants 3 in flight where 4 are declared: the runner keeps to what it
+    // grants, so it is refused rarely (at most 2% of requests).
+    assert!(
+        report.erp_throttled * 50 <= report.erp_throttled + report.erp_served,
+        "{} × 429 of {} requests",
+        report.erp_throttled,
+        report.erp_throttled + report.erp_served
+    );
     assert!(report.erp_unavailable > 0, "the ERP was down");
+    // The outage held orders up; the others were measured apart.
+    assert!(report.outage.backlog > 0, "{:?}", report.outage);
+    assert!(report.outage.posting_outside.count > 0, "{:?}", report.outage);
+    assert!(report.outage.served_per_sec > 0.0, "{:?}", report.outage);
     assert!(report.deduplicated > 0, "duplicates were dropped");
     // No channel ever showed more than the WMS could ship, and both kept up with it.
     assert!(report.oversold_orders.is_empty() && report.overshows.is_empty());

@@ -45,6 +45,47 @@ impl std::fmt::Display for Percentiles {
     }
 }
 
+/// The ERP's outage and the backlog it left behind.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Outage {
+    /// When the ERP went down / came back.
+    pub down: Timestamp,
+    /// When it came back.
+    pub up: Timestamp,
+    /// When the last order it kept waiting was posted.
+    pub drained: Timestamp,
+    /// Orders taken before it came back and posted after it went down.
+    pub backlog: usize,
+    /// Requests the ERP served a second from its return until the backlog drained.
+    pub served_per_sec: f64,
+    /// Posting time of the orders the outage did not hold up: posted before it began,
+    /// or taken after its backlog drained.
+    pub posting_outside: Percentiles,
+}
+
+impl Outage {
+    /// From each order's taking and posting times (`None`: never posted), the outage
+    /// window, and samples of the ERP's served-request count over the run.
+    pub fn of(
+        orders: &[(Timestamp, Option<Timestamp>)],
+        down: Timestamp,
+        up: Timestamp,
+        served: &[(Timestamp, u64)],
+    ) -> Self {
+        let held_up = |taken: Timestamp, posted: Timestamp| taken < up && posted >= down;
+        let posted = || orders.iter().filter_map(|(taken, posted)| Some((*taken, (*posted)?)));
+        let drained = posted().filter(|(t, p)| held_up(*t, *p)).map(|(_, p)| p).max().unwrap_or(up).max(up);
+        let backlog = posted().filter(|(t, p)| held_up(*t, *p)).count();
+        let posting_outside =
+            Percentiles::of(posted().filter(|(t, p)| *p < down || *t > drained).map(|(t, p)| elapsed(t, p)).collect());
+        // The served count at a moment: the last sample at or before it.
+        let at = |when: Timestamp| served.iter().take_while(|(t, _)| *t <= when).last().map_or(0, |(_, n)| *n);
+        let span = elapsed(up, drained).as_secs_f64();
+        let served_per_sec = if span > 0.0 { at(drained).saturating_sub(at(up)) as f64 / span } else { 0.0 };
+        Self { down, up, drained, backlog, served_per_sec, posting_outside }
+    }
+}
+
 /// The time from `from` to `to`, zero when `to` is earlier.
 pub fn elapsed(from: Timestamp, to: Timestamp) -> Duration {
     Duration::try_from(to - from).unwrap_or_default()
@@ -137,6 +178,25 @@ mod tests {
 
     fn t(ms: i64) -> Timestamp {
         Timestamp::from_millisecond(1_764_000_000_000 + ms).unwrap()
+    }
+
+    #[test]
+    fn the_outage_backlog_and_the_posting_time_outside_it() {
+        let (down, up) = (t(10_000), t(20_000));
+        let orders = [
+            (t(1_000), Some(t(1_100))),   // posted before the outage: outside
+            (t(9_000), Some(t(21_000))),  // taken before, posted after it began: backlog
+            (t(15_000), Some(t(23_000))), // taken during it: backlog, the last to drain
+            (t(22_000), Some(t(22_500))), // taken before the backlog drained: neither
+            (t(24_000), Some(t(24_200))), // after the backlog drained: outside
+            (t(25_000), None),            // never posted
+        ];
+        let served = [(t(0), 0), (t(19_000), 100), (t(20_000), 100), (t(23_000), 400), (t(30_000), 500)];
+        let outage = Outage::of(&orders, down, up, &served);
+        assert_eq!((outage.backlog, outage.drained), (2, t(23_000)));
+        assert_eq!(outage.served_per_sec, 100.0, "300 requests in the 3 s from its return to the drain");
+        let outside = outage.posting_outside;
+        assert_eq!((outside.count, outside.max), (2, Duration::from_millis(200)));
     }
 
     #[test]

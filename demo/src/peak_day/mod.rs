@@ -5,14 +5,16 @@
 //! only when the stock it shows can fill it, and the WMS reserves the units at once; the
 //! store's POS sells from the same shelves, goods are received, returned and picked. The
 //! storefront delivers 5% of its webhooks twice and 2% out of order (a newer revision
-//! first), the marketplace's notifications likewise; the ERP throttles throughout (a
-//! concurrency limit) and goes down for a minute in the middle. Three flows run: storefront
+//! first), the marketplace's notifications likewise; the ERP grants fewer requests in
+//! flight than its Connector declares (so the runner must find its limit) and goes down
+//! for a minute in the middle. Three flows run: storefront
 //! orders → ERP, marketplace orders → ERP, WMS movements → each channel's available-to-sell.
 //!
 //! At the end it prints, and [`Report::problems`] checks: orders in the ERP = orders
 //! taken, each once; oversells = 0 (an order the WMS could not reserve, or a moment a
 //! channel showed more than the WMS could ship); order-to-ERP posting time and inventory
-//! freshness p50/p99; throttled requests; dead letters with their reasons; and a
+//! freshness p50/p99, and posting time outside the outage with the rate its backlog
+//! drained at; throttled requests; dead letters with their reasons; and a
 //! reconciliation of storefront orders against the ERP, which must find no drift.
 
 pub mod measure;
@@ -42,7 +44,7 @@ pub struct Params {
     /// How long the ERP is down, in the middle of the burst.
     pub outage: Duration,
     /// Requests the ERP serves at once; more are refused with 429 (NetSuite's concurrency
-    /// governance), so the ERP throttles throughout.
+    /// governance). Below the 4 the Connector declares, the runner must find it.
     pub erp_concurrency: usize,
     /// Units of each SKU received before the burst.
     pub opening_stock: i64,

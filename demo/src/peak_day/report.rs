@@ -6,7 +6,7 @@ use entrepot_sim::storefront::StorefrontReport;
 
 use super::{
     DISCONTINUED_SKU,
-    measure::{Overshow, Percentiles},
+    measure::{Outage, Overshow, Percentiles},
 };
 use entrepot::reconcile::ReconcileSummary;
 
@@ -41,10 +41,16 @@ pub struct Report {
     pub overshows: Vec<Overshow>,
     /// Order taken → sales order created in the ERP.
     pub posting: Percentiles,
+    /// The ERP's outage: its backlog, the rate it drained at, and posting time outside it.
+    pub outage: Outage,
+    /// What the ERP grants: requests in flight, and the time it holds each.
+    pub erp_grant: (usize, Duration),
     /// WMS stock change → the channel shows it, per channel.
     pub freshness: BTreeMap<String, Percentiles>,
     /// 429s the ERP answered / the runner counted per target.
     pub erp_throttled: u64,
+    /// Requests the ERP served (neither throttled nor unavailable).
+    pub erp_served: u64,
     /// Requests the runner saw throttled, per flow and target.
     pub runner_throttled: BTreeMap<String, u64>,
     /// 503s the ERP answered during its outage.
@@ -171,12 +177,28 @@ impl Report {
             self.overshows.len()
         );
         println!("  order-to-ERP posting time           {}", self.posting);
+        let o = &self.outage;
+        println!("    outside the outage and its backlog {}", o.posting_outside);
+        let (slots, latency) = self.erp_grant;
+        let allowed = slots as f64 / latency.as_secs_f64();
+        println!(
+            "    outage backlog                   {} orders drained {:.1} s after the ERP came back; it served {:.0} requests/s \
+             of the {:.0} its {slots} slots at {} ms allow ({:.0}%)",
+            o.backlog,
+            super::measure::elapsed(o.up, o.drained).as_secs_f64(),
+            o.served_per_sec,
+            allowed,
+            latency.as_millis(),
+            o.served_per_sec / allowed * 100.0
+        );
         for (channel, p) in &self.freshness {
             println!("  inventory freshness ({channel:<11})   {p}");
         }
         println!(
-            "  throttled requests                  ERP answered {} × 429; runner saw {}",
+            "  throttled requests                  ERP answered {} × 429 ({:.2}% of {} requests); runner saw {}",
             self.erp_throttled,
+            self.erp_throttled as f64 / (self.erp_throttled + self.erp_served).max(1) as f64 * 100.0,
+            self.erp_throttled + self.erp_served,
             self.runner_throttled.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
         );
         println!(

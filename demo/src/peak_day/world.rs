@@ -19,7 +19,7 @@ use tokio::{net::TcpListener, sync::watch};
 
 use super::{
     DISCONTINUED_SKU, Params,
-    measure::{self, Percentiles, Shown, StockState},
+    measure::{self, Outage, Percentiles, Shown, StockState},
     report::{Movements, Report},
 };
 use entrepot::{
@@ -39,6 +39,8 @@ const MANIFESTS: [(&str, &str); 5] = [
 const STOREFRONT_FLOW: &str = "storefront-orders-to-erp";
 const MARKETPLACE_FLOW: &str = "marketplace-orders-to-erp";
 const INVENTORY_FLOW: &str = "wms-inventory-to-channels";
+/// Time the ERP holds each request (a slot of its concurrency).
+const ERP_LATENCY: Duration = Duration::from_millis(20);
 /// The WMS location every channel sells from.
 const WAREHOUSE: &str = "DC-EAST";
 /// The storefront's location id (Shopify `gid://shopify/Location/...`), as the inventory
@@ -118,7 +120,7 @@ pub async fn run(params: &Params, verbose: bool) -> Result<Report> {
             ErpConfig {
                 known_skus: Some(skus.iter().cloned().collect()),
                 bearer_token: Some(secret(&manifests, "erp", "token")?),
-                latency: Duration::from_millis(20),
+                latency: ERP_LATENCY,
                 max_concurrency: params.erp_concurrency,
                 ..ErpConfig::default()
             },
@@ -231,8 +233,21 @@ pub async fn run(params: &Params, verbose: bool) -> Result<Report> {
         tokio::spawn(async move {
             tokio::time::sleep(start).await;
             erp.set_down(true);
+            let down = Timestamp::now();
             tokio::time::sleep(length).await;
             erp.set_down(false);
+            (down, Timestamp::now())
+        })
+    };
+    // The ERP's served requests over the day, to measure the rate its backlog drained at.
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let sampler = {
+        let (erp, served) = (erp.clone(), served.clone());
+        tokio::spawn(async move {
+            loop {
+                served.lock().unwrap().push((Timestamp::now(), erp.stats().served()));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         })
     };
 
@@ -342,7 +357,7 @@ pub async fn run(params: &Params, verbose: bool) -> Result<Report> {
     let storefront_report = storefront_report.context("storefront")?;
     let (marketplace_orders, marketplace_sold_out, notification_faults) = market_task.await?;
     let movements = floor.await?;
-    let _ = outage.await;
+    let (down, up) = outage.await?;
     wms.flush_webhooks().await;
 
     // Drain: every flow's queue empty twice in a row.
@@ -362,6 +377,7 @@ pub async fn run(params: &Params, verbose: bool) -> Result<Report> {
     if let Some(p) = progress {
         p.abort();
     }
+    sampler.abort();
 
     // Reconciliation of every ReconcileSchedule, now that the flows have drained.
     let mut reconciliation = Vec::new();
@@ -406,6 +422,9 @@ pub async fn run(params: &Params, verbose: bool) -> Result<Report> {
             .filter_map(|(id, at)| by_id.get(id.as_str()).map(|o| measure::elapsed(*at, o.created_at)))
             .collect(),
     );
+    let orders: Vec<_> =
+        ledger.taken.iter().map(|(id, at)| (*at, by_id.get(id.as_str()).map(|o| o.created_at))).collect();
+    let outage = Outage::of(&orders, down, up, &served.lock().unwrap());
     let mut freshness = BTreeMap::new();
     let mut overshows = Vec::new();
     let (mut shop_fresh, mut market_fresh) = (Vec::new(), Vec::new());
@@ -450,8 +469,11 @@ pub async fn run(params: &Params, verbose: bool) -> Result<Report> {
         oversold_orders: ledger.oversold,
         overshows,
         posting,
+        outage,
+        erp_grant: (params.erp_concurrency, ERP_LATENCY),
         freshness,
         erp_throttled: stats.throttled,
+        erp_served: stats.served(),
         runner_throttled,
         erp_unavailable: stats.unavailable,
         retries: status.flows.iter().flat_map(|f| &f.targets).map(|t| t.retried).sum(),

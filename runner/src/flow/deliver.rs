@@ -14,7 +14,7 @@ use tracing::{Instrument, info, warn};
 use super::{Flow, Workers, lanes::Lanes};
 use crate::{
     attempt::{self, Next, Tally, refusal, whole_answer, within_quota},
-    protocol::{Answer, Verdict},
+    protocol::{Answer, ErrorCategory, Verdict},
     queue::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, compare_versions, now_ms},
     quota::Slot,
 };
@@ -25,6 +25,10 @@ const LOAD_BATCH: usize = 500;
 /// Items held in memory per target; the rest wait on disk.
 const MAX_HELD: usize = 5_000;
 const IDLE: Duration = Duration::from_secs(1);
+/// Target-wide failures in a row (5xx, no answer) after which the next success means the
+/// target is back: every retry waiting out its backoff goes at once, within the quota,
+/// so an outage's backlog drains at the rate the target grants, not at the backoff's.
+const OUTAGE_STREAK: u32 = 3;
 
 /// An item being delivered, with its attempts so far.
 struct Head {
@@ -43,6 +47,8 @@ pub async fn run_delivery(flow: Arc<Flow>, index: usize, mut w: Workers) {
         held: HashMap::new(),
         delivered: Vec::new(),
         loaded_up_to: 0,
+        failing: 0,
+        recovered: false,
     };
     let target = &flow.targets[index];
     let mut in_flight: JoinSet<(u64, Answer)> = JoinSet::new();
@@ -71,6 +77,13 @@ pub async fn run_delivery(flow: Arc<Flow>, index: usize, mut w: Workers) {
                     }
                 }
                 worker.acknowledge(&w).await;
+                if std::mem::take(&mut worker.recovered) && !retries.is_empty() {
+                    info!(flow = %worker.name(), target = %worker.connector(), waiting = retries.len(),
+                          "target answers again after an outage; waiting retries go now");
+                    for key in std::mem::take(&mut retries).into_values() {
+                        worker.lanes.release(&key);
+                    }
+                }
             }
             slot = target.quota.slot(priority), if worker.has_ready() => worker.dispatch(slot, &mut in_flight, &w).await,
             _ = tokio::time::sleep_until(next_retry.unwrap_or_else(Instant::now)), if next_retry.is_some() => {
@@ -94,6 +107,10 @@ struct Worker {
     /// Delivered items not yet removed from the outbox.
     delivered: Vec<u64>,
     loaded_up_to: u64,
+    /// Target-wide failures (5xx, no answer) since the last success.
+    failing: u32,
+    /// A success ended an outage (`OUTAGE_STREAK` failures in a row): release the retries.
+    recovered: bool,
 }
 
 impl Worker {
@@ -265,10 +282,17 @@ impl Worker {
         let head = self.held.get_mut(&seq).expect("an item in flight is held");
         let status = head.attempts.last().and_then(|a| a.status);
         match &verdict {
-            Verdict::Delivered => target.sink.health().succeeded(),
+            Verdict::Delivered => {
+                target.sink.health().succeeded();
+                self.recovered |= self.failing >= OUTAGE_STREAK;
+                self.failing = 0;
+            }
             Verdict::Retry { reason, category, .. } => {
                 target.sink.health().failed(*category, reason);
                 target.counters.failed(reason);
+                if matches!(category, ErrorCategory::Server | ErrorCategory::Unreachable) {
+                    self.failing += 1;
+                }
             }
             Verdict::Reject { reason, category } => target.sink.health().failed(*category, reason),
         }
