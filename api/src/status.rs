@@ -39,6 +39,23 @@ pub struct ConnectorStatus {
     /// is over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_success_at: Option<jiff::Timestamp>,
+    /// The quota in force towards it as a target, after adaptation to its answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<QuotaStatus>,
+}
+
+/// A target Connector's quota as the runner holds to it now.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaStatus {
+    /// Requests in flight the Connector declares (`spec.limits.concurrency`, default 4).
+    pub declared_concurrency: u32,
+    /// Requests in flight allowed now: below the declared figure after the target
+    /// refused one too many (it grants fewer).
+    pub concurrency: u32,
+    /// Requests a second allowed now, when the Connector declares a rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<f64>,
 }
 
 /// One flow's counters and backlog.

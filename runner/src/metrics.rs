@@ -74,6 +74,9 @@ pub struct Metrics {
     pub dedup_entries_expired: IntCounter,
     /// Time from first receipt to delivery (the order-to-ERP posting time).
     pub latency: HistogramVec,
+    /// Requests in flight allowed to a target Connector now (below its declared
+    /// concurrency after it refused one too many), per connector.
+    pub concurrency_limit: IntGaugeVec,
 }
 
 impl Metrics {
@@ -108,6 +111,15 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(dedup_entries_expired.clone())).expect("unique metric");
+        let concurrency_limit = IntGaugeVec::new(
+            Opts::new(
+                "entrepot_connector_concurrency_limit",
+                "Requests in flight allowed to a target Connector now, after adapting to what it grants",
+            ),
+            &["connector"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(concurrency_limit.clone())).expect("unique metric");
         Self {
             counts: Arc::default(),
             received: counter("entrepot_records_received_total", "Records accepted from a source", &["flow"]),
@@ -180,6 +192,7 @@ impl Metrics {
             ),
             dedup_entries_expired,
             latency,
+            concurrency_limit,
             registry,
         }
     }

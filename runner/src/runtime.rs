@@ -40,7 +40,7 @@ use crate::{
 
 use entrepot_api::{
     config::RunnerConfig,
-    status::{ConnectorStatus, FlowStatus, RunnerStatus, TargetStatus},
+    status::{ConnectorStatus, FlowStatus, QuotaStatus, RunnerStatus, TargetStatus},
 };
 
 pub use crate::queue::DeadLetterEntry;
@@ -246,6 +246,23 @@ impl Runtime {
                 entry.last_error_category = Some(error.category);
                 entry.last_error_at = Some(error.at);
                 entry.last_error_message = Some(error.message);
+            }
+        }
+        for flow in self.flows.values() {
+            for target in &flow.targets {
+                let key = (flow.config.namespace.clone(), target.sink.connector().to_string());
+                if let Some(entry) = by_name.get_mut(&key) {
+                    let quota = &target.quota;
+                    entry.quota = Some(QuotaStatus {
+                        declared_concurrency: quota.concurrency(),
+                        concurrency: quota.concurrency_limit(),
+                        requests_per_second: quota.rate(),
+                    });
+                    self.metrics
+                        .concurrency_limit
+                        .with_label_values(&[&key.1])
+                        .set(i64::from(quota.concurrency_limit()));
+                }
             }
         }
         by_name.into_values().collect()

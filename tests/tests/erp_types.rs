@@ -134,6 +134,12 @@ async fn netsuite_concurrency_refusals_in_the_restlet_shape_are_throttling_not_r
     assert!(erp.orders().iter().all(|o| o.writes == 1));
     assert!(erp.stats().throttled > 0, "four senders against one slot: {:?}", erp.stats());
     assert!(throttled_metric(&runner).await > 0.0, "the quota governor heard of it");
+    // The governor holds to the one request in flight the ERP grants, and says so.
+    let s = status(&runner.admin_url).await;
+    let quota = s.connectors.iter().find(|c| c.name == "erp-demo").and_then(|c| c.quota.clone()).expect("a quota");
+    assert_eq!((quota.declared_concurrency, quota.concurrency), (4, 1), "{quota:?}");
+    let metrics = reqwest::get(format!("{}/metrics", runner.admin_url)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"entrepot_connector_concurrency_limit{connector="erp-demo"} 1"#), "{metrics}");
     runner.stop().await;
 }
 

@@ -322,6 +322,7 @@ mod tests {
             last_error_at: error.map(|e| at(e.0)),
             last_error_message: error.map(|e| format!("{:?} at {}", e.1, e.0)),
             last_success_at: success.map(at),
+            quota: None,
         };
         let reports = [
             ("a".to_string(), pod(flow(1, 0, None), vec![erp(Some((50, ErrorCategory::Auth)), Some(10))])),

@@ -358,6 +358,7 @@ mod tests {
             last_error_at: error.map(|e| at(e.0)),
             last_error_message: error.map(|_| "auth: 401 Unauthorized with fresh credentials: token expired".into()),
             last_success_at: success.map(at),
+            quota: None,
         }
     }
 
