@@ -10,6 +10,9 @@ use reqwest::{StatusCode, header::HeaderMap};
 pub struct QuotaSignal {
     /// The answer was a 429 (or the system's own throttling answer).
     pub throttled: bool,
+    /// The target served the request (a 2xx, or a 4xx other than throttling): proof that
+    /// it granted the requests in flight with it. A 5xx proves nothing of the kind.
+    pub served: bool,
     /// The throttling refused the request for being one too many in flight (NetSuite's
     /// concurrency governance, Business Central's), not for the request rate.
     pub concurrency: bool,
@@ -34,6 +37,7 @@ impl QuotaSignal {
         });
         Self {
             throttled: status == StatusCode::TOO_MANY_REQUESTS,
+            served: status.is_success() || (status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS),
             concurrency: false,
             retry_after,
             remaining: shopify.or_else(|| number("x-rate-limit-requests-left")).map(|r| r.max(0.0)),

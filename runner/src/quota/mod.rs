@@ -185,7 +185,7 @@ impl Quota {
             self.slots.refused(in_flight.is_some());
             return;
         }
-        if !signal.throttled {
+        if signal.served && !signal.throttled {
             self.slots.answered(in_flight);
         }
         let mut s = self.lock();
@@ -377,6 +377,17 @@ mod tests {
         let start = Instant::now();
         drop(quota.admit(quota.try_slot(Priority::Normal).unwrap()).await);
         assert_eq!(start.elapsed(), Duration::ZERO, "nobody waits out the Retry-After");
+        // A failing target (5xx) proves nothing about what it grants: no probe up.
+        let failing = QuotaSignal::read(reqwest::StatusCode::SERVICE_UNAVAILABLE, &Default::default(), None);
+        for _ in 0..1_000 {
+            quota.observe_sent(&failing, Some(3));
+        }
+        assert_eq!(quota.concurrency_limit(), 3);
+        let served = QuotaSignal::read(reqwest::StatusCode::CREATED, &Default::default(), None);
+        for _ in 0..1_000 {
+            quota.observe_sent(&served, Some(3));
+        }
+        assert_eq!(quota.concurrency_limit(), 4, "answers served at the full limit probe back up");
     }
 
     #[test]
