@@ -237,9 +237,13 @@ impl QueueBackend for RedbQueue {
             let mut stages = Stages::open(&tx)?;
             let now = now_ms();
             for (seq, prepared) in batch {
-                let replayed = match inbox.remove((flow, seq))? {
-                    Some(bytes) => decode::<Envelope>((flow, seq), bytes.value())?.replay.is_some(),
-                    None => false,
+                let removed = inbox.remove((flow, seq))?;
+                // A delivery item carries the record's envelope: no need to decode the
+                // 4 KB inbox copy to learn whether it is a replay.
+                let replayed = match (&prepared, removed) {
+                    (Prepared::Deliver { items, .. }, _) if !items.is_empty() => items[0].envelope.replay.is_some(),
+                    (_, Some(bytes)) => decode::<Envelope>((flow, seq), bytes.value())?.replay.is_some(),
+                    (_, None) => false,
                 };
                 outcomes.push(stages.place(flow, seq, &prepared, replayed, now)?);
             }
