@@ -312,19 +312,22 @@ async fn load(records: u64, fixed_rate: u64) {
     let baseline = harness.baseline(body.clone(), records).await;
     let _ = std::fs::remove_dir_all(&dir);
 
-    let wrk = wrk.map_or_else(|| "wrk not installed".to_string(), |r| format!("{r:.0} req/s"));
+    // The goal (issue 12): end to end at least half of what wrk gets from the target alone.
+    let share = |rate: f64| wrk.map_or_else(String::new, |w| format!(" ({:.2}× wrk)", rate / w));
+    let wrk_text = wrk.map_or_else(|| "wrk not installed".to_string(), |r| format!("{r:.0} req/s"));
     let order_bytes = order(&harness.fixture, &harness.secret, 1).body.len();
     println!("orders of {order_bytes} bytes; the target is sent {} bytes each", body.len());
     println!("| measure | value |");
     println!("|---|---|");
-    println!("| target alone, wrk, 2 threads, 32 connections | {wrk} |");
+    println!("| target alone, wrk, 2 threads, 32 connections | {wrk_text} |");
     println!("| target alone, this client, 32 concurrent | {baseline:.0} req/s |");
     for l in &levels {
         let c = l.concurrency;
         println!("| {c} senders: webhook intake (acknowledged after fsync) | {:.0} events/s |", l.intake);
         println!(
-            "| {c} senders: end to end (acknowledged → delivered), {records} events | {:.0} events/s |",
-            l.end_to_end
+            "| {c} senders: end to end (acknowledged → delivered), {records} events | {:.0} events/s{} |",
+            l.end_to_end,
+            share(l.end_to_end)
         );
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         println!(
