@@ -1,15 +1,18 @@
 //! End-to-end load: signed webhooks into a runner (durable queue on disk, jq mappings,
 //! per-key delivery) to an HTTP target on loopback. The runner is a child process (this
-//! program re-run with `--runner-child`), so its memory is its own. Prints a table:
-//! - the target's own loopback rate measured with `wrk` (the ceiling), and with this
-//!   program's HTTP client;
-//! - webhook intake rate (acknowledged = fsync'd) and end-to-end rate at full speed;
-//! - added latency p50/p99 (sent → target received) at a fixed rate;
-//! - the runner's resident memory idle, at its peak and after the load.
+//! program re-run with `--runner-child`), so its memory and CPU are its own. Every order
+//! is distinct (its own id, name and webhook id: identical bodies would be deduplicated
+//! and measure nothing), 4 KB like `tests/fixtures/shopify-order.json`, and signed as
+//! Shopify signs; bodies and signatures are made before the clock starts. Prints a table:
+//! - the target's own loopback rate with `wrk` (the ceiling) and with this program's
+//!   HTTP client, both sending the body the runner sends it;
+//! - for 16 and then 64 concurrent senders, each against a fresh runner: webhook intake
+//!   (acknowledged = fsync'd), end to end (acknowledged → delivered, durable), added
+//!   latency p50/p99 (sent → target received) at a fixed rate, and the runner's resident
+//!   memory idle, at its peak (`VmHWM`) and after the load.
 //!
-//! `cargo run -p entrepot --example e2e_load [records] [fixed-rate]` (numbers in
-//! docs/benchmarks.md; `apt-get install wrk` first). Debug builds of our crates:
-//! release numbers are higher.
+//! `cargo run --release -p entrepot --example e2e_load [records] [fixed-rate]`
+//! (`apt-get install wrk` first; figures in docs/benchmarks.md).
 
 use std::{
     collections::HashMap,
@@ -28,27 +31,39 @@ use entrepot::{
 use entrepot_api::resource::{ConnectorLimits, SignatureScheme};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
+/// What the target saw: when each record arrived, and one body it was sent.
+#[derive(Default)]
+struct Sink {
+    arrivals: Mutex<HashMap<String, Instant>>,
+    sample: Mutex<Option<Bytes>>,
+}
 
-async fn receive(State(arrivals): State<Arrivals>, body: Bytes) -> StatusCode {
+async fn receive(State(sink): State<Arc<Sink>>, body: Bytes) -> StatusCode {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     if let Some(id) = v["externalId"].as_str() {
-        arrivals.lock().unwrap().insert(id.to_string(), Instant::now());
+        sink.arrivals.lock().unwrap().insert(id.to_string(), Instant::now());
+        sink.sample.lock().unwrap().get_or_insert(body);
     }
     StatusCode::NO_CONTENT
 }
 
-fn order(id: u64) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "id": id, "name": format!("#{id}"), "email": "buyer@example.com",
-        "created_at": "2026-11-27T10:00:00-05:00", "updated_at": "2026-11-27T10:05:00-05:00", "currency": "USD",
-        "customer": {"first_name": "Ada", "last_name": "Buyer"},
-        "subtotal_price": "10.00", "total_tax": "0.00", "total_discounts": "0.00", "total_price": "10.00",
-        "total_shipping_price_set": {"shop_money": {"amount": "0.00", "currency_code": "USD"}},
-        "line_items": [{"id": 1, "variant_id": 2, "sku": "SKU-1", "title": "Thing", "quantity": 1,
-                        "price": "10.00", "total_discount": "0.00", "tax_lines": []}]
-    }))
-    .unwrap()
+/// One signed order, ready to send.
+struct Order {
+    id: u64,
+    body: Bytes,
+    signature: String,
+}
+
+/// Order `id`: the 4 KB fixture with its own id, name and number.
+fn order(fixture: &serde_json::Value, secret: &[u8], id: u64) -> Order {
+    let mut v = fixture.clone();
+    v["id"] = id.into();
+    v["name"] = format!("#{id}").into();
+    v["order_number"] = id.into();
+    v["admin_graphql_api_id"] = format!("gid://shopify/Order/{id}").into();
+    let body = serde_json::to_vec_pretty(&v).unwrap();
+    let signature = sign(SignatureScheme::ShopifyHmacSha256, secret, &body);
+    Order { id, body: body.into(), signature }
 }
 
 /// `VmRSS` (now) or `VmHWM` (peak) of a process, in MiB.
@@ -65,28 +80,45 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-async fn send_order(client: &reqwest::Client, url: &str, secret: &[u8], id: u64) {
-    let body = order(id);
-    let sig = sign(SignatureScheme::ShopifyHmacSha256, secret, &body);
+async fn send_order(client: &reqwest::Client, url: &str, order: &Order) {
     let status = client
         .post(url)
-        .header("x-shopify-hmac-sha256", sig)
-        .header("x-shopify-webhook-id", format!("w-{id}"))
+        .header("x-shopify-hmac-sha256", &order.signature)
+        .header("x-shopify-webhook-id", format!("w-{}", order.id))
         .header("x-shopify-topic", "orders/create")
-        .body(body)
+        .body(order.body.clone())
         .send()
         .await
         .unwrap()
         .status();
-    assert_eq!(status, 200, "order {id} not acknowledged");
+    assert_eq!(status, 200, "order {} not acknowledged", order.id);
+}
+
+/// Sends `orders` with `concurrency` senders; returns when all are acknowledged.
+async fn send_all(client: &reqwest::Client, url: &str, orders: Arc<Vec<Order>>, concurrency: usize) {
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let (client, url, orders) = (client.clone(), url.to_string(), orders.clone());
+        tasks.push(tokio::spawn(async move {
+            for order in orders.iter().skip(w).step_by(concurrency) {
+                send_order(&client, &url, order).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+fn quickstart() -> Manifests {
+    Manifests::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart")).unwrap()
 }
 
 /// The runner half: the quickstart pointed at `target_url`, 16 requests in flight, its
 /// queue in `dir`. Prints `READY <webhook addr> <admin addr>` and runs until stdin closes
 /// (the parent exited).
 async fn runner_child(target_url: String, dir: std::path::PathBuf) {
-    let manifests =
-        Manifests::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart")).unwrap();
+    let manifests = quickstart();
     let mut config = manifests.runner_config().unwrap();
     let erp = config.flows[0].connectors.get_mut("erp-demo").unwrap();
     erp.endpoint = Some(target_url);
@@ -103,13 +135,14 @@ async fn runner_child(target_url: String, dir: std::path::PathBuf) {
     let _ = serve(rt, webhooks, admin, shutdown).await;
 }
 
-/// `wrk` against the target: 2 threads, 32 connections, 5 s, the same small JSON POST.
-/// `None` when wrk is not installed.
-fn wrk_rate(url: &str, dir: &std::path::Path) -> Option<f64> {
+/// `wrk` against the target: 2 threads, 32 connections, 5 s, POSTing `body`. `None`
+/// when wrk is not installed.
+fn wrk_rate(url: &str, dir: &std::path::Path, body: &[u8]) -> Option<f64> {
     let script = dir.join("post.lua");
+    let body = serde_json::to_string(std::str::from_utf8(body).ok()?).ok()?;
     std::fs::write(
         &script,
-        "wrk.method = \"POST\"\nwrk.body = '{\"externalId\":\"wrk\"}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
+        format!("wrk.method = \"POST\"\nwrk.body = {body}\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"),
     )
     .ok()?;
     let out =
@@ -124,129 +157,185 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("--runner-child") {
         rt.block_on(runner_child(args[2].clone(), args[3].clone().into()));
     } else {
-        let records = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2_000);
+        let records = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5_000);
         let fixed_rate = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1_000);
         rt.block_on(load(records, fixed_rate));
     }
 }
 
+/// What one runner did under load from `concurrency` senders.
+struct Level {
+    concurrency: usize,
+    intake: f64,
+    end_to_end: f64,
+    p50: Duration,
+    p99: Duration,
+    rss: (f64, f64, f64),
+}
+
+/// The harness: the target, the client, the orders' secret and where runners keep their queues.
+struct Harness {
+    sink: Arc<Sink>,
+    target_url: String,
+    client: reqwest::Client,
+    fixture: serde_json::Value,
+    secret: Vec<u8>,
+    dir: std::path::PathBuf,
+}
+
+impl Harness {
+    fn orders(&self, ids: std::ops::Range<u64>) -> Arc<Vec<Order>> {
+        Arc::new(ids.map(|id| order(&self.fixture, &self.secret, id)).collect())
+    }
+
+    async fn wait_for(&self, arrivals: usize) {
+        while self.sink.arrivals.lock().unwrap().len() < arrivals {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// A fresh runner (its own queue), `records` orders at full speed from `concurrency`
+    /// senders, then `fixed_rate`/s for 5 s.
+    async fn level(&self, concurrency: usize, records: u64, fixed_rate: u64) -> Level {
+        self.sink.arrivals.lock().unwrap().clear();
+        let data = self.dir.join(format!("data-{concurrency}"));
+        let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .arg("--runner-child")
+            .arg(&self.target_url)
+            .arg(&data)
+            .env("ENTREPOT_LOG", "warn")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        let mut ready = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).await.unwrap();
+        let webhook_addr = ready.split_whitespace().nth(1).expect("the runner child prints READY");
+        let url = format!("http://{webhook_addr}/webhooks/shopify-orders-to-erp");
+        let burst = self.orders(0..records);
+        let n = fixed_rate * 5;
+        let paced = self.orders(1_000_000..1_000_000 + n);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rss_idle = memory_mib(pid, "VmRSS:");
+
+        let start = Instant::now();
+        send_all(&self.client, &url, burst, concurrency).await;
+        let intake = records as f64 / start.elapsed().as_secs_f64();
+        self.wait_for(records as usize).await;
+        let end_to_end = records as f64 / start.elapsed().as_secs_f64();
+
+        // A fixed rate for 5 s: latency from send to arrival.
+        let mut sent = HashMap::new();
+        let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / fixed_rate as f64));
+        let mut tasks = Vec::new();
+        for i in 0..n as usize {
+            ticks.tick().await;
+            let (client, url, orders) = (self.client.clone(), url.clone(), paced.clone());
+            sent.insert(format!("shopify:{}", orders[i].id), Instant::now());
+            tasks.push(tokio::spawn(async move { send_order(&client, &url, &orders[i]).await }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        self.wait_for((records + n) as usize).await;
+        let mut latencies: Vec<Duration> = {
+            let arrivals = self.sink.arrivals.lock().unwrap();
+            sent.iter().map(|(id, t)| arrivals[id].duration_since(*t)).collect()
+        };
+        latencies.sort();
+        let (rss_peak, rss_after) = (memory_mib(pid, "VmHWM:"), memory_mib(pid, "VmRSS:"));
+        drop(child.stdin.take());
+        let _ = child.wait().await;
+        let _ = std::fs::remove_dir_all(&data);
+        Level {
+            concurrency,
+            intake,
+            end_to_end,
+            p50: percentile(&latencies, 0.5),
+            p99: percentile(&latencies, 0.99),
+            rss: (rss_idle, rss_peak, rss_after),
+        }
+    }
+
+    /// The target alone with this program's client: `records` POSTs of `body`, 32 concurrent.
+    async fn baseline(&self, body: Bytes, records: u64) -> f64 {
+        let url = format!("{}/salesOrders", self.target_url);
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..32u64 {
+            let (client, url, body) = (self.client.clone(), url.clone(), body.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in (w..records).step_by(32) {
+                    client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        records as f64 / start.elapsed().as_secs_f64()
+    }
+}
+
 async fn load(records: u64, fixed_rate: u64) {
-    let arrivals: Arrivals = Arc::default();
+    let sink = Arc::new(Sink::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target_url = format!("http://{}", listener.local_addr().unwrap());
-    let app = Router::new().route("/salesOrders", post(receive)).with_state(arrivals.clone());
+    let app = Router::new().route("/salesOrders", post(receive)).with_state(sink.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let client = reqwest::Client::new();
     let dir = std::env::temp_dir().join(format!("entrepot-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let manifests = quickstart();
+    let secret = manifests.secrets.values().find_map(|s| s.get("client-secret")).unwrap().as_bytes().to_vec();
+    let fixture_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/shopify-order.json");
+    let fixture = serde_json::from_slice(&std::fs::read(fixture_path).unwrap()).unwrap();
+    let harness = Harness { sink, target_url, client: reqwest::Client::new(), fixture, secret, dir: dir.clone() };
 
-    // The ceiling: the target alone, with wrk and then with this program's client.
-    let target = format!("{target_url}/salesOrders");
+    let levels = [harness.level(16, records, fixed_rate).await, harness.level(64, records, fixed_rate).await];
+
+    // The ceiling: the target alone, sent what the runner sends it.
+    let body = harness.sink.sample.lock().unwrap().clone().expect("the target received a record");
     let wrk = tokio::task::spawn_blocking({
-        let (target, dir) = (target.clone(), dir.clone());
-        move || wrk_rate(&target, &dir)
+        let (url, dir, body) = (format!("{}/salesOrders", harness.target_url), dir.clone(), body.clone());
+        move || wrk_rate(&url, &dir, &body)
     })
     .await
     .unwrap();
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..32u64 {
-        let (client, url) = (client.clone(), target.clone());
-        tasks.push(tokio::spawn(async move {
-            for i in (w..records).step_by(32) {
-                client.post(&url).body(format!("{{\"externalId\":\"base-{i}\"}}")).send().await.unwrap();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let baseline = records as f64 / start.elapsed().as_secs_f64();
-    arrivals.lock().unwrap().clear();
-
-    // The runner, in its own process.
-    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .arg("--runner-child")
-        .arg(&target_url)
-        .arg(dir.join("data"))
-        .env("ENTREPOT_LOG", "warn")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = child.id().unwrap();
-    let mut ready = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).await.unwrap();
-    let webhook_addr = ready.split_whitespace().nth(1).expect("the runner child prints READY");
-    let url = format!("http://{webhook_addr}/webhooks/shopify-orders-to-erp");
-    let manifests =
-        Manifests::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart")).unwrap();
-    let secret: Arc<[u8]> = manifests.secrets.values().find_map(|s| s.get("client-secret")).unwrap().as_bytes().into();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_idle = memory_mib(pid, "VmRSS:");
-
-    // Full speed: 32 concurrent senders.
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..32u64 {
-        let (client, url, secret) = (client.clone(), url.clone(), secret.clone());
-        tasks.push(tokio::spawn(async move {
-            for i in (w..records).step_by(32) {
-                send_order(&client, &url, &secret, i).await;
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let intake = records as f64 / start.elapsed().as_secs_f64();
-    while arrivals.lock().unwrap().len() < records as usize {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let end_to_end = records as f64 / start.elapsed().as_secs_f64();
-
-    // A fixed rate for 5 s: latency from send to arrival.
-    let n = fixed_rate * 5;
-    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / fixed_rate as f64));
-    let mut tasks = Vec::new();
-    for i in 0..n {
-        ticks.tick().await;
-        let id = 1_000_000 + i;
-        sent.lock().unwrap().insert(format!("shopify:{id}"), Instant::now());
-        let (client, url, secret) = (client.clone(), url.clone(), secret.clone());
-        tasks.push(tokio::spawn(async move { send_order(&client, &url, &secret, id).await }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    while arrivals.lock().unwrap().len() < (records + n) as usize {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let mut latencies: Vec<Duration> = {
-        let (sent, arrivals) = (sent.lock().unwrap(), arrivals.lock().unwrap());
-        sent.iter().map(|(id, t)| arrivals[id].duration_since(*t)).collect()
-    };
-    latencies.sort();
-    let (rss_peak, rss_after) = (memory_mib(pid, "VmHWM:"), memory_mib(pid, "VmRSS:"));
-    drop(child.stdin.take());
-    let _ = child.wait().await;
+    let baseline = harness.baseline(body.clone(), records).await;
     let _ = std::fs::remove_dir_all(&dir);
 
-    let wrk = wrk.map_or_else(|| "wrk not installed".to_string(), |r| format!("{r:.0} req/s"));
+    // The goal (issue 12): end to end at least half of what wrk gets from the target alone.
+    let share = |rate: f64| wrk.map_or_else(String::new, |w| format!(" ({:.2}× wrk)", rate / w));
+    let wrk_text = wrk.map_or_else(|| "wrk not installed".to_string(), |r| format!("{r:.0} req/s"));
+    let order_bytes = order(&harness.fixture, &harness.secret, 1).body.len();
+    println!("orders of {order_bytes} bytes; the target is sent {} bytes each", body.len());
     println!("| measure | value |");
     println!("|---|---|");
-    println!("| target alone, wrk, 32 connections | {wrk} |");
+    println!("| target alone, wrk, 2 threads, 32 connections | {wrk_text} |");
     println!("| target alone, this client, 32 concurrent | {baseline:.0} req/s |");
-    println!("| webhook intake (acknowledged after fsync), 32 concurrent | {intake:.0} events/s |");
-    println!("| end to end (acknowledged → delivered), {records} events | {end_to_end:.0} events/s |");
-    println!("| added latency at {fixed_rate}/s, p50 | {:.1} ms |", percentile(&latencies, 0.5).as_secs_f64() * 1000.0);
-    println!(
-        "| added latency at {fixed_rate}/s, p99 | {:.1} ms |",
-        percentile(&latencies, 0.99).as_secs_f64() * 1000.0
-    );
-    println!(
-        "| runner resident memory: idle / peak / after the load | {rss_idle:.0} / {rss_peak:.0} / {rss_after:.0} MiB |"
-    );
+    for l in &levels {
+        let c = l.concurrency;
+        println!("| {c} senders: webhook intake (acknowledged after fsync) | {:.0} events/s |", l.intake);
+        println!(
+            "| {c} senders: end to end (acknowledged → delivered), {records} events | {:.0} events/s{} |",
+            l.end_to_end,
+            share(l.end_to_end)
+        );
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "| {c} senders: added latency at {fixed_rate}/s, p50 / p99 | {:.1} / {:.1} ms |",
+            ms(l.p50),
+            ms(l.p99)
+        );
+        let (idle, peak, after) = l.rss;
+        println!("| {c} senders: runner memory idle / peak (VmHWM) / after | {idle:.0} / {peak:.0} / {after:.0} MiB |");
+    }
 }

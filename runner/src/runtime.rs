@@ -282,11 +282,12 @@ impl webhook::WebhookHost for Runtime {
         &self,
         flow: &str,
         envelope: crate::queue::Envelope,
+        prepared: Option<crate::queue::Prepared>,
         delivery_expires_ms: i64,
         max_pending: u64,
     ) -> Result<crate::queue::Accepted, String> {
         // Committed together with the other webhooks arriving meanwhile (group commit).
-        self.intake.accept(flow, envelope, delivery_expires_ms, max_pending).await
+        self.intake.accept(flow, envelope, prepared, delivery_expires_ms, max_pending).await
     }
 }
 
@@ -415,5 +416,7 @@ pub async fn serve(
     }
 }
 
+#[cfg(test)]
+mod intake_tests;
 #[cfg(test)]
 mod supervision_tests;

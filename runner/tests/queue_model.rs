@@ -1,5 +1,5 @@
 //! Model check of the durable queue: random sequences of accept (with repeated delivery
-//! ids), prepare (with repeated idempotency keys and mapping failures), deliver-ok,
+//! ids; some already mapped at intake, placed past an empty inbox), prepare (with repeated idempotency keys and mapping failures), deliver-ok,
 //! deliver-reject and crash-and-reopen, compared after every step with a plain in-memory
 //! model. Properties: nothing acknowledged is lost, nothing acknowledged is delivered
 //! twice, and within an ordering key items come out in arrival order.
@@ -12,7 +12,7 @@ use std::{
 };
 
 use entrepot::queue::{
-    Accepted, DeadLetter, DeadLetterReason, DeliveryItem, Envelope, PrepareOutcome, Prepared, Queue, RedbQueue,
+    Accepted, DeadLetter, DeadLetterReason, DeliveryItem, Envelope, Offer, PrepareOutcome, Prepared, Queue, RedbQueue,
 };
 use proptest::prelude::*;
 
@@ -31,6 +31,9 @@ const BACKENDS: &[(&str, Open)] = &[("redb", |dir| RedbQueue::open(&dir.join("qu
 enum Op {
     /// A source delivers record `id` (delivery id `d<id>`, ordering key `k<id % 3>`).
     Accept(u8),
+    /// A source delivers record `id` already mapped (a webhook of a flow without
+    /// refetch); `fail` = its mapping failed.
+    AcceptMapped { id: u8, fail: bool },
     /// The prepare stage takes the inbox head; `fail` = its mapping fails.
     Prepare { fail: bool },
     /// The target takes the head of a lane (picked by index).
@@ -44,6 +47,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0u8..12).prop_map(Op::Accept),
+        3 => (0u8..12, proptest::bool::weighted(0.2)).prop_map(|(id, fail)| Op::AcceptMapped { id, fail }),
         3 => Just(Op::Prepare { fail: false }),
         1 => Just(Op::Prepare { fail: true }),
         3 => any::<u8>().prop_map(Op::Deliver),
@@ -78,6 +82,43 @@ struct Model {
     delivered: Vec<u8>,
     dead: usize,
     dropped: usize,
+}
+
+impl Model {
+    /// Record `id` (under `seq`) left prepare with `outcome`: checks it against the
+    /// model's idempotency keys and moves it on.
+    fn place(&mut self, seq: u64, id: u8, fail: bool, outcome: PrepareOutcome) -> Result<(), TestCaseError> {
+        if fail {
+            prop_assert_eq!(outcome, PrepareOutcome::DeadLettered);
+            self.dead += 1;
+        } else if self.seen_keys.insert(id) {
+            prop_assert_eq!(outcome, PrepareOutcome::Queued);
+            self.outbox.push((seq, id));
+        } else {
+            prop_assert_eq!(outcome, PrepareOutcome::Duplicate);
+            self.dropped += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Record `id` as the prepare stage leaves it: one delivery item, or (`fail`) a dead letter.
+fn prepared(env: Envelope, id: u8, fail: bool) -> Prepared {
+    if fail {
+        return Prepared::DeadLetter(dead(env));
+    }
+    Prepared::Deliver {
+        idempotency_key: format!("i{id}"),
+        key_expires_ms: FAR,
+        items: vec![DeliveryItem {
+            envelope: env,
+            target: TARGET.into(),
+            idempotency_key: format!("i{id}"),
+            ordering_key: Some(key(id)),
+            version: None,
+            body: b"{}".to_vec(),
+        }],
+    }
 }
 
 fn record_id(payload: &[u8]) -> u8 {
@@ -120,32 +161,34 @@ fn run(open: Open, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 };
                 let (mseq, id) = m.inbox.remove(0);
                 prop_assert_eq!((seq, record_id(&env.payload)), (mseq, id), "inbox is FIFO");
-                let prepared = if fail {
-                    Prepared::DeadLetter(dead(env))
-                } else {
-                    Prepared::Deliver {
-                        idempotency_key: format!("i{id}"),
-                        key_expires_ms: FAR,
-                        items: vec![DeliveryItem {
-                            envelope: env,
-                            target: TARGET.into(),
-                            idempotency_key: format!("i{id}"),
-                            ordering_key: Some(key(id)),
-                            version: None,
-                            body: b"{}".to_vec(),
-                        }],
-                    }
-                };
+                let prepared = prepared(env, id, fail);
                 let outcome = q.prepare(FLOW, seq, prepared).unwrap();
-                if fail {
-                    prop_assert_eq!(outcome, PrepareOutcome::DeadLettered);
-                    m.dead += 1;
-                } else if m.seen_keys.insert(id) {
-                    prop_assert_eq!(outcome, PrepareOutcome::Queued);
-                    m.outbox.push((seq, id));
+                m.place(seq, id, fail, outcome)?;
+            }
+            Op::AcceptMapped { id, fail } => {
+                let envelope = envelope(id);
+                let mapped = prepared(envelope.clone(), id, fail);
+                let offer = Offer {
+                    flow: FLOW,
+                    envelope: &envelope,
+                    delivery_expires_ms: FAR,
+                    max_pending: u64::MAX,
+                    prepared: Some(&mapped),
+                };
+                let outcome = q.accept_group(&[offer]).unwrap()[0];
+                if !m.seen_deliveries.insert(id) {
+                    prop_assert_eq!(outcome, Accepted::DuplicateDelivery);
+                } else if m.inbox.is_empty() {
+                    let Accepted::Prepared { seq, outcome } = outcome else {
+                        return Err(TestCaseError::fail(format!("{id} not placed past an empty inbox: {outcome:?}")));
+                    };
+                    m.place(seq, id, fail, outcome)?;
                 } else {
-                    prop_assert_eq!(outcome, PrepareOutcome::Duplicate);
-                    m.dropped += 1;
+                    // Behind inbox records it waits its turn there, mapped again by prepare.
+                    let Accepted::Queued(seq) = outcome else {
+                        return Err(TestCaseError::fail(format!("{id} not queued behind the inbox: {outcome:?}")));
+                    };
+                    m.inbox.push((seq, id));
                 }
             }
             Op::Deliver(pick) | Op::Reject(pick) => {

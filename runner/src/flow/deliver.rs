@@ -35,6 +35,9 @@ struct Head {
     key: String,
     item: DeliveryItem,
     attempts: Vec<Attempt>,
+    /// The last version delivered for its key when it was loaded (read with the batch,
+    /// so the stale guard costs no queue read per item).
+    last_delivered: Option<String>,
 }
 
 /// Runs until shutdown. Items in flight at shutdown stay in the outbox and go again
@@ -46,6 +49,7 @@ pub async fn run_delivery(flow: Arc<Flow>, index: usize, mut w: Workers) {
         lanes: Lanes::default(),
         held: HashMap::new(),
         delivered: Vec::new(),
+        acked_versions: HashMap::new(),
         loaded_up_to: 0,
         failing: 0,
         recovered: false,
@@ -106,6 +110,9 @@ struct Worker {
     held: HashMap<u64, Head>,
     /// Delivered items not yet removed from the outbox.
     delivered: Vec<u64>,
+    /// The versions this worker recorded as delivered since it loaded the items still
+    /// held with the same key: with [`Head::last_delivered`], what the queue holds.
+    acked_versions: HashMap<String, String>,
     loaded_up_to: u64,
     /// Target-wide failures (5xx, no answer) since the last success.
     failing: u32,
@@ -131,17 +138,36 @@ impl Worker {
         if self.lanes.len() >= MAX_HELD {
             return false;
         }
+        let lanes = &self.lanes;
+        self.acked_versions.retain(|key, _| lanes.holds(key));
         let (name, target_name, after) =
             (self.name().to_string(), self.flow.targets[self.index].name.clone(), self.loaded_up_to);
-        let batch = w.queue.off_thread(move |q| q.outbox_after(&name, &target_name, after, LOAD_BATCH)).await;
+        // The items and, in the same blocking call, the last version delivered for each
+        // versioned item's key.
+        let batch = w
+            .queue
+            .off_thread(move |q| {
+                let items = q.outbox_after(&name, &target_name, after, LOAD_BATCH)?;
+                items
+                    .into_iter()
+                    .map(|(seq, item)| {
+                        let last = match (&item.ordering_key, &item.version) {
+                            (Some(key), Some(_)) => q.last_version(&name, &target_name, key)?,
+                            _ => None,
+                        };
+                        Ok((seq, item, last))
+                    })
+                    .collect::<Result<Vec<_>, crate::queue::QueueError>>()
+            })
+            .await;
         match batch {
             Ok(batch) => {
                 let full = batch.len() == LOAD_BATCH;
-                for (seq, item) in batch {
+                for (seq, item, last_delivered) in batch {
                     // Without an ordering key every record is its own lane.
                     let key = item.ordering_key.clone().unwrap_or_else(|| format!("#{seq}"));
                     self.lanes.push(&key, seq);
-                    self.held.insert(seq, Head { key, item, attempts: Vec::new() });
+                    self.held.insert(seq, Head { key, item, attempts: Vec::new(), last_delivered });
                     self.loaded_up_to = seq;
                 }
                 full
@@ -174,12 +200,25 @@ impl Worker {
             .off_thread(move |q| {
                 let batch: Vec<(u64, Option<(&str, &str)>)> =
                     items.iter().map(|(seq, v)| (*seq, v.as_ref().map(|(k, v)| (k.as_str(), v.as_str())))).collect();
-                q.delivered_batch(&name, &target_name, &batch)
+                q.delivered_batch(&name, &target_name, &batch).map(|()| items)
             })
             .await;
-        if let Err(e) = acked {
-            warn!(flow = %self.name(), target = %self.connector(), records = seqs.len(), error = %e,
-                  "delivered but cannot remove from the outbox");
+        match acked {
+            Ok(items) => {
+                for (_, version) in items {
+                    if let Some((key, version)) = version {
+                        let newer = self
+                            .acked_versions
+                            .get(&key)
+                            .is_none_or(|last| compare_versions(&version, last) == std::cmp::Ordering::Greater);
+                        if newer {
+                            self.acked_versions.insert(key, version);
+                        }
+                    }
+                }
+            }
+            Err(e) => warn!(flow = %self.name(), target = %self.connector(), records = seqs.len(), error = %e,
+                            "delivered but cannot remove from the outbox"),
         }
         for seq in seqs {
             if let Some(head) = self.held.remove(&seq) {
@@ -191,7 +230,7 @@ impl Worker {
     /// Sends the next ready lane's head, unless it is stale.
     async fn dispatch(&mut self, slot: Slot, in_flight: &mut JoinSet<(u64, Answer)>, w: &Workers) {
         let Some((key, seq)) = self.lanes.next() else { return };
-        if self.is_stale(seq, w).await {
+        if self.is_stale(seq) {
             let (name, target_name) = (self.name().to_string(), self.flow.targets[self.index].name.clone());
             let dropped = w.queue.off_thread(move |q| q.drop_stale(&name, &target_name, seq)).await;
             if let Err(e) = dropped {
@@ -224,18 +263,19 @@ impl Worker {
 
     /// Whether the item is older than the version its target already has for its key,
     /// or (with `delivery.conflate`) than a newer one queued behind it.
-    async fn is_stale(&self, seq: u64, w: &Workers) -> bool {
-        let item = &self.held[&seq].item;
-        let (Some(version), Some(key)) = (item.version.clone(), item.ordering_key.clone()) else { return false };
+    fn is_stale(&self, seq: u64) -> bool {
+        let head = &self.held[&seq];
+        let (Some(version), Some(key)) = (&head.item.version, &head.item.ordering_key) else { return false };
         if self.flow.config.spec.delivery.conflate
-            && let Some(newest) = self.lanes.newest_behind(&key).and_then(|n| self.held.get(&n))
-            && newest.item.version.as_deref().is_some_and(|v| compare_versions(v, &version) != std::cmp::Ordering::Less)
+            && let Some(newest) = self.lanes.newest_behind(key).and_then(|n| self.held.get(&n))
+            && newest.item.version.as_deref().is_some_and(|v| compare_versions(v, version) != std::cmp::Ordering::Less)
         {
             return true;
         }
-        let (name, target_name) = (self.name().to_string(), self.flow.targets[self.index].name.clone());
-        let last = w.queue.off_thread(move |q| q.last_version(&name, &target_name, &key)).await;
-        matches!(last, Ok(Some(last)) if compare_versions(&version, &last) == std::cmp::Ordering::Less)
+        // What the queue holds for the key: read when the item was loaded, or recorded
+        // by this worker since.
+        let older = |last: &String| compare_versions(version, last) == std::cmp::Ordering::Less;
+        head.last_delivered.as_ref().is_some_and(older) || self.acked_versions.get(key).is_some_and(older)
     }
 
     /// Acts on an attempt's answer; returns when to try again if it should be.

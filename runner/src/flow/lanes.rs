@@ -59,6 +59,11 @@ impl Lanes {
         self.lanes.get(key).filter(|lane| lane.len() > 1).and_then(|lane| lane.back().copied())
     }
 
+    /// Whether `key`'s lane holds any item.
+    pub fn holds(&self, key: &str) -> bool {
+        self.lanes.contains_key(key)
+    }
+
     /// Whether some lane can go now.
     pub fn has_ready(&self) -> bool {
         !self.ready.is_empty()

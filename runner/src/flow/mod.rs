@@ -17,7 +17,7 @@ use tokio::{
 };
 
 pub use deliver::run_delivery;
-pub use prepare::run_prepare;
+pub use prepare::{report as report_prepared, run_prepare};
 
 use crate::{
     connect::{ConnectError, ConnectorClient},

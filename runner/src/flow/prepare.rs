@@ -1,5 +1,6 @@
 //! The prepare worker: inbox → map → keys → outbox (or dead letters, or dropped as a
-//! duplicate), one record per transaction.
+//! duplicate), a batch per transaction; and the same mapping at intake, for a record
+//! whose flow needs nothing else before it (`Flow::prepare_at_intake`).
 
 use std::{sync::Arc, time::Duration};
 
@@ -9,6 +10,7 @@ use tracing::{debug, warn};
 use super::{Flow, Refetched, Refetcher, Workers, wait};
 use crate::{
     availability,
+    metrics::Metrics,
     queue::{DeadLetter, DeadLetterReason, DeliveryItem, Envelope, PrepareOutcome, Prepared, now_ms},
 };
 use entrepot_api::{
@@ -92,20 +94,7 @@ pub async fn run_prepare(flow: Arc<Flow>, mut w: Workers) {
             }
         };
         for (((_, envelope), outcome), reason) in batch.iter().zip(outcomes).zip(reasons) {
-            match outcome {
-                PrepareOutcome::Queued => {
-                    debug!(flow = %name, correlation_id = %envelope.correlation_id, "record queued for delivery");
-                }
-                PrepareOutcome::Duplicate => {
-                    debug!(flow = %name, correlation_id = %envelope.correlation_id, "duplicate idempotency key dropped");
-                    w.metrics.count_duplicates(&name, "idempotency_key", 1);
-                }
-                PrepareOutcome::DeadLettered => {
-                    let reason = reason.unwrap_or(DeadLetterReason::Mapping).as_str();
-                    warn!(flow = %name, correlation_id = %envelope.correlation_id, reason, "record dead-lettered at mapping");
-                    w.metrics.count_dead_lettered(&name, reason, 1);
-                }
-            }
+            report(&w.metrics, &name, &envelope.correlation_id, outcome, reason);
         }
         for t in &flow.targets {
             t.wake.notify_one();
@@ -113,6 +102,42 @@ pub async fn run_prepare(flow: Arc<Flow>, mut w: Workers) {
         if *w.shutdown.borrow() {
             return;
         }
+    }
+}
+
+/// Logs and counts what became of a prepared record of flow `name`; `reason` is its
+/// dead letter's, when it was one.
+pub fn report(
+    metrics: &Metrics,
+    name: &str,
+    correlation_id: &str,
+    outcome: PrepareOutcome,
+    reason: Option<DeadLetterReason>,
+) {
+    match outcome {
+        PrepareOutcome::Queued => debug!(flow = %name, correlation_id, "record queued for delivery"),
+        PrepareOutcome::Duplicate => {
+            debug!(flow = %name, correlation_id, "duplicate idempotency key dropped");
+            metrics.count_duplicates(name, "idempotency_key", 1);
+        }
+        PrepareOutcome::DeadLettered => {
+            let reason = reason.unwrap_or(DeadLetterReason::Mapping).as_str();
+            warn!(flow = %name, correlation_id, reason, "record dead-lettered at mapping");
+            metrics.count_dead_lettered(name, reason, 1);
+        }
+    }
+}
+
+impl Flow {
+    /// The record mapped now, at intake, so the webhook's one commit also places it in
+    /// the outbox (see `Offer::prepared`); `None` when the flow must first read the full
+    /// record (`refetch`): only the prepare worker does that, from the inbox.
+    pub fn prepare_at_intake(&self, envelope: &Envelope) -> Option<Prepared> {
+        if self.refetch.is_some() {
+            return None;
+        }
+        let span = tracing::debug_span!("prepare", flow = %self.name(), correlation_id = %envelope.correlation_id);
+        Some(span.in_scope(|| prepare_record(self, envelope)))
     }
 }
 

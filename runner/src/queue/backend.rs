@@ -18,7 +18,8 @@ pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
     /// Several records (of any flows) in one transaction: one commit acknowledges them
     /// all (group commit). Each is checked against the records before it in the group:
     /// a delivery id already accepted (and not expired) is a duplicate; past
-    /// `max_pending` records in the whole queue, the record is refused as full.
+    /// `max_pending` records in the whole queue, the record is refused as full. An offer
+    /// with [`Offer::prepared`] skips the inbox when its flow's inbox is empty (see there).
     fn accept_group(&self, offers: &[Offer<'_>]) -> Result<Vec<Accepted>, QueueError>;
 
     /// Durably queues an envelope from a source, unless its delivery id was already
@@ -35,7 +36,7 @@ pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
         delivery_expires_ms: i64,
         max_pending: u64,
     ) -> Result<Accepted, QueueError> {
-        let offer = Offer { flow, envelope, delivery_expires_ms, max_pending };
+        let offer = Offer { flow, envelope, delivery_expires_ms, max_pending, prepared: None };
         Ok(self.accept_group(std::slice::from_ref(&offer))?[0])
     }
 

@@ -83,13 +83,28 @@ pub struct Offer<'a> {
     pub delivery_expires_ms: i64,
     /// The queue size beyond which it is refused.
     pub max_pending: u64,
+    /// The record already mapped (at intake, for a flow that needs nothing else from
+    /// the inbox): when its flow's inbox is empty it is placed in the same transaction
+    /// (outbox, duplicate or dead letter, as [`QueueBackend::prepare_batch`] would), so
+    /// it costs one commit rather than two. Behind other inbox records it joins the
+    /// inbox, so the prepare worker keeps the flow's arrival order.
+    pub prepared: Option<&'a Prepared>,
 }
 
 /// What happened to a record offered to the inbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accepted {
-    /// Durably queued under this sequence number.
+    /// Durably queued in the inbox under this sequence number.
     Queued(u64),
+    /// Already mapped ([`Offer::prepared`]) and placed past the inbox, in the same
+    /// transaction: under this sequence number in the outbox, or dropped as a duplicate
+    /// idempotency key, or dead-lettered.
+    Prepared {
+        /// The record's sequence number (the outbox items' key).
+        seq: u64,
+        /// Where it went.
+        outcome: PrepareOutcome,
+    },
     /// The source already delivered this delivery id within the dedup window: nothing
     /// was queued, the source may be told it succeeded.
     DuplicateDelivery,

@@ -17,9 +17,9 @@ use tracing::{Instrument, Span, debug, field::Empty, info, info_span, warn};
 
 use super::signature::{DEFAULT_TOLERANCE, verify_delivery};
 use crate::{
-    flow::Flow,
+    flow::{Flow, report_prepared},
     metrics::Metrics,
-    queue::{Accepted, Envelope, now_ms},
+    queue::{Accepted, Envelope, Prepared, now_ms},
 };
 use entrepot_api::resource::SignatureScheme;
 
@@ -31,12 +31,14 @@ pub trait WebhookHost: Send + Sync + 'static {
     fn flow(&self, name: &str) -> Option<&Arc<Flow>>;
     /// The metrics.
     fn metrics(&self) -> &Metrics;
-    /// Durably queues `envelope` for `flow` (see `QueueBackend::accept_within`); the
+    /// Durably queues `envelope` for `flow` (see `QueueBackend::accept_within`), with
+    /// the record already mapped when `prepared` is given (see `Offer::prepared`); the
     /// error is the store's message.
     fn accept(
         &self,
         flow: &str,
         envelope: Envelope,
+        prepared: Option<Prepared>,
         delivery_expires_ms: i64,
         max_pending: u64,
     ) -> impl Future<Output = Result<Accepted, String>> + Send;
@@ -135,19 +137,32 @@ async fn handle<H: WebhookHost>(rt: Arc<H>, flow_name: String, headers: HeaderMa
     let window = flow.config.spec.delivery.dedup_window.get().as_millis() as i64;
     let expires = envelope.received_at_ms.saturating_add(window);
     let max_pending = flow.config.spec.runner.queue.max_pending;
+    // Mapped here, where the payload is at hand, so one commit takes it to the outbox.
+    let prepared = flow.prepare_at_intake(&envelope);
+    let reason = match &prepared {
+        Some(Prepared::DeadLetter(dead)) => Some(dead.reason),
+        _ => None,
+    };
+    let (id, correlation_id, delivery_id) =
+        (envelope.id.clone(), envelope.correlation_id.clone(), envelope.delivery_id.clone().unwrap_or_default());
     // Committed together with the other webhooks arriving meanwhile (group commit).
-    let accepted = rt.accept(name, envelope.clone(), expires, max_pending).await;
+    let accepted = rt.accept(name, envelope, prepared, expires, max_pending).await;
     match accepted {
-        Ok(Accepted::Queued(_)) => {
+        Ok(outcome @ (Accepted::Queued(_) | Accepted::Prepared { .. })) => {
             rt.metrics().count_received(name, 1);
-            flow.wake.notify_one();
-            info!(flow = %name, correlation_id = %envelope.correlation_id,
-                  delivery_id = envelope.delivery_id.as_deref().unwrap_or(""), "webhook queued");
-            (StatusCode::OK, Json(json!({"status": "queued", "id": envelope.id}))).into_response()
+            match outcome {
+                Accepted::Prepared { outcome, .. } => {
+                    report_prepared(rt.metrics(), name, &correlation_id, outcome, reason);
+                    flow.targets.iter().for_each(|t| t.wake.notify_one());
+                }
+                _ => flow.wake.notify_one(),
+            }
+            info!(flow = %name, correlation_id = %correlation_id, delivery_id = %delivery_id, "webhook queued");
+            (StatusCode::OK, Json(json!({"status": "queued", "id": id}))).into_response()
         }
         Ok(Accepted::DuplicateDelivery) => {
             rt.metrics().count_duplicates(name, "delivery_id", 1);
-            info!(flow = %name, delivery_id = envelope.delivery_id.as_deref().unwrap_or(""), "duplicate delivery acknowledged");
+            info!(flow = %name, delivery_id = %delivery_id, "duplicate delivery acknowledged");
             (StatusCode::OK, Json(json!({"status": "duplicate"}))).into_response()
         }
         Ok(Accepted::Full) => {
