@@ -2,6 +2,8 @@
 //! record or a canonical record into a system's payload, and the key expressions
 //! (`delivery.orderingKey`, `delivery.idempotencyKey`) evaluated on canonical records.
 
+#[cfg(test)]
+mod manual_tests;
 mod test_case;
 
 use std::collections::BTreeMap;
@@ -68,7 +70,7 @@ impl Program {
     /// Compiles `code`; `$lookups` is bound to `lookups` when the program runs.
     pub fn compile(code: &str, lookups: &BTreeMap<String, BTreeMap<String, String>>) -> Result<Self, CompileError> {
         let arena = Arena::default();
-        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
+        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs()).chain(jq17_defs());
         let loader = Loader::new(defs);
         let modules = loader
             .load(&arena, File { code, path: () })
@@ -95,11 +97,7 @@ impl Program {
 
     /// Runs the program on one record; it must produce exactly one value.
     pub fn run(&self, input: Val) -> Result<Val, MapError> {
-        let lookups = match &self.lookups {
-            Some(json) => parse_json(json.as_bytes())?,
-            None => Val::obj(Default::default()),
-        };
-        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([lookups]));
+        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([self.lookups()?]));
         let mut outputs = self.filter.id.run((ctx, input)).map(unwrap_valr);
         let first = match outputs.next() {
             None => return Err(MapError::NotOneValue(0)),
@@ -110,6 +108,30 @@ impl Program {
             return Err(MapError::NotOneValue(1 + extra));
         }
         Ok(first)
+    }
+
+    /// `$lookups` as a jq value.
+    fn lookups(&self) -> Result<Val, MapError> {
+        match &self.lookups {
+            Some(json) => parse_json(json.as_bytes()),
+            None => Ok(Val::obj(Default::default())),
+        }
+    }
+
+    /// Every output of the program on `input`, at most `max`, stopping after the first
+    /// error: what jq prints for one input.
+    #[cfg(test)]
+    pub(crate) fn outputs(&self, input: Val, max: usize) -> Vec<Result<Val, String>> {
+        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([self.lookups().expect("lookups are valid JSON")]));
+        let mut out = Vec::new();
+        for r in self.filter.id.run((ctx, input)).map(unwrap_valr).take(max) {
+            let stop = r.is_err();
+            out.push(r.map_err(|e| e.to_string()));
+            if stop {
+                break;
+            }
+        }
+        out
     }
 
     /// Runs the program as a key expression: the result as text.
@@ -127,6 +149,11 @@ impl Program {
             _ => Err(bad(&out)),
         }
     }
+}
+
+/// The jq 1.7 builtins jaq lacks, defined in jq (`jq17.jq`): compiled with every program.
+fn jq17_defs() -> impl Iterator<Item = jaq_core::load::parse::Def<&'static str>> {
+    jaq_core::load::parse(include_str!("jq17.jq"), |p| p.defs()).expect("jq17.jq parses").into_iter()
 }
 
 /// Parses JSON bytes into a jq value.
