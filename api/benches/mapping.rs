@@ -5,7 +5,7 @@
 //! `cargo bench -p entrepot-api --bench mapping` (a release build). Figures:
 //! `docs/benchmarks.md`.
 
-use std::{collections::BTreeMap, hint::black_box};
+use std::{collections::BTreeMap, hint::black_box, time::Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use entrepot_api::mapping::{Program, parse_json, to_json};
@@ -30,6 +30,8 @@ fn mapping(c: &mut Criterion) {
         serde_json::from_slice::<serde_json::Value>(&b).unwrap()
     );
 
+    paired_ratio(&jq, payload);
+
     let mut group = c.benchmark_group("shopify_order_to_sales_order");
     group.throughput(Throughput::Elements(1));
     group.bench_function("serde", |b| b.iter(|| shopify_serde::map_bytes(black_box(payload))));
@@ -46,6 +48,31 @@ fn mapping(c: &mut Criterion) {
     stages.bench_function("run_interpreted", |b| b.iter(|| interpreted.run(black_box(parsed.clone())).unwrap()));
     stages.bench_function("serialize", |b| b.iter(|| to_json(black_box(&mapped))));
     stages.finish();
+}
+
+/// The jq path's rate over the serde path's, measured in alternating rounds so that both
+/// see the same load (the machine is shared with other builds): the median of 21 rounds.
+fn paired_ratio(jq: &dyn Fn(&[u8]) -> Vec<u8>, payload: &[u8]) {
+    const N: u32 = 2_000;
+    let time = |f: &dyn Fn()| {
+        let start = Instant::now();
+        for _ in 0..N {
+            f();
+        }
+        start.elapsed() / N
+    };
+    let mut ratios: Vec<f64> = (0..21)
+        .map(|_| {
+            let serde = time(&|| drop(black_box(shopify_serde::map_bytes(black_box(payload)))));
+            let jq = time(&|| drop(black_box(jq(black_box(payload)))));
+            serde.as_secs_f64() / jq.as_secs_f64()
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "jq rate / serde rate, paired rounds: median {:.2} (min {:.2}, max {:.2})",
+        ratios[10], ratios[0], ratios[20]
+    );
 }
 
 criterion_group!(benches, mapping);

@@ -96,17 +96,28 @@ impl Shape {
         *self = Self::All;
     }
 
-    /// The part for member `key`, or `None` when all of it is read already.
+    /// The part for member `key`, or `None` when all of it is read already. Members are
+    /// kept sorted, for [`Shape::find`].
     pub(super) fn member(&mut self, key: &str) -> Option<&mut Shape> {
         let Self::Parts { members, .. } = self else { return None };
-        let i = match members.iter().position(|(k, _)| &**k == key) {
-            Some(i) => i,
-            None => {
-                members.push((key.into(), Self::nothing()));
-                members.len() - 1
+        let i = match members.binary_search_by(|(k, _)| (**k).cmp(key)) {
+            Ok(i) => i,
+            Err(i) => {
+                members.insert(i, (key.into(), Self::nothing()));
+                i
             }
         };
         Some(&mut members[i].1)
+    }
+
+    /// The part to read of member `key`, if any.
+    fn find(&self, key: &str) -> Option<&Shape> {
+        match self {
+            Self::All => Some(&ALL),
+            Self::Parts { members, .. } => {
+                members.binary_search_by(|(k, _)| (**k).cmp(key)).ok().map(|i| &members[i].1)
+            }
+        }
     }
 
     /// The part for each item, or `None` when all of it is read already.
@@ -186,13 +197,12 @@ impl<'de> Visitor<'de> for ShapedVisitor<'_> {
         Ok(Json::Arr(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
-        let mut members = Vec::new();
+        let mut members = Vec::with_capacity(match self.0 {
+            Shape::All => 8,
+            Shape::Parts { members, .. } => members.len(),
+        });
         while let Some(Key(k)) = map.next_key()? {
-            let shape = match self.0 {
-                Shape::All => Some(&ALL),
-                Shape::Parts { members: shapes, .. } => shapes.iter().find(|(name, _)| **name == *k).map(|(_, s)| s),
-            };
-            match shape {
+            match self.0.find(&k) {
                 Some(shape) => members.push((k, map.next_value_seed(Shaped(shape))?)),
                 None => {
                     map.next_value::<IgnoredAny>()?;

@@ -73,7 +73,7 @@ impl Expr {
                 In::Val(Val::obj(map))
             }
             Self::Collect { source, optional, rest, each } => {
-                let mut out = Vec::new();
+                let mut out = Vec::with_capacity(8);
                 let mut push = |item: In<'a>| -> Option<()> {
                     let mut v = item;
                     for step in rest {
