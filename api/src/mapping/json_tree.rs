@@ -96,15 +96,14 @@ impl Shape {
         *self = Self::All;
     }
 
-    /// The part for member `key`, or `None` when all of it is read already. Members are
-    /// kept sorted, for [`Shape::find`].
+    /// The part for member `key`, or `None` when all of it is read already.
     pub(super) fn member(&mut self, key: &str) -> Option<&mut Shape> {
         let Self::Parts { members, .. } = self else { return None };
-        let i = match members.binary_search_by(|(k, _)| (**k).cmp(key)) {
-            Ok(i) => i,
-            Err(i) => {
-                members.insert(i, (key.into(), Self::nothing()));
-                i
+        let i = match members.iter().position(|(k, _)| &**k == key) {
+            Some(i) => i,
+            None => {
+                members.push((key.into(), Self::nothing()));
+                members.len() - 1
             }
         };
         Some(&mut members[i].1)
@@ -114,9 +113,9 @@ impl Shape {
     fn find(&self, key: &str) -> Option<&Shape> {
         match self {
             Self::All => Some(&ALL),
-            Self::Parts { members, .. } => {
-                members.binary_search_by(|(k, _)| (**k).cmp(key)).ok().map(|i| &members[i].1)
-            }
+            // Linear: `==` compares lengths first, so most members cost no byte compare
+            // (an ordered search compares bytes at each step, and costs more here).
+            Self::Parts { members, .. } => members.iter().find(|(k, _)| **k == *key).map(|(_, s)| s),
         }
     }
 

@@ -6,14 +6,16 @@ use std::io::Write as _;
 use jaq_json::{Num, Val};
 use serde_json::Value;
 
-/// Appends `value` as compact JSON, as jaq writes it.
+/// Appends `value` as compact JSON, as jaq writes it when its text is valid UTF-8. Text
+/// that is not is written as it is, which makes `out` invalid UTF-8 too (what follows a
+/// string is `"`, which completes no sequence): the caller then asks jaq's own writer.
 pub(super) fn write(value: &Val, out: &mut Vec<u8>) {
     match value {
         Val::Null => out.extend_from_slice(b"null"),
         Val::Bool(true) => out.extend_from_slice(b"true"),
         Val::Bool(false) => out.extend_from_slice(b"false"),
         Val::Num(Num::Int(i)) => write!(out, "{i}").expect("a Vec takes every write"),
-        Val::TStr(bytes) if std::str::from_utf8(bytes).is_ok() => write_str(bytes, out),
+        Val::TStr(bytes) => write_str(bytes, out),
         Val::Arr(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
@@ -36,7 +38,7 @@ pub(super) fn write(value: &Val, out: &mut Vec<u8>) {
             }
             out.push(b'}');
         }
-        // Other numbers, byte strings and text that is not UTF-8: jaq's own writer.
+        // Other numbers and byte strings: jaq's own writer.
         other => write!(out, "{other}").expect("a Vec takes every write"),
     }
 }
@@ -102,6 +104,8 @@ mod tests {
         let mut out = Vec::new();
         write(&value, &mut out);
         assert_eq!(String::from_utf8(out).unwrap(), value.to_string());
+        let invalid = jaq_json::Val::utf8_str(b"a\xc3\"".to_vec());
+        assert_eq!(super::super::to_json(&invalid), invalid.to_string(), "jaq writes what is not UTF-8");
         assert!(to_value(&value).is_none(), "decimals are read back from text");
         let plain = super::super::parse_json(br#"{"a":[1,"x",null,{"b":false}]}"#).unwrap();
         assert_eq!(to_value(&plain), Some(serde_json::json!({"a": [1, "x", null, {"b": false}]})));

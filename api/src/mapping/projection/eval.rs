@@ -98,6 +98,15 @@ impl Expr {
                 let v = l.eval(input, cx)?;
                 if v.is_true()? { v } else { r.eval(input, cx)? }
             }
+            // `tonumber * 100`, money to minor units: straight from the payload's text,
+            // as jaq computes it (a decimal times an integer is their product as floats).
+            Self::Math(l, Math::Mul, r)
+                if let (Expr::Builtin(Builtin::ToNumber), Expr::Lit(Lit::Int(k)), In::Raw(Json::Str(s))) =
+                    (&**l, &**r, input)
+                    && let Some(n) = scaled(s, *k) =>
+            {
+                In::Val(n)
+            }
             Self::Math(l, op, r) => {
                 let (l, r) = (val(l)?, val(r)?);
                 In::Val(
@@ -313,20 +322,30 @@ fn from_date(s: &str) -> Option<Val> {
 
 /// `tonumber` on `s`, as jaq's `fromjson` reads it: an integer, or the decimal text kept.
 fn number(s: &str) -> Option<Val> {
+    Some(Val::Num(match plain_number(s) {
+        Some(true) => jaq_json::Num::from_str_radix(s, 10)?,
+        Some(false) => jaq_json::Num::Dec(jaq_json::Rc::new(s.to_string())),
+        None => return slow_number(s),
+    }))
+}
+
+/// Whether `s` is an integer (`Some(true)`) or another number (`Some(false)`) in JSON's
+/// grammar, strictly: no sign but `-`, no leading zero, a digit on each side of the point,
+/// nothing around it. `None` otherwise.
+fn plain_number(s: &str) -> Option<bool> {
     let b = s.as_bytes();
     let digits = |from: usize| b[from.min(b.len())..].iter().take_while(|c| c.is_ascii_digit()).count();
     let mut i = usize::from(b.first() == Some(&b'-'));
     let int = digits(i);
-    // JSON's grammar, strictly: no leading zero, a digit on each side of the point.
     if int == 0 || (int > 1 && b[i] == b'0') {
-        return slow_number(s);
+        return None;
     }
     i += int;
     let is_int = i == b.len();
     if b.get(i) == Some(&b'.') {
         let frac = digits(i + 1);
         if frac == 0 {
-            return slow_number(s);
+            return None;
         }
         i += 1 + frac;
     }
@@ -334,18 +353,21 @@ fn number(s: &str) -> Option<Val> {
         i += 1 + usize::from(matches!(b.get(i + 1), Some(b'+' | b'-')));
         let exp = digits(i);
         if exp == 0 {
-            return slow_number(s);
+            return None;
         }
         i += exp;
     }
-    if i != b.len() {
-        return slow_number(s);
-    }
-    Some(Val::Num(if is_int {
-        jaq_json::Num::from_str_radix(s, 10)?
+    (i == b.len()).then_some(is_int)
+}
+
+/// `(s | tonumber) * k` when `s` is plainly a JSON number; `None` otherwise (and when
+/// the product of integers overflows, which jaq makes a big integer).
+fn scaled(s: &str, k: isize) -> Option<Val> {
+    if plain_number(s)? {
+        Some(Val::from(s.parse::<isize>().ok()?.checked_mul(k)?))
     } else {
-        jaq_json::Num::Dec(jaq_json::Rc::new(s.to_string()))
-    }))
+        Some(Val::from(s.parse::<f64>().ok()? * k as f64))
+    }
 }
 
 /// `tonumber` through jaq's own reader, for what is not plainly a JSON number.
@@ -389,6 +411,10 @@ mod tests {
         ] {
             let show = |v: Option<Val>| v.map(|v| v.to_string());
             assert_eq!(show(number(s)), show(slow_number(s)), "`{s}`");
+            let times = |n: Val| (n * Val::from(100isize)).ok();
+            if let Some(fast) = scaled(s, 100) {
+                assert_eq!(Some(fast.to_string()), show(slow_number(s).and_then(times)), "`{s}` * 100");
+            }
         }
     }
 }
