@@ -239,7 +239,10 @@ impl Step {
 
 impl Builtin {
     fn apply(self, input: &In<'_>, cx: &Cx<'_>) -> Option<Val> {
-        // Strings of the payload are read where they lie.
+        // Integers and strings of the payload are read where they lie.
+        if let (In::Raw(Json::Int(i)), Self::ToString) = (input, self) {
+            return Some(Val::utf8_str(i.to_string()));
+        }
         if let In::Raw(Json::Str(s)) = input {
             match self {
                 Self::ToNumber => return number(s),
