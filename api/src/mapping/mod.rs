@@ -2,6 +2,11 @@
 //! record or a canonical record into a system's payload, and the key expressions
 //! (`delivery.orderingKey`, `delivery.idempotencyKey`) evaluated on canonical records.
 
+mod json_tree;
+mod json_write;
+#[cfg(test)]
+mod manual_tests;
+mod projection;
 mod test_case;
 
 use std::collections::BTreeMap;
@@ -52,6 +57,8 @@ pub enum MapError {
 /// be shared between tasks; the lookup tables are parsed on each run from their JSON.
 pub struct Program {
     filter: Filter,
+    /// The same program as a Rust plan, when it is plain enough (`projection.rs`).
+    plan: Option<projection::Plan>,
     source: String,
     lookups: Option<String>,
 }
@@ -68,7 +75,7 @@ impl Program {
     /// Compiles `code`; `$lookups` is bound to `lookups` when the program runs.
     pub fn compile(code: &str, lookups: &BTreeMap<String, BTreeMap<String, String>>) -> Result<Self, CompileError> {
         let arena = Arena::default();
-        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
+        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs()).chain(jq17_defs());
         let loader = Loader::new(defs);
         let modules = loader
             .load(&arena, File { code, path: () })
@@ -85,7 +92,7 @@ impl Program {
             })?;
         let lookups =
             (!lookups.is_empty()).then(|| serde_json::to_string(lookups).expect("string maps always serialize"));
-        Ok(Self { filter, source: code.to_string(), lookups })
+        Ok(Self { filter, plan: projection::Plan::compile(code), source: code.to_string(), lookups })
     }
 
     /// The program's source.
@@ -93,13 +100,44 @@ impl Program {
         &self.source
     }
 
+    /// Whether the program runs as a Rust plan on plain records (`projection.rs`).
+    pub fn is_native(&self) -> bool {
+        self.plan.is_some()
+    }
+
     /// Runs the program on one record; it must produce exactly one value.
     pub fn run(&self, input: Val) -> Result<Val, MapError> {
-        let lookups = match &self.lookups {
-            Some(json) => parse_json(json.as_bytes())?,
-            None => Val::obj(Default::default()),
-        };
-        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([lookups]));
+        if let Some(plan) = &self.plan
+            && let Some(out) = plan.run(&input, &self.plan_lookups(plan)?)
+        {
+            return Ok(out);
+        }
+        self.run_jq(input)
+    }
+
+    /// Runs the program on one record given as JSON, read once: a program that runs as a
+    /// plan reads only the fields it uses, without making a jq value of the rest.
+    pub fn run_json(&self, payload: &[u8]) -> Result<Val, MapError> {
+        if let Some(plan) = &self.plan {
+            // One copy of the payload, whose strings the record's values then share.
+            let payload = bytes::Bytes::copy_from_slice(payload);
+            if let Some(json) = plan.parse(&payload)
+                && let Some(out) = plan.run_json(&payload, &json, &self.plan_lookups(plan)?)
+            {
+                return Ok(out);
+            }
+        }
+        self.run_jq(parse_json(payload)?)
+    }
+
+    /// `$lookups` for the plan: parsed only if it reads them.
+    fn plan_lookups(&self, plan: &projection::Plan) -> Result<Val, MapError> {
+        if plan.reads_lookups() { self.lookups() } else { Ok(Val::Null) }
+    }
+
+    /// Runs the jq program itself (never the plan).
+    fn run_jq(&self, input: Val) -> Result<Val, MapError> {
+        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([self.lookups()?]));
         let mut outputs = self.filter.id.run((ctx, input)).map(unwrap_valr);
         let first = match outputs.next() {
             None => return Err(MapError::NotOneValue(0)),
@@ -112,11 +150,42 @@ impl Program {
         Ok(first)
     }
 
+    /// `$lookups` as a jq value.
+    fn lookups(&self) -> Result<Val, MapError> {
+        match &self.lookups {
+            Some(json) => parse_json(json.as_bytes()),
+            None => Ok(Val::obj(Default::default())),
+        }
+    }
+
+    /// Every output of the program on `input`, at most `max`, stopping after the first
+    /// error: what jq prints for one input.
+    #[cfg(test)]
+    pub(crate) fn outputs(&self, input: Val, max: usize) -> Vec<Result<Val, String>> {
+        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([self.lookups().expect("lookups are valid JSON")]));
+        let mut out = Vec::new();
+        for r in self.filter.id.run((ctx, input)).map(unwrap_valr).take(max) {
+            let stop = r.is_err();
+            out.push(r.map_err(|e| e.to_string()));
+            if stop {
+                break;
+            }
+        }
+        out
+    }
+
     /// Runs the program as a key expression: the result as text.
     pub fn run_key(&self, input: &Val) -> Result<String, MapError> {
         let out = self.run(input.clone())?;
         let bad = |got: &Val| MapError::BadKey { expr: self.source.clone(), got: truncate(&got.to_string(), 80) };
         match &out {
+            Val::TStr(text) if let Ok(key) = std::str::from_utf8(text) => {
+                if key.is_empty() {
+                    Err(bad(&out))
+                } else {
+                    Ok(key.to_string())
+                }
+            }
             Val::TStr(_) | Val::BStr(_) => {
                 let text = out.to_string();
                 // Display writes JSON: strip the quotes and escapes by reading it back.
@@ -127,6 +196,11 @@ impl Program {
             _ => Err(bad(&out)),
         }
     }
+}
+
+/// The jq 1.7 builtins jaq lacks, defined in jq (`jq17.jq`): compiled with every program.
+fn jq17_defs() -> impl Iterator<Item = jaq_core::load::parse::Def<&'static str>> {
+    jaq_core::load::parse(include_str!("jq17.jq"), |p| p.defs()).expect("jq17.jq parses").into_iter()
 }
 
 /// Parses JSON bytes into a jq value.
@@ -141,12 +215,17 @@ pub fn from_value(value: &serde_json::Value) -> Val {
 
 /// Writes a jq value as compact JSON.
 pub fn to_json(value: &Val) -> String {
-    value.to_string()
+    let mut out = Vec::with_capacity(1024);
+    json_write::write(value, &mut out);
+    String::from_utf8(out).unwrap_or_else(|_| value.to_string())
 }
 
 /// Converts a jq value into a `serde_json` value.
 pub fn to_value(value: &Val) -> Result<serde_json::Value, MapError> {
-    serde_json::from_str(&to_json(value)).map_err(|e| MapError::InvalidJson(e.to_string()))
+    match json_write::to_value(value) {
+        Some(v) => Ok(v),
+        None => serde_json::from_str(&to_json(value)).map_err(|e| MapError::InvalidJson(e.to_string())),
+    }
 }
 
 fn truncate(text: &str, max: usize) -> String {

@@ -14,7 +14,7 @@ use crate::{
     queue::{DeadLetter, DeadLetterReason, DeliveryItem, Envelope, PrepareOutcome, Prepared, now_ms},
 };
 use entrepot_api::{
-    mapping::{from_value, parse_json, to_json, to_value},
+    mapping::{MapError, from_value, parse_json, to_json, to_value},
     resource::ChannelAvailability,
 };
 
@@ -195,10 +195,13 @@ fn try_prepare(flow: &Flow, envelope: &Envelope) -> Result<Prepared, (DeadLetter
 /// The source payload mapped to the canonical record (the payload itself without a
 /// mapping).
 fn to_canonical(flow: &Flow, envelope: &Envelope) -> Result<Val, String> {
-    let input = parse_json(&envelope.payload).map_err(|e| format!("source payload: {e}"))?;
     match (&flow.mapping, &flow.config.spec.mapping_ref) {
-        (Some(p), Some(name)) => p.run(input).map_err(|e| format!("Mapping {name}: {e}")),
-        _ => Ok(input),
+        // The mapping reads the payload's bytes once (a plain one only the fields it maps).
+        (Some(p), Some(name)) => p.run_json(&envelope.payload).map_err(|e| match e {
+            MapError::InvalidJson(_) => format!("source payload: {e}"),
+            e => format!("Mapping {name}: {e}"),
+        }),
+        _ => parse_json(&envelope.payload).map_err(|e| format!("source payload: {e}")),
     }
 }
 
