@@ -17,6 +17,9 @@
 //! - an apply that would not change the stored object is answered with the object as
 //!   it is, without a write, as the API server does. Without this, every reconcile
 //!   would modify its children, whose watch would trigger another reconcile, forever;
+//! - writes are applied one at a time: the store patches by reading, merging and
+//!   writing back, and two patches racing there would lose one or fail with a version
+//!   mismatch, where an API server applies each patch atomically;
 //! - an apply to a `/status` subresource removes the status fields it leaves out, as
 //!   server-side apply does for the fields its (here: only) manager owned. A plain
 //!   merge patch would keep a cleared `firstFailure` or `runner` forever.
@@ -82,7 +85,7 @@ impl FakeCluster {
             .await
             .expect("in-memory API");
         let counts = Arc::new(Counts::default());
-        let client = Client::new(FakeApi { store, counts: counts.clone() }, "default");
+        let client = Client::new(FakeApi { store, counts: counts.clone(), writing: Default::default() }, "default");
         Self { client, counts }
     }
 
@@ -103,6 +106,10 @@ impl FakeCluster {
 struct FakeApi {
     store: Client,
     counts: Arc<Counts>,
+    /// Held through each write. The store patches by reading, merging and writing back,
+    /// and two patches racing there lose one or fail with a version mismatch; an API
+    /// server applies each patch atomically.
+    writing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl tower_service::Service<Request<Body>> for FakeApi {
@@ -155,6 +162,7 @@ impl FakeApi {
         }
         let (parts, body) = request.into_parts();
         let mut body = body.collect_bytes().await?;
+        let _writing = if is_write { Some(self.writing.clone().lock_owned().await) } else { None };
         if is_apply && path.ends_with("/status") {
             body = self.removing_omitted_status_fields(&path, body).await;
         }
@@ -487,6 +495,25 @@ mod tests {
         assert_ne!(changed.metadata.resource_version, first.metadata.resource_version);
         assert_eq!(changed.data.unwrap()["k"], "2");
         assert_eq!(cluster.writes(), writes + 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_merge_patches_all_land_as_on_an_api_server() {
+        install_crypto_provider();
+        let cluster = FakeCluster::new().await;
+        let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), "ns");
+        api.create(&PostParams::default(), &config_map("cm", "0")).await.unwrap();
+        let patches = (0..16).map(|i| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                let patch = serde_json::json!({"data": {format!("k{i}"): "x"}});
+                api.patch("cm", &PatchParams::default(), &Patch::Merge(patch)).await
+            })
+        });
+        for patched in futures::future::join_all(patches).await {
+            patched.unwrap().unwrap();
+        }
+        assert_eq!(api.get("cm").await.unwrap().data.unwrap().len(), 17, "no patch lost");
     }
 
     #[test]
