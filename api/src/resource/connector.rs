@@ -84,6 +84,13 @@ pub struct ConnectorSpec {
     /// `rest`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_header: Option<String>,
+
+    /// Allows an `http://` endpoint or token URL on another machine. Without it, plain
+    /// http is refused except to this machine (`127.0.0.1`, `::1`, `localhost`), since
+    /// credentials and records would cross the network unencrypted. Set it only where the
+    /// network already encrypts (a service mesh sidecar that upgrades to mTLS).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_plain_http: bool,
 }
 
 impl ConnectorSpec {

@@ -30,14 +30,15 @@ pub fn validate(connector: &str, spec: &ConnectorSpec) -> Result<(), InvalidConn
         return Err(invalid("spec.database", "database settings are for type postgres; remove them".into()));
     }
     if let Some(endpoint) = spec.endpoint.as_deref().filter(|e| !e.is_empty()) {
-        http_url(endpoint).map_err(|why| invalid("spec.endpoint", format!("`{endpoint}` {why}")))?;
+        reachable_url(endpoint, spec.allow_plain_http)
+            .map_err(|why| invalid("spec.endpoint", format!("`{endpoint}` {why}")))?;
     }
     match &spec.auth {
         Some(ConnectorAuth::Header(header)) => {
             header_name(&header.name).map_err(|why| invalid("spec.auth.header.name", why))?;
         }
         Some(ConnectorAuth::OAuth2ClientCredentials(o)) => {
-            http_url(&o.token_url).map_err(|why| {
+            reachable_url(&o.token_url, spec.allow_plain_http).map_err(|why| {
                 invalid("spec.auth.oauth2ClientCredentials.tokenUrl", format!("`{}` {why}", o.token_url))
             })?;
         }
@@ -99,6 +100,39 @@ fn validate_postgres(spec: &ConnectorSpec) -> Result<(), (&'static str, String)>
     }
 }
 
+/// An http(s) URL a Connector may send credentials to: not a link-local address (a
+/// cloud's metadata service, `169.254.169.254`, hands out the node's credentials), and
+/// plain http only to this machine unless `allow_plain_http`. A host name is checked as
+/// written; what it resolves to is the egress policy's to limit (`docs/security.md`).
+fn reachable_url(text: &str, allow_plain_http: bool) -> Result<Url, String> {
+    let url = http_url(text)?;
+    let host = url.host();
+    let link_local = match &host {
+        Some(url::Host::Ipv4(ip)) => ip.is_link_local(),
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_unicast_link_local() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
+        }
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("metadata.google.internal"),
+        None => false,
+    };
+    if link_local {
+        return Err("is a link-local address (a cloud metadata service lives there); name the system's own host".into());
+    }
+    let loopback = match &host {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    if url.scheme() == "http" && !loopback && !allow_plain_http {
+        return Err("is plain http to another machine: credentials and records would cross the network \
+                    unencrypted; use https, or set spec.allowPlainHttp: true where the network already encrypts \
+                    (a service mesh)"
+            .into());
+    }
+    Ok(url)
+}
+
 /// An absolute http(s) URL with a host, or why not.
 fn http_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text).map_err(|e| format!("is not a URL ({e}); write it like https://erp.example.com/api"))?;
@@ -128,7 +162,9 @@ mod tests {
     #[test]
     fn a_plain_rest_connector_is_valid() {
         assert_eq!(validate("erp", &rest("https://erp.example.com/api/v1/")), Ok(()));
-        assert_eq!(validate("erp", &rest("http://erp:8080")), Ok(()));
+        assert_eq!(validate("erp", &rest("http://127.0.0.1:8080")), Ok(()));
+        assert_eq!(validate("erp", &rest("http://localhost:8080")), Ok(()));
+        assert_eq!(validate("erp", &rest("http://[::1]:8080")), Ok(()));
         // A webhook-only source needs no endpoint.
         assert_eq!(validate("shop", &ConnectorSpec::default()), Ok(()));
         assert_eq!(validate("shop", &rest("")), Ok(()));
@@ -141,6 +177,46 @@ mod tests {
             assert_eq!(err.field, "spec.endpoint", "{bad}");
             assert!(err.to_string().starts_with("Connector erp: spec.endpoint: "), "{err}");
             assert!(err.message.contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn plain_http_to_another_machine_needs_the_opt_in() {
+        let err = validate("erp", &rest("http://erp.retail.svc:8080")).unwrap_err();
+        assert_eq!(err.field, "spec.endpoint");
+        assert!(err.message.contains("plain http") && err.message.contains("allowPlainHttp"), "{err}");
+        let mesh = ConnectorSpec { allow_plain_http: true, ..rest("http://erp.retail.svc:8080") };
+        assert_eq!(validate("erp", &mesh), Ok(()));
+        let oauth = |token_url: &str, allow_plain_http: bool| -> ConnectorSpec {
+            serde_json::from_value(serde_json::json!({
+                "type": "rest",
+                "endpoint": "https://erp.example.com",
+                "allowPlainHttp": allow_plain_http,
+                "auth": {"oauth2ClientCredentials": {
+                    "tokenUrl": token_url,
+                    "clientIdSecretRef": {"name": "s", "key": "id"},
+                    "clientSecretSecretRef": {"name": "s", "key": "secret"},
+                }},
+            }))
+            .unwrap()
+        };
+        let err = validate("erp", &oauth("http://login.example.com/token", false)).unwrap_err();
+        assert_eq!(err.field, "spec.auth.oauth2ClientCredentials.tokenUrl", "{err}");
+        assert_eq!(validate("erp", &oauth("http://login.example.com/token", true)), Ok(()));
+    }
+
+    #[test]
+    fn a_link_local_address_is_refused_even_with_the_opt_in() {
+        for bad in [
+            "http://169.254.169.254/latest/meta-data",
+            "https://169.254.10.1",
+            "http://[fe80::1]/",
+            "http://[::ffff:169.254.169.254]/",
+            "http://metadata.google.internal/computeMetadata/v1",
+        ] {
+            let spec = ConnectorSpec { allow_plain_http: true, ..rest(bad) };
+            let err = validate("erp", &spec).unwrap_err();
+            assert!(err.message.contains("link-local"), "{bad}: {err}");
         }
     }
 

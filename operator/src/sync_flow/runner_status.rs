@@ -20,6 +20,10 @@ use super::build::{ADMIN_PORT, selector_labels};
 
 /// How long one pod may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(2);
+/// The most of one pod's answer that is read: a status is a few KB per flow, and
+/// whatever answers on a runner pod's admin port (it may not be the runner) must not
+/// fill the operator's memory.
+const MAX_STATUS_BYTES: usize = 1 << 20;
 
 /// Reads runner pods' status and remembers the last counters of each pod, to turn
 /// the runner's since-start counters into rates.
@@ -94,19 +98,30 @@ pub struct RunnerReport {
 impl RunnerStatusReader {
     /// A reader that asks each pod at `address` (its own IP when `None`) on `port`.
     pub fn new(address: Option<String>, port: u16) -> Self {
-        let http =
-            reqwest::Client::builder().timeout(TIMEOUT).build().expect("an HTTP client without TLS settings builds");
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            // A runner never redirects; whatever does is not one.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client without TLS settings builds");
         Self { http, address, port, samples: Mutex::default() }
     }
 
     async fn ask(&self, ip: &str) -> Result<RunnerStatus, String> {
         let host = self.address.as_deref().unwrap_or(ip);
         let url = format!("http://{host}:{}/v1/status", self.port);
-        let response = self.http.get(&url).send().await.map_err(|e| format!("no answer: {e}"))?;
+        let mut response = self.http.get(&url).send().await.map_err(|e| format!("no answer: {e}"))?;
         if !response.status().is_success() {
             return Err(format!("answered {}", response.status()));
         }
-        response.json().await.map_err(|e| format!("unreadable status: {e}"))
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| format!("status cut short: {e}"))? {
+            if body.len() + chunk.len() > MAX_STATUS_BYTES {
+                return Err(format!("status larger than {MAX_STATUS_BYTES} bytes: not read"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("unreadable status: {e}"))
     }
 }
 
@@ -333,5 +348,37 @@ mod tests {
         assert_eq!(c.last_error_category, Some(ErrorCategory::Auth));
         assert_eq!(c.last_error_at, Some(at(50)));
         assert_eq!(c.last_success_at, Some(at(40)));
+    }
+
+    /// Answers every connection with `body` as an HTTP/1.1 200, then closes it.
+    async fn answering(body: Vec<u8>) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    let head =
+                        format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    let _ = socket.write_all(&body).await;
+                });
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn a_status_larger_than_the_cap_is_not_read() {
+        let huge = format!("{{\"flows\": [{}\"x\"]}}", "\"padding\",".repeat(MAX_STATUS_BYTES / 10 + 1));
+        let reader = RunnerStatusReader::new(Some("127.0.0.1".into()), answering(huge.into_bytes()).await);
+        let err = reader.ask("ignored").await.unwrap_err();
+        assert!(err.contains("larger than"), "{err}");
+        let small = serde_json::to_vec(&pod(flow(1, 0, None), vec![])).unwrap();
+        let reader = RunnerStatusReader::new(Some("127.0.0.1".into()), answering(small).await);
+        assert_eq!(reader.ask("ignored").await.unwrap().flows[0].delivered, 1);
     }
 }

@@ -7,6 +7,7 @@ mod auth_error;
 mod channel;
 mod health;
 mod oauth2;
+mod redirect;
 mod sensitive;
 
 use std::time::Duration;
@@ -21,6 +22,7 @@ pub use auth::{Auth, Credentials};
 pub use auth_error::AuthError;
 pub use entrepot_api::rules::connector::{InvalidConnector, validate};
 pub use health::{ConnectorHealth, LastError};
+pub use redirect::same_origin_only;
 
 use crate::{
     protocol::{Answer, QuotaSignal, System, describe_transport, parse_retry_after},
@@ -102,6 +104,7 @@ impl ConnectorClient {
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
+            .redirect(same_origin_only())
             .user_agent(concat!("entrepot/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|source| ConnectError::Client { connector: name.into(), source })?;

@@ -36,10 +36,15 @@ const RETRY_REFRESH: Duration = Duration::from_secs(5);
 /// sending a request each (the endpoint is down: no herd).
 const FAILURE_REUSE: Duration = Duration::from_secs(1);
 
+/// The longest a token is used before a new one is asked for, whatever `expires_in`
+/// says: an absurd one (`u64::MAX`) would overflow the clock, and a day bounds how long
+/// a revoked grant keeps working here.
+const MAX_LIFETIME: Duration = Duration::from_secs(86_400);
+
 /// When to replace a token that lives `expires_in` seconds, and when it expires, both
 /// from when it was obtained.
 fn schedule(expires_in: Option<u64>) -> (Duration, Duration) {
-    let lifetime = expires_in.filter(|s| *s > 0).map_or(DEFAULT_LIFETIME, Duration::from_secs);
+    let lifetime = expires_in.filter(|s| *s > 0).map_or(DEFAULT_LIFETIME, Duration::from_secs).min(MAX_LIFETIME);
     // The larger of 10% and 60 s, but never more than half: a 60-second token is used
     // for 30 seconds, not refreshed on every request.
     let margin = (lifetime / 10).max(MIN_MARGIN).min(lifetime / 2);
@@ -269,6 +274,8 @@ mod tests {
         assert_eq!(schedule(Some(60)), (s(30), s(60)));
         assert_eq!(schedule(None), (s(240), s(300)));
         assert_eq!(schedule(Some(0)), schedule(None));
+        // An absurd lifetime would overflow the clock when added to it.
+        assert_eq!(schedule(Some(u64::MAX)), (s(86_400 - 8_640), s(86_400)));
     }
 
     #[tokio::test]

@@ -4,16 +4,34 @@ use std::time::Duration;
 
 use entrepot_api::resource::RetrySpec;
 
+/// The longest pause a value from upstream may impose: a `Retry-After`, a quota
+/// window's reset, a replenishment time, the wait a granted rate implies. A target that
+/// really wants a longer pause says so again an hour later, at the cost of one request;
+/// a wrong or hostile value (a date in the next century, a rate of 1e-300 per second)
+/// pauses a Connector for an hour, not for ever.
+pub const MAX_UPSTREAM_WAIT: Duration = Duration::from_secs(3600);
+
+/// A wait of `secs` seconds read or derived from upstream, within
+/// `0..=MAX_UPSTREAM_WAIT`; `None` for a value that is no number of seconds (NaN).
+/// Never panics, whatever the value (`Duration::from_secs_f64` does on overflow).
+pub fn upstream_wait(secs: f64) -> Option<Duration> {
+    (!secs.is_nan()).then(|| Duration::from_secs_f64(secs.clamp(0.0, MAX_UPSTREAM_WAIT.as_secs_f64())))
+}
+
 /// Reads `Retry-After` as delay-seconds (Shopify sends `2.0`, so fractions are
-/// accepted) or as an HTTP date.
+/// accepted) or as an HTTP date, at most [`MAX_UPSTREAM_WAIT`] away.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)));
+        return (secs >= 0.0).then(|| upstream_wait(secs)).flatten();
     }
     let when = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
     let now = jiff::Timestamp::now();
-    Some(if when > now { Duration::try_from(when - now).unwrap_or_default() } else { Duration::ZERO })
+    Some(if when > now {
+        upstream_wait(when.duration_since(now).as_secs_f64()).unwrap_or_default()
+    } else {
+        Duration::ZERO
+    })
 }
 
 /// The wait before attempt number `attempt + 1` (the first retry follows attempt 1):
@@ -51,6 +69,8 @@ mod tests {
         assert_eq!(parse_retry_after("2.0"), Some(Duration::from_secs(2)));
         assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(parse_retry_after("NaN"), None);
         let future = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(120))
             .strftime("%a, %d %b %Y %H:%M:%S GMT")
             .to_string();
@@ -76,5 +96,17 @@ mod tests {
             assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
         }
         assert_eq!(backoff(&policy, 1, Some(Duration::from_secs(30))), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn an_absurd_wait_from_upstream_is_an_hour_at_most_and_never_a_panic() {
+        for far in ["1e300", "inf", "99999999999999999999", "Fri, 01 Jan 9999 00:00:00 GMT"] {
+            assert_eq!(parse_retry_after(far), Some(MAX_UPSTREAM_WAIT), "{far}");
+        }
+        assert_eq!(upstream_wait(f64::INFINITY), Some(MAX_UPSTREAM_WAIT));
+        assert_eq!(upstream_wait(1.0 / 1e-300), Some(MAX_UPSTREAM_WAIT));
+        assert_eq!(upstream_wait(-5.0), Some(Duration::ZERO));
+        assert_eq!(upstream_wait(f64::NAN), None);
+        assert_eq!(upstream_wait(0.25), Some(Duration::from_millis(250)));
     }
 }

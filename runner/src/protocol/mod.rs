@@ -21,7 +21,7 @@ mod system;
 mod walmart;
 
 pub use answer::{Answer, Verdict, describe_transport};
-pub use backoff::{backoff, parse_retry_after};
+pub use backoff::{MAX_UPSTREAM_WAIT, backoff, parse_retry_after, upstream_wait};
 pub(crate) use classify::summarize_body;
 pub use classify::{classify, refresh_credentials};
 pub use error_category::ErrorCategory;

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use reqwest::{StatusCode, header::HeaderMap};
 
+use super::upstream_wait;
+
 /// What a target's answer says about its quota.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct QuotaSignal {
@@ -41,7 +43,7 @@ impl QuotaSignal {
             concurrency: false,
             retry_after,
             remaining: shopify.or_else(|| number("x-rate-limit-requests-left")).map(|r| r.max(0.0)),
-            reset_after: number("x-rate-limit-time-reset-ms").map(|ms| Duration::from_millis(ms as u64)),
+            reset_after: number("x-rate-limit-time-reset-ms").and_then(|ms| upstream_wait(ms / 1000.0)),
             granted_rate: number("x-amzn-ratelimit-limit").filter(|r| *r > 0.0),
         }
     }

@@ -125,7 +125,7 @@ fn read_quota(status: StatusCode, body: &str, signal: &mut QuotaSignal) {
     if throttled(&body) {
         signal.throttled = true;
         let wait = if restore > 0.0 {
-            Duration::from_secs_f64(((requested - available).max(0.0) / restore).max(0.0))
+            super::upstream_wait((requested - available) / restore).unwrap_or(MIN_THROTTLE_WAIT)
         } else {
             MIN_THROTTLE_WAIT
         };
@@ -248,5 +248,13 @@ mod tests {
         assert_eq!(classify(&clean), None);
         let Answer::Response { quota, .. } = &clean else { unreachable!() };
         assert_eq!((quota.throttled, quota.remaining), (false, Some(99.0)));
+    }
+
+    #[test]
+    fn a_tiny_restore_rate_waits_an_hour_at_most() {
+        let body = r#"{"errors":[{"message":"Throttled","extensions":{"code":"THROTTLED"}}],
+            "extensions":{"cost":{"requestedQueryCost":1000,"throttleStatus":{"maximumAvailable":1000.0,"currentlyAvailable":0,"restoreRate":1e-300}}}}"#;
+        let Answer::Response { quota, .. } = answer(body) else { unreachable!() };
+        assert_eq!(quota.retry_after, Some(crate::protocol::MAX_UPSTREAM_WAIT));
     }
 }

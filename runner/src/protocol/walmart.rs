@@ -11,7 +11,7 @@
 //!   (`?limit=..&hasMoreElements=true&...`) that replaces the query of the next request.
 //! - Inventory writes: an `upsert` to `/v3/inventory` goes out as `PUT /v3/inventory?sku=<key>`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use reqwest::{
     StatusCode,
@@ -81,7 +81,7 @@ fn read_quota(status: StatusCode, headers: &HeaderMap, signal: &mut QuotaSignal)
     let replenish = number("x-next-replenishment-time").or_else(|| number("x-next-replenish-time"));
     if let Some(at_ms) = replenish.filter(|ms| ms.is_finite() && *ms > 0.0) {
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_millis() as f64);
-        let wait = Duration::from_millis((at_ms - now_ms).max(0.0) as u64);
+        let Some(wait) = super::upstream_wait((at_ms - now_ms) / 1000.0) else { return };
         // Only worth waiting for when the bucket is empty or the call was refused.
         if status == StatusCode::TOO_MANY_REQUESTS || signal.remaining.is_some_and(|r| r < 1.0) {
             signal.reset_after = Some(wait);
@@ -107,4 +107,20 @@ fn write(write: &mut Write, context: WriteContext<'_>) {
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     query.append_pair("sku", sku);
     write.url = format!("{}?{}", path.trim_end_matches('/'), query.finish());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replenishment_centuries_away_waits_an_hour_at_most() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-current-token-count", HeaderValue::from_static("0"));
+        headers.insert("x-next-replenishment-time", HeaderValue::from_static("1e300"));
+        let mut signal = QuotaSignal::default();
+        read_quota(StatusCode::TOO_MANY_REQUESTS, &headers, &mut signal);
+        assert_eq!(signal.retry_after, Some(crate::protocol::MAX_UPSTREAM_WAIT));
+        assert_eq!(signal.reset_after, Some(crate::protocol::MAX_UPSTREAM_WAIT));
+    }
 }

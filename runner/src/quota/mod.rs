@@ -23,7 +23,7 @@ use std::{
 
 use tokio::time::Instant;
 
-use crate::protocol::QuotaSignal;
+use crate::protocol::{QuotaSignal, upstream_wait};
 
 use concurrency::Concurrency;
 pub use concurrency::Slot;
@@ -167,7 +167,7 @@ impl Quota {
             s.tokens -= 1.0;
             None
         } else {
-            Some(Duration::from_secs_f64((1.0 - s.tokens) / rate))
+            Some(upstream_wait((1.0 - s.tokens) / rate).unwrap_or(DEFAULT_PAUSE))
         }
     }
 
@@ -218,7 +218,9 @@ impl Quota {
         match signal.remaining {
             // The window is used up: wait for its reset (BigCommerce), or for one token.
             Some(left) if left < 1.0 => {
-                let pause = signal.reset_after.unwrap_or_else(|| Duration::from_secs_f64(1.0 / s.rate.unwrap_or(1.0)));
+                let pause = signal
+                    .reset_after
+                    .unwrap_or_else(|| upstream_wait(1.0 / s.rate.unwrap_or(1.0)).unwrap_or(DEFAULT_PAUSE));
                 s.paused_until = Some(now + pause);
                 s.tokens = 0.0;
             }
@@ -395,5 +397,26 @@ mod tests {
         let quota = Quota::new(Some(&limits(1.0, 1, 1)));
         quota.observe(&QuotaSignal { granted_rate: Some(0.5), ..Default::default() });
         assert_eq!(quota.rate(), Some(0.5));
+    }
+
+    #[test]
+    fn absurd_quota_headers_pause_an_hour_at_most_and_never_panic() {
+        let quota = Quota::new(Some(&limits(10.0, 1, 4)));
+        let mut headers = HeaderMap::new();
+        headers.insert("x-amzn-ratelimit-limit", "1e-300".parse().unwrap());
+        headers.insert("x-rate-limit-requests-left", "0".parse().unwrap());
+        headers.insert("x-rate-limit-time-reset-ms", "1e300".parse().unwrap());
+        let signal = QuotaSignal::read(StatusCode::OK, &headers, None);
+        assert_eq!(signal.reset_after, Some(crate::protocol::MAX_UPSTREAM_WAIT));
+        quota.observe(&signal);
+        let wait = quota.take_token().expect("paused");
+        assert!(wait <= crate::protocol::MAX_UPSTREAM_WAIT, "{wait:?}");
+        // The granted rate alone (no reset time): one token at 1e-300/s is an hour away.
+        let quota = Quota::new(Some(&limits(10.0, 1, 4)));
+        headers.remove("x-rate-limit-time-reset-ms");
+        headers.remove("x-rate-limit-requests-left");
+        quota.observe(&QuotaSignal::read(StatusCode::OK, &headers, None));
+        assert_eq!(quota.take_token(), None, "the burst token");
+        assert_eq!(quota.take_token(), Some(crate::protocol::MAX_UPSTREAM_WAIT));
     }
 }

@@ -24,6 +24,8 @@ impl RunnerClient {
     pub fn new(base: &str, requested_by: &str) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(60))
+            // The admin API never redirects; whoever does is not the runner.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Self { base: base.trim_end_matches('/').to_string(), http, requested_by: requested_by.into() })

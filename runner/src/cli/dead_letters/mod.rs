@@ -177,7 +177,11 @@ impl Backend {
             if !base.starts_with("http://") && !base.starts_with("https://") {
                 bail!("--admin {url}: give the runner's admin address as a URL, e.g. http://127.0.0.1:9090");
             }
-            let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+            let client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                // The admin API never redirects; whoever does is not the runner.
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?;
             return Ok(Self::Admin { base, client });
         }
         let dir = data_dir.unwrap_or_else(|| PathBuf::from(".entrepot/data"));

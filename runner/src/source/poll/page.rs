@@ -24,12 +24,26 @@ pub enum Page {
     Offset(u64),
 }
 
+/// Whether `page` can be asked of `endpoint`: a stored next-page URL only when it is on
+/// the endpoint's origin, as when it was taken (`on_endpoint`). A run resumed after the
+/// Connector's endpoint moved must not send the new credentials to the old host.
+pub fn belongs_to(page: &Page, endpoint: &str) -> bool {
+    let Page::Url(next) = page else { return true };
+    let (Ok(next), Ok(home)) = (Url::parse(next), Url::parse(endpoint)) else { return false };
+    next.origin() == home.origin()
+}
+
 /// The URL of `page`: `<endpoint><path>` with the trigger's query, the watermark
 /// parameter and the page's own parameters; for a `Link` page, the source's URL. A cursor
 /// that is itself a query string (starts with `?`, as Walmart's `nextCursor`) is the
 /// whole query of the next page.
 pub fn url(endpoint: &str, trigger: &PollTrigger, watermark: Option<&str>, page: &Page) -> Result<Url, String> {
     if let Page::Url(next) = page {
+        if !belongs_to(page, endpoint) {
+            return Err(format!(
+                "the next page's URL is not on the origin of the Connector's endpoint `{endpoint}`; not asked"
+            ));
+        }
         return Url::parse(next).map_err(|e| format!("the next page's URL `{next}` is not a URL: {e}"));
     }
     let base = format!("{endpoint}/{}", trigger.path.trim_start_matches('/'));
@@ -225,6 +239,18 @@ mod tests {
         let elsewhere = headers("<http://evil.example/steal>; rel=next");
         let err = super::next(Some(&link), &Page::First, end(&elsewhere), "http://erp:8080/api").unwrap_err();
         assert!(err.contains("http://evil.example"), "{err}");
+    }
+
+    #[test]
+    fn a_stored_next_url_is_asked_only_of_the_endpoint_it_came_from() {
+        let stored = Page::Url("https://old-erp.example.com/api/items?page=2".into());
+        assert!(belongs_to(&stored, "https://old-erp.example.com/api"));
+        assert!(!belongs_to(&stored, "https://new-erp.example.com/api"));
+        assert!(!belongs_to(&stored, "http://old-erp.example.com/api"));
+        assert!(belongs_to(&Page::Cursor("c".into()), "https://new-erp.example.com/api"));
+        let trigger = trigger("{interval: 30s, path: /items}");
+        let err = url("https://new-erp.example.com/api", &trigger, None, &stored).unwrap_err();
+        assert!(err.contains("not on the origin of the Connector's endpoint"), "{err}");
     }
 
     #[test]

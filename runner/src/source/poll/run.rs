@@ -232,9 +232,17 @@ impl Poller {
             Ok(p) => p,
             Err(e) => return Err(report.ended(RunEnd::Store(e.to_string()))),
         };
-        let resumed = progress.run.is_some();
+        let endpoint = self.source().client().endpoint().to_string();
+        let open = progress.run.filter(|run| {
+            let here = page::belongs_to(&run.next, &endpoint);
+            if !here {
+                info!(flow = %name, "the Connector's endpoint changed since the open run began; starting again from the watermark");
+            }
+            here
+        });
+        let resumed = open.is_some();
         let initial = || self.source().trigger().watermark.as_ref().and_then(|w| w.initial.clone()).map(Value::String);
-        let run = progress.run.unwrap_or_else(|| Run::start(progress.watermark.or_else(initial)));
+        let run = open.unwrap_or_else(|| Run::start(progress.watermark.or_else(initial)));
         info!(flow = %name, run = %run_id, resumed, page = run.pages + 1, "poll run started");
         Ok((run_id, report, run, resumed))
     }
