@@ -198,6 +198,19 @@ pub struct Failure {
     pub sqlstate: Option<String>,
 }
 
+/// A constraint's detail without the row's values, which are the record's personal data:
+/// `Key (email)=(jane@example.com) already exists.` keeps the columns and the verdict,
+/// `Failing row contains (...)` keeps nothing of the row. The record is in the dead letter.
+fn without_values(detail: &str) -> String {
+    if detail.starts_with("Failing row contains") {
+        return "Failing row contains (…).".into();
+    }
+    match (detail.find(")=("), detail.rfind(')')) {
+        (Some(at), Some(last)) if last > at + 2 => format!("{})=(…){}", &detail[..at], &detail[last + 1..]),
+        _ => detail.to_string(),
+    }
+}
+
 impl Failure {
     /// Classifies `error`:
     /// - the data or the statement is wrong: classes 22 (data exception: a wrong type, a
@@ -220,9 +233,9 @@ impl Failure {
             reason = format!("column \"{column}\": {reason}");
         }
         if let Some(detail) = db.detail() {
-            reason = format!("{reason}; {detail}");
+            reason = format!("{reason}; {}", without_values(detail));
         }
-        let reason = format!("{reason} (SQLSTATE {code})");
+        let reason = crate::protocol::personal_data(&format!("{reason} (SQLSTATE {code})"));
         let verdict = match &code[..2] {
             "22" | "23" | "42" | "44" | "P0" | "0A" => Verdict::Reject { reason, category: ErrorCategory::Rejected },
             "28" => Verdict::Retry { after: None, reason: format!("auth: {reason}"), category: ErrorCategory::Auth },
@@ -302,6 +315,17 @@ fn describe(error: &tokio_postgres::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_constraint_s_detail_keeps_the_columns_not_the_values() {
+        assert_eq!(without_values("Key (email)=(jane@example.com) already exists."), "Key (email)=(…) already exists.");
+        assert_eq!(
+            without_values("Key (customer_id)=(42) is not present in table \"customers\"."),
+            "Key (customer_id)=(…) is not present in table \"customers\"."
+        );
+        assert_eq!(without_values("Failing row contains (1, Jane Doe, 12 Main St)."), "Failing row contains (…).");
+        assert_eq!(without_values("Array value must start with \"{\"."), "Array value must start with \"{\".");
+    }
 
     #[test]
     fn a_ca_secret_must_hold_pem_certificates() {

@@ -52,7 +52,13 @@ pub fn classify(answer: &Answer) -> Verdict {
 /// The human part of an error body: for JSON, the first `detail` / `message` /
 /// `error_description` / `title` string with the error code when there is one (NetSuite's
 /// `o:errorDetails`, RFC 9457 problem details, most REST APIs); otherwise the first line.
+/// Personal data (e-mail addresses, phone numbers) is taken out: the summary goes to logs
+/// and status.
 pub(crate) fn summarize_body(body: &str) -> String {
+    super::personal_data(&summary(body))
+}
+
+fn summary(body: &str) -> String {
     let Ok(json) = serde_json::from_str::<serde_json::Value>(body) else {
         return first_line(body).to_string();
     };
@@ -169,6 +175,15 @@ mod tests {
                     .into(),
                 category: ErrorCategory::Rejected
             }
+        );
+    }
+
+    #[test]
+    fn a_rejection_quoting_the_customer_leaves_their_address_out() {
+        let body = r#"{"error":{"code":"DUPLICATE_CUSTOMER","message":"A customer with e-mail jane@example.com and phone +1-415-555-0134 already exists."}}"#;
+        assert_eq!(
+            summarize_body(body),
+            "A customer with e-mail <email> and phone <phone> already exists. (DUPLICATE_CUSTOMER)"
         );
     }
 }

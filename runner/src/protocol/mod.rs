@@ -15,6 +15,7 @@ mod error_category;
 mod netsuite;
 mod odata;
 mod quota_signal;
+mod redact;
 mod sap_odata;
 mod shopify;
 mod system;
@@ -26,6 +27,7 @@ pub(crate) use classify::summarize_body;
 pub use classify::{classify, refresh_credentials};
 pub use error_category::ErrorCategory;
 pub use quota_signal::QuotaSignal;
+pub use redact::personal_data;
 pub use system::{Channel, Generic, PollDefaults, Reply, System, Unfit, WebhookFields, Write, WriteContext, system};
 use system::{generic_idempotency_header, token_in};
 
