@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the tools the checks need into .tools/ at the repository root
-# (gitignored): Helm 3 and Helm 4, kubernetes-validate, and cargo-nextest when
+# (gitignored): Helm 3 and Helm 4, kubernetes-validate, cargo-fuzz, and cargo-nextest when
 # missing. Idempotent: a tool already there at the pinned version is skipped,
 # so a second run takes well under a second.
 #
@@ -136,6 +136,20 @@ else
     fi
     cp -f "$NEXTEST_CACHE/bin/cargo-nextest" "$BIN/cargo-nextest"
     installed+=("$("$BIN/cargo-nextest" --version | head -n1) (crates.io, cached in $NEXTEST_CACHE)")
+fi
+
+# cargo-fuzz (scripts/fuzz.sh): built once per machine into the same cache.
+FUZZ_VERSION="0.13.2"
+FUZZ_CACHE="${ENTREPOT_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/entrepot/tools}/cargo-fuzz-$FUZZ_VERSION"
+if [[ -x "$BIN/cargo-fuzz" ]] && "$BIN/cargo-fuzz" --version 2>/dev/null | grep -q "$FUZZ_VERSION"; then
+    present+=("$("$BIN/cargo-fuzz" --version) at $BIN/cargo-fuzz")
+else
+    if [[ ! -x "$FUZZ_CACHE/bin/cargo-fuzz" ]]; then
+        say "cargo-fuzz missing: cargo install cargo-fuzz@$FUZZ_VERSION --locked (takes minutes, once per machine)"
+        cargo install --locked --root "$FUZZ_CACHE" "cargo-fuzz@$FUZZ_VERSION"
+    fi
+    cp -f "$FUZZ_CACHE/bin/cargo-fuzz" "$BIN/cargo-fuzz"
+    installed+=("$("$BIN/cargo-fuzz" --version) (crates.io, cached in $FUZZ_CACHE)")
 fi
 
 # The real control plane of the cluster tests (tests/tests/cluster_*.rs).

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 pub use import::{FileError, FileImport, Importer, RowError};
-pub use rows::{InvalidRow, Position};
+pub use rows::{InvalidRow, Position, Row, RowContent, RowReader};
 
 use crate::{
     flow::{Flow, SourceMode, Workers},

@@ -3,7 +3,7 @@
 //! database, run its `sql`: see `sql`), queue each page's records together with the
 //! run's progress, and send the highest watermark seen with the next run. How a crash is survived is in `progress`; the run itself in `run`.
 
-pub(crate) mod page;
+pub mod page;
 mod progress;
 mod run;
 mod sql;
