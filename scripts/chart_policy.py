@@ -13,8 +13,9 @@
 Each check prints what it checked, one line per problem, and exits 1 on any
 problem. Needs PyYAML (the .tools/venv python has it).
 
-rbac: no Role or ClusterRole rule may touch Secrets (the operator never reads
-them: runner pods get secret values through secretKeyRef), use a wildcard
+rbac: no Role or ClusterRole rule may grant more than `create` on Secrets (the
+operator creates each flow's admin token once and never reads a Secret: runner
+pods mount the Secrets they reference), use a wildcard
 resource, verb or API group, or grant escalate/bind/impersonate; no
 ClusterRole may aggregate others (its rules would come from outside the
 chart); every binding must point at a role the chart itself renders (so no
@@ -53,6 +54,8 @@ OPERATOR_NEEDS = (
     | grants("batch", ("cronjobs",), MANAGE)
     | grants("batch", ("jobs",), READ)
     | grants("policy", ("poddisruptionbudgets",), MANAGE)
+    | grants("", ("secrets",), ("create",))
+    | grants("networking.k8s.io", ("networkpolicies",), MANAGE)
     | grants("", ("events",), ("create", "patch"))
     | grants("events.k8s.io", ("events",), ("create", "patch"))
 )
@@ -79,7 +82,7 @@ def rule_problems(rule):
     for r in resources:
         if r == "*" or r.startswith("*/"):
             problems.append(f"wildcard resource {r!r}")
-        if r.split("/")[0] == "secrets":
+        if r.split("/")[0] == "secrets" and (r != "secrets" or set(verbs) - {"create"}):
             problems.append(f"grants {verbs} on {r!r}")
     if "*" in verbs:
         problems.append("wildcard verb '*'")
@@ -297,7 +300,7 @@ def check_operator(docs):
         if (pdb.get("spec") or {}).get("minAvailable") != 1:
             problems.append(f"{name_of(pdb)}: minAvailable must be 1")
 
-    problems += runner_defaults_problems(docs, where, facts["runner-defaults"], container, pod_spec)
+    problems += runner_defaults_problems(docs, where, facts["runner-defaults"], container, pod_spec, pod_labels)
     problems += network_policy_problems(docs, pod_labels)
     problems += service_monitor_problems(docs)
     return f"{where} with {replicas} replicas", problems
@@ -323,10 +326,10 @@ def lease_role_problems(docs, namespace, lease, service_account):
     return problems
 
 
-RUNNER_DEFAULT_KEYS = {"image", "imagePullPolicy", "resources", "queue"}
+RUNNER_DEFAULT_KEYS = {"image", "imagePullPolicy", "resources", "queue", "networkPolicy"}
 
 
-def runner_defaults_problems(docs, where, path, container, pod_spec):
+def runner_defaults_problems(docs, where, path, container, pod_spec, pod_labels):
     if not path:
         return [f"{where}: no --runner-defaults FILE"]
     directory, key = os.path.dirname(path), os.path.basename(path)
@@ -348,6 +351,15 @@ def runner_defaults_problems(docs, where, path, container, pod_spec):
         problems.append(f"{name_of(cm)}: {key} has unknown key queue.{unknown}")
     for unknown in sorted(set(defaults.get("resources") or {}) - {"requests", "limits"}):
         problems.append(f"{name_of(cm)}: {key} has unknown key resources.{unknown}")
+    policy = defaults.get("networkPolicy") or {}
+    for unknown in sorted(set(policy) - {"enabled", "operator", "webhookFrom", "adminFrom"}):
+        problems.append(f"{name_of(cm)}: {key} has unknown key networkPolicy.{unknown}")
+    # The runners' admin port admits the operator's pods: the peer must select them.
+    operator_labels = (((policy.get("operator") or {}).get("podSelector") or {}).get("matchLabels")) or {}
+    if policy.get("enabled") and not operator_labels:
+        problems.append(f"{name_of(cm)}: {key} networkPolicy.operator selects no operator pods")
+    elif any((pod_labels or {}).get(k) != v for k, v in operator_labels.items()):
+        problems.append(f"{name_of(cm)}: {key} networkPolicy.operator does not select the operator's pods")
     return problems
 
 

@@ -11,8 +11,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use crate::{
     manifest::Manifests,
-    runtime::BatchEnd,
-    runtime::Runtime,
+    runtime::{AdminAuth, BatchEnd, Runtime, admin_auth},
     secrets::{DEFAULT_SECRETS_DIR, Secrets},
 };
 
@@ -90,6 +89,11 @@ struct ServerArgs {
     /// use time, so a rotated Secret needs no restart.
     #[arg(long, default_value = DEFAULT_SECRETS_DIR, env = "ENTREPOT_SECRETS_DIR")]
     secrets_dir: PathBuf,
+    /// A file holding the admin token: the admin server's dead-letter and record routes
+    /// then need `Authorization: Bearer <token>` (read per request, so a rotated file
+    /// applies at once). Without it the admin server must listen on loopback.
+    #[arg(long, env = "ENTREPOT_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
     /// A batch run (`mode: batch`): each poll or file source takes one pass, what it
     /// queued is delivered (or dead-lettered), a JSON summary is printed, and the runner
     /// exits: 0 when the queue is empty, 3 when stopped first (the records stay queued
@@ -161,8 +165,27 @@ pub fn resolve(manifests: &Manifests) -> Result<RunnerConfig> {
         .map_err(|errors| anyhow::anyhow!(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")))
 }
 
+/// How the admin API is guarded: the token file if one is given (it must hold a token
+/// now), else open, but only on a loopback address.
+fn admin_auth(server: &ServerArgs) -> Result<AdminAuth> {
+    match &server.admin_token_file {
+        Some(file) => {
+            admin_auth::read_token(file)?;
+            Ok(AdminAuth::TokenFile(file.clone()))
+        }
+        None if server.admin_listen.ip().is_loopback() => Ok(AdminAuth::Open),
+        None => bail!(
+            "the admin server would listen on {} without a token, and it can read payloads and inject records: \
+             give --admin-token-file FILE (ENTREPOT_ADMIN_TOKEN_FILE), or listen on a loopback address",
+            server.admin_listen
+        ),
+    }
+}
+
 async fn run_config(config: RunnerConfig, secrets: &Secrets, server: ServerArgs) -> Result<ExitCode> {
+    let auth = admin_auth(&server)?;
     let rt = Runtime::new(config, secrets, &server.data_dir)?;
+    rt.set_admin_auth(auth).map_err(|_| anyhow::anyhow!("the admin API's guard was already set"))?;
     if server.once {
         return run_once(rt, server).await;
     }

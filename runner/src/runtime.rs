@@ -1,10 +1,12 @@
 //! A runner process: its flows, queue and metrics, the webhook and admin HTTP servers,
 //! and the workers.
 
+pub mod admin_auth;
 mod dead_letters;
 mod intake;
 pub mod records;
 mod retention;
+mod rotation_grace;
 mod sources;
 
 pub use intake::IntakeWriter;
@@ -13,7 +15,7 @@ use std::{
     collections::BTreeMap,
     path::Path,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
 };
@@ -22,6 +24,7 @@ use axum::{
     Json, Router,
     extract::State,
     http::StatusCode,
+    middleware,
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -44,7 +47,7 @@ use entrepot_api::{
 };
 
 pub use crate::queue::DeadLetterEntry;
-pub use dead_letters::REQUESTED_BY_HEADER;
+pub use admin_auth::{AdminAuth, REQUESTED_BY_HEADER};
 
 /// A runner cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +80,8 @@ pub struct Runtime {
     /// Group commit of webhook records.
     pub intake: IntakeWriter,
     ready: AtomicBool,
+    /// How the admin API's payload and write routes are guarded (open until set).
+    admin_auth: OnceLock<AdminAuth>,
     /// Every long-lived task; the first to fail makes the runner unready and stops it.
     pub supervisor: Supervisor,
 }
@@ -96,6 +101,10 @@ impl Runtime {
         for fc in config.flows {
             let name = fc.name.clone();
             let mut flow = Flow::new(fc, secrets)?;
+            // The grace period of a previous webhook secret survives restarts.
+            if let Some((previous, until)) = &mut flow.previous_secret {
+                *until = rotation_grace::grace_until(data_dir, &name, previous);
+            }
             for t in &mut flow.targets {
                 t.quota = quotas.entry(t.sink.connector().to_string()).or_insert_with(|| t.quota.clone()).clone();
             }
@@ -123,6 +132,7 @@ impl Runtime {
             metrics,
             intake: IntakeWriter::new(),
             ready: AtomicBool::new(false),
+            admin_auth: OnceLock::new(),
             supervisor: Supervisor::default(),
         }))
     }
@@ -178,17 +188,27 @@ impl Runtime {
         webhook::router(self.clone())
     }
 
-    /// `/healthz`, `/readyz`, `/metrics`, `/v1/status`, `/v1/deadletters` to list,
-    /// show, replay and discard dead letters, and `/v1/flows/{flow}/records` to hand a
+    /// Guards the admin API's dead-letter and record routes with `auth` (a token file).
+    /// Set once, before the admin router is built; a second call is refused.
+    pub fn set_admin_auth(&self, auth: AdminAuth) -> Result<(), AdminAuth> {
+        self.admin_auth.set(auth)
+    }
+
+    /// `/healthz`, `/readyz`, `/metrics`, `/v1/status` (open), and, behind the admin
+    /// token when one is set ([`Runtime::set_admin_auth`]), `/v1/deadletters` to list,
+    /// show, replay and discard dead letters and `/v1/flows/{flow}/records` to hand a
     /// flow source records (reconciliation repairs).
     pub fn admin_router(self: &Arc<Self>) -> Router {
+        let auth = self.admin_auth.get().cloned().unwrap_or_default();
+        let guarded = dead_letters::routes()
+            .merge(records::routes())
+            .route_layer(middleware::from_fn_with_state(auth, admin_auth::require_token));
         Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .route("/v1/status", get(status))
-            .merge(dead_letters::routes())
-            .merge(records::routes())
+            .merge(guarded)
             .with_state(self.clone())
     }
 
@@ -416,6 +436,8 @@ pub async fn serve(
     }
 }
 
+#[cfg(test)]
+mod admin_tests;
 #[cfg(test)]
 mod intake_tests;
 #[cfg(test)]

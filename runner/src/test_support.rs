@@ -265,3 +265,24 @@ pub fn marketplace_secrets(values: &[(&str, &str)]) -> Secrets {
     let values = values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     Secrets::with_manifests(BTreeMap::from([(object, values)])).with_env(BTreeMap::new())
 }
+
+/// Writes a Secret volume the way the kubelet's atomic writer does: the files live in a
+/// timestamped directory, `..data` links to it, and each key is a link `<key> ->
+/// ..data/<key>`. A later call writes a new directory and swaps `..data` with one
+/// `rename`, so a reader sees either all the old files or all the new ones.
+pub fn kubelet_secret_volume(dir: &std::path::Path, generation: u32, files: &[(&str, &str)]) {
+    use std::os::unix::fs::symlink;
+    std::fs::create_dir_all(dir).unwrap();
+    let timestamped = format!("..2026_12_07_12_00_00.{generation}");
+    std::fs::create_dir(dir.join(&timestamped)).unwrap();
+    for (key, value) in files {
+        std::fs::write(dir.join(&timestamped).join(key), value).unwrap();
+        let link = dir.join(key);
+        if std::fs::symlink_metadata(&link).is_err() {
+            symlink(std::path::Path::new("..data").join(key), &link).unwrap();
+        }
+    }
+    let staged = dir.join("..data_tmp");
+    symlink(&timestamped, &staged).unwrap();
+    std::fs::rename(&staged, dir.join("..data")).unwrap();
+}

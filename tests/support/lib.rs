@@ -261,3 +261,24 @@ async fn answer(State(script): State<Arc<Mutex<Script>>>, headers: HeaderMap, bo
     }
     response
 }
+
+/// Writes a secret or projected volume the way the kubelet's atomic writer does: files
+/// in a timestamped directory, `..data` linking to it, each top-level entry a link
+/// `<entry> -> ..data/<entry>`; a later generation swaps `..data` with one `rename`.
+/// Paths may be nested (`<secret>/<key>` in a projected volume). (The runner's unit
+/// tests have a flat version; its test support is not public.)
+pub fn kubelet_secret_volume(dir: &Path, generation: u32, files: &[(&str, &str)]) {
+    use std::os::unix::fs::symlink;
+    let timestamped = dir.join(format!("..2026_12_07_12_00_00.{generation}"));
+    for (path, value) in files {
+        let file = timestamped.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, value).unwrap();
+        let top = Path::new(path).components().next().unwrap().as_os_str();
+        if std::fs::symlink_metadata(dir.join(top)).is_err() {
+            symlink(Path::new("..data").join(top), dir.join(top)).unwrap();
+        }
+    }
+    symlink(timestamped.file_name().unwrap(), dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+}

@@ -323,6 +323,12 @@ fn the_chart_runs_the_operator_with_arguments_it_accepts_and_the_images_the_scri
             let text = config_map.expect("the runner defaults ConfigMap")["data"][key].as_str().unwrap();
             let defaults: RunnerDefaults = serde_saphyr::from_str(text).unwrap();
             assert_eq!(defaults.image, runner_image, "the image the operator puts into runners");
+            // Each flow's NetworkPolicy admits the operator's own pods to the admin port.
+            let policy = &defaults.network_policy;
+            let operator = policy.operator.as_ref().expect("the operator's pods as a NetworkPolicy peer");
+            let labels = operator.pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap();
+            let pod_labels = deployment["spec"]["template"]["metadata"]["labels"].as_object().unwrap();
+            assert!(policy.enabled && labels.iter().all(|(k, v)| pod_labels[k.as_str()] == v.as_str()), "{labels:?}");
             let user = pod["securityContext"]["runAsUser"].as_i64().unwrap();
             assert_eq!(format!("{user}:{}", pod["securityContext"]["runAsGroup"]), NONROOT);
         }

@@ -1,16 +1,20 @@
 //! The runner as the operator renders it: the quickstart SyncFlow goes through the
 //! operator's validate and build steps; the ConfigMap's `runner.yaml`, the container's
-//! arguments and its `secretKeyRef` environment (resolved here the way the kubelet would)
-//! start a real runner process, and an order travels from a signed webhook to the ERP.
-//! No kube-apiserver or kubelet can run on these machines; this stands in for a pod.
+//! arguments and its secret volumes (laid out here the way the kubelet's atomic writer
+//! does) start a real runner process, and an order travels from a signed webhook to the
+//! ERP; the admin API wants the mounted token, and a rotated token reaches the running
+//! runner. No kubelet runs on these machines; this stands in for a pod.
 
 use std::{collections::BTreeMap, time::Duration};
+
+use k8s_openapi::api::core::v1::KeyToPath;
 
 use entrepot_e2e::*;
 use entrepot_operator::{
     resources::{SyncFlow, SyncFlowSpec},
     sync_flow::{
         build::{CONFIG_KEY, RunnerDefaults, Workload, children},
+        names::admin_token_secret_name,
         validate::{References, validate},
     },
 };
@@ -43,28 +47,47 @@ async fn an_order_reaches_the_erp_through_the_runner_the_operator_renders() {
     let config = validate(&key.name, "retail", spec, &refs).expect("the quickstart is valid");
     let built = children(&flow, &config, &RunnerDefaults::with_image("entrepot:test")).unwrap();
 
-    // The ConfigMap becomes the mounted file, the container's env its Secrets.
+    // The ConfigMap becomes the mounted file, the secret volumes directories under `root`.
     let config_path = dir.path().join(CONFIG_KEY);
     std::fs::write(&config_path, &built.config_map.data.as_ref().unwrap()[CONFIG_KEY]).unwrap();
     let Workload::Continuous { stateful_set, .. } = built.workload else { panic!("the quickstart is continuous") };
     let pod = stateful_set.spec.unwrap().template.spec.unwrap();
     let container = &pod.containers[0];
-    let secrets: BTreeMap<(String, String), String> = manifests
+    assert!(container.env.as_ref().is_none_or(Vec::is_empty), "no Secret in the environment");
+    let mut secrets: BTreeMap<(String, String), String> = manifests
         .secrets
         .iter()
         .flat_map(|(k, values)| values.iter().map(move |(key, v)| ((k.name.clone(), key.clone()), v.clone())))
         .collect();
-    let env: Vec<(String, String)> = container
-        .env
-        .iter()
-        .flatten()
-        .map(|e| {
-            let r = e.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).expect("only secretKeyRef env");
-            assert!(e.value.is_none(), "no Secret value is rendered into the StatefulSet");
-            (e.name.clone(), secrets[&(r.name.clone(), r.key.clone())].clone())
-        })
-        .collect();
-    assert_eq!(env.len(), 2, "the webhook secret and the ERP token");
+    secrets.insert((admin_token_secret_name(&key.name), "token".into()), "admin-token-1".into());
+    let root = dir.path().join("pod");
+    // What the kubelet writes for each secret or projected volume, and again after a
+    // rotation: every item of every Secret source, at the volume's mount path.
+    let kubelet_writes = |generation: u32, secrets: &BTreeMap<(String, String), String>| {
+        for volume in pod.volumes.iter().flatten() {
+            let sources: Vec<(String, Vec<KeyToPath>)> = match (&volume.secret, &volume.projected) {
+                (Some(s), _) => vec![(s.secret_name.clone().unwrap(), s.items.clone().unwrap())],
+                (_, Some(p)) => p
+                    .sources
+                    .iter()
+                    .flatten()
+                    .filter_map(|s| s.secret.clone())
+                    .map(|s| (s.name, s.items.unwrap()))
+                    .collect(),
+                _ => continue,
+            };
+            let mount = container.volume_mounts.iter().flatten().find(|m| m.name == volume.name).expect("mounted");
+            assert!(mount.sub_path.is_none(), "a subPath mount would never be refreshed");
+            let files: Vec<(&str, &str)> = sources
+                .iter()
+                .flat_map(|(name, items)| {
+                    items.iter().map(move |i| (i.path.as_str(), secrets[&(name.clone(), i.key.clone())].as_str()))
+                })
+                .collect();
+            kubelet_secret_volume(&root.join(mount.mount_path.trim_start_matches('/')), generation, &files);
+        }
+    };
+    kubelet_writes(1, &secrets);
 
     // The container's arguments, with the pod's paths and ports moved to this machine.
     let rendered = container.args.clone().unwrap();
@@ -74,11 +97,14 @@ async fn an_order_reaches_the_erp_through_the_runner_the_operator_renders() {
             "--config" => args.extend([pair[0].clone(), config_path.display().to_string()]),
             "--data-dir" => args.extend([pair[0].clone(), dir.path().join("data").display().to_string()]),
             "--listen" | "--admin-listen" => {} // loopback ports instead
+            "--admin-token-file" | "--secrets-dir" => {
+                args.extend([pair[0].clone(), root.join(pair[1].trim_start_matches('/')).display().to_string()])
+            }
             _ => args.extend(pair.iter().cloned()),
         }
     }
     assert_eq!(args[0], "serve");
-    let runner = RunnerProcess::spawn(args, env).await;
+    let runner = RunnerProcess::spawn(args, Vec::new()).await;
 
     let order = shopify_order(4242, "SKU-9", "2026-11-27T10:05:00-05:00");
     assert_eq!(post_webhook(&runner.webhook(FLOW), &order, "delivery-4242", None).await.status(), 200);
@@ -87,6 +113,21 @@ async fn an_order_reaches_the_erp_through_the_runner_the_operator_renders() {
     })
     .await;
     assert_eq!(status(&runner.admin_url).await.flows[0].namespace, "retail");
+
+    // The admin API wants the mounted token.
+    let letters = format!("{}/v1/deadletters", runner.admin_url);
+    assert_eq!(reqwest::get(&letters).await.unwrap().status(), 401);
+    let with_token = reqwest::Client::new().get(&letters).bearer_auth("admin-token-1").send().await.unwrap();
+    assert_eq!(with_token.status(), 200);
+
+    // The Secret is rotated: the kubelet swaps the files, and the next request is
+    // checked against the new token, without a restart.
+    secrets.insert((admin_token_secret_name(&key.name), "token".into()), "admin-token-2".into());
+    kubelet_writes(2, &secrets);
+    let old = reqwest::Client::new().get(&letters).bearer_auth("admin-token-1").send().await.unwrap();
+    assert_eq!(old.status(), 401);
+    let new = reqwest::Client::new().get(&letters).bearer_auth("admin-token-2").send().await.unwrap();
+    assert_eq!(new.status(), 200);
 }
 
 /// Every example's flows pass the operator's own checks (beyond the CRD schema, which

@@ -81,7 +81,8 @@ replica without it would have every replica reconcile, so that is refused.
 
 {{/*
 The runner defaults file (runner-defaults.yaml), as the operator reads it with
---runner-defaults: image, imagePullPolicy, resources, queue.{storageClassName,size}.
+--runner-defaults: image, imagePullPolicy, resources, queue.{storageClassName,size},
+networkPolicy (with the operator's own namespace and pod labels).
 Optional fields are left out when empty.
 */}}
 {{- define "entrepot.runnerDefaults" -}}
@@ -92,6 +93,26 @@ imagePullPolicy: {{ . }}
 {{- with .Values.runner.resources }}
 resources:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.runner.networkPolicy }}
+networkPolicy:
+  enabled: {{ .enabled }}
+  # The operator's pods: they read each runner's /v1/status.
+  operator:
+    namespaceSelector:
+      matchLabels:
+        kubernetes.io/metadata.name: {{ $.Release.Namespace }}
+    podSelector:
+      matchLabels:
+        {{- include "entrepot.selectorLabels" $ | nindent 8 }}
+  {{- with .webhookFrom }}
+  webhookFrom:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .adminFrom }}
+  adminFrom:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end }}
 {{- if or .Values.runner.queue.storageClassName .Values.runner.queue.size }}
 queue:
@@ -106,8 +127,9 @@ queue:
 
 {{/*
 The operator's permissions, shared by the ClusterRole (all namespaces) and the
-Role (watchNamespace). Least privilege; never Secrets: runner pods get secret
-values through secretKeyRef, which needs no permission of the operator.
+Role (watchNamespace). Least privilege; on Secrets only create: the operator
+creates each flow's admin token once (409 = already there) and never reads one.
+Runner pods mount the Secrets they reference, which needs no permission of it.
 scripts/chart_policy.py holds the same list and fails on any difference.
 */}}
 {{- define "entrepot.operatorRules" -}}
@@ -143,6 +165,14 @@ scripts/chart_policy.py holds the same list and fails on any difference.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch"]
+# Each flow's admin token, created once; never get, list, watch or update.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create"]
+# Each flow's NetworkPolicy (removed again when the chart disables it).
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 # A runner with more than one replica keeps one up during node drains.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]

@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use k8s_openapi::NamespaceResourceScope;
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams},
+    api::{DeleteParams, Patch, PatchParams, PostParams},
     core::DeserializeGuard,
 };
 use serde::{Serialize, de::DeserializeOwned};
@@ -59,6 +59,23 @@ where
         .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
         .await
         .map_err(|source| kube_error::<K>("apply", namespace, &name, source))
+}
+
+/// Creates `object` unless one of its name exists (`409 AlreadyExists`), which is left
+/// as it is: never read, never updated. For what must be written once, like a token.
+pub(crate) async fn create_once<K>(client: &Client, namespace: &str, object: &K) -> Result<(), Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    match Api::<K>::namespaced(client.clone(), namespace).create(&PostParams::default(), object).await {
+        Ok(_) => {
+            info!(kind = %K::kind(&()), child = name, "created");
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(source) => Err(kube_error::<K>("create", namespace, &name, source)),
+    }
 }
 
 /// Deletes the `K` named `name` if the object whose uid is `owner` owns it. Anything

@@ -1,8 +1,10 @@
 //! The CronJob a ReconcileSchedule becomes, as a pure function of the schedule and its
 //! resolved flow. Each run is a pod of the runner image running `entrepot reconcile`
 //! with the flow's runner configuration (its ConfigMap, mounted), the flow's Secret keys
-//! as environment (the same as the runner's), and the schedule's spec as JSON in
-//! `ENTREPOT_RECONCILE_SPEC`; repairs go to the flow's runner through its Service.
+//! mounted as files (the same as the runner's), and the schedule's spec as JSON in
+//! `ENTREPOT_RECONCILE_SPEC`; repairs go to the flow's runner through its Service, with
+//! the flow's admin token (mounted too). Its pods' labels let them through the flow's
+//! NetworkPolicy to the runner's admin port.
 
 use crate::error::Category;
 use std::collections::BTreeMap;
@@ -21,9 +23,10 @@ use crate::{
     sync_flow::{
         build::{
             MANAGED_BY, RunnerDefaults, SYNC_FLOW_LABEL, admin_url, config_mount, config_path, config_volume,
-            container_security_context, pod_security_context, secret_env,
+            container_security_context, pod_security_context,
         },
-        names::runner_name,
+        names::{RECONCILE_APP, runner_name},
+        secret_volumes::{SECRETS_DIR, admin_token_file, admin_token_volume, secret_volumes},
         validate::secret_refs,
     },
 };
@@ -62,7 +65,7 @@ pub fn cron_job_name(schedule: &str) -> String {
 /// Labels on the CronJob, its Jobs and their pods.
 pub fn labels(schedule: &str, flow: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), "entrepot-reconcile".to_string()),
+        ("app.kubernetes.io/name".to_string(), RECONCILE_APP.to_string()),
         ("app.kubernetes.io/instance".to_string(), schedule.to_string()),
         ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
         ("app.kubernetes.io/part-of".to_string(), "entrepot".to_string()),
@@ -81,7 +84,7 @@ pub fn cron_job(
     let name = schedule.metadata.name.clone().ok_or(BuildError::NoOwnerReference)?;
     let spec = &schedule.spec;
     let labels = labels(&name, &flow.name);
-    let mut env = vec![
+    let env = vec![
         EnvVar { name: NAME_ENV.into(), value: Some(name.clone()), ..EnvVar::default() },
         EnvVar {
             name: SPEC_ENV.into(),
@@ -89,7 +92,10 @@ pub fn cron_job(
             ..EnvVar::default()
         },
     ];
-    env.extend(secret_env(&secret_refs(flow)));
+    let (mut volumes, mut mounts) = secret_volumes(&secret_refs(flow));
+    let (token_volume, token_mount) = admin_token_volume(&flow.name);
+    volumes.extend([config_volume(&runner_name(&flow.name)), token_volume]);
+    mounts.extend([config_mount(), token_mount]);
     let container = Container {
         name: CONTAINER.into(),
         image: Some(flow.spec.runner.image.clone().unwrap_or_else(|| defaults.image.clone())),
@@ -101,12 +107,16 @@ pub fn cron_job(
             config_path(),
             "--runner".into(),
             admin_url(&flow.name),
+            "--admin-token-file".into(),
+            admin_token_file(),
+            "--secrets-dir".into(),
+            SECRETS_DIR.into(),
             "--termination-log".into(),
             TERMINATION_LOG.into(),
         ]),
         env: Some(env),
         security_context: Some(container_security_context()),
-        volume_mounts: Some(vec![config_mount()]),
+        volume_mounts: Some(mounts),
         termination_message_path: Some(TERMINATION_LOG.into()),
         // The summary when the run wrote one; the log's tail when it died before.
         termination_message_policy: Some("FallbackToLogsOnError".into()),
@@ -119,7 +129,7 @@ pub fn cron_job(
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         security_context: Some(pod_security_context()),
-        volumes: Some(vec![config_volume(&runner_name(&flow.name))]),
+        volumes: Some(volumes),
         ..PodSpec::default()
     };
     let template_meta = ObjectMeta { labels: Some(labels.clone()), ..ObjectMeta::default() };
@@ -200,8 +210,9 @@ mod tests {
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
         assert_eq!(pod.automount_service_account_token, Some(false));
         assert_eq!(pod.security_context.as_ref().unwrap().run_as_non_root, Some(true));
-        let volume = &pod.volumes.as_ref().unwrap()[0];
-        assert_eq!(volume.config_map.as_ref().unwrap().name, "orders-runner");
+        let volumes = pod.volumes.as_ref().unwrap();
+        let config = volumes.iter().find_map(|v| v.config_map.as_ref()).unwrap();
+        assert_eq!(config.name, "orders-runner");
         let c = &pod.containers[0];
         assert_eq!(c.name, CONTAINER);
         let security = c.security_context.as_ref().unwrap();
@@ -213,13 +224,21 @@ mod tests {
         let args = c.args.clone().unwrap();
         assert_eq!(args[..3], ["reconcile", "--config", "/etc/entrepot/runner.yaml"]);
         assert!(args.windows(2).any(|w| w == ["--runner", "http://orders-runner:9090"]), "{args:?}");
+        assert!(args.windows(2).any(|w| w == ["--admin-token-file", "/var/run/secrets/entrepot-admin/token"]));
         let env = c.env.clone().unwrap();
         let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, [NAME_ENV, SPEC_ENV, "ENTREPOT_SECRET_ERP_API_TOKEN", "ENTREPOT_SECRET_SHOP_WEBHOOK_SECRET"]);
+        assert_eq!(names, [NAME_ENV, SPEC_ENV], "no Secret in the environment");
         let spec: entrepot_api::resource::ReconcileScheduleSpec =
             serde_json::from_str(env[1].value.as_deref().unwrap()).unwrap();
         assert_eq!(spec, fixtures::reconcile().schedules[0].spec.0);
-        // Secrets by reference only.
-        assert!(env[2].value.is_none() && env[2].value_from.as_ref().unwrap().secret_key_ref.is_some());
+        // Secrets as files, by reference only: the flow's keys and its admin token.
+        let projected = volumes.iter().find_map(|v| v.projected.as_ref()).unwrap().sources.clone().unwrap();
+        let secrets: Vec<String> = projected.iter().map(|s| s.secret.as_ref().unwrap().name.clone()).collect();
+        assert_eq!(secrets, ["erp-api", "shop-webhook"]);
+        let token = volumes.iter().find_map(|v| v.secret.as_ref()?.secret_name.clone());
+        assert_eq!(token.as_deref(), Some("orders-runner-admin-token"));
+        let mounts: Vec<&str> = c.volume_mounts.as_ref().unwrap().iter().map(|m| m.mount_path.as_str()).collect();
+        assert!(mounts.contains(&"/var/run/secrets/entrepot"), "{mounts:?}");
+        assert!(args.windows(2).any(|w| w == ["--secrets-dir", "/var/run/secrets/entrepot"]), "{args:?}");
     }
 }

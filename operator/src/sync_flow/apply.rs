@@ -6,16 +6,18 @@ use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
     batch::v1::CronJob,
     core::v1::Service,
+    networking::v1::NetworkPolicy,
     policy::v1::PodDisruptionBudget,
 };
 
 use super::{
     build::{Children, Workload},
     names::runner_name,
+    secret_volumes::with_random_token,
 };
 use crate::{
     error::Error,
-    kube_io::objects::{apply, remove_owned},
+    kube_io::objects::{apply, create_once, remove_owned},
 };
 
 /// The workload as the API holds it after the apply, status included.
@@ -41,12 +43,20 @@ pub struct Target<'a> {
     pub rendered_before: Option<&'a str>,
 }
 
-/// Applies `children` (the ConfigMap first, so new pods find their configuration) and
-/// removes the workload kinds the flow no longer renders.
+/// Applies `children` (the ConfigMap and the admin token first, so new pods find them)
+/// and removes the workload kinds the flow no longer renders. The admin token Secret is
+/// created once with a random value and never read back: an existing one is kept.
 pub async fn children(client: &kube::Client, target: &Target<'_>, children: &Children) -> Result<Applied, Error> {
     let Target { flow, namespace, owner_uid, rendered_before } = *target;
     apply(client, namespace, &children.config_map).await?;
+    create_once(client, namespace, &with_random_token(children.admin_token.clone())).await?;
     let runner = runner_name(flow);
+    match &children.network_policy {
+        Some(policy) => {
+            apply(client, namespace, policy).await?;
+        }
+        None => remove_owned::<NetworkPolicy>(client, namespace, &runner, owner_uid).await?,
+    }
     let prune = |kind: &str| rendered_before != Some(&format!("{kind}/{runner}"));
     match &children.workload {
         Workload::Continuous { stateful_set, disruption_budget, service } => {

@@ -15,12 +15,12 @@ use k8s_openapi::{
         apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec},
         batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec},
         core::v1::{
-            Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-            EnvVarSource, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-            PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-            ResourceRequirements, SeccompProfile, SecretKeySelector as KubeSecretKeySelector, SecurityContext, Service,
-            ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+            Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+            HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
+            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Secret,
+            SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
         },
+        networking::v1::NetworkPolicy,
         policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
     },
     apimachinery::pkg::{
@@ -33,13 +33,17 @@ use kube::Resource;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{names::runner_name, validate::secret_refs};
+pub use super::names::{ADMIN_PORT, SYNC_FLOW_LABEL, selector_labels};
+use super::{
+    names::{WEBHOOK_PORT, runner_name},
+    network_policy::{NetworkPolicyDefaults, network_policy},
+    secret_volumes::{SECRETS_DIR, admin_token_file, admin_token_secret, admin_token_volume, secret_volumes},
+    validate::secret_refs,
+};
 use crate::resources::SyncFlow;
 
 /// Pod template annotation whose change rolls the runner pods.
 pub const CHECKSUM_ANNOTATION: &str = "entrepot.io/config-checksum";
-/// Label naming the SyncFlow a child belongs to.
-pub const SYNC_FLOW_LABEL: &str = "entrepot.io/sync-flow";
 /// `app.kubernetes.io/managed-by` of everything the operator creates; its watches
 /// select on it.
 pub const MANAGED_BY: &str = "entrepot-operator";
@@ -48,9 +52,6 @@ pub const CONFIG_KEY: &str = "runner.yaml";
 
 const CONFIG_DIR: &str = "/etc/entrepot";
 const DATA_DIR: &str = "/var/lib/entrepot";
-const WEBHOOK_PORT: i32 = 8080;
-/// The runner's admin port (`/v1/status`, `/metrics`), where the operator reads it.
-pub const ADMIN_PORT: i32 = 9090;
 /// Name of the queue volume (and of a StatefulSet's claim template).
 const QUEUE_VOLUME: &str = "queue";
 /// Size of a queue claim when neither the flow nor the operator says.
@@ -75,6 +76,9 @@ pub struct RunnerDefaults {
     /// The queue's volume claim.
     #[serde(default)]
     pub queue: QueueDefaults,
+    /// Whether, and how, each flow's runner pods get a NetworkPolicy.
+    #[serde(default)]
+    pub network_policy: NetworkPolicyDefaults,
 }
 
 /// Defaults of a flow's queue volume claim.
@@ -103,6 +107,11 @@ pub struct Children {
     pub config_map: ConfigMap,
     /// What runs the runner.
     pub workload: Workload,
+    /// The admin token's Secret, without its value: created once, with a random token,
+    /// and never read back or updated.
+    pub admin_token: Secret,
+    /// Who may reach the runner pods, when the chart enables it.
+    pub network_policy: Option<NetworkPolicy>,
     /// SHA-256 of the configuration and the referenced Secret keys.
     pub checksum: String,
 }
@@ -159,15 +168,6 @@ impl From<BuildError> for crate::error::Error {
         };
         Self::refused(category, error)
     }
-}
-
-/// Labels that select a flow's runner pods. Kept to two because a Deployment's
-/// selector cannot change once created.
-pub fn selector_labels(flow: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), "entrepot-runner".to_string()),
-        ("app.kubernetes.io/instance".to_string(), flow.to_string()),
-    ])
 }
 
 /// Labels on every child of a flow.
@@ -238,6 +238,8 @@ pub fn children(flow: &SyncFlow, config: &FlowConfig, defaults: &RunnerDefaults)
         }
     };
     Ok(Children {
+        admin_token: admin_token_secret(meta.clone()),
+        network_policy: network_policy(meta.clone(), &config.name, &defaults.network_policy),
         config_map: ConfigMap {
             metadata: meta,
             data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), rendered)])),
@@ -279,16 +281,18 @@ fn pod_template(
     batch: bool,
 ) -> PodTemplateSpec {
     let runner = &config.spec.runner;
-    let env = secret_env(secrets);
-    let probe = |path: &str| Probe {
+    let probe = |path: &str, period: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
             port: IntOrString::String("admin".into()),
             ..HTTPGetAction::default()
         }),
-        period_seconds: Some(10),
+        period_seconds: Some(period),
         ..Probe::default()
     };
+    // A runner repairing its queue at start answers /healthz 503 until the queue is
+    // open: up to 30 minutes (360 x 5 s) before liveness takes over.
+    let startup = Probe { failure_threshold: Some(360), ..probe("/healthz", 5) };
     let mut args: Vec<String> = [
         "serve",
         "--config",
@@ -299,6 +303,10 @@ fn pod_template(
         &format!("0.0.0.0:{WEBHOOK_PORT}"),
         "--admin-listen",
         &format!("0.0.0.0:{ADMIN_PORT}"),
+        "--admin-token-file",
+        &admin_token_file(),
+        "--secrets-dir",
+        SECRETS_DIR,
     ]
     .map(String::from)
     .to_vec();
@@ -312,6 +320,9 @@ fn pod_template(
         // The root filesystem is read-only; the runner's scratch space.
         VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..VolumeMount::default() },
     ];
+    let (secret_volumes, secret_mounts) = secret_volumes(secrets);
+    let (token_volume, token_mount) = admin_token_volume(&config.name);
+    mounts.extend(secret_mounts.into_iter().chain([token_mount]));
     let mut volumes = vec![
         config_volume(&runner_name(&config.name)),
         Volume {
@@ -323,6 +334,7 @@ fn pod_template(
             ..Volume::default()
         },
     ];
+    volumes.extend(secret_volumes.into_iter().chain([token_volume]));
     if batch {
         volumes.push(Volume {
             name: QUEUE_VOLUME.into(),
@@ -364,11 +376,11 @@ fn pod_template(
                 ..ContainerPort::default()
             },
         ]),
-        env: Some(env),
         resources: defaults.resources.clone(),
         // A batch run is not a server: no probes; its exit code says how it went.
-        readiness_probe: (!batch).then(|| probe("/readyz")),
-        liveness_probe: (!batch).then(|| probe("/healthz")),
+        startup_probe: (!batch).then_some(startup),
+        readiness_probe: (!batch).then(|| probe("/readyz", 10)),
+        liveness_probe: (!batch).then(|| probe("/healthz", 10)),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         security_context: Some(container_security_context()),
         volume_mounts: Some(mounts),
@@ -383,7 +395,7 @@ fn pod_template(
         spec: Some(PodSpec {
             containers: vec![container],
             // The runner holds no Kubernetes credentials (it is told everything
-            // through its config and environment).
+            // through its config and mounted Secrets).
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
             restart_policy: batch.then(|| "OnFailure".into()),
@@ -473,27 +485,6 @@ fn cron_job(
         }),
         status: None,
     }
-}
-
-/// The environment that carries each referenced Secret key into a runner container
-/// (`ENTREPOT_SECRET_<NAME>_<KEY>`, see [`SecretKeySelector::env_var`]), by reference:
-/// the operator never reads the values.
-pub fn secret_env(secrets: &BTreeSet<SecretKeySelector>) -> Vec<EnvVar> {
-    secrets
-        .iter()
-        .map(|s| EnvVar {
-            name: s.env_var(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(KubeSecretKeySelector {
-                    name: s.name.clone(),
-                    key: s.key.clone(),
-                    optional: None,
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        })
-        .collect()
 }
 
 fn runtime_default() -> Option<SeccompProfile> {

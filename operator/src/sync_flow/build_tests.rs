@@ -112,22 +112,60 @@ fn the_config_map_holds_the_resolved_flow_the_runner_reads() {
 }
 
 #[test]
-fn secrets_reach_the_runner_as_secret_key_refs_never_as_values() {
+fn secrets_reach_the_runner_as_refreshed_volumes_never_as_values_or_environment() {
     let c = build(&fixtures::orders());
-    let env = pod(&c).containers[0].env.clone().unwrap();
-    let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(names, ["ENTREPOT_SECRET_ERP_API_TOKEN", "ENTREPOT_SECRET_SHOP_WEBHOOK_SECRET"]);
-    for var in &env {
-        assert!(var.value.is_none(), "{} carries a value", var.name);
-        let selector = var.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
-        let expected = SecretKeySelector { name: selector.name.clone(), key: selector.key.clone() };
-        assert_eq!(var.name, expected.env_var());
-    }
-    let erp = env[0].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
-    assert_eq!((erp.name.as_str(), erp.key.as_str()), ("erp-api", "token"));
-    // Nor does any other child mention anything but Secret names and keys.
-    let everything = serde_json::to_string(&(&c.config_map, continuous(&c))).unwrap();
+    let container = &pod(&c).containers[0];
+    assert!(container.env.as_ref().is_none_or(Vec::is_empty), "no Secret in the environment: {:?}", container.env);
+    let volumes = pod(&c).volumes.clone().unwrap();
+    let projected = volumes.iter().find_map(|v| v.projected.as_ref()).unwrap().sources.clone().unwrap();
+    let files: Vec<(String, String)> = projected
+        .iter()
+        .map(|p| p.secret.as_ref().unwrap())
+        .flat_map(|s| s.items.iter().flatten().map(|i| (s.name.clone(), i.path.clone())))
+        .collect();
+    let expected = [("erp-api", "erp-api/token"), ("shop-webhook", "shop-webhook/secret")];
+    assert_eq!(files, expected.map(|(a, b)| (a.to_string(), b.to_string())));
+    let token = volumes.iter().find_map(|v| v.secret.as_ref()?.secret_name.clone());
+    assert_eq!(token.as_deref(), Some("orders-runner-admin-token"));
+    let mounts = container.volume_mounts.clone().unwrap();
+    let all = mounts.iter().find(|m| m.mount_path == "/var/run/secrets/entrepot").expect("the secrets dir mounted");
+    assert!(all.sub_path.is_none() && all.read_only == Some(true), "a subPath mount is never refreshed");
+    let args = container.args.clone().unwrap();
+    assert!(args.windows(2).any(|w| w == ["--admin-token-file", "/var/run/secrets/entrepot-admin/token"]), "{args:?}");
+    assert!(args.windows(2).any(|w| w == ["--secrets-dir", "/var/run/secrets/entrepot"]), "{args:?}");
+    // The admin token is built without a value: it is drawn when created, never read.
+    assert!(c.admin_token.data.is_none() && c.admin_token.string_data.is_none());
+    assert_eq!(c.admin_token.metadata.owner_references, sts(&c).metadata.owner_references);
+    // Nor does any child mention anything but Secret names and keys.
+    let everything = serde_json::to_string(&(&c.config_map, continuous(&c), &c.admin_token)).unwrap();
     assert!(!everything.contains("\"value\":"), "a literal env value was rendered");
+}
+
+#[test]
+fn the_runner_has_a_startup_probe_for_queue_repair_and_liveness_as_before() {
+    let c = build(&fixtures::orders());
+    let container = &pod(&c).containers[0];
+    let startup = container.startup_probe.as_ref().expect("a startupProbe");
+    let get = startup.http_get.as_ref().unwrap();
+    assert_eq!((get.path.as_deref(), &get.port), (Some("/healthz"), &IntOrString::String("admin".into())));
+    assert_eq!((startup.period_seconds, startup.failure_threshold), (Some(5), Some(360)), "30 minutes");
+    let liveness = container.liveness_probe.as_ref().unwrap();
+    assert_eq!((liveness.period_seconds, liveness.failure_threshold), (Some(10), None));
+    let nightly = build(&fixtures::nightly());
+    let (cron, _) = batch(&nightly);
+    let run = &cron.spec.as_ref().unwrap().job_template.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert!(run.containers[0].startup_probe.is_none(), "a batch run is not a server");
+}
+
+#[test]
+fn a_network_policy_is_rendered_when_the_chart_enables_it() {
+    assert!(build(&fixtures::orders()).network_policy.is_none(), "not without the chart's operator peer");
+    let mut with_policy = defaults();
+    with_policy.network_policy.enabled = true;
+    let c = children(fixtures::orders().flow(), &resolve(&fixtures::orders()), &with_policy).unwrap();
+    let policy = c.network_policy.expect("rendered");
+    assert_eq!(policy.metadata.name.as_deref(), Some("orders-runner"));
+    assert_eq!(policy.metadata.owner_references, sts(&build(&fixtures::orders())).metadata.owner_references);
 }
 
 #[test]
@@ -160,7 +198,7 @@ fn rendered(c: &Children) -> Vec<serde_json::Value> {
     let mut config_map = json(&c.config_map);
     let text = config_map["data"][CONFIG_KEY].as_str().expect("the runner configuration").to_string();
     config_map["data"][CONFIG_KEY] = serde_saphyr::from_str(&text).expect("the runner configuration is YAML");
-    let mut objects = vec![config_map];
+    let mut objects = vec![config_map, json(&c.admin_token)];
     match &c.workload {
         Workload::Continuous { stateful_set, disruption_budget, service } => {
             objects.extend([json(service), json(disruption_budget), json(stateful_set)]);

@@ -12,8 +12,10 @@ pub mod build;
 pub(crate) mod dereference;
 pub mod events;
 pub mod names;
+pub mod network_policy;
 pub mod reason;
 pub mod runner_status;
+pub mod secret_volumes;
 pub mod status;
 pub mod validate;
 

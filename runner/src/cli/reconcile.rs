@@ -53,6 +53,10 @@ pub struct ReconcileArgs {
     /// Service). Needed to repair.
     #[arg(long, env = "ENTREPOT_RUNNER_URL")]
     runner: Option<String>,
+    /// A file holding the runner's admin token, sent as `Authorization: Bearer` with a
+    /// repair (in a pod, the flow's `<runner>-admin-token` Secret, mounted by the operator).
+    #[arg(long, env = "ENTREPOT_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
     /// Where the summary is also written for Kubernetes. Default `/dev/termination-log`
     /// when it exists.
     #[arg(long, env = "ENTREPOT_TERMINATION_LOG")]
@@ -116,9 +120,11 @@ async fn reconcile(args: &ReconcileArgs) -> Result<String> {
         (ReconcileAction::Repair, None) => {
             bail!("ReconcileSchedule {name}: action repair needs --runner, the admin API of the flow's runner")
         }
-        (ReconcileAction::Repair, Some(url)) => {
-            Some(RunnerClient::new(url, &format!("entrepot reconcile {name}")).map_err(|e| anyhow!(e))?)
-        }
+        (ReconcileAction::Repair, Some(url)) => Some(
+            RunnerClient::new(url, &format!("entrepot reconcile {name}"))
+                .map_err(|e| anyhow!(e))?
+                .with_token_file(args.admin_token_file.clone()),
+        ),
         (ReconcileAction::Report, _) => None,
     };
     let reconciler = Reconciler::new(&name, &spec, flow, &secrets, jiff::Timestamp::now())?;

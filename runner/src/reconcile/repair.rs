@@ -1,11 +1,13 @@
 //! Sending the records a target lacks back through their flow, via the runner's admin
 //! API (`POST /v1/flows/{flow}/records`), in batches.
 
+use std::path::PathBuf;
+
 use serde_json::Value;
 
 use crate::{
     runtime::{
-        REQUESTED_BY_HEADER,
+        REQUESTED_BY_HEADER, admin_auth,
         records::{EnqueueReport, EnqueueRequest, MAX_RECORDS, RawRecord},
     },
     source::poll::content_digest,
@@ -17,6 +19,8 @@ pub struct RunnerClient {
     base: String,
     http: reqwest::Client,
     requested_by: String,
+    /// The runner's admin token, read at each request (a rotated Secret applies).
+    token_file: Option<PathBuf>,
 }
 
 impl RunnerClient {
@@ -28,7 +32,18 @@ impl RunnerClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
-        Ok(Self { base: base.trim_end_matches('/').to_string(), http, requested_by: requested_by.into() })
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+            requested_by: requested_by.into(),
+            token_file: None,
+        })
+    }
+
+    /// Sends the token in `file` as `Authorization: Bearer` (the runner's admin token).
+    pub fn with_token_file(mut self, file: Option<PathBuf>) -> Self {
+        self.token_file = file;
+        self
     }
 
     /// Queues `records` (raw source payloads) in `flow`, for its target number `target`
@@ -49,14 +64,12 @@ impl RunnerClient {
                     .collect(),
                 target: Some(target),
             };
-            let response = self
-                .http
-                .post(&url)
-                .header(REQUESTED_BY_HEADER, &self.requested_by)
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| format!("POST {url}: {}", crate::protocol::describe_transport(&e)))?;
+            let mut request = self.http.post(&url).header(REQUESTED_BY_HEADER, &self.requested_by).json(&body);
+            if let Some(file) = &self.token_file {
+                request = request.bearer_auth(admin_auth::read_token(file).map_err(|e| e.to_string())?);
+            }
+            let response =
+                request.send().await.map_err(|e| format!("POST {url}: {}", crate::protocol::describe_transport(&e)))?;
             let status = response.status();
             if !status.is_success() {
                 let text = response.text().await.unwrap_or_default();

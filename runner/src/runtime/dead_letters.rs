@@ -24,7 +24,7 @@ use axum::{
 };
 use tracing::info;
 
-use super::Runtime;
+use super::{Runtime, admin_auth};
 use crate::queue::{
     ActionReport, DeadLetterAction as Action, DeadLetterFilter, Queue, QueueError, Selection, SelectionError, now_ms,
 };
@@ -32,9 +32,6 @@ use crate::queue::{
 /// A listing's page size when the request gives none, and the most it may ask for.
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
-
-/// The header a client (the CLI) names itself in, for the audit log.
-pub const REQUESTED_BY_HEADER: &str = "x-entrepot-requested-by";
 
 /// The dead-letter routes, for the admin router.
 pub(super) fn routes() -> Router<Arc<Runtime>> {
@@ -140,8 +137,8 @@ impl Runtime {
 
 /// Who asked, for the audit log: the admin API, and the client's own name if it gave one.
 fn requested_by(headers: &HeaderMap) -> String {
-    match headers.get(REQUESTED_BY_HEADER).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()) {
-        Some(client) => format!("admin API: {}", client.chars().take(100).collect::<String>()),
+    match admin_auth::requested_by(headers) {
+        Some(client) => format!("admin API: {client}"),
         None => "admin API".into(),
     }
 }

@@ -9,9 +9,8 @@
 //! dead-letter replay, a record handed over here passes the flow's idempotency-key check
 //! (its revision may have been delivered before, and since lost or changed at the
 //! target), and goes to the target under `<idempotency key>:<delivery id>`, so the
-//! target does not answer it from its own idempotency store either. Like every
-//! admin route it has no authentication of its own: the admin port must only be reachable
-//! from inside the cluster (the runner's Service), not exposed.
+//! target does not answer it from its own idempotency store either. Like the dead-letter
+//! routes it needs the admin token (`admin_auth.rs`).
 
 use std::sync::Arc;
 
@@ -26,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::info;
 
-use super::{REQUESTED_BY_HEADER, Runtime};
+use super::{Runtime, admin_auth};
 use crate::queue::{Envelope, Intake, Replay, now_ms};
 
 /// The most records one request may carry.
@@ -97,8 +96,8 @@ async fn enqueue(
     }
     // Resolved now, against the flow as it runs: the queued records name the target.
     let target = request.target.map(|t| flow.targets[t as usize].name.clone());
-    let requested_by =
-        headers.get(REQUESTED_BY_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("admin API").to_string();
+    // Bounded: it is copied into each of up to MAX_RECORDS envelopes.
+    let requested_by = admin_auth::requested_by(&headers).unwrap_or_else(|| "admin API".into());
     let received = now_ms();
     let expires = received.saturating_add(flow.config.spec.delivery.dedup_window.get().as_millis() as i64);
     let items: Vec<Intake> = request

@@ -4,14 +4,17 @@
 
 mod render;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use crate::{
     queue::{
         ActionReport, DeadLetterAction, DeadLetterEntry, DeadLetterPage, DeadLetterReason, Queue, QueueError,
         RedbQueue, Selection, now_ms,
     },
-    runtime::REQUESTED_BY_HEADER,
+    runtime::{REQUESTED_BY_HEADER, admin_auth},
 };
 use anyhow::{Context, Result, bail};
 use clap::{Subcommand, ValueEnum};
@@ -29,6 +32,11 @@ pub struct DeadLettersArgs {
     /// A running runner's admin address (its --admin-listen), e.g. http://127.0.0.1:9090.
     #[arg(long, global = true, value_name = "URL")]
     admin: Option<String>,
+    /// A file holding the runner's admin token, sent with --admin as
+    /// `Authorization: Bearer` (the runner's --admin-token-file; in a cluster the flow's
+    /// `<runner>-admin-token` Secret, key `token`).
+    #[arg(long, global = true, value_name = "FILE", env = "ENTREPOT_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
     /// `table` for people, `json` for scripts.
     #[arg(long, short, global = true, value_enum, default_value = "table")]
     output: Output,
@@ -130,7 +138,7 @@ enum Backend {
 }
 
 pub async fn run(args: DeadLettersArgs) -> Result<ExitCode> {
-    let backend = Backend::connect(args.data_dir, args.admin)?;
+    let backend = Backend::connect(args.data_dir, args.admin, args.admin_token_file.as_deref())?;
     let json = args.output == Output::Json;
     match args.command {
         Command::List { filter, limit, after } => {
@@ -171,14 +179,23 @@ fn requested_by() -> String {
 }
 
 impl Backend {
-    fn connect(data_dir: Option<PathBuf>, admin: Option<String>) -> Result<Self> {
+    fn connect(data_dir: Option<PathBuf>, admin: Option<String>, token_file: Option<&Path>) -> Result<Self> {
         if let Some(url) = admin {
             let base = url.trim_end_matches('/').to_string();
             if !base.starts_with("http://") && !base.starts_with("https://") {
                 bail!("--admin {url}: give the runner's admin address as a URL, e.g. http://127.0.0.1:9090");
             }
+            let mut headers = reqwest::header::HeaderMap::new();
+            if let Some(file) = token_file {
+                let mut value: reqwest::header::HeaderValue = format!("Bearer {}", admin_auth::read_token(file)?)
+                    .parse()
+                    .with_context(|| format!("the admin token in {} is not a valid header value", file.display()))?;
+                value.set_sensitive(true);
+                headers.insert(reqwest::header::AUTHORIZATION, value);
+            }
             let client = reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
+                .default_headers(headers)
                 // The admin API never redirects; whoever does is not the runner.
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?;

@@ -1,0 +1,184 @@
+//! Who may use the admin API's routes that read payloads or change state (dead letters,
+//! record injection): a caller presenting `Authorization: Bearer <token>`, where the
+//! token is the current content of a file. In a cluster the operator creates the token
+//! in a Secret per SyncFlow (`<runner>-admin-token`, key `token`) and mounts it; the file
+//! is read on every request, so a rotated Secret applies without a restart. The probes,
+//! `/metrics` and `/v1/status` (counts and health, no payload, no secret) stay open.
+//!
+//! Also the one place the caller's `x-entrepot-requested-by` enters: bounded before it
+//! is logged or copied into queued records.
+
+use std::path::{Path, PathBuf};
+
+use axum::{
+    Json,
+    extract::{Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::json;
+use sha2::Sha256;
+use tracing::warn;
+
+/// The header a client (the CLI) names itself in, for the audit log.
+pub const REQUESTED_BY_HEADER: &str = "x-entrepot-requested-by";
+/// The most characters of `x-entrepot-requested-by` kept; the rest is cut.
+pub const REQUESTED_BY_MAX_CHARS: usize = 100;
+/// Where a runner pod finds its admin token (the operator mounts the flow's
+/// `<runner>-admin-token` Secret here).
+pub const POD_ADMIN_TOKEN_FILE: &str = "/var/run/secrets/entrepot-admin/token";
+
+/// How the admin API's protected routes are guarded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum AdminAuth {
+    /// No token: only for an admin server on a loopback address (local mode, tests).
+    #[default]
+    Open,
+    /// `Authorization: Bearer` must match this file's current content.
+    TokenFile(PathBuf),
+}
+
+/// The admin token file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminTokenError {
+    /// The file cannot be read.
+    #[error(
+        "cannot read the admin token file {path}: {source}; give a readable file with --admin-token-file (ENTREPOT_ADMIN_TOKEN_FILE)"
+    )]
+    Unreadable {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file holds nothing but whitespace: every caller would be refused.
+    #[error("the admin token file {path} is empty; write a random token into it (e.g. `openssl rand -hex 32`)")]
+    Empty {
+        /// The file.
+        path: String,
+    },
+}
+
+/// The token in `path`, without surrounding whitespace (a trailing newline is common
+/// in a file written by hand).
+pub fn read_token(path: &Path) -> Result<String, AdminTokenError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| AdminTokenError::Unreadable { path: path.display().to_string(), source })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(AdminTokenError::Empty { path: path.display().to_string() });
+    }
+    Ok(token.to_string())
+}
+
+/// Whether `presented` equals `expected`, in time independent of where they differ and
+/// of their lengths: both are keyed into an HMAC, and the tags compared in constant time.
+fn same_token(expected: &str, presented: &str) -> bool {
+    const LABEL: &[u8] = b"entrepot admin token";
+    let tag = |key: &str| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
+        mac.update(LABEL);
+        mac
+    };
+    let expected = tag(expected).finalize().into_bytes();
+    tag(presented).verify_slice(&expected).is_ok()
+}
+
+/// The bearer token of `headers`, if any (the scheme is case-insensitive).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn refuse(status: StatusCode, message: String) -> Response {
+    let mut response = (status, Json(json!({ "error": message }))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"entrepot-admin\""));
+    }
+    response
+}
+
+/// Middleware of the protected admin routes: passes the request on when `auth` allows it.
+pub(super) async fn require_token(State(auth): State<AdminAuth>, request: Request, next: Next) -> Response {
+    let AdminAuth::TokenFile(path) = &auth else { return next.run(request).await };
+    let expected = match read_token(path) {
+        Ok(token) => token,
+        Err(e) => {
+            // Fail closed: a missing mount must not open the API.
+            warn!(error = %e, "admin request refused: no usable admin token");
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
+    };
+    match bearer(request.headers()) {
+        Some(presented) if same_token(&expected, presented) => next.run(request).await,
+        presented => {
+            warn!(path = %request.uri().path(), token_given = presented.is_some(), "admin request refused: bad or missing token");
+            refuse(
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "this admin route needs the header `Authorization: Bearer <token>`; the token is in {} on the runner \
+                     (in a cluster, the Secret <flow>-runner-admin-token, key `token`; the CLI sends it with \
+                     --admin-token-file or ENTREPOT_ADMIN_TOKEN_FILE)",
+                    path.display()
+                ),
+            )
+        }
+    }
+}
+
+/// Who asked, for the audit log: the client's own name from `x-entrepot-requested-by`,
+/// trimmed, control characters dropped and cut to [`REQUESTED_BY_MAX_CHARS`] (it is
+/// copied into every record a request queues, so it must stay small); `None` when absent.
+pub fn requested_by(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(REQUESTED_BY_HEADER)?.to_str().ok()?;
+    let bounded: String = value.trim().chars().filter(|c| !c.is_control()).take(REQUESTED_BY_MAX_CHARS).collect();
+    Some(bounded.trim_end().to_string()).filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_match_only_when_equal() {
+        assert!(same_token("s3cret-token", "s3cret-token"));
+        assert!(!same_token("s3cret-token", "s3cret-tokeN"));
+        assert!(!same_token("s3cret-token", "s3cret-token-and-more"));
+        assert!(!same_token("s3cret-token", ""));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_others_are_not_taken() {
+        let with = |value: &str| HeaderMap::from_iter([(header::AUTHORIZATION, value.parse().unwrap())]);
+        assert_eq!(bearer(&with("Bearer abc")), Some("abc"));
+        assert_eq!(bearer(&with("bearer  abc ")), Some("abc"));
+        assert_eq!(bearer(&with("Basic abc")), None);
+        assert_eq!(bearer(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn requested_by_is_cut_and_stripped_of_control_characters() {
+        let with = |value: &str| HeaderMap::from_iter([(REQUESTED_BY_HEADER.parse().unwrap(), value.parse().unwrap())]);
+        assert_eq!(requested_by(&with(&"x".repeat(100_000))).unwrap().len(), REQUESTED_BY_MAX_CHARS);
+        assert_eq!(requested_by(&with(" cli (ana)\t ")).as_deref(), Some("cli (ana)"));
+        assert_eq!(requested_by(&with("a\tb")).as_deref(), Some("ab"));
+        assert_eq!(requested_by(&with("   ")), None);
+        assert_eq!(requested_by(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn an_empty_or_missing_token_file_is_refused_and_a_newline_is_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        assert!(matches!(read_token(&file), Err(AdminTokenError::Unreadable { .. })));
+        std::fs::write(&file, " \n").unwrap();
+        assert!(read_token(&file).unwrap_err().to_string().contains("is empty"));
+        std::fs::write(&file, "abc\n").unwrap();
+        assert_eq!(read_token(&file).unwrap(), "abc");
+    }
+}
