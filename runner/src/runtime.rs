@@ -40,7 +40,7 @@ use crate::{
 
 use entrepot_api::{
     config::RunnerConfig,
-    status::{ConnectorStatus, FlowStatus, QuotaStatus, RunnerStatus, TargetStatus},
+    status::{ConnectorStatus, FlowStatus, QueueStatus, QuotaStatus, RunnerStatus, TargetStatus},
 };
 
 pub use crate::queue::DeadLetterEntry;
@@ -183,7 +183,7 @@ impl Runtime {
     /// flow source records (reconciliation repairs).
     pub fn admin_router(self: &Arc<Self>) -> Router {
         Router::new()
-            .route("/healthz", get(|| async { "ok" }))
+            .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .route("/v1/status", get(status))
@@ -221,7 +221,10 @@ impl Runtime {
                 targets,
             });
         }
-        Ok(RunnerStatus { flows, connectors: self.connector_statuses() })
+        let latched = self.queue.latched();
+        m.queue_latched.set(i64::from(latched.is_some()));
+        let queue = QueueStatus { latched, set_aside: None };
+        Ok(RunnerStatus { flows, connectors: self.connector_statuses(), queue })
     }
 
     /// Each Connector's last failure. Flows that share a Connector (local mode) each
@@ -288,6 +291,18 @@ impl webhook::WebhookHost for Runtime {
     ) -> Result<crate::queue::Accepted, String> {
         // Committed together with the other webhooks arriving meanwhile (group commit).
         self.intake.accept(flow, envelope, prepared, delivery_expires_ms, max_pending).await
+    }
+}
+
+/// Live unless the queue refuses writes and cannot be made to take them again (it
+/// latched after a failed write, such as on a full disk): a restart then may help, and
+/// nothing else will.
+async fn healthz(State(rt): State<Arc<Runtime>>) -> Response {
+    let checked = rt.queue.off_thread(|q| q.check()).await;
+    rt.metrics.queue_latched.set(i64::from(checked.is_err()));
+    match checked {
+        Ok(()) => (StatusCode::OK, "ok").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("queue unusable: {e}")).into_response(),
     }
 }
 

@@ -13,6 +13,20 @@ use super::{
 /// order and each target's outbox in inbox order (the model test in
 /// `runner/tests/queue_model.rs` checks this and the dedup rules).
 pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
+    // ---- health
+
+    /// Whether the store takes writes, after trying to recover it: `Err` while it
+    /// cannot (a file that latched after a failed write, such as on a full disk, and
+    /// is not writable again). `/healthz` fails with it.
+    fn check(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    /// Why the store refuses writes, while it does (see [`QueueBackend::check`]).
+    fn latched(&self) -> Option<String> {
+        None
+    }
+
     // ---- intake: source → inbox
 
     /// Several records (of any flows) in one transaction: one commit acknowledges them
@@ -177,6 +191,11 @@ pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
 
     /// Deletes the dead letters written before `cutoff_ms(flow)`; returns how many, per flow.
     fn purge_dead_letters(&self, cutoff_ms: &dyn Fn(&str) -> i64) -> Result<BTreeMap<String, u64>, QueueError>;
+
+    /// Forgets the last versions (the stale guard's, see
+    /// [`QueueBackend::delivered_batch`]) last written before `cutoff_ms(flow)`; returns
+    /// how many. A key seen again after that is delivered without the guard.
+    fn purge_versions(&self, cutoff_ms: &dyn Fn(&str) -> i64, now_ms: i64) -> Result<u64, QueueError>;
 
     /// Forgets idempotency keys and delivery ids whose window has passed; returns how many.
     fn purge_expired(&self, now_ms: i64) -> Result<u64, QueueError>;

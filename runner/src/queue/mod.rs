@@ -52,6 +52,18 @@ pub enum QueueError {
         /// Why, and what to do.
         message: String,
     },
+    /// The store failed a write (a full disk, an I/O error) and refuses every other until
+    /// it is reopened; reopening is tried on each use and by `/healthz`.
+    #[error(
+        "queue file {path} refuses writes since one failed ({reason}); free space on its volume if it is full: the \
+         runner reopens it by itself, or is restarted by its liveness probe"
+    )]
+    Latched {
+        /// The queue file.
+        path: String,
+        /// The failure, and those of the attempts to reopen it.
+        reason: String,
+    },
     /// A stored record could not be decoded.
     #[error("queue record {key} is unreadable: {source}")]
     Decode {

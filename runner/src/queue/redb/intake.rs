@@ -2,7 +2,7 @@
 //! watermark, files done) in one transaction, so after a crash a source resumes exactly
 //! where its last commit left it.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 
 use super::{DEAD, DELIVERIES, INBOX, META, OUTBOX, RedbQueue, encode};
 use crate::queue::{BatchOutcome, Intake, QueueError};

@@ -4,6 +4,8 @@
 mod dead_letter;
 mod intake;
 mod migrate;
+mod store;
+mod versions;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -11,12 +13,13 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{
     Accepted, Affected, Backlog, BatchOutcome, DeadLetter, DeadLetterFilter, DeadLetterPage, DeliveryItem, Envelope,
-    Intake, Offer, PrepareOutcome, Prepared, Queue, QueueBackend, QueueError, TargetNames, compare_versions, now_ms,
+    Intake, Offer, PrepareOutcome, Prepared, Queue, QueueBackend, QueueError, TargetNames, now_ms,
 };
+use versions::{VERSION_STAMPS, VERSIONS};
 
 /// Inbox: (flow, seq) → envelope JSON.
 pub(super) const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
@@ -29,8 +32,6 @@ pub(super) const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::ne
 const KEYS: TableDefinition<(&str, &str), i64> = TableDefinition::new("idempotency_keys");
 /// Source delivery ids accepted: (flow, delivery id) → expiry (Unix ms).
 pub(super) const DELIVERIES: TableDefinition<(&str, &str), i64> = TableDefinition::new("delivery_ids");
-/// Last version delivered: (flow, target name, ordering key) → version.
-const VERSIONS: TableDefinition<(&str, &str, &str), &str> = TableDefinition::new("target_versions");
 /// Counters: name → value.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_SEQ: &str = "next_seq";
@@ -57,7 +58,7 @@ store_err!(
 
 /// The queue in a redb file. Opened through [`RedbQueue::open`], used as a [`Queue`].
 pub struct RedbQueue {
-    pub(super) db: Arc<Database>,
+    db: store::Store,
     /// Serializes sequence allocation with the write that uses it.
     pub(super) seq: Arc<Mutex<()>>,
 }
@@ -66,6 +67,36 @@ impl std::fmt::Debug for RedbQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedbQueue").finish_non_exhaustive()
     }
+}
+
+/// Opens (or creates) the database at `path` and brings it to the current format.
+fn open_database(path: &Path, targets: &TargetNames) -> Result<Database, QueueError> {
+    let db = Database::builder().set_cache_size(CACHE_BYTES).create(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => QueueError::InUse { path: path_text(path) },
+        other => other.into(),
+    })?;
+    let tx = db.begin_write()?;
+    migrate::to_current(&tx, targets).map_err(|e| match e {
+        QueueError::Format { message, .. } => QueueError::Format { path: path_text(path), message },
+        other => other,
+    })?;
+    {
+        tx.open_table(intake::SOURCE_STATE)?;
+        tx.open_table(INBOX)?;
+        tx.open_table(OUTBOX)?;
+        tx.open_table(DEAD)?;
+        tx.open_table(KEYS)?;
+        tx.open_table(DELIVERIES)?;
+        tx.open_table(META)?;
+        tx.open_table(VERSIONS)?;
+        tx.open_table(VERSION_STAMPS)?;
+    }
+    tx.commit()?;
+    Ok(db)
+}
+
+fn path_text(path: &Path) -> String {
+    path.display().to_string()
 }
 
 pub(super) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -89,27 +120,12 @@ impl RedbQueue {
     /// names in `spec.targets` order), or refused, unchanged, when it names a target
     /// `targets` lacks.
     pub fn open_migrating(path: &Path, targets: &TargetNames) -> Result<Queue, QueueError> {
-        let db = Database::builder().set_cache_size(CACHE_BYTES).create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => QueueError::InUse { path: path.display().to_string() },
-            other => other.into(),
-        })?;
-        let tx = db.begin_write()?;
-        migrate::to_current(&tx, targets).map_err(|e| match e {
-            QueueError::Format { message, .. } => QueueError::Format { path: path.display().to_string(), message },
-            other => other,
-        })?;
-        {
-            tx.open_table(intake::SOURCE_STATE)?;
-            tx.open_table(INBOX)?;
-            tx.open_table(OUTBOX)?;
-            tx.open_table(DEAD)?;
-            tx.open_table(KEYS)?;
-            tx.open_table(DELIVERIES)?;
-            tx.open_table(META)?;
-            tx.open_table(VERSIONS)?;
-        }
-        tx.commit()?;
-        Ok(Queue::new(Self { db: Arc::new(db), seq: Arc::new(Mutex::new(())) }))
+        let db = open_database(path, targets)?;
+        let text = path_text(path);
+        let (path, targets) = (path.to_path_buf(), targets.clone());
+        let reopen = Box::new(move || open_database(&path, &targets));
+        let store = store::Store::new(text, db, reopen);
+        Ok(Queue::new(Self { db: store, seq: Arc::new(Mutex::new(())) }))
     }
 
     pub(super) fn next_seq(table: &mut redb::Table<&str, u64>) -> Result<u64, QueueError> {
@@ -120,6 +136,14 @@ impl RedbQueue {
 }
 
 impl QueueBackend for RedbQueue {
+    fn check(&self) -> Result<(), QueueError> {
+        self.db.check()
+    }
+
+    fn latched(&self) -> Option<String> {
+        self.db.latch_reason()
+    }
+
     fn accept_batch(
         &self,
         flow: &str,
@@ -279,20 +303,15 @@ impl QueueBackend for RedbQueue {
         items: &[(u64, Option<(&str, &str)>)],
     ) -> Result<(), QueueError> {
         let tx = self.db.begin_write()?;
+        let now = now_ms();
         {
             let mut outbox = tx.open_table(OUTBOX)?;
-            let mut versions = tx.open_table(VERSIONS)?;
-            for (seq, version) in items {
+            for (seq, _) in items {
                 outbox.remove((flow, target, *seq))?;
-                if let Some((key, version)) = version {
-                    let newer = versions
-                        .get((flow, target, *key))?
-                        .is_none_or(|last| compare_versions(version, last.value()) == std::cmp::Ordering::Greater);
-                    if newer {
-                        versions.insert((flow, target, *key), *version)?;
-                    }
-                }
             }
+        }
+        for (key, version) in items.iter().filter_map(|(_, v)| *v) {
+            versions::record(&tx, (flow, target), key, version, now)?;
         }
         tx.commit()?;
         Ok(())
@@ -300,8 +319,11 @@ impl QueueBackend for RedbQueue {
 
     /// The last version delivered to a target for an ordering key.
     fn last_version(&self, flow: &str, target: &str, key: &str) -> Result<Option<String>, QueueError> {
-        let tx = self.db.begin_read()?;
-        Ok(tx.open_table(VERSIONS)?.get((flow, target, key))?.map(|v| v.value().to_string()))
+        RedbQueue::last_version(self, flow, target, key)
+    }
+
+    fn purge_versions(&self, cutoff_ms: &dyn Fn(&str) -> i64, now_ms: i64) -> Result<u64, QueueError> {
+        RedbQueue::purge_versions(self, cutoff_ms, now_ms)
     }
 
     /// Drops an item older than what its target already has.
