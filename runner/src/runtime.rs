@@ -1,12 +1,15 @@
 //! A runner process: its flows, queue and metrics, the webhook and admin HTTP servers,
 //! and the workers.
 
+mod admin_server;
 mod dead_letters;
 mod intake;
+mod queue_file;
 pub mod records;
 mod retention;
 mod sources;
 
+pub use admin_server::AdminServer;
 pub use intake::IntakeWriter;
 
 use std::{
@@ -31,7 +34,7 @@ use tracing::{info, warn};
 use crate::{
     flow::{self, Flow, FlowError, SourceMode, Workers},
     metrics::Metrics,
-    queue::{Queue, QueueError, RedbQueue, now_ms},
+    queue::{Queue, QueueError, now_ms},
     quota::Quota,
     secrets::Secrets,
     source::{poll::Poller, webhook},
@@ -79,6 +82,8 @@ pub struct Runtime {
     ready: AtomicBool,
     /// Every long-lived task; the first to fail makes the runner unready and stops it.
     pub supervisor: Supervisor,
+    /// The corrupt queue file set aside at start, if any.
+    set_aside: Option<String>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -108,8 +113,12 @@ impl Runtime {
         // A queue written by an earlier version (targets by position) is migrated with
         // the flows' targets as configured now.
         let targets = flows.iter().map(|(name, f)| (name.clone(), f.targets.iter().map(|t| t.name.clone()).collect()));
-        let queue = RedbQueue::open_migrating(&data_dir.join("queue.redb"), &targets.collect()).map_err(queue_err)?;
+        let opened = queue_file::open(data_dir, &targets.collect()).map_err(queue_err)?;
+        let (queue, set_aside) = (opened.queue, opened.set_aside.map(|p| p.display().to_string()));
         let metrics = Metrics::new();
+        if set_aside.is_some() {
+            metrics.queue_set_aside.inc();
+        }
         let mut pollers = BTreeMap::new();
         for (name, flow) in &flows {
             let poller = Poller::new(flow.clone(), queue.clone(), metrics.clone(), flow.max_pending)
@@ -124,6 +133,7 @@ impl Runtime {
             intake: IntakeWriter::new(),
             ready: AtomicBool::new(false),
             supervisor: Supervisor::default(),
+            set_aside,
         }))
     }
 
@@ -223,7 +233,7 @@ impl Runtime {
         }
         let latched = self.queue.latched();
         m.queue_latched.set(i64::from(latched.is_some()));
-        let queue = QueueStatus { latched, set_aside: None };
+        let queue = QueueStatus { latched, set_aside: self.set_aside.clone() };
         Ok(RunnerStatus { flows, connectors: self.connector_statuses(), queue })
     }
 
@@ -405,14 +415,25 @@ pub async fn serve(
     admin: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    serve_with_admin(rt, webhooks, AdminServer::start(admin), shutdown).await
+}
+
+/// [`serve`] with an admin server started before the runtime was (while the queue
+/// opened): it is handed the runtime's admin router.
+pub async fn serve_with_admin(
+    rt: Arc<Runtime>,
+    webhooks: TcpListener,
+    admin: AdminServer,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
     // The workers and servers stop on `shutdown`, or when a supervised task fails.
     let (stop, stopping) = watch::channel(false);
     let workers = rt.spawn_workers(stopping.clone());
+    admin.open(rt.admin_router());
     let until = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let web = axum::serve(webhooks, rt.webhook_router()).with_graceful_shutdown(until(stopping.clone()));
-    let adm = axum::serve(admin, rt.admin_router()).with_graceful_shutdown(until(stopping.clone()));
     let watch_stop = async {
         let failure = tokio::select! {
             () = until(shutdown) => None,
@@ -421,7 +442,8 @@ pub async fn serve(
         let _ = stop.send(true);
         failure
     };
-    let (a, b, failure) = tokio::join!(web, adm, watch_stop);
+    let (a, failure) = tokio::join!(web.into_future(), watch_stop);
+    let b = admin.stop().await;
     for w in workers {
         let _ = w.await;
     }

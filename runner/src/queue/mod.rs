@@ -74,6 +74,19 @@ pub enum QueueError {
     },
 }
 
+impl QueueError {
+    /// Whether the store found its file corrupt or not a queue at all (not an I/O
+    /// failure, a lock or a format version).
+    pub fn is_corrupt(&self) -> bool {
+        let Self::Store(e) = self else { return false };
+        match e.downcast_ref::<::redb::Error>() {
+            Some(::redb::Error::Corrupted(_)) => true,
+            Some(::redb::Error::Io(io)) => io.kind() == std::io::ErrorKind::InvalidData,
+            _ => false,
+        }
+    }
+}
+
 impl From<std::io::Error> for QueueError {
     fn from(e: std::io::Error) -> Self {
         Self::Store(Box::new(e))
