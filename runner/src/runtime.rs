@@ -300,7 +300,8 @@ impl webhook::WebhookHost for Runtime {
         max_pending: u64,
     ) -> Result<crate::queue::Accepted, String> {
         // Committed together with the other webhooks arriving meanwhile (group commit).
-        self.intake.accept(flow, envelope, prepared, delivery_expires_ms, max_pending).await
+        let max_bytes = self.flows.get(flow).map_or(u64::MAX, |f| f.config.spec.runner.queue.max_bytes);
+        self.intake.accept(flow, envelope, prepared, delivery_expires_ms, (max_pending, max_bytes)).await
     }
 }
 

@@ -32,7 +32,7 @@ pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
     /// Several records (of any flows) in one transaction: one commit acknowledges them
     /// all (group commit). Each is checked against the records before it in the group:
     /// a delivery id already accepted (and not expired) is a duplicate; past
-    /// `max_pending` records in the whole queue, the record is refused as full. An offer
+    /// `max_pending` records or `max_bytes` bytes in the whole queue, the record is refused as full. An offer
     /// with [`Offer::prepared`] skips the inbox when its flow's inbox is empty (see there).
     fn accept_group(&self, offers: &[Offer<'_>]) -> Result<Vec<Accepted>, QueueError>;
 
@@ -50,7 +50,7 @@ pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
         delivery_expires_ms: i64,
         max_pending: u64,
     ) -> Result<Accepted, QueueError> {
-        let offer = Offer { flow, envelope, delivery_expires_ms, max_pending, prepared: None };
+        let offer = Offer { flow, envelope, delivery_expires_ms, max_pending, max_bytes: u64::MAX, prepared: None };
         Ok(self.accept_group(std::slice::from_ref(&offer))?[0])
     }
 
@@ -139,6 +139,10 @@ pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
     fn dead_letter(&self, flow: &str, target: &str, seq: u64, dead: &DeadLetter) -> Result<u64, QueueError>;
 
     // ---- backlog
+
+    /// Bytes the whole queue holds (records, delivery items, dead letters), cheaply: what
+    /// [`Offer::max_bytes`] is compared with.
+    fn held_bytes(&self) -> u64;
 
     /// Records waiting in the whole queue (every flow), cheaply: what backpressure
     /// compares with the size limit.

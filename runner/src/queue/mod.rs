@@ -108,6 +108,9 @@ pub struct Offer<'a> {
     pub delivery_expires_ms: i64,
     /// The queue size beyond which it is refused.
     pub max_pending: u64,
+    /// The bytes the whole queue may hold (records, delivery items and dead letters)
+    /// beyond which it is refused (`spec.runner.queue.maxBytes`).
+    pub max_bytes: u64,
     /// The record already mapped (at intake, for a flow that needs nothing else from
     /// the inbox): when its flow's inbox is empty it is placed in the same transaction
     /// (outbox, duplicate or dead letter, as [`QueueBackend::prepare_batch`] would), so
@@ -133,7 +136,8 @@ pub enum Accepted {
     /// The source already delivered this delivery id within the dedup window: nothing
     /// was queued, the source may be told it succeeded.
     DuplicateDelivery,
-    /// The queue holds its limit of records: nothing was queued, the source must retry.
+    /// The queue holds its limit of records or of bytes: nothing was queued, the source
+    /// must retry.
     Full,
 }
 

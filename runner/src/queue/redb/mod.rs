@@ -2,6 +2,7 @@
 //! one transaction committed with fsync.
 
 mod dead_letter;
+mod held;
 mod intake;
 mod migrate;
 mod store;
@@ -59,6 +60,8 @@ store_err!(
 /// The queue in a redb file. Opened through [`RedbQueue::open`], used as a [`Queue`].
 pub struct RedbQueue {
     db: store::Store,
+    /// Bytes held (inbox, outbox, dead letters): what the byte budget is compared with.
+    held: held::Held,
     /// Serializes sequence allocation with the write that uses it.
     pub(super) seq: Arc<Mutex<()>>,
 }
@@ -124,8 +127,9 @@ impl RedbQueue {
         let text = path_text(path);
         let (path, targets) = (path.to_path_buf(), targets.clone());
         let reopen = Box::new(move || open_database(&path, &targets));
+        let held = held::Held::count(&redb::ReadableDatabase::begin_read(&db)?)?;
         let store = store::Store::new(text, db, reopen);
-        Ok(Queue::new(Self { db: store, seq: Arc::new(Mutex::new(())) }))
+        Ok(Queue::new(Self { db: store, held, seq: Arc::new(Mutex::new(())) }))
     }
 
     pub(super) fn next_seq(table: &mut redb::Table<&str, u64>) -> Result<u64, QueueError> {
@@ -142,6 +146,10 @@ impl QueueBackend for RedbQueue {
 
     fn latched(&self) -> Option<String> {
         self.db.latch_reason()
+    }
+
+    fn held_bytes(&self) -> u64 {
+        self.held.get()
     }
 
     fn accept_batch(
@@ -185,6 +193,7 @@ impl QueueBackend for RedbQueue {
         let _guard = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         let tx = self.db.begin_write()?;
         let mut outcomes = Vec::with_capacity(offers.len());
+        let mut delta = held::Delta::default();
         {
             let mut inbox = tx.open_table(INBOX)?;
             let mut outbox_len = tx.open_table(OUTBOX)?.len()?;
@@ -192,7 +201,9 @@ impl QueueBackend for RedbQueue {
             let mut stages = Stages::open(&tx)?;
             let now = now_ms();
             for offer in offers {
-                if inbox.len()? + outbox_len >= offer.max_pending {
+                let held = self.held.get() as i64 + delta.net() + stages.delta.net();
+                let over_bytes = held.max(0) as u64 + offer.envelope.payload.len() as u64 > offer.max_bytes;
+                if over_bytes || inbox.len()? + outbox_len >= offer.max_pending {
                     outcomes.push(Accepted::Full);
                     continue;
                 }
@@ -223,14 +234,18 @@ impl QueueBackend for RedbQueue {
                         outcomes.push(Accepted::Prepared { seq, outcome });
                     }
                     _ => {
-                        inbox.insert((flow, seq), encode(envelope).as_slice())?;
+                        let bytes = encode(envelope);
+                        delta.add(bytes.len());
+                        inbox.insert((flow, seq), bytes.as_slice())?;
                         outcomes.push(Accepted::Queued(seq));
                     }
                 }
             }
+            delta.merge(stages.delta);
         }
         if outcomes.iter().any(|o| matches!(o, Accepted::Queued(_) | Accepted::Prepared { .. })) {
             tx.commit()?;
+            self.held.apply(delta);
         } else {
             tx.abort()?;
         }
@@ -256,12 +271,14 @@ impl QueueBackend for RedbQueue {
         let _guard = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         let tx = self.db.begin_write()?;
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut delta = held::Delta::default();
         {
             let mut inbox = tx.open_table(INBOX)?;
             let mut stages = Stages::open(&tx)?;
             let now = now_ms();
             for (seq, prepared) in batch {
                 let removed = inbox.remove((flow, seq))?;
+                delta.remove(removed.as_ref());
                 // A delivery item carries the record's envelope: no need to decode the
                 // 4 KB inbox copy to learn whether it is a replay.
                 let replayed = match (&prepared, removed) {
@@ -271,8 +288,10 @@ impl QueueBackend for RedbQueue {
                 };
                 outcomes.push(stages.place(flow, seq, &prepared, replayed, now)?);
             }
+            delta.merge(stages.delta);
         }
         tx.commit()?;
+        self.held.apply(delta);
         Ok(outcomes)
     }
 
@@ -304,16 +323,18 @@ impl QueueBackend for RedbQueue {
     ) -> Result<(), QueueError> {
         let tx = self.db.begin_write()?;
         let now = now_ms();
+        let mut delta = held::Delta::default();
         {
             let mut outbox = tx.open_table(OUTBOX)?;
             for (seq, _) in items {
-                outbox.remove((flow, target, *seq))?;
+                delta.remove(outbox.remove((flow, target, *seq))?.as_ref());
             }
         }
         for (key, version) in items.iter().filter_map(|(_, v)| *v) {
             versions::record(&tx, (flow, target), key, version, now)?;
         }
         tx.commit()?;
+        self.held.apply(delta);
         Ok(())
     }
 
@@ -329,8 +350,10 @@ impl QueueBackend for RedbQueue {
     /// Drops an item older than what its target already has.
     fn drop_stale(&self, flow: &str, target: &str, seq: u64) -> Result<(), QueueError> {
         let tx = self.db.begin_write()?;
-        tx.open_table(OUTBOX)?.remove((flow, target, seq))?;
+        let mut delta = held::Delta::default();
+        delta.remove(tx.open_table(OUTBOX)?.remove((flow, target, seq))?.as_ref());
         tx.commit()?;
+        self.held.apply(delta);
         Ok(())
     }
 
@@ -346,9 +369,13 @@ impl QueueBackend for RedbQueue {
         let _guard = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         let tx = self.db.begin_write()?;
         let dl_seq = RedbQueue::next_seq(&mut tx.open_table(META)?)?;
-        tx.open_table(OUTBOX)?.remove((flow, target, seq))?;
-        tx.open_table(DEAD)?.insert((flow, dl_seq), encode(dead).as_slice())?;
+        let mut delta = held::Delta::default();
+        delta.remove(tx.open_table(OUTBOX)?.remove((flow, target, seq))?.as_ref());
+        let bytes = encode(dead);
+        delta.add(bytes.len());
+        tx.open_table(DEAD)?.insert((flow, dl_seq), bytes.as_slice())?;
         tx.commit()?;
+        self.held.apply(delta);
         Ok(dl_seq)
     }
 
@@ -421,6 +448,8 @@ struct Stages<'tx> {
     outbox: redb::Table<'tx, (&'static str, &'static str, u64), &'static [u8]>,
     dead_letters: redb::Table<'tx, (&'static str, u64), &'static [u8]>,
     meta: redb::Table<'tx, &'static str, u64>,
+    /// Bytes placed.
+    delta: held::Delta,
 }
 
 impl<'tx> Stages<'tx> {
@@ -430,6 +459,7 @@ impl<'tx> Stages<'tx> {
             outbox: tx.open_table(OUTBOX)?,
             dead_letters: tx.open_table(DEAD)?,
             meta: tx.open_table(META)?,
+            delta: held::Delta::default(),
         })
     }
 
@@ -452,14 +482,18 @@ impl<'tx> Stages<'tx> {
                 } else {
                     self.keys.insert(key, *key_expires_ms)?;
                     for item in items {
-                        self.outbox.insert((flow, item.target.as_str(), seq), encode(item).as_slice())?;
+                        let bytes = encode(item);
+                        self.delta.add(bytes.len());
+                        self.outbox.insert((flow, item.target.as_str(), seq), bytes.as_slice())?;
                     }
                     PrepareOutcome::Queued
                 }
             }
             Prepared::DeadLetter(dead) => {
                 let dl_seq = RedbQueue::next_seq(&mut self.meta)?;
-                self.dead_letters.insert((flow, dl_seq), encode(dead).as_slice())?;
+                let bytes = encode(dead);
+                self.delta.add(bytes.len());
+                self.dead_letters.insert((flow, dl_seq), bytes.as_slice())?;
                 PrepareOutcome::DeadLettered
             }
         })
