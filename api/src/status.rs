@@ -14,6 +14,30 @@ pub struct RunnerStatus {
     /// One entry per Connector the runner calls (targets and polled sources).
     #[serde(default)]
     pub connectors: Vec<ConnectorStatus>,
+    /// The runner's queue, when something is wrong with it.
+    #[serde(default, skip_serializing_if = "QueueStatus::is_fine")]
+    pub queue: QueueStatus,
+}
+
+/// What is wrong with a runner's queue, if anything.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueStatus {
+    /// Why the queue refuses writes (a failed write, such as on a full disk, latches it
+    /// until it is reopened); `/healthz` fails meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latched: Option<String>,
+    /// A corrupt queue file this runner set aside at start (renamed, then started with
+    /// an empty queue): read what it held with `entrepot deadletters --data-dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_aside: Option<String>,
+}
+
+impl QueueStatus {
+    /// Nothing to report.
+    pub fn is_fine(&self) -> bool {
+        self.latched.is_none() && self.set_aside.is_none()
+    }
 }
 
 /// What the runner last saw go wrong with a Connector. The last error stays after the

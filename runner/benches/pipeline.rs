@@ -83,6 +83,7 @@ fn accept(queue: &Queue, group: &[(Envelope, Option<Prepared>)]) {
             envelope,
             delivery_expires_ms: FAR,
             max_pending: u64::MAX,
+            max_bytes: u64::MAX,
             prepared: prepared.as_ref(),
         })
         .collect();

@@ -11,7 +11,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use crate::{
     manifest::Manifests,
-    runtime::{AdminAuth, BatchEnd, Runtime, admin_auth},
+    runtime::{AdminAuth, AdminServer, BatchEnd, Runtime, admin_auth},
     secrets::{DEFAULT_SECRETS_DIR, Secrets},
 };
 
@@ -184,24 +184,32 @@ fn admin_auth(server: &ServerArgs) -> Result<AdminAuth> {
 
 async fn run_config(config: RunnerConfig, secrets: &Secrets, server: ServerArgs) -> Result<ExitCode> {
     let auth = admin_auth(&server)?;
-    let rt = Runtime::new(config, secrets, &server.data_dir)?;
-    rt.set_admin_auth(auth).map_err(|_| anyhow::anyhow!("the admin API's guard was already set"))?;
+    let guarded = |rt: std::sync::Arc<Runtime>| -> Result<std::sync::Arc<Runtime>> {
+        rt.set_admin_auth(auth).map_err(|_| anyhow::anyhow!("the admin API's guard was already set"))?;
+        Ok(rt)
+    };
     if server.once {
+        let rt = guarded(Runtime::new(config, secrets, &server.data_dir)?)?;
         return run_once(rt, server).await;
     }
-    let webhooks =
-        TcpListener::bind(server.listen).await.with_context(|| format!("cannot listen on {}", server.listen))?;
+    // Bound before the queue opens, which can take long (a repair): the probes get an
+    // answer ("opening the queue") rather than a refused connection.
     let admin = TcpListener::bind(server.admin_listen)
         .await
         .with_context(|| format!("cannot listen on {}", server.admin_listen))?;
-    info!(webhooks = %webhooks.local_addr()?, admin = %admin.local_addr()?, data_dir = %server.data_dir.display(), "runner started");
+    let admin_addr = admin.local_addr()?;
+    let admin = AdminServer::start(admin);
+    let rt = guarded(tokio::task::block_in_place(|| Runtime::new(config, secrets, &server.data_dir))?)?;
+    let webhooks =
+        TcpListener::bind(server.listen).await.with_context(|| format!("cannot listen on {}", server.listen))?;
+    info!(webhooks = %webhooks.local_addr()?, admin = %admin_addr, data_dir = %server.data_dir.display(), "runner started");
     let (stop, shutdown) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
         info!("shutting down");
         let _ = stop.send(true);
     });
-    crate::runtime::serve(rt, webhooks, admin, shutdown).await?;
+    crate::runtime::serve_with_admin(rt, webhooks, admin, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -9,7 +9,7 @@ use std::{
 };
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// What `/v1/status` reports of one flow's intake: plain counts, kept beside the
@@ -72,6 +72,12 @@ pub struct Metrics {
     pub dead_letters_expired: IntCounterVec,
     /// Idempotency keys and delivery ids forgotten once their dedup window passed.
     pub dedup_entries_expired: IntCounter,
+    /// Last versions (the stale guard's) forgotten once their key was idle for a retention.
+    pub versions_expired: IntCounter,
+    /// 1 while the queue refuses writes after a failed one (a full disk), else 0.
+    pub queue_latched: IntGauge,
+    /// Corrupt queue files set aside at start (renamed, the runner started empty).
+    pub queue_set_aside: IntCounter,
     /// Time from first receipt to delivery (the order-to-ERP posting time).
     pub latency: HistogramVec,
     /// Requests in flight allowed to a target Connector now (below its declared
@@ -105,12 +111,33 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(latency.clone())).expect("unique metric");
+        let register = |metric: Box<dyn prometheus::core::Collector>| {
+            registry.register(metric).expect("unique metric");
+        };
         let dedup_entries_expired = IntCounter::new(
             "entrepot_dedup_entries_expired_total",
             "Idempotency keys and delivery ids forgotten once their dedup window passed",
         )
         .expect("valid metric");
-        registry.register(Box::new(dedup_entries_expired.clone())).expect("unique metric");
+        let versions_expired = IntCounter::new(
+            "entrepot_versions_expired_total",
+            "Last versions of ordering keys forgotten once the key was idle for a retention",
+        )
+        .expect("valid metric");
+        let queue_set_aside = IntCounter::new(
+            "entrepot_queue_set_aside_total",
+            "Corrupt queue files set aside at start; the runner started with an empty queue",
+        )
+        .expect("valid metric");
+        for c in [&dedup_entries_expired, &versions_expired, &queue_set_aside] {
+            register(Box::new(c.clone()));
+        }
+        let queue_latched = IntGauge::new(
+            "entrepot_queue_latched",
+            "1 while the queue refuses writes since one failed (a full disk): /healthz fails meanwhile",
+        )
+        .expect("valid metric");
+        register(Box::new(queue_latched.clone()));
         let concurrency_limit = IntGaugeVec::new(
             Opts::new(
                 "entrepot_connector_concurrency_limit",
@@ -119,7 +146,7 @@ impl Metrics {
             &["connector"],
         )
         .expect("valid metric");
-        registry.register(Box::new(concurrency_limit.clone())).expect("unique metric");
+        register(Box::new(concurrency_limit.clone()));
         Self {
             counts: Arc::default(),
             received: counter("entrepot_records_received_total", "Records accepted from a source", &["flow"]),
@@ -191,6 +218,9 @@ impl Metrics {
                 &["flow"],
             ),
             dedup_entries_expired,
+            versions_expired,
+            queue_latched,
+            queue_set_aside,
             latency,
             concurrency_limit,
             registry,

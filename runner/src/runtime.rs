@@ -2,13 +2,16 @@
 //! and the workers.
 
 pub mod admin_auth;
+mod admin_server;
 mod dead_letters;
 mod intake;
+mod queue_file;
 pub mod records;
 mod retention;
 mod rotation_grace;
 mod sources;
 
+pub use admin_server::AdminServer;
 pub use intake::IntakeWriter;
 
 use std::{
@@ -34,7 +37,7 @@ use tracing::{info, warn};
 use crate::{
     flow::{self, Flow, FlowError, SourceMode, Workers},
     metrics::Metrics,
-    queue::{Queue, QueueError, RedbQueue, now_ms},
+    queue::{Queue, QueueError, now_ms},
     quota::Quota,
     secrets::Secrets,
     source::{poll::Poller, webhook},
@@ -43,7 +46,7 @@ use crate::{
 
 use entrepot_api::{
     config::RunnerConfig,
-    status::{ConnectorStatus, FlowStatus, QuotaStatus, RunnerStatus, TargetStatus},
+    status::{ConnectorStatus, FlowStatus, QueueStatus, QuotaStatus, RunnerStatus, TargetStatus},
 };
 
 pub use crate::queue::DeadLetterEntry;
@@ -84,6 +87,8 @@ pub struct Runtime {
     admin_auth: OnceLock<AdminAuth>,
     /// Every long-lived task; the first to fail makes the runner unready and stops it.
     pub supervisor: Supervisor,
+    /// The corrupt queue file set aside at start, if any.
+    set_aside: Option<String>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -117,8 +122,12 @@ impl Runtime {
         // A queue written by an earlier version (targets by position) is migrated with
         // the flows' targets as configured now.
         let targets = flows.iter().map(|(name, f)| (name.clone(), f.targets.iter().map(|t| t.name.clone()).collect()));
-        let queue = RedbQueue::open_migrating(&data_dir.join("queue.redb"), &targets.collect()).map_err(queue_err)?;
+        let opened = queue_file::open(data_dir, &targets.collect()).map_err(queue_err)?;
+        let (queue, set_aside) = (opened.queue, opened.set_aside.map(|p| p.display().to_string()));
         let metrics = Metrics::new();
+        if set_aside.is_some() {
+            metrics.queue_set_aside.inc();
+        }
         let mut pollers = BTreeMap::new();
         for (name, flow) in &flows {
             let poller = Poller::new(flow.clone(), queue.clone(), metrics.clone(), flow.max_pending)
@@ -134,6 +143,7 @@ impl Runtime {
             ready: AtomicBool::new(false),
             admin_auth: OnceLock::new(),
             supervisor: Supervisor::default(),
+            set_aside,
         }))
     }
 
@@ -204,7 +214,7 @@ impl Runtime {
             .merge(records::routes())
             .route_layer(middleware::from_fn_with_state(auth, admin_auth::require_token));
         Router::new()
-            .route("/healthz", get(|| async { "ok" }))
+            .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .route("/v1/status", get(status))
@@ -241,7 +251,10 @@ impl Runtime {
                 targets,
             });
         }
-        Ok(RunnerStatus { flows, connectors: self.connector_statuses() })
+        let latched = self.queue.latched();
+        m.queue_latched.set(i64::from(latched.is_some()));
+        let queue = QueueStatus { latched, set_aside: self.set_aside.clone() };
+        Ok(RunnerStatus { flows, connectors: self.connector_statuses(), queue })
     }
 
     /// Each Connector's last failure. Flows that share a Connector (local mode) each
@@ -307,7 +320,20 @@ impl webhook::WebhookHost for Runtime {
         max_pending: u64,
     ) -> Result<crate::queue::Accepted, String> {
         // Committed together with the other webhooks arriving meanwhile (group commit).
-        self.intake.accept(flow, envelope, prepared, delivery_expires_ms, max_pending).await
+        let max_bytes = self.flows.get(flow).map_or(u64::MAX, |f| f.config.spec.runner.queue.max_bytes);
+        self.intake.accept(flow, envelope, prepared, delivery_expires_ms, (max_pending, max_bytes)).await
+    }
+}
+
+/// Live unless the queue refuses writes and cannot be made to take them again (it
+/// latched after a failed write, such as on a full disk): a restart then may help, and
+/// nothing else will.
+async fn healthz(State(rt): State<Arc<Runtime>>) -> Response {
+    let checked = rt.queue.off_thread(|q| q.check()).await;
+    rt.metrics.queue_latched.set(i64::from(checked.is_err()));
+    match checked {
+        Ok(()) => (StatusCode::OK, "ok").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("queue unusable: {e}")).into_response(),
     }
 }
 
@@ -410,14 +436,25 @@ pub async fn serve(
     admin: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    serve_with_admin(rt, webhooks, AdminServer::start(admin), shutdown).await
+}
+
+/// [`serve`] with an admin server started before the runtime was (while the queue
+/// opened): it is handed the runtime's admin router.
+pub async fn serve_with_admin(
+    rt: Arc<Runtime>,
+    webhooks: TcpListener,
+    admin: AdminServer,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
     // The workers and servers stop on `shutdown`, or when a supervised task fails.
     let (stop, stopping) = watch::channel(false);
     let workers = rt.spawn_workers(stopping.clone());
+    admin.open(rt.admin_router());
     let until = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let web = axum::serve(webhooks, rt.webhook_router()).with_graceful_shutdown(until(stopping.clone()));
-    let adm = axum::serve(admin, rt.admin_router()).with_graceful_shutdown(until(stopping.clone()));
     let watch_stop = async {
         let failure = tokio::select! {
             () = until(shutdown) => None,
@@ -426,7 +463,8 @@ pub async fn serve(
         let _ = stop.send(true);
         failure
     };
-    let (a, b, failure) = tokio::join!(web, adm, watch_stop);
+    let (a, failure) = tokio::join!(web.into_future(), watch_stop);
+    let b = admin.stop().await;
     for w in workers {
         let _ = w.await;
     }

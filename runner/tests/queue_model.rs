@@ -173,6 +173,7 @@ fn run(open: Open, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     envelope: &envelope,
                     delivery_expires_ms: FAR,
                     max_pending: u64::MAX,
+                    max_bytes: u64::MAX,
                     prepared: Some(&mapped),
                 };
                 let outcome = q.accept_group(&[offer]).unwrap()[0];
@@ -210,8 +211,11 @@ fn run(open: Open, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
             Op::Crash => {
+                // The bytes held, kept write by write, are what a recount on opening finds.
+                let held = q.held_bytes();
                 drop(q);
                 q = open(dir.path());
+                prop_assert_eq!(q.held_bytes(), held, "bytes held, kept as written and counted again");
             }
         }
         // The store agrees with the model after every step.
@@ -227,6 +231,8 @@ fn run(open: Open, ops: Vec<Op>) -> Result<(), TestCaseError> {
         prop_assert_eq!(&outbox, &m.outbox, "outbox in arrival order");
         prop_assert_eq!(q.dead_letters(FLOW).unwrap().len(), m.dead);
         prop_assert_eq!(q.pending_total().unwrap() as usize, m.inbox.len() + m.outbox.len());
+        let (records, letters) = (m.inbox.len() + m.outbox.len(), m.dead);
+        prop_assert_eq!(q.held_bytes() == 0, records + letters == 0, "bytes held by {} records", records + letters);
     }
     // Nothing acknowledged is lost: every accepted record is pending, delivered, dead,
     // or was dropped as a repeat of an idempotency key.

@@ -320,16 +320,31 @@ pub struct QueueSpec {
     #[serde(default = "default_max_pending")]
     #[schemars(range(min = 1))]
     pub max_pending: u64,
+    /// Bytes the runner's queue may hold (records waiting, delivery items and dead
+    /// letters, as stored) before sources push back as they do at `maxPending`. Keep it
+    /// well below the volume's size (`embedded.storage`): a full volume stops the queue.
+    /// Default 805306368 (768 MiB, three quarters of the default 1Gi volume).
+    #[serde(default = "default_max_bytes")]
+    #[schemars(range(min = 1))]
+    pub max_bytes: u64,
 }
 
 impl Default for QueueSpec {
     fn default() -> Self {
-        Self { embedded: EmbeddedQueueSpec::default(), max_pending: default_max_pending() }
+        Self {
+            embedded: EmbeddedQueueSpec::default(),
+            max_pending: default_max_pending(),
+            max_bytes: default_max_bytes(),
+        }
     }
 }
 
 fn default_max_pending() -> u64 {
     1_000_000
+}
+
+fn default_max_bytes() -> u64 {
+    768 * 1024 * 1024
 }
 
 /// An on-disk queue inside the runner pod, on a volume claim that outlives the pod.

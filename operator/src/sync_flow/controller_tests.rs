@@ -359,7 +359,7 @@ fn runner_report(pending: u64, oldest: Option<u64>) -> entrepot_api::status::Run
             }],
             ..FlowStatus::default()
         }],
-        connectors: Vec::new(),
+        ..entrepot_api::status::RunnerStatus::default()
     }
 }
 

@@ -287,7 +287,7 @@ mod tests {
     }
 
     fn pod(flow: FlowStatus, connectors: Vec<ConnectorStatus>) -> RunnerStatus {
-        RunnerStatus { flows: vec![flow], connectors }
+        RunnerStatus { flows: vec![flow], connectors, ..RunnerStatus::default() }
     }
 
     #[test]

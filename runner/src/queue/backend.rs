@@ -13,12 +13,26 @@ use super::{
 /// order and each target's outbox in inbox order (the model test in
 /// `runner/tests/queue_model.rs` checks this and the dedup rules).
 pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
+    // ---- health
+
+    /// Whether the store takes writes, after trying to recover it: `Err` while it
+    /// cannot (a file that latched after a failed write, such as on a full disk, and
+    /// is not writable again). `/healthz` fails with it.
+    fn check(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    /// Why the store refuses writes, while it does (see [`QueueBackend::check`]).
+    fn latched(&self) -> Option<String> {
+        None
+    }
+
     // ---- intake: source → inbox
 
     /// Several records (of any flows) in one transaction: one commit acknowledges them
     /// all (group commit). Each is checked against the records before it in the group:
     /// a delivery id already accepted (and not expired) is a duplicate; past
-    /// `max_pending` records in the whole queue, the record is refused as full. An offer
+    /// `max_pending` records or `max_bytes` bytes in the whole queue, the record is refused as full. An offer
     /// with [`Offer::prepared`] skips the inbox when its flow's inbox is empty (see there).
     fn accept_group(&self, offers: &[Offer<'_>]) -> Result<Vec<Accepted>, QueueError>;
 
@@ -36,7 +50,7 @@ pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
         delivery_expires_ms: i64,
         max_pending: u64,
     ) -> Result<Accepted, QueueError> {
-        let offer = Offer { flow, envelope, delivery_expires_ms, max_pending, prepared: None };
+        let offer = Offer { flow, envelope, delivery_expires_ms, max_pending, max_bytes: u64::MAX, prepared: None };
         Ok(self.accept_group(std::slice::from_ref(&offer))?[0])
     }
 
@@ -126,6 +140,10 @@ pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
 
     // ---- backlog
 
+    /// Bytes the whole queue holds (records, delivery items, dead letters), cheaply: what
+    /// [`Offer::max_bytes`] is compared with.
+    fn held_bytes(&self) -> u64;
+
     /// Records waiting in the whole queue (every flow), cheaply: what backpressure
     /// compares with the size limit.
     fn pending_total(&self) -> Result<u64, QueueError>;
@@ -177,6 +195,11 @@ pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
 
     /// Deletes the dead letters written before `cutoff_ms(flow)`; returns how many, per flow.
     fn purge_dead_letters(&self, cutoff_ms: &dyn Fn(&str) -> i64) -> Result<BTreeMap<String, u64>, QueueError>;
+
+    /// Forgets the last versions (the stale guard's, see
+    /// [`QueueBackend::delivered_batch`]) last written before `cutoff_ms(flow)`; returns
+    /// how many. A key seen again after that is delivered without the guard.
+    fn purge_versions(&self, cutoff_ms: &dyn Fn(&str) -> i64, now_ms: i64) -> Result<u64, QueueError>;
 
     /// Forgets idempotency keys and delivery ids whose window has passed; returns how many.
     fn purge_expired(&self, now_ms: i64) -> Result<u64, QueueError>;

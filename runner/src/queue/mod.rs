@@ -52,6 +52,18 @@ pub enum QueueError {
         /// Why, and what to do.
         message: String,
     },
+    /// The store failed a write (a full disk, an I/O error) and refuses every other until
+    /// it is reopened; reopening is tried on each use and by `/healthz`.
+    #[error(
+        "queue file {path} refuses writes since one failed ({reason}); free space on its volume if it is full: the \
+         runner reopens it by itself, or is restarted by its liveness probe"
+    )]
+    Latched {
+        /// The queue file.
+        path: String,
+        /// The failure, and those of the attempts to reopen it.
+        reason: String,
+    },
     /// A stored record could not be decoded.
     #[error("queue record {key} is unreadable: {source}")]
     Decode {
@@ -60,6 +72,19 @@ pub enum QueueError {
         /// Why.
         source: serde_json::Error,
     },
+}
+
+impl QueueError {
+    /// Whether the store found its file corrupt or not a queue at all (not an I/O
+    /// failure, a lock or a format version).
+    pub fn is_corrupt(&self) -> bool {
+        let Self::Store(e) = self else { return false };
+        match e.downcast_ref::<::redb::Error>() {
+            Some(::redb::Error::Corrupted(_)) => true,
+            Some(::redb::Error::Io(io)) => io.kind() == std::io::ErrorKind::InvalidData,
+            _ => false,
+        }
+    }
 }
 
 impl From<std::io::Error> for QueueError {
@@ -83,6 +108,9 @@ pub struct Offer<'a> {
     pub delivery_expires_ms: i64,
     /// The queue size beyond which it is refused.
     pub max_pending: u64,
+    /// The bytes the whole queue may hold (records, delivery items and dead letters)
+    /// beyond which it is refused (`spec.runner.queue.maxBytes`).
+    pub max_bytes: u64,
     /// The record already mapped (at intake, for a flow that needs nothing else from
     /// the inbox): when its flow's inbox is empty it is placed in the same transaction
     /// (outbox, duplicate or dead letter, as [`QueueBackend::prepare_batch`] would), so
@@ -108,7 +136,8 @@ pub enum Accepted {
     /// The source already delivered this delivery id within the dedup window: nothing
     /// was queued, the source may be told it succeeded.
     DuplicateDelivery,
-    /// The queue holds its limit of records: nothing was queued, the source must retry.
+    /// The queue holds its limit of records or of bytes: nothing was queued, the source
+    /// must retry.
     Full,
 }
 

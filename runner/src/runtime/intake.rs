@@ -19,6 +19,7 @@ struct Request {
     prepared: Option<Prepared>,
     delivery_expires_ms: i64,
     max_pending: u64,
+    max_bytes: u64,
     reply: oneshot::Sender<Result<Accepted, String>>,
 }
 
@@ -41,7 +42,8 @@ impl IntakeWriter {
         self.rx.lock().unwrap_or_else(|p| p.into_inner()).take().map(|rx| run(queue, rx))
     }
 
-    /// Durably queues `envelope` (see [`Queue::accept_within`]), committed with whatever
+    /// Durably queues `envelope` unless the queue holds `max_pending` records or
+    /// `max_bytes` bytes (see [`Offer`]), committed with whatever
     /// else arrived meanwhile; `prepared`, when given, is the record already mapped, placed
     /// past the inbox in the same commit when the flow allows (see [`Offer::prepared`]).
     /// The error is the store's message.
@@ -51,10 +53,11 @@ impl IntakeWriter {
         envelope: Envelope,
         prepared: Option<Prepared>,
         delivery_expires_ms: i64,
-        max_pending: u64,
+        (max_pending, max_bytes): (u64, u64),
     ) -> Result<Accepted, String> {
         let (reply, answer) = oneshot::channel();
-        let request = Request { flow: flow.to_string(), envelope, prepared, delivery_expires_ms, max_pending, reply };
+        let flow = flow.to_string();
+        let request = Request { flow, envelope, prepared, delivery_expires_ms, max_pending, max_bytes, reply };
         self.tx.send(request).await.map_err(|_| "the intake writer has stopped".to_string())?;
         answer.await.map_err(|_| "the intake writer has stopped".to_string())?
     }
@@ -87,6 +90,7 @@ async fn run(queue: Queue, mut rx: mpsc::Receiver<Request>) {
                         envelope: &r.envelope,
                         delivery_expires_ms: r.delivery_expires_ms,
                         max_pending: r.max_pending,
+                        max_bytes: r.max_bytes,
                         prepared: r.prepared.as_ref(),
                     })
                     .collect();

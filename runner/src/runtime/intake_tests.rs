@@ -91,3 +91,22 @@ async fn a_flow_that_refetches_thin_webhooks_still_queues_them_in_the_inbox() {
     assert_eq!(rt.queue.inbox(FLOW, 10).unwrap().len(), 1, "the prepare worker refetches it first");
     assert!(rt.queue.outbox(FLOW, TARGET, 10).unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn past_the_byte_budget_a_webhook_is_refused_with_retry_after_dead_letters_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = fixture().len() as u64 * 3 / 2;
+    let (rt, url, secret) = intake_only(dir.path(), |c| c.flows[0].spec.runner.queue.max_bytes = budget).await;
+    // A dead letter takes most of the budget: what it holds counts.
+    let unmappable = vec![b'x'; fixture().len()];
+    assert_eq!(post(&url, &secret, &unmappable, "d-1").await, 200);
+    assert_eq!(rt.queue.dead_letters(FLOW).unwrap().len(), 1);
+    assert!(rt.queue.held_bytes() > fixture().len() as u64, "{}", rt.queue.held_bytes());
+    assert_eq!(post(&url, &secret, &fixture(), "d-2").await, 503);
+    assert!(rt.queue.outbox(FLOW, TARGET, 10).unwrap().is_empty(), "nothing queued past the budget");
+    // Room again once the dead letter is discarded.
+    let all = crate::queue::DeadLetterFilter::default();
+    rt.queue.discard_dead_letters(&all, "test").unwrap();
+    assert_eq!(rt.queue.held_bytes(), 0);
+    assert_eq!(post(&url, &secret, &fixture(), "d-3").await, 200);
+}

@@ -1,6 +1,8 @@
 //! The retention task: once a minute, dead letters older than their flow's
 //! `delivery.deadLetter.retention` are purged, and idempotency keys and delivery ids
-//! whose dedup window has passed are forgotten (so the queue file does not grow forever).
+//! whose dedup window has passed are forgotten, and so are the stale guard's last
+//! versions of keys not delivered for a retention (so the queue file does not grow
+//! forever).
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -22,6 +24,10 @@ pub(super) struct Retention {
     queue: Queue,
     metrics: Metrics,
     retention_ms: BTreeMap<String, i64>,
+    /// How long a key's last version is kept: the longest an older record of the key can
+    /// still arrive through the runner (a replayed dead letter, a repeat within the dedup
+    /// window).
+    versions_ms: BTreeMap<String, i64>,
 }
 
 impl Retention {
@@ -30,8 +36,16 @@ impl Retention {
             .flows
             .iter()
             .map(|(name, flow)| (name.clone(), millis(flow.config.spec.delivery.dead_letter.retention.get())))
+            .collect::<BTreeMap<_, _>>();
+        let versions_ms = rt
+            .flows
+            .iter()
+            .map(|(name, flow)| {
+                let window = millis(flow.config.spec.delivery.dedup_window.get());
+                (name.clone(), window.max(retention_ms[name]))
+            })
             .collect();
-        Self { queue: rt.queue.clone(), metrics: rt.metrics.clone(), retention_ms }
+        Self { queue: rt.queue.clone(), metrics: rt.metrics.clone(), retention_ms, versions_ms }
     }
 
     /// One purge at `now`. Dead letters of flows this runner no longer carries are kept
@@ -46,6 +60,9 @@ impl Retention {
         }
         let forgotten = self.queue.purge_expired(now)?;
         self.metrics.dedup_entries_expired.inc_by(forgotten);
+        let versions_cutoff = |flow: &str| now.saturating_sub(self.versions_ms.get(flow).copied().unwrap_or(default));
+        let versions = self.queue.purge_versions(&versions_cutoff, now)?;
+        self.metrics.versions_expired.inc_by(versions);
         Ok(())
     }
 

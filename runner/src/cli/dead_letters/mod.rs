@@ -29,6 +29,11 @@ pub struct DeadLettersArgs {
     /// directly, which only works while no runner is using it.
     #[arg(long, global = true, value_name = "DIR", conflicts_with = "admin")]
     data_dir: Option<PathBuf>,
+    /// A queue file to open directly instead of a data directory's: one a runner set
+    /// aside as corrupt (`queue.redb.corrupt-<time>`, see `queue.setAside` in
+    /// `/v1/status`), to read what it still holds.
+    #[arg(long, global = true, value_name = "FILE", conflicts_with_all = ["admin", "data_dir"])]
+    queue_file: Option<PathBuf>,
     /// A running runner's admin address (its --admin-listen), e.g. http://127.0.0.1:9090.
     #[arg(long, global = true, value_name = "URL")]
     admin: Option<String>,
@@ -132,13 +137,13 @@ impl ActArgs {
 /// Where the dead letters are read and changed.
 enum Backend {
     /// The queue file, opened by this process.
-    Local { queue: Queue, dir: PathBuf },
+    Local { queue: Queue, location: String },
     /// A running runner's admin API.
     Admin { base: String, client: reqwest::Client },
 }
 
 pub async fn run(args: DeadLettersArgs) -> Result<ExitCode> {
-    let backend = Backend::connect(args.data_dir, args.admin, args.admin_token_file.as_deref())?;
+    let backend = Backend::connect(args.data_dir, args.queue_file, args.admin, args.admin_token_file.as_deref())?;
     let json = args.output == Output::Json;
     match args.command {
         Command::List { filter, limit, after } => {
@@ -179,7 +184,12 @@ fn requested_by() -> String {
 }
 
 impl Backend {
-    fn connect(data_dir: Option<PathBuf>, admin: Option<String>, token_file: Option<&Path>) -> Result<Self> {
+    fn connect(
+        data_dir: Option<PathBuf>,
+        queue_file: Option<PathBuf>,
+        admin: Option<String>,
+        token_file: Option<&Path>,
+    ) -> Result<Self> {
         if let Some(url) = admin {
             let base = url.trim_end_matches('/').to_string();
             if !base.starts_with("http://") && !base.starts_with("https://") {
@@ -201,6 +211,11 @@ impl Backend {
                 .build()?;
             return Ok(Self::Admin { base, client });
         }
+        if let Some(path) = queue_file {
+            let queue =
+                RedbQueue::open(&path).with_context(|| format!("cannot open the queue file {}", path.display()))?;
+            return Ok(Self::Local { queue, location: format!("--queue-file {}", path.display()) });
+        }
         let dir = data_dir.unwrap_or_else(|| PathBuf::from(".entrepot/data"));
         let path = dir.join("queue.redb");
         if !path.is_file() {
@@ -210,7 +225,7 @@ impl Backend {
             );
         }
         match RedbQueue::open(&path) {
-            Ok(queue) => Ok(Self::Local { queue, dir }),
+            Ok(queue) => Ok(Self::Local { queue, location: format!("--data-dir {}", dir.display()) }),
             Err(QueueError::InUse { .. }) => bail!(
                 "a runner is using {} (its queue file is locked): ask that runner instead with --admin URL \
                  (its --admin-listen address, e.g. --admin http://127.0.0.1:9090), or stop it first",
@@ -223,7 +238,7 @@ impl Backend {
     /// The option that reaches the same dead letters again, for the hints printed.
     fn hint(&self) -> String {
         match self {
-            Self::Local { dir, .. } => format!("--data-dir {}", dir.display()),
+            Self::Local { location, .. } => location.clone(),
             Self::Admin { base, .. } => format!("--admin {base}"),
         }
     }

@@ -6,11 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 use serde::Deserialize;
 use tracing::{debug, info};
 
-use super::{DEAD, INBOX, META, RedbQueue, decode, encode};
+use super::{DEAD, INBOX, META, RedbQueue, decode, encode, held::Delta};
 use crate::queue::{
     Affected, DeadLetter, DeadLetterEntry, DeadLetterFilter, DeadLetterPage, QueueError, Replay, now_ms,
 };
@@ -80,6 +80,7 @@ impl RedbQueue {
         let tx = self.db.begin_write()?;
         let now = now_ms();
         let mut affected = Vec::new();
+        let mut delta = Delta::default();
         {
             let mut dead = tx.open_table(DEAD)?;
             let selected = select(&dead, filter)?.entries;
@@ -102,12 +103,15 @@ impl RedbQueue {
                     history,
                 }));
                 let seq = Self::next_seq(&mut meta)?;
-                inbox.insert((entry.flow.as_str(), seq), encode(&envelope).as_slice())?;
-                dead.remove((entry.flow.as_str(), entry.id))?;
+                let bytes = encode(&envelope);
+                delta.add(bytes.len());
+                inbox.insert((entry.flow.as_str(), seq), bytes.as_slice())?;
+                delta.remove(dead.remove((entry.flow.as_str(), entry.id))?.as_ref());
                 affected.push(Affected { id: entry.id, flow: entry.flow, correlation_id: envelope.correlation_id });
             }
         }
         tx.commit()?;
+        self.held.apply(delta);
         for a in &affected {
             info!(flow = %a.flow, dead_letter = a.id, correlation_id = %a.correlation_id, requested_by, "dead letter replayed");
         }
@@ -122,15 +126,17 @@ impl RedbQueue {
     ) -> Result<Vec<Affected>, QueueError> {
         let tx = self.db.begin_write()?;
         let mut affected = Vec::new();
+        let mut delta = Delta::default();
         {
             let mut dead = tx.open_table(DEAD)?;
             for entry in select(&dead, filter)?.entries {
-                dead.remove((entry.flow.as_str(), entry.id))?;
+                delta.remove(dead.remove((entry.flow.as_str(), entry.id))?.as_ref());
                 let correlation_id = entry.dead_letter.envelope.correlation_id;
                 affected.push(Affected { id: entry.id, flow: entry.flow, correlation_id });
             }
         }
         tx.commit()?;
+        self.held.apply(delta);
         for a in &affected {
             info!(flow = %a.flow, dead_letter = a.id, correlation_id = %a.correlation_id, requested_by, "dead letter discarded");
         }
@@ -160,17 +166,21 @@ impl RedbQueue {
             return Ok(purged);
         }
         let tx = self.db.begin_write()?;
+        let mut delta = Delta::default();
         {
             let mut dead = tx.open_table(DEAD)?;
             for (flow, id) in &expired {
                 // A replay or discard since the read may have taken it already.
-                if dead.remove((flow.as_str(), *id))?.is_some() {
+                let removed = dead.remove((flow.as_str(), *id))?;
+                delta.remove(removed.as_ref());
+                if removed.is_some() {
                     *purged.entry(flow.clone()).or_default() += 1;
                     debug!(flow = %flow, dead_letter = id, "dead letter past retention purged");
                 }
             }
         }
         tx.commit()?;
+        self.held.apply(delta);
         Ok(purged)
     }
 }

@@ -2,9 +2,9 @@
 //! watermark, files done) in one transaction, so after a crash a source resumes exactly
 //! where its last commit left it.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 
-use super::{DEAD, DELIVERIES, INBOX, META, OUTBOX, RedbQueue, encode};
+use super::{DEAD, DELIVERIES, INBOX, META, OUTBOX, RedbQueue, encode, held::Delta};
 use crate::queue::{BatchOutcome, Intake, QueueError};
 
 /// Source progress: (flow, key) → opaque bytes (a cursor, a watermark, a file's name).
@@ -23,6 +23,7 @@ impl RedbQueue {
         let _guard = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         let tx = self.db.begin_write()?;
         let mut outcome = BatchOutcome::default();
+        let mut delta = Delta::default();
         {
             let mut deliveries = tx.open_table(DELIVERIES)?;
             let mut inbox = tx.open_table(INBOX)?;
@@ -42,12 +43,16 @@ impl RedbQueue {
                             deliveries.insert((flow, id.as_str()), delivery_expires_ms)?;
                         }
                         let seq = Self::next_seq(&mut meta)?;
-                        inbox.insert((flow, seq), encode(envelope).as_slice())?;
+                        let bytes = encode(envelope);
+                        delta.add(bytes.len());
+                        inbox.insert((flow, seq), bytes.as_slice())?;
                         outcome.queued += 1;
                     }
                     Intake::DeadLetter(letter) => {
                         let seq = Self::next_seq(&mut meta)?;
-                        dead.insert((flow, seq), encode(letter).as_slice())?;
+                        let bytes = encode(letter);
+                        delta.add(bytes.len());
+                        dead.insert((flow, seq), bytes.as_slice())?;
                         outcome.dead_lettered += 1;
                     }
                 }
@@ -58,6 +63,7 @@ impl RedbQueue {
             }
         }
         tx.commit()?;
+        self.held.apply(delta);
         Ok(outcome)
     }
 

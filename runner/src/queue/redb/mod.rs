@@ -2,8 +2,11 @@
 //! one transaction committed with fsync.
 
 mod dead_letter;
+mod held;
 mod intake;
 mod migrate;
+mod store;
+mod versions;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -11,12 +14,13 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{
     Accepted, Affected, Backlog, BatchOutcome, DeadLetter, DeadLetterFilter, DeadLetterPage, DeliveryItem, Envelope,
-    Intake, Offer, PrepareOutcome, Prepared, Queue, QueueBackend, QueueError, TargetNames, compare_versions, now_ms,
+    Intake, Offer, PrepareOutcome, Prepared, Queue, QueueBackend, QueueError, TargetNames, now_ms,
 };
+use versions::{VERSION_STAMPS, VERSIONS};
 
 /// Inbox: (flow, seq) → envelope JSON.
 pub(super) const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
@@ -29,8 +33,6 @@ pub(super) const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::ne
 const KEYS: TableDefinition<(&str, &str), i64> = TableDefinition::new("idempotency_keys");
 /// Source delivery ids accepted: (flow, delivery id) → expiry (Unix ms).
 pub(super) const DELIVERIES: TableDefinition<(&str, &str), i64> = TableDefinition::new("delivery_ids");
-/// Last version delivered: (flow, target name, ordering key) → version.
-const VERSIONS: TableDefinition<(&str, &str, &str), &str> = TableDefinition::new("target_versions");
 /// Counters: name → value.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_SEQ: &str = "next_seq";
@@ -57,7 +59,9 @@ store_err!(
 
 /// The queue in a redb file. Opened through [`RedbQueue::open`], used as a [`Queue`].
 pub struct RedbQueue {
-    pub(super) db: Arc<Database>,
+    db: store::Store,
+    /// Bytes held (inbox, outbox, dead letters): what the byte budget is compared with.
+    held: held::Held,
     /// Serializes sequence allocation with the write that uses it.
     pub(super) seq: Arc<Mutex<()>>,
 }
@@ -66,6 +70,36 @@ impl std::fmt::Debug for RedbQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedbQueue").finish_non_exhaustive()
     }
+}
+
+/// Opens (or creates) the database at `path` and brings it to the current format.
+fn open_database(path: &Path, targets: &TargetNames) -> Result<Database, QueueError> {
+    let db = Database::builder().set_cache_size(CACHE_BYTES).create(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => QueueError::InUse { path: path_text(path) },
+        other => other.into(),
+    })?;
+    let tx = db.begin_write()?;
+    migrate::to_current(&tx, targets).map_err(|e| match e {
+        QueueError::Format { message, .. } => QueueError::Format { path: path_text(path), message },
+        other => other,
+    })?;
+    {
+        tx.open_table(intake::SOURCE_STATE)?;
+        tx.open_table(INBOX)?;
+        tx.open_table(OUTBOX)?;
+        tx.open_table(DEAD)?;
+        tx.open_table(KEYS)?;
+        tx.open_table(DELIVERIES)?;
+        tx.open_table(META)?;
+        tx.open_table(VERSIONS)?;
+        tx.open_table(VERSION_STAMPS)?;
+    }
+    tx.commit()?;
+    Ok(db)
+}
+
+fn path_text(path: &Path) -> String {
+    path.display().to_string()
 }
 
 pub(super) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -89,27 +123,13 @@ impl RedbQueue {
     /// names in `spec.targets` order), or refused, unchanged, when it names a target
     /// `targets` lacks.
     pub fn open_migrating(path: &Path, targets: &TargetNames) -> Result<Queue, QueueError> {
-        let db = Database::builder().set_cache_size(CACHE_BYTES).create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => QueueError::InUse { path: path.display().to_string() },
-            other => other.into(),
-        })?;
-        let tx = db.begin_write()?;
-        migrate::to_current(&tx, targets).map_err(|e| match e {
-            QueueError::Format { message, .. } => QueueError::Format { path: path.display().to_string(), message },
-            other => other,
-        })?;
-        {
-            tx.open_table(intake::SOURCE_STATE)?;
-            tx.open_table(INBOX)?;
-            tx.open_table(OUTBOX)?;
-            tx.open_table(DEAD)?;
-            tx.open_table(KEYS)?;
-            tx.open_table(DELIVERIES)?;
-            tx.open_table(META)?;
-            tx.open_table(VERSIONS)?;
-        }
-        tx.commit()?;
-        Ok(Queue::new(Self { db: Arc::new(db), seq: Arc::new(Mutex::new(())) }))
+        let db = open_database(path, targets)?;
+        let text = path_text(path);
+        let (path, targets) = (path.to_path_buf(), targets.clone());
+        let reopen = Box::new(move || open_database(&path, &targets));
+        let held = held::Held::count(&redb::ReadableDatabase::begin_read(&db)?)?;
+        let store = store::Store::new(text, db, reopen);
+        Ok(Queue::new(Self { db: store, held, seq: Arc::new(Mutex::new(())) }))
     }
 
     pub(super) fn next_seq(table: &mut redb::Table<&str, u64>) -> Result<u64, QueueError> {
@@ -120,6 +140,18 @@ impl RedbQueue {
 }
 
 impl QueueBackend for RedbQueue {
+    fn check(&self) -> Result<(), QueueError> {
+        self.db.check()
+    }
+
+    fn latched(&self) -> Option<String> {
+        self.db.latch_reason()
+    }
+
+    fn held_bytes(&self) -> u64 {
+        self.held.get()
+    }
+
     fn accept_batch(
         &self,
         flow: &str,
@@ -161,6 +193,7 @@ impl QueueBackend for RedbQueue {
         let _guard = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         let tx = self.db.begin_write()?;
         let mut outcomes = Vec::with_capacity(offers.len());
+        let mut delta = held::Delta::default();
         {
             let mut inbox = tx.open_table(INBOX)?;
             let mut outbox_len = tx.open_table(OUTBOX)?.len()?;
@@ -168,7 +201,9 @@ impl QueueBackend for RedbQueue {
             let mut stages = Stages::open(&tx)?;
             let now = now_ms();
             for offer in offers {
-                if inbox.len()? + outbox_len >= offer.max_pending {
+                let held = self.held.get() as i64 + delta.net() + stages.delta.net();
+                let over_bytes = held.max(0) as u64 + offer.envelope.payload.len() as u64 > offer.max_bytes;
+                if over_bytes || inbox.len()? + outbox_len >= offer.max_pending {
                     outcomes.push(Accepted::Full);
                     continue;
                 }
@@ -199,14 +234,18 @@ impl QueueBackend for RedbQueue {
                         outcomes.push(Accepted::Prepared { seq, outcome });
                     }
                     _ => {
-                        inbox.insert((flow, seq), encode(envelope).as_slice())?;
+                        let bytes = encode(envelope);
+                        delta.add(bytes.len());
+                        inbox.insert((flow, seq), bytes.as_slice())?;
                         outcomes.push(Accepted::Queued(seq));
                     }
                 }
             }
+            delta.merge(stages.delta);
         }
         if outcomes.iter().any(|o| matches!(o, Accepted::Queued(_) | Accepted::Prepared { .. })) {
             tx.commit()?;
+            self.held.apply(delta);
         } else {
             tx.abort()?;
         }
@@ -232,12 +271,14 @@ impl QueueBackend for RedbQueue {
         let _guard = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         let tx = self.db.begin_write()?;
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut delta = held::Delta::default();
         {
             let mut inbox = tx.open_table(INBOX)?;
             let mut stages = Stages::open(&tx)?;
             let now = now_ms();
             for (seq, prepared) in batch {
                 let removed = inbox.remove((flow, seq))?;
+                delta.remove(removed.as_ref());
                 // A delivery item carries the record's envelope: no need to decode the
                 // 4 KB inbox copy to learn whether it is a replay.
                 let replayed = match (&prepared, removed) {
@@ -247,8 +288,10 @@ impl QueueBackend for RedbQueue {
                 };
                 outcomes.push(stages.place(flow, seq, &prepared, replayed, now)?);
             }
+            delta.merge(stages.delta);
         }
         tx.commit()?;
+        self.held.apply(delta);
         Ok(outcomes)
     }
 
@@ -279,36 +322,38 @@ impl QueueBackend for RedbQueue {
         items: &[(u64, Option<(&str, &str)>)],
     ) -> Result<(), QueueError> {
         let tx = self.db.begin_write()?;
+        let now = now_ms();
+        let mut delta = held::Delta::default();
         {
             let mut outbox = tx.open_table(OUTBOX)?;
-            let mut versions = tx.open_table(VERSIONS)?;
-            for (seq, version) in items {
-                outbox.remove((flow, target, *seq))?;
-                if let Some((key, version)) = version {
-                    let newer = versions
-                        .get((flow, target, *key))?
-                        .is_none_or(|last| compare_versions(version, last.value()) == std::cmp::Ordering::Greater);
-                    if newer {
-                        versions.insert((flow, target, *key), *version)?;
-                    }
-                }
+            for (seq, _) in items {
+                delta.remove(outbox.remove((flow, target, *seq))?.as_ref());
             }
         }
+        for (key, version) in items.iter().filter_map(|(_, v)| *v) {
+            versions::record(&tx, (flow, target), key, version, now)?;
+        }
         tx.commit()?;
+        self.held.apply(delta);
         Ok(())
     }
 
     /// The last version delivered to a target for an ordering key.
     fn last_version(&self, flow: &str, target: &str, key: &str) -> Result<Option<String>, QueueError> {
-        let tx = self.db.begin_read()?;
-        Ok(tx.open_table(VERSIONS)?.get((flow, target, key))?.map(|v| v.value().to_string()))
+        RedbQueue::last_version(self, flow, target, key)
+    }
+
+    fn purge_versions(&self, cutoff_ms: &dyn Fn(&str) -> i64, now_ms: i64) -> Result<u64, QueueError> {
+        RedbQueue::purge_versions(self, cutoff_ms, now_ms)
     }
 
     /// Drops an item older than what its target already has.
     fn drop_stale(&self, flow: &str, target: &str, seq: u64) -> Result<(), QueueError> {
         let tx = self.db.begin_write()?;
-        tx.open_table(OUTBOX)?.remove((flow, target, seq))?;
+        let mut delta = held::Delta::default();
+        delta.remove(tx.open_table(OUTBOX)?.remove((flow, target, seq))?.as_ref());
         tx.commit()?;
+        self.held.apply(delta);
         Ok(())
     }
 
@@ -324,9 +369,13 @@ impl QueueBackend for RedbQueue {
         let _guard = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         let tx = self.db.begin_write()?;
         let dl_seq = RedbQueue::next_seq(&mut tx.open_table(META)?)?;
-        tx.open_table(OUTBOX)?.remove((flow, target, seq))?;
-        tx.open_table(DEAD)?.insert((flow, dl_seq), encode(dead).as_slice())?;
+        let mut delta = held::Delta::default();
+        delta.remove(tx.open_table(OUTBOX)?.remove((flow, target, seq))?.as_ref());
+        let bytes = encode(dead);
+        delta.add(bytes.len());
+        tx.open_table(DEAD)?.insert((flow, dl_seq), bytes.as_slice())?;
         tx.commit()?;
+        self.held.apply(delta);
         Ok(dl_seq)
     }
 
@@ -399,6 +448,8 @@ struct Stages<'tx> {
     outbox: redb::Table<'tx, (&'static str, &'static str, u64), &'static [u8]>,
     dead_letters: redb::Table<'tx, (&'static str, u64), &'static [u8]>,
     meta: redb::Table<'tx, &'static str, u64>,
+    /// Bytes placed.
+    delta: held::Delta,
 }
 
 impl<'tx> Stages<'tx> {
@@ -408,6 +459,7 @@ impl<'tx> Stages<'tx> {
             outbox: tx.open_table(OUTBOX)?,
             dead_letters: tx.open_table(DEAD)?,
             meta: tx.open_table(META)?,
+            delta: held::Delta::default(),
         })
     }
 
@@ -430,14 +482,18 @@ impl<'tx> Stages<'tx> {
                 } else {
                     self.keys.insert(key, *key_expires_ms)?;
                     for item in items {
-                        self.outbox.insert((flow, item.target.as_str(), seq), encode(item).as_slice())?;
+                        let bytes = encode(item);
+                        self.delta.add(bytes.len());
+                        self.outbox.insert((flow, item.target.as_str(), seq), bytes.as_slice())?;
                     }
                     PrepareOutcome::Queued
                 }
             }
             Prepared::DeadLetter(dead) => {
                 let dl_seq = RedbQueue::next_seq(&mut self.meta)?;
-                self.dead_letters.insert((flow, dl_seq), encode(dead).as_slice())?;
+                let bytes = encode(dead);
+                self.delta.add(bytes.len());
+                self.dead_letters.insert((flow, dl_seq), bytes.as_slice())?;
                 PrepareOutcome::DeadLettered
             }
         })

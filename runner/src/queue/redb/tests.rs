@@ -1,5 +1,5 @@
 use super::*;
-use crate::queue::{Attempt, DeadLetterReason};
+use crate::queue::{Attempt, DeadLetterReason, compare_versions};
 
 /// An `orders/create` record `id` with correlation id `corr-<id>` (shared by the queue's tests).
 pub(in crate::queue) fn envelope(id: &str, delivery: Option<&str>) -> Envelope {
@@ -196,4 +196,43 @@ fn a_full_queue_refuses_and_keeps_what_it_has() {
     )
     .unwrap();
     assert!(matches!(q.accept_within("f", &envelope("c", Some("w3")), 0, 2).unwrap(), Accepted::Queued(_)));
+}
+
+#[test]
+fn last_versions_of_idle_keys_are_purged_after_their_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
+    for (id, key) in [("a", "sku-1"), ("b", "sku-2")] {
+        let e = envelope(id, None);
+        let Accepted::Queued(s) = q.accept("f", &e, 0).unwrap() else { panic!("not queued") };
+        q.prepare("f", s, deliver(&e, 1)).unwrap();
+        q.delivered_version("f", "erp", s, Some((key, "1"))).unwrap();
+    }
+    let now = now_ms();
+    // Written within the retention: kept.
+    assert_eq!(q.purge_versions(&|_| now - 60_000, now).unwrap(), 0);
+    assert_eq!(q.last_version("f", "erp", "sku-1").unwrap().as_deref(), Some("1"));
+    // Idle past the retention of flow `f` only.
+    assert_eq!(q.purge_versions(&|flow| if flow == "f" { now + 1 } else { 0 }, now).unwrap(), 2);
+    assert_eq!(q.last_version("f", "erp", "sku-1").unwrap(), None);
+    assert_eq!(q.last_version("f", "erp", "sku-2").unwrap(), None);
+}
+
+#[test]
+fn a_version_written_before_stamps_existed_is_kept_one_more_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.redb");
+    drop(RedbQueue::open(&path).unwrap());
+    {
+        // As an earlier version left it: a version and no stamp.
+        let db = redb::Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(VERSIONS).unwrap().insert(("f", "erp", "sku-1"), "7").unwrap();
+        tx.commit().unwrap();
+    }
+    let q = RedbQueue::open(&path).unwrap();
+    let now = now_ms();
+    assert_eq!(q.purge_versions(&|_| now + 1, now).unwrap(), 0, "stamped now, not purged");
+    assert_eq!(q.purge_versions(&|_| now + 1, now + 2).unwrap(), 1);
+    assert_eq!(q.last_version("f", "erp", "sku-1").unwrap(), None);
 }
