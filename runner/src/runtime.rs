@@ -420,3 +420,5 @@ pub async fn serve(
 mod intake_tests;
 #[cfg(test)]
 mod supervision_tests;
+#[cfg(test)]
+mod webhook_tests;

@@ -198,7 +198,7 @@ fn to_canonical(flow: &Flow, envelope: &Envelope) -> Result<Val, String> {
     match (&flow.mapping, &flow.config.spec.mapping_ref) {
         // The mapping reads the payload's bytes once (a plain one only the fields it maps).
         (Some(p), Some(name)) => p.run_json(&envelope.payload).map_err(|e| match e {
-            MapError::InvalidJson(_) => format!("source payload: {e}"),
+            MapError::InvalidJson(_) | MapError::TooDeep(_) => format!("source payload: {e}"),
             e => format!("Mapping {name}: {e}"),
         }),
         _ => parse_json(&envelope.payload).map_err(|e| format!("source payload: {e}")),
