@@ -74,7 +74,9 @@ fn runtime_with_secret(dir: &Path, secret: &str) -> Result<Arc<Runtime>, StartEr
 async fn an_empty_webhook_secret_refuses_to_start_the_flow() {
     let dir = tempfile::tempdir().unwrap();
     for empty in ["", "\n", "\r\n"] {
-        let err = runtime_with_secret(dir.path(), empty).err().expect("an empty secret must not start");
+        let Err(err) = runtime_with_secret(dir.path(), empty) else {
+            panic!("{empty:?}: an empty secret must not start")
+        };
         assert!(matches!(&err, StartError::Flow(FlowError::EmptySecret { .. })), "{empty:?}: {err}");
         assert!(err.to_string().contains("spec.webhook.secretRef"), "{err}");
     }
