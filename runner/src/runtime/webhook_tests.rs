@@ -114,3 +114,15 @@ async fn an_unknown_flow_or_an_unsigned_request_is_refused_before_the_body_is_re
     let unsigned = answer_to_a_head_alone(&url, &format!("/webhooks/{FLOW}"), false).await;
     assert!(unsigned.as_deref().is_some_and(|a| a.starts_with("HTTP/1.1 401")), "{unsigned:?}");
 }
+
+#[tokio::test]
+async fn an_ordering_key_of_dot_dot_is_dead_lettered_rather_than_put_in_a_target_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, url, secret) =
+        intake_only(dir.path(), |config| config.flows[0].spec.delivery.ordering_key = Some(r#""..""#.into())).await;
+    assert_eq!(post(&url, &secret, &fixture(), "d-1").await, 200);
+    assert!(rt.queue.outbox(FLOW, TARGET, 10).unwrap().is_empty(), "nothing sent to <path>/..");
+    let letters = rt.queue.dead_letters(FLOW).unwrap();
+    assert_eq!(letters.len(), 1);
+    assert!(letters[0].1.message.contains("would leave the target's path"), "{}", letters[0].1.message);
+}
