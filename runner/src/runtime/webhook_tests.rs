@@ -126,3 +126,29 @@ async fn an_ordering_key_of_dot_dot_is_dead_lettered_rather_than_put_in_a_target
     assert_eq!(letters.len(), 1);
     assert!(letters[0].1.message.contains("would leave the target's path"), "{}", letters[0].1.message);
 }
+
+#[tokio::test]
+async fn a_body_that_never_ends_is_answered_408_once_the_request_time_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, _, _) = intake_only(dir.path(), |_| ()).await;
+    let bounds = crate::source::webhook::Bounds { in_flight: 8, request_time: Duration::from_millis(300) };
+    let url = crate::test_support::serve(crate::source::webhook::router_within(rt.clone(), bounds)).await;
+    let answer = answer_to_a_head_alone(&url, &format!("/webhooks/{FLOW}"), true).await;
+    assert!(answer.as_deref().is_some_and(|a| a.starts_with("HTTP/1.1 408")), "{answer:?}");
+}
+
+#[tokio::test]
+async fn requests_beyond_the_in_flight_limit_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, _, _) = intake_only(dir.path(), |_| ()).await;
+    let bounds = crate::source::webhook::Bounds { in_flight: 1, request_time: Duration::from_secs(5) };
+    let url = crate::test_support::serve(crate::source::webhook::router_within(rt.clone(), bounds)).await;
+    // The first holds the only slot, waiting for a body that does not come.
+    let path = format!("/webhooks/{FLOW}");
+    let (first, second) = tokio::join!(answer_to_a_head_alone(&url, &path, true), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        answer_to_a_head_alone(&url, &path, true).await
+    });
+    assert_eq!(first, None, "the first still waits for its body");
+    assert!(second.as_deref().is_some_and(|a| a.starts_with("HTTP/1.1 503")), "{second:?}");
+}

@@ -2,17 +2,19 @@
 //! durably queued, and only then acknowledged with 2xx; a bad or missing signature gets
 //! 401 and nothing is queued; a store failure gets 503 so the sender retries.
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
     body::Body,
-    extract::{Path, State},
+    extract::{Path, Request, State},
     http::{HeaderMap, StatusCode, header::RETRY_AFTER},
+    middleware::Next,
     response::{IntoResponse, Response},
     routing::post,
 };
 use serde_json::json;
+use tokio::sync::Semaphore;
 use tracing::{Instrument, Span, debug, field::Empty, info, info_span, warn};
 
 use super::signature::{DEFAULT_TOLERANCE, signature_header, signs_body_only, verify_delivery};
@@ -48,9 +50,52 @@ pub trait WebhookHost: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Accepted, String>> + Send;
 }
 
-/// `POST /webhooks/{flow}`, served for `host`.
+/// What one webhook server takes at most: requests in flight, and time per request
+/// (from its head to the answer, the body read included).
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Requests handled at once; more get 503 at once rather than wait.
+    pub in_flight: usize,
+    /// How long a request may take once its head is read; longer gets 408.
+    pub request_time: Duration,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self { in_flight: 512, request_time: Duration::from_secs(30) }
+    }
+}
+
+/// `POST /webhooks/{flow}`, served for `host` within the default [`Bounds`].
 pub fn router<H: WebhookHost>(host: Arc<H>) -> Router {
-    Router::new().route("/webhooks/{flow}", post(receive::<H>)).with_state(host)
+    router_within(host, Bounds::default())
+}
+
+/// `POST /webhooks/{flow}`, served for `host` within `bounds`.
+pub fn router_within<H: WebhookHost>(host: Arc<H>, bounds: Bounds) -> Router {
+    let slots = Arc::new(Semaphore::new(bounds.in_flight));
+    Router::new()
+        .route("/webhooks/{flow}", post(receive::<H>))
+        .with_state(host)
+        .layer(axum::middleware::from_fn(move |request, next| bounded(slots.clone(), bounds, request, next)))
+}
+
+/// Refuses a request beyond the in-flight limit, and stops one that takes too long
+/// (a body sent a byte at a time). A stopped request may have been queued already: the
+/// sender's retry is then a duplicate delivery, answered 2xx.
+async fn bounded(slots: Arc<Semaphore>, bounds: Bounds, request: Request, next: Next) -> Response {
+    let Ok(_slot) = slots.try_acquire_owned() else {
+        let error = format!("more than {} webhook requests in flight; retry later", bounds.in_flight);
+        return (StatusCode::SERVICE_UNAVAILABLE, [(RETRY_AFTER, "1")], Json(json!({"error": error}))).into_response();
+    };
+    match tokio::time::timeout(bounds.request_time, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let error =
+                format!("the request took longer than {:?} (its body included); send it again", bounds.request_time);
+            (StatusCode::REQUEST_TIMEOUT, Json(json!({"error": error}))).into_response()
+        }
+    }
 }
 
 /// Source headers for a signature scheme: delivery id, event id, topic. Senders with a
