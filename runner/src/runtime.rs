@@ -480,3 +480,5 @@ mod admin_tests;
 mod intake_tests;
 #[cfg(test)]
 mod supervision_tests;
+#[cfg(test)]
+mod webhook_tests;

@@ -2,6 +2,11 @@
 //! record or a canonical record into a system's payload, and the key expressions
 //! (`delivery.orderingKey`, `delivery.idempotencyKey`) evaluated on canonical records.
 
+mod allowlist;
+mod budget;
+#[cfg(test)]
+mod budget_tests;
+mod json_depth;
 mod json_tree;
 mod json_write;
 #[cfg(test)]
@@ -14,11 +19,13 @@ use std::collections::BTreeMap;
 use jaq_core::{
     Compiler, Ctx, Vars,
     data::JustLut,
-    load::{Arena, File, Loader},
+    load::{Arena, File, Loader, parse::Def},
     unwrap_valr,
 };
 use jaq_json::Val;
 
+pub use budget::{Exceeded, RUN_TIME};
+pub use json_depth::{MAX_DEPTH, TooDeep, check_depth};
 pub use test_case::{TestFailure, TestReport, diff_json, run_compiled, run_tests, test_compiled};
 
 type Data = JustLut<Val>;
@@ -35,6 +42,12 @@ pub enum MapError {
     /// The input is not JSON.
     #[error("input is not valid JSON: {0}")]
     InvalidJson(String),
+    /// The input nests deeper than [`MAX_DEPTH`]; it was not parsed.
+    #[error("input refused: {0}")]
+    TooDeep(#[from] TooDeep),
+    /// The run exceeded its budget (time or stack) and was stopped.
+    #[error("{0}")]
+    Budget(#[from] Exceeded),
     /// jq raised an error (`error(...)`, a type error, a missing lookup).
     #[error("jq error: {0}")]
     Jq(String),
@@ -75,18 +88,27 @@ impl Program {
     /// Compiles `code`; `$lookups` is bound to `lookups` when the program runs.
     pub fn compile(code: &str, lookups: &BTreeMap<String, BTreeMap<String, String>>) -> Result<Self, CompileError> {
         let arena = Arena::default();
-        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs()).chain(jq17_defs());
-        let loader = Loader::new(defs);
-        let modules = loader
+        // Loaded once as written, for the syntax errors and their positions.
+        Loader::new(prelude_defs())
             .load(&arena, File { code, path: () })
             .map_err(|errs| CompileError(describe_load_errors(code, errs)))?;
-        let funs = jaq_core::funs::<Data>().chain(jaq_std::funs::<Data>()).chain(jaq_json::funs::<Data>());
+        // Then compiled as the body of a definition charged to the run's budget, after
+        // the charged standard ones (`budget.rs`).
+        let main = jaq_core::load::parse(code, |p| p.term())
+            .ok_or_else(|| CompileError("the program is not a single jq filter (no module directives)".into()))?;
+        let mut main = Def { name: MAIN, args: Vec::new(), body: main };
+        budget::instrument(&mut main.body);
+        let defs = prelude_defs().map(|def| -> Def<&str> { budget::instrument_def(def) }).chain([main]);
+        let modules = Loader::new(defs)
+            .load(&arena, File { code: MAIN, path: () })
+            .map_err(|errs| CompileError(describe_load_errors(MAIN, errs)))?;
+        let funs = budget::natives(allowlist::natives());
         let filter =
             Compiler::default().with_funs(funs).with_global_vars([LOOKUPS]).compile(modules).map_err(|errs| {
                 let undefined: Vec<String> = errs
                     .into_iter()
                     .flat_map(|(_, es)| es)
-                    .map(|(name, kind)| format!("undefined {} `{name}`", undefined_kind(&kind)))
+                    .map(|(name, kind)| describe_undefined(code, name, &kind))
                     .collect();
                 CompileError(undefined.join("; "))
             })?;
@@ -138,16 +160,24 @@ impl Program {
     /// Runs the jq program itself (never the plan).
     fn run_jq(&self, input: Val) -> Result<Val, MapError> {
         let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([self.lookups()?]));
-        let mut outputs = self.filter.id.run((ctx, input)).map(unwrap_valr);
-        let first = match outputs.next() {
-            None => return Err(MapError::NotOneValue(0)),
-            Some(r) => r.map_err(|e| MapError::Jq(e.to_string()))?,
-        };
-        let extra = outputs.take(10).count();
-        if extra > 0 {
-            return Err(MapError::NotOneValue(1 + extra));
+        let run = budget::Run::start();
+        let result = (|| {
+            let mut outputs = self.filter.id.run((ctx, input)).map(unwrap_valr);
+            let first = match outputs.next() {
+                None => return Err(MapError::NotOneValue(0)),
+                Some(r) => r.map_err(|e| MapError::Jq(e.to_string()))?,
+            };
+            let extra = outputs.take(10).count();
+            if extra > 0 {
+                return Err(MapError::NotOneValue(1 + extra));
+            }
+            Ok(first)
+        })();
+        // A spent budget wins over whatever the program made of the error (`try`).
+        match run.exceeded() {
+            Some(exceeded) => Err(MapError::Budget(exceeded)),
+            None => result,
         }
-        Ok(first)
     }
 
     /// `$lookups` as a jq value.
@@ -163,6 +193,7 @@ impl Program {
     #[cfg(test)]
     pub(crate) fn outputs(&self, input: Val, max: usize) -> Vec<Result<Val, String>> {
         let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([self.lookups().expect("lookups are valid JSON")]));
+        let _run = budget::Run::start();
         let mut out = Vec::new();
         for r in self.filter.id.run((ctx, input)).map(unwrap_valr).take(max) {
             let stop = r.is_err();
@@ -198,13 +229,25 @@ impl Program {
     }
 }
 
+/// The name the program itself is defined under, after every standard definition.
+const MAIN: &str = "__mapping";
+
 /// The jq 1.7 builtins jaq lacks, defined in jq (`jq17.jq`): compiled with every program.
-fn jq17_defs() -> impl Iterator<Item = jaq_core::load::parse::Def<&'static str>> {
+fn jq17_defs() -> impl Iterator<Item = Def<&'static str>> {
     jaq_core::load::parse(include_str!("jq17.jq"), |p| p.defs()).expect("jq17.jq parses").into_iter()
 }
 
-/// Parses JSON bytes into a jq value.
+/// Every definition a Mapping is compiled after: the budgeted `range`, the allowed
+/// standard ones, then jq 1.7's.
+fn prelude_defs() -> impl Iterator<Item = Def<&'static str>> {
+    let budgeted = jaq_core::load::parse(budget::PRELUDE, |p| p.defs()).expect("the budget prelude parses");
+    budgeted.into_iter().chain(allowlist::standard_defs()).chain(jq17_defs())
+}
+
+/// Parses JSON bytes into a jq value, refusing them unread when they nest deeper than
+/// [`MAX_DEPTH`] (jaq's reader recurses once per level).
 pub fn parse_json(bytes: &[u8]) -> Result<Val, MapError> {
+    check_depth(bytes)?;
     jaq_json::read::parse_single(bytes).map_err(|e| MapError::InvalidJson(e.to_string()))
 }
 
@@ -233,6 +276,24 @@ fn truncate(text: &str, max: usize) -> String {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_string(),
     }
+}
+
+/// An undefined name, with why when a Mapping may not use it, and where it first appears.
+fn describe_undefined(code: &str, name: &str, kind: &jaq_core::compile::Undefined) -> String {
+    let kind = undefined_kind(kind);
+    let Some(why) = allowlist::refusal(name) else { return format!("undefined {kind} `{name}`") };
+    let at = code.match_indices(name).find(|(i, _)| {
+        let word = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+        let before = code[..*i].chars().next_back().is_none_or(|c| !word(c));
+        let after = code[i + name.len()..].chars().next().is_none_or(|c| !word(c));
+        before && after
+    });
+    let position = at.map_or(String::new(), |(i, _)| {
+        let line = code[..i].matches('\n').count() + 1;
+        let column = i - code[..i].rfind('\n').map_or(0, |n| n + 1) + 1;
+        format!(" at {line}:{column}")
+    });
+    format!("`{name}`{position} is not allowed in a Mapping: {why} (docs/mappings.md lists what is refused)")
 }
 
 fn undefined_kind(kind: &jaq_core::compile::Undefined) -> &'static str {

@@ -53,7 +53,12 @@ async fn reconcile(guard: Arc<DeserializeGuard<Mapping>>, ctx: Arc<Context>) -> 
     let (verdict, produces) = match &guard.0 {
         Err(unreadable) => (Verdict::Unreadable(unreadable.error.clone()), None),
         Ok(mapping) => (
-            status::evaluate(&mapping.spec),
+            {
+                // Off the reconcile threads: each example may run for its whole jq budget.
+                let spec = mapping.spec.clone();
+                let evaluated = tokio::task::spawn_blocking(move || status::evaluate(&spec)).await;
+                evaluated.unwrap_or_else(|e| Verdict::CompileFailed(format!("the test run failed: {e}")))
+            },
             mapping
                 .spec
                 .produces

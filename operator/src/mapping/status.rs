@@ -229,6 +229,24 @@ mod tests {
     }
 
     #[test]
+    fn endless_recursion_and_loops_in_a_test_run_fail_the_tests_with_the_budget_not_the_operator() {
+        for (program, why) in [("def f: 1 + f; f", "recursed too deeply"), ("last(repeat(1))", "ran longer")] {
+            let status = status_of(&spec(program, vec![(json!({}), json!({}))]));
+            assert_eq!(ready(&status), ("False".into(), "TestsFailing".into()), "{program}");
+            let failure = status.tests.unwrap().first_failure.unwrap();
+            assert!(failure.diff.contains(why), "{program}: {}", failure.diff);
+        }
+    }
+
+    #[test]
+    fn a_program_that_reads_the_environment_does_not_compile() {
+        let status = status_of(&spec("{key: env.ENTREPOT_SECRET_ERP}", Vec::new()));
+        assert_eq!(ready(&status), ("False".into(), "CompileFailed".into()));
+        let message = &find(&status.conditions, READY).unwrap().message;
+        assert!(message.contains("`env` at 1:7 is not allowed in a Mapping"), "{message}");
+    }
+
+    #[test]
     fn a_program_that_does_not_compile_says_where() {
         let status = status_of(&spec("{id: .id,\n  total: (.price |}", Vec::new()));
         assert_eq!(ready(&status), ("False".into(), "CompileFailed".into()));

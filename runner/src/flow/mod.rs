@@ -27,6 +27,7 @@ use crate::{
     quota::Quota,
     secrets::{MissingSecret, Secrets},
     sink::{Sink, TargetCounters, TargetError},
+    source::signature::webhook_secret,
     supervisor::{Lifetime, Supervisor},
 };
 
@@ -43,6 +44,19 @@ type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 /// A flow cannot be started.
 #[derive(Debug, thiserror::Error)]
 pub enum FlowError {
+    /// The webhook secret is empty (or only a line break).
+    #[error(
+        "SyncFlow {flow}: Connector {connector}: {field} names an empty secret; every webhook would be refused \
+         (an empty key lets anyone sign): put the secret's value in it"
+    )]
+    EmptySecret {
+        /// The flow.
+        flow: String,
+        /// The source Connector.
+        connector: String,
+        /// The field naming the secret.
+        field: &'static str,
+    },
     /// A mapping or key expression does not compile.
     #[error("SyncFlow {flow}: {field}: {source}")]
     Compile {
@@ -233,13 +247,20 @@ impl Flow {
                 wake: Notify::new(),
             });
         }
-        let source = config.connector(&config.spec.source.connector_ref);
+        let source_name = &config.spec.source.connector_ref;
+        let source = config.connector(source_name);
         let signature = match (&config.spec.source.trigger.webhook, &source.webhook) {
             (Some(_), Some(verification)) => {
                 let secret = secrets
                     .get(&config.namespace, &verification.secret_ref)
                     .map_err(|source| FlowError::Secret { flow: flow.clone(), source: Box::new(source) })?;
-                Some((verification.signature, secret.into_bytes()))
+                let secret = webhook_secret(&secret);
+                if secret.is_empty() {
+                    // Fails closed: under an empty key anyone could sign.
+                    let field = "spec.webhook.secretRef";
+                    return Err(FlowError::EmptySecret { flow, connector: source_name.clone(), field });
+                }
+                Some((verification.signature, secret.to_vec()))
             }
             _ => None,
         };
@@ -251,7 +272,10 @@ impl Flow {
                 let secret = secrets
                     .get(&config.namespace, selector)
                     .map_err(|source| FlowError::Secret { flow: flow.clone(), source: Box::new(source) })?;
-                Some((secret.into_bytes(), tokio::time::Instant::now() + ROTATION_GRACE))
+                // An empty previous secret is left out (verification skips it anyway).
+                Some(webhook_secret(&secret).to_vec())
+                    .filter(|s| !s.is_empty())
+                    .map(|s| (s, tokio::time::Instant::now() + ROTATION_GRACE))
             }
             _ => None,
         };

@@ -198,7 +198,7 @@ fn to_canonical(flow: &Flow, envelope: &Envelope) -> Result<Val, String> {
     match (&flow.mapping, &flow.config.spec.mapping_ref) {
         // The mapping reads the payload's bytes once (a plain one only the fields it maps).
         (Some(p), Some(name)) => p.run_json(&envelope.payload).map_err(|e| match e {
-            MapError::InvalidJson(_) => format!("source payload: {e}"),
+            MapError::InvalidJson(_) | MapError::TooDeep(_) => format!("source payload: {e}"),
             e => format!("Mapping {name}: {e}"),
         }),
         _ => parse_json(&envelope.payload).map_err(|e| format!("source payload: {e}")),
@@ -226,6 +226,13 @@ fn deliveries(flow: &Flow, envelope: &Envelope, canonical: Val) -> Result<Prepar
         Some(p) => Some(p.run_key(&canonical).map_err(|e| format!("spec.delivery.orderingKey: {e}"))?),
         None => None,
     };
+    // An upsert puts the key in the target's URL: `..` would address another resource.
+    if let Some(key) = ordering_key.as_deref().filter(|k| crate::protocol::is_dot_segment(k)) {
+        return Err(format!(
+            "spec.delivery.orderingKey: gave `{key}`, which as a URL path segment would leave the target's path; \
+             fix the record's key upstream"
+        ));
+    }
     let version = match &flow.version_key {
         Some(p) => Some(p.run_key(&canonical).map_err(|e| format!("spec.delivery.versionKey: {e}"))?),
         None => None,

@@ -74,7 +74,10 @@ impl Refetcher {
         let id = match parse_json(&envelope.payload)
             .map_err(|e| e.to_string())
             .and_then(|v| self.id.run_key(&v).map_err(|e| e.to_string()))
-        {
+            .and_then(|id| match crate::protocol::is_dot_segment(&id) {
+                true => Err(format!("`{id}` as a URL path segment would leave {}", self.path)),
+                false => Ok(id),
+            }) {
             Ok(id) => id,
             Err(e) => {
                 return dead(

@@ -41,6 +41,13 @@ pub(crate) fn urlencode(key: &str) -> String {
         .collect()
 }
 
+/// Whether `key`, once percent-encoded into one URL path segment, would be a dot segment
+/// (`.` or `..`) that climbs out of the path it is put in. Encoding cannot help: URL
+/// parsers read `%2E%2E` as `..` too, so such a key is refused.
+pub(crate) fn is_dot_segment(key: &str) -> bool {
+    matches!(key, "." | "..")
+}
+
 /// What a JSON value is, for messages about a body or a record: `an array`, `a string`.
 pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {
     match value {

@@ -9,12 +9,12 @@ use super::*;
 use crate::{manifest::Manifests, queue::DeadLetterReason, secrets::Secrets, source::signature::sign};
 use entrepot_api::resource::{Refetch, SignatureScheme};
 
-const FLOW: &str = "shopify-orders-to-erp";
-const TARGET: &str = "erp-demo";
+pub(super) const FLOW: &str = "shopify-orders-to-erp";
+pub(super) const TARGET: &str = "erp-demo";
 
 /// The quickstart runtime (changed by `edit`), its intake writer running and its webhook
 /// router served, but no flow workers; and the webhook signing secret.
-async fn intake_only(dir: &Path, edit: impl FnOnce(&mut RunnerConfig)) -> (Arc<Runtime>, String, Vec<u8>) {
+pub(super) async fn intake_only(dir: &Path, edit: impl FnOnce(&mut RunnerConfig)) -> (Arc<Runtime>, String, Vec<u8>) {
     let manifests = Manifests::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart")).unwrap();
     let mut config = manifests.runner_config().unwrap();
     edit(&mut config);
@@ -25,7 +25,7 @@ async fn intake_only(dir: &Path, edit: impl FnOnce(&mut RunnerConfig)) -> (Arc<R
     (rt, format!("{url}/webhooks/{FLOW}"), secret)
 }
 
-async fn post(url: &str, secret: &[u8], body: &[u8], delivery: &str) -> u16 {
+pub(super) async fn post(url: &str, secret: &[u8], body: &[u8], delivery: &str) -> u16 {
     let signature = sign(SignatureScheme::ShopifyHmacSha256, secret, body);
     let response = reqwest::Client::new()
         .post(url)
@@ -39,7 +39,7 @@ async fn post(url: &str, secret: &[u8], body: &[u8], delivery: &str) -> u16 {
     response.status().as_u16()
 }
 
-fn fixture() -> Vec<u8> {
+pub(super) fn fixture() -> Vec<u8> {
     std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/shopify-order.json")).unwrap()
 }
 
@@ -55,8 +55,11 @@ async fn an_acknowledged_webhook_is_already_in_the_outbox_and_a_repeat_of_its_ke
     assert_eq!(body["externalId"], "shopify:5678901234567", "mapped for the target: {body}");
     assert_eq!(outbox[0].1.envelope.payload, fixture(), "the record as received is kept with it");
 
-    // Another delivery of the same revision: a new delivery id, the same idempotency key.
-    assert_eq!(post(&url, &secret, &fixture(), "d-2").await, 200);
+    // Another delivery of the same revision: a new delivery id and body (a body-only
+    // signature scheme deduplicates by the body), the same idempotency key.
+    let mut resent = fixture();
+    resent.push(b'\n');
+    assert_eq!(post(&url, &secret, &resent, "d-2").await, 200);
     assert_eq!(rt.queue.outbox(FLOW, TARGET, 10).unwrap().len(), 1);
     let counts = rt.metrics.flow_counts(FLOW);
     assert_eq!((counts.received, counts.deduplicated), (2, 1));

@@ -26,6 +26,23 @@ pub enum SignatureError {
     /// The signed timestamp is outside the tolerance (a replay, or a clock far off).
     #[error("signature timestamp outside the tolerance")]
     Stale,
+    /// The flow's webhook secret is empty: every delivery is refused (an empty key
+    /// would let anyone sign).
+    #[error("the webhook secret is empty; set the Connector's spec.webhook.secretRef to a non-empty value")]
+    NoSecret,
+}
+
+/// Whether `scheme` signs the body only, and not the sender's delivery id (nor a
+/// timestamp): its deliveries are deduplicated by the body itself.
+pub fn signs_body_only(scheme: SignatureScheme) -> bool {
+    !matches!(scheme, SignatureScheme::StandardWebhooks)
+}
+
+/// A webhook secret as read from a Secret: without the line break a file or `echo` left
+/// around it (a secret that ends in one would fail every delivery). Only `\r` and `\n`
+/// go: they cannot be part of a base64 or hex key, nor of an API key typed in a header.
+pub fn webhook_secret(raw: &str) -> &[u8] {
+    raw.trim_matches(['\r', '\n']).as_bytes()
 }
 
 /// How long a Standard Webhooks signature is accepted by default (the specification's
@@ -40,6 +57,7 @@ impl SignatureError {
             Self::Malformed => "signature_malformed",
             Self::Mismatch => "signature_mismatch",
             Self::Stale => "signature_stale",
+            Self::NoSecret => "secret_empty",
         }
     }
 }
@@ -67,8 +85,10 @@ pub fn verify_delivery(
     now: i64,
 ) -> Result<(), SignatureError> {
     let header = headers.get(signature_header(scheme, custom_header).as_str()).map(|v| v.as_bytes());
-    let mut last = SignatureError::Missing;
-    for secret in secrets {
+    let mut last = SignatureError::NoSecret;
+    // An empty key fails closed: HMAC under it is anyone's, and an empty API key matches
+    // an empty header.
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
         let checked = match scheme {
             SignatureScheme::ShopifyHmacSha256 | SignatureScheme::HmacSha256 | SignatureScheme::ApiKey => {
                 verify(scheme, secret, body, header)
@@ -78,7 +98,12 @@ pub fn verify_delivery(
         match checked {
             Ok(()) => return Ok(()),
             // A malformed or stale delivery stays so whatever the key.
-            Err(e @ (SignatureError::Missing | SignatureError::Malformed | SignatureError::Stale)) => return Err(e),
+            Err(
+                e @ (SignatureError::Missing
+                | SignatureError::Malformed
+                | SignatureError::Stale
+                | SignatureError::NoSecret),
+            ) => return Err(e),
             Err(e) => last = e,
         }
     }

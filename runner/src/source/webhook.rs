@@ -2,26 +2,32 @@
 //! durably queued, and only then acknowledged with 2xx; a bad or missing signature gets
 //! 401 and nothing is queued; a store failure gets 503 so the sender retries.
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
-    body::Bytes,
-    extract::{Path, State},
+    body::Body,
+    extract::{Path, Request, State},
     http::{HeaderMap, StatusCode, header::RETRY_AFTER},
+    middleware::Next,
     response::{IntoResponse, Response},
     routing::post,
 };
 use serde_json::json;
+use tokio::sync::Semaphore;
 use tracing::{Instrument, Span, debug, field::Empty, info, info_span, warn};
 
-use super::signature::{DEFAULT_TOLERANCE, verify_delivery};
+use super::signature::{DEFAULT_TOLERANCE, signature_header, signs_body_only, verify_delivery};
 use crate::{
     flow::{Flow, report_prepared},
     metrics::Metrics,
     queue::{Accepted, Envelope, Prepared, now_ms},
 };
-use entrepot_api::resource::SignatureScheme;
+use entrepot_api::{mapping::check_depth, resource::SignatureScheme};
+
+/// The largest body a webhook may have (axum's default body limit, which this source
+/// had before it read the body itself).
+pub const MAX_BODY: usize = 2 * 1024 * 1024;
 
 /// What the webhook source needs from the runner that serves it (the runtime): its
 /// flows, the metrics, and a durable queue write. A trait, so this source does not
@@ -44,9 +50,52 @@ pub trait WebhookHost: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Accepted, String>> + Send;
 }
 
-/// `POST /webhooks/{flow}`, served for `host`.
+/// What one webhook server takes at most: requests in flight, and time per request
+/// (from its head to the answer, the body read included).
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Requests handled at once; more get 503 at once rather than wait.
+    pub in_flight: usize,
+    /// How long a request may take once its head is read; longer gets 408.
+    pub request_time: Duration,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self { in_flight: 512, request_time: Duration::from_secs(30) }
+    }
+}
+
+/// `POST /webhooks/{flow}`, served for `host` within the default [`Bounds`].
 pub fn router<H: WebhookHost>(host: Arc<H>) -> Router {
-    Router::new().route("/webhooks/{flow}", post(receive::<H>)).with_state(host)
+    router_within(host, Bounds::default())
+}
+
+/// `POST /webhooks/{flow}`, served for `host` within `bounds`.
+pub fn router_within<H: WebhookHost>(host: Arc<H>, bounds: Bounds) -> Router {
+    let slots = Arc::new(Semaphore::new(bounds.in_flight));
+    Router::new()
+        .route("/webhooks/{flow}", post(receive::<H>))
+        .with_state(host)
+        .layer(axum::middleware::from_fn(move |request, next| bounded(slots.clone(), bounds, request, next)))
+}
+
+/// Refuses a request beyond the in-flight limit, and stops one that takes too long
+/// (a body sent a byte at a time). A stopped request may have been queued already: the
+/// sender's retry is then a duplicate delivery, answered 2xx.
+async fn bounded(slots: Arc<Semaphore>, bounds: Bounds, request: Request, next: Next) -> Response {
+    let Ok(_slot) = slots.try_acquire_owned() else {
+        let error = format!("more than {} webhook requests in flight; retry later", bounds.in_flight);
+        return (StatusCode::SERVICE_UNAVAILABLE, [(RETRY_AFTER, "1")], Json(json!({"error": error}))).into_response();
+    };
+    match tokio::time::timeout(bounds.request_time, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let error =
+                format!("the request took longer than {:?} (its body included); send it again", bounds.request_time);
+            (StatusCode::REQUEST_TIMEOUT, Json(json!({"error": error}))).into_response()
+        }
+    }
 }
 
 /// Source headers for a signature scheme: delivery id, event id, topic. Senders with a
@@ -66,6 +115,14 @@ fn id_headers(
     }
 }
 
+/// The dedup key of a body-only signature scheme: the SHA-256 of the signed body.
+fn body_digest(body: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(body);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("body-sha256:{hex}")
+}
+
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).map(String::from)
 }
@@ -76,13 +133,22 @@ pub async fn receive<H: WebhookHost>(
     State(rt): State<Arc<H>>,
     Path(flow_name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let span = info_span!("webhook", flow = %flow_name, delivery_id = Empty, correlation_id = Empty);
     handle(rt, flow_name, headers, body).instrument(span).await
 }
 
-async fn handle<H: WebhookHost>(rt: Arc<H>, flow_name: String, headers: HeaderMap, body: Bytes) -> Response {
+/// A refusal: status, metric label and the reason told to the sender.
+fn refuse<H: WebhookHost>(rt: &H, flow: &str, status: StatusCode, label: &str, error: String) -> Response {
+    rt.metrics().webhook_refused.with_label_values(&[flow, label]).inc();
+    warn!(flow = %flow, reason = label, "webhook refused");
+    (status, Json(json!({"error": error}))).into_response()
+}
+
+async fn handle<H: WebhookHost>(rt: Arc<H>, flow_name: String, headers: HeaderMap, body: Body) -> Response {
+    // The flow and its signature header are checked before the body is read, so an
+    // unknown flow or an unsigned request costs no 2 MiB read.
     let Some((flow, (scheme, secret))) = rt.flow(&flow_name).and_then(|f| Some((f, f.signature.as_ref()?))) else {
         rt.metrics().webhook_refused.with_label_values(&["", "unknown_flow"]).inc();
         return (StatusCode::NOT_FOUND, Json(json!({"error": "no flow with a webhook trigger has this name"})))
@@ -90,6 +156,18 @@ async fn handle<H: WebhookHost>(rt: Arc<H>, flow_name: String, headers: HeaderMa
     };
     let name = flow.name();
     let source = flow.config.connector(&flow.config.spec.source.connector_ref);
+    let verification = source.webhook.as_ref();
+    let custom_header = verification.and_then(|w| w.header.as_deref());
+    if !headers.contains_key(signature_header(*scheme, custom_header).as_str()) {
+        return refuse(&*rt, name, StatusCode::UNAUTHORIZED, "signature_missing", "invalid signature".into());
+    }
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(body) => body,
+        Err(_) => {
+            let error = format!("the body is larger than {MAX_BODY} bytes, or was not received whole");
+            return refuse(&*rt, name, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", error);
+        }
+    };
     let tolerance = source.webhook.as_ref().and_then(|w| w.tolerance).map_or(DEFAULT_TOLERANCE, |t| t.get());
     let now = jiff::Timestamp::now().as_second();
     let mut secrets = vec![secret.as_slice()];
@@ -98,12 +176,12 @@ async fn handle<H: WebhookHost>(rt: Arc<H>, flow_name: String, headers: HeaderMa
     {
         secrets.push(previous.as_slice());
     }
-    let verification = source.webhook.as_ref();
-    let custom_header = verification.and_then(|w| w.header.as_deref());
     if let Err(e) = verify_delivery(*scheme, custom_header, &secrets, &body, &headers, tolerance, now) {
-        rt.metrics().webhook_refused.with_label_values(&[name, e.as_str()]).inc();
-        warn!(flow = %name, reason = e.as_str(), "webhook refused");
-        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid signature"}))).into_response();
+        return refuse(&*rt, name, StatusCode::UNAUTHORIZED, e.as_str(), "invalid signature".into());
+    }
+    // Before any recursive JSON reader (jaq's) sees it, here and at every later start.
+    if let Err(e) = check_depth(&body) {
+        return refuse(&*rt, name, StatusCode::BAD_REQUEST, "too_deep", e.to_string());
     }
 
     let (delivery_header, event_header, topic_header) =
@@ -122,9 +200,15 @@ async fn handle<H: WebhookHost>(rt: Arc<H>, flow_name: String, headers: HeaderMa
     let envelope = Envelope {
         correlation_id: header(&headers, "x-correlation-id").unwrap_or_else(|| id.clone()),
         id,
-        delivery_id: fields
-            .delivery_id
-            .or_else(|| Some(delivery_header.as_str()).filter(|h| !h.is_empty()).and_then(|h| header(&headers, h))),
+        delivery_id: fields.delivery_id.or_else(|| {
+            if signs_body_only(*scheme) {
+                // The sender's delivery id is not signed: a captured body re-sent under a
+                // fresh id would be a second record. The body is signed, so it is the key.
+                Some(body_digest(&body))
+            } else {
+                Some(delivery_header.as_str()).filter(|h| !h.is_empty()).and_then(|h| header(&headers, h))
+            }
+        }),
         event_id: event_header.and_then(|h| header(&headers, h)),
         topic,
         received_at_ms: now_ms(),
@@ -133,7 +217,9 @@ async fn handle<H: WebhookHost>(rt: Arc<H>, flow_name: String, headers: HeaderMa
     };
     let span = Span::current();
     span.record("correlation_id", envelope.correlation_id.as_str());
-    span.record("delivery_id", envelope.delivery_id.as_deref().unwrap_or(""));
+    // The sender's own id, for tracing it back, whatever the dedup key is.
+    let sender_id = Some(delivery_header.as_str()).filter(|h| !h.is_empty()).and_then(|h| header(&headers, h));
+    span.record("delivery_id", sender_id.as_deref().or(envelope.delivery_id.as_deref()).unwrap_or(""));
     let window = flow.config.spec.delivery.dedup_window.get().as_millis() as i64;
     let expires = envelope.received_at_ms.saturating_add(window);
     let max_pending = flow.config.spec.runner.queue.max_pending;

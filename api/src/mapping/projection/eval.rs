@@ -375,6 +375,8 @@ fn scaled(s: &str, k: isize) -> Option<Val> {
 
 /// `tonumber` through jaq's own reader, for what is not plainly a JSON number.
 fn slow_number(s: &str) -> Option<Val> {
+    // jaq's reader recurses on brackets: a deeply nested text is no number anyway.
+    crate::mapping::check_depth(s.as_bytes()).ok()?;
     let mut values = jaq_json::read::parse_many(s.as_bytes());
     match (values.next(), values.next()) {
         (Some(Ok(n @ Val::Num(_))), None) => Some(n),

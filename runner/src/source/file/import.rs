@@ -8,7 +8,7 @@
 use std::{
     fs::{File, Metadata},
     io,
-    os::unix::fs::FileExt,
+    os::unix::fs::{FileExt, OpenOptionsExt},
     path::{Path, PathBuf},
     time::UNIX_EPOCH,
 };
@@ -39,6 +39,16 @@ pub enum FileError {
         file: PathBuf,
         /// Why.
         source: io::Error,
+    },
+    /// The entry is a symbolic link, or no regular file: it is not followed (a link to
+    /// `/proc/self/environ` would turn the runner's secrets into records).
+    #[error(
+        "{file}: not a regular file in the watched directory (a symbolic link?); it is not read: put the file \
+         itself there"
+    )]
+    NotRegular {
+        /// The entry.
+        file: PathBuf,
     },
     /// The file cannot be read part-way.
     #[error("{file}: line {line}: cannot read: {source}")]
@@ -88,6 +98,7 @@ impl FileError {
         match self {
             Self::Directory { .. } => "directory",
             Self::Open { .. } | Self::Read { .. } => "unreadable",
+            Self::NotRegular { .. } => "not_regular",
             Self::Store { .. } | Self::Progress { .. } => "store",
             Self::Move { .. } => "move",
         }
@@ -148,8 +159,18 @@ impl Importer {
     /// progress left it: at the start, part-way, or already done.
     pub fn open(&self, path: &Path, name: &str) -> Result<FileImport, FileError> {
         let open_err = |source| FileError::Open { file: path.into(), source };
-        let file = File::open(path).map_err(open_err)?;
+        // O_NOFOLLOW: a link put in the file's place after the scan is not followed either.
+        let file =
+            std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path).map_err(|source| {
+                match source.raw_os_error() {
+                    Some(libc::ELOOP) => FileError::NotRegular { file: path.into() },
+                    _ => open_err(source),
+                }
+            })?;
         let meta = file.metadata().map_err(open_err)?;
+        if !meta.is_file() {
+            return Err(FileError::NotRegular { file: path.into() });
+        }
         let fingerprint = fingerprint(&file, &meta).map_err(open_err)?;
         let key = format!("file:{name}");
         let saved = self.queue.source_state(&self.flow, &key).map_err(|source| FileError::Store {

@@ -124,7 +124,11 @@ impl FileSource {
         let mut ready = Vec::new();
         let previous = std::mem::take(&mut self.seen);
         for (name, path) in self.candidates(&mut report) {
-            match fs::metadata(&path) {
+            // The entry itself, not what a link points at: links are not followed.
+            match fs::symlink_metadata(&path) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    self.failed(&mut report, name, FileError::NotRegular { file: path })
+                }
                 Ok(meta) if meta.is_file() => {
                     let seen = Seen { len: meta.len(), modified: meta.modified().unwrap_or(SystemTime::now()) };
                     let age = SystemTime::now().duration_since(seen.modified).unwrap_or_default();

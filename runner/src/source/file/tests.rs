@@ -314,16 +314,30 @@ fn files_of_another_suffix_and_hidden_files_are_left_alone() {
 #[test]
 fn an_unreadable_file_is_reported_at_each_scan_and_the_others_go_on() {
     let s = Setup::new(FileFormat::Csv, None);
-    // Tests may run as root, for whom permissions do not stop a read: a link to a file
-    // that is not there fails the same way, at every scan.
+    // Tests may run as root, for whom permissions do not stop a read: a link (to a file
+    // that is not there) is refused the same way, at every scan.
     std::os::unix::fs::symlink(s.root.path().join("missing.csv"), s.dir().join("a-broken.csv")).unwrap();
     s.write("b-good.csv", b"id\n1\n");
     let mut source = s.source(500);
     assert_eq!(source.scan().failed, ["a-broken.csv"]);
     let report = source.scan();
     assert_eq!((report.failed, report.imported), (vec!["a-broken.csv".to_string()], vec!["b-good.csv".to_string()]));
-    assert_eq!(s.count(&s.metrics.files_failed, &[FLOW, "unreadable"]), 2);
+    assert_eq!(s.count(&s.metrics.files_failed, &[FLOW, "not_regular"]), 2);
     assert_eq!(s.queued().len(), 1);
+}
+
+#[test]
+fn a_symbolic_link_is_not_followed_even_to_a_readable_file() {
+    let s = Setup::new(FileFormat::Jsonl, None);
+    // A link to what the runner may read but no sender should: /proc/self/environ in
+    // production; here a file outside the drop directory.
+    fs::write(s.root.path().join("secret.jsonl"), b"{\"ENTREPOT_SECRET_X\":\"hush\"}\n").unwrap();
+    std::os::unix::fs::symlink(s.root.path().join("secret.jsonl"), s.dir().join("environ.jsonl")).unwrap();
+    let mut source = s.source(500);
+    let report = scan_twice(&mut source);
+    assert_eq!((report.failed, report.imported), (vec!["environ.jsonl".to_string()], Vec::<String>::new()));
+    assert!(s.queued().is_empty(), "nothing read through the link");
+    assert!(s.dir().join("environ.jsonl").exists(), "the link is left where it is");
 }
 
 #[test]
