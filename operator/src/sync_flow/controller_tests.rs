@@ -516,3 +516,53 @@ async fn a_mapping_whose_tests_fail_leaves_the_last_good_runner_running_until_it
     let (cm, _, _) = h.children().await;
     assert!(cm.unwrap().data.unwrap()["runner.yaml"].contains("grand: (.total_price)"));
 }
+
+/// Issue 13's leak test, on the operator's side: with known Secret values in the cluster,
+/// nothing the operator writes (rendered ConfigMaps and workloads, statuses, Events)
+/// holds one, nor the admin token it generated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_value_reaches_what_the_operator_writes() {
+    use k8s_openapi::{
+        ByteString,
+        api::{core::v1::Secret, networking::v1::NetworkPolicy},
+    };
+    const CANARIES: [&str; 2] = ["canary-webhook-5c1d2e", "canary-erp-token-9f8e7d"];
+    let h = Harness::start().await;
+    for (name, key, value) in [("shop-webhook", "secret", CANARIES[0]), ("erp-api", "token", CANARIES[1])] {
+        let mut secret = Secret::default();
+        secret.metadata.name = Some(name.into());
+        secret.metadata.namespace = Some(NS.into());
+        secret.data = Some([(key.to_string(), ByteString(value.as_bytes().to_vec()))].into());
+        h.create(secret).await;
+    }
+    h.create_orders(None).await;
+    h.status_when(1, "the first status", |s| find(&s.conditions, READY).is_some()).await;
+    h.runner_pods_become_available().await;
+    h.status_when(1, "Ready=True", |s| find(&s.conditions, READY).is_some_and(|c| c.status == "True")).await;
+    let token = eventually("the admin token Secret", || async {
+        let secret = h.api::<Secret>().get_opt("orders-runner-admin-token").await.ok()??;
+        Some(String::from_utf8(secret.data?.get("token")?.0.clone()).unwrap())
+    })
+    .await;
+
+    let mut written = Vec::new();
+    macro_rules! dump {
+        ($($kind:ty),*) => {$(
+            for object in h.api::<$kind>().list(&Default::default()).await.unwrap() {
+                written.push(serde_json::to_string(&object).unwrap());
+            }
+        )*};
+    }
+    dump!(ConfigMap, StatefulSet, Service, PodDisruptionBudget, NetworkPolicy, SyncFlow, Connector, Mapping);
+    dump!(k8s_openapi::api::events::v1::Event, k8s_openapi::api::core::v1::Event);
+    assert!(written.len() >= 8, "{written:?}");
+    // What is scanned is where the Secrets are used: they are named there, by reference.
+    for name in ["shop-webhook", "erp-api", "orders-runner-admin-token"] {
+        assert!(written.iter().any(|text| text.contains(name)), "`{name}` is referenced nowhere scanned");
+    }
+    for text in &written {
+        for canary in CANARIES.iter().copied().chain([token.as_str()]) {
+            assert!(!text.contains(canary), "a secret value in what the operator wrote: {text}");
+        }
+    }
+}
