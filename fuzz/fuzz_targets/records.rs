@@ -1,7 +1,7 @@
 //! CSV and JSON Lines record parsing, as the file source reads a dropped file: the first
 //! byte picks the format, the rest is the file. Whatever the bytes, every row comes back
-//! either as a record that is valid JSON or as an invalid row with its reason, and the
-//! reader ends.
+//! either as a record the Mapping can read (`entrepot_api::mapping::parse_json`, depth
+//! limit included) or as an invalid row with its reason, and the reader ends.
 #![no_main]
 
 use std::io::{Seek, Write};
@@ -22,7 +22,9 @@ fuzz_target!(|data: &[u8]| {
         match rows.next_row() {
             Ok(Some(row)) => {
                 if let RowContent::Record(json) = &row.content {
-                    serde_json::from_slice::<serde_json::Value>(json).expect("a record is valid JSON");
+                    if let Err(e) = entrepot_api::mapping::parse_json(json) {
+                        panic!("a record the Mapping cannot read ({e}): {}", String::from_utf8_lossy(json));
+                    }
                 }
             }
             Ok(None) | Err(_) => return,
