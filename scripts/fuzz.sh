@@ -5,8 +5,9 @@
 # fuzz/artifacts/<target>/.
 #   scripts/fuzz.sh [SECONDS] [RUNS] [TARGET...]
 #   scripts/fuzz.sh 1800 10000000      # the long runs of docs/security.md
-# Corpora are fuzz/corpus/<target>/ (committed: the seeds and what earlier runs kept;
-# new finds of a smoke run are not added to the repo, they go to a scratch copy).
+# Corpora are fuzz/corpus/<target>/ (committed: the seeds and what the long runs kept,
+# cut to the fewest inputs that reach the same edges; new finds of a smoke run go to a
+# scratch copy, not into the checkout).
 # Stable Rust: cargo fuzz passes `-Z` flags only for sanitizers, and this runs without
 # one (-s none, the instrumentation is stable); RUSTC_BOOTSTRAP covers the rest.
 set -euo pipefail
@@ -51,7 +52,14 @@ for t in "${targets[@]}"; do
     cov="$(grep -oE 'cov: [0-9]+' "$log" | tail -n1 | grep -oE '[0-9]+' || echo '?')"
     files="$(find "$work" -type f | wc -l)"
     rows+=("$(printf '%-16s %-6s %12s %8s %8s %8s' "$t" "$result" "$runs" "$took" "$cov" "$files")")
-    [[ "$keep" != 1 ]] && rm -rf "$work"
+    if [[ "$keep" == 1 ]]; then
+        # Keep a small corpus: the fewest inputs that still reach every edge reached.
+        small="$(mktemp -d)"
+        "target/$(rustc -vV | sed -n 's/^host: //p')/release/$t" -set_cover_merge=1 -use_counters=0 \
+            "$small" "$corpus" >/dev/null 2>&1 && rm -rf "$corpus" && mv "$small" "$corpus"
+    else
+        rm -rf "$work"
+    fi
     rm -f "$log"
 done
 

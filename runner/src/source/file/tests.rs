@@ -179,7 +179,7 @@ fn a_jsonl_file_skips_blank_lines_and_dead_letters_bad_lines_by_number() {
     let s = Setup::new(FileFormat::Jsonl, None);
     let name = "payouts.jsonl";
     let mut content = b"{\"id\":1}\n\n{\"id\":2}\r\n{\"id\": 3,\n   \n{\"id\":4}\n".to_vec();
-    content.extend_from_slice(b"{\"id\":\"\xff\"}");
+    content.extend_from_slice(b"{\"id\":\"\xff\"}\n{\"id\":\"\\udE32\"}");
     s.write(name, &content);
     let report = scan_twice(&mut s.source(500));
     assert_eq!(report.imported, [name]);
@@ -194,6 +194,7 @@ fn a_jsonl_file_skips_blank_lines_and_dead_letters_bad_lines_by_number() {
         [
             format!("{name}: line 4: invalid JSON at column 9: EOF while parsing an object"),
             format!("{name}: line 7: invalid UTF-8 in the line"),
+            format!("{name}: line 8: invalid JSON at column 14: invalid character with index 56882"),
         ]
     );
 }
