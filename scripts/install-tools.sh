@@ -120,36 +120,36 @@ ln -sfn ../venv/bin/hadolint "$BIN/hadolint"
 # packages. Scripts call .tools/venv/bin/python.
 rm -f "$BIN/python"
 
-# cargo-nextest: some machines ship it; build it only where they don't, once per
-# machine: the build (minutes) goes to a cache folder outside the checkout, so a
-# fresh clone (CI) copies it.
+# Copies crate NAME@VERSION's binary into $BIN from a cache folder outside the
+# checkout, building it there once per machine (minutes), so a fresh clone (CI)
+# only copies it.
+from_cargo_cache() {
+    local name="$1" version="$2"
+    local cache="${ENTREPOT_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/entrepot/tools}/$name-$version"
+    if [[ ! -x "$cache/bin/$name" ]]; then
+        say "$name missing: cargo install $name@$version --locked (takes minutes, once per machine)"
+        cargo install --locked --root "$cache" "$name@$version"
+    fi
+    cp -f "$cache/bin/$name" "$BIN/$name"
+    installed+=("$("$BIN/$name" --version | head -n1) (crates.io, cached in $cache)")
+}
+
+# cargo-nextest: some machines ship it; build it only where they don't.
 NEXTEST_VERSION="0.9.151"
-NEXTEST_CACHE="${ENTREPOT_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/entrepot/tools}/cargo-nextest-$NEXTEST_VERSION"
 if command -v cargo-nextest >/dev/null 2>&1; then
     present+=("$(cargo-nextest --version 2>/dev/null | head -n1) at $(command -v cargo-nextest)")
 elif [[ -x "$BIN/cargo-nextest" ]]; then
     present+=("$("$BIN/cargo-nextest" --version | head -n1) at $BIN/cargo-nextest")
 else
-    if [[ ! -x "$NEXTEST_CACHE/bin/cargo-nextest" ]]; then
-        say "cargo-nextest missing: cargo install cargo-nextest@$NEXTEST_VERSION --locked (takes minutes, once per machine)"
-        cargo install --locked --root "$NEXTEST_CACHE" "cargo-nextest@$NEXTEST_VERSION"
-    fi
-    cp -f "$NEXTEST_CACHE/bin/cargo-nextest" "$BIN/cargo-nextest"
-    installed+=("$("$BIN/cargo-nextest" --version | head -n1) (crates.io, cached in $NEXTEST_CACHE)")
+    from_cargo_cache cargo-nextest "$NEXTEST_VERSION"
 fi
 
-# cargo-fuzz (scripts/fuzz.sh): built once per machine into the same cache.
+# cargo-fuzz (scripts/fuzz.sh).
 FUZZ_VERSION="0.13.2"
-FUZZ_CACHE="${ENTREPOT_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/entrepot/tools}/cargo-fuzz-$FUZZ_VERSION"
 if [[ -x "$BIN/cargo-fuzz" ]] && "$BIN/cargo-fuzz" --version 2>/dev/null | grep -q "$FUZZ_VERSION"; then
     present+=("$("$BIN/cargo-fuzz" --version) at $BIN/cargo-fuzz")
 else
-    if [[ ! -x "$FUZZ_CACHE/bin/cargo-fuzz" ]]; then
-        say "cargo-fuzz missing: cargo install cargo-fuzz@$FUZZ_VERSION --locked (takes minutes, once per machine)"
-        cargo install --locked --root "$FUZZ_CACHE" "cargo-fuzz@$FUZZ_VERSION"
-    fi
-    cp -f "$FUZZ_CACHE/bin/cargo-fuzz" "$BIN/cargo-fuzz"
-    installed+=("$("$BIN/cargo-fuzz" --version) (crates.io, cached in $FUZZ_CACHE)")
+    from_cargo_cache cargo-fuzz "$FUZZ_VERSION"
 fi
 
 # The real control plane of the cluster tests (tests/tests/cluster_*.rs).
