@@ -83,6 +83,9 @@ pub struct Metrics {
     /// Requests in flight allowed to a target Connector now (below its declared
     /// concurrency after it refused one too many), per connector.
     pub concurrency_limit: IntGaugeVec,
+    /// Bytes of delivery items a target's worker holds in memory, per flow and target
+    /// (bounded by `spec.runner.queue.maxHeldBytes`).
+    pub held_bytes: IntGaugeVec,
 }
 
 impl Metrics {
@@ -147,6 +150,15 @@ impl Metrics {
         )
         .expect("valid metric");
         register(Box::new(concurrency_limit.clone()));
+        let held_bytes = IntGaugeVec::new(
+            Opts::new(
+                "entrepot_delivery_held_bytes",
+                "Bytes of delivery items a target's worker holds in memory (at most spec.runner.queue.maxHeldBytes, or one item)",
+            ),
+            &["flow", "target"],
+        )
+        .expect("valid metric");
+        register(Box::new(held_bytes.clone()));
         Self {
             counts: Arc::default(),
             received: counter("entrepot_records_received_total", "Records accepted from a source", &["flow"]),
@@ -223,6 +235,7 @@ impl Metrics {
             queue_set_aside,
             latency,
             concurrency_limit,
+            held_bytes,
             registry,
         }
     }

@@ -25,6 +25,20 @@ use crate::{manifest::ObjectKey, secrets::Secrets};
 
 use entrepot_api::resource::{ClientAuth, OAuth2ClientCredentials, SecretKeySelector};
 
+/// A server on loopback whose `/endless` answers 500 with a body that never ends, `/page`
+/// 200 with one, and `/short` 200 with `0123456789`; returns its URL.
+pub async fn endless_bodies() -> String {
+    let endless = || {
+        let chunk = || Ok::<_, std::convert::Infallible>(Bytes::from(vec![b'x'; 64 * 1024]));
+        axum::body::Body::from_stream(futures::stream::repeat_with(chunk))
+    };
+    let app = Router::new()
+        .route("/endless", any(move || async move { (StatusCode::INTERNAL_SERVER_ERROR, endless()).into_response() }))
+        .route("/page", any(move || async move { (StatusCode::OK, endless()).into_response() }))
+        .route("/short", any(|| async { "0123456789" }));
+    serve(app).await
+}
+
 /// Serves `app` on a loopback port; returns `http://127.0.0.1:PORT`.
 pub async fn serve(app: Router) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

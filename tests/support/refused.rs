@@ -150,8 +150,14 @@ pub const REFUSED: &[(&str, &str, &str)] = &[
     (
         "SyncFlow",
         "{source: {connectorRef: s, entity: e, trigger: {webhook: {}}}, \
-          targets: [{connectorRef: erp, entity: x, table: {name: t, key: []}}]}",
+          targets: [{connectorRef: erp, entity: x, table: {name: t, key: [], columns: [id]}}]}",
         ".spec.targets[0].table.key: fewer than minItems 1 items",
+    ),
+    (
+        "SyncFlow",
+        "{source: {connectorRef: s, entity: e, trigger: {webhook: {}}}, \
+          targets: [{connectorRef: erp, entity: x, table: {name: t, key: [id]}}]}",
+        "declare the columns this target may write (columns), or a recordColumn for the whole record",
     ),
     (
         "SyncFlow",

@@ -327,6 +327,13 @@ pub struct QueueSpec {
     #[serde(default = "default_max_bytes")]
     #[schemars(range(min = 1))]
     pub max_bytes: u64,
+    /// Bytes of queued delivery items (each record as received and as mapped) that each
+    /// target keeps in memory, ready to send; the rest wait on disk and are read as these
+    /// go. One item is always held, however large. Raise it only when a target's
+    /// concurrency times its average item size comes near it. Default 16777216 (16 MiB).
+    #[serde(default = "default_max_held_bytes")]
+    #[schemars(range(min = 1))]
+    pub max_held_bytes: u64,
 }
 
 impl Default for QueueSpec {
@@ -335,6 +342,7 @@ impl Default for QueueSpec {
             embedded: EmbeddedQueueSpec::default(),
             max_pending: default_max_pending(),
             max_bytes: default_max_bytes(),
+            max_held_bytes: default_max_held_bytes(),
         }
     }
 }
@@ -345,6 +353,10 @@ fn default_max_pending() -> u64 {
 
 fn default_max_bytes() -> u64 {
     768 * 1024 * 1024
+}
+
+fn default_max_held_bytes() -> u64 {
+    16 * 1024 * 1024
 }
 
 /// An on-disk queue inside the runner pod, on a volume claim that outlives the pod.

@@ -120,6 +120,12 @@ fn is_zero(v: &f64) -> bool {
 /// dead-lettered with the database's message, and the rest of its batch is written.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.columns) && size(self.columns) > 0) || has(self.recordColumn)",
+    "message": "declare the columns this target may write (columns), or a recordColumn for the whole record",
+    "fieldPath": ".columns",
+    "reason": "FieldValueRequired"
+}]))]
 pub struct TableSpec {
     /// The table, optionally schema-qualified: `sales_orders` or `warehouse.sales_orders`.
     #[schemars(length(min = 1))]
@@ -130,10 +136,11 @@ pub struct TableSpec {
     #[schemars(length(min = 1))]
     pub key: Vec<String>,
     /// The columns written, each from the record's field of the same name (a missing
-    /// field writes NULL). Default: every field of the record, each of which must then be
-    /// a column (with `recordColumn`: only the key columns). Values are converted to the
-    /// column's type by the database (`jsonb_populate_record`): JSON numbers to numeric
-    /// columns, RFC 3339 strings to `timestamptz`, objects and arrays to `jsonb`.
+    /// field writes NULL; a field that is not listed is not written). Required unless
+    /// `recordColumn` is set, and then defaults to the key columns: which columns a
+    /// record may write is the manifest's choice, never the record's. Values are converted
+    /// to the column's type by the database (`jsonb_populate_record`): JSON numbers to
+    /// numeric columns, RFC 3339 strings to `timestamptz`, objects and arrays to `jsonb`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<String>,
     /// A `jsonb` column that receives the whole record, e.g. `document`.

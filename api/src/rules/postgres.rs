@@ -74,6 +74,14 @@ pub fn check_table(spec: &TableSpec) -> Result<String, (&'static str, String)> {
     if blank(&spec.key) || blank(&spec.columns) || spec.record_column.as_deref().is_some_and(|c| c.trim().is_empty()) {
         return Err(("columns", "a column name is empty".into()));
     }
+    if spec.columns.is_empty() && spec.record_column.is_none() {
+        return Err((
+            "columns",
+            "declare the columns this target may write, e.g. [order_id, total] (fields of a record that are not \
+             listed are not written), or a recordColumn that keeps the whole record"
+                .into(),
+        ));
+    }
     if let Some(missing) = spec.key.iter().find(|k| !spec.columns.is_empty() && !spec.columns.contains(k)) {
         return Err(("columns", format!("the key column `{missing}` must be one of the columns written")));
     }

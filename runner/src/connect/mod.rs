@@ -4,6 +4,7 @@
 
 mod auth;
 mod auth_error;
+pub(crate) mod body;
 mod channel;
 mod health;
 mod oauth2;
@@ -237,8 +238,9 @@ impl Sent {
                     QuotaSignal::read(status, response.headers(), retry_after.as_deref().and_then(parse_retry_after));
                 let headers = response.headers().clone();
                 let location = headers.get(LOCATION).and_then(|v| v.to_str().ok()).map(String::from);
-                let body = match response.bytes().await {
-                    Ok(bytes) => String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_LIMIT)]).into_owned(),
+                // Only what is kept is read: an enormous error page costs 4 KiB.
+                let body = match body::read_prefix(response, BODY_LIMIT).await {
+                    Ok(capped) => String::from_utf8_lossy(&capped.body).into_owned(),
                     Err(e) => format!("<body unreadable: {}>", describe_transport(&e)),
                 };
                 system.read_quota(status, &headers, &body, &mut quota);

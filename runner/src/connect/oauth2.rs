@@ -27,6 +27,8 @@ use entrepot_api::resource::{ClientAuth, ConnectorType, OAuth2ClientCredentials,
 /// Lifetime assumed when the token endpoint gives no `expires_in`: short, so a token
 /// that in fact lives less is still replaced before most systems would refuse it.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+/// The most of a token endpoint's answer that is read: a token answer is a few KiB.
+const TOKEN_ANSWER_LIMIT: usize = 64 * 1024;
 /// A token is replaced when less than this, or a tenth of its lifetime, remains.
 const MIN_MARGIN: Duration = Duration::from_secs(60);
 /// After a failed early refresh the still-valid token is used, and the refresh tried
@@ -206,7 +208,12 @@ impl TokenSource {
         }
         let response = request.send().await.map_err(|e| failed(describe_transport(&e)))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| failed(describe_transport(&e)))?;
+        let capped =
+            super::body::read_prefix(response, TOKEN_ANSWER_LIMIT).await.map_err(|e| failed(describe_transport(&e)))?;
+        if capped.cut && status.is_success() {
+            return Err(failed(format!("the token answer is larger than {TOKEN_ANSWER_LIMIT} bytes")));
+        }
+        let body = capped.body;
         if !status.is_success() {
             return Err(failed(format!("{status}: {}", summarize_body(&String::from_utf8_lossy(&body)))));
         }

@@ -15,14 +15,15 @@ use super::{Flow, Workers, lanes::Lanes};
 use crate::{
     attempt::{self, Next, Tally, refusal, whole_answer, within_quota},
     protocol::{Answer, ErrorCategory, Verdict},
-    queue::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, compare_versions, now_ms},
+    queue::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, Take, compare_versions, now_ms},
     quota::Slot,
 };
 use entrepot_api::resource::RetrySpec;
 
 /// Items read from the outbox at a time.
 const LOAD_BATCH: usize = 500;
-/// Items held in memory per target; the rest wait on disk.
+/// Items held in memory per target; the rest wait on disk. Bytes are bounded too, by
+/// `spec.runner.queue.maxHeldBytes`.
 const MAX_HELD: usize = 5_000;
 const IDLE: Duration = Duration::from_secs(1);
 /// Target-wide failures in a row (5xx, no answer) after which the next success means the
@@ -33,7 +34,10 @@ const OUTAGE_STREAK: u32 = 3;
 /// An item being delivered, with its attempts so far.
 struct Head {
     key: String,
-    item: DeliveryItem,
+    /// Shared with the attempt in flight, not copied.
+    item: Arc<DeliveryItem>,
+    /// [`DeliveryItem::size`], counted in [`Worker::held_bytes`].
+    size: usize,
     attempts: Vec<Attempt>,
     /// The last version delivered for its key when it was loaded (read with the batch,
     /// so the stale guard costs no queue read per item).
@@ -48,6 +52,7 @@ pub async fn run_delivery(flow: Arc<Flow>, index: usize, mut w: Workers) {
         index,
         lanes: Lanes::default(),
         held: HashMap::new(),
+        held_bytes: 0,
         delivered: Vec::new(),
         acked_versions: HashMap::new(),
         loaded_up_to: 0,
@@ -108,6 +113,10 @@ struct Worker {
     index: usize,
     lanes: Lanes,
     held: HashMap<u64, Head>,
+    /// What the held items hold ([`Head::size`]), kept within the flow's
+    /// `runner.queue.maxHeldBytes`: a backlog of large orders after an outage waits on
+    /// disk, not in memory.
+    held_bytes: usize,
     /// Delivered items not yet removed from the outbox.
     delivered: Vec<u64>,
     /// The versions this worker recorded as delivered since it loaded the items still
@@ -133,11 +142,15 @@ impl Worker {
         self.lanes.has_ready()
     }
 
-    /// Reads new outbox items into the lanes; returns whether more are waiting on disk.
+    /// Reads new outbox items into the lanes, as many as the count and byte budgets
+    /// leave room for; returns whether more may be waiting on disk (then the worker
+    /// loads again as soon as there is room).
     async fn load(&mut self, w: &Workers) -> bool {
-        if self.lanes.len() >= MAX_HELD {
-            return false;
+        let budget = usize::try_from(self.flow.config.spec.runner.queue.max_held_bytes).unwrap_or(usize::MAX);
+        if self.lanes.len() >= MAX_HELD || self.held_bytes >= budget {
+            return true;
         }
+        let take = Take { items: LOAD_BATCH.min(MAX_HELD - self.lanes.len()), bytes: budget - self.held_bytes };
         let lanes = &self.lanes;
         self.acked_versions.retain(|key, _| lanes.holds(key));
         let (name, target_name, after) =
@@ -147,7 +160,7 @@ impl Worker {
         let batch = w
             .queue
             .off_thread(move |q| {
-                let items = q.outbox_after(&name, &target_name, after, LOAD_BATCH)?;
+                let items = q.outbox_after(&name, &target_name, after, take)?;
                 items
                     .into_iter()
                     .map(|(seq, item)| {
@@ -162,14 +175,19 @@ impl Worker {
             .await;
         match batch {
             Ok(batch) => {
-                let full = batch.len() == LOAD_BATCH;
+                let full = batch.len() == take.items
+                    || batch.iter().map(|(_, item, _)| item.size()).sum::<usize>() >= take.bytes;
                 for (seq, item, last_delivered) in batch {
                     // Without an ordering key every record is its own lane.
                     let key = item.ordering_key.clone().unwrap_or_else(|| format!("#{seq}"));
                     self.lanes.push(&key, seq);
-                    self.held.insert(seq, Head { key, item, attempts: Vec::new(), last_delivered });
+                    let size = item.size();
+                    self.held_bytes += size;
+                    self.held
+                        .insert(seq, Head { key, item: Arc::new(item), size, attempts: Vec::new(), last_delivered });
                     self.loaded_up_to = seq;
                 }
+                self.show_held(w);
                 full
             }
             Err(e) => {
@@ -221,10 +239,22 @@ impl Worker {
                             "delivered but cannot remove from the outbox"),
         }
         for seq in seqs {
-            if let Some(head) = self.held.remove(&seq) {
-                self.lanes.finish(&head.key);
-            }
+            self.finish(seq);
         }
+        self.show_held(w);
+    }
+
+    /// The item is done with (delivered, stale or dead-lettered): frees its memory and
+    /// its lane.
+    fn finish(&mut self, seq: u64) {
+        if let Some(head) = self.held.remove(&seq) {
+            self.held_bytes -= head.size;
+            self.lanes.finish(&head.key);
+        }
+    }
+
+    fn show_held(&self, w: &Workers) {
+        w.metrics.held_bytes.with_label_values(&[self.name(), self.connector()]).set(self.held_bytes as i64);
     }
 
     /// Sends the next ready lane's head, unless it is stale.
@@ -240,10 +270,11 @@ impl Worker {
             }
             w.metrics.stale.with_label_values(&[self.name(), self.connector()]).inc();
             self.flow.targets[self.index].counters.stale();
-            let head = self.held.remove(&seq).expect("a lane head is held");
+            let head = &self.held[&seq];
             info!(flow = %self.name(), target = %self.connector(), correlation_id = %head.item.envelope.correlation_id,
                   ordering_key = %key, version = head.item.version.as_deref().unwrap_or(""), "stale record not delivered");
-            self.lanes.finish(&key);
+            self.finish(seq);
+            self.show_held(w);
             return;
         }
         let item = self.held[&seq].item.clone();
@@ -376,8 +407,8 @@ impl Worker {
                 w.metrics.count_dead_lettered(&name, give_up.reason.as_str(), 1);
                 warn!(flow = %name, target = %connector, correlation_id = %correlation_id,
                       dead_letter = id, reason = give_up.reason.as_str(), message = %give_up.message, "record dead-lettered");
-                self.held.remove(&seq);
-                self.lanes.finish(&key);
+                self.finish(seq);
+                self.show_held(w);
                 None
             }
             Err(e) => {

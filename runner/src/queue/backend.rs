@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::{
     Accepted, Affected, Backlog, BatchOutcome, DeadLetter, DeadLetterAction, DeadLetterEntry, DeadLetterFilter,
-    DeadLetterPage, DeliveryItem, Envelope, Intake, Offer, PrepareOutcome, Prepared, QueueError,
+    DeadLetterPage, DeliveryItem, Envelope, Intake, Offer, PrepareOutcome, Prepared, QueueError, Take,
 };
 
 /// A durable queue. Implementations must keep, for each flow, the inbox in arrival
@@ -89,16 +89,17 @@ pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
 
     /// Up to `max` delivery items of a flow's target, oldest first.
     fn outbox(&self, flow: &str, target: &str, max: usize) -> Result<Vec<(u64, DeliveryItem)>, QueueError> {
-        self.outbox_after(flow, target, 0, max)
+        self.outbox_after(flow, target, 0, Take { items: max, bytes: usize::MAX })
     }
 
-    /// Up to `max` delivery items of a flow's target with a sequence number above `after`.
+    /// The delivery items of a flow's target with a sequence number above `after`, oldest
+    /// first, as many as `take` allows.
     fn outbox_after(
         &self,
         flow: &str,
         target: &str,
         after: u64,
-        max: usize,
+        take: Take,
     ) -> Result<Vec<(u64, DeliveryItem)>, QueueError>;
 
     /// The target has these items: remove them, and for each `(ordering key, version)`

@@ -27,7 +27,7 @@ use std::{collections::BTreeMap, ops::Deref, sync::Arc};
 pub use backend::QueueBackend;
 pub use dead_letter::{ActionReport, Affected, DeadLetterAction, DeadLetterEntry, DeadLetterPage};
 pub use intake::{BatchOutcome, Intake};
-pub use record::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, Envelope, PastFailure, Replay, now_ms};
+pub use record::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, Envelope, PastFailure, Replay, Take, now_ms};
 pub use redb::RedbQueue;
 pub use selection::{DeadLetterFilter, Selection, SelectionError, parse_instant};
 

@@ -104,6 +104,30 @@ pub struct DeliveryItem {
     pub body: Vec<u8>,
 }
 
+impl DeliveryItem {
+    /// Bytes it holds in memory, near enough: the record as received and as mapped, and
+    /// its keys. What a delivery worker's byte budget counts.
+    pub fn size(&self) -> usize {
+        let e = &self.envelope;
+        let texts = [&e.id, &e.correlation_id, &self.target, &self.idempotency_key];
+        let optional = [&e.delivery_id, &e.event_id, &e.topic, &self.ordering_key, &self.version];
+        e.payload.len()
+            + self.body.len()
+            + texts.iter().map(|t| t.len()).sum::<usize>()
+            + optional.iter().filter_map(|t| t.as_ref()).map(String::len).sum::<usize>()
+    }
+}
+
+/// How many delivery items one read of the outbox may return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Take {
+    /// At most this many.
+    pub items: usize,
+    /// Stop once the items read hold this many bytes ([`DeliveryItem::size`]); the item
+    /// that reaches it is returned, so one item is always read, however large.
+    pub bytes: usize,
+}
+
 /// Why a record was dead-lettered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -18,7 +18,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{
     Accepted, Affected, Backlog, BatchOutcome, DeadLetter, DeadLetterFilter, DeadLetterPage, DeliveryItem, Envelope,
-    Intake, Offer, PrepareOutcome, Prepared, Queue, QueueBackend, QueueError, TargetNames, now_ms,
+    Intake, Offer, PrepareOutcome, Prepared, Queue, QueueBackend, QueueError, Take, TargetNames, now_ms,
 };
 use versions::{VERSION_STAMPS, VERSIONS};
 
@@ -301,15 +301,21 @@ impl QueueBackend for RedbQueue {
         flow: &str,
         target: &str,
         after: u64,
-        max: usize,
+        take: Take,
     ) -> Result<Vec<(u64, DeliveryItem)>, QueueError> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(OUTBOX)?;
         let mut out = Vec::new();
-        for entry in table.range((flow, target, after.saturating_add(1))..=(flow, target, u64::MAX))?.take(max) {
+        let mut bytes = 0;
+        for entry in table.range((flow, target, after.saturating_add(1))..=(flow, target, u64::MAX))?.take(take.items) {
             let (k, v) = entry?;
             let (_, _, seq) = k.value();
-            out.push((seq, decode((flow, target, seq), v.value())?));
+            let item: DeliveryItem = decode((flow, target, seq), v.value())?;
+            bytes += item.size();
+            out.push((seq, item));
+            if bytes >= take.bytes {
+                break;
+            }
         }
         Ok(out)
     }

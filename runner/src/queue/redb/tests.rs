@@ -143,6 +143,25 @@ fn dead_letters_keep_the_record_and_the_reason() {
 }
 
 #[test]
+fn an_outbox_read_stops_at_its_byte_budget_but_always_returns_one_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
+    for id in ["a", "b", "c"] {
+        let e = envelope(id, None);
+        let Accepted::Queued(s) = q.accept("f", &e, 0).unwrap() else { panic!() };
+        q.prepare("f", s, deliver(&e, 1)).unwrap();
+    }
+    let read = |bytes| q.outbox_after("f", "erp", 0, Take { items: 10, bytes }).unwrap();
+    let all = read(usize::MAX);
+    assert_eq!(all.len(), 3);
+    let first = all[0].1.size();
+    assert!(first > 0);
+    assert_eq!(read(1).len(), 1, "one item however small the budget");
+    assert_eq!(read(first).len(), 1, "the item that reaches the budget ends the read");
+    assert_eq!(read(first + 1).len(), 2);
+}
+
+#[test]
 fn versions_compare_as_times_numbers_or_text() {
     use std::cmp::Ordering::*;
     assert_eq!(compare_versions("2026-11-27T10:00:00Z", "2026-11-27T09:00:00-05:00"), Less);
@@ -162,9 +181,9 @@ fn the_last_delivered_version_only_moves_forward() {
         };
         q.prepare("f", s, deliver(e, 1)).unwrap();
     }
-    let items = q.outbox_after("f", "erp", 0, 10).unwrap();
+    let items = q.outbox_after("f", "erp", 0, Take { items: 10, bytes: usize::MAX }).unwrap();
     assert_eq!(items.len(), 2);
-    assert_eq!(q.outbox_after("f", "erp", items[0].0, 10).unwrap().len(), 1);
+    assert_eq!(q.outbox_after("f", "erp", items[0].0, Take { items: 10, bytes: usize::MAX }).unwrap().len(), 1);
     q.delivered_version("f", "erp", items[0].0, Some(("sku-1", "5"))).unwrap();
     q.delivered_version("f", "erp", items[1].0, Some(("sku-1", "3"))).unwrap();
     assert_eq!(q.last_version("f", "erp", "sku-1").unwrap().as_deref(), Some("5"));

@@ -89,13 +89,12 @@ impl PostgresTarget {
                 json_kind(&record)
             ));
         };
-        let columns = match self.table.columns_for(fields) {
-            Ok(c) => c,
-            Err(reason) => return reject(reason),
-        };
+        if let Err(reason) = self.table.check_key(fields) {
+            return reject(reason);
+        }
         let jobs = self.jobs.get_or_init(|| writer::start(self.database.clone(), self.table.clone(), self.connections));
         let (reply, answer) = oneshot::channel();
-        let job = writer::Job { record: String::from_utf8_lossy(&item.body).into_owned(), columns, reply };
+        let job = writer::Job { record: String::from_utf8_lossy(&item.body).into_owned(), reply };
         let stopped = || {
             Answer::Database(Verdict::Retry {
                 after: None,

@@ -25,7 +25,10 @@ impl Table {
     /// Checks `spec`; `(field under table, message)` when it cannot be used.
     pub fn new(spec: &TableSpec, operation: Operation) -> Result<Self, (&'static str, String)> {
         let quoted = check_table(spec)?;
-        let columns = spec.columns.iter().filter(|c| Some(*c) != spec.record_column.as_ref()).cloned().collect();
+        let declared: Vec<String> =
+            spec.columns.iter().filter(|c| Some(*c) != spec.record_column.as_ref()).cloned().collect();
+        // `check_table` wants `columns` unless there is a `recordColumn`: then the key.
+        let columns = if declared.is_empty() { spec.key.clone() } else { declared };
         Ok(Self {
             name: spec.name.clone(),
             quoted,
@@ -36,29 +39,27 @@ impl Table {
         })
     }
 
-    /// The columns `record` writes (apart from `recordColumn`), or why it cannot be
-    /// written: a key field missing or null.
-    pub fn columns_for(&self, record: &Map<String, Value>) -> Result<Vec<String>, String> {
-        if let Some(missing) = self.key.iter().find(|k| record.get(*k).is_none_or(Value::is_null)) {
-            return Err(format!(
-                "the record has no `{missing}`, a key column of table {}: every record needs its key fields",
-                self.name
-            ));
-        }
-        Ok(if !self.columns.is_empty() {
-            self.columns.clone()
-        } else if self.record_column.is_some() {
-            self.key.clone()
-        } else {
-            // serde_json's map is sorted: one statement per set of fields, not per order.
-            record.keys().cloned().collect()
-        })
+    /// The columns every record writes (apart from `recordColumn`): the manifest's,
+    /// whatever fields a record has, so one statement serves every record.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
     }
 
-    /// The statement writing one record (parameter `$1`: the record as JSON text) into
-    /// `columns`.
-    pub fn insert_sql(&self, columns: &[String]) -> String {
-        let list = |prefix: &str| columns.iter().map(|c| format!("{prefix}{}", quote_ident(c))).collect::<Vec<_>>();
+    /// Why `record` cannot be written, if it cannot: a key field missing or null.
+    pub fn check_key(&self, record: &Map<String, Value>) -> Result<(), String> {
+        match self.key.iter().find(|k| record.get(*k).is_none_or(Value::is_null)) {
+            Some(missing) => Err(format!(
+                "the record has no `{missing}`, a key column of table {}: every record needs its key fields",
+                self.name
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The statement writing one record (parameter `$1`: the record as JSON text).
+    pub fn insert_sql(&self) -> String {
+        let list =
+            |prefix: &str| self.columns.iter().map(|c| format!("{prefix}{}", quote_ident(c))).collect::<Vec<_>>();
         let (mut names, mut values) = (list(""), list("r."));
         if let Some(rc) = &self.record_column {
             names.push(quote_ident(rc));
@@ -103,13 +104,17 @@ mod tests {
     }
 
     #[test]
-    fn an_upsert_writes_the_fields_and_updates_all_but_the_key() {
-        let table = Table::new(&spec("{name: warehouse.orders, key: [order_id]}"), Operation::Upsert).unwrap();
-        let record = json!({"total_minor": 1250, "order_id": "A-1", "currency": "EUR"});
-        let columns = table.columns_for(record.as_object().unwrap()).unwrap();
-        assert_eq!(columns, ["currency", "order_id", "total_minor"]);
+    fn an_upsert_writes_the_declared_columns_and_updates_all_but_the_key() {
+        let table = Table::new(
+            &spec("{name: warehouse.orders, key: [order_id], columns: [currency, order_id, total_minor]}"),
+            Operation::Upsert,
+        )
+        .unwrap();
+        let record = json!({"total_minor": 1250, "order_id": "A-1", "currency": "EUR", "is_admin": true});
+        table.check_key(record.as_object().unwrap()).unwrap();
+        assert_eq!(table.columns(), ["currency", "order_id", "total_minor"], "a field not declared is not a column");
         assert_eq!(
-            table.insert_sql(&columns),
+            table.insert_sql(),
             "INSERT INTO \"warehouse\".\"orders\" (\"currency\", \"order_id\", \"total_minor\") \
              SELECT r.\"currency\", r.\"order_id\", r.\"total_minor\" \
              FROM jsonb_populate_record(NULL::\"warehouse\".\"orders\", $1::text::jsonb) AS r \
@@ -120,16 +125,15 @@ mod tests {
     #[test]
     fn a_record_column_takes_the_whole_record_and_create_has_no_conflict_clause() {
         let table = Table::new(&spec("{name: docs, key: [id], recordColumn: doc}"), Operation::Create).unwrap();
-        let columns = table.columns_for(json!({"id": 7, "x": 1}).as_object().unwrap()).unwrap();
-        assert_eq!(columns, ["id"]);
-        let sql = table.insert_sql(&columns);
+        assert_eq!(table.columns(), ["id"]);
+        let sql = table.insert_sql();
         assert!(
             sql.starts_with("INSERT INTO \"docs\" (\"id\", \"doc\") SELECT r.\"id\", $1::text::jsonb FROM"),
             "{sql}"
         );
         assert!(!sql.contains("ON CONFLICT"), "{sql}");
-        let only_key = Table::new(&spec("{name: t, key: [id]}"), Operation::Upsert).unwrap();
-        assert!(only_key.insert_sql(&["id".into()]).ends_with("ON CONFLICT (\"id\") DO NOTHING"));
+        let only_key = Table::new(&spec("{name: t, key: [id], columns: [id]}"), Operation::Upsert).unwrap();
+        assert!(only_key.insert_sql().ends_with("ON CONFLICT (\"id\") DO NOTHING"));
     }
 
     #[test]
@@ -137,16 +141,14 @@ mod tests {
         let table =
             Table::new(&spec("{name: t, key: [sku, location], columns: [sku, location, qty]}"), Operation::Upsert)
                 .unwrap();
-        let err = table.columns_for(json!({"sku": "S", "location": null}).as_object().unwrap()).unwrap_err();
+        let err = table.check_key(json!({"sku": "S", "location": null}).as_object().unwrap()).unwrap_err();
         assert!(err.contains("`location`") && err.contains("table t"), "{err}");
-        assert_eq!(
-            table.columns_for(json!({"sku": "S", "location": "L"}).as_object().unwrap()).unwrap(),
-            ["sku", "location", "qty"]
-        );
+        table.check_key(json!({"sku": "S", "location": "L"}).as_object().unwrap()).unwrap();
         let field = |yaml: &str| Table::new(&spec(yaml), Operation::Upsert).unwrap_err().0;
         assert_eq!(field("{name: a.b.c, key: [id]}"), "name");
         assert_eq!(field("{name: t, key: []}"), "key");
         assert_eq!(field("{name: t, key: [id], columns: [qty]}"), "columns");
+        assert_eq!(field("{name: t, key: [id]}"), "columns", "which columns are written is declared");
         assert_eq!(field("{name: t, key: [id], recordColumn: id}"), "recordColumn");
     }
 }

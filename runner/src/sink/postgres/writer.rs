@@ -8,7 +8,7 @@
 //! (connection lost, serialization failure, deadlock) answers the whole batch with a
 //! retry: nothing of it was committed.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use futures::future::join_all;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -31,8 +31,6 @@ const BATCH_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Job {
     /// The record, JSON text.
     pub record: String,
-    /// The columns it writes.
-    pub columns: Vec<String>,
     /// Where the answer goes.
     pub reply: oneshot::Sender<Verdict>,
 }
@@ -43,8 +41,7 @@ pub fn start(database: Database, table: Arc<Table>, connections: usize) -> mpsc:
     let (tx, rx) = mpsc::channel(connections * BATCH);
     let rx = Arc::new(Mutex::new(rx));
     for _ in 0..connections {
-        let writer =
-            Writer { database: database.clone(), table: table.clone(), client: None, statements: HashMap::new() };
+        let writer = Writer { database: database.clone(), table: table.clone(), client: None, insert: None };
         tokio::spawn(writer.run(rx.clone()));
     }
     tx
@@ -54,8 +51,9 @@ struct Writer {
     database: Database,
     table: Arc<Table>,
     client: Option<Client>,
-    /// Prepared inserts by column set, for the current connection.
-    statements: HashMap<Vec<String>, Statement>,
+    /// The insert, prepared on the current connection: one per table, since every record
+    /// writes the table's declared columns.
+    insert: Option<Statement>,
 }
 
 impl Writer {
@@ -92,7 +90,7 @@ impl Writer {
     /// Forgets the connection (and what was prepared on it): the next batch reconnects.
     fn reset(&mut self) {
         self.client = None;
-        self.statements.clear();
+        self.insert = None;
     }
 
     /// Writes `batch`; one verdict per job, in order.
@@ -104,35 +102,25 @@ impl Writer {
                 Err(failure) => return vec![failure.verdict; batch.len()],
             }
         }
-        // Prepare each column set once; a statement the database refuses (an unknown
-        // column) refuses the records that need it.
-        let mut verdicts: Vec<Option<Verdict>> = vec![None; batch.len()];
-        for (i, job) in batch.iter().enumerate() {
-            if self.statements.contains_key(&job.columns) {
-                continue;
-            }
-            let client = self.client.as_ref().expect("connected above");
-            match client.prepare(&self.table.insert_sql(&job.columns)).await {
-                Ok(statement) => {
-                    self.statements.insert(job.columns.clone(), statement);
-                }
+        // Prepared once per connection; a statement the database refuses (an unknown
+        // column) refuses every record.
+        let client = self.client.as_ref().expect("connected above");
+        if self.insert.is_none() {
+            match client.prepare(&self.table.insert_sql()).await {
+                Ok(statement) => self.insert = Some(statement),
                 Err(e) => {
                     let failure = Failure::of(&e);
                     if !failure.is_business() {
                         self.reset();
-                        return vec![failure.verdict; batch.len()];
                     }
-                    verdicts[i] = Some(failure.verdict);
+                    return vec![failure.verdict; batch.len()];
                 }
             }
         }
-        let rows: Vec<(usize, &Statement, &str)> = batch
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| verdicts[*i].is_none())
-            .filter_map(|(i, job)| self.statements.get(&job.columns).map(|s| (i, s, job.record.as_str())))
-            .collect();
-        let client = self.client.as_ref().expect("connected above");
+        let insert = self.insert.as_ref().expect("prepared above");
+        let rows: Vec<(usize, &Statement, &str)> =
+            batch.iter().enumerate().map(|(i, job)| (i, insert, job.record.as_str())).collect();
+        let mut verdicts: Vec<Option<Verdict>> = vec![None; batch.len()];
         let outcome = match all_or_nothing(client, &rows).await {
             Ok(()) => Ok(vec![None; rows.len()]),
             Err(failure) if failure.is_business() => row_by_row(client, &rows).await,
@@ -143,9 +131,7 @@ impl Writer {
                 for ((i, _, record), refusal) in rows.iter().zip(refusals) {
                     verdicts[*i] = Some(match refusal {
                         None => Verdict::Delivered,
-                        Some(failure) => {
-                            name_the_column(client, &self.table, &batch[*i].columns, record, failure).await
-                        }
+                        Some(failure) => name_the_column(client, &self.table, record, failure).await,
                     });
                 }
                 verdicts.into_iter().map(|v| v.expect("every record answered")).collect()
@@ -228,19 +214,13 @@ async fn row_by_row(client: &Client, rows: &[(usize, &Statement, &str)]) -> Resu
 /// The refusal of a record, with the column named when the database did not name it:
 /// for a data exception (a value its column cannot take), each column is converted on
 /// its own until one fails.
-async fn name_the_column(
-    client: &Client,
-    table: &Table,
-    columns: &[String],
-    record: &str,
-    failure: Failure,
-) -> Verdict {
+async fn name_the_column(client: &Client, table: &Table, record: &str, failure: Failure) -> Verdict {
     let Verdict::Reject { reason, category } = failure.verdict.clone() else { return failure.verdict };
     if !failure.is_data_exception() || reason.starts_with("column ") {
         return failure.verdict;
     }
     let probe = table.probe_sql();
-    for column in columns {
+    for column in table.columns() {
         if client.execute(probe.as_str(), &[&record, column]).await.is_err() {
             return Verdict::Reject { reason: format!("column \"{column}\": {reason}"), category };
         }

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     attempt::{Failed, Outcome, with_retries},
-    connect::{ConnectorClient, Sent},
+    connect::{ConnectorClient, Sent, body::read_prefix},
     flow::{Flow, SourceMode},
     metrics::Metrics,
     protocol::describe_transport,
@@ -27,6 +27,9 @@ use entrepot_api::resource::RetrySpec;
 
 /// How soon a paused run checks the backlog again (or the interval, if shorter).
 const PAUSE_RECHECK: Duration = Duration::from_secs(1);
+/// The most of a page's body that is read: far more than a page of any system's
+/// largest page size, and a bound on what one poll holds in memory.
+pub(crate) const MAX_PAGE_BYTES: usize = 32 * 1024 * 1024;
 
 /// How a poll run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,11 +98,13 @@ pub(crate) async fn get_page(
         let answer = match sent {
             Sent::Response(response) if response.status().is_success() => {
                 let headers = response.headers().clone();
-                match response.bytes().await {
-                    Ok(body) => {
+                match read_prefix(response, MAX_PAGE_BYTES).await {
+                    Ok(page) if !page.cut => {
                         client.health.succeeded();
-                        return Ok(Fetched { headers, body });
+                        return Ok(Fetched { headers, body: page.body.into() });
                     }
+                    // Read no further than the cap: asking again gets the same page.
+                    Ok(_) => return Err(too_large(client)),
                     Err(e) => Answer::Transport(describe_transport(&e)),
                 }
             }
@@ -136,6 +141,17 @@ pub(crate) async fn get_page(
         }
         Outcome::Interrupted => unreachable!("no shutdown to interrupt the wait"),
     }
+}
+
+/// A page larger than [`MAX_PAGE_BYTES`]: refused, not retried.
+fn too_large(client: &ConnectorClient) -> Failed<FetchFailure> {
+    let message = format!(
+        "the page is larger than {} MiB, the most a page may be: ask for fewer records per page",
+        MAX_PAGE_BYTES >> 20
+    );
+    let verdict = Verdict::Reject { reason: message.clone(), category: ErrorCategory::Invalid };
+    client.health.failed(ErrorCategory::Invalid, &message);
+    Failed { verdict, detail: FetchFailure { category: ErrorCategory::Invalid, message, refused: true } }
 }
 
 /// Polls one flow's source.

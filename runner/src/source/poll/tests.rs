@@ -328,3 +328,20 @@ fn a_record_keeps_its_delivery_id_whatever_the_key_order_and_a_change_gets_a_new
     assert!(delivery_id(&a).starts_with("poll:"));
     assert_ne!(delivery_id(&a), delivery_id(&json!({"id": 7, "sku": "B", "dims": {"w": 1, "h": 2}})));
 }
+
+#[tokio::test]
+async fn a_page_past_the_cap_is_refused_as_invalid_and_not_asked_for_again() {
+    use super::run::{MAX_PAGE_BYTES, get_page};
+    let url = crate::test_support::endless_bodies().await;
+    let spec = ConnectorSpec { endpoint: Some(url.clone()), allow_plain_http: true, ..ConnectorSpec::default() };
+    let client = ConnectorClient::new("shop", "retail", &spec, &Secrets::default()).unwrap();
+    let page = reqwest::Url::parse(&format!("{url}/page")).unwrap();
+    let mut attempts = 0;
+    let failure = match get_page(&client, &page, &Default::default(), |_, _, _| attempts += 1).await {
+        Err(failure) => failure,
+        Ok(_) => panic!("an endless page was read"),
+    };
+    assert_eq!(failure.category, ErrorCategory::Invalid);
+    assert!(failure.refused && failure.message.contains(&format!("{} MiB", MAX_PAGE_BYTES >> 20)), "{failure:?}");
+    assert_eq!(attempts, 1, "asked once: the same page would come again");
+}
