@@ -4,6 +4,7 @@
 pub mod admin_auth;
 mod admin_server;
 mod dead_letters;
+mod http_server;
 mod intake;
 mod queue_file;
 pub mod records;
@@ -34,6 +35,7 @@ use axum::{
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tracing::{info, warn};
 
+use self::http_server::HEADER_READ_TIMEOUT;
 use crate::{
     flow::{self, Flow, FlowError, SourceMode, Workers},
     metrics::Metrics,
@@ -387,9 +389,7 @@ pub async fn serve_once(
     let until = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let adm = tokio::spawn(
-        axum::serve(admin, rt.admin_router()).with_graceful_shutdown(until(workers_shutdown)).into_future(),
-    );
+    let adm = tokio::spawn(http_server::serve(admin, rt.admin_router(), HEADER_READ_TIMEOUT, until(workers_shutdown)));
     let mut outside = shutdown.clone();
     let drained = async {
         for source in sources {
@@ -454,7 +454,7 @@ pub async fn serve_with_admin(
     let until = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let web = axum::serve(webhooks, rt.webhook_router()).with_graceful_shutdown(until(stopping.clone()));
+    let web = http_server::serve(webhooks, rt.webhook_router(), HEADER_READ_TIMEOUT, until(stopping.clone()));
     let watch_stop = async {
         let failure = tokio::select! {
             () = until(shutdown) => None,
@@ -463,7 +463,7 @@ pub async fn serve_with_admin(
         let _ = stop.send(true);
         failure
     };
-    let (a, failure) = tokio::join!(web.into_future(), watch_stop);
+    let (a, failure) = tokio::join!(web, watch_stop);
     let b = admin.stop().await;
     for w in workers {
         let _ = w.await;

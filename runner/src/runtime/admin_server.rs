@@ -43,7 +43,8 @@ impl AdminServer {
         let until = async move {
             let _ = stopping.wait_for(|stop| *stop).await;
         };
-        let task = tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(until).into_future());
+        let task =
+            tokio::spawn(super::http_server::serve(listener, app, super::http_server::HEADER_READ_TIMEOUT, until));
         Self { opened, stop, task }
     }
 
