@@ -17,7 +17,10 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header::CONTENT_TYPE};
 use http_body_util::Full;
 use hyper::{server::conn::http1, service::service_fn};
-use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
@@ -103,7 +106,10 @@ where
             let response = answer(&request);
             async move { Ok::<_, Infallible>(response) }
         });
-        let connection = connections.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        // A timer, so hyper's header-read timeout (30 s) holds: without one a client
+        // that never finishes its headers keeps its connection forever.
+        let connection = connections
+            .watch(http1::Builder::new().timer(TokioTimer::new()).serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 debug!(%error, "connection ended with an error");
