@@ -401,7 +401,8 @@ mod tests {
         assert!(field_of(with(&spec, &db)).starts_with("spec.targets[0].table.columns: the key column `order_id`"));
         spec.targets[0].table = Some(serde_saphyr::from_str("{name: orders, key: [order_id]}").unwrap());
         assert!(field_of(with(&spec, &db)).starts_with("spec.targets[0].table.columns: declare the columns"));
-        spec.targets[0].table = Some(serde_saphyr::from_str("{name: orders, key: [order_id], columns: [order_id]}").unwrap());
+        spec.targets[0].table =
+            Some(serde_saphyr::from_str("{name: orders, key: [order_id], columns: [order_id]}").unwrap());
         assert!(with(&spec, &db).is_ok());
         assert!(field_of(with(&spec, &api)).starts_with("spec.targets[0].table: Connector `erp` is not a database"));
     }

@@ -10,6 +10,8 @@
 //!   the operator reads.
 //!
 //! It has no I/O and no async runtime, so the operator links it without the data plane.
+//! It does install the global allocator of every binary that links it: one that counts
+//! what each thread holds, for the memory budget of jq runs ([`mapping::CountingAllocator`]).
 
 #![warn(missing_docs)]
 

@@ -61,3 +61,20 @@ fn a_malformed_manifest_names_the_file_and_line() {
     assert!(output.contains("line 21 column 18"), "{output}");
     assert!(output.contains("obliterate"), "{output}");
 }
+
+/// A Mapping that would take more memory than a run may (`"x" * 10000000000` is 10 GB) is
+/// stopped by its budget, reported as a failing example, and the process carries on.
+#[test]
+fn a_mapping_past_its_memory_budget_fails_its_example_without_taking_the_process_down() {
+    let dir = tempfile::tempdir().unwrap();
+    write_quickstart(dir.path(), "http://127.0.0.1:1");
+    let mappings = dir.path().join("mappings.yaml");
+    let text = std::fs::read_to_string(&mappings)
+        .unwrap()
+        .replace("      externalId: .orderId,", r#"      externalId: ("x" * 10000000000),"#);
+    std::fs::write(&mappings, text).unwrap();
+    let (ok, output) = entrepot_test(dir.path());
+    assert!(!ok, "{output}");
+    assert!(output.contains("needed more memory than its budget of 128 MiB"), "{output}");
+    assert!(output.contains("1 failed"), "{output}");
+}

@@ -1,10 +1,16 @@
-//! A budget for every jq run: a deadline and a stack reserve. jaq has no fuel of its
-//! own, so every definition's body (the standard ones and the Mapping's), every
-//! `reduce`/`foreach` update and every `range` output first passes a native `__tick`
-//! that checks both. Recursion (`def f: 1+f; f`) therefore stops with an error before
-//! the stack runs out, and an endless loop (`last(repeat(1))`) at the deadline. Once
-//! spent, the budget stays spent for the rest of the run, so `try ... catch` cannot
-//! carry on past it, and the run's result is the budget error whatever it produced.
+//! A budget for every jq run: a deadline, a stack reserve and a memory allowance. jaq
+//! has no fuel of its own, so every definition's body (the standard ones and the
+//! Mapping's), every `reduce`/`foreach` update and every `range` output first passes a
+//! native `__tick` that checks all three. Recursion (`def f: 1+f; f`) therefore stops
+//! with an error before the stack runs out, an endless loop (`last(repeat(1))`) at the
+//! deadline, and a value grown step by step once the run holds more than
+//! [`RUN_MEMORY`] (counted by the allocator, `memory.rs`). What one step could allocate
+//! at once is checked before the step: a string repeated (`"x" * 10000000000`: every
+//! `*` goes through `__mul`), a value written out as text (string interpolation,
+//! `tostring`, `tojson`; a value whose parts are shared can be far larger written out
+//! than held) and the run's result. Once spent, the budget stays spent for the rest of
+//! the run, so `try ... catch` cannot carry on past it, and the run's result is the
+//! budget error whatever it produced.
 
 use std::{
     cell::Cell,
@@ -14,13 +20,18 @@ use std::{
 use jaq_core::{
     Error, Exn, Native,
     box_iter::box_once,
-    load::parse::{BinaryOp, Def, Pattern, Term},
+    load::{
+        lex::StrPart,
+        parse::{BinaryOp, Def, Pattern, Term},
+    },
     native::{Fun, v},
+    ops::Math,
     path::Part,
 };
-use jaq_json::Val;
+use jaq_json::{Num, Val};
 
-use super::{Data, json_depth};
+pub use super::memory::RUN_MEMORY;
+use super::{Data, json_depth, memory};
 
 /// How long one jq run may take (one record, one key, one example).
 pub const RUN_TIME: Duration = Duration::from_secs(1);
@@ -33,6 +44,10 @@ const STACK_RESERVE: usize = 256 * 1024;
 const CLOCK_EVERY: u32 = 1024;
 
 const TICK: &str = "__tick";
+/// `l * r`, its size checked first (defined in [`PRELUDE`]).
+const MUL: &str = "__mul";
+/// The identity, once the value's size written out is checked.
+const SIZE_CHECK: &str = "__size_check";
 
 /// Why a jq run was stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -43,11 +58,19 @@ pub enum Exceeded {
     /// The run recursed until little stack was left.
     #[error("the jq program recursed too deeply and was stopped before it ran out of stack (endless recursion?)")]
     Stack,
+    /// The run held, or was about to make, more than [`RUN_MEMORY`].
+    #[error(
+        "the jq program needed more memory than its budget of 128 MiB and was stopped (a value growing without end, \
+         or too large to write out?)"
+    )]
+    Memory,
 }
 
 #[derive(Clone, Copy)]
 struct State {
     deadline: Instant,
+    /// [`memory::live`] when the run started.
+    base: isize,
     ticks: u32,
     spent: Option<Exceeded>,
 }
@@ -65,7 +88,7 @@ pub(super) struct Run {
 impl Run {
     /// Starts a run with a fresh budget.
     pub(super) fn start() -> Self {
-        let state = State { deadline: Instant::now() + RUN_TIME, ticks: 0, spent: None };
+        let state = State { deadline: Instant::now() + RUN_TIME, base: memory::live(), ticks: 0, spent: None };
         Self { outer: BUDGET.replace(Some(state)) }
     }
 
@@ -90,6 +113,8 @@ fn tick() -> Result<(), Exceeded> {
     state.ticks = state.ticks.wrapping_add(1);
     let spent = if stacker::remaining_stack().is_some_and(|left| left < STACK_RESERVE) {
         Some(Exceeded::Stack)
+    } else if memory::live().saturating_sub(state.base) > RUN_MEMORY as isize {
+        Some(Exceeded::Memory)
     } else if state.ticks % CLOCK_EVERY == 0 && Instant::now() > state.deadline {
         Some(Exceeded::Time)
     } else {
@@ -100,8 +125,85 @@ fn tick() -> Result<(), Exceeded> {
     spent.map_or(Ok(()), Err)
 }
 
+/// Spends the current run's budget on `why`; the error to return.
+fn spend<'a>(why: Exceeded) -> Exn<'a, Val> {
+    if let Some(mut state) = BUDGET.get() {
+        state.spent = state.spent.or(Some(why));
+        BUDGET.set(Some(state));
+    }
+    exn(why)
+}
+
 fn exn<'a>(e: Exceeded) -> Exn<'a, Val> {
     Exn::from(Error::str(e))
+}
+
+/// Whether `value`, written out as JSON, takes at most `limit` bytes, near enough:
+/// every part is counted each time it appears, as writing it out would (jq values
+/// share their parts, so a value can be far larger written than held). Stops counting
+/// as soon as the limit is passed.
+pub(super) fn fits(value: &Val, limit: usize) -> bool {
+    let mut left = limit;
+    let mut stack: Vec<Box<dyn Iterator<Item = &Val> + '_>> = vec![Box::new(std::iter::once(value))];
+    while let Some(top) = stack.last_mut() {
+        let Some(v) = top.next() else {
+            stack.pop();
+            continue;
+        };
+        let cost = match v {
+            Val::Null | Val::Bool(_) => 5,
+            Val::Num(Num::Int(_) | Num::Float(_)) => 24,
+            Val::Num(n) => n.to_string().len(),
+            Val::TStr(s) | Val::BStr(s) => s.len() + 2,
+            Val::Arr(items) => 2 + items.len(),
+            Val::Obj(map) => 2 + 2 * map.len(),
+        };
+        left = match left.checked_sub(cost) {
+            Some(left) => left,
+            None => return false,
+        };
+        match v {
+            Val::Arr(items) => stack.push(Box::new(items.iter())),
+            Val::Obj(map) => stack.push(Box::new(map.iter().flat_map(|(k, v)| [k, v]))),
+            _ => {}
+        }
+    }
+    true
+}
+
+/// `__size_check`: the value, if it fits [`RUN_MEMORY`] written out.
+fn size_check(cv: jaq_core::Cv<'_, Data>) -> jaq_core::ValXs<'_, Val> {
+    if fits(&cv.1, RUN_MEMORY) { box_once(Ok(cv.1)) } else { box_once(Err(spend(Exceeded::Memory))) }
+}
+
+/// `tojson`, its size checked first.
+fn tojson(cv: jaq_core::Cv<'_, Data>) -> jaq_core::ValXs<'_, Val> {
+    if !fits(&cv.1, RUN_MEMORY) {
+        return box_once(Err(spend(Exceeded::Memory)));
+    }
+    box_once(Ok(Val::utf8_str(super::to_json(&cv.1).into_bytes())))
+}
+
+/// `__checked_mul($l; $r)`: `$l * $r`, unless it repeats a string past [`RUN_MEMORY`].
+fn checked_mul(mut cv: jaq_core::Cv<'_, Data>) -> jaq_core::ValXs<'_, Val> {
+    let r = cv.0.pop_var();
+    let l = cv.0.pop_var();
+    let repeated = match (&l, &r) {
+        (Val::TStr(s) | Val::BStr(s), Val::Num(n)) | (Val::Num(n), Val::TStr(s) | Val::BStr(s)) => Some((s.len(), n)),
+        _ => None,
+    };
+    if let Some((len, times)) = repeated {
+        let times = match times {
+            Num::Int(i) => usize::try_from(*i).unwrap_or(0),
+            // jaq saturates a big integer to the largest one.
+            Num::BigInt(_) => usize::MAX,
+            _ => 0,
+        };
+        if len.saturating_mul(times) > RUN_MEMORY {
+            return box_once(Err(spend(Exceeded::Memory)));
+        }
+    }
+    box_once(Math::Mul.run(l, r).map_err(Exn::from))
 }
 
 /// The natives that enforce the budget and the depth limit: `__tick` (the identity, or
@@ -119,9 +221,14 @@ pub(super) fn natives(jaq: impl Iterator<Item = Fun<Data>>) -> impl Iterator<Ite
     jaq.map(move |(name, args, native)| match name {
         "range" => ("__range", args, native),
         "fromjson" => (name, args, Native::<Data>::new(fromjson)),
+        "tojson" => (name, args, Native::<Data>::new(tojson)),
         _ => (name, args, native),
     })
-    .chain([ticking])
+    .chain([
+        ticking,
+        ("__checked_mul", v(2), Native::<Data>::new(checked_mul)),
+        (SIZE_CHECK, v(0), Native::<Data>::new(size_check)),
+    ])
 }
 
 /// jq's `fromjson`, refusing a text nested deeper than [`json_depth::MAX_DEPTH`] before
@@ -150,8 +257,10 @@ fn exn_str<'a>(message: String) -> Exn<'a, Val> {
     Exn::from(Error::str(message))
 }
 
-/// Definitions placed before all others: `range/3` charging each of its outputs.
-pub(super) const PRELUDE: &str = "def range($from; $upto; $by): __range($from; $upto; $by) | __tick;";
+/// Definitions placed before all others: `range/3` charging each of its outputs, and the
+/// `l * r` every `*` becomes (`r` then `l`, as jq combines a binary operator's outputs).
+pub(super) const PRELUDE: &str = "def range($from; $upto; $by): __range($from; $upto; $by) | __tick;
+def __mul(l; r): r as $r | l as $l | __checked_mul($l; $r);";
 
 /// `def` with its body charged to the budget.
 pub(super) fn instrument_def(mut def: Def<&str>) -> Def<&str> {
@@ -168,9 +277,12 @@ fn charged(body: Term<&str>) -> Term<&str> {
 pub(super) fn instrument(term: &mut Term<&str>) {
     match term {
         Term::Id | Term::Recurse | Term::Num(_) | Term::Break(_) | Term::Var(_) => {}
+        // What is interpolated is written out: its size is checked first.
         Term::Str(_, parts) => parts.iter_mut().for_each(|p| {
-            if let jaq_core::load::lex::StrPart::Term(t) = p {
-                instrument(t)
+            if let StrPart::Term(t) = p {
+                instrument(t);
+                let value = std::mem::take(t);
+                *t = Term::BinOp(Box::new(value), BinaryOp::Pipe(None), Box::new(Term::Call(SIZE_CHECK, Vec::new())));
             }
         }),
         Term::Arr(inner) => inner.iter_mut().for_each(|t| instrument(t)),
@@ -185,6 +297,20 @@ pub(super) fn instrument(term: &mut Term<&str>) {
                 instrument_pattern(pattern);
             }
             instrument(r);
+            match op {
+                BinaryOp::Math(Math::Mul) => {
+                    let (l, r) = (std::mem::take(&mut **l), std::mem::take(&mut **r));
+                    *term = Term::Call(MUL, vec![l, r]);
+                }
+                // `l *= r` is `r as $x | l |= . * $x`.
+                BinaryOp::UpdateMath(Math::Mul) => {
+                    let (l, r) = (std::mem::take(&mut **l), std::mem::take(&mut **r));
+                    let by = Term::Call(MUL, vec![Term::Id, Term::Var("$__mul_by")]);
+                    let update = Term::BinOp(Box::new(l), BinaryOp::Update, Box::new(by));
+                    *term = Term::BinOp(Box::new(r), BinaryOp::Pipe(Some(Pattern::Var("$__mul_by"))), Box::new(update));
+                }
+                _ => {}
+            }
         }
         Term::Fold(_, xs, pattern, args) => {
             instrument(xs);

@@ -67,3 +67,39 @@ fn deeply_nested_json_is_refused_unread_by_the_reader_and_by_fromjson() {
     assert!(err.to_string().contains("deeper than 128"), "{err}");
     assert!(compile(".x | tonumber").unwrap().run(record).is_err());
 }
+
+#[test]
+fn memory_past_the_budget_stops_the_run_before_the_process_runs_out() {
+    for code in [
+        // One step that would allocate past the budget: refused before it runs.
+        r#""x" * 10000000000"#,
+        r#"10000000000 * "x""#,
+        r#"{a: "x"} | .a *= 10000000000"#,
+        r#"try ("x" * 10000000000) catch "caught""#,
+        // A value grown step by step (2^40 bytes at the end).
+        r#"reduce range(40) as $i ("x"; . + .)"#,
+        // Small held (one string, shared), enormous written out: 1000 × 1 MB.
+        r#"("x" * 1000000) as $s | [limit(1000; repeat($s))] | tojson | length"#,
+        r#"("x" * 1000000) as $s | [limit(1000; repeat($s))] | "\(.)" | length"#,
+        r#"("x" * 1000000) as $s | [limit(1000; repeat($s))] | tostring | length"#,
+        r#"("x" * 1000000) as $s | [limit(1000; repeat($s))]"#,
+    ] {
+        let program = compile(code).unwrap();
+        // Not the value itself in a failure message: it may be enormous.
+        let got = program.run(Val::Null).map(|_| "a value");
+        assert_eq!(got, Err(MapError::Budget(Exceeded::Memory)), "{code}");
+    }
+}
+
+#[test]
+fn multiplication_and_interpolation_still_mean_what_they_mean() {
+    let run = |code: &str| to_value(&compile(code).unwrap().run(Val::Null).unwrap()).unwrap();
+    assert_eq!(run(r#""ab" * 3"#), serde_json::json!("ababab"));
+    assert_eq!(run(r#"3 * "ab""#), serde_json::json!("ababab"));
+    assert_eq!(run(r#""ab" * 0"#), serde_json::Value::Null);
+    assert_eq!(run(r#"{"a": {"b": 1}} * {"a": {"c": 2}}"#), serde_json::json!({"a": {"b": 1, "c": 2}}));
+    assert_eq!(run("[(1, 2) * (10, 20)]"), serde_json::json!([10, 20, 20, 40]));
+    assert_eq!(run(r#"{a: 1, b: 5} | .a *= .b"#), serde_json::json!({"a": 5, "b": 5}));
+    assert_eq!(run(r#"[1, "x"] | "\(.[0]) and \(.[1])""#), serde_json::json!("1 and x"));
+    assert_eq!(run(r#"{"k": [1]} | tojson"#), serde_json::json!(r#"{"k":[1]}"#));
+}

@@ -11,6 +11,7 @@ mod json_tree;
 mod json_write;
 #[cfg(test)]
 mod manual_tests;
+mod memory;
 mod projection;
 mod test_case;
 
@@ -24,8 +25,9 @@ use jaq_core::{
 };
 use jaq_json::Val;
 
-pub use budget::{Exceeded, RUN_TIME};
+pub use budget::{Exceeded, RUN_MEMORY, RUN_TIME};
 pub use json_depth::{MAX_DEPTH, TooDeep, check_depth};
+pub use memory::CountingAllocator;
 pub use test_case::{TestFailure, TestReport, diff_json, run_compiled, run_tests, test_compiled};
 
 type Data = JustLut<Val>;
@@ -170,6 +172,10 @@ impl Program {
             let extra = outputs.take(10).count();
             if extra > 0 {
                 return Err(MapError::NotOneValue(1 + extra));
+            }
+            // Written out next: a result whose parts are shared may be far larger so.
+            if !budget::fits(&first, RUN_MEMORY) {
+                return Err(MapError::Budget(Exceeded::Memory));
             }
             Ok(first)
         })();

@@ -109,6 +109,11 @@ impl Expr {
             }
             Self::Math(l, op, r) => {
                 let (l, r) = (val(l)?, val(r)?);
+                // A string repeated is left to jq, which checks its size against the
+                // run's memory budget first (`budget::checked_mul`).
+                if *op == Math::Mul && [&l, &r].iter().any(|v| matches!(v, Val::TStr(_) | Val::BStr(_))) {
+                    return None;
+                }
                 In::Val(
                     match op {
                         Math::Add => l + r,
