@@ -55,6 +55,13 @@ impl ErpProcess {
         }
     }
 
+    /// The ERP's credential rotated: from now on it takes `token` only. Restarts the
+    /// process (an empty ledger).
+    pub async fn rotate_token(&mut self, token: &str) {
+        self.token = token.into();
+        self.restart().await;
+    }
+
     /// Starts the process again on the same port, with an empty ledger, and waits until
     /// it answers.
     pub async fn restart(&mut self) {

@@ -30,6 +30,9 @@ const NS: &str = "retail";
 const RUNNER: &str = "shopify-orders-to-erp-runner";
 const RUNNER_PODS: &str = "app.kubernetes.io/name=entrepot-runner,app.kubernetes.io/instance=shopify-orders-to-erp";
 
+/// The ERP token after the rotation.
+const ROTATED_TOKEN: &str = "rotated-erp-token";
+
 /// The SyncFlow as JSON.
 async fn flow(cluster: &Cluster) -> Value {
     let out =
@@ -136,6 +139,29 @@ async fn gitops_from_helm_install_and_kubectl_apply_to_orders_in_the_erp_and_bac
     let described = cluster.kubectl(&["describe", "syncflow", FLOW, "-n", NS]).await.expect_ok("kubectl describe");
     let events = described.split("Events:").nth(1).unwrap_or_default();
     assert!(events.contains("entrepot-operator"), "kubectl describe shows the operator's Events:\n{described}");
+
+    // A rotated Secret reaches the running runner (issue 13): the kubelet refreshes the
+    // mounted file, the ERP takes only the new token from then on, and the next orders go
+    // through with it, from the same runner process.
+    let pod_name = pod.metadata.name.clone().unwrap();
+    let pid = cluster.kubelet.pid(NS, &pod_name, "runner").expect("the runner's process");
+    let log = cluster.kubelet.log_path(NS, &pod_name, "runner").expect("the runner's log");
+    let token_file = log.parent().and_then(|logs| logs.parent()).unwrap().join("volumes/secrets/erp-demo/token");
+    // Rotated where the manifests are kept, so that the later `kubectl apply` of the
+    // directory keeps it.
+    let secrets = manifests.path().join("secrets.yaml");
+    let text = std::fs::read_to_string(&secrets).unwrap();
+    std::fs::write(&secrets, text.replace(&format!("token: {ERP_TOKEN}"), &format!("token: {ROTATED_TOKEN}"))).unwrap();
+    cluster.kubectl(&["apply", "-n", NS, "-f", secrets.to_str().unwrap()]).await.expect_ok("rotate the ERP token");
+    poll(Duration::from_secs(30), "the kubelet refreshed the mounted token", || async {
+        Ok(std::fs::read_to_string(&token_file).is_ok_and(|t| t == ROTATED_TOKEN))
+    })
+    .await
+    .unwrap();
+    erp.rotate_token(ROTATED_TOKEN).await;
+    expected = send_orders(&webhook, 4, 17).await;
+    wait_erp(&erp, &expected).await;
+    assert_eq!(cluster.kubelet.pid(NS, &pod_name, "runner"), Some(pid), "the same runner process, not restarted");
 
     // A Mapping whose tests fail: not Ready with MappingTestsFailing, and the last good
     // runner keeps running, untouched.
