@@ -9,7 +9,6 @@ mod intake;
 mod queue_file;
 pub mod records;
 mod retention;
-mod rotation_grace;
 mod sources;
 
 pub use admin_server::AdminServer;
@@ -109,8 +108,8 @@ impl Runtime {
             let name = fc.name.clone();
             let mut flow = Flow::new(fc, secrets)?;
             // The grace period of a previous webhook secret survives restarts.
-            if let Some((previous, until)) = &mut flow.previous_secret {
-                *until = rotation_grace::grace_until(data_dir, &name, previous);
+            if let Some(keys) = &mut flow.webhook_keys {
+                keys.keep_grace_in(data_dir);
             }
             for t in &mut flow.targets {
                 t.quota = quotas.entry(t.sink.connector().to_string()).or_insert_with(|| t.quota.clone()).clone();

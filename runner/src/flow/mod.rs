@@ -6,8 +6,11 @@ mod deliver;
 mod lanes;
 mod prepare;
 mod refetch;
+mod rotation_grace;
+mod webhook_keys;
 
 pub use refetch::{Refetched, Refetcher};
+pub use webhook_keys::WebhookKeys;
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -27,7 +30,6 @@ use crate::{
     quota::Quota,
     secrets::{MissingSecret, Secrets},
     sink::{Sink, TargetCounters, TargetError},
-    source::signature::webhook_secret,
     supervisor::{Lifetime, Supervisor},
 };
 
@@ -35,7 +37,7 @@ use entrepot_api::{
     canonical::{UnknownEntity, Validator},
     config::FlowConfig,
     mapping::{CompileError, Program},
-    resource::{ConnectorType, SignatureScheme},
+    resource::ConnectorType,
 };
 
 /// A task a flow runs.
@@ -154,11 +156,9 @@ pub struct Flow {
     pub version_key: Option<Program>,
     /// The targets, in `spec.targets` order.
     pub targets: Vec<FlowTarget>,
-    /// For a webhook trigger: how the source signs webhooks, and the key.
-    pub signature: Option<(SignatureScheme, Vec<u8>)>,
-    /// The signing secret before a rotation (`webhook.previousSecretRef`), and until when
-    /// it is accepted.
-    pub previous_secret: Option<(Vec<u8>, tokio::time::Instant)>,
+    /// For a webhook trigger: how the source signs webhooks, and its keys (read again
+    /// as the Secret rotates).
+    pub webhook_keys: Option<WebhookKeys>,
     /// For a `sql` poll trigger: the source database (the poller reads it).
     pub source_database: Option<Database>,
     /// For a webhook trigger with `refetch`: how the full record is read.
@@ -249,34 +249,16 @@ impl Flow {
         }
         let source_name = &config.spec.source.connector_ref;
         let source = config.connector(source_name);
-        let signature = match (&config.spec.source.trigger.webhook, &source.webhook) {
-            (Some(_), Some(verification)) => {
-                let secret = secrets
-                    .get(&config.namespace, &verification.secret_ref)
-                    .map_err(|source| FlowError::Secret { flow: flow.clone(), source: Box::new(source) })?;
-                let secret = webhook_secret(&secret);
-                if secret.is_empty() {
-                    // Fails closed: under an empty key anyone could sign.
-                    let field = "spec.webhook.secretRef";
-                    return Err(FlowError::EmptySecret { flow, connector: source_name.clone(), field });
-                }
-                Some((verification.signature, secret.to_vec()))
-            }
-            _ => None,
-        };
-        let previous_secret = match (
-            &config.spec.source.trigger.webhook,
-            source.webhook.as_ref().and_then(|w| w.previous_secret_ref.as_ref()),
-        ) {
-            (Some(_), Some(selector)) => {
-                let secret = secrets
-                    .get(&config.namespace, selector)
-                    .map_err(|source| FlowError::Secret { flow: flow.clone(), source: Box::new(source) })?;
-                // An empty previous secret is left out (verification skips it anyway).
-                Some(webhook_secret(&secret).to_vec())
-                    .filter(|s| !s.is_empty())
-                    .map(|s| (s, tokio::time::Instant::now() + ROTATION_GRACE))
-            }
+        let webhook_keys = match (&config.spec.source.trigger.webhook, &source.webhook) {
+            (Some(_), Some(verification)) => Some(WebhookKeys::new(
+                &flow,
+                source_name,
+                &config.namespace,
+                verification.signature,
+                &verification.secret_ref,
+                verification.previous_secret_ref.as_ref(),
+                secrets,
+            )?),
             _ => None,
         };
         // The poll trigger itself is compiled by its poller (sources read flows, not the
@@ -308,8 +290,7 @@ impl Flow {
         let max_pending = config.spec.runner.queue.max_pending;
         Ok(Self {
             refetch,
-            signature,
-            previous_secret,
+            webhook_keys,
             config,
             mapping,
             canonical,

@@ -70,6 +70,49 @@ fn runtime_with_secret(dir: &Path, secret: &str) -> Result<Arc<Runtime>, StartEr
     Runtime::new(config, &Secrets::with_manifests(secrets), dir)
 }
 
+/// The quickstart with its Secrets mounted as a kubelet lays them out, under `mounted`,
+/// read with no cache: the Shopify webhook secret is `webhook`.
+fn runtime_with_mounted_secrets(dir: &Path, mounted: &Path, webhook: &str) -> Arc<Runtime> {
+    let manifests = Manifests::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart")).unwrap();
+    crate::test_support::kubelet_secret_volume(&mounted.join("shopify-demo"), 1, &[("client-secret", webhook)]);
+    crate::test_support::kubelet_secret_volume(&mounted.join("erp-demo"), 1, &[("token", "erp-token")]);
+    let secrets = Secrets::from_env().with_dir(mounted).with_file_cache(Duration::ZERO);
+    Runtime::new(manifests.runner_config().unwrap(), &secrets, dir).unwrap()
+}
+
+#[tokio::test]
+async fn a_rotated_webhook_secret_signs_the_next_delivery_without_a_restart() {
+    let (dir, mounted) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let rt = runtime_with_mounted_secrets(dir.path(), mounted.path(), "first-secret");
+    tokio::spawn(rt.intake.task(rt.queue.clone()).unwrap());
+    let url = format!("{}/webhooks/{FLOW}", crate::test_support::serve(rt.webhook_router()).await);
+    assert_eq!(post(&url, b"first-secret", &fixture(), "d-1").await, 200);
+
+    // The Secret rotated: the kubelet swaps the mounted file.
+    crate::test_support::kubelet_secret_volume(
+        &mounted.path().join("shopify-demo"),
+        2,
+        &[("client-secret", "second-secret\n")],
+    );
+    let second = fixture_with_id(2);
+    assert_eq!(post(&url, b"second-secret", &second, "d-2").await, 200, "the new secret signs at once");
+    let third = fixture_with_id(3);
+    assert_eq!(post(&url, b"first-secret", &third, "d-3").await, 401, "the old one no longer does");
+
+    // Rotated to empty by mistake: every delivery is refused, none let through.
+    crate::test_support::kubelet_secret_volume(&mounted.path().join("shopify-demo"), 3, &[("client-secret", "")]);
+    assert_eq!(post(&url, b"", &third, "d-4").await, 401);
+    assert_eq!(post(&url, b"second-secret", &third, "d-5").await, 401);
+    assert_eq!(rt.queue.outbox(FLOW, TARGET, 10).unwrap().len(), 2);
+}
+
+/// The fixture order with another id (another record, another body).
+fn fixture_with_id(id: u64) -> Vec<u8> {
+    let mut order: serde_json::Value = serde_json::from_slice(&fixture()).unwrap();
+    order["id"] = id.into();
+    serde_json::to_vec(&order).unwrap()
+}
+
 #[tokio::test]
 async fn an_empty_webhook_secret_refuses_to_start_the_flow() {
     let dir = tempfile::tempdir().unwrap();

@@ -149,7 +149,7 @@ fn refuse<H: WebhookHost>(rt: &H, flow: &str, status: StatusCode, label: &str, e
 async fn handle<H: WebhookHost>(rt: Arc<H>, flow_name: String, headers: HeaderMap, body: Body) -> Response {
     // The flow and its signature header are checked before the body is read, so an
     // unknown flow or an unsigned request costs no 2 MiB read.
-    let Some((flow, (scheme, secret))) = rt.flow(&flow_name).and_then(|f| Some((f, f.signature.as_ref()?))) else {
+    let Some((flow, keys)) = rt.flow(&flow_name).and_then(|f| Some((f, f.webhook_keys.as_ref()?))) else {
         rt.metrics().webhook_refused.with_label_values(&["", "unknown_flow"]).inc();
         return (StatusCode::NOT_FOUND, Json(json!({"error": "no flow with a webhook trigger has this name"})))
             .into_response();
@@ -158,7 +158,8 @@ async fn handle<H: WebhookHost>(rt: Arc<H>, flow_name: String, headers: HeaderMa
     let source = flow.config.connector(&flow.config.spec.source.connector_ref);
     let verification = source.webhook.as_ref();
     let custom_header = verification.and_then(|w| w.header.as_deref());
-    if !headers.contains_key(signature_header(*scheme, custom_header).as_str()) {
+    let scheme = keys.scheme;
+    if !headers.contains_key(signature_header(scheme, custom_header).as_str()) {
         return refuse(&*rt, name, StatusCode::UNAUTHORIZED, "signature_missing", "invalid signature".into());
     }
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
@@ -170,13 +171,9 @@ async fn handle<H: WebhookHost>(rt: Arc<H>, flow_name: String, headers: HeaderMa
     };
     let tolerance = source.webhook.as_ref().and_then(|w| w.tolerance).map_or(DEFAULT_TOLERANCE, |t| t.get());
     let now = jiff::Timestamp::now().as_second();
-    let mut secrets = vec![secret.as_slice()];
-    if let Some((previous, until)) = &flow.previous_secret
-        && tokio::time::Instant::now() < *until
-    {
-        secrets.push(previous.as_slice());
-    }
-    if let Err(e) = verify_delivery(*scheme, custom_header, &secrets, &body, &headers, tolerance, now) {
+    let keys_now = keys.keys();
+    let secrets: Vec<&[u8]> = keys_now.iter().map(Vec::as_slice).collect();
+    if let Err(e) = verify_delivery(scheme, custom_header, &secrets, &body, &headers, tolerance, now) {
         return refuse(&*rt, name, StatusCode::UNAUTHORIZED, e.as_str(), "invalid signature".into());
     }
     // Before any recursive JSON reader (jaq's) sees it, here and at every later start.
@@ -185,7 +182,7 @@ async fn handle<H: WebhookHost>(rt: Arc<H>, flow_name: String, headers: HeaderMa
     }
 
     let (delivery_header, event_header, topic_header) =
-        id_headers(*scheme, verification.and_then(|w| w.delivery_id_header.as_deref()));
+        id_headers(scheme, verification.and_then(|w| w.delivery_id_header.as_deref()));
     // The Connector's type may read them from the payload (BigCommerce: `hash`, `scope`).
     let fields = crate::protocol::system(source.kind).webhook_fields(&body);
     let topic = fields.topic.or_else(|| topic_header.and_then(|h| header(&headers, h)));
@@ -201,7 +198,7 @@ async fn handle<H: WebhookHost>(rt: Arc<H>, flow_name: String, headers: HeaderMa
         correlation_id: header(&headers, "x-correlation-id").unwrap_or_else(|| id.clone()),
         id,
         delivery_id: fields.delivery_id.or_else(|| {
-            if signs_body_only(*scheme) {
+            if signs_body_only(scheme) {
                 // The sender's delivery id is not signed: a captured body re-sent under a
                 // fresh id would be a second record. The body is signed, so it is the key.
                 Some(body_digest(&body))

@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::{flow::ROTATION_GRACE, queue::now_ms};
+use super::ROTATION_GRACE;
+use crate::queue::now_ms;
 
 /// What is kept per flow.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
