@@ -18,6 +18,44 @@ pub struct Credentials {
     header: Option<(HeaderName, HeaderValue)>,
     /// For OAuth2: which token this is, so that a refusal invalidates only that token.
     token: Option<u64>,
+    /// The secret texts the header carries, to scrub from what the system answers
+    /// (a system that echoes the request's headers in an error body).
+    scrub: Scrub,
+}
+
+/// Secret texts to remove from an upstream answer before it is kept (a dead letter's
+/// response body, `/v1/status`, a log line). `Debug` shows how many, never which.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Scrub(Vec<String>);
+
+impl std::fmt::Debug for Scrub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Scrub({} values)", self.0.len())
+    }
+}
+
+impl Scrub {
+    /// Texts shorter than this are not scrubbed: they would match ordinary words, and
+    /// no credential is that short.
+    const MIN_LEN: usize = 6;
+
+    fn add(&mut self, value: &str) {
+        let value = value.trim();
+        if value.len() >= Self::MIN_LEN && !self.0.iter().any(|v| v == value) {
+            self.0.push(value.to_string());
+        }
+    }
+
+    /// `text` with every secret text replaced by `[redacted]`.
+    pub fn apply(&self, text: String) -> String {
+        // The longest first: a token's header value contains the token.
+        let mut values: Vec<&String> = self.0.iter().filter(|v| text.contains(v.as_str())).collect();
+        if values.is_empty() {
+            return text;
+        }
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        values.into_iter().fold(text, |text, v| text.replace(v.as_str(), "[redacted]"))
+    }
 }
 
 impl std::fmt::Debug for Credentials {
@@ -26,7 +64,7 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("header", &self.header.as_ref().map(|(name, _)| name.as_str()))
             .field("value", &"<redacted>")
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -34,6 +72,11 @@ impl Credentials {
     /// The header to send, if the Connector has credentials.
     pub fn header(&self) -> Option<(&HeaderName, &HeaderValue)> {
         self.header.as_ref().map(|(n, v)| (n, v))
+    }
+
+    /// The secret texts to scrub from the system's answer to a request sent with these.
+    pub fn scrub(&self) -> &Scrub {
+        &self.scrub
     }
 }
 
@@ -141,27 +184,36 @@ impl Auth {
     }
 
     async fn build(&self, fresh: bool) -> Result<Credentials, AuthError> {
+        let mut scrub = Scrub::default();
         let header = match &self.scheme {
             Scheme::None => None,
             Scheme::Bearer(selector) => {
                 let token = self.secret(selector, fresh)?;
+                scrub.add(&token);
                 Some((AUTHORIZATION, self.value(&format!("Bearer {}", token.trim()), selector)?))
             }
             Scheme::Header(name, selector) => {
                 let key = self.secret(selector, fresh)?;
+                scrub.add(&key);
                 Some((name.clone(), self.value(key.trim(), selector)?))
             }
             Scheme::Basic { username, password } => {
-                let pair = format!("{}:{}", self.secret(username, fresh)?.trim(), self.secret(password, fresh)?.trim());
+                let password_value = self.secret(password, fresh)?;
+                let pair = format!("{}:{}", self.secret(username, fresh)?.trim(), password_value.trim());
                 let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+                scrub.add(&password_value);
+                scrub.add(&encoded);
                 Some((AUTHORIZATION, self.value(&format!("Basic {encoded}"), password)?))
             }
             Scheme::OAuth2(tokens) => {
                 let (value, generation) = tokens.token().await?;
-                return Ok(Credentials { header: Some((AUTHORIZATION, value)), token: Some(generation) });
+                if let Ok(text) = value.to_str() {
+                    scrub.add(text.strip_prefix("Bearer ").unwrap_or(text));
+                }
+                return Ok(Credentials { header: Some((AUTHORIZATION, value)), token: Some(generation), scrub });
             }
         };
-        Ok(Credentials { header, token: None })
+        Ok(Credentials { header, token: None, scrub })
     }
 
     // The file behind a Secret is small and usually cached, so this reads it inline

@@ -33,7 +33,7 @@ impl Channel for ConnectorClient {
                 })
                 .await;
             let etag = match &sent {
-                Sent::Response(response) => {
+                Sent::Response(response, _) => {
                     response.headers().get(ETAG).and_then(|v| v.to_str().ok()).map(String::from)
                 }
                 _ => None,

@@ -19,7 +19,7 @@ use reqwest::{
 };
 use tracing::info;
 
-pub use auth::{Auth, Credentials};
+pub use auth::{Auth, Credentials, Scrub};
 pub use auth_error::AuthError;
 pub use entrepot_api::rules::connector::{InvalidConnector, validate};
 pub use health::{ConnectorHealth, LastError};
@@ -79,8 +79,9 @@ pub struct ConnectorClient {
 /// What sending a request gave.
 #[derive(Debug)]
 pub enum Sent {
-    /// The system answered (after the 401 rule had its say).
-    Response(reqwest::Response),
+    /// The system answered (after the 401 rule had its say), to a request that carried
+    /// the credentials whose secret texts are scrubbed from what is kept of the answer.
+    Response(reqwest::Response, Scrub),
     /// No answer: connect failure, timeout, reset.
     Transport(String),
     /// Nothing was sent: the credentials could not be obtained.
@@ -169,7 +170,7 @@ impl ConnectorClient {
             Err(e) => return Sent::Credentials(e.to_string()),
         };
         let first = self.attempt(&build, &credentials).await;
-        let refused = matches!(&first, Sent::Response(r) if self.system.credentials_refused(r.status()));
+        let refused = matches!(&first, Sent::Response(r, _) if self.system.credentials_refused(r.status()));
         if !refused || !self.auth.refresh(&credentials).await {
             return first;
         }
@@ -216,7 +217,7 @@ impl ConnectorClient {
                 }
             }
             if fresh_session || !self.system.session_expired(response.status(), response.headers()) {
-                return Sent::Response(response);
+                return Sent::Response(response, credentials.scrub().clone());
             }
             info!(connector = %self.name, status = %response.status(), "session expired; sending once more with a fresh one");
             fresh_session = true;
@@ -231,7 +232,7 @@ impl Sent {
         match self {
             Sent::Transport(e) => Answer::Transport(e),
             Sent::Credentials(e) => Answer::Credentials(e),
-            Sent::Response(response) => {
+            Sent::Response(response, scrub) => {
                 let status = response.status();
                 let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(String::from);
                 let mut quota =
@@ -240,7 +241,9 @@ impl Sent {
                 let location = headers.get(LOCATION).and_then(|v| v.to_str().ok()).map(String::from);
                 // Only what is kept is read: an enormous error page costs 4 KiB.
                 let body = match body::read_prefix(response, BODY_LIMIT).await {
-                    Ok(capped) => String::from_utf8_lossy(&capped.body).into_owned(),
+                    // A system may echo the request's credentials (a 400 quoting its
+                    // headers): they are not kept in dead letters, status or logs.
+                    Ok(capped) => scrub.apply(String::from_utf8_lossy(&capped.body).into_owned()),
                     Err(e) => format!("<body unreadable: {}>", describe_transport(&e)),
                 };
                 system.read_quota(status, &headers, &body, &mut quota);

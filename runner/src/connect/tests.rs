@@ -62,3 +62,36 @@ async fn a_failing_token_endpoint_is_a_transient_auth_failure_and_nothing_is_sen
     assert!(matches!(&verdict, Verdict::Retry { category: ErrorCategory::Auth, .. }), "{verdict:?}");
     assert!(api.seen().is_empty());
 }
+
+#[tokio::test]
+async fn credentials_a_system_echoes_in_its_answer_are_not_kept() {
+    use crate::{manifest::ObjectKey, protocol::Answer, test_support::Seen};
+    use entrepot_api::resource::SecretKeySelector;
+    const TOKEN: &str = "erp-token-s3cr3t-value";
+    // A system that quotes the request's headers back in its error.
+    let echo = |seen: &Seen, _| {
+        let auth = seen.authorization().unwrap_or_default().to_string();
+        Reply::status(
+            400,
+            &format!(r#"{{"error": "bad request", "headers": {{"authorization": "{auth}"}}, "token": "{TOKEN}"}}"#),
+        )
+    };
+    let api = Api::start(echo).await;
+    let spec = ConnectorSpec {
+        endpoint: Some(format!("{}/", api.url)),
+        allow_plain_http: true,
+        auth: Some(ConnectorAuth::Bearer { secret_ref: SecretKeySelector { name: "erp".into(), key: "token".into() } }),
+        ..ConnectorSpec::default()
+    };
+    let manifests = [(
+        ObjectKey { namespace: "retail".into(), name: "erp".into() },
+        [("token".to_string(), format!("{TOKEN}\n"))].into(),
+    )];
+    let client = ConnectorClient::new("erp", "retail", &spec, &Secrets::with_manifests(manifests.into())).unwrap();
+    let url = format!("{}/items", client.endpoint());
+    let answer = client.send(|http| http.post(&url).body("{}")).await.into_answer(client.system()).await;
+    let Answer::Response { body, .. } = answer else { panic!("{answer:?}") };
+    assert!(!body.contains(TOKEN), "{body}");
+    assert!(body.contains(r#""authorization": "Bearer [redacted]""#) && body.contains(r#""token": "[redacted]""#), "{body}");
+    assert_eq!(authorizations(&api), [format!("Bearer {TOKEN}")], "what was sent is the token itself");
+}

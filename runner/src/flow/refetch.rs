@@ -142,7 +142,7 @@ impl Refetcher {
             async {
                 let sent = self.client.send(|http| http.get(url).header(ACCEPT, "application/json")).await;
                 match sent {
-                    Sent::Response(response) if response.status().is_success() => {
+                    Sent::Response(response, _) if response.status().is_success() => {
                         let quota = QuotaSignal::read(response.status(), response.headers(), None);
                         self.quota.observe(&quota);
                         response

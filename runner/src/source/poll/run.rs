@@ -96,7 +96,7 @@ pub(crate) async fn get_page(
     let attempt = |_| async {
         let sent = client.send(|http| http.get(url.clone()).header(ACCEPT, "application/json")).await;
         let answer = match sent {
-            Sent::Response(response) if response.status().is_success() => {
+            Sent::Response(response, _) if response.status().is_success() => {
                 let headers = response.headers().clone();
                 match read_prefix(response, MAX_PAGE_BYTES).await {
                     Ok(page) if !page.cut => {
