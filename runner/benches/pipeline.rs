@@ -55,6 +55,7 @@ impl Orders {
         Envelope {
             id: format!("e{id}"),
             delivery_id: Some(format!("w-{id}")),
+            source_delivery_id: None,
             event_id: None,
             topic: Some("orders/create".into()),
             correlation_id: format!("c{id}"),

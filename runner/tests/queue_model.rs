@@ -60,6 +60,7 @@ fn envelope(id: u8) -> Envelope {
     Envelope {
         id: format!("e{id}"),
         delivery_id: Some(format!("d{id}")),
+        source_delivery_id: None,
         event_id: None,
         topic: None,
         correlation_id: format!("c{id}"),

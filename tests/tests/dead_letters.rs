@@ -244,6 +244,7 @@ fn aged_letter(id: &str, age_ms: i64) -> Intake {
         envelope: Envelope {
             id: id.into(),
             delivery_id: None,
+            source_delivery_id: None,
             event_id: None,
             topic: None,
             correlation_id: format!("corr-{id}"),

@@ -288,6 +288,7 @@ fn warehouse_item(n: usize, email: &str) -> entrepot::queue::DeliveryItem {
         envelope: entrepot::queue::Envelope {
             id: format!("e{n}"),
             delivery_id: None,
+            source_delivery_id: None,
             event_id: None,
             topic: None,
             correlation_id: format!("c{n}"),

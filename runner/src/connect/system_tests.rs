@@ -143,6 +143,7 @@ fn item(ordering_key: &str, body: serde_json::Value) -> DeliveryItem {
         envelope: Envelope {
             id: "0190f3c0-0000-7000-8000-000000000001".into(),
             delivery_id: None,
+            source_delivery_id: None,
             event_id: None,
             topic: None,
             correlation_id: "corr-1".into(),

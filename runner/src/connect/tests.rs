@@ -92,6 +92,9 @@ async fn credentials_a_system_echoes_in_its_answer_are_not_kept() {
     let answer = client.send(|http| http.post(&url).body("{}")).await.into_answer(client.system()).await;
     let Answer::Response { body, .. } = answer else { panic!("{answer:?}") };
     assert!(!body.contains(TOKEN), "{body}");
-    assert!(body.contains(r#""authorization": "Bearer [redacted]""#) && body.contains(r#""token": "[redacted]""#), "{body}");
+    assert!(
+        body.contains(r#""authorization": "Bearer [redacted]""#) && body.contains(r#""token": "[redacted]""#),
+        "{body}"
+    );
     assert_eq!(authorizations(&api), [format!("Bearer {TOKEN}")], "what was sent is the token itself");
 }

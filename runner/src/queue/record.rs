@@ -13,6 +13,12 @@ pub struct Envelope {
     /// delivery share it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_id: Option<String>,
+    /// The id the sender gave this delivery, when it is not `delivery_id`: a scheme that
+    /// signs only the body (`shopify-hmac-sha256`) dedups by the body's digest, and the
+    /// sender's unsigned id (`X-Shopify-Webhook-Id`) is kept here, to look the delivery up
+    /// in the sender's own logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_delivery_id: Option<String>,
     /// The source's id of the business event (e.g. `X-Shopify-Event-Id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,

@@ -109,6 +109,7 @@ async fn enqueue(
                 correlation_id: id.clone(),
                 id,
                 delivery_id: Some(r.delivery_id.clone()),
+                source_delivery_id: None,
                 event_id: None,
                 topic: None,
                 received_at_ms: received,

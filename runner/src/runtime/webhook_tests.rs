@@ -34,6 +34,7 @@ async fn a_deep_record_already_queued_from_before_is_dead_lettered_naming_the_de
         id: "e-1".into(),
         correlation_id: "c-1".into(),
         delivery_id: Some("d-1".into()),
+        source_delivery_id: None,
         event_id: None,
         topic: None,
         received_at_ms: now_ms(),
@@ -53,7 +54,12 @@ async fn a_body_signed_once_and_resent_under_a_fresh_delivery_id_is_one_record()
     let (rt, url, secret) = intake_only(dir.path(), |_| ()).await;
     assert_eq!(post(&url, &secret, &fixture(), "d-1").await, 200);
     assert_eq!(post(&url, &secret, &fixture(), "d-replayed").await, 200);
-    assert_eq!(rt.queue.outbox(FLOW, TARGET, 10).unwrap().len(), 1);
+    let outbox = rt.queue.outbox(FLOW, TARGET, 10).unwrap();
+    assert_eq!(outbox.len(), 1);
+    // Deduplicated by the body's digest; the sender's own id kept to look it up there.
+    let envelope = &outbox[0].1.envelope;
+    assert!(envelope.delivery_id.as_deref().is_some_and(|d| d.starts_with("body-sha256:")), "{envelope:?}");
+    assert_eq!(envelope.source_delivery_id.as_deref(), Some("d-1"));
     let counts = rt.metrics.flow_counts(FLOW);
     assert_eq!((counts.received, counts.deduplicated), (1, 1), "the replay is a duplicate delivery");
 }

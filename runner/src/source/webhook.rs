@@ -193,19 +193,21 @@ async fn handle<H: WebhookHost>(rt: Arc<H>, flow_name: String, headers: HeaderMa
         return (StatusCode::OK, Json(json!({"status": "ignored"}))).into_response();
     }
 
+    let sent_id = Some(delivery_header.as_str()).filter(|h| !h.is_empty()).and_then(|h| header(&headers, h));
+    let (delivery_id, source_delivery_id) = match fields.delivery_id {
+        Some(id) => (Some(id), None),
+        // The sender's delivery id is not signed: a captured body re-sent under a fresh
+        // id would be a second record. The body is signed, so it is the key; the sender's
+        // id is kept beside it, to find the delivery in the sender's logs.
+        None if signs_body_only(scheme) => (Some(body_digest(&body)), sent_id),
+        None => (sent_id, None),
+    };
     let id = uuid::Uuid::now_v7().to_string();
     let envelope = Envelope {
         correlation_id: header(&headers, "x-correlation-id").unwrap_or_else(|| id.clone()),
         id,
-        delivery_id: fields.delivery_id.or_else(|| {
-            if signs_body_only(scheme) {
-                // The sender's delivery id is not signed: a captured body re-sent under a
-                // fresh id would be a second record. The body is signed, so it is the key.
-                Some(body_digest(&body))
-            } else {
-                Some(delivery_header.as_str()).filter(|h| !h.is_empty()).and_then(|h| header(&headers, h))
-            }
-        }),
+        delivery_id,
+        source_delivery_id,
         event_id: event_header.and_then(|h| header(&headers, h)),
         topic,
         received_at_ms: now_ms(),

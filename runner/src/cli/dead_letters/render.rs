@@ -72,6 +72,9 @@ pub fn show(e: &DeadLetterEntry, now_ms: i64) -> String {
     if let Some(delivery) = &env.delivery_id {
         line("Delivery id", delivery);
     }
+    if let Some(sent) = &env.source_delivery_id {
+        line("Sender's id", sent);
+    }
     if let Some(topic) = &env.topic {
         line("Topic", topic);
     }
@@ -225,7 +228,8 @@ mod tests {
             dead_letter: DeadLetter {
                 envelope: Envelope {
                     id: "rec-1".into(),
-                    delivery_id: Some("d-1".into()),
+                    delivery_id: Some("body-sha256:ab12".into()),
+                    source_delivery_id: Some("b54557e4-ef8a-4b5d-a8a3-3e0d0c2d9e11".into()),
                     event_id: None,
                     topic: Some("orders/create".into()),
                     correlation_id: "corr-1".into(),
@@ -273,5 +277,6 @@ mod tests {
         assert!(text.contains(" 1. 1970-01-01 00:00:00 UTC (1m ago)  400  rejected"), "{text}");
         assert!(text.contains("entrepot deadletters replay 12 --admin http://x"), "{text}");
         assert!(text.contains("The target refused the record"), "{text}");
+        assert!(text.contains("Sender's id     b54557e4-ef8a-4b5d-a8a3-3e0d0c2d9e11"), "{text}");
     }
 }

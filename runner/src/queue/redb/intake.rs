@@ -96,6 +96,7 @@ mod tests {
         Envelope {
             id: id.into(),
             delivery_id: Some(format!("row-{id}")),
+            source_delivery_id: None,
             event_id: None,
             topic: None,
             correlation_id: id.into(),

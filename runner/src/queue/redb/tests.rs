@@ -6,6 +6,7 @@ pub(in crate::queue) fn envelope(id: &str, delivery: Option<&str>) -> Envelope {
     Envelope {
         id: id.into(),
         delivery_id: delivery.map(Into::into),
+        source_delivery_id: None,
         event_id: None,
         topic: Some("orders/create".into()),
         correlation_id: format!("corr-{id}"),

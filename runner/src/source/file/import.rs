@@ -275,6 +275,7 @@ fn intake(flow: &str, name: &str, fingerprint: &str, row: Row, now: i64) -> Inta
         id,
         // The fingerprint keeps a new file under an old name from being taken for a re-read.
         delivery_id: Some(format!("{name}:{}@{fingerprint}", row.line)),
+        source_delivery_id: None,
         event_id: None,
         topic: None,
         correlation_id: format!("{name}:{}", row.line),

@@ -432,6 +432,7 @@ fn envelope(record: &Value, received_at_ms: i64) -> Envelope {
         correlation_id: id.clone(),
         id,
         delivery_id: Some(delivery_id(record)),
+        source_delivery_id: None,
         event_id: None,
         topic: None,
         received_at_ms,
