@@ -166,8 +166,9 @@ pub struct Flow {
     /// The clients of the Connectors this flow calls (targets, a polled source), by
     /// name: one per Connector, so a token or a failure is shared by all its uses.
     pub connectors: BTreeMap<String, Arc<ConnectorClient>>,
-    /// Backpressure: a poll run pauses while the flow's backlog is above this
-    /// (`spec.runner.queue.maxPending`).
+    /// Backpressure: a poll run or a file import pauses while the flow's backlog is
+    /// above this (`spec.runner.queue.maxPending`), or the whole queue holds more than
+    /// `spec.runner.queue.maxBytes` ([`Flow::queue_full`]).
     pub max_pending: Option<u64>,
     /// Wakes the prepare worker.
     pub wake: Notify,
@@ -177,6 +178,27 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// Why this flow's sources should stop adding to the queue for now, if they should:
+    /// its backlog is above `max` records, or the queue holds more than
+    /// `spec.runner.queue.maxBytes` (what makes a webhook answer 503). Reads the queue:
+    /// call it on a blocking thread.
+    pub fn queue_full(&self, queue: &Queue, max: u64) -> Option<String> {
+        let max_bytes = self.config.spec.runner.queue.max_bytes;
+        let held = queue.held_bytes();
+        if held > max_bytes {
+            return Some(format!("the queue holds {held} bytes, more than maxBytes ({max_bytes})"));
+        }
+        match queue.pending(self.name()) {
+            Ok(pending) if pending > max => Some(format!("{pending} records wait, more than maxPending ({max})")),
+            Ok(_) => None,
+            Err(e) => {
+                // Not knowing the backlog is no reason to stop reading the source.
+                tracing::warn!(flow = %self.name(), error = %e, "cannot read the backlog; reading the source on");
+                None
+            }
+        }
+    }
+
     /// Compiles the flow's programs and sets up its targets.
     pub fn new(config: FlowConfig, secrets: &Secrets) -> Result<Self, FlowError> {
         let flow = config.name.clone();

@@ -32,10 +32,13 @@ pub use rows::{InvalidRow, Position, Row, RowContent, RowReader};
 use crate::{
     flow::{Flow, SourceMode, Workers},
     metrics::Metrics,
-    queue::{BatchOutcome, DeadLetterReason},
+    queue::{BatchOutcome, DeadLetterReason, Queue},
 };
 
 use entrepot_api::resource::FileTrigger;
+
+/// How soon a paused import looks at the queue again.
+const PAUSE_RECHECK: Duration = Duration::from_millis(500);
 
 /// Tuning of a file source. The defaults suit production; tests use smaller values.
 #[derive(Clone, Copy, Debug)]
@@ -77,6 +80,8 @@ pub struct FileSource {
     flow: Arc<Flow>,
     trigger: FileTrigger,
     importer: Importer,
+    /// For backpressure: how full the queue is.
+    queue: Queue,
     metrics: Metrics,
     shutdown: watch::Receiver<bool>,
     min_age: Duration,
@@ -110,6 +115,7 @@ impl FileSource {
             flow,
             trigger,
             importer,
+            queue: workers.queue.clone(),
             metrics: workers.metrics.clone(),
             shutdown: workers.shutdown.clone(),
             min_age: options.min_age,
@@ -211,10 +217,23 @@ impl FileSource {
     fn import(&self, path: &Path, name: &str) -> Result<Ended, FileError> {
         let flow = self.flow.name();
         let mut import = self.importer.open(path, name)?;
+        let mut paused = false;
         while !import.done() {
             if *self.shutdown.borrow() {
                 info!(flow, file = name, "shutting down mid-file; the import resumes at the next start");
                 return Ok(Ended::Interrupted);
+            }
+            // Backpressure, as for a poll run: the next chunk waits while the queue is
+            // past its budget (its progress is committed, so nothing is held meanwhile).
+            if let Some(why) = self.flow.max_pending.and_then(|max| self.flow.queue_full(&self.queue, max)) {
+                if !std::mem::replace(&mut paused, true) {
+                    info!(flow, file = name, reason = %why, "import paused until the queue drains");
+                }
+                std::thread::sleep(PAUSE_RECHECK);
+                continue;
+            }
+            if std::mem::take(&mut paused) {
+                info!(flow, file = name, "import resumed");
             }
             let outcome = import.next_chunk()?;
             self.count(&outcome);

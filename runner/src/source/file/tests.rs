@@ -35,6 +35,10 @@ struct Setup {
 
 impl Setup {
     fn new(format: FileFormat, suffix: Option<&str>) -> Self {
+        Self::with_spec(format, suffix, |_| ())
+    }
+
+    fn with_spec(format: FileFormat, suffix: Option<&str>, edit: impl FnOnce(&mut SyncFlowSpec)) -> Self {
         let root = tempfile::tempdir().unwrap();
         let trigger = FileTrigger {
             directory: root.path().join("in").display().to_string(),
@@ -70,6 +74,8 @@ impl Setup {
             time_zone: None,
             suspend: false,
         };
+        let mut spec = spec;
+        edit(&mut spec);
         let erp = ConnectorSpec {
             kind: ConnectorType::Rest,
             endpoint: Some("http://127.0.0.1:1".into()),
@@ -381,4 +387,49 @@ fn a_ready_file_is_left_for_the_next_start_once_shutdown_began() {
     s.stop.send_replace(false);
     assert_eq!(scan_twice(&mut s.source(1)).imported, ["x.csv"]);
     assert_eq!(s.queued().len(), 3);
+}
+
+#[test]
+fn an_import_pauses_while_the_backlog_is_past_max_pending_and_stops_at_shutdown_to_resume() {
+    let s = Setup::with_spec(FileFormat::Jsonl, None, |spec| spec.runner.queue.max_pending = 3);
+    let rows: String = (1..=10).map(|i| format!("{{\"payout\": {i}}}\n")).collect();
+    s.write("payouts.jsonl", rows.as_bytes());
+    let mut source = s.source(2);
+    assert!(source.scan().imported.is_empty(), "first seen");
+    let scan = std::thread::spawn(move || source.scan());
+    // Two rows, then two more (4 waiting, past 3): the import pauses before the third chunk.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while s.queue.pending(FLOW).unwrap() < 4 {
+        assert!(std::time::Instant::now() < deadline, "the first chunks were not imported");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Several rechecks later it is still paused.
+    std::thread::sleep(super::PAUSE_RECHECK * 3);
+    assert_eq!(s.queue.pending(FLOW).unwrap(), 4, "no chunk imported while the backlog is past maxPending");
+    assert!(!scan.is_finished());
+    // Shutdown ends the pause; the file stays for the next start, its progress kept.
+    s.stop.send_replace(true);
+    let report = scan.join().unwrap();
+    assert!(report.imported.is_empty() && !s.processed("payouts.jsonl"), "{report:?}");
+    assert_eq!(s.queued().len(), 4);
+}
+
+#[test]
+fn an_import_pauses_while_the_queue_holds_more_than_max_bytes() {
+    let s = Setup::with_spec(FileFormat::Jsonl, None, |spec| spec.runner.queue.max_bytes = 100);
+    let rows: String = (1..=10).map(|i| format!("{{\"payout\": {i}}}\n")).collect();
+    s.write("payouts.jsonl", rows.as_bytes());
+    let mut source = s.source(2);
+    assert!(source.scan().imported.is_empty(), "first seen");
+    let scan = std::thread::spawn(move || source.scan());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while s.queue.pending(FLOW).unwrap() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the first chunk was not imported");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(super::PAUSE_RECHECK * 3);
+    assert!(s.queue.held_bytes() > 100);
+    assert_eq!(s.queue.pending(FLOW).unwrap(), 2, "one chunk, then paused: the queue holds more than maxBytes");
+    s.stop.send_replace(true);
+    assert!(scan.join().unwrap().imported.is_empty());
 }

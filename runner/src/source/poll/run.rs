@@ -209,19 +209,12 @@ impl Poller {
     }
 
     /// The backpressure hook, asked before each page: whether the flow's backlog
-    /// (records and items waiting in its queue) is above `max_pending`. The run then
+    /// (records and items waiting in its queue) is above `max_pending`, or the queue
+    /// holds more than `spec.runner.queue.maxBytes`. The run then
     /// pauses, keeping its progress, and resumes once the backlog has drained. Reads the
     /// queue: call it on a blocking thread.
     pub fn should_pause(&self) -> bool {
-        let Some(max) = self.max_pending else { return false };
-        match self.queue.pending(self.flow.name()) {
-            Ok(pending) => pending > max,
-            Err(e) => {
-                // Not knowing the backlog is no reason to stop reading the source.
-                warn!(flow = %self.flow.name(), error = %e, "cannot read the backlog; polling on");
-                false
-            }
-        }
+        self.max_pending.is_some_and(|max| self.flow.queue_full(&self.queue, max).is_some())
     }
 
     /// One run: resumes the open run or starts one from the committed watermark, and
