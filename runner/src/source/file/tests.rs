@@ -389,22 +389,28 @@ fn a_ready_file_is_left_for_the_next_start_once_shutdown_began() {
     assert_eq!(s.queued().len(), 3);
 }
 
-#[test]
-fn an_import_pauses_while_the_backlog_is_past_max_pending_and_stops_at_shutdown_to_resume() {
-    let s = Setup::with_spec(FileFormat::Jsonl, None, |spec| spec.runner.queue.max_pending = 3);
+/// Drops ten JSON Lines rows and imports them two per chunk on another thread, until
+/// `waiting` records wait and several pause rechecks have passed; the scan goes on.
+fn import_until(s: &Setup, waiting: u64) -> std::thread::JoinHandle<ScanReport> {
     let rows: String = (1..=10).map(|i| format!("{{\"payout\": {i}}}\n")).collect();
     s.write("payouts.jsonl", rows.as_bytes());
     let mut source = s.source(2);
     assert!(source.scan().imported.is_empty(), "first seen");
     let scan = std::thread::spawn(move || source.scan());
-    // Two rows, then two more (4 waiting, past 3): the import pauses before the third chunk.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while s.queue.pending(FLOW).unwrap() < 4 {
+    while s.queue.pending(FLOW).unwrap() < waiting {
         assert!(std::time::Instant::now() < deadline, "the first chunks were not imported");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Several rechecks later it is still paused.
     std::thread::sleep(super::PAUSE_RECHECK * 3);
+    scan
+}
+
+#[test]
+fn an_import_pauses_while_the_backlog_is_past_max_pending_and_stops_at_shutdown_to_resume() {
+    let s = Setup::with_spec(FileFormat::Jsonl, None, |spec| spec.runner.queue.max_pending = 3);
+    // Two rows, then two more (4 waiting, past 3): the import pauses before the third chunk.
+    let scan = import_until(&s, 4);
     assert_eq!(s.queue.pending(FLOW).unwrap(), 4, "no chunk imported while the backlog is past maxPending");
     assert!(!scan.is_finished());
     // Shutdown ends the pause; the file stays for the next start, its progress kept.
@@ -417,17 +423,7 @@ fn an_import_pauses_while_the_backlog_is_past_max_pending_and_stops_at_shutdown_
 #[test]
 fn an_import_pauses_while_the_queue_holds_more_than_max_bytes() {
     let s = Setup::with_spec(FileFormat::Jsonl, None, |spec| spec.runner.queue.max_bytes = 100);
-    let rows: String = (1..=10).map(|i| format!("{{\"payout\": {i}}}\n")).collect();
-    s.write("payouts.jsonl", rows.as_bytes());
-    let mut source = s.source(2);
-    assert!(source.scan().imported.is_empty(), "first seen");
-    let scan = std::thread::spawn(move || source.scan());
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while s.queue.pending(FLOW).unwrap() < 2 {
-        assert!(std::time::Instant::now() < deadline, "the first chunk was not imported");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(super::PAUSE_RECHECK * 3);
+    let scan = import_until(&s, 2);
     assert!(s.queue.held_bytes() > 100);
     assert_eq!(s.queue.pending(FLOW).unwrap(), 2, "one chunk, then paused: the queue holds more than maxBytes");
     s.stop.send_replace(true);
