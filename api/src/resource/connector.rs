@@ -393,11 +393,13 @@ pub struct WebhookVerification {
     /// The signature scheme.
     pub signature: SignatureScheme,
     /// The Secret key that holds the signing secret (Shopify and BigCommerce: the app's
-    /// client secret).
+    /// client secret). Read at each delivery: a rotated Secret verifies the next
+    /// deliveries without a restart.
     pub secret_ref: SecretKeySelector,
-    /// The signing secret before a rotation, still accepted for one hour after the runner
-    /// starts with it (a change of the Connector rolls the runner), so deliveries signed
-    /// before the rotation, and their retries, are not refused. Remove it after the hour.
+    /// The signing secret before a rotation, still accepted for one hour from when a
+    /// runner first reads it (kept on the queue volume, so a restart does not extend it),
+    /// so deliveries signed before the rotation, and their retries, are not refused.
+    /// Remove it after the hour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_secret_ref: Option<SecretKeySelector>,
     /// How long a signature is accepted after its timestamp, for schemes that sign one
