@@ -6,7 +6,7 @@
 #   scripts/fuzz.sh [SECONDS] [RUNS] [TARGET...]
 #   scripts/fuzz.sh 1800 10000000      # the long runs of docs/security.md
 # Corpora are fuzz/corpus/<target>/ (committed: the seeds and what the long runs kept,
-# cut to the fewest inputs that reach the same edges; new finds of a smoke run go to a
+# cut to the fewest inputs that reach the same edges, named seeds always kept; new finds of a smoke run go to a
 # scratch copy, not into the checkout).
 # Stable Rust: cargo fuzz passes `-Z` flags only for sanitizers, and this runs without
 # one (-s none, the instrumentation is stable); RUSTC_BOOTSTRAP covers the rest.
@@ -55,8 +55,12 @@ for t in "${targets[@]}"; do
     if [[ "$keep" == 1 ]]; then
         # Keep a small corpus: the fewest inputs that still reach every edge reached.
         small="$(mktemp -d)"
+        # Named inputs (the seeds, the input of each crash found and fixed) stay whatever
+        # edges they reach; only libFuzzer's own finds (named by their SHA-1) are cut.
         "target/$(rustc -vV | sed -n 's/^host: //p')/release/$t" -set_cover_merge=1 -use_counters=0 \
-            "$small" "$corpus" >/dev/null 2>&1 && rm -rf "$corpus" && mv "$small" "$corpus"
+            "$small" "$corpus" >/dev/null 2>&1 \
+            && find "$corpus" -maxdepth 1 -type f ! -regex '.*/[0-9a-f]\{40\}' -exec cp {} "$small/" \; \
+            && rm -rf "$corpus" && mv "$small" "$corpus"
     else
         rm -rf "$work"
     fi
