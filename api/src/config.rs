@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::resource::{ConnectorSpec, MappingSpec, SyncFlowSpec};
-use crate::rules::flow::{check_file_trigger, check_mode, check_poll, check_table};
+use crate::rules::flow::{check_file_trigger, check_mode, check_poll, check_runner, check_table};
 
 /// Everything one runner process runs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -123,6 +123,7 @@ impl FlowConfig {
             }
         }
         check_mode(spec).map_err(|(field, message)| invalid(field, message.into()))?;
+        check_runner(spec).map_err(|(field, message)| invalid(field, message))?;
         if trigger.webhook.is_some() && source.webhook.is_none() {
             return Err(invalid(
                 "spec.source.trigger.webhook",

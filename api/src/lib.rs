@@ -18,6 +18,7 @@
 pub mod canonical;
 mod category;
 pub mod config;
+pub mod jetstream;
 pub mod mapping;
 pub mod reconcile_check;
 pub mod reconcile_summary;

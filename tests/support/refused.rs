@@ -183,6 +183,18 @@ pub const REFUSED: &[(&str, &str, &str)] = &[
     ),
     (
         "SyncFlow",
+        "{source: {connectorRef: s, entity: e, trigger: {webhook: {}}}, targets: [{connectorRef: erp, entity: x}], \
+          runner: {replicas: 3}}",
+        "replicas above 1 need a shared queue: set queue.jetstream",
+    ),
+    (
+        "SyncFlow",
+        "{source: {connectorRef: s, entity: e, trigger: {webhook: {}}}, targets: [{connectorRef: erp, entity: x}], \
+          runner: {replicas: 3, queue: {jetstream: {partitions: 0}}}}",
+        ".spec.runner.queue.jetstream.partitions: 0 is below the minimum",
+    ),
+    (
+        "SyncFlow",
         "{source: {connectorRef: s, entity: e, trigger: {poll: {interval: 1h, path: /x}}}, \
           targets: [{connectorRef: erp, entity: x}], mode: batch}",
         "a batch flow needs a schedule",

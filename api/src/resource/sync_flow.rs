@@ -1,7 +1,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Duration, SourceSpec, TargetSpec};
+use super::{Duration, SecretKeySelector, SourceSpec, TargetSpec};
 
 /// A flow of one entity from a source system, through mappings, to one or more targets,
 /// with its delivery policy. Each SyncFlow gets its own runner workload and queue.
@@ -284,8 +284,13 @@ pub enum Priority {
 /// The runner workload.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.replicas <= 1 || has(self.queue.jetstream)",
+    "message": "replicas above 1 need a shared queue: set queue.jetstream (each runner would keep its own embedded queue)"
+}]))]
 pub struct RunnerSpec {
-    /// Number of runner pods. Default 1.
+    /// Number of runner pods. Default 1. Above 1 needs `queue.jetstream`: the runners
+    /// then share the flow's work by partition, and its sources by lease.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0))]
     pub replicas: i32,
@@ -311,9 +316,13 @@ fn default_replicas() -> i32 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct QueueSpec {
-    /// An on-disk queue inside the runner pod.
+    /// An on-disk queue inside the runner pod: the default, for one runner.
     #[serde(default)]
     pub embedded: EmbeddedQueueSpec,
+    /// The flow's queue in NATS JetStream instead: it survives the loss of a node, and
+    /// several runners (`replicas`) share it. See docs/scaling.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jetstream: Option<JetStreamQueueSpec>,
     /// Records the runner's queue may hold before sources push back: a webhook answers
     /// 503 with `Retry-After` (the sender retries later) and a poller pauses. Nothing
     /// already acknowledged is ever dropped. Default 1,000,000.
@@ -340,6 +349,7 @@ impl Default for QueueSpec {
     fn default() -> Self {
         Self {
             embedded: EmbeddedQueueSpec::default(),
+            jetstream: None,
             max_pending: default_max_pending(),
             max_bytes: default_max_bytes(),
             max_held_bytes: default_max_held_bytes(),
@@ -357,6 +367,43 @@ fn default_max_bytes() -> u64 {
 
 fn default_max_held_bytes() -> u64 {
     16 * 1024 * 1024
+}
+
+/// A flow's queue in NATS JetStream: its records in a stream partitioned by ordering key,
+/// its dead letters in a second stream, its idempotency keys, last versions and source
+/// progress in key-value buckets. The operator creates them (and removes them with the
+/// flow); the runners share them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JetStreamQueueSpec {
+    /// NATS server URLs, comma-separated (`nats://nats.nats:4222`). Defaults to the
+    /// operator's configured servers (Helm value `nats.url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A NATS credentials file (`.creds`: a user JWT and its seed) in a Secret. Defaults to
+    /// the operator's configured one (Helm value `nats.credentialsSecret`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretKeySelector>,
+    /// A NATS auth token in a Secret, for servers that use token authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret_ref: Option<SecretKeySelector>,
+    /// Partitions of the flow's records: each ordering key always falls in the same one
+    /// (a hash of the key), and each partition is worked by one runner at a time, so
+    /// keys keep their order and never block each other. Fixed when the flow is
+    /// created. Default 16: room for up to 16 runners.
+    #[serde(default = "default_partitions")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub partitions: u16,
+    /// Copies JetStream keeps of each stream and bucket: 3 in a NATS cluster (an order
+    /// acknowledged to its sender survives the loss of a server), 1 on a single server.
+    /// Defaults to the operator's configured count (Helm value `nats.replicas`), else 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 5))]
+    pub replicas: Option<u8>,
+}
+
+fn default_partitions() -> u16 {
+    16
 }
 
 /// An on-disk queue inside the runner pod, on a volume claim that outlives the pod.

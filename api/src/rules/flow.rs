@@ -29,6 +29,23 @@ pub(crate) fn check_mode(spec: &SyncFlowSpec) -> Result<(), (&'static str, &'sta
     }
 }
 
+/// The runner workload fits its queue: several runners only on a shared queue.
+pub(crate) fn check_runner(spec: &SyncFlowSpec) -> Result<(), (&'static str, String)> {
+    let runner = &spec.runner;
+    if runner.replicas > 1 && runner.queue.jetstream.is_none() {
+        return Err((
+            "spec.runner.replicas",
+            format!(
+                "{} runners would each keep their own embedded queue (records sent twice, keys out of order, \
+                 records stranded on a removed pod): set spec.runner.queue.jetstream to share the flow's queue, \
+                 or use 1 runner",
+                runner.replicas
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A poll trigger fits its Connector: `path` for an HTTP API, `sql` for a database.
 pub(crate) fn check_poll(
     poll: &PollTrigger,

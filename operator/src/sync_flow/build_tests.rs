@@ -374,13 +374,13 @@ fn the_checksum_covers_secret_refs_even_beyond_the_rendered_text() {
 fn the_checksum_ignores_what_does_not_reach_the_runner_process() {
     let before = build(&fixtures::orders()).checksum;
     let mut f = fixtures::orders();
-    f.flows[0].spec.0.runner.replicas = 5;
+    f.flows[0].spec.0.runner.replicas = 0;
     f.flows[0].spec.0.runner.image = Some("registry.example.com/entrepot:pinned".into());
     f.flows[0].metadata.generation = Some(7);
     f.flows[0].metadata.labels = Some([("team".to_string(), "ops".to_string())].into());
     let scaled = build(&f);
     assert_eq!(scaled.checksum, before, "scaling or relabelling must not restart the pods");
-    assert_eq!(sts(&scaled).spec.as_ref().unwrap().replicas, Some(5));
+    assert_eq!(sts(&scaled).spec.as_ref().unwrap().replicas, Some(0));
     // And a connector the flow does not use is not in its config at all.
     let unrelated = f.connector("shop").clone();
     let mut more = f.clone();

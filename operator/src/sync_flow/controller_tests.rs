@@ -169,14 +169,14 @@ async fn a_flow_becomes_an_owned_runner_and_ready_once_its_pods_are() {
     let runner = status.runner.clone().unwrap();
     let template = stateful_set.spec.unwrap().template.metadata.unwrap();
     assert_eq!(template.annotations.unwrap()["entrepot.io/config-checksum"], runner.config_checksum);
-    assert_eq!((runner.replicas, runner.available_replicas), (2, 0));
+    assert_eq!((runner.replicas, runner.available_replicas), (1, 0));
 
     h.runner_pods_become_available().await;
     let status =
         h.status_when(1, "Ready=True", |s| find(&s.conditions, READY).is_some_and(|c| c.status == "True")).await;
     assert_eq!(condition(&status, READY), pair("True", "RunnerAvailable"));
     assert_eq!(condition(&status, RECONCILING), pair("False", "RunnerAvailable"));
-    assert_eq!(status.runner.unwrap().available_replicas, 2);
+    assert_eq!(status.runner.unwrap().available_replicas, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

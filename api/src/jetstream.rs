@@ -1,0 +1,189 @@
+//! Where a flow's queue lives in NATS JetStream: the names of its streams, subjects and
+//! key-value buckets, and the partition of an ordering key. The operator creates these
+//! and reads its backlog from them; the runner works in them. Both take the names from
+//! here, so they cannot drift apart.
+//!
+//! For flow `orders` in namespace `shop`:
+//!
+//! | what | name |
+//! |---|---|
+//! | records and delivery items (stream) | `entrepot_shop_orders_work` |
+//! | a record waiting to be mapped, partition 3 | `entrepot.shop.orders.in.3` |
+//! | a delivery item for target `erp`, partition 3 | `entrepot.shop.orders.out.erp.3` |
+//! | dead letters (stream) | `entrepot_shop_orders_dead`, subject `entrepot.shop.orders.dead` |
+//! | idempotency keys (bucket) | `entrepot_shop_orders_keys` |
+//! | last delivered versions (bucket) | `entrepot_shop_orders_versions` |
+//! | source progress and leases (bucket) | `entrepot_shop_orders_state` |
+//!
+//! Namespaces and flow names are DNS labels (no `_`, no `.`), so `_` and `.` separate
+//! them without ambiguity. A target name that is not a plain subject token is written as
+//! a hash of itself.
+
+/// The names of one flow's streams, subjects and buckets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    namespace: String,
+    flow: String,
+}
+
+impl Layout {
+    /// The layout of flow `flow` in namespace `namespace`.
+    pub fn new(namespace: &str, flow: &str) -> Self {
+        Self { namespace: token(namespace), flow: token(flow) }
+    }
+
+    fn stream(&self, what: &str) -> String {
+        format!("entrepot_{}_{}_{what}", self.namespace, self.flow)
+    }
+
+    fn subject(&self, rest: &str) -> String {
+        format!("entrepot.{}.{}.{rest}", self.namespace, self.flow)
+    }
+
+    /// The stream of records waiting to be mapped and of delivery items.
+    pub fn work_stream(&self) -> String {
+        self.stream("work")
+    }
+
+    /// The subjects of [`Layout::work_stream`].
+    pub fn work_subjects(&self) -> Vec<String> {
+        vec![self.subject("in.*"), self.subject("out.*.*")]
+    }
+
+    /// Where a record of partition `partition` waits to be mapped.
+    pub fn inbox_subject(&self, partition: u16) -> String {
+        self.subject(&format!("in.{partition}"))
+    }
+
+    /// Every partition's records waiting to be mapped.
+    pub fn inbox_subjects(&self) -> String {
+        self.subject("in.*")
+    }
+
+    /// Where a delivery item of partition `partition` waits for target `target`.
+    pub fn outbox_subject(&self, target: &str, partition: u16) -> String {
+        self.subject(&format!("out.{}.{partition}", token(target)))
+    }
+
+    /// Every partition's delivery items for `target`.
+    pub fn outbox_subjects(&self, target: &str) -> String {
+        self.subject(&format!("out.{}.*", token(target)))
+    }
+
+    /// The partition a work subject belongs to.
+    pub fn partition_of(subject: &str) -> Option<u16> {
+        subject.rsplit('.').next()?.parse().ok()
+    }
+
+    /// The stream of dead letters.
+    pub fn dead_stream(&self) -> String {
+        self.stream("dead")
+    }
+
+    /// The subject of [`Layout::dead_stream`].
+    pub fn dead_subject(&self) -> String {
+        self.subject("dead")
+    }
+
+    /// The bucket of idempotency keys, each kept for the flow's dedup window.
+    pub fn keys_bucket(&self) -> String {
+        self.stream("keys")
+    }
+
+    /// The bucket of the last version delivered per target and ordering key.
+    pub fn versions_bucket(&self) -> String {
+        self.stream("versions")
+    }
+
+    /// The bucket of source progress (poll watermarks, file imports) and of the leases
+    /// that give each partition and each source to one runner at a time.
+    pub fn state_bucket(&self) -> String {
+        self.stream("state")
+    }
+
+    /// Every stream of the flow (the buckets are streams too: `KV_<bucket>`).
+    pub fn streams(&self) -> Vec<String> {
+        let mut all = vec![self.work_stream(), self.dead_stream()];
+        all.extend([self.keys_bucket(), self.versions_bucket(), self.state_bucket()].map(|b| format!("KV_{b}")));
+        all
+    }
+}
+
+/// The partition of ordering key `key` among `partitions`: FNV-1a, so it is the same in
+/// every process and every version.
+pub fn partition(key: &str, partitions: u16) -> u16 {
+    let hash = fnv1a(key.as_bytes());
+    (hash % u64::from(partitions.max(1))) as u16
+}
+
+/// A key-value key for any text: the text itself when it is made only of the characters
+/// a key allows and is short, else `h.` and a hash of it.
+pub fn kv_key(text: &str) -> String {
+    let plain = text.len() <= 200
+        && !text.is_empty()
+        && !text.starts_with('.')
+        && !text.ends_with('.')
+        && !text.contains("..")
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'=' | b'.'));
+    if plain { text.to_string() } else { format!("h.{:016x}{:016x}", fnv1a(text.as_bytes()), fnv1a_seeded(text.as_bytes())) }
+}
+
+/// A subject token for a name: itself when it is one, else a hash of it.
+fn token(name: &str) -> String {
+    let plain = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if plain { name.to_string() } else { format!("h{:016x}", fnv1a(name.as_bytes())) }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    fnv1a_from(0xcbf2_9ce4_8422_2325, bytes)
+}
+
+fn fnv1a_seeded(bytes: &[u8]) -> u64 {
+    fnv1a_from(0x6c62_272e_07bb_0142, bytes)
+}
+
+fn fnv1a_from(mut hash: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_keep_namespace_and_flow_apart() {
+        let l = Layout::new("shop", "orders");
+        assert_eq!(l.work_stream(), "entrepot_shop_orders_work");
+        assert_eq!(l.inbox_subject(3), "entrepot.shop.orders.in.3");
+        assert_eq!(l.outbox_subject("erp", 3), "entrepot.shop.orders.out.erp.3");
+        assert_eq!(Layout::partition_of("entrepot.shop.orders.out.erp.3"), Some(3));
+        assert_eq!(l.streams().len(), 5);
+        assert_ne!(Layout::new("a-b", "c").work_stream(), Layout::new("a", "b-c").work_stream());
+        // A target name that is no subject token is hashed, never split into two tokens.
+        assert!(!l.outbox_subject("erp.eu", 0).contains("erp.eu"));
+    }
+
+    #[test]
+    fn a_key_always_falls_in_the_same_partition() {
+        assert_eq!(partition("order-1001", 16), partition("order-1001", 16));
+        // Fixed values: changing the hash would move every key of every running flow.
+        assert_eq!(partition("order-1001", 16), (fnv1a(b"order-1001") % 16) as u16);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        let spread: std::collections::BTreeSet<u16> = (0..200).map(|i| partition(&format!("k{i}"), 16)).collect();
+        assert_eq!(spread.len(), 16);
+    }
+
+    #[test]
+    fn any_text_makes_a_valid_key() {
+        assert_eq!(kv_key("order-1001"), "order-1001");
+        for text in ["a b", "", ".x", "x..y", "ü", &"x".repeat(300)] {
+            let key = kv_key(text);
+            assert!(key.starts_with("h.") && key.len() == 34, "{text:?} -> {key}");
+        }
+        assert_ne!(kv_key("a b"), kv_key("a c"));
+    }
+}
