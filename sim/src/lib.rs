@@ -10,16 +10,19 @@
 //! - [`wms`]: a warehouse management system, the source of truth for stock, publishing
 //!   inventory movements as signed webhooks and a pollable, versioned snapshot.
 //! - [`delivery`]: pushed events with seeded duplicates, reordering, drops and delay.
+//! - [`nats`]: not a simulator but the real thing: upstream `nats-server` with JetStream,
+//!   one server or a cluster, started for a test (the JetStream queue's tests).
 //!
-//! All speak real HTTP, so the runner is tested through the same code paths it uses in
-//! production; all run in-process (for `entrepot-demo` and tests) or from the
-//! `entrepot-sim` binary.
+//! The simulators all speak real HTTP, so the runner is tested through the same code
+//! paths it uses in production; all run in-process (for `entrepot-demo` and tests) or
+//! from the `entrepot-sim` binary.
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod delivery;
 pub mod erp;
 pub mod marketplace;
+pub mod nats;
 mod server;
 pub mod storefront;
 pub mod wms;
