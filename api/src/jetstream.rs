@@ -19,6 +19,8 @@
 //! them without ambiguity. A target name that is not a plain subject token is written as
 //! a hash of itself.
 
+use crate::resource::SyncFlowSpec;
+
 /// The names of one flow's streams, subjects and buckets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -106,6 +108,80 @@ impl Layout {
         let mut all = vec![self.work_stream(), self.dead_stream()];
         all.extend([self.keys_bucket(), self.versions_bucket(), self.state_bucket()].map(|b| format!("KV_{b}")));
         all
+    }
+}
+
+/// What one of a flow's streams or buckets must be: the operator creates it so (and the
+/// runner too in local mode, when it is missing), from [`Layout::plan`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamPlan {
+    /// The stream's name, or the bucket's (its stream is `KV_<name>`).
+    pub name: String,
+    /// A stream, or a key-value bucket.
+    pub kind: StreamKind,
+    /// A stream's subjects (none for a bucket).
+    pub subjects: Vec<String>,
+    /// Copies kept (1, 3 or 5).
+    pub replicas: usize,
+    /// How long a message (a bucket's key) is kept, when it expires.
+    pub max_age: Option<std::time::Duration>,
+    /// Bytes the stream may hold; past them a publish is refused (the queue is full), and
+    /// nothing already accepted is dropped.
+    pub max_bytes: Option<i64>,
+    /// How long a publish's `Nats-Msg-Id` is remembered, so that a repeated delivery is
+    /// stored once.
+    pub duplicate_window: Option<std::time::Duration>,
+}
+
+/// Whether a [`StreamPlan`] is a stream or a key-value bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamKind {
+    /// A stream of messages.
+    Stream,
+    /// A key-value bucket (one value per key).
+    Bucket,
+}
+
+/// The longest window JetStream remembers message ids for: the ids are held in the
+/// server's memory, so a flow's 72-hour dedup window is kept by its idempotency keys (in a
+/// bucket, on disk) and the stream catches repeats that come within minutes (a sender's
+/// quick retries, a publish repeated after a lost acknowledgement).
+pub const MAX_DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+impl Layout {
+    /// The streams and buckets of a flow with `spec`, each kept in `replicas` copies.
+    pub fn plan(&self, spec: &SyncFlowSpec, replicas: u8) -> Vec<StreamPlan> {
+        let replicas = usize::from(replicas.max(1));
+        let dedup = spec.delivery.dedup_window.get();
+        let retention = spec.delivery.dead_letter.retention.get();
+        let max_bytes = i64::try_from(spec.runner.queue.max_bytes).unwrap_or(i64::MAX);
+        let stream = |name: String, subjects: Vec<String>, max_age| StreamPlan {
+            name,
+            kind: StreamKind::Stream,
+            subjects,
+            replicas,
+            max_age,
+            max_bytes: Some(max_bytes),
+            duplicate_window: Some(dedup.min(MAX_DUPLICATE_WINDOW)),
+        };
+        let bucket = |name: String, max_age| StreamPlan {
+            name,
+            kind: StreamKind::Bucket,
+            subjects: Vec::new(),
+            replicas,
+            max_age,
+            max_bytes: None,
+            duplicate_window: None,
+        };
+        vec![
+            stream(self.work_stream(), self.work_subjects(), None),
+            stream(self.dead_stream(), vec![self.dead_subject()], Some(retention)),
+            bucket(self.keys_bucket(), Some(dedup)),
+            // The stale guard forgets a key not delivered for the longer of the two, as the
+            // embedded queue does.
+            bucket(self.versions_bucket(), Some(dedup.max(retention))),
+            bucket(self.state_bucket(), None),
+        ]
     }
 }
 
