@@ -27,6 +27,27 @@ pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
         None
     }
 
+    // ---- sharing: several runners on one queue
+
+    /// Whether this runner may still work on the flow's delivery item `seq`: a queue
+    /// shared by several runners gives each a share of the partitions, and an item whose
+    /// partition went to another runner is left to it.
+    fn holds(&self, _flow: &str, _seq: u64) -> bool {
+        true
+    }
+
+    /// A number that changes whenever this runner's share of the flow changes: a reader
+    /// that remembers how far it read starts again from the beginning.
+    fn claims(&self, _flow: &str) -> u64 {
+        0
+    }
+
+    /// Whether this runner is the one to read the flow's source `role` (a poller, a file
+    /// import) now: exactly one runner of a shared queue does at a time.
+    fn leads(&self, _flow: &str, _role: &str) -> Result<bool, QueueError> {
+        Ok(true)
+    }
+
     // ---- intake: source → inbox
 
     /// Several records (of any flows) in one transaction: one commit acknowledges them
