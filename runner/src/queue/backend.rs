@@ -9,6 +9,10 @@ use super::{
     DeadLetterPage, DeliveryItem, Envelope, Intake, Offer, PrepareOutcome, Prepared, QueueError, Take,
 };
 
+/// What [`QueueBackend::watch_arrivals`] calls: with `None` for a record in the inbox,
+/// with a target's name for a delivery item.
+pub type Arrivals = std::sync::Arc<dyn Fn(Option<&str>) + Send + Sync>;
+
 /// A durable queue. Implementations must keep, for each flow, the inbox in arrival
 /// order and each target's outbox in inbox order (the model test in
 /// `runner/tests/queue_model.rs` checks this and the dedup rules).
@@ -47,6 +51,15 @@ pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
     fn leads(&self, _flow: &str, _role: &str) -> Result<bool, QueueError> {
         Ok(true)
     }
+
+    /// Calls `arrived` whenever another runner adds work to the flow: `None` for a record
+    /// in the inbox, `Some(target)` for a delivery item, so this runner's workers take it
+    /// at once rather than at their next look. Nothing for a queue only this runner writes.
+    fn watch_arrivals(&self, _flow: &str, _arrived: Arrivals) {}
+
+    /// This runner stops: lets go of its share of the work, so the others take it over at
+    /// once rather than when its leases expire.
+    fn leave(&self) {}
 
     // ---- intake: source → inbox
 

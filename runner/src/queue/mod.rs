@@ -25,7 +25,7 @@ mod selection;
 
 use std::{collections::BTreeMap, ops::Deref, sync::Arc};
 
-pub use backend::QueueBackend;
+pub use backend::{Arrivals, QueueBackend};
 pub use dead_letter::{ActionReport, Affected, DeadLetterAction, DeadLetterEntry, DeadLetterPage};
 pub use intake::{BatchOutcome, Intake};
 pub use jetstream::{JetStreamFlow, JetStreamOptions, JetStreamQueue, LeaseTiming, NatsAuth};

@@ -3,7 +3,7 @@
 //! subject range in order, delete by sequence, key-value reads and writes), each a
 //! plain async function the blocking [`super::JetStreamQueue`] waits on.
 
-use std::{path::PathBuf, sync::mpsc, time::Duration};
+use std::{sync::mpsc, time::Duration};
 
 use async_nats::{
     HeaderMap,
@@ -17,6 +17,7 @@ use async_nats::{
 use bytes::Bytes;
 use entrepot_api::jetstream::{StreamKind, StreamPlan};
 use futures::StreamExt;
+use serde::Serialize;
 
 use crate::queue::QueueError;
 
@@ -28,8 +29,8 @@ pub enum NatsAuth {
     None,
     /// A token (`nats-server --auth`).
     Token(String),
-    /// A credentials file (`.creds`: a user JWT and its seed).
-    CredentialsFile(PathBuf),
+    /// A credentials file's content (`.creds`: a user JWT and its seed).
+    Credentials(String),
 }
 
 impl std::fmt::Debug for NatsAuth {
@@ -37,7 +38,7 @@ impl std::fmt::Debug for NatsAuth {
         match self {
             Self::None => f.write_str("None"),
             Self::Token(_) => f.write_str("Token(<redacted>)"),
-            Self::CredentialsFile(path) => f.debug_tuple("CredentialsFile").field(path).finish(),
+            Self::Credentials(_) => f.write_str("Credentials(<redacted>)"),
         }
     }
 }
@@ -53,8 +54,18 @@ pub(super) fn failed(what: &str, e: impl std::fmt::Display) -> QueueError {
 /// A NATS connection with its own runtime: the queue's methods are blocking, and are
 /// called from blocking threads of the runner's runtime (and from the CLI, with none).
 pub(super) struct Nats {
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` but while dropping: shut down in the background, since the queue may
+    /// be dropped on a thread that runs async code.
+    runtime: Option<tokio::runtime::Runtime>,
     pub(super) js: Context,
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl Nats {
@@ -66,19 +77,17 @@ impl Nats {
             .build()
             .map_err(|e| failed("start its runtime", e))?;
         let (servers, auth) = (servers.to_string(), auth.clone());
-        let js = runtime.block_on(async move {
+        let js = wait_on(&runtime, async move {
             let mut options = async_nats::ConnectOptions::new()
                 .name("entrepot-runner")
                 .connection_timeout(REQUEST_TIMEOUT)
-                .retry_on_initial_connect()
                 .max_reconnects(None);
             options = match auth {
                 NatsAuth::None => options,
                 NatsAuth::Token(token) => options.token(token),
-                NatsAuth::CredentialsFile(path) => options
-                    .credentials_file(&path)
-                    .await
-                    .map_err(|e| failed(&format!("read the credentials file {}", path.display()), e))?,
+                NatsAuth::Credentials(creds) => {
+                    options.credentials(&creds).map_err(|e| failed("read the NATS credentials", e))?
+                }
             };
             let addresses: Vec<async_nats::ServerAddr> = servers
                 .split(',')
@@ -91,26 +100,37 @@ impl Nats {
                 .map_err(|e| failed(&format!("connect to {servers}"), e))?;
             Ok::<_, QueueError>(jetstream::ContextBuilder::new().timeout(REQUEST_TIMEOUT).build(client))
         })?;
-        Ok(Self { runtime, js })
+        Ok(Self { runtime: Some(runtime), js })
     }
 
-    /// Runs `work` on the connection's runtime and waits for it, from any thread that
-    /// is not itself running async code.
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("the runtime lives as long as the connection")
+    }
+
+    /// Runs `work` on the connection's runtime and waits for it, from any thread (one
+    /// running async code is blocked meanwhile, as by any blocking call).
     pub(super) fn wait<T: Send + 'static>(
         &self,
         work: impl Future<Output = Result<T, QueueError>> + Send + 'static,
     ) -> Result<T, QueueError> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.runtime.spawn(async move {
-            let _ = tx.send(work.await);
-        });
-        rx.recv().map_err(|_| failed("a request", "its task ended without an answer"))?
+        wait_on(self.runtime(), work)
     }
 
     /// Spawns a background task on the connection's runtime.
     pub(super) fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
-        self.runtime.spawn(work);
+        self.runtime().spawn(work);
     }
+}
+
+fn wait_on<T: Send + 'static>(
+    runtime: &tokio::runtime::Runtime,
+    work: impl Future<Output = Result<T, QueueError>> + Send + 'static,
+) -> Result<T, QueueError> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    runtime.spawn(async move {
+        let _ = tx.send(work.await);
+    });
+    rx.recv().map_err(|_| failed("a request", "its task ended without an answer"))?
 }
 
 /// Creates a stream or bucket of `plan` when it is missing (local mode; in a cluster the
@@ -284,4 +304,13 @@ pub(super) async fn state(js: &Context, stream: &str) -> Result<(u64, u64, Optio
 /// A key-value bucket.
 pub(super) async fn bucket(js: &Context, name: &str) -> Result<kv::Store, QueueError> {
     js.get_key_value(name).await.map_err(|e| failed(&format!("open bucket {name}"), e))
+}
+
+pub(super) fn decode<T: serde::de::DeserializeOwned>(stored: &Stored) -> Result<T, QueueError> {
+    serde_json::from_slice(&stored.payload)
+        .map_err(|source| QueueError::Decode { key: format!("{} #{}", stored.subject, stored.seq), source })
+}
+
+pub(super) fn encode(value: &impl Serialize) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).expect("queue records are JSON"))
 }

@@ -24,7 +24,10 @@
 //! for each other. See docs/scaling.md.
 
 mod client;
+mod dead_letter;
+mod keys;
 mod lease;
+mod place;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -32,21 +35,21 @@ use std::{
 };
 
 use bytes::Bytes;
-use entrepot_api::jetstream::{Layout, StreamPlan, kv_key, partition};
-use serde::{Deserialize, Serialize};
+use entrepot_api::jetstream::{Layout, StreamPlan, kv_key};
 use tracing::{info, warn};
 
 pub use client::NatsAuth;
 pub use lease::LeaseTiming;
 
 use self::{
-    client::{Nats, Stored, failed},
+    client::{Nats, decode, encode, failed},
+    keys::{VersionStamp, record_version, version_key},
     lease::Ownership,
+    place::{FlowStore, claimant, inbox_partition},
 };
 use super::{
-    Accepted, Affected, Backlog, BatchOutcome, DeadLetter, DeadLetterEntry, DeadLetterFilter, DeadLetterPage,
-    DeliveryItem, Envelope, Intake, Offer, PrepareOutcome, Prepared, QueueBackend, QueueError, Take, compare_versions,
-    now_ms,
+    Accepted, Affected, Backlog, BatchOutcome, DeadLetter, DeadLetterFilter, DeadLetterPage, DeliveryItem, Envelope,
+    Intake, Offer, PrepareOutcome, Prepared, QueueBackend, QueueError, Take,
 };
 
 /// One flow of a JetStream queue.
@@ -79,19 +82,6 @@ pub struct JetStreamOptions {
     pub leases: LeaseTiming,
 }
 
-struct FlowStore {
-    layout: Layout,
-    partitions: u16,
-    work: String,
-    dead: String,
-    keys: async_nats::jetstream::kv::Store,
-    versions: async_nats::jetstream::kv::Store,
-    state: async_nats::jetstream::kv::Store,
-    ownership: Ownership,
-    /// The partition of each delivery item handed out and not yet settled.
-    loaned: Mutex<HashMap<u64, u16>>,
-}
-
 /// The JetStream queue backend.
 pub struct JetStreamQueue {
     nats: Nats,
@@ -104,12 +94,6 @@ impl std::fmt::Debug for JetStreamQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JetStreamQueue").field("servers", &self.servers).field("flows", &self.flows.len()).finish()
     }
-}
-
-/// What an idempotency key's entry says: which record claimed it.
-#[derive(Serialize, Deserialize)]
-struct Claim {
-    by: String,
 }
 
 impl JetStreamQueue {
@@ -181,101 +165,6 @@ impl JetStreamQueue {
             Ok(())
         });
     }
-
-    /// Places one record: claims its idempotency key, then publishes its delivery items
-    /// (or dead letter) with message ids derived from `origin`. `Duplicate` when another
-    /// record holds the key. Returns the outcome and the first item's sequence number.
-    async fn place(
-        js: &async_nats::jetstream::Context,
-        flow: &FlowStore,
-        origin: &str,
-        claimant: &str,
-        replay: bool,
-        prepared: &Prepared,
-    ) -> Result<Option<(PrepareOutcome, u64)>, QueueError> {
-        match prepared {
-            Prepared::DeadLetter(dead) => {
-                let body = Bytes::from(serde_json::to_vec(dead).expect("a dead letter is JSON"));
-                let Some((seq, _)) =
-                    client::publish(js, flow.layout.dead_subject(), &format!("{origin}.dead"), body).await?
-                else {
-                    return Ok(None);
-                };
-                Ok(Some((PrepareOutcome::DeadLettered, seq)))
-            }
-            Prepared::Deliver { idempotency_key, items, .. } => {
-                if !claim(&flow.keys, idempotency_key, claimant, replay).await? {
-                    return Ok(Some((PrepareOutcome::Duplicate, 0)));
-                }
-                let mut first = 0;
-                for item in items {
-                    let key = item.ordering_key.as_deref().unwrap_or(&item.idempotency_key);
-                    let subject = flow.layout.outbox_subject(&item.target, partition(key, flow.partitions));
-                    let body = Bytes::from(serde_json::to_vec(item).expect("an item is JSON"));
-                    let Some((seq, _)) =
-                        client::publish(js, subject, &format!("{origin}.{}", item.target), body).await?
-                    else {
-                        return Ok(None);
-                    };
-                    if first == 0 {
-                        first = seq;
-                    }
-                }
-                Ok(Some((PrepareOutcome::Queued, first)))
-            }
-        }
-    }
-}
-
-/// Claims idempotency key `key` for record `claimant`: true when the record may go on
-/// (the key was free, is already its own, or the record is a replay).
-async fn claim(
-    keys: &async_nats::jetstream::kv::Store,
-    key: &str,
-    claimant: &str,
-    replay: bool,
-) -> Result<bool, QueueError> {
-    let entry_key = kv_key(key);
-    let value = Bytes::from(serde_json::to_vec(&Claim { by: claimant.to_string() }).expect("JSON"));
-    if replay {
-        keys.put(&entry_key, value).await.map_err(|e| failed("record an idempotency key", e))?;
-        return Ok(true);
-    }
-    if keys.create(&entry_key, value).await.is_ok() {
-        return Ok(true);
-    }
-    let held = keys.get(&entry_key).await.map_err(|e| failed("read an idempotency key", e))?;
-    Ok(held.is_some_and(|v| serde_json::from_slice::<Claim>(&v).is_ok_and(|c| c.by == claimant)))
-}
-
-/// Who a record is, for its idempotency key's claim: its delivery id (a repeat of the
-/// delivery is the same record), else its own id.
-fn claimant(envelope: &Envelope) -> &str {
-    envelope.delivery_id.as_deref().unwrap_or(&envelope.id)
-}
-
-/// The partition of a record entering the inbox: its ordering key's when it was mapped at
-/// intake, else its id's.
-fn inbox_partition(flow: &FlowStore, envelope: &Envelope, prepared: Option<&Prepared>) -> u16 {
-    let key = match prepared {
-        Some(Prepared::Deliver { items, .. }) => items.iter().find_map(|i| i.ordering_key.as_deref()),
-        _ => None,
-    };
-    partition(key.unwrap_or(claimant(envelope)), flow.partitions)
-}
-
-fn decode<T: serde::de::DeserializeOwned>(stored: &Stored) -> Result<T, QueueError> {
-    serde_json::from_slice(&stored.payload)
-        .map_err(|source| QueueError::Decode { key: format!("{} #{}", stored.subject, stored.seq), source })
-}
-
-fn encode(value: &impl Serialize) -> Bytes {
-    Bytes::from(serde_json::to_vec(value).expect("queue records are JSON"))
-}
-
-#[derive(Serialize, Deserialize)]
-struct VersionStamp {
-    version: String,
 }
 
 impl QueueBackend for JetStreamQueue {
@@ -320,7 +209,7 @@ impl QueueBackend for JetStreamQueue {
                 match prepared.filter(|_| first == Some(seq)) {
                     Some(prepared) => {
                         let replay = envelope.replay.is_some();
-                        match Self::place(&js, &flow, &format!("in{seq}"), &id, replay, &prepared).await? {
+                        match place::place(&js, &flow, &format!("in{seq}"), &id, replay, &prepared).await? {
                             Some((outcome, placed)) => {
                                 client::delete(&js, &flow.work, &[seq]).await?;
                                 out.push(Accepted::Prepared { seq: placed, outcome });
@@ -410,7 +299,7 @@ impl QueueBackend for JetStreamQueue {
                 let (who, replay) =
                     envelope.map_or((format!("#{seq}"), false), |e| (claimant(e).to_string(), e.replay.is_some()));
                 let origin = format!("in{seq}");
-                let Some((outcome, _)) = Self::place(&js, &store, &origin, &who, replay, &prepared).await? else {
+                let Some((outcome, _)) = place::place(&js, &store, &origin, &who, replay, &prepared).await? else {
                     return Err(failed("move a record to the outbox", "the flow's stream is full"));
                 };
                 client::delete(&js, &store.work, &[seq]).await?;
@@ -561,80 +450,15 @@ impl QueueBackend for JetStreamQueue {
     }
 
     fn find_dead_letters(&self, filter: &DeadLetterFilter) -> Result<DeadLetterPage, QueueError> {
-        let (flows, js, filter) = (self.flows.clone(), self.nats.js.clone(), filter.clone());
-        self.nats.wait(async move {
-            let mut matched = Vec::new();
-            for (name, flow) in flows.iter() {
-                if filter.flow.as_ref().is_some_and(|f| f != name) {
-                    continue;
-                }
-                let read =
-                    client::read(&js, &flow.dead, vec![flow.layout.dead_subject()], 1, usize::MAX, usize::MAX).await?;
-                for stored in &read {
-                    if !filter.ids.is_empty() && !filter.ids.contains(&stored.seq) {
-                        continue;
-                    }
-                    let letter: DeadLetter = decode(stored)?;
-                    if filter.matches(name, stored.seq, &letter) {
-                        let target_connector = letter
-                            .target
-                            .as_deref()
-                            .and_then(|t| filter.connector(name, t))
-                            .map(|(_, c)| c.to_string());
-                        matched.push(DeadLetterEntry {
-                            id: stored.seq,
-                            flow: name.clone(),
-                            target_connector,
-                            dead_letter: letter,
-                        });
-                    }
-                }
-            }
-            Ok(DeadLetterPage::of(matched, &filter))
-        })
+        self.find(filter)
     }
 
     fn replay_dead_letters(&self, filter: &DeadLetterFilter, requested_by: &str) -> Result<Vec<Affected>, QueueError> {
-        let selected = self.find_dead_letters(&DeadLetterFilter { limit: None, after: None, ..filter.clone() })?;
-        let (flows, js, by) = (self.flows.clone(), self.nats.js.clone(), requested_by.to_string());
-        let affected = self.nats.wait(async move {
-            let now = now_ms();
-            let mut affected = Vec::new();
-            for entry in selected.entries {
-                let flow = &flows[&entry.flow];
-                let envelope = entry.replayed(&by, now);
-                let subject = flow.layout.inbox_subject(inbox_partition(flow, &envelope, None));
-                let id = format!("replay{}", entry.id);
-                if client::publish(&js, subject, &id, encode(&envelope)).await?.is_none() {
-                    return Err(failed("replay a dead letter", "the flow's stream is full"));
-                }
-                client::delete(&js, &flow.dead, &[entry.id]).await?;
-                affected.push(Affected { id: entry.id, flow: entry.flow, correlation_id: envelope.correlation_id });
-            }
-            Ok(affected)
-        })?;
-        for a in &affected {
-            info!(flow = %a.flow, dead_letter = a.id, correlation_id = %a.correlation_id, requested_by, "dead letter replayed");
-        }
-        Ok(affected)
+        self.replay(filter, requested_by)
     }
 
     fn discard_dead_letters(&self, filter: &DeadLetterFilter, requested_by: &str) -> Result<Vec<Affected>, QueueError> {
-        let selected = self.find_dead_letters(&DeadLetterFilter { limit: None, after: None, ..filter.clone() })?;
-        let (flows, js) = (self.flows.clone(), self.nats.js.clone());
-        let affected = self.nats.wait(async move {
-            let mut affected = Vec::new();
-            for entry in selected.entries {
-                client::delete(&js, &flows[&entry.flow].dead, &[entry.id]).await?;
-                let correlation_id = entry.dead_letter.envelope.correlation_id;
-                affected.push(Affected { id: entry.id, flow: entry.flow, correlation_id });
-            }
-            Ok(affected)
-        })?;
-        for a in &affected {
-            info!(flow = %a.flow, dead_letter = a.id, correlation_id = %a.correlation_id, requested_by, "dead letter discarded");
-        }
-        Ok(affected)
+        self.discard(filter, requested_by)
     }
 
     /// JetStream expires them itself: the dead-letter stream's `max_age` is the flow's
@@ -652,6 +476,35 @@ impl QueueBackend for JetStreamQueue {
     /// stream's duplicate window keeps delivery ids.
     fn purge_expired(&self, _now_ms: i64) -> Result<u64, QueueError> {
         Ok(0)
+    }
+
+    fn watch_arrivals(&self, flow: &str, arrived: super::Arrivals) {
+        let Some(store) = self.flows.get(flow).cloned() else { return };
+        let client = self.nats.js.client();
+        let name = flow.to_string();
+        self.nats.spawn(async move {
+            // Every publish to the stream is also a plain NATS message on its subject.
+            let subject = store.layout.work_subjects_root();
+            let mut arrivals = match client.subscribe(subject.clone()).await {
+                Ok(subscription) => subscription,
+                Err(e) => {
+                    warn!(flow = %name, error = %e, "cannot watch for new work; workers look every second");
+                    return;
+                }
+            };
+            while let Some(message) = futures::StreamExt::next(&mut arrivals).await {
+                let rest = message.subject.strip_prefix(subject.trim_end_matches('>')).unwrap_or_default();
+                match rest.split('.').collect::<Vec<_>>()[..] {
+                    ["in", _] => arrived(None),
+                    ["out", target, _] => arrived(Some(target)),
+                    _ => {}
+                }
+            }
+        });
+    }
+
+    fn leave(&self) {
+        self.resign();
     }
 
     fn holds(&self, flow: &str, seq: u64) -> bool {
@@ -681,37 +534,4 @@ fn owned_subjects(store: &FlowStore, subject: impl Fn(u16) -> String, all: Strin
         return vec![all];
     }
     owned.into_iter().map(subject).collect()
-}
-
-fn version_key(target: &str, key: &str) -> String {
-    kv_key(&format!("{target}.{key}"))
-}
-
-/// Records `version` as `key`'s last unless a newer one is recorded (compare-and-set,
-/// retried when another runner wrote in between).
-async fn record_version(
-    versions: &async_nats::jetstream::kv::Store,
-    key: &str,
-    version: &str,
-) -> Result<(), QueueError> {
-    let value = encode(&VersionStamp { version: version.to_string() });
-    for _ in 0..5 {
-        let entry = versions.entry(key).await.map_err(|e| failed("read a last version", e))?;
-        let written = match entry {
-            Some(e) if e.operation == async_nats::jetstream::kv::Operation::Put => {
-                let newer = serde_json::from_slice::<VersionStamp>(&e.value)
-                    .is_ok_and(|s| compare_versions(&s.version, version) != std::cmp::Ordering::Less);
-                if newer {
-                    return Ok(());
-                }
-                versions.update(key, value.clone(), e.revision).await.is_ok()
-            }
-            Some(e) => versions.update(key, value.clone(), e.revision).await.is_ok(),
-            None => versions.create(key, value.clone()).await.is_ok(),
-        };
-        if written {
-            return Ok(());
-        }
-    }
-    Err(failed("record a last version", format!("{key} kept changing under five attempts")))
 }
