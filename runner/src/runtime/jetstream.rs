@@ -110,8 +110,23 @@ fn open_shared(flows: &BTreeMap<String, Arc<Flow>>, secrets: &Secrets) -> Result
         flows: jetstream_flows.into_iter().map(|(_, f)| f).collect(),
         leases: leases()?,
     };
-    Ok(Queue::new(JetStreamQueue::connect(options)?))
+    // NATS may be starting too (a cluster electing its leaders, a server restarting):
+    // try for a while before giving up, and say so.
+    let started = std::time::Instant::now();
+    loop {
+        match JetStreamQueue::connect(options.clone()) {
+            Ok(queue) => return Ok(Queue::new(queue)),
+            Err(e) if started.elapsed() < CONNECT_PATIENCE => {
+                tracing::warn!(servers = %options.servers, error = %e, "NATS JetStream not ready; trying again");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
+
+/// How long a starting runner waits for NATS before it gives up (and is restarted).
+const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
 
 /// This runner's name among its flow's runners: `ENTREPOT_RUNNER_NAME`, else the pod's
 /// name (`POD_NAME`, set by the operator), else the host's name and the process id.

@@ -273,7 +273,8 @@ pub(super) async fn delete(js: &Context, stream: &str, seqs: &[u64]) -> Result<(
         async move {
             match handle.delete_message(*seq).await {
                 Ok(_) => Ok(()),
-                Err(e) if e.to_string().to_ascii_lowercase().contains("no message found") => Ok(()),
+                // Already gone: another runner (or this one, at intake) moved it first.
+                Err(e) if e.to_string().to_ascii_lowercase().contains("not found") => Ok(()),
                 Err(e) => Err(failed(&format!("delete message {seq} of {stream}"), e)),
             }
         }

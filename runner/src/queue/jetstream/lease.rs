@@ -18,7 +18,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{
         Mutex, RwLock,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicI64, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -69,6 +69,10 @@ pub(super) struct Ownership {
     releasing: Mutex<BTreeMap<u16, i64>>,
     /// The sources this runner wants to read, and whether it holds each.
     sources: Mutex<BTreeMap<String, bool>>,
+    /// Until when the leases renewed by the last successful round hold (Unix ms): past
+    /// it, without a renewal (NATS unreachable), this runner holds nothing, since other
+    /// runners may have taken its leases over.
+    valid_until: AtomicI64,
 }
 
 impl Ownership {
@@ -80,15 +84,24 @@ impl Ownership {
             generation: AtomicU64::new(0),
             releasing: Mutex::default(),
             sources: Mutex::default(),
+            valid_until: AtomicI64::new(0),
         }
     }
 
+    /// Whether the last renewal still holds.
+    fn valid(&self) -> bool {
+        now_ms() < self.valid_until.load(Ordering::Acquire)
+    }
+
     pub(super) fn owned(&self) -> BTreeSet<u16> {
+        if !self.valid() {
+            return BTreeSet::new();
+        }
         self.owned.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub(super) fn owns(&self, partition: u16) -> bool {
-        self.owned.read().unwrap_or_else(|p| p.into_inner()).contains(&partition)
+        self.valid() && self.owned.read().unwrap_or_else(|p| p.into_inner()).contains(&partition)
     }
 
     pub(super) fn generation(&self) -> u64 {
@@ -97,7 +110,8 @@ impl Ownership {
 
     /// Whether this runner holds source `role`'s lease (as of the last renewal).
     pub(super) fn leads(&self, role: &str) -> Option<bool> {
-        self.sources.lock().unwrap_or_else(|p| p.into_inner()).get(role).copied()
+        let held = self.sources.lock().unwrap_or_else(|p| p.into_inner()).get(role).copied();
+        held.map(|held| held && self.valid())
     }
 
     fn set_owned(&self, partition: u16, owned: bool) {
@@ -113,6 +127,10 @@ impl Ownership {
     pub(super) async fn tick(&self, state: &kv::Store, timing: LeaseTiming, flow: &str) -> Result<(), QueueError> {
         let now = now_ms();
         let until = now + millis(timing.ttl);
+        // What this round renews holds until `until`, less a tick of margin for clocks
+        // and the time the round takes; set once the round is through.
+        let valid = until - millis(timing.tick);
+        let lapsed = !self.valid();
         let beat = Lease { member: self.member.clone(), until };
         state.put(format!("member.{}", self.member), encode(&beat)).await.map_err(|e| failed("heartbeat", e))?;
         let alive = self.alive(state, now).await?;
@@ -149,6 +167,12 @@ impl Ownership {
             if was != Some(held) {
                 info!(flow, source = %role, member = %self.member, held, "source lease");
             }
+        }
+        self.valid_until.store(valid, Ordering::Release);
+        // Holding again after a lapse (or a round too slow to count): what readers hold
+        // changed, so they read again.
+        if lapsed || !self.valid() {
+            self.generation.fetch_add(1, Ordering::AcqRel);
         }
         Ok(())
     }
