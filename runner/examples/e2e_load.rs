@@ -121,18 +121,22 @@ fn quickstart() -> Manifests {
 }
 
 /// The runner half: the quickstart pointed at `target_url`, 16 requests in flight, its
-/// queue in `dir`, or with `shared` = (NATS URL, namespace, runners) in JetStream.
+/// queue in `dir`, or with `shared` = (NATS URL, runners) in JetStream.
 /// Prints `READY <webhook addr> <admin addr>` and runs until stdin closes (the parent
 /// exited).
-async fn runner_child(target_url: String, dir: std::path::PathBuf, shared: Option<(String, String, i32)>) {
+async fn runner_child(target_url: String, dir: std::path::PathBuf, shared: Option<(String, i32)>) {
+    // Warnings and errors only (the parent sets ENTREPOT_LOG=warn): what goes wrong is
+    // said, and the per-record info lines cost nothing.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("ENTREPOT_LOG") {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
     let manifests = quickstart();
     let mut config = manifests.runner_config().unwrap();
     let erp = config.flows[0].connectors.get_mut("erp-demo").unwrap();
     erp.endpoint = Some(target_url);
     erp.limits = Some(ConnectorLimits { concurrency: Some(16), ..Default::default() });
-    if let Some((url, namespace, runners)) = shared {
+    if let Some((url, runners)) = shared {
         let flow = &mut config.flows[0];
-        flow.namespace = namespace;
         flow.spec.runner.replicas = runners;
         flow.spec.runner.queue.jetstream =
             Some(JetStreamQueueSpec { url: Some(url), partitions: 12, replicas: Some(1), ..Default::default() });
@@ -169,7 +173,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
     if args.get(1).map(String::as_str) == Some("--runner-child") {
-        let shared = (args.len() > 4).then(|| (args[4].clone(), args[5].clone(), args[6].parse().unwrap()));
+        let shared = (args.len() > 4).then(|| (args[4].clone(), args[5].parse().unwrap()));
         rt.block_on(runner_child(args[2].clone(), args[3].clone().into(), shared));
     } else if args.get(1).map(String::as_str) == Some("scale") {
         let records = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3_000);
@@ -219,7 +223,7 @@ impl Harness {
         self.level_of(concurrency, records, fixed_rate, 1, None).await
     }
 
-    /// `runners` fresh runners; with `nats`, sharing one JetStream queue there (streams of
+    /// `runners` fresh runners; with `nats`, sharing one JetStream queue there (a server of
     /// their own), the senders spread over them. Memory is the first runner's.
     async fn level_of(
         &self,
@@ -238,7 +242,7 @@ impl Harness {
             let mut command = tokio::process::Command::new(std::env::current_exe().unwrap());
             command.arg("--runner-child").arg(&self.target_url).arg(&data);
             if let Some(nats) = nats {
-                command.arg(nats).arg(format!("bench{}", tag.replace('-', ""))).arg(runners.to_string());
+                command.arg(nats).arg(runners.to_string());
             }
             let mut child = command
                 .env("ENTREPOT_LOG", "warn")
@@ -267,6 +271,7 @@ impl Harness {
         let intake = records as f64 / start.elapsed().as_secs_f64();
         self.wait_for(records as usize).await;
         let end_to_end = records as f64 / start.elapsed().as_secs_f64();
+        eprintln!("{tag}: intake {intake:.0}/s, end to end {end_to_end:.0}/s; now {fixed_rate}/s for 5 s");
 
         // A fixed rate for 5 s: latency from send to arrival.
         let mut sent = HashMap::new();
@@ -348,11 +353,13 @@ async fn harness() -> Harness {
 
 /// The queue on disk, then in JetStream shared by 1, 2 and 3 runners: one table.
 async fn scale(records: u64, fixed_rate: u64) {
-    let nats = entrepot_sim::nats::NatsServer::start().await;
     let harness = harness().await;
     let mut rows = vec![("on disk (embedded)", 1, harness.level_of(16, records, fixed_rate, 1, None).await)];
-    for (label, runners) in [("JetStream", 1), ("JetStream", 2), ("JetStream", 3)] {
-        rows.push((label, runners, harness.level_of(16, records, fixed_rate, runners, Some(&nats.url())).await));
+    for runners in 1..=3 {
+        let nats = entrepot_sim::nats::NatsServer::start().await;
+        let level = harness.level_of(16, records, fixed_rate, runners, Some(&nats.url())).await;
+        eprintln!("JetStream, {runners} runners: {:.0}/s end to end", level.end_to_end);
+        rows.push(("JetStream", runners, level));
     }
     let _ = std::fs::remove_dir_all(&harness.dir);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;

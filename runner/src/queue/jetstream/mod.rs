@@ -119,6 +119,7 @@ impl JetStreamQueue {
                     state: client::bucket(&js, &layout.state_bucket()).await?,
                     ownership: Ownership::new(&member, flow.partitions.max(1)),
                     loaned: Mutex::default(),
+                    size: Mutex::default(),
                     layout,
                 };
                 // Whatever is missing is said now, not at the first record.
@@ -180,7 +181,7 @@ impl QueueBackend for JetStreamQueue {
             let mut out = Vec::with_capacity(offers.len());
             for ((envelope, prepared, max_pending, max_bytes), flow) in offers.into_iter().zip(flows) {
                 if max_pending != u64::MAX || max_bytes != u64::MAX {
-                    let (messages, bytes, _) = client::state(&js, &flow.work).await?;
+                    let (messages, bytes) = flow.size(&js).await?;
                     if messages >= max_pending || bytes >= max_bytes {
                         out.push(Accepted::Full);
                         continue;
