@@ -201,7 +201,11 @@ pub fn kv_key(text: &str) -> String {
         && !text.ends_with('.')
         && !text.contains("..")
         && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'=' | b'.'));
-    if plain { text.to_string() } else { format!("h.{:016x}{:016x}", fnv1a(text.as_bytes()), fnv1a_seeded(text.as_bytes())) }
+    if plain {
+        text.to_string()
+    } else {
+        format!("h.{:016x}{:016x}", fnv1a(text.as_bytes()), fnv1a_seeded(text.as_bytes()))
+    }
 }
 
 /// A subject token for a name: itself when it is one, else a hash of it.

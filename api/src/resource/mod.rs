@@ -23,7 +23,8 @@ pub use source::{
     FileFormat, FileTrigger, Pagination, PollTrigger, Refetch, SourceSpec, TriggerSpec, Watermark, WebhookTrigger,
 };
 pub use sync_flow::{
-    DeadLetterSpec, DeliverySpec, EmbeddedQueueSpec, FlowMode, JetStreamQueueSpec, Priority, QueueSpec, RetrySpec, RunnerSpec, SyncFlowSpec,
+    DeadLetterSpec, DeliverySpec, EmbeddedQueueSpec, FlowMode, JetStreamQueueSpec, Priority, QueueSpec, RetrySpec,
+    RunnerSpec, SyncFlowSpec,
 };
 pub use target::{ChannelAvailability, GraphqlWrite, Operation, TableSpec, TargetSpec};
 
