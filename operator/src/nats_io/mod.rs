@@ -13,18 +13,13 @@
 
 mod streams;
 
-use std::{
-    collections::HashMap,
-    path::PathBuf,
-    sync::Mutex,
-    time::{Duration, SystemTime},
-};
+use std::{collections::HashMap, path::PathBuf, sync::Mutex, time::Duration};
 
 use async_nats::{Client, ConnectOptions, ServerAddr, connection::State, jetstream};
 use entrepot_api::jetstream::{Layout, StreamPlan};
 use tracing::info;
 
-pub use self::streams::Change;
+pub use self::streams::{Backlog, Change};
 
 /// How long connecting to a server, and each JetStream request, may take: a NATS that
 /// does not answer within it is reported as unreachable, and the reconcile retried later.
@@ -53,17 +48,6 @@ pub struct QueueError {
     pub action: String,
     /// What the client or the server said.
     pub message: String,
-}
-
-/// A flow's queue as JetStream counts it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Backlog {
-    /// Messages in the work stream: records waiting to be mapped and delivery items.
-    pub pending: u64,
-    /// When the oldest of them was stored; `None` when the stream is empty.
-    pub oldest: Option<SystemTime>,
-    /// Messages in the dead-letter stream.
-    pub dead_lettered: u64,
 }
 
 /// One client per NATS URL, shared by every reconcile.

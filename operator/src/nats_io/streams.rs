@@ -12,9 +12,18 @@ use async_nats::jetstream::{
 };
 use entrepot_api::jetstream::{Layout, StreamKind, StreamPlan};
 
-use super::Backlog;
-
 type Failed = (String, String);
+
+/// A flow's queue as JetStream counts it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Messages in the work stream: records waiting to be mapped and delivery items.
+    pub pending: u64,
+    /// When the oldest of them was stored; `None` when the stream is empty.
+    pub oldest: Option<SystemTime>,
+    /// Messages in the dead-letter stream.
+    pub dead_lettered: u64,
+}
 
 /// What [`ensure`] did to one stream or bucket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
