@@ -24,6 +24,8 @@ pub use self::streams::{Backlog, Change};
 /// How long connecting to a server, and each JetStream request, may take: a NATS that
 /// does not answer within it is reported as unreachable, and the reconcile retried later.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts a client makes to get a lost connection back before it closes.
+const MAX_RECONNECTS: usize = 10;
 
 /// How the operator authenticates to NATS.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -101,8 +103,8 @@ impl Connections {
     }
 
     /// A JetStream context on the connection to `url`: the cached one while it is
-    /// connected, else a new connection (a disconnected client is dropped, which ends
-    /// its reconnect attempts).
+    /// connected, else a new connection (the disconnected client is dropped; its
+    /// reconnect attempts end after [`MAX_RECONNECTS`]).
     async fn jetstream(&self, url: &str) -> Result<jetstream::Context, QueueError> {
         let cached = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(url).cloned();
         let client = match cached {
@@ -122,8 +124,13 @@ impl Connections {
             .map(|s| s.trim().parse())
             .collect::<Result<_, _>>()
             .map_err(|e: std::io::Error| error(url, "reading the URL".into(), e.to_string()))?;
-        let options =
-            ConnectOptions::new().name("entrepot-operator").connection_timeout(TIMEOUT).request_timeout(Some(TIMEOUT));
+        let options = ConnectOptions::new()
+            .name("entrepot-operator")
+            .connection_timeout(TIMEOUT)
+            .request_timeout(Some(TIMEOUT))
+            // A lost connection is made anew at the next reconcile: the client dropped then
+            // gives up after a few attempts instead of retrying a gone server for ever.
+            .max_reconnects(Some(MAX_RECONNECTS));
         let options = match &self.auth {
             Auth::None => options,
             Auth::CredentialsFile(path) => options.credentials_file(path).await.map_err(|e| {
