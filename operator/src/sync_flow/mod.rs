@@ -128,9 +128,7 @@ impl Context {
             failures: Failures::default(),
         }
     }
-}
 
-impl Context {
     /// This context, reaching NATS through `nats` (with the operator's credentials).
     pub fn with_nats(self, nats: Connections) -> Self {
         Self { nats, ..self }
@@ -260,20 +258,19 @@ async fn reconcile_flow(guard: &DeserializeGuard<SyncFlow>, ctx: &Context) -> Re
     // 5. Status, with what the runners say about themselves.
     let workload = children.workload.reference(&name);
     let rollout = match &applied {
-        Applied::Continuous(stateful_set) => Some(Rollout::of(stateful_set)),
-        Applied::Shared(deployment) => Some(Rollout::of_deployment(deployment)),
-        Applied::Batch(_) => None,
+        Applied::Continuous(stateful_set) => Rollout::of(stateful_set),
+        Applied::Shared(deployment) => Rollout::of_deployment(deployment),
+        Applied::Batch(_) => Rollout::default(),
     };
-    let outcome = match (applied, rollout) {
-        (Applied::Batch(cron_job), _) => Outcome::Scheduled {
+    let outcome = match applied {
+        Applied::Batch(cron_job) => Outcome::Scheduled {
             workload,
             checksum: children.checksum,
             suspended: flow.spec.suspend,
             last_schedule: cron_job.status.and_then(|s| s.last_schedule_time).map(|t| t.0),
             queue: queue_state,
         },
-        (_, rollout) => {
-            let rollout = rollout.unwrap_or_default();
+        Applied::Continuous(_) | Applied::Shared(_) => {
             let report = if rollout.desired > 0 {
                 Some(Box::new(runner_status::read(&ctx.client, &ctx.runner_status, &namespace, &name).await))
             } else {

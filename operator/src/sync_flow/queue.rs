@@ -97,7 +97,8 @@ pub(super) async fn observe(nats: &Connections, flow: &str, queue: &Queue) -> Re
 pub(super) fn unreachable_message(error: &QueueError) -> String {
     format!(
         "{error}; the flow's runners need it too. Check spec.runner.queue.jetstream.url (or the Helm value \
-         nats.url) and the operator's NATS credentials (nats.operatorCredentialsSecret)"
+         nats.url) and the operator's own NATS credentials (Helm value nats.operatorCredentialsSecret or \
+         nats.operatorTokenSecret)"
     )
 }
 
