@@ -52,6 +52,11 @@ impl Layout {
         vec![self.subject("in.*"), self.subject("out.*.*")]
     }
 
+    /// Every subject of the flow's work (`entrepot.<namespace>.<flow>.>`).
+    pub fn work_subjects_root(&self) -> String {
+        self.subject(">")
+    }
+
     /// Where a record of partition `partition` waits to be mapped.
     pub fn inbox_subject(&self, partition: u16) -> String {
         self.subject(&format!("in.{partition}"))

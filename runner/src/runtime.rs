@@ -6,6 +6,8 @@ mod admin_server;
 mod dead_letters;
 mod http_server;
 mod intake;
+mod jetstream;
+pub use jetstream::JetStreamError;
 mod queue_file;
 pub mod records;
 mod retention;
@@ -67,6 +69,9 @@ pub enum StartError {
         /// Why.
         source: QueueError,
     },
+    /// The flows' queue in NATS JetStream cannot be opened.
+    #[error("cannot open the queue in NATS JetStream: {0}")]
+    JetStream(#[from] jetstream::JetStreamError),
     /// Two flows share a name (their webhook paths and queues would collide).
     #[error("two SyncFlows are named `{0}` (in different namespaces); one runner needs unique flow names")]
     DuplicateFlow(String),
@@ -123,11 +128,30 @@ impl Runtime {
         // A queue written by an earlier version (targets by position) is migrated with
         // the flows' targets as configured now.
         let targets = flows.iter().map(|(name, f)| (name.clone(), f.targets.iter().map(|t| t.name.clone()).collect()));
-        let opened = queue_file::open(data_dir, &targets.collect()).map_err(queue_err)?;
-        let (queue, set_aside) = (opened.queue, opened.set_aside.map(|p| p.display().to_string()));
+        let (queue, set_aside) = match jetstream::open(&flows, secrets)? {
+            Some(queue) => (queue, None),
+            None => {
+                let opened = queue_file::open(data_dir, &targets.collect()).map_err(queue_err)?;
+                (opened.queue, opened.set_aside.map(|p| p.display().to_string()))
+            }
+        };
         let metrics = Metrics::new();
         if set_aside.is_some() {
             metrics.queue_set_aside.inc();
+        }
+        for (name, flow) in &flows {
+            let flow = flow.clone();
+            queue.watch_arrivals(
+                name,
+                Arc::new(move |target: Option<&str>| match target {
+                    None => flow.wake.notify_one(),
+                    Some(target) => {
+                        for t in flow.targets.iter().filter(|t| t.name == target) {
+                            t.wake.notify_one();
+                        }
+                    }
+                }),
+            );
         }
         let mut pollers = BTreeMap::new();
         for (name, flow) in &flows {
@@ -467,6 +491,8 @@ pub async fn serve_with_admin(
     for w in workers {
         let _ = w.await;
     }
+    // A shared queue's other runners take this one's share now.
+    rt.queue.off_thread(|q| q.leave()).await;
     match failure {
         Some(failed) => Err(std::io::Error::other(failed)),
         None => a.and(b),

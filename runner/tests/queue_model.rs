@@ -4,16 +4,24 @@
 //! model. Properties: nothing acknowledged is lost, nothing acknowledged is delivered
 //! twice, and within an ordering key items come out in arrival order.
 //!
-//! Every queue backend runs through the same model: add a backend to [`BACKENDS`].
+//! Every queue backend runs through the same model: add a backend to [`BACKENDS`]. A
+//! backend numbers its outbox items its own way, increasing in arrival order (the
+//! embedded queue reuses the inbox's numbers, JetStream numbers every message of the
+//! flow's stream): the model follows records by id, and items by the numbers the store
+//! gives them.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::Path,
+    sync::Arc,
 };
 
 use entrepot::queue::{
-    Accepted, DeadLetter, DeadLetterReason, DeliveryItem, Envelope, Offer, PrepareOutcome, Prepared, Queue, RedbQueue,
+    Accepted, DeadLetter, DeadLetterReason, DeliveryItem, Envelope, JetStreamFlow, JetStreamOptions, JetStreamQueue,
+    LeaseTiming, NatsAuth, Offer, PrepareOutcome, Prepared, Queue, RedbQueue,
 };
+use entrepot_api::{jetstream::Layout, resource::SyncFlowSpec};
+use entrepot_sim::nats::NatsServer;
 use proptest::prelude::*;
 
 const FLOW: &str = "f";
@@ -22,10 +30,48 @@ const FAR: i64 = i64::MAX / 2;
 
 /// How a backend opens its queue in a directory; opened again after a crash, it must
 /// find everything committed before.
-type Open = fn(&Path) -> Queue;
+type Open = Arc<dyn Fn(&Path) -> Queue>;
 
-/// Every queue backend, by name.
-const BACKENDS: &[(&str, Open)] = &[("redb", |dir| RedbQueue::open(&dir.join("queue.redb")).unwrap())];
+/// Every queue backend, by name: each starts what it needs (a server) and gives how to
+/// open its queue.
+const BACKENDS: &[(&str, Start)] = &[("redb", redb), ("jetstream", jetstream)];
+
+/// Starts what a backend needs and says how to open its queue.
+type Start = fn() -> Open;
+
+fn redb() -> Open {
+    Arc::new(|dir| RedbQueue::open(&dir.join("queue.redb")).unwrap())
+}
+
+/// A real nats-server of the case's own; the flow's streams are named after the case's
+/// directory, and the runner keeps its name across a crash (so it takes its partition
+/// lease back at once, as a restarted pod does).
+fn jetstream() -> Open {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let server = Arc::new(runtime.block_on(NatsServer::start()));
+    Arc::new(move |dir| {
+        let namespace = dir.file_name().unwrap().to_string_lossy().to_ascii_lowercase().replace('.', "");
+        let spec: SyncFlowSpec = serde_json::from_value(serde_json::json!({
+            "source": {"connectorRef": "s", "entity": "e", "trigger": {"webhook": {}}},
+            "targets": [{"connectorRef": TARGET, "entity": "x"}]
+        }))
+        .unwrap();
+        let flow = JetStreamFlow {
+            name: FLOW.into(),
+            namespace: namespace.clone(),
+            partitions: 1,
+            create: Some(Layout::new(&namespace, FLOW).plan(&spec, 1)),
+        };
+        let options = JetStreamOptions {
+            servers: server.url(),
+            auth: NatsAuth::None,
+            member: "model".into(),
+            flows: vec![flow],
+            leases: LeaseTiming::default(),
+        };
+        Queue::new(JetStreamQueue::connect(options).unwrap())
+    })
+}
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -79,7 +125,7 @@ struct Model {
     seen_deliveries: BTreeSet<u8>,
     seen_keys: BTreeSet<u8>,
     inbox: Vec<(u64, u8)>,
-    outbox: Vec<(u64, u8)>,
+    outbox: Vec<u8>,
     delivered: Vec<u8>,
     dead: usize,
     dropped: usize,
@@ -88,13 +134,13 @@ struct Model {
 impl Model {
     /// Record `id` (under `seq`) left prepare with `outcome`: checks it against the
     /// model's idempotency keys and moves it on.
-    fn place(&mut self, seq: u64, id: u8, fail: bool, outcome: PrepareOutcome) -> Result<(), TestCaseError> {
+    fn place(&mut self, id: u8, fail: bool, outcome: PrepareOutcome) -> Result<(), TestCaseError> {
         if fail {
             prop_assert_eq!(outcome, PrepareOutcome::DeadLettered);
             self.dead += 1;
         } else if self.seen_keys.insert(id) {
             prop_assert_eq!(outcome, PrepareOutcome::Queued);
-            self.outbox.push((seq, id));
+            self.outbox.push(id);
         } else {
             prop_assert_eq!(outcome, PrepareOutcome::Duplicate);
             self.dropped += 1;
@@ -127,18 +173,18 @@ fn record_id(payload: &[u8]) -> u8 {
     v["id"].as_u64().unwrap() as u8
 }
 
-/// Heads of the lanes, in seq order: for each ordering key, its oldest outbox item.
-fn lane_heads(outbox: &[(u64, u8)]) -> Vec<(u64, u8)> {
-    let mut heads: BTreeMap<String, (u64, u8)> = BTreeMap::new();
-    for (seq, id) in outbox {
-        heads.entry(key(*id)).or_insert((*seq, *id));
+/// Heads of the lanes, in arrival order: for each ordering key, its oldest outbox item.
+fn lane_heads(outbox: &[u8]) -> Vec<u8> {
+    let mut heads: BTreeMap<String, (usize, u8)> = BTreeMap::new();
+    for (place, id) in outbox.iter().enumerate() {
+        heads.entry(key(*id)).or_insert((place, *id));
     }
     let mut v: Vec<_> = heads.into_values().collect();
     v.sort();
-    v
+    v.into_iter().map(|(_, id)| id).collect()
 }
 
-fn run(open: Open, ops: Vec<Op>) -> Result<(), TestCaseError> {
+fn run(open: &Open, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let mut q = open(dir.path());
     let mut m = Model::default();
@@ -164,7 +210,7 @@ fn run(open: Open, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 prop_assert_eq!((seq, record_id(&env.payload)), (mseq, id), "inbox is FIFO");
                 let prepared = prepared(env, id, fail);
                 let outcome = q.prepare(FLOW, seq, prepared).unwrap();
-                m.place(seq, id, fail, outcome)?;
+                m.place(id, fail, outcome)?;
             }
             Op::AcceptMapped { id, fail } => {
                 let envelope = envelope(id);
@@ -181,10 +227,10 @@ fn run(open: Open, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 if !m.seen_deliveries.insert(id) {
                     prop_assert_eq!(outcome, Accepted::DuplicateDelivery);
                 } else if m.inbox.is_empty() {
-                    let Accepted::Prepared { seq, outcome } = outcome else {
+                    let Accepted::Prepared { outcome, .. } = outcome else {
                         return Err(TestCaseError::fail(format!("{id} not placed past an empty inbox: {outcome:?}")));
                     };
-                    m.place(seq, id, fail, outcome)?;
+                    m.place(id, fail, outcome)?;
                 } else {
                     // Behind inbox records it waits its turn there, mapped again by prepare.
                     let Accepted::Queued(seq) = outcome else {
@@ -198,15 +244,16 @@ fn run(open: Open, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 if heads.is_empty() {
                     continue;
                 }
-                let (seq, id) = heads[pick as usize % heads.len()];
-                m.outbox.retain(|(s, _)| *s != seq);
+                let id = heads[pick as usize % heads.len()];
+                m.outbox.retain(|i| *i != id);
+                let stored = q.outbox(FLOW, TARGET, usize::MAX).unwrap();
+                let seq = stored.iter().find(|(_, i)| record_id(&i.envelope.payload) == id).unwrap().0;
                 if matches!(op, Op::Deliver(_)) {
                     prop_assert!(!m.delivered.contains(&id), "record {} delivered twice", id);
                     q.delivered(FLOW, TARGET, seq).unwrap();
                     m.delivered.push(id);
                 } else {
-                    let item =
-                        q.outbox(FLOW, TARGET, usize::MAX).unwrap().into_iter().find(|(s, _)| *s == seq).unwrap().1;
+                    let item = stored.into_iter().find(|(s, _)| *s == seq).unwrap().1;
                     q.dead_letter(FLOW, TARGET, seq, &dead(item.envelope)).unwrap();
                     m.dead += 1;
                 }
@@ -223,12 +270,9 @@ fn run(open: Open, ops: Vec<Op>) -> Result<(), TestCaseError> {
         let inbox: Vec<(u64, u8)> =
             q.inbox(FLOW, usize::MAX).unwrap().into_iter().map(|(s, e)| (s, record_id(&e.payload))).collect();
         prop_assert_eq!(&inbox, &m.inbox);
-        let outbox: Vec<(u64, u8)> = q
-            .outbox(FLOW, TARGET, usize::MAX)
-            .unwrap()
-            .into_iter()
-            .map(|(s, i)| (s, record_id(&i.envelope.payload)))
-            .collect();
+        let stored = q.outbox(FLOW, TARGET, usize::MAX).unwrap();
+        prop_assert!(stored.windows(2).all(|w| w[0].0 < w[1].0), "outbox numbers increase");
+        let outbox: Vec<u8> = stored.iter().map(|(_, i)| record_id(&i.envelope.payload)).collect();
         prop_assert_eq!(&outbox, &m.outbox, "outbox in arrival order");
         prop_assert_eq!(q.dead_letters(FLOW).unwrap().len(), m.dead);
         prop_assert_eq!(q.pending_total().unwrap() as usize, m.inbox.len() + m.outbox.len());
@@ -259,8 +303,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
     #[test]
     fn every_backend_matches_the_model(ops in proptest::collection::vec(op(), 1..60)) {
-        for (name, open) in BACKENDS {
-            run(*open, ops.clone()).map_err(|e| TestCaseError::fail(format!("backend {name}: {e}")))?;
+        for (name, start) in BACKENDS {
+            run(&start(), ops.clone()).map_err(|e| TestCaseError::fail(format!("backend {name}: {e}")))?;
         }
     }
 }

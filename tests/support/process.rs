@@ -99,17 +99,17 @@ impl RunnerProcess {
     /// Starts the runner with `args` (without listen addresses: loopback ports are
     /// added) and environment `env`, and waits until it is ready.
     pub async fn spawn(args: Vec<String>, env: Vec<(String, String)>) -> Self {
-        Self::launch(args, env, Stdio::inherit()).await
+        Self::launch(args, env, Stdio::inherit(), None).await
     }
 
     /// As [`spawn`](Self::spawn), with the runner's log (stderr) written to `log`. Set
     /// `ENTREPOT_LOG` in `env` for more than warnings.
     pub async fn spawn_logged(args: Vec<String>, env: Vec<(String, String)>, log: &Path) -> Self {
         let file = std::fs::File::create(log).expect("the log file can be created");
-        Self::launch(args, env, Stdio::from(file)).await
+        Self::launch(args, env, Stdio::from(file), Some(log)).await
     }
 
-    async fn launch(args: Vec<String>, env: Vec<(String, String)>, stderr: Stdio) -> Self {
+    async fn launch(args: Vec<String>, env: Vec<(String, String)>, stderr: Stdio, log: Option<&Path>) -> Self {
         let (web, admin) = (free_port(), free_port());
         let child = Command::new(runner_binary())
             .args(&args)
@@ -129,7 +129,8 @@ impl RunnerProcess {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(exit) = me.child.try_wait().expect("the runner can be waited on") {
-                panic!("the runner exited before it was ready: {exit}");
+                let said = log.and_then(|l| std::fs::read_to_string(l).ok()).unwrap_or_default();
+                panic!("the runner exited before it was ready: {exit}\n{said}");
             }
             if reqwest::get(&ready).await.is_ok_and(|r| r.status().is_success()) {
                 return me;
@@ -142,6 +143,18 @@ impl RunnerProcess {
     /// The URL of a flow's webhook.
     pub fn webhook(&self, flow: &str) -> String {
         format!("{}/webhooks/{flow}", self.webhook_url)
+    }
+
+    /// SIGTERM, then waits (at most 30 s) for the runner to shut down cleanly.
+    pub async fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        assert!(sent.success(), "SIGTERM sent to the runner");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().expect("the runner can be waited on").is_none() {
+            assert!(std::time::Instant::now() < deadline, "the runner did not stop within 30 s of SIGTERM");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// SIGKILL: no shutdown, no flush, nothing.

@@ -9,7 +9,7 @@ use std::{
 };
 
 use tokio::{task::JoinSet, time::Instant};
-use tracing::{Instrument, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use super::{Flow, Workers, lanes::Lanes};
 use crate::{
@@ -56,6 +56,7 @@ pub async fn run_delivery(flow: Arc<Flow>, index: usize, mut w: Workers) {
         delivered: Vec::new(),
         acked_versions: HashMap::new(),
         loaded_up_to: 0,
+        claims: 0,
         failing: 0,
         recovered: false,
     };
@@ -123,6 +124,10 @@ struct Worker {
     /// held with the same key: with [`Head::last_delivered`], what the queue holds.
     acked_versions: HashMap<String, String>,
     loaded_up_to: u64,
+    /// The queue's [`crate::queue::QueueBackend::claims`] when this worker last loaded:
+    /// when it changes (a shared queue gave this runner other partitions), loading starts
+    /// again from the beginning.
+    claims: u64,
     /// Target-wide failures (5xx, no answer) since the last success.
     failing: u32,
     /// A success ended an outage (`OUTAGE_STREAK` failures in a row): release the retries.
@@ -153,6 +158,11 @@ impl Worker {
         let take = Take { items: LOAD_BATCH.min(MAX_HELD - self.lanes.len()), bytes: budget - self.held_bytes };
         let lanes = &self.lanes;
         self.acked_versions.retain(|key, _| lanes.holds(key));
+        let claims = w.queue.claims(self.name());
+        if claims != self.claims {
+            self.claims = claims;
+            self.loaded_up_to = 0;
+        }
         let (name, target_name, after) =
             (self.name().to_string(), self.flow.targets[self.index].name.clone(), self.loaded_up_to);
         // The items and, in the same blocking call, the last version delivered for each
@@ -178,6 +188,11 @@ impl Worker {
                 let full = batch.len() == take.items
                     || batch.iter().map(|(_, item, _)| item.size()).sum::<usize>() >= take.bytes;
                 for (seq, item, last_delivered) in batch {
+                    self.loaded_up_to = seq;
+                    if self.held.contains_key(&seq) {
+                        // Read again after a change of partitions: already here.
+                        continue;
+                    }
                     // Without an ordering key every record is its own lane.
                     let key = item.ordering_key.clone().unwrap_or_else(|| format!("#{seq}"));
                     self.lanes.push(&key, seq);
@@ -185,7 +200,6 @@ impl Worker {
                     self.held_bytes += size;
                     self.held
                         .insert(seq, Head { key, item: Arc::new(item), size, attempts: Vec::new(), last_delivered });
-                    self.loaded_up_to = seq;
                 }
                 self.show_held(w);
                 full
@@ -260,6 +274,13 @@ impl Worker {
     /// Sends the next ready lane's head, unless it is stale.
     async fn dispatch(&mut self, slot: Slot, in_flight: &mut JoinSet<(u64, Answer)>, w: &Workers) {
         let Some((key, seq)) = self.lanes.next() else { return };
+        if !w.queue.holds(self.name(), seq) {
+            // Its partition went to another runner, which delivers it: forget it here.
+            debug!(flow = %self.name(), target = %self.connector(), seq, "item left to the runner that holds it now");
+            self.finish(seq);
+            self.show_held(w);
+            return;
+        }
         if self.is_stale(seq) {
             let (name, target_name) = (self.name().to_string(), self.flow.targets[self.index].name.clone());
             let dropped = w.queue.off_thread(move |q| q.drop_stale(&name, &target_name, seq)).await;

@@ -199,6 +199,20 @@ impl Flow {
         }
     }
 
+    /// Whether this runner reads the flow's source `role` (`poll`, `file`) now: on a
+    /// queue shared by several runners one of them does at a time (the others ask again
+    /// every few seconds, and take over when it is gone).
+    pub async fn leads(&self, queue: &Queue, role: &'static str) -> bool {
+        let name = self.name().to_string();
+        match queue.off_thread(move |q| q.leads(&name, role)).await {
+            Ok(leads) => leads,
+            Err(e) => {
+                tracing::warn!(flow = %self.name(), source = role, error = %e, "cannot ask who reads the source");
+                false
+            }
+        }
+    }
+
     /// Compiles the flow's programs and sets up its targets.
     pub fn new(config: FlowConfig, secrets: &Secrets) -> Result<Self, FlowError> {
         let flow = config.name.clone();
@@ -367,6 +381,9 @@ pub struct Workers {
     /// Flips to `true` on shutdown.
     pub shutdown: watch::Receiver<bool>,
 }
+
+/// How often a runner that does not read its flow's source asks again whether it should.
+pub const FOLLOWER_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How sources run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

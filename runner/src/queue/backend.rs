@@ -9,6 +9,10 @@ use super::{
     DeadLetterPage, DeliveryItem, Envelope, Intake, Offer, PrepareOutcome, Prepared, QueueError, Take,
 };
 
+/// What [`QueueBackend::watch_arrivals`] calls: with `None` for a record in the inbox,
+/// with a target's name for a delivery item.
+pub type Arrivals = std::sync::Arc<dyn Fn(Option<&str>) + Send + Sync>;
+
 /// A durable queue. Implementations must keep, for each flow, the inbox in arrival
 /// order and each target's outbox in inbox order (the model test in
 /// `runner/tests/queue_model.rs` checks this and the dedup rules).
@@ -26,6 +30,36 @@ pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
     fn latched(&self) -> Option<String> {
         None
     }
+
+    // ---- sharing: several runners on one queue
+
+    /// Whether this runner may still work on the flow's delivery item `seq`: a queue
+    /// shared by several runners gives each a share of the partitions, and an item whose
+    /// partition went to another runner is left to it.
+    fn holds(&self, _flow: &str, _seq: u64) -> bool {
+        true
+    }
+
+    /// A number that changes whenever this runner's share of the flow changes: a reader
+    /// that remembers how far it read starts again from the beginning.
+    fn claims(&self, _flow: &str) -> u64 {
+        0
+    }
+
+    /// Whether this runner is the one to read the flow's source `role` (a poller, a file
+    /// import) now: exactly one runner of a shared queue does at a time.
+    fn leads(&self, _flow: &str, _role: &str) -> Result<bool, QueueError> {
+        Ok(true)
+    }
+
+    /// Calls `arrived` whenever another runner adds work to the flow: `None` for a record
+    /// in the inbox, `Some(target)` for a delivery item, so this runner's workers take it
+    /// at once rather than at their next look. Nothing for a queue only this runner writes.
+    fn watch_arrivals(&self, _flow: &str, _arrived: Arrivals) {}
+
+    /// This runner stops: lets go of its share of the work, so the others take it over at
+    /// once rather than when its leases expire.
+    fn leave(&self) {}
 
     // ---- intake: source → inbox
 

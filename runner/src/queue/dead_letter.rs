@@ -2,14 +2,15 @@
 //! discard and its report. Each backend does it in one transaction, so a replay can
 //! neither lose a record nor queue it twice.
 //!
-//! Dead letter ids are sequence numbers from the queue's one counter, so an id alone
-//! names a dead letter across flows.
+//! In the embedded queue, dead letter ids are sequence numbers from the queue's one
+//! counter, so an id alone names a dead letter across flows; in JetStream they are the
+//! flow's dead-letter stream sequence numbers, unique within the flow.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::DeadLetter;
+use super::{DeadLetter, DeadLetterFilter, Envelope, Replay};
 
 /// A dead letter with its id and flow, as listed and shown.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -28,6 +29,29 @@ pub struct DeadLetterEntry {
     pub dead_letter: DeadLetter,
 }
 
+impl DeadLetterEntry {
+    /// The record as it re-enters its flow when replayed: marked as a replay (so the
+    /// idempotency-key dedup lets it through), with its correlation id, and with this
+    /// failure added to its history.
+    pub fn replayed(&self, requested_by: &str, now_ms: i64) -> Envelope {
+        let mut envelope = self.dead_letter.envelope.clone();
+        let earlier = envelope.replay.take();
+        let (count, target, mut history) = earlier.map_or((0, None, Vec::new()), |r| (r.count, r.target, r.history));
+        history.push(self.dead_letter.as_past_failure(self.id));
+        envelope.replay = Some(Box::new(Replay {
+            dead_letter_id: Some(self.id),
+            count: count + 1,
+            // A record that failed at one target goes back to that one only; a replay
+            // that then failed at mapping keeps the earlier restriction.
+            target: self.dead_letter.target.clone().or(target),
+            requested_by: requested_by.into(),
+            replayed_at_ms: now_ms,
+            history,
+        }));
+        envelope
+    }
+}
+
 /// One page of the dead letters a filter selects, lowest ids first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeadLetterPage {
@@ -37,6 +61,25 @@ pub struct DeadLetterPage {
     pub total: usize,
     /// When more follow: the `after` that gives the next page.
     pub next_after: Option<u64>,
+}
+
+impl DeadLetterPage {
+    /// The page of `matched` (every dead letter the filter selects, in any order) that
+    /// `filter`'s `after` and `limit` ask for.
+    pub fn of(mut matched: Vec<DeadLetterEntry>, filter: &DeadLetterFilter) -> Self {
+        matched.sort_by_key(|e| e.id);
+        let total = matched.len();
+        let mut entries: Vec<DeadLetterEntry> =
+            matched.into_iter().filter(|e| filter.after.is_none_or(|a| e.id > a)).collect();
+        let mut next_after = None;
+        if let Some(limit) = filter.limit
+            && entries.len() > limit
+        {
+            entries.truncate(limit);
+            next_after = entries.last().map(|e| e.id);
+        }
+        Self { entries, total, next_after }
+    }
 }
 
 /// What can be done to dead letters.

@@ -18,15 +18,17 @@
 mod backend;
 mod dead_letter;
 mod intake;
+mod jetstream;
 mod record;
 mod redb;
 mod selection;
 
 use std::{collections::BTreeMap, ops::Deref, sync::Arc};
 
-pub use backend::QueueBackend;
+pub use backend::{Arrivals, QueueBackend};
 pub use dead_letter::{ActionReport, Affected, DeadLetterAction, DeadLetterEntry, DeadLetterPage};
 pub use intake::{BatchOutcome, Intake};
+pub use jetstream::{JetStreamFlow, JetStreamOptions, JetStreamQueue, LeaseTiming, NatsAuth};
 pub use record::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, Envelope, PastFailure, Replay, Take, now_ms};
 pub use redb::RedbQueue;
 pub use selection::{DeadLetterFilter, Selection, SelectionError, parse_instant};

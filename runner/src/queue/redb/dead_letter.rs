@@ -11,9 +11,7 @@ use serde::Deserialize;
 use tracing::{debug, info};
 
 use super::{DEAD, INBOX, META, RedbQueue, decode, encode, held::Delta};
-use crate::queue::{
-    Affected, DeadLetter, DeadLetterEntry, DeadLetterFilter, DeadLetterPage, QueueError, Replay, now_ms,
-};
+use crate::queue::{Affected, DeadLetter, DeadLetterEntry, DeadLetterFilter, DeadLetterPage, QueueError, now_ms};
 
 /// Every dead letter `filter` selects, lowest ids first, with how many there are in all
 /// (before `after` and `limit`).
@@ -39,18 +37,7 @@ fn select(
             matched.push(DeadLetterEntry { id, flow: flow.to_string(), target_connector, dead_letter: letter });
         }
     }
-    matched.sort_by_key(|e| e.id);
-    let total = matched.len();
-    let mut entries: Vec<DeadLetterEntry> =
-        matched.into_iter().filter(|e| filter.after.is_none_or(|a| e.id > a)).collect();
-    let mut next_after = None;
-    if let Some(limit) = filter.limit
-        && entries.len() > limit
-    {
-        entries.truncate(limit);
-        next_after = entries.last().map(|e| e.id);
-    }
-    Ok(DeadLetterPage { entries, total, next_after })
+    Ok(DeadLetterPage::of(matched, filter))
 }
 
 /// Just the time a dead letter was written: the retention purge reads nothing else.
@@ -87,21 +74,7 @@ impl RedbQueue {
             let mut inbox = tx.open_table(INBOX)?;
             let mut meta = tx.open_table(META)?;
             for entry in selected {
-                let mut envelope = entry.dead_letter.envelope.clone();
-                let earlier = envelope.replay.take();
-                let (count, target, mut history) =
-                    earlier.map_or((0, None, Vec::new()), |r| (r.count, r.target, r.history));
-                history.push(entry.dead_letter.as_past_failure(entry.id));
-                envelope.replay = Some(Box::new(Replay {
-                    dead_letter_id: Some(entry.id),
-                    count: count + 1,
-                    // A record that failed at one target goes back to that one only; a
-                    // replay that then failed at mapping keeps the earlier restriction.
-                    target: entry.dead_letter.target.clone().or(target),
-                    requested_by: requested_by.into(),
-                    replayed_at_ms: now,
-                    history,
-                }));
+                let envelope = entry.replayed(requested_by, now);
                 let seq = Self::next_seq(&mut meta)?;
                 let bytes = encode(&envelope);
                 delta.add(bytes.len());

@@ -276,8 +276,16 @@ impl FileSource {
 pub async fn run(flow: Arc<Flow>, trigger: FileTrigger, workers: Workers, mode: SourceMode) {
     let interval = trigger.interval();
     let mut shutdown = workers.shutdown.clone();
-    let mut source = FileSource::new(flow, trigger, &workers, FileOptions::default());
+    let queue = workers.queue.clone();
+    let mut source = FileSource::new(flow.clone(), trigger, &workers, FileOptions::default());
     loop {
+        if !flow.leads(&queue, "file").await {
+            // Another runner of the flow imports; ask again soon, to take over if it goes.
+            tokio::select! {
+                _ = tokio::time::sleep(crate::flow::FOLLOWER_RECHECK.min(interval)) => continue,
+                _ = shutdown.changed() => return,
+            }
+        }
         let report;
         (source, report) = tokio::task::spawn_blocking(move || {
             let report = source.scan();

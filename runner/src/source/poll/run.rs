@@ -17,7 +17,7 @@ use super::{
 use crate::{
     attempt::{Failed, Outcome, with_retries},
     connect::{ConnectorClient, Sent, body::read_prefix},
-    flow::{Flow, SourceMode},
+    flow::{FOLLOWER_RECHECK, Flow, SourceMode},
     metrics::Metrics,
     protocol::describe_transport,
     protocol::{Answer, ErrorCategory, Verdict},
@@ -193,6 +193,13 @@ impl Poller {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>, mode: SourceMode) {
         let interval = self.source().trigger().interval.get();
         loop {
+            if !self.flow.leads(&self.queue, "poll").await {
+                // Another runner of the flow polls; ask again soon, to take over if it goes.
+                tokio::select! {
+                    _ = tokio::time::sleep(FOLLOWER_RECHECK.min(interval)) => continue,
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+            }
             let report = tokio::select! {
                 report = self.poll_once() => report,
                 _ = shutdown.wait_for(|stop| *stop) => return,

@@ -1,0 +1,537 @@
+//! The queue in NATS JetStream, shared by every runner of a flow (`runner.queue.jetstream`).
+//!
+//! Per flow (names from [`entrepot_api::jetstream::Layout`]):
+//! - the **work stream** holds records waiting to be mapped (`…in.<partition>`) and
+//!   delivery items (`…out.<target>.<partition>`). A record's partition is the hash of its
+//!   ordering key when it is known at intake (a webhook mapped there), else of its id; a
+//!   delivery item's is the hash of its ordering key. Items are removed by sequence
+//!   number once delivered. A sequence number is a message's place in the stream: inbox
+//!   records and delivery items are numbered apart, each in arrival order.
+//! - the **dead-letter stream**, whose sequence numbers are the dead letters' ids;
+//! - the **keys bucket** (idempotency keys, expiring with the dedup window), the
+//!   **versions bucket** (the stale guard's last version per target and key) and the
+//!   **state bucket** (source progress, heartbeats and leases).
+//!
+//! Intake publishes with `Nats-Msg-Id` = the delivery id and returns once JetStream
+//! acknowledged (after replication, on a replicated stream). There are no transactions
+//! across subjects: each step that moves a record publishes its next place with a
+//! message id derived from its current one, then deletes the current one, so a step
+//! repeated after a crash stores nothing twice (within the duplicate window), and an
+//! idempotency key claimed by a record stays that record's (its claim names it).
+//!
+//! Several runners: each works only the partitions whose lease it holds (`lease.rs`), so
+//! one key's items are delivered by one runner at a time, in order, and keys never wait
+//! for each other. See docs/scaling.md.
+
+mod client;
+mod dead_letter;
+mod keys;
+mod lease;
+mod place;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+};
+
+use bytes::Bytes;
+use entrepot_api::jetstream::{Layout, StreamPlan, kv_key};
+use tracing::{info, warn};
+
+pub use client::NatsAuth;
+pub use lease::LeaseTiming;
+
+use self::{
+    client::{Nats, decode, encode, failed},
+    keys::{VersionStamp, record_version, version_key},
+    lease::Ownership,
+    place::{FlowStore, claimant, inbox_partition},
+};
+use super::{
+    Accepted, Affected, Backlog, BatchOutcome, DeadLetter, DeadLetterFilter, DeadLetterPage, DeliveryItem, Envelope,
+    Intake, Offer, PrepareOutcome, Prepared, QueueBackend, QueueError, Take,
+};
+
+/// One flow of a JetStream queue.
+#[derive(Clone, Debug)]
+pub struct JetStreamFlow {
+    /// The flow's name (what the runner calls it).
+    pub name: String,
+    /// Its namespace (part of its streams' names).
+    pub namespace: String,
+    /// Its partitions (`queue.jetstream.partitions`).
+    pub partitions: u16,
+    /// Its streams and buckets, created when missing (local mode); `None`: they must
+    /// exist (the operator made them).
+    pub create: Option<Vec<StreamPlan>>,
+}
+
+/// How to reach NATS and who this runner is.
+#[derive(Clone, Debug)]
+pub struct JetStreamOptions {
+    /// Server URLs, comma-separated.
+    pub servers: String,
+    /// The login.
+    pub auth: NatsAuth,
+    /// This runner's name among the flow's runners: unique, and the same after a restart
+    /// of the same runner (a pod's name), so it takes its own leases back at once.
+    pub member: String,
+    /// The flows.
+    pub flows: Vec<JetStreamFlow>,
+    /// Lease durations.
+    pub leases: LeaseTiming,
+}
+
+/// The JetStream queue backend.
+pub struct JetStreamQueue {
+    nats: Nats,
+    flows: Arc<BTreeMap<String, Arc<FlowStore>>>,
+    leases: LeaseTiming,
+    servers: String,
+}
+
+impl std::fmt::Debug for JetStreamQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamQueue").field("servers", &self.servers).field("flows", &self.flows.len()).finish()
+    }
+}
+
+impl JetStreamQueue {
+    /// Connects, opens (or creates, as told) each flow's streams and buckets, takes a
+    /// first share of the partitions, and starts renewing leases in the background.
+    pub fn connect(options: JetStreamOptions) -> Result<Self, QueueError> {
+        let nats = Nats::connect(&options.servers, &options.auth)?;
+        let js = nats.js.clone();
+        let member = options.member.clone();
+        let flows = nats.wait(async move {
+            let mut flows = BTreeMap::new();
+            for flow in options.flows {
+                for plan in flow.create.iter().flatten() {
+                    client::ensure(&js, plan).await?;
+                }
+                let layout = Layout::new(&flow.namespace, &flow.name);
+                let store = FlowStore {
+                    partitions: flow.partitions.max(1),
+                    work: layout.work_stream(),
+                    dead: layout.dead_stream(),
+                    keys: client::bucket(&js, &layout.keys_bucket()).await?,
+                    versions: client::bucket(&js, &layout.versions_bucket()).await?,
+                    state: client::bucket(&js, &layout.state_bucket()).await?,
+                    ownership: Ownership::new(&member, flow.partitions.max(1)),
+                    loaned: Mutex::default(),
+                    layout,
+                };
+                // Whatever is missing is said now, not at the first record.
+                js.get_stream(&store.work).await.map_err(|e| failed(&format!("stream {}", store.work), e))?;
+                js.get_stream(&store.dead).await.map_err(|e| failed(&format!("stream {}", store.dead), e))?;
+                store.ownership.tick(&store.state, options.leases, &flow.name).await?;
+                flows.insert(flow.name, Arc::new(store));
+            }
+            Ok(flows)
+        })?;
+        let queue = Self { nats, flows: Arc::new(flows), leases: options.leases, servers: options.servers };
+        queue.renew_in_background();
+        info!(servers = %queue.servers, member = %options.member, flows = queue.flows.len(), "queue in NATS JetStream");
+        Ok(queue)
+    }
+
+    fn renew_in_background(&self) {
+        let (flows, timing) = (self.flows.clone(), self.leases);
+        self.nats.spawn(async move {
+            let mut every = tokio::time::interval(timing.tick);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                for (name, flow) in flows.iter() {
+                    if let Err(e) = flow.ownership.tick(&flow.state, timing, name).await {
+                        warn!(flow = %name, error = %e, "cannot renew the runner's leases; retrying");
+                    }
+                }
+            }
+        });
+    }
+
+    fn flow(&self, name: &str) -> Result<Arc<FlowStore>, QueueError> {
+        self.flows.get(name).cloned().ok_or_else(|| failed("flow", format!("`{name}` has no queue in this runner")))
+    }
+
+    /// Lets go of every lease (a clean shutdown), so the other runners take over at once.
+    pub fn resign(&self) {
+        let flows = self.flows.clone();
+        let _ = self.nats.wait(async move {
+            for flow in flows.values() {
+                flow.ownership.resign(&flow.state).await;
+            }
+            Ok(())
+        });
+    }
+}
+
+impl QueueBackend for JetStreamQueue {
+    fn accept_group(&self, offers: &[Offer<'_>]) -> Result<Vec<Accepted>, QueueError> {
+        let mut flows = Vec::with_capacity(offers.len());
+        for offer in offers {
+            flows.push(self.flow(offer.flow)?);
+        }
+        let js = self.nats.js.clone();
+        let offers: Vec<(Envelope, Option<Prepared>, u64, u64)> =
+            offers.iter().map(|o| (o.envelope.clone(), o.prepared.cloned(), o.max_pending, o.max_bytes)).collect();
+        self.nats.wait(async move {
+            let mut out = Vec::with_capacity(offers.len());
+            for ((envelope, prepared, max_pending, max_bytes), flow) in offers.into_iter().zip(flows) {
+                if max_pending != u64::MAX || max_bytes != u64::MAX {
+                    let (messages, bytes, _) = client::state(&js, &flow.work).await?;
+                    if messages >= max_pending || bytes >= max_bytes {
+                        out.push(Accepted::Full);
+                        continue;
+                    }
+                }
+                let id = claimant(&envelope).to_string();
+                let inbox = flow.layout.inbox_subject(inbox_partition(&flow, &envelope, prepared.as_ref()));
+                let seq = match client::publish(&js, inbox.clone(), &id, encode(&envelope)).await? {
+                    None => {
+                        out.push(Accepted::Full);
+                        continue;
+                    }
+                    Some((_, true)) => {
+                        out.push(Accepted::DuplicateDelivery);
+                        continue;
+                    }
+                    Some((seq, false)) => seq,
+                };
+                // Mapped at intake and first in its partition's inbox: placed now, as the
+                // prepare stage would (the same message ids, so if a prepare worker takes
+                // it too, or a crash comes in between, nothing is stored twice).
+                let first = match &prepared {
+                    Some(_) => client::first_on(&js, &flow.work, &inbox).await?,
+                    None => None,
+                };
+                match prepared.filter(|_| first == Some(seq)) {
+                    Some(prepared) => {
+                        let replay = envelope.replay.is_some();
+                        match place::place(&js, &flow, &format!("in{seq}"), &id, replay, &prepared).await? {
+                            Some((outcome, placed)) => {
+                                client::delete(&js, &flow.work, &[seq]).await?;
+                                out.push(Accepted::Prepared { seq: placed, outcome });
+                            }
+                            None => out.push(Accepted::Queued(seq)),
+                        }
+                    }
+                    None => out.push(Accepted::Queued(seq)),
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn accept_batch(
+        &self,
+        flow: &str,
+        items: &[Intake],
+        _delivery_expires_ms: i64,
+        state: &[(&str, &[u8])],
+    ) -> Result<BatchOutcome, QueueError> {
+        let store = self.flow(flow)?;
+        let js = self.nats.js.clone();
+        let items = items.to_vec();
+        let state: Vec<(String, Bytes)> =
+            state.iter().map(|(k, v)| (format!("src.{}", kv_key(k)), Bytes::copy_from_slice(v))).collect();
+        self.nats.wait(async move {
+            let mut outcome = BatchOutcome::default();
+            for item in items {
+                match item {
+                    Intake::Record(envelope) => {
+                        let id = claimant(&envelope).to_string();
+                        let subject = store.layout.inbox_subject(inbox_partition(&store, &envelope, None));
+                        match client::publish(&js, subject, &id, encode(&envelope)).await? {
+                            None => return Err(failed("queue a record", "the flow's stream is full")),
+                            Some((_, true)) => outcome.duplicates += 1,
+                            Some((_, false)) => outcome.queued += 1,
+                        }
+                    }
+                    Intake::DeadLetter(dead) => {
+                        let id = format!("{}.dead", claimant(&dead.envelope));
+                        if client::publish(&js, store.layout.dead_subject(), &id, encode(&dead)).await?.is_none() {
+                            return Err(failed("dead-letter a record", "the dead-letter stream is full"));
+                        }
+                        outcome.dead_lettered += 1;
+                    }
+                }
+            }
+            // After the records: a crash in between reads them again, and their ids
+            // (or idempotency keys) drop the repeats.
+            for (key, value) in state {
+                store.state.put(&key, value).await.map_err(|e| failed("record a source's progress", e))?;
+            }
+            Ok(outcome)
+        })
+    }
+
+    fn source_state(&self, flow: &str, key: &str) -> Result<Option<Vec<u8>>, QueueError> {
+        let store = self.flow(flow)?;
+        let key = format!("src.{}", kv_key(key));
+        self.nats.wait(async move {
+            let value = store.state.get(&key).await.map_err(|e| failed("read a source's progress", e))?;
+            Ok(value.map(|v| v.to_vec()))
+        })
+    }
+
+    fn inbox(&self, flow: &str, max: usize) -> Result<Vec<(u64, Envelope)>, QueueError> {
+        let store = self.flow(flow)?;
+        let js = self.nats.js.clone();
+        self.nats.wait(async move {
+            let subjects = owned_subjects(&store, |p| store.layout.inbox_subject(p), store.layout.inbox_subjects());
+            let read = client::read(&js, &store.work, subjects, 1, max, usize::MAX).await?;
+            read.iter().map(|s| Ok((s.seq, decode(s)?))).collect()
+        })
+    }
+
+    fn prepare_batch(&self, flow: &str, batch: Vec<(u64, Prepared)>) -> Result<Vec<PrepareOutcome>, QueueError> {
+        let store = self.flow(flow)?;
+        let js = self.nats.js.clone();
+        self.nats.wait(async move {
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for (seq, prepared) in batch {
+                let envelope = match &prepared {
+                    Prepared::Deliver { items, .. } => items.first().map(|i| &i.envelope),
+                    Prepared::DeadLetter(dead) => Some(&dead.envelope),
+                };
+                let (who, replay) =
+                    envelope.map_or((format!("#{seq}"), false), |e| (claimant(e).to_string(), e.replay.is_some()));
+                let origin = format!("in{seq}");
+                let Some((outcome, _)) = place::place(&js, &store, &origin, &who, replay, &prepared).await? else {
+                    return Err(failed("move a record to the outbox", "the flow's stream is full"));
+                };
+                client::delete(&js, &store.work, &[seq]).await?;
+                outcomes.push(outcome);
+            }
+            Ok(outcomes)
+        })
+    }
+
+    fn outbox_after(
+        &self,
+        flow: &str,
+        target: &str,
+        after: u64,
+        take: Take,
+    ) -> Result<Vec<(u64, DeliveryItem)>, QueueError> {
+        let store = self.flow(flow)?;
+        let js = self.nats.js.clone();
+        let target = target.to_string();
+        self.nats.wait(async move {
+            let subjects = owned_subjects(
+                &store,
+                |p| store.layout.outbox_subject(&target, p),
+                store.layout.outbox_subjects(&target),
+            );
+            let read = client::read(&js, &store.work, subjects, after + 1, take.items, take.bytes).await?;
+            let mut loaned = store.loaned.lock().unwrap_or_else(|p| p.into_inner());
+            read.iter()
+                .map(|s| {
+                    if let Some(p) = Layout::partition_of(&s.subject) {
+                        loaned.insert(s.seq, p);
+                    }
+                    Ok((s.seq, decode(s)?))
+                })
+                .collect()
+        })
+    }
+
+    fn delivered_batch(
+        &self,
+        flow: &str,
+        target: &str,
+        items: &[(u64, Option<(&str, &str)>)],
+    ) -> Result<(), QueueError> {
+        let store = self.flow(flow)?;
+        let js = self.nats.js.clone();
+        let seqs: Vec<u64> = items.iter().map(|(s, _)| *s).collect();
+        let versions: Vec<(String, String)> = items
+            .iter()
+            .filter_map(|(_, v)| v.map(|(key, version)| (version_key(target, key), version.to_string())))
+            .collect();
+        self.nats.wait(async move {
+            for (key, version) in versions {
+                record_version(&store.versions, &key, &version).await?;
+            }
+            client::delete(&js, &store.work, &seqs).await?;
+            let mut loaned = store.loaned.lock().unwrap_or_else(|p| p.into_inner());
+            for seq in seqs {
+                loaned.remove(&seq);
+            }
+            Ok(())
+        })
+    }
+
+    fn last_version(&self, flow: &str, target: &str, key: &str) -> Result<Option<String>, QueueError> {
+        let store = self.flow(flow)?;
+        let key = version_key(target, key);
+        self.nats.wait(async move {
+            let value = store.versions.get(&key).await.map_err(|e| failed("read a last version", e))?;
+            Ok(value.and_then(|v| serde_json::from_slice::<VersionStamp>(&v).ok()).map(|s| s.version))
+        })
+    }
+
+    fn drop_stale(&self, flow: &str, _target: &str, seq: u64) -> Result<(), QueueError> {
+        let store = self.flow(flow)?;
+        let js = self.nats.js.clone();
+        self.nats.wait(async move {
+            client::delete(&js, &store.work, &[seq]).await?;
+            store.loaned.lock().unwrap_or_else(|p| p.into_inner()).remove(&seq);
+            Ok(())
+        })
+    }
+
+    fn dead_letter(&self, flow: &str, _target: &str, seq: u64, dead: &DeadLetter) -> Result<u64, QueueError> {
+        let store = self.flow(flow)?;
+        let js = self.nats.js.clone();
+        let body = encode(dead);
+        self.nats.wait(async move {
+            let Some((id, _)) =
+                client::publish(&js, store.layout.dead_subject(), &format!("out{seq}.dead"), body).await?
+            else {
+                return Err(failed("dead-letter an item", "the dead-letter stream is full"));
+            };
+            client::delete(&js, &store.work, &[seq]).await?;
+            store.loaned.lock().unwrap_or_else(|p| p.into_inner()).remove(&seq);
+            Ok(id)
+        })
+    }
+
+    fn held_bytes(&self) -> u64 {
+        let (flows, js) = (self.flows.clone(), self.nats.js.clone());
+        self.nats
+            .wait(async move {
+                let mut bytes = 0;
+                for flow in flows.values() {
+                    bytes += client::state(&js, &flow.work).await?.1 + client::state(&js, &flow.dead).await?.1;
+                }
+                Ok(bytes)
+            })
+            .unwrap_or(0)
+    }
+
+    fn pending_total(&self) -> Result<u64, QueueError> {
+        let (flows, js) = (self.flows.clone(), self.nats.js.clone());
+        self.nats.wait(async move {
+            let mut total = 0;
+            for flow in flows.values() {
+                total += client::state(&js, &flow.work).await?.0;
+            }
+            Ok(total)
+        })
+    }
+
+    fn pending(&self, flow: &str) -> Result<u64, QueueError> {
+        let store = self.flow(flow)?;
+        let js = self.nats.js.clone();
+        self.nats.wait(async move { Ok(client::state(&js, &store.work).await?.0) })
+    }
+
+    fn backlogs(&self) -> Result<HashMap<String, Backlog>, QueueError> {
+        let (flows, js) = (self.flows.clone(), self.nats.js.clone());
+        self.nats.wait(async move {
+            let mut out = HashMap::new();
+            for (name, flow) in flows.iter() {
+                let (pending, _, oldest_received_ms) = client::state(&js, &flow.work).await?;
+                let dead_lettered = client::state(&js, &flow.dead).await?.0;
+                if pending + dead_lettered > 0 {
+                    out.insert(name.clone(), Backlog { pending, oldest_received_ms, dead_lettered });
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn dead_letters(&self, flow: &str) -> Result<Vec<(u64, DeadLetter)>, QueueError> {
+        let filter = DeadLetterFilter { flow: Some(flow.to_string()), ..DeadLetterFilter::default() };
+        Ok(self.find_dead_letters(&filter)?.entries.into_iter().map(|e| (e.id, e.dead_letter)).collect())
+    }
+
+    fn find_dead_letters(&self, filter: &DeadLetterFilter) -> Result<DeadLetterPage, QueueError> {
+        self.find(filter)
+    }
+
+    fn replay_dead_letters(&self, filter: &DeadLetterFilter, requested_by: &str) -> Result<Vec<Affected>, QueueError> {
+        self.replay(filter, requested_by)
+    }
+
+    fn discard_dead_letters(&self, filter: &DeadLetterFilter, requested_by: &str) -> Result<Vec<Affected>, QueueError> {
+        self.discard(filter, requested_by)
+    }
+
+    /// JetStream expires them itself: the dead-letter stream's `max_age` is the flow's
+    /// retention.
+    fn purge_dead_letters(&self, _cutoff_ms: &dyn Fn(&str) -> i64) -> Result<BTreeMap<String, u64>, QueueError> {
+        Ok(BTreeMap::new())
+    }
+
+    /// JetStream expires them itself (the versions bucket's `max_age`).
+    fn purge_versions(&self, _cutoff_ms: &dyn Fn(&str) -> i64, _now_ms: i64) -> Result<u64, QueueError> {
+        Ok(0)
+    }
+
+    /// JetStream expires them itself: the keys bucket's `max_age` is the dedup window, the
+    /// stream's duplicate window keeps delivery ids.
+    fn purge_expired(&self, _now_ms: i64) -> Result<u64, QueueError> {
+        Ok(0)
+    }
+
+    fn watch_arrivals(&self, flow: &str, arrived: super::Arrivals) {
+        let Some(store) = self.flows.get(flow).cloned() else { return };
+        let client = self.nats.js.client();
+        let name = flow.to_string();
+        self.nats.spawn(async move {
+            // Every publish to the stream is also a plain NATS message on its subject.
+            let subject = store.layout.work_subjects_root();
+            let mut arrivals = match client.subscribe(subject.clone()).await {
+                Ok(subscription) => subscription,
+                Err(e) => {
+                    warn!(flow = %name, error = %e, "cannot watch for new work; workers look every second");
+                    return;
+                }
+            };
+            while let Some(message) = futures::StreamExt::next(&mut arrivals).await {
+                let rest = message.subject.strip_prefix(subject.trim_end_matches('>')).unwrap_or_default();
+                match rest.split('.').collect::<Vec<_>>()[..] {
+                    ["in", _] => arrived(None),
+                    ["out", target, _] => arrived(Some(target)),
+                    _ => {}
+                }
+            }
+        });
+    }
+
+    fn leave(&self) {
+        self.resign();
+    }
+
+    fn holds(&self, flow: &str, seq: u64) -> bool {
+        let Some(store) = self.flows.get(flow) else { return true };
+        let partition = store.loaned.lock().unwrap_or_else(|p| p.into_inner()).get(&seq).copied();
+        partition.is_none_or(|p| store.ownership.owns(p))
+    }
+
+    fn claims(&self, flow: &str) -> u64 {
+        self.flows.get(flow).map_or(0, |f| f.ownership.generation())
+    }
+
+    fn leads(&self, flow: &str, role: &str) -> Result<bool, QueueError> {
+        let store = self.flow(flow)?;
+        if let Some(held) = store.ownership.leads(role) {
+            return Ok(held);
+        }
+        let (role, timing) = (role.to_string(), self.leases);
+        self.nats.wait(async move { store.ownership.lead(&store.state, &role, timing).await })
+    }
+}
+
+/// The subjects of the partitions this runner holds: the wildcard when it holds them all.
+fn owned_subjects(store: &FlowStore, subject: impl Fn(u16) -> String, all: String) -> Vec<String> {
+    let owned = store.ownership.owned();
+    if owned.len() == usize::from(store.partitions) {
+        return vec![all];
+    }
+    owned.into_iter().map(subject).collect()
+}
