@@ -99,7 +99,14 @@ fn the_nats_secret_reaches_the_runner_as_a_file_never_as_environment() {
     let c = build(&fixtures::jetstream());
     let pod = shared_pod(&c);
     let container = &pod.containers[0];
-    assert!(container.env.as_ref().is_none_or(Vec::is_empty));
+    // The only variable is the pod's name, from the downward API (the runner's name
+    // among the flow's runners): no value, no Secret.
+    let env = container.env.clone().unwrap();
+    assert_eq!(env.len(), 1);
+    assert_eq!(env[0].name, "POD_NAME");
+    let from = env[0].value_from.as_ref().unwrap();
+    assert_eq!(from.field_ref.as_ref().unwrap().field_path, "metadata.name");
+    assert!(env[0].value.is_none() && from.secret_key_ref.is_none());
     let projected = pod.volumes.as_ref().unwrap().iter().find_map(|v| v.projected.clone()).unwrap();
     let files: Vec<String> = projected
         .sources

@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use entrepot_api::{config::FlowConfig, resource::SecretKeySelector};
 use k8s_openapi::{
     api::core::v1::{
-        Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction,
-        PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-        SecurityContext, Volume, VolumeMount,
+        Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+        HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
+        PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Volume, VolumeMount,
     },
     apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
 };
@@ -157,11 +157,25 @@ pub fn pod_template(
             ..Volume::default()
         });
     }
+    // Runners sharing a JetStream queue know each other by name (their partition leases):
+    // the pod's, so that a restarted container takes its leases back at once. The
+    // downward API, never a Secret: nothing secret is in the environment.
+    let env = runner.queue.jetstream.is_some().then(|| {
+        vec![EnvVar {
+            name: "POD_NAME".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".into(), api_version: None }),
+                ..EnvVarSource::default()
+            }),
+            value: None,
+        }]
+    });
     let container = Container {
         name: "runner".into(),
         image: Some(runner.image.clone().unwrap_or_else(|| defaults.image.clone())),
         image_pull_policy: defaults.image_pull_policy.clone(),
         args: Some(args),
+        env,
         ports: Some(vec![
             ContainerPort {
                 name: Some("webhooks".into()),
