@@ -30,6 +30,7 @@ pub mod pki;
 mod postgres;
 mod process;
 pub mod refused;
+pub mod rendered_pod;
 pub mod sim_process;
 pub use apis::{ItemsApi, TokenEndpoint};
 pub use postgres::{PG_DATABASE, PG_PASSWORD, PG_USER, Postgres};
