@@ -90,6 +90,18 @@ pub(super) async fn place(
     }
 }
 
+/// The partition a record's delivery items go to: its ordering key's (else its
+/// idempotency key's, as [`place`] does); a dead letter's does not matter.
+pub(super) fn partition_of(flow: &FlowStore, prepared: &Prepared) -> u16 {
+    match prepared {
+        Prepared::Deliver { items, idempotency_key, .. } => {
+            let key = items.iter().find_map(|i| i.ordering_key.as_deref()).unwrap_or(idempotency_key);
+            partition(key, flow.partitions)
+        }
+        Prepared::DeadLetter(_) => 0,
+    }
+}
+
 /// Who a record is, for its idempotency key's claim: its delivery id (a repeat of the
 /// delivery is the same record), else its own id.
 pub(super) fn claimant(envelope: &Envelope) -> &str {
