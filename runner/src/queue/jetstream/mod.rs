@@ -180,28 +180,12 @@ impl QueueBackend for JetStreamQueue {
         self.nats.wait(async move {
             // One lane per flow and partition: in order within it (arrival order per
             // key), lanes at once (a group costs the round trips of its longest lane).
-            let mut lanes: BTreeMap<(String, u16), Vec<(usize, Offered)>> = BTreeMap::new();
-            for (index, ((envelope, prepared, max_pending, max_bytes), flow)) in
-                offers.into_iter().zip(flows).enumerate()
-            {
+            let offered = offers.into_iter().zip(flows).map(|((envelope, prepared, max_pending, max_bytes), flow)| {
                 let partition = inbox_partition(&flow, &envelope, prepared.as_ref());
-                let lane = lanes.entry((flow.layout.work_stream(), partition)).or_default();
-                lane.push((index, Offered { flow, envelope, prepared, limits: (max_pending, max_bytes), partition }));
-            }
-            let lanes = lanes.into_values().map(|lane| {
-                let js = js.clone();
-                async move {
-                    let mut out = Vec::with_capacity(lane.len());
-                    for (index, offered) in lane {
-                        out.push((index, offered.accept(&js).await?));
-                    }
-                    Ok::<_, QueueError>(out)
-                }
+                let lane = (flow.layout.work_stream(), partition);
+                (lane, Offered { flow, envelope, prepared, limits: (max_pending, max_bytes), partition })
             });
-            let mut out: Vec<(usize, Accepted)> =
-                futures::future::try_join_all(lanes).await?.into_iter().flatten().collect();
-            out.sort_by_key(|(index, _)| *index);
-            Ok(out.into_iter().map(|(_, accepted)| accepted).collect())
+            in_lanes(offered, |offered| offered.accept(&js)).await
         })
     }
 
@@ -272,24 +256,13 @@ impl QueueBackend for JetStreamQueue {
         let js = self.nats.js.clone();
         self.nats.wait(async move {
             // One lane per outbox partition, as at intake: a key's records in order.
-            let mut lanes: BTreeMap<u16, Vec<(usize, u64, Prepared)>> = BTreeMap::new();
-            for (index, (seq, prepared)) in batch.into_iter().enumerate() {
-                lanes.entry(place::partition_of(&store, &prepared)).or_default().push((index, seq, prepared));
-            }
-            let lanes = lanes.into_values().map(|lane| {
-                let (js, store) = (js.clone(), store.clone());
-                async move {
-                    let mut out = Vec::with_capacity(lane.len());
-                    for (index, seq, prepared) in lane {
-                        out.push((index, prepare_one(&js, &store, seq, &prepared).await?));
-                    }
-                    Ok::<_, QueueError>(out)
-                }
-            });
-            let mut out: Vec<(usize, PrepareOutcome)> =
-                futures::future::try_join_all(lanes).await?.into_iter().flatten().collect();
-            out.sort_by_key(|(index, _)| *index);
-            Ok(out.into_iter().map(|(_, outcome)| outcome).collect())
+            let records =
+                batch.into_iter().map(|(seq, prepared)| (place::partition_of(&store, &prepared), (seq, prepared)));
+            in_lanes(records, |(seq, prepared)| {
+                let (js, store) = (&js, &store);
+                async move { prepare_one(js, store, seq, &prepared).await }
+            })
+            .await
         })
     }
 
@@ -509,6 +482,33 @@ impl QueueBackend for JetStreamQueue {
         let (role, timing) = (role.to_string(), self.leases);
         self.nats.wait(async move { store.ownership.lead(&store.state, &role, timing).await })
     }
+}
+
+/// Runs `work` on each item, in order within its lane (one key's records in arrival
+/// order), lanes at once (a batch costs the round trips of its longest lane); the results
+/// in the items' order.
+async fn in_lanes<L: Ord, T, R, Fut>(
+    items: impl IntoIterator<Item = (L, T)>,
+    work: impl Fn(T) -> Fut,
+) -> Result<Vec<R>, QueueError>
+where
+    Fut: Future<Output = Result<R, QueueError>>,
+{
+    let mut lanes: BTreeMap<L, Vec<(usize, T)>> = BTreeMap::new();
+    for (index, (lane, item)) in items.into_iter().enumerate() {
+        lanes.entry(lane).or_default().push((index, item));
+    }
+    let work = &work;
+    let lanes = lanes.into_values().map(|lane| async move {
+        let mut out = Vec::with_capacity(lane.len());
+        for (index, item) in lane {
+            out.push((index, work(item).await?));
+        }
+        Ok::<_, QueueError>(out)
+    });
+    let mut out: Vec<(usize, R)> = futures::future::try_join_all(lanes).await?.into_iter().flatten().collect();
+    out.sort_by_key(|(index, _)| *index);
+    Ok(out.into_iter().map(|(_, result)| result).collect())
 }
 
 /// An inbox record placed past the inbox, then removed from it.
