@@ -21,9 +21,11 @@
 //!
 //! Several runners: each works only the partitions whose lease it holds (`lease.rs`), so
 //! one key's items are delivered by one runner at a time, in order, and keys never wait
-//! for each other. See docs/scaling.md.
+//! for each other. Every runner sending to a target Connector takes a share of its quota,
+//! coordinated in the Connector's bucket (`connector_quota.rs`). See docs/scaling.md.
 
 mod client;
+mod connector_quota;
 mod dead_letter;
 mod keys;
 mod lease;
@@ -39,10 +41,12 @@ use entrepot_api::jetstream::{Layout, StreamPlan, kv_key};
 use tracing::{info, warn};
 
 pub use client::NatsAuth;
+pub use connector_quota::SharedConnector;
 pub use lease::LeaseTiming;
 
 use self::{
     client::{Nats, decode, encode, failed},
+    connector_quota::ConnectorQuota,
     keys::{VersionStamp, record_version, version_key},
     lease::Ownership,
     place::{FlowStore, claimant, inbox_partition},
@@ -88,6 +92,9 @@ pub struct JetStreamQueue {
     flows: Arc<BTreeMap<String, Arc<FlowStore>>>,
     leases: LeaseTiming,
     servers: String,
+    member: String,
+    /// The target Connectors whose quota this runner shares with the other runners.
+    connectors: Mutex<Vec<Arc<ConnectorQuota>>>,
 }
 
 impl std::fmt::Debug for JetStreamQueue {
@@ -129,7 +136,14 @@ impl JetStreamQueue {
             }
             Ok(flows)
         })?;
-        let queue = Self { nats, flows: Arc::new(flows), leases: options.leases, servers: options.servers };
+        let queue = Self {
+            nats,
+            flows: Arc::new(flows),
+            leases: options.leases,
+            servers: options.servers,
+            member: options.member.clone(),
+            connectors: Mutex::default(),
+        };
         queue.renew_in_background();
         info!(servers = %queue.servers, member = %options.member, flows = queue.flows.len(), "queue in NATS JetStream");
         Ok(queue)
@@ -155,12 +169,25 @@ impl JetStreamQueue {
         self.flows.get(name).cloned().ok_or_else(|| failed("flow", format!("`{name}` has no queue in this runner")))
     }
 
-    /// Lets go of every lease (a clean shutdown), so the other runners take over at once.
+    /// Shares `connector`'s quota with every runner sending to it (whatever flow it
+    /// runs): from now on this runner's quota enforces its share.
+    pub fn share_quota(&self, connector: SharedConnector) -> Result<(), QueueError> {
+        let shared = connector_quota::start(&self.nats, &self.member, self.leases, connector)?;
+        self.connectors.lock().unwrap_or_else(|p| p.into_inner()).push(shared);
+        Ok(())
+    }
+
+    /// Lets go of every lease and quota share (a clean shutdown), so the other runners
+    /// take over at once.
     pub fn resign(&self) {
         let flows = self.flows.clone();
+        let connectors = self.connectors.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let _ = self.nats.wait(async move {
             for flow in flows.values() {
                 flow.ownership.resign(&flow.state).await;
+            }
+            for connector in connectors {
+                connector.resign().await;
             }
             Ok(())
         });
