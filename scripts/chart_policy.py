@@ -5,6 +5,8 @@
     chart_policy.py pod-security FILE  the "restricted" Pod Security Standard
     chart_policy.py operator FILE      the operator's wiring: leader election,
                                        PodDisruptionBudget, runner defaults,
+                                       its own NATS credentials (a mounted
+                                       Secret file, never an env value),
                                        NetworkPolicy, ServiceMonitor
     chart_policy.py facts FILE         prints key=value facts of the rendering
                                        (replicas, leader-election, pdb, ...) for
@@ -253,8 +255,24 @@ def facts_of(docs):
         "networkpolicy": "NetworkPolicy" in kinds,
         "servicemonitor": "ServiceMonitor" in kinds,
         "cluster-role": "ClusterRole" in kinds,
+        "nats-url": runner_defaults_of(docs, args).get("nats", {}).get("url", ""),
+        "nats-auth": next((n for n in NATS_AUTH_ENVS if any(e.get("name") == n for e in container.get("env") or [])),
+                          "none"),
+        # An egress rule to NATS' client port (the chart's default, 4222).
+        "nats-egress": any(p.get("port") == 4222 for d in docs if d.get("kind") == "NetworkPolicy"
+                           for r in (d.get("spec") or {}).get("egress") or [] for p in r.get("ports") or []),
     }
     return facts, deployment, container, problems
+
+
+def runner_defaults_of(docs, args):
+    """The runner defaults file the operator reads, parsed; {} when it cannot be found."""
+    path = flag_value(args, "--runner-defaults") or ""
+    key = os.path.basename(path)
+    for d in docs:
+        if d.get("kind") == "ConfigMap" and key in (d.get("data") or {}):
+            return yaml.safe_load(d["data"][key]) or {}
+    return {}
 
 
 def env_field_ref(container, name):
@@ -301,6 +319,7 @@ def check_operator(docs):
             problems.append(f"{name_of(pdb)}: minAvailable must be 1")
 
     problems += runner_defaults_problems(docs, where, facts["runner-defaults"], container, pod_spec, pod_labels)
+    problems += nats_auth_problems(where, container, pod_spec)
     problems += network_policy_problems(docs, pod_labels)
     problems += service_monitor_problems(docs)
     return f"{where} with {replicas} replicas", problems
@@ -326,7 +345,8 @@ def lease_role_problems(docs, namespace, lease, service_account):
     return problems
 
 
-RUNNER_DEFAULT_KEYS = {"image", "imagePullPolicy", "resources", "queue", "networkPolicy"}
+RUNNER_DEFAULT_KEYS = {"image", "imagePullPolicy", "resources", "queue", "networkPolicy", "nats"}
+NATS_AUTH_ENVS = ("ENTREPOT_NATS_CREDENTIALS_FILE", "ENTREPOT_NATS_TOKEN_FILE")
 
 
 def runner_defaults_problems(docs, where, path, container, pod_spec, pod_labels):
@@ -351,6 +371,14 @@ def runner_defaults_problems(docs, where, path, container, pod_spec, pod_labels)
         problems.append(f"{name_of(cm)}: {key} has unknown key queue.{unknown}")
     for unknown in sorted(set(defaults.get("resources") or {}) - {"requests", "limits"}):
         problems.append(f"{name_of(cm)}: {key} has unknown key resources.{unknown}")
+    nats = defaults.get("nats") or {}
+    for unknown in sorted(set(nats) - {"url", "replicas", "credentialsSecret"}):
+        problems.append(f"{name_of(cm)}: {key} has unknown key nats.{unknown}")
+    if "@" in str(nats.get("url") or ""):
+        problems.append(f"{name_of(cm)}: {key} nats.url carries credentials")
+    secret = nats.get("credentialsSecret")
+    if secret is not None and set(secret) != {"name", "key"}:
+        problems.append(f"{name_of(cm)}: {key} nats.credentialsSecret must be exactly {{name, key}}, is {secret}")
     policy = defaults.get("networkPolicy") or {}
     for unknown in sorted(set(policy) - {"enabled", "operator", "webhookFrom", "adminFrom"}):
         problems.append(f"{name_of(cm)}: {key} has unknown key networkPolicy.{unknown}")
@@ -360,6 +388,30 @@ def runner_defaults_problems(docs, where, path, container, pod_spec, pod_labels)
         problems.append(f"{name_of(cm)}: {key} networkPolicy.operator selects no operator pods")
     elif any((pod_labels or {}).get(k) != v for k, v in operator_labels.items()):
         problems.append(f"{name_of(cm)}: {key} networkPolicy.operator does not select the operator's pods")
+    return problems
+
+
+def nats_auth_problems(where, container, pod_spec):
+    """The operator's own NATS credentials: a file of a mounted Secret volume, named by
+    its env variable; never a Secret's value in the environment."""
+    problems = []
+    envs = {e.get("name"): e for e in container.get("env") or []}
+    for env in container.get("env") or []:
+        if (env.get("valueFrom") or {}).get("secretKeyRef"):
+            problems.append(f"{where}: env {env.get('name')} takes a Secret's value; mount it as a file instead")
+    named = [n for n in NATS_AUTH_ENVS if n in envs]
+    if len(named) > 1:
+        problems.append(f"{where}: both {named[0]} and {named[1]} are set; the operator takes one")
+    for name in named:
+        path = str(envs[name].get("value") or "")
+        directory, file = os.path.dirname(path), os.path.basename(path)
+        mount = next((m for m in container.get("volumeMounts") or [] if m.get("mountPath") == directory), None)
+        volume = next((v for v in pod_spec.get("volumes") or [] if mount and v.get("name") == mount.get("name")), {})
+        items = [i.get("path") for i in (volume.get("secret") or {}).get("items") or []]
+        if mount is None or file not in items:
+            problems.append(f"{where}: {name}={path} is not a file of a mounted Secret volume")
+        elif not mount.get("readOnly"):
+            problems.append(f"{where}: the NATS credentials at {directory} are not mounted read-only")
     return problems
 
 

@@ -12,12 +12,14 @@
 #                 operator needs (scripts/chart_policy.py)
 #   pod-security  the restricted Pod Security Standard (scripts/chart_policy.py)
 #   operator      leader election flags and Lease Role, PodDisruptionBudget iff
-#                 replicas > 1, runner defaults mounted, NetworkPolicy and
-#                 ServiceMonitor wired to the operator (scripts/chart_policy.py)
+#                 replicas > 1, runner defaults mounted, the operator's NATS
+#                 credentials a mounted file, NetworkPolicy and ServiceMonitor
+#                 wired to the operator (scripts/chart_policy.py)
 #   argocd-health the Argo CD health script of the four kinds, run in Lua 5.1
 #                 over status fixtures (scripts/test_argocd_health.py)
 # then what given values must render (leader election on by default, a PDB iff
-# replicas > 1, NetworkPolicy and ServiceMonitor when enabled), and the
+# replicas > 1, NetworkPolicy and ServiceMonitor when enabled, the NATS wiring
+# when nats.* is set), and the
 # negative cases: values with a typo or a wrong type, replicas without leader
 # election, a cluster older than kubeVersion, must be refused; the policy
 # scripts must refuse a bad role, a bad pod, a bad operator wiring and a bad
@@ -197,6 +199,15 @@ for helm in "${HELMS[@]}"; do
         replicas=3 pdb=true networkpolicy=true servicemonitor=true -- -f "$CHART/ci/production-values.yaml"
     check "$helm networkPolicy.enabled alone renders a NetworkPolicy" facts_are "$helm" networkpolicy=true -- \
         --set networkPolicy.enabled=true
+    check "$helm NATS: runner defaults, the operator's credentials mounted, an egress rule" facts_are "$helm" \
+        nats-url=nats://nats.nats:4222 nats-auth=ENTREPOT_NATS_CREDENTIALS_FILE nats-egress=true -- \
+        --set nats.url=nats://nats.nats:4222 --set nats.operatorCredentialsSecret.name=nats-operator \
+        --set nats.operatorCredentialsSecret.key=operator.creds --set networkPolicy.enabled=true
+    check "$helm no NATS: no credentials, no egress rule" facts_are "$helm" nats-url= nats-auth=none nats-egress=false -- \
+        --set networkPolicy.enabled=true
+    check "$helm refuses both operator NATS credentials and token" expect_refused "at most one of nats.operatorCredentialsSecret" \
+        "$helm" template "$RELEASE" "$CHART" --set nats.operatorCredentialsSecret.name=a \
+        --set nats.operatorCredentialsSecret.key=b --set nats.operatorTokenSecret.name=c --set nats.operatorTokenSecret.key=d
     check "$helm refuses 2 replicas without leader election" expect_refused "needs operator.leaderElection.enabled" \
         "$helm" template "$RELEASE" "$CHART" --set operator.leaderElection.enabled=false
     check "$helm refuses a ServiceMonitor without the metrics Service" expect_refused "needs metrics.service.enabled" \
@@ -218,6 +229,11 @@ for helm in "${HELMS[@]}"; do
     check "$helm schema refuses a wrong type" schema_refuses "$helm" replicas $'operator:\n  replicas: two'
     check "$helm schema refuses a misspelt runner default" schema_refuses "$helm" storageClass \
         $'runner:\n  queue:\n    storageClass: fast'
+    check "$helm schema refuses a misspelt NATS key" schema_refuses "$helm" urls $'nats:\n  urls: nats://n:4222'
+    check "$helm schema refuses a NATS Secret without its key" expect_refused "nats|credentialsSecret|key" \
+        "$helm" template "$RELEASE" "$CHART" --set nats.credentialsSecret.name=nats-runner
+    check "$helm schema refuses a NATS URL with a password" expect_refused "url|pattern" \
+        "$helm" template "$RELEASE" "$CHART" --set "nats.url=nats://u:p@nats:4222"
     check "$helm schema refuses a misspelt key in a list item" schema_refuses "$helm" vaule \
         $'extraEnv:\n  - name: RUST_LOG\n    vaule: debug'
     check "$helm refuses Kubernetes 1.31 (kubeVersion)" expect_refused "incompatible with Kubernetes" \
@@ -280,6 +296,21 @@ PY
 check "policy refuses 2 replicas without leader election or PDB" expect_refused "without --leader-election.*|need one PodDisruptionBudget" \
     "$PY" "$POLICY" operator "$WORK/bad-operator.yaml"
 render "helm3" "$CHART/ci/production-values.yaml" "$WORK/prod.yaml"
+# The operator's NATS credentials taken from a Secret into the environment instead of a mounted file.
+"$PY" - "$WORK/prod.yaml" "$WORK/env-secret.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+for d in docs:
+    if d.get("kind") == "Deployment":
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        for e in c["env"]:
+            if e["name"] == "ENTREPOT_NATS_CREDENTIALS_FILE":
+                e.pop("value")
+                e["valueFrom"] = {"secretKeyRef": {"name": "nats-entrepot-operator", "key": "operator.creds"}}
+yaml.safe_dump_all(docs, open(sys.argv[2], "w"))
+PY
+check "policy refuses the operator's NATS credentials as an env value" expect_refused "takes a Secret's value" \
+    "$PY" "$POLICY" operator "$WORK/env-secret.yaml"
 sed -e 's/^    - port: metrics$/    - port: metrics\n      intervall: 30s/' "$WORK/prod.yaml" >"$WORK/bad-sm.yaml"
 check "custom-kinds refuses a ServiceMonitor with a misspelt field" expect_refused "intervall.*unexpected|Additional properties.*intervall" \
     "$PY" "$ROOT/scripts/chart_custom_kinds.py" "$WORK/bad-sm.yaml" "$WORK/rest.yaml"

@@ -4,8 +4,13 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use crate::{
-    controllers::Controllers, leader::Candidate, metrics::Metrics, resources::render_crds, server,
-    sync_flow::build::RunnerDefaults,
+    controllers::Controllers,
+    leader::Candidate,
+    metrics::Metrics,
+    nats_io::{self, Connections},
+    resources::render_crds,
+    server,
+    sync_flow::{self, build::RunnerDefaults},
 };
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -24,7 +29,7 @@ enum Command {
     /// Print the CustomResourceDefinitions as multi-document YAML.
     Crd,
     /// Run the controllers against the cluster in the current kubeconfig or service account.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(clap::Args)]
@@ -35,10 +40,20 @@ struct RunArgs {
     /// Runner image for flows that name none (overridden by `image` in --runner-defaults).
     #[arg(long, env = "ENTREPOT_RUNNER_IMAGE", default_value_t = crate::default_runner_image())]
     runner_image: String,
-    /// YAML file of runner defaults (the chart's `runner.*` values): `image`,
-    /// `imagePullPolicy`, `resources`, `queue: {storageClassName, size}`.
+    /// YAML file of runner defaults (the chart's `runner.*` and `nats.*` values): `image`,
+    /// `imagePullPolicy`, `resources`, `queue: {storageClassName, size}`, `networkPolicy`,
+    /// `nats: {url, replicas, credentialsSecret}`.
     #[arg(long, env = "ENTREPOT_RUNNER_DEFAULTS")]
     runner_defaults: Option<PathBuf>,
+    /// NATS credentials file (`.creds`) the operator connects with to create, read and
+    /// delete the streams of JetStream flows (the chart's `nats.operatorCredentialsSecret`,
+    /// mounted into the operator's pod). Without it or --nats-token-file: no authentication.
+    #[arg(long, env = "ENTREPOT_NATS_CREDENTIALS_FILE", conflicts_with = "nats_token_file")]
+    nats_credentials_file: Option<PathBuf>,
+    /// File holding a NATS token the operator connects with, for servers with token
+    /// authentication (the chart's `nats.operatorTokenSecret`).
+    #[arg(long, env = "ENTREPOT_NATS_TOKEN_FILE")]
+    nats_token_file: Option<PathBuf>,
     /// Watch this namespace only (the Helm chart's `watchNamespace`); all when unset.
     #[arg(long, env = "ENTREPOT_WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
@@ -64,7 +79,16 @@ pub fn main() -> anyhow::Result<()> {
             print!("{}", render_crds().context("rendering the CRDs")?);
             Ok(())
         }
-        Command::Run(args) => tokio::runtime::Runtime::new()?.block_on(run(args)),
+        Command::Run(args) => tokio::runtime::Runtime::new()?.block_on(run(*args)),
+    }
+}
+
+/// How the operator authenticates to NATS: by the file one of the flags names.
+fn nats_auth(args: &RunArgs) -> nats_io::Auth {
+    match (&args.nats_credentials_file, &args.nats_token_file) {
+        (Some(path), _) => nats_io::Auth::CredentialsFile(path.clone()),
+        (None, Some(path)) => nats_io::Auth::TokenFile(path.clone()),
+        (None, None) => nats_io::Auth::None,
     }
 }
 
@@ -92,7 +116,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let defaults = runner_defaults(&args)?;
     let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
     let metrics = Metrics::new();
-    let controllers = Controllers::new(client.clone(), defaults.clone(), metrics.clone());
+    let sync_flow = sync_flow::Context::new(client.clone(), defaults.clone(), metrics.clone())
+        .with_nats(Connections::new(nats_auth(&args)));
+    let controllers = Controllers::with_sync_flow(sync_flow);
     let ctx = controllers.sync_flow.clone();
     let namespace = args.watch_namespace.clone();
     tracing::info!(runner_image = defaults.image, namespace = namespace.as_deref().unwrap_or("(all)"), "starting");
@@ -180,6 +206,12 @@ resources:
 queue:
   storageClassName: "gp3-encrypted"
   size: "20Gi"
+nats:
+  url: "nats://nats.nats:4222"
+  replicas: 3
+  credentialsSecret:
+    name: "nats-runner"
+    key: "runner.creds"
 "#,
         )
         .unwrap();
@@ -192,6 +224,8 @@ queue:
             "--leader-election",
             "--lease-name",
             "t-entrepot",
+            "--nats-credentials-file",
+            "/var/run/secrets/entrepot-nats/operator.creds",
         ])
         .unwrap();
         let Command::Run(args) = cli.command else { panic!("run") };
@@ -204,6 +238,16 @@ queue:
         assert_eq!(defaults.queue.storage_class_name.as_deref(), Some("gp3-encrypted"));
         assert_eq!(defaults.queue.size.as_deref(), Some("20Gi"));
         assert!(defaults.resources.unwrap().limits.unwrap().contains_key("memory"));
+        assert_eq!(defaults.nats.url.as_deref(), Some("nats://nats.nats:4222"));
+        assert_eq!(defaults.nats.replicas, Some(3));
+        assert_eq!(
+            defaults.nats.credentials_secret.map(|s| (s.name, s.key)),
+            Some(("nats-runner".into(), "runner.creds".into()))
+        );
+        assert_eq!(
+            nats_auth(&args),
+            nats_io::Auth::CredentialsFile("/var/run/secrets/entrepot-nats/operator.creds".into())
+        );
     }
 
     #[test]

@@ -46,15 +46,23 @@ pub enum Category {
     Serialize,
     /// The object lacks what the API server assigns (uid, name).
     InvalidObject,
+    /// A flow's queue in NATS JetStream could not be provisioned, read or deleted.
+    QueueUnreachable,
 }
 
 impl Category {
     /// Every category, in a fixed order.
-    pub const ALL: [Self; 5] =
-        [Self::KubeApi, Self::ReferenceMissing, Self::InvalidSpec, Self::Serialize, Self::InvalidObject];
+    pub const ALL: [Self; 6] = [
+        Self::KubeApi,
+        Self::ReferenceMissing,
+        Self::InvalidSpec,
+        Self::Serialize,
+        Self::InvalidObject,
+        Self::QueueUnreachable,
+    ];
 
-    /// The label value: `kube_api`, `reference_missing`, `invalid_spec`, `serialize` or
-    /// `invalid_object`.
+    /// The label value: `kube_api`, `reference_missing`, `invalid_spec`, `serialize`,
+    /// `invalid_object` or `queue_unreachable`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::KubeApi => "kube_api",
@@ -62,6 +70,7 @@ impl Category {
             Self::InvalidSpec => "invalid_spec",
             Self::Serialize => "serialize",
             Self::InvalidObject => "invalid_object",
+            Self::QueueUnreachable => "queue_unreachable",
         }
     }
 }
@@ -94,7 +103,10 @@ mod tests {
     #[test]
     fn every_category_has_its_own_label() {
         let labels: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
-        assert_eq!(labels, ["kube_api", "reference_missing", "invalid_spec", "serialize", "invalid_object"]);
+        assert_eq!(
+            labels,
+            ["kube_api", "reference_missing", "invalid_spec", "serialize", "invalid_object", "queue_unreachable"]
+        );
     }
 
     #[test]

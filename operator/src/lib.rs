@@ -16,6 +16,7 @@ pub mod kube_io;
 pub mod leader;
 pub mod mapping;
 pub mod metrics;
+pub mod nats_io;
 pub mod observer;
 pub mod reconcile_schedule;
 pub mod resources;

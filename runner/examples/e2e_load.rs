@@ -13,6 +13,11 @@
 //!
 //! `cargo run --release -p entrepot --example e2e_load [records] [fixed-rate]`
 //! (`apt-get install wrk` first; figures in docs/benchmarks.md).
+//!
+//! `... --example e2e_load scale [records] [fixed-rate]`: the queue on disk next to the
+//! queue in NATS JetStream (a nats-server of its own, `bash scripts/install-tools.sh`
+//! builds it) shared by 1, 2 and 3 runners, the senders spread over the runners: end to
+//! end and added latency for each, in the same run.
 
 use std::{
     collections::HashMap,
@@ -28,7 +33,7 @@ use entrepot::{
     secrets::Secrets,
     source::signature::sign,
 };
-use entrepot_api::resource::{ConnectorLimits, SignatureScheme};
+use entrepot_api::resource::{ConnectorLimits, JetStreamQueueSpec, SignatureScheme};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// What the target saw: when each record arrived, and one body it was sent.
@@ -94,11 +99,12 @@ async fn send_order(client: &reqwest::Client, url: &str, order: &Order) {
     assert_eq!(status, 200, "order {} not acknowledged", order.id);
 }
 
-/// Sends `orders` with `concurrency` senders; returns when all are acknowledged.
-async fn send_all(client: &reqwest::Client, url: &str, orders: Arc<Vec<Order>>, concurrency: usize) {
+/// Sends `orders` with `concurrency` senders, each to one of `urls` in turn; returns when
+/// all are acknowledged.
+async fn send_all(client: &reqwest::Client, urls: &[String], orders: Arc<Vec<Order>>, concurrency: usize) {
     let mut tasks = Vec::new();
     for w in 0..concurrency {
-        let (client, url, orders) = (client.clone(), url.to_string(), orders.clone());
+        let (client, url, orders) = (client.clone(), urls[w % urls.len()].clone(), orders.clone());
         tasks.push(tokio::spawn(async move {
             for order in orders.iter().skip(w).step_by(concurrency) {
                 send_order(&client, &url, order).await;
@@ -115,14 +121,26 @@ fn quickstart() -> Manifests {
 }
 
 /// The runner half: the quickstart pointed at `target_url`, 16 requests in flight, its
-/// queue in `dir`. Prints `READY <webhook addr> <admin addr>` and runs until stdin closes
-/// (the parent exited).
-async fn runner_child(target_url: String, dir: std::path::PathBuf) {
+/// queue in `dir`, or with `shared` = (NATS URL, runners) in JetStream.
+/// Prints `READY <webhook addr> <admin addr>` and runs until stdin closes (the parent
+/// exited).
+async fn runner_child(target_url: String, dir: std::path::PathBuf, shared: Option<(String, i32)>) {
+    // Warnings and errors only (the parent sets ENTREPOT_LOG=warn): what goes wrong is
+    // said, and the per-record info lines cost nothing.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("ENTREPOT_LOG") {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
     let manifests = quickstart();
     let mut config = manifests.runner_config().unwrap();
     let erp = config.flows[0].connectors.get_mut("erp-demo").unwrap();
     erp.endpoint = Some(target_url);
     erp.limits = Some(ConnectorLimits { concurrency: Some(16), ..Default::default() });
+    if let Some((url, runners)) = shared {
+        let flow = &mut config.flows[0];
+        flow.spec.runner.replicas = runners;
+        flow.spec.runner.queue.jetstream =
+            Some(JetStreamQueueSpec { url: Some(url), partitions: 12, replicas: Some(1), ..Default::default() });
+    }
     let rt = Runtime::new(config, &Secrets::with_manifests(manifests.secrets.clone()), &dir).unwrap();
     let webhooks = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -155,7 +173,12 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
     if args.get(1).map(String::as_str) == Some("--runner-child") {
-        rt.block_on(runner_child(args[2].clone(), args[3].clone().into()));
+        let shared = (args.len() > 4).then(|| (args[4].clone(), args[5].parse().unwrap()));
+        rt.block_on(runner_child(args[2].clone(), args[3].clone().into(), shared));
+    } else if args.get(1).map(String::as_str) == Some("scale") {
+        let records = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3_000);
+        let fixed_rate = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(200);
+        rt.block_on(scale(records, fixed_rate));
     } else {
         let records = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5_000);
         let fixed_rate = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1_000);
@@ -197,34 +220,58 @@ impl Harness {
     /// A fresh runner (its own queue), `records` orders at full speed from `concurrency`
     /// senders, then `fixed_rate`/s for 5 s.
     async fn level(&self, concurrency: usize, records: u64, fixed_rate: u64) -> Level {
+        self.level_of(concurrency, records, fixed_rate, 1, None).await
+    }
+
+    /// `runners` fresh runners; with `nats`, sharing one JetStream queue there (a server of
+    /// their own), the senders spread over them. Memory is the first runner's.
+    async fn level_of(
+        &self,
+        concurrency: usize,
+        records: u64,
+        fixed_rate: u64,
+        runners: usize,
+        nats: Option<&str>,
+    ) -> Level {
         self.sink.arrivals.lock().unwrap().clear();
-        let data = self.dir.join(format!("data-{concurrency}"));
-        let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-            .arg("--runner-child")
-            .arg(&self.target_url)
-            .arg(&data)
-            .env("ENTREPOT_LOG", "warn")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let pid = child.id().unwrap();
-        let mut ready = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).await.unwrap();
-        let webhook_addr = ready.split_whitespace().nth(1).expect("the runner child prints READY");
-        let url = format!("http://{webhook_addr}/webhooks/shopify-orders-to-erp");
+        let tag = format!("{}-{runners}-{}", concurrency, nats.map_or("disk", |_| "nats"));
+        let mut children = Vec::new();
+        let mut urls = Vec::new();
+        for i in 0..runners {
+            let data = self.dir.join(format!("data-{tag}-{i}"));
+            let mut command = tokio::process::Command::new(std::env::current_exe().unwrap());
+            command.arg("--runner-child").arg(&self.target_url).arg(&data);
+            if let Some(nats) = nats {
+                command.arg(nats).arg(runners.to_string());
+            }
+            let mut child = command
+                .env("ENTREPOT_LOG", "warn")
+                .env("ENTREPOT_RUNNER_NAME", format!("bench-{i}"))
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            let mut ready = String::new();
+            BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).await.unwrap();
+            let webhook_addr = ready.split_whitespace().nth(1).expect("the runner child prints READY");
+            urls.push(format!("http://{webhook_addr}/webhooks/shopify-orders-to-erp"));
+            children.push(child);
+        }
+        let pid = children[0].id().unwrap();
         let burst = self.orders(0..records);
         let n = fixed_rate * 5;
         let paced = self.orders(1_000_000..1_000_000 + n);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Time for the runners to share the partitions out.
+        tokio::time::sleep(Duration::from_millis(if runners > 1 { 3_000 } else { 500 })).await;
         let rss_idle = memory_mib(pid, "VmRSS:");
 
         let start = Instant::now();
-        send_all(&self.client, &url, burst, concurrency).await;
+        send_all(&self.client, &urls, burst, concurrency).await;
         let intake = records as f64 / start.elapsed().as_secs_f64();
         self.wait_for(records as usize).await;
         let end_to_end = records as f64 / start.elapsed().as_secs_f64();
+        eprintln!("{tag}: intake {intake:.0}/s, end to end {end_to_end:.0}/s; now {fixed_rate}/s for 5 s");
 
         // A fixed rate for 5 s: latency from send to arrival.
         let mut sent = HashMap::new();
@@ -232,7 +279,7 @@ impl Harness {
         let mut tasks = Vec::new();
         for i in 0..n as usize {
             ticks.tick().await;
-            let (client, url, orders) = (self.client.clone(), url.clone(), paced.clone());
+            let (client, url, orders) = (self.client.clone(), urls[i % urls.len()].clone(), paced.clone());
             sent.insert(format!("shopify:{}", orders[i].id), Instant::now());
             tasks.push(tokio::spawn(async move { send_order(&client, &url, &orders[i]).await }));
         }
@@ -246,9 +293,13 @@ impl Harness {
         };
         latencies.sort();
         let (rss_peak, rss_after) = (memory_mib(pid, "VmHWM:"), memory_mib(pid, "VmRSS:"));
-        drop(child.stdin.take());
-        let _ = child.wait().await;
-        let _ = std::fs::remove_dir_all(&data);
+        for mut child in children {
+            drop(child.stdin.take());
+            let _ = child.wait().await;
+        }
+        for i in 0..runners {
+            let _ = std::fs::remove_dir_all(self.dir.join(format!("data-{tag}-{i}")));
+        }
         Level {
             concurrency,
             intake,
@@ -285,7 +336,7 @@ impl Harness {
     }
 }
 
-async fn load(records: u64, fixed_rate: u64) {
+async fn harness() -> Harness {
     let sink = Arc::new(Sink::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target_url = format!("http://{}", listener.local_addr().unwrap());
@@ -297,7 +348,39 @@ async fn load(records: u64, fixed_rate: u64) {
     let secret = manifests.secrets.values().find_map(|s| s.get("client-secret")).unwrap().as_bytes().to_vec();
     let fixture_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/shopify-order.json");
     let fixture = serde_json::from_slice(&std::fs::read(fixture_path).unwrap()).unwrap();
-    let harness = Harness { sink, target_url, client: reqwest::Client::new(), fixture, secret, dir: dir.clone() };
+    Harness { sink, target_url, client: reqwest::Client::new(), fixture, secret, dir }
+}
+
+/// The queue on disk, then in JetStream shared by 1, 2 and 3 runners: one table.
+async fn scale(records: u64, fixed_rate: u64) {
+    let harness = harness().await;
+    let mut rows = vec![("on disk (embedded)", 1, harness.level_of(16, records, fixed_rate, 1, None).await)];
+    for runners in 1..=3 {
+        let nats = entrepot_sim::nats::NatsServer::start().await;
+        let level = harness.level_of(16, records, fixed_rate, runners, Some(&nats.url())).await;
+        eprintln!("JetStream, {runners} runners: {:.0}/s end to end", level.end_to_end);
+        rows.push(("JetStream", runners, level));
+    }
+    let _ = std::fs::remove_dir_all(&harness.dir);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("{records} orders at full speed from 16 senders, then {fixed_rate}/s for 5 s");
+    println!("| queue | runners | intake | end to end | added latency p50 / p99 | first runner's memory peak |");
+    println!("|---|---|---|---|---|---|");
+    for (label, runners, l) in rows {
+        println!(
+            "| {label} | {runners} | {:.0}/s | {:.0}/s | {:.1} / {:.1} ms | {:.0} MiB |",
+            l.intake,
+            l.end_to_end,
+            ms(l.p50),
+            ms(l.p99),
+            l.rss.1
+        );
+    }
+}
+
+async fn load(records: u64, fixed_rate: u64) {
+    let harness = harness().await;
+    let dir = harness.dir.clone();
 
     let levels = [harness.level(16, records, fixed_rate).await, harness.level(64, records, fixed_rate).await];
 

@@ -31,6 +31,7 @@ pub mod pki;
 mod postgres;
 mod process;
 pub mod refused;
+pub mod rendered_pod;
 pub mod sim_process;
 pub use apis::{ItemsApi, TokenEndpoint};
 pub use jetstream::{jetstream_flow, jetstream_runner, runner_logs};

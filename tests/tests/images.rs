@@ -204,6 +204,7 @@ fn rendered_containers() -> Vec<(String, Container, PodSpec)> {
             let built = children(&flow, &config, &defaults).unwrap();
             let (kind, template) = match built.workload {
                 Workload::Continuous { stateful_set, .. } => ("runner", stateful_set.spec.unwrap().template),
+                Workload::Shared { deployment, .. } => ("runner", deployment.spec.unwrap().template),
                 Workload::Batch { cron_job, .. } => {
                     ("batch runner", cron_job.spec.unwrap().job_template.spec.unwrap().template)
                 }

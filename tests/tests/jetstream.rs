@@ -27,6 +27,8 @@ const RUNNERS: usize = 3;
 struct Received {
     arrivals: Vec<String>,
     stored: BTreeSet<String>,
+    /// Orders refused as invalid (400), by id.
+    refuse: BTreeSet<String>,
 }
 
 /// A target that stores each idempotency key once (a repeat is answered as the first
@@ -36,6 +38,10 @@ async fn target() -> (String, Arc<Mutex<Received>>) {
     async fn take(State(r): State<Arc<Mutex<Received>>>, headers: HeaderMap) -> StatusCode {
         let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         let mut r = r.lock().unwrap();
+        let order = key.split(':').nth(1).unwrap_or_default().to_string();
+        if r.refuse.contains(&order) {
+            return StatusCode::BAD_REQUEST;
+        }
         r.arrivals.push(key.clone());
         if r.stored.insert(key) { StatusCode::CREATED } else { StatusCode::OK }
     }
@@ -232,4 +238,58 @@ async fn scaling_from_three_runners_to_one_and_back_strands_nothing_and_sends_no
     check(&received, &acked, &admin, dir.path()).await;
     let r = received.lock().unwrap();
     assert_eq!(r.arrivals.len(), r.stored.len(), "a clean scale-down hands work over without sending anything twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_of_a_shared_queue_are_listed_shown_replayed_and_discarded_from_any_runner() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = entrepot_sim::nats::NatsServer::start().await;
+    let (target, received) = target().await;
+    received.lock().unwrap().refuse = ["10", "20", "30"].map(String::from).into();
+    let manifests = manifests(dir.path(), &target, &nats.url(), 1);
+    let mut runners = Vec::new();
+    for i in 0..RUNNERS {
+        runners.push(jetstream_runner(dir.path(), &manifests, i).await);
+    }
+    for order in 1..=30u64 {
+        let body = shopify_order(order, "SKU-1", "2026-11-27T10:05:00-05:00");
+        let url = runners[order as usize % RUNNERS].webhook(FLOW);
+        assert_eq!(post_webhook(&url, &body, &format!("d-{order}"), None).await.status(), 200);
+    }
+    let admin = |i: usize| runners[i].admin_url.clone();
+    eventually(Duration::from_secs(60), "27 delivered, 3 dead-lettered", || async {
+        let flow = &status(&admin(0)).await.flows[0];
+        received.lock().unwrap().stored.len() == 27 && flow.dead_lettered == 3 && flow.pending == 0
+    })
+    .await;
+
+    // Listed by another runner than the one that dead-lettered them: one stream for all.
+    let listed = run_cli(&["deadletters", "list", "--admin", &admin(1), "--output", "json"]).await.expect_ok("list");
+    let letters: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    assert_eq!(letters.len(), 3, "{listed}");
+    let id_of = |order: &str| {
+        letters
+            .iter()
+            .find(|l| l["envelope"]["sourceDeliveryId"] == format!("d-{order}").as_str())
+            .map(|l| l["id"].as_u64().unwrap())
+            .unwrap_or_else(|| panic!("order {order} among the dead letters: {listed}"))
+    };
+    let (ten, twenty, thirty) = (id_of("10"), id_of("20"), id_of("30"));
+    let shown = run_cli(&["deadletters", "show", &ten.to_string(), "--admin", &admin(2)]).await.expect_ok("show");
+    assert!(shown.contains("400"), "the target's answer is shown: {shown}");
+
+    // The target fixed: two replayed (from runner 2), one discarded (from runner 0).
+    received.lock().unwrap().refuse.clear();
+    let (ten, twenty, thirty) = (ten.to_string(), twenty.to_string(), thirty.to_string());
+    run_cli(&["deadletters", "replay", &ten, &twenty, "--admin", &admin(2)]).await.expect_ok("replay");
+    run_cli(&["deadletters", "discard", &thirty, "--admin", &admin(0)]).await.expect_ok("discard");
+    eventually(Duration::from_secs(60), "the replayed orders delivered, no dead letter left", || async {
+        let flow = &status(&admin(1)).await.flows[0];
+        received.lock().unwrap().stored.len() == 29 && flow.dead_lettered == 0 && flow.pending == 0
+    })
+    .await;
+    let stored = received.lock().unwrap().stored.clone();
+    assert!(
+        stored.iter().any(|k| k.starts_with("shopify:10:")) && !stored.iter().any(|k| k.starts_with("shopify:30:"))
+    );
 }

@@ -5,11 +5,12 @@
 //! ERP; the admin API wants the mounted token, and a rotated token reaches the running
 //! runner. No kubelet runs on these machines; this stands in for a pod.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
-use k8s_openapi::api::core::v1::KeyToPath;
-
-use entrepot_e2e::*;
+use entrepot_e2e::{
+    rendered_pod::{RenderedPod, flow_in_cluster, secret_values},
+    *,
+};
 use entrepot_operator::{
     resources::{SyncFlow, SyncFlowSpec},
     sync_flow::{
@@ -30,81 +31,23 @@ async fn an_order_reaches_the_erp_through_the_runner_the_operator_renders() {
 
     // What the cluster holds: the flow as read from the API, and what it references.
     let (key, spec) = manifests.flows.iter().next().unwrap();
-    let mut flow = SyncFlow::new(&key.name, SyncFlowSpec(spec.clone()));
-    flow.metadata.namespace = Some("retail".into());
-    flow.metadata.uid = Some("5f1c1a52-0000-4000-8000-000000000001".into());
-    let mut refs = References::default();
-    for (k, c) in &manifests.connectors {
-        let mut c = c.clone();
-        if c.endpoint.is_some() {
-            c.endpoint = Some(erp.base_url());
-        }
-        refs.connectors.insert(k.name.clone(), Ok(c));
-    }
-    for (k, m) in &manifests.mappings {
-        refs.mappings.insert(k.name.clone(), Ok(m.clone()));
-    }
+    let uid = "5f1c1a52-0000-4000-8000-000000000001";
+    let (flow, refs) = flow_in_cluster(&manifests, &key.name, spec.clone(), &erp.base_url(), uid);
     let config = validate(&key.name, "retail", spec, &refs).expect("the quickstart is valid");
     let built = children(&flow, &config, &RunnerDefaults::with_image("entrepot:test")).unwrap();
 
-    // The ConfigMap becomes the mounted file, the secret volumes directories under `root`.
-    let config_path = dir.path().join(CONFIG_KEY);
-    std::fs::write(&config_path, &built.config_map.data.as_ref().unwrap()[CONFIG_KEY]).unwrap();
+    // The ConfigMap becomes the mounted file, the secret volumes directories of the pod.
     let Workload::Continuous { stateful_set, .. } = built.workload else { panic!("the quickstart is continuous") };
-    let pod = stateful_set.spec.unwrap().template.spec.unwrap();
-    let container = &pod.containers[0];
-    assert!(container.env.as_ref().is_none_or(Vec::is_empty), "no Secret in the environment");
-    let mut secrets: BTreeMap<(String, String), String> = manifests
-        .secrets
-        .iter()
-        .flat_map(|(k, values)| values.iter().map(move |(key, v)| ((k.name.clone(), key.clone()), v.clone())))
-        .collect();
+    let pod = RenderedPod::new(
+        dir.path(),
+        &built.config_map.data.as_ref().unwrap()[CONFIG_KEY],
+        stateful_set.spec.unwrap().template.spec.unwrap(),
+    );
+    assert!(pod.container().env.as_ref().is_none_or(Vec::is_empty), "no Secret in the environment");
+    let mut secrets = secret_values(&manifests);
     secrets.insert((admin_token_secret_name(&key.name), "token".into()), "admin-token-1".into());
-    let root = dir.path().join("pod");
-    // What the kubelet writes for each secret or projected volume, and again after a
-    // rotation: every item of every Secret source, at the volume's mount path.
-    let kubelet_writes = |generation: u32, secrets: &BTreeMap<(String, String), String>| {
-        for volume in pod.volumes.iter().flatten() {
-            let sources: Vec<(String, Vec<KeyToPath>)> = match (&volume.secret, &volume.projected) {
-                (Some(s), _) => vec![(s.secret_name.clone().unwrap(), s.items.clone().unwrap())],
-                (_, Some(p)) => p
-                    .sources
-                    .iter()
-                    .flatten()
-                    .filter_map(|s| s.secret.clone())
-                    .map(|s| (s.name, s.items.unwrap()))
-                    .collect(),
-                _ => continue,
-            };
-            let mount = container.volume_mounts.iter().flatten().find(|m| m.name == volume.name).expect("mounted");
-            assert!(mount.sub_path.is_none(), "a subPath mount would never be refreshed");
-            let files: Vec<(&str, &str)> = sources
-                .iter()
-                .flat_map(|(name, items)| {
-                    items.iter().map(move |i| (i.path.as_str(), secrets[&(name.clone(), i.key.clone())].as_str()))
-                })
-                .collect();
-            kubelet_secret_volume(&root.join(mount.mount_path.trim_start_matches('/')), generation, &files);
-        }
-    };
-    kubelet_writes(1, &secrets);
-
-    // The container's arguments, with the pod's paths and ports moved to this machine.
-    let rendered = container.args.clone().unwrap();
-    let mut args = vec![rendered[0].clone()];
-    for pair in rendered[1..].chunks(2) {
-        match pair[0].as_str() {
-            "--config" => args.extend([pair[0].clone(), config_path.display().to_string()]),
-            "--data-dir" => args.extend([pair[0].clone(), dir.path().join("data").display().to_string()]),
-            "--listen" | "--admin-listen" => {} // loopback ports instead
-            "--admin-token-file" | "--secrets-dir" => {
-                args.extend([pair[0].clone(), root.join(pair[1].trim_start_matches('/')).display().to_string()])
-            }
-            _ => args.extend(pair.iter().cloned()),
-        }
-    }
-    assert_eq!(args[0], "serve");
-    let runner = RunnerProcess::spawn(args, Vec::new()).await;
+    pod.write_secrets(1, &secrets);
+    let runner = RunnerProcess::spawn(pod.args(), Vec::new()).await;
 
     let order = shopify_order(4242, "SKU-9", "2026-11-27T10:05:00-05:00");
     assert_eq!(post_webhook(&runner.webhook(FLOW), &order, "delivery-4242", None).await.status(), 200);
@@ -123,7 +66,7 @@ async fn an_order_reaches_the_erp_through_the_runner_the_operator_renders() {
     // The Secret is rotated: the kubelet swaps the files, and the next request is
     // checked against the new token, without a restart.
     secrets.insert((admin_token_secret_name(&key.name), "token".into()), "admin-token-2".into());
-    kubelet_writes(2, &secrets);
+    pod.write_secrets(2, &secrets);
     let old = reqwest::Client::new().get(&letters).bearer_auth("admin-token-1").send().await.unwrap();
     assert_eq!(old.status(), 401);
     let new = reqwest::Client::new().get(&letters).bearer_auth("admin-token-2").send().await.unwrap();

@@ -82,7 +82,8 @@ replica without it would have every replica reconcile, so that is refused.
 {{/*
 The runner defaults file (runner-defaults.yaml), as the operator reads it with
 --runner-defaults: image, imagePullPolicy, resources, queue.{storageClassName,size},
-networkPolicy (with the operator's own namespace and pod labels).
+networkPolicy (with the operator's own namespace and pod labels), and
+nats.{url,replicas,credentialsSecret}.
 Optional fields are left out when empty.
 */}}
 {{- define "entrepot.runnerDefaults" -}}
@@ -122,6 +123,35 @@ queue:
   {{- with .Values.runner.queue.size }}
   size: {{ . | quote }}
   {{- end }}
+{{- end }}
+# What a SyncFlow with its queue in NATS JetStream gets unless it says otherwise.
+nats:
+  {{- with .Values.nats.url }}
+  url: {{ . | quote }}
+  {{- end }}
+  replicas: {{ .Values.nats.replicas }}
+  {{- with .Values.nats.credentialsSecret }}
+  credentialsSecret:
+    name: {{ .name | quote }}
+    key: {{ .key | quote }}
+  {{- end }}
+{{- end }}
+
+{{/*
+Where the operator's own NATS credentials (nats.operatorCredentialsSecret) or
+token (nats.operatorTokenSecret) are mounted, and the file's path; empty when
+neither is set. At most one of the two.
+*/}}
+{{- define "entrepot.natsAuthDir" -}}/var/run/secrets/entrepot-nats{{- end }}
+{{- define "entrepot.natsAuth" -}}
+{{- if and .Values.nats.operatorCredentialsSecret .Values.nats.operatorTokenSecret }}
+{{- fail "set at most one of nats.operatorCredentialsSecret and nats.operatorTokenSecret" }}
+{{- end }}
+{{- with .Values.nats.operatorCredentialsSecret }}
+{{- dict "env" "ENTREPOT_NATS_CREDENTIALS_FILE" "file" "operator.creds" "name" .name "key" .key | toJson }}
+{{- end }}
+{{- with .Values.nats.operatorTokenSecret }}
+{{- dict "env" "ENTREPOT_NATS_TOKEN_FILE" "file" "token" "name" .name "key" .key | toJson }}
 {{- end }}
 {{- end }}
 

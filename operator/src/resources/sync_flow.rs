@@ -105,7 +105,8 @@ pub struct SyncFlowStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner: Option<RunnerStatus>,
 
-    /// The flow's queue, as last reported by its runner.
+    /// The flow's queue, as last reported by its runner; for a queue in NATS JetStream,
+    /// as JetStream counts it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backlog: Option<BacklogStatus>,
 
@@ -208,7 +209,8 @@ pub struct TargetReport {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunnerStatus {
-    /// The runner's workload, `StatefulSet/<flow>-runner` (continuous) or
+    /// The runner's workload, `StatefulSet/<flow>-runner` (continuous),
+    /// `Deployment/<flow>-runner` (continuous, the queue in NATS JetStream) or
     /// `CronJob/<flow>-runner` (batch); its ConfigMap has the same name.
     pub workload: String,
     /// SHA-256 of the runner's rendered configuration and of the Secret keys it
@@ -217,7 +219,7 @@ pub struct RunnerStatus {
     pub config_checksum: String,
     /// Runner pods asked for.
     pub replicas: i32,
-    /// Runner pods available, as the StatefulSet reports them.
+    /// Runner pods available, as the StatefulSet or Deployment reports them.
     pub available_replicas: i32,
 }
 

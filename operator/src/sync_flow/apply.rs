@@ -5,14 +5,14 @@
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
     batch::v1::CronJob,
-    core::v1::Service,
+    core::v1::{PersistentVolumeClaim, Service},
     networking::v1::NetworkPolicy,
     policy::v1::PodDisruptionBudget,
 };
 
 use super::{
     build::{Children, Workload},
-    names::runner_name,
+    names::{queue_claim_name, runner_name},
     secret_volumes::with_random_token,
 };
 use crate::{
@@ -25,6 +25,8 @@ use crate::{
 pub enum Applied {
     /// A continuous flow's StatefulSet.
     Continuous(Box<StatefulSet>),
+    /// A continuous JetStream flow's Deployment.
+    Shared(Box<Deployment>),
     /// A batch flow's CronJob.
     Batch(Box<CronJob>),
 }
@@ -39,7 +41,8 @@ pub struct Target<'a> {
     pub owner_uid: &'a str,
     /// The workload the last reconcile rendered (`StatefulSet/orders-runner`), from the
     /// flow's status. Anything else of the flow's is pruned when it differs: the mode
-    /// changed, or an older operator rendered a Deployment.
+    /// changed, the queue moved to or from JetStream (StatefulSet ↔ Deployment), or an
+    /// older operator rendered something else.
     pub rendered_before: Option<&'a str>,
 }
 
@@ -69,8 +72,29 @@ pub async fn children(client: &kube::Client, target: &Target<'_>, children: &Chi
             }
             Ok(Applied::Continuous(Box::new(stateful_set)))
         }
+        Workload::Shared { deployment, disruption_budget, service } => {
+            apply(client, namespace, service).await?;
+            apply(client, namespace, disruption_budget).await?;
+            let deployment = apply(client, namespace, deployment).await?;
+            if prune("Deployment") {
+                // The StatefulSet's own claims go with it (its retention policy); a batch
+                // flow's queue claim is the flow's, so it is removed here.
+                remove_owned::<StatefulSet>(client, namespace, &runner, owner_uid).await?;
+                remove_owned::<CronJob>(client, namespace, &runner, owner_uid).await?;
+                remove_owned::<PersistentVolumeClaim>(client, namespace, &queue_claim_name(flow), owner_uid).await?;
+            }
+            Ok(Applied::Shared(Box::new(deployment)))
+        }
         Workload::Batch { cron_job, queue_claim } => {
-            apply(client, namespace, queue_claim).await?;
+            match queue_claim {
+                Some(queue_claim) => {
+                    apply(client, namespace, queue_claim).await?;
+                }
+                // The queue moved to JetStream: the claim of the embedded one goes.
+                None => {
+                    remove_owned::<PersistentVolumeClaim>(client, namespace, &queue_claim_name(flow), owner_uid).await?
+                }
+            }
             let cron_job = apply(client, namespace, cron_job).await?;
             if prune("CronJob") {
                 remove_owned::<StatefulSet>(client, namespace, &runner, owner_uid).await?;

@@ -1,7 +1,9 @@
 //! Builders: the runner workload a SyncFlow becomes, as pure functions of the flow and
 //! its resolved configuration: a ConfigMap, and either a StatefulSet (each pod's queue
-//! on its own volume claim), a PodDisruptionBudget and a Service (`mode: continuous`), or
-//! a CronJob and one queue claim (`mode: batch`).
+//! on its own volume claim), a PodDisruptionBudget and a Service (`mode: continuous`), a
+//! Deployment, a PodDisruptionBudget and a Service (`continuous` with the queue in
+//! JetStream: the pods share it), or a CronJob and one queue claim (`mode: batch`; no
+//! claim with JetStream). The runner pod itself is [`super::pod`]'s.
 
 use crate::error::Category;
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,13 +14,14 @@ use entrepot_api::{
 };
 use k8s_openapi::{
     api::{
-        apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec},
+        apps::v1::{
+            Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment, StatefulSet,
+            StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+        },
         batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec},
         core::v1::{
-            Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-            HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
-            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Secret,
-            SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+            ConfigMap, PersistentVolumeClaim, PersistentVolumeClaimSpec, Secret, Service, ServicePort, ServiceSpec,
+            VolumeResourceRequirements,
         },
         networking::v1::NetworkPolicy,
         policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
@@ -30,75 +33,31 @@ use k8s_openapi::{
     },
 };
 use kube::Resource;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-pub use super::names::{ADMIN_PORT, SYNC_FLOW_LABEL, selector_labels};
+pub use super::{
+    defaults::{QueueDefaults, RunnerDefaults},
+    names::{ADMIN_PORT, SYNC_FLOW_LABEL, queue_claim_name, selector_labels},
+    pod::{
+        CHECKSUM_ANNOTATION, CONFIG_KEY, config_mount, config_path, config_volume, container_security_context,
+        pod_security_context,
+    },
+};
 use super::{
-    names::{WEBHOOK_PORT, runner_name},
-    network_policy::{NetworkPolicyDefaults, network_policy},
-    secret_volumes::{SECRETS_DIR, admin_token_file, admin_token_secret, admin_token_volume, secret_volumes},
+    names::{QUEUE_VOLUME, WEBHOOK_PORT, runner_name},
+    network_policy::network_policy,
+    pod::{DataDir, pod_template},
+    secret_volumes::admin_token_secret,
     validate::secret_refs,
 };
 use crate::resources::SyncFlow;
 
-/// Pod template annotation whose change rolls the runner pods.
-pub const CHECKSUM_ANNOTATION: &str = "entrepot.io/config-checksum";
 /// `app.kubernetes.io/managed-by` of everything the operator creates; its watches
 /// select on it.
 pub const MANAGED_BY: &str = "entrepot-operator";
-/// Key of the runner configuration in the ConfigMap.
-pub const CONFIG_KEY: &str = "runner.yaml";
 
-const CONFIG_DIR: &str = "/etc/entrepot";
-const DATA_DIR: &str = "/var/lib/entrepot";
-/// Name of the queue volume (and of a StatefulSet's claim template).
-const QUEUE_VOLUME: &str = "queue";
 /// Size of a queue claim when neither the flow nor the operator says.
 const DEFAULT_QUEUE_SIZE: &str = "1Gi";
-/// The `nonroot` user of distroless images; any non-zero id satisfies the restricted
-/// Pod Security profile, a fixed one keeps the data directory's owner stable.
-const RUNNER_UID: i64 = 65532;
-
-/// What the operator renders into every runner unless its flow says otherwise: the
-/// chart's `runner.*` values, read from the file `--runner-defaults` names.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RunnerDefaults {
-    /// Image used when a flow names none (`spec.runner.image`).
-    pub image: String,
-    /// `imagePullPolicy` of the runner container.
-    #[serde(default)]
-    pub image_pull_policy: Option<String>,
-    /// CPU and memory of the runner container.
-    #[serde(default)]
-    pub resources: Option<ResourceRequirements>,
-    /// The queue's volume claim.
-    #[serde(default)]
-    pub queue: QueueDefaults,
-    /// Whether, and how, each flow's runner pods get a NetworkPolicy.
-    #[serde(default)]
-    pub network_policy: NetworkPolicyDefaults,
-}
-
-/// Defaults of a flow's queue volume claim.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct QueueDefaults {
-    /// StorageClass of the claim; the cluster's default class when unset.
-    #[serde(default)]
-    pub storage_class_name: Option<String>,
-    /// Size of the claim; `1Gi` when unset.
-    #[serde(default)]
-    pub size: Option<String>,
-}
-
-impl RunnerDefaults {
-    /// Defaults that only name the image.
-    pub fn with_image(image: impl Into<String>) -> Self {
-        Self { image: image.into(), ..Self::default() }
-    }
-}
 
 /// The objects a SyncFlow becomes.
 #[derive(Clone, Debug, PartialEq)]
@@ -116,7 +75,7 @@ pub struct Children {
     pub checksum: String,
 }
 
-/// What runs a flow's runner, by `spec.mode`.
+/// What runs a flow's runner, by `spec.mode` and where its queue is.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Workload {
     /// `continuous`: pods that are always up, each with its queue on its own volume claim.
@@ -128,13 +87,35 @@ pub enum Workload {
         /// The runner's webhook and admin endpoints.
         service: Service,
     },
-    /// `batch`: a CronJob; every run mounts the same queue claim.
+    /// `continuous` with the queue in JetStream: interchangeable pods that share it.
+    Shared {
+        /// The runner pods, `spec.runner.replicas` of them, no claim.
+        deployment: Deployment,
+        /// At most one runner pod down at a time for a drain or an upgrade.
+        disruption_budget: PodDisruptionBudget,
+        /// The runner's webhook and admin endpoints, in front of every pod.
+        service: Service,
+    },
+    /// `batch`: a CronJob; every run mounts the same queue claim, unless the queue is in
+    /// JetStream.
     Batch {
         /// The scheduled runs.
         cron_job: CronJob,
-        /// The queue, kept between runs.
-        queue_claim: PersistentVolumeClaim,
+        /// The queue, kept between runs; none when it is in JetStream.
+        queue_claim: Option<PersistentVolumeClaim>,
     },
+}
+
+impl Workload {
+    /// `Kind/name` of the workload, as the flow's status names it.
+    pub fn reference(&self, flow: &str) -> String {
+        let kind = match self {
+            Self::Continuous { .. } => "StatefulSet",
+            Self::Shared { .. } => "Deployment",
+            Self::Batch { .. } => "CronJob",
+        };
+        format!("{kind}/{}", runner_name(flow))
+    }
 }
 
 /// Why the children cannot be built.
@@ -217,23 +198,30 @@ pub fn children(flow: &SyncFlow, config: &FlowConfig, defaults: &RunnerDefaults)
         owner_references: Some(vec![owner]),
         ..ObjectMeta::default()
     };
+    let shared = config.spec.runner.queue.jetstream.is_some();
     let workload = match config.spec.mode {
+        FlowMode::Continuous if shared => Workload::Shared {
+            deployment: deployment(meta.clone(), config, defaults, &secrets, &checksum),
+            disruption_budget: disruption_budget(meta.clone(), &config.name, true),
+            service: service(meta.clone(), &config.name),
+        },
         FlowMode::Continuous => Workload::Continuous {
             stateful_set: stateful_set(meta.clone(), config, defaults, &secrets, &checksum),
-            disruption_budget: disruption_budget(meta.clone(), &config.name),
+            disruption_budget: disruption_budget(meta.clone(), &config.name, false),
             service: service(meta.clone(), &config.name),
         },
         FlowMode::Batch => {
             let schedule =
                 config.spec.schedule.clone().ok_or_else(|| BuildError::NoSchedule { flow: config.name.clone() })?;
             let claim_meta = ObjectMeta { name: Some(queue_claim_name(&config.name)), ..meta.clone() };
+            let data = if shared { DataDir::Scratch } else { DataDir::Claim(queue_claim_name(&config.name)) };
             Workload::Batch {
-                cron_job: cron_job(meta.clone(), config, defaults, &secrets, &checksum, schedule),
-                queue_claim: PersistentVolumeClaim {
+                cron_job: cron_job(meta.clone(), config, defaults, &secrets, &checksum, schedule, data),
+                queue_claim: (!shared).then(|| PersistentVolumeClaim {
                     metadata: claim_meta,
                     spec: Some(claim_spec(config, defaults)),
                     status: None,
-                },
+                }),
             }
         }
     };
@@ -248,11 +236,6 @@ pub fn children(flow: &SyncFlow, config: &FlowConfig, defaults: &RunnerDefaults)
         workload,
         checksum,
     })
-}
-
-/// Name of a batch flow's queue claim.
-pub fn queue_claim_name(flow: &str) -> String {
-    format!("{}-queue", runner_name(flow))
 }
 
 /// The queue's volume claim: the flow's size and class, else the operator's defaults.
@@ -271,143 +254,6 @@ fn claim_spec(config: &FlowConfig, defaults: &RunnerDefaults) -> PersistentVolum
     }
 }
 
-/// The runner container and its pod, for `args` after the config and data flags.
-fn pod_template(
-    meta: &ObjectMeta,
-    config: &FlowConfig,
-    defaults: &RunnerDefaults,
-    secrets: &BTreeSet<SecretKeySelector>,
-    checksum: &str,
-    batch: bool,
-) -> PodTemplateSpec {
-    let runner = &config.spec.runner;
-    let probe = |path: &str, period: i32| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.into()),
-            port: IntOrString::String("admin".into()),
-            ..HTTPGetAction::default()
-        }),
-        period_seconds: Some(period),
-        ..Probe::default()
-    };
-    // A runner repairing its queue at start answers /healthz 503 until the queue is
-    // open: up to 30 minutes (360 x 5 s) before liveness takes over.
-    let startup = Probe { failure_threshold: Some(360), ..probe("/healthz", 5) };
-    let mut args: Vec<String> = [
-        "serve",
-        "--config",
-        &config_path(),
-        "--data-dir",
-        DATA_DIR,
-        "--listen",
-        &format!("0.0.0.0:{WEBHOOK_PORT}"),
-        "--admin-listen",
-        &format!("0.0.0.0:{ADMIN_PORT}"),
-        "--admin-token-file",
-        &admin_token_file(),
-        "--secrets-dir",
-        SECRETS_DIR,
-    ]
-    .map(String::from)
-    .to_vec();
-    if batch {
-        // One pass of the source, deliver what it queued, exit.
-        args.push("--once".into());
-    }
-    let mut mounts = vec![
-        config_mount(),
-        VolumeMount { name: QUEUE_VOLUME.into(), mount_path: DATA_DIR.into(), ..VolumeMount::default() },
-        // The root filesystem is read-only; the runner's scratch space.
-        VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..VolumeMount::default() },
-    ];
-    let (secret_volumes, secret_mounts) = secret_volumes(secrets);
-    let (token_volume, token_mount) = admin_token_volume(&config.name);
-    mounts.extend(secret_mounts.into_iter().chain([token_mount]));
-    let mut volumes = vec![
-        config_volume(&runner_name(&config.name)),
-        Volume {
-            name: "tmp".into(),
-            empty_dir: Some(EmptyDirVolumeSource {
-                size_limit: Some(Quantity("64Mi".into())),
-                ..EmptyDirVolumeSource::default()
-            }),
-            ..Volume::default()
-        },
-    ];
-    volumes.extend(secret_volumes.into_iter().chain([token_volume]));
-    if batch {
-        volumes.push(Volume {
-            name: QUEUE_VOLUME.into(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: queue_claim_name(&config.name),
-                read_only: None,
-            }),
-            ..Volume::default()
-        });
-    }
-    // A file trigger reads its directory, and moves files aside inside it, on the volume
-    // claim the flow names (validation requires it).
-    if let Some((file, claim)) =
-        config.spec.source.trigger.file.as_ref().and_then(|f| Some((f, f.volume_claim_name.clone()?)))
-    {
-        mounts.push(VolumeMount { name: "files".into(), mount_path: file.directory.clone(), ..VolumeMount::default() });
-        volumes.push(Volume {
-            name: "files".into(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource { claim_name: claim, read_only: None }),
-            ..Volume::default()
-        });
-    }
-    let container = Container {
-        name: "runner".into(),
-        image: Some(runner.image.clone().unwrap_or_else(|| defaults.image.clone())),
-        image_pull_policy: defaults.image_pull_policy.clone(),
-        args: Some(args),
-        ports: Some(vec![
-            ContainerPort {
-                name: Some("webhooks".into()),
-                container_port: WEBHOOK_PORT,
-                protocol: Some("TCP".into()),
-                ..ContainerPort::default()
-            },
-            ContainerPort {
-                name: Some("admin".into()),
-                container_port: ADMIN_PORT,
-                protocol: Some("TCP".into()),
-                ..ContainerPort::default()
-            },
-        ]),
-        resources: defaults.resources.clone(),
-        // A batch run is not a server: no probes; its exit code says how it went.
-        startup_probe: (!batch).then_some(startup),
-        readiness_probe: (!batch).then(|| probe("/readyz", 10)),
-        liveness_probe: (!batch).then(|| probe("/healthz", 10)),
-        termination_message_policy: Some("FallbackToLogsOnError".into()),
-        security_context: Some(container_security_context()),
-        volume_mounts: Some(mounts),
-        ..Container::default()
-    };
-    PodTemplateSpec {
-        metadata: Some(ObjectMeta {
-            labels: meta.labels.clone(),
-            annotations: Some(BTreeMap::from([(CHECKSUM_ANNOTATION.to_string(), checksum.to_string())])),
-            ..ObjectMeta::default()
-        }),
-        spec: Some(PodSpec {
-            containers: vec![container],
-            // The runner holds no Kubernetes credentials (it is told everything
-            // through its config and mounted Secrets).
-            automount_service_account_token: Some(false),
-            enable_service_links: Some(false),
-            restart_policy: batch.then(|| "OnFailure".into()),
-            // Time to finish the deliveries in flight after SIGTERM.
-            termination_grace_period_seconds: Some(30),
-            security_context: Some(pod_security_context()),
-            volumes: Some(volumes),
-            ..PodSpec::default()
-        }),
-    }
-}
-
 fn stateful_set(
     meta: ObjectMeta,
     config: &FlowConfig,
@@ -416,7 +262,7 @@ fn stateful_set(
     checksum: &str,
 ) -> StatefulSet {
     let runner = &config.spec.runner;
-    let template = pod_template(&meta, config, defaults, secrets, checksum, false);
+    let template = pod_template(&meta, config, defaults, secrets, checksum, false, DataDir::ClaimTemplate);
     let name = meta.name.clone().unwrap_or_default();
     StatefulSet {
         metadata: meta,
@@ -444,14 +290,49 @@ fn stateful_set(
     }
 }
 
+/// The runner pods of a JetStream flow: a Deployment, since they share the queue and
+/// hold nothing of their own. A rollout starts a new pod before it stops an old one, so
+/// the flow keeps its runners (and their partitions move one pod at a time).
+fn deployment(
+    meta: ObjectMeta,
+    config: &FlowConfig,
+    defaults: &RunnerDefaults,
+    secrets: &BTreeSet<SecretKeySelector>,
+    checksum: &str,
+) -> Deployment {
+    let template = pod_template(&meta, config, defaults, secrets, checksum, false, DataDir::Scratch);
+    Deployment {
+        metadata: meta,
+        spec: Some(DeploymentSpec {
+            // Suspended: no pod; the queue stays in JetStream.
+            replicas: Some(if config.spec.suspend { 0 } else { config.spec.runner.replicas }),
+            selector: LabelSelector { match_labels: Some(selector_labels(&config.name)), ..LabelSelector::default() },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            template,
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    }
+}
+
 /// One runner pod down at a time, voluntarily. `maxUnavailable` rather than
-/// `minAvailable`: with one replica, `minAvailable: 1` would block every node drain.
-fn disruption_budget(meta: ObjectMeta, flow: &str) -> PodDisruptionBudget {
+/// `minAvailable`: with one replica, `minAvailable: 1` would block every node drain, and
+/// with several it holds as the flow scales. Runners sharing a JetStream queue keep no
+/// record of their own, so an unhealthy one may always be evicted: a few crash-looping
+/// runners then never block a drain.
+fn disruption_budget(meta: ObjectMeta, flow: &str, shared: bool) -> PodDisruptionBudget {
     PodDisruptionBudget {
         metadata: meta,
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(1)),
             selector: Some(LabelSelector { match_labels: Some(selector_labels(flow)), ..LabelSelector::default() }),
+            unhealthy_pod_eviction_policy: shared.then(|| "AlwaysAllow".into()),
             ..PodDisruptionBudgetSpec::default()
         }),
         status: None,
@@ -465,8 +346,9 @@ fn cron_job(
     secrets: &BTreeSet<SecretKeySelector>,
     checksum: &str,
     schedule: String,
+    data: DataDir,
 ) -> CronJob {
-    let template = pod_template(&meta, config, defaults, secrets, checksum, true);
+    let template = pod_template(&meta, config, defaults, secrets, checksum, true, data);
     CronJob {
         metadata: meta,
         spec: Some(CronJobSpec {
@@ -485,61 +367,6 @@ fn cron_job(
         }),
         status: None,
     }
-}
-
-fn runtime_default() -> Option<SeccompProfile> {
-    Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() })
-}
-
-/// A runner container's security context: the restricted Pod Security profile, a
-/// read-only root filesystem, a fixed non-root user.
-pub fn container_security_context() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        read_only_root_filesystem: Some(true),
-        run_as_non_root: Some(true),
-        run_as_user: Some(RUNNER_UID),
-        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
-        seccomp_profile: runtime_default(),
-        ..SecurityContext::default()
-    }
-}
-
-/// A runner pod's security context (see [`container_security_context`]).
-pub fn pod_security_context() -> PodSecurityContext {
-    PodSecurityContext {
-        run_as_non_root: Some(true),
-        run_as_user: Some(RUNNER_UID),
-        run_as_group: Some(RUNNER_UID),
-        fs_group: Some(RUNNER_UID),
-        seccomp_profile: runtime_default(),
-        ..PodSecurityContext::default()
-    }
-}
-
-/// The volume `config` of the flow's runner ConfigMap named `config_map`, mounted by
-/// [`config_mount`].
-pub fn config_volume(config_map: &str) -> Volume {
-    Volume {
-        name: "config".into(),
-        config_map: Some(ConfigMapVolumeSource { name: config_map.into(), ..ConfigMapVolumeSource::default() }),
-        ..Volume::default()
-    }
-}
-
-/// Where the runner configuration is mounted: [`config_path`]'s directory, read-only.
-pub fn config_mount() -> VolumeMount {
-    VolumeMount {
-        name: "config".into(),
-        mount_path: CONFIG_DIR.into(),
-        read_only: Some(true),
-        ..VolumeMount::default()
-    }
-}
-
-/// The path of the runner configuration inside a runner container.
-pub fn config_path() -> String {
-    format!("{CONFIG_DIR}/{CONFIG_KEY}")
 }
 
 /// The URL of a flow's runner admin API inside the cluster (its Service).

@@ -13,28 +13,50 @@ use entrepot_api::{
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
     batch::v1::CronJob,
-    core::v1::{PersistentVolumeClaim, PodSpec},
+    core::v1::{PersistentVolumeClaim, PodSpec, ResourceRequirements},
     policy::v1::PodDisruptionBudget,
 };
 
 use super::*;
 use crate::{
-    sync_flow::validate::{References, validate},
+    sync_flow::{
+        jetstream::{NatsDefaults, with_defaults},
+        validate::{References, validate},
+    },
     test_support::fixtures::{self, Fixture},
 };
 
+/// The chart's defaults, NATS included: only a JetStream flow renders them.
 fn defaults() -> RunnerDefaults {
-    RunnerDefaults::with_image("ghcr.io/entrepot-io/entrepot:test")
+    RunnerDefaults {
+        nats: NatsDefaults {
+            url: Some("nats://nats.nats:4222".into()),
+            replicas: Some(3),
+            credentials_secret: Some(SecretKeySelector { name: "nats-runner".into(), key: "runner.creds".into() }),
+        },
+        ..RunnerDefaults::with_image("ghcr.io/entrepot-io/entrepot:test")
+    }
 }
 
 fn resolve(f: &Fixture) -> FlowConfig {
+    resolve_with(f, &defaults().nats)
+}
+
+/// The fixture's flow resolved, with `nats` as the chart's NATS defaults.
+fn resolve_with(f: &Fixture, nats: &NatsDefaults) -> FlowConfig {
     let refs = References {
         connectors: f.connectors.iter().map(|c| (c.metadata.name.clone().unwrap(), Ok(c.spec.0.clone()))).collect(),
         mappings: f.mappings.iter().map(|m| (m.metadata.name.clone().unwrap(), Ok(m.spec.0.clone()))).collect(),
     };
     let flow = f.flow();
-    validate(flow.metadata.name.as_deref().unwrap(), flow.metadata.namespace.as_deref().unwrap(), &flow.spec, &refs)
-        .unwrap()
+    let config = validate(
+        flow.metadata.name.as_deref().unwrap(),
+        flow.metadata.namespace.as_deref().unwrap(),
+        &flow.spec,
+        &refs,
+    )
+    .unwrap();
+    with_defaults(config, nats).unwrap()
 }
 
 fn build(f: &Fixture) -> Children {
@@ -44,14 +66,14 @@ fn build(f: &Fixture) -> Children {
 fn continuous(c: &Children) -> (&StatefulSet, &PodDisruptionBudget, &Service) {
     match &c.workload {
         Workload::Continuous { stateful_set, disruption_budget, service } => (stateful_set, disruption_budget, service),
-        Workload::Batch { .. } => panic!("a continuous flow renders a StatefulSet"),
+        _ => panic!("a continuous flow renders a StatefulSet"),
     }
 }
 
 fn batch(c: &Children) -> (&CronJob, &PersistentVolumeClaim) {
     match &c.workload {
-        Workload::Batch { cron_job, queue_claim } => (cron_job, queue_claim),
-        Workload::Continuous { .. } => panic!("a batch flow renders a CronJob"),
+        Workload::Batch { cron_job, queue_claim: Some(queue_claim) } => (cron_job, queue_claim),
+        _ => panic!("a batch flow renders a CronJob and its queue claim"),
     }
 }
 
@@ -203,7 +225,12 @@ fn rendered(c: &Children) -> Vec<serde_json::Value> {
         Workload::Continuous { stateful_set, disruption_budget, service } => {
             objects.extend([json(service), json(disruption_budget), json(stateful_set)]);
         }
-        Workload::Batch { cron_job, queue_claim } => objects.extend([json(queue_claim), json(cron_job)]),
+        Workload::Shared { deployment, disruption_budget, service } => {
+            objects.extend([json(service), json(disruption_budget), json(deployment)]);
+        }
+        Workload::Batch { cron_job, queue_claim } => {
+            objects.extend(queue_claim.iter().map(json).chain([json(cron_job)]));
+        }
     }
     objects
 }
@@ -396,3 +423,6 @@ fn a_build_error_falls_into_its_category() {
     assert_eq!(Error::from(BuildError::NoOwnerReference).category(), Category::InvalidObject);
     assert_eq!(Error::from(BuildError::NoSchedule { flow: "nightly".into() }).category(), Category::InvalidSpec);
 }
+
+#[path = "build_jetstream_tests.rs"]
+mod jetstream;

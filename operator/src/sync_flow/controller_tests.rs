@@ -44,9 +44,13 @@ impl Harness {
 
     /// A controller that reads every runner pod's status from `reader`.
     async fn start_with(reader: RunnerStatusReader) -> Self {
+        Self::start_configured(reader, RunnerDefaults::with_image("ghcr.io/entrepot-io/entrepot:test")).await
+    }
+
+    /// A controller with the chart's `defaults`, reading runner status from `reader`.
+    async fn start_configured(reader: RunnerStatusReader, defaults: RunnerDefaults) -> Self {
         install_crypto_provider();
         let cluster = FakeCluster::new().await;
-        let defaults = RunnerDefaults::with_image("ghcr.io/entrepot-io/entrepot:test");
         let ctx = Arc::new(Context::with_runner_status(cluster.client.clone(), defaults, Metrics::new(), reader));
         let controller = Running::start({
             let ctx = ctx.clone();
@@ -566,3 +570,6 @@ async fn no_secret_value_reaches_what_the_operator_writes() {
         }
     }
 }
+
+#[path = "controller_jetstream_tests.rs"]
+mod jetstream;

@@ -1,18 +1,25 @@
 //! The SyncFlow controller: each SyncFlow becomes a runner workload (ConfigMap,
-//! StatefulSet, PodDisruptionBudget, Service, or a CronJob for a batch flow), and the
-//! runner's health comes back into its status.
+//! StatefulSet, PodDisruptionBudget, Service; a Deployment instead of the StatefulSet
+//! when the queue is in NATS JetStream; or a CronJob for a batch flow), and the runner's
+//! health comes back into its status.
 //!
 //! A reconcile runs in five steps: dereference (read the referenced Connectors and
 //! Mappings) → validate (pure) → build (pure) → apply (server-side apply) → status.
 //! A flow that cannot be run is marked `Stalled` and its existing children are left
-//! alone: a failed reconcile never tears down the last good runner.
+//! alone: a failed reconcile never tears down the last good runner. A JetStream flow
+//! also gets its streams and buckets made before the status step, and a finalizer that
+//! deletes them with the flow ([`queue`]).
 
 pub mod apply;
 pub mod build;
+pub mod defaults;
 pub(crate) mod dereference;
 pub mod events;
+pub mod jetstream;
 pub mod names;
 pub mod network_policy;
+pub mod pod;
+pub(crate) mod queue;
 pub mod reason;
 pub mod runner_status;
 pub mod secret_volumes;
@@ -34,7 +41,7 @@ use std::{
 use futures::StreamExt;
 use k8s_openapi::{
     api::{
-        apps::v1::StatefulSet,
+        apps::v1::{Deployment, StatefulSet},
         batch::v1::CronJob,
         core::v1::{ConfigMap, Service},
         policy::v1::PodDisruptionBudget,
@@ -58,7 +65,7 @@ use self::{
     apply::Applied,
     build::{MANAGED_BY, RunnerDefaults},
     runner_status::RunnerStatusReader,
-    status::{Budget, Outcome, Rollout},
+    status::{Budget, Outcome, QueueState, Rollout},
     validate::Invalid,
 };
 use crate::{
@@ -66,6 +73,7 @@ use crate::{
     failures::Failures,
     kube_io::{self, objects::ApiScope},
     metrics::Metrics,
+    nats_io::Connections,
     resources::{Connector, Mapping, SyncFlow, SyncFlowStatus, conditions},
 };
 
@@ -84,6 +92,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Reads the runner pods' `/v1/status`.
     pub runner_status: RunnerStatusReader,
+    /// The operator's connections to the NATS servers of JetStream flows.
+    pub nats: Connections,
     /// Writes Events on the flows.
     pub recorder: Recorder,
     /// Set once the SyncFlow cache has been filled; `/readyz` reports it.
@@ -112,10 +122,16 @@ impl Context {
             defaults,
             metrics,
             runner_status: reader,
+            nats: Connections::default(),
             recorder,
             ready: Arc::default(),
             failures: Failures::default(),
         }
+    }
+
+    /// This context, reaching NATS through `nats` (with the operator's credentials).
+    pub fn with_nats(self, nats: Connections) -> Self {
+        Self { nats, ..self }
     }
 }
 
@@ -147,6 +163,7 @@ pub async fn run(
     controller
         .owns(scope.api::<ConfigMap>(), children.clone())
         .owns(scope.api::<StatefulSet>(), children.clone())
+        .owns(scope.api::<Deployment>(), children.clone())
         .owns(scope.api::<CronJob>(), children.clone())
         .owns(scope.api::<PodDisruptionBudget>(), children.clone())
         .owns(scope.api::<Service>(), children)
@@ -190,6 +207,9 @@ async fn reconcile_flow(guard: &DeserializeGuard<SyncFlow>, ctx: &Context) -> Re
     let namespace = guard.meta().namespace.clone().unwrap_or_default();
     let name = guard.name_any();
     let previous: SyncFlowStatus = kube_io::status::read::<SyncFlow, _>(&ctx.client, &namespace, &name).await?;
+    if guard.meta().deletion_timestamp.is_some() {
+        return finalize(ctx, guard, &previous).await;
+    }
     let flow = match &guard.0 {
         Ok(flow) => flow,
         Err(unreadable) => {
@@ -203,8 +223,10 @@ async fn reconcile_flow(guard: &DeserializeGuard<SyncFlow>, ctx: &Context) -> Re
 
     // 1. Dereference.
     let refs = dereference::references(&ctx.client, &namespace, flow).await?;
-    // 2. Validate.
-    let config = match validate::validate(&name, &namespace, &flow.spec, &refs) {
+    // 2. Validate, with the operator's NATS defaults filled into a JetStream flow.
+    let config = match validate::validate(&name, &namespace, &flow.spec, &refs)
+        .and_then(|config| jetstream::with_defaults(config, &ctx.defaults.nats))
+    {
         Ok(config) => config,
         Err(invalid) => {
             // Stalled: the children stay as they are, so the last good runner keeps running.
@@ -212,6 +234,9 @@ async fn reconcile_flow(guard: &DeserializeGuard<SyncFlow>, ctx: &Context) -> Re
             return Err(invalid.into());
         }
     };
+    let jetstream = jetstream::queue_of(&config);
+    // The finalizer before anything is made in NATS, so that nothing outlives the flow.
+    queue::hold_finalizer(&ctx.client, flow, jetstream.is_some()).await?;
     // 3. Build.
     let children = build::children(flow, &config, &ctx.defaults)?;
     // 4. Apply.
@@ -222,33 +247,68 @@ async fn reconcile_flow(guard: &DeserializeGuard<SyncFlow>, ctx: &Context) -> Re
         rendered_before: previous.runner.as_ref().map(|r| r.workload.as_str()),
     };
     let applied = apply::children(&ctx.client, &target, &children).await?;
+    // 4b. The queue in JetStream: its streams and buckets as planned, and its backlog.
+    let (queue_state, unreachable) = match &jetstream {
+        None => (None, None),
+        Some(q) => match queue::observe(&ctx.nats, &name, q).await {
+            Ok(state) => (Some(state), None),
+            Err(e) => (Some(QueueState::Unreachable(queue::unreachable_message(&e.source))), Some(e)),
+        },
+    };
     // 5. Status, with what the runners say about themselves.
-    let runner = names::runner_name(&name);
+    let workload = children.workload.reference(&name);
+    let rollout = match &applied {
+        Applied::Continuous(stateful_set) => Rollout::of(stateful_set),
+        Applied::Shared(deployment) => Rollout::of_deployment(deployment),
+        Applied::Batch(_) => Rollout::default(),
+    };
     let outcome = match applied {
-        Applied::Continuous(stateful_set) => {
-            let rollout = Rollout::of(&stateful_set);
+        Applied::Batch(cron_job) => Outcome::Scheduled {
+            workload,
+            checksum: children.checksum,
+            suspended: flow.spec.suspend,
+            last_schedule: cron_job.status.and_then(|s| s.last_schedule_time).map(|t| t.0),
+            queue: queue_state,
+        },
+        Applied::Continuous(_) | Applied::Shared(_) => {
             let report = if rollout.desired > 0 {
                 Some(Box::new(runner_status::read(&ctx.client, &ctx.runner_status, &namespace, &name).await))
             } else {
                 None
             };
             Outcome::Applied {
-                workload: format!("StatefulSet/{runner}"),
+                workload,
                 checksum: children.checksum,
                 rollout,
                 suspended: flow.spec.suspend,
                 report,
+                queue: queue_state,
             }
         }
-        Applied::Batch(cron_job) => Outcome::Scheduled {
-            workload: format!("CronJob/{runner}"),
-            checksum: children.checksum,
-            suspended: flow.spec.suspend,
-            last_schedule: cron_job.status.and_then(|s| s.last_schedule_time).map(|t| t.0),
-        },
     };
     update_status(ctx, guard, &previous, &outcome).await?;
-    Ok(Action::requeue(RESYNC))
+    match unreachable {
+        // Retried with the error policy's backoff.
+        Some(unreachable) => Err(unreachable.into()),
+        None => Ok(Action::requeue(RESYNC)),
+    }
+}
+
+/// A flow being deleted: a JetStream flow's streams and buckets are deleted and its
+/// finalizer removed; its children go by their owner references. While NATS cannot be
+/// reached the flow stays, and its status says why.
+async fn finalize(
+    ctx: &Context,
+    guard: &DeserializeGuard<SyncFlow>,
+    previous: &SyncFlowStatus,
+) -> Result<Action, Error> {
+    match queue::clean_up(&ctx.client, &ctx.nats, &ctx.defaults.nats, guard).await? {
+        None => Ok(Action::await_change()),
+        Some(blocked) => {
+            update_status(ctx, guard, previous, &Outcome::CleanupBlocked(blocked.to_string())).await?;
+            Err(blocked.into())
+        }
+    }
 }
 
 /// Merges this reconcile's outcome into the flow's status and writes it, unless that

@@ -9,6 +9,14 @@ pub fn runner_name(flow: &str) -> String {
     format!("{flow}{RUNNER_SUFFIX}")
 }
 
+/// Name of a batch flow's queue claim.
+pub fn queue_claim_name(flow: &str) -> String {
+    format!("{}-queue", runner_name(flow))
+}
+
+/// Name of the queue volume (and of a StatefulSet's claim template).
+pub const QUEUE_VOLUME: &str = "queue";
+
 /// The runner's webhook port.
 pub const WEBHOOK_PORT: i32 = 8080;
 /// The runner's admin port (`/v1/status`, `/metrics`), where the operator reads it.

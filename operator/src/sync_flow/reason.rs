@@ -26,11 +26,13 @@ pub enum Reason {
     MappingTestsFailing,
     /// The flow cannot be run as written.
     InvalidSpec,
+    /// The NATS servers of a JetStream flow cannot be reached, or refuse the operator.
+    QueueUnreachable,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::RunnerAvailable,
         Self::RunnerNotAvailable,
         Self::Suspended,
@@ -42,6 +44,7 @@ impl Reason {
         Self::MappingInvalid,
         Self::MappingTestsFailing,
         Self::InvalidSpec,
+        Self::QueueUnreachable,
     ];
 
     /// The condition reason as written in the status.
@@ -58,6 +61,7 @@ impl Reason {
             Self::MappingInvalid => "MappingInvalid",
             Self::MappingTestsFailing => "MappingTestsFailing",
             Self::InvalidSpec => "InvalidSpec",
+            Self::QueueUnreachable => "QueueUnreachable",
         }
     }
 
@@ -78,7 +82,8 @@ impl Reason {
             | Self::BacklogOverBudget
             | Self::MappingTestsFailing
             | Self::ConnectorNotFound
-            | Self::MappingNotFound => Some(self.as_str()),
+            | Self::MappingNotFound
+            | Self::QueueUnreachable => Some(self.as_str()),
             Self::MappingInvalid | Self::InvalidSpec => Some(Self::InvalidSpec.as_str()),
         }
     }

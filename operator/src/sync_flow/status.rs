@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use entrepot_api::{ErrorCategory, status::ConnectorStatus};
 use k8s_openapi::{
-    api::apps::v1::StatefulSet,
+    api::apps::v1::{Deployment, StatefulSet},
     apimachinery::pkg::apis::meta::v1::Time,
     jiff::{Timestamp, TimestampRound, Unit},
 };
 
 use super::{reason::Reason, runner_status::RunnerReport, validate::Invalid};
+use crate::nats_io::Backlog;
 use crate::resources::{
     BacklogStatus, ConnectorReport, RunnerStatus, SyncFlowStatus, TargetReport, ThroughputStatus,
     conditions::{self, Desired, READY, RECONCILING, STALLED, settled},
@@ -36,17 +37,46 @@ pub struct Rollout {
 impl Rollout {
     /// Reads a StatefulSet's spec and status.
     pub fn of(stateful_set: &StatefulSet) -> Self {
-        let desired = stateful_set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let status = stateful_set.status.clone().unwrap_or_default();
-        let observed = match (stateful_set.metadata.generation, status.observed_generation) {
+        let status = stateful_set.status.as_ref();
+        Self::from_counts(
+            stateful_set.spec.as_ref().and_then(|s| s.replicas),
+            stateful_set.metadata.generation,
+            status.and_then(|s| s.observed_generation),
+            status.and_then(|s| s.updated_replicas),
+            status.and_then(|s| s.available_replicas),
+        )
+    }
+
+    /// Reads a Deployment's spec and status (a JetStream flow's runners).
+    pub fn of_deployment(deployment: &Deployment) -> Self {
+        let status = deployment.status.as_ref();
+        Self::from_counts(
+            deployment.spec.as_ref().and_then(|s| s.replicas),
+            deployment.metadata.generation,
+            status.and_then(|s| s.observed_generation),
+            status.and_then(|s| s.updated_replicas),
+            status.and_then(|s| s.available_replicas),
+        )
+    }
+
+    /// The rollout of a workload asking for `replicas` at `generation`, whose controller
+    /// has seen `seen` and reports `updated` and `available` pods.
+    fn from_counts(
+        replicas: Option<i32>,
+        generation: Option<i64>,
+        seen: Option<i64>,
+        updated: Option<i32>,
+        available: Option<i32>,
+    ) -> Self {
+        let observed = match (generation, seen) {
             (Some(generation), Some(seen)) => seen >= generation,
             (None, _) => true,
             (Some(_), None) => false,
         };
         Self {
-            desired,
-            updated: status.updated_replicas.unwrap_or(0),
-            available: status.available_replicas.unwrap_or(0),
+            desired: replicas.unwrap_or(1),
+            updated: updated.unwrap_or(0),
+            available: available.unwrap_or(0),
             observed,
         }
     }
@@ -57,14 +87,26 @@ impl Rollout {
     }
 }
 
+/// What the operator found of a JetStream flow's queue in NATS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueueState {
+    /// Its streams and buckets are as planned; its backlog, as JetStream counts it.
+    Reachable(Backlog),
+    /// NATS could not be reached, or refused: why (the URL without credentials).
+    Unreachable(String),
+}
+
 /// What happened to the flow in this reconcile.
 #[derive(Clone, Debug)]
 pub enum Outcome<'a> {
     /// The flow cannot be run as written; its children were left as they were.
     Stalled(&'a Invalid),
+    /// The flow is being deleted, and its JetStream streams cannot be: why, and how to
+    /// let the deletion go on without them.
+    CleanupBlocked(String),
     /// A continuous flow's children were applied.
     Applied {
-        /// `StatefulSet/<name>`.
+        /// `StatefulSet/<name>` or `Deployment/<name>`.
         workload: String,
         /// The configuration checksum rendered into its pods.
         checksum: String,
@@ -74,6 +116,8 @@ pub enum Outcome<'a> {
         suspended: bool,
         /// What the runner pods said, when there are pods to ask.
         report: Option<Box<RunnerReport>>,
+        /// The queue in JetStream, for a flow that has it there.
+        queue: Option<QueueState>,
     },
     /// A batch flow's CronJob was applied.
     Scheduled {
@@ -85,6 +129,8 @@ pub enum Outcome<'a> {
         suspended: bool,
         /// When the CronJob last started a run.
         last_schedule: Option<Timestamp>,
+        /// The queue in JetStream, for a flow that has it there.
+        queue: Option<QueueState>,
     },
 }
 
@@ -108,7 +154,8 @@ pub fn desired_status(
     status.observed_generation = generation;
     let desired = match outcome {
         Outcome::Stalled(invalid) => conditions::stalled(invalid.reason().as_str(), invalid.to_string()),
-        Outcome::Scheduled { workload, checksum, suspended, last_schedule } => {
+        Outcome::CleanupBlocked(message) => queue_unreachable(message),
+        Outcome::Scheduled { workload, checksum, suspended, last_schedule, queue } => {
             status.runner = Some(RunnerStatus {
                 workload: workload.clone(),
                 config_checksum: checksum.clone(),
@@ -116,6 +163,7 @@ pub fn desired_status(
                 available_replicas: 0,
             });
             status.last_schedule_time = last_schedule.map(Time);
+            jetstream_backlog(&mut status, queue.as_ref(), now);
             let resolved = resolved();
             if *suspended {
                 let message = format!("spec.suspend is true: {workload} starts no run; its queue is kept");
@@ -126,7 +174,7 @@ pub fn desired_status(
                 with(settled(true, Reason::Scheduled.as_str(), message), resolved)
             }
         }
-        Outcome::Applied { workload, checksum, rollout, suspended, report } => {
+        Outcome::Applied { workload, checksum, rollout, suspended, report, queue } => {
             status.runner = Some(RunnerStatus {
                 workload: workload.clone(),
                 config_checksum: checksum.clone(),
@@ -136,6 +184,7 @@ pub fn desired_status(
             if let Some(report) = report {
                 merge_report(&mut status, report);
             }
+            jetstream_backlog(&mut status, queue.as_ref(), now);
             let resolved = resolved();
             let counts = format!(
                 "runner {workload}: {}/{} replicas available, {}/{} updated",
@@ -148,7 +197,7 @@ pub fn desired_status(
                 let waiting = if rollout.observed {
                     counts
                 } else {
-                    format!("runner {workload}: the StatefulSet controller has not yet seen the new spec")
+                    format!("runner {workload}: its controller has not yet seen the new spec")
                 };
                 vec![
                     Desired::no(READY, Reason::RunnerNotAvailable.as_str(), waiting.clone()),
@@ -164,8 +213,37 @@ pub fn desired_status(
             }
         }
     };
+    // A queue that cannot be reached is what to fix first, whatever the runners say.
+    let desired = match outcome {
+        Outcome::Applied { queue: Some(QueueState::Unreachable(message)), .. }
+        | Outcome::Scheduled { queue: Some(QueueState::Unreachable(message)), .. } => queue_unreachable(message),
+        _ => desired,
+    };
     status.conditions = conditions::merge(&previous.conditions, &desired, generation, now);
     status
+}
+
+/// Not Ready, and Reconciling: the operator retries with a backoff and gets there by
+/// itself once NATS answers.
+fn queue_unreachable(message: &str) -> Vec<Desired> {
+    let reason = Reason::QueueUnreachable.as_str();
+    vec![Desired::no(READY, reason, message), Desired::yes(RECONCILING, reason, message), resolved()]
+}
+
+/// The backlog as JetStream counts it, over whatever the runners said: the runners of
+/// a shared queue each see all of it (their sum would count it once per runner), and
+/// JetStream answers even when no runner is up.
+fn jetstream_backlog(status: &mut SyncFlowStatus, queue: Option<&QueueState>, now: Timestamp) {
+    let Some(QueueState::Reachable(backlog)) = queue else { return };
+    let age = backlog.oldest.map_or(0, |oldest| {
+        let since = oldest.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        now.as_second().saturating_sub(since).max(0) as u64
+    });
+    status.backlog = Some(BacklogStatus {
+        pending: backlog.pending as i64,
+        oldest_pending_seconds: round_age(age) as i64,
+        dead_lettered: backlog.dead_lettered as i64,
+    });
 }
 
 /// Stalled=False: nothing the flow references is missing or invalid.
@@ -281,264 +359,5 @@ fn bounded(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use entrepot_api::{
-        config::ResolveError,
-        status::{FlowStatus, TargetStatus},
-    };
-    use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetStatus};
-
-    use super::*;
-    use crate::resources::conditions::{find, is_true};
-    use crate::sync_flow::runner_status::Throughput;
-
-    const BUDGET: Budget = Budget { freshness: Duration::from_secs(300) };
-
-    fn at(second: i64) -> Timestamp {
-        Timestamp::from_second(second).unwrap()
-    }
-
-    fn stateful_set(generation: i64, replicas: i32, status: Option<StatefulSetStatus>) -> StatefulSet {
-        let mut s = StatefulSet {
-            spec: Some(StatefulSetSpec { replicas: Some(replicas), ..StatefulSetSpec::default() }),
-            status,
-            ..StatefulSet::default()
-        };
-        s.metadata.generation = Some(generation);
-        s
-    }
-
-    fn applied(rollout: Rollout, report: Option<RunnerReport>) -> Outcome<'static> {
-        let report = report.map(Box::new);
-        Outcome::Applied {
-            workload: "StatefulSet/orders-runner".into(),
-            checksum: "abc".into(),
-            rollout,
-            suspended: false,
-            report,
-        }
-    }
-
-    const UP: Rollout = Rollout { desired: 2, updated: 2, available: 2, observed: true };
-
-    fn ready(status: &SyncFlowStatus) -> (String, String, String) {
-        let c = find(&status.conditions, READY).unwrap();
-        (c.status.clone(), c.reason.clone(), c.message.clone())
-    }
-
-    fn report(pending: u64, oldest: Option<u64>, connectors: Vec<ConnectorStatus>) -> RunnerReport {
-        RunnerReport {
-            pods: 2,
-            flow: Some(FlowStatus {
-                name: "orders".into(),
-                namespace: "retail".into(),
-                pending,
-                oldest_pending_seconds: oldest,
-                dead_lettered: 3,
-                targets: vec![TargetStatus {
-                    connector: "erp".into(),
-                    delivered: 10,
-                    last_error: Some("target error: 503 Service Unavailable".into()),
-                    last_delivered_at: Some(at(125)),
-                    ..TargetStatus::default()
-                }],
-                ..FlowStatus::default()
-            }),
-            connectors,
-            throughput: Some(Throughput { delivered: 119.6, failed: 0.4, throttled: 2.0 }),
-            unanswered: Vec::new(),
-        }
-    }
-
-    fn erp(error: Option<(i64, ErrorCategory)>, success: Option<i64>) -> ConnectorStatus {
-        ConnectorStatus {
-            name: "erp".into(),
-            namespace: "retail".into(),
-            last_error_category: error.map(|e| e.1),
-            last_error_at: error.map(|e| at(e.0)),
-            last_error_message: error.map(|_| "auth: 401 Unauthorized with fresh credentials: token expired".into()),
-            last_success_at: success.map(at),
-            quota: None,
-        }
-    }
-
-    #[test]
-    fn a_stateful_set_is_complete_only_when_it_says_so_for_the_current_spec() {
-        let full = StatefulSetStatus {
-            observed_generation: Some(2),
-            updated_replicas: Some(2),
-            available_replicas: Some(2),
-            ..StatefulSetStatus::default()
-        };
-        assert!(Rollout::of(&stateful_set(2, 2, Some(full.clone()))).is_complete());
-        // Counts from an older spec do not count.
-        assert!(!Rollout::of(&stateful_set(3, 2, Some(full.clone()))).is_complete());
-        let partial = StatefulSetStatus { available_replicas: Some(1), ..full.clone() };
-        assert!(!Rollout::of(&stateful_set(2, 2, Some(partial))).is_complete());
-        let old = StatefulSetStatus { updated_replicas: Some(1), ..full };
-        assert!(!Rollout::of(&stateful_set(2, 2, Some(old))).is_complete());
-        assert!(!Rollout::of(&stateful_set(1, 1, None)).is_complete());
-    }
-
-    #[test]
-    fn an_available_runner_with_a_fresh_backlog_is_ready_and_its_report_is_in_status() {
-        let status = desired_status(
-            &SyncFlowStatus::default(),
-            4,
-            &applied(UP, Some(report(7, Some(42), vec![]))),
-            BUDGET,
-            at(130),
-        );
-        assert_eq!(status.observed_generation, 4);
-        assert_eq!(ready(&status).1, "RunnerAvailable");
-        assert!(is_true(&status.conditions, READY));
-        assert!(!is_true(&status.conditions, RECONCILING));
-        let backlog = status.backlog.unwrap();
-        // Ages are rounded to 10 s, so a steady backlog does not patch the status each read.
-        assert_eq!((backlog.pending, backlog.oldest_pending_seconds, backlog.dead_lettered), (7, 40, 3));
-        let t = status.throughput.unwrap();
-        assert_eq!((t.delivered_per_minute, t.failed_per_minute, t.throttled_per_minute), (120, 0, 2));
-        assert_eq!(status.last_delivered_time, Some(Time(at(120))), "to the minute");
-        assert_eq!(status.targets[0].last_error.as_deref(), Some("target error: 503 Service Unavailable"));
-        let runner = status.runner.unwrap();
-        assert_eq!(
-            (runner.workload.as_str(), runner.replicas, runner.available_replicas),
-            ("StatefulSet/orders-runner", 2, 2)
-        );
-    }
-
-    #[test]
-    fn a_backlog_older_than_its_budget_is_not_ready_and_says_why() {
-        let status = desired_status(
-            &SyncFlowStatus::default(),
-            1,
-            &applied(UP, Some(report(900, Some(431), vec![]))),
-            BUDGET,
-            at(10),
-        );
-        let (s, reason, message) = ready(&status);
-        assert_eq!((s.as_str(), reason.as_str()), ("False", "BacklogOverBudget"));
-        assert!(message.contains("430s old, over the 300s freshness budget"), "{message}");
-        assert!(message.contains("target erp last failed: target error: 503"), "{message}");
-        assert!(!is_true(&status.conditions, RECONCILING), "waiting will not fix it by itself: not Reconciling");
-    }
-
-    #[test]
-    fn credentials_refused_since_the_last_success_are_target_auth_failing() {
-        let failing = report(0, None, vec![erp(Some((100, ErrorCategory::Auth)), Some(50))]);
-        let status = desired_status(&SyncFlowStatus::default(), 1, &applied(UP, Some(failing)), BUDGET, at(110));
-        let (s, reason, message) = ready(&status);
-        assert_eq!((s.as_str(), reason.as_str()), ("False", "TargetAuthFailing"));
-        assert!(message.contains("Connector erp refuses") && message.contains("token expired"), "{message}");
-        assert_eq!(status.connectors[0].last_error_category.as_deref(), Some("auth"));
-        // A success after the failure: recovered.
-        let recovered = report(0, None, vec![erp(Some((100, ErrorCategory::Auth)), Some(105))]);
-        let status = desired_status(&status, 1, &applied(UP, Some(recovered)), BUDGET, at(120));
-        assert_eq!(ready(&status).1, "RunnerAvailable");
-        // A throttled target is not an auth failure.
-        let throttled = report(0, None, vec![erp(Some((100, ErrorCategory::Throttled)), Some(50))]);
-        let status = desired_status(&status, 1, &applied(UP, Some(throttled)), BUDGET, at(130));
-        assert_eq!(ready(&status).1, "RunnerAvailable");
-    }
-
-    #[test]
-    fn a_runner_still_rolling_out_is_not_ready_but_reconciling() {
-        let rollout = Rollout { desired: 2, updated: 2, available: 1, observed: true };
-        let status = desired_status(&SyncFlowStatus::default(), 1, &applied(rollout, None), BUDGET, at(10));
-        let (s, reason, message) = ready(&status);
-        assert_eq!((s.as_str(), reason.as_str()), ("False", "RunnerNotAvailable"));
-        assert!(message.contains("1/2 replicas available"), "{message}");
-        assert!(is_true(&status.conditions, RECONCILING));
-        assert!(!is_true(&status.conditions, STALLED));
-    }
-
-    #[test]
-    fn a_report_that_did_not_come_keeps_the_last_one() {
-        let first = desired_status(
-            &SyncFlowStatus::default(),
-            1,
-            &applied(UP, Some(report(5, Some(20), vec![]))),
-            BUDGET,
-            at(10),
-        );
-        let silent = RunnerReport { pods: 2, unanswered: vec!["pod a: no answer".into()], ..RunnerReport::default() };
-        let second = desired_status(&first, 1, &applied(UP, Some(silent)), BUDGET, at(40));
-        assert_eq!(second.backlog, first.backlog);
-        assert_eq!(second.throughput, first.throughput);
-    }
-
-    #[test]
-    fn a_suspended_flow_is_not_ready_and_says_its_queue_is_kept() {
-        let outcome = Outcome::Applied {
-            workload: "StatefulSet/orders-runner".into(),
-            checksum: "abc".into(),
-            rollout: Rollout { desired: 0, updated: 0, available: 0, observed: true },
-            suspended: true,
-            report: None,
-        };
-        let status = desired_status(&SyncFlowStatus::default(), 1, &outcome, BUDGET, at(10));
-        let (s, reason, message) = ready(&status);
-        assert_eq!((s.as_str(), reason.as_str()), ("False", "Suspended"));
-        assert!(message.contains("queue is kept"), "{message}");
-        assert!(!is_true(&status.conditions, RECONCILING) && !is_true(&status.conditions, STALLED));
-    }
-
-    #[test]
-    fn a_batch_flow_is_ready_once_scheduled() {
-        let outcome = Outcome::Scheduled {
-            workload: "CronJob/settlements-runner".into(),
-            checksum: "abc".into(),
-            suspended: false,
-            last_schedule: Some(at(7200)),
-        };
-        let status = desired_status(&SyncFlowStatus::default(), 1, &outcome, BUDGET, at(7300));
-        assert_eq!(ready(&status).1, "Scheduled");
-        assert!(is_true(&status.conditions, READY));
-        assert_eq!(status.last_schedule_time, Some(Time(at(7200))));
-    }
-
-    #[test]
-    fn a_stalled_flow_says_why_and_keeps_its_last_runner_status() {
-        let invalid = Invalid::Resolve(ResolveError::ConnectorNotFound {
-            flow: "orders".into(),
-            namespace: "retail".into(),
-            field: "spec.targets[0].connectorRef".into(),
-            name: "erp".into(),
-        });
-        let running = desired_status(&SyncFlowStatus::default(), 1, &applied(UP, None), BUDGET, at(10));
-        let stalled = desired_status(&running, 2, &Outcome::Stalled(&invalid), BUDGET, at(20));
-        assert_eq!(stalled.observed_generation, 2);
-        assert_eq!(stalled.runner, running.runner);
-        for type_ in [READY, STALLED] {
-            let c = find(&stalled.conditions, type_).unwrap();
-            assert_eq!(c.reason, "ConnectorNotFound");
-            assert_eq!(c.message, invalid.to_string());
-        }
-        assert!(is_true(&stalled.conditions, STALLED));
-        assert!(!is_true(&stalled.conditions, READY));
-        assert!(!is_true(&stalled.conditions, RECONCILING));
-    }
-
-    #[test]
-    fn the_same_observation_gives_the_same_status() {
-        let once = desired_status(
-            &SyncFlowStatus::default(),
-            1,
-            &applied(UP, Some(report(3, Some(12), vec![]))),
-            BUDGET,
-            at(10),
-        );
-        // Read again 30 s later: the oldest record aged 30 s, but the same 10 s bucket it is not;
-        // what did not change must not produce a new status.
-        let twice = desired_status(&once, 1, &applied(UP, Some(report(3, Some(14), vec![]))), BUDGET, at(40));
-        assert_eq!(once, twice);
-    }
-
-    #[test]
-    fn long_messages_are_cut_on_a_character_boundary() {
-        let long = "é".repeat(400);
-        let cut = bounded(&long);
-        assert!(cut.len() <= 512 + '…'.len_utf8());
-        assert!(cut.ends_with('…'));
-    }
-}
+#[path = "status_tests.rs"]
+mod tests;

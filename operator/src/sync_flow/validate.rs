@@ -283,10 +283,14 @@ fn unreadable(flow: &str, kind: &'static str, name: &str, error: &str) -> Invali
     Invalid::UnreadableReference { flow: flow.into(), kind, name: name.into(), error: error.into() }
 }
 
-/// Every Secret key the flow's Connectors reference (auth and webhook signing), sorted
-/// and without repeats. The runner receives each as an environment variable.
+/// Every Secret key the flow references: its Connectors' (auth, webhook signing, a
+/// database's CA) and its JetStream queue's (credentials or token), sorted and without
+/// repeats. The runner reads each as a file of its secrets volume.
 pub fn secret_refs(config: &FlowConfig) -> BTreeSet<SecretKeySelector> {
     let mut refs = BTreeSet::new();
+    if let Some(queue) = &config.spec.runner.queue.jetstream {
+        refs.extend(queue.credentials_secret_ref.iter().chain(&queue.token_secret_ref).cloned());
+    }
     for connector in config.connectors.values() {
         if let Some(auth) = &connector.auth {
             refs.extend(auth.secret_refs().into_iter().cloned());

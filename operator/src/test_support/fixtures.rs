@@ -70,6 +70,12 @@ pub fn nightly() -> Fixture {
     orders().with(Fixture::parse(include_str!("fixtures/nightly.yaml")))
 }
 
+/// The orders fixture's flow with its queue in NATS JetStream and three runners, with
+/// the same Connectors and Mappings.
+pub fn jetstream() -> Fixture {
+    orders().with(Fixture::parse(include_str!("fixtures/jetstream.yaml")))
+}
+
 impl Fixture {
     /// This fixture with the objects of `other` added, each replacing the object of the
     /// same kind and name if there is one.

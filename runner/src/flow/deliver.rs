@@ -26,6 +26,8 @@ const LOAD_BATCH: usize = 500;
 /// `spec.runner.queue.maxHeldBytes`.
 const MAX_HELD: usize = 5_000;
 const IDLE: Duration = Duration::from_secs(1);
+/// How long a stopping runner waits for its attempts in flight.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 /// Target-wide failures in a row (5xx, no answer) after which the next success means the
 /// target is back: every retry waiting out its backoff goes at once, within the quota,
 /// so an outage's backlog drains at the rate the target grants, not at the backoff's.
@@ -104,7 +106,10 @@ pub async fn run_delivery(flow: Arc<Flow>, index: usize, mut w: Workers) {
             }
             _ = target.wake.notified() => refill = true,
             _ = tokio::time::sleep(IDLE) => refill = true,
-            _ = w.shutdown.changed() => return,
+            _ = w.shutdown.changed() => {
+                worker.drain(&mut in_flight, &w).await;
+                return;
+            }
         }
     }
 }
@@ -209,6 +214,24 @@ impl Worker {
                 false
             }
         }
+    }
+
+    /// At shutdown: waits (at most [`SHUTDOWN_DRAIN`]) for the attempts in flight, settles
+    /// them and removes what was delivered, so what the target took is not sent again
+    /// (by this runner after a restart, or by another that takes its partitions over).
+    async fn drain(&mut self, in_flight: &mut JoinSet<(u64, Answer)>, w: &Workers) {
+        let settled = tokio::time::timeout(SHUTDOWN_DRAIN, async {
+            while let Some(joined) = in_flight.join_next().await {
+                let (seq, answer) = joined.expect("a delivery attempt panicked");
+                self.settle(seq, answer, w).await;
+            }
+        })
+        .await;
+        if settled.is_err() {
+            warn!(flow = %self.name(), target = %self.connector(), in_flight = in_flight.len(),
+                  "attempts still in flight at shutdown; they go again, with the same idempotency keys");
+        }
+        self.acknowledge(w).await;
     }
 
     /// Removes the delivered items from the outbox in one transaction and frees their

@@ -21,8 +21,11 @@
 //!   Then one slot for the lower priorities (the sender with the most rate among them),
 //!   the guard again; the rest to the senders of the highest priority that want more, by
 //!   largest remainder of their rate shares. A sender with no slot waits.
-//! - **burst**: each runner's bucket holds its part of the declared burst, and at least
-//!   one request (a bucket that holds less never sends).
+//! - **burst**: each sender's bucket holds its part of the declared burst, and at least
+//!   one request (a bucket that holds less never sends); where those rounded-up parts
+//!   pass the declared burst, the rates give way by the excess, so that the rates and the
+//!   bursts together stay within the declared rate and burst (what a second may see). A
+//!   sender without a slot gets no rate either (it could not use it).
 
 use entrepot_api::resource::Priority;
 use serde::{Deserialize, Serialize};
@@ -98,7 +101,31 @@ pub fn split(limits: &Limits, senders: &[Sender]) -> Vec<(Option<f64>, u32)> {
         None => senders.iter().map(|s| if s.wants || s.used > 0.0 { 1.0 } else { 0.0 }).collect(),
     };
     let slots = split_slots(limits.concurrency, senders, &weights);
+    let rates = rates.map(|mut rates| {
+        // A rate without a slot cannot be used: it stays unassigned.
+        for (rate, slots) in rates.iter_mut().zip(&slots) {
+            if *slots == 0 {
+                *rate = 0.0;
+            }
+        }
+        pay_for_bursts(limits, &mut rates);
+        rates
+    });
     (0..senders.len()).map(|i| (rates.as_ref().map(|r| r[i]), slots[i])).collect()
+}
+
+/// In any one second a bucket lets through its rate and what it holds: the buckets
+/// together, the rates and the bursts. Each holds its part of the declared burst but one
+/// request at least, so when the parts of senders with little rate round up, the rates
+/// give way by as much: the sum stays within the declared rate and burst.
+fn pay_for_bursts(limits: &Limits, rates: &mut [f64]) {
+    let Some(total) = limits.rate.filter(|r| *r > 0.0) else { return };
+    let bursts: f64 = rates.iter().map(|r| burst_of(limits, Some(*r))).sum();
+    let excess = bursts - limits.burst;
+    if excess > 0.0 {
+        let scale = ((total - excess) / total).max(0.0);
+        rates.iter_mut().for_each(|r| *r *= scale);
+    }
 }
 
 /// What each priority of runner `member` may use: its senders' shares, with their parts
@@ -287,10 +314,16 @@ mod tests {
                 ] {
                     let (rate, slots) = sums(&limits, &senders);
                     assert!(rate <= limits.rate.unwrap_or(0.0) + 1e-9, "{rate} for {senders:?}");
+                    // What one second may see: the rates and what the buckets hold.
+                    let bursts: f64 = split(&limits, &senders).iter().map(|(r, _)| burst_of(&limits, *r)).sum::<f64>();
+                    if limits.rate.is_some() {
+                        assert!(rate + bursts <= limits.rate.unwrap() + limits.burst + 1e-9, "{senders:?}");
+                    }
                     assert!(slots <= limits.concurrency, "{slots} for {senders:?}");
-                    for (s, (r, _)) in senders.iter().zip(split(&limits, &senders)) {
-                        if s.wants && limits.rate.is_some() {
-                            assert!(r.unwrap() > 0.0, "a sender that wants is never starved to zero: {senders:?}");
+                    // A sender that wants more has a share unless every slot is taken.
+                    for (s, (r, n)) in senders.iter().zip(split(&limits, &senders)) {
+                        if s.wants && slots < limits.concurrency {
+                            assert!(n > 0 && r.is_none_or(|r| r > 0.0), "{s:?} starved: {senders:?}");
                         }
                     }
                 }
@@ -309,19 +342,19 @@ mod tests {
         ];
         let split = split(&LIMITS, &senders);
         let rate = |i: usize| split[i].0.unwrap();
-        // The guard: 5% of 20/s split among five senders; the rest to the two high ones.
-        assert!((rate(1) - 0.2).abs() < 1e-9 && (rate(4) - 0.2).abs() < 1e-9, "{split:?}");
-        assert!((rate(0) - 9.7).abs() < 1e-9 && (rate(2) - 9.7).abs() < 1e-9, "{split:?}");
-        // Slots: one each for the high ones, one for the low ones (the guard), the last
-        // to a high one.
-        assert_eq!(split.iter().map(|s| s.1).sum::<u32>(), 4);
-        assert_eq!(split[0].1 + split[2].1, 3);
-        assert_eq!([1, 3, 4].iter().map(|&i| split[i].1).sum::<u32>(), 1);
+        // Slots: one each for the high ones, one for the low ones (the guard: a's, the
+        // first by name), the last to a high one.
+        assert_eq!(split.iter().map(|s| s.1).collect::<Vec<_>>(), [2, 1, 1, 0, 0]);
+        // The guard: 5% of 20/s split among five senders, the rest to the two high ones;
+        // the low ones without a slot have no rate, and the rates give way to the bursts'
+        // rounding up (two of 1.94 and one of 1: 0.88 above the declared 4).
+        let scale = (20.0 - 0.88) / 20.0;
+        assert!((rate(1) - 0.2 * scale).abs() < 1e-9 && rate(3) == 0.0 && rate(4) == 0.0, "{split:?}");
+        assert!((rate(0) - 9.7 * scale).abs() < 1e-9 && (rate(2) - 9.7 * scale).abs() < 1e-9, "{split:?}");
         let shares = shares_of(&LIMITS, &senders, "a");
-        assert!((shares[2].rate.unwrap() - 9.7).abs() < 1e-9 && (shares[0].rate.unwrap() - 0.2).abs() < 1e-9);
-        assert!((shares[2].burst - 4.0 * 9.7 / 20.0).abs() < 1e-9);
+        assert!((shares[2].burst - 4.0 * 9.7 * scale / 20.0).abs() < 1e-9);
         assert_eq!(shares[0].burst, 1.0, "a bucket holds one request at least");
-        assert!((total(&shares).0.unwrap() - 9.9).abs() < 1e-9);
+        assert!((total(&shares).0.unwrap() - 9.9 * scale).abs() < 1e-9);
     }
 
     #[test]
@@ -333,9 +366,10 @@ mod tests {
             sender("c", Priority::Normal, false, 0.0),
         ];
         let split = split(&LIMITS, &senders);
-        let high = 2.0 * 1.25 + 20.0 * 0.02;
-        assert!((split[0].0.unwrap() - high).abs() < 1e-9, "{split:?}");
-        assert!((split[1].0.unwrap() - (20.0 - high)).abs() < 1e-9, "{split:?}");
+        // What it used and a margin; the bursts: 1 (rounded up from 0.58) and 3.42.
+        let (high, scale) = (2.0 * 1.25 + 20.0 * 0.02, (20.0 - 0.42) / 20.0);
+        assert!((split[0].0.unwrap() - high * scale).abs() < 1e-9, "{split:?}");
+        assert!((split[1].0.unwrap() - (20.0 - high) * scale).abs() < 1e-9, "{split:?}");
         assert_eq!(split[2], (Some(0.0), 0), "idle: nothing");
         // Slots: one for high, the other three to the low one that wants more.
         assert_eq!((split[0].1, split[1].1), (1, 3));

@@ -112,16 +112,14 @@ fn open_shared(flows: &BTreeMap<String, Arc<Flow>>, secrets: &Secrets) -> Result
         member: member(),
         flows: jetstream_flows.into_iter().map(|(_, f)| f).collect(),
         leases: leases()?,
+        connectors: shared_connectors(flows),
     };
     // NATS may be starting too (a cluster electing its leaders, a server restarting):
     // try for a while before giving up, and say so.
     let started = std::time::Instant::now();
     loop {
         match JetStreamQueue::connect(options.clone()) {
-            Ok(queue) => {
-                share_quotas(&queue, flows)?;
-                return Ok(Queue::new(queue));
-            }
+            Ok(queue) => return Ok(Queue::new(queue)),
             Err(e) if started.elapsed() < CONNECT_PATIENCE => {
                 tracing::warn!(servers = %options.servers, error = %e, "NATS JetStream not ready; trying again");
                 std::thread::sleep(Duration::from_secs(1));
@@ -131,9 +129,10 @@ fn open_shared(flows: &BTreeMap<String, Arc<Flow>>, secrets: &Secrets) -> Result
     }
 }
 
-/// Shares the quota of every target Connector with the other runners sending to it: the
-/// flows of this runner that send to one Connector share one quota, with their priorities.
-fn share_quotas(queue: &JetStreamQueue, flows: &BTreeMap<String, Arc<Flow>>) -> Result<(), JetStreamError> {
+/// The target Connectors whose quota this runner shares with the other runners sending to
+/// them: the flows of this runner that send to one Connector share one quota, with their
+/// priorities.
+fn shared_connectors(flows: &BTreeMap<String, Arc<Flow>>) -> Vec<SharedConnector> {
     let mut connectors: Vec<SharedConnector> = Vec::new();
     for flow in flows.values() {
         let Some(js) = &flow.config.spec.runner.queue.jetstream else { continue };
@@ -159,10 +158,7 @@ fn share_quotas(queue: &JetStreamQueue, flows: &BTreeMap<String, Arc<Flow>>) -> 
             }
         }
     }
-    for connector in connectors {
-        queue.share_quota(connector)?;
-    }
-    Ok(())
+    connectors
 }
 
 /// How long a starting runner waits for NATS before it gives up (and is restarted).

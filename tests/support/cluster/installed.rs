@@ -99,8 +99,13 @@ impl Cluster {
     /// `helm install entrepot charts/entrepot` into [`SYSTEM_NAMESPACE`] with `--wait`,
     /// with the chart's default values.
     pub async fn install_chart(&self, helm: &str) -> CliRun {
+        self.install_chart_with(helm, &[]).await
+    }
+
+    /// [`Cluster::install_chart`] with more arguments (`--set key=value`).
+    pub async fn install_chart_with(&self, helm: &str, more: &[&str]) -> CliRun {
         let chart = repo_root().join("charts/entrepot");
-        let args = [
+        let mut args = vec![
             "install",
             RELEASE,
             chart.to_str().unwrap(),
@@ -111,6 +116,7 @@ impl Cluster {
             "--timeout",
             "3m",
         ];
+        args.extend_from_slice(more);
         self.helm(helm, &args).await
     }
 

@@ -62,6 +62,31 @@ pub struct SharedConnector {
     pub create: Option<StreamPlan>,
 }
 
+/// The Connectors whose quota this runner shares.
+#[derive(Clone)]
+pub(super) struct SharedQuotas(Vec<Arc<ConnectorQuota>>);
+
+impl SharedQuotas {
+    /// Shares each of `connectors`' quota with every runner sending to it (whatever flow
+    /// it runs): from now on this runner's quota enforces its share.
+    pub(super) fn start(
+        nats: &Nats,
+        member: &str,
+        timing: LeaseTiming,
+        connectors: Vec<SharedConnector>,
+    ) -> Result<Self, QueueError> {
+        let started = connectors.into_iter().map(|connector| start(nats, member, timing, connector));
+        Ok(Self(started.collect::<Result<_, _>>()?))
+    }
+
+    /// Takes this runner out of every ledger (a clean shutdown).
+    pub(super) async fn resign(&self) {
+        for quota in &self.0 {
+            quota.resign().await;
+        }
+    }
+}
+
 /// One Connector's coordination in this runner.
 pub(super) struct ConnectorQuota {
     connector: String,
@@ -90,7 +115,7 @@ struct Rounds {
 
 /// Starts sharing `connector`'s quota: its bucket opened (or created), a first round run
 /// now, the next in the background on the NATS connection's runtime.
-pub(super) fn start(
+fn start(
     nats: &Nats,
     member: &str,
     timing: LeaseTiming,
@@ -274,7 +299,7 @@ impl ConnectorQuota {
 
     /// Takes this runner out of the ledger (a clean shutdown): the others share what it
     /// held at once rather than when its entry expires.
-    pub(super) async fn resign(&self) {
+    async fn resign(&self) {
         self.stopped.store(true, Ordering::Release);
         self.quota.set_shares(self.nothing());
         for _ in 0..ATTEMPTS {

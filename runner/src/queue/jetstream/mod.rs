@@ -21,8 +21,8 @@
 //!
 //! Several runners: each works only the partitions whose lease it holds (`lease.rs`), so
 //! one key's items are delivered by one runner at a time, in order, and keys never wait
-//! for each other. Every runner sending to a target Connector takes a share of its quota,
-//! coordinated in the Connector's bucket (`connector_quota.rs`). See docs/scaling.md.
+//! for each other. Each runner's share of its target Connectors' quotas: `connector_quota.rs`.
+//! See docs/scaling.md.
 
 mod client;
 mod connector_quota;
@@ -46,7 +46,7 @@ pub use lease::LeaseTiming;
 
 use self::{
     client::{Nats, decode, encode, failed},
-    connector_quota::ConnectorQuota,
+    connector_quota::SharedQuotas,
     keys::{VersionStamp, record_version, version_key},
     lease::Ownership,
     place::{FlowStore, claimant, inbox_partition},
@@ -84,6 +84,8 @@ pub struct JetStreamOptions {
     pub flows: Vec<JetStreamFlow>,
     /// Lease durations.
     pub leases: LeaseTiming,
+    /// The target Connectors whose quota this runner shares with the other runners.
+    pub connectors: Vec<SharedConnector>,
 }
 
 /// The JetStream queue backend.
@@ -92,9 +94,8 @@ pub struct JetStreamQueue {
     flows: Arc<BTreeMap<String, Arc<FlowStore>>>,
     leases: LeaseTiming,
     servers: String,
-    member: String,
     /// The target Connectors whose quota this runner shares with the other runners.
-    connectors: Mutex<Vec<Arc<ConnectorQuota>>>,
+    quotas: SharedQuotas,
 }
 
 impl std::fmt::Debug for JetStreamQueue {
@@ -126,6 +127,7 @@ impl JetStreamQueue {
                     state: client::bucket(&js, &layout.state_bucket()).await?,
                     ownership: Ownership::new(&member, flow.partitions.max(1)),
                     loaned: Mutex::default(),
+                    size: Mutex::default(),
                     layout,
                 };
                 // Whatever is missing is said now, not at the first record.
@@ -136,14 +138,8 @@ impl JetStreamQueue {
             }
             Ok(flows)
         })?;
-        let queue = Self {
-            nats,
-            flows: Arc::new(flows),
-            leases: options.leases,
-            servers: options.servers,
-            member: options.member.clone(),
-            connectors: Mutex::default(),
-        };
+        let quotas = SharedQuotas::start(&nats, &options.member, options.leases, options.connectors)?;
+        let queue = Self { nats, flows: Arc::new(flows), leases: options.leases, servers: options.servers, quotas };
         queue.renew_in_background();
         info!(servers = %queue.servers, member = %options.member, flows = queue.flows.len(), "queue in NATS JetStream");
         Ok(queue)
@@ -169,26 +165,16 @@ impl JetStreamQueue {
         self.flows.get(name).cloned().ok_or_else(|| failed("flow", format!("`{name}` has no queue in this runner")))
     }
 
-    /// Shares `connector`'s quota with every runner sending to it (whatever flow it
-    /// runs): from now on this runner's quota enforces its share.
-    pub fn share_quota(&self, connector: SharedConnector) -> Result<(), QueueError> {
-        let shared = connector_quota::start(&self.nats, &self.member, self.leases, connector)?;
-        self.connectors.lock().unwrap_or_else(|p| p.into_inner()).push(shared);
-        Ok(())
-    }
-
     /// Lets go of every lease and quota share (a clean shutdown), so the other runners
     /// take over at once.
     pub fn resign(&self) {
         let flows = self.flows.clone();
-        let connectors = self.connectors.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let quotas = self.quotas.clone();
         let _ = self.nats.wait(async move {
             for flow in flows.values() {
                 flow.ownership.resign(&flow.state).await;
             }
-            for connector in connectors {
-                connector.resign().await;
-            }
+            quotas.resign().await;
             Ok(())
         });
     }
@@ -204,50 +190,30 @@ impl QueueBackend for JetStreamQueue {
         let offers: Vec<(Envelope, Option<Prepared>, u64, u64)> =
             offers.iter().map(|o| (o.envelope.clone(), o.prepared.cloned(), o.max_pending, o.max_bytes)).collect();
         self.nats.wait(async move {
-            let mut out = Vec::with_capacity(offers.len());
-            for ((envelope, prepared, max_pending, max_bytes), flow) in offers.into_iter().zip(flows) {
-                if max_pending != u64::MAX || max_bytes != u64::MAX {
-                    let (messages, bytes, _) = client::state(&js, &flow.work).await?;
-                    if messages >= max_pending || bytes >= max_bytes {
-                        out.push(Accepted::Full);
-                        continue;
-                    }
-                }
-                let id = claimant(&envelope).to_string();
-                let inbox = flow.layout.inbox_subject(inbox_partition(&flow, &envelope, prepared.as_ref()));
-                let seq = match client::publish(&js, inbox.clone(), &id, encode(&envelope)).await? {
-                    None => {
-                        out.push(Accepted::Full);
-                        continue;
-                    }
-                    Some((_, true)) => {
-                        out.push(Accepted::DuplicateDelivery);
-                        continue;
-                    }
-                    Some((seq, false)) => seq,
-                };
-                // Mapped at intake and first in its partition's inbox: placed now, as the
-                // prepare stage would (the same message ids, so if a prepare worker takes
-                // it too, or a crash comes in between, nothing is stored twice).
-                let first = match &prepared {
-                    Some(_) => client::first_on(&js, &flow.work, &inbox).await?,
-                    None => None,
-                };
-                match prepared.filter(|_| first == Some(seq)) {
-                    Some(prepared) => {
-                        let replay = envelope.replay.is_some();
-                        match place::place(&js, &flow, &format!("in{seq}"), &id, replay, &prepared).await? {
-                            Some((outcome, placed)) => {
-                                client::delete(&js, &flow.work, &[seq]).await?;
-                                out.push(Accepted::Prepared { seq: placed, outcome });
-                            }
-                            None => out.push(Accepted::Queued(seq)),
-                        }
-                    }
-                    None => out.push(Accepted::Queued(seq)),
-                }
+            // One lane per flow and partition: in order within it (arrival order per
+            // key), lanes at once (a group costs the round trips of its longest lane).
+            let mut lanes: BTreeMap<(String, u16), Vec<(usize, Offered)>> = BTreeMap::new();
+            for (index, ((envelope, prepared, max_pending, max_bytes), flow)) in
+                offers.into_iter().zip(flows).enumerate()
+            {
+                let partition = inbox_partition(&flow, &envelope, prepared.as_ref());
+                let lane = lanes.entry((flow.layout.work_stream(), partition)).or_default();
+                lane.push((index, Offered { flow, envelope, prepared, limits: (max_pending, max_bytes), partition }));
             }
-            Ok(out)
+            let lanes = lanes.into_values().map(|lane| {
+                let js = js.clone();
+                async move {
+                    let mut out = Vec::with_capacity(lane.len());
+                    for (index, offered) in lane {
+                        out.push((index, offered.accept(&js).await?));
+                    }
+                    Ok::<_, QueueError>(out)
+                }
+            });
+            let mut out: Vec<(usize, Accepted)> =
+                futures::future::try_join_all(lanes).await?.into_iter().flatten().collect();
+            out.sort_by_key(|(index, _)| *index);
+            Ok(out.into_iter().map(|(_, accepted)| accepted).collect())
         })
     }
 
@@ -317,22 +283,25 @@ impl QueueBackend for JetStreamQueue {
         let store = self.flow(flow)?;
         let js = self.nats.js.clone();
         self.nats.wait(async move {
-            let mut outcomes = Vec::with_capacity(batch.len());
-            for (seq, prepared) in batch {
-                let envelope = match &prepared {
-                    Prepared::Deliver { items, .. } => items.first().map(|i| &i.envelope),
-                    Prepared::DeadLetter(dead) => Some(&dead.envelope),
-                };
-                let (who, replay) =
-                    envelope.map_or((format!("#{seq}"), false), |e| (claimant(e).to_string(), e.replay.is_some()));
-                let origin = format!("in{seq}");
-                let Some((outcome, _)) = place::place(&js, &store, &origin, &who, replay, &prepared).await? else {
-                    return Err(failed("move a record to the outbox", "the flow's stream is full"));
-                };
-                client::delete(&js, &store.work, &[seq]).await?;
-                outcomes.push(outcome);
+            // One lane per outbox partition, as at intake: a key's records in order.
+            let mut lanes: BTreeMap<u16, Vec<(usize, u64, Prepared)>> = BTreeMap::new();
+            for (index, (seq, prepared)) in batch.into_iter().enumerate() {
+                lanes.entry(place::partition_of(&store, &prepared)).or_default().push((index, seq, prepared));
             }
-            Ok(outcomes)
+            let lanes = lanes.into_values().map(|lane| {
+                let (js, store) = (js.clone(), store.clone());
+                async move {
+                    let mut out = Vec::with_capacity(lane.len());
+                    for (index, seq, prepared) in lane {
+                        out.push((index, prepare_one(&js, &store, seq, &prepared).await?));
+                    }
+                    Ok::<_, QueueError>(out)
+                }
+            });
+            let mut out: Vec<(usize, PrepareOutcome)> =
+                futures::future::try_join_all(lanes).await?.into_iter().flatten().collect();
+            out.sort_by_key(|(index, _)| *index);
+            Ok(out.into_iter().map(|(_, outcome)| outcome).collect())
         })
     }
 
@@ -551,6 +520,71 @@ impl QueueBackend for JetStreamQueue {
         }
         let (role, timing) = (role.to_string(), self.leases);
         self.nats.wait(async move { store.ownership.lead(&store.state, &role, timing).await })
+    }
+}
+
+/// An inbox record placed past the inbox, then removed from it.
+async fn prepare_one(
+    js: &async_nats::jetstream::Context,
+    store: &FlowStore,
+    seq: u64,
+    prepared: &Prepared,
+) -> Result<PrepareOutcome, QueueError> {
+    let envelope = match prepared {
+        Prepared::Deliver { items, .. } => items.first().map(|i| &i.envelope),
+        Prepared::DeadLetter(dead) => Some(&dead.envelope),
+    };
+    let (who, replay) = envelope.map_or((format!("#{seq}"), false), |e| (claimant(e).to_string(), e.replay.is_some()));
+    let Some((outcome, _)) = place::place(js, store, &format!("in{seq}"), &who, replay, prepared).await? else {
+        return Err(failed("move a record to the outbox", "the flow's stream is full"));
+    };
+    client::delete(js, &store.work, &[seq]).await?;
+    Ok(outcome)
+}
+
+/// One record offered at intake, with its flow and partition.
+struct Offered {
+    flow: Arc<FlowStore>,
+    envelope: Envelope,
+    prepared: Option<Prepared>,
+    /// `max_pending`, `max_bytes`.
+    limits: (u64, u64),
+    partition: u16,
+}
+
+impl Offered {
+    /// Publishes the record to its partition's inbox (with its delivery id as message
+    /// id) and, mapped at intake and first there, places it at once.
+    async fn accept(self, js: &async_nats::jetstream::Context) -> Result<Accepted, QueueError> {
+        let Self { flow, envelope, prepared, limits: (max_pending, max_bytes), partition } = self;
+        if max_pending != u64::MAX || max_bytes != u64::MAX {
+            let (messages, bytes) = flow.size(js).await?;
+            if messages >= max_pending || bytes >= max_bytes {
+                return Ok(Accepted::Full);
+            }
+        }
+        let id = claimant(&envelope).to_string();
+        let inbox = flow.layout.inbox_subject(partition);
+        let seq = match client::publish(js, inbox.clone(), &id, encode(&envelope)).await? {
+            None => return Ok(Accepted::Full),
+            Some((_, true)) => return Ok(Accepted::DuplicateDelivery),
+            Some((seq, false)) => seq,
+        };
+        // Mapped at intake and first in its partition's inbox: placed now, as the prepare
+        // stage would (the same message ids, so if a prepare worker takes it too, or a
+        // crash comes in between, nothing is stored twice).
+        let Some(prepared) = prepared else { return Ok(Accepted::Queued(seq)) };
+        if client::first_on(js, &flow.work, &inbox).await? != Some(seq) {
+            return Ok(Accepted::Queued(seq));
+        }
+        let replay = envelope.replay.is_some();
+        match place::place(js, &flow, &format!("in{seq}"), &id, replay, &prepared).await? {
+            Some((outcome, placed)) => {
+                client::delete(js, &flow.work, &[seq]).await?;
+                Ok(Accepted::Prepared { seq: placed, outcome })
+            }
+            None => Ok(Accepted::Queued(seq)),
+        }
     }
 }
 

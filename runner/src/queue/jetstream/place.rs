@@ -2,7 +2,11 @@
 //! past the inbox (delivery items, or a dead letter), each publish with a message id
 //! derived from where it came from, so a repeat after a crash stores nothing twice.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use entrepot_api::jetstream::{Layout, partition};
@@ -22,6 +26,25 @@ pub(super) struct FlowStore {
     pub(super) ownership: Ownership,
     /// The partition of each delivery item handed out and not yet settled.
     pub(super) loaned: Mutex<HashMap<u64, u16>>,
+    /// The work stream's messages and bytes, and when they were read.
+    pub(super) size: Mutex<Option<(Instant, u64, u64)>>,
+}
+
+/// How long intake's backpressure reuses the work stream's size: not a round trip per
+/// webhook, and the stream's own byte limit refuses the rest.
+const SIZE_FRESH: Duration = Duration::from_millis(250);
+
+impl FlowStore {
+    /// The work stream's messages and bytes, read at most every [`SIZE_FRESH`].
+    pub(super) async fn size(&self, js: &async_nats::jetstream::Context) -> Result<(u64, u64), QueueError> {
+        let cached = *self.size.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, messages, bytes)) = cached.filter(|(at, ..)| at.elapsed() < SIZE_FRESH) {
+            return Ok((messages, bytes));
+        }
+        let (messages, bytes, _) = client::state(js, &self.work).await?;
+        *self.size.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), messages, bytes));
+        Ok((messages, bytes))
+    }
 }
 
 /// Places one record: claims its idempotency key, then publishes its delivery items
@@ -64,6 +87,18 @@ pub(super) async fn place(
             }
             Ok(Some((PrepareOutcome::Queued, first)))
         }
+    }
+}
+
+/// The partition a record's delivery items go to: its ordering key's (else its
+/// idempotency key's, as [`place`] does); a dead letter's does not matter.
+pub(super) fn partition_of(flow: &FlowStore, prepared: &Prepared) -> u16 {
+    match prepared {
+        Prepared::Deliver { items, idempotency_key, .. } => {
+            let key = items.iter().find_map(|i| i.ordering_key.as_deref()).unwrap_or(idempotency_key);
+            partition(key, flow.partitions)
+        }
+        Prepared::DeadLetter(_) => 0,
     }
 }
 
