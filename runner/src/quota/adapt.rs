@@ -1,6 +1,6 @@
 //! How a Connector's rate adapts to its target's 429s, as pure steps: one runner's quota
 //! takes them on its own rate ([`super::Quota`]); runners sharing a Connector take them on
-//! the rate they publish to each other (`queue/jetstream/quota_ledger.rs`).
+//! the rate they publish to each other ([`super::ledger`]).
 
 /// The rate never adapts below this share of the declared one.
 pub const MIN_SHARE: f64 = 0.05;

@@ -14,8 +14,8 @@
 //!    had accepted: [`super::adapt::cut`]), clean answers probe it back up (once a second
 //!    for all runners: [`super::adapt::probe`]), a rate the target names replaces it;
 //! 3. splits the limits among every runner's senders ([`super::shares`]);
-//! 4. lowers what this runner holds at once if its share fell, and raises it only up to
-//!    what the others hold leaves, in the entry it writes.
+//! 4. lowers what this runner holds at once where its share fell, and raises it (highest
+//!    priority first) only as far as what the others hold leaves, in the entry it writes.
 //!
 //! Why the sum never passes the limits: a runner lowers what it uses before it writes
 //! that it holds less, and uses more only after it wrote, with compare-and-set on the

@@ -316,8 +316,8 @@ mod tests {
                     assert!(rate <= limits.rate.unwrap_or(0.0) + 1e-9, "{rate} for {senders:?}");
                     // What one second may see: the rates and what the buckets hold.
                     let bursts: f64 = split(&limits, &senders).iter().map(|(r, _)| burst_of(&limits, *r)).sum::<f64>();
-                    if limits.rate.is_some() {
-                        assert!(rate + bursts <= limits.rate.unwrap() + limits.burst + 1e-9, "{senders:?}");
+                    if let Some(declared) = limits.rate {
+                        assert!(rate + bursts <= declared + limits.burst + 1e-9, "{senders:?}");
                     }
                     assert!(slots <= limits.concurrency, "{slots} for {senders:?}");
                     // A sender that wants more has a share unless every slot is taken.
