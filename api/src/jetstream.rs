@@ -15,8 +15,15 @@
 //! | last delivered versions (bucket) | `entrepot_shop_orders_versions` |
 //! | source progress and leases (bucket) | `entrepot_shop_orders_state` |
 //!
+//! And for Connector `erp` in namespace `shop`, whatever flows send to it:
+//!
+//! | what | name |
+//! |---|---|
+//! | the quota its runners share (bucket) | `entrepot_shop_connector_erp_quota` |
+//!
 //! Namespaces and flow names are DNS labels (no `_`, no `.`), so `_` and `.` separate
-//! them without ambiguity. A target name that is not a plain subject token is written as
+//! them without ambiguity (a flow's names have four parts, a Connector's five: a flow
+//! named `connector` cannot take a Connector's bucket). A target name that is not a plain subject token is written as
 //! a hash of itself.
 
 use crate::resource::SyncFlowSpec;
@@ -106,6 +113,27 @@ impl Layout {
     /// that give each partition and each source to one runner at a time.
     pub fn state_bucket(&self) -> String {
         self.stream("state")
+    }
+
+    /// The bucket where every runner sending to Connector `connector` of `namespace`
+    /// coordinates its share of the Connector's quota (rate and concurrency), whatever
+    /// flow it runs.
+    pub fn connector_bucket(namespace: &str, connector: &str) -> String {
+        format!("entrepot_{}_connector_{}_quota", token(namespace), token(connector))
+    }
+
+    /// What [`Layout::connector_bucket`] must be: one value per key (the runners rewrite
+    /// it every second), kept in `replicas` copies, never expiring.
+    pub fn connector_plan(namespace: &str, connector: &str, replicas: u8) -> StreamPlan {
+        StreamPlan {
+            name: Self::connector_bucket(namespace, connector),
+            kind: StreamKind::Bucket,
+            subjects: Vec::new(),
+            replicas: usize::from(replicas.max(1)),
+            max_age: None,
+            max_bytes: None,
+            duplicate_window: None,
+        }
     }
 
     /// Every stream of the flow (the buckets are streams too: `KV_<bucket>`).
@@ -250,6 +278,13 @@ mod tests {
         assert_ne!(Layout::new("a-b", "c").work_stream(), Layout::new("a", "b-c").work_stream());
         // A target name that is no subject token is hashed, never split into two tokens.
         assert!(!l.outbox_subject("erp.eu", 0).contains("erp.eu"));
+        assert_eq!(Layout::connector_bucket("shop", "erp"), "entrepot_shop_connector_erp_quota");
+        // A flow named `connector` never has a Connector's bucket among its own.
+        let flow = Layout::new("shop", "connector");
+        for name in ["work", "dead", "keys", "versions", "state"] {
+            assert!(!flow.streams().iter().any(|s| s.ends_with(&Layout::connector_bucket("shop", name))));
+        }
+        assert_eq!(Layout::connector_plan("shop", "erp", 3).replicas, 3);
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::{
 };
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// What `/v1/status` reports of one flow's intake: plain counts, kept beside the
@@ -83,6 +84,12 @@ pub struct Metrics {
     /// Requests in flight allowed to a target Connector now (below its declared
     /// concurrency after it refused one too many), per connector.
     pub concurrency_limit: IntGaugeVec,
+    /// This runner's share of a target Connector's rate, requests per second, while
+    /// runners share it (a flow's queue in JetStream), per connector.
+    pub quota_share_rate: GaugeVec,
+    /// This runner's share of a target Connector's requests in flight, while runners share
+    /// it, per connector.
+    pub quota_share_slots: IntGaugeVec,
     /// Bytes of delivery items a target's worker holds in memory, per flow and target
     /// (bounded by `spec.runner.queue.maxHeldBytes`).
     pub held_bytes: IntGaugeVec,
@@ -150,6 +157,24 @@ impl Metrics {
         )
         .expect("valid metric");
         register(Box::new(concurrency_limit.clone()));
+        let quota_share_rate = GaugeVec::new(
+            Opts::new(
+                "entrepot_quota_share_rate",
+                "This runner's share of a target Connector's requests per second, while runners share its quota",
+            ),
+            &["connector"],
+        )
+        .expect("valid metric");
+        register(Box::new(quota_share_rate.clone()));
+        let quota_share_slots = IntGaugeVec::new(
+            Opts::new(
+                "entrepot_quota_share_slots",
+                "This runner's share of a target Connector's requests in flight, while runners share its quota",
+            ),
+            &["connector"],
+        )
+        .expect("valid metric");
+        register(Box::new(quota_share_slots.clone()));
         let held_bytes = IntGaugeVec::new(
             Opts::new(
                 "entrepot_delivery_held_bytes",
@@ -235,6 +260,8 @@ impl Metrics {
             queue_set_aside,
             latency,
             concurrency_limit,
+            quota_share_rate,
+            quota_share_slots,
             held_bytes,
             registry,
         }

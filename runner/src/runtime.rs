@@ -320,6 +320,11 @@ impl Runtime {
                         .concurrency_limit
                         .with_label_values(&[&key.1])
                         .set(i64::from(quota.concurrency_limit()));
+                    if let Some((rate, slots)) = quota.shares().map(|s| crate::quota::shares::total(&s)) {
+                        let m = &self.metrics;
+                        m.quota_share_rate.with_label_values(&[&key.1]).set(rate.unwrap_or(f64::INFINITY));
+                        m.quota_share_slots.with_label_values(&[&key.1]).set(i64::from(slots));
+                    }
                 }
             }
         }

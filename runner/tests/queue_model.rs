@@ -68,6 +68,7 @@ fn jetstream() -> Open {
             member: "model".into(),
             flows: vec![flow],
             leases: LeaseTiming::default(),
+            connectors: Vec::new(),
         };
         Queue::new(JetStreamQueue::connect(options).unwrap())
     })

@@ -25,6 +25,7 @@ mod apis;
 pub mod cluster;
 pub mod crd_schema;
 pub mod image;
+mod jetstream;
 pub mod module_graph;
 pub mod pki;
 mod postgres;
@@ -33,6 +34,7 @@ pub mod refused;
 pub mod rendered_pod;
 pub mod sim_process;
 pub use apis::{ItemsApi, TokenEndpoint};
+pub use jetstream::{jetstream_flow, jetstream_runner, runner_logs};
 pub use postgres::{PG_DATABASE, PG_PASSWORD, PG_USER, Postgres};
 pub use process::{CliRun, RunnerProcess, free_port, run_cli, runner_binary, test_binary, write_quickstart};
 

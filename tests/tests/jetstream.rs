@@ -57,52 +57,11 @@ async fn target() -> (String, Arc<Mutex<Received>>) {
 fn manifests(dir: &Path, target: &str, nats: &str, stream_replicas: u8) -> PathBuf {
     let manifests = dir.join("manifests");
     write_quickstart(&manifests, target);
-    let flow = format!(
-        "apiVersion: entrepot.io/v1alpha1
-kind: SyncFlow
-metadata:
-  name: {FLOW}
-spec:
-  source:
-    connectorRef: shopify-demo
-    entity: orders
-    trigger:
-      webhook:
-        topics: [orders/create, orders/updated]
-  mappingRef: shopify-order-to-canonical
-  targets:
-    - connectorRef: erp-demo
-      entity: salesOrder
-      path: /salesOrders
-      mappingRef: canonical-to-erp-salesorder
-      operation: create
-  delivery:
-    orderingKey: .orderId
-    idempotencyKey: .orderId + \":\" + .sourceVersion
-    versionKey: .sourceVersion
-    retry: {{maxAttempts: 1000, initialBackoff: 100ms, maxBackoff: 1s}}
-  runner:
-    replicas: {RUNNERS}
-    queue:
-      jetstream: {{url: '{nats}', partitions: 12, replicas: {stream_replicas}}}
-"
-    );
+    let delivery =
+        "    versionKey: .sourceVersion\n    retry: {maxAttempts: 1000, initialBackoff: 100ms, maxBackoff: 1s}";
+    let flow = jetstream_flow(FLOW, delivery, RUNNERS, nats, stream_replicas);
     std::fs::write(manifests.join("syncflow.yaml"), flow).unwrap();
     manifests
-}
-
-/// Runner `i` of the flow: its own ports and data directory, the same name after a
-/// restart (as a pod keeps its name when its container restarts), leases that move
-/// within seconds.
-async fn runner(dir: &Path, manifests: &Path, i: usize) -> RunnerProcess {
-    let data = dir.join(format!("data-{i}"));
-    let args = vec!["run".into(), manifests.display().to_string(), "--data-dir".into(), data.display().to_string()];
-    let env = vec![
-        ("ENTREPOT_RUNNER_NAME".into(), format!("runner-{i}")),
-        ("ENTREPOT_JETSTREAM_LEASES".into(), "3000,500,1000".into()),
-        ("ENTREPOT_LOG".into(), "info".into()),
-    ];
-    RunnerProcess::spawn_logged(args, env, &dir.join(format!("runner-{i}.log"))).await
 }
 
 /// The storefront: orders 1..=`orders`, each in `revisions` revisions sent in order, about
@@ -176,11 +135,7 @@ async fn check(received: &Mutex<Received>, acked: &BTreeSet<String>, admin: &str
         }
         if tokio::time::Instant::now() > deadline {
             let missing: Vec<&String> = acked.difference(&stored).take(10).collect();
-            let logs: String = (0..RUNNERS)
-                .map(|i| std::fs::read_to_string(dir.join(format!("runner-{i}.log"))).unwrap_or_default())
-                .map(|log| log.lines().rev().take(15).collect::<Vec<_>>().join("\n"))
-                .collect::<Vec<_>>()
-                .join("\n---\n");
+            let logs = runner_logs(dir, RUNNERS);
             panic!(
                 "not everything acknowledged reached the target: {} of {} missing (first: {missing:?}), {pending} \
                  pending; runners' last log lines (newest first):\n{logs}",
@@ -215,7 +170,7 @@ async fn three_runners_and_a_nats_cluster_survive_twenty_kills_and_deliver_each_
     let manifests = manifests(dir.path(), &target, &nats.urls(), 3);
     let mut runners = Vec::new();
     for i in 0..RUNNERS {
-        runners.push(Some(runner(dir.path(), &manifests, i).await));
+        runners.push(Some(jetstream_runner(dir.path(), &manifests, i).await));
     }
     let urls = runners.iter().map(|r| r.as_ref().map(|r| r.webhook_url.clone())).collect();
     let (storefront, load) = Storefront::start(urls, 150, 3, 14);
@@ -237,7 +192,7 @@ async fn three_runners_and_a_nats_cluster_survive_twenty_kills_and_deliver_each_
         storefront.set(i, None);
         runners[i].take().unwrap().kill9();
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..600))).await;
-        let restarted = runner(dir.path(), &manifests, i).await;
+        let restarted = jetstream_runner(dir.path(), &manifests, i).await;
         storefront.set(i, Some(restarted.webhook_url.clone()));
         runners[i] = Some(restarted);
     }
@@ -258,7 +213,7 @@ async fn scaling_from_three_runners_to_one_and_back_strands_nothing_and_sends_no
     let manifests = manifests(dir.path(), &target, &nats.url(), 1);
     let mut runners = Vec::new();
     for i in 0..RUNNERS {
-        runners.push(Some(runner(dir.path(), &manifests, i).await));
+        runners.push(Some(jetstream_runner(dir.path(), &manifests, i).await));
     }
     let urls = runners.iter().map(|r| r.as_ref().map(|r| r.webhook_url.clone())).collect();
     let (storefront, load) = Storefront::start(urls, 200, 2, 21);
@@ -272,7 +227,7 @@ async fn scaling_from_three_runners_to_one_and_back_strands_nothing_and_sends_no
     tokio::time::sleep(Duration::from_secs(4)).await;
     // And back to three.
     for i in [1, 2] {
-        let started = runner(dir.path(), &manifests, i).await;
+        let started = jetstream_runner(dir.path(), &manifests, i).await;
         storefront.set(i, Some(started.webhook_url.clone()));
         runners[i] = Some(started);
     }
@@ -294,7 +249,7 @@ async fn dead_letters_of_a_shared_queue_are_listed_shown_replayed_and_discarded_
     let manifests = manifests(dir.path(), &target, &nats.url(), 1);
     let mut runners = Vec::new();
     for i in 0..RUNNERS {
-        runners.push(runner(dir.path(), &manifests, i).await);
+        runners.push(jetstream_runner(dir.path(), &manifests, i).await);
     }
     for order in 1..=30u64 {
         let body = shopify_order(order, "SKU-1", "2026-11-27T10:05:00-05:00");

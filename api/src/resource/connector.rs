@@ -142,7 +142,8 @@ pub enum SslMode {
 }]))]
 pub struct ConnectorLimits {
     /// Sustained requests per second (e.g. Shopify REST standard: 2; Amazon getOrders:
-    /// 0.0167). Unlimited when absent.
+    /// 0.0167), across every flow sending to this Connector, and every runner of them when
+    /// their queue is in JetStream (the runners share it). Unlimited when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0001))]
     pub requests_per_second: Option<f64>,
@@ -151,7 +152,8 @@ pub struct ConnectorLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub burst: Option<u32>,
-    /// Requests in flight at once, across every flow using this Connector. Default 4.
+    /// Requests in flight at once, across every flow using this Connector, and every runner
+    /// of them when their queue is in JetStream (the runners share it). Default 4.
     /// For type `postgres`: the database connections each target opens (each writes one
     /// transaction at a time), and `requestsPerSecond` counts rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -28,7 +28,7 @@ use std::{collections::BTreeMap, ops::Deref, sync::Arc};
 pub use backend::{Arrivals, QueueBackend};
 pub use dead_letter::{ActionReport, Affected, DeadLetterAction, DeadLetterEntry, DeadLetterPage};
 pub use intake::{BatchOutcome, Intake};
-pub use jetstream::{JetStreamFlow, JetStreamOptions, JetStreamQueue, LeaseTiming, NatsAuth};
+pub use jetstream::{JetStreamFlow, JetStreamOptions, JetStreamQueue, LeaseTiming, NatsAuth, SharedConnector};
 pub use record::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, Envelope, PastFailure, Replay, Take, now_ms};
 pub use redb::RedbQueue;
 pub use selection::{DeadLetterFilter, Selection, SelectionError, parse_instant};

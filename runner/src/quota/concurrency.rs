@@ -10,6 +10,11 @@
 //! sender carries on. Clean answers while the limit is used fully probe one slot up; a
 //! probe the target refuses waits twice as long before the next one, so a target that
 //! grants less than declared sees one refused request per few hundred.
+//!
+//! When other runners send to the same Connector, each priority of this runner has its
+//! part of the declared concurrency (its share, possibly none: see [`super::shares`]);
+//! the split already served the priorities in order, so a request waits only for its own
+//! priority's slots (and the adaptive limit), first come first served.
 
 use std::{
     cmp::Reverse,
@@ -20,6 +25,8 @@ use std::{
 use tokio::sync::oneshot;
 
 use entrepot_api::resource::Priority;
+
+use super::shares::index;
 
 /// Clean answers at a fully used limit before probing one slot above it.
 const PROBE_AFTER: u64 = 100;
@@ -38,7 +45,13 @@ struct Inner {
     declared: u32,
     /// Slots that may be in use now.
     limit: u32,
+    /// This runner's part of the Connector's slots per priority (low, normal, high) when
+    /// other runners share them; each may be 0 (then that priority's requests wait).
+    share: Option<[u32; 3]>,
     in_use: u32,
+    /// Slots in use per priority, and the most since they were last read.
+    in_use_by: [u32; 3],
+    peak_by: [u32; 3],
     /// Who waits for a slot, highest priority first, then first come.
     waiting: BTreeMap<(Reverse<Priority>, u64), oneshot::Sender<Slot>>,
     next_ticket: u64,
@@ -59,6 +72,8 @@ pub struct Slot {
     owner: Option<Arc<Concurrency>>,
     /// Requests in flight when this one took its slot, itself included.
     in_flight: u32,
+    /// The priority it was taken at.
+    priority: Priority,
 }
 
 impl Slot {
@@ -67,13 +82,18 @@ impl Slot {
     pub fn in_flight(&self) -> u32 {
         self.in_flight
     }
+
+    /// The priority the slot was taken at.
+    pub fn priority(&self) -> Priority {
+        self.priority
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(owner) = self.owner.take() {
             let mut inner = owner.lock();
-            inner.in_use -= 1;
+            inner.release(self.priority);
             inner.fill(&owner);
         }
     }
@@ -86,26 +106,50 @@ impl Inner {
     }
 
     /// Whether a caller of `priority` may take a slot without passing a waiter of the
-    /// same or a higher priority.
+    /// same or a higher priority (of the same priority, while shared).
     fn may_take(&self, priority: Priority) -> bool {
-        self.in_use < self.limit && self.waiting.keys().next().is_none_or(|(Reverse(first), _)| priority > *first)
+        let queued = match self.share {
+            // Each priority has slots of its own: only its own waiters come first.
+            Some(_) => self.waiting.keys().any(|(Reverse(waiting), _)| *waiting == priority),
+            None => self.waiting.keys().next().is_some_and(|(Reverse(first), _)| *first >= priority),
+        };
+        self.has_room(priority) && !queued
     }
 
-    fn take(&mut self, owner: &Arc<Concurrency>) -> Slot {
+    /// Whether a request of `priority` fits under the limit (and its priority's share).
+    fn has_room(&self, priority: Priority) -> bool {
+        self.in_use < self.limit
+            && self.share.is_none_or(|share| self.in_use_by[index(priority)] < share[index(priority)])
+    }
+
+    fn take(&mut self, owner: &Arc<Concurrency>, priority: Priority) -> Slot {
         self.in_use += 1;
-        Slot { owner: Some(owner.clone()), in_flight: self.in_use }
+        let i = index(priority);
+        self.in_use_by[i] += 1;
+        self.peak_by[i] = self.peak_by[i].max(self.in_use_by[i]);
+        Slot { owner: Some(owner.clone()), in_flight: self.in_use, priority }
     }
 
-    /// Hands free slots under the limit to the first waiters still waiting.
+    fn release(&mut self, priority: Priority) {
+        self.in_use -= 1;
+        self.in_use_by[index(priority)] -= 1;
+    }
+
+    /// The slots that may be in use now: the limit, within this runner's share.
+    fn allowed(&self) -> u32 {
+        self.share.map_or(self.limit, |share| share.iter().sum::<u32>().min(self.limit))
+    }
+
+    /// Hands free slots to the first waiters still waiting that fit (the first waiter,
+    /// unless shared: a priority without room does not hold up the others).
     fn fill(&mut self, owner: &Arc<Concurrency>) {
-        while self.in_use < self.limit
-            && let Some((_, tx)) = self.waiting.pop_first()
-        {
-            let slot = self.take(owner);
+        while let Some(key) = self.waiting.keys().find(|(Reverse(p), _)| self.has_room(*p)).copied() {
+            let tx = self.waiting.remove(&key).expect("a key just found");
+            let slot = self.take(owner, key.0.0);
             if let Err(mut unsent) = tx.send(slot) {
                 // That waiter is gone: the slot was never handed out.
                 unsent.owner = None;
-                self.in_use -= 1;
+                self.release(key.0.0);
             }
         }
     }
@@ -124,7 +168,10 @@ impl Concurrency {
             inner: Mutex::new(Inner {
                 declared,
                 limit: declared,
+                share: None,
                 in_use: 0,
+                in_use_by: [0; 3],
+                peak_by: [0; 3],
                 waiting: BTreeMap::new(),
                 next_ticket: 0,
                 clean: 0,
@@ -143,16 +190,48 @@ impl Concurrency {
         self.lock().declared
     }
 
-    /// Requests allowed in flight now, after adaptation.
+    /// Requests allowed in flight now, after adaptation (and within this runner's share).
     pub fn limit(&self) -> u32 {
-        self.lock().limit
+        self.lock().allowed()
+    }
+
+    /// Requests in flight now, per priority (low, normal, high).
+    pub fn in_use(&self) -> [u32; 3] {
+        self.lock().in_use_by
+    }
+
+    /// The most requests in flight at once per priority since the last call.
+    pub fn take_peaks(&self) -> [u32; 3] {
+        let mut inner = self.lock();
+        let in_use = inner.in_use_by;
+        std::mem::replace(&mut inner.peak_by, in_use)
+    }
+
+    /// Per priority (low, normal, high): whether a request of it waits for a slot now.
+    pub fn waiting(&self) -> [bool; 3] {
+        let mut inner = self.lock();
+        inner.purge();
+        let mut out = [false; 3];
+        for (Reverse(priority), _) in inner.waiting.keys() {
+            out[index(*priority)] = true;
+        }
+        out
+    }
+
+    /// Caps each priority's slots at its `share` (`None`: no cap, this runner sends alone);
+    /// raising it hands the new slots to waiters at once. Requests in flight above a
+    /// lowered share finish; the next ones wait.
+    pub fn set_share(self: &Arc<Self>, share: Option<[u32; 3]>) {
+        let mut inner = self.lock();
+        inner.share = share;
+        inner.fill(self);
     }
 
     /// A slot, if one is free now and nobody of the same or a higher priority waits.
     pub fn try_slot(self: &Arc<Self>, priority: Priority) -> Option<Slot> {
         let mut inner = self.lock();
         inner.purge();
-        inner.may_take(priority).then(|| inner.take(self))
+        inner.may_take(priority).then(|| inner.take(self, priority))
     }
 
     /// Waits for a slot, behind waiters of the same or a higher priority. Cancel-safe: a
@@ -162,7 +241,7 @@ impl Concurrency {
             let mut inner = self.lock();
             inner.purge();
             if inner.may_take(priority) {
-                return inner.take(self);
+                return inner.take(self, priority);
             }
             let (tx, rx) = oneshot::channel();
             let ticket = inner.next_ticket;
@@ -307,6 +386,34 @@ mod tests {
         }
         assert_eq!(waiter.await.unwrap(), 2);
         drop(held);
+    }
+
+    #[tokio::test]
+    async fn each_priority_has_its_share_of_the_slots_and_raising_it_serves_its_waiters() {
+        let concurrency = Arc::new(Concurrency::new(4));
+        concurrency.set_share(Some([0, 0, 2]));
+        assert!(concurrency.try_slot(Priority::Low).is_none(), "no share: low requests wait");
+        let waiter = tokio::spawn({
+            let concurrency = concurrency.clone();
+            async move { concurrency.slot(Priority::Low).await.priority() }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(concurrency.waiting(), [true, false, false]);
+        // A low waiter does not hold up the high priority's own slots.
+        let mut high =
+            vec![concurrency.try_slot(Priority::High).unwrap(), concurrency.try_slot(Priority::High).unwrap()];
+        assert!(concurrency.try_slot(Priority::High).is_none(), "two: high's share");
+        concurrency.set_share(Some([1, 0, 2]));
+        assert_eq!(waiter.await.unwrap(), Priority::Low);
+        assert_eq!(concurrency.in_use(), [0, 0, 2]);
+        // A lowered share: slots in flight finish, the next request waits.
+        concurrency.set_share(Some([1, 0, 1]));
+        high.pop();
+        assert!(concurrency.try_slot(Priority::High).is_none(), "one still in flight fills high's lowered share");
+        assert_eq!(concurrency.limit(), 2);
+        drop(high);
+        concurrency.set_share(None);
+        assert_eq!(concurrency.limit(), 4);
     }
 
     #[tokio::test]

@@ -12,35 +12,48 @@
 //!   leaky bucket (`X-Shopify-Shop-Api-Call-Limit: 32/40`), BigCommerce's window
 //!   (`X-Rate-Limit-Requests-Left`, `X-Rate-Limit-Time-Reset-Ms`), Amazon's per-operation
 //!   rate (`x-amzn-RateLimit-Limit`).
+//!
+//! When several runners send to the Connector (a flow's queue in JetStream), each
+//! priority of each runner enforces only its share of the declared rate and concurrency
+//! ([`shares`], set through [`Quota::set_shares`]), and the rate adapts once for all of
+//! them ([`shared`], [`ledger`]).
 
+pub mod adapt;
 pub mod concurrency;
+pub mod ledger;
+#[cfg(test)]
+mod ledger_tests;
 pub mod operations;
+pub mod shared;
+pub mod shares;
 
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use tokio::time::Instant;
+use tokio::{sync::Notify, time::Instant};
 
 use crate::protocol::{QuotaSignal, upstream_wait};
 
 use concurrency::Concurrency;
 pub use concurrency::Slot;
 use entrepot_api::resource::{ConnectorLimits, Priority};
+use shared::{Report, Shared};
+use shares::{Limits, Shares};
 
 /// Requests in flight when a Connector declares no concurrency.
 pub const DEFAULT_CONCURRENCY: u32 = 4;
 /// Pause after a 429 that says nothing of when to come back.
 const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
-/// The rate never adapts below this share of the declared one.
-const MIN_SHARE: f64 = 0.05;
 
 /// One Connector's quota.
 #[derive(Debug)]
 pub struct Quota {
     slots: Arc<Concurrency>,
     state: Mutex<State>,
+    /// Asks the runners' coordination for a round now (while shared).
+    round: Notify,
 }
 
 #[derive(Debug)]
@@ -62,6 +75,18 @@ struct State {
     accepted_since: u64,
     /// The granted rate learned from the spacing of 429s; probing slows near it.
     learned: Option<f64>,
+    /// This runner's shares, while other runners send to the Connector too.
+    shared: Option<Shared>,
+}
+
+impl State {
+    /// The rate enforced: this runner's shares together while shared.
+    fn rate_in_force(&self) -> Option<f64> {
+        match &self.shared {
+            Some(shared) => shares::total(&shared.shares).0,
+            None => self.rate,
+        }
+    }
 }
 
 /// The right to send one request; dropping it frees the concurrency slot.
@@ -100,7 +125,9 @@ impl Quota {
                 last_throttle: Instant::now(),
                 accepted_since: 0,
                 learned: None,
+                shared: None,
             }),
+            round: Notify::new(),
         }
     }
 
@@ -114,9 +141,10 @@ impl Quota {
         self.slots.limit()
     }
 
-    /// The rate in force, after adaptation (`None`: unlimited).
+    /// The rate in force, after adaptation (`None`: unlimited); this runner's share of it
+    /// while shared.
     pub fn rate(&self) -> Option<f64> {
-        self.lock().rate
+        self.lock().rate_in_force()
     }
 
     /// A concurrency slot, if one is free now and nobody of the same or a higher
@@ -128,20 +156,28 @@ impl Quota {
     /// Waits for a concurrency slot, behind waiters of the same or a higher priority.
     /// Cancel-safe: a slot handed to a dropped waiter goes on to the next one.
     pub async fn slot(&self, priority: Priority) -> Slot {
+        if self.lock().shared.is_some() {
+            if let Some(slot) = self.slots.try_slot(priority) {
+                return slot;
+            }
+            self.waited(priority);
+        }
         self.slots.slot(priority).await
     }
 
     /// Waits out any pause and for a token of the rate limit, then turns a slot into a
     /// permit.
     pub async fn admit(&self, slot: Slot) -> Permit {
-        self.pace().await;
+        while let Some(wait) = self.take_token(Some(slot.priority())) {
+            tokio::time::sleep(wait).await;
+        }
         Permit { slot }
     }
 
     /// Waits out any pause and for a token of the rate limit, without a concurrency slot
     /// (a per-operation bucket: the slot, if any, is the Connector's).
     pub async fn pace(&self) {
-        while let Some(wait) = self.take_token() {
+        while let Some(wait) = self.take_token(None) {
             tokio::time::sleep(wait).await;
         }
     }
@@ -150,15 +186,27 @@ impl Quota {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes a token if there is one; otherwise says how long until there is.
-    fn take_token(&self) -> Option<Duration> {
+    /// Takes a token if there is one; otherwise says how long until there is. While
+    /// shared, from `priority`'s bucket, and the priority is noted as wanting more or as
+    /// having sent.
+    fn take_token(&self, priority: Option<Priority>) -> Option<Duration> {
         let mut s = self.lock();
         let now = Instant::now();
         if let Some(until) = s.paused_until {
             if until > now {
+                if let (Some(shared), Some(priority)) = (s.shared.as_mut(), priority) {
+                    shared.waited(priority);
+                }
                 return Some(until - now);
             }
             s.paused_until = None;
+        }
+        if let (Some(shared), Some(priority)) = (s.shared.as_mut(), priority) {
+            let (wait, round) = shared.take_token(priority, now);
+            if round {
+                self.round.notify_one();
+            }
+            return wait;
         }
         let rate = s.rate?;
         s.tokens = (s.tokens + now.duration_since(s.last).as_secs_f64() * rate).min(s.burst);
@@ -191,23 +239,32 @@ impl Quota {
         let mut s = self.lock();
         let now = Instant::now();
         if let Some(granted) = signal.granted_rate {
-            s.rate = Some(s.declared.map_or(granted, |d| d.min(granted)));
+            match s.shared.as_mut() {
+                // The shared rate takes it, for every runner.
+                Some(shared) => shared.report.granted = Some(granted),
+                None => s.rate = Some(s.declared.map_or(granted, |d| d.min(granted))),
+            }
         }
         if signal.throttled {
             let pause = signal.retry_after.or(signal.reset_after).unwrap_or(DEFAULT_PAUSE);
             s.paused_until = Some(s.paused_until.map_or(now + pause, |p| p.max(now + pause)));
             s.tokens = 0.0;
-            // What got through since the last 429 is what the target grants (a little
-            // more: its burst). Cut to just under that, but at most by half (a quiet
-            // spell lets less through than the target grants), or by 30% when nothing
-            // can be measured yet; never below MIN_SHARE of the declared rate.
+            if let Some(shared) = s.shared.as_mut() {
+                shared.empty();
+                // The shared rate is cut, once for every runner, at the round this asks for.
+                shared.report.throttles += 1;
+                shared.report.pause = Some(shared.report.pause.map_or(pause, |p| p.max(pause)));
+                self.round.notify_one();
+                return;
+            }
+            // What got through since the last 429 is what the target grants (see
+            // `adapt::cut`), measured over two seconds at least.
             let span = now.duration_since(s.last_throttle).as_secs_f64();
             let measured = (span >= 2.0 && s.accepted_since > 0).then(|| s.accepted_since as f64 / span);
             if let (Some(rate), Some(declared)) = (s.rate, s.declared) {
-                let cut = measured.map_or(rate * 0.7, |m| (m.min(rate) * 0.97).max(rate * 0.5));
-                // Without a measurement, the rate that was throttled bounds the grant.
-                s.learned = Some(measured.map_or(rate, |_| cut / 0.97));
-                s.rate = Some(cut.max(declared * MIN_SHARE));
+                let (cut, learned) = adapt::cut(rate, declared, measured);
+                s.learned = Some(learned);
+                s.rate = Some(cut);
                 s.last_change = now;
             }
             s.last_throttle = now;
@@ -220,13 +277,20 @@ impl Quota {
             Some(left) if left < 1.0 => {
                 let pause = signal
                     .reset_after
-                    .unwrap_or_else(|| upstream_wait(1.0 / s.rate.unwrap_or(1.0)).unwrap_or(DEFAULT_PAUSE));
+                    .unwrap_or_else(|| upstream_wait(1.0 / s.rate_in_force().unwrap_or(1.0)).unwrap_or(DEFAULT_PAUSE));
                 s.paused_until = Some(now + pause);
                 s.tokens = 0.0;
+                s.shared.iter_mut().for_each(Shared::empty);
             }
-            // Never hold more tokens than the target says are left.
+            // Never hold more tokens than the target says are left (while shared, this
+            // runner's share of what is left is not known: it keeps its own bucket).
             Some(left) => s.tokens = s.tokens.min(left - 1.0).max(0.0),
             None => {}
+        }
+        if let Some(shared) = s.shared.as_mut() {
+            // The shared rate probes back up, once for every runner.
+            shared.report.accepted += 1;
+            return;
         }
         // Clean answers for a second: probe back towards the declared rate.
         if let (Some(rate), Some(declared)) = (s.rate, s.declared)
@@ -234,15 +298,80 @@ impl Quota {
             && signal.granted_rate.is_none()
             && now.duration_since(s.last_change) >= Duration::from_secs(1)
         {
-            // Quickly back to just under the rate learned from the 429s (half the gap a
-            // second), slowly past it.
-            let step = match s.learned.map(|l| l * 0.97 - rate) {
-                Some(gap) if gap <= 0.0 => declared * 0.01,
-                Some(gap) => (gap / 2.0).max(declared * 0.05),
-                None => declared * 0.05,
-            };
-            s.rate = Some((rate + step).min(declared));
+            s.rate = Some(adapt::probe(rate, declared, s.learned));
             s.last_change = now;
+        }
+    }
+
+    /// What the Connector declares, for all senders together.
+    pub fn declared(&self) -> Limits {
+        let s = self.lock();
+        Limits { rate: s.declared, burst: s.burst, concurrency: self.slots.declared() }
+    }
+
+    /// Shares the Connector with other runners from now on: nothing may be sent until the
+    /// first shares are set ([`Quota::set_shares`]).
+    pub fn start_sharing(&self) {
+        let nothing = shares::nothing(&self.declared());
+        self.lock().shared = Some(Shared::new([nothing; 3]));
+        self.slots.set_share(Some([0; 3]));
+    }
+
+    /// Sets each priority's share (while shared): tokens held above a bucket's new size
+    /// are dropped; new slots go to waiters at once.
+    pub fn set_shares(&self, shares: Shares) {
+        let mut s = self.lock();
+        let Some(shared) = s.shared.as_mut() else { return };
+        shared.set(shares);
+        drop(s);
+        self.slots.set_share(Some(shares.map(|share| share.slots)));
+    }
+
+    /// Each priority's share, while shared.
+    pub fn shares(&self) -> Option<Shares> {
+        self.lock().shared.as_ref().map(|s| s.shares)
+    }
+
+    /// What happened since the last report (while shared), for the next round; `wants`
+    /// also counts requests waiting now.
+    pub fn take_report(&self) -> Report {
+        let waiting = self.slots.waiting();
+        let peaks = self.slots.take_peaks();
+        let mut s = self.lock();
+        let Some(shared) = s.shared.as_mut() else { return Report::default() };
+        let mut report = std::mem::take(&mut shared.report);
+        report.in_flight = peaks;
+        for (wants, waits) in report.wants.iter_mut().zip(waiting) {
+            *wants |= waits;
+        }
+        shared.published_wants = report.wants;
+        report
+    }
+
+    /// Requests in flight now, per priority (low, normal, high).
+    pub fn in_use(&self) -> [u32; 3] {
+        self.slots.in_use()
+    }
+
+    /// Pauses every request until `until` (another runner was throttled).
+    pub fn pause_until(&self, until: Instant) {
+        let mut s = self.lock();
+        if until > Instant::now() {
+            s.paused_until = Some(s.paused_until.map_or(until, |p| p.max(until)));
+            s.tokens = 0.0;
+            s.shared.iter_mut().for_each(Shared::empty);
+        }
+    }
+
+    /// Resolves when a round of the runners' coordination should run now: a priority
+    /// started to want more, or the target throttled.
+    pub async fn round_wanted(&self) {
+        self.round.notified().await;
+    }
+
+    fn waited(&self, priority: Priority) {
+        if self.lock().shared.as_mut().is_some_and(|shared| shared.waited(priority)) {
+            self.round.notify_one();
         }
     }
 }
@@ -409,14 +538,14 @@ mod tests {
         let signal = QuotaSignal::read(StatusCode::OK, &headers, None);
         assert_eq!(signal.reset_after, Some(crate::protocol::MAX_UPSTREAM_WAIT));
         quota.observe(&signal);
-        let wait = quota.take_token().expect("paused");
+        let wait = quota.take_token(None).expect("paused");
         assert!(wait <= crate::protocol::MAX_UPSTREAM_WAIT, "{wait:?}");
         // The granted rate alone (no reset time): one token at 1e-300/s is an hour away.
         let quota = Quota::new(Some(&limits(10.0, 1, 4)));
         headers.remove("x-rate-limit-time-reset-ms");
         headers.remove("x-rate-limit-requests-left");
         quota.observe(&QuotaSignal::read(StatusCode::OK, &headers, None));
-        assert_eq!(quota.take_token(), None, "the burst token");
-        assert_eq!(quota.take_token(), Some(crate::protocol::MAX_UPSTREAM_WAIT));
+        assert_eq!(quota.take_token(None), None, "the burst token");
+        assert_eq!(quota.take_token(None), Some(crate::protocol::MAX_UPSTREAM_WAIT));
     }
 }

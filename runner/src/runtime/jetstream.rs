@@ -1,7 +1,8 @@
 //! Opening the flows' queue in NATS JetStream (`runner.queue.jetstream`): the servers and
 //! the login from the flows' spec, this runner's name among the flow's runners, and the
 //! streams and buckets created when missing (the operator creates them in a cluster; the
-//! same plan, so this changes nothing there).
+//! same plan, so this changes nothing there). Each target Connector's quota is then shared
+//! with every runner sending to it (docs/scaling.md, "Shared quota").
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -9,7 +10,9 @@ use entrepot_api::jetstream::Layout;
 
 use crate::{
     flow::Flow,
-    queue::{JetStreamFlow, JetStreamOptions, JetStreamQueue, LeaseTiming, NatsAuth, Queue, QueueError},
+    queue::{
+        JetStreamFlow, JetStreamOptions, JetStreamQueue, LeaseTiming, NatsAuth, Queue, QueueError, SharedConnector,
+    },
     secrets::Secrets,
 };
 
@@ -109,6 +112,7 @@ fn open_shared(flows: &BTreeMap<String, Arc<Flow>>, secrets: &Secrets) -> Result
         member: member(),
         flows: jetstream_flows.into_iter().map(|(_, f)| f).collect(),
         leases: leases()?,
+        connectors: shared_connectors(flows),
     };
     // NATS may be starting too (a cluster electing its leaders, a server restarting):
     // try for a while before giving up, and say so.
@@ -123,6 +127,38 @@ fn open_shared(flows: &BTreeMap<String, Arc<Flow>>, secrets: &Secrets) -> Result
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The target Connectors whose quota this runner shares with the other runners sending to
+/// them: the flows of this runner that send to one Connector share one quota, with their
+/// priorities.
+fn shared_connectors(flows: &BTreeMap<String, Arc<Flow>>) -> Vec<SharedConnector> {
+    let mut connectors: Vec<SharedConnector> = Vec::new();
+    for flow in flows.values() {
+        let Some(js) = &flow.config.spec.runner.queue.jetstream else { continue };
+        let (priority, namespace) = (flow.config.spec.delivery.priority, &flow.config.namespace);
+        let replicas = js.replicas.unwrap_or(1);
+        for target in &flow.targets {
+            match connectors.iter_mut().find(|c| Arc::ptr_eq(&c.quota, &target.quota)) {
+                Some(shared) => {
+                    if !shared.priorities.contains(&priority) {
+                        shared.priorities.push(priority);
+                    }
+                    if let Some(plan) = &mut shared.create {
+                        plan.replicas = plan.replicas.max(usize::from(replicas.max(1)));
+                    }
+                }
+                None => connectors.push(SharedConnector {
+                    namespace: namespace.clone(),
+                    name: target.sink.connector().to_string(),
+                    quota: target.quota.clone(),
+                    priorities: vec![priority],
+                    create: Some(Layout::connector_plan(namespace, target.sink.connector(), replicas)),
+                }),
+            }
+        }
+    }
+    connectors
 }
 
 /// How long a starting runner waits for NATS before it gives up (and is restarted).

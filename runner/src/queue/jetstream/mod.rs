@@ -21,9 +21,11 @@
 //!
 //! Several runners: each works only the partitions whose lease it holds (`lease.rs`), so
 //! one key's items are delivered by one runner at a time, in order, and keys never wait
-//! for each other. See docs/scaling.md.
+//! for each other. Each runner's share of its target Connectors' quotas: `connector_quota.rs`.
+//! See docs/scaling.md.
 
 mod client;
+mod connector_quota;
 mod dead_letter;
 mod keys;
 mod lease;
@@ -39,10 +41,12 @@ use entrepot_api::jetstream::{Layout, StreamPlan, kv_key};
 use tracing::{info, warn};
 
 pub use client::NatsAuth;
+pub use connector_quota::SharedConnector;
 pub use lease::LeaseTiming;
 
 use self::{
     client::{Nats, decode, encode, failed},
+    connector_quota::SharedQuotas,
     keys::{VersionStamp, record_version, version_key},
     lease::Ownership,
     place::{FlowStore, claimant, inbox_partition},
@@ -80,6 +84,8 @@ pub struct JetStreamOptions {
     pub flows: Vec<JetStreamFlow>,
     /// Lease durations.
     pub leases: LeaseTiming,
+    /// The target Connectors whose quota this runner shares with the other runners.
+    pub connectors: Vec<SharedConnector>,
 }
 
 /// The JetStream queue backend.
@@ -88,6 +94,8 @@ pub struct JetStreamQueue {
     flows: Arc<BTreeMap<String, Arc<FlowStore>>>,
     leases: LeaseTiming,
     servers: String,
+    /// The target Connectors whose quota this runner shares with the other runners.
+    quotas: SharedQuotas,
 }
 
 impl std::fmt::Debug for JetStreamQueue {
@@ -130,7 +138,8 @@ impl JetStreamQueue {
             }
             Ok(flows)
         })?;
-        let queue = Self { nats, flows: Arc::new(flows), leases: options.leases, servers: options.servers };
+        let quotas = SharedQuotas::start(&nats, &options.member, options.leases, options.connectors)?;
+        let queue = Self { nats, flows: Arc::new(flows), leases: options.leases, servers: options.servers, quotas };
         queue.renew_in_background();
         info!(servers = %queue.servers, member = %options.member, flows = queue.flows.len(), "queue in NATS JetStream");
         Ok(queue)
@@ -156,13 +165,16 @@ impl JetStreamQueue {
         self.flows.get(name).cloned().ok_or_else(|| failed("flow", format!("`{name}` has no queue in this runner")))
     }
 
-    /// Lets go of every lease (a clean shutdown), so the other runners take over at once.
+    /// Lets go of every lease and quota share (a clean shutdown), so the other runners
+    /// take over at once.
     pub fn resign(&self) {
         let flows = self.flows.clone();
+        let quotas = self.quotas.clone();
         let _ = self.nats.wait(async move {
             for flow in flows.values() {
                 flow.ownership.resign(&flow.state).await;
             }
+            quotas.resign().await;
             Ok(())
         });
     }
