@@ -102,10 +102,11 @@ impl RunnerProcess {
         Self::launch(args, env, Stdio::inherit(), None).await
     }
 
-    /// As [`spawn`](Self::spawn), with the runner's log (stderr) written to `log`. Set
+    /// As [`spawn`](Self::spawn), with the runner's log (stderr) appended to `log` (a runner
+    /// started again under the same log adds to what its predecessor said). Set
     /// `ENTREPOT_LOG` in `env` for more than warnings.
     pub async fn spawn_logged(args: Vec<String>, env: Vec<(String, String)>, log: &Path) -> Self {
-        let file = std::fs::File::create(log).expect("the log file can be created");
+        let file = std::fs::File::options().create(true).append(true).open(log).expect("the log file can be opened");
         Self::launch(args, env, Stdio::from(file), Some(log)).await
     }
 

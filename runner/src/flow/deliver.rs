@@ -235,8 +235,8 @@ impl Worker {
     }
 
     /// Removes the delivered items from the outbox in one transaction and frees their
-    /// lanes. If the store fails the items stay in the outbox: after a restart they go
-    /// again, with the same idempotency key.
+    /// lanes. If the store fails the items stay in the outbox and go again, with the same
+    /// idempotency key.
     async fn acknowledge(&mut self, w: &Workers) {
         if self.delivered.is_empty() {
             return;
@@ -272,8 +272,13 @@ impl Worker {
                     }
                 }
             }
-            Err(e) => warn!(flow = %self.name(), target = %self.connector(), records = seqs.len(), error = %e,
-                            "delivered but cannot remove from the outbox"),
+            Err(e) => {
+                warn!(flow = %self.name(), target = %self.connector(), records = seqs.len(), error = %e,
+                      "delivered but cannot remove from the outbox; they go again, with the same idempotency keys");
+                // Read the outbox again from its start, so they are not left behind the
+                // worker's place (a shared queue does not restart to find them).
+                self.loaded_up_to = 0;
+            }
         }
         for seq in seqs {
             self.finish(seq);

@@ -312,6 +312,33 @@ pub(super) async fn state(js: &Context, stream: &str) -> Result<(u64, u64, Optio
     Ok((s.messages, s.bytes, first))
 }
 
+/// A bucket entry as the leader of the bucket's stream has it.
+pub(super) struct Latest {
+    /// Its revision, for compare-and-set.
+    pub(super) revision: u64,
+    /// Its value; `None`: deleted (a delete or purge marker).
+    pub(super) value: Option<Bytes>,
+}
+
+/// Entry `key` of `bucket` as the stream's leader has it; `None`: never written, or
+/// expired. Every read that decides a write (a claim, a compare-and-set, a lease, the
+/// stale guard) comes here, not to the client's `get` or `entry`: buckets allow direct
+/// gets, which any replica answers, and a replica that lags answers with an older value
+/// or none (a claimed idempotency key read as free drops its record as a duplicate).
+pub(super) async fn latest(bucket: &kv::Store, key: &str) -> Result<Option<Latest>, QueueError> {
+    let subject = format!("{}{key}", bucket.prefix);
+    match bucket.stream.get_last_raw_message_by_subject(&subject).await {
+        Ok(message) => {
+            let marker = |name: &str| message.headers.get(name).map(|v| v.as_str().to_string());
+            let deleted =
+                marker("KV-Operation").is_some_and(|op| op != "PUT") || marker("Nats-Marker-Reason").is_some();
+            Ok(Some(Latest { revision: message.sequence, value: (!deleted).then_some(message.payload) }))
+        }
+        Err(e) if matches!(e.kind(), stream::LastRawMessageErrorKind::NoMessageFound) => Ok(None),
+        Err(e) => Err(failed(&format!("read {key} of bucket {}", bucket.name), e)),
+    }
+}
+
 /// A key-value bucket.
 pub(super) async fn bucket(js: &Context, name: &str) -> Result<kv::Store, QueueError> {
     js.get_key_value(name).await.map_err(|e| failed(&format!("open bucket {name}"), e))

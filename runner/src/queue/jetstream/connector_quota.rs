@@ -18,7 +18,7 @@ use std::{
     time::Duration,
 };
 
-use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use entrepot_api::{
     jetstream::{Layout, StreamPlan},
     resource::Priority,
@@ -266,16 +266,15 @@ impl ConnectorQuota {
     }
 
     async fn read(&self) -> Result<(Ledger, Option<u64>), QueueError> {
-        let entry = self.bucket.entry(KEY).await.map_err(|e| failed("read the quota ledger", e))?;
-        Ok(match entry {
-            Some(e) if e.operation == Operation::Put => {
-                let ledger = serde_json::from_slice(&e.value).unwrap_or_else(|error| {
+        Ok(match client::latest(&self.bucket, KEY).await? {
+            Some(client::Latest { revision, value: Some(value) }) => {
+                let ledger = serde_json::from_slice(&value).unwrap_or_else(|error| {
                     warn!(connector = %self.connector, %error, "unreadable quota ledger; starting it again");
                     Ledger::default()
                 });
-                (ledger, Some(e.revision))
+                (ledger, Some(revision))
             }
-            Some(e) => (Ledger::default(), Some(e.revision)),
+            Some(client::Latest { revision, value: None }) => (Ledger::default(), Some(revision)),
             None => (Ledger::default(), None),
         })
     }

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::client::{encode, failed};
+use super::client::{Latest, encode, failed, latest};
 use crate::queue::{QueueError, compare_versions};
 use entrepot_api::jetstream::kv_key;
 
@@ -15,8 +15,8 @@ struct Claim {
 }
 
 #[derive(Serialize, Deserialize)]
-pub(super) struct VersionStamp {
-    pub(super) version: String,
+struct VersionStamp {
+    version: String,
 }
 
 /// Claims idempotency key `key` for record `claimant`: true when the record may go on
@@ -33,11 +33,28 @@ pub(super) async fn claim(
         keys.put(&entry_key, value).await.map_err(|e| failed("record an idempotency key", e))?;
         return Ok(true);
     }
-    if keys.create(&entry_key, value).await.is_ok() {
-        return Ok(true);
+    let refused = match keys.create(&entry_key, value).await {
+        Ok(_) => return Ok(true),
+        Err(e) => e,
+    };
+    // Claimed already (by this record, when its placing is repeated, or by another), or
+    // the write failed (no leader for a moment, a timeout after it was written): the
+    // leader's copy tells which. Only a claim by another record makes it a duplicate.
+    match latest(keys, &entry_key).await? {
+        Some(Latest { value: Some(held), .. }) => {
+            Ok(serde_json::from_slice::<Claim>(&held).is_ok_and(|c| c.by == claimant))
+        }
+        _ => Err(failed(&format!("claim idempotency key `{key}`"), refused)),
     }
-    let held = keys.get(&entry_key).await.map_err(|e| failed("read an idempotency key", e))?;
-    Ok(held.is_some_and(|v| serde_json::from_slice::<Claim>(&v).is_ok_and(|c| c.by == claimant)))
+}
+
+/// The last version recorded for `key` (from [`version_key`]), as the leader has it.
+pub(super) async fn last_version(
+    versions: &async_nats::jetstream::kv::Store,
+    key: &str,
+) -> Result<Option<String>, QueueError> {
+    let value = latest(versions, key).await?.and_then(|l| l.value);
+    Ok(value.and_then(|v| serde_json::from_slice::<VersionStamp>(&v).ok()).map(|s| s.version))
 }
 
 pub(super) fn version_key(target: &str, key: &str) -> String {
@@ -53,17 +70,16 @@ pub(super) async fn record_version(
 ) -> Result<(), QueueError> {
     let value = encode(&VersionStamp { version: version.to_string() });
     for _ in 0..5 {
-        let entry = versions.entry(key).await.map_err(|e| failed("read a last version", e))?;
-        let written = match entry {
-            Some(e) if e.operation == async_nats::jetstream::kv::Operation::Put => {
-                let newer = serde_json::from_slice::<VersionStamp>(&e.value)
-                    .is_ok_and(|s| compare_versions(&s.version, version) != std::cmp::Ordering::Less);
+        let written = match latest(versions, key).await? {
+            Some(Latest { revision, value: last }) => {
+                let newer = last
+                    .and_then(|v| serde_json::from_slice::<VersionStamp>(&v).ok())
+                    .is_some_and(|s| compare_versions(&s.version, version) != std::cmp::Ordering::Less);
                 if newer {
                     return Ok(());
                 }
-                versions.update(key, value.clone(), e.revision).await.is_ok()
+                versions.update(key, value.clone(), revision).await.is_ok()
             }
-            Some(e) => versions.update(key, value.clone(), e.revision).await.is_ok(),
             None => versions.create(key, value.clone()).await.is_ok(),
         };
         if written {
@@ -72,3 +88,7 @@ pub(super) async fn record_version(
     }
     Err(failed("record a last version", format!("{key} kept changing under five attempts")))
 }
+
+#[cfg(test)]
+#[path = "keys_tests.rs"]
+mod tests;

@@ -23,13 +23,13 @@ use std::{
     time::Duration,
 };
 
-use async_nats::jetstream::kv::{self, Operation};
+use async_nats::jetstream::kv;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
 
-use super::client::failed;
+use super::client::{Latest, failed, latest};
 use crate::queue::{QueueError, now_ms};
 
 /// How long leases last and how often they are renewed.
@@ -212,7 +212,7 @@ impl Ownership {
             if member == self.member {
                 continue;
             }
-            let Some(value) = state.get(&key).await.map_err(|e| failed("read a heartbeat", e))? else { continue };
+            let Some(value) = latest(state, &key).await?.and_then(|l| l.value) else { continue };
             match serde_json::from_slice::<Lease>(&value) {
                 Ok(beat) if beat.until > now => alive.push(member.to_string()),
                 // Long dead: tidy up.
@@ -228,18 +228,17 @@ impl Ownership {
     /// Takes or renews lease `key` until `until`; whether this runner holds it.
     async fn hold(&self, state: &kv::Store, key: &str, until: i64, now: i64) -> Result<bool, QueueError> {
         let lease = encode(&Lease { member: self.member.clone(), until });
-        let entry = state.entry(key).await.map_err(|e| failed(&format!("read lease {key}"), e))?;
-        let result = match entry {
-            Some(e) if e.operation == Operation::Put => {
-                let current: Option<Lease> = serde_json::from_slice(&e.value).ok();
+        let result = match latest(state, key).await? {
+            Some(Latest { revision, value }) => {
+                // A delete marker: let go of.
+                let current: Option<Lease> = value.and_then(|v| serde_json::from_slice(&v).ok());
                 let free = current.as_ref().is_none_or(|l| l.member == self.member || l.until < now);
                 if !free {
                     return Ok(false);
                 }
-                state.update(key, lease, e.revision).await.map(|_| ()).map_err(|e| e.to_string())
+                state.update(key, lease, revision).await.map(|_| ()).map_err(|e| e.to_string())
             }
-            // Never taken, or let go of (a delete marker).
-            Some(e) => state.update(key, lease, e.revision).await.map(|_| ()).map_err(|e| e.to_string()),
+            // Never taken.
             None => state.create(key, lease).await.map(|_| ()).map_err(|e| e.to_string()),
         };
         match result {
@@ -254,13 +253,11 @@ impl Ownership {
 
     /// Deletes lease `key` if this runner still holds it.
     async fn let_go(&self, state: &kv::Store, key: &str) -> Result<(), QueueError> {
-        let Some(entry) = state.entry(key).await.map_err(|e| failed(&format!("read lease {key}"), e))? else {
+        let Some(Latest { revision, value: Some(value) }) = latest(state, key).await? else {
             return Ok(());
         };
-        let ours = entry.operation == Operation::Put
-            && serde_json::from_slice::<Lease>(&entry.value).is_ok_and(|l| l.member == self.member);
-        if ours {
-            let _ = state.delete_expect_revision(key, Some(entry.revision)).await;
+        if serde_json::from_slice::<Lease>(&value).is_ok_and(|l| l.member == self.member) {
+            let _ = state.delete_expect_revision(key, Some(revision)).await;
         }
         Ok(())
     }

@@ -47,7 +47,7 @@ pub use lease::LeaseTiming;
 use self::{
     client::{Nats, decode, encode, failed},
     connector_quota::SharedQuotas,
-    keys::{VersionStamp, record_version, version_key},
+    keys::{record_version, version_key},
     lease::Ownership,
     place::{FlowStore, claimant, inbox_partition},
 };
@@ -248,7 +248,7 @@ impl QueueBackend for JetStreamQueue {
         let store = self.flow(flow)?;
         let key = format!("src.{}", kv_key(key));
         self.nats.wait(async move {
-            let value = store.state.get(&key).await.map_err(|e| failed("read a source's progress", e))?;
+            let value = client::latest(&store.state, &key).await?.and_then(|l| l.value);
             Ok(value.map(|v| v.to_vec()))
         })
     }
@@ -336,10 +336,7 @@ impl QueueBackend for JetStreamQueue {
     fn last_version(&self, flow: &str, target: &str, key: &str) -> Result<Option<String>, QueueError> {
         let store = self.flow(flow)?;
         let key = version_key(target, key);
-        self.nats.wait(async move {
-            let value = store.versions.get(&key).await.map_err(|e| failed("read a last version", e))?;
-            Ok(value.and_then(|v| serde_json::from_slice::<VersionStamp>(&v).ok()).map(|s| s.version))
-        })
+        self.nats.wait(async move { keys::last_version(&store.versions, &key).await })
     }
 
     fn drop_stale(&self, flow: &str, _target: &str, seq: u64) -> Result<(), QueueError> {
