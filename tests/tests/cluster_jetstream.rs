@@ -4,7 +4,9 @@
 //! streams and buckets as planned; a second reconcile changes nothing in NATS; the
 //! backlog in `kubectl get syncflows` comes from JetStream while no runner runs; a
 //! deleted flow waits for an unreachable NATS with a status that says so, and once NATS
-//! is back its streams are deleted and the flow is gone.
+//! is back its streams are deleted and the flow is gone. Its target Connector's quota
+//! bucket is provisioned with it, kept while another flow sends there, and deleted with
+//! the last such flow.
 
 use std::{sync::Arc, time::Duration};
 
@@ -25,7 +27,7 @@ use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api,
-    api::{Patch, PatchParams},
+    api::{Patch, PatchParams, PostParams},
 };
 
 const NS: &str = "shop";
@@ -146,17 +148,18 @@ async fn a_jetstream_flow_gets_its_streams_reports_their_backlog_and_takes_them_
     let created = flow(&flows).await.unwrap().unwrap();
     assert_eq!(created.metadata.finalizers.clone().unwrap_or_default(), [FINALIZER]);
 
-    // Its streams and buckets, each as planned.
+    // Its streams and buckets, and its target Connector's quota bucket, each as planned.
     let js = jetstream::new(async_nats::connect(&url).await.unwrap());
     let layout = Layout::new(NS, "orders");
     let plans = layout.plan(&created.spec, 1);
-    let made = wait_for(WAIT, "the flow's five streams", || async {
+    let connector = [Layout::connector_plan(NS, "erp", 1)];
+    let made = wait_for(WAIT, "the flow's five streams and the Connector's bucket", || async {
         let made = streams(&js).await;
-        Ok((made.len() == plans.len()).then_some(made))
+        Ok((made.len() == plans.len() + 1).then_some(made))
     })
     .await
     .unwrap();
-    for plan in &plans {
+    for plan in plans.iter().chain(&connector) {
         let name = if plan.kind == StreamKind::Bucket { format!("KV_{}", plan.name) } else { plan.name.clone() };
         let (_, config, _) = made.iter().find(|(n, _, _)| *n == name).unwrap_or_else(|| panic!("no {name}"));
         assert_eq!((config.num_replicas, config.max_age), (plan.replicas, plan.max_age.unwrap_or_default()), "{name}");
@@ -183,10 +186,18 @@ async fn a_jetstream_flow_gets_its_streams_reports_their_backlog_and_takes_them_
     assert_eq!(streams(&js).await, before, "a second reconcile changed a stream");
     let again = Connections::default().provision(&url, &plans).await.unwrap();
     assert!(again.iter().all(|(_, c)| *c == Change::Unchanged), "{again:?}");
+    let again = Connections::default().provision_shared(&url, &connector).await.unwrap();
+    assert_eq!(again, [(connector[0].name.clone(), Change::Unchanged)]);
     let table = cluster.kubectl(&["get", "syncflows", "-n", NS, "--no-headers"]).await;
     let row: Vec<&str> = table.stdout.split_whitespace().collect();
     // NAME READY SOURCE TARGETS BACKLOG OLDEST DLQ ...
     assert_eq!((row[0], row[4], row[6]), ("orders", "3", "1"), "kubectl get syncflows:\n{}", table.stdout);
+
+    // A second JetStream flow sending to the same Connector: its quota bucket must
+    // outlive the first flow.
+    let mut returns = SyncFlow::new("returns", created.spec.clone());
+    returns.metadata.namespace = Some(NS.into());
+    flows.create(&PostParams::default(), &returns).await.expect("a second flow sending to erp");
 
     // NATS down, the flow deleted: it stays, and says why.
     nats.kill();
@@ -209,13 +220,25 @@ async fn a_jetstream_flow_gets_its_streams_reports_their_backlog_and_takes_them_
     .await
     .unwrap();
     let js = jetstream::new(async_nats::connect(&url).await.unwrap());
-    assert!(streams(&js).await.is_empty(), "no stream of the flow is left");
+    let left: Vec<String> = streams(&js).await.into_iter().map(|(name, _, _)| name).collect();
+    assert!(!left.iter().any(|name| layout.streams().contains(name)), "no stream of the flow is left: {left:?}");
+    let bucket = format!("KV_{}", connector[0].name);
+    assert!(left.contains(&bucket), "the Connector's bucket stays for the other flow: {left:?}");
     wait_for(WAIT, "the Deployment collected with its owner", || async {
         let gone = Api::<Deployment>::namespaced(cluster.client(), NS).get_opt("orders-runner").await?.is_none();
         Ok(gone.then_some(()))
     })
     .await
     .unwrap();
+
+    // The last flow sending to the Connector deleted: its bucket goes with it.
+    cluster.kubectl(&["delete", "syncflow", "returns", "-n", NS, "--wait=false"]).await.expect_ok("delete");
+    wait_for(Duration::from_secs(180), "the second flow gone", || async {
+        Ok(flows.get_opt("returns").await?.is_none().then_some(()))
+    })
+    .await
+    .unwrap();
+    assert!(streams(&js).await.is_empty(), "nothing is left in NATS: {:?}", streams(&js).await);
 
     let _ = stop.send(());
     controller.await.unwrap();

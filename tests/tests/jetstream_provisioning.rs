@@ -1,9 +1,9 @@
 //! The operator's side of a JetStream flow against a real `nats-server`
-//! (`entrepot_sim::nats`): the streams and buckets of a flow's plan made as planned, a
-//! second pass changing nothing, a changed plan updating what changed, the backlog read
-//! from the streams, everything deleted; the operator's own token; a server that does
-//! not answer. The controller around it, with a real API server, is
-//! `cluster_jetstream.rs`.
+//! (`entrepot_sim::nats`): the streams and buckets of a flow's plan, and the quota bucket
+//! of its target Connector, made as planned, a second pass changing nothing, a changed
+//! plan updating what changed, the backlog read from the streams, everything deleted; the
+//! operator's own token; a server that does not answer. The controller around it, with a
+//! real API server, is `cluster_jetstream.rs`.
 
 use std::time::Duration;
 
@@ -28,6 +28,9 @@ fn spec(dead_letter_retention: &str) -> SyncFlowSpec {
     }))
     .expect("a SyncFlow spec")
 }
+
+/// The stream of Connector `erp`'s quota bucket in namespace `shop`.
+const CONNECTOR_STREAM: &str = "KV_entrepot_shop_connector_erp_quota";
 
 async fn client(server: &NatsServer) -> jetstream::Context {
     jetstream::new(async_nats::connect(server.url()).await.expect("a client of the test server"))
@@ -73,20 +76,28 @@ async fn a_flows_plan_is_made_once_read_for_its_backlog_and_deleted() {
     let layout = Layout::new("shop", "orders");
     let plans = layout.plan(&spec("14d"), 1);
 
+    // The quota bucket of the flow's target Connector, which other flows share.
+    let connector = [Layout::connector_plan("shop", "erp", 1)];
+
     let first = nats.provision(&server.url(), &plans).await.unwrap();
     assert!(first.iter().all(|(_, c)| *c == Change::Created), "{first:?}");
-    for plan in &plans {
+    let shared = nats.provision_shared(&server.url(), &connector).await.unwrap();
+    assert_eq!(shared, [(connector[0].name.clone(), Change::Created)]);
+    for plan in plans.iter().chain(&connector) {
         assert_as_planned(&js, plan).await;
     }
     let mut names = stream_names(&js).await;
     names.sort();
     let mut expected = layout.streams();
+    expected.push(CONNECTOR_STREAM.into());
     expected.sort();
     assert_eq!(names, expected);
 
-    // The same plan again: nothing to do.
+    // The same plans again: nothing to do.
     let again = nats.provision(&server.url(), &plans).await.unwrap();
     assert!(again.iter().all(|(_, c)| *c == Change::Unchanged), "{again:?}");
+    let again = nats.provision_shared(&server.url(), &connector).await.unwrap();
+    assert_eq!(again, [(connector[0].name.clone(), Change::Unchanged)]);
 
     // A shorter dead-letter retention: the dead-letter stream and the versions bucket
     // (kept for the longer of dedup window and retention) change, nothing else.
@@ -110,10 +121,14 @@ async fn a_flows_plan_is_made_once_read_for_its_backlog_and_deleted() {
     let age = backlog.oldest.expect("an oldest record").elapsed().unwrap();
     assert!(age >= Duration::from_secs(1) && age < Duration::from_secs(60), "{age:?}");
 
+    // The flow's own streams go; the Connector's bucket only when asked for by name.
     nats.remove(&server.url(), &layout).await.unwrap();
+    assert_eq!(stream_names(&js).await, [CONNECTOR_STREAM]);
+    nats.remove_buckets(&server.url(), &[connector[0].name.clone()]).await.unwrap();
     assert!(stream_names(&js).await.is_empty());
     // Already gone: no error.
     nats.remove(&server.url(), &layout).await.unwrap();
+    nats.remove_buckets(&server.url(), &[connector[0].name.clone()]).await.unwrap();
     assert!(nats.backlog(&server.url(), &layout).await.is_err(), "no stream, no backlog");
 }
 

@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use k8s_openapi::NamespaceResourceScope;
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
     core::DeserializeGuard,
 };
 use serde::{Serialize, de::DeserializeOwned};
@@ -46,6 +46,19 @@ where
         .get_opt(name)
         .await
         .map_err(|source| kube_error::<K>("get", namespace, name, source))
+}
+
+/// Every `K` of `namespace`, read tolerantly (a spec that does not parse is an `Err` in
+/// its guard, not an error here).
+pub(crate) async fn list_guarded<K>(client: &Client, namespace: &str) -> Result<Vec<DeserializeGuard<K>>, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + Debug,
+{
+    Api::<DeserializeGuard<K>>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map(|list| list.items)
+        .map_err(|source| kube_error::<K>("list", namespace, "*", source))
 }
 
 /// Server-side applies `object` (force: the operator owns these fields) and returns

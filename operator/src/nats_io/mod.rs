@@ -1,6 +1,7 @@
 //! The operator's I/O with NATS JetStream: one connection per server URL, kept between
-//! reconciles, through which a JetStream flow's streams and buckets are created, updated,
-//! read for the flow's backlog and deleted with the flow.
+//! reconciles, through which a JetStream flow's streams and buckets (and the quota buckets
+//! of the Connectors it sends to, shared with other flows) are created, updated, read for
+//! the flow's backlog and deleted with the flow.
 //!
 //! The operator connects with credentials of its own (the chart mounts
 //! `nats.operatorCredentialsSecret` or `nats.operatorTokenSecret` into its pod, and
@@ -19,6 +20,7 @@ use async_nats::{Client, ConnectOptions, ServerAddr, connection::State, jetstrea
 use entrepot_api::jetstream::{Layout, StreamPlan};
 use tracing::info;
 
+use self::streams::Sharing;
 pub use self::streams::{Backlog, Change};
 
 /// How long connecting to a server, and each JetStream request, may take: a NATS that
@@ -73,10 +75,26 @@ impl Connections {
     /// Creates what is missing of `plans` and updates what differs; a second call with
     /// the same plans changes nothing. Returns what happened to each stream or bucket.
     pub async fn provision(&self, url: &str, plans: &[StreamPlan]) -> Result<Vec<(String, Change)>, QueueError> {
+        self.provision_as(url, plans, Sharing::Own).await
+    }
+
+    /// As [`provision`](Self::provision), for buckets several flows plan (the Connectors'
+    /// quota buckets, `Layout::connector_plan`): one keeps the most replicas any flow asked
+    /// for, so flows that ask for different ones do not undo each other.
+    pub async fn provision_shared(&self, url: &str, plans: &[StreamPlan]) -> Result<Vec<(String, Change)>, QueueError> {
+        self.provision_as(url, plans, Sharing::Shared).await
+    }
+
+    async fn provision_as(
+        &self,
+        url: &str,
+        plans: &[StreamPlan],
+        sharing: Sharing,
+    ) -> Result<Vec<(String, Change)>, QueueError> {
         let js = self.jetstream(url).await?;
         let mut changes = Vec::with_capacity(plans.len());
         for plan in plans {
-            let change = streams::ensure(&js, plan).await.map_err(|e| error(url, e.0, e.1))?;
+            let change = streams::ensure(&js, plan, sharing).await.map_err(|e| error(url, e.0, e.1))?;
             if change != Change::Unchanged {
                 info!(url = %redact(url), stream = plan.name, ?change, "provisioned");
             }
@@ -93,8 +111,18 @@ impl Connections {
 
     /// Deletes every stream and bucket of the flow; those already gone are no error.
     pub async fn remove(&self, url: &str, layout: &Layout) -> Result<(), QueueError> {
+        self.delete_streams(url, layout.streams()).await
+    }
+
+    /// Deletes the key-value buckets named `buckets` (each the stream `KV_<bucket>`);
+    /// those already gone are no error.
+    pub async fn remove_buckets(&self, url: &str, buckets: &[String]) -> Result<(), QueueError> {
+        self.delete_streams(url, buckets.iter().map(|b| format!("KV_{b}")).collect()).await
+    }
+
+    async fn delete_streams(&self, url: &str, names: Vec<String>) -> Result<(), QueueError> {
         let js = self.jetstream(url).await?;
-        for stream in layout.streams() {
+        for stream in names {
             if streams::delete(&js, &stream).await.map_err(|e| error(url, e.0, e.1))? {
                 info!(url = %redact(url), stream, "deleted");
             }

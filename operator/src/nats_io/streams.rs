@@ -1,6 +1,7 @@
-//! One flow's streams and buckets on a JetStream context: each made to match its
-//! [`StreamPlan`] (created when missing, updated only when a planned setting differs),
-//! read for the backlog, deleted. Errors are `(what was being done, what was said)`.
+//! A flow's streams and buckets on a JetStream context (its own, and the quota buckets of
+//! the Connectors it shares with other flows): each made to match its [`StreamPlan`]
+//! (created when missing, updated only when a planned setting differs), read for the
+//! backlog, deleted. Errors are `(what was being done, what was said)`.
 
 use std::{collections::BTreeSet, time::SystemTime};
 
@@ -117,14 +118,37 @@ fn is_not_found(kind: &GetStreamErrorKind) -> bool {
     matches!(kind, GetStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND)
 }
 
-/// Makes the stream or bucket of `plan` exist as planned.
-pub(super) async fn ensure(js: &Context, plan: &StreamPlan) -> Result<Change, Failed> {
+/// Whether a plan is one flow's alone, or shared by several flows that may each ask for
+/// other replicas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Sharing {
+    /// The flow's own: made exactly as planned.
+    Own,
+    /// Shared (a Connector's quota bucket): as planned, but never with fewer copies than
+    /// it has, so that two flows asking for different replicas do not undo each other at
+    /// every reconcile; it keeps the most any of them asked for.
+    Shared,
+}
+
+/// `plan` as `sharing` applies it to what exists.
+fn applied(plan: &StreamPlan, sharing: Sharing, existing: Option<&stream::Config>) -> StreamPlan {
+    let mut plan = plan.clone();
+    if let (Sharing::Shared, Some(existing)) = (sharing, existing) {
+        plan.replicas = plan.replicas.max(existing.num_replicas);
+    }
+    plan
+}
+
+/// Makes the stream or bucket of `plan` exist as planned (see [`Sharing`]).
+pub(super) async fn ensure(js: &Context, plan: &StreamPlan, sharing: Sharing) -> Result<Change, Failed> {
     let name = stream_name(plan);
     let what = |verb: &str| match plan.kind {
         StreamKind::Stream => format!("{verb} stream {}", plan.name),
         StreamKind::Bucket => format!("{verb} bucket {}", plan.name),
     };
-    let Some(existing) = current(js, &name).await? else {
+    let existing = current(js, &name).await?;
+    let plan = &applied(plan, sharing, existing.as_ref().map(|info| &info.config));
+    let Some(existing) = existing else {
         match plan.kind {
             StreamKind::Stream => js.create_stream(stream_config(plan)).await.map(drop).map_err(|e| e.to_string()),
             StreamKind::Bucket => js.create_key_value(bucket_config(plan)).await.map(drop).map_err(|e| e.to_string()),
@@ -225,5 +249,15 @@ mod tests {
         assert!(differences(&p, &existing).is_empty(), "a bucket's subjects and limits are its own");
         let kept = stream::Config { max_messages_per_subject: 5, ..existing };
         assert_eq!(differences(&p, &kept), ["history"]);
+    }
+
+    #[test]
+    fn a_shared_bucket_keeps_the_most_replicas_any_flow_asked_for() {
+        let one = StreamPlan { replicas: 1, ..plan(StreamKind::Bucket) };
+        let three = stream::Config { num_replicas: 3, ..stream::Config::default() };
+        assert_eq!(applied(&one, Sharing::Shared, Some(&three)).replicas, 3, "never fewer than it has");
+        assert_eq!(applied(&one, Sharing::Shared, None).replicas, 1, "made as planned");
+        assert_eq!(applied(&plan(StreamKind::Bucket), Sharing::Shared, Some(&stream::Config::default())).replicas, 3);
+        assert_eq!(applied(&one, Sharing::Own, Some(&three)).replicas, 1, "a flow's own: as planned");
     }
 }

@@ -1,13 +1,15 @@
 //! A flow whose queue is in NATS JetStream (`spec.runner.queue.jetstream`), the pure part:
 //! the operator's defaults filled into the flow (so the rendered runner configuration
 //! needs no operator configuration), the streams and buckets the flow needs (from
-//! [`entrepot_api::jetstream`]), and what to do with the flow's finalizer. The I/O with
+//! [`entrepot_api::jetstream`]: its own, and the quota bucket of each Connector it sends
+//! to, which it shares with every other flow sending there), which of those Connector
+//! buckets go with a deleted flow, and what to do with the flow's finalizer. The I/O with
 //! NATS is in [`crate::nats_io`]; the reconcile steps that use both in [`super::queue`].
 
 use entrepot_api::{
     config::FlowConfig,
     jetstream::{Layout, StreamPlan},
-    resource::{JetStreamQueueSpec, SecretKeySelector},
+    resource::{JetStreamQueueSpec, SecretKeySelector, SyncFlowSpec},
 };
 use serde::Deserialize;
 
@@ -106,17 +108,60 @@ pub struct Queue {
     pub url: String,
     /// The names of the flow's streams and buckets.
     pub layout: Layout,
-    /// What each stream and bucket must be.
+    /// What each of the flow's own streams and buckets must be.
     pub plans: Vec<StreamPlan>,
+    /// The quota bucket of each Connector the flow sends to
+    /// ([`Layout::connector_plan`]), shared with every other flow sending there.
+    pub connector_plans: Vec<StreamPlan>,
 }
 
 /// The queue of a flow whose defaults [`with_defaults`] filled in; `None` for a flow
 /// without JetStream.
 pub fn queue_of(config: &FlowConfig) -> Option<Queue> {
     let queue = config.spec.runner.queue.jetstream.as_ref()?;
+    let replicas = queue.replicas.unwrap_or(DEFAULT_REPLICAS);
     let layout = Layout::new(&config.namespace, &config.name);
-    let plans = layout.plan(&config.spec, queue.replicas.unwrap_or(DEFAULT_REPLICAS));
-    Some(Queue { url: queue.url.clone()?, layout, plans })
+    let plans = layout.plan(&config.spec, replicas);
+    let connector_plans = target_connectors(&config.spec)
+        .into_iter()
+        .map(|connector| Layout::connector_plan(&config.namespace, connector, replicas))
+        .collect();
+    Some(Queue { url: queue.url.clone()?, layout, plans, connector_plans })
+}
+
+/// The Connectors a flow sends to (its targets' `connectorRef`s), each once: those whose
+/// quota its runners share through NATS when its queue is in JetStream.
+pub fn target_connectors(spec: &SyncFlowSpec) -> Vec<&str> {
+    let mut connectors: Vec<&str> = Vec::new();
+    for target in &spec.targets {
+        if !connectors.contains(&target.connector_ref.as_str()) {
+            connectors.push(&target.connector_ref);
+        }
+    }
+    connectors
+}
+
+/// The Connectors whose quota bucket goes with `leaving`, a JetStream flow being deleted:
+/// those it sends to that no flow in `staying` sends to through JetStream. `staying` is
+/// every other SyncFlow of the namespace not being deleted, `None` for one whose spec
+/// cannot be read (it may be one, so then no bucket goes).
+///
+/// Whatever NATS the other flows name: two URLs can reach one server, and a bucket
+/// deleted under running runners stops their sending, where one left behind costs a few
+/// bytes.
+pub fn unshared_connectors<'a, 'b>(
+    leaving: &'a SyncFlowSpec,
+    staying: impl IntoIterator<Item = Option<&'b SyncFlowSpec>>,
+) -> Vec<&'a str> {
+    let mut unshared = target_connectors(leaving);
+    for other in staying {
+        let Some(other) = other else { return Vec::new() };
+        if other.runner.queue.jetstream.is_some() {
+            let theirs = target_connectors(other);
+            unshared.retain(|connector| !theirs.contains(connector));
+        }
+    }
+    unshared
 }
 
 /// What a reconcile does with the flow's [`FINALIZER`].
@@ -146,7 +191,7 @@ pub fn finalizer_step(has_finalizer: bool, deleting: bool, uses_jetstream: bool)
 
 #[cfg(test)]
 mod tests {
-    use entrepot_api::jetstream::StreamKind;
+    use entrepot_api::{jetstream::StreamKind, resource::TargetSpec};
 
     use super::*;
     use crate::test_support::fixtures;
@@ -244,6 +289,48 @@ mod tests {
         let kinds: Vec<(&str, StreamKind)> = queue.plans.iter().map(|p| (p.name.as_str(), p.kind)).collect();
         assert_eq!(kinds[0], ("entrepot_retail_orders_work", StreamKind::Stream));
         assert!(queue.plans.iter().all(|p| p.replicas == 1));
+        // And the quota bucket of its one target Connector, the source's left out.
+        assert_eq!(queue.connector_plans, [Layout::connector_plan("retail", "erp", 1)]);
+        assert_eq!(queue.connector_plans[0].name, "entrepot_retail_connector_erp_quota");
+    }
+
+    /// The fixture's spec with targets sending to `connectors`, its queue in JetStream or not.
+    fn sending_to(connectors: &[&str], jetstream: bool) -> SyncFlowSpec {
+        let mut spec = config(jetstream.then(JetStreamQueueSpec::default)).spec;
+        let target = spec.targets[0].clone();
+        spec.targets = connectors
+            .iter()
+            .enumerate()
+            .map(|(i, c)| TargetSpec { name: Some(format!("t{i}")), connector_ref: (*c).into(), ..target.clone() })
+            .collect();
+        spec
+    }
+
+    #[test]
+    fn each_target_connector_gets_one_quota_bucket() {
+        let spec = sending_to(&["erp", "wms", "erp"], true);
+        assert_eq!(target_connectors(&spec), ["erp", "wms"]);
+        let c = with_defaults(FlowConfig { spec, ..config(None) }, &chart()).unwrap();
+        let names: Vec<String> = queue_of(&c).unwrap().connector_plans.into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["entrepot_retail_connector_erp_quota", "entrepot_retail_connector_wms_quota"]);
+    }
+
+    #[test]
+    fn a_connector_bucket_goes_only_when_no_staying_jetstream_flow_sends_there() {
+        let leaving = sending_to(&["erp", "wms", "tax"], true);
+        assert_eq!(unshared_connectors(&leaving, []), ["erp", "wms", "tax"], "alone: all go");
+        let jetstream_to_erp = sending_to(&["erp"], true);
+        let embedded_to_wms = sending_to(&["wms"], false);
+        assert_eq!(
+            unshared_connectors(&leaving, [Some(&jetstream_to_erp), Some(&embedded_to_wms)]),
+            ["wms", "tax"],
+            "erp is still shared; an embedded flow shares no quota through NATS"
+        );
+        assert_eq!(
+            unshared_connectors(&leaving, [Some(&jetstream_to_erp), None]),
+            Vec::<&str>::new(),
+            "a flow that cannot be read may send anywhere: every bucket stays"
+        );
     }
 
     #[test]

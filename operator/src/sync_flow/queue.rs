@@ -1,6 +1,8 @@
 //! The reconcile steps of a flow whose queue is in NATS JetStream: its finalizer, added
 //! before anything exists in NATS and removed once nothing does; its streams and buckets
-//! made as planned and read for the backlog; and their deletion with the flow.
+//! made as planned and read for the backlog, with the quota buckets of the Connectors it
+//! sends to; and their deletion with the flow (a Connector's bucket only once no other
+//! flow sends there).
 //!
 //! The operator reaches NATS with its own credentials ([`crate::nats_io`]); it never
 //! reads the Secrets a flow names for its runners.
@@ -9,16 +11,16 @@ use kube::{Client, Resource, ResourceExt, core::DeserializeGuard};
 use tracing::info;
 
 use super::{
-    jetstream::{FINALIZER, FinalizerStep, NatsDefaults, Queue, effective_url, finalizer_step},
+    jetstream::{FINALIZER, FinalizerStep, NatsDefaults, Queue, effective_url, finalizer_step, unshared_connectors},
     status::QueueState,
 };
 use crate::{
     error::{Category, Error},
-    kube_io::finalizers,
+    kube_io::{finalizers, objects},
     nats_io::{Connections, QueueError},
     resources::SyncFlow,
 };
-use entrepot_api::jetstream::Layout;
+use entrepot_api::{jetstream::Layout, resource::SyncFlowSpec};
 
 /// Why a deleted JetStream flow is kept: its streams could not be deleted.
 #[derive(Debug, thiserror::Error)]
@@ -85,10 +87,12 @@ pub(super) async fn hold_finalizer(client: &Client, flow: &SyncFlow, uses_jetstr
     }
 }
 
-/// Makes the flow's streams and buckets as planned, then reads its backlog.
+/// Makes the flow's streams and buckets, and the quota buckets of the Connectors it sends
+/// to, as planned, then reads its backlog.
 pub(super) async fn observe(nats: &Connections, flow: &str, queue: &Queue) -> Result<QueueState, Unreachable> {
     let unreachable = |source| Unreachable { flow: flow.to_string(), source };
     nats.provision(&queue.url, &queue.plans).await.map_err(unreachable)?;
+    nats.provision_shared(&queue.url, &queue.connector_plans).await.map_err(unreachable)?;
     let backlog = nats.backlog(&queue.url, &queue.layout).await.map_err(unreachable)?;
     Ok(QueueState::Reachable(backlog))
 }
@@ -102,9 +106,12 @@ pub(super) fn unreachable_message(error: &QueueError) -> String {
     )
 }
 
-/// For a flow being deleted: deletes its streams and buckets, then removes the finalizer.
-/// `Ok(None)` when there was nothing to do or it is done; `Ok(Some(blocked))` when the
-/// streams could not be deleted and the flow stays.
+/// For a flow being deleted: deletes its streams and buckets, and the quota bucket of
+/// each Connector it sends to that no other flow of the namespace still sends to through
+/// JetStream, then removes the finalizer. `Ok(None)` when there was nothing to do or it
+/// is done; `Ok(Some(blocked))` when the streams could not be deleted and the flow stays.
+/// A flow whose spec cannot be read leaves the Connectors' buckets: which it sent to is
+/// not known.
 pub(super) async fn clean_up(
     client: &Client,
     nats: &Connections,
@@ -121,10 +128,35 @@ pub(super) async fn clean_up(
     let Some(url) = effective_url(spec, defaults) else {
         return Ok(Some(CleanupBlocked::NoServer { flow }));
     };
-    let layout = Layout::new(&meta.namespace.clone().unwrap_or_default(), &flow);
+    let namespace = meta.namespace.clone().unwrap_or_default();
+    let layout = Layout::new(&namespace, &flow);
     if let Err(source) = nats.remove(&url, &layout).await {
         return Ok(Some(CleanupBlocked::Unreachable { flow, source }));
     }
+    if let Ok(leaving) = &guard.0 {
+        let buckets = unshared_buckets(client, &namespace, &flow, &leaving.spec).await?;
+        if let Err(source) = nats.remove_buckets(&url, &buckets).await {
+            return Ok(Some(CleanupBlocked::Unreachable { flow, source }));
+        }
+    }
     finalizers::remove::<SyncFlow>(client, meta, FINALIZER).await?;
     Ok(None)
+}
+
+/// The quota buckets of the Connectors `leaving` (flow `flow`, being deleted) sends to
+/// that no other SyncFlow of `namespace` needs: read from the API, not the controller's
+/// cache, so that a flow created a moment ago counts.
+async fn unshared_buckets(
+    client: &Client,
+    namespace: &str,
+    flow: &str,
+    leaving: &SyncFlowSpec,
+) -> Result<Vec<String>, Error> {
+    let flows = objects::list_guarded::<SyncFlow>(client, namespace).await?;
+    let staying = flows
+        .iter()
+        .filter(|other| other.name_any() != flow && other.meta().deletion_timestamp.is_none())
+        .map(|other| other.0.as_ref().ok().map(|f| &f.spec.0));
+    let unshared = unshared_connectors(leaving, staying);
+    Ok(unshared.into_iter().map(|connector| Layout::connector_bucket(namespace, connector)).collect())
 }
