@@ -27,6 +27,7 @@ pub mod crd_schema;
 pub mod image;
 mod jetstream;
 pub mod module_graph;
+pub mod observed;
 pub mod pki;
 mod postgres;
 mod process;
