@@ -22,6 +22,7 @@ use entrepot_api::{config::RunnerConfig, resource::SignatureScheme, status::Runn
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 mod apis;
+pub mod chart;
 pub mod cluster;
 pub mod crd_schema;
 pub mod image;
