@@ -254,6 +254,10 @@ def facts_of(docs):
                    for d in docs),
         "networkpolicy": "NetworkPolicy" in kinds,
         "servicemonitor": "ServiceMonitor" in kinds,
+        "podmonitor": "PodMonitor" in kinds,
+        "prometheusrule": "PrometheusRule" in kinds,
+        "dashboards": sum(1 for d in docs if d.get("kind") == "ConfigMap"
+                          and ((d.get("metadata") or {}).get("labels") or {}).get("grafana_dashboard") == "1"),
         "cluster-role": "ClusterRole" in kinds,
         "nats-url": runner_defaults_of(docs, args).get("nats", {}).get("url", ""),
         "nats-auth": next((n for n in NATS_AUTH_ENVS if any(e.get("name") == n for e in container.get("env") or [])),

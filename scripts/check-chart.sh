@@ -5,8 +5,9 @@
 #   validate      helm template --include-crds, then kubernetes-validate --strict
 #                 against the oldest Kubernetes we support and the newest the
 #                 schemas know; a kind without a schema counts as a failure.
-#                 ServiceMonitor (no schema in kubernetes-validate) is checked
-#                 against the committed scripts/schemas/ instead
+#                 ServiceMonitor, PodMonitor and PrometheusRule (no schema in
+#                 kubernetes-validate) are checked against the committed
+#                 scripts/schemas/ instead
 #                 (scripts/chart_custom_kinds.py), nothing else is exempt
 #   rbac          no rule on Secrets, no wildcards, exactly the permissions the
 #                 operator needs (scripts/chart_policy.py)
@@ -189,14 +190,16 @@ done
 for helm in "${HELMS[@]}"; do
     check "$helm default: 2 replicas, leader election, Lease named after the release, a PDB" facts_are "$helm" \
         replicas=2 leader-election=true lease-name=t-entrepot strategy=RollingUpdate pdb=true \
-        runner-defaults=/etc/entrepot/runner-defaults.yaml networkpolicy=false servicemonitor=false --
+        runner-defaults=/etc/entrepot/runner-defaults.yaml networkpolicy=false servicemonitor=false \
+        podmonitor=false prometheusrule=false dashboards=0 --
     check "$helm operator.replicas=1: no PDB" facts_are "$helm" replicas=1 pdb=false leader-election=true -- \
         --set operator.replicas=1
     check "$helm 1 replica without leader election: no PDB, Recreate" facts_are "$helm" \
         replicas=1 pdb=false leader-election=false strategy=Recreate -- \
         --set operator.replicas=1 --set operator.leaderElection.enabled=false
-    check "$helm production: NetworkPolicy, ServiceMonitor and a PDB" facts_are "$helm" \
-        replicas=3 pdb=true networkpolicy=true servicemonitor=true -- -f "$CHART/ci/production-values.yaml"
+    check "$helm production: NetworkPolicy, ServiceMonitor, PodMonitor, alerts, 4 dashboards and a PDB" facts_are "$helm" \
+        replicas=3 pdb=true networkpolicy=true servicemonitor=true podmonitor=true prometheusrule=true dashboards=4 \
+        -- -f "$CHART/ci/production-values.yaml"
     check "$helm networkPolicy.enabled alone renders a NetworkPolicy" facts_are "$helm" networkpolicy=true -- \
         --set networkPolicy.enabled=true
     check "$helm NATS: runner defaults, the operator's credentials mounted, an egress rule" facts_are "$helm" \

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use entrepot_api::reconcile_summary::ReconcileSummary;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::error::{Category, Error};
 
@@ -14,6 +15,7 @@ pub struct Metrics {
     reconciles: IntCounterVec,
     failures: IntCounterVec,
     duration: HistogramVec,
+    drift: IntGaugeVec,
 }
 
 impl Metrics {
@@ -39,14 +41,23 @@ impl Metrics {
             &["controller"],
         )
         .expect("valid metric");
+        let drift = IntGaugeVec::new(
+            Opts::new(
+                "entrepot_reconcile_drift_records",
+                "Records the last finished run of a ReconcileSchedule found differing between the two systems, by kind (missing_in_target, missing_in_source, mismatched).",
+            ),
+            &["namespace", "schedule", "flow", "kind"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(failures.clone()),
             Box::new(duration.clone()),
+            Box::new(drift.clone()),
         ] {
             registry.register(collector).expect("metric registered once");
         }
-        Self { registry, reconciles, failures, duration }
+        Self { registry, reconciles, failures, duration, drift }
     }
 
     /// Records one finished reconcile of `controller`.
@@ -55,6 +66,20 @@ impl Metrics {
         self.duration.with_label_values(&[controller]).observe(took.as_secs_f64());
         if let Some(error) = error {
             self.failures.with_label_values(&[controller, error.category().as_str()]).inc();
+        }
+    }
+
+    /// What the last finished run of the ReconcileSchedule `schedule` in `namespace`
+    /// found (schedules, namespaces and flows are names from the manifests: bounded).
+    pub fn reconcile_drift(&self, namespace: &str, schedule: &str, summary: &ReconcileSummary) {
+        let kinds = [
+            ("missing_in_target", summary.missing_in_target),
+            ("missing_in_source", summary.missing_in_source),
+            ("mismatched", summary.mismatched),
+        ];
+        for (kind, records) in kinds {
+            let gauge = self.drift.with_label_values(&[namespace, schedule, &summary.flow, kind]);
+            gauge.set(i64::try_from(records).unwrap_or(i64::MAX));
         }
     }
 
@@ -97,11 +122,35 @@ mod tests {
         assert_eq!(metrics.failures("syncflow", Category::InvalidObject), 1);
         let text = metrics.render();
         assert!(text.contains("entrepot_operator_reconciles_total{controller=\"syncflow\"} 2"), "{text}");
+        assert!(!text.contains("entrepot_reconcile_drift_records{"), "no run, no drift series: {text}");
         assert!(
             text.contains(
                 "entrepot_operator_reconcile_failures_total{category=\"invalid_object\",controller=\"syncflow\"} 1"
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_last_run_of_a_schedule_sets_its_drift_by_kind() {
+        let metrics = Metrics::new();
+        let summary = ReconcileSummary {
+            schedule: "orders-daily".into(),
+            flow: "orders".into(),
+            missing_in_target: 3,
+            mismatched: 1,
+            ..Default::default()
+        };
+        metrics.reconcile_drift("retail", "orders-daily", &summary);
+        metrics.reconcile_drift("retail", "orders-daily", &ReconcileSummary { mismatched: 2, ..summary });
+        let text = metrics.render();
+        let line = |kind: &str, n: u64| {
+            format!(
+                "entrepot_reconcile_drift_records{{flow=\"orders\",kind=\"{kind}\",namespace=\"retail\",schedule=\"orders-daily\"}} {n}"
+            )
+        };
+        for (kind, n) in [("missing_in_target", 3), ("missing_in_source", 0), ("mismatched", 2)] {
+            assert!(text.contains(&line(kind, n)), "{kind} {n}: {text}");
+        }
     }
 }

@@ -259,6 +259,8 @@ impl Runtime {
             m.backlog.with_label_values(&[name]).set(backlog.pending as i64);
             m.oldest_pending_seconds.with_label_values(&[name]).set(oldest.unwrap_or(0) as i64);
             m.dead_letters.with_label_values(&[name]).set(backlog.dead_lettered as i64);
+            let budget = flow.config.spec.delivery.freshness_budget.get().as_secs();
+            m.freshness_budget_seconds.with_label_values(&[name]).set(i64::try_from(budget).unwrap_or(i64::MAX));
             let counts = m.flow_counts(name);
             let targets: Vec<TargetStatus> =
                 flow.targets.iter().map(|t| t.counters.status(t.sink.connector())).collect();
@@ -316,10 +318,14 @@ impl Runtime {
                         concurrency: quota.concurrency_limit(),
                         requests_per_second: quota.rate(),
                     });
-                    self.metrics
-                        .concurrency_limit
+                    let m = &self.metrics;
+                    m.concurrency_limit.with_label_values(&[&key.1]).set(i64::from(quota.concurrency_limit()));
+                    m.connector_in_flight
                         .with_label_values(&[&key.1])
-                        .set(i64::from(quota.concurrency_limit()));
+                        .set(i64::from(quota.in_use().iter().sum::<u32>()));
+                    if let Some(rate) = quota.rate() {
+                        m.connector_rate.with_label_values(&[&key.1]).set(rate);
+                    }
                     if let Some((rate, slots)) = quota.shares().map(|s| crate::quota::shares::total(&s)) {
                         let m = &self.metrics;
                         m.quota_share_rate.with_label_values(&[&key.1]).set(rate.unwrap_or(f64::INFINITY));
@@ -380,6 +386,8 @@ async fn readyz(State(rt): State<Arc<Runtime>>) -> Response {
 async fn metrics(State(rt): State<Arc<Runtime>>) -> Response {
     // Refresh the backlog gauges first; a queue error leaves them as they were.
     let _ = rt.status().await;
+    let ready = rt.supervisor.failure().is_none() && rt.ready.load(Ordering::SeqCst);
+    rt.metrics.ready.set(i64::from(ready));
     ([("content-type", "text/plain; version=0.0.4")], rt.metrics.render()).into_response()
 }
 

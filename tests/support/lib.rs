@@ -22,11 +22,13 @@ use entrepot_api::{config::RunnerConfig, resource::SignatureScheme, status::Runn
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 mod apis;
+pub mod chart;
 pub mod cluster;
 pub mod crd_schema;
 pub mod image;
 mod jetstream;
 pub mod module_graph;
+pub mod observed;
 pub mod pki;
 mod postgres;
 mod process;

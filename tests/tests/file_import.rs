@@ -100,7 +100,7 @@ async fn a_settlement_report_reaches_the_erp_once_per_transaction() {
     assert!(metrics.contains(&format!("entrepot_files_processed_total{{flow=\"{FLOW}\"}} 1")), "{metrics}");
     assert!(
         metrics
-            .contains(&format!("entrepot_records_dead_lettered_total{{flow=\"{FLOW}\",reason=\"invalid_record\"}} 1")),
+            .contains(&format!("entrepot_records_dead_lettered_total{{connector=\"\",flow=\"{FLOW}\",reason=\"invalid_record\",target=\"\"}} 1")),
         "{metrics}"
     );
     assert!(!inbox.join(REPORT).exists());

@@ -12,6 +12,7 @@ use std::{
 };
 
 use entrepot_e2e::{
+    chart::helm_template,
     image::{Dockerfile, Stage, app_version, dockerignore_patterns, ignored_by, linkage},
     repo_root,
 };
@@ -279,20 +280,6 @@ fn what_the_operator_renders_runs_in_the_runner_image() {
     // Without arguments the image prints the help rather than an error.
     let cmd = exec_form(runner, "CMD");
     assert!(accepts(RUNNER, &cmd[..cmd.len() - 1]).is_ok() && cmd.last().map(String::as_str) == Some("--help"));
-}
-
-/// `helm template` of the chart with `args`, as JSON documents.
-fn helm_template(args: &[&str]) -> Vec<Value> {
-    let out = run(Command::new(tool("helm"))
-        .args(["template", "t", "charts/entrepot", "--namespace", "entrepot-system"])
-        .args(args)
-        .current_dir(repo_root()));
-    assert!(out.status.success(), "helm template {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_saphyr::from_multiple::<Value>(&String::from_utf8(out.stdout).unwrap())
-        .unwrap()
-        .into_iter()
-        .filter(|d| !d.is_null())
-        .collect()
 }
 
 #[test]

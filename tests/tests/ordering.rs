@@ -92,7 +92,9 @@ async fn older_revision_is_stale(version_key: Option<&str>) {
     assert_eq!(items, ["SKU-NEW"]);
     let metrics = reqwest::get(format!("{}/metrics", runner.admin_url)).await.unwrap().text().await.unwrap();
     assert!(
-        metrics.contains(r#"entrepot_records_stale_total{flow="shopify-orders-to-erp",target="erp-demo"} 1"#),
+        metrics.contains(
+            r#"entrepot_records_stale_total{connector="erp-demo",flow="shopify-orders-to-erp",target="erp-demo"} 1"#
+        ),
         "{metrics}"
     );
     runner.stop().await;

@@ -197,6 +197,9 @@ async fn reconcile_schedule(guard: &DeserializeGuard<ReconcileSchedule>, ctx: &C
     let cron_job = apply(&ctx.client, &namespace, &desired).await?;
     // 5. Status.
     let last_run = last_run(&ctx.client, &namespace, &name).await?;
+    if let Some(summary) = last_run.as_ref().and_then(|run| run.summary.as_ref()) {
+        ctx.metrics.reconcile_drift(&namespace, &name, summary);
+    }
     let now = Timestamp::now();
     let suspended = schedule.spec.suspend;
     let next_run_time = (!suspended).then(|| validate::next_run(&valid.cron, &valid.time_zone, now)).flatten();

@@ -14,6 +14,7 @@ use tracing::{Instrument, debug, info, warn};
 use super::{Flow, Workers, lanes::Lanes};
 use crate::{
     attempt::{self, Next, Tally, refusal, whole_answer, within_quota},
+    metrics::TargetLabels,
     protocol::{Answer, ErrorCategory, Verdict},
     queue::{Attempt, DeadLetter, DeadLetterReason, DeliveryItem, Take, compare_versions, now_ms},
     quota::Slot,
@@ -146,6 +147,11 @@ impl Worker {
 
     fn connector(&self) -> &str {
         self.flow.targets[self.index].sink.connector()
+    }
+
+    /// The labels of this target's metrics.
+    fn labels(&self) -> TargetLabels<'_> {
+        TargetLabels { flow: self.name(), target: &self.flow.targets[self.index].name, connector: self.connector() }
     }
 
     fn has_ready(&self) -> bool {
@@ -296,7 +302,7 @@ impl Worker {
     }
 
     fn show_held(&self, w: &Workers) {
-        w.metrics.held_bytes.with_label_values(&[self.name(), self.connector()]).set(self.held_bytes as i64);
+        w.metrics.delivery.held(self.labels(), self.held_bytes);
     }
 
     /// Sends the next ready lane's head, unless it is stale.
@@ -317,7 +323,7 @@ impl Worker {
                 self.lanes.release(&key);
                 return;
             }
-            w.metrics.stale.with_label_values(&[self.name(), self.connector()]).inc();
+            w.metrics.delivery.stale(self.labels());
             self.flow.targets[self.index].counters.stale();
             let head = &self.held[&seq];
             info!(flow = %self.name(), target = %self.connector(), correlation_id = %head.item.envelope.correlation_id,
@@ -393,10 +399,12 @@ impl Worker {
     ) -> Option<(Instant, String)> {
         let (name, connector) = (self.name().to_string(), self.connector().to_string());
         let target = &self.flow.targets[self.index];
+        let labels = TargetLabels { flow: &name, target: &target.name, connector: &connector };
+        w.metrics.delivery.attempted(labels, &verdict);
         if let Answer::Response { quota, .. } = answer
             && quota.throttled
         {
-            w.metrics.throttled.with_label_values(&[&name, &connector]).inc();
+            w.metrics.delivery.throttled(labels);
             target.counters.throttled();
         }
         let head = self.held.get_mut(&seq).expect("an item in flight is held");
@@ -422,9 +430,7 @@ impl Worker {
                 // Its lane stays busy until `acknowledge` has recorded it (and its version,
                 // which the stale guard of the lane's next item reads).
                 self.delivered.push(seq);
-                let latency = (now_ms() - item.envelope.received_at_ms).max(0) as f64 / 1000.0;
-                w.metrics.delivered.with_label_values(&[&name, &connector]).inc();
-                w.metrics.latency.with_label_values(&[&name, &connector]).observe(latency);
+                w.metrics.delivery.delivered(labels, item.envelope.received_at_ms, now_ms(), self.flow.is_inventory());
                 target.counters.delivered();
                 // Where the target put it (a `Location`), so the log line finds the record there.
                 let location = match answer {
@@ -436,7 +442,7 @@ impl Worker {
                 return None;
             }
             Settlement::RetryAt(when) => {
-                w.metrics.retries.with_label_values(&[&name, &connector]).inc();
+                w.metrics.delivery.retried(labels);
                 target.counters.retried();
                 let delay = when.saturating_duration_since(Instant::now());
                 let reason = head.attempts.last().map(|a| a.outcome.as_str()).unwrap_or_default();
@@ -447,13 +453,15 @@ impl Worker {
             Settlement::DeadLetter(give_up) => give_up,
         };
         let dead = dead_letter(head, target.name.clone(), give_up.clone(), status, answer);
+        let target_name = target.name.clone();
         let correlation_id = head.item.envelope.correlation_id.clone();
         let key = head.key.clone();
-        let (flow_name, target_name) = (name.clone(), self.flow.targets[self.index].name.clone());
-        let stored = w.queue.off_thread(move |q| q.dead_letter(&flow_name, &target_name, seq, &dead)).await;
+        let (flow_name, dead_target) = (name.clone(), target_name.clone());
+        let stored = w.queue.off_thread(move |q| q.dead_letter(&flow_name, &dead_target, seq, &dead)).await;
         match stored {
             Ok(id) => {
-                w.metrics.count_dead_lettered(&name, give_up.reason.as_str(), 1);
+                let labels = TargetLabels { flow: &name, target: &target_name, connector: &connector };
+                w.metrics.count_dead_lettered(&name, Some(labels), give_up.reason, 1);
                 warn!(flow = %name, target = %connector, correlation_id = %correlation_id,
                       dead_letter = id, reason = give_up.reason.as_str(), message = %give_up.message, "record dead-lettered");
                 self.finish(seq);

@@ -347,6 +347,13 @@ impl Flow {
     pub fn name(&self) -> &str {
         &self.config.name
     }
+
+    /// Whether the flow carries inventory: its Mapping produces `InventorySnapshot`. Each
+    /// of its targets is then a sales channel, whose freshness the metrics report.
+    pub fn is_inventory(&self) -> bool {
+        let mapping = self.config.spec.mapping_ref.as_ref().map(|name| self.config.mapping(name));
+        mapping.and_then(|m| m.produces.as_ref()).is_some_and(|p| p.entity == "InventorySnapshot")
+    }
 }
 
 /// A client for each Connector the flow calls: every target's, and the source's when

@@ -121,9 +121,9 @@ pub fn report(
             metrics.count_duplicates(name, "idempotency_key", 1);
         }
         PrepareOutcome::DeadLettered => {
-            let reason = reason.unwrap_or(DeadLetterReason::Mapping).as_str();
-            warn!(flow = %name, correlation_id, reason, "record dead-lettered at mapping");
-            metrics.count_dead_lettered(name, reason, 1);
+            let reason = reason.unwrap_or(DeadLetterReason::Mapping);
+            warn!(flow = %name, correlation_id, reason = reason.as_str(), "record dead-lettered at mapping");
+            metrics.count_dead_lettered(name, None, reason, 1);
         }
     }
 }

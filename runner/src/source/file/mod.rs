@@ -257,7 +257,7 @@ impl FileSource {
         let (m, flow) = (&self.metrics, self.flow.name());
         m.count_received(flow, outcome.queued);
         m.count_duplicates(flow, "delivery_id", outcome.duplicates);
-        m.count_dead_lettered(flow, DeadLetterReason::InvalidRecord.as_str(), outcome.dead_lettered);
+        m.count_dead_lettered(flow, None, DeadLetterReason::InvalidRecord, outcome.dead_lettered);
         if outcome.queued > 0 {
             self.flow.wake.notify_one();
         }

@@ -175,7 +175,7 @@ fn a_csv_file_becomes_one_record_per_row_in_order_and_a_malformed_row_a_dead_let
 
     let m = &s.metrics;
     assert_eq!(s.count(&m.received, &[FLOW]), 4);
-    assert_eq!(s.count(&m.dead_lettered, &[FLOW, "invalid_record"]), 1);
+    assert_eq!(s.count(&m.dead_lettered, &[FLOW, "", "", "invalid_record"]), 1);
     assert_eq!(s.count(&m.files_processed, &[FLOW]), 1);
     assert_eq!(source.scan(), ScanReport::default(), "the processed directory is not read");
 }

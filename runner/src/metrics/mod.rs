@@ -1,17 +1,21 @@
-//! Prometheus metrics, all named `entrepot_*`, labelled by flow and target connector
-//! (bounded label values: names from the manifests and fixed categories, never record
-//! data). `/v1/status` reads each target's counters from `sink::TargetCounters` and each
-//! flow's from [`FlowCounts`], updated at the same points: never read back from Prometheus.
+//! Prometheus metrics, all named `entrepot_*`, labelled by flow and, for delivery, by
+//! target and Connector (bounded label values: names from the manifests and fixed
+//! categories, never record data): `docs/monitoring.md` lists them. `/v1/status` reads
+//! each target's counters from `sink::TargetCounters` and each flow's from
+//! [`FlowCounts`], updated at the same points: never read back from Prometheus.
+
+mod delivery;
+
+pub use delivery::{DeliveryMetrics, Failure, TargetLabels};
 
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex, PoisonError},
 };
 
-use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{Encoder, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::queue::DeadLetterReason;
 
 /// What `/v1/status` reports of one flow's intake: plain counts, kept beside the
 /// Prometheus counters by the same calls.
@@ -32,17 +36,14 @@ pub struct Metrics {
     counts: Arc<Mutex<BTreeMap<String, FlowCounts>>>,
     /// Records accepted from a source (after signature checks, before dedup).
     pub received: IntCounterVec,
-    /// Records dropped as duplicates, by stage (`delivery_id`, `idempotency_key`).
+    /// Records dropped as duplicates, by stage (`delivery_id`, `idempotency_key`): both
+    /// happen before a record is split among targets, so per flow only.
     pub duplicates: IntCounterVec,
-    /// Items a target accepted.
-    pub delivered: IntCounterVec,
-    /// Attempts that failed transiently and will be retried.
-    pub retries: IntCounterVec,
-    /// Answers 429 from a target.
-    pub throttled: IntCounterVec,
-    /// Records not delivered because the target already has a newer version.
-    pub stale: IntCounterVec,
-    /// Records dead-lettered, by reason.
+    /// Delivery to each target: attempts, acknowledgements, failures by category,
+    /// retries, throttling, posting time, inventory freshness.
+    pub delivery: DeliveryMetrics,
+    /// Records dead-lettered, by target, Connector and reason (target and Connector empty
+    /// for a record refused before it reached one).
     pub dead_lettered: IntCounterVec,
     /// Webhook requests refused, by reason (`signature`, `unknown_flow`, `store`).
     pub webhook_refused: IntCounterVec,
@@ -63,8 +64,14 @@ pub struct Metrics {
     pub backlog: IntGaugeVec,
     /// Age of the oldest waiting record, per flow.
     pub oldest_pending_seconds: IntGaugeVec,
-    /// Dead letters kept, per flow.
+    /// Dead letters kept, per flow: the replay backlog (records that wait for a fix and
+    /// `entrepot deadletters replay`, or a discard).
     pub dead_letters: IntGaugeVec,
+    /// `spec.delivery.freshnessBudget` per flow, seconds: what the oldest pending record's
+    /// age is compared with (Ready, and the `EntrepotBacklogOlderThanBudget` alert).
+    pub freshness_budget_seconds: IntGaugeVec,
+    /// 1 while the runner is ready (started, every supervised task alive), else 0.
+    pub ready: IntGauge,
     /// Dead letters replayed into the pipeline (admin API), per flow.
     pub dead_letters_replayed: IntCounterVec,
     /// Dead letters discarded (admin API), per flow.
@@ -79,20 +86,21 @@ pub struct Metrics {
     pub queue_latched: IntGauge,
     /// Corrupt queue files set aside at start (renamed, the runner started empty).
     pub queue_set_aside: IntCounter,
-    /// Time from first receipt to delivery (the order-to-ERP posting time).
-    pub latency: HistogramVec,
     /// Requests in flight allowed to a target Connector now (below its declared
     /// concurrency after it refused one too many), per connector.
     pub concurrency_limit: IntGaugeVec,
+    /// Requests in flight to a target Connector now, per connector.
+    pub connector_in_flight: IntGaugeVec,
+    /// The rate in force for a target Connector, requests per second, after adapting to
+    /// its answers (the learned rate; this runner's share while shared), per connector.
+    /// Absent for a Connector without a declared rate.
+    pub connector_rate: GaugeVec,
     /// This runner's share of a target Connector's rate, requests per second, while
     /// runners share it (a flow's queue in JetStream), per connector.
     pub quota_share_rate: GaugeVec,
     /// This runner's share of a target Connector's requests in flight, while runners share
     /// it, per connector.
     pub quota_share_slots: IntGaugeVec,
-    /// Bytes of delivery items a target's worker holds in memory, per flow and target
-    /// (bounded by `spec.runner.queue.maxHeldBytes`).
-    pub held_bytes: IntGaugeVec,
 }
 
 impl Metrics {
@@ -109,18 +117,6 @@ impl Metrics {
             registry.register(Box::new(g.clone())).expect("unique metric");
             g
         };
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "entrepot_delivery_latency_seconds",
-                "Time from a record's first receipt to its delivery to a target",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
-            ]),
-            &["flow", "target"],
-        )
-        .expect("valid metric");
-        registry.register(Box::new(latency.clone())).expect("unique metric");
         let register = |metric: Box<dyn prometheus::core::Collector>| {
             registry.register(metric).expect("unique metric");
         };
@@ -175,15 +171,27 @@ impl Metrics {
         )
         .expect("valid metric");
         register(Box::new(quota_share_slots.clone()));
-        let held_bytes = IntGaugeVec::new(
-            Opts::new(
-                "entrepot_delivery_held_bytes",
-                "Bytes of delivery items a target's worker holds in memory (at most spec.runner.queue.maxHeldBytes, or one item)",
-            ),
-            &["flow", "target"],
+        let connector_in_flight = IntGaugeVec::new(
+            Opts::new("entrepot_connector_in_flight", "Requests in flight to a target Connector now"),
+            &["connector"],
         )
         .expect("valid metric");
-        register(Box::new(held_bytes.clone()));
+        register(Box::new(connector_in_flight.clone()));
+        let connector_rate = GaugeVec::new(
+            Opts::new(
+                "entrepot_connector_rate_limit",
+                "Requests per second allowed to a target Connector now, after adapting to its answers (the learned rate)",
+            ),
+            &["connector"],
+        )
+        .expect("valid metric");
+        register(Box::new(connector_rate.clone()));
+        let ready = IntGauge::new(
+            "entrepot_runner_ready",
+            "1 while the runner is ready (its flows started, every supervised task alive), else 0: what /readyz answers",
+        )
+        .expect("valid metric");
+        register(Box::new(ready.clone()));
         Self {
             counts: Arc::default(),
             received: counter("entrepot_records_received_total", "Records accepted from a source", &["flow"]),
@@ -192,26 +200,11 @@ impl Metrics {
                 "Records dropped as duplicates",
                 &["flow", "stage"],
             ),
-            delivered: counter("entrepot_records_delivered_total", "Records a target accepted", &["flow", "target"]),
-            throttled: counter(
-                "entrepot_target_throttled_total",
-                "Answers 429 Too Many Requests from a target",
-                &["flow", "target"],
-            ),
-            stale: counter(
-                "entrepot_records_stale_total",
-                "Records older than the version the target has",
-                &["flow", "target"],
-            ),
-            retries: counter(
-                "entrepot_delivery_retries_total",
-                "Delivery attempts that failed transiently",
-                &["flow", "target"],
-            ),
+            delivery: DeliveryMetrics::register(&registry),
             dead_lettered: counter(
                 "entrepot_records_dead_lettered_total",
-                "Records dead-lettered",
-                &["flow", "reason"],
+                "Records dead-lettered, by target, Connector and reason",
+                &["flow", "target", "connector", "reason"],
             ),
             webhook_refused: counter("entrepot_webhook_refused_total", "Webhook requests refused", &["flow", "reason"]),
             ignored: counter(
@@ -238,7 +231,15 @@ impl Metrics {
             ),
             backlog: gauge("entrepot_backlog_records", "Records waiting for delivery"),
             oldest_pending_seconds: gauge("entrepot_oldest_pending_seconds", "Age of the oldest waiting record"),
-            dead_letters: gauge("entrepot_dead_letters", "Dead letters kept for inspection and replay"),
+            dead_letters: gauge(
+                "entrepot_dead_letters",
+                "Dead letters kept for inspection and replay: the replay backlog",
+            ),
+            freshness_budget_seconds: gauge(
+                "entrepot_freshness_budget_seconds",
+                "spec.delivery.freshnessBudget: the oldest pending record may be this old before the flow is not Ready",
+            ),
+            ready,
             dead_letters_replayed: counter(
                 "entrepot_dead_letters_replayed_total",
                 "Dead letters replayed into the pipeline",
@@ -258,11 +259,11 @@ impl Metrics {
             versions_expired,
             queue_latched,
             queue_set_aside,
-            latency,
             concurrency_limit,
+            connector_in_flight,
+            connector_rate,
             quota_share_rate,
             quota_share_slots,
-            held_bytes,
             registry,
         }
     }
@@ -280,9 +281,15 @@ impl Metrics {
         self.update(flow, |c| c.deduplicated += n);
     }
 
-    /// `n` records of `flow` dead-lettered for `reason`.
-    pub fn count_dead_lettered(&self, flow: &str, reason: &str, n: u64) {
-        self.dead_lettered.with_label_values(&[flow, reason]).inc_by(n);
+    /// `n` records of `flow` dead-lettered for `reason`, at the target `at` (its name
+    /// and Connector) or, with `None`, before reaching one (at the source or at mapping:
+    /// also counted as failed transactions of category `mapping`).
+    pub fn count_dead_lettered(&self, flow: &str, at: Option<TargetLabels<'_>>, reason: DeadLetterReason, n: u64) {
+        let (target, connector) = at.map_or(("", ""), |at| (at.target, at.connector));
+        self.dead_lettered.with_label_values(&[flow, target, connector, reason.as_str()]).inc_by(n);
+        if let Some(failure) = Failure::of_refusal(reason) {
+            self.delivery.failed(at.unwrap_or(TargetLabels { flow, target: "", connector: "" }), failure, n);
+        }
         self.update(flow, |c| c.dead_lettered += n);
     }
 
@@ -326,12 +333,15 @@ mod tests {
         metrics.count_received("orders", 3);
         metrics.count_duplicates("orders", "delivery_id", 1);
         metrics.count_duplicates("orders", "idempotency_key", 1);
-        metrics.count_dead_lettered("orders", "rejected", 1);
+        metrics.count_dead_lettered("orders", None, DeadLetterReason::Mapping, 1);
         let counts = metrics.flow_counts("orders");
         assert_eq!(counts, FlowCounts { received: 3, deduplicated: 2, dead_lettered: 1 });
         assert_eq!(metrics.flow_counts("stock"), FlowCounts::default());
         let text = metrics.render();
         assert!(text.contains("entrepot_records_received_total{flow=\"orders\"} 3"), "{text}");
-        assert!(text.contains("entrepot_records_dead_lettered_total{flow=\"orders\",reason=\"rejected\"} 1"), "{text}");
+        let dead = r#"entrepot_records_dead_lettered_total{connector="",flow="orders",reason="mapping",target=""} 1"#;
+        assert!(text.contains(dead), "{text}");
+        let failed = r#"entrepot_records_failed_total{category="mapping",connector="",flow="orders",target=""} 1"#;
+        assert!(text.contains(failed), "{text}");
     }
 }
