@@ -59,6 +59,7 @@ impl Orders {
             event_id: None,
             topic: Some("orders/create".into()),
             correlation_id: format!("c{id}"),
+            trace_parent: None,
             received_at_ms: now_ms(),
             payload: serde_json::to_vec_pretty(&v).unwrap(),
             replay: None,

@@ -108,7 +108,7 @@ pub const EXIT_STOPPED_WITH_BACKLOG: u8 = 3;
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let traces = init_logging(cli.log_format);
     let outcome = match cli.command {
         Command::Test { dir } => test::run(&dir),
         Command::Run { dir, server } => runtime().and_then(|rt| rt.block_on(run_local(dir, server))),
@@ -117,6 +117,10 @@ pub fn main() -> ExitCode {
         Command::Reconcile(args) => runtime().and_then(|rt| rt.block_on(reconcile::run(args))),
         Command::Schema(args) => schema::run(args),
     };
+    // The runtime is gone: what the spans' exporter still holds is sent now.
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
     match outcome {
         Ok(code) => code,
         Err(e) => {
@@ -130,14 +134,20 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
-fn init_logging(format: LogFormat) {
+/// The log on stderr, filtered by `ENTREPOT_LOG`, and the spans exported over OTLP when
+/// an endpoint is configured (`telemetry`): the exporter to flush at exit, if any.
+fn init_logging(format: LogFormat) -> Option<crate::telemetry::Traces> {
+    use tracing_subscriber::{Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _};
     let filter = tracing_subscriber::EnvFilter::try_from_env("ENTREPOT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
+    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let log = match format {
+        LogFormat::Text => log.with_filter(filter).boxed(),
+        LogFormat::Json => log.json().flatten_event(true).with_filter(filter).boxed(),
+    };
+    let (spans, traces) = crate::telemetry::layer().unzip();
+    tracing_subscriber::registry().with(log).with(spans).init();
+    traces
 }
 
 async fn run_local(dir: PathBuf, server: ServerArgs) -> Result<ExitCode> {

@@ -24,6 +24,7 @@ pub mod secrets;
 pub mod sink;
 pub mod source;
 pub mod supervisor;
+pub mod telemetry;
 
 #[cfg(test)]
 mod test_support;

@@ -111,6 +111,7 @@ fn envelope(id: u8) -> Envelope {
         event_id: None,
         topic: None,
         correlation_id: format!("c{id}"),
+        trace_parent: None,
         received_at_ms: 1,
         payload: format!("{{\"id\":{id}}}").into_bytes(),
         replay: None,

@@ -248,6 +248,7 @@ fn aged_letter(id: &str, age_ms: i64) -> Intake {
             event_id: None,
             topic: None,
             correlation_id: format!("corr-{id}"),
+            trace_parent: None,
             received_at_ms: at,
             payload: b"{}".to_vec(),
             replay: None,

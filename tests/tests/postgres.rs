@@ -292,6 +292,7 @@ fn warehouse_item(n: usize, email: &str) -> entrepot::queue::DeliveryItem {
             event_id: None,
             topic: None,
             correlation_id: format!("c{n}"),
+            trace_parent: None,
             received_at_ms: 0,
             payload: Vec::new(),
             replay: None,

@@ -115,6 +115,9 @@ networkPolicy:
     {{- toYaml . | nindent 4 }}
   {{- end }}
 {{- end }}
+{{- with (.Values.runner.tracing).otlpEndpoint }}
+otlpEndpoint: {{ . | quote }}
+{{- end }}
 {{- if or .Values.runner.queue.storageClassName .Values.runner.queue.size }}
 queue:
   {{- with .Values.runner.queue.storageClassName }}

@@ -84,7 +84,7 @@ pub fn cron_job(
     let name = schedule.metadata.name.clone().ok_or(BuildError::NoOwnerReference)?;
     let spec = &schedule.spec;
     let labels = labels(&name, &flow.name);
-    let env = vec![
+    let mut env = vec![
         EnvVar { name: NAME_ENV.into(), value: Some(name.clone()), ..EnvVar::default() },
         EnvVar {
             name: SPEC_ENV.into(),
@@ -92,6 +92,7 @@ pub fn cron_job(
             ..EnvVar::default()
         },
     ];
+    env.extend(defaults.tracing_env());
     let (mut volumes, mut mounts) = secret_volumes(&secret_refs(flow));
     let (token_volume, token_mount) = admin_token_volume(&flow.name);
     volumes.extend([config_volume(&runner_name(&flow.name)), token_volume]);

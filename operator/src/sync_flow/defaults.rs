@@ -2,7 +2,7 @@
 //! chart's `runner.*` and `nats.*` values, read once at start from the file
 //! `--runner-defaults` names.
 
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
 use serde::Deserialize;
 
 use super::{jetstream::NatsDefaults, network_policy::NetworkPolicyDefaults};
@@ -29,6 +29,10 @@ pub struct RunnerDefaults {
     /// The NATS servers of the flows whose queue is in JetStream.
     #[serde(default)]
     pub nats: NatsDefaults,
+    /// Where runners (and ReconcileSchedule runs) export their traces over OTLP/HTTP
+    /// (the chart's `runner.tracing.otlpEndpoint`); none: no traces are exported.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Defaults of a flow's queue volume claim.
@@ -47,5 +51,35 @@ impl RunnerDefaults {
     /// Defaults that only name the image.
     pub fn with_image(image: impl Into<String>) -> Self {
         Self { image: image.into(), ..Self::default() }
+    }
+
+    /// The runner's environment that turns its trace export on, when an endpoint is set:
+    /// the standard `OTEL_EXPORTER_OTLP_ENDPOINT` (`docs/tracing.md`).
+    pub fn tracing_env(&self) -> Option<EnvVar> {
+        let endpoint = self.otlp_endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty())?;
+        Some(EnvVar { name: OTLP_ENDPOINT_ENV.into(), value: Some(endpoint.into()), value_from: None })
+    }
+}
+
+/// The standard OpenTelemetry variable the runner reads its OTLP endpoint from.
+pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_otlp_endpoint_reaches_the_runner_s_environment_and_none_adds_nothing() {
+        let mut defaults = RunnerDefaults::with_image("entrepot");
+        assert_eq!(defaults.tracing_env(), None);
+        defaults.otlp_endpoint = Some(" ".into());
+        assert_eq!(defaults.tracing_env(), None);
+        let yaml = "image: entrepot\notlpEndpoint: http://otel-collector.observability:4318\n";
+        let defaults: RunnerDefaults = serde_saphyr::from_str(yaml).unwrap();
+        let env = defaults.tracing_env().unwrap();
+        assert_eq!(
+            (env.name.as_str(), env.value.as_deref()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", Some("http://otel-collector.observability:4318"))
+        );
     }
 }

@@ -160,16 +160,16 @@ pub fn pod_template(
     // Runners sharing a JetStream queue know each other by name (their partition leases):
     // the pod's, so that a restarted container takes its leases back at once. The
     // downward API, never a Secret: nothing secret is in the environment.
-    let env = runner.queue.jetstream.is_some().then(|| {
-        vec![EnvVar {
-            name: "POD_NAME".into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".into(), api_version: None }),
-                ..EnvVarSource::default()
-            }),
-            value: None,
-        }]
+    let pod_name = runner.queue.jetstream.is_some().then(|| EnvVar {
+        name: "POD_NAME".into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".into(), api_version: None }),
+            ..EnvVarSource::default()
+        }),
+        value: None,
     });
+    let env: Vec<EnvVar> = pod_name.into_iter().chain(defaults.tracing_env()).collect();
+    let env = (!env.is_empty()).then_some(env);
     let container = Container {
         name: "runner".into(),
         image: Some(runner.image.clone().unwrap_or_else(|| defaults.image.clone())),

@@ -147,6 +147,7 @@ fn item(ordering_key: &str, body: serde_json::Value) -> DeliveryItem {
             event_id: None,
             topic: None,
             correlation_id: "corr-1".into(),
+            trace_parent: None,
             received_at_ms: 0,
             payload: Vec::new(),
             replay: None,

@@ -335,9 +335,11 @@ impl Worker {
         let item = self.held[&seq].item.clone();
         let (flow, index) = (self.flow.clone(), self.index);
         // The span carries the correlation id into every log line of the attempt
-        // (auth refreshes, transport errors) as well as the worker's own.
+        // (auth refreshes, transport errors) as well as the worker's own. One span per
+        // attempt, in the record's trace: a retry is a sibling of the first try.
         let span = tracing::info_span!("deliver", flow = %self.name(), target = %self.connector(),
                                        correlation_id = %item.envelope.correlation_id, seq);
+        crate::telemetry::continue_trace(&span, item.envelope.trace_parent.as_deref());
         in_flight.spawn(
             async move {
                 let target = &flow.targets[index];

@@ -65,6 +65,7 @@ pub async fn run_prepare(flow: Arc<Flow>, mut w: Workers) {
             .iter()
             .map(|(seq, envelope)| {
                 let span = tracing::info_span!("prepare", flow = %name, correlation_id = %envelope.correlation_id, seq);
+                crate::telemetry::continue_trace(&span, envelope.trace_parent.as_deref());
                 let outcome = match refused.remove(seq) {
                     Some(dead) => Prepared::DeadLetter(dead),
                     None => span.in_scope(|| prepare_record(&flow, envelope)),

@@ -27,6 +27,11 @@ pub struct Envelope {
     pub topic: Option<String>,
     /// Carried through every log line, metric exemplar and target call for this record.
     pub correlation_id: String,
+    /// The W3C trace context (`traceparent`) the record's later spans (prepare, each
+    /// delivery attempt) join, wherever they run: the intake's span, or the one the
+    /// source sent when traces are not exported (`telemetry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_parent: Option<String>,
     /// When the runner first accepted the record, in Unix milliseconds.
     pub received_at_ms: i64,
     /// The raw payload, as received.
@@ -116,7 +121,7 @@ impl DeliveryItem {
     pub fn size(&self) -> usize {
         let e = &self.envelope;
         let texts = [&e.id, &e.correlation_id, &self.target, &self.idempotency_key];
-        let optional = [&e.delivery_id, &e.event_id, &e.topic, &self.ordering_key, &self.version];
+        let optional = [&e.delivery_id, &e.event_id, &e.topic, &e.trace_parent, &self.ordering_key, &self.version];
         e.payload.len()
             + self.body.len()
             + texts.iter().map(|t| t.len()).sum::<usize>()

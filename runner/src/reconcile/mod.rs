@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use jaq_json::Val;
 use serde_json::Value;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 pub use compare::{Comparison, Keyed, compare, same};
 pub use entrepot_api::reconcile_summary::{
@@ -163,7 +163,16 @@ impl Reconciler {
 
     /// Lists both systems, compares them, and with `repair` (the runner of the flow)
     /// sends what the target lacks or holds differently through the flow again.
+    /// In a `reconcile` span (a trace of its own when traces are exported), whose
+    /// correlation id names this run in every log line.
     pub async fn run(&self, repair: Option<&RunnerClient>) -> Result<ReconcileSummary, ReconcileError> {
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let span = tracing::info_span!("reconcile", schedule = %self.name, flow = %self.flow.name(),
+                                       action = ?self.spec.action, correlation_id = %run_id);
+        self.compare_and_repair(repair).instrument(span).await
+    }
+
+    async fn compare_and_repair(&self, repair: Option<&RunnerClient>) -> Result<ReconcileSummary, ReconcileError> {
         let (sources, targets) = tokio::try_join!(self.list(&self.source_listing), self.list(&self.target_listing))?;
         let mut summary = ReconcileSummary {
             schedule: self.name.clone(),

@@ -107,6 +107,7 @@ async fn enqueue(
             let id = uuid::Uuid::now_v7().to_string();
             Intake::Record(Envelope {
                 correlation_id: id.clone(),
+                trace_parent: None,
                 id,
                 delivery_id: Some(r.delivery_id.clone()),
                 source_delivery_id: None,

@@ -33,6 +33,7 @@ async fn a_deep_record_already_queued_from_before_is_dead_lettered_naming_the_de
     let envelope = Envelope {
         id: "e-1".into(),
         correlation_id: "c-1".into(),
+        trace_parent: None,
         delivery_id: Some("d-1".into()),
         source_delivery_id: None,
         event_id: None,

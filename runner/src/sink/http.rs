@@ -82,6 +82,11 @@ impl HttpTarget {
         if let Ok(id) = HeaderValue::from_str(&item.envelope.correlation_id) {
             headers.insert("x-correlation-id", id);
         }
+        // This attempt's span (`deliver`), so the target's own spans join the record's trace.
+        let trace = crate::telemetry::traceparent(&tracing::Span::current(), item.envelope.trace_parent.as_deref());
+        if let Some(trace) = trace.and_then(|t| HeaderValue::from_str(&t).ok()) {
+            headers.insert(crate::telemetry::TRACEPARENT, trace);
+        }
         let body = match &self.graphql {
             Some(mutation) => graphql_body(mutation, &item.body),
             None => item.body.clone(),

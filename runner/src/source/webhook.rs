@@ -22,6 +22,7 @@ use crate::{
     flow::{Flow, report_prepared},
     metrics::Metrics,
     queue::{Accepted, Envelope, Prepared, now_ms},
+    telemetry::{TRACEPARENT, continue_trace, traceparent, valid_traceparent},
 };
 use entrepot_api::{mapping::check_depth, resource::SignatureScheme};
 
@@ -136,7 +137,10 @@ pub async fn receive<H: WebhookHost>(
     body: Body,
 ) -> Response {
     let span = info_span!("webhook", flow = %flow_name, delivery_id = Empty, correlation_id = Empty);
-    handle(rt, flow_name, headers, body).instrument(span).await
+    // The sender's trace, when it sent one: the record's spans join it.
+    let sent_trace = headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(valid_traceparent);
+    continue_trace(&span, sent_trace.as_deref());
+    handle(rt, flow_name, headers, body, sent_trace).instrument(span).await
 }
 
 /// A refusal: status, metric label and the reason told to the sender.
@@ -146,7 +150,13 @@ fn refuse<H: WebhookHost>(rt: &H, flow: &str, status: StatusCode, label: &str, e
     (status, Json(json!({"error": error}))).into_response()
 }
 
-async fn handle<H: WebhookHost>(rt: Arc<H>, flow_name: String, headers: HeaderMap, body: Body) -> Response {
+async fn handle<H: WebhookHost>(
+    rt: Arc<H>,
+    flow_name: String,
+    headers: HeaderMap,
+    body: Body,
+    sent_trace: Option<String>,
+) -> Response {
     // The flow and its signature header are checked before the body is read, so an
     // unknown flow or an unsigned request costs no 2 MiB read.
     let Some((flow, keys)) = rt.flow(&flow_name).and_then(|f| Some((f, f.webhook_keys.as_ref()?))) else {
@@ -205,6 +215,9 @@ async fn handle<H: WebhookHost>(rt: Arc<H>, flow_name: String, headers: HeaderMa
     let id = uuid::Uuid::now_v7().to_string();
     let envelope = Envelope {
         correlation_id: header(&headers, "x-correlation-id").unwrap_or_else(|| id.clone()),
+        // Kept with the record, so its prepare and delivery spans, later and maybe in
+        // another process, join this trace.
+        trace_parent: traceparent(&Span::current(), sent_trace.as_deref()),
         id,
         delivery_id,
         source_delivery_id,

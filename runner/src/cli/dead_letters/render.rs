@@ -233,6 +233,7 @@ mod tests {
                     event_id: None,
                     topic: Some("orders/create".into()),
                     correlation_id: "corr-1".into(),
+                    trace_parent: None,
                     received_at_ms: 0,
                     payload: br#"{"id":1,"sku":"NOPE"}"#.to_vec(),
                     replay: None,

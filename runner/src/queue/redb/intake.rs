@@ -100,6 +100,7 @@ mod tests {
             event_id: None,
             topic: None,
             correlation_id: id.into(),
+            trace_parent: None,
             received_at_ms: now_ms(),
             payload: b"{}".to_vec(),
             replay: None,

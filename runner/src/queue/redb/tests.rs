@@ -10,6 +10,7 @@ pub(in crate::queue) fn envelope(id: &str, delivery: Option<&str>) -> Envelope {
         event_id: None,
         topic: Some("orders/create".into()),
         correlation_id: format!("corr-{id}"),
+        trace_parent: None,
         received_at_ms: now_ms(),
         payload: format!(r#"{{"id":"{id}"}}"#).into_bytes(),
         replay: None,

@@ -279,6 +279,7 @@ fn intake(flow: &str, name: &str, fingerprint: &str, row: Row, now: i64) -> Inta
         event_id: None,
         topic: None,
         correlation_id: format!("{name}:{}", row.line),
+        trace_parent: None,
         received_at_ms: now,
         payload,
         replay: None,

@@ -430,6 +430,7 @@ fn envelope(record: &Value, received_at_ms: i64) -> Envelope {
     let id = uuid::Uuid::now_v7().to_string();
     Envelope {
         correlation_id: id.clone(),
+        trace_parent: None,
         id,
         delivery_id: Some(delivery_id(record)),
         source_delivery_id: None,
