@@ -33,6 +33,24 @@ pub fn proxy_path(namespace: &str, pod: &str, port: i32) -> String {
     format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy")
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_servers_own_refusal_is_told_apart_from_the_runners_answer() {
+        let status =
+            br#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"address not allowed","code":400}"#;
+        let said = api_server_refusal(status, &proxy_path("retail", "orders-runner-0", 9090)).unwrap();
+        assert!(
+            said.contains("/api/v1/namespaces/retail/pods/orders-runner-0:9090/proxy: address not allowed"),
+            "{said}"
+        );
+        assert_eq!(api_server_refusal(br#"{"error":"no dead letter 4"}"#, "/p"), None);
+        assert_eq!(api_server_refusal(b"[]", "/p"), None);
+    }
+}
+
 /// Starts forwarding `http://127.0.0.1:PORT/<path>` to `<prefix>/<path>` on the API server.
 pub async fn start(client: Client, prefix: String) -> Result<Forwarder> {
     let listener =
@@ -82,7 +100,26 @@ async fn send(client: &Client, prefix: &str, request: Request<Incoming>) -> Resu
     }
     let outgoing = outgoing.body(kube::client::Body::from(body.to_vec()))?;
     let response = client.send(outgoing).await?;
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.context("reading the answer")?.to_bytes();
+    let (mut parts, body) = response.into_parts();
+    let mut body = body.collect().await.context("reading the answer")?.to_bytes();
+    if let Some(refusal) = api_server_refusal(&body, prefix) {
+        // The API server's own answer, not the runner's: said as such.
+        body = Bytes::from(serde_json::json!({ "error": refusal }).to_string());
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
     Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+/// What the API server said when it answered itself (a `Status` object: the pod proxy
+/// refused, RBAC forbade, the pod is gone), with what to do.
+fn api_server_refusal(body: &[u8], prefix: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if value["kind"] != "Status" || value["status"] == "Success" {
+        return None;
+    }
+    let message = value["message"].as_str().unwrap_or("no message");
+    Some(format!(
+        "the Kubernetes API server refused to proxy to {prefix}: {message} (your RBAC needs `get pods/proxy`; \
+         where the API server cannot reach pod addresses, try --via direct from a machine that routes to them)"
+    ))
 }
