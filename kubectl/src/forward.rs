@@ -33,24 +33,6 @@ pub fn proxy_path(namespace: &str, pod: &str, port: i32) -> String {
     format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_api_servers_own_refusal_is_told_apart_from_the_runners_answer() {
-        let status =
-            br#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"address not allowed","code":400}"#;
-        let said = api_server_refusal(status, &proxy_path("retail", "orders-runner-0", 9090)).unwrap();
-        assert!(
-            said.contains("/api/v1/namespaces/retail/pods/orders-runner-0:9090/proxy: address not allowed"),
-            "{said}"
-        );
-        assert_eq!(api_server_refusal(br#"{"error":"no dead letter 4"}"#, "/p"), None);
-        assert_eq!(api_server_refusal(b"[]", "/p"), None);
-    }
-}
-
 /// Starts forwarding `http://127.0.0.1:PORT/<path>` to `<prefix>/<path>` on the API server.
 pub async fn start(client: Client, prefix: String) -> Result<Forwarder> {
     let listener =
@@ -122,4 +104,22 @@ fn api_server_refusal(body: &[u8], prefix: &str) -> Option<String> {
         "the Kubernetes API server refused to proxy to {prefix}: {message} (your RBAC needs `get pods/proxy`; \
          where the API server cannot reach pod addresses, try --via direct from a machine that routes to them)"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_servers_own_refusal_is_told_apart_from_the_runners_answer() {
+        let status =
+            br#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"address not allowed","code":400}"#;
+        let said = api_server_refusal(status, &proxy_path("retail", "orders-runner-0", 9090)).unwrap();
+        assert!(
+            said.contains("/api/v1/namespaces/retail/pods/orders-runner-0:9090/proxy: address not allowed"),
+            "{said}"
+        );
+        assert_eq!(api_server_refusal(br#"{"error":"no dead letter 4"}"#, "/p"), None);
+        assert_eq!(api_server_refusal(b"[]", "/p"), None);
+    }
 }
