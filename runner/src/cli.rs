@@ -7,6 +7,10 @@ mod reconcile;
 mod schema;
 mod test;
 
+pub use dead_letters::{
+    Command as DeadLetterCommand, Output as DeadLetterOutput, Remote, run_remote as dead_letters_remote,
+};
+
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use crate::{

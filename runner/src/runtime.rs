@@ -53,7 +53,7 @@ use entrepot_api::{
 };
 
 pub use crate::queue::DeadLetterEntry;
-pub use admin_auth::{AdminAuth, REQUESTED_BY_HEADER};
+pub use admin_auth::{ADMIN_TOKEN_HEADER, AdminAuth, REQUESTED_BY_HEADER};
 
 /// A runner cannot start.
 #[derive(Debug, thiserror::Error)]

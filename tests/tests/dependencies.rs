@@ -50,3 +50,10 @@ fn the_production_runner_links_no_simulator() {
         "the runner's tree holds {found:?}: the simulators belong to entrepot-demo and the tests"
     );
 }
+
+#[test]
+fn the_kubectl_plugin_links_no_simulator() {
+    let tree = tree("kubectl-entrepot", "normal,build");
+    let found = found(&tree, &["entrepot-sim", "entrepot-demo"]);
+    assert!(found.is_empty(), "kubectl-entrepot's tree holds {found:?}: the plugin ships to users' machines");
+}

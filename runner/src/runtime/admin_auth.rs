@@ -22,6 +22,10 @@ use serde_json::json;
 use sha2::Sha256;
 use tracing::warn;
 
+/// The header that carries the admin token where `Authorization` cannot: through the
+/// Kubernetes API server's proxy (`kubectl entrepot deadletters`), which authenticates
+/// the user with `Authorization` and removes it before proxying.
+pub const ADMIN_TOKEN_HEADER: &str = "x-entrepot-admin-token";
 /// The header a client (the CLI) names itself in, for the audit log.
 pub const REQUESTED_BY_HEADER: &str = "x-entrepot-requested-by";
 /// The most characters of `x-entrepot-requested-by` kept; the rest is cut.
@@ -86,6 +90,12 @@ fn same_token(expected: &str, presented: &str) -> bool {
     tag(presented).verify_slice(&expected).is_ok()
 }
 
+/// The token `headers` present: the bearer token of `Authorization` (the scheme is
+/// case-insensitive), else [`ADMIN_TOKEN_HEADER`].
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    bearer(headers).or_else(|| Some(headers.get(ADMIN_TOKEN_HEADER)?.to_str().ok()?.trim()))
+}
+
 /// The bearer token of `headers`, if any (the scheme is case-insensitive).
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
@@ -114,14 +124,14 @@ pub(super) async fn require_token(State(auth): State<AdminAuth>, request: Reques
             return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
         }
     };
-    match bearer(request.headers()) {
+    match presented_token(request.headers()) {
         Some(presented) if same_token(&expected, presented) => next.run(request).await,
         presented => {
             warn!(path = %request.uri().path(), token_given = presented.is_some(), "admin request refused: bad or missing token");
             refuse(
                 StatusCode::UNAUTHORIZED,
                 format!(
-                    "this admin route needs the header `Authorization: Bearer <token>`; the token is in {} on the runner \
+                    "this admin route needs the header `Authorization: Bearer <token>` (or `{ADMIN_TOKEN_HEADER}: <token>`); the token is in {} on the runner \
                      (in a cluster, the Secret <flow>-runner-admin-token, key `token`; the CLI sends it with \
                      --admin-token-file or ENTREPOT_ADMIN_TOKEN_FILE)",
                     path.display()
@@ -159,6 +169,16 @@ mod tests {
         assert_eq!(bearer(&with("bearer  abc ")), Some("abc"));
         assert_eq!(bearer(&with("Basic abc")), None);
         assert_eq!(bearer(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn the_token_header_is_taken_when_no_bearer_token_is_given() {
+        let token = HeaderMap::from_iter([(ADMIN_TOKEN_HEADER.parse().unwrap(), " abc ".parse().unwrap())]);
+        assert_eq!(presented_token(&token), Some("abc"));
+        let mut both = token.clone();
+        both.insert(header::AUTHORIZATION, "Bearer xyz".parse().unwrap());
+        assert_eq!(presented_token(&both), Some("xyz"));
+        assert_eq!(presented_token(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -20,6 +20,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Subcommand, ValueEnum};
 use serde::de::DeserializeOwned;
 
+/// The command these hints name, unless run for `kubectl entrepot`.
+const CLI_PROGRAM: &str = "entrepot deadletters";
+
 /// Options of `entrepot deadletters`.
 #[derive(clap::Args)]
 pub struct DeadLettersArgs {
@@ -47,16 +50,21 @@ pub struct DeadLettersArgs {
     output: Output,
 }
 
+/// How results are printed.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Output {
+pub enum Output {
+    /// A table for people.
     Table,
+    /// JSON for scripts.
     Json,
 }
 
+/// The dead-letter commands, shared with `kubectl entrepot deadletters`.
 #[derive(Subcommand)]
-enum Command {
+pub enum Command {
     /// List dead letters, lowest ids first.
     List {
+        /// Which dead letters.
         #[command(flatten)]
         filter: FilterArgs,
         /// At most this many.
@@ -80,7 +88,7 @@ enum Command {
 
 /// Which dead letters a replay or discard acts on.
 #[derive(clap::Args)]
-struct ActArgs {
+pub struct ActArgs {
     /// Dead letter ids, as listed.
     ids: Vec<u64>,
     #[command(flatten)]
@@ -92,7 +100,7 @@ struct ActArgs {
 
 /// Filters: every one given must hold.
 #[derive(clap::Args)]
-struct FilterArgs {
+pub struct FilterArgs {
     /// Of this SyncFlow.
     #[arg(long)]
     flow: Option<String>,
@@ -138,14 +146,41 @@ impl ActArgs {
 enum Backend {
     /// The queue file, opened by this process.
     Local { queue: Queue, location: String },
-    /// A running runner's admin API.
-    Admin { base: String, client: reqwest::Client },
+    /// A running runner's admin API; `program` and `hint` are how the user reaches it
+    /// again (`entrepot deadletters` and `--admin URL`).
+    Admin { base: String, client: reqwest::Client, program: String, hint: String },
 }
 
 pub async fn run(args: DeadLettersArgs) -> Result<ExitCode> {
     let backend = Backend::connect(args.data_dir, args.queue_file, args.admin, args.admin_token_file.as_deref())?;
-    let json = args.output == Output::Json;
-    match args.command {
+    execute(backend, args.command, args.output).await
+}
+
+/// A runner's admin API reached by another program (`kubectl entrepot deadletters`).
+pub struct Remote<'a> {
+    /// Where the admin API answers: the runner itself, or a forwarder to it.
+    pub base: &'a str,
+    /// Sent with every request: the admin token (marked sensitive), never printed.
+    pub headers: reqwest::header::HeaderMap,
+    /// The command the hints printed name, e.g. `kubectl entrepot deadletters`.
+    pub program: &'a str,
+    /// The options that reach the same runner again, e.g. `--syncflow FLOW -n NS`.
+    pub hint: &'a str,
+}
+
+/// Runs `command` against the admin API of `remote`, sending what `entrepot deadletters
+/// --admin` sends.
+pub async fn run_remote(remote: Remote<'_>, command: Command, output: Output) -> Result<ExitCode> {
+    let Remote { base, headers, program, hint } = remote;
+    let client = admin_client(headers)?;
+    let (base, program, hint) = (base.trim_end_matches('/').to_string(), program.to_string(), hint.to_string());
+    let backend = Backend::Admin { base, client, program, hint };
+    execute(backend, command, output).await
+}
+
+async fn execute(backend: Backend, command: Command, output: Output) -> Result<ExitCode> {
+    let json = output == Output::Json;
+    match command {
         Command::List { filter, limit, after } => {
             let selection = Selection { limit: Some(limit), after, ..filter.selection() };
             let page = backend.list(&selection).await?;
@@ -154,7 +189,7 @@ pub async fn run(args: DeadLettersArgs) -> Result<ExitCode> {
             } else {
                 print!("{}", render::table(&page.entries, now_ms()));
             }
-            if let Some(hint) = render::more(&page, &backend.hint()) {
+            if let Some(hint) = render::more(&page, backend.program(), &backend.hint()) {
                 eprintln!("{hint}");
             }
         }
@@ -163,7 +198,11 @@ pub async fn run(args: DeadLettersArgs) -> Result<ExitCode> {
             if json {
                 print_json(&entry)?;
             } else {
-                print!("{}{}", render::show(&entry, now_ms()), render::next_steps(&entry, &backend.hint()));
+                print!(
+                    "{}{}",
+                    render::show(&entry, now_ms()),
+                    render::next_steps(&entry, backend.program(), &backend.hint())
+                );
             }
         }
         Command::Replay(act) => return backend.act(DeadLetterAction::Replay, act.selection(), json).await,
@@ -203,13 +242,9 @@ impl Backend {
                 value.set_sensitive(true);
                 headers.insert(reqwest::header::AUTHORIZATION, value);
             }
-            let client = reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .default_headers(headers)
-                // The admin API never redirects; whoever does is not the runner.
-                .redirect(reqwest::redirect::Policy::none())
-                .build()?;
-            return Ok(Self::Admin { base, client });
+            let hint = format!("--admin {base}");
+            let program = CLI_PROGRAM.to_string();
+            return Ok(Self::Admin { base, client: admin_client(headers)?, program, hint });
         }
         if let Some(path) = queue_file {
             let queue =
@@ -235,18 +270,26 @@ impl Backend {
         }
     }
 
+    /// The command that reaches dead letters, for the hints printed.
+    fn program(&self) -> &str {
+        match self {
+            Self::Local { .. } => CLI_PROGRAM,
+            Self::Admin { program, .. } => program,
+        }
+    }
+
     /// The option that reaches the same dead letters again, for the hints printed.
     fn hint(&self) -> String {
         match self {
             Self::Local { location, .. } => location.clone(),
-            Self::Admin { base, .. } => format!("--admin {base}"),
+            Self::Admin { hint, .. } => hint.clone(),
         }
     }
 
     async fn list(&self, selection: &Selection) -> Result<DeadLetterPage> {
         match self {
             Self::Local { queue, .. } => Ok(queue.find_dead_letters(&selection.filter(now_ms())?)?),
-            Self::Admin { base, client } => {
+            Self::Admin { base, client, .. } => {
                 let mut url = reqwest::Url::parse(&format!("{base}/v1/deadletters"))?;
                 query_pairs(&mut url, selection)?;
                 let response = send(client.get(url), base).await?;
@@ -261,7 +304,7 @@ impl Backend {
     async fn show(&self, id: u64) -> Result<DeadLetterEntry> {
         let found = match self {
             Self::Local { queue, .. } => queue.dead_letter_by_id(id)?,
-            Self::Admin { base, client } => {
+            Self::Admin { base, client, .. } => {
                 let response = client
                     .get(format!("{base}/v1/deadletters/{id}"))
                     .send()
@@ -274,8 +317,7 @@ impl Backend {
                 }
             }
         };
-        found
-            .with_context(|| format!("no dead letter {id}: list them with `entrepot deadletters list {}`", self.hint()))
+        found.with_context(|| format!("no dead letter {id}: list them with `{} list {}`", self.program(), self.hint()))
     }
 
     /// Replays or discards; prints the report; fails when ids asked for were not found.
@@ -286,7 +328,7 @@ impl Backend {
                 let affected = queue.act_on_dead_letters(action, &filter, &requested_by())?;
                 ActionReport::new(action, &filter.ids, &affected)
             }
-            Self::Admin { base, client } => {
+            Self::Admin { base, client, .. } => {
                 let request = client
                     .post(format!("{base}/v1/deadletters/{}", action.verb()))
                     .header(REQUESTED_BY_HEADER, requested_by())
@@ -297,18 +339,32 @@ impl Backend {
         if json {
             print_json(&report)?;
         } else {
-            print!("{}", render::report(action, &report, matches!(self, Self::Local { .. }), &self.hint()));
+            print!(
+                "{}",
+                render::report(action, &report, matches!(self, Self::Local { .. }), self.program(), &self.hint())
+            );
         }
         if !report.missing.is_empty() {
             let ids: Vec<String> = report.missing.iter().map(u64::to_string).collect();
             bail!(
-                "no dead letter {} (already replayed or discarded, or never there): list them with `entrepot deadletters list {}`",
+                "no dead letter {} (already replayed or discarded, or never there): list them with `{} list {}`",
                 ids.join(", "),
+                self.program(),
                 self.hint()
             );
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// The HTTP client of the admin API, sending `headers` with every request.
+fn admin_client(headers: reqwest::header::HeaderMap) -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .default_headers(headers)
+        // The admin API never redirects; whoever does is not the runner.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?)
 }
 
 /// Adds the selection's fields to `url` as query parameters (ids comma-separated).

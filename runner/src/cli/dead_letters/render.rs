@@ -44,10 +44,10 @@ pub fn table(entries: &[DeadLetterEntry], now_ms: i64) -> String {
 }
 
 /// A note that the page is not the whole list, with the option for the next page.
-pub fn more(page: &DeadLetterPage, reach: &str) -> Option<String> {
+pub fn more(page: &DeadLetterPage, program: &str, reach: &str) -> Option<String> {
     let next = page.next_after?;
     Some(format!(
-        "{} of {} dead letters shown; next page: entrepot deadletters list {reach} --after {next}",
+        "{} of {} dead letters shown; next page: {program} list {reach} --after {next}",
         page.entries.len(),
         page.total
     ))
@@ -113,17 +113,17 @@ pub fn show(e: &DeadLetterEntry, now_ms: i64) -> String {
 }
 
 /// What to do about dead letter `e`: the remedy for its reason and the commands.
-pub fn next_steps(e: &DeadLetterEntry, reach: &str) -> String {
+pub fn next_steps(e: &DeadLetterEntry, program: &str, reach: &str) -> String {
     let mut steps = format!("{}.\n", capitalize(e.dead_letter.reason.remedy()));
-    writeln!(steps, "entrepot deadletters replay {} {reach}", e.id).expect("writing to a String");
-    writeln!(steps, "entrepot deadletters discard {} {reach}", e.id).expect("writing to a String");
+    writeln!(steps, "{program} replay {} {reach}", e.id).expect("writing to a String");
+    writeln!(steps, "{program} discard {} {reach}", e.id).expect("writing to a String");
     let mut out = String::new();
     section(&mut out, "What to do", &steps);
     out
 }
 
 /// The outcome of a replay or discard.
-pub fn report(action: DeadLetterAction, r: &ActionReport, local: bool, reach: &str) -> String {
+pub fn report(action: DeadLetterAction, r: &ActionReport, local: bool, program: &str, reach: &str) -> String {
     if r.count == 0 {
         return format!("No dead letter matched: nothing {}.\n", action.done());
     }
@@ -135,11 +135,8 @@ pub fn report(action: DeadLetterAction, r: &ActionReport, local: bool, reach: &s
         } else {
             "The runner is delivering them now.\n"
         });
-        writeln!(
-            out,
-            "One that fails again comes back as a new dead letter with its history: entrepot deadletters list {reach}"
-        )
-        .expect("writing to a String");
+        writeln!(out, "One that fails again comes back as a new dead letter with its history: {program} list {reach}")
+            .expect("writing to a String");
     }
     out
 }
@@ -271,7 +268,7 @@ mod tests {
     #[test]
     fn show_pretty_prints_the_payload_and_the_answer_and_says_what_to_do() {
         let e = entry();
-        let text = show(&e, 60_000) + &next_steps(&e, "--admin http://x");
+        let text = show(&e, 60_000) + &next_steps(&e, "entrepot deadletters", "--admin http://x");
         assert!(text.contains("\"sku\": \"NOPE\""), "{text}");
         assert!(text.contains("\"error\": \"INVALID_KEY_OR_REF\""), "{text}");
         assert!(text.contains("erp-archive (Connector erp), answered HTTP 400"), "{text}");
