@@ -2,7 +2,7 @@
 //! through the `entrepot deadletters` CLI against a running runner, read back with
 //! `deadletters history` (through the admin API, then from the queue file once the runner
 //! stopped: it is durable); a replay or discard without a reason is refused by the CLI
-//! and by the admin API.
+//! and by the admin API. Also `deadletters export`, with personal data masked.
 
 use std::time::Duration;
 
@@ -100,4 +100,25 @@ async fn replays_and_discards_need_a_reason_and_are_kept_in_the_history() {
         .expect_ok("history from the queue file");
     let again: Vec<Value> = serde_json::from_str(&local).unwrap();
     assert_eq!(again, entries);
+}
+
+#[tokio::test]
+async fn dead_letters_are_exported_with_personal_data_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = ScriptedTarget::start().await;
+    let runner = InProcessRunner::start(quickstart_config(&target.url), dir.path()).await;
+    dead_lettered(&runner, &target, 4201, 1).await;
+    let out = dir.path().join("export.jsonl");
+    let admin = runner.admin_url.clone();
+    run_cli(&["deadletters", "export", "--admin", &admin, "--out", out.to_str().unwrap()]).await.expect_ok("export");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert!(line["id"].as_str().unwrap().starts_with("deadletter-"), "{line}");
+    assert_eq!((line["flow"].as_str(), line["reason"].as_str()), (Some(FLOW), Some("rejected")));
+    assert_eq!(line["payload"]["id"], 4201, "what is not personal is kept");
+    assert_eq!(line["payload"]["line_items"][0]["sku"], "NOPE");
+    for personal in ["buyer@example.com", "Ada", "Buyer"] {
+        assert!(!text.contains(personal), "{personal} exported: {text}");
+    }
+    runner.stop().await;
 }

@@ -77,6 +77,15 @@ enum Command {
     Replay(ActArgs),
     /// Delete dead letters for good.
     Discard(ActArgs),
+    /// Write dead letters' payloads as JSON lines, personal data masked (names, emails,
+    /// phones, addresses): samples for `entrepot preview`.
+    Export {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// The file to write (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// The audit trail: who replayed, discarded or injected records, when, what and why
     /// (oldest first; kept as long as the flow's dead letters).
     History {
@@ -189,6 +198,27 @@ pub async fn run(args: DeadLettersArgs) -> Result<ExitCode> {
         }
         Command::Replay(act) => return backend.act(DeadLetterAction::Replay, act.selection(), json).await,
         Command::Discard(act) => return backend.act(DeadLetterAction::Discard, act.selection(), json).await,
+        Command::Export { filter, out } => {
+            let mut lines = String::new();
+            let mut selection = Selection { limit: Some(500), ..filter.selection() };
+            loop {
+                let page = backend.list(&selection).await?;
+                for e in &page.entries {
+                    lines.push_str(&export_line(e));
+                    lines.push('\n');
+                }
+                match page.next_after {
+                    Some(next) => selection.after = Some(next),
+                    None => break,
+                }
+            }
+            match out {
+                Some(file) => {
+                    std::fs::write(&file, lines).with_context(|| format!("cannot write {}", file.display()))?
+                }
+                None => print!("{lines}"),
+            }
+        }
         Command::History { flow, action, since, limit } => {
             let since_ms = since.as_deref().map(|s| parse_instant("since", s, now_ms())).transpose()?;
             let entries = backend.history(&AuditFilter { flow, action, since_ms, limit: Some(limit) }).await?;
@@ -200,6 +230,22 @@ pub async fn run(args: DeadLettersArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One dead letter as an export line: its id, flow, reason and masked payload (a
+/// payload that is not JSON is kept as masked text).
+fn export_line(e: &DeadLetterEntry) -> String {
+    let bytes = &e.dead_letter.envelope.payload;
+    let payload = serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned()));
+    let payload = match payload {
+        serde_json::Value::String(text) => serde_json::Value::String(super::mask::mask_text(&text)),
+        json => super::mask::mask(&json),
+    };
+    let line = serde_json::json!({
+        "id": format!("deadletter-{}", e.id), "flow": e.flow, "reason": e.dead_letter.reason.as_str(), "payload": payload,
+    });
+    line.to_string()
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
