@@ -11,6 +11,7 @@
 //! | a record waiting to be mapped, partition 3 | `entrepot.shop.orders.in.3` |
 //! | a delivery item for target `erp`, partition 3 | `entrepot.shop.orders.out.erp.3` |
 //! | dead letters (stream) | `entrepot_shop_orders_dead`, subject `entrepot.shop.orders.dead` |
+//! | audit trail: replays, discards, injections (stream) | `entrepot_shop_orders_audit`, subject `entrepot.shop.orders.audit` |
 //! | idempotency keys (bucket) | `entrepot_shop_orders_keys` |
 //! | last delivered versions (bucket) | `entrepot_shop_orders_versions` |
 //! | source progress and leases (bucket) | `entrepot_shop_orders_state` |
@@ -99,6 +100,17 @@ impl Layout {
         self.subject("dead")
     }
 
+    /// The stream of the audit trail: who replayed, discarded or injected records, and
+    /// why; kept as long as the dead letters.
+    pub fn audit_stream(&self) -> String {
+        self.stream("audit")
+    }
+
+    /// The subject of [`Layout::audit_stream`].
+    pub fn audit_subject(&self) -> String {
+        self.subject("audit")
+    }
+
     /// The bucket of idempotency keys, each kept for the flow's dedup window.
     pub fn keys_bucket(&self) -> String {
         self.stream("keys")
@@ -138,7 +150,7 @@ impl Layout {
 
     /// Every stream of the flow (the buckets are streams too: `KV_<bucket>`).
     pub fn streams(&self) -> Vec<String> {
-        let mut all = vec![self.work_stream(), self.dead_stream()];
+        let mut all = vec![self.work_stream(), self.dead_stream(), self.audit_stream()];
         all.extend([self.keys_bucket(), self.versions_bucket(), self.state_bucket()].map(|b| format!("KV_{b}")));
         all
     }
@@ -209,6 +221,7 @@ impl Layout {
         vec![
             stream(self.work_stream(), self.work_subjects(), None),
             stream(self.dead_stream(), vec![self.dead_subject()], Some(retention)),
+            stream(self.audit_stream(), vec![self.audit_subject()], Some(retention)),
             bucket(self.keys_bucket(), Some(dedup)),
             // The stale guard forgets a key not delivered for the longer of the two, as the
             // embedded queue does.
@@ -274,14 +287,15 @@ mod tests {
         assert_eq!(l.inbox_subject(3), "entrepot.shop.orders.in.3");
         assert_eq!(l.outbox_subject("erp", 3), "entrepot.shop.orders.out.erp.3");
         assert_eq!(Layout::partition_of("entrepot.shop.orders.out.erp.3"), Some(3));
-        assert_eq!(l.streams().len(), 5);
+        assert_eq!(l.streams().len(), 6);
+        assert_eq!(l.audit_stream(), "entrepot_shop_orders_audit");
         assert_ne!(Layout::new("a-b", "c").work_stream(), Layout::new("a", "b-c").work_stream());
         // A target name that is no subject token is hashed, never split into two tokens.
         assert!(!l.outbox_subject("erp.eu", 0).contains("erp.eu"));
         assert_eq!(Layout::connector_bucket("shop", "erp"), "entrepot_shop_connector_erp_quota");
         // A flow named `connector` never has a Connector's bucket among its own.
         let flow = Layout::new("shop", "connector");
-        for name in ["work", "dead", "keys", "versions", "state"] {
+        for name in ["work", "dead", "audit", "keys", "versions", "state"] {
             assert!(!flow.streams().iter().any(|s| s.ends_with(&Layout::connector_bucket("shop", name))));
         }
         assert_eq!(Layout::connector_plan("shop", "erp", 3).replicas, 3);

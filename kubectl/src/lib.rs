@@ -60,7 +60,7 @@ enum Command {
     /// List, show, replay (after a fix) or discard a flow's dead letters, through one of
     /// its runner pods' admin API.
     #[command(name = "deadletters", alias = "dead-letters")]
-    DeadLetters(dead_letters::Args),
+    DeadLetters(Box<dead_letters::Args>),
 }
 
 /// Runs the plugin with the process's arguments.
@@ -93,7 +93,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", describe::render(&found, status::now()));
             Ok(ExitCode::SUCCESS)
         }
-        Command::DeadLetters(args) => dead_letters::run(&client, &namespace, args).await,
+        Command::DeadLetters(args) => dead_letters::run(&client, &namespace, *args).await,
     }
 }
 

@@ -1,8 +1,10 @@
 //! The command line of the `entrepot` binary: `run`, `serve`, `test`,
-//! `deadletters`, `reconcile`, `schema`. In the library so the end-to-end tests can build the same program as
+//! `deadletters`, `reconcile`, `schema`, `preview`. In the library so the end-to-end tests can build the same program as
 //! a binary of their own.
 
 mod dead_letters;
+mod mask;
+mod preview;
 mod reconcile;
 mod schema;
 mod test;
@@ -72,6 +74,10 @@ enum Command {
     /// Run a ReconcileSchedule once: compare the flow's source and target over the
     /// window, report drift (and repair it with `--action repair`). Prints a JSON summary.
     Reconcile(reconcile::ReconcileArgs),
+    /// Preview a Mapping change on recorded payloads: the old and the new version side
+    /// by side, a per-field diff, the schema violations it introduces, a markdown summary
+    /// for the pull request; exits 2 when it breaks records that passed.
+    Preview(preview::PreviewArgs),
     /// Print the JSON Schema of a canonical entity (`entrepot schema SalesOrder`), list
     /// the entities, or write every schema to a directory (`--write DIR`).
     Schema(schema::SchemaArgs),
@@ -120,6 +126,7 @@ pub fn main() -> ExitCode {
         Command::DeadLetters(args) => runtime().and_then(|rt| rt.block_on(dead_letters::run(args))),
         Command::Reconcile(args) => runtime().and_then(|rt| rt.block_on(reconcile::run(args))),
         Command::Schema(args) => schema::run(args),
+        Command::Preview(args) => preview::run(args),
     };
     // The runtime is gone: what the spans' exporter still holds is sent now.
     if let Some(traces) = traces {

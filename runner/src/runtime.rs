@@ -3,6 +3,7 @@
 
 pub mod admin_auth;
 mod admin_server;
+mod audit;
 mod dead_letters;
 mod http_server;
 mod intake;
@@ -231,12 +232,13 @@ impl Runtime {
 
     /// `/healthz`, `/readyz`, `/metrics`, `/v1/status` (open), and, behind the admin
     /// token when one is set ([`Runtime::set_admin_auth`]), `/v1/deadletters` to list,
-    /// show, replay and discard dead letters and `/v1/flows/{flow}/records` to hand a
-    /// flow source records (reconciliation repairs).
+    /// show, replay and discard dead letters, `/v1/flows/{flow}/records` to hand a
+    /// flow source records (reconciliation repairs) and `/v1/audit`, the trail of those.
     pub fn admin_router(self: &Arc<Self>) -> Router {
         let auth = self.admin_auth.get().cloned().unwrap_or_default();
         let guarded = dead_letters::routes()
             .merge(records::routes())
+            .merge(audit::routes())
             .route_layer(middleware::from_fn_with_state(auth, admin_auth::require_token));
         Router::new()
             .route("/healthz", get(healthz))

@@ -1,8 +1,10 @@
 //! Model check of the durable queue: random sequences of accept (with repeated delivery
 //! ids; some already mapped at intake, placed past an empty inbox), prepare (with repeated idempotency keys and mapping failures), deliver-ok,
-//! deliver-reject and crash-and-reopen, compared after every step with a plain in-memory
-//! model. Properties: nothing acknowledged is lost, nothing acknowledged is delivered
-//! twice, and within an ordering key items come out in arrival order.
+//! deliver-reject, replay and discard of dead letters, injection of records, and
+//! crash-and-reopen, compared after every step with a plain in-memory model. Properties:
+//! nothing acknowledged is lost, nothing acknowledged is delivered twice, within an
+//! ordering key items come out in arrival order, and every replay, discard and injection
+//! is in the audit trail with its count, its dead letters and its reason.
 //!
 //! Every queue backend runs through the same model: add a backend to [`BACKENDS`]. A
 //! backend numbers its outbox items its own way, increasing in arrival order (the
@@ -17,8 +19,9 @@ use std::{
 };
 
 use entrepot::queue::{
-    Accepted, DeadLetter, DeadLetterReason, DeliveryItem, Envelope, JetStreamFlow, JetStreamOptions, JetStreamQueue,
-    LeaseTiming, NatsAuth, Offer, PrepareOutcome, Prepared, Queue, RedbQueue,
+    Accepted, AuditAction, AuditEntry, AuditFilter, Caller, DeadLetter, DeadLetterFilter, DeadLetterReason,
+    DeliveryItem, Envelope, Intake, JetStreamFlow, JetStreamOptions, JetStreamQueue, LeaseTiming, NatsAuth, Offer,
+    PrepareOutcome, Prepared, Queue, RedbQueue, Replay,
 };
 use entrepot_api::{jetstream::Layout, resource::SyncFlowSpec};
 use entrepot_sim::nats::NatsServer;
@@ -87,6 +90,13 @@ enum Op {
     Deliver(u8),
     /// The target refuses the head of a lane.
     Reject(u8),
+    /// Someone replays a dead letter (picked by index).
+    Replay(u8),
+    /// Someone discards a dead letter (picked by index).
+    Discard(u8),
+    /// Someone injects record `100 + id` through the admin API (past the idempotency
+    /// keys, like a replay).
+    Inject(u8),
     /// kill -9 and restart.
     Crash,
 }
@@ -99,6 +109,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Prepare { fail: true }),
         3 => any::<u8>().prop_map(Op::Deliver),
         1 => any::<u8>().prop_map(Op::Reject),
+        1 => any::<u8>().prop_map(Op::Replay),
+        1 => any::<u8>().prop_map(Op::Discard),
+        1 => (0u8..12).prop_map(Op::Inject),
         1 => Just(Op::Crash),
     ]
 }
@@ -131,16 +144,20 @@ struct Model {
     delivered: Vec<u8>,
     dead: usize,
     dropped: usize,
+    /// Inbox records that pass the idempotency keys (replays, injections), by seq.
+    replays: BTreeSet<u64>,
+    /// The audit trail: action, count, dead letters.
+    audit: Vec<(AuditAction, u64, Vec<u64>)>,
 }
 
 impl Model {
     /// Record `id` (under `seq`) left prepare with `outcome`: checks it against the
     /// model's idempotency keys and moves it on.
-    fn place(&mut self, id: u8, fail: bool, outcome: PrepareOutcome) -> Result<(), TestCaseError> {
+    fn place(&mut self, id: u8, fail: bool, replay: bool, outcome: PrepareOutcome) -> Result<(), TestCaseError> {
         if fail {
             prop_assert_eq!(outcome, PrepareOutcome::DeadLettered);
             self.dead += 1;
-        } else if self.seen_keys.insert(id) {
+        } else if self.seen_keys.insert(id) || replay {
             prop_assert_eq!(outcome, PrepareOutcome::Queued);
             self.outbox.push(id);
         } else {
@@ -212,7 +229,8 @@ fn run(open: &Open, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 prop_assert_eq!((seq, record_id(&env.payload)), (mseq, id), "inbox is FIFO");
                 let prepared = prepared(env, id, fail);
                 let outcome = q.prepare(FLOW, seq, prepared).unwrap();
-                m.place(id, fail, outcome)?;
+                let replay = m.replays.remove(&seq);
+                m.place(id, fail, replay, outcome)?;
             }
             Op::AcceptMapped { id, fail } => {
                 let envelope = envelope(id);
@@ -232,7 +250,7 @@ fn run(open: &Open, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let Accepted::Prepared { outcome, .. } = outcome else {
                         return Err(TestCaseError::fail(format!("{id} not placed past an empty inbox: {outcome:?}")));
                     };
-                    m.place(id, fail, outcome)?;
+                    m.place(id, fail, false, outcome)?;
                 } else {
                     // Behind inbox records it waits its turn there, mapped again by prepare.
                     let Accepted::Queued(seq) = outcome else {
@@ -260,6 +278,54 @@ fn run(open: &Open, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     m.dead += 1;
                 }
             }
+            Op::Replay(pick) | Op::Discard(pick) => {
+                let letters = q.dead_letters(FLOW).unwrap();
+                if letters.is_empty() {
+                    continue;
+                }
+                let id = letters[pick as usize % letters.len()].0;
+                let filter = DeadLetterFilter { ids: [id].into(), ..DeadLetterFilter::default() };
+                let why = format!("op {}", m.audit.len());
+                let caller = Caller::new("model", None, Some(&why)).unwrap();
+                let (action, affected) = match op {
+                    Op::Replay(_) => (AuditAction::Replay, q.replay_dead_letters(&filter, &caller).unwrap()),
+                    _ => (AuditAction::Discard, q.discard_dead_letters(&filter, &caller).unwrap()),
+                };
+                prop_assert_eq!(affected.len(), 1);
+                m.dead -= 1;
+                m.audit.push((action, 1, vec![id]));
+                if action == AuditAction::Replay {
+                    let seq = new_inbox_seq(&q, &m)?;
+                    let record = record_id(&letters.iter().find(|(i, _)| *i == id).unwrap().1.envelope.payload);
+                    m.inbox.push((seq, record));
+                    m.replays.insert(seq);
+                } else {
+                    m.dropped += 1;
+                }
+            }
+            Op::Inject(n) => {
+                let id = 100 + n;
+                let caller = Caller::new("model", None, Some(&format!("op {}", m.audit.len()))).unwrap();
+                let entry = AuditEntry::new(FLOW, AuditAction::Inject, &caller, entrepot::queue::now_ms());
+                let mut record = envelope(id);
+                record.replay = Some(Box::new(Replay {
+                    dead_letter_id: None,
+                    count: 1,
+                    target: None,
+                    requested_by: caller.requested_by(),
+                    replayed_at_ms: 1,
+                    history: Vec::new(),
+                }));
+                let outcome = q.inject(FLOW, &[Intake::Record(record)], FAR, entry).unwrap();
+                let fresh = m.seen_deliveries.insert(id);
+                prop_assert_eq!((outcome.queued, outcome.duplicates), (u64::from(fresh), u64::from(!fresh)));
+                m.audit.push((AuditAction::Inject, u64::from(fresh), Vec::new()));
+                if fresh {
+                    let seq = new_inbox_seq(&q, &m)?;
+                    m.inbox.push((seq, id));
+                    m.replays.insert(seq);
+                }
+            }
             Op::Crash => {
                 // The bytes held, kept write by write, are what a recount on opening finds.
                 let held = q.held_bytes();
@@ -278,6 +344,12 @@ fn run(open: &Open, ops: Vec<Op>) -> Result<(), TestCaseError> {
         prop_assert_eq!(&outbox, &m.outbox, "outbox in arrival order");
         prop_assert_eq!(q.dead_letters(FLOW).unwrap().len(), m.dead);
         prop_assert_eq!(q.pending_total().unwrap() as usize, m.inbox.len() + m.outbox.len());
+        let trail = q.audit_trail(&AuditFilter { flow: Some(FLOW.into()), ..AuditFilter::default() }).unwrap();
+        let audited: Vec<(AuditAction, u64, Vec<u64>)> =
+            trail.iter().map(|e| (e.action, e.count, e.dead_letters.clone())).collect();
+        prop_assert_eq!(&audited, &m.audit, "the audit trail");
+        let whys: Vec<String> = (0..m.audit.len()).map(|i| format!("op {i}")).collect();
+        prop_assert_eq!(trail.iter().map(|e| e.caller.why.clone()).collect::<Vec<_>>(), whys, "each with its reason");
         let (records, letters) = (m.inbox.len() + m.outbox.len(), m.dead);
         prop_assert_eq!(q.held_bytes() == 0, records + letters == 0, "bytes held by {} records", records + letters);
     }
@@ -286,6 +358,16 @@ fn run(open: &Open, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let accounted = m.inbox.len() + m.outbox.len() + m.delivered.len() + m.dead + m.dropped;
     prop_assert_eq!(accounted, m.seen_deliveries.len());
     Ok(())
+}
+
+/// The sequence number of the one inbox record the store holds and the model does not
+/// yet: where a replay or an injection just went.
+fn new_inbox_seq(q: &Queue, m: &Model) -> Result<u64, TestCaseError> {
+    let known: BTreeSet<u64> = m.inbox.iter().map(|(s, _)| *s).collect();
+    let new: Vec<u64> =
+        q.inbox(FLOW, usize::MAX).unwrap().into_iter().map(|(s, _)| s).filter(|s| !known.contains(s)).collect();
+    prop_assert_eq!(new.len(), 1, "one new inbox record");
+    Ok(new[0])
 }
 
 fn dead(envelope: Envelope) -> DeadLetter {

@@ -33,6 +33,8 @@ pub fn test_binary(name: &str) -> PathBuf {
 pub struct CliRun {
     /// Whether it exited with status 0.
     pub success: bool,
+    /// Its exit status (`None` when a signal ended it).
+    pub code: Option<i32>,
     /// What it printed on stdout.
     pub stdout: String,
     /// What it printed on stderr.
@@ -58,6 +60,7 @@ pub async fn run_cli(args: &[&str]) -> CliRun {
         .expect("the entrepot binary runs");
     CliRun {
         success: out.status.success(),
+        code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }

@@ -153,7 +153,7 @@ async fn a_jetstream_flow_gets_its_streams_reports_their_backlog_and_takes_them_
     let layout = Layout::new(NS, "orders");
     let plans = layout.plan(&created.spec, 1);
     let connector = [Layout::connector_plan(NS, "erp", 1)];
-    let made = wait_for(WAIT, "the flow's five streams and the Connector's bucket", || async {
+    let made = wait_for(WAIT, "the flow's six streams and the Connector's bucket", || async {
         let made = streams(&js).await;
         Ok((made.len() == plans.len() + 1).then_some(made))
     })

@@ -81,7 +81,8 @@ async fn a_rejected_order_replayed_after_the_fix_is_delivered_once_and_no_longer
     assert_eq!(list(&runner.admin_url, "").await[0]["targetConnector"], "erp-demo");
 
     // The fix: the SKU now exists at the target, which answers 204 from here on.
-    let (code, report) = post(format!("{}/v1/deadletters/replay", runner.admin_url), json!({"ids": [id]})).await;
+    let (code, report) =
+        post(format!("{}/v1/deadletters/replay", runner.admin_url), json!({"ids": [id], "why": "SKU created"})).await;
     assert_eq!(code, 200, "{report}");
     assert_eq!(report, json!({"action": "replay", "count": 1, "ids": [id]}));
     delivered(&runner, 1).await;
@@ -112,8 +113,11 @@ async fn a_rejected_order_replayed_after_the_fix_is_delivered_once_and_no_longer
 #[tokio::test]
 async fn a_replay_passes_the_idempotency_dedup_but_a_new_copy_of_the_order_still_does_not() {
     let (_dir, target, runner, _) = with_rejected_order(2002, &[(400, REJECTION)]).await;
-    let (_, report) =
-        post(format!("{}/v1/deadletters/replay", runner.admin_url), json!({"flow": FLOW, "reason": "rejected"})).await;
+    let (_, report) = post(
+        format!("{}/v1/deadletters/replay", runner.admin_url),
+        json!({"flow": FLOW, "reason": "rejected", "why": "fixed"}),
+    )
+    .await;
     assert_eq!(report["count"], 1, "{report}");
     delivered(&runner, 1).await;
 
@@ -131,7 +135,7 @@ async fn a_replay_passes_the_idempotency_dedup_but_a_new_copy_of_the_order_still
 async fn a_replay_that_fails_again_comes_back_as_a_new_dead_letter_with_its_history() {
     let (_dir, target, runner, first) =
         with_rejected_order(2003, &[(400, REJECTION), (422, r#"{"error":"still unknown"}"#)]).await;
-    post(format!("{}/v1/deadletters/replay", runner.admin_url), json!({"ids": [first]})).await;
+    post(format!("{}/v1/deadletters/replay", runner.admin_url), json!({"ids": [first], "why": "retry"})).await;
     eventually(WAIT, "a new dead letter", || async {
         let letters = list(&runner.admin_url, "").await;
         letters.len() == 1 && ids(&letters)[0] != first
@@ -147,7 +151,7 @@ async fn a_replay_that_fails_again_comes_back_as_a_new_dead_letter_with_its_hist
     );
     let replay = &letter["envelope"]["replay"];
     assert_eq!((replay["deadLetterId"].as_u64(), replay["count"].as_u64()), (Some(first), Some(1)));
-    assert_eq!(replay["requestedBy"], "admin API");
+    assert_eq!(replay["requestedBy"], "open admin API (loopback, no token)");
     let history = replay["history"].as_array().unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!((history[0]["deadLetterId"].as_u64(), history[0]["status"].as_u64()), (Some(first), Some(400)));
@@ -176,7 +180,9 @@ async fn a_replay_goes_only_to_the_target_that_refused_it() {
     delivered(&runner, 1).await;
 
     let letter = &list(&runner.admin_url, "target=erp-demo").await[0];
-    let (_, report) = post(format!("{}/v1/deadletters/replay", runner.admin_url), json!({"ids": [letter["id"]]})).await;
+    let (_, report) =
+        post(format!("{}/v1/deadletters/replay", runner.admin_url), json!({"ids": [letter["id"]], "why": "fixed"}))
+            .await;
     assert_eq!(report["count"], 1, "{report}");
     delivered(&runner, 2).await;
     assert_eq!(refusing.received().len(), 2, "refused, then delivered on replay");
@@ -212,18 +218,23 @@ async fn the_admin_api_filters_pages_and_discards_with_counts() {
     assert_eq!(code, 404, "{error}");
 
     // Discard: never without saying what, then by id (twice: the second finds nothing), then by filter.
-    let (code, error) = post(format!("{}/v1/deadletters/discard", runner.admin_url), json!({})).await;
+    let (code, error) = post(format!("{}/v1/deadletters/discard", runner.admin_url), json!({"why": "cleanup"})).await;
     assert_eq!(code, 400);
     assert!(error["error"].as_str().unwrap().contains("say which dead letters to discard"), "{error}");
-    assert_eq!(post(format!("{}/v1/deadletters/discard", runner.admin_url), json!({"flwo": FLOW})).await.0, 400);
-    let delete = |id: u64| reqwest::Client::new().delete(format!("{}/v1/deadletters/{id}", runner.admin_url)).send();
+    assert_eq!(
+        post(format!("{}/v1/deadletters/discard", runner.admin_url), json!({"flwo": FLOW, "why": "x"})).await.0,
+        400
+    );
+    let delete = |id: u64| {
+        reqwest::Client::new().delete(format!("{}/v1/deadletters/{id}?why=duplicate", runner.admin_url)).send()
+    };
     let first = delete(all[0]).await.unwrap();
     assert_eq!(first.status(), 200);
     assert_eq!(first.json::<Value>().await.unwrap(), json!({"action": "discard", "count": 1, "ids": [all[0]]}));
     assert_eq!(delete(all[0]).await.unwrap().status(), 404);
     let (_, report) = post(
         format!("{}/v1/deadletters/discard", runner.admin_url),
-        json!({"reason": "rejected", "ids": [all[1], all[0]]}),
+        json!({"reason": "rejected", "ids": [all[1], all[0]], "why": "not needed"}),
     )
     .await;
     assert_eq!(report, json!({"action": "discard", "count": 1, "ids": [all[1]], "missing": [all[0]]}));
@@ -333,17 +344,20 @@ async fn the_cli_lists_shows_replays_and_discards_in_a_data_dir() {
         assert!(shown.stdout.contains(needle), "{needle} missing:\n{}", shown.stdout);
     }
 
-    let refused = run_cli(&["deadletters", "discard", "--data-dir", data]).await;
+    let refused = run_cli(&["deadletters", "discard", "--data-dir", data, "--why", "cleanup"]).await;
     assert!(!refused.success && refused.stderr.contains("say which dead letters to discard"), "{refused:?}");
-    let replayed = run_cli(&["deadletters", "replay", &all[0].to_string(), "--data-dir", data]).await;
+    let replayed =
+        run_cli(&["deadletters", "replay", &all[0].to_string(), "--data-dir", data, "--why", "SKU created"]).await;
     assert!(
         replayed.success && replayed.stdout.contains(&format!("Replayed 1 dead letter(s): {}", all[0])),
         "{replayed:?}"
     );
-    let discarded = run_cli(&["deadletters", "discard", "--reason", "mapping", "--data-dir", data, "-o", "json"]).await;
+    let discarded =
+        run_cli(&["deadletters", "discard", "--reason", "mapping", "--data-dir", data, "-o", "json", "--why", "junk"])
+            .await;
     let report: Value = serde_json::from_str(&discarded.stdout).unwrap_or_else(|e| panic!("{e}: {discarded:?}"));
     assert_eq!(report, json!({"action": "discard", "count": 1, "ids": [all[2]]}));
-    let missing = run_cli(&["deadletters", "discard", &all[2].to_string(), "--data-dir", data]).await;
+    let missing = run_cli(&["deadletters", "discard", &all[2].to_string(), "--data-dir", data, "--why", "again"]).await;
     assert!(!missing.success && missing.stderr.contains(&format!("no dead letter {}", all[2])), "{missing:?}");
     let gone = run_cli(&["deadletters", "show", "999", "--data-dir", data]).await;
     assert!(!gone.success && gone.stderr.contains("no dead letter 999"), "{gone:?}");
@@ -380,11 +394,23 @@ async fn the_cli_acts_through_the_admin_api_and_names_it_when_the_runner_holds_t
         "{shown:?}"
     );
 
-    let replayed = run_cli(&["deadletters", "replay", "--admin", admin, "--target", "erp-demo", "-o", "json"]).await;
+    let replayed = run_cli(&[
+        "deadletters",
+        "replay",
+        "--admin",
+        admin,
+        "--target",
+        "erp-demo",
+        "-o",
+        "json",
+        "--why",
+        "ERP fixed",
+    ])
+    .await;
     let report: Value = serde_json::from_str(&replayed.stdout).unwrap_or_else(|e| panic!("{e}: {replayed:?}"));
     assert_eq!(report, json!({"action": "replay", "count": 2, "ids": [all[0], all[1]]}));
     delivered(&runner, 2).await;
-    let discarded = run_cli(&["deadletters", "discard", "--all", "--admin", admin]).await;
+    let discarded = run_cli(&["deadletters", "discard", "--all", "--admin", admin, "--why", "junk"]).await;
     assert!(
         discarded.success && discarded.stdout.contains(&format!("Discarded 1 dead letter(s): {}", all[2])),
         "{discarded:?}"

@@ -281,8 +281,12 @@ async fn dead_letters_of_a_shared_queue_are_listed_shown_replayed_and_discarded_
     // The target fixed: two replayed (from runner 2), one discarded (from runner 0).
     received.lock().unwrap().refuse.clear();
     let (ten, twenty, thirty) = (ten.to_string(), twenty.to_string(), thirty.to_string());
-    run_cli(&["deadletters", "replay", &ten, &twenty, "--admin", &admin(2)]).await.expect_ok("replay");
-    run_cli(&["deadletters", "discard", &thirty, "--admin", &admin(0)]).await.expect_ok("discard");
+    run_cli(&["deadletters", "replay", &ten, &twenty, "--admin", &admin(2), "--why", "target fixed"])
+        .await
+        .expect_ok("replay");
+    run_cli(&["deadletters", "discard", &thirty, "--admin", &admin(0), "--why", "not needed"])
+        .await
+        .expect_ok("discard");
     eventually(Duration::from_secs(60), "the replayed orders delivered, no dead letter left", || async {
         let flow = &status(&admin(1)).await.flows[0];
         received.lock().unwrap().stored.len() == 29 && flow.dead_lettered == 0 && flow.pending == 0

@@ -99,13 +99,14 @@ async fn a_flows_plan_is_made_once_read_for_its_backlog_and_deleted() {
     let again = nats.provision_shared(&server.url(), &connector).await.unwrap();
     assert_eq!(again, [(connector[0].name.clone(), Change::Unchanged)]);
 
-    // A shorter dead-letter retention: the dead-letter stream and the versions bucket
-    // (kept for the longer of dedup window and retention) change, nothing else.
+    // A shorter dead-letter retention: the dead-letter and audit streams and the
+    // versions bucket (kept for the longer of dedup window and retention) change,
+    // nothing else.
     let shorter = layout.plan(&spec("2d"), 1);
     let changed: Vec<(String, Change)> = nats.provision(&server.url(), &shorter).await.unwrap();
     let updated: Vec<&str> =
         changed.iter().filter(|(_, c)| *c == Change::Updated).map(|(name, _)| name.as_str()).collect();
-    assert_eq!(updated, [layout.dead_stream(), layout.versions_bucket()]);
+    assert_eq!(updated, [layout.dead_stream(), layout.audit_stream(), layout.versions_bucket()]);
     for plan in &shorter {
         assert_as_planned(&js, plan).await;
     }

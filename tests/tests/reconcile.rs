@@ -151,7 +151,8 @@ async fn reconcile_reports_each_kind_of_drift_and_repair_fixes_what_it_can() {
 async fn repeat_delivery(admin_url: &str, order: &Order) -> Value {
     let payload = serde_json::to_value(order).unwrap();
     let id = format!("reconcile:{}", entrepot::source::poll::content_digest(&payload));
-    let body = json!({"records": [{"deliveryId": id, "payload": payload}]});
+    let body =
+        json!({"records": [{"deliveryId": id, "payload": payload}], "why": "repair", "schedule": "orders-daily"});
     let response =
         reqwest::Client::new().post(format!("{admin_url}/v1/flows/{FLOW}/records")).json(&body).send().await.unwrap();
     assert!(response.status().is_success(), "{}", response.status());

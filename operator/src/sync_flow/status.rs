@@ -315,7 +315,7 @@ fn auth_failing(connectors: &[ConnectorReport], report: Option<&RunnerReport>) -
         .unwrap_or_default();
     Some(format!(
         "Connector {} refuses the runner's credentials ({message}); check the Secret its spec.auth names, then \
-         replay the dead letters with reason auth (`entrepot deadletters replay --reason auth`)",
+         replay the dead letters with reason auth (`entrepot deadletters replay --reason auth --why \"credentials fixed\"`)",
         failing.name
     ))
 }

@@ -61,6 +61,10 @@ pub struct ReconcileArgs {
     /// when it exists.
     #[arg(long, env = "ENTREPOT_TERMINATION_LOG")]
     termination_log: Option<PathBuf>,
+    /// Why this repair is run, for the runner's audit trail (default: a scheduled repair
+    /// by the ReconcileSchedule, of the records its target lacks or holds differently).
+    #[arg(long, value_name = "TEXT", env = "ENTREPOT_RECONCILE_WHY")]
+    why: Option<String>,
     /// Where mounted Secrets are read from, as `<dir>/<secret name>/<key>`.
     #[arg(long, default_value = DEFAULT_SECRETS_DIR, env = "ENTREPOT_SECRETS_DIR")]
     secrets_dir: PathBuf,
@@ -123,7 +127,10 @@ async fn reconcile(args: &ReconcileArgs) -> Result<String> {
         (ReconcileAction::Repair, Some(url)) => Some(
             RunnerClient::new(url, &format!("entrepot reconcile {name}"))
                 .map_err(|e| anyhow!(e))?
-                .with_token_file(args.admin_token_file.clone()),
+                .with_token_file(args.admin_token_file.clone())
+                .for_repair(&name, args.why.clone().unwrap_or_else(|| {
+                    format!("scheduled repair by ReconcileSchedule {name}: records the target lacks or holds differently")
+                })),
         ),
         (ReconcileAction::Report, _) => None,
     };

@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{
-    Accepted, Affected, Backlog, BatchOutcome, DeadLetter, DeadLetterAction, DeadLetterEntry, DeadLetterFilter,
-    DeadLetterPage, DeliveryItem, Envelope, Intake, Offer, PrepareOutcome, Prepared, QueueError, Take,
+    Accepted, Affected, AuditEntry, AuditFilter, Backlog, BatchOutcome, Caller, DeadLetter, DeadLetterAction,
+    DeadLetterEntry, DeadLetterFilter, DeadLetterPage, DeliveryItem, Envelope, Intake, Offer, PrepareOutcome, Prepared,
+    QueueError, Take,
 };
 
 /// What [`QueueBackend::watch_arrivals`] calls: with `None` for a record in the inbox,
@@ -207,24 +208,47 @@ pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
     /// Moves the dead letters `filter` selects back into their flows' inboxes, in one
     /// transaction. Each re-enters the pipeline as a new record marked as a replay (so
     /// the idempotency-key dedup lets it through), with its correlation id, and with
-    /// this failure added to its history. `requested_by` is logged and kept.
-    fn replay_dead_letters(&self, filter: &DeadLetterFilter, requested_by: &str) -> Result<Vec<Affected>, QueueError>;
+    /// this failure added to its history. Writes one audit entry per flow touched, by
+    /// `caller` (see [`super::audit`]).
+    fn replay_dead_letters(&self, filter: &DeadLetterFilter, caller: &Caller) -> Result<Vec<Affected>, QueueError>;
 
-    /// Deletes the dead letters `filter` selects, in one transaction.
-    fn discard_dead_letters(&self, filter: &DeadLetterFilter, requested_by: &str) -> Result<Vec<Affected>, QueueError>;
+    /// Deletes the dead letters `filter` selects, in one transaction, with one audit
+    /// entry per flow touched.
+    fn discard_dead_letters(&self, filter: &DeadLetterFilter, caller: &Caller) -> Result<Vec<Affected>, QueueError>;
 
     /// Replays or discards the dead letters `filter` selects.
     fn act_on_dead_letters(
         &self,
         action: DeadLetterAction,
         filter: &DeadLetterFilter,
-        requested_by: &str,
+        caller: &Caller,
     ) -> Result<Vec<Affected>, QueueError> {
         match action {
-            DeadLetterAction::Replay => self.replay_dead_letters(filter, requested_by),
-            DeadLetterAction::Discard => self.discard_dead_letters(filter, requested_by),
+            DeadLetterAction::Replay => self.replay_dead_letters(filter, caller),
+            DeadLetterAction::Discard => self.discard_dead_letters(filter, caller),
         }
     }
+
+    // ---- audit
+
+    /// Records handed to `flow` from outside its source (an injection, a repair): as
+    /// [`QueueBackend::accept_batch`], with `audit` completed (the count queued, the
+    /// duplicates, the records' correlation ids) and written with them.
+    fn inject(
+        &self,
+        flow: &str,
+        items: &[Intake],
+        delivery_expires_ms: i64,
+        audit: AuditEntry,
+    ) -> Result<BatchOutcome, QueueError>;
+
+    /// The audit entries `filter` selects, oldest first.
+    fn audit_trail(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, QueueError>;
+
+    /// Deletes the audit entries written before `cutoff_ms(flow)` (the flow's dead-letter
+    /// retention); returns how many. A backend whose store expires them by itself (a
+    /// stream's age limit) returns 0.
+    fn purge_audit(&self, cutoff_ms: &dyn Fn(&str) -> i64) -> Result<u64, QueueError>;
 
     // ---- expiry
 

@@ -13,8 +13,10 @@
 //! in `runner/tests/queue_model.rs`.
 //!
 //! Dead letters can be listed, replayed into the inbox and discarded (`dead_letter`),
-//! selected by the filters of `selection`.
+//! selected by the filters of `selection`; each replay, discard and injection is kept in
+//! the audit trail (`audit`).
 
+mod audit;
 mod backend;
 mod dead_letter;
 mod intake;
@@ -25,6 +27,7 @@ mod selection;
 
 use std::{collections::BTreeMap, ops::Deref, sync::Arc};
 
+pub use audit::{AuditAction, AuditEntry, AuditFilter, Caller, MAX_IDS, REASON_MAX_CHARS, ReasonError, reason};
 pub use backend::{Arrivals, QueueBackend};
 pub use dead_letter::{ActionReport, Affected, DeadLetterAction, DeadLetterEntry, DeadLetterPage};
 pub use intake::{BatchOutcome, Intake};

@@ -46,6 +46,10 @@ pub struct Selection {
     /// Only ids above this one (the next page of a listing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<u64>,
+    /// Why they are replayed or discarded: required for those, kept in the audit trail
+    /// (not a criterion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
 }
 
 /// A selection that cannot be used as written.

@@ -21,6 +21,10 @@ pub struct RunnerClient {
     requested_by: String,
     /// The runner's admin token, read at each request (a rotated Secret applies).
     token_file: Option<PathBuf>,
+    /// The ReconcileSchedule and the reason its records are sent again, for the runner's
+    /// audit trail.
+    schedule: Option<String>,
+    why: String,
 }
 
 impl RunnerClient {
@@ -37,12 +41,21 @@ impl RunnerClient {
             http,
             requested_by: requested_by.into(),
             token_file: None,
+            schedule: None,
+            why: format!("records sent again by {requested_by}"),
         })
     }
 
     /// Sends the token in `file` as `Authorization: Bearer` (the runner's admin token).
     pub fn with_token_file(mut self, file: Option<PathBuf>) -> Self {
         self.token_file = file;
+        self
+    }
+
+    /// Records what is sent as a repair by ReconcileSchedule `schedule`, for `why`.
+    pub fn for_repair(mut self, schedule: &str, why: String) -> Self {
+        self.schedule = Some(schedule.to_string());
+        self.why = why;
         self
     }
 
@@ -63,6 +76,8 @@ impl RunnerClient {
                     })
                     .collect(),
                 target: Some(target),
+                why: Some(self.why.clone()),
+                schedule: self.schedule.clone(),
             };
             let mut request = self.http.post(&url).header(REQUESTED_BY_HEADER, &self.requested_by).json(&body);
             if let Some(file) = &self.token_file {

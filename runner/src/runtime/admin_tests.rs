@@ -1,7 +1,9 @@
 //! The admin API behind its token: payload and write routes refuse a caller without
 //! the current token, the probes, `/metrics` and `/v1/status` stay open, a token
 //! rotated the way the kubelet rotates a Secret volume applies to the next request, and
-//! `x-entrepot-requested-by` is bounded before it is copied into queued records.
+//! `x-entrepot-requested-by` is bounded before it is copied into queued records; a
+//! replay, discard or injection needs a reason and is kept in the audit trail under the
+//! token's fingerprint.
 
 use std::path::Path;
 
@@ -32,7 +34,7 @@ async fn get(url: &str, token: Option<&str>) -> (StatusCode, String) {
 }
 
 fn records(delivery_id: &str) -> serde_json::Value {
-    json!({"records": [{"deliveryId": delivery_id, "payload": {"id": 1}}]})
+    json!({"records": [{"deliveryId": delivery_id, "payload": {"id": 1}}], "why": "test"})
 }
 
 #[tokio::test]
@@ -94,7 +96,7 @@ async fn payload_and_write_routes_need_the_token_and_the_probes_do_not() {
 async fn a_long_requested_by_is_cut_before_it_is_copied_into_each_record() {
     let dir = tempfile::tempdir().unwrap();
     let (rt, url) = admin(dir.path(), AdminAuth::Open).await;
-    let body = json!({"records": (0..20).map(|i| json!({"deliveryId": format!("d-{i}"), "payload": {"id": i}})).collect::<Vec<_>>()});
+    let body = json!({"records": (0..20).map(|i| json!({"deliveryId": format!("d-{i}"), "payload": {"id": i}})).collect::<Vec<_>>(), "why": "load"});
     let response = reqwest::Client::new()
         .post(format!("{url}/v1/flows/{FLOW}/records"))
         .header(REQUESTED_BY_HEADER, "r".repeat(200_000))
@@ -107,6 +109,52 @@ async fn a_long_requested_by_is_cut_before_it_is_copied_into_each_record() {
     assert_eq!(inbox.len(), 20);
     for (_, envelope) in inbox {
         let by = &envelope.replay.expect("an injected record is marked as a replay").requested_by;
-        assert_eq!(by.chars().count(), admin_auth::REQUESTED_BY_MAX_CHARS, "cut, not refused");
+        let bound = admin_auth::OPEN_IDENTITY.len() + " ()".len() + admin_auth::REQUESTED_BY_MAX_CHARS;
+        assert_eq!(by.chars().count(), bound, "cut, not refused");
     }
+}
+
+#[tokio::test]
+async fn actions_without_a_reason_are_refused_and_the_others_are_audited_under_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "audit-token\n").unwrap();
+    let (_rt, url) = admin(dir.path(), AdminAuth::TokenFile(token_file)).await;
+    let client = reqwest::Client::new();
+    let mut no_reason = records("d-1");
+    no_reason.as_object_mut().unwrap().remove("why");
+    for (path, body) in [
+        (format!("/v1/flows/{FLOW}/records"), no_reason),
+        ("/v1/deadletters/replay".into(), json!({"all": true})),
+        ("/v1/deadletters/discard".into(), json!({"all": true, "why": "  "})),
+    ] {
+        let refused = client.post(format!("{url}{path}")).bearer_auth("audit-token").json(&body).send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{path}");
+        let text = refused.text().await.unwrap();
+        assert!(text.contains("`why` is required"), "{path}: names the field: {text}");
+    }
+    let delete = client.delete(format!("{url}/v1/deadletters/1")).bearer_auth("audit-token").send().await.unwrap();
+    assert_eq!(delete.status(), StatusCode::BAD_REQUEST);
+
+    let injected = client
+        .post(format!("{url}/v1/flows/{FLOW}/records"))
+        .bearer_auth("audit-token")
+        .header(REQUESTED_BY_HEADER, "cli (ana)")
+        .json(&records("d-2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(injected.status(), StatusCode::OK);
+    let (status, body) = get(&format!("{url}/v1/audit?flow={FLOW}"), Some("audit-token")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let entries: Vec<crate::queue::AuditEntry> = serde_json::from_str(&body).unwrap();
+    assert_eq!(entries.len(), 1, "{body}");
+    let entry = &entries[0];
+    assert_eq!((entry.action, entry.count, entry.caller.why.as_str()), (crate::queue::AuditAction::Inject, 1, "test"));
+    assert_eq!(entry.caller.identity, admin_auth::token_identity("audit-token"));
+    assert_eq!(entry.caller.client.as_deref(), Some("cli (ana)"));
+    assert_eq!(entry.records.len(), 1);
+    assert!(!body.contains("audit-token"), "never the token: {body}");
+    assert_eq!(get(&format!("{url}/v1/audit?flow=nope"), Some("audit-token")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(get(&format!("{url}/v1/audit"), None).await.0, StatusCode::UNAUTHORIZED);
 }

@@ -1,19 +1,20 @@
 //! The admin API's dead-letter routes: list and show them, replay them into the pipeline
-//! after a fix, or discard them. Replays and discards answer with counts and are logged
-//! with the ids and who asked; payloads never reach the logs.
+//! after a fix, or discard them. Replays and discards answer with counts, are logged
+//! with the ids and who asked, and are kept in the audit trail (`audit.rs`) with why;
+//! payloads never reach the logs.
 //!
 //! - `GET /v1/deadletters?flow=&reason=&target=&since=&until=&text=&limit=&after=`: a
 //!   JSON array, lowest ids first (at most `limit`, default 100); the headers
 //!   `x-total-count` (matches on every page) and, when more follow, `x-next-after`.
-//! - `GET /v1/deadletters/{id}`, `DELETE /v1/deadletters/{id}`.
+//! - `GET /v1/deadletters/{id}`, `DELETE /v1/deadletters/{id}?why=...`.
 //! - `POST /v1/deadletters/replay`, `POST /v1/deadletters/discard`: a [`Selection`] as
-//!   JSON (`{"ids": [..]}`, a filter, or `{"all": true}`); the answer is an
-//!   [`ActionReport`].
+//!   JSON (`{"ids": [..]}`, a filter, or `{"all": true}`) with `"why"` (required); the
+//!   answer is an [`ActionReport`].
 
 use std::{collections::BTreeMap, sync::Arc};
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     extract::{
         Path, Query, State,
         rejection::{JsonRejection, QueryRejection},
@@ -24,9 +25,10 @@ use axum::{
 };
 use tracing::info;
 
-use super::{Runtime, admin_auth};
+use super::{Runtime, admin_auth::Authenticated, audit};
 use crate::queue::{
-    ActionReport, DeadLetterAction as Action, DeadLetterFilter, Queue, QueueError, Selection, SelectionError, now_ms,
+    ActionReport, Caller, DeadLetterAction as Action, DeadLetterFilter, Queue, QueueError, ReasonError, Selection,
+    SelectionError, now_ms,
 };
 
 /// A listing's page size when the request gives none, and the most it may ask for.
@@ -51,6 +53,12 @@ enum ApiError {
 
 impl From<SelectionError> for ApiError {
     fn from(e: SelectionError) -> Self {
+        Self::BadRequest(e.to_string())
+    }
+}
+
+impl From<ReasonError> for ApiError {
+    fn from(e: ReasonError) -> Self {
         Self::BadRequest(e.to_string())
     }
 }
@@ -109,13 +117,8 @@ impl Runtime {
 
     /// Replays or discards what `filter` selects, counts it, wakes the flows a replay
     /// fed, and reports.
-    async fn act(
-        &self,
-        action: Action,
-        filter: DeadLetterFilter,
-        requested_by: String,
-    ) -> Result<ActionReport, ApiError> {
-        let (f, by) = (filter.clone(), requested_by.clone());
+    async fn act(&self, action: Action, filter: DeadLetterFilter, caller: Caller) -> Result<ActionReport, ApiError> {
+        let (f, by) = (filter.clone(), caller.clone());
         let affected = self.on_queue(move |q| q.act_on_dead_letters(action, &f, &by)).await?;
         for (flow, count) in ActionReport::per_flow(&affected) {
             match action {
@@ -129,17 +132,9 @@ impl Runtime {
             }
         }
         let report = ActionReport::new(action, &filter.ids, &affected);
-        info!(action = action.verb(), requested_by = %requested_by, count = report.count, ids = ?report.ids, missing = ?report.missing,
-              "dead letters {}", action.done());
+        info!(action = action.verb(), requested_by = %caller.requested_by(), why = %caller.why, count = report.count,
+              ids = ?report.ids, missing = ?report.missing, "dead letters {}", action.done());
         Ok(report)
-    }
-}
-
-/// Who asked, for the audit log: the admin API, and the client's own name if it gave one.
-fn requested_by(headers: &HeaderMap) -> String {
-    match admin_auth::requested_by(headers) {
-        Some(client) => format!("admin API: {client}"),
-        None => "admin API".into(),
     }
 }
 
@@ -174,38 +169,53 @@ async fn show(State(rt): State<Arc<Runtime>>, Path(id): Path<String>) -> Result<
 
 async fn replay(
     State(rt): State<Arc<Runtime>>,
+    who: Option<Extension<Authenticated>>,
     headers: HeaderMap,
     body: Result<Json<Selection>, JsonRejection>,
 ) -> Result<Json<ActionReport>, ApiError> {
-    act_on(&rt, Action::Replay, &headers, body).await
+    act_on(&rt, Action::Replay, who, &headers, body).await
 }
 
 async fn discard(
     State(rt): State<Arc<Runtime>>,
+    who: Option<Extension<Authenticated>>,
     headers: HeaderMap,
     body: Result<Json<Selection>, JsonRejection>,
 ) -> Result<Json<ActionReport>, ApiError> {
-    act_on(&rt, Action::Discard, &headers, body).await
+    act_on(&rt, Action::Discard, who, &headers, body).await
 }
 
 async fn act_on(
     rt: &Runtime,
     action: Action,
+    who: Option<Extension<Authenticated>>,
     headers: &HeaderMap,
     body: Result<Json<Selection>, JsonRejection>,
 ) -> Result<Json<ActionReport>, ApiError> {
     let Json(selection) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let caller = audit::caller(who, headers, selection.why.as_deref())?;
     let filter = rt.resolve(&selection, Some(action))?;
-    Ok(Json(rt.act(action, filter, requested_by(headers)).await?))
+    Ok(Json(rt.act(action, filter, caller).await?))
+}
+
+/// The query of `DELETE /v1/deadletters/{id}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Why {
+    why: Option<String>,
 }
 
 async fn discard_one(
     State(rt): State<Arc<Runtime>>,
+    who: Option<Extension<Authenticated>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    query: Result<Query<Why>, QueryRejection>,
 ) -> Result<Json<ActionReport>, ApiError> {
+    let Query(why) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let caller = audit::caller(who, &headers, why.why.as_deref())?;
     let filter = rt.resolve(&Selection::ids([parse_id(&id)?]), Some(Action::Discard))?;
-    let report = rt.act(Action::Discard, filter, requested_by(&headers)).await?;
+    let report = rt.act(Action::Discard, filter, caller).await?;
     if report.count == 0 {
         return Err(ApiError::NotFound(format!("no dead letter {id}: list them with GET /v1/deadletters")));
     }

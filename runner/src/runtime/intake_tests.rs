@@ -109,7 +109,7 @@ async fn past_the_byte_budget_a_webhook_is_refused_with_retry_after_dead_letters
     assert!(rt.queue.outbox(FLOW, TARGET, 10).unwrap().is_empty(), "nothing queued past the budget");
     // Room again once the dead letter is discarded.
     let all = crate::queue::DeadLetterFilter::default();
-    rt.queue.discard_dead_letters(&all, "test").unwrap();
+    rt.queue.discard_dead_letters(&all, &crate::queue::Caller::new("test", None, Some("test")).unwrap()).unwrap();
     assert_eq!(rt.queue.held_bytes(), 0);
     assert_eq!(post(&url, &secret, &fixture(), "d-3").await, 200);
 }

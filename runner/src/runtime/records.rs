@@ -10,12 +10,14 @@
 //! (its revision may have been delivered before, and since lost or changed at the
 //! target), and goes to the target under `<idempotency key>:<delivery id>`, so the
 //! target does not answer it from its own idempotency store either. Like the dead-letter
-//! routes it needs the admin token (`admin_auth.rs`).
+//! routes it needs the admin token (`admin_auth.rs`), and a reason (`why`): each request
+//! is kept in the audit trail, as an injection, or as a repair when it names the
+//! ReconcileSchedule it comes from.
 
 use std::sync::Arc;
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     extract::{Path, State, rejection::JsonRejection},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
@@ -25,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::info;
 
-use super::{Runtime, admin_auth};
-use crate::queue::{Envelope, Intake, Replay, now_ms};
+use super::{Runtime, admin_auth::Authenticated, audit};
+use crate::queue::{AuditAction, AuditEntry, Envelope, Intake, Replay, now_ms};
 
 /// The most records one request may carry.
 pub const MAX_RECORDS: usize = 1000;
@@ -41,6 +43,13 @@ pub struct EnqueueRequest {
     /// every target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<u32>,
+    /// Why the records are handed over: required, kept in the audit trail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// The ReconcileSchedule whose repair this is (`namespace/name` or a name): the
+    /// audit trail then records a `repair` rather than an `inject`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
 }
 
 /// One source record.
@@ -75,6 +84,7 @@ fn refuse(status: StatusCode, message: String) -> Response {
 async fn enqueue(
     State(rt): State<Arc<Runtime>>,
     Path(flow_name): Path<String>,
+    who: Option<Extension<Authenticated>>,
     headers: HeaderMap,
     body: Result<Json<EnqueueRequest>, JsonRejection>,
 ) -> Response {
@@ -84,6 +94,10 @@ async fn enqueue(
     let request = match body {
         Ok(Json(r)) => r,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let caller = match audit::caller(who, &headers, request.why.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return audit::refuse_without_reason(&e),
     };
     if request.records.len() > MAX_RECORDS {
         return refuse(StatusCode::PAYLOAD_TOO_LARGE, format!("at most {MAX_RECORDS} records per request"));
@@ -96,9 +110,14 @@ async fn enqueue(
     }
     // Resolved now, against the flow as it runs: the queued records name the target.
     let target = request.target.map(|t| flow.targets[t as usize].name.clone());
-    // Bounded: it is copied into each of up to MAX_RECORDS envelopes.
-    let requested_by = admin_auth::requested_by(&headers).unwrap_or_else(|| "admin API".into());
+    // Bounded (the identity, the client's name and nothing else): it is copied into
+    // each of up to MAX_RECORDS envelopes.
+    let requested_by = caller.requested_by();
     let received = now_ms();
+    let action = if request.schedule.is_some() { AuditAction::Repair } else { AuditAction::Inject };
+    let mut entry = AuditEntry::new(&flow_name, action, &caller, received);
+    entry.target = target.clone();
+    entry.schedule = request.schedule.as_deref().map(|s| s.chars().take(253).collect());
     let expires = received.saturating_add(flow.config.spec.delivery.dedup_window.get().as_millis() as i64);
     let items: Vec<Intake> = request
         .records
@@ -129,7 +148,7 @@ async fn enqueue(
         })
         .collect();
     let name = flow_name.clone();
-    let outcome = rt.queue.off_thread(move |q| q.accept_batch(&name, &items, expires, &[])).await;
+    let outcome = rt.queue.off_thread(move |q| q.inject(&name, &items, expires, entry)).await;
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
@@ -139,6 +158,7 @@ async fn enqueue(
     if outcome.queued > 0 {
         flow.wake.notify_one();
     }
-    info!(flow = %flow_name, requested_by = %requested_by, queued = outcome.queued, duplicates = outcome.duplicates, "records enqueued");
+    info!(flow = %flow_name, action = action.as_str(), requested_by = %requested_by, why = %caller.why, queued = outcome.queued,
+          duplicates = outcome.duplicates, "records enqueued");
     Json(EnqueueReport { queued: outcome.queued, duplicates: outcome.duplicates }).into_response()
 }

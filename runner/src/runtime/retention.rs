@@ -1,5 +1,5 @@
-//! The retention task: once a minute, dead letters older than their flow's
-//! `delivery.deadLetter.retention` are purged, and idempotency keys and delivery ids
+//! The retention task: once a minute, dead letters and audit entries older than their
+//! flow's `delivery.deadLetter.retention` are purged, and idempotency keys and delivery ids
 //! whose dedup window has passed are forgotten, and so are the stale guard's last
 //! versions of keys not delivered for a retention (so the queue file does not grow
 //! forever).
@@ -57,6 +57,10 @@ impl Retention {
         for (flow, count) in &dead_letters {
             self.metrics.dead_letters_expired.with_label_values(&[flow]).inc_by(*count);
             info!(flow = %flow, count, "dead letters past their retention purged");
+        }
+        let audit = self.queue.purge_audit(&cutoff)?;
+        if audit > 0 {
+            info!(count = audit, "audit entries past their flow's dead-letter retention purged");
         }
         let forgotten = self.queue.purge_expired(now)?;
         self.metrics.dedup_entries_expired.inc_by(forgotten);

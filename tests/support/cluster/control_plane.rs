@@ -378,6 +378,7 @@ pub async fn run_tool(program: &Path, kubeconfig: &Path, args: &[&str], stdin: O
     let out = child.wait_with_output().await.unwrap();
     CliRun {
         success: out.status.success(),
+        code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }

@@ -1,6 +1,7 @@
-//! `entrepot deadletters list|show|replay|discard`: dead letters, either straight from a
-//! data directory's queue file (only while no runner holds it: redb locks the file) or
-//! through a running runner's admin API.
+//! `entrepot deadletters list|show|replay|discard|history`: dead letters, either straight
+//! from a data directory's queue file (only while no runner holds it: redb locks the
+//! file) or through a running runner's admin API. A replay or discard needs `--why`, and
+//! `history` shows the audit trail: every replay, discard, injection and repair.
 
 mod render;
 
@@ -11,8 +12,8 @@ use std::{
 
 use crate::{
     queue::{
-        ActionReport, DeadLetterAction, DeadLetterEntry, DeadLetterPage, DeadLetterReason, Queue, QueueError,
-        RedbQueue, Selection, now_ms,
+        ActionReport, AuditAction, AuditEntry, AuditFilter, Caller, DeadLetterAction, DeadLetterEntry, DeadLetterPage,
+        DeadLetterReason, Queue, QueueError, RedbQueue, Selection, now_ms, parse_instant,
     },
     runtime::{REQUESTED_BY_HEADER, admin_auth},
 };
@@ -84,6 +85,32 @@ pub enum Command {
     Replay(ActArgs),
     /// Delete dead letters for good.
     Discard(ActArgs),
+    /// Write dead letters' payloads as JSON lines, personal data masked (names, emails,
+    /// phones, addresses): samples for `entrepot preview`.
+    Export {
+        /// Which dead letters.
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// The file to write (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// The audit trail: who replayed, discarded or injected records, when, what and why
+    /// (oldest first; kept as long as the flow's dead letters).
+    History {
+        /// Of this SyncFlow.
+        #[arg(long)]
+        flow: Option<String>,
+        /// Only this action.
+        #[arg(long, value_enum)]
+        action: Option<AuditAction>,
+        /// Written at or after: RFC 3339, a date, or a duration ago (2h, 7d).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// The latest this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
 }
 
 /// Which dead letters a replay or discard acts on.
@@ -96,6 +123,10 @@ pub struct ActArgs {
     /// Every dead letter (of --flow, when given): needed when no id or filter is given.
     #[arg(long)]
     all: bool,
+    /// Why (required): kept in the audit trail with who and what (`history`). Not to be
+    /// confused with --reason, which selects dead letters by their failure.
+    #[arg(long, value_name = "TEXT", required = true)]
+    why: Option<String>,
 }
 
 /// Filters: every one given must hold.
@@ -138,7 +169,7 @@ impl FilterArgs {
 
 impl ActArgs {
     fn selection(self) -> Selection {
-        Selection { ids: self.ids, all: self.all, ..self.filter.selection() }
+        Selection { ids: self.ids, all: self.all, why: self.why, ..self.filter.selection() }
     }
 }
 
@@ -207,8 +238,54 @@ async fn execute(backend: Backend, command: Command, output: Output) -> Result<E
         }
         Command::Replay(act) => return backend.act(DeadLetterAction::Replay, act.selection(), json).await,
         Command::Discard(act) => return backend.act(DeadLetterAction::Discard, act.selection(), json).await,
+        Command::Export { filter, out } => {
+            let mut lines = String::new();
+            let mut selection = Selection { limit: Some(500), ..filter.selection() };
+            loop {
+                let page = backend.list(&selection).await?;
+                for e in &page.entries {
+                    lines.push_str(&export_line(e));
+                    lines.push('\n');
+                }
+                match page.next_after {
+                    Some(next) => selection.after = Some(next),
+                    None => break,
+                }
+            }
+            match out {
+                Some(file) => {
+                    std::fs::write(&file, lines).with_context(|| format!("cannot write {}", file.display()))?
+                }
+                None => print!("{lines}"),
+            }
+        }
+        Command::History { flow, action, since, limit } => {
+            let since_ms = since.as_deref().map(|s| parse_instant("since", s, now_ms())).transpose()?;
+            let entries = backend.history(&AuditFilter { flow, action, since_ms, limit: Some(limit) }).await?;
+            if json {
+                print_json(&entries)?;
+            } else {
+                print!("{}", render::history(&entries));
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One dead letter as an export line: its id, flow, reason and masked payload (a
+/// payload that is not JSON is kept as masked text).
+fn export_line(e: &DeadLetterEntry) -> String {
+    let bytes = &e.dead_letter.envelope.payload;
+    let payload = serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned()));
+    let payload = match payload {
+        serde_json::Value::String(text) => serde_json::Value::String(super::mask::mask_text(&text)),
+        json => super::mask::mask(&json),
+    };
+    let line = serde_json::json!({
+        "id": format!("deadletter-{}", e.id), "flow": e.flow, "reason": e.dead_letter.reason.as_str(), "payload": payload,
+    });
+    line.to_string()
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
@@ -216,10 +293,15 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     Ok(())
 }
 
-/// Who asks, for the audit log.
+/// The operating-system user running the CLI.
+fn os_user() -> String {
+    std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown user".into())
+}
+
+/// Who asks, as the CLI names itself to a runner (the runner records the token that
+/// authenticated it as the identity).
 fn requested_by() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown user".into());
-    format!("cli ({user})")
+    format!("cli ({})", os_user())
 }
 
 impl Backend {
@@ -324,8 +406,11 @@ impl Backend {
     async fn act(&self, action: DeadLetterAction, selection: Selection, json: bool) -> Result<ExitCode> {
         let filter = selection.filter_to(action.verb(), now_ms())?;
         let report = match self {
-            Self::Local { queue, .. } => {
-                let affected = queue.act_on_dead_letters(action, &filter, &requested_by())?;
+            Self::Local { queue, location } => {
+                // Whoever can open the queue file is who the file system says they are.
+                let identity = format!("queue file ({location}), os user {}", os_user());
+                let caller = Caller::new(identity, None, selection.why.as_deref())?;
+                let affected = queue.act_on_dead_letters(action, &filter, &caller)?;
                 ActionReport::new(action, &filter.ids, &affected)
             }
             Self::Admin { base, client, .. } => {
@@ -365,6 +450,34 @@ fn admin_client(headers: reqwest::header::HeaderMap) -> Result<reqwest::Client> 
         // The admin API never redirects; whoever does is not the runner.
         .redirect(reqwest::redirect::Policy::none())
         .build()?)
+}
+
+impl Backend {
+    /// The audit entries `filter` selects, oldest first.
+    async fn history(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        match self {
+            Self::Local { queue, .. } => Ok(queue.audit_trail(filter)?),
+            Self::Admin { base, client, .. } => {
+                let mut url = reqwest::Url::parse(&format!("{base}/v1/audit"))?;
+                {
+                    let mut pairs = url.query_pairs_mut();
+                    if let Some(flow) = &filter.flow {
+                        pairs.append_pair("flow", flow);
+                    }
+                    if let Some(action) = filter.action {
+                        pairs.append_pair("action", action.as_str());
+                    }
+                    if let Some(since) = filter.since_ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()) {
+                        pairs.append_pair("since", &since.to_string());
+                    }
+                    if let Some(limit) = filter.limit {
+                        pairs.append_pair("limit", &limit.to_string());
+                    }
+                }
+                body(send(client.get(url), base).await?, base).await
+            }
+        }
+    }
 }
 
 /// Adds the selection's fields to `url` as query parameters (ids comma-separated).

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::queue::{ActionReport, Attempt, DeadLetterAction, DeadLetterEntry, DeadLetterPage};
+use crate::queue::{ActionReport, Attempt, AuditEntry, DeadLetterAction, DeadLetterEntry, DeadLetterPage};
 
 /// The widest a message gets in the table; `show` has the whole of it.
 const MESSAGE_WIDTH: usize = 72;
@@ -29,18 +29,56 @@ pub fn table(entries: &[DeadLetterEntry], now_ms: i64) -> String {
             ]
         })
         .collect();
+    columns(&header, &rows)
+}
+
+/// Rows under a header, each column as wide as its widest cell.
+fn columns<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> String {
     let mut widths = header.clone().map(|h| h.chars().count());
-    for row in &rows {
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in std::iter::once(header).chain(rows) {
         let cells: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
         writeln!(out, "{}", cells.join("  ").trim_end()).expect("writing to a String");
     }
     out
+}
+
+/// The audit trail: one line per entry, oldest first.
+pub fn history(entries: &[AuditEntry]) -> String {
+    if entries.is_empty() {
+        return "No replay, discard, injection or repair recorded.\n".into();
+    }
+    let header = ["WHEN", "FLOW", "ACTION", "COUNT", "WHO", "WHY", "DEAD LETTERS"].map(String::from);
+    let rows: Vec<[String; 7]> = entries
+        .iter()
+        .map(|e| {
+            let when = jiff::Timestamp::from_millisecond(e.at_ms)
+                .map_or_else(|_| e.at_ms.to_string(), |t| t.strftime("%Y-%m-%d %H:%M:%S").to_string());
+            let mut ids: Vec<String> = e.dead_letters.iter().map(u64::to_string).collect();
+            if e.more_ids > 0 {
+                ids.push(format!("+{}", e.more_ids));
+            }
+            let action = match &e.schedule {
+                Some(schedule) => format!("{} ({schedule})", e.action.as_str()),
+                None => e.action.as_str().into(),
+            };
+            [
+                when,
+                e.flow.clone(),
+                action,
+                e.count.to_string(),
+                one_line(&e.caller.requested_by(), MESSAGE_WIDTH),
+                one_line(&e.caller.why, MESSAGE_WIDTH),
+                one_line(&ids.join(","), 40),
+            ]
+        })
+        .collect();
+    columns(&header, &rows)
 }
 
 /// A note that the page is not the whole list, with the option for the next page.
@@ -115,8 +153,9 @@ pub fn show(e: &DeadLetterEntry, now_ms: i64) -> String {
 /// What to do about dead letter `e`: the remedy for its reason and the commands.
 pub fn next_steps(e: &DeadLetterEntry, program: &str, reach: &str) -> String {
     let mut steps = format!("{}.\n", capitalize(e.dead_letter.reason.remedy()));
-    writeln!(steps, "{program} replay {} {reach}", e.id).expect("writing to a String");
-    writeln!(steps, "{program} discard {} {reach}", e.id).expect("writing to a String");
+    writeln!(steps, "{program} replay {} {reach} --why \"<what was fixed>\"", e.id).expect("writing to a String");
+    writeln!(steps, "{program} discard {} {reach} --why \"<why it is not needed>\"", e.id)
+        .expect("writing to a String");
     let mut out = String::new();
     section(&mut out, "What to do", &steps);
     out

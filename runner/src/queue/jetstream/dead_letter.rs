@@ -2,16 +2,19 @@
 //! Listing reads the whole stream (dead letters are few, and expire with the flow's
 //! retention); a replay publishes the record back to its flow's inbox with a message id
 //! made from the dead letter's, then deletes the dead letter, so a replay repeated after
-//! a crash queues it once.
+//! a crash queues it once. Each replay or discard is then recorded in the audit stream.
 
 use tracing::info;
 
 use super::{
-    JetStreamQueue,
+    JetStreamQueue, audit,
     client::{self, decode, encode, failed},
     place::inbox_partition,
 };
-use crate::queue::{Affected, DeadLetter, DeadLetterEntry, DeadLetterFilter, DeadLetterPage, QueueError, now_ms};
+use crate::queue::{
+    Affected, AuditAction, AuditEntry, Caller, DeadLetter, DeadLetterEntry, DeadLetterFilter, DeadLetterPage,
+    QueueError, now_ms,
+};
 
 impl JetStreamQueue {
     pub(super) fn find(&self, filter: &DeadLetterFilter) -> Result<DeadLetterPage, QueueError> {
@@ -48,9 +51,10 @@ impl JetStreamQueue {
         })
     }
 
-    pub(super) fn replay(&self, filter: &DeadLetterFilter, requested_by: &str) -> Result<Vec<Affected>, QueueError> {
+    pub(super) fn replay(&self, filter: &DeadLetterFilter, caller: &Caller) -> Result<Vec<Affected>, QueueError> {
         let selected = self.find(&DeadLetterFilter { limit: None, after: None, ..filter.clone() })?;
-        let (flows, js, by) = (self.flows.clone(), self.nats.js.clone(), requested_by.to_string());
+        let requested_by = caller.requested_by();
+        let (flows, js, by, who) = (self.flows.clone(), self.nats.js.clone(), requested_by.clone(), caller.clone());
         let affected = self.nats.wait(async move {
             let now = now_ms();
             let mut affected = Vec::new();
@@ -65,17 +69,21 @@ impl JetStreamQueue {
                 client::delete(&js, &flow.dead, &[entry.id]).await?;
                 affected.push(Affected { id: entry.id, flow: entry.flow, correlation_id: envelope.correlation_id });
             }
+            for entry in AuditEntry::of_action(AuditAction::Replay, &affected, &who, now) {
+                audit::publish(&js, &flows[&entry.flow], &entry).await?;
+            }
             Ok(affected)
         })?;
         for a in &affected {
-            info!(flow = %a.flow, dead_letter = a.id, correlation_id = %a.correlation_id, requested_by, "dead letter replayed");
+            info!(flow = %a.flow, dead_letter = a.id, correlation_id = %a.correlation_id, requested_by = %requested_by, why = %caller.why, "dead letter replayed");
         }
         Ok(affected)
     }
 
-    pub(super) fn discard(&self, filter: &DeadLetterFilter, requested_by: &str) -> Result<Vec<Affected>, QueueError> {
+    pub(super) fn discard(&self, filter: &DeadLetterFilter, caller: &Caller) -> Result<Vec<Affected>, QueueError> {
         let selected = self.find(&DeadLetterFilter { limit: None, after: None, ..filter.clone() })?;
-        let (flows, js) = (self.flows.clone(), self.nats.js.clone());
+        let requested_by = caller.requested_by();
+        let (flows, js, by) = (self.flows.clone(), self.nats.js.clone(), caller.clone());
         let affected = self.nats.wait(async move {
             let mut affected = Vec::new();
             for entry in selected.entries {
@@ -83,10 +91,13 @@ impl JetStreamQueue {
                 let correlation_id = entry.dead_letter.envelope.correlation_id;
                 affected.push(Affected { id: entry.id, flow: entry.flow, correlation_id });
             }
+            for entry in AuditEntry::of_action(AuditAction::Discard, &affected, &by, now_ms()) {
+                audit::publish(&js, &flows[&entry.flow], &entry).await?;
+            }
             Ok(affected)
         })?;
         for a in &affected {
-            info!(flow = %a.flow, dead_letter = a.id, correlation_id = %a.correlation_id, requested_by, "dead letter discarded");
+            info!(flow = %a.flow, dead_letter = a.id, correlation_id = %a.correlation_id, requested_by = %requested_by, why = %caller.why, "dead letter discarded");
         }
         Ok(affected)
     }

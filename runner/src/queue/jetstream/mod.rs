@@ -8,6 +8,7 @@
 //!   number once delivered. A sequence number is a message's place in the stream: inbox
 //!   records and delivery items are numbered apart, each in arrival order.
 //! - the **dead-letter stream**, whose sequence numbers are the dead letters' ids;
+//! - the **audit stream**: who replayed, discarded or injected records, and why (`audit.rs`);
 //! - the **keys bucket** (idempotency keys, expiring with the dedup window), the
 //!   **versions bucket** (the stale guard's last version per target and key) and the
 //!   **state bucket** (source progress, heartbeats and leases).
@@ -24,6 +25,7 @@
 //! for each other. Each runner's share of its target Connectors' quotas: `connector_quota.rs`.
 //! See docs/scaling.md.
 
+mod audit;
 mod client;
 mod connector_quota;
 mod dead_letter;
@@ -36,7 +38,6 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use bytes::Bytes;
 use entrepot_api::jetstream::{Layout, StreamPlan, kv_key};
 use tracing::{info, warn};
 
@@ -52,8 +53,8 @@ use self::{
     place::{FlowStore, claimant, inbox_partition},
 };
 use super::{
-    Accepted, Affected, Backlog, BatchOutcome, DeadLetter, DeadLetterFilter, DeadLetterPage, DeliveryItem, Envelope,
-    Intake, Offer, PrepareOutcome, Prepared, QueueBackend, QueueError, Take,
+    Accepted, Affected, AuditEntry, AuditFilter, Backlog, BatchOutcome, Caller, DeadLetter, DeadLetterFilter,
+    DeadLetterPage, DeliveryItem, Envelope, Intake, Offer, PrepareOutcome, Prepared, QueueBackend, QueueError, Take,
 };
 
 /// One flow of a JetStream queue.
@@ -208,40 +209,27 @@ impl QueueBackend for JetStreamQueue {
         _delivery_expires_ms: i64,
         state: &[(&str, &[u8])],
     ) -> Result<BatchOutcome, QueueError> {
-        let store = self.flow(flow)?;
-        let js = self.nats.js.clone();
-        let items = items.to_vec();
-        let state: Vec<(String, Bytes)> =
-            state.iter().map(|(k, v)| (format!("src.{}", kv_key(k)), Bytes::copy_from_slice(v))).collect();
-        self.nats.wait(async move {
-            let mut outcome = BatchOutcome::default();
-            for item in items {
-                match item {
-                    Intake::Record(envelope) => {
-                        let id = claimant(&envelope).to_string();
-                        let subject = store.layout.inbox_subject(inbox_partition(&store, &envelope, None));
-                        match client::publish(&js, subject, &id, encode(&envelope)).await? {
-                            None => return Err(failed("queue a record", "the flow's stream is full")),
-                            Some((_, true)) => outcome.duplicates += 1,
-                            Some((_, false)) => outcome.queued += 1,
-                        }
-                    }
-                    Intake::DeadLetter(dead) => {
-                        let id = format!("{}.dead", claimant(&dead.envelope));
-                        if client::publish(&js, store.layout.dead_subject(), &id, encode(&dead)).await?.is_none() {
-                            return Err(failed("dead-letter a record", "the dead-letter stream is full"));
-                        }
-                        outcome.dead_lettered += 1;
-                    }
-                }
-            }
-            // After the records: a crash in between reads them again, and their ids
-            // (or idempotency keys) drop the repeats.
-            for (key, value) in state {
-                store.state.put(&key, value).await.map_err(|e| failed("record a source's progress", e))?;
-            }
-            Ok(outcome)
-        })
+        self.accept_audited(flow, items, state, None)
+    }
+
+    fn inject(
+        &self,
+        flow: &str,
+        items: &[Intake],
+        _delivery_expires_ms: i64,
+        audit: AuditEntry,
+    ) -> Result<BatchOutcome, QueueError> {
+        self.accept_audited(flow, items, &[], Some(audit))
+    }
+
+    fn audit_trail(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, QueueError> {
+        JetStreamQueue::audit_trail(self, filter)
+    }
+
+    /// JetStream expires them itself: the audit stream's `max_age` is the flow's
+    /// dead-letter retention.
+    fn purge_audit(&self, _cutoff_ms: &dyn Fn(&str) -> i64) -> Result<u64, QueueError> {
+        Ok(0)
     }
 
     fn source_state(&self, flow: &str, key: &str) -> Result<Option<Vec<u8>>, QueueError> {
@@ -419,12 +407,12 @@ impl QueueBackend for JetStreamQueue {
         self.find(filter)
     }
 
-    fn replay_dead_letters(&self, filter: &DeadLetterFilter, requested_by: &str) -> Result<Vec<Affected>, QueueError> {
-        self.replay(filter, requested_by)
+    fn replay_dead_letters(&self, filter: &DeadLetterFilter, caller: &Caller) -> Result<Vec<Affected>, QueueError> {
+        self.replay(filter, caller)
     }
 
-    fn discard_dead_letters(&self, filter: &DeadLetterFilter, requested_by: &str) -> Result<Vec<Affected>, QueueError> {
-        self.discard(filter, requested_by)
+    fn discard_dead_letters(&self, filter: &DeadLetterFilter, caller: &Caller) -> Result<Vec<Affected>, QueueError> {
+        self.discard(filter, caller)
     }
 
     /// JetStream expires them itself: the dead-letter stream's `max_age` is the flow's

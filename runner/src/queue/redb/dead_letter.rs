@@ -10,8 +10,11 @@ use redb::ReadableTable;
 use serde::Deserialize;
 use tracing::{debug, info};
 
-use super::{DEAD, INBOX, META, RedbQueue, decode, encode, held::Delta};
-use crate::queue::{Affected, DeadLetter, DeadLetterEntry, DeadLetterFilter, DeadLetterPage, QueueError, now_ms};
+use super::{DEAD, INBOX, META, RedbQueue, audit, decode, encode, held::Delta};
+use crate::queue::{
+    Affected, AuditAction, AuditEntry, Caller, DeadLetter, DeadLetterEntry, DeadLetterFilter, DeadLetterPage,
+    QueueError, now_ms,
+};
 
 /// Every dead letter `filter` selects, lowest ids first, with how many there are in all
 /// (before `after` and `limit`).
@@ -57,12 +60,14 @@ impl RedbQueue {
     /// Moves the dead letters `filter` selects back into their flows' inboxes, in one
     /// transaction. Each re-enters the pipeline as a new record marked as a replay (so
     /// the idempotency-key dedup lets it through), with its correlation id, and with
-    /// this failure added to its history. `requested_by` is logged and kept.
+    /// this failure added to its history. Who asked and why is kept in the audit trail,
+    /// in the same transaction.
     pub(super) fn replay_dead_letters(
         &self,
         filter: &DeadLetterFilter,
-        requested_by: &str,
+        caller: &Caller,
     ) -> Result<Vec<Affected>, QueueError> {
+        let requested_by = caller.requested_by();
         let _guard = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         let tx = self.db.begin_write()?;
         let now = now_ms();
@@ -74,7 +79,7 @@ impl RedbQueue {
             let mut inbox = tx.open_table(INBOX)?;
             let mut meta = tx.open_table(META)?;
             for entry in selected {
-                let envelope = entry.replayed(requested_by, now);
+                let envelope = entry.replayed(&requested_by, now);
                 let seq = Self::next_seq(&mut meta)?;
                 let bytes = encode(&envelope);
                 delta.add(bytes.len());
@@ -82,21 +87,27 @@ impl RedbQueue {
                 delta.remove(dead.remove((entry.flow.as_str(), entry.id))?.as_ref());
                 affected.push(Affected { id: entry.id, flow: entry.flow, correlation_id: envelope.correlation_id });
             }
+            for entry in AuditEntry::of_action(AuditAction::Replay, &affected, caller, now) {
+                audit::write(&tx, &mut meta, entry)?;
+            }
         }
         tx.commit()?;
         self.held.apply(delta);
         for a in &affected {
-            info!(flow = %a.flow, dead_letter = a.id, correlation_id = %a.correlation_id, requested_by, "dead letter replayed");
+            info!(flow = %a.flow, dead_letter = a.id, correlation_id = %a.correlation_id, requested_by = %requested_by, why = %caller.why, "dead letter replayed");
         }
         Ok(affected)
     }
 
-    /// Deletes the dead letters `filter` selects, in one transaction.
+    /// Deletes the dead letters `filter` selects, in one transaction with their audit
+    /// entries.
     pub(super) fn discard_dead_letters(
         &self,
         filter: &DeadLetterFilter,
-        requested_by: &str,
+        caller: &Caller,
     ) -> Result<Vec<Affected>, QueueError> {
+        let requested_by = caller.requested_by();
+        let _guard = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         let tx = self.db.begin_write()?;
         let mut affected = Vec::new();
         let mut delta = Delta::default();
@@ -107,11 +118,15 @@ impl RedbQueue {
                 let correlation_id = entry.dead_letter.envelope.correlation_id;
                 affected.push(Affected { id: entry.id, flow: entry.flow, correlation_id });
             }
+            let mut meta = tx.open_table(META)?;
+            for entry in AuditEntry::of_action(AuditAction::Discard, &affected, caller, now_ms()) {
+                audit::write(&tx, &mut meta, entry)?;
+            }
         }
         tx.commit()?;
         self.held.apply(delta);
         for a in &affected {
-            info!(flow = %a.flow, dead_letter = a.id, correlation_id = %a.correlation_id, requested_by, "dead letter discarded");
+            info!(flow = %a.flow, dead_letter = a.id, correlation_id = %a.correlation_id, requested_by = %requested_by, why = %caller.why, "dead letter discarded");
         }
         Ok(affected)
     }

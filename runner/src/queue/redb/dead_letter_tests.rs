@@ -2,8 +2,8 @@ use std::collections::BTreeSet;
 
 use super::*;
 use crate::queue::{
-    Accepted, ActionReport, Attempt, DeadLetterAction, DeadLetterReason, DeliveryItem, Envelope, Intake,
-    PrepareOutcome, Prepared, Queue, Selection, redb::tests::envelope,
+    Accepted, ActionReport, Attempt, AuditAction, AuditEntry, AuditFilter, Caller, DeadLetterAction, DeadLetterReason,
+    DeliveryItem, Envelope, Intake, PrepareOutcome, Prepared, Queue, Selection, redb::tests::envelope,
 };
 
 fn letter(id: &str, reason: DeadLetterReason, target: Option<&str>, at_ms: i64) -> DeadLetter {
@@ -17,6 +17,11 @@ fn letter(id: &str, reason: DeadLetterReason, target: Option<&str>, at_ms: i64) 
         attempts: vec![Attempt { at_ms, status: Some(400), outcome: "rejected".into(), throttled: false }],
         dead_lettered_at_ms: at_ms,
     }
+}
+
+/// A caller named `identity`, with a reason.
+fn by(identity: &str) -> Caller {
+    Caller::new(identity, None, Some("test")).unwrap()
 }
 
 /// Writes dead letters straight to a flow (as a source's unreadable rows are) and
@@ -70,7 +75,7 @@ fn a_replay_moves_exactly_the_selected_letters_into_the_inbox_in_one_step() {
         let other = dead_letters(&q, "stock", vec![letter("c", DeadLetterReason::Rejected, Some("erp"), now)]);
         let sel =
             Selection { flow: Some("orders".into()), reason: Some(DeadLetterReason::Rejected), ..Selection::default() };
-        let affected = q.replay_dead_letters(&select(sel), "test").unwrap();
+        let affected = q.replay_dead_letters(&select(sel), &by("test")).unwrap();
         assert_eq!(affected, vec![Affected { id: ids[0], flow: "orders".into(), correlation_id: "corr-a".into() }]);
         (ids[0], ids[1], other[0])
     };
@@ -93,7 +98,7 @@ fn a_replay_moves_exactly_the_selected_letters_into_the_inbox_in_one_step() {
     assert_eq!(replay.history[0].message, "rejected for a");
     assert_eq!(replay.history[0].status, Some(400));
     // Replaying the same id again finds nothing: it is no longer a dead letter.
-    assert!(q.replay_dead_letters(&select(Selection::ids([rejected])), "test").unwrap().is_empty());
+    assert!(q.replay_dead_letters(&select(Selection::ids([rejected])), &by("test")).unwrap().is_empty());
     assert_eq!(q.inbox("orders", 10).unwrap().len(), 1);
 }
 
@@ -106,7 +111,8 @@ fn a_replayed_record_passes_the_idempotency_dedup_and_its_key_is_recorded_again(
     assert_eq!(q.prepare("f", seq, deliver(&a)).unwrap(), PrepareOutcome::Queued);
     q.dead_letter("f", "erp", seq, &letter("a", DeadLetterReason::Rejected, Some("erp"), now_ms())).unwrap();
 
-    let affected = q.replay_dead_letters(&select(Selection { all: true, ..Selection::default() }), "test").unwrap();
+    let affected =
+        q.replay_dead_letters(&select(Selection { all: true, ..Selection::default() }), &by("test")).unwrap();
     assert_eq!(affected.len(), 1);
     let (seq, replayed) = q.inbox("f", 10).unwrap().remove(0);
     assert_eq!(q.prepare("f", seq, deliver(&replayed)).unwrap(), PrepareOutcome::Queued, "not dropped as a duplicate");
@@ -123,7 +129,7 @@ fn a_replay_that_fails_again_carries_every_earlier_failure() {
     let dir = tempfile::tempdir().unwrap();
     let q = RedbQueue::open(&dir.path().join("q.redb")).unwrap();
     let first = dead_letters(&q, "f", vec![letter("a", DeadLetterReason::Rejected, Some("erp"), 1_000)])[0];
-    q.replay_dead_letters(&select(Selection::ids([first])), "cli").unwrap();
+    q.replay_dead_letters(&select(Selection::ids([first])), &by("cli")).unwrap();
     let (seq, replayed) = q.inbox("f", 10).unwrap().remove(0);
     q.prepare("f", seq, deliver(&replayed)).unwrap();
     let item = q.outbox("f", "erp", 10).unwrap().remove(0).1;
@@ -134,7 +140,7 @@ fn a_replay_that_fails_again_carries_every_earlier_failure() {
     };
     let second = q.dead_letter("f", "erp", seq, &failed_again).unwrap();
 
-    q.replay_dead_letters(&select(Selection::ids([second])), "admin API").unwrap();
+    q.replay_dead_letters(&select(Selection::ids([second])), &by("admin API")).unwrap();
     let (_, twice) = q.inbox("f", 10).unwrap().remove(0);
     let replay = twice.replay.expect("a replay");
     assert_eq!((replay.dead_letter_id, replay.count, replay.requested_by.as_str()), (Some(second), 2, "admin API"));
@@ -158,7 +164,7 @@ fn discard_removes_only_the_selected_letters_and_reports_unknown_ids() {
     );
     let sel = Selection::ids([ids[0], ids[2], 999]);
     let filter = select(sel);
-    let affected = q.discard_dead_letters(&filter, "test").unwrap();
+    let affected = q.discard_dead_letters(&filter, &by("test")).unwrap();
     let report = ActionReport::new(DeadLetterAction::Discard, &filter.ids, &affected);
     assert_eq!((report.count, report.ids.clone(), report.missing.clone()), (2, vec![ids[0], ids[2]], vec![999]));
     assert_eq!(all_ids(&q), vec![ids[1]]);
@@ -218,4 +224,47 @@ fn the_retention_purge_removes_old_letters_and_keeps_young_ones() {
     assert_eq!(purged, BTreeMap::from([("orders".to_string(), 1)]));
     assert_eq!(all_ids(&q), vec![orders[1], stock[0]]);
     assert!(q.purge_dead_letters(&cutoff).unwrap().is_empty(), "nothing left to purge");
+}
+
+#[test]
+fn replays_discards_and_injections_are_audited_and_purged_with_the_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.redb");
+    let q = RedbQueue::open(&path).unwrap();
+    let ids = dead_letters(
+        &q,
+        "f",
+        ["a", "b", "c"].map(|id| letter(id, DeadLetterReason::Rejected, Some("erp"), 1_000)).to_vec(),
+    );
+    let other = dead_letters(&q, "g", vec![letter("d", DeadLetterReason::Mapping, None, 1_000)]);
+    let ana = Caller::new("admin token sha256:00", Some("cli (ana)".into()), Some("SKU fixed, INC-7")).unwrap();
+    q.replay_dead_letters(&select(Selection::ids([ids[0], ids[1], other[0]])), &ana).unwrap();
+    q.discard_dead_letters(&select(Selection::ids([ids[2]])), &by("ops")).unwrap();
+    let injected = AuditEntry::new("f", AuditAction::Inject, &by("ops"), now_ms());
+    let records = [Intake::Record(envelope("x", Some("dx"))), Intake::Record(envelope("y", Some("dx")))];
+    assert_eq!(q.inject("f", &records, i64::MAX, injected).unwrap().duplicates, 1);
+    drop(q);
+
+    let q = RedbQueue::open(&path).unwrap();
+    let trail = q.audit_trail(&AuditFilter { flow: Some("f".into()), ..AuditFilter::default() }).unwrap();
+    let got: Vec<(AuditAction, u64, Vec<u64>, &str)> =
+        trail.iter().map(|e| (e.action, e.count, e.dead_letters.clone(), e.caller.why.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (AuditAction::Replay, 2, vec![ids[0], ids[1]], "SKU fixed, INC-7"),
+            (AuditAction::Discard, 1, vec![ids[2]], "test"),
+            (AuditAction::Inject, 1, vec![], "test"),
+        ]
+    );
+    assert_eq!(trail[0].caller.requested_by(), "admin token sha256:00 (cli (ana))");
+    assert_eq!(trail[0].records.len(), 2, "the replayed records' correlation ids");
+    assert_eq!((trail[2].records.len(), trail[2].duplicates), (1, 1));
+    let g = q.audit_trail(&AuditFilter { flow: Some("g".into()), ..AuditFilter::default() }).unwrap();
+    assert_eq!((g.len(), g[0].dead_letters.clone()), (1, other.clone()), "one entry per flow touched");
+
+    // The same cutoff as the dead letters: `g`'s retention has passed, `f`'s has not.
+    let cutoff = |flow: &str| if flow == "g" { i64::MAX } else { 0 };
+    assert_eq!(q.purge_audit(&cutoff).unwrap(), 1);
+    assert_eq!(q.audit_trail(&AuditFilter::default()).unwrap().len(), 3);
 }

@@ -5,20 +5,22 @@
 use redb::{ReadableTable, TableDefinition};
 
 use super::{DEAD, DELIVERIES, INBOX, META, OUTBOX, RedbQueue, encode, held::Delta};
-use crate::queue::{BatchOutcome, Intake, QueueError};
+use crate::queue::{AuditEntry, BatchOutcome, Intake, QueueError};
 
 /// Source progress: (flow, key) → opaque bytes (a cursor, a watermark, a file's name).
 pub(super) const SOURCE_STATE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("source_state");
 
 impl RedbQueue {
     /// Durably takes a batch from a source and records its progress: `state` pairs of
-    /// (key, value) are written in the same transaction as the records.
+    /// (key, value) are written in the same transaction as the records, and so is
+    /// `audit` (records injected from outside the source), completed with what was queued.
     pub(super) fn accept_batch(
         &self,
         flow: &str,
         items: &[Intake],
         delivery_expires_ms: i64,
         state: &[(&str, &[u8])],
+        mut audit: Option<AuditEntry>,
     ) -> Result<BatchOutcome, QueueError> {
         let _guard = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         let tx = self.db.begin_write()?;
@@ -47,6 +49,9 @@ impl RedbQueue {
                         delta.add(bytes.len());
                         inbox.insert((flow, seq), bytes.as_slice())?;
                         outcome.queued += 1;
+                        if let Some(audit) = &mut audit {
+                            audit.add(None, Some(&envelope.correlation_id));
+                        }
                     }
                     Intake::DeadLetter(letter) => {
                         let seq = Self::next_seq(&mut meta)?;
@@ -60,6 +65,10 @@ impl RedbQueue {
             let mut table = tx.open_table(SOURCE_STATE)?;
             for (key, value) in state {
                 table.insert((flow, *key), *value)?;
+            }
+            if let Some(mut audit) = audit {
+                audit.duplicates = outcome.duplicates;
+                super::audit::write(&tx, &mut meta, audit)?;
             }
         }
         tx.commit()?;

@@ -1,6 +1,7 @@
 //! The queue in one embedded redb file: one table per stage, keyed by flow, each change
 //! one transaction committed with fsync.
 
+mod audit;
 mod dead_letter;
 mod held;
 mod intake;
@@ -17,8 +18,9 @@ use std::{
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{
-    Accepted, Affected, Backlog, BatchOutcome, DeadLetter, DeadLetterFilter, DeadLetterPage, DeliveryItem, Envelope,
-    Intake, Offer, PrepareOutcome, Prepared, Queue, QueueBackend, QueueError, Take, TargetNames, now_ms,
+    Accepted, Affected, AuditEntry, AuditFilter, Backlog, BatchOutcome, Caller, DeadLetter, DeadLetterFilter,
+    DeadLetterPage, DeliveryItem, Envelope, Intake, Offer, PrepareOutcome, Prepared, Queue, QueueBackend, QueueError,
+    Take, TargetNames, now_ms,
 };
 use versions::{VERSION_STAMPS, VERSIONS};
 
@@ -88,6 +90,7 @@ fn open_database(path: &Path, targets: &TargetNames) -> Result<Database, QueueEr
         tx.open_table(INBOX)?;
         tx.open_table(OUTBOX)?;
         tx.open_table(DEAD)?;
+        tx.open_table(audit::AUDIT)?;
         tx.open_table(KEYS)?;
         tx.open_table(DELIVERIES)?;
         tx.open_table(META)?;
@@ -159,7 +162,25 @@ impl QueueBackend for RedbQueue {
         delivery_expires_ms: i64,
         state: &[(&str, &[u8])],
     ) -> Result<BatchOutcome, QueueError> {
-        RedbQueue::accept_batch(self, flow, items, delivery_expires_ms, state)
+        RedbQueue::accept_batch(self, flow, items, delivery_expires_ms, state, None)
+    }
+
+    fn inject(
+        &self,
+        flow: &str,
+        items: &[Intake],
+        delivery_expires_ms: i64,
+        audit: AuditEntry,
+    ) -> Result<BatchOutcome, QueueError> {
+        RedbQueue::accept_batch(self, flow, items, delivery_expires_ms, &[], Some(audit))
+    }
+
+    fn audit_trail(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, QueueError> {
+        RedbQueue::audit_trail(self, filter)
+    }
+
+    fn purge_audit(&self, cutoff_ms: &dyn Fn(&str) -> i64) -> Result<u64, QueueError> {
+        RedbQueue::purge_audit(self, cutoff_ms)
     }
 
     fn source_state(&self, flow: &str, key: &str) -> Result<Option<Vec<u8>>, QueueError> {
@@ -174,12 +195,12 @@ impl QueueBackend for RedbQueue {
         RedbQueue::find_dead_letters(self, filter)
     }
 
-    fn replay_dead_letters(&self, filter: &DeadLetterFilter, requested_by: &str) -> Result<Vec<Affected>, QueueError> {
-        RedbQueue::replay_dead_letters(self, filter, requested_by)
+    fn replay_dead_letters(&self, filter: &DeadLetterFilter, caller: &Caller) -> Result<Vec<Affected>, QueueError> {
+        RedbQueue::replay_dead_letters(self, filter, caller)
     }
 
-    fn discard_dead_letters(&self, filter: &DeadLetterFilter, requested_by: &str) -> Result<Vec<Affected>, QueueError> {
-        RedbQueue::discard_dead_letters(self, filter, requested_by)
+    fn discard_dead_letters(&self, filter: &DeadLetterFilter, caller: &Caller) -> Result<Vec<Affected>, QueueError> {
+        RedbQueue::discard_dead_letters(self, filter, caller)
     }
 
     fn purge_dead_letters(&self, cutoff_ms: &dyn Fn(&str) -> i64) -> Result<BTreeMap<String, u64>, QueueError> {
