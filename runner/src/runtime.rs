@@ -263,6 +263,9 @@ impl Runtime {
             m.dead_letters.with_label_values(&[name]).set(backlog.dead_lettered as i64);
             let budget = flow.config.spec.delivery.freshness_budget.get().as_secs();
             m.freshness_budget_seconds.with_label_values(&[name]).set(i64::try_from(budget).unwrap_or(i64::MAX));
+            if let Some(held) = self.queue.partitions_held(name) {
+                m.partitions_held.with_label_values(&[name]).set(i64::from(held));
+            }
             let counts = m.flow_counts(name);
             let targets: Vec<TargetStatus> =
                 flow.targets.iter().map(|t| t.counters.status(t.sink.connector())).collect();

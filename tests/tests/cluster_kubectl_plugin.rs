@@ -80,7 +80,9 @@ async fn the_plugin_shows_flows_and_lists_and_replays_a_flows_dead_letters() {
     assert!(shown.contains("kubectl entrepot deadletters replay"), "hints name the plugin: {shown}");
 
     let delivered_before = erp.received().len();
-    plugin(&cluster, &[&["deadletters", "replay", &id][..], &direct].concat()).await.expect_ok("replay");
+    plugin(&cluster, &[&["deadletters", "replay", &id, "--why", "the ERP takes it now"][..], &direct].concat())
+        .await
+        .expect_ok("replay");
     poll(Duration::from_secs(60), "the replayed record delivered", || async {
         Ok(erp.received().len() > delivered_before)
     })

@@ -51,6 +51,19 @@ async fn a_jetstream_flow_with_three_replicas_runs_three_runners_that_share_its_
     assert_eq!(deployment.spec.unwrap().replicas, Some(3));
     assert!(Api::<StatefulSet>::namespaced(cluster.client(), NS).get_opt(RUNNER).await.unwrap().is_none());
 
+    // Each runner works a share of the 12 partitions once the leases have settled (a
+    // runner that joins last takes its share after the others' grace period).
+    poll(Duration::from_secs(90), "the 12 partitions shared by the three runners", || async {
+        let mut held = Vec::new();
+        for pod in &pods {
+            let metrics = reqwest::get(format!("http://{}:9090/metrics", pod_ip(pod))).await?.text().await?;
+            held.push(partitions_held(&metrics));
+        }
+        Ok(held.iter().all(|h| *h > 0) && held.iter().sum::<u64>() == 12)
+    })
+    .await
+    .unwrap();
+
     // Orders to each Pod (about a third delivered twice); each reaches the ERP once.
     let mut expected = Vec::new();
     for (i, pod) in pods.iter().enumerate() {
@@ -89,4 +102,10 @@ async fn a_jetstream_flow_with_three_replicas_runs_three_runners_that_share_its_
     })
     .await
     .unwrap();
+}
+
+/// The flow's `entrepot_queue_partitions_held` in a runner's scrape.
+fn partitions_held(metrics: &str) -> u64 {
+    let series = format!("entrepot_queue_partitions_held{{flow=\"{FLOW}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(series.as_str())).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }

@@ -70,6 +70,10 @@ pub struct Metrics {
     /// `spec.delivery.freshnessBudget` per flow, seconds: what the oldest pending record's
     /// age is compared with (Ready, and the `EntrepotBacklogOlderThanBudget` alert).
     pub freshness_budget_seconds: IntGaugeVec,
+    /// Partitions of a flow's shared queue this runner works now (JetStream: its share;
+    /// the runners of a flow add up to `queue.jetstream.partitions`). Absent for the
+    /// embedded queue, which one runner works whole.
+    pub partitions_held: IntGaugeVec,
     /// 1 while the runner is ready (started, every supervised task alive), else 0.
     pub ready: IntGauge,
     /// Dead letters replayed into the pipeline (admin API), per flow.
@@ -238,6 +242,10 @@ impl Metrics {
             freshness_budget_seconds: gauge(
                 "entrepot_freshness_budget_seconds",
                 "spec.delivery.freshnessBudget: the oldest pending record may be this old before the flow is not Ready",
+            ),
+            partitions_held: gauge(
+                "entrepot_queue_partitions_held",
+                "Partitions of the flow's shared queue this runner works now",
             ),
             ready,
             dead_letters_replayed: counter(

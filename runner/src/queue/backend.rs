@@ -47,6 +47,12 @@ pub trait QueueBackend: std::fmt::Debug + Send + Sync + 'static {
         0
     }
 
+    /// How many of the flow's partitions this runner works now, for a queue several
+    /// runners share; `None` for one this runner works whole.
+    fn partitions_held(&self, _flow: &str) -> Option<u16> {
+        None
+    }
+
     /// Whether this runner is the one to read the flow's source `role` (a poller, a file
     /// import) now: exactly one runner of a shared queue does at a time.
     fn leads(&self, _flow: &str, _role: &str) -> Result<bool, QueueError> {

@@ -467,6 +467,11 @@ impl QueueBackend for JetStreamQueue {
         partition.is_none_or(|p| store.ownership.owns(p))
     }
 
+    fn partitions_held(&self, flow: &str) -> Option<u16> {
+        let held = self.flows.get(flow)?.ownership.owned().len();
+        Some(u16::try_from(held).unwrap_or(u16::MAX))
+    }
+
     fn claims(&self, flow: &str) -> u64 {
         self.flows.get(flow).map_or(0, |f| f.ownership.generation())
     }
