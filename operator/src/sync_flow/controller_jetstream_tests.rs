@@ -115,8 +115,13 @@ async fn moving_the_queue_to_jetstream_and_back_swaps_the_workload_kind() {
         })
         .await;
     assert!(!ready_reason(&status, "QueueUnreachable"), "no queue in NATS any more: {status:?}");
-    assert!(h.api::<Deployment>().get_opt("orders-runner").await.unwrap().is_none());
-    assert!(h.api::<StatefulSet>().get_opt("orders-runner").await.unwrap().is_some());
-    // Released, not cleaned up: what the flow left in NATS stays there.
-    assert!(h.finalizers().await.is_empty());
+    // The status may be written before the reconcile has removed the Deployment and the
+    // finalizer: waited for, not read at once.
+    eventually("the Deployment replaced by a StatefulSet, and the finalizer released", || async {
+        let gone = h.api::<Deployment>().get_opt("orders-runner").await.ok()?.is_none();
+        let back = h.api::<StatefulSet>().get_opt("orders-runner").await.ok()?.is_some();
+        // Released, not cleaned up: what the flow left in NATS stays there.
+        (gone && back && h.finalizers().await.is_empty()).then_some(())
+    })
+    .await;
 }
