@@ -349,7 +349,9 @@ def lease_role_problems(docs, namespace, lease, service_account):
     return problems
 
 
-RUNNER_DEFAULT_KEYS = {"image", "imagePullPolicy", "resources", "queue", "networkPolicy", "nats"}
+# The top-level keys of the operator's RunnerDefaults (operator/src/sync_flow/defaults.rs);
+# a test there fails when this set and the struct disagree.
+RUNNER_DEFAULT_KEYS = {"image", "imagePullPolicy", "resources", "queue", "networkPolicy", "nats", "otlpEndpoint"}
 NATS_AUTH_ENVS = ("ENTREPOT_NATS_CREDENTIALS_FILE", "ENTREPOT_NATS_TOKEN_FILE")
 
 
