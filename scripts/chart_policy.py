@@ -24,7 +24,8 @@ chart); every binding must point at a role the chart itself renders (so no
 binding to cluster-admin, admin or edit slips past the rule check). And the
 rules must grant exactly what the operator needs (OPERATOR_NEEDS, plus the
 Lease verbs when leader election is on), no more and no less: a permission
-added to the chart must be added here too, on purpose.
+added to the chart must be added here too, on purpose. The on-call ClusterRole
+(for people, bound by the user, never by the chart) is held to ONCALL_NEEDS the same way.
 """
 
 import os
@@ -60,6 +61,16 @@ OPERATOR_NEEDS = (
     | grants("networking.k8s.io", ("networkpolicies",), MANAGE)
     | grants("", ("events",), ("create", "patch"))
     | grants("events.k8s.io", ("events",), ("create", "patch"))
+)
+# What the on-call ClusterRole (label entrepot.io/role: oncall) must grant:
+# reading flows, dead letters and the audit trail, replaying and discarding, through the
+# runner pods' proxy. Never Secrets: the runner checks the user's own token.
+ONCALL_NEEDS = (
+    grants("entrepot.io", ENTREPOT_KINDS, READ)
+    | grants("entrepot.io", ("syncflows/deadletters", "syncflows/audit"), ("get",))
+    | grants("entrepot.io", ("syncflows/deadletters",), ("update",))
+    | grants("", ("pods",), ("get", "list"))
+    | grants("", ("pods/proxy",), ("get", "create"))
 )
 # Leader election, in a Role of the release namespace only.
 LEASE_NEEDS = grants("coordination.k8s.io", ("leases",), ("get", "create", "update", "patch"))
@@ -98,9 +109,15 @@ def rule_problems(rule):
     return problems
 
 
+def is_oncall(role):
+    return ((role.get("metadata") or {}).get("labels") or {}).get("entrepot.io/role") == "oncall"
+
+
 def check_rbac(docs):
     problems = []
-    roles = [d for d in docs if d.get("kind") in RBAC_KINDS]
+    all_roles = [d for d in docs if d.get("kind") in RBAC_KINDS]
+    oncall = [d for d in all_roles if is_oncall(d)]
+    roles = [d for d in all_roles if not is_oncall(d)]
     if not roles:
         problems.append("no Role or ClusterRole rendered: nothing to check")
     rendered = {(d["kind"], (d.get("metadata") or {}).get("name")) for d in roles}
@@ -113,12 +130,32 @@ def check_rbac(docs):
             for p in rule_problems(rule):
                 problems.append(f"{name_of(role)} rule {i}: {p}")
     problems += exact_grant_problems(roles)
+    problems += oncall_problems(oncall)
+    oncall_refs = {(d["kind"], (d.get("metadata") or {}).get("name")) for d in oncall}
     for binding in (d for d in docs if d.get("kind") in BINDING_KINDS):
         ref = binding.get("roleRef") or {}
+        if (ref.get("kind"), ref.get("name")) in oncall_refs:
+            problems.append(f"{name_of(binding)}: binds the on-call role, which only users bind")
+            continue
         if (ref.get("kind"), ref.get("name")) not in rendered:
             problems.append(
                 f"{name_of(binding)}: roleRef {ref.get('kind')}/{ref.get('name')} is not a role this chart renders")
     return f"{len(roles)} roles, {rules} rules", problems
+
+
+def oncall_problems(roles):
+    """The on-call ClusterRole grants exactly ONCALL_NEEDS, and the chart binds it to nobody."""
+    problems = []
+    for role in roles:
+        for i, rule in enumerate(role.get("rules") or []):
+            for p in rule_problems(rule):
+                problems.append(f"{name_of(role)} rule {i}: {p}")
+        granted = role_grants(role)
+        for group, resource, verb in sorted(granted - ONCALL_NEEDS):
+            problems.append(f"{name_of(role)} grants {verb} on {group or 'core'}/{resource}, beyond what on-call needs")
+        for group, resource, verb in sorted(ONCALL_NEEDS - granted):
+            problems.append(f"{name_of(role)} does not grant {verb} on {group or 'core'}/{resource}, which on-call needs")
+    return problems
 
 
 def role_grants(role):

@@ -1,7 +1,13 @@
 //! `kubectl entrepot deadletters`: the commands of `entrepot deadletters` (the same clap
-//! definitions and client, `entrepot::cli`), sent to a runner pod of the flow with the
-//! flow's admin token. Whatever that CLI sends (filters, who asks, an audit reason) goes
-//! through unchanged.
+//! definitions and client, `entrepot::cli`), sent to a runner pod of the flow. Whatever
+//! that CLI sends (filters, who asks, an audit reason) goes through unchanged.
+//!
+//! Who is asking: the user's own Kubernetes bearer token when the kubeconfig has one (a
+//! `token` or `tokenFile`, as OIDC and cloud set-ups and service accounts give), in
+//! `x-entrepot-kube-token`; the runner asks the API server who it is and whether RBAC
+//! lets them (`syncflows/deadletters`), and the audit trail names them. A kubeconfig
+//! without a token (client certificates, exec plugins), or `--admin-token`, uses the
+//! flow's admin token from its Secret instead (RBAC: `get secrets`).
 
 use std::process::ExitCode;
 
@@ -9,10 +15,11 @@ use anyhow::Result;
 use clap::ValueEnum;
 use entrepot::{
     cli::{DeadLetterCommand, DeadLetterOutput, Remote, dead_letters_remote},
-    runtime::ADMIN_TOKEN_HEADER,
+    runtime::{ADMIN_TOKEN_HEADER, KUBE_TOKEN_HEADER},
 };
 use kube::Client;
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use secrecy::ExposeSecret;
 
 use crate::{forward, runners};
 
@@ -41,20 +48,27 @@ pub struct Args {
     /// How the runner's admin port is reached.
     #[arg(long, global = true, value_enum, default_value = "proxy")]
     via: Via,
+    /// Use the flow's admin token (read from its Secret) even when the kubeconfig has a
+    /// bearer token of your own; the audit trail then names the token, not you.
+    #[arg(long, global = true)]
+    admin_token: bool,
     /// `table` for people, `json` for scripts.
     #[arg(long, short, global = true, value_enum, default_value = "table")]
     output: DeadLetterOutput,
 }
 
 /// Runs one dead-letter command against a runner pod of the flow.
-pub async fn run(client: &Client, namespace: &str, args: Args) -> Result<ExitCode> {
+pub async fn run(client: &Client, user_token: Option<String>, namespace: &str, args: Args) -> Result<ExitCode> {
     let Some(flow) = args.syncflow else {
         anyhow::bail!(
             "--syncflow FLOW is required: the SyncFlow whose dead letters to use (`kubectl entrepot status` lists them)"
         );
     };
     let pod = runners::pick(client, namespace, &flow, args.pod.as_deref()).await?;
-    let token = runners::admin_token(client, namespace, &flow).await?;
+    let credential = match user_token.filter(|_| !args.admin_token) {
+        Some(token) => Credential::User(token),
+        None => Credential::Admin(runners::admin_token(client, namespace, &flow).await?),
+    };
     let mut hint = format!("--syncflow {flow} -n {namespace}");
     if args.via == Via::Direct {
         hint.push_str(" --via direct");
@@ -62,8 +76,7 @@ pub async fn run(client: &Client, namespace: &str, args: Args) -> Result<ExitCod
     let program = "kubectl entrepot deadletters";
     match args.via {
         Via::Proxy => {
-            // The API server takes `Authorization` for itself: the token rides in its own header.
-            let headers = token_headers(ADMIN_TOKEN_HEADER, token)?;
+            let headers = credential.headers(Via::Proxy)?;
             let prefix = forward::proxy_path(namespace, &pod.name, pod.admin_port);
             let forwarder = forward::start(client.clone(), prefix).await?;
             let remote = Remote { base: &forwarder.base, headers, program, hint: &hint };
@@ -74,18 +87,78 @@ pub async fn run(client: &Client, namespace: &str, args: Args) -> Result<ExitCod
                 anyhow::bail!("runner pod {} has no IP yet: try again when it runs, or use --via proxy", pod.name);
             }
             let base = format!("http://{}:{}", pod.ip, pod.admin_port);
-            let headers = token_headers(AUTHORIZATION.as_str(), format!("Bearer {token}"))?;
+            let headers = credential.headers(Via::Direct)?;
             dead_letters_remote(Remote { base: &base, headers, program, hint: &hint }, args.command, args.output).await
         }
     }
 }
 
-/// `name: value`, marked sensitive so no debug output shows it.
-fn token_headers(name: &'static str, value: String) -> Result<HeaderMap> {
-    let mut value = HeaderValue::from_str(&value)
-        .map_err(|_| anyhow::anyhow!("the flow's admin token is not a valid header value"))?;
-    value.set_sensitive(true);
-    let mut headers = HeaderMap::new();
-    headers.insert(name, value);
-    Ok(headers)
+/// What the runner is shown.
+enum Credential {
+    /// The user's own Kubernetes bearer token.
+    User(String),
+    /// The flow's admin token.
+    Admin(String),
+}
+
+impl Credential {
+    /// The header carrying it on a request sent `via`, marked sensitive so no debug output
+    /// shows it. The API server's proxy takes `Authorization` for itself, so there an
+    /// admin token rides in its own header.
+    fn headers(&self, via: Via) -> Result<HeaderMap> {
+        let (name, value) = match (self, via) {
+            (Self::User(token), _) => (HeaderName::from_static(KUBE_TOKEN_HEADER), token.clone()),
+            (Self::Admin(token), Via::Proxy) => (HeaderName::from_static(ADMIN_TOKEN_HEADER), token.clone()),
+            (Self::Admin(token), Via::Direct) => (AUTHORIZATION, format!("Bearer {token}")),
+        };
+        let what = if matches!(self, Self::User(_)) { "your kubeconfig's token" } else { "the flow's admin token" };
+        let mut value =
+            HeaderValue::from_str(&value).map_err(|_| anyhow::anyhow!("{what} is not a valid header value"))?;
+        value.set_sensitive(true);
+        Ok(HeaderMap::from_iter([(name, value)]))
+    }
+}
+
+/// The bearer token the kubeconfig authenticates with, if it has one: its `token`, or
+/// the content of its `tokenFile` (a pod's service account). Client certificates and exec
+/// plugins give none.
+pub fn user_token(config: &kube::Config) -> Option<String> {
+    if let Some(token) = &config.auth_info.token {
+        return Some(token.expose_secret().trim().to_string()).filter(|t| !t.is_empty());
+    }
+    let file = config.auth_info.token_file.as_ref()?;
+    std::fs::read_to_string(file).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_token_rides_in_its_own_header_and_an_admin_token_as_the_route_needs() {
+        let header = |credential: Credential, via: Via| {
+            let headers = credential.headers(via).unwrap();
+            let (name, value) = headers.iter().next().unwrap();
+            assert!(value.is_sensitive(), "{name} is marked sensitive");
+            (name.to_string(), value.to_str().unwrap().to_string())
+        };
+        let user = |t: &str| Credential::User(t.into());
+        assert_eq!(header(user("u"), Via::Proxy), (KUBE_TOKEN_HEADER.into(), "u".into()));
+        assert_eq!(header(user("u"), Via::Direct), (KUBE_TOKEN_HEADER.into(), "u".into()));
+        assert_eq!(header(Credential::Admin("a".into()), Via::Proxy), (ADMIN_TOKEN_HEADER.into(), "a".into()));
+        assert_eq!(header(Credential::Admin("a".into()), Via::Direct), ("authorization".into(), "Bearer a".into()));
+    }
+
+    #[test]
+    fn the_kubeconfig_token_or_token_file_is_the_users_and_a_certificate_gives_none() {
+        let mut config = kube::Config::new("https://127.0.0.1:6443".parse().unwrap());
+        assert_eq!(user_token(&config), None);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from-file\n").unwrap();
+        config.auth_info.token_file = Some(file.display().to_string());
+        assert_eq!(user_token(&config).as_deref(), Some("from-file"));
+        config.auth_info.token = Some("inline".to_string().into());
+        assert_eq!(user_token(&config).as_deref(), Some("inline"));
+    }
 }

@@ -7,8 +7,9 @@
 //!   (`describe.rs`);
 //! - `deadletters list|show|replay|discard --syncflow FLOW`: the commands of `entrepot
 //!   deadletters`, sent to one of the flow's runner pods through the API server's pod
-//!   proxy (`runners.rs` finds the pod and its admin token, `forward.rs` carries the
-//!   requests).
+//!   proxy (`runners.rs` finds the pod, `forward.rs` carries the requests), as the user:
+//!   their own bearer token, which the runner checks with the API server and RBAC and
+//!   records in the audit trail; or, for a kubeconfig without one, the flow's admin token.
 //!
 //! In the library so the end-to-end tests build the same program as a binary of their own.
 
@@ -80,7 +81,9 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     // kube links both ring and aws-lc-rs; rustls will not choose between them.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = connect(cli.context.as_deref()).await?;
+    let config = kube_config(cli.context.as_deref()).await?;
+    let token = dead_letters::user_token(&config);
+    let client = Client::try_from(config).context("cannot build a Kubernetes client from the configuration")?;
     let namespace = cli.namespace.unwrap_or_else(|| client.default_namespace().to_string());
     match cli.command {
         Command::Status { all_namespaces } => {
@@ -93,19 +96,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", describe::render(&found, status::now()));
             Ok(ExitCode::SUCCESS)
         }
-        Command::DeadLetters(args) => dead_letters::run(&client, &namespace, *args).await,
+        Command::DeadLetters(args) => dead_letters::run(&client, token, &namespace, *args).await,
     }
 }
 
-/// A client from the user's kubeconfig (`KUBECONFIG`, `~/.kube/config`) or, in a pod,
-/// its service account; `context` picks a kubeconfig context.
-async fn connect(context: Option<&str>) -> Result<Client> {
-    let config = match context {
+/// The user's kubeconfig (`KUBECONFIG`, `~/.kube/config`) or, in a pod, its service
+/// account; `context` picks a kubeconfig context.
+async fn kube_config(context: Option<&str>) -> Result<Config> {
+    Ok(match context {
         None => Config::infer().await.context("cannot find a Kubernetes configuration (KUBECONFIG, ~/.kube/config)")?,
         Some(name) => {
             let options = KubeConfigOptions { context: Some(name.to_string()), ..KubeConfigOptions::default() };
             Config::from_kubeconfig(&options).await.with_context(|| format!("--context {name}: not usable"))?
         }
-    };
-    Client::try_from(config).context("cannot build a Kubernetes client from the configuration")
+    })
 }

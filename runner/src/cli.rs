@@ -17,7 +17,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use crate::{
     manifest::Manifests,
-    runtime::{AdminAuth, AdminServer, BatchEnd, Runtime, admin_auth},
+    runtime::{AdminAuth, AdminServer, BatchEnd, KubeUsers, Runtime, admin_auth},
     secrets::{DEFAULT_SECRETS_DIR, Secrets},
 };
 
@@ -25,7 +25,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use entrepot_api::config::RunnerConfig;
 use tokio::{net::TcpListener, sync::watch};
-use tracing::info;
+use tracing::{info, warn};
 
 #[derive(Parser)]
 #[command(name = "entrepot", version, about = "Entrepot runner: keeps retail systems in sync")]
@@ -104,6 +104,20 @@ struct ServerArgs {
     /// applies at once). Without it the admin server must listen on loopback.
     #[arg(long, env = "ENTREPOT_ADMIN_TOKEN_FILE", value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
+    /// Also let Kubernetes users through the admin routes, by their own bearer token
+    /// (header `x-entrepot-kube-token`) and RBAC on `syncflows/deadletters`,
+    /// `syncflows/records` and `syncflows/audit`, asked of the API server with that token;
+    /// the audit trail then records the person. FILE is the API server's CA bundle (in a
+    /// pod, the `kube-root-ca.crt` ConfigMap the operator mounts).
+    #[arg(long, env = "ENTREPOT_KUBE_USERS_CA", value_name = "FILE", requires = "kube_users_namespace")]
+    kube_users_ca: Option<PathBuf>,
+    /// The SyncFlow's namespace, where RBAC is asked (with --kube-users-ca).
+    #[arg(long, env = "ENTREPOT_KUBE_USERS_NAMESPACE", value_name = "NAMESPACE")]
+    kube_users_namespace: Option<String>,
+    /// The API server that authenticates users (with --kube-users-ca); in a pod, by
+    /// default, `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT`.
+    #[arg(long, env = "ENTREPOT_KUBE_API", value_name = "URL")]
+    kube_api: Option<String>,
     /// A batch run (`mode: batch`): each poll or file source takes one pass, what it
     /// queued is delivered (or dead-lettered), a JSON summary is printed, and the runner
     /// exits: 0 when the queue is empty, 3 when stopped first (the records stay queued
@@ -203,10 +217,32 @@ fn admin_auth(server: &ServerArgs) -> Result<AdminAuth> {
     }
 }
 
+/// How Kubernetes users are authenticated, when `--kube-users-ca` asks for it: RBAC is
+/// asked about the runner's flow by name when it serves one (a pod does).
+fn kube_users(server: &ServerArgs, config: &RunnerConfig) -> Option<KubeUsers> {
+    let (Some(ca), Some(namespace)) = (&server.kube_users_ca, &server.kube_users_namespace) else {
+        return None;
+    };
+    let flow = match config.flows.as_slice() {
+        [one] => Some(one.name.clone()),
+        _ => None,
+    };
+    let users = KubeUsers::new(server.kube_api.clone(), ca, namespace.clone(), flow);
+    if let Err(e) = users.check() {
+        // Not fatal: the admin token still works; a user's request is refused saying this.
+        warn!(error = %e, "Kubernetes users cannot be authenticated on the admin API yet");
+    }
+    Some(users)
+}
+
 async fn run_config(config: RunnerConfig, secrets: &Secrets, server: ServerArgs) -> Result<ExitCode> {
     let auth = admin_auth(&server)?;
+    let users = kube_users(&server, &config);
     let guarded = |rt: std::sync::Arc<Runtime>| -> Result<std::sync::Arc<Runtime>> {
         rt.set_admin_auth(auth).map_err(|_| anyhow::anyhow!("the admin API's guard was already set"))?;
+        if let Some(users) = users {
+            rt.set_kube_users(users).map_err(|_| anyhow::anyhow!("the admin API's user check was already set"))?;
+        }
         Ok(rt)
     };
     if server.once {

@@ -8,6 +8,7 @@ mod dead_letters;
 mod http_server;
 mod intake;
 mod jetstream;
+pub mod kube_users;
 pub use jetstream::JetStreamError;
 mod queue_file;
 pub mod records;
@@ -55,6 +56,7 @@ use entrepot_api::{
 
 pub use crate::queue::DeadLetterEntry;
 pub use admin_auth::{ADMIN_TOKEN_HEADER, AdminAuth, REQUESTED_BY_HEADER};
+pub use kube_users::{KUBE_TOKEN_HEADER, KubeUsers};
 
 /// A runner cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +94,7 @@ pub struct Runtime {
     ready: AtomicBool,
     /// How the admin API's payload and write routes are guarded (open until set).
     admin_auth: OnceLock<AdminAuth>,
+    kube_users: OnceLock<kube_users::KubeUsers>,
     /// Every long-lived task; the first to fail makes the runner unready and stops it.
     pub supervisor: Supervisor,
     /// The corrupt queue file set aside at start, if any.
@@ -168,6 +171,7 @@ impl Runtime {
             intake: IntakeWriter::new(),
             ready: AtomicBool::new(false),
             admin_auth: OnceLock::new(),
+            kube_users: OnceLock::new(),
             supervisor: Supervisor::default(),
             set_aside,
         }))
@@ -230,12 +234,19 @@ impl Runtime {
         self.admin_auth.set(auth)
     }
 
+    /// Also lets Kubernetes users through the guarded routes, by their own token and RBAC
+    /// (`kube_users.rs`). Set once, before the admin router is built.
+    pub fn set_kube_users(&self, users: kube_users::KubeUsers) -> Result<(), kube_users::KubeUsers> {
+        self.kube_users.set(users)
+    }
+
     /// `/healthz`, `/readyz`, `/metrics`, `/v1/status` (open), and, behind the admin
     /// token when one is set ([`Runtime::set_admin_auth`]), `/v1/deadletters` to list,
     /// show, replay and discard dead letters, `/v1/flows/{flow}/records` to hand a
     /// flow source records (reconciliation repairs) and `/v1/audit`, the trail of those.
     pub fn admin_router(self: &Arc<Self>) -> Router {
         let auth = self.admin_auth.get().cloned().unwrap_or_default();
+        let auth = admin_auth::Guard { auth, kube: self.kube_users.get().cloned() };
         let guarded = dead_letters::routes()
             .merge(records::routes())
             .merge(audit::routes())

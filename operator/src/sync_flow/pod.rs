@@ -17,7 +17,7 @@ use k8s_openapi::{
 use super::{
     defaults::RunnerDefaults,
     names::{ADMIN_PORT, QUEUE_VOLUME, WEBHOOK_PORT, runner_name},
-    secret_volumes::{SECRETS_DIR, admin_token_file, admin_token_volume, secret_volumes},
+    secret_volumes::{KUBE_CA_DIR, SECRETS_DIR, admin_token_file, admin_token_volume, kube_ca_volume, secret_volumes},
 };
 
 /// Pod template annotation whose change rolls the runner pods.
@@ -119,6 +119,17 @@ pub fn pod_template(
     ]
     .map(String::from)
     .to_vec();
+    // People reach the admin API with their own Kubernetes token, checked by the API
+    // server with that token (SelfSubjectReview, SelfSubjectAccessReview): the runner
+    // itself holds no credentials, only the cluster's CA.
+    if let Some(namespace) = &meta.namespace {
+        args.extend([
+            "--kube-users-ca".into(),
+            format!("{KUBE_CA_DIR}/ca.crt"),
+            "--kube-users-namespace".into(),
+            namespace.clone(),
+        ]);
+    }
     if batch {
         // One pass of the source, deliver what it queued, exit.
         args.push("--once".into());
@@ -131,7 +142,8 @@ pub fn pod_template(
     ];
     let (secret_volumes, secret_mounts) = secret_volumes(secrets);
     let (token_volume, token_mount) = admin_token_volume(&config.name);
-    mounts.extend(secret_mounts.into_iter().chain([token_mount]));
+    let (ca_volume, ca_mount) = kube_ca_volume();
+    mounts.extend(secret_mounts.into_iter().chain([token_mount, ca_mount]));
     let mut volumes = vec![
         config_volume(&runner_name(&config.name)),
         Volume {
@@ -143,7 +155,7 @@ pub fn pod_template(
             ..Volume::default()
         },
     ];
-    volumes.extend(secret_volumes.into_iter().chain([token_volume]));
+    volumes.extend(secret_volumes.into_iter().chain([token_volume, ca_volume]));
     volumes.extend(data.volume());
     // A file trigger reads its directory, and moves files aside inside it, on the volume
     // claim the flow names (validation requires it).

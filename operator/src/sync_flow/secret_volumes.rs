@@ -14,8 +14,8 @@ use entrepot_api::resource::SecretKeySelector;
 use k8s_openapi::{
     ByteString,
     api::core::v1::{
-        KeyToPath, ProjectedVolumeSource, Secret, SecretProjection, SecretVolumeSource, Volume, VolumeMount,
-        VolumeProjection,
+        ConfigMapVolumeSource, KeyToPath, ProjectedVolumeSource, Secret, SecretProjection, SecretVolumeSource, Volume,
+        VolumeMount, VolumeProjection,
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
@@ -93,6 +93,35 @@ pub fn admin_token_volume(flow: &str) -> (Volume, VolumeMount) {
             ..VolumeMount::default()
         },
     )
+}
+
+/// Where a runner finds the cluster's CA bundle, to authenticate Kubernetes users on its
+/// admin API by their own token (`--kube-users-ca`).
+pub const KUBE_CA_DIR: &str = "/var/run/secrets/entrepot-kube-ca";
+/// The ConfigMap every namespace has (published by the controller manager) with the
+/// cluster's CA under `ca.crt`.
+const KUBE_ROOT_CA: &str = "kube-root-ca.crt";
+
+/// The cluster CA volume (the namespace's `kube-root-ca.crt` ConfigMap; no token) and its
+/// mount at [`KUBE_CA_DIR`].
+pub fn kube_ca_volume() -> (Volume, VolumeMount) {
+    let key = KeyToPath { key: "ca.crt".into(), path: "ca.crt".into(), mode: None };
+    let volume = Volume {
+        name: "kube-ca".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: KUBE_ROOT_CA.into(),
+            items: Some(vec![key]),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
+    let mount = VolumeMount {
+        name: "kube-ca".into(),
+        mount_path: KUBE_CA_DIR.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    };
+    (volume, mount)
 }
 
 /// The admin token file inside a runner or run container.

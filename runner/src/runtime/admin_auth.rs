@@ -18,6 +18,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use hmac::{Hmac, KeyInit, Mac};
+
+use super::kube_users::{Access, KUBE_TOKEN_HEADER, KubeUsers, Refusal};
 use serde_json::json;
 use sha2::Sha256;
 use tracing::warn;
@@ -60,6 +62,14 @@ pub enum AdminAuth {
     Open,
     /// `Authorization: Bearer` must match this file's current content.
     TokenFile(PathBuf),
+}
+
+/// What the guarded routes' middleware holds: the admin token's guard and, when the
+/// runner authenticates Kubernetes users, how (`kube_users.rs`).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Guard {
+    pub auth: AdminAuth,
+    pub kube: Option<KubeUsers>,
 }
 
 /// The admin token file cannot be used.
@@ -132,8 +142,22 @@ fn refuse(status: StatusCode, message: String) -> Response {
 }
 
 /// Middleware of the protected admin routes: passes the request on when `auth` allows it.
-pub(super) async fn require_token(State(auth): State<AdminAuth>, mut request: Request, next: Next) -> Response {
-    let AdminAuth::TokenFile(path) = &auth else {
+pub(super) async fn require_token(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
+    if let Some(token) = request.headers().get(KUBE_TOKEN_HEADER) {
+        let token = token.to_str().unwrap_or_default().trim().to_string();
+        let access = Access::of(request.method(), request.uri().path());
+        return match kube_user(guard.kube.as_ref(), &token, access).await {
+            Ok(identity) => {
+                request.extensions_mut().insert(Authenticated(identity));
+                next.run(request).await
+            }
+            Err((status, message)) => {
+                warn!(path = %request.uri().path(), status = status.as_u16(), "admin request of a Kubernetes user refused");
+                refuse(status, message)
+            }
+        };
+    }
+    let AdminAuth::TokenFile(path) = &guard.auth else {
         request.extensions_mut().insert(Authenticated(OPEN_IDENTITY.into()));
         return next.run(request).await;
     };
@@ -163,6 +187,27 @@ pub(super) async fn require_token(State(auth): State<AdminAuth>, mut request: Re
                 ),
             )
         }
+    }
+}
+
+/// The identity of the Kubernetes user holding `token`, if RBAC grants them `access`;
+/// else the status and message to refuse it with.
+async fn kube_user(kube: Option<&KubeUsers>, token: &str, access: Access) -> Result<String, (StatusCode, String)> {
+    let Some(kube) = kube else {
+        let message = format!(
+            "this runner does not authenticate Kubernetes users (no --kube-users-ca), so {KUBE_TOKEN_HEADER} is refused; \
+             send the admin token instead"
+        );
+        return Err((StatusCode::UNAUTHORIZED, message));
+    };
+    if token.is_empty() {
+        return Err((StatusCode::UNAUTHORIZED, format!("{KUBE_TOKEN_HEADER} is empty")));
+    }
+    match kube.review(token, access).await {
+        Ok(user) => Ok(format!("kubernetes user {}", user.username)),
+        Err(e @ Refusal::Unauthenticated(_)) => Err((StatusCode::UNAUTHORIZED, e.to_string())),
+        Err(e @ Refusal::Forbidden { .. }) => Err((StatusCode::FORBIDDEN, e.to_string())),
+        Err(e @ Refusal::Unavailable { .. }) => Err((StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
     }
 }
 

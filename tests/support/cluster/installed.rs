@@ -10,7 +10,7 @@ use kube::{Api, api::ListParams};
 
 use super::{
     ControlPlane,
-    kubelet::{Image, ProcessKubelet},
+    kubelet::{Image, PodNetwork, ProcessKubelet},
     poll, run_tool,
 };
 use crate::{
@@ -64,10 +64,17 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the control plane and the process kubelet.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_on(PodNetwork::Loopback).await
+    }
+
+    /// Starts the control plane and the process kubelet, with pods on `network`
+    /// ([`PodNetwork::Routed`]: the API server proxies to them; needs root).
+    pub async fn start_on(network: PodNetwork) -> anyhow::Result<Self> {
         let control_plane = ControlPlane::start().await?;
         let root = kubelet_dir(&control_plane);
         std::fs::create_dir_all(&root)?;
-        let kubelet = ProcessKubelet::start(
+        let kubelet = ProcessKubelet::start_on(
+            network,
             control_plane.client(),
             NODE,
             images(),

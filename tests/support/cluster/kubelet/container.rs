@@ -326,15 +326,16 @@ impl ContainerRun {
             vars.insert("PATH".into(), std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()));
         }
         vars.entry("HOSTNAME".into()).or_insert_with(|| ctx.pod.metadata.name.clone().unwrap_or_default());
+        // As the kubelet does for every pod, service links or not: where the API server is.
+        let port = ctx.kubelet.server_url.rsplit(':').next().unwrap_or("443").trim_end_matches('/').to_string();
+        vars.insert("KUBERNETES_SERVICE_HOST".into(), "127.0.0.1".into());
+        vars.insert("KUBERNETES_SERVICE_PORT".into(), port.clone());
+        vars.insert("KUBERNETES_SERVICE_PORT_HTTPS".into(), port);
         let mounts = self.spec.volume_mounts.iter().flatten();
         if let Some(mount) = mounts.into_iter().find(|m| m.mount_path.trim_end_matches('/') == SERVICE_ACCOUNT_PATH) {
             let token = ctx.volumes.get(&mount.name).map(|d| d.join("token")).unwrap_or_default();
             let kubeconfig = write_kubeconfig(ctx, &token).map_err(|e| ("CreateContainerError", e))?;
-            let port = ctx.kubelet.server_url.rsplit(':').next().unwrap_or("443").trim_end_matches('/').to_string();
             vars.insert("KUBECONFIG".into(), kubeconfig.display().to_string());
-            vars.insert("KUBERNETES_SERVICE_HOST".into(), "127.0.0.1".into());
-            vars.insert("KUBERNETES_SERVICE_PORT".into(), port.clone());
-            vars.insert("KUBERNETES_SERVICE_PORT_HTTPS".into(), port);
         }
 
         let fail = |what: &str, e: std::io::Error| ("RunContainerError", format!("{what}: {e}"));

@@ -33,11 +33,17 @@
 //! clusters of two tests running at once never hand out the same address. A pod on the
 //! host network gets `127.0.0.1`.
 //!
-//! A pod with the service-account token volume (mounted at
-//! `/var/run/secrets/kubernetes.io/serviceaccount`) also gets a kubeconfig in its folder
-//! (the API server, its CA, and `tokenFile` at the token) in `KUBECONFIG`, with
-//! `KUBERNETES_SERVICE_HOST=127.0.0.1` and `KUBERNETES_SERVICE_PORT`: a process cannot
-//! read the fixed in-cluster paths.
+//! The API server will not proxy to a loopback address (`pods/proxy`: "address not
+//! allowed"), so a kubelet started on [`PodNetwork::Routed`] hands out `198.(18|19).X.N`
+//! instead (the benchmarking range, RFC 2544: never a real network's), after routing its
+//! `/24` to the loopback interface as local (`ip route replace local ... dev lo`, which
+//! needs root; removed when the kubelet is dropped).
+//!
+//! Every pod gets `KUBERNETES_SERVICE_HOST=127.0.0.1` and `KUBERNETES_SERVICE_PORT` (the
+//! API server), as the kubelet gives them with or without service links. A pod with the
+//! service-account token volume (mounted at `/var/run/secrets/kubernetes.io/serviceaccount`)
+//! also gets a kubeconfig in its folder (the API server, its CA, and `tokenFile` at the
+//! token) in `KUBECONFIG`: a process cannot read the fixed in-cluster paths.
 //!
 //! Its HTTPS endpoint serves container logs, so `kubectl logs` works (the API server
 //! must dial the Node's InternalIP: `--kubelet-preferred-address-types=InternalIP`).
@@ -102,6 +108,18 @@ pub struct ProcessKubelet {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     pods: Arc<Mutex<HashMap<String, pod::PodHandle>>>,
+    /// The pods' routed `/24`, if any (dropped after the pods' processes are killed).
+    _route: Option<LocalRoute>,
+}
+
+/// Where pods' addresses come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PodNetwork {
+    /// `127.A.B.N`: no set-up, but the API server will not proxy to them.
+    #[default]
+    Loopback,
+    /// `198.(18|19).X.N`, routed locally: the API server proxies to them.
+    Routed,
 }
 
 impl ProcessKubelet {
@@ -117,7 +135,25 @@ impl ProcessKubelet {
         server_url: &str,
         ca_pem: &str,
     ) -> anyhow::Result<Self> {
+        Self::start_on(PodNetwork::Loopback, client, node, images, root, server_url, ca_pem).await
+    }
+
+    /// [`ProcessKubelet::start`] with pods on `network`.
+    pub async fn start_on(
+        network: PodNetwork,
+        client: Client,
+        node: &str,
+        images: BTreeMap<String, Image>,
+        root: &Path,
+        server_url: &str,
+        ca_pem: &str,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(root).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", root.display()))?;
+        let block = address_block(network);
+        let route = match network {
+            PodNetwork::Loopback => None,
+            PodNetwork::Routed => Some(LocalRoute::add(&format!("{}.{}.{}.0/24", block[0], block[1], block[2]))?),
+        };
         let since = Timestamp::now();
         let (stop, stopping) = watch::channel(false);
         let kubelet = Arc::new(Kubelet {
@@ -129,7 +165,7 @@ impl ProcessKubelet {
             ca_pem: ca_pem.into(),
             events: events::Events::new(client.clone(), "kubelet", node),
             scheduler_events: events::Events::new(client.clone(), "default-scheduler", node),
-            block: address_block(),
+            block,
             addresses: Mutex::default(),
             processes: Mutex::default(),
         });
@@ -143,7 +179,7 @@ impl ProcessKubelet {
             tokio::spawn(watch_pods(kubelet.clone(), pods.clone(), stopping)),
             tokio::spawn(claims::provision(kubelet.clone())),
         ];
-        Ok(Self { kubelet, stop, tasks, pods })
+        Ok(Self { kubelet, stop, tasks, pods, _route: route })
     }
 
     /// The pid of the running process of a pod's container, for tests that kill it.
@@ -207,8 +243,8 @@ pub(crate) struct Kubelet {
     /// Events as the kubelet of this node, and as the scheduler.
     events: events::Events,
     scheduler_events: events::Events,
-    /// The `A.B` of this kubelet's `127.A.B.N` pod addresses.
-    block: [u8; 2],
+    /// The first three octets of this kubelet's pod addresses (`127.A.B`, `198.18.X`).
+    block: [u8; 3],
     addresses: Mutex<BTreeSet<u8>>,
     /// (namespace, pod, container) → its process.
     processes: Mutex<BTreeMap<(String, String, String), Process>>,
@@ -231,7 +267,7 @@ impl Kubelet {
         let mut used = self.addresses.lock().expect("addresses lock");
         let n = (2..=254).find(|n| !used.contains(n))?;
         used.insert(n);
-        Some(Ipv4Addr::new(127, self.block[0], self.block[1], n))
+        Some(Ipv4Addr::new(self.block[0], self.block[1], self.block[2], n))
     }
 
     fn release_ip(&self, ip: Ipv4Addr) {
@@ -272,12 +308,41 @@ impl Kubelet {
     }
 }
 
-/// `A.B` of `127.A.B.N`, different for each kubelet of this machine's live processes.
-fn address_block() -> [u8; 2] {
+/// `127.A.B` (or `198.18.X`, `198.19.X` when routed), different for each kubelet of this
+/// machine's live processes.
+fn address_block(network: PodNetwork) -> [u8; 3] {
     static STARTED: AtomicU32 = AtomicU32::new(0);
     let n = STARTED.fetch_add(1, Ordering::Relaxed);
     let block = (std::process::id().wrapping_mul(31).wrapping_add(n.wrapping_mul(7919))) % 65535 + 1;
-    [(block >> 8) as u8, block as u8]
+    match network {
+        PodNetwork::Loopback => [127, (block >> 8) as u8, block as u8],
+        PodNetwork::Routed => [198, 18 + (block >> 8) as u8 % 2, block as u8],
+    }
+}
+
+/// A prefix routed to the loopback interface as local, so this machine answers on each
+/// of its addresses; removed when dropped.
+struct LocalRoute(String);
+
+impl LocalRoute {
+    fn add(prefix: &str) -> anyhow::Result<Self> {
+        let out = std::process::Command::new("ip")
+            .args(["route", "replace", "local", prefix, "dev", "lo"])
+            .output()
+            .map_err(|e| anyhow::anyhow!("cannot run `ip` (Debian package iproute2) to route {prefix}: {e}"))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "`ip route replace local {prefix} dev lo` failed (routed pod addresses need root): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(Self(prefix.into()))
+    }
+}
+
+impl Drop for LocalRoute {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["route", "del", "local", &self.0, "dev", "lo"]).output();
+    }
 }
 
 /// Binds unscheduled pods, and gives each pod of this node to its task.
