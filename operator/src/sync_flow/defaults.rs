@@ -88,13 +88,20 @@ mod tests {
     /// reads fails CI (as `otlpEndpoint` once did) or one it refuses slips through.
     #[test]
     fn the_chart_policy_knows_exactly_the_keys_the_operator_reads() {
-        let refusal = serde_saphyr::from_str::<RunnerDefaults>("image: x
-noSuchKey: 1\n").unwrap_err().to_string();
+        let refusal = serde_saphyr::from_str::<RunnerDefaults>(
+            "image: x
+noSuchKey: 1\n",
+        )
+        .unwrap_err()
+        .to_string();
         let expected = refusal.split("expected one of").nth(1).expect("serde lists the fields it expects");
         let mut ours: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
         ours.sort_unstable();
         let policy = include_str!("../../../scripts/chart_policy.py");
-        let line = policy.lines().find(|l| l.starts_with("RUNNER_DEFAULT_KEYS = {")).expect("RUNNER_DEFAULT_KEYS in the policy");
+        let line = policy
+            .lines()
+            .find(|l| l.starts_with("RUNNER_DEFAULT_KEYS = {"))
+            .expect("RUNNER_DEFAULT_KEYS in the policy");
         let mut theirs: Vec<&str> = line.split('"').skip(1).step_by(2).collect();
         theirs.sort_unstable();
         assert_eq!(ours, theirs, "scripts/chart_policy.py RUNNER_DEFAULT_KEYS differs from RunnerDefaults");
