@@ -237,6 +237,8 @@ for helm in "${HELMS[@]}"; do
         "$helm" template "$RELEASE" "$CHART" --set nats.credentialsSecret.name=nats-runner
     check "$helm schema refuses a NATS URL with a password" expect_refused "url|pattern" \
         "$helm" template "$RELEASE" "$CHART" --set "nats.url=nats://u:p@nats:4222"
+    check "$helm schema refuses a runbook base URL with an #anchor" expect_refused "runbookBaseUrl.*pattern" \
+        "$helm" template "$RELEASE" "$CHART" --set "metrics.prometheusRules.runbookBaseUrl=https://wiki.example.com/runbooks#top"
     check "$helm schema refuses a misspelt key in a list item" schema_refuses "$helm" vaule \
         $'extraEnv:\n  - name: RUST_LOG\n    vaule: debug'
     check "$helm refuses Kubernetes 1.31 (kubeVersion)" expect_refused "incompatible with Kubernetes" \

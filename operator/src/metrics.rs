@@ -1,6 +1,10 @@
 //! The operator's Prometheus metrics, served on `/metrics`.
 
-use std::time::Duration;
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
 
 use entrepot_api::reconcile_summary::ReconcileSummary;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
@@ -16,7 +20,13 @@ pub struct Metrics {
     failures: IntCounterVec,
     duration: HistogramVec,
     drift: IntGaugeVec,
+    /// The flow of each schedule's drift series, by (namespace, schedule): what to
+    /// remove when the schedule goes or compares another flow.
+    drift_flows: Arc<Mutex<BTreeMap<(String, String), String>>>,
 }
+
+/// The `kind` label values of `entrepot_reconcile_drift_records`.
+const DRIFT_KINDS: [&str; 3] = ["missing_in_target", "missing_in_source", "mismatched"];
 
 impl Metrics {
     /// Registers the metrics in a registry of their own.
@@ -57,7 +67,7 @@ impl Metrics {
         ] {
             registry.register(collector).expect("metric registered once");
         }
-        Self { registry, reconciles, failures, duration, drift }
+        Self { registry, reconciles, failures, duration, drift, drift_flows: Arc::default() }
     }
 
     /// Records one finished reconcile of `controller`.
@@ -71,15 +81,66 @@ impl Metrics {
 
     /// What the last finished run of the ReconcileSchedule `schedule` in `namespace`
     /// found (schedules, namespaces and flows are names from the manifests: bounded).
+    /// The schedule's series of a flow it compared before are removed.
     pub fn reconcile_drift(&self, namespace: &str, schedule: &str, summary: &ReconcileSummary) {
-        let kinds = [
-            ("missing_in_target", summary.missing_in_target),
-            ("missing_in_source", summary.missing_in_source),
-            ("mismatched", summary.mismatched),
-        ];
-        for (kind, records) in kinds {
+        // Held until the series are set, so a removal never sees half of it.
+        let mut flows = self.flows();
+        let key = (namespace.to_string(), schedule.to_string());
+        if let Some(before) = flows.insert(key, summary.flow.clone())
+            && before != summary.flow
+        {
+            self.remove_drift(namespace, schedule, &before);
+        }
+        let records = [summary.missing_in_target, summary.missing_in_source, summary.mismatched];
+        for (kind, records) in DRIFT_KINDS.into_iter().zip(records) {
             let gauge = self.drift.with_label_values(&[namespace, schedule, &summary.flow, kind]);
             gauge.set(i64::try_from(records).unwrap_or(i64::MAX));
+        }
+        drop(flows);
+    }
+
+    /// The schedule `schedule` in `namespace` compares `flow` now: its drift series of
+    /// another flow (its `syncFlowRef` changed) are removed, so their alert stops.
+    pub fn schedule_compares(&self, namespace: &str, schedule: &str, flow: &str) {
+        let key = (namespace.to_string(), schedule.to_string());
+        let mut flows = self.flows();
+        if let Some(before) = flows.get(&key)
+            && before != flow
+        {
+            self.remove_drift(namespace, schedule, before);
+            flows.remove(&key);
+        }
+    }
+
+    /// Removes the drift series of the schedule `schedule` in `namespace` (deleted), so
+    /// its alert stops.
+    pub fn forget_reconcile_drift(&self, namespace: &str, schedule: &str) {
+        if let Some(flow) = self.flows().remove(&(namespace.to_string(), schedule.to_string())) {
+            self.remove_drift(namespace, schedule, &flow);
+        }
+    }
+
+    /// Removes the drift series of every schedule for which `exists(namespace, schedule)`
+    /// is false: those deleted while no watch saw it.
+    pub fn retain_reconcile_drift(&self, exists: impl Fn(&str, &str) -> bool) {
+        self.flows().retain(|(namespace, schedule), flow| {
+            let keep = exists(namespace, schedule);
+            if !keep {
+                self.remove_drift(namespace, schedule, flow);
+            }
+            keep
+        });
+    }
+
+    fn flows(&self) -> MutexGuard<'_, BTreeMap<(String, String), String>> {
+        // A panic elsewhere while holding it leaves the map whole: each change is one call.
+        self.drift_flows.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn remove_drift(&self, namespace: &str, schedule: &str, flow: &str) {
+        for kind in DRIFT_KINDS {
+            // Absent already is no matter: the series is gone either way.
+            let _ = self.drift.remove_label_values(&[namespace, schedule, flow, kind]);
         }
     }
 
@@ -152,5 +213,57 @@ mod tests {
         for (kind, n) in [("missing_in_target", 3), ("missing_in_source", 0), ("mismatched", 2)] {
             assert!(text.contains(&line(kind, n)), "{kind} {n}: {text}");
         }
+    }
+
+    fn drift_of(flow: &str, missing: u64) -> ReconcileSummary {
+        ReconcileSummary { flow: flow.into(), missing_in_target: missing, ..Default::default() }
+    }
+
+    /// The drift series of `schedule`, as rendered.
+    fn series(metrics: &Metrics, schedule: &str) -> Vec<String> {
+        let label = format!("schedule=\"{schedule}\"");
+        metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("entrepot_reconcile_drift_records{") && l.contains(&label))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_schedule_comparing_another_flow_keeps_only_that_flows_series() {
+        let metrics = Metrics::new();
+        metrics.reconcile_drift("retail", "daily", &drift_of("orders", 3));
+        metrics.reconcile_drift("retail", "daily", &drift_of("orders-v2", 1));
+        let series = series(&metrics, "daily");
+        assert_eq!(series.len(), 3, "{series:?}");
+        assert!(series.iter().all(|l| l.contains("flow=\"orders-v2\"")), "{series:?}");
+    }
+
+    #[test]
+    fn a_schedule_pointed_at_another_flow_loses_the_old_flows_series_at_once() {
+        let metrics = Metrics::new();
+        metrics.reconcile_drift("retail", "daily", &drift_of("orders", 3));
+        metrics.schedule_compares("retail", "daily", "orders");
+        assert_eq!(series(&metrics, "daily").len(), 3, "the same flow keeps them");
+        metrics.schedule_compares("retail", "daily", "orders-v2");
+        assert!(series(&metrics, "daily").is_empty());
+    }
+
+    #[test]
+    fn a_forgotten_schedule_has_no_series_and_others_keep_theirs() {
+        let metrics = Metrics::new();
+        metrics.reconcile_drift("retail", "daily", &drift_of("orders", 3));
+        metrics.reconcile_drift("retail", "hourly", &drift_of("orders", 1));
+        metrics.reconcile_drift("wholesale", "daily", &drift_of("orders", 2));
+        metrics.forget_reconcile_drift("retail", "daily");
+        assert!(series(&metrics, "daily").iter().all(|l| l.contains("namespace=\"wholesale\"")));
+        assert_eq!(series(&metrics, "daily").len(), 3);
+        assert_eq!(series(&metrics, "hourly").len(), 3);
+        metrics.forget_reconcile_drift("retail", "daily"); // twice is no matter
+
+        metrics.retain_reconcile_drift(|namespace, _| namespace == "wholesale");
+        assert!(series(&metrics, "hourly").is_empty());
+        assert_eq!(series(&metrics, "daily").len(), 3, "the wholesale one stays");
     }
 }

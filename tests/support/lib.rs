@@ -38,7 +38,10 @@ pub mod sim_process;
 pub use apis::{ItemsApi, TokenEndpoint};
 pub use jetstream::{jetstream_flow, jetstream_runner, runner_logs};
 pub use postgres::{PG_DATABASE, PG_PASSWORD, PG_USER, Postgres};
-pub use process::{CliRun, RunnerProcess, free_port, run_cli, runner_binary, test_binary, write_quickstart};
+pub use process::{
+    CliRun, RunnerProcess, free_port, run_cli, run_cli_with, runner_binary, test_binary, write_quickstart,
+    write_reconciliation_example,
+};
 
 /// The quickstart's webhook signing secret (examples/quickstart/secrets.yaml).
 pub const WEBHOOK_SECRET: &str = "demo-shopify-client-secret";

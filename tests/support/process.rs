@@ -52,9 +52,15 @@ impl CliRun {
 /// Runs `entrepot ARGS` to completion without blocking the async runtime (an
 /// in-process runner it talks to keeps answering).
 pub async fn run_cli(args: &[&str]) -> CliRun {
+    run_cli_with(args, &[]).await
+}
+
+/// As [`run_cli`], with `env` added to the command's environment.
+pub async fn run_cli_with(args: &[&str], env: &[(&str, &str)]) -> CliRun {
     let out = tokio::process::Command::new(runner_binary())
         .args(args)
         .env("ENTREPOT_LOG", "warn")
+        .envs(env.iter().copied())
         .output()
         .await
         .expect("the entrepot binary runs");
@@ -80,6 +86,23 @@ pub fn write_quickstart(dir: &Path, erp_url: &str) {
             let text = std::fs::read_to_string(&path).unwrap().replace("http://127.0.0.1:8081", erp_url);
             std::fs::write(dir.join(path.file_name().unwrap()), text).unwrap();
         }
+    }
+}
+
+/// Copies the manifests of `examples/orders-reconciliation` into `dir`, with the
+/// storefront at `shop_url`, the ERP at `erp_url`, and pages of two records so that
+/// every listing follows its pagination.
+pub fn write_reconciliation_example(dir: &Path, shop_url: &str, erp_url: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    for entry in std::fs::read_dir(super::repo_root().join("examples/orders-reconciliation")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("https://entrepot-demo.myshopify.com", shop_url)
+            .replace("http://127.0.0.1:8081", erp_url)
+            .replace("limit: \"250\"", "limit: \"2\"")
+            .replace("pageSize: 1000", "pageSize: 2");
+        std::fs::write(dir.join(path.file_name().unwrap()), text).unwrap();
     }
 }
 

@@ -1,6 +1,7 @@
 //! The chart's monitoring objects, rendered by `helm template`: the PodMonitor selects
 //! the runner pods the operator renders and scrapes their admin port; the PrometheusRule
-//! holds exactly the rules file `promtool test rules` checks (tests/alert_rules.rs); one
+//! holds exactly the rules file `promtool test rules` checks (tests/alert_rules.rs), its
+//! runbook links under `metrics.prometheusRules.runbookBaseUrl` when that is set; one
 //! ConfigMap per dashboard carries the Grafana sidecar's label and the file as it is.
 //! All three only when their value asks for them.
 
@@ -88,7 +89,24 @@ fn the_prometheus_rule_is_the_tested_rules_file() {
     assert_eq!(rules.len(), 1);
     let file = std::fs::read_to_string(repo_root().join("charts/entrepot/rules/entrepot.rules.yaml")).unwrap();
     let tested: Value = serde_saphyr::from_str(&file).unwrap();
+    // With the default runbookBaseUrl, the links too are the file's as they are.
     assert_eq!(rules[0]["spec"], tested);
+}
+
+#[test]
+fn the_runbook_links_point_at_the_base_url_the_values_give_each_keeping_its_anchor() {
+    let base = "https://wiki.example.com/platform/entrepot/runbooks";
+    let set = format!("metrics.prometheusRules.runbookBaseUrl={base}");
+    let docs = helm_template(&[&ENABLED[..], &["--set", &set]].concat());
+    let rendered = &of_kind(&docs, "PrometheusRule")[0]["spec"];
+    let file = std::fs::read_to_string(repo_root().join("charts/entrepot/rules/entrepot.rules.yaml")).unwrap();
+    let mut want: Value = serde_saphyr::from_str(&file).unwrap();
+    for rule in want["groups"].as_array_mut().unwrap().iter_mut().flat_map(|g| g["rules"].as_array_mut().unwrap()) {
+        let url = rule["annotations"]["runbook_url"].as_str().expect("every alert links its runbook");
+        let (_, anchor) = url.split_once('#').unwrap_or_else(|| panic!("{url} has an #anchor"));
+        rule["annotations"]["runbook_url"] = format!("{base}#{anchor}").into();
+    }
+    assert_eq!(rendered, &want, "the tested rules, only the runbook links' base changed");
 }
 
 #[test]

@@ -22,21 +22,6 @@ const FLOW: &str = "shopify-orders-to-erp";
 const ADMIN_TOKEN: &str = "demo-shopify-admin-token";
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The example's manifests with the storefront and ERP endpoints on loopback, and pages
-/// of two records so that every listing follows its pagination.
-fn write_example(dir: &Path, shop_url: &str, erp_url: &str) {
-    for entry in std::fs::read_dir(repo_root().join("examples/orders-reconciliation")).unwrap() {
-        let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replace("https://entrepot-demo.myshopify.com", shop_url)
-            .replace("http://127.0.0.1:8081", erp_url)
-            .replace("limit: \"250\"", "limit: \"2\"")
-            .replace("pageSize: 1000", "pageSize: 2");
-        std::fs::write(dir.join(path.file_name().unwrap()), text).unwrap();
-    }
-}
-
 async fn reconcile(dir: &Path, extra: &[&str]) -> (ReconcileSummary, String) {
     let termination = dir.join("termination-log");
     let dir_arg = dir.join("manifests");
@@ -67,8 +52,7 @@ async fn reconcile_reports_each_kind_of_drift_and_repair_fixes_what_it_can() {
     let shop = AdminApi::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), ADMIN_TOKEN).await.unwrap();
     let work = tempfile::tempdir().unwrap();
     let manifests = work.path().join("manifests");
-    std::fs::create_dir_all(&manifests).unwrap();
-    write_example(&manifests, &shop.base_url(), &erp.base_url());
+    write_reconciliation_example(&manifests, &shop.base_url(), &erp.base_url());
     let runner = RunnerProcess::start(&manifests, &work.path().join("data")).await;
 
     let skus = vec!["TSHIRT-BLK-M".to_string(), "MUG-WHT".to_string()];
@@ -163,9 +147,8 @@ async fn repeat_delivery(admin_url: &str, order: &Order) -> Value {
 async fn a_run_that_cannot_list_fails_and_says_why_in_the_termination_message() {
     let work = tempfile::tempdir().unwrap();
     let manifests = work.path().join("manifests");
-    std::fs::create_dir_all(&manifests).unwrap();
     // Nothing listens on port 1.
-    write_example(&manifests, "http://127.0.0.1:1", "http://127.0.0.1:1");
+    write_reconciliation_example(&manifests, "http://127.0.0.1:1", "http://127.0.0.1:1");
     let flow = manifests.join("syncflow.yaml");
     let text = std::fs::read_to_string(&flow).unwrap().replace("maxAttempts: 8", "maxAttempts: 1");
     std::fs::write(&flow, text).unwrap();

@@ -5,12 +5,16 @@
 
 use std::sync::Arc;
 
+use entrepot_api::reconcile_summary::ReconcileSummary;
 use k8s_openapi::api::{
     batch::v1::{CronJob, Job},
     core::v1::Pod,
     events::v1::Event,
 };
-use kube::{Api, Resource, api::DeleteParams};
+use kube::{
+    Api, Resource,
+    api::{DeleteParams, Patch},
+};
 
 use super::{CONTROLLER, Context, build::SCHEDULE_LABEL, run, runs};
 use crate::{
@@ -98,6 +102,46 @@ impl Harness {
         p.metadata.name = Some(format!("{job}-pod"));
         p.metadata.labels.get_or_insert_default().insert(SCHEDULE_LABEL.into(), "orders-hourly".into());
         self.create::<Pod>(p).await;
+    }
+
+    /// A run that found two records missing in the target has finished, and the
+    /// operator serves its drift series.
+    async fn drift_reported(&self) {
+        let summary = ReconcileSummary {
+            schedule: "orders-hourly".into(),
+            flow: "orders".into(),
+            compared: 3,
+            matched: 1,
+            missing_in_target: 2,
+            ..Default::default()
+        };
+        self.run_finished("orders-hourly-reconcile-29000000", 1_800_000_000, &summary.to_line()).await;
+        let series = eventually("the drift series", || async {
+            let series = self.drift_series();
+            (series.len() == 3).then_some(series)
+        })
+        .await;
+        let missing = r#"flow="orders",kind="missing_in_target",namespace="retail",schedule="orders-hourly"} 2"#;
+        assert!(series.iter().any(|l| l.ends_with(missing)), "{series:?}");
+    }
+
+    /// The `entrepot_reconcile_drift_records` series of the schedule, as `/metrics` has them.
+    fn drift_series(&self) -> Vec<String> {
+        self.ctx
+            .metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("entrepot_reconcile_drift_records{") && l.contains(r#"schedule="orders-hourly""#))
+            .map(str::to_string)
+            .collect()
+    }
+
+    async fn point_schedule_at(&self, flow: &str) {
+        let patch = serde_json::json!({"spec": {"syncFlowRef": flow}});
+        self.api::<ReconcileSchedule>()
+            .patch("orders-hourly", &Default::default(), &Patch::Merge(patch))
+            .await
+            .unwrap();
     }
 }
 
@@ -209,4 +253,27 @@ async fn a_second_reconcile_changes_nothing() {
     assert_eq!(after.metadata.resource_version, before.metadata.resource_version);
     let cron_after = h.api::<CronJob>().get(CRON_JOB).await.unwrap();
     assert_eq!(cron_after.metadata.resource_version, cron_before.metadata.resource_version);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_schedule_leaves_no_drift_series_behind() {
+    let h = Harness::start().await;
+    h.create_schedule(true).await;
+    h.drift_reported().await;
+    h.api::<ReconcileSchedule>().delete("orders-hourly", &DeleteParams::default()).await.unwrap();
+    eventually("the drift series removed", || async { h.drift_series().is_empty().then_some(()) }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_pointed_at_another_flow_drops_the_old_flows_drift_series() {
+    let h = Harness::start().await;
+    h.create_schedule(true).await;
+    h.drift_reported().await;
+    // No such flow: the schedule stalls, and the old flow's drift goes all the same.
+    h.point_schedule_at("orders-v2").await;
+    eventually("the old flow's series removed", || async { h.drift_series().is_empty().then_some(()) }).await;
+    h.status_when("Stalled", |s| find(&s.conditions, STALLED).is_some_and(|c| c.status == "True")).await;
+    // Back to the flow its last run compared: that run's drift is the schedule's again.
+    h.point_schedule_at("orders").await;
+    eventually("the series back", || async { (h.drift_series().len() == 3).then_some(()) }).await;
 }

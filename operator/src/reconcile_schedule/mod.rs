@@ -15,6 +15,7 @@
 //! get/list/watch; `pods` get/list; `events.k8s.io` `events` create/patch.
 
 pub mod build;
+pub mod drift_series;
 pub mod runs;
 pub mod status;
 pub mod validate;
@@ -24,6 +25,7 @@ mod controller_tests;
 
 use std::{
     future::Future,
+    pin::pin,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -127,7 +129,7 @@ pub async fn run(
         while tokio::time::timeout(Duration::from_millis(250), ready_store.wait_until_ready()).await.is_err() {}
         ready.store(true, Ordering::Relaxed);
     });
-    controller
+    let controller = controller
         .owns(scope.api::<CronJob>(), children.clone())
         // A Job finishing is a run to report; Jobs belong to the CronJob, so they are
         // mapped to their schedule by label.
@@ -140,9 +142,11 @@ pub async fn run(
             naming(&schedules, &flow)
         })
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+    // Dropped once the controller has finished.
+    let forget_deleted = drift_series::forget_deleted(scope.api(), ctx.metrics.clone());
+    futures::future::select(pin!(controller), pin!(forget_deleted)).await;
 }
 
 /// The schedules in `flow`'s namespace that name it.
@@ -180,6 +184,8 @@ async fn reconcile_schedule(guard: &DeserializeGuard<ReconcileSchedule>, ctx: &C
         }
     };
 
+    // The drift series of a flow the schedule no longer names go, even if it stalls.
+    ctx.metrics.schedule_compares(&namespace, &name, &schedule.spec.sync_flow_ref);
     // 1. Dereference.
     let (flow, refs) = dereference_flow(&ctx.client, &namespace, &schedule.spec.sync_flow_ref).await?;
     // 2. Validate.
@@ -197,7 +203,9 @@ async fn reconcile_schedule(guard: &DeserializeGuard<ReconcileSchedule>, ctx: &C
     let cron_job = apply(&ctx.client, &namespace, &desired).await?;
     // 5. Status.
     let last_run = last_run(&ctx.client, &namespace, &name).await?;
-    if let Some(summary) = last_run.as_ref().and_then(|run| run.summary.as_ref()) {
+    // A last run of the flow the schedule named before is no longer its drift to report.
+    let summary = last_run.as_ref().and_then(|run| run.summary.as_ref());
+    if let Some(summary) = summary.filter(|s| s.flow == schedule.spec.sync_flow_ref) {
         ctx.metrics.reconcile_drift(&namespace, &name, summary);
     }
     let now = Timestamp::now();

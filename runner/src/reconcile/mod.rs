@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use jaq_json::Val;
 use serde_json::Value;
-use tracing::{Instrument, info, warn};
+use tracing::{Instrument, Span, info, warn};
 
 pub use compare::{Comparison, Keyed, compare, same};
 pub use entrepot_api::reconcile_summary::{
@@ -25,6 +25,7 @@ use crate::{
     connect::ConnectorClient,
     flow::{Flow, FlowError},
     secrets::Secrets,
+    telemetry,
 };
 
 use entrepot_api::{
@@ -164,7 +165,8 @@ impl Reconciler {
     /// Lists both systems, compares them, and with `repair` (the runner of the flow)
     /// sends what the target lacks or holds differently through the flow again.
     /// In a `reconcile` span (a trace of its own when traces are exported), whose
-    /// correlation id names this run in every log line.
+    /// correlation id names this run in every log line; the records a repair sends
+    /// carry its trace context, so their spans in the runner hang under it.
     pub async fn run(&self, repair: Option<&RunnerClient>) -> Result<ReconcileSummary, ReconcileError> {
         let run_id = uuid::Uuid::now_v7().to_string();
         let span = tracing::info_span!("reconcile", schedule = %self.name, flow = %self.flow.name(),
@@ -226,8 +228,10 @@ impl Reconciler {
             && !found.to_repair.is_empty()
         {
             let records: Vec<&Value> = found.to_repair.iter().map(|&k| &sources[positions[k]]).collect();
+            // The repaired records' spans in the runner continue this run's trace.
+            let trace = telemetry::traceparent(&Span::current(), None);
             let report = runner
-                .enqueue(self.flow.name(), self.target as u32, &records)
+                .enqueue(self.flow.name(), self.target as u32, &records, trace.as_deref())
                 .await
                 .map_err(|message| ReconcileError::Repair { schedule: self.name.clone(), message })?;
             summary.repaired = report.queued;

@@ -11,6 +11,7 @@ use crate::{
         records::{EnqueueReport, EnqueueRequest, MAX_RECORDS, RawRecord},
     },
     source::poll::content_digest,
+    telemetry::TRACEPARENT,
 };
 
 /// A runner's admin API, e.g. `http://orders-runner:9090`.
@@ -62,8 +63,15 @@ impl RunnerClient {
     /// Queues `records` (raw source payloads) in `flow`, for its target number `target`
     /// only (the one compared). Each goes under the delivery id
     /// `reconcile:<hash of its content>`, so repairing the same record again within the
-    /// flow's dedup window queues it once.
-    pub async fn enqueue(&self, flow: &str, target: u32, records: &[&Value]) -> Result<EnqueueReport, String> {
+    /// flow's dedup window queues it once. With `trace` (a W3C `traceparent`), the
+    /// records' spans in the runner join that trace.
+    pub async fn enqueue(
+        &self,
+        flow: &str,
+        target: u32,
+        records: &[&Value],
+        trace: Option<&str>,
+    ) -> Result<EnqueueReport, String> {
         let url = format!("{}/v1/flows/{flow}/records", self.base);
         let mut total = EnqueueReport::default();
         for chunk in records.chunks(MAX_RECORDS) {
@@ -80,6 +88,9 @@ impl RunnerClient {
                 schedule: self.schedule.clone(),
             };
             let mut request = self.http.post(&url).header(REQUESTED_BY_HEADER, &self.requested_by).json(&body);
+            if let Some(trace) = trace {
+                request = request.header(TRACEPARENT, trace);
+            }
             if let Some(file) = &self.token_file {
                 request = request.bearer_auth(admin_auth::read_token(file).map_err(|e| e.to_string())?);
             }

@@ -3,7 +3,7 @@
 //! rotated the way the kubelet rotates a Secret volume applies to the next request, and
 //! `x-entrepot-requested-by` is bounded before it is copied into queued records; a
 //! replay, discard or injection needs a reason and is kept in the audit trail under the
-//! token's fingerprint.
+//! token's fingerprint; injected records keep the caller's trace context, if well formed.
 
 use std::path::Path;
 
@@ -111,6 +111,25 @@ async fn a_long_requested_by_is_cut_before_it_is_copied_into_each_record() {
         let by = &envelope.replay.expect("an injected record is marked as a replay").requested_by;
         let bound = admin_auth::OPEN_IDENTITY.len() + " ()".len() + admin_auth::REQUESTED_BY_MAX_CHARS;
         assert_eq!(by.chars().count(), bound, "cut, not refused");
+    }
+}
+
+#[tokio::test]
+async fn injected_records_keep_the_caller_s_trace_context_when_it_is_well_formed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, url) = admin(dir.path(), AdminAuth::Open).await;
+    let sent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    for (id, traceparent, kept) in
+        [("d-1", Some(sent), Some(sent)), ("d-2", Some("00-not-a-trace-01"), None), ("d-3", None, None)]
+    {
+        let mut request = reqwest::Client::new().post(format!("{url}/v1/flows/{FLOW}/records")).json(&records(id));
+        if let Some(traceparent) = traceparent {
+            request = request.header(crate::telemetry::TRACEPARENT, traceparent);
+        }
+        assert_eq!(request.send().await.unwrap().status(), StatusCode::OK);
+        let inbox = rt.queue.inbox(FLOW, 10).unwrap();
+        let (_, envelope) = inbox.iter().find(|(_, e)| e.delivery_id.as_deref() == Some(id)).expect("queued");
+        assert_eq!(envelope.trace_parent.as_deref(), kept, "{id}");
     }
 }
 

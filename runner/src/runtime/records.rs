@@ -12,7 +12,9 @@
 //! target does not answer it from its own idempotency store either. Like the dead-letter
 //! routes it needs the admin token (`admin_auth.rs`), and a reason (`why`): each request
 //! is kept in the audit trail, as an injection, or as a repair when it names the
-//! ReconcileSchedule it comes from.
+//! ReconcileSchedule it comes from. A well-formed W3C `traceparent` header (a repair
+//! sends its `reconcile` span's) is kept with each record, so the records' `prepare` and
+//! `deliver` spans join the caller's trace, as a webhook's do (`docs/tracing.md`).
 
 use std::sync::Arc;
 
@@ -28,7 +30,10 @@ use serde_json::{Value, json};
 use tracing::info;
 
 use super::{Runtime, admin_auth::Authenticated, audit};
-use crate::queue::{AuditAction, AuditEntry, Envelope, Intake, Replay, now_ms};
+use crate::{
+    queue::{AuditAction, AuditEntry, Envelope, Intake, Replay, now_ms},
+    telemetry::{TRACEPARENT, valid_traceparent},
+};
 
 /// The most records one request may carry.
 pub const MAX_RECORDS: usize = 1000;
@@ -119,6 +124,8 @@ async fn enqueue(
     entry.target = target.clone();
     entry.schedule = request.schedule.as_deref().map(|s| s.chars().take(253).collect());
     let expires = received.saturating_add(flow.config.spec.delivery.dedup_window.get().as_millis() as i64);
+    // The caller's trace, when it sent one: every record of the request joins it.
+    let trace_parent = headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(valid_traceparent);
     let items: Vec<Intake> = request
         .records
         .iter()
@@ -126,7 +133,7 @@ async fn enqueue(
             let id = uuid::Uuid::now_v7().to_string();
             Intake::Record(Envelope {
                 correlation_id: id.clone(),
-                trace_parent: None,
+                trace_parent: trace_parent.clone(),
                 id,
                 delivery_id: Some(r.delivery_id.clone()),
                 source_delivery_id: None,
