@@ -2,11 +2,11 @@
 //! definitions and client, `entrepot::cli`), sent to a runner pod of the flow. Whatever
 //! that CLI sends (filters, who asks, an audit reason) goes through unchanged.
 //!
-//! Who is asking: the user's own Kubernetes bearer token when the kubeconfig has one (a
-//! `token` or `tokenFile`, as OIDC and cloud set-ups and service accounts give), in
+//! Who is asking: the user's own Kubernetes bearer token when the kubeconfig gives one
+//! (`credentials.rs`: a `token`, a `tokenFile`, or an exec plugin's token), in
 //! `x-entrepot-kube-token`; the runner asks the API server who it is and whether RBAC
 //! lets them (`syncflows/deadletters`), and the audit trail names them. A kubeconfig
-//! without a token (client certificates, exec plugins), or `--admin-token`, uses the
+//! without a token (client certificates), or `--admin-token`, uses the
 //! flow's admin token from its Secret instead (RBAC: `get secrets`).
 
 use std::process::ExitCode;
@@ -19,7 +19,6 @@ use entrepot::{
 };
 use kube::Client;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
-use secrecy::ExposeSecret;
 
 use crate::{forward, runners};
 
@@ -119,17 +118,6 @@ impl Credential {
     }
 }
 
-/// The bearer token the kubeconfig authenticates with, if it has one: its `token`, or
-/// the content of its `tokenFile` (a pod's service account). Client certificates and exec
-/// plugins give none.
-pub fn user_token(config: &kube::Config) -> Option<String> {
-    if let Some(token) = &config.auth_info.token {
-        return Some(token.expose_secret().trim().to_string()).filter(|t| !t.is_empty());
-    }
-    let file = config.auth_info.token_file.as_ref()?;
-    std::fs::read_to_string(file).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,18 +135,5 @@ mod tests {
         assert_eq!(header(user("u"), Via::Direct), (KUBE_TOKEN_HEADER.into(), "u".into()));
         assert_eq!(header(Credential::Admin("a".into()), Via::Proxy), (ADMIN_TOKEN_HEADER.into(), "a".into()));
         assert_eq!(header(Credential::Admin("a".into()), Via::Direct), ("authorization".into(), "Bearer a".into()));
-    }
-
-    #[test]
-    fn the_kubeconfig_token_or_token_file_is_the_users_and_a_certificate_gives_none() {
-        let mut config = kube::Config::new("https://127.0.0.1:6443".parse().unwrap());
-        assert_eq!(user_token(&config), None);
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("token");
-        std::fs::write(&file, "from-file\n").unwrap();
-        config.auth_info.token_file = Some(file.display().to_string());
-        assert_eq!(user_token(&config).as_deref(), Some("from-file"));
-        config.auth_info.token = Some("inline".to_string().into());
-        assert_eq!(user_token(&config).as_deref(), Some("inline"));
     }
 }

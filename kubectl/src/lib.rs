@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+mod credentials;
 mod dead_letters;
 mod describe;
 mod forward;
@@ -82,8 +83,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     // kube links both ring and aws-lc-rs; rustls will not choose between them.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = kube_config(cli.context.as_deref()).await?;
-    let token = dead_letters::user_token(&config);
-    let client = Client::try_from(config).context("cannot build a Kubernetes client from the configuration")?;
+    let client = Client::try_from(config.clone()).context("cannot build a Kubernetes client from the configuration")?;
     let namespace = cli.namespace.unwrap_or_else(|| client.default_namespace().to_string());
     match cli.command {
         Command::Status { all_namespaces } => {
@@ -96,7 +96,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", describe::render(&found, status::now()));
             Ok(ExitCode::SUCCESS)
         }
-        Command::DeadLetters(args) => dead_letters::run(&client, token, &namespace, *args).await,
+        Command::DeadLetters(args) => {
+            let token = credentials::user_token(&config)?;
+            dead_letters::run(&client, token, &namespace, *args).await
+        }
     }
 }
 

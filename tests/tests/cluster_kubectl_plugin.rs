@@ -40,8 +40,9 @@ async fn plugin_as(kubeconfig: &Path, args: &[&str]) -> CliRun {
 }
 
 /// A kubeconfig of service account `name` in [`NS`] (created here), with a token from
-/// the TokenRequest API, after `rbac` (YAML, may be empty) is applied.
-async fn user(cluster: &Cluster, dir: &Path, name: &str, rbac: &str) -> PathBuf {
+/// the TokenRequest API (in a `tokenFile`, or issued by an exec plugin when `exec`),
+/// after `rbac` (YAML, may be empty) is applied.
+async fn user(cluster: &Cluster, dir: &Path, name: &str, rbac: &str, exec: bool) -> PathBuf {
     cluster.kubectl(&["create", "serviceaccount", name, "-n", NS]).await.expect_ok("create serviceaccount");
     cluster.control_plane.service_account(NS, name).await.unwrap();
     if !rbac.is_empty() {
@@ -57,7 +58,8 @@ async fn user(cluster: &Cluster, dir: &Path, name: &str, rbac: &str) -> PathBuf 
     std::fs::write(&token_file, token.trim()).unwrap();
     let kubeconfig = dir.join(format!("{name}.kubeconfig"));
     let (server, ca) = (cluster.control_plane.server_url(), cluster.control_plane.ca_pem());
-    std::fs::write(&kubeconfig, kubeconfig_text(&server, &ca, &KubeUser::TokenFile(token_file), Some(NS))).unwrap();
+    let user = if exec { KubeUser::Exec(token_file) } else { KubeUser::TokenFile(token_file) };
+    std::fs::write(&kubeconfig, kubeconfig_text(&server, &ca, &user, Some(NS))).unwrap();
     kubeconfig
 }
 
@@ -130,7 +132,7 @@ async fn the_plugin_shows_flows_and_lists_and_replays_a_flows_dead_letters() {
 
     // Ana is on call: her own token, the chart's on-call role. She replays one.
     let users = tempfile::tempdir().unwrap();
-    let ana = user(&cluster, users.path(), "ana", &binding("ana", "entrepot-oncall")).await;
+    let ana = user(&cluster, users.path(), "ana", &binding("ana", "entrepot-oncall"), false).await;
     let delivered_before = erp.received().len();
     let why = "the ERP takes it now";
     plugin_as(&ana, &[&["deadletters", "replay", &ids[0], "--why", why][..], &flow].concat())
@@ -158,8 +160,10 @@ async fn the_plugin_shows_flows_and_lists_and_replays_a_flows_dead_letters() {
     assert_eq!(entry("replay")["why"], why);
     assert!(entry("discard")["identity"].as_str().unwrap().starts_with("admin token sha256:"), "{trail:?}");
 
-    // Bob reaches the pods but RBAC gives him no dead letters: the runner refuses, naming the rule.
-    let bob = user(&cluster, users.path(), "bob", &format!("{PODS_ONLY}---\n{}", binding("bob", "pods-only"))).await;
+    // Bob (his token from an exec plugin, as on a managed cluster) reaches the pods but RBAC
+    // gives him no dead letters: the runner refuses, naming him and the rule.
+    let rbac = format!("{PODS_ONLY}---\n{}", binding("bob", "pods-only"));
+    let bob = user(&cluster, users.path(), "bob", &rbac, true).await;
     let refused = plugin_as(&bob, &[&["deadletters", "list"][..], &flow].concat()).await;
     assert!(!refused.success, "{refused:?}");
     assert!(

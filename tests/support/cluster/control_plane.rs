@@ -96,6 +96,14 @@ pub fn kubeconfig_text(server: &str, ca_pem: &str, user: &KubeUser, namespace: O
             "client-key-data": b64(&std::fs::read(&issued.key).unwrap()),
         }),
         KubeUser::TokenFile(path) => serde_json::json!({"tokenFile": path.display().to_string()}),
+        // The plugin prints an ExecCredential with the file's token, as cloud plugins do.
+        KubeUser::Exec(path) => serde_json::json!({"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": "sh",
+            "args": ["-c", "printf '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{\"token\":\"%s\"}}' \"$(cat \"$TOKEN_FILE\")\""],
+            "env": [{"name": "TOKEN_FILE", "value": path.display().to_string()}],
+            "interactiveMode": "Never",
+        }}),
     };
     let mut context = serde_json::json!({"cluster": "cluster", "user": "user"});
     if let Some(namespace) = namespace {
@@ -119,6 +127,9 @@ pub enum KubeUser {
     /// A file holding a bearer token, read at each use (a service-account token the
     /// TokenRequest API issued).
     TokenFile(PathBuf),
+    /// An exec credential plugin (as managed clusters use) that issues the token in this
+    /// file.
+    Exec(PathBuf),
 }
 
 /// A kube client from a kubeconfig file.
