@@ -105,12 +105,15 @@ impl Credential {
     /// shows it. The API server's proxy takes `Authorization` for itself, so there an
     /// admin token rides in its own header.
     fn headers(&self, via: Via) -> Result<HeaderMap> {
-        let (name, value) = match (self, via) {
-            (Self::User(token), _) => (HeaderName::from_static(KUBE_TOKEN_HEADER), token.clone()),
-            (Self::Admin(token), Via::Proxy) => (HeaderName::from_static(ADMIN_TOKEN_HEADER), token.clone()),
-            (Self::Admin(token), Via::Direct) => (AUTHORIZATION, format!("Bearer {token}")),
+        let (name, value, what) = match (self, via) {
+            (Self::User(token), _) => {
+                (HeaderName::from_static(KUBE_TOKEN_HEADER), token.clone(), "your kubeconfig's token")
+            }
+            (Self::Admin(token), Via::Proxy) => {
+                (HeaderName::from_static(ADMIN_TOKEN_HEADER), token.clone(), "the flow's admin token")
+            }
+            (Self::Admin(token), Via::Direct) => (AUTHORIZATION, format!("Bearer {token}"), "the flow's admin token"),
         };
-        let what = if matches!(self, Self::User(_)) { "your kubeconfig's token" } else { "the flow's admin token" };
         let mut value =
             HeaderValue::from_str(&value).map_err(|_| anyhow::anyhow!("{what} is not a valid header value"))?;
         value.set_sensitive(true);

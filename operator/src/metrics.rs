@@ -96,7 +96,6 @@ impl Metrics {
             let gauge = self.drift.with_label_values(&[namespace, schedule, &summary.flow, kind]);
             gauge.set(i64::try_from(records).unwrap_or(i64::MAX));
         }
-        drop(flows);
     }
 
     /// The schedule `schedule` in `namespace` compares `flow` now: its drift series of

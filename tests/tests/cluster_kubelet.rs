@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use entrepot_e2e::{
     cluster::{
         control_plane::ControlPlane,
-        kubelet::{Image, ProcessKubelet},
+        kubelet::{Image, PodNetwork, ProcessKubelet},
     },
     eventually,
 };
@@ -51,9 +51,17 @@ impl Cluster {
                 binary: PathBuf::from(env!("CARGO_BIN_EXE_kubelet-probe-app")),
             },
         )]);
-        let kubelet = ProcessKubelet::start(plane.client(), NODE, images, &root, &plane.server_url(), &plane.ca_pem())
-            .await
-            .expect("the kubelet starts");
+        let kubelet = ProcessKubelet::start(
+            PodNetwork::Loopback,
+            plane.client(),
+            NODE,
+            images,
+            &root,
+            &plane.server_url(),
+            &plane.ca_pem(),
+        )
+        .await
+        .expect("the kubelet starts");
         Self { kubelet: Some(kubelet), client: plane.client(), plane }
     }
 

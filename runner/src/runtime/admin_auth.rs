@@ -18,11 +18,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use hmac::{Hmac, KeyInit, Mac};
-
-use super::kube_users::{Access, KUBE_TOKEN_HEADER, KubeUsers, Refusal};
 use serde_json::json;
 use sha2::Sha256;
 use tracing::warn;
+
+use super::kube_users::{Access, KUBE_TOKEN_HEADER, KubeUsers, Refusal};
 
 /// The header that carries the admin token where `Authorization` cannot: through the
 /// Kubernetes API server's proxy (`kubectl entrepot deadletters`), which authenticates

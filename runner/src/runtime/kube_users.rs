@@ -173,14 +173,10 @@ impl KubeUsers {
     /// Who holds `token`, if they may have `access` to this flow.
     pub async fn review(&self, token: &str, access: Access) -> Result<KubeUser, Refusal> {
         let inner = &self.inner;
-        let (api, client) = match (&inner.api, inner.client()) {
-            (Some(api), Ok(client)) => (api.as_str(), client),
-            (api, Err(e)) => {
-                let api = api.clone().unwrap_or_else(|| "(none)".into());
-                return Err(Refusal::Unavailable { api, reason: e.to_string() });
-            }
-            (None, Ok(_)) => unreachable!("a client is only built with an API server"),
-        };
+        let (api, client) = inner.client().map_err(|e| Refusal::Unavailable {
+            api: inner.api.clone().unwrap_or_else(|| "(none)".into()),
+            reason: e.to_string(),
+        })?;
         let review = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"});
         let answer = post(&client, api, token, "/apis/authentication.k8s.io/v1/selfsubjectreviews", review).await?;
         let Some(username) = answer["status"]["userInfo"]["username"].as_str().filter(|u| !u.is_empty()) else {
@@ -213,19 +209,17 @@ impl KubeUsers {
 }
 
 impl Inner {
-    /// The client for the CA file's current content: rebuilt when the file changed (a
-    /// rotated cluster CA needs no restart).
-    fn client(&self) -> Result<reqwest::Client, KubeUsersError> {
-        if self.api.is_none() {
-            return Err(KubeUsersError::NoApiServer);
-        }
+    /// The API server, and the client for the CA file's current content: rebuilt when the
+    /// file changed (a rotated cluster CA needs no restart).
+    fn client(&self) -> Result<(&str, reqwest::Client), KubeUsersError> {
+        let api = self.api.as_deref().ok_or(KubeUsersError::NoApiServer)?;
         let ca_error = |reason: String| KubeUsersError::Ca { path: self.ca_file.display().to_string(), reason };
         let pem = std::fs::read(&self.ca_file).map_err(|e| ca_error(e.to_string()))?;
         let mut cached = self.client.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((seen, client)) = cached.as_ref()
             && *seen == pem
         {
-            return Ok(client.clone());
+            return Ok((api, client.clone()));
         }
         let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_error(e.to_string()))?;
         if certs.is_empty() {
@@ -237,7 +231,7 @@ impl Inner {
             .build()
             .map_err(|e| ca_error(e.to_string()))?;
         *cached = Some((pem, client.clone()));
-        Ok(client)
+        Ok((api, client))
     }
 }
 

@@ -73,7 +73,7 @@ impl Cluster {
         let control_plane = ControlPlane::start().await?;
         let root = kubelet_dir(&control_plane);
         std::fs::create_dir_all(&root)?;
-        let kubelet = ProcessKubelet::start_on(
+        let kubelet = ProcessKubelet::start(
             network,
             control_plane.client(),
             NODE,

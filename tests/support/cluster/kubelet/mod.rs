@@ -123,23 +123,11 @@ pub enum PodNetwork {
 }
 
 impl ProcessKubelet {
-    /// Registers Node `node` and starts running the pods bound to it, binding every
-    /// unscheduled pod to it. `images` maps image references, exactly as pod specs name
+    /// Registers Node `node` and starts running the pods bound to it, on addresses of
+    /// `network`, binding every unscheduled pod to it. `images` maps image references, exactly as pod specs name
     /// them, to what runs; `root` holds pod folders, volumes and logs; `server_url` and
     /// `ca_pem` go into the kubeconfig of pods with a service-account token.
     pub async fn start(
-        client: Client,
-        node: &str,
-        images: BTreeMap<String, Image>,
-        root: &Path,
-        server_url: &str,
-        ca_pem: &str,
-    ) -> anyhow::Result<Self> {
-        Self::start_on(PodNetwork::Loopback, client, node, images, root, server_url, ca_pem).await
-    }
-
-    /// [`ProcessKubelet::start`] with pods on `network`.
-    pub async fn start_on(
         network: PodNetwork,
         client: Client,
         node: &str,
